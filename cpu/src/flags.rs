@@ -1,0 +1,226 @@
+//! Lazy condition codes: arithmetic instructions record their operands and result, and the
+//! six status flags are computed only when something reads them (Jcc, PUSHF, ADC, ...).
+
+use crate::state::flags::*;
+use crate::Cpu;
+use iced_x86::ConditionCode;
+
+/// Which operation produced the pending flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum CcOp {
+    /// `rflags` holds the flags; nothing is pending.
+    #[default]
+    Eflags,
+    /// res = dst + src + carry_in
+    Add,
+    /// res = dst - src - carry_in
+    Sub,
+    /// AND/OR/XOR/TEST: CF = OF = AF = 0.
+    Logic,
+    /// INC/DEC: like Add/Sub with src = 1, CF kept in `carry_in`.
+    Inc,
+    Dec,
+}
+
+/// Pending flag computation. `repr(C)` so generated code can fill it in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct LazyFlags {
+    pub op: CcOp,
+    /// Operand width in bytes: 1, 2, 4 or 8.
+    pub size: u8,
+    /// ADC/SBB carry in; for INC/DEC the preserved CF.
+    pub carry_in: u8,
+    pub dst: u64,
+    pub src: u64,
+    pub res: u64,
+}
+
+#[inline(always)]
+pub fn size_mask(size: u8) -> u64 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        4 => 0xffff_ffff,
+        _ => !0,
+    }
+}
+
+#[inline(always)]
+pub fn sign_bit(size: u8) -> u64 {
+    1u64 << (size as u32 * 8 - 1)
+}
+
+#[inline(always)]
+pub fn parity(v: u64) -> u64 {
+    if (v as u8).count_ones() % 2 == 0 {
+        PF
+    } else {
+        0
+    }
+}
+
+/// PF, ZF and SF of a result of `size` bytes.
+#[inline(always)]
+pub fn szp(res: u64, size: u8) -> u64 {
+    let m = size_mask(size);
+    let mut f = parity(res);
+    if res & m == 0 {
+        f |= ZF;
+    }
+    if res & sign_bit(size) != 0 {
+        f |= SF;
+    }
+    f
+}
+
+impl LazyFlags {
+    /// The six arithmetic flags this pending operation defines.
+    pub fn compute(&self, stored: u64) -> u64 {
+        let m = size_mask(self.size);
+        let sb = sign_bit(self.size);
+        let (dst, src, res) = (self.dst & m, self.src & m, self.res & m);
+        match self.op {
+            CcOp::Eflags => stored & ARITH,
+            CcOp::Add => {
+                let cf = if self.carry_in != 0 { res <= dst } else { res < dst };
+                let mut f = szp(res, self.size) | ((dst ^ src ^ res) & AF);
+                if cf {
+                    f |= CF;
+                }
+                if (dst ^ res) & (src ^ res) & sb != 0 {
+                    f |= OF;
+                }
+                f
+            }
+            CcOp::Sub => {
+                let cf = if self.carry_in != 0 { dst <= src } else { dst < src };
+                let mut f = szp(res, self.size) | ((dst ^ src ^ res) & AF);
+                if cf {
+                    f |= CF;
+                }
+                if (dst ^ src) & (dst ^ res) & sb != 0 {
+                    f |= OF;
+                }
+                f
+            }
+            CcOp::Logic => szp(res, self.size),
+            CcOp::Inc => {
+                let mut f = szp(res, self.size) | ((dst ^ 1 ^ res) & AF) | self.carry_in as u64 * CF;
+                if res == sb {
+                    f |= OF;
+                }
+                f
+            }
+            CcOp::Dec => {
+                let mut f = szp(res, self.size) | ((dst ^ 1 ^ res) & AF) | self.carry_in as u64 * CF;
+                if res == sb - 1 {
+                    f |= OF;
+                }
+                f
+            }
+        }
+    }
+}
+
+impl Cpu {
+    /// Full RFLAGS with pending condition codes folded in.
+    #[inline]
+    pub fn rflags(&self) -> u64 {
+        (self.state.rflags & !ARITH) | self.cc.compute(self.state.rflags)
+    }
+
+    /// Writes all of RFLAGS (bit 1 always reads as 1). No privilege rules: callers apply them.
+    #[inline]
+    pub fn set_rflags(&mut self, v: u64) {
+        self.state.rflags = (v & WRITABLE) | FIXED1;
+        self.cc.op = CcOp::Eflags;
+    }
+
+    /// Makes `state.rflags` exact (for code that reads the state struct directly).
+    pub fn materialize_flags(&mut self) {
+        let f = self.rflags();
+        self.state.rflags = f;
+        self.cc.op = CcOp::Eflags;
+    }
+
+    /// Replaces only the arithmetic flags in `mask` with those of `value`.
+    #[inline]
+    pub fn set_arith_flags(&mut self, mask: u64, value: u64) {
+        let cur = self.rflags();
+        self.state.rflags = (cur & !mask) | (value & mask);
+        self.cc.op = CcOp::Eflags;
+    }
+
+    #[inline]
+    pub fn flag(&self, f: u64) -> bool {
+        if f & ARITH == 0 {
+            return self.state.rflags & f != 0;
+        }
+        self.cc.compute(self.state.rflags) & f != 0
+    }
+
+    #[inline]
+    pub fn cf(&self) -> bool {
+        match self.cc.op {
+            CcOp::Eflags => self.state.rflags & CF != 0,
+            CcOp::Logic => false,
+            _ => self.flag(CF),
+        }
+    }
+
+    /// Records a pending arithmetic result.
+    #[inline(always)]
+    pub fn set_cc(&mut self, op: CcOp, size: u8, dst: u64, src: u64, res: u64, carry_in: bool) {
+        self.cc = LazyFlags { op, size, carry_in: carry_in as u8, dst, src, res };
+    }
+
+    /// Evaluates a Jcc/SETcc/CMOVcc condition.
+    pub fn condition(&self, cc: ConditionCode) -> bool {
+        let f = self.cc.compute(self.state.rflags);
+        let (cf, zf, sf, of, pf) = (f & CF != 0, f & ZF != 0, f & SF != 0, f & OF != 0, f & PF != 0);
+        match cc {
+            ConditionCode::None => true,
+            ConditionCode::o => of,
+            ConditionCode::no => !of,
+            ConditionCode::b => cf,
+            ConditionCode::ae => !cf,
+            ConditionCode::e => zf,
+            ConditionCode::ne => !zf,
+            ConditionCode::be => cf || zf,
+            ConditionCode::a => !cf && !zf,
+            ConditionCode::s => sf,
+            ConditionCode::ns => !sf,
+            ConditionCode::p => pf,
+            ConditionCode::np => !pf,
+            ConditionCode::l => sf != of,
+            ConditionCode::ge => sf == of,
+            ConditionCode::le => zf || sf != of,
+            ConditionCode::g => !zf && sf == of,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_flags() {
+        let lf = LazyFlags { op: CcOp::Add, size: 1, carry_in: 0, dst: 0x7f, src: 1, res: 0x80 };
+        let f = lf.compute(0);
+        assert_eq!(f & (OF | SF | ZF | CF | AF), OF | SF | AF);
+        let lf = LazyFlags { op: CcOp::Add, size: 1, carry_in: 1, dst: 0xff, src: 0, res: 0x100 };
+        assert_eq!(lf.compute(0) & (CF | ZF), CF | ZF);
+    }
+
+    #[test]
+    fn sub_flags() {
+        let lf = LazyFlags { op: CcOp::Sub, size: 4, carry_in: 0, dst: 0, src: 1, res: 0xffff_ffff };
+        let f = lf.compute(0);
+        assert_eq!(f & (CF | SF | ZF | OF), CF | SF);
+        let lf = LazyFlags { op: CcOp::Sub, size: 2, carry_in: 0, dst: 0x8000, src: 1, res: 0x7fff };
+        assert_eq!(lf.compute(0) & OF, OF);
+    }
+}

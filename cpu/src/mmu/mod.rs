@@ -1,0 +1,264 @@
+//! Linear-address accesses: the TLB fast path, the fill on a miss, and the slow path for
+//! MMIO, ROM, page-crossing accesses and writes to pages that hold decoded code.
+
+mod paging;
+pub mod tlb;
+
+pub use paging::{walk, Access, Privilege, Translation, MAX_PHYS_BITS};
+pub use tlb::{Ctx, Tlb, TlbEntry, TAG_INVALID, TAG_SLOW};
+
+use crate::bus::{CpuBus, PhysPage};
+use crate::exception::Result;
+use crate::state::flags;
+use crate::Cpu;
+
+impl Cpu {
+    /// The TLB context of an explicit data access at the current privilege level.
+    #[inline(always)]
+    pub(crate) fn data_ctx(&self) -> Ctx {
+        if self.state.cpl() == 3 {
+            Ctx::User
+        } else if self.state.rflags & flags::AC != 0 {
+            Ctx::SupervisorAc
+        } else {
+            Ctx::Supervisor
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn code_ctx(&self) -> Ctx {
+        if self.state.cpl() == 3 {
+            Ctx::User
+        } else {
+            Ctx::Supervisor
+        }
+    }
+
+    /// Drops cached translations (CR3 write: `keep_global`; CR0/CR4 paging changes: all).
+    pub fn flush_tlb(&mut self, keep_global: bool) {
+        self.tlb.flush(keep_global);
+        self.code.flush_jump_cache();
+    }
+
+    pub fn flush_tlb_page(&mut self, lin: u64) {
+        self.tlb.flush_page(lin);
+        self.code.flush_jump_cache();
+    }
+
+    /// Flushes the TLB if the bus's memory map or the A20 gate changed.
+    pub(crate) fn sync_memory_map(&mut self, bus: &mut dyn CpuBus) {
+        let gen = bus.memory_map_generation();
+        let a20 = bus.a20_mask();
+        if gen != self.memory_generation || a20 != self.a20_mask {
+            self.memory_generation = gen;
+            self.a20_mask = a20;
+            self.flush_tlb(false);
+        }
+    }
+
+    /// Translates a linear address (walking the page tables with paging on), setting
+    /// accessed/dirty bits as hardware does. Used by the TLB fill and by debuggers.
+    pub fn translate(&mut self, bus: &mut dyn CpuBus, lin: u64, access: Access, ctx: Ctx) -> Result<Translation> {
+        if !self.state.paging() {
+            return Ok(Translation {
+                paddr: lin & !0xfff & self.a20_mask,
+                page_size: 4096,
+                global: false,
+                writable: true,
+                user: true,
+                nx: false,
+                dirty: true,
+            });
+        }
+        let who = Privilege { user: ctx == Ctx::User, ac: ctx == Ctx::SupervisorAc };
+        let mut t = walk(&mut self.state, bus, lin, access, who, self.a20_mask)?;
+        t.paddr &= self.a20_mask;
+        Ok(t)
+    }
+
+    /// Fills the TLB slot of `lin` for `ctx`, checking that `access` is allowed.
+    fn tlb_fill(&mut self, bus: &mut dyn CpuBus, lin: u64, access: Access, ctx: Ctx) -> Result<TlbEntry> {
+        let t = self.translate(bus, lin, access, ctx)?;
+        let who = Privilege { user: ctx == Ctx::User, ac: ctx == Ctx::SupervisorAc };
+        let page = lin & !0xfff;
+        let (host, read_slow, write_slow, exec_ok) = match bus.phys_page(t.paddr) {
+            PhysPage::Ram(p) => (p as u64, 0, if self.code.is_code_page(t.paddr) { TAG_SLOW } else { 0 }, true),
+            PhysPage::Rom(p) => (p as u64, 0, TAG_SLOW, true),
+            PhysPage::Mmio => (0, TAG_SLOW, TAG_SLOW, false),
+        };
+        let st = &self.state;
+        let tag = |ok: bool, slow: u64| if ok { page | slow } else { TAG_INVALID };
+        let entry = TlbEntry {
+            read: tag(t.allows(st, Access::Read, who), read_slow),
+            write: tag(t.allows(st, Access::Write, who) && t.dirty, write_slow),
+            exec: tag(t.allows(st, Access::Exec, who), if exec_ok { 0 } else { TAG_SLOW }),
+            addend: host.wrapping_sub(page),
+            paddr: t.paddr,
+            global: t.global,
+        };
+        if t.page_size > 4096 {
+            self.tlb.note_large_page(lin, t.page_size);
+        }
+        self.tlb.entries[ctx as usize][Tlb::slot(lin)] = entry;
+        Ok(entry)
+    }
+
+    /// The TLB entry for `lin` allowing `access`, filling on a miss.
+    #[inline]
+    fn entry_for(&mut self, bus: &mut dyn CpuBus, lin: u64, access: Access, ctx: Ctx) -> Result<TlbEntry> {
+        let e = self.tlb.entries[ctx as usize][Tlb::slot(lin)];
+        let tag = match access {
+            Access::Read => e.read,
+            Access::Write => e.write,
+            Access::Exec => e.exec,
+        };
+        if tag & !TAG_SLOW == lin & !0xfff {
+            return Ok(e);
+        }
+        self.tlb_fill(bus, lin, access, ctx)
+    }
+
+    /// Reads 1, 2, 4 or 8 bytes at a linear address.
+    #[inline]
+    pub fn read_lin(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, ctx: Ctx) -> Result<u64> {
+        let e = &self.tlb.entries[ctx as usize][Tlb::slot(lin)];
+        if e.read == lin & !0xfff && (lin & 0xfff) <= 4096 - size as u64 {
+            let p = e.addend.wrapping_add(lin) as *const u8;
+            // SAFETY: a TLB tag matching without TAG_SLOW means `addend + page` is the host
+            // address of a 4 KiB RAM/ROM page that stays mapped while the memory-map
+            // generation is unchanged; the access lies inside that page (checked above).
+            return Ok(unsafe { load(p, size) });
+        }
+        self.read_lin_slow(bus, lin, size, ctx)
+    }
+
+    #[cold]
+    fn read_lin_slow(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, ctx: Ctx) -> Result<u64> {
+        if (lin & 0xfff) + size as u64 > 4096 {
+            let mut v = 0u64;
+            for i in 0..size as u64 {
+                v |= self.read_lin(bus, lin.wrapping_add(i) & self.lin_mask(), 1, ctx)? << (8 * i);
+            }
+            return Ok(v);
+        }
+        let e = self.entry_for(bus, lin, Access::Read, ctx)?;
+        if e.read & TAG_SLOW != 0 {
+            return Ok(bus.mmio_read(e.paddr | (lin & 0xfff), size) & crate::flags::size_mask(size));
+        }
+        let p = e.addend.wrapping_add(lin) as *const u8;
+        // SAFETY: as in `read_lin`: a valid tag for this page, access within the page.
+        Ok(unsafe { load(p, size) })
+    }
+
+    /// Writes 1, 2, 4 or 8 bytes at a linear address.
+    #[inline]
+    pub fn write_lin(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, value: u64, ctx: Ctx) -> Result<()> {
+        let e = &self.tlb.entries[ctx as usize][Tlb::slot(lin)];
+        if e.write == lin & !0xfff && (lin & 0xfff) <= 4096 - size as u64 {
+            let p = e.addend.wrapping_add(lin) as *mut u8;
+            // SAFETY: a write tag without TAG_SLOW is only installed for RAM pages holding no
+            // decoded code; see `read_lin` for the pointer's validity.
+            unsafe { store(p, size, value) };
+            return Ok(());
+        }
+        self.write_lin_slow(bus, lin, size, value, ctx)
+    }
+
+    #[cold]
+    fn write_lin_slow(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, value: u64, ctx: Ctx) -> Result<()> {
+        if (lin & 0xfff) + size as u64 > 4096 {
+            // Check both pages before writing any byte, so a fault leaves memory untouched.
+            let second = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
+            self.entry_for(bus, lin, Access::Write, ctx)?;
+            self.entry_for(bus, second, Access::Write, ctx)?;
+            for i in 0..size as u64 {
+                self.write_lin(bus, lin.wrapping_add(i) & self.lin_mask(), 1, value >> (8 * i), ctx)?;
+            }
+            return Ok(());
+        }
+        let e = self.entry_for(bus, lin, Access::Write, ctx)?;
+        if e.write & TAG_SLOW != 0 {
+            let paddr = e.paddr | (lin & 0xfff);
+            match bus.phys_page(e.paddr) {
+                PhysPage::Mmio => {
+                    bus.mmio_write(paddr, size, value);
+                    return Ok(());
+                }
+                PhysPage::Rom(_) => return Ok(()),
+                PhysPage::Ram(_) => {
+                    // A page with decoded code: drop the stale decodings, then let writes
+                    // through at full speed until code is decoded there again.
+                    self.code.invalidate_page(e.paddr);
+                    let slot = &mut self.tlb.entries[ctx as usize][Tlb::slot(lin)];
+                    slot.write &= !TAG_SLOW;
+                }
+            }
+        }
+        let p = e.addend.wrapping_add(lin) as *mut u8;
+        // SAFETY: RAM page from a valid tag, access within the page.
+        unsafe { store(p, size, value) };
+        Ok(())
+    }
+
+    /// Linear addresses wrap at 4 GiB outside long mode.
+    #[inline(always)]
+    pub(crate) fn lin_mask(&self) -> u64 {
+        if self.state.long_mode_active() {
+            !0
+        } else {
+            0xffff_ffff
+        }
+    }
+
+    /// Host pointer and physical address of the code page holding `lin`, or `None` as the
+    /// pointer if the code lies in device memory.
+    pub(crate) fn fetch_page(&mut self, bus: &mut dyn CpuBus, lin: u64) -> Result<(Option<*const u8>, u64)> {
+        let ctx = self.code_ctx();
+        let e = self.entry_for(bus, lin, Access::Exec, ctx)?;
+        let host = if e.exec & TAG_SLOW != 0 { None } else { Some(e.addend.wrapping_add(lin & !0xfff) as *const u8) };
+        Ok((host, e.paddr))
+    }
+
+    /// Reads guest-physical memory (page walks, DMA-free debugger reads). Device memory reads
+    /// through the bus.
+    pub fn read_phys(&mut self, bus: &mut dyn CpuBus, paddr: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = paddr + i as u64;
+            *b = match bus.phys_page(a) {
+                // SAFETY: `phys_page` returns a whole host page; the offset is below 4096.
+                PhysPage::Ram(p) | PhysPage::Rom(p) => unsafe { *p.add((a & 0xfff) as usize) },
+                PhysPage::Mmio => bus.mmio_read(a, 1) as u8,
+            };
+        }
+    }
+}
+
+/// # Safety
+/// `p..p+size` must be readable host memory.
+#[inline(always)]
+unsafe fn load(p: *const u8, size: u8) -> u64 {
+    // SAFETY: guaranteed by the caller; unaligned reads are fine on x86-64 hosts.
+    unsafe {
+        match size {
+            1 => *p as u64,
+            2 => (p as *const u16).read_unaligned() as u64,
+            4 => (p as *const u32).read_unaligned() as u64,
+            _ => (p as *const u64).read_unaligned(),
+        }
+    }
+}
+
+/// # Safety
+/// `p..p+size` must be writable host memory.
+#[inline(always)]
+unsafe fn store(p: *mut u8, size: u8, v: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        match size {
+            1 => *p = v as u8,
+            2 => (p as *mut u16).write_unaligned(v as u16),
+            4 => (p as *mut u32).write_unaligned(v as u32),
+            _ => (p as *mut u64).write_unaligned(v),
+        }
+    }
+}

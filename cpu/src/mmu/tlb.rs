@@ -1,0 +1,119 @@
+//! The soft TLB: a direct-mapped cache from linear page to host pointer, one table per
+//! privilege context. Laid out (`repr(C)`) so generated code can probe it inline:
+//! `entry = tlb.entries[ctx][(lin >> 12) & MASK]; if entry.read == lin & !0xfff { host = entry.addend + lin }`.
+
+pub const TLB_BITS: u32 = 8;
+pub const TLB_SIZE: usize = 1 << TLB_BITS;
+pub const TLB_MASK: u64 = TLB_SIZE as u64 - 1;
+
+/// Tag bit that makes every inline compare fail but says the translation is known: the slow
+/// path handles the access without a page walk (MMIO, ROM writes, pages holding decoded code).
+pub const TAG_SLOW: u64 = 1 << 0;
+/// A tag that matches no address.
+pub const TAG_INVALID: u64 = u64::MAX;
+
+/// Privilege contexts with separate permission answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Ctx {
+    /// CPL 0-2, or an implicit supervisor access (descriptor tables, IDT, TSS).
+    Supervisor = 0,
+    /// CPL 0-2 explicit access with RFLAGS.AC = 1: SMAP does not apply.
+    SupervisorAc = 1,
+    /// CPL 3 explicit access.
+    User = 2,
+}
+pub const CTX_COUNT: usize = 3;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TlbEntry {
+    /// Page-aligned linear address if reads are allowed (plus TAG_SLOW), else TAG_INVALID.
+    pub read: u64,
+    pub write: u64,
+    pub exec: u64,
+    /// Host pointer of the page minus its linear address.
+    pub addend: u64,
+    /// Guest-physical page address.
+    pub paddr: u64,
+    /// Page size mask for large-page aware invalidation; global pages survive CR3 writes.
+    pub global: bool,
+}
+
+impl TlbEntry {
+    pub const EMPTY: TlbEntry =
+        TlbEntry { read: TAG_INVALID, write: TAG_INVALID, exec: TAG_INVALID, addend: 0, paddr: 0, global: false };
+}
+
+#[repr(C)]
+pub struct Tlb {
+    pub entries: [[TlbEntry; TLB_SIZE]; CTX_COUNT],
+    /// Linear range covered by large pages (any INVLPG there flushes everything, since one
+    /// large page spans many direct-mapped slots).
+    pub large_lo: u64,
+    pub large_hi: u64,
+}
+
+impl Tlb {
+    pub fn new() -> Self {
+        Tlb { entries: [[TlbEntry::EMPTY; TLB_SIZE]; CTX_COUNT], large_lo: u64::MAX, large_hi: 0 }
+    }
+
+    #[inline(always)]
+    pub fn slot(lin: u64) -> usize {
+        ((lin >> 12) & TLB_MASK) as usize
+    }
+
+    pub fn flush(&mut self, keep_global: bool) {
+        for ctx in self.entries.iter_mut() {
+            for e in ctx.iter_mut() {
+                if !(keep_global && e.global) {
+                    *e = TlbEntry::EMPTY;
+                }
+            }
+        }
+        if !keep_global {
+            self.large_lo = u64::MAX;
+            self.large_hi = 0;
+        }
+    }
+
+    /// INVLPG: drop the translations of one linear page.
+    pub fn flush_page(&mut self, lin: u64) {
+        if lin >= self.large_lo && lin <= self.large_hi {
+            self.flush(false);
+            return;
+        }
+        let page = lin & !0xfff;
+        let slot = Self::slot(lin);
+        for ctx in self.entries.iter_mut() {
+            let e = &mut ctx[slot];
+            if (e.read & !0xfff) == page || (e.write & !0xfff) == page || (e.exec & !0xfff) == page {
+                *e = TlbEntry::EMPTY;
+            }
+        }
+    }
+
+    /// Make writes to a guest-physical page take the slow path (the page now holds code).
+    pub fn protect_phys_page(&mut self, paddr: u64) {
+        for ctx in self.entries.iter_mut() {
+            for e in ctx.iter_mut() {
+                if e.paddr == paddr && e.write != TAG_INVALID {
+                    e.write |= TAG_SLOW;
+                }
+            }
+        }
+    }
+
+    pub fn note_large_page(&mut self, lin: u64, size: u64) {
+        let lo = lin & !(size - 1);
+        self.large_lo = self.large_lo.min(lo);
+        self.large_hi = self.large_hi.max(lo + size - 1);
+    }
+}
+
+impl Default for Tlb {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,1 @@
+//! The PC board: memory, buses, devices and accelerators wired together.
