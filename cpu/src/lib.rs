@@ -15,7 +15,10 @@ pub mod mmu;
 pub mod msr;
 mod operand;
 pub mod segment;
+mod stack;
 pub mod state;
+mod task;
+pub mod testing;
 
 pub use bus::{CpuBus, PhysPage};
 pub use cpuid::CpuModel;
@@ -47,6 +50,9 @@ pub struct Cpu {
     pub(crate) code: CodeCache,
     /// The model CPUID describes and whose features the interpreter enforces.
     pub model: CpuModel,
+    /// This processor's local APIC ID, and the number of processors in the machine (CPUID).
+    pub apic_id: u32,
+    pub cpus: u32,
     /// Waiting in HLT for an interrupt.
     pub halted: bool,
     /// The next instruction runs with interrupts blocked (after STI, MOV SS, POP SS).
@@ -56,6 +62,8 @@ pub struct Cpu {
     pub(crate) nmi_blocked: bool,
     /// Where execution continues after the current instruction; branch handlers overwrite it.
     pub(crate) next_rip: u64,
+    /// A handler asks the loop to stop the block after this instruction (mode changes).
+    pub(crate) end_block: bool,
     /// Instructions retired since creation.
     pub instructions: u64,
     /// Linear addresses where execution must stop with `RunExit::Debug` (the gdbstub's
@@ -80,11 +88,14 @@ impl Cpu {
             tlb: Box::new(Tlb::new()),
             code: CodeCache::default(),
             model,
+            apic_id: 0,
+            cpus: 1,
             halted: false,
             interrupt_shadow: false,
             nmi_pending: false,
             nmi_blocked: false,
             next_rip: 0,
+            end_block: false,
             instructions: 0,
             breakpoints: Vec::new(),
             a20_mask: !0,

@@ -200,6 +200,16 @@ impl Cpu {
         Ok(())
     }
 
+    /// Raises the fault a write of `size` bytes at `lin` would raise, without writing.
+    pub fn probe_write(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, ctx: Ctx) -> Result<()> {
+        self.entry_for(bus, lin, Access::Write, ctx)?;
+        let last = lin.wrapping_add(size as u64 - 1) & self.lin_mask();
+        if last & !0xfff != lin & !0xfff {
+            self.entry_for(bus, last, Access::Write, ctx)?;
+        }
+        Ok(())
+    }
+
     /// Linear addresses wrap at 4 GiB outside long mode.
     #[inline(always)]
     pub(crate) fn lin_mask(&self) -> u64 {

@@ -1,0 +1,356 @@
+//! CPU models and the CPUID instruction's answers. A model is a vendor/family/model and a set
+//! of feature bits; CPUID reports exactly that set, and the interpreter raises #UD for
+//! instructions whose feature is not in it (so `-cpu qemu64,-popcnt` behaves like a CPU
+//! without POPCNT).
+
+use crate::state::{cr4, CpuState};
+use iced_x86::{CpuidFeature, Instruction};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum R {
+    Eax,
+    Ebx,
+    Ecx,
+    Edx,
+}
+
+/// One CPUID feature bit and the names QEMU's `-cpu` option knows it by.
+struct Feature {
+    names: &'static [&'static str],
+    leaf: u32,
+    reg: R,
+    bit: u8,
+    /// The iced-x86 feature gating instructions, if any.
+    iced: Option<CpuidFeature>,
+}
+
+macro_rules! f {
+    ([$($n:literal),+], $leaf:literal, $reg:ident, $bit:literal, $iced:expr) => {
+        Feature { names: &[$($n),+], leaf: $leaf, reg: R::$reg, bit: $bit, iced: $iced }
+    };
+}
+
+use CpuidFeature as C;
+
+/// Every feature bit ferrite can implement. Leaf 7 is sub-leaf 0.
+const FEATURES: &[Feature] = &[
+    f!(["fpu"], 1, Edx, 0, Some(C::FPU)),
+    f!(["vme"], 1, Edx, 1, None),
+    f!(["de"], 1, Edx, 2, None),
+    f!(["pse"], 1, Edx, 3, None),
+    f!(["tsc"], 1, Edx, 4, None),
+    f!(["msr"], 1, Edx, 5, Some(C::MSR)),
+    f!(["pae"], 1, Edx, 6, None),
+    f!(["mce"], 1, Edx, 7, None),
+    f!(["cx8"], 1, Edx, 8, Some(C::CX8)),
+    f!(["apic"], 1, Edx, 9, None),
+    f!(["sep"], 1, Edx, 11, Some(C::SEP)),
+    f!(["mtrr"], 1, Edx, 12, None),
+    f!(["pge"], 1, Edx, 13, None),
+    f!(["mca"], 1, Edx, 14, None),
+    f!(["cmov"], 1, Edx, 15, Some(C::CMOV)),
+    f!(["pat"], 1, Edx, 16, None),
+    f!(["pse36"], 1, Edx, 17, None),
+    f!(["clflush"], 1, Edx, 19, Some(C::CLFSH)),
+    f!(["mmx"], 1, Edx, 23, Some(C::MMX)),
+    f!(["fxsr"], 1, Edx, 24, Some(C::FXSR)),
+    f!(["sse"], 1, Edx, 25, Some(C::SSE)),
+    f!(["sse2"], 1, Edx, 26, Some(C::SSE2)),
+    f!(["sse3", "pni"], 1, Ecx, 0, Some(C::SSE3)),
+    f!(["ssse3"], 1, Ecx, 9, Some(C::SSSE3)),
+    f!(["cx16"], 1, Ecx, 13, Some(C::CMPXCHG16B)),
+    f!(["sse4.1", "sse4_1"], 1, Ecx, 19, Some(C::SSE4_1)),
+    f!(["sse4.2", "sse4_2"], 1, Ecx, 20, Some(C::SSE4_2)),
+    f!(["x2apic"], 1, Ecx, 21, None),
+    f!(["popcnt"], 1, Ecx, 23, Some(C::POPCNT)),
+    f!(["tsc-deadline"], 1, Ecx, 24, None),
+    f!(["xsave"], 1, Ecx, 26, Some(C::XSAVE)),
+    f!(["hypervisor"], 1, Ecx, 31, None),
+    f!(["fsgsbase"], 7, Ebx, 0, Some(C::FSGSBASE)),
+    f!(["smep"], 7, Ebx, 7, None),
+    f!(["erms"], 7, Ebx, 9, None),
+    f!(["smap"], 7, Ebx, 20, Some(C::SMAP)),
+    f!(["umip"], 7, Ecx, 2, None),
+    f!(["syscall"], 0x8000_0001, Edx, 11, Some(C::SYSCALL)),
+    f!(["nx", "xd"], 0x8000_0001, Edx, 20, None),
+    f!(["pdpe1gb"], 0x8000_0001, Edx, 26, None),
+    f!(["rdtscp"], 0x8000_0001, Edx, 27, Some(C::RDTSCP)),
+    f!(["lm", "i64"], 0x8000_0001, Edx, 29, Some(C::X64)),
+    f!(["lahf_lm", "lahf-lm"], 0x8000_0001, Ecx, 0, None),
+    f!(["abm", "lzcnt"], 0x8000_0001, Ecx, 5, Some(C::LZCNT)),
+    f!(["3dnowprefetch", "prefetchw"], 0x8000_0001, Ecx, 8, Some(C::PREFETCHW)),
+    f!(["invtsc"], 0x8000_0007, Edx, 8, None),
+];
+
+/// iced features every x86-64 CPU ferrite models has, with no CPUID bit of their own.
+fn baseline(f: CpuidFeature) -> bool {
+    matches!(
+        f,
+        C::INTEL8086
+            | C::INTEL8086_ONLY
+            | C::INTEL186
+            | C::INTEL286
+            | C::INTEL386
+            | C::INTEL486
+            | C::CPUID
+            | C::MULTIBYTENOP
+            | C::PAUSE
+            | C::FPU287
+            | C::FPU387
+    )
+}
+
+/// A CPU model: what CPUID says and which instructions exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuModel {
+    pub name: String,
+    pub vendor: [u8; 12],
+    pub family: u32,
+    pub model: u32,
+    pub stepping: u32,
+    pub brand: String,
+    /// Bit i set: `FEATURES[i]` present.
+    enabled: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CpuModelError {
+    #[error("unknown CPU model '{0}' (known: max, qemu64, ferrite, host)")]
+    UnknownModel(String),
+    #[error("unknown CPU feature '{0}' in -cpu")]
+    UnknownFeature(String),
+    #[error("malformed -cpu feature '{0}': expected +name, -name, name=on or name=off")]
+    Malformed(String),
+}
+
+impl Default for CpuModel {
+    fn default() -> Self {
+        Self::max()
+    }
+}
+
+impl CpuModel {
+    fn with(name: &str, family: u32, model: u32, stepping: u32, brand: &str, features: &[&str]) -> Self {
+        let mut m = CpuModel {
+            name: name.into(),
+            vendor: *b"GenuineIntel",
+            family,
+            model,
+            stepping,
+            brand: brand.into(),
+            enabled: 0,
+        };
+        for f in features {
+            m.set_feature(f, true).expect("built-in feature names are valid");
+        }
+        m
+    }
+
+    /// Everything ferrite implements: an x86-64-v2 CPU (SSE4.2, POPCNT, CX16) without AVX.
+    pub fn max() -> Self {
+        let all: Vec<&str> = FEATURES.iter().map(|f| f.names[0]).collect();
+        Self::with("max", 6, 0x3a, 9, "ferrite x86-64-v2 CPU", &all)
+    }
+
+    /// QEMU's default `qemu64` model: the x86-64 baseline (SSE2, SSE3, CX16, LAHF).
+    pub fn qemu64() -> Self {
+        Self::with(
+            "qemu64",
+            15,
+            107,
+            1,
+            "ferrite qemu64 CPU",
+            &[
+                "fpu", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge", "mca", "cmov",
+                "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2", "sse3", "cx16", "hypervisor", "syscall",
+                "nx", "lm", "lahf_lm",
+            ],
+        )
+    }
+
+    /// Parses QEMU's `-cpu MODEL[,+feat][,-feat][,feat=on|off]`.
+    pub fn parse(spec: &str) -> Result<Self, CpuModelError> {
+        let mut parts = spec.split(',');
+        let name = parts.next().unwrap_or("");
+        let mut m = match name {
+            "max" | "host" | "ferrite" | "" => Self::max(),
+            "qemu64" => Self::qemu64(),
+            other => return Err(CpuModelError::UnknownModel(other.into())),
+        };
+        for p in parts.filter(|p| !p.is_empty()) {
+            let (feat, on) = if let Some(f) = p.strip_prefix('+') {
+                (f, true)
+            } else if let Some(f) = p.strip_prefix('-') {
+                (f, false)
+            } else if let Some((f, v)) = p.split_once('=') {
+                match v {
+                    "on" | "true" | "yes" => (f, true),
+                    "off" | "false" | "no" => (f, false),
+                    _ => return Err(CpuModelError::Malformed(p.into())),
+                }
+            } else {
+                (p, true)
+            };
+            m.set_feature(feat, on)?;
+        }
+        Ok(m)
+    }
+
+    pub fn set_feature(&mut self, name: &str, on: bool) -> Result<(), CpuModelError> {
+        let i = FEATURES
+            .iter()
+            .position(|f| f.names.contains(&name))
+            .ok_or_else(|| CpuModelError::UnknownFeature(name.into()))?;
+        if on {
+            self.enabled |= 1 << i;
+        } else {
+            self.enabled &= !(1 << i);
+        }
+        Ok(())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        FEATURES.iter().position(|f| f.names.contains(&name)).is_some_and(|i| self.enabled & (1 << i) != 0)
+    }
+
+    pub fn has_smap(&self) -> bool {
+        self.has("smap")
+    }
+
+    /// Whether every CPUID feature the instruction needs is present in this model.
+    pub fn allows(&self, insn: &Instruction) -> bool {
+        insn.cpuid_features().iter().all(|&need| {
+            baseline(need)
+                || FEATURES
+                    .iter()
+                    .enumerate()
+                    .any(|(i, f)| f.iced == Some(need) && self.enabled & (1 << i) != 0)
+        })
+    }
+
+    /// Processor signature (CPUID.1:EAX, and EDX after reset).
+    pub fn signature(&self) -> u32 {
+        let (fam, ext_fam) = if self.family > 15 { (15, self.family - 15) } else { (self.family, 0) };
+        (ext_fam << 20) | ((self.model >> 4) << 16) | (fam << 8) | ((self.model & 0xf) << 4) | self.stepping
+    }
+
+    fn bits(&self, leaf: u32, reg: R) -> u32 {
+        FEATURES
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| f.leaf == leaf && f.reg == reg && self.enabled & (1 << i) != 0)
+            .fold(0, |acc, (_, f)| acc | 1 << f.bit)
+    }
+
+    fn brand_chunk(&self, i: usize) -> [u32; 4] {
+        let mut bytes = [0u8; 48];
+        let b = self.brand.as_bytes();
+        bytes[..b.len().min(47)].copy_from_slice(&b[..b.len().min(47)]);
+        let mut out = [0u32; 4];
+        for (j, o) in out.iter_mut().enumerate() {
+            let k = i * 16 + j * 4;
+            *o = u32::from_le_bytes(bytes[k..k + 4].try_into().unwrap());
+        }
+        out
+    }
+
+    /// CPUID(leaf, subleaf) → [EAX, EBX, ECX, EDX] for the processor with `apic_id`, `cpus`
+    /// logical processors in the machine and the given architectural state (OSXSAVE mirrors
+    /// CR4).
+    pub fn cpuid(&self, leaf: u32, subleaf: u32, apic_id: u32, cpus: u32, st: &CpuState) -> [u32; 4] {
+        const MAX_BASIC: u32 = 0xd;
+        const MAX_EXT: u32 = 0x8000_0008;
+        let v = &self.vendor;
+        let word = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
+        match leaf {
+            0 => [MAX_BASIC, word(0), word(8), word(4)],
+            1 => {
+                let mut ecx = self.bits(1, R::Ecx);
+                if st.cr4 & cr4::OSXSAVE != 0 && self.has("xsave") {
+                    ecx |= 1 << 27;
+                }
+                let mut edx = self.bits(1, R::Edx);
+                if cpus > 1 {
+                    edx |= 1 << 28; // HTT: the package field below is meaningful
+                }
+                // EBX: APIC ID, logical processor count, CLFLUSH line size in 8-byte units.
+                let ebx = (apic_id << 24) | (cpus.min(255) << 16) | (8 << 8);
+                [self.signature(), ebx, ecx, edx]
+            }
+            // Leaf 2: no descriptor information (the 0xFF-less "null" answer).
+            2 => [1, 0, 0, 0],
+            // Leaf 6: thermal and power: APIC timer always running (ARAT).
+            6 => [1 << 2, 0, 0, 0],
+            7 if subleaf == 0 => [0, self.bits(7, R::Ebx), self.bits(7, R::Ecx), self.bits(7, R::Edx)],
+            0xb => {
+                // x2APIC topology: one thread per core, `cpus` cores in one package.
+                let core_bits = 32 - cpus.saturating_sub(1).leading_zeros();
+                match subleaf {
+                    0 => [0, 1, 0x100, apic_id],
+                    1 => [core_bits, cpus, 0x201, apic_id],
+                    n => [0, 0, n & 0xff, apic_id],
+                }
+            }
+            0xd if self.has("xsave") => match subleaf {
+                // x87 and SSE state: 512-byte legacy area + 64-byte header.
+                0 => {
+                    let size = if st.xcr0 & 2 != 0 || st.xcr0 & 1 != 0 { 576 } else { 512 };
+                    [0b11, size, 576, 0]
+                }
+                1 => [0, 0, 0, 0],
+                _ => [0, 0, 0, 0],
+            },
+            0x8000_0000 => [MAX_EXT, word(0), word(8), word(4)],
+            0x8000_0001 => [self.signature(), 0, self.bits(0x8000_0001, R::Ecx), self.bits(0x8000_0001, R::Edx)],
+            0x8000_0002..=0x8000_0004 => self.brand_chunk((leaf - 0x8000_0002) as usize),
+            // L2: 512 KiB, 8-way, 64-byte lines (CPUID.80000006h:ECX layout).
+            0x8000_0006 => [0, 0, (512 << 16) | (6 << 12) | 64, 0],
+            0x8000_0007 => [0, 0, 0, self.bits(0x8000_0007, R::Edx)],
+            // 40 physical, 48 linear address bits.
+            0x8000_0008 => [(48 << 8) | crate::mmu::MAX_PHYS_BITS, 0, 0, 0],
+            // Out-of-range basic leaves return the highest basic leaf's values (Intel).
+            l if l < 0x8000_0000 && l > MAX_BASIC => self.cpuid(MAX_BASIC, subleaf, apic_id, cpus, st),
+            _ => [0, 0, 0, 0],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_models_and_features() {
+        let m = CpuModel::parse("qemu64,+ssse3,-sse3").unwrap();
+        assert!(m.has("ssse3"));
+        assert!(!m.has("sse3"));
+        assert!(!m.has("popcnt"));
+        assert!(CpuModel::parse("max").unwrap().has("popcnt"));
+        assert_eq!(CpuModel::parse("pentium"), Err(CpuModelError::UnknownModel("pentium".into())));
+        assert_eq!(CpuModel::parse("max,+bogus"), Err(CpuModelError::UnknownFeature("bogus".into())));
+    }
+
+    #[test]
+    fn vendor_and_brand() {
+        let m = CpuModel::max();
+        let st = CpuState::reset();
+        let r = m.cpuid(0, 0, 0, 1, &st);
+        let mut v = Vec::new();
+        for x in [r[1], r[3], r[2]] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        assert_eq!(&v, b"GenuineIntel");
+        let mut brand = Vec::new();
+        for l in 0x8000_0002..=0x8000_0004u32 {
+            for x in m.cpuid(l, 0, 0, 1, &st) {
+                brand.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        assert!(String::from_utf8_lossy(&brand).starts_with("ferrite x86-64-v2 CPU"));
+        // SSE4.2 and POPCNT advertised, AVX not.
+        let ecx = m.cpuid(1, 0, 0, 1, &st)[2];
+        assert_ne!(ecx & (1 << 20), 0);
+        assert_ne!(ecx & (1 << 23), 0);
+        assert_eq!(ecx & (1 << 28), 0);
+    }
+}

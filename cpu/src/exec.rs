@@ -1,0 +1,341 @@
+//! The execution loop and the decoded-code cache.
+//!
+//! Guest code is decoded once into blocks (straight-line runs ending at a control transfer
+//! or page end), keyed by physical address, RIP and code size. A small per-CPU jump cache maps
+//! linear RIP to block without hashing. Writes to a page holding blocks take the TLB slow path
+//! and drop that page's blocks (self-modifying code).
+
+use crate::bus::CpuBus;
+use crate::exception::{vector, Fault, Result};
+use crate::interp::{handler_for, Handler};
+use crate::state::flags;
+use crate::{Cpu, RunExit};
+use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Longest block, in instructions.
+const MAX_BLOCK: usize = 64;
+const JUMP_CACHE_SIZE: usize = 4096;
+
+pub(crate) struct DecodedInsn {
+    pub insn: Instruction,
+    pub handler: Handler,
+}
+
+pub(crate) struct Block {
+    pub insns: Box<[DecodedInsn]>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct BlockKey {
+    phys: u64,
+    rip: u64,
+    bitness: u32,
+}
+
+#[derive(Clone)]
+struct JumpEntry {
+    lin: u64,
+    /// Bitness and TLB context the block was looked up under.
+    tag: u32,
+    block: Rc<Block>,
+}
+
+#[derive(Default)]
+pub(crate) struct CodeCache {
+    blocks: HashMap<BlockKey, Rc<Block>>,
+    /// Physical page → keys of blocks with bytes on it.
+    pages: HashMap<u64, Vec<BlockKey>>,
+    jump: Vec<Option<JumpEntry>>,
+    /// Set when the running block's code was overwritten: stop after this instruction.
+    pub invalidated: bool,
+}
+
+impl CodeCache {
+    pub fn clear(&mut self) {
+        self.blocks.clear();
+        self.pages.clear();
+        self.flush_jump_cache();
+    }
+
+    pub fn flush_jump_cache(&mut self) {
+        self.jump.clear();
+    }
+
+    pub fn is_code_page(&self, paddr: u64) -> bool {
+        self.pages.contains_key(&(paddr & !0xfff))
+    }
+
+    pub fn invalidate_page(&mut self, paddr: u64) {
+        if let Some(keys) = self.pages.remove(&(paddr & !0xfff)) {
+            for k in keys {
+                self.blocks.remove(&k);
+            }
+            self.flush_jump_cache();
+            self.invalidated = true;
+        }
+    }
+
+    fn jump_slot(lin: u64) -> usize {
+        ((lin ^ (lin >> 12)) as usize) & (JUMP_CACHE_SIZE - 1)
+    }
+}
+
+/// What kind of event is being delivered, for privilege checks and error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A fault or trap raised by the CPU (EXT = 1 in error codes only if nested).
+    Exception,
+    /// INT n, INT3, INTO: gate DPL is checked against CPL.
+    Software,
+    /// INT1 (ICEBP): like an exception, no DPL check.
+    PrivilegedSoftware,
+    /// INTR or NMI from outside.
+    External,
+}
+
+impl Cpu {
+    /// Runs until `budget` instructions retired, the CPU halts, or the machine shuts down.
+    pub fn run(&mut self, bus: &mut dyn CpuBus, budget: u64) -> RunExit {
+        self.sync_memory_map(bus);
+        let end = self.instructions.saturating_add(budget);
+        loop {
+            if let Some(exit) = self.check_events(bus) {
+                return exit;
+            }
+            if self.halted {
+                return RunExit::Halted;
+            }
+            if self.instructions >= end {
+                return RunExit::Budget;
+            }
+            if !self.breakpoints.is_empty() && self.breakpoints.contains(&self.current_linear_rip()) {
+                return RunExit::Debug;
+            }
+            match self.run_block(bus, end) {
+                Ok(()) => {}
+                Err(fault) => {
+                    if self.deliver_fault(bus, fault).is_err() {
+                        return RunExit::Shutdown;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Executes exactly one instruction (or delivers one pending event), for single-stepping.
+    pub fn step(&mut self, bus: &mut dyn CpuBus) -> RunExit {
+        self.sync_memory_map(bus);
+        if let Some(exit) = self.check_events(bus) {
+            return exit;
+        }
+        if self.halted {
+            return RunExit::Halted;
+        }
+        let end = self.instructions + 1;
+        if let Err(fault) = self.run_block(bus, end) {
+            if self.deliver_fault(bus, fault).is_err() {
+                return RunExit::Shutdown;
+            }
+        }
+        RunExit::Budget
+    }
+
+    pub(crate) fn current_linear_rip(&self) -> u64 {
+        self.state.seg[crate::Seg::Cs as usize].base.wrapping_add(self.state.rip) & self.lin_mask()
+    }
+
+    /// Delivers a pending NMI or external interrupt at an instruction boundary.
+    fn check_events(&mut self, bus: &mut dyn CpuBus) -> Option<RunExit> {
+        if self.interrupt_shadow {
+            return None;
+        }
+        if self.nmi_pending && !self.nmi_blocked {
+            self.nmi_pending = false;
+            self.nmi_blocked = true;
+            self.halted = false;
+            if self.deliver_event(bus, vector::NMI, None, EventKind::External).is_err() {
+                return Some(RunExit::Shutdown);
+            }
+            return None;
+        }
+        if self.state.rflags & flags::IF != 0 && bus.interrupt_pending() {
+            if let Some(v) = bus.acknowledge_interrupt() {
+                self.halted = false;
+                if self.deliver_event(bus, v, None, EventKind::External).is_err() {
+                    return Some(RunExit::Shutdown);
+                }
+            }
+        }
+        None
+    }
+
+    /// Delivers a fault raised by an instruction, with the double/triple fault rules.
+    /// `Err(())` means the machine shut down.
+    pub(crate) fn deliver_fault(&mut self, bus: &mut dyn CpuBus, fault: Fault) -> core::result::Result<(), ()> {
+        match fault {
+            Fault::TripleFault => Err(()),
+            Fault::Exception { vector, error_code } => {
+                self.deliver_event(bus, vector, error_code, EventKind::Exception).map_err(|_| ())
+            }
+        }
+    }
+
+    fn lookup_block(&mut self, bus: &mut dyn CpuBus) -> Result<Rc<Block>> {
+        let lin = self.current_linear_rip();
+        let bitness = self.state.code_bitness();
+        let tag = bitness | (self.code_ctx() as u32) << 8;
+        let slot = CodeCache::jump_slot(lin);
+        if let Some(Some(e)) = self.code.jump.get(slot) {
+            if e.lin == lin && e.tag == tag {
+                return Ok(e.block.clone());
+            }
+        }
+        let (host, phys) = self.fetch_page(bus, lin)?;
+        let key = BlockKey { phys: phys | (lin & 0xfff), rip: self.state.rip, bitness };
+        let block = match self.code.blocks.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                let (block, pages) = self.decode_block(bus, lin, host, phys, bitness)?;
+                let block = Rc::new(block);
+                if host.is_some() {
+                    self.code.blocks.insert(key, block.clone());
+                    for p in pages.into_iter().flatten() {
+                        self.code.pages.entry(p).or_default().push(key);
+                        self.tlb.protect_phys_page(p);
+                    }
+                }
+                block
+            }
+        };
+        if host.is_some() {
+            if self.code.jump.is_empty() {
+                self.code.jump.resize(JUMP_CACHE_SIZE, None);
+            }
+            self.code.jump[slot] = Some(JumpEntry { lin, tag, block: block.clone() });
+        }
+        Ok(block)
+    }
+
+    /// Decodes a block at linear `lin`. Returns the block and the physical pages it covers.
+    fn decode_block(
+        &mut self,
+        bus: &mut dyn CpuBus,
+        lin: u64,
+        host: Option<*const u8>,
+        first_phys: u64,
+        bitness: u32,
+    ) -> Result<(Block, [Option<u64>; 2])> {
+        let mut pages = [Some(first_phys & !0xfff), None];
+        let page_off = (lin & 0xfff) as usize;
+        // Bytes of this page from `lin` on, plus up to 15 bytes of the next page if an
+        // instruction straddles the boundary.
+        let mut bytes: Vec<u8> = Vec::with_capacity(4096 - page_off + 15);
+        match host {
+            // SAFETY: `fetch_page` returned the host address of a whole 4 KiB guest page.
+            Some(p) => bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(p.add(page_off), 4096 - page_off) }),
+            None => {
+                // Code in device memory: read it through the bus, one instruction's worth.
+                for i in 0..(15.min(4096 - page_off)) as u64 {
+                    bytes.push(bus.mmio_read(first_phys | ((lin + i) & 0xfff), 1) as u8);
+                }
+            }
+        }
+        let in_page = bytes.len();
+        let mut insns = Vec::new();
+        let rip = self.state.rip;
+        let mut offset = 0usize;
+        while insns.len() < MAX_BLOCK && offset < in_page {
+            let ip = rip.wrapping_add(offset as u64);
+            let mut insn = decode_one(&bytes[offset..], bitness, ip);
+            if insn.is_none() && bytes.len() == in_page {
+                // Straddles into the next page: fetch it (may fault, but only matters if this
+                // is the block's first instruction).
+                let next_lin = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
+                match self.fetch_page(bus, next_lin) {
+                    Ok((Some(p2), phys2)) => {
+                        // SAFETY: as above, a whole host page.
+                        bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(p2, 15) });
+                        pages[1] = Some(phys2 & !0xfff);
+                        insn = decode_one(&bytes[offset..], bitness, ip);
+                    }
+                    Ok((None, phys2)) => {
+                        for i in 0..15u64 {
+                            bytes.push(bus.mmio_read(phys2 | i, 1) as u8);
+                        }
+                        insn = decode_one(&bytes[offset..], bitness, ip);
+                    }
+                    Err(f) if insns.is_empty() => return Err(f),
+                    Err(_) => break,
+                }
+            }
+            let Some(insn) = insn else {
+                if insns.is_empty() {
+                    // Invalid encodings and over-long instructions raise #UD (>15 bytes is
+                    // #GP on hardware; iced reports both as invalid).
+                    return Err(Fault::ud());
+                }
+                break;
+            };
+            offset += insn.len();
+            let ends = insn.flow_control() != FlowControl::Next;
+            insns.push(DecodedInsn { handler: handler_for(&insn, &self.model), insn });
+            if ends || host.is_none() {
+                break;
+            }
+        }
+        Ok((Block { insns: insns.into_boxed_slice() }, pages))
+    }
+
+    /// Runs one block from the current RIP, stopping early at `end` instructions, when a
+    /// handler asks (`end_block`), or when the block's own code was overwritten.
+    fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
+        let block = self.lookup_block(bus)?;
+        let single = self.interrupt_shadow || self.state.rflags & flags::TF != 0 || !self.breakpoints.is_empty();
+        let max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
+        let ip_mask: u64 = match self.state.code_bitness() {
+            16 => 0xffff,
+            32 => 0xffff_ffff,
+            _ => !0,
+        };
+        self.code.invalidated = false;
+        for d in &block.insns[..max.max(1)] {
+            let tf = self.state.rflags & flags::TF != 0;
+            self.next_rip = d.insn.next_ip() & ip_mask;
+            self.interrupt_shadow = false;
+            self.end_block = false;
+            (d.handler)(self, bus, &d.insn)?;
+            self.state.rip = self.next_rip;
+            self.instructions += 1;
+            if tf {
+                // Single-step trap after the instruction (SDM Vol. 3, 17.3.1.4); RIP already
+                // points past it, which is the trap's return address.
+                self.state.dr[6] |= 1 << 14;
+                return Err(Fault::exc(vector::DB));
+            }
+            if self.end_block || self.code.invalidated {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_one(bytes: &[u8], bitness: u32, ip: u64) -> Option<Instruction> {
+    let mut dec = Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE);
+    let insn = dec.decode();
+    if insn.code() == Code::INVALID {
+        if dec.last_error() == DecoderError::NoMoreBytes && bytes.len() < 15 {
+            return None;
+        }
+        // Encodings iced rejects are real #UD; signal with a special marker instruction.
+        let mut ud = Instruction::default();
+        ud.set_code(Code::INVALID);
+        ud.set_len(1);
+        ud.set_ip(ip);
+        ud.set_next_ip(ip + 1);
+        return Some(ud);
+    }
+    Some(insn)
+}

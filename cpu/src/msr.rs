@@ -1,0 +1,176 @@
+//! Model-specific registers: the architectural MSRs Linux and BIOSes use. Unknown MSRs raise
+//! #GP(0) as on hardware; the local APIC's MSRs (x2APIC, TSC deadline) go to the bus.
+
+use crate::bus::CpuBus;
+use crate::exception::{Fault, Result};
+use crate::segment::is_canonical;
+use crate::state::{efer, Seg};
+use crate::Cpu;
+
+pub mod index {
+    pub const TSC: u32 = 0x10;
+    pub const APIC_BASE: u32 = 0x1b;
+    pub const BIOS_SIGN_ID: u32 = 0x8b;
+    pub const MTRRCAP: u32 = 0xfe;
+    pub const SYSENTER_CS: u32 = 0x174;
+    pub const SYSENTER_ESP: u32 = 0x175;
+    pub const SYSENTER_EIP: u32 = 0x176;
+    pub const MCG_CAP: u32 = 0x179;
+    pub const MCG_STATUS: u32 = 0x17a;
+    pub const MISC_ENABLE: u32 = 0x1a0;
+    pub const MTRR_PHYS_FIRST: u32 = 0x200;
+    pub const MTRR_PHYS_LAST: u32 = 0x20f;
+    pub const MTRR_FIX64K: u32 = 0x250;
+    pub const MTRR_FIX16K_80000: u32 = 0x258;
+    pub const MTRR_FIX16K_A0000: u32 = 0x259;
+    pub const MTRR_FIX4K_FIRST: u32 = 0x268;
+    pub const MTRR_FIX4K_LAST: u32 = 0x26f;
+    pub const PAT: u32 = 0x277;
+    pub const MTRR_DEF_TYPE: u32 = 0x2ff;
+    pub const TSC_DEADLINE: u32 = 0x6e0;
+    pub const X2APIC_FIRST: u32 = 0x800;
+    pub const X2APIC_LAST: u32 = 0x8ff;
+    pub const EFER: u32 = 0xc000_0080;
+    pub const STAR: u32 = 0xc000_0081;
+    pub const LSTAR: u32 = 0xc000_0082;
+    pub const CSTAR: u32 = 0xc000_0083;
+    pub const SFMASK: u32 = 0xc000_0084;
+    pub const FS_BASE: u32 = 0xc000_0100;
+    pub const GS_BASE: u32 = 0xc000_0101;
+    pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    pub const TSC_AUX: u32 = 0xc000_0103;
+}
+
+/// The TSC ticks once per guest nanosecond (1 GHz), derived from the host's monotonic clock.
+pub const TSC_HZ: u64 = 1_000_000_000;
+
+fn fixed_mtrr_slot(msr: u32) -> Option<usize> {
+    use index::*;
+    match msr {
+        MTRR_FIX64K => Some(0),
+        MTRR_FIX16K_80000 => Some(1),
+        MTRR_FIX16K_A0000 => Some(2),
+        MTRR_FIX4K_FIRST..=MTRR_FIX4K_LAST => Some(3 + (msr - MTRR_FIX4K_FIRST) as usize),
+        _ => None,
+    }
+}
+
+impl Cpu {
+    /// The time-stamp counter as the guest sees it.
+    pub fn tsc(&self, bus: &mut dyn CpuBus) -> u64 {
+        bus.now_ns().wrapping_add(self.state.msr.tsc_offset)
+    }
+
+    pub fn read_msr(&mut self, bus: &mut dyn CpuBus, msr: u32) -> Result<u64> {
+        use index::*;
+        let m = &self.state.msr;
+        Ok(match msr {
+            TSC => self.tsc(bus),
+            APIC_BASE => m.apic_base,
+            BIOS_SIGN_ID => 0,
+            // 8 variable ranges, fixed ranges and write-combining supported.
+            MTRRCAP => 0x508,
+            SYSENTER_CS => m.sysenter_cs,
+            SYSENTER_ESP => m.sysenter_esp,
+            SYSENTER_EIP => m.sysenter_eip,
+            MCG_CAP => 0,
+            MCG_STATUS => m.mcg_status,
+            MISC_ENABLE => m.misc_enable,
+            MTRR_PHYS_FIRST..=MTRR_PHYS_LAST => m.mtrr_var[(msr - MTRR_PHYS_FIRST) as usize],
+            PAT => m.pat,
+            MTRR_DEF_TYPE => m.mtrr_def_type,
+            EFER => self.state.efer,
+            STAR => m.star,
+            LSTAR => m.lstar,
+            CSTAR => m.cstar,
+            SFMASK => m.sfmask,
+            FS_BASE => self.state.seg(Seg::Fs).base,
+            GS_BASE => self.state.seg(Seg::Gs).base,
+            KERNEL_GS_BASE => m.kernel_gs_base,
+            TSC_AUX if self.model.has("rdtscp") => m.tsc_aux,
+            _ => {
+                if let Some(i) = fixed_mtrr_slot(msr) {
+                    return Ok(m.mtrr_fixed[i]);
+                }
+                return bus.read_device_msr(msr).ok_or(Fault::gp0());
+            }
+        })
+    }
+
+    pub fn write_msr(&mut self, bus: &mut dyn CpuBus, msr: u32, v: u64) -> Result<()> {
+        use index::*;
+        let canonical = |v: u64| if is_canonical(v) { Ok(v) } else { Err(Fault::gp0()) };
+        match msr {
+            TSC => {
+                let raw = bus.now_ns();
+                self.state.msr.tsc_offset = v.wrapping_sub(raw);
+            }
+            APIC_BASE => {
+                // Bits 0-7 and 9 reserved, physical address limited to MAXPHYADDR.
+                if v & 0xff != 0 || v & (1 << 9) != 0 || v >> crate::mmu::MAX_PHYS_BITS != 0 {
+                    return Err(Fault::gp0());
+                }
+                self.state.msr.apic_base = v;
+                let _ = bus.write_device_msr(msr, v);
+            }
+            BIOS_SIGN_ID => {}
+            SYSENTER_CS => self.state.msr.sysenter_cs = v & 0xffff,
+            SYSENTER_ESP => self.state.msr.sysenter_esp = canonical(v)?,
+            SYSENTER_EIP => self.state.msr.sysenter_eip = canonical(v)?,
+            MCG_STATUS => self.state.msr.mcg_status = v,
+            MISC_ENABLE => self.state.msr.misc_enable = v,
+            MTRR_PHYS_FIRST..=MTRR_PHYS_LAST => self.state.msr.mtrr_var[(msr - MTRR_PHYS_FIRST) as usize] = v,
+            PAT => {
+                // Each byte must be a valid memory type (0, 1, 4, 5, 6, 7).
+                if (0..8).any(|i| matches!((v >> (i * 8)) & 0xff, 2 | 3 | 8..)) {
+                    return Err(Fault::gp0());
+                }
+                self.state.msr.pat = v;
+            }
+            MTRR_DEF_TYPE => self.state.msr.mtrr_def_type = v & 0xcff,
+            EFER => self.write_efer(v)?,
+            STAR => self.state.msr.star = v,
+            LSTAR => self.state.msr.lstar = canonical(v)?,
+            CSTAR => self.state.msr.cstar = canonical(v)?,
+            SFMASK => self.state.msr.sfmask = v & 0xffff_ffff,
+            FS_BASE => self.state.seg_mut(Seg::Fs).base = canonical(v)?,
+            GS_BASE => self.state.seg_mut(Seg::Gs).base = canonical(v)?,
+            KERNEL_GS_BASE => self.state.msr.kernel_gs_base = canonical(v)?,
+            TSC_AUX if self.model.has("rdtscp") => self.state.msr.tsc_aux = v & 0xffff_ffff,
+            _ => {
+                if let Some(i) = fixed_mtrr_slot(msr) {
+                    self.state.msr.mtrr_fixed[i] = v;
+                    return Ok(());
+                }
+                return bus.write_device_msr(msr, v).ok_or(Fault::gp0());
+            }
+        }
+        Ok(())
+    }
+
+    /// EFER writes: reserved bits and toggling LME with paging on fault (SDM Vol. 3, 9.8.5).
+    fn write_efer(&mut self, v: u64) -> Result<()> {
+        let mut allowed = efer::SCE | efer::LME | efer::NXE;
+        if !self.model.has("lm") {
+            allowed &= !efer::LME;
+        }
+        if !self.model.has("nx") {
+            allowed &= !efer::NXE;
+        }
+        if !self.model.has("syscall") {
+            allowed &= !efer::SCE;
+        }
+        if v & !(allowed | efer::LMA) != 0 {
+            return Err(Fault::gp0());
+        }
+        let old = self.state.efer;
+        if self.state.paging() && (old ^ v) & efer::LME != 0 {
+            return Err(Fault::gp0());
+        }
+        self.state.efer = (v & allowed) | (old & efer::LMA);
+        if (old ^ self.state.efer) & efer::NXE != 0 {
+            self.flush_tlb(false);
+        }
+        Ok(())
+    }
+}

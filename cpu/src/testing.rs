@@ -1,0 +1,53 @@
+//! A flat-memory bus for tests and tools: RAM from address 0, port I/O recorded, no devices.
+
+use crate::bus::{CpuBus, PhysPage};
+
+pub struct FlatBus {
+    pub ram: Vec<u8>,
+    /// Every port write, in order: (port, size, value).
+    pub io_writes: Vec<(u16, u8, u32)>,
+    /// Value returned by port reads.
+    pub io_read_value: u32,
+    /// Guest time returned by `now_ns`.
+    pub now: u64,
+}
+
+impl FlatBus {
+    /// `size` bytes of RAM, rounded up to whole pages.
+    pub fn new(size: usize) -> Self {
+        FlatBus { ram: vec![0; size.div_ceil(4096) * 4096], io_writes: Vec::new(), io_read_value: !0, now: 0 }
+    }
+
+    pub fn load(&mut self, addr: u64, bytes: &[u8]) {
+        self.ram[addr as usize..addr as usize + bytes.len()].copy_from_slice(bytes);
+    }
+
+    pub fn read_u64(&self, addr: u64) -> u64 {
+        u64::from_le_bytes(self.ram[addr as usize..addr as usize + 8].try_into().unwrap())
+    }
+}
+
+impl CpuBus for FlatBus {
+    fn phys_page(&mut self, paddr: u64) -> PhysPage {
+        let page = (paddr & !0xfff) as usize;
+        if page + 4096 <= self.ram.len() {
+            // SAFETY: in bounds of the Vec, which is never resized after creation.
+            PhysPage::Ram(unsafe { self.ram.as_mut_ptr().add(page) })
+        } else {
+            PhysPage::Mmio
+        }
+    }
+    fn mmio_read(&mut self, _paddr: u64, _size: u8) -> u64 {
+        !0
+    }
+    fn mmio_write(&mut self, _paddr: u64, _size: u8, _value: u64) {}
+    fn io_read(&mut self, _port: u16, _size: u8) -> u32 {
+        self.io_read_value
+    }
+    fn io_write(&mut self, port: u16, size: u8, value: u32) {
+        self.io_writes.push((port, size, value));
+    }
+    fn now_ns(&mut self) -> u64 {
+        self.now
+    }
+}
