@@ -8,6 +8,7 @@ use crate::Cpu;
 use iced_x86::{Code, Instruction};
 
 mod alu;
+mod atomic;
 mod bcd;
 mod bits;
 mod control;
@@ -34,6 +35,7 @@ type Lookup = fn(&Instruction) -> Option<Handler>;
 /// Every family, asked in turn.
 const FAMILIES: &[Lookup] = &[
     alu::lookup,
+    atomic::lookup,
     datamov::lookup,
     control::lookup,
     flagops::lookup,
