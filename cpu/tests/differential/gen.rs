@@ -1,0 +1,375 @@
+//! Random test cases: one instruction of the general-purpose set, chosen from every iced-x86
+//! encoding valid in the mode, with random register operands, immediates and memory operands
+//! that point into the data area (or, sometimes, somewhere that faults).
+
+use super::env::{Mode, DATA_BASE, DATA_LO, STACK_TOP};
+use ferrite_cpu::state::{flags, reg, CpuState};
+use iced_x86::{
+    Code, CpuidFeature, EncodingKind, FlowControl, Instruction, Mnemonic, OpCodeOperandKind as K, OpKind, Register,
+};
+
+/// splitmix64: small, fast and good enough to spread operands.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    /// A value biased towards the edges operands love: 0, 1, -1, sign bits, small numbers.
+    pub fn interesting(&mut self) -> u64 {
+        match self.below(8) {
+            0 => 0,
+            1 => 1,
+            2 => !0,
+            3 => 0x80u64 << (self.below(8) * 8),
+            4 => self.below(64),
+            5 => 1 << self.below(64),
+            _ => self.next(),
+        }
+    }
+}
+
+/// Features whose instructions the KVM instruction emulator handles (see the brief: SSE,
+/// x87, POPCNT, CRC32 and CMPXCHG16B end in emulation failures).
+fn oracle_covers(f: CpuidFeature) -> bool {
+    use CpuidFeature as C;
+    matches!(
+        f,
+        C::INTEL8086 | C::INTEL186 | C::INTEL286 | C::INTEL386 | C::INTEL486 | C::X64 | C::CMOV | C::CX8 | C::MULTIBYTENOP
+    )
+}
+
+/// Instructions left out of random generation, with the reason.
+fn excluded(m: Mnemonic) -> bool {
+    use Mnemonic::*;
+    matches!(
+        m,
+        // Port I/O: the oracle exits to user space; covered by io tests instead.
+        In | Out | Insb | Insw | Insd | Outsb | Outsw | Outsd
+        // Stops the run or differs by design (timestamps, model).
+        | Hlt | Cpuid | Rdtsc | Rdtscp | Rdpmc | Rdmsr | Wrmsr
+        // Privileged/system state changes are tested by hand-written cases.
+        | Lgdt | Lidt | Lldt | Ltr | Lmsw | Clts | Invd | Wbinvd | Invlpg | Swapgs | Sysret | Sysexit
+        | Syscall | Sysenter | Iret | Iretd | Iretq | Retf
+        // Undefined or model-specific results.
+        | Ud0 | Ud1 | Ud2 | Bound | Salc | Int1 | Loadall
+        // Interrupt-flag/IOPL games would let the oracle's HLT wait for interrupts.
+        | Sti | Popf | Popfd | Popfq
+    )
+}
+
+/// Every encoding of the general-purpose set valid in `mode`.
+pub fn candidate_codes(mode: Mode) -> Vec<Code> {
+    Code::values()
+        .filter(|&c| {
+            let info = c.op_code();
+            info.encoding() == EncodingKind::Legacy
+                && info.is_instruction()
+                && match mode {
+                    Mode::Real => info.mode16() && info.real_mode(),
+                    Mode::Protected32 => info.mode32(),
+                    Mode::Long64 => info.mode64(),
+                }
+                && !info.is_privileged()
+                && !info.is_input_output()
+                && c.cpuid_features().iter().all(|&f| oracle_covers(f))
+                && c.flow_control() == FlowControl::Next
+                && !excluded(c.mnemonic())
+                && info.op_kinds().iter().all(|&k| supported_kind(k))
+        })
+        .collect()
+}
+
+fn supported_kind(k: K) -> bool {
+    matches!(
+        k,
+        K::r8_or_mem
+            | K::r16_or_mem
+            | K::r32_or_mem
+            | K::r64_or_mem
+            | K::r8_reg
+            | K::r8_opcode
+            | K::r16_reg
+            | K::r16_rm
+            | K::r16_opcode
+            | K::r32_reg
+            | K::r32_rm
+            | K::r32_opcode
+            | K::r64_reg
+            | K::r64_rm
+            | K::r64_opcode
+            | K::mem
+            | K::seg_reg
+            | K::es
+            | K::cs
+            | K::ss
+            | K::ds
+            | K::fs
+            | K::gs
+            | K::al
+            | K::cl
+            | K::ax
+            | K::dx
+            | K::eax
+            | K::rax
+            | K::imm8
+            | K::imm8_const_1
+            | K::imm8sex16
+            | K::imm8sex32
+            | K::imm8sex64
+            | K::imm16
+            | K::imm32
+            | K::imm32sex64
+            | K::imm64
+            | K::seg_rSI
+            | K::es_rDI
+            | K::seg_rDI
+            | K::seg_rBX_al
+    )
+}
+
+const GPR8: [Register; 16] = [
+    Register::AL,
+    Register::CL,
+    Register::DL,
+    Register::BL,
+    Register::AH,
+    Register::CH,
+    Register::DH,
+    Register::BH,
+    Register::BPL,
+    Register::SIL,
+    Register::DIL,
+    Register::R8L,
+    Register::R9L,
+    Register::R10L,
+    Register::R14L,
+    Register::R15L,
+];
+
+/// A register of `size` bytes, never the stack pointer.
+fn gpr(rng: &mut Rng, size: u32, mode: Mode) -> Register {
+    let n = if mode == Mode::Long64 { 16 } else { 8 };
+    loop {
+        let i = rng.below(n) as u32;
+        if i == 4 {
+            continue;
+        }
+        return match size {
+            1 => {
+                let r = GPR8[rng.below(if mode == Mode::Long64 { 16 } else { 8 }) as usize];
+                r
+            }
+            2 => Register::try_from(Register::AX as u32 as usize + i as usize).unwrap(),
+            4 => Register::try_from(Register::EAX as u32 as usize + i as usize).unwrap(),
+            _ => Register::try_from(Register::RAX as u32 as usize + i as usize).unwrap(),
+        };
+    }
+}
+
+fn base_reg(mode: Mode) -> Register {
+    match mode {
+        Mode::Real => Register::BX,
+        Mode::Protected32 => Register::EBX,
+        Mode::Long64 => Register::RBX,
+    }
+}
+
+fn set_memory(insn: &mut Instruction, i: u32, rng: &mut Rng, mode: Mode) {
+    insn.set_op_kind(i, OpKind::Memory);
+    insn.set_memory_base(base_reg(mode));
+    insn.set_memory_index(Register::None);
+    insn.set_memory_index_scale(1);
+    let disp = (rng.below(0x200) as i64 - 0x100) as u64;
+    insn.set_memory_displacement64(disp);
+    insn.set_memory_displ_size(match mode {
+        Mode::Real => 2,
+        Mode::Protected32 => 4,
+        Mode::Long64 => 8,
+    });
+}
+
+/// Builds one random instruction of `code`; `None` if the encoder rejects this combination.
+pub fn instruction(code: Code, rng: &mut Rng, mode: Mode) -> Option<Instruction> {
+    let info = code.op_code();
+    let mut insn = Instruction::default();
+    insn.set_code(code);
+    for (i, &k) in info.op_kinds().iter().enumerate() {
+        let i = i as u32;
+        let reg = |insn: &mut Instruction, r: Register| {
+            insn.set_op_kind(i, OpKind::Register);
+            insn.set_op_register(i, r);
+        };
+        match k {
+            K::r8_or_mem | K::r16_or_mem | K::r32_or_mem | K::r64_or_mem => {
+                if rng.chance(50) {
+                    set_memory(&mut insn, i, rng, mode);
+                } else {
+                    let size = match k {
+                        K::r8_or_mem => 1,
+                        K::r16_or_mem => 2,
+                        K::r32_or_mem => 4,
+                        _ => 8,
+                    };
+                    let r = gpr(rng, size, mode);
+                    reg(&mut insn, r);
+                }
+            }
+            K::r8_reg | K::r8_opcode => {
+                let r = gpr(rng, 1, mode);
+                reg(&mut insn, r)
+            }
+            K::r16_reg | K::r16_rm | K::r16_opcode => {
+                let r = gpr(rng, 2, mode);
+                reg(&mut insn, r)
+            }
+            K::r32_reg | K::r32_rm | K::r32_opcode => {
+                let r = gpr(rng, 4, mode);
+                reg(&mut insn, r)
+            }
+            K::r64_reg | K::r64_rm | K::r64_opcode => {
+                let r = gpr(rng, 8, mode);
+                reg(&mut insn, r)
+            }
+            K::mem => set_memory(&mut insn, i, rng, mode),
+            K::seg_reg => {
+                let segs = [Register::ES, Register::SS, Register::DS, Register::FS, Register::GS];
+                reg(&mut insn, segs[rng.below(5) as usize])
+            }
+            K::es => reg(&mut insn, Register::ES),
+            K::cs => reg(&mut insn, Register::CS),
+            K::ss => reg(&mut insn, Register::SS),
+            K::ds => reg(&mut insn, Register::DS),
+            K::fs => reg(&mut insn, Register::FS),
+            K::gs => reg(&mut insn, Register::GS),
+            K::al => reg(&mut insn, Register::AL),
+            K::cl => reg(&mut insn, Register::CL),
+            K::ax => reg(&mut insn, Register::AX),
+            K::dx => reg(&mut insn, Register::DX),
+            K::eax => reg(&mut insn, Register::EAX),
+            K::rax => reg(&mut insn, Register::RAX),
+            K::imm8 => {
+                insn.set_op_kind(i, OpKind::Immediate8);
+                insn.set_immediate8(rng.interesting() as u8);
+            }
+            K::imm8_const_1 => {
+                insn.set_op_kind(i, OpKind::Immediate8);
+                insn.set_immediate8(1);
+            }
+            K::imm8sex16 => {
+                insn.set_op_kind(i, OpKind::Immediate8to16);
+                insn.set_immediate8(rng.interesting() as u8);
+            }
+            K::imm8sex32 => {
+                insn.set_op_kind(i, OpKind::Immediate8to32);
+                insn.set_immediate8(rng.interesting() as u8);
+            }
+            K::imm8sex64 => {
+                insn.set_op_kind(i, OpKind::Immediate8to64);
+                insn.set_immediate8(rng.interesting() as u8);
+            }
+            K::imm16 => {
+                insn.set_op_kind(i, OpKind::Immediate16);
+                insn.set_immediate16(rng.interesting() as u16);
+            }
+            K::imm32 => {
+                insn.set_op_kind(i, OpKind::Immediate32);
+                insn.set_immediate32(rng.interesting() as u32);
+            }
+            K::imm32sex64 => {
+                insn.set_op_kind(i, OpKind::Immediate32to64);
+                insn.set_immediate32(rng.interesting() as u32);
+            }
+            K::imm64 => {
+                insn.set_op_kind(i, OpKind::Immediate64);
+                insn.set_immediate64(rng.interesting());
+            }
+            K::seg_rSI | K::es_rDI | K::seg_rDI | K::seg_rBX_al => {
+                let kind = match (k, mode) {
+                    (K::seg_rSI, Mode::Real) => OpKind::MemorySegSI,
+                    (K::seg_rSI, Mode::Protected32) => OpKind::MemorySegESI,
+                    (K::seg_rSI, _) => OpKind::MemorySegRSI,
+                    (K::es_rDI, Mode::Real) => OpKind::MemoryESDI,
+                    (K::es_rDI, Mode::Protected32) => OpKind::MemoryESEDI,
+                    (K::es_rDI, _) => OpKind::MemoryESRDI,
+                    (K::seg_rDI, Mode::Real) => OpKind::MemorySegDI,
+                    (K::seg_rDI, Mode::Protected32) => OpKind::MemorySegEDI,
+                    (K::seg_rDI, _) => OpKind::MemorySegRDI,
+                    _ => {
+                        // XLAT: [rBX + AL]
+                        insn.set_op_kind(i, OpKind::Memory);
+                        insn.set_memory_base(base_reg(mode));
+                        insn.set_memory_index(Register::AL);
+                        insn.set_memory_index_scale(1);
+                        continue;
+                    }
+                };
+                insn.set_op_kind(i, kind);
+            }
+            _ => return None,
+        }
+    }
+    if info.can_use_rep_prefix() && rng.chance(50) {
+        insn.set_has_rep_prefix(true);
+    } else if info.can_use_repne_prefix() && rng.chance(30) {
+        insn.set_has_repne_prefix(true);
+    }
+    Some(insn)
+}
+
+/// Random registers and flags, with the base register, rSI/rDI and rCX pointed at sensible
+/// places most of the time.
+pub fn registers(st: &mut CpuState, rng: &mut Rng, mode: Mode) {
+    let width_mask = match mode {
+        Mode::Long64 => !0u64,
+        _ => 0xffff_ffff,
+    };
+    for (i, g) in st.gpr.iter_mut().enumerate() {
+        if i != reg::RSP {
+            *g = rng.interesting() & width_mask;
+        }
+    }
+    let data = match mode {
+        Mode::Real => DATA_BASE - DATA_LO,
+        _ => DATA_BASE,
+    };
+    if rng.chance(95) {
+        st.gpr[reg::RBX] = data;
+    } else if mode == Mode::Long64 && rng.chance(50) {
+        // Unmapped (#PF) or non-canonical (#GP) addresses.
+        st.gpr[reg::RBX] = if rng.chance(50) { 0x40_0000 + rng.below(1 << 30) } else { rng.next() };
+    }
+    for r in [reg::RSI, reg::RDI] {
+        if rng.chance(85) {
+            st.gpr[r] = data + rng.below(0x100);
+        }
+    }
+    if rng.chance(85) {
+        st.gpr[reg::RCX] = (st.gpr[reg::RCX] & !0xffff) | rng.below(20);
+    }
+    st.gpr[reg::RSP] = STACK_TOP - rng.below(8) * 2;
+    let arith = flags::CF | flags::PF | flags::AF | flags::ZF | flags::SF | flags::OF;
+    st.rflags = flags::FIXED1 | (rng.next() & arith) | if rng.chance(20) { flags::DF } else { 0 };
+}
+
+/// RFLAGS bits an instruction leaves undefined (iced's instruction info).
+pub fn undefined_flags(insn: &Instruction) -> u64 {
+    let u = insn.rflags_undefined();
+    let mut m = 0;
+    for (bit, f) in [(1u32, flags::OF), (2, flags::SF), (4, flags::ZF), (8, flags::AF), (16, flags::CF), (32, flags::PF)] {
+        if u & bit != 0 {
+            m |= f;
+        }
+    }
+    m
+}
