@@ -40,3 +40,12 @@ pub trait MmioDevice {
 /// Guest time in nanoseconds, derived by the machine from the host's monotonic clock.
 /// Devices take `now` as an argument instead of reading a clock, which keeps them testable.
 pub type Nanos = u64;
+
+pub mod pic;
+pub mod pit;
+pub mod rtc;
+pub mod uart;
+pub mod i8042;
+pub mod port92;
+pub mod debug_exit;
+pub mod post;
