@@ -49,3 +49,8 @@ pub mod i8042;
 pub mod port92;
 pub mod debug_exit;
 pub mod post;
+pub mod lapic;
+pub mod ioapic;
+pub mod pci;
+pub mod acpi_pm;
+pub mod fw_cfg;
