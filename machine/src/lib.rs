@@ -1,1 +1,210 @@
-//! The PC board: memory, buses, devices and accelerators wired together.
+//! The PC machine: guest memory, buses, the board's devices and the CPU, wired together and
+//! run until the guest powers off, resets (with `-no-reboot`) or asks to exit.
+
+pub mod boot;
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod console;
+pub mod irq;
+pub mod memory;
+pub mod pc;
+
+use config::{Accel, MachineConfig, SerialBackend};
+use console::{ConsoleEvent, ConsoleInput, RawTerminal};
+use ferrite_cpu::{Cpu, CpuModel, RunExit};
+use ferrite_firmware::MemoryLayout;
+use memory::GuestMemory;
+use pc::{PcBoard, SerialOut};
+use std::time::Duration;
+
+/// Instructions per scheduling slice: devices and input are serviced between slices.
+const SLICE: u64 = 200_000;
+/// Smallest RAM that holds the boot structures and a kernel.
+const MIN_RAM: u64 = 2 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("invalid -cpu: {0}")]
+    Cpu(#[from] ferrite_cpu::cpuid::CpuModelError),
+    #[error("-m {0}: too little memory (at least 2 MiB is needed)")]
+    TooLittleMemory(u64),
+    #[error("-m {0}: too much memory for this machine (at most 1 TiB)")]
+    TooMuchMemory(u64),
+    #[error("-smp {0}: only one CPU is supported so far")]
+    Smp(u32),
+    #[error("-accel kvm is not available yet; use -accel tcg")]
+    KvmUnavailable,
+    #[error("gdb debugging (-s/-gdb/-S) is not available yet")]
+    GdbUnavailable,
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
+    #[error("device wiring: {0}")]
+    Bus(#[from] bus::BusError),
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    #[error("cannot open serial output '{path}': {source}")]
+    SerialFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Checks a `-cpu` specification without building a machine (the command line's early check).
+pub fn validate_cpu_model(spec: &str) -> Result<(), MachineError> {
+    CpuModel::parse(spec)?;
+    Ok(())
+}
+
+/// How the machine stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// ACPI power-off.
+    PowerOff,
+    /// The guest rebooted and `-no-reboot` was given.
+    Reboot,
+    /// Triple fault with `-no-reboot`.
+    TripleFault,
+    /// The user typed Ctrl-A X.
+    Quit,
+    /// isa-debug-exit with this status.
+    DebugExit(i32),
+}
+
+impl Outcome {
+    /// The emulator's exit status (QEMU's conventions).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::PowerOff | Outcome::Reboot | Outcome::Quit => 0,
+            Outcome::TripleFault => 1,
+            Outcome::DebugExit(c) => c,
+        }
+    }
+}
+
+pub struct Machine {
+    cfg: MachineConfig,
+    pub cpu: Cpu,
+    pub board: PcBoard,
+}
+
+fn serial_out(backend: &SerialBackend) -> Result<SerialOut, MachineError> {
+    Ok(match backend {
+        SerialBackend::Stdio => Box::new(std::io::stdout()),
+        SerialBackend::Null => Box::new(std::io::sink()),
+        SerialBackend::File(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| MachineError::SerialFile { path: path.clone(), source })?,
+        ),
+    })
+}
+
+impl Machine {
+    pub fn new(cfg: MachineConfig) -> Result<Self, MachineError> {
+        let model = CpuModel::parse(&cfg.cpu)?;
+        if cfg.memory_bytes < MIN_RAM {
+            return Err(MachineError::TooLittleMemory(cfg.memory_bytes));
+        }
+        if cfg.memory_bytes > 1 << 40 {
+            return Err(MachineError::TooMuchMemory(cfg.memory_bytes));
+        }
+        if cfg.cpus != 1 {
+            return Err(MachineError::Smp(cfg.cpus));
+        }
+        if cfg.accel == Accel::Kvm {
+            return Err(MachineError::KvmUnavailable);
+        }
+        if cfg.gdb.is_some() || cfg.start_paused {
+            return Err(MachineError::GdbUnavailable);
+        }
+        let layout = MemoryLayout::new(cfg.memory_bytes & !0xfff);
+        let mem = GuestMemory::new(layout.below_4g, layout.above_4g)?;
+        let debug_exit = cfg.debug_exit.map(|d| (d.iobase, d.iosize));
+        let mut board = PcBoard::new(mem, serial_out(&cfg.serial)?, debug_exit)?;
+        let state = boot::load(&cfg, &mut board)?;
+        let mut cpu = Cpu::new(model);
+        cpu.set_state(state);
+        Ok(Machine { cfg, cpu, board })
+    }
+
+    /// Reboots: CPU to the reset vector (firmware boot) or back to the kernel entry.
+    fn reset(&mut self) -> Result<(), MachineError> {
+        let serial = serial_out(&self.cfg.serial)?;
+        let layout = MemoryLayout::new(self.cfg.memory_bytes & !0xfff);
+        let mem = GuestMemory::new(layout.below_4g, layout.above_4g)?;
+        let debug_exit = self.cfg.debug_exit.map(|d| (d.iobase, d.iosize));
+        self.board = PcBoard::new(mem, serial, debug_exit)?;
+        let state = boot::load(&self.cfg, &mut self.board)?;
+        self.cpu.reset();
+        self.cpu.set_state(state);
+        Ok(())
+    }
+
+    /// Runs the guest to the end, with the console on the terminal when serial is stdio.
+    pub fn run(&mut self) -> Result<Outcome, MachineError> {
+        let stdio = self.cfg.serial == SerialBackend::Stdio;
+        let raw = if stdio { RawTerminal::enable() } else { None };
+        let mut input = stdio.then(|| ConsoleInput::spawn(raw.is_some()));
+        let mut pending_input: Vec<u8> = Vec::new();
+        loop {
+            let next_timer = self.board.update_timers();
+            if let Some(console) = input.as_mut() {
+                for ev in console.try_events() {
+                    match ev {
+                        ConsoleEvent::Input(bytes) => pending_input.extend(bytes),
+                        ConsoleEvent::Quit => return Ok(Outcome::Quit),
+                    }
+                }
+            }
+            if !pending_input.is_empty() {
+                let n = self.board.serial_input(&pending_input);
+                pending_input.drain(..n);
+            }
+            if self.board.take_nmi() {
+                self.cpu.inject_nmi();
+            }
+            let exit = self.cpu.run(&mut self.board, SLICE);
+            for (addr, len) in self.board.dma_writes.drain(..) {
+                self.cpu.invalidate_code(addr, len);
+            }
+            let req = self.board.take_requests();
+            if let Some(code) = req.exit_code {
+                return Ok(Outcome::DebugExit(code));
+            }
+            if req.poweroff {
+                return Ok(Outcome::PowerOff);
+            }
+            if req.reset {
+                if self.cfg.no_reboot {
+                    return Ok(Outcome::Reboot);
+                }
+                self.reset()?;
+                continue;
+            }
+            match exit {
+                RunExit::Shutdown => {
+                    if self.cfg.no_reboot {
+                        return Ok(Outcome::TripleFault);
+                    }
+                    eprintln!("ferrite: triple fault; resetting the machine");
+                    self.reset()?;
+                }
+                RunExit::Halted => {
+                    // Sleep until the next timer event (or briefly, to poll input).
+                    let now = self.board.clock.now();
+                    let wait = next_timer.map_or(Duration::from_millis(10), |t| {
+                        Duration::from_nanos(t.saturating_sub(now)).min(Duration::from_millis(10))
+                    });
+                    if !wait.is_zero() && !self.board.interrupt_ready() {
+                        std::thread::sleep(wait);
+                    }
+                }
+                RunExit::Budget | RunExit::Debug => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Getting the guest started: direct Linux or multiboot kernel loading (`-kernel`), ACPI
+//! tables, fw_cfg content, and firmware ROMs (`-bios`).
+
+use crate::config::MachineConfig;
+use crate::memory::GuestMemory;
+use crate::pc::PcBoard;
+use ferrite_cpu::state::{seg_attr, CpuState, Seg, Segment, TableReg};
+use ferrite_firmware::{
+    self as fw, AcpiConfig, AcpiTables, BootSetup, EntryMode, GuestMemoryError, LinuxBootConfig, MemoryLayout,
+    MultibootConfig, MultibootModule, VideoMode,
+};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("cannot read {what} '{path}': {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("'{path}' is neither a Linux bzImage nor a multiboot kernel ({linux}; {multiboot})")]
+    NotAKernel { path: PathBuf, linux: fw::LinuxError, multiboot: fw::MultibootError },
+    #[error("cannot load Linux kernel '{path}': {source}")]
+    Linux {
+        path: PathBuf,
+        #[source]
+        source: fw::LinuxError,
+    },
+    #[error("cannot load multiboot kernel '{path}': {source}")]
+    Multiboot {
+        path: PathBuf,
+        #[source]
+        source: fw::MultibootError,
+    },
+    #[error("cannot build ACPI tables: {0}")]
+    Acpi(#[from] fw::AcpiError),
+    #[error("firmware image '{path}' has an unusable size ({size} bytes; expected a multiple of 64 KiB up to 16 MiB)")]
+    BadBios { path: PathBuf, size: usize },
+    #[error("cannot map firmware: {0}")]
+    Memory(#[from] crate::memory::MemoryError),
+    #[error("-initrd needs -kernel")]
+    InitrdWithoutKernel,
+    #[error("nothing to boot: give -kernel FILE or -bios FILE")]
+    NothingToBoot,
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BootError> {
+    std::fs::read(path).map_err(|source| BootError::Read { what, path: path.into(), source })
+}
+
+/// The firmware crate's view of guest RAM.
+struct FwMem<'a>(&'a mut GuestMemory);
+
+impl fw::GuestMemory for FwMem<'_> {
+    fn ram_size(&self) -> u64 {
+        self.0.ram_size()
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), GuestMemoryError> {
+        self.0.write(addr, data).map_err(|_| GuestMemoryError { addr, len: data.len() as u64 })
+    }
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
+        self.0.read(addr, buf).map_err(|_| GuestMemoryError { addr, len: buf.len() as u64 })
+    }
+}
+
+/// Prepares memory and returns the boot CPU's initial state.
+pub fn load(cfg: &MachineConfig, board: &mut PcBoard) -> Result<CpuState, BootError> {
+    let layout = MemoryLayout::new(board.mem.ram_size());
+    let acpi = AcpiTables::build(&AcpiConfig::new(cfg.cpus, layout))?;
+    let rsdp = acpi.install(&mut FwMem(&mut board.mem))?;
+    if let Some(bios) = &cfg.bios {
+        map_bios(board, bios)?;
+    }
+    let Some(kernel_path) = &cfg.kernel else {
+        if cfg.initrd.is_some() {
+            return Err(BootError::InitrdWithoutKernel);
+        }
+        // Firmware boot: the CPU starts at the reset vector.
+        return Ok(CpuState::reset());
+    };
+    let image = read("kernel", kernel_path)?;
+    let initrd = cfg.initrd.as_deref().map(|p| read("initrd", p)).transpose()?;
+    let setup = match fw::SetupHeader::parse(&image) {
+        Ok(_) => {
+            let linux_cfg = LinuxBootConfig {
+                cmdline: &cfg.append,
+                initrd: initrd.as_deref(),
+                entry: EntryMode::Auto,
+                video: VideoMode::Serial,
+                acpi_rsdp_addr: Some(rsdp),
+            };
+            fw::load_linux(&mut FwMem(&mut board.mem), &image, &linux_cfg)
+                .map_err(|source| BootError::Linux { path: kernel_path.clone(), source })?
+                .setup
+        }
+        Err(linux_err) => {
+            let modules: Vec<MultibootModule> = initrd
+                .as_deref()
+                .map(|data| MultibootModule { data, cmdline: "" })
+                .into_iter()
+                .collect();
+            let mb_cfg = MultibootConfig { cmdline: &cfg.append, modules: &modules };
+            match fw::load_multiboot(&mut FwMem(&mut board.mem), &image, &mb_cfg) {
+                Ok(b) => b.setup,
+                Err(fw::MultibootError::NoHeader) => {
+                    return Err(BootError::NotAKernel {
+                        path: kernel_path.clone(),
+                        linux: linux_err,
+                        multiboot: fw::MultibootError::NoHeader,
+                    })
+                }
+                Err(source) => return Err(BootError::Multiboot { path: kernel_path.clone(), source }),
+            }
+        }
+    };
+    Ok(cpu_state(&setup))
+}
+
+/// Maps a firmware image below 4 GiB, and its last 128 KiB at 0xE0000 (the legacy BIOS area),
+/// as QEMU's pc machine does.
+fn map_bios(board: &mut PcBoard, path: &Path) -> Result<(), BootError> {
+    let image = read("firmware", path)?;
+    let size = image.len();
+    if size == 0 || size % 0x10000 != 0 || size > 16 << 20 {
+        return Err(BootError::BadBios { path: path.into(), size });
+    }
+    board.mem.add_rom((1u64 << 32) - size as u64, &image)?;
+    let low = &image[size.saturating_sub(0x20000)..];
+    board.mem.add_rom(0x10_0000 - low.len() as u64, low)?;
+    Ok(())
+}
+
+fn segment(s: &fw::Segment) -> Segment {
+    let attrs = s.type_ as u32
+        | (s.s as u32) << 4
+        | (s.dpl as u32) << seg_attr::DPL_SHIFT
+        | (s.present as u32) << 7
+        | (s.avl as u32) << 12
+        | (s.l as u32) << 13
+        | (s.db as u32) << 14
+        | (s.g as u32) << 15;
+    Segment { selector: s.selector, base: s.base, limit: s.limit, attrs }
+}
+
+/// The firmware crate's register description as CPU state.
+pub fn cpu_state(b: &BootSetup) -> CpuState {
+    let mut st = CpuState::reset();
+    st.gpr = [0; 16];
+    st.gpr[ferrite_cpu::state::reg::RAX] = b.rax;
+    st.gpr[ferrite_cpu::state::reg::RBX] = b.rbx;
+    st.gpr[ferrite_cpu::state::reg::RSI] = b.rsi;
+    st.gpr[ferrite_cpu::state::reg::RSP] = b.rsp;
+    st.rip = b.rip;
+    st.rflags = b.rflags | ferrite_cpu::state::flags::FIXED1;
+    st.cr0 = b.cr0 | ferrite_cpu::state::cr0::ET;
+    st.cr3 = b.cr3;
+    st.cr4 = b.cr4;
+    st.efer = b.efer;
+    st.gdtr = TableReg { base: b.gdt.base, limit: b.gdt.limit };
+    st.idtr = TableReg { base: b.idt.base, limit: b.idt.limit };
+    st.seg[Seg::Cs as usize] = segment(&b.cs);
+    st.seg[Seg::Ds as usize] = segment(&b.ds);
+    st.seg[Seg::Es as usize] = segment(&b.es);
+    st.seg[Seg::Fs as usize] = segment(&b.fs);
+    st.seg[Seg::Gs as usize] = segment(&b.gs);
+    st.seg[Seg::Ss as usize] = segment(&b.ss);
+    st
+}

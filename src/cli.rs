@@ -1,0 +1,321 @@
+//! The command line: QEMU's spellings (`-m 512 -kernel X -nographic`) and clap's long options
+//! (`--memory 512M --kernel X`) alike. QEMU accepts every option with one dash or two; clap
+//! wants two for long names, so single-dash long options are rewritten before parsing.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use ferrite_machine::config::{Accel, DebugExit, MachineConfig, SerialBackend};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "ferrite", version, about = "A full-system x86 emulator", disable_help_flag = true)]
+struct Args {
+    /// Print help.
+    #[arg(short = 'h', long = "help", action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Guest RAM: a number of MiB, or with a suffix (512M, 4G); also size=512M.
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    memory: Option<String>,
+    /// Number of CPUs (N or cpus=N,...).
+    #[arg(long = "smp", value_name = "N")]
+    smp: Option<String>,
+    /// Machine type: pc (options: accel=tcg|kvm).
+    #[arg(short = 'M', long = "machine", value_name = "TYPE[,accel=..]")]
+    machine: Option<String>,
+    /// CPU model: max, qemu64 or host, with +feature/-feature.
+    #[arg(long = "cpu", value_name = "MODEL")]
+    cpu: Option<String>,
+    /// Accelerator: tcg (ferrite's CPU emulation) or kvm.
+    #[arg(long = "accel", value_name = "tcg|kvm")]
+    accel: Option<String>,
+    /// Same as -accel kvm.
+    #[arg(long = "enable-kvm")]
+    enable_kvm: bool,
+    /// Linux bzImage or multiboot kernel to boot directly.
+    #[arg(long = "kernel", value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// Initial ramdisk (or multiboot modules, comma separated).
+    #[arg(long = "initrd", value_name = "FILE")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long = "append", value_name = "CMDLINE")]
+    append: Option<String>,
+    /// Firmware ROM image, mapped below 4 GiB and at 0xE0000.
+    #[arg(long = "bios", value_name = "FILE")]
+    bios: Option<PathBuf>,
+    /// No graphical output: the serial port goes to the terminal.
+    #[arg(long = "nographic")]
+    nographic: bool,
+    /// Exit instead of rebooting.
+    #[arg(long = "no-reboot")]
+    no_reboot: bool,
+    /// Serial port backend: stdio, null, none or file:PATH.
+    #[arg(long = "serial", value_name = "DEV")]
+    serial: Option<String>,
+    /// Add a device (supported: isa-debug-exit[,iobase=N][,iosize=N]).
+    #[arg(long = "device", value_name = "DRIVER[,OPTS]")]
+    device: Vec<String>,
+    /// Don't create default devices.
+    #[arg(long = "nodefaults")]
+    nodefaults: bool,
+    /// Display backend (only none is available).
+    #[arg(long = "display", value_name = "TYPE")]
+    display: Option<String>,
+    /// Wait for gdb on tcp::1234.
+    #[arg(short = 's')]
+    gdb_default: bool,
+    /// Wait for gdb on the given address (tcp::PORT or tcp:HOST:PORT).
+    #[arg(long = "gdb", value_name = "DEV")]
+    gdb: Option<String>,
+    /// Don't start the CPU: wait for the debugger to continue.
+    #[arg(short = 'S')]
+    paused: bool,
+}
+
+/// Long option names QEMU users write with one dash.
+const LONG: &[&str] = &[
+    "help",
+    "memory",
+    "smp",
+    "machine",
+    "cpu",
+    "accel",
+    "enable-kvm",
+    "kernel",
+    "initrd",
+    "append",
+    "bios",
+    "nographic",
+    "no-reboot",
+    "serial",
+    "device",
+    "nodefaults",
+    "display",
+    "gdb",
+    "version",
+];
+
+/// Rewrites `-name` to `--name` for long options, leaving short options and values alone.
+fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut value_next = false;
+    for (i, a) in args.into_iter().enumerate() {
+        if i == 0 || value_next {
+            value_next = false;
+            out.push(a);
+            continue;
+        }
+        if let Some(name) = a.strip_prefix('-').filter(|n| !n.starts_with('-') && n.len() > 1) {
+            let key = name.split('=').next().unwrap_or(name);
+            if LONG.contains(&key) {
+                out.push(format!("--{name}"));
+                value_next = !name.contains('=') && takes_value(key);
+                continue;
+            }
+        } else if let Some(name) = a.strip_prefix("--") {
+            value_next = !name.contains('=') && takes_value(name);
+        } else if matches!(a.as_str(), "-m" | "-M") {
+            value_next = true;
+        }
+        out.push(a);
+    }
+    out
+}
+
+fn takes_value(name: &str) -> bool {
+    !matches!(name, "help" | "enable-kvm" | "nographic" | "no-reboot" | "nodefaults" | "version")
+}
+
+/// Parses a size: plain numbers are MiB (QEMU's -m), suffixes K/M/G/T (with optional B/iB).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let s = s.strip_prefix("size=").unwrap_or(s);
+    let s = s.split(',').next().unwrap_or(s);
+    let digits_end = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, suffix) = s.split_at(digits_end);
+    let n: f64 = num.parse().map_err(|_| anyhow!("invalid size '{s}'"))?;
+    let unit: u64 = match suffix.trim_end_matches("iB").trim_end_matches('B').to_ascii_uppercase().as_str() {
+        "" | "M" => 1 << 20,
+        "K" => 1 << 10,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => bail!("invalid size suffix in '{s}'"),
+    };
+    let bytes = n * unit as f64;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < (1u64 << 50) as f64) {
+        bail!("size '{s}' out of range");
+    }
+    Ok(bytes as u64)
+}
+
+fn parse_number(s: &str) -> Result<u64> {
+    let r = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16)
+    } else {
+        s.parse()
+    };
+    r.map_err(|_| anyhow!("invalid number '{s}'"))
+}
+
+fn parse_accel(s: &str) -> Result<Accel> {
+    match s.split(',').next().unwrap_or("") {
+        "tcg" => Ok(Accel::Tcg),
+        "kvm" => Ok(Accel::Kvm),
+        other => bail!("unknown accelerator '{other}' (expected tcg or kvm)"),
+    }
+}
+
+fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
+    let mut parts = spec.split(',');
+    match parts.next().unwrap_or("") {
+        "isa-debug-exit" => {
+            let mut dev = DebugExit { iobase: 0x501, iosize: 2 };
+            for p in parts {
+                let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("malformed device option '{p}'"))?;
+                let n = parse_number(v)?;
+                let n = u16::try_from(n).map_err(|_| anyhow!("{k}={v} out of range"))?;
+                match k {
+                    "iobase" => dev.iobase = n,
+                    "iosize" => dev.iosize = n,
+                    _ => bail!("unknown isa-debug-exit option '{k}'"),
+                }
+            }
+            cfg.debug_exit = Some(dev);
+            Ok(())
+        }
+        other => bail!("unsupported device '{other}' (supported: isa-debug-exit)"),
+    }
+}
+
+pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
+    let args = Args::try_parse_from(normalize(argv)).map_err(|e| {
+        // Let clap print help/version itself; everything else is a user error.
+        if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
+            e.exit();
+        }
+        anyhow!("{}", e.render().to_string().trim_end())
+    })?;
+    let mut cfg = MachineConfig::default();
+    if let Some(m) = &args.memory {
+        cfg.memory_bytes = parse_size(m).context("-m")?;
+    }
+    if let Some(s) = &args.smp {
+        let n = s.split(',').find_map(|p| p.strip_prefix("cpus=").or((!p.contains('=')).then_some(p))).unwrap_or(s);
+        cfg.cpus = n.parse().map_err(|_| anyhow!("-smp: invalid CPU count '{s}'"))?;
+        if cfg.cpus == 0 || cfg.cpus > 255 {
+            bail!("-smp: CPU count must be between 1 and 255");
+        }
+    }
+    if let Some(m) = &args.machine {
+        let mut parts = m.split(',');
+        match parts.next().unwrap_or("") {
+            t if t == "pc" || t.starts_with("pc-i440fx") => {}
+            other => bail!("unsupported machine type '{other}' (supported: pc)"),
+        }
+        for p in parts {
+            match p.split_once('=') {
+                Some(("accel", v)) => cfg.accel = parse_accel(v)?,
+                _ => bail!("unsupported -machine option '{p}'"),
+            }
+        }
+    }
+    if let Some(a) = &args.accel {
+        cfg.accel = parse_accel(a)?;
+    }
+    if args.enable_kvm {
+        cfg.accel = Accel::Kvm;
+    }
+    if let Some(c) = &args.cpu {
+        ferrite_machine::validate_cpu_model(c)?;
+        cfg.cpu = c.clone();
+    }
+    cfg.kernel = args.kernel;
+    cfg.initrd = args.initrd;
+    cfg.append = args.append.unwrap_or_default();
+    cfg.bios = args.bios;
+    cfg.no_reboot = args.no_reboot;
+    if let Some(s) = &args.serial {
+        cfg.serial = match s.as_str() {
+            "stdio" | "mon:stdio" => SerialBackend::Stdio,
+            "null" | "none" => SerialBackend::Null,
+            other => match other.strip_prefix("file:") {
+                Some(p) => SerialBackend::File(p.into()),
+                None => bail!("unsupported -serial backend '{other}' (stdio, null, none, file:PATH)"),
+            },
+        };
+    }
+    for d in &args.device {
+        parse_device(d, &mut cfg)?;
+    }
+    if let Some(d) = &args.display {
+        if d != "none" {
+            bail!("unsupported display '{d}' (only none is available)");
+        }
+    }
+    let _ = (args.nographic, args.nodefaults);
+    if args.gdb_default {
+        cfg.gdb = Some("127.0.0.1:1234".into());
+    }
+    if let Some(g) = &args.gdb {
+        let addr = g.strip_prefix("tcp:").ok_or_else(|| anyhow!("-gdb: expected tcp::PORT or tcp:HOST:PORT"))?;
+        let addr = if let Some(port) = addr.strip_prefix(':') { format!("127.0.0.1:{port}") } else { addr.to_string() };
+        cfg.gdb = Some(addr);
+    }
+    cfg.start_paused = args.paused;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<MachineConfig> {
+        parse(std::iter::once("ferrite").chain(args.iter().copied()).map(String::from))
+    }
+
+    #[test]
+    fn qemu_spelling() {
+        let c = p(&[
+            "-m", "512", "-smp", "1", "-kernel", "bz", "-initrd", "i.gz", "-append", "console=ttyS0 quiet", "-nographic",
+            "-no-reboot", "-serial", "stdio", "-accel", "tcg", "-M", "pc", "-nodefaults", "-display", "none",
+        ])
+        .unwrap();
+        assert_eq!(c.memory_bytes, 512 << 20);
+        assert_eq!(c.kernel.as_deref(), Some(std::path::Path::new("bz")));
+        assert_eq!(c.append, "console=ttyS0 quiet");
+        assert!(c.no_reboot);
+    }
+
+    #[test]
+    fn clap_spelling_and_double_dash_qemu() {
+        let c = p(&["--memory", "1G", "--kernel", "bz", "--no-reboot", "-machine", "pc,accel=tcg"]).unwrap();
+        assert_eq!(c.memory_bytes, 1 << 30);
+        assert!(c.no_reboot);
+        let c = p(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]).unwrap();
+        assert_eq!(c.debug_exit, Some(DebugExit { iobase: 0xf4, iosize: 4 }));
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        let e = p(&["-frobnicate"]).unwrap_err().to_string();
+        assert!(e.contains("frobnicate"), "{e}");
+        assert!(p(&["-m", "lots"]).is_err());
+        assert!(p(&["-accel", "hvf"]).unwrap_err().to_string().contains("hvf"));
+        assert!(p(&["-device", "e1001"]).is_err());
+    }
+
+    #[test]
+    fn gdb_addresses() {
+        assert_eq!(p(&["-s"]).unwrap().gdb.as_deref(), Some("127.0.0.1:1234"));
+        assert_eq!(p(&["-gdb", "tcp::4321"]).unwrap().gdb.as_deref(), Some("127.0.0.1:4321"));
+        assert_eq!(p(&["-gdb", "tcp:0.0.0.0:9"]).unwrap().gdb.as_deref(), Some("0.0.0.0:9"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512").unwrap(), 512 << 20);
+        assert_eq!(parse_size("4G").unwrap(), 4 << 30);
+        assert_eq!(parse_size("size=256M").unwrap(), 256 << 20);
+        assert!(parse_size("12X").is_err());
+    }
+}
