@@ -67,6 +67,9 @@ struct Args {
     /// Wait for gdb on the given address (tcp::PORT or tcp:HOST:PORT).
     #[arg(long = "gdb", value_name = "DEV")]
     gdb: Option<String>,
+    /// Debug logging: int (every interrupt and exception, to stderr).
+    #[arg(short = 'd', value_name = "ITEMS")]
+    log: Option<String>,
     /// Don't start the CPU: wait for the debugger to continue.
     #[arg(short = 'S')]
     paused: bool,
@@ -262,6 +265,14 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
         cfg.gdb = Some(addr);
     }
     cfg.start_paused = args.paused;
+    if let Some(items) = &args.log {
+        for item in items.split(',') {
+            match item {
+                "int" => cfg.log_interrupts = true,
+                other => bail!("unsupported -d item '{other}' (supported: int)"),
+            }
+        }
+    }
     Ok(cfg)
 }
 

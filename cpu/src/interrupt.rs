@@ -37,6 +37,16 @@ impl Cpu {
             ext = 1;
         }
         for _ in 0..4 {
+            if self.log_interrupts {
+                eprintln!(
+                    "ferrite: {kind:?} vector {vec:#04x} error {} at {:04x}:{:#x} cpl {} cr2 {:#x}",
+                    err.map_or("-".into(), |e| format!("{e:#x}")),
+                    self.state.seg(Seg::Cs).selector,
+                    self.state.rip,
+                    self.state.cpl(),
+                    self.state.cr2
+                );
+            }
             match self.deliver_once(bus, vec, err, kind, ret, ext) {
                 Ok(()) => {
                     self.halted = false;

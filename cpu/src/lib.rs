@@ -69,7 +69,8 @@ pub struct Cpu {
     /// Linear addresses where execution must stop with `RunExit::Debug` (the gdbstub's
     /// breakpoints; guest memory is never patched).
     pub breakpoints: Vec<u64>,
-    /// Set while executing with the embedder's single-step: run exactly one instruction.
+    /// Print every exception and interrupt delivered to stderr (QEMU's `-d int`).
+    pub log_interrupts: bool,
     pub(crate) a20_mask: u64,
     pub(crate) memory_generation: u64,
 }
@@ -98,6 +99,7 @@ impl Cpu {
             end_block: false,
             instructions: 0,
             breakpoints: Vec::new(),
+            log_interrupts: false,
             a20_mask: !0,
             memory_generation: 0,
         };

@@ -49,6 +49,8 @@ pub struct MachineConfig {
     pub gdb: Option<String>,
     /// Start with the CPU stopped (`-S`).
     pub start_paused: bool,
+    /// Log every interrupt and exception to stderr (`-d int`).
+    pub log_interrupts: bool,
 }
 
 impl Default for MachineConfig {
@@ -68,6 +70,7 @@ impl Default for MachineConfig {
             accel: Accel::Tcg,
             gdb: None,
             start_paused: false,
+            log_interrupts: false,
         }
     }
 }

@@ -128,6 +128,7 @@ impl Machine {
         let state = boot::load(&cfg, &mut board)?;
         let mut cpu = Cpu::new(model);
         cpu.set_state(state);
+        cpu.log_interrupts = cfg.log_interrupts;
         Ok(Machine { cfg, cpu, board })
     }
 
