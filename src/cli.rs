@@ -99,7 +99,8 @@ const LONG: &[&str] = &[
 ];
 
 /// Rewrites `-name` to `--name` for long options, leaving short options and values alone.
-fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
+/// QEMU has no clustered short options, so any other `-name` is an unknown option.
+fn normalize(args: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut value_next = false;
     for (i, a) in args.into_iter().enumerate() {
@@ -115,14 +116,15 @@ fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
                 value_next = !name.contains('=') && takes_value(key);
                 continue;
             }
+            bail!("unknown option '-{name}' (see ferrite --help)");
         } else if let Some(name) = a.strip_prefix("--") {
             value_next = !name.contains('=') && takes_value(name);
-        } else if matches!(a.as_str(), "-m" | "-M") {
+        } else if matches!(a.as_str(), "-m" | "-M" | "-d") {
             value_next = true;
         }
         out.push(a);
     }
-    out
+    Ok(out)
 }
 
 fn takes_value(name: &str) -> bool {
@@ -191,7 +193,7 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
 }
 
 pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
-    let args = Args::try_parse_from(normalize(argv)).map_err(|e| {
+    let args = Args::try_parse_from(normalize(argv)?).map_err(|e| {
         // Let clap print help/version itself; everything else is a user error.
         if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
             e.exit();
