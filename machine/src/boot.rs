@@ -40,6 +40,8 @@ pub enum BootError {
     BadBios { path: PathBuf, size: usize },
     #[error("cannot map firmware: {0}")]
     Memory(#[from] crate::memory::MemoryError),
+    #[error("fw_cfg: {0}")]
+    FwCfg(#[from] ferrite_hw::fw_cfg::FwCfgError),
     #[error("-initrd needs -kernel")]
     InitrdWithoutKernel,
     #[error("nothing to boot: give -kernel FILE or -bios FILE")]
@@ -70,18 +72,19 @@ pub fn load(cfg: &MachineConfig, board: &mut PcBoard) -> Result<CpuState, BootEr
     let layout = MemoryLayout::new(board.mem.ram_size());
     let acpi = AcpiTables::build(&AcpiConfig::new(cfg.cpus, layout))?;
     let rsdp = acpi.install(&mut FwMem(&mut board.mem))?;
+    let image = cfg.kernel.as_deref().map(|p| read("kernel", p)).transpose()?;
+    let initrd = cfg.initrd.as_deref().map(|p| read("initrd", p)).transpose()?;
+    fill_fw_cfg(cfg, board, &layout, &acpi, image.as_deref(), initrd.as_deref())?;
     if let Some(bios) = &cfg.bios {
         map_bios(board, bios)?;
     }
-    let Some(kernel_path) = &cfg.kernel else {
+    let (Some(kernel_path), Some(image)) = (&cfg.kernel, image) else {
         if cfg.initrd.is_some() {
             return Err(BootError::InitrdWithoutKernel);
         }
         // Firmware boot: the CPU starts at the reset vector.
         return Ok(CpuState::reset());
     };
-    let image = read("kernel", kernel_path)?;
-    let initrd = cfg.initrd.as_deref().map(|p| read("initrd", p)).transpose()?;
     let setup = match fw::SetupHeader::parse(&image) {
         Ok(_) => {
             let linux_cfg = LinuxBootConfig {
@@ -116,6 +119,56 @@ pub fn load(cfg: &MachineConfig, board: &mut PcBoard) -> Result<CpuState, BootEr
         }
     };
     Ok(cpu_state(&setup))
+}
+
+/// What firmware (SeaBIOS) reads through fw_cfg, as QEMU documents it: RAM size, CPU count,
+/// the e820 RAM map, the ACPI tables with their loader script, and the `-kernel`/`-initrd`/
+/// `-append` payloads for a firmware-driven Linux boot.
+fn fill_fw_cfg(
+    cfg: &MachineConfig,
+    board: &mut PcBoard,
+    layout: &MemoryLayout,
+    acpi: &AcpiTables,
+    kernel: Option<&[u8]>,
+    initrd: Option<&[u8]>,
+) -> Result<(), BootError> {
+    use ferrite_hw::fw_cfg::*;
+    let f = &mut board.fw_cfg;
+    let cpus = cfg.cpus as u16;
+    f.add_bytes(FW_CFG_RAM_SIZE, (board.mem.ram_size()).to_le_bytes())?;
+    f.add_bytes(FW_CFG_NB_CPUS, cpus.to_le_bytes())?;
+    f.add_bytes(FW_CFG_MAX_CPUS, cpus.to_le_bytes())?;
+    f.add_bytes(FW_CFG_NOGRAPHIC, 1u16.to_le_bytes())?;
+    // QEMU's etc/e820 lists the RAM ranges; the firmware reserves its own areas.
+    let mut e820 = Vec::new();
+    for (base, len) in [(0u64, layout.below_4g), (1 << 32, layout.above_4g)] {
+        if len > 0 {
+            e820.extend_from_slice(&base.to_le_bytes());
+            e820.extend_from_slice(&len.to_le_bytes());
+            e820.extend_from_slice(&1u32.to_le_bytes());
+        }
+    }
+    f.add_file(FW_CFG_FILE_E820, e820)?;
+    for (name, data) in acpi.fw_cfg().files() {
+        f.add_file(name, data.to_vec())?;
+    }
+    if let Some(image) = kernel {
+        // The real-mode setup part and the protected-mode kernel are separate items.
+        let setup_len = fw::SetupHeader::parse(&image).map(|h| h.kernel_offset()).unwrap_or(0).min(image.len());
+        f.add_bytes(FW_CFG_SETUP_SIZE, (setup_len as u32).to_le_bytes())?;
+        f.add_bytes(FW_CFG_SETUP_DATA, image[..setup_len].to_vec())?;
+        f.add_bytes(FW_CFG_KERNEL_SIZE, ((image.len() - setup_len) as u32).to_le_bytes())?;
+        f.add_bytes(FW_CFG_KERNEL_DATA, image[setup_len..].to_vec())?;
+        let mut cmdline = cfg.append.as_bytes().to_vec();
+        cmdline.push(0);
+        f.add_bytes(FW_CFG_CMDLINE_SIZE, (cmdline.len() as u32).to_le_bytes())?;
+        f.add_bytes(FW_CFG_CMDLINE_DATA, cmdline)?;
+        if let Some(initrd) = initrd {
+            f.add_bytes(FW_CFG_INITRD_SIZE, (initrd.len() as u32).to_le_bytes())?;
+            f.add_bytes(FW_CFG_INITRD_DATA, initrd.to_vec())?;
+        }
+    }
+    Ok(())
 }
 
 /// Maps a firmware image below 4 GiB, and its last 128 KiB at 0xE0000 (the legacy BIOS area),
