@@ -29,6 +29,7 @@ fn truncated_bzimage() -> Vec<u8> {
     b[0x1ff] = 0xaa;
     b[0x202..0x206].copy_from_slice(b"HdrS");
     b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    b[0x211] = 1; // LOADED_HIGH
     b
 }
 
@@ -40,7 +41,7 @@ fn missing_kernel_file() {
 
 #[test]
 fn truncated_kernel() {
-    let k = temp("truncated", &truncated_bzimage());
+    let k = temp("short-image", &truncated_bzimage());
     let out = ferrite(&["-kernel", &k, "-nographic"]);
     assert_clean_failure(&out, "truncated");
 }

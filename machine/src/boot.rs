@@ -98,6 +98,10 @@ pub fn load(cfg: &MachineConfig, board: &mut PcBoard) -> Result<CpuState, BootEr
                 .map_err(|source| BootError::Linux { path: kernel_path.clone(), source })?
                 .setup
         }
+        // A Linux header that fails to parse is a broken Linux image, not a multiboot one.
+        Err(source) if image.get(0x202..0x206) == Some(b"HdrS") => {
+            return Err(BootError::Linux { path: kernel_path.clone(), source })
+        }
         Err(linux_err) => {
             let modules: Vec<MultibootModule> = initrd
                 .as_deref()

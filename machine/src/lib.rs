@@ -27,9 +27,9 @@ const MIN_RAM: u64 = 2 << 20;
 pub enum MachineError {
     #[error("invalid -cpu: {0}")]
     Cpu(#[from] ferrite_cpu::cpuid::CpuModelError),
-    #[error("-m {0}: too little memory (at least 2 MiB is needed)")]
+    #[error("-m: {} KiB is too little memory (at least 2 MiB is needed)", .0 >> 10)]
     TooLittleMemory(u64),
-    #[error("-m {0}: too much memory for this machine (at most 1 TiB)")]
+    #[error("-m: {} MiB is too much memory for this machine (at most 1 TiB)", .0 >> 20)]
     TooMuchMemory(u64),
     #[error("-smp {0}: only one CPU is supported so far")]
     Smp(u32),
