@@ -96,9 +96,19 @@ fn measure(build: fn(&mut CodeAssembler), budget: u64) -> f64 {
 
 fn main() {
     let budget: u64 = std::env::var("FERRITE_BENCH_INSNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000_000);
+    let only = std::env::var("FERRITE_BENCH_ONLY").ok();
     for (name, f) in [("alu", alu_loop as fn(&mut CodeAssembler)), ("memory", memory_loop), ("string", string_loop)] {
-        let mut runs: Vec<f64> = (0..5).map(|_| measure(f, budget)).collect();
+        if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == name)) {
+            continue;
+        }
+        let reps: usize = std::env::var("FERRITE_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+        let mut runs: Vec<f64> = (0..reps).map(|_| measure(f, budget)).collect();
         runs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        println!("interp {name:<8} {:>8.1} MIPS (median of 5; min {:.1}, max {:.1})", runs[2], runs[0], runs[4]);
+        println!(
+            "interp {name:<8} {:>8.1} MIPS (median of {reps}; min {:.1}, max {:.1})",
+            runs[reps / 2],
+            runs[0],
+            runs[reps - 1]
+        );
     }
 }

@@ -292,31 +292,37 @@ impl Cpu {
     /// handler asks (`end_block`), or when the block's own code was overwritten.
     fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
         let block = self.lookup_block(bus)?;
-        let single = self.interrupt_shadow || self.state.rflags & flags::TF != 0 || !self.breakpoints.is_empty();
+        let tf = self.state.rflags & flags::TF != 0;
+        let single = self.interrupt_shadow || tf || !self.breakpoints.is_empty();
         let max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
         let ip_mask: u64 = match self.state.code_bitness() {
             16 => 0xffff,
             32 => 0xffff_ffff,
             _ => !0,
         };
+        // An interrupt shadow covers only the first instruction (which then runs alone).
+        self.interrupt_shadow = false;
+        self.end_block = false;
         self.code.invalidated = false;
+        let mut retired = 0;
         for d in &block.insns[..max.max(1)] {
-            let tf = self.state.rflags & flags::TF != 0;
             self.next_rip = d.insn.next_ip() & ip_mask;
-            self.interrupt_shadow = false;
-            self.end_block = false;
-            (d.handler)(self, bus, &d.insn)?;
-            self.state.rip = self.next_rip;
-            self.instructions += 1;
-            if tf {
-                // Single-step trap after the instruction (SDM Vol. 3, 17.3.1.4); RIP already
-                // points past it, which is the trap's return address.
-                self.state.dr[6] |= 1 << 14;
-                return Err(Fault::exc(vector::DB));
+            if let Err(f) = (d.handler)(self, bus, &d.insn) {
+                self.instructions += retired;
+                return Err(f);
             }
-            if self.end_block || self.code.invalidated {
+            self.state.rip = self.next_rip;
+            retired += 1;
+            if self.end_block | self.code.invalidated {
                 break;
             }
+        }
+        self.instructions += retired;
+        if tf {
+            // Single-step trap after the instruction (SDM Vol. 3, 17.3.1.4); RIP already
+            // points past it, which is the trap's return address.
+            self.state.dr[6] |= 1 << 14;
+            return Err(Fault::exc(vector::DB));
         }
         Ok(())
     }

@@ -49,7 +49,7 @@ pub fn size_mask(size: u8) -> u64 {
 
 #[inline(always)]
 pub fn sign_bit(size: u8) -> u64 {
-    1u64 << (size as u32 * 8 - 1)
+    1u64 << ((size as u32 * 8).wrapping_sub(1) & 63)
 }
 
 #[inline(always)]
@@ -76,6 +76,64 @@ pub fn szp(res: u64, size: u8) -> u64 {
 }
 
 impl LazyFlags {
+    /// CF alone, without computing the other flags (ADC/SBB/INC/DEC and Jcc read it often).
+    #[inline(always)]
+    pub fn cf(&self, stored: u64) -> bool {
+        let m = size_mask(self.size);
+        match self.op {
+            CcOp::Eflags => stored & CF != 0,
+            CcOp::Add => {
+                let (dst, res) = (self.dst & m, self.res & m);
+                if self.carry_in != 0 {
+                    res <= dst
+                } else {
+                    res < dst
+                }
+            }
+            CcOp::Sub => {
+                let (dst, src) = (self.dst & m, self.src & m);
+                if self.carry_in != 0 {
+                    dst <= src
+                } else {
+                    dst < src
+                }
+            }
+            CcOp::Logic => false,
+            CcOp::Inc | CcOp::Dec => self.carry_in != 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn zf(&self, stored: u64) -> bool {
+        match self.op {
+            CcOp::Eflags => stored & ZF != 0,
+            _ => self.res & size_mask(self.size) == 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn sf(&self, stored: u64) -> bool {
+        match self.op {
+            CcOp::Eflags => stored & SF != 0,
+            _ => self.res & sign_bit(self.size) != 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn of(&self, stored: u64) -> bool {
+        let sb = sign_bit(self.size.max(1));
+        let m = size_mask(self.size);
+        let (dst, src, res) = (self.dst & m, self.src & m, self.res & m);
+        match self.op {
+            CcOp::Eflags => stored & OF != 0,
+            CcOp::Add => (dst ^ res) & (src ^ res) & sb != 0,
+            CcOp::Sub => (dst ^ src) & (dst ^ res) & sb != 0,
+            CcOp::Logic => false,
+            CcOp::Inc => res == sb,
+            CcOp::Dec => res == sb - 1,
+        }
+    }
+
     /// The six arithmetic flags this pending operation defines.
     pub fn compute(&self, stored: u64) -> u64 {
         let m = size_mask(self.size);
@@ -163,11 +221,7 @@ impl Cpu {
 
     #[inline]
     pub fn cf(&self) -> bool {
-        match self.cc.op {
-            CcOp::Eflags => self.state.rflags & CF != 0,
-            CcOp::Logic => false,
-            _ => self.flag(CF),
-        }
+        self.cc.cf(self.state.rflags)
     }
 
     /// Records a pending arithmetic result.
@@ -177,27 +231,27 @@ impl Cpu {
     }
 
     /// Evaluates a Jcc/SETcc/CMOVcc condition.
+    #[inline]
     pub fn condition(&self, cc: ConditionCode) -> bool {
-        let f = self.cc.compute(self.state.rflags);
-        let (cf, zf, sf, of, pf) = (f & CF != 0, f & ZF != 0, f & SF != 0, f & OF != 0, f & PF != 0);
+        let (c, st) = (&self.cc, self.state.rflags);
         match cc {
             ConditionCode::None => true,
-            ConditionCode::o => of,
-            ConditionCode::no => !of,
-            ConditionCode::b => cf,
-            ConditionCode::ae => !cf,
-            ConditionCode::e => zf,
-            ConditionCode::ne => !zf,
-            ConditionCode::be => cf || zf,
-            ConditionCode::a => !cf && !zf,
-            ConditionCode::s => sf,
-            ConditionCode::ns => !sf,
-            ConditionCode::p => pf,
-            ConditionCode::np => !pf,
-            ConditionCode::l => sf != of,
-            ConditionCode::ge => sf == of,
-            ConditionCode::le => zf || sf != of,
-            ConditionCode::g => !zf && sf == of,
+            ConditionCode::o => c.of(st),
+            ConditionCode::no => !c.of(st),
+            ConditionCode::b => c.cf(st),
+            ConditionCode::ae => !c.cf(st),
+            ConditionCode::e => c.zf(st),
+            ConditionCode::ne => !c.zf(st),
+            ConditionCode::be => c.cf(st) || c.zf(st),
+            ConditionCode::a => !c.cf(st) && !c.zf(st),
+            ConditionCode::s => c.sf(st),
+            ConditionCode::ns => !c.sf(st),
+            ConditionCode::p => c.compute(st) & PF != 0,
+            ConditionCode::np => c.compute(st) & PF == 0,
+            ConditionCode::l => c.sf(st) != c.of(st),
+            ConditionCode::ge => c.sf(st) == c.of(st),
+            ConditionCode::le => c.zf(st) || c.sf(st) != c.of(st),
+            ConditionCode::g => !c.zf(st) && c.sf(st) == c.of(st),
         }
     }
 }
@@ -213,6 +267,34 @@ mod tests {
         assert_eq!(f & (OF | SF | ZF | CF | AF), OF | SF | AF);
         let lf = LazyFlags { op: CcOp::Add, size: 1, carry_in: 1, dst: 0xff, src: 0, res: 0x100 };
         assert_eq!(lf.compute(0) & (CF | ZF), CF | ZF);
+    }
+
+    /// The single-flag fast paths agree with the full computation.
+    #[test]
+    fn fast_paths_match_compute() {
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        for _ in 0..20000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let ops = [CcOp::Add, CcOp::Sub, CcOp::Logic, CcOp::Inc, CcOp::Dec];
+            let op = ops[(seed % 5) as usize];
+            let size = [1u8, 2, 4, 8][((seed >> 8) % 4) as usize];
+            let dst = seed.rotate_left(17);
+            let src = if matches!(op, CcOp::Inc | CcOp::Dec) { 1 } else { seed.rotate_left(31) };
+            let carry = (seed >> 3) & 1 == 1;
+            let res = match op {
+                CcOp::Add | CcOp::Inc => dst.wrapping_add(src).wrapping_add(carry as u64 * (op == CcOp::Add) as u64),
+                CcOp::Sub | CcOp::Dec => dst.wrapping_sub(src).wrapping_sub(carry as u64 * (op == CcOp::Sub) as u64),
+                _ => dst & src,
+            };
+            let lf = LazyFlags { op, size, carry_in: carry as u8, dst, src, res };
+            let f = lf.compute(0);
+            assert_eq!(lf.cf(0), f & CF != 0, "{lf:?}");
+            assert_eq!(lf.zf(0), f & ZF != 0, "{lf:?}");
+            assert_eq!(lf.sf(0), f & SF != 0, "{lf:?}");
+            assert_eq!(lf.of(0), f & OF != 0, "{lf:?}");
+        }
     }
 
     #[test]
