@@ -35,8 +35,10 @@ impl GuestMemory {
     /// `below_4g` bytes at 0 and `above_4g` bytes at 4 GiB, both multiples of 4 KiB.
     pub fn new(below_4g: u64, above_4g: u64) -> Result<Self, MemoryError> {
         let size = below_4g + above_4g;
+        // No swap reservation: pages cost memory only when the guest touches them.
         let ram = memmap2::MmapOptions::new()
             .len(size as usize)
+            .no_reserve_swap()
             .map_anon()
             .map_err(|source| MemoryError::Map { size, source })?;
         Ok(GuestMemory { ram, below_4g, above_4g, roms: Vec::new() })

@@ -213,3 +213,6 @@ impl PcBoard {
         self.post.last()
     }
 }
+
+#[cfg(test)]
+mod tests;
