@@ -100,6 +100,13 @@ fn baseline(f: CpuidFeature) -> bool {
     )
 }
 
+/// ENDBR32/64 and RDSSPD/Q sit in the hint-NOP space: on a CPU without CET (or with CET off)
+/// they execute as NOPs, and compilers emit them unconditionally (glibc, busybox).
+fn hint_nop_without_cet(f: CpuidFeature, insn: &Instruction) -> bool {
+    use iced_x86::Mnemonic as M;
+    matches!(f, C::CET_IBT | C::CET_SS) && matches!(insn.mnemonic(), M::Endbr32 | M::Endbr64 | M::Rdsspd | M::Rdsspq)
+}
+
 /// A CPU model: what CPUID says and which instructions exist.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuModel {
@@ -221,6 +228,7 @@ impl CpuModel {
     pub fn allows(&self, insn: &Instruction) -> bool {
         insn.cpuid_features().iter().all(|&need| {
             baseline(need)
+                || hint_nop_without_cet(need, insn)
                 || FEATURES
                     .iter()
                     .enumerate()

@@ -85,6 +85,8 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         | Mnemonic::Pause
         | Mnemonic::Endbr32
         | Mnemonic::Endbr64
+        | Mnemonic::Rdsspd
+        | Mnemonic::Rdsspq
         | Mnemonic::Lfence
         | Mnemonic::Sfence
         | Mnemonic::Mfence
