@@ -294,6 +294,13 @@ impl Vm {
         self.bus.load(addr, bytes);
     }
 
+    /// Makes the 4 KiB page at `addr` (below 2 MiB) read-only in long mode.
+    pub fn write_protect(&mut self, addr: u64) {
+        assert!(addr < 2 << 20 && self.mode == Mode::Long);
+        self.bus.load(PT + 8 * (addr >> 12), &((addr & !0xfff) | 5).to_le_bytes());
+        self.cpu.flush_tlb(false);
+    }
+
     /// Marks the 4 KiB page at `addr` (below 2 MiB) not present in long mode.
     pub fn unmap(&mut self, addr: u64) {
         assert!(addr < 2 << 20 && self.mode == Mode::Long);
