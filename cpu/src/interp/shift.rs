@@ -81,18 +81,18 @@ fn compute(op: Op, size: u8, dst: u64, count: u32, cf_in: bool) -> Option<(u64, 
         Op::Shl => {
             let res = if count < bits { (dst << count) & m } else { 0 };
             let cf = if count <= bits { bit(dst, bits - count) } else { 0 };
-            return Some((res, szp(res, size) | cf * CF | of_left * OF, ARITH));
+            return Some((res, szp(res, size) | (cf * CF) | (of_left * OF), ARITH));
         }
         Op::Shr => {
             let res = if count < bits { dst >> count } else { 0 };
             let cf = if count <= bits { bit(dst, count - 1) } else { 0 };
-            return Some((res, szp(res, size) | cf * CF | top * OF, ARITH));
+            return Some((res, szp(res, size) | (cf * CF) | (top * OF), ARITH));
         }
         Op::Sar => {
             let s = super::datamov::sign_extend(dst, size) as i64;
             let res = (s >> count.min(63)) as u64 & m;
             let cf = ((s >> (count - 1).min(63)) & 1) as u64;
-            return Some((res, szp(res, size) | cf * CF, ARITH));
+            return Some((res, szp(res, size) | (cf * CF), ARITH));
         }
         Op::Rol => {
             let r = count % bits;
@@ -122,7 +122,7 @@ fn compute(op: Op, size: u8, dst: u64, count: u32, cf_in: bool) -> Option<(u64, 
             (rot as u64 & m, (rot >> bits) as u64 & 1, of)
         }
     };
-    Some((res, cf * CF | of * OF, CF | OF))
+    Some((res, (cf * CF) | (of * OF), CF | OF))
 }
 
 /// A zero count still writes a 32-bit register destination back (zero-extending it).
@@ -190,7 +190,7 @@ fn double(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, left: bool) -
     }
     let (res, cf, of) = compute_double(left, size, dst, src, count);
     cpu.write_loc(bus, loc, size, res)?;
-    cpu.set_arith_flags(ARITH, szp(res, size) | cf * CF | of * OF);
+    cpu.set_arith_flags(ARITH, szp(res, size) | (cf * CF) | (of * OF));
     Ok(())
 }
 

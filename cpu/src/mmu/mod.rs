@@ -241,7 +241,7 @@ impl Cpu {
     /// `size`) with the low `size` bytes of `value` repeated, when the page is plain RAM.
     /// `Ok(false)`: nothing written, go element by element.
     pub(crate) fn fill_ram(&mut self, bus: &mut dyn CpuBus, dst: u64, len: usize, value: u64, size: u8, ctx: Ctx) -> Result<bool> {
-        debug_assert!((dst & 0xfff) as usize + len <= 4096 && len % size as usize == 0);
+        debug_assert!((dst & 0xfff) as usize + len <= 4096 && len.is_multiple_of(size as usize));
         let Some(to) = self.ram_ptr(bus, dst, Access::Write, ctx)? else { return Ok(false) };
         if size == 1 {
             // SAFETY: a writable RAM page from a valid TLB tag; the range lies inside it.
