@@ -277,3 +277,21 @@ fn interrupt_taken_between_iterations() {
     assert_eq!(vm.frame(0), CODE);
     assert_eq!(vm.gpr(RCX), left);
 }
+
+/// Real mode: a word access past the 64 KiB limit raises #GP (through the IVT) in the middle
+/// of REP MOVSW, with CX/SI/DI counting the completed words.
+#[test]
+fn real_mode_limit_fault_mid_rep() {
+    let mut vm = Vm::new(Mode::Real);
+    vm.code(|a| a.rep().movsw());
+    let base = REAL_DATA;
+    vm.cpu.state.seg_mut(Seg::Ds).selector = (base >> 4) as u16;
+    vm.cpu.state.seg_mut(Seg::Ds).base = base;
+    vm.cpu.state.seg_mut(Seg::Es).selector = (base >> 4) as u16;
+    vm.cpu.state.seg_mut(Seg::Es).base = base;
+    vm.preset(&[(RSI, 0xfff7), (RDI, 0x100), (RCX, 8)], 0);
+    assert_eq!(vm.run(), Stop::Exception(13));
+    // Real-mode frame: IP, CS, FLAGS; IP is the REP MOVSW.
+    assert_eq!(vm.frame(0), 0);
+    assert_eq!((vm.gpr(RCX), vm.gpr(RSI), vm.gpr(RDI)), (4, 0xffff, 0x108));
+}
