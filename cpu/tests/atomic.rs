@@ -9,7 +9,12 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 use int_harness::*;
 
-fn exec(build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, mem: &[u8], regs: &[(usize, u64)], status: u64) -> Vm {
+fn exec(
+    build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+    mem: &[u8],
+    regs: &[(usize, u64)],
+    status: u64,
+) -> Vm {
     let mut vm = Vm::new(Mode::Long);
     vm.code(build);
     vm.write(DATA, mem);
@@ -22,11 +27,17 @@ fn exec(build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, mem: &[
 #[test]
 fn cmpxchg_memory() {
     // Match: memory takes ECX, ZF = 1, RAX untouched (upper half too).
-    let vm = exec(|a| a.lock().cmpxchg(dword_ptr(rbx), ecx), &5u32.to_le_bytes(), &[(RAX, 0xffff_ffff_0000_0005), (RCX, 9)], 0);
+    let vm = exec(
+        |a| a.lock().cmpxchg(dword_ptr(rbx), ecx),
+        &5u32.to_le_bytes(),
+        &[(RAX, 0xffff_ffff_0000_0005), (RCX, 9)],
+        0,
+    );
     assert_eq!(vm.read(DATA, 4), &9u32.to_le_bytes());
     assert_eq!((vm.gpr(RAX), vm.status()), (0xffff_ffff_0000_0005, ZF | PF));
     // Mismatch: EAX takes the memory value (zero-extending RAX); flags of 5 - 7.
-    let vm = exec(|a| a.cmpxchg(dword_ptr(rbx), ecx), &7u32.to_le_bytes(), &[(RAX, 0xffff_ffff_0000_0005), (RCX, 9)], 0);
+    let vm =
+        exec(|a| a.cmpxchg(dword_ptr(rbx), ecx), &7u32.to_le_bytes(), &[(RAX, 0xffff_ffff_0000_0005), (RCX, 9)], 0);
     assert_eq!(vm.read(DATA, 4), &7u32.to_le_bytes());
     assert_eq!((vm.gpr(RAX), vm.status()), (7, CF | AF | SF));
     // Byte form with AL.
@@ -37,10 +48,12 @@ fn cmpxchg_memory() {
 #[test]
 fn cmpxchg_register() {
     // Match: the destination register takes the source (zero-extended).
-    let vm = exec(|a| a.cmpxchg(edx, ecx), &[], &[(RAX, 3), (RDX, 0xaaaa_aaaa_0000_0003), (RCX, 0xbbbb_bbbb_0000_0009)], 0);
+    let vm =
+        exec(|a| a.cmpxchg(edx, ecx), &[], &[(RAX, 3), (RDX, 0xaaaa_aaaa_0000_0003), (RCX, 0xbbbb_bbbb_0000_0009)], 0);
     assert_eq!((vm.gpr(RDX), vm.gpr(RAX), vm.status() & ZF), (9, 3, ZF));
     // Mismatch: the destination is not written (its upper half stays); EAX is.
-    let vm = exec(|a| a.cmpxchg(edx, ecx), &[], &[(RAX, 0xcccc_cccc_0000_0003), (RDX, 0xaaaa_aaaa_0000_0004), (RCX, 9)], 0);
+    let vm =
+        exec(|a| a.cmpxchg(edx, ecx), &[], &[(RAX, 0xcccc_cccc_0000_0003), (RDX, 0xaaaa_aaaa_0000_0004), (RCX, 9)], 0);
     assert_eq!((vm.gpr(RDX), vm.gpr(RAX), vm.status() & ZF), (0xaaaa_aaaa_0000_0004, 4, 0));
     // 64-bit.
     let vm = exec(|a| a.cmpxchg(rdx, rcx), &[], &[(RAX, 1 << 40), (RDX, 1 << 40), (RCX, 5)], 0);
@@ -114,7 +127,8 @@ fn cmpxchg16b_alignment_and_results() {
 
 #[test]
 fn xadd_forms() {
-    let vm = exec(|a| a.lock().xadd(dword_ptr(rbx), ecx), &0xffff_fffeu32.to_le_bytes(), &[(RCX, 0xdddd_dddd_0000_0003)], 0);
+    let vm =
+        exec(|a| a.lock().xadd(dword_ptr(rbx), ecx), &0xffff_fffeu32.to_le_bytes(), &[(RCX, 0xdddd_dddd_0000_0003)], 0);
     assert_eq!(vm.read(DATA, 4), &1u32.to_le_bytes());
     assert_eq!(vm.gpr(RCX), 0xffff_fffe);
     assert_eq!(vm.status(), CF | AF);

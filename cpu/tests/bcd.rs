@@ -20,7 +20,14 @@ fn exec(build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, acc: u6
 #[test]
 fn daa_after_add() {
     // 79 + 35 = 0xae; DAA -> 0x14 with carry (114).
-    let vm = exec(|a| { a.add(al, 0x35)?; a.daa() }, 0x79, 0);
+    let vm = exec(
+        |a| {
+            a.add(al, 0x35)?;
+            a.daa()
+        },
+        0x79,
+        0,
+    );
     assert_eq!((vm.gpr(RAX) & 0xff, vm.status()), (0x14, CF | AF | PF));
     // No adjustment: flags from AL, OF cleared.
     let vm = exec(|a| a.daa(), 0x42, OF);
@@ -36,7 +43,14 @@ fn daa_after_add() {
 #[test]
 fn das_after_sub() {
     // 35 - 47 = 0xee with CF and AF; DAS -> 0x88 with borrow (-12).
-    let vm = exec(|a| { a.sub(al, 0x47)?; a.das() }, 0x35, 0);
+    let vm = exec(
+        |a| {
+            a.sub(al, 0x47)?;
+            a.das()
+        },
+        0x35,
+        0,
+    );
     assert_eq!((vm.gpr(RAX) & 0xff, vm.status()), (0x88, CF | AF | SF | PF));
     // Low-nibble borrow only: AL = 0x03 with AF -> 0xfd; AL < 6 so CF = 1, then the
     // 0x60 correction does not apply (old AL <= 0x99, old CF = 0).
@@ -47,7 +61,14 @@ fn das_after_sub() {
 #[test]
 fn aaa_aas() {
     // 9 + 8 = 0x11 with AF: AAA -> AX = 0x0107.
-    let vm = exec(|a| { a.add(al, 8)?; a.aaa() }, 0x0009, 0);
+    let vm = exec(
+        |a| {
+            a.add(al, 8)?;
+            a.aaa()
+        },
+        0x0009,
+        0,
+    );
     assert_eq!((vm.gpr(RAX) & 0xffff, vm.status()), (0x0107, AF | CF));
     // No adjustment: AF = CF = 0, OF = 0, SF/ZF/PF from the masked AL.
     let vm = exec(|a| a.aaa(), 0x0305, OF | SF | ZF);

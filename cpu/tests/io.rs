@@ -58,7 +58,10 @@ fn deny(vm: &mut Vm, port: u16) {
     vm.write(at, &[b]);
 }
 
-fn user_io(build: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>, setup: impl FnOnce(&mut Vm)) -> Vm {
+fn user_io(
+    build: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>,
+    setup: impl FnOnce(&mut Vm),
+) -> Vm {
     let mut vm = Vm::user(Mode::Long);
     vm.code(build);
     vm.preset(&[(RDX, 0x3f8)], 0);
@@ -68,7 +71,13 @@ fn user_io(build: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedEr
 
 #[test]
 fn bitmap_allows_clear_ports() {
-    let mut vm = user_io(|a| { a.out(dx, ax)?; a.in_(al, dx) }, |vm| deny(vm, 0x3fa));
+    let mut vm = user_io(
+        |a| {
+            a.out(dx, ax)?;
+            a.in_(al, dx)
+        },
+        |vm| deny(vm, 0x3fa),
+    );
     vm.finish();
     assert_eq!(vm.bus.io_writes, vec![(0x3f8, 2, 0)]);
 }
@@ -105,11 +114,14 @@ fn bitmap_reads_two_bytes_within_the_limit() {
 
 #[test]
 fn iopl_lets_cpl3_skip_the_bitmap() {
-    let mut vm = user_io(|a| a.out(dx, al), |vm| {
-        deny(vm, 0x3f8);
-        let f = vm.cpu.rflags();
-        vm.cpu.set_rflags(f | IOPL);
-    });
+    let mut vm = user_io(
+        |a| a.out(dx, al),
+        |vm| {
+            deny(vm, 0x3f8);
+            let f = vm.cpu.rflags();
+            vm.cpu.set_rflags(f | IOPL);
+        },
+    );
     vm.finish();
     assert_eq!(vm.bus.io_writes.len(), 1);
     // Kernel mode never consults the map.
@@ -122,7 +134,8 @@ fn iopl_lets_cpl3_skip_the_bitmap() {
 
 /// Enters virtual-8086 mode with IOPL 3 at CS:IP = (CODE >> 4):0.
 fn v86(vm: &mut Vm) {
-    let attrs = seg_attr::P | seg_attr::S | seg_attr::TYPE_WRITABLE | seg_attr::TYPE_ACCESSED | (3 << seg_attr::DPL_SHIFT);
+    let attrs =
+        seg_attr::P | seg_attr::S | seg_attr::TYPE_WRITABLE | seg_attr::TYPE_ACCESSED | (3 << seg_attr::DPL_SHIFT);
     let real = |sel: u16| Segment { selector: sel, attrs, limit: 0xffff, base: (sel as u64) << 4 };
     let st = &mut vm.cpu.state;
     st.seg[Seg::Cs as usize] = real((CODE >> 4) as u16);

@@ -134,7 +134,14 @@ fn address_size_32_in_64bit_mode() {
     // a32 rep movsb: ESI/EDI/ECX, written back zero-extended.
     vm.set_code(&[0x67, 0xf3, 0xa4]);
     vm.write(DATA, b"xyz");
-    vm.preset(&[(RSI, 0xffff_0000_0000_0000 | DATA), (RDI, 0x1234_0000_0000_0000 | (DATA + 0x10)), (RCX, 0x7777_0000_0000_0003)], 0);
+    vm.preset(
+        &[
+            (RSI, 0xffff_0000_0000_0000 | DATA),
+            (RDI, 0x1234_0000_0000_0000 | (DATA + 0x10)),
+            (RCX, 0x7777_0000_0000_0003),
+        ],
+        0,
+    );
     vm.finish();
     assert_eq!(vm.read(DATA + 0x10, 3), b"xyz");
     assert_eq!((vm.gpr(RSI), vm.gpr(RDI), vm.gpr(RCX)), (DATA + 3, DATA + 0x13, 0));

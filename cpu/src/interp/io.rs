@@ -51,7 +51,10 @@ fn check_io_permission(cpu: &mut Cpu, bus: &mut dyn CpuBus, port: u16, size: u8)
     // Only 32-bit (and 64-bit) TSSes have a bitmap.
     let tr = st.tr;
     let typ = tr.attrs & TYPE_MASK;
-    if tr.unusable() || !matches!(typ, sys_type::TSS_AVAIL | sys_type::TSS_BUSY) || (tr.limit as u64) < TSS_IO_MAP_BASE + 1 {
+    if tr.unusable()
+        || !matches!(typ, sys_type::TSS_AVAIL | sys_type::TSS_BUSY)
+        || (tr.limit as u64) < TSS_IO_MAP_BASE + 1
+    {
         return Err(Fault::gp0());
     }
     let lin_mask = cpu.lin_mask();

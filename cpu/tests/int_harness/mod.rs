@@ -244,7 +244,8 @@ impl Vm {
             Mode::Protected32 => 4,
             Mode::Long => 8,
         };
-        let sp = self.cpu.state.seg(Seg::Ss).base + (self.cpu.state.gpr[reg::RSP] & if width == 2 { 0xffff } else { !0 });
+        let sp =
+            self.cpu.state.seg(Seg::Ss).base + (self.cpu.state.gpr[reg::RSP] & if width == 2 { 0xffff } else { !0 });
         let at = (sp + i * width) as usize;
         let mut b = [0u8; 8];
         b[..width as usize].copy_from_slice(&self.bus.ram[at..at + width as usize]);
