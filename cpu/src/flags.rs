@@ -136,6 +136,10 @@ impl LazyFlags {
 
     /// The six arithmetic flags this pending operation defines.
     pub fn compute(&self, stored: u64) -> u64 {
+        if self.op == CcOp::Eflags {
+            // Nothing pending (and `size` may be 0 before the first arithmetic op).
+            return stored & ARITH;
+        }
         let m = size_mask(self.size);
         let sb = sign_bit(self.size);
         let (dst, src, res) = (self.dst & m, self.src & m, self.res & m);
@@ -206,7 +210,8 @@ impl Cpu {
     /// Replaces only the arithmetic flags in `mask` with those of `value`.
     #[inline]
     pub fn set_arith_flags(&mut self, mask: u64, value: u64) {
-        let cur = self.rflags();
+        // Replacing all six needs no evaluation of the pending ones.
+        let cur = if mask & ARITH == ARITH { self.state.rflags } else { self.rflags() };
         self.state.rflags = (cur & !mask) | (value & mask);
         self.cc.op = CcOp::Eflags;
     }

@@ -33,6 +33,27 @@ pub fn seg_of(r: Register) -> Seg {
     }
 }
 
+/// Address-size mask of the instruction's explicit memory operand (offsets wrap at it).
+#[inline]
+pub fn address_mask(insn: &Instruction) -> u64 {
+    let size = gpr_size(insn.memory_base()).max(gpr_size(insn.memory_index()));
+    match size {
+        8 => u64::MAX,
+        4 => 0xffff_ffff,
+        2 => 0xffff,
+        _ => match insn.memory_displ_size() {
+            8 => u64::MAX,
+            4 => 0xffff_ffff,
+            2 => 0xffff,
+            _ => match insn.code_size() {
+                CodeSize::Code16 => 0xffff,
+                CodeSize::Code32 => 0xffff_ffff,
+                _ => u64::MAX,
+            },
+        },
+    }
+}
+
 /// A resolved operand location, for read-modify-write instructions.
 #[derive(Clone, Copy, Debug)]
 pub enum Loc {
@@ -95,29 +116,13 @@ impl Cpu {
         let base = insn.memory_base();
         let index = insn.memory_index();
         let mut off = insn.memory_displacement64();
-        let size = gpr_size(base).max(gpr_size(index));
-        let mask = match size {
-            8 => u64::MAX,
-            4 => 0xffff_ffff,
-            2 => 0xffff,
-            _ => match insn.memory_displ_size() {
-                8 => u64::MAX,
-                4 => 0xffff_ffff,
-                2 => 0xffff,
-                _ => match insn.code_size() {
-                    CodeSize::Code16 => 0xffff,
-                    CodeSize::Code32 => 0xffff_ffff,
-                    _ => u64::MAX,
-                },
-            },
-        };
         if !matches!(base, Register::None | Register::RIP | Register::EIP) {
             off = off.wrapping_add(self.reg(base));
         }
         if index != Register::None {
             off = off.wrapping_add(self.reg(index) << insn.memory_index_scale().trailing_zeros());
         }
-        off & mask
+        off & address_mask(insn)
     }
 
     /// Segment of the explicit memory operand (default or override).

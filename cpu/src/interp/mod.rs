@@ -52,8 +52,12 @@ const FAMILIES: &[Lookup] = &[
 ];
 
 pub(crate) fn handler_for(insn: &Instruction, model: &crate::CpuModel) -> Handler {
-    if insn.code() == Code::INVALID || !model.allows(insn) {
+    if insn.code() == Code::INVALID {
         return undefined;
+    }
+    if !model.allows(insn) {
+        // A CPU without LZCNT/BMI1 ignores their F3 prefix and runs BSR/BSF instead.
+        return bits::without_feature(insn).unwrap_or(undefined);
     }
     FAMILIES.iter().find_map(|f| f(insn)).unwrap_or(undefined)
 }

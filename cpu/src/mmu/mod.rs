@@ -210,6 +210,51 @@ impl Cpu {
         Ok(())
     }
 
+    /// Host address of the byte at `lin` when its page is plain RAM for `access` (not device
+    /// memory, ROM for writes, or a page holding decoded code for writes), after the checks
+    /// and the fault an access of that kind would raise. `None`: use `read_lin`/`write_lin`.
+    fn ram_ptr(&mut self, bus: &mut dyn CpuBus, lin: u64, access: Access, ctx: Ctx) -> Result<Option<*mut u8>> {
+        let e = self.entry_for(bus, lin, access, ctx)?;
+        let tag = if access == Access::Write { e.write } else { e.read };
+        Ok((tag & TAG_SLOW == 0).then(|| e.addend.wrapping_add(lin) as *mut u8))
+    }
+
+    /// Bulk copy for string instructions: `len` bytes from linear `src` to linear `dst`, each
+    /// range inside one page, straight between host pages when both are plain RAM and the two
+    /// host ranges do not overlap. Raises the faults the first read and then the first write
+    /// would. `Ok(false)`: nothing copied, go element by element.
+    pub(crate) fn copy_ram(&mut self, bus: &mut dyn CpuBus, src: u64, dst: u64, len: usize, ctx: Ctx) -> Result<bool> {
+        debug_assert!((src & 0xfff) as usize + len <= 4096 && (dst & 0xfff) as usize + len <= 4096);
+        let Some(from) = self.ram_ptr(bus, src, Access::Read, ctx)? else { return Ok(false) };
+        let Some(to) = self.ram_ptr(bus, dst, Access::Write, ctx)? else { return Ok(false) };
+        if (from as usize).abs_diff(to as usize) < len {
+            return Ok(false);
+        }
+        // SAFETY: both pointers come from valid TLB tags for RAM pages (see `read_lin`), each
+        // range lies inside its page (callers split runs at page ends), and the ranges are
+        // disjoint (checked above).
+        unsafe { std::ptr::copy_nonoverlapping(from as *const u8, to, len) };
+        Ok(true)
+    }
+
+    /// Bulk fill for REP STOS: `len` bytes at linear `dst` (inside one page, a multiple of
+    /// `size`) with the low `size` bytes of `value` repeated, when the page is plain RAM.
+    /// `Ok(false)`: nothing written, go element by element.
+    pub(crate) fn fill_ram(&mut self, bus: &mut dyn CpuBus, dst: u64, len: usize, value: u64, size: u8, ctx: Ctx) -> Result<bool> {
+        debug_assert!((dst & 0xfff) as usize + len <= 4096 && len.is_multiple_of(size as usize));
+        let Some(to) = self.ram_ptr(bus, dst, Access::Write, ctx)? else { return Ok(false) };
+        if size == 1 {
+            // SAFETY: a writable RAM page from a valid TLB tag; the range lies inside it.
+            unsafe { std::ptr::write_bytes(to, value as u8, len) };
+        } else {
+            for off in (0..len).step_by(size as usize) {
+                // SAFETY: as above; `off + size <= len` because `len` is a multiple of `size`.
+                unsafe { store(to.add(off), size, value) };
+            }
+        }
+        Ok(true)
+    }
+
     /// Linear addresses wrap at 4 GiB outside long mode.
     #[inline(always)]
     pub(crate) fn lin_mask(&self) -> u64 {
