@@ -38,7 +38,7 @@ const FEATURES: &[Feature] = &[
     f!(["vme"], 1, Edx, 1, None),
     f!(["de"], 1, Edx, 2, None),
     f!(["pse"], 1, Edx, 3, None),
-    f!(["tsc"], 1, Edx, 4, None),
+    f!(["tsc"], 1, Edx, 4, Some(C::TSC)),
     f!(["msr"], 1, Edx, 5, Some(C::MSR)),
     f!(["pae"], 1, Edx, 6, None),
     f!(["mce"], 1, Edx, 7, None),
@@ -93,6 +93,8 @@ fn baseline(f: CpuidFeature) -> bool {
             | C::INTEL386
             | C::INTEL486
             | C::CPUID
+            // RDPMC has no CPUID bit (it exists on every P6 and later processor).
+            | C::RDPMC
             | C::MULTIBYTENOP
             | C::PAUSE
             | C::FPU287
