@@ -152,6 +152,17 @@ fn control_register_reserved_bits_and_invalid_combinations() {
     m.expect_fault(GP, Some(0));
 }
 
+/// LOCK MOV CR0 is AMD's alias for CR8; without that feature it is #UD.
+#[test]
+fn lock_mov_cr0_is_undefined() {
+    let mut m = Machine::new(Mode::Prot32, 0);
+    m.code(|a, mark| {
+        a.set_label(mark).unwrap();
+        a.db(&[0xf0, 0x0f, 0x22, 0xc0]).unwrap();
+    });
+    m.expect_fault(UD, None);
+}
+
 #[test]
 fn pg_without_pe_faults_in_real_mode() {
     let mut m = Machine::new(Mode::Real, 0);

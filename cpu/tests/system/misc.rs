@@ -42,6 +42,22 @@ fn cpuid_values_and_zero_extension() {
     assert_ne!(g[RBX] & 1, 0);
 }
 
+/// Intel reports SYSCALL (CPUID.80000001H:EDX[11]) only in 64-bit mode.
+#[test]
+fn cpuid_syscall_flag_follows_the_mode() {
+    for mode in [Mode::Prot32, Mode::Long64] {
+        let mut m = Machine::new(mode, 3);
+        m.code(|a, _| {
+            a.mov(eax, 0x8000_0001u32).unwrap();
+            a.cpuid().unwrap();
+            a.int3().unwrap();
+        });
+        assert_eq!(m.run_to_halt().map(|t| t.vector), Some(3));
+        assert_eq!((m.gpr(RDX) >> 11) & 1, (mode == Mode::Long64) as u64, "{mode:?}");
+        assert_ne!(m.gpr(RDX) & (1 << 29), 0, "LM");
+    }
+}
+
 #[test]
 fn msr_access() {
     let mut m = Machine::new(Mode::Prot32, 0);

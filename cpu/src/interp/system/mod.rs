@@ -90,7 +90,7 @@ fn check_umip(cpu: &Cpu) -> Result<()> {
 
 /// Whether the model follows AMD's variants of the fast system-call instructions.
 fn amd(cpu: &Cpu) -> bool {
-    &cpu.model.vendor == b"AuthenticAMD"
+    cpu.model.is_amd()
 }
 
 fn hlt(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
