@@ -55,9 +55,12 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         | Mnemonic::Rdgsbase
         | Mnemonic::Wrfsbase
         | Mnemonic::Wrgsbase => return misc::lookup(insn),
-        Mnemonic::Syscall | Mnemonic::Sysret | Mnemonic::Sysretq | Mnemonic::Sysenter | Mnemonic::Sysexit | Mnemonic::Sysexitq => {
-            return fastcall::lookup(insn)
-        }
+        Mnemonic::Syscall
+        | Mnemonic::Sysret
+        | Mnemonic::Sysretq
+        | Mnemonic::Sysenter
+        | Mnemonic::Sysexit
+        | Mnemonic::Sysexitq => return fastcall::lookup(insn),
         _ => return None,
     })
 }

@@ -101,7 +101,12 @@ fn store_selector(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, ldt: 
 /// #GP(selector) for LDT selectors, selectors beyond the GDT limit, wrong types and (in
 /// IA-32e mode, where system descriptors take 16 bytes) a non-zero upper type field or a
 /// non-canonical base; #NP(selector) when not present.
-fn load_system_descriptor(cpu: &mut Cpu, bus: &mut dyn CpuBus, sel: u16, types: &[u32]) -> Result<(Descriptor, Segment)> {
+fn load_system_descriptor(
+    cpu: &mut Cpu,
+    bus: &mut dyn CpuBus,
+    sel: u16,
+    types: &[u32],
+) -> Result<(Descriptor, Segment)> {
     let err = Fault::gp(sel_code(sel));
     if sel & 4 != 0 {
         return Err(err);
@@ -146,8 +151,11 @@ fn ltr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
         return Err(Fault::gp0());
     }
     // Only an available TSS; 16-bit TSSs do not exist in IA-32e mode.
-    let types: &[u32] =
-        if cpu.state.long_mode_active() { &[sys_type::TSS_AVAIL] } else { &[sys_type::TSS16_AVAIL, sys_type::TSS_AVAIL] };
+    let types: &[u32] = if cpu.state.long_mode_active() {
+        &[sys_type::TSS_AVAIL]
+    } else {
+        &[sys_type::TSS16_AVAIL, sys_type::TSS_AVAIL]
+    };
     let (desc, mut seg) = load_system_descriptor(cpu, bus, sel, types)?;
     // The descriptor is marked busy in the GDT (a locked read-modify-write on hardware).
     cpu.write_descriptor(bus, sel, Descriptor(desc.0 | TSS_BUSY))?;
@@ -231,7 +239,8 @@ fn lsl(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     use sys_type::*;
     require_protected(cpu)?;
     let sel = cpu.read_op(bus, insn, 1)? as u16;
-    let found = inspect(cpu, bus, sel, &[TSS16_AVAIL, LDT, TSS16_BUSY, TSS_AVAIL, TSS_BUSY], &[LDT, TSS_AVAIL, TSS_BUSY])?;
+    let found =
+        inspect(cpu, bus, sel, &[TSS16_AVAIL, LDT, TSS16_BUSY, TSS_AVAIL, TSS_BUSY], &[LDT, TSS_AVAIL, TSS_BUSY])?;
     if let Some(d) = found {
         cpu.set_reg(insn.op0_register(), d.limit() as u64);
     }
@@ -249,11 +258,7 @@ fn verify(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, write: bool) 
             let d = Descriptor(raw);
             let t = d.typ();
             let code = t & TYPE_CODE != 0;
-            let accessible = if write {
-                !code && t & TYPE_WRITABLE != 0
-            } else {
-                !code || t & TYPE_WRITABLE != 0
-            };
+            let accessible = if write { !code && t & TYPE_WRITABLE != 0 } else { !code || t & TYPE_WRITABLE != 0 };
             !d.is_system() && accessible && visible(cpu, d, sel)
         }
         None => false,
