@@ -439,3 +439,92 @@ fn hlt_halts_until_an_event() {
     let t = m.run_to_halt();
     assert_eq!(t, Some(Taken { vector: 2, error: None, rip: CODE + 1 }));
 }
+
+/// Virtual-8086 mode: privileged instructions are #GP(0), the protected-mode-only ones #UD;
+/// SMSW, SGDT, CPUID and RDTSC run.
+#[test]
+fn virtual_8086_mode_rules() {
+    use ferrite_cpu::state::{flags, seg_attr::*, Segment};
+    type Snippet = fn(&mut CodeAssembler, &mut CodeLabel);
+    let cases: &[(Snippet, u8)] = &[
+        (
+            |a, m| {
+                a.set_label(m).unwrap();
+                a.mov(eax, cr0).unwrap();
+            },
+            GP,
+        ),
+        (
+            |a, m| {
+                a.set_label(m).unwrap();
+                a.lldt(ax).unwrap();
+            },
+            UD,
+        ),
+        (
+            |a, m| {
+                a.set_label(m).unwrap();
+                a.lar(ax, bx).unwrap();
+            },
+            UD,
+        ),
+        (
+            |a, m| {
+                a.set_label(m).unwrap();
+                a.rdmsr().unwrap();
+            },
+            GP,
+        ),
+        (
+            |a, m| {
+                a.smsw(ax).unwrap();
+                a.sgdt(word_ptr(0x100)).unwrap();
+                a.cpuid().unwrap();
+                a.rdtsc().unwrap();
+                a.set_label(m).unwrap();
+                a.hlt().unwrap();
+            },
+            GP,
+        ),
+    ];
+    const CS_BASE: u64 = 0x1_0000;
+    for (i, (emit, vector)) in cases.iter().enumerate() {
+        let mut m = Machine::new(Mode::Prot32, 0);
+        let st = &mut m.cpu.state;
+        st.rflags |= flags::VM;
+        for s in Seg::ALL {
+            let attrs = P | S | TYPE_WRITABLE | TYPE_ACCESSED | (3 << DPL_SHIFT);
+            *st.seg_mut(s) = Segment { selector: 0x1000, attrs, limit: 0xffff, base: CS_BASE };
+        }
+        st.rip = 0;
+        st.gpr[RSP] = 0x8000;
+        m.code_bits(CS_BASE, 16, |a, mark| emit(a, mark));
+        let t = m.run_to_halt().expect("exception");
+        let error = (*vector == GP).then_some(0);
+        assert_eq!(t, Taken { vector: *vector, error, rip: m.mark - CS_BASE }, "case {i}");
+    }
+}
+
+/// With PAE paging, MOV to CR3 loads the four PDPTEs: a present one with reserved bits set
+/// (here RW, bit 1) makes it #GP(0) and CR3 keeps its value.
+#[test]
+fn pae_pdpte_reserved_bits_fault_at_mov_cr3() {
+    const PDPT: u64 = 0x1_3000;
+    const BAD_PDPT: u64 = 0x1_4000;
+    let mut m = Machine::new(Mode::Prot32, 0);
+    m.bus.load(PDPT, &(PD | 1).to_le_bytes());
+    m.bus.load(BAD_PDPT, &(PD | 3).to_le_bytes());
+    let st = &mut m.cpu.state;
+    st.cr4 = cr4::PAE;
+    st.cr3 = PDPT;
+    st.cr0 |= cr0::PG;
+    m.code(|a, mark| {
+        a.mov(eax, PDPT as u32).unwrap();
+        a.mov(cr3, eax).unwrap();
+        a.mov(eax, BAD_PDPT as u32).unwrap();
+        a.set_label(mark).unwrap();
+        a.mov(cr3, eax).unwrap();
+    });
+    m.expect_fault(GP, Some(0));
+    assert_eq!(m.cpu.state.cr3, PDPT);
+}
