@@ -498,7 +498,7 @@ fn virtual_8086_mode_rules() {
         }
         st.rip = 0;
         st.gpr[RSP] = 0x8000;
-        m.code_bits(CS_BASE, 16, |a, mark| emit(a, mark));
+        m.code_bits(CS_BASE, 16, emit);
         let t = m.run_to_halt().expect("exception");
         let error = (*vector == GP).then_some(0);
         assert_eq!(t, Taken { vector: *vector, error, rip: m.mark - CS_BASE }, "case {i}");
