@@ -38,7 +38,7 @@ const FEATURES: &[Feature] = &[
     f!(["vme"], 1, Edx, 1, None),
     f!(["de"], 1, Edx, 2, None),
     f!(["pse"], 1, Edx, 3, None),
-    f!(["tsc"], 1, Edx, 4, None),
+    f!(["tsc"], 1, Edx, 4, Some(C::TSC)),
     f!(["msr"], 1, Edx, 5, Some(C::MSR)),
     f!(["pae"], 1, Edx, 6, None),
     f!(["mce"], 1, Edx, 7, None),
@@ -93,6 +93,8 @@ fn baseline(f: CpuidFeature) -> bool {
             | C::INTEL386
             | C::INTEL486
             | C::CPUID
+            // RDPMC has no CPUID bit (it exists on every P6 and later processor).
+            | C::RDPMC
             | C::MULTIBYTENOP
             | C::PAUSE
             | C::FPU287
@@ -220,6 +222,12 @@ impl CpuModel {
         FEATURES.iter().position(|f| f.names.contains(&name)).is_some_and(|i| self.enabled & (1 << i) != 0)
     }
 
+    /// AMD processors differ in a few system instructions (SYSCALL/SYSRET outside 64-bit
+    /// mode, no SYSENTER/SYSEXIT in long mode).
+    pub fn is_amd(&self) -> bool {
+        &self.vendor == b"AuthenticAMD"
+    }
+
     pub fn has_smap(&self) -> bool {
         self.has("smap")
     }
@@ -309,7 +317,14 @@ impl CpuModel {
                 _ => [0, 0, 0, 0],
             },
             0x8000_0000 => [MAX_EXT, word(0), word(8), word(4)],
-            0x8000_0001 => [self.signature(), 0, self.bits(0x8000_0001, R::Ecx), self.bits(0x8000_0001, R::Edx)],
+            0x8000_0001 => {
+                let mut edx = self.bits(0x8000_0001, R::Edx);
+                // Intel: SYSCALL/SYSRET exist only in 64-bit mode, and the flag reads 0 elsewhere.
+                if !self.is_amd() && !st.in_64bit() {
+                    edx &= !(1 << 11);
+                }
+                [self.signature(), 0, self.bits(0x8000_0001, R::Ecx), edx]
+            }
             0x8000_0002..=0x8000_0004 => self.brand_chunk((leaf - 0x8000_0002) as usize),
             // L2: 512 KiB, 8-way, 64-byte lines (CPUID.80000006h:ECX layout).
             0x8000_0006 => [0, 0, (512 << 16) | (6 << 12) | 64, 0],

@@ -90,7 +90,8 @@ pub mod cr4 {
     pub const OSXSAVE: u64 = 1 << 18;
     pub const SMEP: u64 = 1 << 20;
     pub const SMAP: u64 = 1 << 21;
-    /// Bits this CPU lets software set (the features CPUID advertises).
+    /// Bits this CPU can let software set; a model without a feature makes its bit
+    /// reserved too. PCIDE is absent: PCIDs are not implemented or advertised.
     pub const SUPPORTED: u64 = VME
         | PVI
         | TSD
@@ -104,7 +105,6 @@ pub mod cr4 {
         | OSXMMEXCPT
         | UMIP
         | FSGSBASE
-        | PCIDE
         | OSXSAVE
         | SMEP
         | SMAP;

@@ -1,0 +1,9 @@
+//! Tests of the system-instruction family (interp/system) on a flat-memory machine, with
+//! expected values taken from the SDM.
+
+mod harness;
+
+mod control;
+mod fastcall;
+mod misc;
+mod tables;
