@@ -123,7 +123,7 @@ fn iret_protected(cpu: &mut Cpu, bus: &mut dyn CpuBus, size: u8, long: bool) -> 
     let new_stack = if pop_ss {
         let sp = cpu.peek_stack(bus, 3 * s, size)?;
         let ss_sel = cpu.peek_stack(bus, 4 * s, size)? as u16;
-        Some((sp, check_return_ss(cpu, bus, ss_sel, rpl, target64)?))
+        Some((sp, check_return_ss(cpu, bus, ss_sel, rpl, target64, true)?))
     } else {
         None
     };

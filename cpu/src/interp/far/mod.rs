@@ -231,12 +231,21 @@ fn check_return_cs(cpu: &mut Cpu, bus: &mut dyn CpuBus, sel: u16) -> Result<Desc
 
 /// The stack segment popped by a return to an outer level (or by IRET in 64-bit mode):
 /// RPL and DPL must equal the return CS's RPL, and it must be writable data; #GP(sel)
-/// otherwise and #SS(sel) if not present. A null selector is allowed only when returning to
-/// 64-bit mode at CPL < 3 with RPL = the new CPL; it becomes an unusable SS with DPL = CPL.
-fn check_return_ss(cpu: &mut Cpu, bus: &mut dyn CpuBus, ss_sel: u16, cs_rpl: u8, target64: bool) -> Result<Segment> {
+/// otherwise and #SS(sel) if not present (the SDM's IRET page lists #NP for the latter; every
+/// other SS load, RETF included, raises #SS, which is what this follows). A null selector
+/// is allowed only when returning to 64-bit mode at CPL < 3 (IRET also wants its RPL to
+/// equal the new CPL, RETF does not); it becomes an unusable SS with DPL = the new CPL.
+fn check_return_ss(
+    cpu: &mut Cpu,
+    bus: &mut dyn CpuBus,
+    ss_sel: u16,
+    cs_rpl: u8,
+    target64: bool,
+    null_rpl_checked: bool,
+) -> Result<Segment> {
     let ss_rpl = (ss_sel & 3) as u8;
     if ss_sel & 0xfffc == 0 {
-        if target64 && cs_rpl != 3 && ss_rpl == cs_rpl {
+        if target64 && cs_rpl != 3 && (!null_rpl_checked || ss_rpl == cs_rpl) {
             return Ok(Segment {
                 selector: ss_sel,
                 attrs: UNUSABLE | ((cs_rpl as u32) << DPL_SHIFT),

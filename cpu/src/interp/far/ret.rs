@@ -45,7 +45,7 @@ pub(super) fn retf(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> R
     // RETURN-TO-OUTER-PRIVILEGE-LEVEL: the caller's SS:eSP sits above the parameters.
     let new_sp = cpu.peek_stack(bus, 2 * s + imm, size)?;
     let ss_sel = cpu.peek_stack(bus, 3 * s + imm, size)? as u16;
-    let ss = check_return_ss(cpu, bus, ss_sel, rpl, target64)?;
+    let ss = check_return_ss(cpu, bus, ss_sel, rpl, target64, false)?;
     cpu.check_target_ip(eip, &desc, 0)?;
     cpu.set_descriptor_accessed(bus, cs_sel, desc)?;
     let orig_rsp = cpu.state.gpr[RSP];
