@@ -64,6 +64,10 @@ mod tss16 {
     pub const LDT: u64 = 0x2a;
 }
 
+/// Attributes of every segment register in virtual-8086 mode: present, DPL 3, read/write,
+/// accessed data (the VMX "0xF3" access rights, also used for CS).
+pub(crate) const V86_ATTRS: u32 = P | S | TYPE_WRITABLE | TYPE_ACCESSED | (3 << DPL_SHIFT);
+
 /// The busy bit: bit 1 of a TSS descriptor's type, in byte 5 of the descriptor.
 const BUSY_BIT: u64 = 2;
 /// DR7 local enables (L0-L3, LE) that a task switch clears (SDM Vol. 3, 18.2.4).
@@ -387,7 +391,7 @@ impl Cpu {
         if img.eflags & flags::VM != 0 {
             // A virtual-8086 task: real-mode style segments at CPL 3.
             for (i, &s) in img.sel.iter().enumerate() {
-                self.state.seg[i] = Segment::real_mode(s, P | S | TYPE_WRITABLE | TYPE_ACCESSED | (3 << DPL_SHIFT));
+                self.state.seg[i] = Segment::real_mode(s, V86_ATTRS);
             }
             return Ok(());
         }

@@ -2,10 +2,11 @@
 //! 16-bit form), protected-mode returns to the same or an outer level or to virtual-8086
 //! mode, task return through the back link (NT = 1), and the IA-32e forms.
 
-use super::{check_return_cs, check_return_ss, ip_mask, V86_ATTRS};
+use super::{check_return_cs, check_return_ss, ip_mask};
 use crate::bus::CpuBus;
 use crate::exception::{Fault, Result};
 use crate::state::{cr4, flags::*, reg::RSP, Seg, Segment};
+use crate::task::V86_ATTRS;
 use crate::Cpu;
 use iced_x86::{Code, Instruction};
 

@@ -16,7 +16,7 @@ use crate::exception::{vector, Fault, Result};
 use crate::mmu::Access;
 use crate::segment::{is_canonical, sel_code, sys_type, Descriptor};
 use crate::state::{reg::RSP, seg_attr::*, Seg, Segment};
-use crate::task::TaskSource;
+use crate::task::{TaskSource, V86_ATTRS};
 use crate::Cpu;
 use iced_x86::{Instruction, MemorySize, Mnemonic, OpKind};
 
@@ -29,10 +29,6 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         _ => return None,
     })
 }
-
-/// Attributes of every segment register in virtual-8086 mode: present, DPL 3, read/write,
-/// accessed data (the VMX "0xF3" access rights, also used for CS).
-const V86_ATTRS: u32 = P | S | TYPE_WRITABLE | TYPE_ACCESSED | (3 << DPL_SHIFT);
 
 /// A far pointer operand: selector, offset and operand size in bytes (2, 4 or 8).
 struct FarPtr {
