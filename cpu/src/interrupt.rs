@@ -183,7 +183,7 @@ impl Cpu {
         let gate = Descriptor(lo);
         let sel = (lo >> 16) as u16;
         if gate.typ() == sys_type::TASK_GATE {
-            return self.task_switch_via_gate(bus, sel, ret, err, ext);
+            return self.task_switch_via_gate(bus, sel, ret, err, ext, fl);
         }
         let gate32 = gate.typ() & 8 != 0;
         let offset = if gate32 { (lo & 0xffff) | ((lo >> 32) & 0xffff_0000) } else { lo & 0xffff };
@@ -335,7 +335,7 @@ impl Cpu {
         Ok((ss, sp))
     }
 
-    fn read_tss64(&mut self, bus: &mut dyn CpuBus, off: u64, ext: u32) -> Result<u64> {
+    pub(crate) fn read_tss64(&mut self, bus: &mut dyn CpuBus, off: u64, ext: u32) -> Result<u64> {
         let tr = self.state.tr;
         if off + 7 > tr.limit as u64 {
             return Err(Fault::ts(sel_code(tr.selector) + ext));

@@ -42,7 +42,7 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     })
 }
 
-fn is_far(insn: &Instruction) -> bool {
+pub(super) fn is_far(insn: &Instruction) -> bool {
     matches!(insn.op0_kind(), OpKind::FarBranch16 | OpKind::FarBranch32)
         || (insn.op0_kind() == OpKind::Memory
             && matches!(insn.memory_size(), MemorySize::SegPtr16 | MemorySize::SegPtr32 | MemorySize::SegPtr64))
