@@ -235,7 +235,10 @@ impl Pair {
 /// The instruction wrapper every case uses: FNINIT, load operands, FLDCW, the instruction(s)
 /// under test, EFLAGS snapshot, FNSAVE.
 fn routine(nargs: usize, body: &[Instruction]) -> Vec<Instruction> {
+    // Empty registers keep old contents, which FNSAVE stores: zero them all first.
     let mut v = vec![Instruction::with(Code::Fninit)];
+    v.extend([Instruction::with(Code::Fldz); 8]);
+    v.push(Instruction::with(Code::Fninit));
     if nargs >= 2 {
         v.push(Instruction::with1(Code::Fld_m80fp, m(D_B)).unwrap());
     }
@@ -331,7 +334,20 @@ fn differential(name: &str, nargs: usize, body: &[Instruction], mem_kind: MemKin
             }
         }
     }
-    assert_eq!(failures, 0, "{name}: {failures} mismatches out of {}", cws.len() * cases);
+    if failures > 0 {
+        println!("{name}: {failures} mismatches out of {}", cws.len() * cases);
+        FAILED.with(|f| f.borrow_mut().push(name.to_string()));
+    }
+}
+
+thread_local! {
+    static FAILED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Fails the test if any `differential` run in it found mismatches.
+fn verdict() {
+    let failed = FAILED.with(|f| std::mem::take(&mut *f.borrow_mut()));
+    assert!(failed.is_empty(), "mismatches in: {failed:?}");
 }
 
 /// What to put in the memory operand slot.
@@ -414,6 +430,7 @@ fn add_sub_mul_div_registers() {
     ] {
         differential(name, 2, &[reg2(code, 0, 1)], MemKind::None, CASES);
     }
+    verdict();
 }
 
 #[test]
@@ -430,6 +447,7 @@ fn arithmetic_popping_and_reverse_forms() {
     ] {
         differential(name, 2, &[reg2(code, 1, 0)], MemKind::None, CASES / 3);
     }
+    verdict();
 }
 
 #[test]
@@ -447,6 +465,7 @@ fn arithmetic_memory_operands() {
     ] {
         differential(name, 1, &[mem(code)], kind, CASES / 2);
     }
+    verdict();
 }
 
 #[test]
@@ -456,6 +475,7 @@ fn sqrt_rndint_abs_chs() {
     {
         differential(name, 1, &[Instruction::with(code)], MemKind::None, CASES);
     }
+    verdict();
 }
 
 #[test]
@@ -465,6 +485,7 @@ fn scale_extract_remainders() {
     {
         differential(name, 2, &[Instruction::with(code)], MemKind::None, CASES);
     }
+    verdict();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -492,6 +513,7 @@ fn comparisons() {
     for (name, body, nargs, kind) in cases {
         differential(name, nargs, &body, kind, CASES / 3);
     }
+    verdict();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -513,6 +535,7 @@ fn stores_and_integer_conversions() {
     ] {
         differential(name, 1, &[mem(code)], MemKind::None, CASES);
     }
+    verdict();
 }
 
 #[test]
@@ -542,6 +565,7 @@ fn loads_of_every_format() {
     ] {
         differential(name, 2, &body, MemKind::None, CASES / 6);
     }
+    verdict();
 }
 
 #[test]
@@ -557,6 +581,7 @@ fn constants_under_every_rounding_mode() {
     ] {
         differential(name, 0, &[Instruction::with(code)], MemKind::None, 2);
     }
+    verdict();
 }
 
 #[test]
@@ -575,4 +600,5 @@ fn fcmov_conditions() {
         let body = [reg2(Code::Fucomi_st0_sti, 0, 1), reg2(code, 0, 1)];
         differential("fcmov", 2, &body, MemKind::None, 30);
     }
+    verdict();
 }

@@ -1,7 +1,7 @@
 //! Arithmetic: FADD/FSUB(R)/FMUL/FDIV(R) in all forms (memory, ST(0)/ST(i), popping,
 //! integer operands), FSQRT, FABS, FCHS, FRNDINT, FSCALE, FXTRACT, FPREM, FPREM1.
 
-use super::float::{exc, from_i64, from_ieee, F80};
+use super::float::{exc, from_i64, from_ieee, Class, F80};
 use super::stack::fsw;
 use super::{aborts, begin, env_of, mem, note, ops, raise, OVERFLOW, UNDERFLOW};
 use crate::bus::CpuBus;
@@ -64,7 +64,11 @@ fn binary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()>
             if f.is_empty(0) {
                 (0, F80::INDEFINITE, F80::INDEFINITE, UNDERFLOW)
             } else {
-                (0, f.st(0), v, fl)
+                // A NaN (or invalid operand) in ST(0) decides the result before the memory
+                // operand's denormal check.
+                let x = f.st(0);
+                let fl = if x.is_nan() || x.class() == Class::Unsupported { fl & !exc::DE } else { fl };
+                (0, x, v, fl)
             }
         }
         None => {
@@ -78,9 +82,7 @@ fn binary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()>
         }
     };
     let (a, b) = if reverse { (right, left) } else { (left, right) };
-    let result = if flags & exc::IE != 0 && flags & exc::SF != 0 {
-        F80::INDEFINITE
-    } else if aborts(f, flags) {
+    let result = if flags & exc::SF != 0 || (flags & exc::IE != 0 && aborts(f, flags)) {
         F80::INDEFINITE
     } else {
         let (r, fl) = match op {
@@ -89,7 +91,15 @@ fn binary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()>
             Op::Mul => ops::mul(a, b, &env),
             Op::Div => ops::div(a, b, &env),
         };
-        flags |= fl;
+        // `flags` holds the memory operand's conversion flags. Its denormal flag behaves like
+        // a register operand's: dropped when dividing by zero, and when unmasked it stops the
+        // operation before any result flag is raised.
+        if fl & exc::ZE != 0 {
+            flags &= !exc::DE;
+        }
+        if flags & exc::DE & !f.fcw == 0 {
+            flags |= fl;
+        }
         r
     };
     if !aborts(f, flags) {

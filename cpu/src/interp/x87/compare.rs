@@ -63,14 +63,17 @@ fn fcom(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
         _ if f.is_empty(0) => (None, UNDERFLOW),
         Err(i) if f.is_empty(i) => (None, UNDERFLOW),
         Err(i) => ops::compare(f.st(0), f.st(i), quiet),
-        Ok((_, conv)) if aborts(f, conv) => (None, conv),
         Ok((v, conv)) => {
             let (o, fl) = ops::compare(f.st(0), v, quiet);
+            // A NaN in ST(0) hides the memory operand's denormal flag.
+            let conv = if f.st(0).is_nan() || f.st(0).class() == Class::Unsupported { conv & !exc::DE } else { conv };
             (o, fl | conv)
         }
     };
+    // The condition codes are written even when an exception is unmasked (unordered for an
+    // invalid operand).
+    f.fsw = (f.fsw & !fsw::CC) | codes(ord);
     if !aborts(f, flags) {
-        f.fsw = (f.fsw & !fsw::CC) | codes(ord);
         for _ in 0..pops {
             f.pop();
         }
@@ -91,7 +94,7 @@ fn fcomi(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> 
     } else {
         ops::compare(f.st(0), f.st(i), matches!(m, Fucomi | Fucomip))
     };
-    let ok = !aborts(f, fl);
+    let ok = fl & exc::IE & !f.fcw == 0;
     if ok && matches!(m, Fcomip | Fucomip) {
         f.pop();
     }

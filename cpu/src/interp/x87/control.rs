@@ -1,6 +1,7 @@
 //! Control instructions: FINIT/FNINIT, FLDCW, FSTCW, FSTSW (memory and AX), FCLEX, WAIT,
 //! FNOP (and the 8087/287 FENI/FDISI/FSETPM, no-ops since the 387), FINCSTP, FDECSTP, FFREE(P)
-//! and EMMS. Control instructions leave FIP/FDP/FOP alone.
+//! and EMMS. Control instructions leave FIP/FDP/FOP alone, except FINCSTP, FDECSTP, FFREE and
+//! FNOP, which record FIP/FOP like arithmetic (as the host x87 does).
 
 use super::stack::{fsw, FCW_INIT};
 use super::{begin, begin_nowait, check_pending, mem, update_summary};
@@ -28,7 +29,12 @@ pub(super) fn lookup(insn: &Instruction) -> Option<super::Handler> {
         Fstsw | Fnstsw => fstsw,
         Fclex | Fnclex => fclex,
         Wait => wait,
-        Fnop | Feni | Fneni | Fdisi | Fndisi | Fsetpm | Fnsetpm | Frstpm => |c, _, _| begin(c),
+        Fnop => |c, b, i| {
+            begin(c)?;
+            super::note(c, b, i, false);
+            Ok(())
+        },
+        Feni | Fneni | Fdisi | Fndisi | Fsetpm | Fnsetpm | Frstpm => |c, _, _| begin(c),
         Fincstp | Fdecstp => fincdec,
         Ffree | Ffreep => ffree,
         Emms => emms,
@@ -108,16 +114,17 @@ fn wait(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     check_pending(cpu)
 }
 
-fn fincdec(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+fn fincdec(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     begin(cpu)?;
     let f = &mut cpu.state.fpu;
     let step = if insn.code() == Code::Fincstp { 1 } else { 7 };
     f.set_top(f.top() + step);
     f.fsw &= !fsw::C1;
+    super::note(cpu, bus, insn, false);
     Ok(())
 }
 
-fn ffree(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+fn ffree(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     begin(cpu)?;
     let f = &mut cpu.state.fpu;
     let r = f.phys(super::sti(insn, 0));
@@ -125,6 +132,7 @@ fn ffree(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     if insn.mnemonic() == Mnemonic::Ffreep {
         f.set_top(f.top() + 1);
     }
+    super::note(cpu, bus, insn, false);
     Ok(())
 }
 

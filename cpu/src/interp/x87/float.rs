@@ -262,7 +262,7 @@ pub fn round(sign: bool, e: i32, sig: u128, env: &Env) -> (Rounded, u16) {
         if to_inf {
             return (Rounded::Inf { sign }, flags);
         }
-        let max = (1u64 << p) - 1;
+        let max = u64::MAX >> (64 - p);
         return (Rounded::Finite { sign, m: max, q: fmt.emax - (p - 1) }, flags);
     }
     if tiny {
@@ -315,10 +315,13 @@ impl Rounded {
                 let e = q + bl - 1;
                 if e >= 1 - bias {
                     let frac = (m << (64 - bl) << 1) >> (64 - frac_bits);
-                    s | ((e + bias) as u64) << frac_bits | frac
+                    // Out-of-range exponents only occur for results that are never stored
+                    // (unmasked overflow/underflow on a memory destination).
+                    let biased = ((e + bias) as u64) & ((1 << (63 - frac_bits)) - 1);
+                    s | biased << frac_bits | frac
                 } else {
                     let sh = q + bias - 1 + frac_bits as i32;
-                    s | if sh >= 0 { m << sh } else { m >> (-sh) }
+                    s | if sh >= 0 { m.checked_shl(sh as u32).unwrap_or(0) } else { m.checked_shr(sh.unsigned_abs()).unwrap_or(0) }
                 }
             }
         }
@@ -345,7 +348,8 @@ pub fn norm128(e0: i32, sig: u128) -> (i32, u128) {
 }
 
 /// x87 NaN selection for two operands at least one of which is a NaN (SDM Vol. 1, Table 4-7):
-/// the QNaN version of the NaN with the larger significand; IE if either is signaling.
+/// a QNaN over an SNaN, else the NaN with the larger significand, quieted; IE if either is
+/// signaling.
 pub fn propagate_nan(a: F80, b: F80) -> (F80, u16) {
     let (ca, cb) = (a.class(), b.class());
     let ie = if ca == Class::SNaN || cb == Class::SNaN { exc::IE } else { 0 };
@@ -354,6 +358,9 @@ pub fn propagate_nan(a: F80, b: F80) -> (F80, u16) {
     let pick = match (a_nan, b_nan) {
         (true, false) => a,
         (false, true) => b,
+        // A QNaN beats an SNaN; otherwise the larger significand wins.
+        _ if ca == Class::QNaN && cb == Class::SNaN => a,
+        _ if ca == Class::SNaN && cb == Class::QNaN => b,
         _ => {
             let (sa, sb) = (a.sig | QUIET_BIT, b.sig | QUIET_BIT);
             if sa > sb || (sa == sb && !a.sign()) {
@@ -377,7 +384,7 @@ pub fn from_i64(v: i64) -> F80 {
 }
 
 /// Widens an IEEE single or double to extended (exact). Returns the value and IE for
-/// signaling NaNs (quieted) or DE for denormal sources.
+/// signaling NaNs or DE for denormal sources.
 pub fn from_ieee(bits: u64, frac_bits: u32, exp_bits: u32) -> (F80, u16) {
     let bias = (1i32 << (exp_bits - 1)) - 1;
     let sign = bits >> (frac_bits + exp_bits) & 1 != 0;
@@ -389,8 +396,10 @@ pub fn from_ieee(bits: u64, frac_bits: u32, exp_bits: u32) -> (F80, u16) {
         if frac == 0 {
             return (F80::inf(sign), 0);
         }
+        // Signaling NaNs stay signaling: arithmetic must see them as such (a QNaN operand
+        // beats an SNaN); FLD quiets them.
         let snan = sig & QUIET_BIT == 0;
-        return (F80 { sig: sig | QUIET_BIT, se: 0x7fff | s }, if snan { exc::IE } else { 0 });
+        return (F80 { sig, se: 0x7fff | s }, if snan { exc::IE } else { 0 });
     }
     if exp == 0 {
         if frac == 0 {

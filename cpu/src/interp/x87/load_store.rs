@@ -30,13 +30,16 @@ pub(super) fn lookup(insn: &Instruction) -> Option<super::Handler> {
 }
 
 /// Pushes `v` (computed with `flags`), or the indefinite on a masked stack overflow.
+/// Only an unmasked invalid operation prevents the load: a denormal source is loaded even when
+/// the denormal exception is unmasked (as the host x87 does).
 fn push_checked(f: &mut FpuState, v: F80, mut flags: u16) {
+    let invalid_unmasked = |f: &FpuState, fl: u16| fl & exc::IE & !f.fcw != 0;
     if !f.is_empty(7) {
         flags |= OVERFLOW;
-        if !aborts(f, flags) {
+        if !invalid_unmasked(f, flags) {
             f.push(F80::INDEFINITE);
         }
-    } else if !aborts(f, flags) {
+    } else if !invalid_unmasked(f, flags) {
         f.push(v);
     }
     raise(f, flags);
@@ -49,6 +52,7 @@ fn fld_mem(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
         MemorySize::Float64 => from_ieee(mem::read_int(cpu, bus, insn)?, 52, 11),
         _ => (F80::from_bytes(mem::read_op::<10>(cpu, bus, insn)?), 0),
     };
+    let v = if insn.memory_size() != MemorySize::Float80 && v.class() == super::float::Class::SNaN { v.quieted() } else { v };
     push_checked(&mut cpu.state.fpu, v, flags);
     note(cpu, bus, insn, true);
     Ok(())

@@ -105,6 +105,10 @@ pub fn mul(a: F80, b: F80, env: &Env) -> Res {
 }
 
 pub fn div(a: F80, b: F80, env: &Env) -> Res {
+    // A zero divisor is decided before the denormal check (denormal / 0 raises only ZE).
+    if b.class() == Class::Zero && matches!(a.class(), Class::Normal | Class::Denormal) {
+        return (F80::inf(a.sign() != b.sign()), exc::ZE);
+    }
     let de = match prelude2(a, b, env) {
         Ok(de) => de,
         Err(r) => return r,
@@ -152,7 +156,7 @@ pub fn sqrt(a: F80, env: &Env) -> Res {
         Class::Unsupported => return (F80::INDEFINITE, exc::IE),
         Class::QNaN | Class::SNaN => return propagate_nan(a, a),
         Class::Zero => return (a, 0),
-        _ if a.sign() => return (F80::INDEFINITE, exc::IE | de_of(a)),
+        _ if a.sign() => return (F80::INDEFINITE, exc::IE),
         Class::Inf => return (a, 0),
         _ => {}
     }
