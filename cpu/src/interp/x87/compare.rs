@@ -94,12 +94,13 @@ fn fcomi(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> 
     } else {
         ops::compare(f.st(0), f.st(i), matches!(m, Fucomi | Fucomip))
     };
-    let ok = fl & exc::IE & !f.fcw == 0;
+    let ok = !aborts(f, fl);
     if ok && matches!(m, Fcomip | Fucomip) {
         f.pop();
     }
     raise(f, fl & !exc::C1);
-    if ok {
+    // EFLAGS are written even when an exception is unmasked (unordered for invalid operands).
+    {
         let v = match ord {
             Some(Ordering::Greater) => 0,
             Some(Ordering::Less) => flags::CF,

@@ -241,7 +241,14 @@ pub fn round(sign: bool, e: i32, sig: u128, env: &Env) -> (Rounded, u16) {
             true
         }
     };
-    let q = if tiny_before && !u_unmasked { fmt.emin - (p - 1) } else { q_unbounded };
+    // An unmasked underflow delivers the result with the exponent wrapped by 24576, unless
+    // even that stays tiny: then a zero (as the host x87 does; only FSCALE gets there).
+    let wrap_fits = e + WRAP_BIAS >= fmt.emin;
+    if tiny && u_unmasked && !wrap_fits {
+        return (Rounded::Finite { sign, m: 0, q: 0 }, exc::UE | exc::PE);
+    }
+    let wrap_u = u_unmasked && wrap_fits;
+    let q = if tiny_before && !wrap_u { fmt.emin - (p - 1) } else { q_unbounded };
     let (m, mut q, inexact, inc) = round_at(q);
     let mut flags = if inexact { exc::PE } else { 0 };
     if inc {
@@ -249,6 +256,10 @@ pub fn round(sign: bool, e: i32, sig: u128, env: &Env) -> (Rounded, u16) {
     }
     if m != 0 && q + bitlen(m) - 1 > fmt.emax {
         if o_unmasked {
+            if q + bitlen(m) - 1 - WRAP_BIAS > fmt.emax {
+                // Still too large after wrapping (only FSCALE gets there): an infinity.
+                return (Rounded::Inf { sign }, exc::OE | exc::PE | exc::C1);
+            }
             q -= WRAP_BIAS;
             return (Rounded::Finite { sign, m: m as u64, q }, flags | exc::OE);
         }
@@ -266,9 +277,10 @@ pub fn round(sign: bool, e: i32, sig: u128, env: &Env) -> (Rounded, u16) {
         return (Rounded::Finite { sign, m: max, q: fmt.emax - (p - 1) }, flags);
     }
     if tiny {
-        if u_unmasked {
+        if wrap_u {
             q += WRAP_BIAS;
             flags |= exc::UE;
+
         } else if inexact {
             flags |= exc::UE;
         }
@@ -434,11 +446,11 @@ pub fn to_ieee(x: F80, env: &Env, frac_bits: u32) -> (u64, u16) {
             (sign_bit | exp_all | 1u64 << (frac_bits - 1), exc::IE)
         }
         Class::Normal | Class::Denormal => {
-            let de = if x.class() == Class::Denormal { exc::DE } else { 0 };
+            // Stores raise no denormal-operand exception.
             let (sign, e, sig) = x.unpack();
             let (r, f) = round(sign, e, (sig as u128) << 64, env);
             let bits = if is64 { r.to_f64_bits() } else { r.to_f32_bits() as u64 };
-            (bits, f | de)
+            (bits, f)
         }
     }
 }

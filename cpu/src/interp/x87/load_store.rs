@@ -141,6 +141,8 @@ fn fst_mem(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
         _ => (if empty { F80::INDEFINITE } else { x }.to_bytes(), 10, if empty { UNDERFLOW } else { 0 }),
     };
     let store = !store_suppressed(f, flags);
+    // Nothing is stored on an unmasked overflow/underflow, so nothing is inexact either.
+    let flags = if store { flags } else { flags & !(exc::PE | exc::C1) };
     if store {
         mem::write_op(cpu, bus, insn, &bytes[..n])?;
     }

@@ -281,7 +281,8 @@ pub fn to_int(a: F80, bits: u32, truncate: bool, env: &Env) -> (i64, u16) {
     match n {
         Some(n) if n < limit || (s && n == limit) => {
             let v = if s { (n as i64).wrapping_neg() } else { n as i64 };
-            let f = de_of(a) | if inexact { exc::PE } else { 0 } | if inc { exc::C1 } else { 0 };
+            // Integer stores raise no denormal-operand exception.
+            let f = if inexact { exc::PE } else { 0 } | if inc { exc::C1 } else { 0 };
             (v, f)
         }
         _ => (indefinite, exc::IE),
@@ -319,8 +320,10 @@ pub fn scale(a: F80, b: F80, env: &Env) -> Res {
             }
         }
     };
+    // The scaled value is exact except for range: precision control does not apply.
+    let env64 = Env { fmt: super::float::fmt_reg(64), ..*env };
     let (s, e, m) = a.unpack();
-    let (r, f) = round_f80(s, e + n, (m as u128) << 64, env);
+    let (r, f) = round_f80(s, e + n, (m as u128) << 64, &env64);
     (r, f | de)
 }
 
@@ -356,18 +359,23 @@ pub struct Rem {
 /// FPREM (`ieee` false: truncating quotient) and FPREM1 (round-to-nearest quotient).
 pub fn rem(a: F80, b: F80, ieee: bool, env: &Env) -> Rem {
     let done = |value: F80, flags: u16| Rem { value, flags, quotient: 0, incomplete: false };
+    // Invalid combinations are decided before the denormal check.
+    let finite = |x: F80| matches!(x.class(), Class::Normal | Class::Denormal | Class::Zero);
+    if (a.class() == Class::Inf && (finite(b) || b.class() == Class::Inf)) || (b.class() == Class::Zero && finite(a)) {
+        return done(F80::INDEFINITE, exc::IE);
+    }
     let de = match prelude2(a, b, env) {
         Ok(de) => de,
         Err((v, f)) => return done(v, f),
     };
     match (a.class(), b.class()) {
         (Class::Inf, _) | (_, Class::Zero) => return done(F80::INDEFINITE, exc::IE | de),
-        (Class::Zero, _) | (_, Class::Inf) => return done(a, de),
+        (Class::Zero, _) => return done(a, de),
         _ => {}
     }
     let (sa, ea, ma) = a.unpack();
     let (_, eb, mb) = b.unpack();
-    let d = ea - eb;
+    let d = if b.class() == Class::Inf { i32::MIN } else { ea - eb };
     let env64 = Env { rc: env.rc, fmt: super::float::fmt_reg(64), masks: env.masks };
     let finish = |sign: bool, r: u128, e0: i32, q: u64, incomplete: bool| {
         let (value, f) = if r == 0 {
@@ -392,7 +400,8 @@ pub fn rem(a: F80, b: F80, ieee: bool, env: &Env) -> Rem {
             let r = (2 * mb as u128) - ma as u128;
             return finish(!sa, r, eb - 64, 1, false);
         }
-        return done(a, de);
+        // The dividend comes back unchanged in value (re-encoded: pseudo-denormals normalize).
+        return finish(sa, ma as u128, ea - 63, 0, false);
     }
     let x = (ma as u128) << d;
     let (mut q, mut r) = (x / mb as u128, x % mb as u128);
@@ -425,7 +434,7 @@ pub fn to_bcd(a: F80, env: &Env) -> ([u8; 10], u16) {
             let (n, inexact, inc) = round_to_int(s, e, m, env.rc);
             match n {
                 Some(n) if n <= 999_999_999_999_999_999 => {
-                    (n, s, de_of(a) | if inexact { exc::PE } else { 0 } | if inc { exc::C1 } else { 0 })
+                    (n, s, if inexact { exc::PE } else { 0 } | if inc { exc::C1 } else { 0 })
                 }
                 _ => return (INDEFINITE, exc::IE),
             }
