@@ -424,7 +424,9 @@ fn st(i: u32) -> Register {
     Register::try_from(Register::ST0 as usize + i as usize).unwrap()
 }
 
-const CASES: usize = 600;
+fn cases() -> usize {
+    std::env::var("X87_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(600)
+}
 
 // ---------------------------------------------------------------------------------------
 // Arithmetic
@@ -443,7 +445,7 @@ fn add_sub_mul_div_registers() {
         ("fdiv", Code::Fdiv_st0_sti),
         ("fdivr", Code::Fdivr_st0_sti),
     ] {
-        differential(name, 2, &[reg2(code, 0, 1)], MemKind::None, CASES);
+        differential(name, 2, &[reg2(code, 0, 1)], MemKind::None, cases());
     }
     verdict();
 }
@@ -460,7 +462,7 @@ fn arithmetic_popping_and_reverse_forms() {
         ("fsub sti", Code::Fsub_sti_st0),
         ("fdivr sti", Code::Fdivr_sti_st0),
     ] {
-        differential(name, 2, &[reg2(code, 1, 0)], MemKind::None, CASES / 3);
+        differential(name, 2, &[reg2(code, 1, 0)], MemKind::None, cases() / 3);
     }
     verdict();
 }
@@ -478,7 +480,7 @@ fn arithmetic_memory_operands() {
         ("fimul m32", Code::Fimul_m32int, MemKind::I32),
         ("fidiv m16", Code::Fidiv_m16int, MemKind::I16),
     ] {
-        differential(name, 1, &[mem(code)], kind, CASES / 2);
+        differential(name, 1, &[mem(code)], kind, cases() / 2);
     }
     verdict();
 }
@@ -488,7 +490,7 @@ fn sqrt_rndint_abs_chs() {
     for (name, code) in
         [("fsqrt", Code::Fsqrt), ("frndint", Code::Frndint), ("fabs", Code::Fabs), ("fchs", Code::Fchs)]
     {
-        differential(name, 1, &[Instruction::with(code)], MemKind::None, CASES);
+        differential(name, 1, &[Instruction::with(code)], MemKind::None, cases());
     }
     verdict();
 }
@@ -498,7 +500,7 @@ fn scale_extract_remainders() {
     for (name, code) in
         [("fscale", Code::Fscale), ("fxtract", Code::Fxtract), ("fprem", Code::Fprem), ("fprem1", Code::Fprem1)]
     {
-        differential(name, 2, &[Instruction::with(code)], MemKind::None, CASES);
+        differential(name, 2, &[Instruction::with(code)], MemKind::None, cases());
     }
     verdict();
 }
@@ -509,7 +511,7 @@ fn scale_extract_remainders() {
 #[test]
 fn comparisons() {
     let mem = |c: Code| Instruction::with1(c, m(D_MEM)).unwrap();
-    let cases: Vec<(&str, Vec<Instruction>, usize, MemKind)> = vec![
+    let table: Vec<(&str, Vec<Instruction>, usize, MemKind)> = vec![
         ("fcom", vec![reg2(Code::Fcom_st0_sti, 0, 1)], 2, MemKind::None),
         ("fcomp", vec![reg2(Code::Fcomp_st0_sti, 0, 1)], 2, MemKind::None),
         ("fcompp", vec![Instruction::with(Code::Fcompp)], 2, MemKind::None),
@@ -525,8 +527,8 @@ fn comparisons() {
         ("fxam", vec![Instruction::with(Code::Fxam)], 1, MemKind::None),
         ("fxam empty", vec![Instruction::with(Code::Fxam)], 0, MemKind::None),
     ];
-    for (name, body, nargs, kind) in cases {
-        differential(name, nargs, &body, kind, CASES / 3);
+    for (name, body, nargs, kind) in table {
+        differential(name, nargs, &body, kind, cases() / 3);
     }
     verdict();
 }
@@ -548,7 +550,7 @@ fn stores_and_integer_conversions() {
         ("fisttp m64", Code::Fisttp_m64int),
         ("fbstp", Code::Fbstp_m80bcd),
     ] {
-        differential(name, 1, &[mem(code)], MemKind::None, CASES);
+        differential(name, 1, &[mem(code)], MemKind::None, cases());
     }
     verdict();
 }
@@ -564,7 +566,7 @@ fn loads_of_every_format() {
         ("fild m64", Code::Fild_m64int, MemKind::I64),
         ("fbld", Code::Fbld_m80bcd, MemKind::Bcd),
     ] {
-        differential(name, 1, &[mem(code)], kind, CASES / 3);
+        differential(name, 1, &[mem(code)], kind, cases() / 3);
     }
     // Register moves, exchanges and stack manipulation.
     let one = |c: Code| Instruction::with1(c, st(1)).unwrap();
@@ -578,7 +580,7 @@ fn loads_of_every_format() {
         ("fld overflow", vec![Instruction::with(Code::Fld1); 8]),
         ("fadd underflow", vec![reg2(Code::Fadd_st0_sti, 0, 3)]),
     ] {
-        differential(name, 2, &body, MemKind::None, CASES / 6);
+        differential(name, 2, &body, MemKind::None, cases() / 6);
     }
     verdict();
 }
@@ -614,6 +616,132 @@ fn fcmov_conditions() {
     ] {
         let body = [reg2(Code::Fucomi_st0_sti, 0, 1), reg2(code, 0, 1)];
         differential("fcmov", 2, &body, MemKind::None, 30);
+    }
+    verdict();
+}
+
+// ---------------------------------------------------------------------------------------
+// Transcendentals: computed through f64, so compared within a tolerance
+
+fn f80_to_f64(b: &[u8]) -> f64 {
+    let sig = u64::from_le_bytes(b[..8].try_into().unwrap());
+    let se = u16::from_le_bytes([b[8], b[9]]);
+    let exp = (se & 0x7fff) as i32;
+    let mag = if exp == 0x7fff {
+        if sig << 1 == 0 {
+            f64::INFINITY
+        } else {
+            f64::NAN
+        }
+    } else {
+        sig as f64 * 2f64.powi(exp - 16383 - 63)
+    };
+    if se & 0x8000 != 0 {
+        -mag
+    } else {
+        mag
+    }
+}
+
+fn f80_from_f64(v: f64) -> [u8; 10] {
+    if v == 0.0 {
+        return f80_bytes(0, if v.is_sign_negative() { 0x8000 } else { 0 });
+    }
+    let bits = v.to_bits();
+    let sign = ((bits >> 63) as u16) << 15;
+    if v.is_infinite() {
+        return f80_bytes(1 << 63, 0x7fff | sign);
+    }
+    if v.is_nan() {
+        return f80_bytes(3 << 62, 0x7fff | sign);
+    }
+    let exp = ((bits >> 52) & 0x7ff) as u16;
+    let sig = (1 << 63) | (bits & ((1 << 52) - 1)) << 11;
+    f80_bytes(sig, (exp + 16383 - 1023) | ((bits >> 63) as u16) << 15)
+}
+
+/// Runs `body` on operands from `gen` natively and emulated; register values must agree to
+/// `tol` (relative, or absolute near zero), and FSW/tags exactly except PE and C1.
+fn approx_differential(name: &str, nargs: usize, body: &[Instruction], gen: impl Fn(&mut Rng) -> (f64, f64), tol: f64) {
+    let mut rng = Rng::from_env(name);
+    let mut pair = Pair::new(&routine(nargs, body));
+    for rc in 0..4u16 {
+        for _ in 0..cases() / 4 {
+            let mut d = Data([0; DATA_LEN]);
+            d.0[0..2].copy_from_slice(&(0x37fu16 | rc << 10).to_le_bytes());
+            let (a, b) = gen(&mut rng);
+            d.0[D_A as usize..D_A as usize + 10].copy_from_slice(&f80_from_f64(a));
+            d.0[D_B as usize..D_B as usize + 10].copy_from_slice(&f80_from_f64(b));
+            let (n, e) = pair.run(&d);
+            let (sn, se) = (&n.0[D_SAVE as usize..], &e.0[D_SAVE as usize..]);
+            let fsw_mask = !(0x20u16 | 0x200);
+            let word = |s: &[u8], at: usize| u16::from_le_bytes([s[at], s[at + 1]]);
+            assert_eq!(word(sn, 4) & fsw_mask, word(se, 4) & fsw_mask, "{name}({a}, {b}) FSW");
+            assert_eq!(word(sn, 8), word(se, 8), "{name}({a}, {b}) tags");
+            for i in 0..8 {
+                let (x, y) = (f80_to_f64(&sn[28 + 10 * i..]), f80_to_f64(&se[28 + 10 * i..]));
+                let ok = x == y || (x - y).abs() <= tol * x.abs().max(y.abs()).max(1e-300) || (x.abs() < 1e-290 && y.abs() < 1e-290);
+                assert!(ok, "{name}({a}, {b}): st{i} native {x:e} emulated {y:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn transcendentals_within_tolerance() {
+    let op = |c: Code| Instruction::with(c);
+    let unit = |r: &mut Rng| (r.next() as f64 / u64::MAX as f64) * 2.0 - 1.0;
+    let wide = |r: &mut Rng| {
+        let m = r.next() as f64 / u64::MAX as f64 * 2.0 - 1.0;
+        m * 2f64.powi(r.below(80) as i32 - 40)
+    };
+    approx_differential("f2xm1", 1, &[op(Code::F2xm1)], |r| (unit(r), 0.0), 1e-14);
+    approx_differential("fsin", 1, &[op(Code::Fsin)], |r| (unit(r) * 3.0, 0.0), 1e-13);
+    approx_differential("fcos", 1, &[op(Code::Fcos)], |r| (unit(r) * 3.0, 0.0), 1e-13);
+    approx_differential("fsincos", 1, &[op(Code::Fsincos)], |r| (unit(r) * 3.0, 0.0), 1e-13);
+    approx_differential("fptan", 1, &[op(Code::Fptan)], |r| (unit(r) * 1.5, 0.0), 1e-13);
+    approx_differential("fpatan", 2, &[op(Code::Fpatan)], |r| (wide(r), wide(r)), 1e-14);
+    approx_differential("fyl2x", 2, &[op(Code::Fyl2x)], |r| (wide(r).abs(), wide(r)), 1e-14);
+    approx_differential("fyl2xp1", 2, &[op(Code::Fyl2xp1)], |r| (unit(r) * 0.29, wide(r)), 1e-14);
+    // Special operands are exact: arguments beyond 2^63 are left alone with C2 set, and the
+    // SDM's special cases (zeros, infinities, logs of zero and negatives).
+    for (name, code) in [
+        ("fyl2x special", Code::Fyl2x),
+        ("fpatan special", Code::Fpatan),
+        ("fyl2xp1 special", Code::Fyl2xp1),
+        ("fsin special", Code::Fsin),
+        ("fcos special", Code::Fcos),
+        ("fptan special", Code::Fptan),
+        ("f2xm1 special", Code::F2xm1),
+    ] {
+        let mut rng = Rng::from_env(name);
+        let mut pair = Pair::new(&routine(2, &[op(code)]));
+        let specials = [0.0, -0.0, 1.0, -1.0, f64::INFINITY, f64::NEG_INFINITY, 2.0, 0.5, 1e19, -1e30, f64::NAN];
+        // Outside their documented domains F2XM1 and FYL2XP1 are undefined.
+        let limit = match code {
+            Code::Fyl2xp1 => 0.29,
+            Code::F2xm1 => 1.0,
+            _ => f64::INFINITY,
+        };
+        for &a in specials.iter().filter(|a| a.abs() <= limit || !a.is_finite()) {
+            for &b in &specials {
+                let mut d = Data([0; DATA_LEN]);
+                d.0[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
+                d.0[D_A as usize..D_A as usize + 10].copy_from_slice(&f80_from_f64(a));
+                d.0[D_B as usize..D_B as usize + 10].copy_from_slice(&f80_from_f64(b));
+                let (n, e) = pair.run(&d);
+                let (sn, se) = (&n.0[D_SAVE as usize..], &e.0[D_SAVE as usize..]);
+                let word = |s: &[u8], at: usize| u16::from_le_bytes([s[at], s[at + 1]]);
+                let regs_ok = (0..8).all(|i| {
+                    let (x, y) = (f80_to_f64(&sn[28 + 10 * i..]), f80_to_f64(&se[28 + 10 * i..]));
+                    sn[28 + 10 * i..38 + 10 * i] == se[28 + 10 * i..38 + 10 * i] || (x - y).abs() <= 1e-14 * x.abs()
+                });
+                let ok = regs_ok && word(sn, 4) & !0x200 == word(se, 4) & !0x200 && word(sn, 8) == word(se, 8);
+                if !ok && rng.below(1) == 0 {
+                    panic!("{name}({a}, {b}):\nnative:   {}emulated: {}", describe(&n), describe(&e));
+                }
+            }
+        }
     }
     verdict();
 }

@@ -41,8 +41,10 @@ fn to_f64(x: F80) -> f64 {
     f64::from_bits(to_ieee(x, &env, 52).0)
 }
 
-/// An f64 result into the register format under `env`; PE unless `exact`.
+/// An f64 result into the register format under `env` (64-bit precision: precision control
+/// does not apply to transcendentals); PE unless `exact`.
 fn from_f64(v: f64, env: &Env, exact: bool) -> (F80, u16) {
+    let env = &Env { fmt: fmt_reg(64), ..*env };
     let (x, _) = from_ieee(v.to_bits(), 52, 11);
     let (r, fl) = match x.class() {
         Class::Normal | Class::Denormal => {
@@ -91,6 +93,9 @@ fn unary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> 
                 (_, Class::Inf) => (F80::INDEFINITE, exc::IE),
                 (Mnemonic::F2xm1 | Mnemonic::Fsin, Class::Zero) => (x, 0),
                 (Mnemonic::Fcos, Class::Zero) => (F80::ONE, 0),
+                (Mnemonic::F2xm1, _) if tiny(x) => ops::mul(x, LN2, &Env { fmt: fmt_reg(64), ..env }),
+                (Mnemonic::Fsin, _) if tiny(x) => tiny_identity(x),
+                (Mnemonic::Fcos, _) if tiny(x) => (F80::ONE, exc::PE),
                 (Mnemonic::F2xm1, _) => from_f64(f2xm1(to_f64(x)), &env, false),
                 (Mnemonic::Fsin, _) => from_f64(to_f64(x).sin(), &env, false),
                 _ => from_f64(to_f64(x).cos(), &env, false),
@@ -105,6 +110,21 @@ fn unary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> 
     raise(f, flags);
     note(cpu, bus, insn, false);
     Ok(())
+}
+
+/// ln 2 rounded to 64 bits.
+const LN2: F80 = F80 { sig: 0xb172_17f7_d1cf_79ac, se: 0x3ffe };
+
+/// Arguments so small that sin x = tan x = x and cos x = 1 to 64 bits (and that may lie
+/// outside the f64 range).
+fn tiny(x: F80) -> bool {
+    x.exp() < 0x3fff - 40
+}
+
+/// sin/tan of a tiny argument: the argument itself, inexact, underflowing if denormal.
+fn tiny_identity(x: F80) -> (F80, u16) {
+    let ue = if x.class() == Class::Denormal { exc::UE } else { 0 };
+    (x, exc::PE | ue)
 }
 
 fn f2xm1(x: f64) -> f64 {
@@ -139,6 +159,9 @@ fn pushing(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
             (x, x, de)
         } else if x.class() == Class::Zero {
             (x, if tan { F80::ONE } else { F80::ONE }, 0)
+        } else if tiny(x) {
+            let (a, fa) = tiny_identity(x);
+            (a, if tan { F80::ONE } else { F80::ONE }, fa | de)
         } else {
             let v = to_f64(x);
             let (a, fa) = from_f64(if tan { v.tan() } else { v.sin() }, &env, false);
@@ -216,7 +239,8 @@ fn yl2x(y: F80, x: F80, env: &Env) -> (F80, u16) {
             let (_, e, m) = x.unpack();
             let frac = F80 { sig: m, se: 0x3fff };
             if m == 1 << 63 {
-                (from_i64(e as i64), true, 0)
+                // Exact, but the host x87 still reports it as inexact.
+                (from_i64(e as i64), false, 0)
             } else {
                 // log2(x) = e + log2(1.f): the integer part exactly, the fraction in f64.
                 let l = to_f64(frac).log2();
@@ -230,7 +254,7 @@ fn yl2x(y: F80, x: F80, env: &Env) -> (F80, u16) {
         return (F80::inf(!y.sign()), de);
     }
     let (r, fl) = ops::mul(y, log, env);
-    let pe = if exact || r.class() == Class::Zero || r.class() == Class::Inf { 0 } else { exc::PE };
+    let pe = if exact || fl & exc::IE != 0 || matches!(r.class(), Class::Zero | Class::Inf) { 0 } else { exc::PE };
     (r, ((fl | pe) & !exc::C1) | ze | de)
 }
 
@@ -241,6 +265,10 @@ fn yl2xp1(y: F80, x: F80, env: &Env) -> (F80, u16) {
         Err(r) => return r,
     };
     match (x.class(), y.class()) {
+        (Class::Inf, _) if !x.sign() => {
+            let (r, fl) = ops::mul(y, x, env);
+            return (r, fl | de);
+        }
         (Class::Inf, _) => return (F80::INDEFINITE, exc::IE | de),
         (Class::Zero, Class::Inf) => return (F80::INDEFINITE, exc::IE | de),
         (Class::Zero, _) => return (F80::zero(x.sign() != y.sign()), de),
@@ -249,7 +277,7 @@ fn yl2xp1(y: F80, x: F80, env: &Env) -> (F80, u16) {
     let l = to_f64(x).ln_1p() / core::f64::consts::LN_2;
     let (lf, _) = from_ieee(l.to_bits(), 52, 11);
     let (r, fl) = ops::mul(y, lf, env);
-    let pe = if matches!(r.class(), Class::Inf | Class::Zero) { 0 } else { exc::PE };
+    let pe = if fl & exc::IE != 0 || matches!(r.class(), Class::Inf | Class::Zero) { 0 } else { exc::PE };
     (r, ((fl | pe) & !exc::C1) | de)
 }
 
