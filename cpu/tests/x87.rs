@@ -185,7 +185,7 @@ impl Emu {
         let code = seg_attr::P | seg_attr::S | seg_attr::TYPE_CODE | seg_attr::TYPE_WRITABLE | seg_attr::L;
         let data = seg_attr::P | seg_attr::S | seg_attr::TYPE_WRITABLE | seg_attr::DB;
         for sg in Seg::ALL {
-            *s.seg_mut(sg) = Segment { selector: 0x10, attrs: data, limit: 0xffff_ffff, base: 0 };
+            *s.seg_mut(sg) = Segment { selector: 0, attrs: data, limit: 0xffff_ffff, base: 0 };
         }
         *s.seg_mut(Seg::Cs) = Segment { selector: 0x08, attrs: code, limit: 0xffff_ffff, base: 0 };
         s.gpr[reg::RSP] = 0x8000;
@@ -744,4 +744,114 @@ fn transcendentals_within_tolerance() {
         }
     }
     verdict();
+}
+
+// ---------------------------------------------------------------------------------------
+// State save and restore
+
+/// A state with flags, condition codes, a rotated TOP and mixed tags, built by `routine`'s
+/// operands and these instructions.
+fn busy_state() -> Vec<Instruction> {
+    vec![
+        Instruction::with(Code::Fldpi),
+        reg2(Code::Fdiv_st0_sti, 0, 2),
+        Instruction::with(Code::Fldz),
+        Instruction::with(Code::Fxam),
+        Instruction::with1(Code::Ffree_sti, st(2)).unwrap(),
+    ]
+}
+
+/// Compares, besides the final FNSAVE image, an intermediate save area at D_AUX.
+fn save_roundtrip(name: &str, body: Vec<Instruction>, aux_ranges: &[(usize, usize)]) {
+    let mut rng = Rng::from_env(name);
+    let mut pair = Pair::new(&routine(2, &body));
+    for _ in 0..cases() / 10 {
+        let mut d = Data([0; DATA_LEN]);
+        let cw = 0x3fu16 | ([0u16, 2, 3][rng.below(3) as usize]) << 8 | (rng.below(4) as u16) << 10;
+        d.0[0..2].copy_from_slice(&cw.to_le_bytes());
+        let a = rng.f80();
+        let b = rng.f80_near(&a);
+        d.0[D_A as usize..D_A as usize + 10].copy_from_slice(&a);
+        d.0[D_B as usize..D_B as usize + 10].copy_from_slice(&b);
+        let (n, e) = pair.run(&d);
+        assert_eq!(without_fop(&n), without_fop(&e), "{name}: final state\nnative:   {}emulated: {}", describe(&n), describe(&e));
+        for &(lo, hi) in aux_ranges {
+            let r = D_AUX as usize + lo..D_AUX as usize + hi;
+            assert_eq!(n.0[r.clone()], e.0[r], "{name}: save area bytes {lo}..{hi}");
+        }
+    }
+}
+
+#[test]
+fn fsave_frstor_roundtrip() {
+    let mut body = busy_state();
+    body.push(Instruction::with1(Code::Fnsave_m108byte, m(D_AUX)).unwrap());
+    body.push(Instruction::with(Code::Fld1)); // disturb the reinitialized state
+    body.push(Instruction::with1(Code::Frstor_m108byte, m(D_AUX)).unwrap());
+    // Control, status and tag words (with their reserved halves), FOP, and the registers.
+    save_roundtrip("fsave/frstor", body, &[(0, 12), (18, 20), (28, 108)]);
+}
+
+#[test]
+fn fstenv_fldenv_roundtrip() {
+    let mut body = busy_state();
+    body.push(Instruction::with1(Code::Fnstenv_m28byte, m(D_AUX)).unwrap());
+    body.push(Instruction::with1(Code::Fldcw_m2byte, m(D_CW)).unwrap());
+    body.push(Instruction::with1(Code::Fldenv_m28byte, m(D_AUX)).unwrap());
+    save_roundtrip("fstenv/fldenv", body, &[(0, 12), (18, 20), (24, 28)]);
+}
+
+#[test]
+fn fxsave_fxrstor_roundtrip() {
+    let mut body = busy_state();
+    body.push(Instruction::with1(Code::Fxsave_m512byte, m(D_AUX)).unwrap());
+    body.push(Instruction::with(Code::Fninit));
+    body.push(Instruction::with(Code::Fld1));
+    body.push(Instruction::with1(Code::Fxrstor_m512byte, m(D_AUX)).unwrap());
+    // FCW, FSW, abridged tags, MXCSR and the registers (the host stores FOP/FIP/FDP only
+    // with an exception pending, and its MXCSR_MASK differs; XMM contents are the host's).
+    save_roundtrip("fxsave/fxrstor", body, &[(0, 6), (24, 28), (32, 160)]);
+}
+
+fn emu_run_guest(emu: &mut Emu, insns: &[Instruction]) -> Data {
+    let code = assemble(insns);
+    emu.load(&code);
+    let mut d = Data([0; DATA_LEN]);
+    emu.run(insns.len() as u64, &mut d);
+    d
+}
+
+#[test]
+fn xsave_xrstor_roundtrip_and_header_checks() {
+    let mut emu = Emu::new();
+    let mut body = vec![Instruction::with(Code::Fninit), Instruction::with(Code::Fldpi), Instruction::with(Code::Fld1)];
+    body.push(Instruction::with2(Code::Mov_r32_imm32, Register::EAX, 3u32).unwrap());
+    body.push(Instruction::with2(Code::Xor_r32_rm32, Register::EDX, Register::EDX).unwrap());
+    body.push(Instruction::with1(Code::Xsave_mem, m(D_AUX)).unwrap());
+    body.push(Instruction::with(Code::Fninit));
+    body.push(Instruction::with1(Code::Xrstor_mem, m(D_AUX)).unwrap());
+    body.push(Instruction::with1(Code::Fnsave_m108byte, m(D_SAVE)).unwrap());
+    let d = emu_run_guest(&mut emu, &body);
+    let aux = &d.0[D_AUX as usize..];
+    // XSTATE_BV: x87 in use, SSE in its initial state.
+    assert_eq!(u64::from_le_bytes(aux[512..520].try_into().unwrap()), 1);
+    assert_eq!(u32::from_le_bytes(aux[24..28].try_into().unwrap()), 0x1f80);
+    let s = &d.0[D_SAVE as usize..];
+    assert_eq!(u16::from_le_bytes([s[4], s[5]]) & 0x3800, 6 << 11, "TOP restored");
+    assert_eq!(&s[28..38], &f80_bytes(1 << 63, 0x3fff), "ST0 = 1.0 restored");
+    // A compacted-format header is rejected with #GP (no IDT: the machine shuts down).
+    let mut emu = Emu::new();
+    let mut bad = Data([0; DATA_LEN]);
+    bad.0[D_AUX as usize + 527] = 0x80;
+    let body = [
+        Instruction::with2(Code::Mov_r32_imm32, Register::EAX, 3u32).unwrap(),
+        Instruction::with2(Code::Xor_r32_rm32, Register::EDX, Register::EDX).unwrap(),
+        Instruction::with1(Code::Xrstor_mem, m(D_AUX)).unwrap(),
+    ];
+    let code = assemble(&body);
+    emu.load(&code);
+    emu.bus.load(GUEST_DATA, &bad.0);
+    emu.cpu.state.rip = GUEST_CODE;
+    emu.cpu.state.gpr[reg::RDI] = GUEST_DATA;
+    assert_eq!(emu.cpu.run(&mut emu.bus, 3), RunExit::Shutdown);
 }

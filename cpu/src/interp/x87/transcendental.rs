@@ -241,6 +241,12 @@ fn yl2x(y: F80, x: F80, env: &Env) -> (F80, u16) {
             if m == 1 << 63 {
                 // Exact, but the host x87 still reports it as inexact.
                 (from_i64(e as i64), false, 0)
+            } else if e == -1 || e == 0 {
+                // Near 1: log2(1 + (x - 1)) with x - 1 exact, avoiding cancellation.
+                let wide = Env { fmt: fmt_reg(64), masks: exc::ALL, ..*env };
+                let d = ops::add(x, F80::ONE, true, &wide).0;
+                let l = to_f64(d).ln_1p() / core::f64::consts::LN_2;
+                (from_ieee(l.to_bits(), 52, 11).0, false, 0)
             } else {
                 // log2(x) = e + log2(1.f): the integer part exactly, the fraction in f64.
                 let l = to_f64(frac).log2();
