@@ -855,3 +855,163 @@ fn xsave_xrstor_roundtrip_and_header_checks() {
     emu.cpu.state.gpr[reg::RDI] = GUEST_DATA;
     assert_eq!(emu.cpu.run(&mut emu.bus, 3), RunExit::Shutdown);
 }
+
+// ---------------------------------------------------------------------------------------
+// Device-not-available and pending exceptions (real mode, IVT handlers that HLT)
+
+/// A real-mode CPU whose vectors 7 (#NM) and 16 (#MF) point at handlers that record the
+/// vector at 0:0500 and spin.
+fn real_mode(code: &[u8], cr0_bits: u64) -> (Cpu, FlatBus) {
+    use iced_x86::code_asm::*;
+    let mut bus = FlatBus::new(1 << 20);
+    for (vector, handler) in [(7u64, 0x9000u16), (16, 0x9100)] {
+        bus.load(vector * 4, &[handler as u8, (handler >> 8) as u8, 0, 0]);
+        let mut a = CodeAssembler::new(16).unwrap();
+        let mut spin = a.create_label();
+        a.mov(byte_ptr(0x500), vector as u32).unwrap();
+        a.set_label(&mut spin).unwrap();
+        a.jmp(spin).unwrap();
+        bus.load(handler as u64, &a.assemble(handler as u64).unwrap());
+    }
+    bus.load(0x7c00, code);
+    let mut cpu = Cpu::default();
+    let code_seg = cpu.state.seg_mut(Seg::Cs);
+    code_seg.selector = 0;
+    code_seg.base = 0;
+    cpu.state.rip = 0x7c00;
+    cpu.state.gpr[reg::RSP] = 0x7000;
+    cpu.state.cr0 = cr0::ET | cr0_bits;
+    (cpu, bus)
+}
+
+/// Assembles 16-bit code at 0x7c00 that ends in a spin loop.
+fn asm16(f: impl FnOnce(&mut iced_x86::code_asm::CodeAssembler)) -> Vec<u8> {
+    let mut a = iced_x86::code_asm::CodeAssembler::new(16).unwrap();
+    f(&mut a);
+    let mut spin = a.create_label();
+    a.set_label(&mut spin).unwrap();
+    a.jmp(spin).unwrap();
+    a.assemble(0x7c00).unwrap()
+}
+
+/// Runs a while; returns the vector a handler recorded (0 for none) and the IP the exception
+/// pushed.
+fn run_real(cpu: &mut Cpu, bus: &mut FlatBus) -> (u8, u16) {
+    assert_eq!(cpu.run(bus, 200), RunExit::Budget);
+    let sp = cpu.state.gpr[reg::RSP] as usize;
+    let vector = bus.ram[0x500];
+    (vector, if vector != 0 { u16::from_le_bytes([bus.ram[sp], bus.ram[sp + 1]]) } else { 0 })
+}
+
+#[test]
+fn device_not_available_rules() {
+    use iced_x86::code_asm::*;
+    let fld = asm16(|a| {
+        a.fld1().unwrap();
+            });
+    // CR0.TS or CR0.EM: x87 instructions raise #NM before doing anything.
+    for bits in [cr0::TS, cr0::EM, cr0::TS | cr0::MP] {
+        let (mut cpu, mut bus) = real_mode(&fld, bits);
+        assert_eq!(run_real(&mut cpu, &mut bus), (7, 0x7c00));
+        assert_eq!(cpu.state.fpu.fsw, 0, "no state change");
+    }
+    // WAIT faults only with both MP and TS.
+    let wait = asm16(|a| {
+        a.wait().unwrap();
+            });
+    let (mut cpu, mut bus) = real_mode(&wait, cr0::TS);
+    assert_eq!(run_real(&mut cpu, &mut bus).0, 0);
+    let (mut cpu, mut bus) = real_mode(&wait, cr0::TS | cr0::MP);
+    assert_eq!(run_real(&mut cpu, &mut bus), (7, 0x7c00));
+    let (mut cpu, mut bus) = real_mode(&wait, cr0::EM);
+    assert_eq!(run_real(&mut cpu, &mut bus).0, 0, "EM does not affect WAIT");
+}
+
+#[test]
+fn unmasked_exceptions_pend_until_the_next_waiting_instruction() {
+    use iced_x86::code_asm::*;
+    // Unmask ZE, divide by zero, then FNSTSW (no wait) and FLD1 (waiting).
+    let code = asm16(|a| {
+        a.mov(word_ptr(0x600), 0x037bu32).unwrap();
+        a.fldcw(word_ptr(0x600)).unwrap();
+        a.fldz().unwrap();
+        a.fld1().unwrap();
+        a.fdiv_2(st0, st1).unwrap();
+        a.fnstsw(word_ptr(0x602)).unwrap();
+        a.fld1().unwrap();
+            });
+    let fault_ip = 0x7c00 + code.len() as u16 - 4; // the FLD1 before the spin loop
+    let (mut cpu, mut bus) = real_mode(&code, cr0::NE);
+    assert_eq!(run_real(&mut cpu, &mut bus), (16, fault_ip));
+    let sw = u16::from_le_bytes([bus.ram[0x602], bus.ram[0x603]]);
+    assert_eq!(sw & 0x80ff, 0x8084, "B, ES and ZE set");
+    assert_eq!(cpu.state.fpu.st(0).sig, 1 << 63, "ST0 (1.0) left alone by the unmasked #Z");
+    // With CR0.NE = 0 (FERR# to the PIC, not modelled) execution goes on.
+    let (mut cpu, mut bus) = real_mode(&code, 0);
+    assert_eq!(run_real(&mut cpu, &mut bus).0, 0);
+    // FNCLEX clears the pending exception, so the waiting instruction proceeds.
+    let code = asm16(|a| {
+        a.mov(word_ptr(0x600), 0x037bu32).unwrap();
+        a.fldcw(word_ptr(0x600)).unwrap();
+        a.fldz().unwrap();
+        a.fld1().unwrap();
+        a.fdiv_2(st0, st1).unwrap();
+        a.fnclex().unwrap();
+        a.fld1().unwrap();
+            });
+    let (mut cpu, mut bus) = real_mode(&code, cr0::NE);
+    assert_eq!(run_real(&mut cpu, &mut bus).0, 0);
+    // FLDCW unmasking an already raised exception makes it pending.
+    let code = asm16(|a| {
+        a.fldz().unwrap();
+        a.fld1().unwrap();
+        a.fdiv_2(st0, st1).unwrap();
+        a.mov(word_ptr(0x600), 0x037bu32).unwrap();
+        a.fldcw(word_ptr(0x600)).unwrap();
+        a.wait().unwrap();
+            });
+    let (mut cpu, mut bus) = real_mode(&code, cr0::NE);
+    assert_eq!(run_real(&mut cpu, &mut bus).0, 16);
+}
+
+#[test]
+fn environment_layouts_in_real_and_16_bit_modes() {
+    use iced_x86::code_asm::*;
+    // Real mode, 16-bit operand size: 14 bytes, 20-bit linear instruction pointer.
+    let code = asm16(|a| {
+        a.fld1().unwrap();
+        a.fnstenv(ptr(0x600)).unwrap();
+        a.fnsave(ptr(0x700)).unwrap();
+        a.fldpi().unwrap();
+        a.frstor(ptr(0x700)).unwrap();
+            });
+    let (mut cpu, mut bus) = real_mode(&code, 0);
+    run_real(&mut cpu, &mut bus);
+    let w = |at: usize| u16::from_le_bytes([bus.ram[at], bus.ram[at + 1]]);
+    assert_eq!(w(0x600), 0x037f);
+    assert_eq!(w(0x602), 0x3800, "TOP = 7");
+    assert_eq!(w(0x604), 0x3fff, "ST0 valid, others empty");
+    assert_eq!(w(0x606), 0x7c00, "FIP[15:0]");
+    assert_eq!(w(0x608), 0x01e8, "FIP[19:16] = 0, FOP = D9 E8");
+    // FNSAVE reinitialized, FRSTOR brought back ST0 = 1.0 with TOP = 7.
+    assert_eq!(cpu.state.fpu.top(), 7);
+    assert_eq!(cpu.state.fpu.st(0).sig, 1 << 63);
+    assert_eq!(cpu.state.fpu.ftw, 0x3fff);
+    assert_eq!(cpu.state.fpu.fcw, 0x037f);
+}
+
+#[test]
+fn mmx_aliasing_helpers() {
+    let mut cpu = Cpu::default();
+    let f = &mut cpu.state.fpu;
+    f.set_top(5);
+    f.mmx_write(2, 0x1234_5678_9abc_def0);
+    assert_eq!(f.top(), 0);
+    assert_eq!(f.ftw, 0, "all registers valid in MMX mode");
+    assert_eq!(f.st[2], f80_bytes(0x1234_5678_9abc_def0, 0xffff));
+    assert_eq!(f.mmx_read(2), 0x1234_5678_9abc_def0);
+    // As x87 data the register is special (exponent all ones, integer bit clear here).
+    assert_eq!(f.full_tag_word() >> 4 & 3, 2);
+    f.emms();
+    assert_eq!(f.ftw, 0xffff);
+}
