@@ -73,7 +73,11 @@ impl Rng {
         let se = u16::from_le_bytes([a[8], a[9]]);
         let exp = (se & 0x7fff).clamp(1, 0x7ffe);
         let e = (exp as i32 + self.below(130) as i32 - 65).clamp(1, 0x7ffe) as u16;
-        let sig = if self.below(4) == 0 { u64::from_le_bytes(a[..8].try_into().unwrap()) ^ self.below(16) } else { self.sig() };
+        let sig = if self.below(4) == 0 {
+            u64::from_le_bytes(a[..8].try_into().unwrap()) ^ self.below(16)
+        } else {
+            self.sig()
+        };
         f80_bytes(sig | 1 << 63, e | (self.below(2) as u16) << 15)
     }
 }
@@ -247,7 +251,9 @@ fn routine(nargs: usize, body: &[Instruction]) -> Vec<Instruction> {
     }
     v.push(Instruction::with1(Code::Fldcw_m2byte, m(D_CW)).unwrap());
     v.extend_from_slice(body);
-    for (i, code) in [Code::Setb_rm8, Code::Sete_rm8, Code::Setp_rm8, Code::Seto_rm8, Code::Sets_rm8].into_iter().enumerate() {
+    for (i, code) in
+        [Code::Setb_rm8, Code::Sete_rm8, Code::Setp_rm8, Code::Seto_rm8, Code::Sets_rm8].into_iter().enumerate()
+    {
         v.push(Instruction::with1(code, m(D_FLAGS + i as i64)).unwrap());
     }
     v.push(Instruction::with1(Code::Fnsave_m108byte, m(D_SAVE)).unwrap());
@@ -292,7 +298,11 @@ fn describe(d: &Data) -> String {
     );
     for i in 0..8 {
         let r = &s[28 + 10 * i..38 + 10 * i];
-        out += &format!("  st{i} {:04x}:{:016x}\n", u16::from_le_bytes([r[8], r[9]]), u64::from_le_bytes(r[..8].try_into().unwrap()));
+        out += &format!(
+            "  st{i} {:04x}:{:016x}\n",
+            u16::from_le_bytes([r[8], r[9]]),
+            u64::from_le_bytes(r[..8].try_into().unwrap())
+        );
     }
     out
 }
@@ -333,7 +343,10 @@ fn differential(name: &str, nargs: usize, body: &[Instruction], mem_kind: MemKin
             let mv = mem_kind.random(&mut rng, &a);
             d.0[D_MEM as usize..D_MEM as usize + 10].copy_from_slice(&mv);
             let (n, e) = pair.run(&d);
-            let same = without_fop(&n) == without_fop(&e) && same_fop(&n, &e) && n.0[D_MEM as usize..D_MEM as usize + 16] == e.0[D_MEM as usize..D_MEM as usize + 16] && n.0[D_FLAGS as usize..D_FLAGS as usize + 5] == e.0[D_FLAGS as usize..D_FLAGS as usize + 5];
+            let same = without_fop(&n) == without_fop(&e)
+                && same_fop(&n, &e)
+                && n.0[D_MEM as usize..D_MEM as usize + 16] == e.0[D_MEM as usize..D_MEM as usize + 16]
+                && n.0[D_FLAGS as usize..D_FLAGS as usize + 5] == e.0[D_FLAGS as usize..D_FLAGS as usize + 5];
             if !same {
                 failures += 1;
                 if failures <= 8 {
@@ -487,8 +500,7 @@ fn arithmetic_memory_operands() {
 
 #[test]
 fn sqrt_rndint_abs_chs() {
-    for (name, code) in
-        [("fsqrt", Code::Fsqrt), ("frndint", Code::Frndint), ("fabs", Code::Fabs), ("fchs", Code::Fchs)]
+    for (name, code) in [("fsqrt", Code::Fsqrt), ("frndint", Code::Frndint), ("fabs", Code::Fabs), ("fchs", Code::Fchs)]
     {
         differential(name, 1, &[Instruction::with(code)], MemKind::None, cases());
     }
@@ -576,7 +588,10 @@ fn loads_of_every_format() {
         ("fstp st1", vec![one(Code::Fstp_sti)]),
         ("fxch", vec![reg2(Code::Fxch_st0_sti, 0, 1)]),
         ("ffree", vec![one(Code::Ffree_sti)]),
-        ("fincstp", vec![Instruction::with(Code::Fincstp), Instruction::with(Code::Fdecstp), Instruction::with(Code::Fdecstp)]),
+        (
+            "fincstp",
+            vec![Instruction::with(Code::Fincstp), Instruction::with(Code::Fdecstp), Instruction::with(Code::Fdecstp)],
+        ),
         ("fld overflow", vec![Instruction::with(Code::Fld1); 8]),
         ("fadd underflow", vec![reg2(Code::Fadd_st0_sti, 0, 3)]),
     ] {
@@ -680,7 +695,9 @@ fn approx_differential(name: &str, nargs: usize, body: &[Instruction], gen: impl
             assert_eq!(word(sn, 8), word(se, 8), "{name}({a}, {b}) tags");
             for i in 0..8 {
                 let (x, y) = (f80_to_f64(&sn[28 + 10 * i..]), f80_to_f64(&se[28 + 10 * i..]));
-                let ok = x == y || (x - y).abs() <= tol * x.abs().max(y.abs()).max(1e-300) || (x.abs() < 1e-290 && y.abs() < 1e-290);
+                let ok = x == y
+                    || (x - y).abs() <= tol * x.abs().max(y.abs()).max(1e-300)
+                    || (x.abs() < 1e-290 && y.abs() < 1e-290);
                 assert!(ok, "{name}({a}, {b}): st{i} native {x:e} emulated {y:e}");
             }
         }
@@ -774,7 +791,13 @@ fn save_roundtrip(name: &str, body: Vec<Instruction>, aux_ranges: &[(usize, usiz
         d.0[D_A as usize..D_A as usize + 10].copy_from_slice(&a);
         d.0[D_B as usize..D_B as usize + 10].copy_from_slice(&b);
         let (n, e) = pair.run(&d);
-        assert_eq!(without_fop(&n), without_fop(&e), "{name}: final state\nnative:   {}emulated: {}", describe(&n), describe(&e));
+        assert_eq!(
+            without_fop(&n),
+            without_fop(&e),
+            "{name}: final state\nnative:   {}emulated: {}",
+            describe(&n),
+            describe(&e)
+        );
         for &(lo, hi) in aux_ranges {
             let r = D_AUX as usize + lo..D_AUX as usize + hi;
             assert_eq!(n.0[r.clone()], e.0[r], "{name}: save area bytes {lo}..{hi}");
@@ -905,10 +928,9 @@ fn run_real(cpu: &mut Cpu, bus: &mut FlatBus) -> (u8, u16) {
 
 #[test]
 fn device_not_available_rules() {
-    use iced_x86::code_asm::*;
     let fld = asm16(|a| {
         a.fld1().unwrap();
-            });
+    });
     // CR0.TS or CR0.EM: x87 instructions raise #NM before doing anything.
     for bits in [cr0::TS, cr0::EM, cr0::TS | cr0::MP] {
         let (mut cpu, mut bus) = real_mode(&fld, bits);
@@ -918,7 +940,7 @@ fn device_not_available_rules() {
     // WAIT faults only with both MP and TS.
     let wait = asm16(|a| {
         a.wait().unwrap();
-            });
+    });
     let (mut cpu, mut bus) = real_mode(&wait, cr0::TS);
     assert_eq!(run_real(&mut cpu, &mut bus).0, 0);
     let (mut cpu, mut bus) = real_mode(&wait, cr0::TS | cr0::MP);
@@ -939,7 +961,7 @@ fn unmasked_exceptions_pend_until_the_next_waiting_instruction() {
         a.fdiv_2(st0, st1).unwrap();
         a.fnstsw(word_ptr(0x602)).unwrap();
         a.fld1().unwrap();
-            });
+    });
     let fault_ip = 0x7c00 + code.len() as u16 - 4; // the FLD1 before the spin loop
     let (mut cpu, mut bus) = real_mode(&code, cr0::NE);
     assert_eq!(run_real(&mut cpu, &mut bus), (16, fault_ip));
@@ -958,7 +980,7 @@ fn unmasked_exceptions_pend_until_the_next_waiting_instruction() {
         a.fdiv_2(st0, st1).unwrap();
         a.fnclex().unwrap();
         a.fld1().unwrap();
-            });
+    });
     let (mut cpu, mut bus) = real_mode(&code, cr0::NE);
     assert_eq!(run_real(&mut cpu, &mut bus).0, 0);
     // FLDCW unmasking an already raised exception makes it pending.
@@ -969,7 +991,7 @@ fn unmasked_exceptions_pend_until_the_next_waiting_instruction() {
         a.mov(word_ptr(0x600), 0x037bu32).unwrap();
         a.fldcw(word_ptr(0x600)).unwrap();
         a.wait().unwrap();
-            });
+    });
     let (mut cpu, mut bus) = real_mode(&code, cr0::NE);
     assert_eq!(run_real(&mut cpu, &mut bus).0, 16);
 }
@@ -984,7 +1006,7 @@ fn environment_layouts_in_real_and_16_bit_modes() {
         a.fnsave(ptr(0x700)).unwrap();
         a.fldpi().unwrap();
         a.frstor(ptr(0x700)).unwrap();
-            });
+    });
     let (mut cpu, mut bus) = real_mode(&code, 0);
     run_real(&mut cpu, &mut bus);
     let w = |at: usize| u16::from_le_bytes([bus.ram[at], bus.ram[at + 1]]);

@@ -280,7 +280,6 @@ pub fn round(sign: bool, e: i32, sig: u128, env: &Env) -> (Rounded, u16) {
         if wrap_u {
             q += WRAP_BIAS;
             flags |= exc::UE;
-
         } else if inexact {
             flags |= exc::UE;
         }
@@ -305,7 +304,11 @@ impl Rounded {
                     F80 { sig: m << (64 - bl), se: (e + BIAS) as u16 | (sign as u16) << 15 }
                 } else {
                     let sh = q + BIAS + 62; // position of bit 0 in the denormal significand
-                    let sig = if sh >= 0 { m.checked_shl(sh as u32).unwrap_or(0) } else { m.checked_shr((-sh) as u32).unwrap_or(0) };
+                    let sig = if sh >= 0 {
+                        m.checked_shl(sh as u32).unwrap_or(0)
+                    } else {
+                        m.checked_shr((-sh) as u32).unwrap_or(0)
+                    };
                     F80 { sig, se: (sign as u16) << 15 }
                 }
             }
@@ -317,7 +320,7 @@ impl Rounded {
         let sign_bit = 1u64 << (frac_bits + (if frac_bits == 52 { 11 } else { 8 }));
         let exp_all = if frac_bits == 52 { 0x7ffu64 } else { 0xff };
         match self {
-            Rounded::Inf { sign } => (sign as u64) * sign_bit | exp_all << frac_bits,
+            Rounded::Inf { sign } => ((sign as u64) * sign_bit) | (exp_all << frac_bits),
             Rounded::Finite { sign, m, q } => {
                 let s = (sign as u64) * sign_bit;
                 if m == 0 {
@@ -333,7 +336,11 @@ impl Rounded {
                     s | biased << frac_bits | frac
                 } else {
                     let sh = q + bias - 1 + frac_bits as i32;
-                    s | if sh >= 0 { m.checked_shl(sh as u32).unwrap_or(0) } else { m.checked_shr(sh.unsigned_abs()).unwrap_or(0) }
+                    s | if sh >= 0 {
+                        m.checked_shl(sh as u32).unwrap_or(0)
+                    } else {
+                        m.checked_shr(sh.unsigned_abs()).unwrap_or(0)
+                    }
                 }
             }
         }

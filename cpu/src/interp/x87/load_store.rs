@@ -52,7 +52,11 @@ fn fld_mem(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
         MemorySize::Float64 => from_ieee(mem::read_int(cpu, bus, insn)?, 52, 11),
         _ => (F80::from_bytes(mem::read_op::<10>(cpu, bus, insn)?), 0),
     };
-    let v = if insn.memory_size() != MemorySize::Float80 && v.class() == super::float::Class::SNaN { v.quieted() } else { v };
+    let v = if insn.memory_size() != MemorySize::Float80 && v.class() == super::float::Class::SNaN {
+        v.quieted()
+    } else {
+        v
+    };
     push_checked(&mut cpu.state.fpu, v, flags);
     note(cpu, bus, insn, true);
     Ok(())
@@ -135,7 +139,8 @@ fn fst_mem(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
             (widen(b), 4, fl)
         }
         MemorySize::Float64 => {
-            let (b, fl) = if empty { (0xfff8_0000_0000_0000, UNDERFLOW) } else { to_ieee(x, &env.with_fmt(FMT_F64), 52) };
+            let (b, fl) =
+                if empty { (0xfff8_0000_0000_0000, UNDERFLOW) } else { to_ieee(x, &env.with_fmt(FMT_F64), 52) };
             (widen(b), 8, fl)
         }
         _ => (if empty { F80::INDEFINITE } else { x }.to_bytes(), 10, if empty { UNDERFLOW } else { 0 }),

@@ -157,11 +157,8 @@ fn note(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, has_mem: bool) 
     let fop = fop_of(cpu, bus, insn);
     let rip = cpu.state.rip;
     let cs = cpu.state.seg(Seg::Cs).selector;
-    let (ds, dp) = if has_mem {
-        (cpu.state.seg(cpu.memory_segment(insn)).selector, cpu.effective_address(insn))
-    } else {
-        (0, 0)
-    };
+    let (ds, dp) =
+        if has_mem { (cpu.state.seg(cpu.memory_segment(insn)).selector, cpu.effective_address(insn)) } else { (0, 0) };
     let f = &mut cpu.state.fpu;
     f.fop = fop;
     f.fip = rip;

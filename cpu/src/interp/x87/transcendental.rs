@@ -158,10 +158,10 @@ fn pushing(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
         } else if de & !env.masks != 0 {
             (x, x, de)
         } else if x.class() == Class::Zero {
-            (x, if tan { F80::ONE } else { F80::ONE }, 0)
+            (x, F80::ONE, 0)
         } else if tiny(x) {
             let (a, fa) = tiny_identity(x);
-            (a, if tan { F80::ONE } else { F80::ONE }, fa | de)
+            (a, F80::ONE, fa | de)
         } else {
             let v = to_f64(x);
             let (a, fa) = from_f64(if tan { v.tan() } else { v.sin() }, &env, false);

@@ -195,7 +195,7 @@ fn in_use(f: &FpuState) -> u64 {
         && f.fcs == 0
         && f.fds == 0;
     let sse_init = f.xmm.iter().all(|&x| x == 0) && f.mxcsr == 0x1f80;
-    (!x87_init as u64) * X87 | (!sse_init as u64) * SSE
+    ((!x87_init as u64) * X87) | ((!sse_init as u64) * SSE)
 }
 
 fn xsave(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
