@@ -1,0 +1,260 @@
+//! FXSAVE/FXRSTOR (SDM Vol. 1, 10.5.1, Table 10-2/10-3) and XSAVE/XRSTOR in the standard
+//! format for the x87 and SSE components (SDM Vol. 1, chapter 13).
+//!
+//! FXSAVE always stores FIP/FDP/FOP (Intel behaviour; some AMD parts store them only with an
+//! exception pending) and writes the XMM area for the registers the mode has (8 outside
+//! 64-bit mode, 16 in it); bytes 288-511 beyond that are left untouched. MXCSR_MASK is
+//! 0xFFFF (DAZ supported).
+
+use super::mem;
+use crate::bus::CpuBus;
+use crate::exception::{vector, Fault, Result};
+use crate::mmu::Access;
+use crate::state::{cr0, cr4, reg, FpuState};
+use crate::Cpu;
+use iced_x86::{Code, Instruction, Mnemonic};
+
+pub(super) fn lookup(insn: &Instruction) -> Option<super::Handler> {
+    use Mnemonic::*;
+    Some(match insn.mnemonic() {
+        Fxsave | Fxsave64 => fxsave,
+        Fxrstor | Fxrstor64 => fxrstor,
+        Xsave | Xsave64 => xsave,
+        Xrstor | Xrstor64 => xrstor,
+        _ => return None,
+    })
+}
+
+/// MXCSR bits this CPU implements (FXSAVE's MXCSR_MASK).
+pub const MXCSR_MASK: u32 = 0xffff;
+const LEGACY_LEN: usize = 512;
+const HEADER_LEN: usize = 64;
+/// XCR0/XSTATE_BV bits of the components handled here.
+const X87: u64 = 1 << 0;
+const SSE: u64 = 1 << 1;
+
+fn rex_w(insn: &Instruction) -> bool {
+    matches!(insn.code(), Code::Fxsave64_m512byte | Code::Fxrstor64_m512byte | Code::Xsave64_mem | Code::Xrstor64_mem)
+}
+
+fn xmm_count(cpu: &Cpu) -> usize {
+    if cpu.state.in_64bit() {
+        16
+    } else {
+        8
+    }
+}
+
+/// #GP(0) unless the operand's linear address is aligned to `align` bytes.
+fn check_alignment(cpu: &Cpu, insn: &Instruction, align: u64) -> Result<()> {
+    let (seg, off) = mem::operand(cpu, insn);
+    let lin = cpu.linear(seg, off, 1, Access::Read)?;
+    if lin & (align - 1) != 0 {
+        return Err(Fault::gp0());
+    }
+    Ok(())
+}
+
+/// The x87 part of the legacy area (bytes 0-23 and 32-159).
+fn save_x87(f: &FpuState, b: &mut [u8], wide: bool) {
+    b[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+    b[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+    b[4] = f.abridged_tag();
+    b[5] = 0;
+    b[6..8].copy_from_slice(&(f.fop & 0x7ff).to_le_bytes());
+    if wide {
+        b[8..16].copy_from_slice(&f.fip.to_le_bytes());
+        b[16..24].copy_from_slice(&f.fdp.to_le_bytes());
+    } else {
+        b[8..12].copy_from_slice(&(f.fip as u32).to_le_bytes());
+        b[12..14].copy_from_slice(&f.fcs.to_le_bytes());
+        b[14..16].fill(0);
+        b[16..20].copy_from_slice(&(f.fdp as u32).to_le_bytes());
+        b[20..22].copy_from_slice(&f.fds.to_le_bytes());
+        b[22..24].fill(0);
+    }
+    for i in 0..8 {
+        let at = 32 + 16 * i;
+        b[at..at + 10].copy_from_slice(&f.st(i).to_bytes());
+        b[at + 10..at + 16].fill(0);
+    }
+}
+
+fn load_x87(f: &mut FpuState, b: &[u8], wide: bool) {
+    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |i: usize| u32_at(i) as u64 | (u32_at(i + 4) as u64) << 32;
+    f.fcw = super::control::sanitize_fcw(u16_at(0));
+    f.fsw = u16_at(2);
+    f.fop = u16_at(6) & 0x7ff;
+    if wide {
+        f.fip = u64_at(8);
+        f.fdp = u64_at(16);
+        f.fcs = 0;
+        f.fds = 0;
+    } else {
+        f.fip = u32_at(8) as u64;
+        f.fcs = u16_at(12);
+        f.fdp = u32_at(16) as u64;
+        f.fds = u16_at(20);
+    }
+    // Registers are stored in ST order relative to the TOP just loaded.
+    let top = f.top();
+    for i in 0..8 {
+        let at = 32 + 16 * i;
+        f.st[(top + i) & 7].copy_from_slice(&b[at..at + 10]);
+    }
+    f.set_abridged_tag(b[4]);
+    super::update_summary(f);
+}
+
+fn save_mxcsr(f: &FpuState, b: &mut [u8]) {
+    b[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
+    b[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
+}
+
+fn save_xmm(f: &FpuState, b: &mut [u8], n: usize) {
+    for i in 0..n {
+        b[160 + 16 * i..176 + 16 * i].copy_from_slice(&f.xmm[i].to_le_bytes());
+    }
+}
+
+fn load_xmm(f: &mut FpuState, b: &[u8], n: usize) {
+    for i in 0..n {
+        let mut x = [0u8; 16];
+        x.copy_from_slice(&b[160 + 16 * i..176 + 16 * i]);
+        f.xmm[i] = u128::from_le_bytes(x);
+    }
+}
+
+fn mxcsr_in(b: &[u8]) -> Result<u32> {
+    let v = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+    if v & !MXCSR_MASK != 0 {
+        return Err(Fault::gp0());
+    }
+    Ok(v)
+}
+
+/// FXSAVE/FXRSTOR: #NM with CR0.EM or CR0.TS (no pending-exception check).
+fn fx_available(cpu: &Cpu) -> Result<()> {
+    if cpu.state.cr0 & (cr0::EM | cr0::TS) != 0 {
+        return Err(Fault::exc(vector::NM));
+    }
+    Ok(())
+}
+
+fn fxsave(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    fx_available(cpu)?;
+    check_alignment(cpu, insn, 16)?;
+    let n = xmm_count(cpu);
+    let f = &cpu.state.fpu;
+    let mut b = vec![0u8; 160 + 16 * n];
+    save_x87(f, &mut b, rex_w(insn));
+    save_mxcsr(f, &mut b);
+    save_xmm(f, &mut b, n);
+    mem::write_op(cpu, bus, insn, &b)
+}
+
+fn fxrstor(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    fx_available(cpu)?;
+    check_alignment(cpu, insn, 16)?;
+    let n = xmm_count(cpu);
+    let mut b = vec![0u8; 160 + 16 * n];
+    let (seg, off) = mem::operand(cpu, insn);
+    mem::read_bytes(cpu, bus, seg, off, &mut b)?;
+    let mxcsr = mxcsr_in(&b)?;
+    let f = &mut cpu.state.fpu;
+    load_x87(f, &b, rex_w(insn));
+    f.mxcsr = mxcsr;
+    load_xmm(f, &b, n);
+    Ok(())
+}
+
+/// XSAVE/XRSTOR preconditions: CR4.OSXSAVE (else #UD), CR0.TS (#NM), 64-byte alignment.
+/// Returns the requested-feature bitmap EDX:EAX & XCR0.
+fn xsave_start(cpu: &Cpu, insn: &Instruction) -> Result<u64> {
+    if cpu.state.cr4 & cr4::OSXSAVE == 0 {
+        return Err(Fault::ud());
+    }
+    if cpu.state.cr0 & cr0::TS != 0 {
+        return Err(Fault::exc(vector::NM));
+    }
+    check_alignment(cpu, insn, 64)?;
+    let mask = (cpu.state.gpr[reg::RDX] & 0xffff_ffff) << 32 | (cpu.state.gpr[reg::RAX] & 0xffff_ffff);
+    Ok(mask & cpu.state.xcr0)
+}
+
+/// XINUSE: which components differ from their initial configuration.
+fn in_use(f: &FpuState) -> u64 {
+    let x87_init = f.fcw == super::stack::FCW_INIT
+        && f.fsw == 0
+        && f.ftw == 0xffff
+        && f.fop == 0
+        && f.fip == 0
+        && f.fdp == 0
+        && f.fcs == 0
+        && f.fds == 0;
+    let sse_init = f.xmm.iter().all(|&x| x == 0) && f.mxcsr == 0x1f80;
+    ((!x87_init as u64) * X87) | ((!sse_init as u64) * SSE)
+}
+
+fn xsave(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let rfbm = xsave_start(cpu, insn)?;
+    let (seg, off) = mem::operand(cpu, insn);
+    // Read-modify-write of the legacy area and header: only requested parts change.
+    let mut b = vec![0u8; LEGACY_LEN + HEADER_LEN];
+    mem::read_bytes(cpu, bus, seg, off, &mut b)?;
+    let f = &cpu.state.fpu;
+    let n = xmm_count(cpu);
+    if rfbm & X87 != 0 {
+        let mut x = [0u8; 160];
+        save_x87(f, &mut x, rex_w(insn));
+        b[0..24].copy_from_slice(&x[0..24]);
+        b[32..160].copy_from_slice(&x[32..160]);
+    }
+    if rfbm & SSE != 0 {
+        save_mxcsr(f, &mut b);
+        save_xmm(f, &mut b, n);
+    }
+    let mut bv = u64::from_le_bytes(b[512..520].try_into().unwrap_or([0; 8]));
+    bv = (bv & !rfbm) | (in_use(f) & rfbm);
+    b[512..520].copy_from_slice(&bv.to_le_bytes());
+    mem::write_bytes(cpu, bus, seg, off, &b)
+}
+
+fn xrstor(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let rfbm = xsave_start(cpu, insn)?;
+    let (seg, off) = mem::operand(cpu, insn);
+    let mut b = vec![0u8; LEGACY_LEN + HEADER_LEN];
+    mem::read_bytes(cpu, bus, seg, off, &mut b)?;
+    let bv = u64::from_le_bytes(b[512..520].try_into().unwrap_or([0; 8]));
+    // Standard format only: XCOMP_BV and the rest of the header must be zero, and XSTATE_BV
+    // may name only enabled components.
+    if b[520..576].iter().any(|&x| x != 0) || bv & !cpu.state.xcr0 != 0 {
+        return Err(Fault::gp0());
+    }
+    let mxcsr = if rfbm & SSE != 0 { Some(mxcsr_in(&b)?) } else { None };
+    let n = xmm_count(cpu);
+    let f = &mut cpu.state.fpu;
+    if rfbm & X87 != 0 {
+        if bv & X87 != 0 {
+            load_x87(f, &b, rex_w(insn));
+        } else {
+            super::control::init(f);
+            f.st = [[0; 10]; 8];
+        }
+    }
+    if rfbm & SSE != 0 {
+        if bv & SSE != 0 {
+            load_xmm(f, &b, n);
+        } else {
+            for x in f.xmm.iter_mut().take(n) {
+                *x = 0;
+            }
+        }
+    }
+    if let Some(m) = mxcsr {
+        f.mxcsr = m;
+    }
+    Ok(())
+}
