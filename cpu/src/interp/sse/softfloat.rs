@@ -466,14 +466,16 @@ impl Env {
     }
 
     /// MINxx/MAXxx: the second operand unless the first is strictly smaller (larger); NaNs
-    /// (either) and equal values (±0) give the second operand unchanged.
+    /// (either, signalling invalid) and equal values (±0) give the second operand, an SNaN
+    /// unquietened.
     pub fn min_max<F: Fmt>(&mut self, a: u64, b: u64, max: bool) -> u64 {
+        // DAZ applies even to the operand returned beside a NaN.
+        let a = self.input::<F>(a);
+        let b = self.input::<F>(b);
         if is_nan::<F>(a) || is_nan::<F>(b) {
             self.flags |= mx::IE;
             return b;
         }
-        let a = self.input::<F>(a);
-        let b = self.input::<F>(b);
         self.check_denormal::<F>(a, b);
         let want = if max { Ordering::Greater } else { Ordering::Less };
         if order::<F>(a, b) == want {
