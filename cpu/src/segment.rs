@@ -30,7 +30,7 @@ impl Descriptor {
     /// Attributes in the `Segment::attrs` layout.
     pub fn attrs(&self) -> u32 {
         let d = self.0;
-        (((d >> 40) & 0xff) | ((d >> 44) & 0xf000)) as u32
+        (((d >> 40) & 0xff) | ((d >> 40) & 0xf000)) as u32
     }
     pub fn present(&self) -> bool {
         self.attrs() & P != 0

@@ -480,3 +480,226 @@ fn native_strings() {
 fn native_crc32() {
     run_cases(sse_cases::crc(), iterations(300));
 }
+
+/// Rules the differential test cannot exercise (faults, MMX state, unmasked exceptions),
+/// checked against the SDM.
+mod rules {
+    use super::*;
+    use iced_x86::code_asm::*;
+
+    const UD: u8 = 6;
+    const NM: u8 = 7;
+    const GP: u8 = 13;
+    const PF: u8 = 14;
+    const MF: u8 = 16;
+    const XM: u8 = 19;
+
+    /// A machine with `f`'s code at CODE; returns it and the code length.
+    fn setup(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> (Cpu, FlatBus, usize) {
+        let mut a = CodeAssembler::new(64).unwrap();
+        f(&mut a).unwrap();
+        let code = a.assemble(CODE).unwrap();
+        let (cpu, mut bus) = long_mode_machine();
+        bus.load(CODE, &code);
+        (cpu, bus, code.len())
+    }
+
+    fn run(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, prep: impl FnOnce(&mut Cpu)) -> (Cpu, FlatBus, Result<(), u8>) {
+        let (mut cpu, mut bus, len) = setup(f);
+        cpu.state.gpr[reg::RDI] = DATA;
+        prep(&mut cpu);
+        let r = step(&mut cpu, &mut bus, len);
+        (cpu, bus, r)
+    }
+
+    #[test]
+    fn aligned_forms_fault_on_misaligned_memory() {
+        let (cpu, _, r) = run(|a| a.movaps(xmm0, xmmword_ptr(rdi + 8)), |c| c.state.fpu.xmm[0] = 7);
+        assert_eq!(r, Err(GP));
+        assert_eq!(cpu.state.fpu.xmm[0], 7, "a faulting load leaves the destination");
+        assert_eq!(run(|a| a.addps(xmm0, xmmword_ptr(rdi + 4)), |_| {}).2, Err(GP));
+        assert_eq!(run(|a| a.movdqa(xmmword_ptr(rdi + 1), xmm0), |_| {}).2, Err(GP));
+        // Unaligned forms, 8-byte operands and the string compares accept any address.
+        assert_eq!(run(|a| a.movups(xmm0, xmmword_ptr(rdi + 8)), |_| {}).2, Ok(()));
+        assert_eq!(run(|a| a.movsd_2(xmm0, qword_ptr(rdi + 3)), |_| {}).2, Ok(()));
+        assert_eq!(run(|a| a.pcmpistri(xmm0, xmmword_ptr(rdi + 3), 0), |_| {}).2, Ok(()));
+    }
+
+    #[test]
+    fn availability_checks() {
+        let em = |c: &mut Cpu| c.state.cr0 |= cr0::EM;
+        let ts = |c: &mut Cpu| c.state.cr0 |= cr0::TS;
+        let no_fxsr = |c: &mut Cpu| c.state.cr4 &= !cr4::OSFXSR;
+        assert_eq!(run(|a| a.addps(xmm0, xmm1), em).2, Err(UD));
+        assert_eq!(run(|a| a.paddb(mm0, mm1), em).2, Err(UD));
+        assert_eq!(run(|a| a.addps(xmm0, xmm1), ts).2, Err(NM));
+        assert_eq!(run(|a| a.paddb(mm0, mm1), ts).2, Err(NM));
+        assert_eq!(run(|a| a.emms(), ts).2, Err(NM));
+        assert_eq!(run(|a| a.addps(xmm0, xmm1), no_fxsr).2, Err(UD));
+        assert_eq!(run(|a| a.stmxcsr(dword_ptr(rdi)), no_fxsr).2, Err(UD));
+        // MMX needs no OSFXSR; CRC32 and MOVNTI are general-purpose instructions.
+        assert_eq!(run(|a| a.paddb(mm0, mm1), no_fxsr).2, Ok(()));
+        assert_eq!(run(|a| a.crc32(eax, ecx), |c| { em(c); ts(c); no_fxsr(c) }).2, Ok(()));
+        assert_eq!(run(|a| a.movnti(dword_ptr(rdi), eax), |c| { em(c); ts(c) }).2, Ok(()));
+        // #UD outranks #NM.
+        assert_eq!(run(|a| a.addps(xmm0, xmm1), |c| { ts(c); em(c) }).2, Err(UD));
+    }
+
+    #[test]
+    fn vex_encodings_are_undefined() {
+        assert_eq!(run(|a| a.vaddps(xmm0, xmm1, xmm2), |_| {}).2, Err(UD));
+        assert_eq!(run(|a| a.vpxor(xmm0, xmm1, xmm2), |_| {}).2, Err(UD));
+    }
+
+    #[test]
+    fn pending_x87_exception_blocks_mmx() {
+        let pending = |c: &mut Cpu| c.state.fpu.fsw |= 0x80;
+        assert_eq!(run(|a| a.paddb(mm0, mm1), pending).2, Err(MF));
+        assert_eq!(run(|a| a.cvtpi2ps(xmm0, mm1), pending).2, Err(MF));
+        assert_eq!(run(|a| a.addps(xmm0, xmm1), pending).2, Ok(()));
+    }
+
+    #[test]
+    fn mmx_state_transitions() {
+        let (cpu, _, r) = run(|a| a.paddb(mm2, mm1), |c| {
+            c.state.fpu.fsw = 5 << 11;
+            c.state.fpu.ftw = 0xffff;
+        });
+        assert_eq!(r, Ok(()));
+        assert_eq!(cpu.state.fpu.fsw & (7 << 11), 0, "TOP = 0");
+        assert_eq!(cpu.state.fpu.ftw, 0, "all tags valid");
+        assert_eq!(cpu.state.fpu.st[2][8..], [0xff, 0xff], "exponent and sign all ones");
+        let (cpu, _, _) = run(|a| a.emms(), |c| c.state.fpu.ftw = 0);
+        assert_eq!(cpu.state.fpu.ftw, 0xffff);
+        // A memory source of CVTPI2PS makes no transition; a register source does.
+        let (cpu, _, _) = run(|a| a.cvtpi2ps(xmm0, qword_ptr(rdi)), |c| c.state.fpu.ftw = 0xffff);
+        assert_eq!(cpu.state.fpu.ftw, 0xffff);
+        let (cpu, _, _) = run(|a| a.cvtpi2ps(xmm0, mm1), |c| c.state.fpu.ftw = 0xffff);
+        assert_eq!(cpu.state.fpu.ftw, 0);
+    }
+
+    const MXCSR_DEFAULT: u32 = 0x1f80;
+    const ZM: u32 = 1 << 9;
+    const IM: u32 = 1 << 7;
+    const UM: u32 = 1 << 11;
+
+    #[test]
+    fn unmasked_exception_faults_without_writing() {
+        let prep = |c: &mut Cpu| {
+            c.state.fpu.mxcsr = MXCSR_DEFAULT & !ZM;
+            c.state.fpu.xmm[0] = 1.0f32.to_bits() as u128;
+            c.state.fpu.xmm[1] = 0;
+        };
+        let (cpu, _, r) = run(|a| a.divss(xmm0, xmm1), prep);
+        assert_eq!(r, Err(XM));
+        assert_eq!(cpu.state.fpu.xmm[0], 1.0f32.to_bits() as u128);
+        assert_eq!(cpu.state.fpu.mxcsr & 0x3f, 0x4, "ZE set");
+        let (_, _, r) = run(|a| a.divss(xmm0, xmm1), |c| {
+            prep(c);
+            c.state.cr4 &= !cr4::OSXMMEXCPT;
+        });
+        assert_eq!(r, Err(UD));
+        // Masked: infinity and the flag.
+        let (cpu, _, r) = run(|a| a.divss(xmm0, xmm1), |c| {
+            prep(c);
+            c.state.fpu.mxcsr = MXCSR_DEFAULT;
+        });
+        assert_eq!(r, Ok(()));
+        assert_eq!(cpu.state.fpu.xmm[0], f32::INFINITY.to_bits() as u128);
+    }
+
+    #[test]
+    fn unmasked_precomputation_exception_suppresses_postcomputation_flags() {
+        // Element 0: SNaN (invalid, unmasked); element 1: 1/3 (inexact, masked).
+        let (cpu, _, r) = run(|a| a.divps(xmm0, xmm1), |c| {
+            c.state.fpu.mxcsr = MXCSR_DEFAULT & !IM;
+            c.state.fpu.xmm[0] = 0x7f80_0001 | (1.0f32.to_bits() as u128) << 32;
+            c.state.fpu.xmm[1] = 1.0f32.to_bits() as u128 | (3.0f32.to_bits() as u128) << 32;
+        });
+        assert_eq!(r, Err(XM));
+        assert_eq!(cpu.state.fpu.mxcsr & 0x3f, 0x1, "IE only, no PE");
+        // Unmasked precision: the flag set, no result.
+        let (cpu, _, r) = run(|a| a.divss(xmm0, xmm1), |c| {
+            c.state.fpu.mxcsr = MXCSR_DEFAULT & !(1 << 12);
+            c.state.fpu.xmm[0] = 1.0f32.to_bits() as u128;
+            c.state.fpu.xmm[1] = 3.0f32.to_bits() as u128;
+        });
+        assert_eq!(r, Err(XM));
+        assert_eq!(cpu.state.fpu.mxcsr & 0x3f, 0x20);
+        assert_eq!(cpu.state.fpu.xmm[0], 1.0f32.to_bits() as u128);
+    }
+
+    #[test]
+    fn unmasked_underflow_signals_exact_tiny_results() {
+        // 2^-140 × 1.0 is an exact denormal: underflow only when UE is unmasked.
+        let tiny = 0x800u128; // 2^-140, a denormal single
+        let prep = |mxcsr: u32| {
+            move |c: &mut Cpu| {
+                c.state.fpu.mxcsr = mxcsr;
+                c.state.fpu.xmm[0] = tiny;
+                c.state.fpu.xmm[1] = 1.0f32.to_bits() as u128;
+            }
+        };
+        let (cpu, _, r) = run(|a| a.mulss(xmm0, xmm1), prep(MXCSR_DEFAULT));
+        assert_eq!(r, Ok(()));
+        assert_eq!(cpu.state.fpu.mxcsr & 0x3f, 0x2, "DE only (denormal operand)");
+        let (cpu, _, r) = run(|a| a.mulss(xmm0, xmm1), prep(MXCSR_DEFAULT & !UM));
+        assert_eq!(r, Err(XM));
+        assert_eq!(cpu.state.fpu.mxcsr & 0x3f, 0x12, "DE and UE");
+    }
+
+    #[test]
+    fn ldmxcsr_rejects_reserved_bits() {
+        let (mut cpu, mut bus, len) = setup(|a| a.ldmxcsr(dword_ptr(rdi)));
+        cpu.state.gpr[reg::RDI] = DATA;
+        bus.load(DATA, &0x1_1f80u32.to_le_bytes());
+        assert_eq!(step(&mut cpu, &mut bus, len), Err(GP));
+        assert_eq!(cpu.state.fpu.mxcsr, MXCSR_DEFAULT);
+        bus.load(DATA, &0xffffu32.to_le_bytes());
+        cpu.state.gpr[reg::RSP] = 0x9000;
+        assert_eq!(step(&mut cpu, &mut bus, len), Ok(()));
+        assert_eq!(cpu.state.fpu.mxcsr, 0xffff);
+    }
+
+    #[test]
+    fn page_crossing_store_is_all_or_nothing() {
+        // 0x3ffff8..0x400008 crosses into the unmapped page at 4 MiB.
+        let (mut cpu, mut bus, len) = setup(|a| a.movups(xmmword_ptr(rdi), xmm0));
+        cpu.state.gpr[reg::RDI] = 0x3f_fff8;
+        cpu.state.fpu.xmm[0] = u128::MAX;
+        assert_eq!(step(&mut cpu, &mut bus, len), Err(PF));
+        assert_eq!(bus.read_u64(0x3f_fff8), 0);
+    }
+
+    #[test]
+    fn pcmpestri_rex_w_uses_64_bit_lengths() {
+        // RAX = 2^32 + 3: the 32-bit form sees length 3, so SF (xmm1 shorter than 16 bytes)
+        // is set; with REX.W the 64-bit value saturates to 16 and SF is clear.
+        for wide in [false, true] {
+            let (mut cpu, mut bus, len) =
+                setup(|a| if wide { a.pcmpestri64(xmm0, xmm1, 0x08) } else { a.pcmpestri(xmm0, xmm1, 0x08) });
+            cpu.state.gpr[reg::RAX] = 0x1_0000_0003;
+            cpu.state.gpr[reg::RDX] = 0x1_0000_0003;
+            assert_eq!(step(&mut cpu, &mut bus, len), Ok(()));
+            assert_eq!(cpu.rflags() & 0x80 != 0, !wide);
+        }
+    }
+
+    #[test]
+    fn crc32c_check_value() {
+        // CRC-32C of "123456789" is 0xE3069283 (initial and final XOR with all ones).
+        let (mut cpu, mut bus, len) = setup(|a| {
+            a.crc32(rax, qword_ptr(rdi))?;
+            a.crc32(eax, byte_ptr(rdi + 8))
+        });
+        bus.load(DATA, b"123456789");
+        cpu.state.gpr[reg::RDI] = DATA;
+        cpu.state.gpr[reg::RAX] = 0xffff_ffff;
+        cpu.state.rip = CODE;
+        cpu.state.gpr[reg::RSP] = 0x9000;
+        cpu.step(&mut bus);
+        cpu.step(&mut bus);
+        assert_eq!(cpu.state.rip, CODE + len as u64);
+        assert_eq!(cpu.state.gpr[reg::RAX] ^ 0xffff_ffff, 0xe306_9283);
+    }
+}
