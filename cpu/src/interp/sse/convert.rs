@@ -32,9 +32,9 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
                 (lo | hi << 32) as u128
             })
         },
-        C::Cvtdq2ps_xmm_xmmm128 => |c, b, i| fp_op(c, b, i, |e, _, s| zip32(s, 0, |x, _| e_from_int::<F32>(e, x as i32 as i64) as u32)),
+        C::Cvtdq2ps_xmm_xmmm128 => |c, b, i| fp_op(c, b, i, |e, _, s| zip32(s, 0, |x, _| e.int_to_float::<F32>(x as i32 as i64) as u32)),
         C::Cvtdq2pd_xmm_xmmm64 => |c, b, i| {
-            fp_op(c, b, i, |e, _, s| from_q64([e.from_int::<F64>(s as i32 as i64), e.from_int::<F64>((s >> 32) as i32 as i64)]))
+            fp_op(c, b, i, |e, _, s| from_q64([e.int_to_float::<F64>(s as i32 as i64), e.int_to_float::<F64>((s >> 32) as i32 as i64)]))
         },
         C::Cvtps2dq_xmm_xmmm128 => |c, b, i| fp_op(c, b, i, |e, _, s| singles_to_ints(e, s, 4, e.rc)),
         C::Cvttps2dq_xmm_xmmm128 => |c, b, i| fp_op(c, b, i, |e, _, s| singles_to_ints(e, s, 4, Round::Zero)),
@@ -42,13 +42,13 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         C::Cvttpd2dq_xmm_xmmm128 => |c, b, i| fp_op(c, b, i, |e, _, s| doubles_to_ints(e, s, Round::Zero)),
         C::Cvtpi2ps_xmm_mmm64 => |c, b, i| {
             from_mm(c, b, i, |e, d, s| {
-                let lo = e.from_int::<F32>(s as i32 as i64) as u128;
-                let hi = e.from_int::<F32>((s >> 32) as i32 as i64) as u128;
+                let lo = e.int_to_float::<F32>(s as i32 as i64) as u128;
+                let hi = e.int_to_float::<F32>((s >> 32) as i32 as i64) as u128;
                 (d & !LOW64) | lo | hi << 32
             })
         },
         C::Cvtpi2pd_xmm_mmm64 => |c, b, i| {
-            from_mm(c, b, i, |e, _, s| from_q64([e.from_int::<F64>(s as i32 as i64), e.from_int::<F64>((s >> 32) as i32 as i64)]))
+            from_mm(c, b, i, |e, _, s| from_q64([e.int_to_float::<F64>(s as i32 as i64), e.int_to_float::<F64>((s >> 32) as i32 as i64)]))
         },
         C::Cvtps2pi_mm_xmmm64 => |c, b, i| to_mm(c, b, i, |e, s| singles_to_ints(e, s, 2, e.rc) as u64),
         C::Cvttps2pi_mm_xmmm64 => |c, b, i| to_mm(c, b, i, |e, s| singles_to_ints(e, s, 2, Round::Zero) as u64),
@@ -61,21 +61,16 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
 const LOW32: u128 = u32::MAX as u128;
 const LOW64: u128 = u64::MAX as u128;
 
-#[inline(always)]
-fn e_from_int<F: Fmt>(e: &mut Env, v: i64) -> u64 {
-    e.from_int::<F>(v)
-}
-
 /// The first `n` singles of `s` to 32-bit integers (upper result elements zero).
 fn singles_to_ints(e: &mut Env, s: u128, n: usize, rc: Round) -> u128 {
     let s = d32(s);
-    from_d32(core::array::from_fn(|k| if k < n { e.to_int::<F32>(s[k] as u64, 32, rc) as u32 } else { 0 }))
+    from_d32(core::array::from_fn(|k| if k < n { e.float_to_int::<F32>(s[k] as u64, 32, rc) as u32 } else { 0 }))
 }
 
 /// Both doubles of `s` to 32-bit integers in the low quadword (upper quadword zero).
 fn doubles_to_ints(e: &mut Env, s: u128, rc: Round) -> u128 {
-    let lo = e.to_int::<F64>(s as u64, 32, rc);
-    let hi = e.to_int::<F64>((s >> 64) as u64, 32, rc);
+    let lo = e.float_to_int::<F64>(s as u64, 32, rc);
+    let hi = e.float_to_int::<F64>((s >> 64) as u64, 32, rc);
     (lo | hi << 32) as u128
 }
 
@@ -85,7 +80,7 @@ fn int_to_scalar<F: Fmt>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction
     let mask = (1u128 << F::BITS) - 1;
     fp_op(cpu, bus, insn, |e, d, s| {
         let v = if size == 8 { s as u64 as i64 } else { s as u32 as i32 as i64 };
-        (d & !mask) | e.from_int::<F>(v) as u128
+        (d & !mask) | e.int_to_float::<F>(v) as u128
     })
 }
 
@@ -97,7 +92,7 @@ fn scalar_to_int<F: Fmt, const TRUNCATE: bool>(cpu: &mut Cpu, bus: &mut dyn CpuB
     let bits = gpr_size(r) as u32 * 8;
     let mut env = Env::new(cpu.state.fpu.mxcsr);
     let rc = if TRUNCATE { Round::Zero } else { env.rc };
-    let v = env.to_int::<F>((s & ((1u128 << F::BITS) - 1)) as u64, bits, rc);
+    let v = env.float_to_int::<F>((s & ((1u128 << F::BITS) - 1)) as u64, bits, rc);
     commit_fp(cpu, &env)?;
     cpu.set_reg(r, v);
     Ok(())

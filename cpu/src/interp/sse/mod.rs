@@ -358,3 +358,43 @@ pub(super) fn zip32(a: u128, b: u128, mut f: impl FnMut(u32, u32) -> u32) -> u12
 pub(super) fn zip64(a: u128, b: u128, mut f: impl FnMut(u64, u64) -> u64) -> u128 {
     from_q64([f(a as u64, b as u64), f((a >> 64) as u64, (b >> 64) as u64)])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Code, CpuidFeature as F};
+
+    /// Every legacy-encoded MMX..SSE4.2 instruction has a handler here, except those other
+    /// families own (fences, prefetches, cache control, MONITOR/MWAIT, FISTTP, POPCNT).
+    #[test]
+    fn every_sse_instruction_is_claimed() {
+        let ours = [F::MMX, F::SSE, F::SSE2, F::SSE3, F::SSSE3, F::SSE4_1, F::SSE4_2];
+        let others = [
+            Mnemonic::Lfence,
+            Mnemonic::Sfence,
+            Mnemonic::Mfence,
+            Mnemonic::Clflush,
+            Mnemonic::Pause,
+            Mnemonic::Prefetchnta,
+            Mnemonic::Prefetcht0,
+            Mnemonic::Prefetcht1,
+            Mnemonic::Prefetcht2,
+            Mnemonic::Monitor,
+            Mnemonic::Mwait,
+            Mnemonic::Fisttp,
+            Mnemonic::Popcnt,
+        ];
+        let mut missing = Vec::new();
+        for code in Code::values() {
+            let mut insn = Instruction::default();
+            insn.set_code(code);
+            if insn.encoding() != EncodingKind::Legacy || others.contains(&insn.mnemonic()) {
+                continue;
+            }
+            if insn.cpuid_features().iter().any(|f| ours.contains(f)) && lookup(&insn).is_none() {
+                missing.push(format!("{code:?}"));
+            }
+        }
+        assert!(missing.is_empty(), "no handler for {missing:?}");
+    }
+}

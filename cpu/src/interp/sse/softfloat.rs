@@ -412,7 +412,7 @@ impl Env {
         let (eb, mb) = unpack::<F>(b);
         let n = (ma as u128) << 64;
         let q = n / mb as u128; // in (2^63, 2^65)
-        let sticky = (n % mb as u128 != 0) as u64;
+        let sticky = !n.is_multiple_of(mb as u128) as u64;
         if q >> 64 != 0 {
             self.round_pack::<F>(neg, ea - eb, jam128(q, 2) | sticky)
         } else {
@@ -441,7 +441,7 @@ impl Env {
         let n = (m as u128) << k;
         let q = isqrt(n);
         let sticky = (q * q != n) as u64;
-        let half = (e - 62 - k as i32) / 2;
+        let half = (e - 62 - k) / 2;
         let q = q as u64; // in [2^62.5, 2^63.5)
         if q >> 63 != 0 {
             self.round_pack::<F>(false, 63 + half, (q >> 1) | (q & 1) | sticky)
@@ -526,7 +526,7 @@ impl Env {
     }
 
     /// Signed integer → float, rounded per MXCSR.
-    pub fn from_int<F: Fmt>(&mut self, v: i64) -> u64 {
+    pub fn int_to_float<F: Fmt>(&mut self, v: i64) -> u64 {
         if v == 0 {
             return 0;
         }
@@ -542,7 +542,7 @@ impl Env {
 
     /// Float → signed integer of `bits` (32 or 64) bits, rounded per `rc`. NaN, infinity and
     /// out-of-range values signal invalid and give the integer indefinite (only the sign bit).
-    pub fn to_int<F: Fmt>(&mut self, a: u64, bits: u32, rc: Round) -> u64 {
+    pub fn float_to_int<F: Fmt>(&mut self, a: u64, bits: u32, rc: Round) -> u64 {
         let indefinite = 1u64 << (bits - 1);
         if is_nan::<F>(a) || is_inf::<F>(a) {
             self.flags |= mx::IE;
@@ -713,12 +713,12 @@ mod tests {
     #[test]
     fn integer_conversions() {
         let mut e = env();
-        assert_eq!(e.to_int::<F32>(2.5f32.to_bits() as u64, 32, Round::Nearest), 2);
-        assert_eq!(e.to_int::<F32>((-2.5f32).to_bits() as u64, 32, Round::Zero), 0xffff_fffe);
-        assert_eq!(e.to_int::<F64>(3e10f64.to_bits(), 32, Round::Nearest), 0x8000_0000);
+        assert_eq!(e.float_to_int::<F32>(2.5f32.to_bits() as u64, 32, Round::Nearest), 2);
+        assert_eq!(e.float_to_int::<F32>((-2.5f32).to_bits() as u64, 32, Round::Zero), 0xffff_fffe);
+        assert_eq!(e.float_to_int::<F64>(3e10f64.to_bits(), 32, Round::Nearest), 0x8000_0000);
         assert_eq!(e.flags & mx::IE, mx::IE);
-        assert_eq!(e.to_int::<F64>((-9.223372036854775808e18f64).to_bits(), 64, Round::Zero), 1 << 63);
-        assert_eq!(e.from_int::<F32>(16_777_217), 16_777_216f32.to_bits() as u64);
+        assert_eq!(e.float_to_int::<F64>((-9.223_372_036_854_776e18f64).to_bits(), 64, Round::Zero), 1 << 63);
+        assert_eq!(e.int_to_float::<F32>(16_777_217), 16_777_216f32.to_bits() as u64);
     }
 
     #[test]
