@@ -48,9 +48,9 @@ const FSW_TOP: u16 = 7 << 11;
 const FTW_ALL_VALID: u16 = 0;
 const FTW_ALL_EMPTY: u16 = 0xffff;
 
-/// Availability of an instruction using XMM registers or MXCSR (SDM Vol. 3, Table 13-1 and
-/// the exception class tables of Vol. 2, 2.5): #UD with CR0.EM or without CR4.OSFXSR, then
-/// #NM with CR0.TS.
+/// Availability of an instruction using XMM registers or MXCSR (SDM Vol. 3, 13.1, and the
+/// exception tables of Vol. 2, 2.5): #UD with CR0.EM or without CR4.OSFXSR, then #NM with
+/// CR0.TS.
 #[inline(always)]
 pub(super) fn check_sse(cpu: &Cpu) -> Result<()> {
     let st = &cpu.state;
@@ -63,9 +63,9 @@ pub(super) fn check_sse(cpu: &Cpu) -> Result<()> {
     Ok(())
 }
 
-/// Availability of an instruction on MMX registers (SDM Vol. 3, Table 12-1 and Vol. 2,
-/// Table 22-8): #UD with CR0.EM, #NM with CR0.TS, #MF while an unmasked x87 exception is
-/// pending (FSW.ES).
+/// Availability of an instruction on MMX registers (SDM Vol. 3, chapter 12, and the MMX
+/// exception tables of Vol. 3, 22.25): #UD with CR0.EM, #NM with CR0.TS, #MF while an unmasked
+/// x87 exception is pending (FSW.ES). CR4.OSFXSR is not required.
 #[inline(always)]
 pub(super) fn check_mmx(cpu: &Cpu) -> Result<()> {
     let st = &cpu.state;
@@ -143,8 +143,8 @@ pub(super) fn set_xmm(cpu: &mut Cpu, r: Register, v: u128) {
     cpu.state.fpu.xmm[xmm_index(r)] = v;
 }
 
-/// Legacy SSE requires 16-byte alignment of 128-bit memory operands, except for these
-/// (SDM Vol. 2, 2.4: Table 2-?, "Exceptions Type 4" note).
+/// Legacy SSE requires 16-byte alignment of 128-bit memory operands (#GP(0) otherwise),
+/// except for these (SDM Vol. 2, 2.5, the notes to exception types 4 and the PCMPxSTRx pages).
 fn unaligned_ok(m: Mnemonic) -> bool {
     matches!(
         m,
