@@ -122,6 +122,10 @@ pub enum Gen {
     /// Single/double lanes with special values, denormals, near-overflow and -underflow.
     F32,
     F64,
+    /// Lanes next to the rounding thresholds: mantissas near all-ones or near zero at 1.0,
+    /// at the smallest normal and at the largest finite exponent, and the largest denormals.
+    Edge32,
+    Edge64,
     /// Integers of interesting magnitudes (for int → float conversions).
     Int,
     /// Short strings over a small alphabet with NULs, and lengths in rax/rdx.
@@ -181,7 +185,7 @@ impl Rng {
         let f = self.next() & ((1u64 << frac) - 1);
         let q = 1u64 << (frac - 1);
         let pack = |e: u64, f: u64| sign | (e << frac) | f;
-        match self.below(16) {
+        match self.below(18) {
             0 => sign,                                             // ±0
             1 => pack(emax, 0),                                    // ±inf
             2 => pack(emax, q | (f & (q - 1) & self.next())),      // QNaN
@@ -193,8 +197,32 @@ impl Rng {
             8 => pack(bias + self.below(30), f & !((1u64 << (frac / 2)) - 1)), // short mantissas
             9 => pack(bias, 0),                                    // ±1
             10 => pack(bias + frac as u64 + self.below(3) - 1, f), // integral/half-integral
+            // Mantissas next to a power of two, at 1 and at the smallest normal: their products
+            // and quotients land within an ulp of the underflow threshold, where tininess
+            // after rounding differs from before rounding.
+            11 => pack(bias - self.below(2), ((1u64 << frac) - 1 - self.below(4)) * self.below(2)),
+            12 => pack(1 + self.below(2), self.below(4)),
             _ => pack(bias - 20 + self.below(40), f),
         }
+    }
+    fn edge(&mut self, frac: u32, exp: u32) -> u64 {
+        let emax = (1u64 << exp) - 1;
+        let bias = emax >> 1;
+        let sign = (self.next() & 1) << (frac + exp);
+        let ones = (1u64 << frac) - 1;
+        let m = if self.below(2) == 0 { ones - self.below(8) } else { self.below(8) };
+        let e = match self.below(5) {
+            0 => bias - 1 + self.below(3),
+            1 => 1 + self.below(2),
+            2 => 0,
+            3 => emax - 1 - self.below(2),
+            _ => bias - 30 + self.below(60),
+        };
+        sign | (e << frac) | m
+    }
+    fn edge_lanes(&mut self, frac: u32, exp: u32) -> u128 {
+        let bits = 1 + frac + exp;
+        (0..128 / bits).fold(0u128, |v, k| v | (self.edge(frac, exp) as u128) << (k * bits))
     }
     fn lanes(&mut self, frac: u32, exp: u32) -> u128 {
         let bits = 1 + frac + exp;
@@ -237,6 +265,8 @@ fn random_state(rng: &mut Rng, gen: Gen) -> St {
         Gen::Bytes | Gen::Shift => rng.bytes128(),
         Gen::F32 => rng.lanes(23, 8),
         Gen::F64 => rng.lanes(52, 11),
+        Gen::Edge32 => rng.edge_lanes(23, 8),
+        Gen::Edge64 => rng.edge_lanes(52, 11),
         Gen::Int => rng.int() as u128 | (rng.int() as u128) << 64,
         Gen::Str => rng.str128(),
     };
@@ -463,6 +493,11 @@ fn native_float32() {
 #[test]
 fn native_float64() {
     run_cases(sse_cases::float64(), iterations(2000));
+}
+
+#[test]
+fn native_rounding_edges() {
+    run_cases(sse_cases::edges(), iterations(2000));
 }
 
 #[test]

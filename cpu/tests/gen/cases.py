@@ -93,6 +93,13 @@ pd += ["cvtpd2ps xmm0, xmm1", "cvtpd2dq xmm0, xmm1", "cvttpd2dq xmm0, xmm1", "cv
        "cvttpd2pi mm0, xmm1", "cvtsd2ss xmm0, xmm1", "cvtsd2ss xmm0, [rdi]", "cvtpd2ps xmm0, [rdi]"]
 pd += [f"dppd xmm0, xmm1, {i}" for i in [0x33, 0x31, 0x13, 0x22, 0x03, 0x30, 0x11, 0xff]]
 group("float64", "F64", pd)
+edges32 = [f"{m} xmm0, xmm1" for m in ["mulps", "mulss", "divps", "divss", "addps", "subps", "sqrtps", "cvtps2dq", "haddps"]]
+edges32 += ["dpps xmm0, xmm1, 0xff"]
+edges64 = [f"{m} xmm0, xmm1" for m in ["mulpd", "mulsd", "divpd", "divsd", "addpd", "subpd", "sqrtpd", "cvtpd2dq", "haddpd"]]
+edges64 += ["dppd xmm0, xmm1, 0x33", "cvtpd2ps xmm0, xmm1", "cvtsd2ss xmm0, xmm1"]
+out.append("pub fn edges() -> Vec<Case> {\n    let mut v = edges32();\n    v.extend(edges64());\n    v\n}\n")
+group("edges32", "Edge32", edges32)
+group("edges64", "Edge64", edges64)
 group("approx", "F32", ["rcpps xmm0, xmm1", "rcpss xmm0, xmm1", "rsqrtps xmm0, xmm1", "rsqrtss xmm0, xmm1"], "Approx")
 
 ints = ["cvtdq2ps xmm0, xmm1", "cvtdq2pd xmm0, xmm1", "cvtpi2ps xmm0, mm1", "cvtpi2pd xmm0, mm1",

@@ -874,6 +874,44 @@ pub fn float64() -> Vec<Case> {
     ]
 }
 
+pub fn edges() -> Vec<Case> {
+    let mut v = edges32();
+    v.extend(edges64());
+    v
+}
+
+pub fn edges32() -> Vec<Case> {
+    vec![
+        case!(Edge32, Exact, "mulps xmm0, xmm1"),
+        case!(Edge32, Exact, "mulss xmm0, xmm1"),
+        case!(Edge32, Exact, "divps xmm0, xmm1"),
+        case!(Edge32, Exact, "divss xmm0, xmm1"),
+        case!(Edge32, Exact, "addps xmm0, xmm1"),
+        case!(Edge32, Exact, "subps xmm0, xmm1"),
+        case!(Edge32, Exact, "sqrtps xmm0, xmm1"),
+        case!(Edge32, Exact, "cvtps2dq xmm0, xmm1"),
+        case!(Edge32, Exact, "haddps xmm0, xmm1"),
+        case!(Edge32, Exact, "dpps xmm0, xmm1, 0xff"),
+    ]
+}
+
+pub fn edges64() -> Vec<Case> {
+    vec![
+        case!(Edge64, Exact, "mulpd xmm0, xmm1"),
+        case!(Edge64, Exact, "mulsd xmm0, xmm1"),
+        case!(Edge64, Exact, "divpd xmm0, xmm1"),
+        case!(Edge64, Exact, "divsd xmm0, xmm1"),
+        case!(Edge64, Exact, "addpd xmm0, xmm1"),
+        case!(Edge64, Exact, "subpd xmm0, xmm1"),
+        case!(Edge64, Exact, "sqrtpd xmm0, xmm1"),
+        case!(Edge64, Exact, "cvtpd2dq xmm0, xmm1"),
+        case!(Edge64, Exact, "haddpd xmm0, xmm1"),
+        case!(Edge64, Exact, "dppd xmm0, xmm1, 0x33"),
+        case!(Edge64, Exact, "cvtpd2ps xmm0, xmm1"),
+        case!(Edge64, Exact, "cvtsd2ss xmm0, xmm1"),
+    ]
+}
+
 pub fn approx() -> Vec<Case> {
     vec![
         case!(F32, Approx, "rcpps xmm0, xmm1"),
