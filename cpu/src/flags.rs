@@ -79,7 +79,7 @@ impl LazyFlags {
     /// The six arithmetic flags this pending operation defines.
     pub fn compute(&self, stored: u64) -> u64 {
         if self.op == CcOp::Eflags {
-            // Nothing pending (and `size` may be 0, which has no sign bit).
+            // Nothing pending (and `size` may be 0 then, e.g. right after reset).
             return stored & ARITH;
         }
         let m = size_mask(self.size);
