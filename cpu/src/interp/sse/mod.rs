@@ -1,0 +1,400 @@
+//! MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1 and SSE4.2 (legacy encodings only: VEX/EVEX forms stay
+//! #UD since the models advertise no AVX).
+//!
+//! This module holds what the sub-families share: the availability checks (CR0.EM/TS,
+//! CR4.OSFXSR, pending x87 exceptions), MMX/XMM register access, 128-bit memory access with the
+//! legacy-SSE alignment rule, lane helpers and the MXCSR exception commit. Each sub-module's
+//! `lookup` picks one handler per operation at decode time.
+
+mod compare;
+mod convert;
+mod crc32;
+mod float;
+mod intarith;
+mod logic;
+mod moves;
+mod pcmpstr;
+mod shuffle;
+pub(crate) mod softfloat;
+
+use super::Handler;
+use crate::bus::CpuBus;
+use crate::exception::{vector, Fault, Result};
+use crate::mmu::Access;
+use crate::state::{cr0, cr4};
+use crate::Cpu;
+use iced_x86::{EncodingKind, Instruction, Mnemonic, OpKind, Register};
+use softfloat::{mx, Env};
+
+pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
+    if insn.encoding() != EncodingKind::Legacy {
+        return None;
+    }
+    moves::lookup(insn)
+        .or_else(|| intarith::lookup(insn))
+        .or_else(|| logic::lookup(insn))
+        .or_else(|| shuffle::lookup(insn))
+        .or_else(|| float::lookup(insn))
+        .or_else(|| compare::lookup(insn))
+        .or_else(|| convert::lookup(insn))
+        .or_else(|| pcmpstr::lookup(insn))
+        .or_else(|| crc32::lookup(insn))
+}
+
+/// FSW bits the MMX state transition and the pending-exception check use.
+const FSW_ES: u16 = 1 << 7;
+const FSW_TOP: u16 = 7 << 11;
+/// Tag word with every register valid (MMX) or empty (EMMS).
+const FTW_ALL_VALID: u16 = 0;
+const FTW_ALL_EMPTY: u16 = 0xffff;
+
+/// Availability of an instruction using XMM registers or MXCSR (SDM Vol. 3, 13.1, and the
+/// exception tables of Vol. 2, 2.5): #UD with CR0.EM or without CR4.OSFXSR, then #NM with
+/// CR0.TS.
+#[inline(always)]
+pub(super) fn check_sse(cpu: &Cpu) -> Result<()> {
+    let st = &cpu.state;
+    if st.cr0 & cr0::EM != 0 || st.cr4 & cr4::OSFXSR == 0 {
+        return Err(Fault::ud());
+    }
+    if st.cr0 & cr0::TS != 0 {
+        return Err(Fault::exc(vector::NM));
+    }
+    Ok(())
+}
+
+/// Availability of an instruction on MMX registers (SDM Vol. 3, chapter 12, and the MMX
+/// exception tables of Vol. 3, 22.25): #UD with CR0.EM, #NM with CR0.TS, #MF while an unmasked
+/// x87 exception is pending (FSW.ES). CR4.OSFXSR is not required.
+#[inline(always)]
+pub(super) fn check_mmx(cpu: &Cpu) -> Result<()> {
+    let st = &cpu.state;
+    if st.cr0 & cr0::EM != 0 {
+        return Err(Fault::ud());
+    }
+    if st.cr0 & cr0::TS != 0 {
+        return Err(Fault::exc(vector::NM));
+    }
+    if st.fpu.fsw & FSW_ES != 0 {
+        return Err(Fault::exc(vector::MF));
+    }
+    Ok(())
+}
+
+/// SSE/SSE2 instructions with both an XMM (or MXCSR) and an MMX operand (CVTPI2PS, MOVQ2DQ,
+/// ...): the SSE checks, then the pending x87 exception.
+#[inline(always)]
+pub(super) fn check_sse_mmx(cpu: &Cpu) -> Result<()> {
+    check_sse(cpu)?;
+    if cpu.state.fpu.fsw & FSW_ES != 0 {
+        return Err(Fault::exc(vector::MF));
+    }
+    Ok(())
+}
+
+// MMX state. MMX register i aliases the significand of physical x87 register R_i. These are
+// local helpers, to be unified with the x87 family's.
+
+/// The x87 → MMX transition every MMX instruction except EMMS makes: TOP = 0, all tags valid.
+#[inline(always)]
+pub(super) fn enter_mmx(cpu: &mut Cpu) {
+    cpu.state.fpu.fsw &= !FSW_TOP;
+    cpu.state.fpu.ftw = FTW_ALL_VALID;
+}
+
+/// EMMS: every x87 register empty.
+pub(super) fn leave_mmx(cpu: &mut Cpu) {
+    cpu.state.fpu.ftw = FTW_ALL_EMPTY;
+}
+
+#[inline(always)]
+pub(super) fn mm_index(r: Register) -> usize {
+    (r as usize).wrapping_sub(Register::MM0 as usize) & 7
+}
+
+#[inline(always)]
+pub(super) fn mm(cpu: &Cpu, i: usize) -> u64 {
+    let r = &cpu.state.fpu.st[i & 7];
+    u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]])
+}
+
+/// Writes an MMX register; the aliased x87 register's sign and exponent become all ones
+/// (SDM Vol. 1, 9.5.2).
+#[inline(always)]
+pub(super) fn set_mm(cpu: &mut Cpu, i: usize, v: u64) {
+    let r = &mut cpu.state.fpu.st[i & 7];
+    r[..8].copy_from_slice(&v.to_le_bytes());
+    r[8] = 0xff;
+    r[9] = 0xff;
+}
+
+#[inline(always)]
+pub(super) fn xmm_index(r: Register) -> usize {
+    (r as usize).wrapping_sub(Register::XMM0 as usize) & 15
+}
+
+#[inline(always)]
+pub(super) fn xmm(cpu: &Cpu, r: Register) -> u128 {
+    cpu.state.fpu.xmm[xmm_index(r)]
+}
+
+#[inline(always)]
+pub(super) fn set_xmm(cpu: &mut Cpu, r: Register, v: u128) {
+    cpu.state.fpu.xmm[xmm_index(r)] = v;
+}
+
+/// Legacy SSE requires 16-byte alignment of 128-bit memory operands (#GP(0) otherwise),
+/// except for these (SDM Vol. 2, 2.5, the notes to exception types 4 and the PCMPxSTRx pages).
+fn unaligned_ok(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Movups
+            | Mnemonic::Movupd
+            | Mnemonic::Movdqu
+            | Mnemonic::Lddqu
+            | Mnemonic::Pcmpestri
+            | Mnemonic::Pcmpestrm
+            | Mnemonic::Pcmpistri
+            | Mnemonic::Pcmpistrm
+    )
+}
+
+/// Linear address of the explicit memory operand, `size` bytes, with the segment checks and
+/// (for 16-byte operands of aligned forms) the #GP(0) alignment check.
+#[inline]
+pub(super) fn mem_lin(cpu: &Cpu, insn: &Instruction, size: u8, access: Access) -> Result<u64> {
+    let seg = cpu.memory_segment(insn);
+    let off = cpu.effective_address(insn);
+    let lin = cpu.linear(seg, off, size, access)?;
+    if size == 16 && lin & 15 != 0 && !unaligned_ok(insn.mnemonic()) {
+        return Err(Fault::gp0());
+    }
+    Ok(lin)
+}
+
+pub(super) fn read_lin128(cpu: &mut Cpu, bus: &mut dyn CpuBus, lin: u64) -> Result<u128> {
+    let ctx = cpu.data_ctx();
+    let lo = cpu.read_lin(bus, lin, 8, ctx)?;
+    let hi = cpu.read_lin(bus, lin.wrapping_add(8) & cpu.lin_mask(), 8, ctx)?;
+    Ok(lo as u128 | (hi as u128) << 64)
+}
+
+/// Writes `size` (≤ 16) bytes at a linear address, all-or-nothing.
+pub(super) fn write_lin_n(cpu: &mut Cpu, bus: &mut dyn CpuBus, lin: u64, size: u8, v: u128) -> Result<()> {
+    let ctx = cpu.data_ctx();
+    if size <= 8 {
+        return cpu.write_lin(bus, lin, size, v as u64, ctx);
+    }
+    cpu.probe_write(bus, lin, size, ctx)?;
+    cpu.write_lin(bus, lin, 8, v as u64, ctx)?;
+    cpu.write_lin(bus, lin.wrapping_add(8) & cpu.lin_mask(), size - 8, (v >> 64) as u64, ctx)
+}
+
+/// Reads operand `i` (an XMM, MMX or general register, an immediate, or memory of the
+/// instruction's memory size), zero-extended to 128 bits.
+#[inline]
+pub(super) fn read_src(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, i: u32) -> Result<u128> {
+    match insn.op_kind(i) {
+        OpKind::Register => {
+            let r = insn.op_register(i);
+            Ok(if r.is_xmm() {
+                xmm(cpu, r)
+            } else if r.is_mm() {
+                mm(cpu, mm_index(r)) as u128
+            } else {
+                cpu.reg(r) as u128
+            })
+        }
+        OpKind::Immediate8 => Ok(insn.immediate8() as u128),
+        _ => {
+            let size = insn.memory_size().size() as u8;
+            let lin = mem_lin(cpu, insn, size, Access::Read)?;
+            if size == 16 {
+                read_lin128(cpu, bus, lin)
+            } else {
+                let ctx = cpu.data_ctx();
+                Ok(cpu.read_lin(bus, lin, size, ctx)? as u128)
+            }
+        }
+    }
+}
+
+/// Writes the low `size` bytes of `v` to memory operand of `insn` (a store form).
+pub(super) fn write_mem_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, size: u8, v: u128) -> Result<()> {
+    let lin = mem_lin(cpu, insn, size, Access::Write)?;
+    write_lin_n(cpu, bus, lin, size, v)
+}
+
+/// Sets the MXCSR flags an operation raised and decides whether it faults: an unmasked
+/// pre-computation exception (IE, DE, ZE) of any element stops the instruction with only the
+/// pre-computation flags set; otherwise all flags are set and an unmasked post-computation
+/// exception faults. Faulting instructions leave the destination unchanged (SDM Vol. 1,
+/// 11.5.1–11.5.2). The fault is #XM with CR4.OSXMMEXCPT, else #UD.
+#[inline]
+pub(super) fn commit_fp(cpu: &mut Cpu, env: &Env) -> Result<()> {
+    if env.flags == 0 {
+        return Ok(());
+    }
+    let m = &mut cpu.state.fpu.mxcsr;
+    let unmasked = !(*m >> mx::MASK_SHIFT) & mx::FLAGS;
+    let pre = env.flags & mx::PRE;
+    if pre & unmasked != 0 {
+        *m |= pre;
+    } else {
+        *m |= env.flags;
+        if env.flags & unmasked == 0 {
+            return Ok(());
+        }
+    }
+    Err(if cpu.state.cr4 & cr4::OSXMMEXCPT != 0 { Fault::exc(vector::XM) } else { Fault::ud() })
+}
+
+/// The common shape `xmm ← f(xmm, xmm/mem)` for operations without FP exceptions.
+#[inline(always)]
+pub(super) fn xmm_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, f: impl FnOnce(u128, u128) -> u128) -> Result<()> {
+    check_sse(cpu)?;
+    let src = read_src(cpu, bus, insn, 1)?;
+    let d = insn.op0_register();
+    let v = f(xmm(cpu, d), src);
+    set_xmm(cpu, d, v);
+    Ok(())
+}
+
+/// `mm ← f(mm, mm/m64)`.
+#[inline(always)]
+pub(super) fn mm_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, f: impl FnOnce(u64, u64) -> u64) -> Result<()> {
+    check_mmx(cpu)?;
+    let src = read_src(cpu, bus, insn, 1)? as u64;
+    enter_mmx(cpu);
+    let d = mm_index(insn.op0_register());
+    let v = f(mm(cpu, d), src);
+    set_mm(cpu, d, v);
+    Ok(())
+}
+
+/// `xmm ← f(env, xmm, xmm/mem)` for floating-point operations: the destination is written
+/// only if no unmasked exception occurred.
+#[inline(always)]
+pub(super) fn fp_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, f: impl FnOnce(&mut Env, u128, u128) -> u128) -> Result<()> {
+    check_sse(cpu)?;
+    let src = read_src(cpu, bus, insn, 1)?;
+    let d = insn.op0_register();
+    let mut env = Env::new(cpu.state.fpu.mxcsr);
+    let v = f(&mut env, xmm(cpu, d), src);
+    commit_fp(cpu, &env)?;
+    set_xmm(cpu, d, v);
+    Ok(())
+}
+
+/// Picks the MMX or XMM form of an integer operation by the destination register. `$x` is
+/// the 128-bit operation; `$m` the 64-bit one (by default `$x` on zero-extended operands,
+/// right for lane-wise operations).
+macro_rules! mmx_or_xmm {
+    ($insn:expr, $x:expr) => {
+        mmx_or_xmm!($insn, $x, |a: u64, b: u64| $x(a as u128, b as u128) as u64)
+    };
+    ($insn:expr, $x:expr, $m:expr) => {
+        if $insn.op0_register().is_mm() {
+            (|c, b, i| $crate::interp::sse::mm_op(c, b, i, $m)) as $crate::interp::Handler
+        } else {
+            (|c, b, i| $crate::interp::sse::xmm_op(c, b, i, $x)) as $crate::interp::Handler
+        }
+    };
+}
+pub(super) use mmx_or_xmm;
+
+// Lane views of a 128-bit value (little-endian lane order, as in the register).
+
+#[inline(always)]
+pub(super) fn b8(v: u128) -> [u8; 16] {
+    v.to_le_bytes()
+}
+#[inline(always)]
+pub(super) fn from_b8(a: [u8; 16]) -> u128 {
+    u128::from_le_bytes(a)
+}
+#[inline(always)]
+pub(super) fn w16(v: u128) -> [u16; 8] {
+    core::array::from_fn(|i| (v >> (16 * i)) as u16)
+}
+#[inline(always)]
+pub(super) fn from_w16(a: [u16; 8]) -> u128 {
+    a.iter().rev().fold(0u128, |acc, &x| (acc << 16) | x as u128)
+}
+#[inline(always)]
+pub(super) fn d32(v: u128) -> [u32; 4] {
+    core::array::from_fn(|i| (v >> (32 * i)) as u32)
+}
+#[inline(always)]
+pub(super) fn from_d32(a: [u32; 4]) -> u128 {
+    a[0] as u128 | (a[1] as u128) << 32 | (a[2] as u128) << 64 | (a[3] as u128) << 96
+}
+#[inline(always)]
+pub(super) fn q64(v: u128) -> [u64; 2] {
+    [v as u64, (v >> 64) as u64]
+}
+#[inline(always)]
+pub(super) fn from_q64(a: [u64; 2]) -> u128 {
+    a[0] as u128 | (a[1] as u128) << 64
+}
+
+/// Lane-wise binary operations.
+#[inline(always)]
+pub(super) fn zip8(a: u128, b: u128, mut f: impl FnMut(u8, u8) -> u8) -> u128 {
+    let (a, b) = (b8(a), b8(b));
+    from_b8(core::array::from_fn(|i| f(a[i], b[i])))
+}
+#[inline(always)]
+pub(super) fn zip16(a: u128, b: u128, mut f: impl FnMut(u16, u16) -> u16) -> u128 {
+    let (a, b) = (w16(a), w16(b));
+    from_w16(core::array::from_fn(|i| f(a[i], b[i])))
+}
+#[inline(always)]
+pub(super) fn zip32(a: u128, b: u128, mut f: impl FnMut(u32, u32) -> u32) -> u128 {
+    let (a, b) = (d32(a), d32(b));
+    from_d32(core::array::from_fn(|i| f(a[i], b[i])))
+}
+#[inline(always)]
+pub(super) fn zip64(a: u128, b: u128, mut f: impl FnMut(u64, u64) -> u64) -> u128 {
+    from_q64([f(a as u64, b as u64), f((a >> 64) as u64, (b >> 64) as u64)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Code, CpuidFeature as F};
+
+    /// Every legacy-encoded MMX..SSE4.2 instruction has a handler here, except those other
+    /// families own (fences, prefetches, cache control, MONITOR/MWAIT, FISTTP, POPCNT).
+    #[test]
+    fn every_sse_instruction_is_claimed() {
+        let ours = [F::MMX, F::SSE, F::SSE2, F::SSE3, F::SSSE3, F::SSE4_1, F::SSE4_2];
+        let others = [
+            Mnemonic::Lfence,
+            Mnemonic::Sfence,
+            Mnemonic::Mfence,
+            Mnemonic::Clflush,
+            Mnemonic::Pause,
+            Mnemonic::Prefetchnta,
+            Mnemonic::Prefetcht0,
+            Mnemonic::Prefetcht1,
+            Mnemonic::Prefetcht2,
+            Mnemonic::Monitor,
+            Mnemonic::Mwait,
+            Mnemonic::Fisttp,
+            Mnemonic::Popcnt,
+        ];
+        let mut missing = Vec::new();
+        for code in Code::values() {
+            let mut insn = Instruction::default();
+            insn.set_code(code);
+            if insn.encoding() != EncodingKind::Legacy || others.contains(&insn.mnemonic()) {
+                continue;
+            }
+            if insn.cpuid_features().iter().any(|f| ours.contains(f)) && lookup(&insn).is_none() {
+                missing.push(format!("{code:?}"));
+            }
+        }
+        assert!(missing.is_empty(), "no handler for {missing:?}");
+    }
+}
