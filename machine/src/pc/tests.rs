@@ -60,3 +60,32 @@ fn pit_through_ioapic_and_lapic() {
     assert!(wait_for_interrupt(&mut b), "no IRQ0 through the IOAPIC");
     assert_eq!(b.acknowledge_interrupt(), Some(0x30));
 }
+
+/// Linux's PIT calibration: channel 2 in mode 0 gated through port 0x61; the counter must
+/// count down in real time and OUT2 (port 0x61 bit 5) must rise at terminal count.
+#[test]
+fn pit_channel2_counts_in_real_time() {
+    let mut b = board();
+    // Gate on, speaker off.
+    let v = b.io_read(0x61, 1);
+    b.io_write(0x61, 1, (v & !0x02) | 0x01);
+    // Channel 2, lobyte/hibyte, mode 0, binary; count 0xffff (~55 ms).
+    b.io_write(0x43, 1, 0xb0);
+    b.io_write(0x42, 1, 0xff);
+    b.io_write(0x42, 1, 0xff);
+    let read_count = |b: &mut PcBoard| {
+        b.io_write(0x43, 1, 0x80); // latch channel 2
+        let lo = b.io_read(0x42, 1);
+        let hi = b.io_read(0x42, 1);
+        (hi << 8) | lo
+    };
+    let c1 = read_count(&mut b);
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    let c2 = read_count(&mut b);
+    // 10 ms at 1.193182 MHz is about 11932 ticks.
+    assert!(c1 > c2, "counter did not count down: {c1:#x} then {c2:#x}");
+    assert!((8000..30000).contains(&(c1 - c2)), "counted {} ticks in 10 ms", c1 - c2);
+    assert_eq!(b.io_read(0x61, 1) & 0x20, 0, "OUT2 high before terminal count");
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    assert_ne!(b.io_read(0x61, 1) & 0x20, 0, "OUT2 low after terminal count");
+}
