@@ -118,6 +118,8 @@ pub struct CpuModel {
     pub model: u32,
     pub stepping: u32,
     pub brand: String,
+    /// Highest basic CPUID leaf.
+    pub max_basic_leaf: u32,
     /// Bit i set: `FEATURES[i]` present.
     enabled: u64,
 }
@@ -147,6 +149,7 @@ impl CpuModel {
             model,
             stepping,
             brand: brand.into(),
+            max_basic_leaf: 0x16,
             enabled: 0,
         };
         for f in features {
@@ -163,7 +166,7 @@ impl CpuModel {
 
     /// QEMU's default `qemu64` model: the x86-64 baseline (SSE2, SSE3, CX16, LAHF).
     pub fn qemu64() -> Self {
-        Self::with(
+        let mut m = Self::with(
             "qemu64",
             15,
             107,
@@ -174,7 +177,10 @@ impl CpuModel {
                 "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2", "sse3", "cx16", "hypervisor", "syscall",
                 "nx", "lm", "lahf_lm",
             ],
-        )
+        );
+        // QEMU's qemu64 stops at leaf 0xD (no frequency leaves).
+        m.max_basic_leaf = 0xd;
+        m
     }
 
     /// Parses QEMU's `-cpu MODEL[,+feat][,-feat][,feat=on|off]`.
@@ -274,12 +280,12 @@ impl CpuModel {
     /// logical processors in the machine and the given architectural state (OSXSAVE mirrors
     /// CR4).
     pub fn cpuid(&self, leaf: u32, subleaf: u32, apic_id: u32, cpus: u32, st: &CpuState) -> [u32; 4] {
-        const MAX_BASIC: u32 = 0xd;
+        let max_basic = self.max_basic_leaf;
         const MAX_EXT: u32 = 0x8000_0008;
         let v = &self.vendor;
         let word = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
         match leaf {
-            0 => [MAX_BASIC, word(0), word(8), word(4)],
+            0 => [max_basic, word(0), word(8), word(4)],
             1 => {
                 let mut ecx = self.bits(1, R::Ecx);
                 if st.cr4 & cr4::OSXSAVE != 0 && self.has("xsave") {
@@ -332,7 +338,15 @@ impl CpuModel {
             // 40 physical, 48 linear address bits.
             0x8000_0008 => [(48 << 8) | crate::mmu::MAX_PHYS_BITS, 0, 0, 0],
             // Out-of-range basic leaves return the highest basic leaf's values (Intel).
-            l if l < 0x8000_0000 && l > MAX_BASIC => self.cpuid(MAX_BASIC, subleaf, apic_id, cpus, st),
+            // TSC/crystal ratio (SDM Vol. 2 CPUID leaf 15H): the TSC runs at exactly TSC_HZ, so the
+            // guest needs no PIT or PM-timer calibration.
+            0x15 if max_basic >= 0x15 => [1, 1, crate::msr::TSC_HZ as u32, 0],
+            // Processor frequency information in MHz: base, maximum, bus.
+            0x16 if max_basic >= 0x16 => {
+                let mhz = (crate::msr::TSC_HZ / 1_000_000) as u32;
+                [mhz, mhz, 100, 0]
+            }
+            l if l < 0x8000_0000 && l > max_basic => self.cpuid(max_basic, subleaf, apic_id, cpus, st),
             _ => [0, 0, 0, 0],
         }
     }
