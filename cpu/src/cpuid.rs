@@ -102,11 +102,16 @@ fn baseline(f: CpuidFeature) -> bool {
     )
 }
 
-/// ENDBR32/64 and RDSSPD/Q sit in the hint-NOP space: on a CPU without CET (or with CET off)
-/// they execute as NOPs, and compilers emit them unconditionally (glibc, busybox).
+/// Instructions in the hint-NOP space execute as NOPs on CPUs without their feature:
+/// ENDBR32/64 and RDSSPD/Q without CET (compilers emit them unconditionally: glibc, busybox),
+/// and the newer prefetch hints and CLDEMOTE.
 fn hint_nop_without_cet(f: CpuidFeature, insn: &Instruction) -> bool {
     use iced_x86::Mnemonic as M;
-    matches!(f, C::CET_IBT | C::CET_SS) && matches!(insn.mnemonic(), M::Endbr32 | M::Endbr64 | M::Rdsspd | M::Rdsspq)
+    matches!(f, C::CET_IBT | C::CET_SS | C::PREFETCHWT1 | C::PREFETCHITI | C::CLDEMOTE)
+        && matches!(
+            insn.mnemonic(),
+            M::Endbr32 | M::Endbr64 | M::Rdsspd | M::Rdsspq | M::Prefetchwt1 | M::Prefetchit0 | M::Prefetchit1 | M::Cldemote
+        )
 }
 
 /// A CPU model: what CPUID says and which instructions exist.

@@ -82,11 +82,16 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         Mnemonic::Lss => |c, b, i| load_far_pointer(c, b, i, Seg::Ss),
         // Hints and fences: no architectural effect on a single in-order CPU.
         Mnemonic::Nop
+        | Mnemonic::Reservednop
         | Mnemonic::Pause
         | Mnemonic::Endbr32
         | Mnemonic::Endbr64
         | Mnemonic::Rdsspd
         | Mnemonic::Rdsspq
+        | Mnemonic::Prefetchwt1
+        | Mnemonic::Prefetchit0
+        | Mnemonic::Prefetchit1
+        | Mnemonic::Cldemote
         | Mnemonic::Lfence
         | Mnemonic::Sfence
         | Mnemonic::Mfence

@@ -373,3 +373,30 @@ pub fn undefined_flags(insn: &Instruction) -> u64 {
     }
     m
 }
+
+/// Whether the SDM leaves the result of `insn` undefined for the starting state `st`:
+/// SHLD/SHRD with a (masked) count larger than the operand size.
+pub fn result_undefined(insn: &Instruction, st: &CpuState) -> bool {
+    if !matches!(insn.mnemonic(), Mnemonic::Shld | Mnemonic::Shrd) {
+        return false;
+    }
+    let bits = match insn.op_kind(0) {
+        OpKind::Register => insn.op0_register().size() as u32 * 8,
+        _ => insn.memory_size().size() as u32 * 8,
+    };
+    let count = match insn.op_kind(2) {
+        OpKind::Register => st.gpr[1] as u32,
+        _ => insn.immediate8() as u32,
+    } & if bits == 64 { 63 } else { 31 };
+    count > bits
+}
+
+/// Flags where the oracle is known to disagree with the Intel SDM, which wins.
+pub fn oracle_quirk_flags(insn: &Instruction) -> u64 {
+    match insn.mnemonic() {
+        // KVM's emulator computes AAD's SF from AX instead of AL; the SDM defines SF, ZF and PF
+        // from the result in AL, which is what ferrite does.
+        Mnemonic::Aad => flags::SF,
+        _ => 0,
+    }
+}
