@@ -78,6 +78,10 @@ pub fn szp(res: u64, size: u8) -> u64 {
 impl LazyFlags {
     /// The six arithmetic flags this pending operation defines.
     pub fn compute(&self, stored: u64) -> u64 {
+        if self.op == CcOp::Eflags {
+            // Nothing pending (and `size` may be 0, as in the default state).
+            return stored & ARITH;
+        }
         let m = size_mask(self.size);
         let sb = sign_bit(self.size);
         let (dst, src, res) = (self.dst & m, self.src & m, self.res & m);
