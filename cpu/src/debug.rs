@@ -251,7 +251,7 @@ fn read_table(bus: &mut dyn CpuBus, paddr: u64, wide: bool) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{cr0, efer, reg};
+    use crate::state::{cr0, efer, reg, CpuState};
     use crate::testing::FlatBus;
     use iced_x86::code_asm::*;
 
@@ -328,6 +328,56 @@ mod tests {
         assert_eq!(cpu.state.gpr[reg::RAX], 9);
         cpu.set_watchpoints(Vec::new());
         assert_eq!(cpu.run(&mut bus, 1000), RunExit::Halted);
+    }
+
+    /// A flat bus with an interrupt controller that always has vector 0x20 pending.
+    struct IrqBus(FlatBus);
+
+    impl CpuBus for IrqBus {
+        fn phys_page(&mut self, paddr: u64) -> PhysPage {
+            self.0.phys_page(paddr)
+        }
+        fn mmio_read(&mut self, paddr: u64, size: u8) -> u64 {
+            self.0.mmio_read(paddr, size)
+        }
+        fn mmio_write(&mut self, paddr: u64, size: u8, value: u64) {
+            self.0.mmio_write(paddr, size, value)
+        }
+        fn io_read(&mut self, port: u16, size: u8) -> u32 {
+            self.0.io_read(port, size)
+        }
+        fn io_write(&mut self, port: u16, size: u8, value: u32) {
+            self.0.io_write(port, size, value)
+        }
+        fn interrupt_pending(&mut self) -> bool {
+            true
+        }
+        fn acknowledge_interrupt(&mut self) -> Option<u8> {
+            Some(0x20)
+        }
+    }
+
+    #[test]
+    fn step_no_irq_leaves_interrupts_pending() {
+        let (mut cpu, bus) = setup(|a| {
+            a.inc(eax).unwrap();
+            a.inc(eax).unwrap();
+        });
+        let mut bus = IrqBus(bus);
+        // Real mode (the 32-bit `inc eax` bytes are `inc ax` there), IF set, vector 0x20 -> 0000:2000 (an INC ECX there).
+        let mut st = CpuState::reset();
+        st.seg[Seg::Cs as usize] = crate::Segment::real_mode(0, st.seg[Seg::Cs as usize].attrs);
+        st.rip = 0x1000;
+        st.gpr[reg::RSP] = 0x8000;
+        st.rflags |= crate::state::flags::IF;
+        cpu.set_state(st);
+        bus.0.load(0x20 * 4, &[0x00, 0x20, 0x00, 0x00]);
+        bus.0.load(0x2000, &[0x66, 0x41]); // inc ecx
+        assert_eq!(cpu.step_no_irq(&mut bus), RunExit::Budget);
+        assert_eq!((cpu.state.rip, cpu.state.gpr[reg::RAX] & 0xffff), (0x1001, 1), "the instruction at RIP ran");
+        // The ordinary step takes the interrupt first and runs the handler's first instruction.
+        assert_eq!(cpu.step(&mut bus), RunExit::Budget);
+        assert_eq!((cpu.state.rip, cpu.state.gpr[reg::RCX]), (0x2002, 1));
     }
 
     #[test]
