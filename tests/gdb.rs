@@ -268,6 +268,7 @@ fn gdb_breaks_steps_and_edits_registers_and_memory() {
         f.port,
         &[
             "p/x $pc".to_string(),                          // $1: the kernel entry, before anything ran
+            "monitor disas".into(),                         // 32-bit code, decoded as such
             format!("break *{:#x}", g.main_loop),
             "continue".into(),
             "p/x $pc".into(),                               // $2: main_loop
@@ -297,6 +298,13 @@ fn gdb_breaks_steps_and_edits_registers_and_memory() {
             format!("p *(unsigned int *){COUNTER:#x}"),     // $13: 41 through physical addressing
             "monitor phys off".into(),
             "info registers cr0 efer fs_base gs_base k_gs_base gdtr_base".into(),
+            "set var $dr0 = 0x1234".into(),
+            "p/x $dr0".into(),                              // $14
+            "set var $xmm1.v4_int32[2] = 7".into(),
+            "p $xmm1.v4_int32".into(),                      // $15
+            "set var $es_base = 0x5000".into(),
+            "p/x $es_base".into(),                          // $16
+            "p/x $es".into(),                               // $17: the selector is unchanged
             "kill".into(),
         ]
         .iter()
@@ -324,6 +332,12 @@ fn gdb_breaks_steps_and_edits_registers_and_memory() {
     assert!(out.contains("Cannot access memory at address 0xfffffffffffff000"), "{ctx}");
     assert_eq!(printed(&out, 13), Some(41), "{ctx}");
     assert!(out.contains("efer"), "{ctx}");
+    assert!(out.contains(&format!("=> {:#x}:  bc00000800           mov esp,80000h", g.entry)), "{ctx}");
+    assert!(out.contains("(32-bit code, CS base 0x0)"), "{ctx}");
+    assert_eq!(printed(&out, 14), Some(0x1234), "{ctx}");
+    assert!(out.contains("$15 = {0, 0, 7, 0}"), "{ctx}");
+    assert_eq!(printed(&out, 16), Some(0x5000), "{ctx}");
+    assert_eq!(printed(&out, 17), Some(0x18), "{ctx}");
     assert_eq!(f.wait(Duration::from_secs(10)), Some(0), "kill ends ferrite; {ctx}");
 }
 
@@ -358,6 +372,29 @@ fn gdb_ctrl_c_stops_a_running_guest_and_system_reset_restarts_it() {
     // After detach the guest runs on.
     std::thread::sleep(Duration::from_millis(300));
     assert!(f.alive(), "{ctx}");
+}
+
+/// gdb writes code into guest memory (UD2 with no IDT: a triple fault) and jumps there; with
+/// -no-reboot the machine ends, and gdb hears about it.
+#[test]
+fn gdb_hears_when_the_machine_ends() {
+    if !gdb_available() {
+        return;
+    }
+    let (_, kernel) = write_guest("end");
+    let mut f = Ferrite::start(&["-m", "64", "-S", "-kernel", kernel.to_str().unwrap()]);
+    let out = run_gdb(
+        f.port,
+        &cmds(&[
+            &format!("set var *(unsigned short *){SPIN:#x} = 0x0b0f"),
+            &format!("set var $pc = {SPIN:#x}"),
+            "continue",
+        ]),
+        Interrupt::Never,
+    );
+    let ctx = format!("gdb output:\n{out}\nferrite stderr:\n{}", f.log());
+    assert!(out.contains("Program terminated with signal SIGSEGV"), "{ctx}");
+    assert_eq!(f.wait(Duration::from_secs(10)), Some(1), "{ctx}");
 }
 
 /// Reads what the stub sends for a while.

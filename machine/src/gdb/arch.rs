@@ -5,7 +5,9 @@
 //! `org.gnu.gdb.i386.core`, `.sse` and `.segments` features), whatever mode the guest is in,
 //! as QEMU does for x86-64 machines: the `g` packet never changes size when the guest switches
 //! between real, protected and long mode, so gdb never complains that the "'g' packet reply is
-//! too long". Users debugging 16/32-bit code say `set architecture i8086` / `i386` in gdb.
+//! too long". The price: gdb decodes and unwinds all code as 64-bit code (gdb 13 refuses
+//! `set architecture i386`/`i8086` against an `i386:x86-64` description), so
+//! `monitor disas` disassembles in the CPU's current mode instead.
 //!
 //! System state sits in a further feature, `org.ferrite.x86.system` (register group
 //! `system`, so `info registers system` lists it): KernelGSbase, CR0/2/3/4/8, EFER,
@@ -174,45 +176,45 @@ pub static REGS: &[RegDesc] = &[
     r("fs_base", 64, "int", Segments, Reg::SegBase(FS)),
     r("gs_base", 64, "int", Segments, Reg::SegBase(GS)),
     // org.ferrite.x86.system
-    g("k_gs_base", 64, "int", "system", System, Reg::KernelGsBase),
+    g("k_gs_base", 64, "uint64", "system", System, Reg::KernelGsBase),
     g("cr0", 64, "x86_cr0", "system", System, Reg::Cr0),
-    g("cr2", 64, "int", "system", System, Reg::Cr2),
-    g("cr3", 64, "int", "system", System, Reg::Cr3),
+    g("cr2", 64, "uint64", "system", System, Reg::Cr2),
+    g("cr3", 64, "uint64", "system", System, Reg::Cr3),
     g("cr4", 64, "x86_cr4", "system", System, Reg::Cr4),
-    g("cr8", 64, "int", "system", System, Reg::Cr8),
+    g("cr8", 64, "uint64", "system", System, Reg::Cr8),
     g("efer", 64, "x86_efer", "system", System, Reg::Efer),
     g("gdtr_base", 64, "data_ptr", "system", System, Reg::GdtrBase),
-    g("gdtr_limit", 32, "int", "system", System, Reg::GdtrLimit),
+    g("gdtr_limit", 32, "uint32", "system", System, Reg::GdtrLimit),
     g("idtr_base", 64, "data_ptr", "system", System, Reg::IdtrBase),
-    g("idtr_limit", 32, "int", "system", System, Reg::IdtrLimit),
-    g("ldtr", 32, "int", "system", System, Reg::Ldtr),
-    g("ldtr_base", 64, "int", "system", System, Reg::LdtrBase),
-    g("ldtr_limit", 32, "int", "system", System, Reg::LdtrLimit),
-    g("tr", 32, "int", "system", System, Reg::Tr),
-    g("tr_base", 64, "int", "system", System, Reg::TrBase),
-    g("tr_limit", 32, "int", "system", System, Reg::TrLimit),
-    g("es_base", 64, "int", "system", System, Reg::SegBase(ES)),
-    g("cs_base", 64, "int", "system", System, Reg::SegBase(CS)),
-    g("ss_base", 64, "int", "system", System, Reg::SegBase(SS)),
-    g("ds_base", 64, "int", "system", System, Reg::SegBase(DS)),
-    g("es_limit", 32, "int", "system", System, Reg::SegLimit(ES)),
-    g("cs_limit", 32, "int", "system", System, Reg::SegLimit(CS)),
-    g("ss_limit", 32, "int", "system", System, Reg::SegLimit(SS)),
-    g("ds_limit", 32, "int", "system", System, Reg::SegLimit(DS)),
-    g("fs_limit", 32, "int", "system", System, Reg::SegLimit(FS)),
-    g("gs_limit", 32, "int", "system", System, Reg::SegLimit(GS)),
-    g("es_attr", 32, "int", "system", System, Reg::SegAttr(ES)),
-    g("cs_attr", 32, "int", "system", System, Reg::SegAttr(CS)),
-    g("ss_attr", 32, "int", "system", System, Reg::SegAttr(SS)),
-    g("ds_attr", 32, "int", "system", System, Reg::SegAttr(DS)),
-    g("fs_attr", 32, "int", "system", System, Reg::SegAttr(FS)),
-    g("gs_attr", 32, "int", "system", System, Reg::SegAttr(GS)),
-    g("dr0", 64, "int", "system", System, Reg::Dr(0)),
-    g("dr1", 64, "int", "system", System, Reg::Dr(1)),
-    g("dr2", 64, "int", "system", System, Reg::Dr(2)),
-    g("dr3", 64, "int", "system", System, Reg::Dr(3)),
-    g("dr6", 64, "int", "system", System, Reg::Dr(6)),
-    g("dr7", 64, "int", "system", System, Reg::Dr(7)),
+    g("idtr_limit", 32, "uint32", "system", System, Reg::IdtrLimit),
+    g("ldtr", 32, "uint32", "system", System, Reg::Ldtr),
+    g("ldtr_base", 64, "uint64", "system", System, Reg::LdtrBase),
+    g("ldtr_limit", 32, "uint32", "system", System, Reg::LdtrLimit),
+    g("tr", 32, "uint32", "system", System, Reg::Tr),
+    g("tr_base", 64, "uint64", "system", System, Reg::TrBase),
+    g("tr_limit", 32, "uint32", "system", System, Reg::TrLimit),
+    g("es_base", 64, "uint64", "system", System, Reg::SegBase(ES)),
+    g("cs_base", 64, "uint64", "system", System, Reg::SegBase(CS)),
+    g("ss_base", 64, "uint64", "system", System, Reg::SegBase(SS)),
+    g("ds_base", 64, "uint64", "system", System, Reg::SegBase(DS)),
+    g("es_limit", 32, "uint32", "system", System, Reg::SegLimit(ES)),
+    g("cs_limit", 32, "uint32", "system", System, Reg::SegLimit(CS)),
+    g("ss_limit", 32, "uint32", "system", System, Reg::SegLimit(SS)),
+    g("ds_limit", 32, "uint32", "system", System, Reg::SegLimit(DS)),
+    g("fs_limit", 32, "uint32", "system", System, Reg::SegLimit(FS)),
+    g("gs_limit", 32, "uint32", "system", System, Reg::SegLimit(GS)),
+    g("es_attr", 32, "uint32", "system", System, Reg::SegAttr(ES)),
+    g("cs_attr", 32, "uint32", "system", System, Reg::SegAttr(CS)),
+    g("ss_attr", 32, "uint32", "system", System, Reg::SegAttr(SS)),
+    g("ds_attr", 32, "uint32", "system", System, Reg::SegAttr(DS)),
+    g("fs_attr", 32, "uint32", "system", System, Reg::SegAttr(FS)),
+    g("gs_attr", 32, "uint32", "system", System, Reg::SegAttr(GS)),
+    g("dr0", 64, "uint64", "system", System, Reg::Dr(0)),
+    g("dr1", 64, "uint64", "system", System, Reg::Dr(1)),
+    g("dr2", 64, "uint64", "system", System, Reg::Dr(2)),
+    g("dr3", 64, "uint64", "system", System, Reg::Dr(3)),
+    g("dr6", 64, "uint64", "system", System, Reg::Dr(6)),
+    g("dr7", 64, "uint64", "system", System, Reg::Dr(7)),
 ];
 
 /// Number of registers.
@@ -484,7 +486,7 @@ mod tests {
     fn xml_numbers_every_register() {
         let xml = target_xml();
         assert!(xml.contains(r#"<reg name="rax" bitsize="64" type="int64" regnum="0"/>"#));
-        assert!(xml.contains(r#"name="dr7" bitsize="64" type="int" regnum="97" group="system""#));
+        assert!(xml.contains(r#"name="dr7" bitsize="64" type="uint64" regnum="97" group="system""#));
         assert_eq!(xml.matches("<reg ").count(), NREGS);
     }
 

@@ -13,6 +13,9 @@ ferrite monitor commands:
   phys [on|off]         gdb memory accesses use physical addresses (on) or virtual addresses
                         through the guest's page tables (off, the default)
   gva2gpa ADDR          translate a virtual (linear) address with the current page tables
+  disas [ADDR [COUNT]]  disassemble COUNT (10) instructions at linear ADDR (the current
+                        instruction) as the CPU's current mode decodes them; gdb's own
+                        disassembler always decodes 64-bit code
   step-interrupts [on|off]
                         deliver interrupts during single-steps (default off: masked, like QEMU)
   system_reset          reset the machine (the CPU stays stopped; breakpoints are kept)
@@ -98,6 +101,44 @@ fn seg_line(out: &mut String, name: &str, s: &Segment, st: &CpuState) {
 }
 
 impl Machine {
+    /// `count` instructions from linear `addr` (default: the current instruction), decoded for
+    /// the current code size; branch targets are shown as CS offsets, like RIP.
+    pub fn disassemble(&mut self, addr: Option<u64>, count: usize) -> String {
+        use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+        let st = &self.cpu.state;
+        let cs_base = st.seg(Seg::Cs).base;
+        let bitness = st.code_bitness();
+        let pc = cs_base.wrapping_add(st.rip) & if st.long_mode_active() { !0 } else { 0xffff_ffff };
+        let start = addr.unwrap_or(pc);
+        let mut bytes = vec![0u8; count * 15];
+        let n = self.debug_read(start, &mut bytes);
+        bytes.truncate(n);
+        let mut o = String::new();
+        if n == 0 {
+            let _ = writeln!(o, "cannot read memory at {start:#x}");
+            return o;
+        }
+        let mut decoder = Decoder::with_ip(bitness, &bytes, start.wrapping_sub(cs_base), DecoderOptions::NONE);
+        let mut formatter = IntelFormatter::new();
+        let mut text = String::new();
+        let mut offset = 0usize;
+        for _ in 0..count {
+            if !decoder.can_decode() {
+                break;
+            }
+            let insn = decoder.decode();
+            text.clear();
+            formatter.format(&insn, &mut text);
+            let lin = start.wrapping_add(offset as u64);
+            let hex: String = bytes[offset..offset + insn.len()].iter().map(|b| format!("{b:02x}")).collect();
+            let mark = if lin == pc { "=>" } else { "  " };
+            let _ = writeln!(o, "{mark} {lin:#x}:  {hex:<20} {text}");
+            offset += insn.len();
+        }
+        let _ = writeln!(o, "({bitness}-bit code, CS base {cs_base:#x})");
+        o
+    }
+
     /// The register dump of `monitor info registers`.
     pub fn info_registers(&self) -> String {
         let st = &self.cpu.state;
@@ -216,6 +257,19 @@ impl MonitorCmd for Machine {
                 }
                 None => outputln!(out, "usage: monitor phys on|off"),
             },
+            ["disas", rest @ ..] if rest.len() <= 2 => {
+                let addr = rest.first().map(|a| parse_addr(a));
+                let count = rest.get(1).map(|c| parse_addr(c));
+                match (addr, count) {
+                    (Some(None), _) | (_, Some(None)) => outputln!(out, "usage: monitor disas [ADDR [COUNT]]"),
+                    (addr, count) => {
+                        let text = self.disassemble(addr.flatten(), count.flatten().unwrap_or(10).min(1000) as usize);
+                        for line in text.lines() {
+                            outputln!(out, "{line}");
+                        }
+                    }
+                }
+            }
             ["gva2gpa", addr] | ["translate", addr] => match parse_addr(addr) {
                 Some(a) => match self.cpu.debug_translate(&mut self.board, a) {
                     Some(p) => outputln!(out, "gpa: {p:#x}"),
