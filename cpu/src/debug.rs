@@ -74,6 +74,13 @@ const PTE_P: u64 = 1 << 0;
 const PTE_PS: u64 = 1 << 7;
 
 impl Cpu {
+    /// Replaces the breakpoint list (linear addresses). The interpreter cuts its blocks at
+    /// breakpoints as it runs them; a translator caching compiled code must drop blocks that
+    /// contain a new breakpoint when this is called.
+    pub fn set_breakpoints(&mut self, breakpoints: Vec<u64>) {
+        self.breakpoints = breakpoints;
+    }
+
     /// Replaces the watchpoint list. Flushes the TLB so the watched pages get slow-path tags
     /// (and unwatched ones lose them).
     pub fn set_watchpoints(&mut self, watchpoints: Vec<Watchpoint>) {

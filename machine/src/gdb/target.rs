@@ -45,7 +45,8 @@ impl Machine {
     /// Copies the debugger's breakpoint lists into the CPU.
     pub(crate) fn sync_breakpoints(&mut self) {
         let d = &self.debug;
-        self.cpu.breakpoints = d.sw_breakpoints.iter().chain(&d.hw_breakpoints).copied().collect();
+        let list = d.sw_breakpoints.iter().chain(&d.hw_breakpoints).copied().collect();
+        self.cpu.set_breakpoints(list);
     }
 
     pub(crate) fn sync_watchpoints(&mut self) {
