@@ -413,6 +413,23 @@ fn read_for(s: &mut TcpStream, d: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Expands the protocol's run-length encoding (`X*N`: N - 29 more copies of X).
+fn unrle(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '*' {
+            let (Some(last), Some(n)) = (out.chars().last(), chars.next()) else { break };
+            for _ in 0..(n as u32).saturating_sub(29) {
+                out.push(last);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn packet(body: &str) -> Vec<u8> {
     let sum = body.bytes().fold(0u8, |a, b| a.wrapping_add(b));
     format!("${body}#{sum:02x}").into_bytes()
@@ -457,10 +474,14 @@ fn malformed_packets_and_lost_clients_leave_the_guest_alone() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(f.alive(), "ferrite survived: {}", f.log());
 
-    // 2. A client that lets the guest run and vanishes: the guest keeps running.
+    // 2. The guest stayed stopped meanwhile (it never ran: SPIN is 0). A client that lets it
+    // run and vanishes: the guest keeps running.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(&packet("?")).unwrap();
     read_for(&mut s, Duration::from_millis(200));
+    s.write_all(&packet(&format!("m{SPIN:x},4"))).unwrap();
+    let r = read_for(&mut s, Duration::from_millis(300));
+    assert!(unrle(&r).contains("$00000000#"), "the guest did not run while stopped: {r:?}");
     s.write_all(&packet("vCont;c")).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     drop(s);
