@@ -49,8 +49,6 @@ impl Machine {
     pub(crate) fn debug_read(&mut self, addr: u64, buf: &mut [u8]) -> usize {
         for (a, off, n) in Self::pieces(addr, buf.len()) {
             let Some(paddr) = self.debug_phys_addr(a) else { return off };
-            // A piece never crosses a page of gdb's address space, but in physical mode it
-            // may still cross nothing else; with paging its frame is one physical page.
             let Some(p) = self.debug_host_byte(paddr) else { return off };
             // SAFETY: `p` points into a 4 KiB host page at `paddr & 0xfff`, and the piece ends
             // at or before the end of that page (pieces split at 4 KiB boundaries of `a`, and
