@@ -494,10 +494,12 @@ mod tests {
     #[test]
     fn core_layout_matches_gdbstub_arch() {
         use gdbstub_arch::x86::reg::X86_64CoreRegs;
-        let mut theirs = X86_64CoreRegs::default();
-        theirs.regs = std::array::from_fn(|i| 0x1111 * (i as u64 + 1));
-        theirs.rip = 0xdead_beef;
-        theirs.eflags = 0x246;
+        let mut theirs = X86_64CoreRegs {
+            regs: std::array::from_fn(|i| 0x1111 * (i as u64 + 1)),
+            rip: 0xdead_beef,
+            eflags: 0x246,
+            ..Default::default()
+        };
         theirs.segments.cs = 0x10;
         theirs.segments.gs = 0x2b;
         theirs.st[3] = [7; 10];
