@@ -20,6 +20,9 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Some(addr) = machine.gdb_address() {
+        eprintln!("ferrite: gdb server listening on {addr}");
+    }
     match machine.run() {
         Ok(outcome) => {
             if outcome == ferrite_machine::Outcome::TripleFault {

@@ -116,10 +116,15 @@ impl Cpu {
             match self.run_block(bus, end) {
                 Ok(()) => {}
                 Err(fault) => {
+                    // A faulting instruction did not complete: no data breakpoint trap.
+                    self.watch_hit = None;
                     if self.deliver_fault(bus, fault).is_err() {
                         return RunExit::Shutdown;
                     }
                 }
+            }
+            if self.watch_hit.is_some() {
+                return RunExit::Debug;
             }
         }
     }
@@ -135,9 +140,13 @@ impl Cpu {
         }
         let end = self.instructions + 1;
         if let Err(fault) = self.run_block(bus, end) {
+            self.watch_hit = None;
             if self.deliver_fault(bus, fault).is_err() {
                 return RunExit::Shutdown;
             }
+        }
+        if self.watch_hit.is_some() {
+            return RunExit::Debug;
         }
         RunExit::Budget
     }
@@ -290,11 +299,15 @@ impl Cpu {
 
     /// Runs one block from the current RIP, stopping early at `end` instructions, when a
     /// handler asks (`end_block`), or when the block's own code was overwritten.
-    fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
+    pub(crate) fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
         let block = self.lookup_block(bus)?;
         let tf = self.state.rflags & flags::TF != 0;
-        let single = self.interrupt_shadow || tf || !self.breakpoints.is_empty();
-        let max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
+        let single = self.interrupt_shadow || tf;
+        let mut max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
+        if !self.breakpoints.is_empty() {
+            // Stop in front of a debugger breakpoint so `run` reports it.
+            max = max.min(self.breakpoint_limit(&block));
+        }
         let ip_mask: u64 = match self.state.code_bitness() {
             16 => 0xffff,
             32 => 0xffff_ffff,

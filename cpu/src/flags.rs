@@ -137,7 +137,7 @@ impl LazyFlags {
     /// The six arithmetic flags this pending operation defines.
     pub fn compute(&self, stored: u64) -> u64 {
         if self.op == CcOp::Eflags {
-            // Nothing pending (and `size` may be 0 then, e.g. right after reset).
+            // Nothing pending (and `size` may be 0, as in the default state).
             return stored & ARITH;
         }
         let m = size_mask(self.size);

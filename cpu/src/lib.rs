@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod cpuid;
+pub mod debug;
 mod exec;
 pub mod exception;
 pub mod flags;
@@ -22,6 +23,7 @@ pub mod testing;
 
 pub use bus::{CpuBus, PhysPage};
 pub use cpuid::CpuModel;
+pub use debug::{WatchHit, WatchKind, Watchpoint};
 pub use exception::{Fault, Result};
 pub use state::{CpuState, Seg, Segment};
 
@@ -69,6 +71,10 @@ pub struct Cpu {
     /// Linear addresses where execution must stop with `RunExit::Debug` (the gdbstub's
     /// breakpoints; guest memory is never patched).
     pub breakpoints: Vec<u64>,
+    /// Watched linear ranges (see `debug`); set through `set_watchpoints`.
+    pub(crate) watchpoints: Vec<Watchpoint>,
+    /// The first watched access of the last instruction (see `debug`).
+    pub(crate) watch_hit: Option<WatchHit>,
     /// Print every exception and interrupt delivered to stderr (QEMU's `-d int`).
     pub log_interrupts: bool,
     pub(crate) a20_mask: u64,
@@ -99,6 +105,8 @@ impl Cpu {
             end_block: false,
             instructions: 0,
             breakpoints: Vec::new(),
+            watchpoints: Vec::new(),
+            watch_hit: None,
             log_interrupts: false,
             a20_mask: !0,
             memory_generation: 0,
@@ -116,7 +124,8 @@ impl Cpu {
         self.interrupt_shadow = false;
         self.nmi_pending = false;
         self.nmi_blocked = false;
-        self.flush_tlb(true);
+        // Reset invalidates global translations too (and the machine may have new memory).
+        self.flush_tlb(false);
         self.code.clear();
     }
 
@@ -125,7 +134,7 @@ impl Cpu {
     pub fn set_state(&mut self, state: CpuState) {
         self.state = state;
         self.cc = LazyFlags::default();
-        self.flush_tlb(true);
+        self.flush_tlb(false);
     }
 
     /// Requests a non-maskable interrupt; delivered at the next instruction boundary.

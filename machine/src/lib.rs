@@ -6,6 +6,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod gdb;
 pub mod irq;
 pub mod memory;
 pub mod pc;
@@ -19,7 +20,7 @@ use pc::{PcBoard, SerialOut};
 use std::time::Duration;
 
 /// Instructions per scheduling slice: devices and input are serviced between slices.
-const SLICE: u64 = 200_000;
+pub(crate) const SLICE: u64 = 200_000;
 /// Smallest RAM that holds the boot structures and a kernel.
 const MIN_RAM: u64 = 2 << 20;
 
@@ -35,8 +36,14 @@ pub enum MachineError {
     Smp(u32),
     #[error("-accel kvm is not available yet; use -accel tcg")]
     KvmUnavailable,
-    #[error("gdb debugging (-s/-gdb/-S) is not available yet")]
-    GdbUnavailable,
+    #[error("cannot listen for gdb on {addr}: {source}")]
+    GdbListen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("-S waits for a debugger to start the CPU: give -s or -gdb tcp::PORT too")]
+    PausedWithoutGdb,
     #[error(transparent)]
     Memory(#[from] memory::MemoryError),
     #[error("device wiring: {0}")]
@@ -70,13 +77,15 @@ pub enum Outcome {
     Quit,
     /// isa-debug-exit with this status.
     DebugExit(i32),
+    /// gdb's `kill`.
+    Killed,
 }
 
 impl Outcome {
     /// The emulator's exit status (QEMU's conventions).
     pub fn exit_code(self) -> i32 {
         match self {
-            Outcome::PowerOff | Outcome::Reboot | Outcome::Quit => 0,
+            Outcome::PowerOff | Outcome::Reboot | Outcome::Quit | Outcome::Killed => 0,
             Outcome::TripleFault => 1,
             Outcome::DebugExit(c) => c,
         }
@@ -87,6 +96,33 @@ pub struct Machine {
     cfg: MachineConfig,
     pub cpu: Cpu,
     pub board: PcBoard,
+    /// The gdb server (`-s`, `-gdb`).
+    gdb: Option<gdb::GdbServer>,
+    /// Run state, breakpoints and settings of the debugger.
+    pub(crate) debug: gdb::DebugState,
+}
+
+/// How much of the guest `Machine::run_slice` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slice {
+    /// Up to this many instructions (0: only deliver a pending interrupt).
+    Run(u64),
+    /// One instruction; `irqs`: deliver a pending interrupt first.
+    Step { irqs: bool },
+}
+
+pub(crate) enum SliceEnd {
+    /// The CPU stopped for this reason; the machine goes on.
+    Exit(RunExit),
+    /// The machine is finished.
+    Done(Outcome),
+}
+
+/// The serial console on the terminal, while the machine runs.
+pub(crate) struct Console {
+    _raw: Option<RawTerminal>,
+    input: Option<ConsoleInput>,
+    pending: Vec<u8>,
 }
 
 fn serial_out(backend: &SerialBackend) -> Result<SerialOut, MachineError> {
@@ -118,8 +154,8 @@ impl Machine {
         if cfg.accel == Accel::Kvm {
             return Err(MachineError::KvmUnavailable);
         }
-        if cfg.gdb.is_some() || cfg.start_paused {
-            return Err(MachineError::GdbUnavailable);
+        if cfg.start_paused && cfg.gdb.is_none() {
+            return Err(MachineError::PausedWithoutGdb);
         }
         let layout = MemoryLayout::new(cfg.memory_bytes & !0xfff);
         let mem = GuestMemory::new(layout.below_4g, layout.above_4g)?;
@@ -129,7 +165,9 @@ impl Machine {
         let mut cpu = Cpu::new(model);
         cpu.set_state(state);
         cpu.log_interrupts = cfg.log_interrupts;
-        Ok(Machine { cfg, cpu, board })
+        let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
+        let debug = gdb::DebugState::new(cfg.start_paused);
+        Ok(Machine { cfg, cpu, board, gdb, debug })
     }
 
     /// Reboots: CPU to the reset vector (firmware boot) or back to the kernel entry.
@@ -145,67 +183,99 @@ impl Machine {
         Ok(())
     }
 
+    /// Where the gdb server listens, if there is one.
+    pub fn gdb_address(&self) -> Option<std::net::SocketAddr> {
+        self.gdb.as_ref().map(|g| g.local_addr())
+    }
+
     /// Runs the guest to the end, with the console on the terminal when serial is stdio.
     pub fn run(&mut self) -> Result<Outcome, MachineError> {
         let stdio = self.cfg.serial == SerialBackend::Stdio;
         let raw = if stdio { RawTerminal::enable() } else { None };
-        let mut input = stdio.then(|| ConsoleInput::spawn(raw.is_some()));
-        let mut pending_input: Vec<u8> = Vec::new();
+        let input = stdio.then(|| ConsoleInput::spawn(raw.is_some()));
+        let mut console = Console { _raw: raw, input, pending: Vec::new() };
+        if let Some(mut server) = self.gdb.take() {
+            let result = gdb::run(self, &mut server, &mut console);
+            self.gdb = Some(server);
+            return result;
+        }
         loop {
-            let next_timer = self.board.update_timers();
-            if let Some(console) = input.as_mut() {
-                for ev in console.try_events() {
-                    match ev {
-                        ConsoleEvent::Input(bytes) => pending_input.extend(bytes),
-                        ConsoleEvent::Quit => return Ok(Outcome::Quit),
-                    }
-                }
+            if let Some(outcome) = self.service_console(&mut console) {
+                return Ok(outcome);
             }
-            if !pending_input.is_empty() {
-                let n = self.board.serial_input(&pending_input);
-                pending_input.drain(..n);
-            }
-            if self.board.take_nmi() {
-                self.cpu.inject_nmi();
-            }
-            let exit = self.cpu.run(&mut self.board, SLICE);
-            for (addr, len) in self.board.dma_writes.drain(..) {
-                self.cpu.invalidate_code(addr, len);
-            }
-            let req = self.board.take_requests();
-            if let Some(code) = req.exit_code {
-                return Ok(Outcome::DebugExit(code));
-            }
-            if req.poweroff {
-                return Ok(Outcome::PowerOff);
-            }
-            if req.reset {
-                if self.cfg.no_reboot {
-                    return Ok(Outcome::Reboot);
-                }
-                self.reset()?;
-                continue;
-            }
-            match exit {
-                RunExit::Shutdown => {
-                    if self.cfg.no_reboot {
-                        return Ok(Outcome::TripleFault);
-                    }
-                    eprintln!("ferrite: triple fault; resetting the machine");
-                    self.reset()?;
-                }
-                RunExit::Halted => {
-                    // Sleep until the next timer event (or briefly, to poll input).
-                    let now = self.board.clock.now();
-                    let wait = next_timer.map_or(Duration::from_millis(10), |t| {
-                        Duration::from_nanos(t.saturating_sub(now)).min(Duration::from_millis(10))
-                    });
-                    if !wait.is_zero() && !self.board.interrupt_ready() {
-                        std::thread::sleep(wait);
-                    }
-                }
-                RunExit::Budget | RunExit::Debug => {}
+            if let SliceEnd::Done(outcome) = self.run_slice(Slice::Run(SLICE))? {
+                return Ok(outcome);
             }
         }
+    }
+
+    /// Passes console input to COM1; `Some` when the user quit.
+    pub(crate) fn service_console(&mut self, console: &mut Console) -> Option<Outcome> {
+        if let Some(input) = console.input.as_mut() {
+            for ev in input.try_events() {
+                match ev {
+                    ConsoleEvent::Input(bytes) => console.pending.extend(bytes),
+                    ConsoleEvent::Quit => return Some(Outcome::Quit),
+                }
+            }
+        }
+        if !console.pending.is_empty() {
+            let n = self.board.serial_input(&console.pending);
+            console.pending.drain(..n);
+        }
+        None
+    }
+
+    /// Services the devices and runs the CPU for one slice; handles resets, power-off and
+    /// exits, and sleeps while the CPU halts.
+    pub(crate) fn run_slice(&mut self, how: Slice) -> Result<SliceEnd, MachineError> {
+        let next_timer = self.board.update_timers();
+        if self.board.take_nmi() {
+            self.cpu.inject_nmi();
+        }
+        let exit = match how {
+            Slice::Run(budget) => self.cpu.run(&mut self.board, budget),
+            Slice::Step { irqs: true } => self.cpu.step(&mut self.board),
+            Slice::Step { irqs: false } => self.cpu.step_no_irq(&mut self.board),
+        };
+        for (addr, len) in self.board.dma_writes.drain(..) {
+            self.cpu.invalidate_code(addr, len);
+        }
+        let req = self.board.take_requests();
+        if let Some(code) = req.exit_code {
+            return Ok(SliceEnd::Done(Outcome::DebugExit(code)));
+        }
+        if req.poweroff {
+            return Ok(SliceEnd::Done(Outcome::PowerOff));
+        }
+        if req.reset {
+            if self.cfg.no_reboot {
+                return Ok(SliceEnd::Done(Outcome::Reboot));
+            }
+            self.reset()?;
+            return Ok(SliceEnd::Exit(RunExit::Budget));
+        }
+        match exit {
+            RunExit::Shutdown => {
+                if self.cfg.no_reboot {
+                    return Ok(SliceEnd::Done(Outcome::TripleFault));
+                }
+                eprintln!("ferrite: triple fault; resetting the machine");
+                self.reset()?;
+                return Ok(SliceEnd::Exit(RunExit::Budget));
+            }
+            RunExit::Halted if matches!(how, Slice::Run(_)) => {
+                // Sleep until the next timer event (or briefly, to poll input).
+                let now = self.board.clock.now();
+                let wait = next_timer.map_or(Duration::from_millis(10), |t| {
+                    Duration::from_nanos(t.saturating_sub(now)).min(Duration::from_millis(10))
+                });
+                if !wait.is_zero() && !self.board.interrupt_ready() {
+                    std::thread::sleep(wait);
+                }
+            }
+            _ => {}
+        }
+        Ok(SliceEnd::Exit(exit))
     }
 }

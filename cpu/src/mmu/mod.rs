@@ -88,7 +88,7 @@ impl Cpu {
         };
         let st = &self.state;
         let tag = |ok: bool, slow: u64| if ok { page | slow } else { TAG_INVALID };
-        let entry = TlbEntry {
+        let mut entry = TlbEntry {
             read: tag(t.allows(st, Access::Read, who), read_slow),
             write: tag(t.allows(st, Access::Write, who) && t.dirty, write_slow),
             exec: tag(t.allows(st, Access::Exec, who), if exec_ok { 0 } else { TAG_SLOW }),
@@ -96,6 +96,9 @@ impl Cpu {
             paddr: t.paddr,
             global: t.global,
         };
+        if !self.watchpoints.is_empty() {
+            self.watch_tags(&mut entry, page);
+        }
         if t.page_size > 4096 {
             self.tlb.note_large_page(lin, t.page_size);
         }
@@ -143,6 +146,11 @@ impl Cpu {
         }
         let e = self.entry_for(bus, lin, Access::Read, ctx)?;
         if e.read & TAG_SLOW != 0 {
+            if !self.watchpoints.is_empty() {
+                if let Some(v) = self.watched_read(bus, &e, lin, size) {
+                    return Ok(v);
+                }
+            }
             return Ok(bus.mmio_read(e.paddr | (lin & 0xfff), size) & crate::flags::size_mask(size));
         }
         let p = e.addend.wrapping_add(lin) as *const u8;
@@ -178,6 +186,9 @@ impl Cpu {
         }
         let e = self.entry_for(bus, lin, Access::Write, ctx)?;
         if e.write & TAG_SLOW != 0 {
+            if !self.watchpoints.is_empty() {
+                self.note_watched_access(lin, size, true);
+            }
             let paddr = e.paddr | (lin & 0xfff);
             match bus.phys_page(e.paddr) {
                 PhysPage::Mmio => {
@@ -189,8 +200,10 @@ impl Cpu {
                     // A page with decoded code: drop the stale decodings, then let writes
                     // through at full speed until code is decoded there again.
                     self.code.invalidate_page(e.paddr);
-                    let slot = &mut self.tlb.entries[ctx as usize][Tlb::slot(lin)];
-                    slot.write &= !TAG_SLOW;
+                    if !self.write_watched_page(lin) {
+                        let slot = &mut self.tlb.entries[ctx as usize][Tlb::slot(lin)];
+                        slot.write &= !TAG_SLOW;
+                    }
                 }
             }
         }
@@ -291,7 +304,7 @@ impl Cpu {
 /// # Safety
 /// `p..p+size` must be readable host memory.
 #[inline(always)]
-unsafe fn load(p: *const u8, size: u8) -> u64 {
+pub(crate) unsafe fn load(p: *const u8, size: u8) -> u64 {
     // SAFETY: guaranteed by the caller; unaligned reads are fine on x86-64 hosts.
     unsafe {
         match size {
