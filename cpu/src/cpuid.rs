@@ -8,7 +8,6 @@ use iced_x86::{CpuidFeature, Instruction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum R {
-    Eax,
     Ebx,
     Ecx,
     Edx,

@@ -105,11 +105,4 @@ impl Cpu {
         let rsp = self.state.gpr[RSP];
         self.state.gpr[RSP] = (rsp & !mask) | (rsp.wrapping_add(delta) & mask);
     }
-
-    /// Reads from an arbitrary stack segment cache (far returns reading the outer stack).
-    pub(crate) fn read_stack_at(&mut self, bus: &mut dyn CpuBus, sp: u64, size: u8) -> Result<u64> {
-        let lin = self.linear(Seg::Ss, sp, size, Access::Read)?;
-        let ctx = self.data_ctx();
-        self.read_lin(bus, lin, size, ctx)
-    }
 }
