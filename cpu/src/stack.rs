@@ -3,7 +3,7 @@
 
 use crate::bus::CpuBus;
 use crate::exception::{Fault, Result};
-use crate::mmu::{Access, Ctx};
+use crate::mmu::Ctx;
 use crate::state::{reg::RSP, seg_attr::*, Seg, Segment};
 use crate::Cpu;
 
