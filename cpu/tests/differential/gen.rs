@@ -394,9 +394,9 @@ pub fn result_undefined(insn: &Instruction, st: &CpuState) -> bool {
 /// Flags where the oracle is known to disagree with the Intel SDM, which wins.
 pub fn oracle_quirk_flags(insn: &Instruction) -> u64 {
     match insn.mnemonic() {
-        // KVM's emulator computes AAD's SF from AX instead of AL; the SDM defines SF, ZF and PF
-        // from the result in AL, which is what ferrite does.
-        Mnemonic::Aad => flags::SF,
+        // KVM's emulator computes AAD's and AAM's SF and ZF from AX instead of AL; the SDM
+        // defines SF, ZF and PF from the result in AL, which is what ferrite does.
+        Mnemonic::Aad | Mnemonic::Aam => flags::SF | flags::ZF,
         _ => 0,
     }
 }
