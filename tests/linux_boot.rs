@@ -1,0 +1,119 @@
+//! End to end: Debian's stock kernel with the busybox initramfs boots under the interpreter,
+//! runs commands on the serial console and powers off; ferrite exits 0.
+//!
+//! Needs the images from `scripts/fetch-guests` (skips, saying so, without them).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous: the interpreter boots the kernel in well under this on the CI machine.
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+fn guest_dir() -> PathBuf {
+    std::env::var("FERRITE_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ferrite/guests"))
+}
+
+/// `%XX`-escapes everything but unreserved characters, for `ferrite.cmd=`.
+fn escape(cmd: &str) -> String {
+    cmd.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+struct Boot {
+    output: String,
+    status: Option<i32>,
+    /// Seconds from start to the init marker and to exit.
+    to_marker: Option<f64>,
+    to_exit: f64,
+}
+
+fn boot(cmd: &str) -> Option<Boot> {
+    let dir = guest_dir();
+    let (kernel, initrd) = (dir.join("bzImage"), dir.join("initramfs.cpio.gz"));
+    if !kernel.exists() || !initrd.exists() {
+        println!("SKIPPED: no guest images in {} (run scripts/fetch-guests)", dir.display());
+        return None;
+    }
+    let append = format!("console=ttyS0 panic=-1 ferrite.cmd={}", escape(cmd));
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["-m", "512", "-smp", "1", "-nographic", "-no-reboot", "-serial", "stdio", "-kernel"])
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", &append])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut marker_at = None;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if marker_at.is_none() && String::from_utf8_lossy(&all).contains("FERRITE-INIT-OK") {
+                marker_at = Some(start.elapsed().as_secs_f64());
+            }
+        }
+        (String::from_utf8_lossy(&all).into_owned(), marker_at)
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let to_exit = start.elapsed().as_secs_f64();
+    let (output, to_marker) = reader.join().unwrap();
+    Some(Boot { output, status, to_marker, to_exit })
+}
+
+/// The CPU0 count of the /proc/interrupts line named `name` (its label, like `LOC`, or its
+/// last column, like `ttyS0`).
+fn interrupt_count(output: &str, name: &str) -> Option<u64> {
+    output.lines().find_map(|l| {
+        let (label, rest) = l.trim().split_once(':')?;
+        let mut cols = rest.split_whitespace();
+        let count = cols.next()?.parse().ok()?;
+        (label == name || rest.trim_end().ends_with(name)).then_some(count)
+    })
+}
+
+#[test]
+fn debian_kernel_boots_to_busybox_and_powers_off() {
+    let script = "cat /proc/cpuinfo; cat /proc/interrupts; echo written-to-tmpfs > /tmp/probe; cat /tmp/probe; uname -r";
+    let Some(b) = boot(script) else { return };
+    println!(
+        "boot: init marker after {:.1} s, exit after {:.1} s",
+        b.to_marker.unwrap_or(f64::NAN),
+        b.to_exit
+    );
+    let out = &b.output;
+    let tail: String = out.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(out.contains("Linux version"), "no kernel banner:\n{tail}");
+    assert!(out.contains("FERRITE-INIT-OK"), "init never ran:\n{tail}");
+    assert!(out.contains("model name\t: ferrite"), "cpuinfo does not show ferrite's CPU:\n{tail}");
+    assert!(out.contains("written-to-tmpfs"), "tmpfs round trip failed:\n{tail}");
+    let timer = interrupt_count(out, "LOC").unwrap_or(0);
+    let serial = interrupt_count(out, "ttyS0").unwrap_or(0);
+    assert!(timer > 0, "no local timer interrupts in /proc/interrupts:\n{tail}");
+    assert!(serial > 0, "no serial interrupts in /proc/interrupts:\n{tail}");
+    assert!(out.contains("FERRITE-CMD-EXIT=0"), "commands failed:\n{tail}");
+    assert_eq!(b.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
+}
