@@ -45,6 +45,10 @@ fn binary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: Op) -> Re
     let size = cpu.op_size(insn, 0);
     let mask = size_mask(size);
     let loc = cpu.loc(insn, 0);
+    if !matches!(op, Op::Cmp | Op::Test) {
+        // A read-modify-write faults as a write (e.g. #PF with W=1), as on hardware.
+        cpu.check_writable(bus, loc, size)?;
+    }
     let dst = cpu.read_loc(bus, loc, size)?;
     let src = cpu.read_op(bus, insn, 1)? & mask;
     let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
@@ -75,6 +79,7 @@ fn dec(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
 fn inc_dec(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: CcOp) -> Result<()> {
     let size = cpu.op_size(insn, 0);
     let loc = cpu.loc(insn, 0);
+    cpu.check_writable(bus, loc, size)?;
     let dst = cpu.read_loc(bus, loc, size)?;
     let res = if op == CcOp::Inc { dst.wrapping_add(1) } else { dst.wrapping_sub(1) } & size_mask(size);
     cpu.write_loc(bus, loc, size, res)?;
@@ -86,6 +91,7 @@ fn inc_dec(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: CcOp) ->
 fn neg(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let size = cpu.op_size(insn, 0);
     let loc = cpu.loc(insn, 0);
+    cpu.check_writable(bus, loc, size)?;
     let src = cpu.read_loc(bus, loc, size)?;
     let res = 0u64.wrapping_sub(src) & size_mask(size);
     cpu.write_loc(bus, loc, size, res)?;
@@ -96,6 +102,7 @@ fn neg(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
 fn not(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let size = cpu.op_size(insn, 0);
     let loc = cpu.loc(insn, 0);
+    cpu.check_writable(bus, loc, size)?;
     let v = cpu.read_loc(bus, loc, size)?;
     cpu.write_loc(bus, loc, size, !v & size_mask(size))
 }

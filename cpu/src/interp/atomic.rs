@@ -54,9 +54,9 @@ fn cmpxchg(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
         let src = cpu.reg(insn.op1_register());
         cpu.write_loc(bus, loc, size, src)?;
     } else {
-        if let Loc::Mem(..) = loc {
-            cpu.write_loc(bus, loc, size, dst)?;
-        }
+        // The SDM's pseudo-code writes DEST back with its own value on failure; for a 32-bit
+        // register in 64-bit mode that zero-extends it (KVM's emulator agrees).
+        cpu.write_loc(bus, loc, size, dst)?;
         cpu.set_reg(accumulator(size), dst);
     }
     cpu.set_cc(CcOp::Sub, size, acc, dst, acc.wrapping_sub(dst) & m, false);

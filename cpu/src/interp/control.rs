@@ -133,7 +133,8 @@ fn loopcc(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     if take {
         cpu.branch_near(insn.near_branch_target())?;
     }
-    cpu.state.gpr[1] = (old & !m) | count;
+    // A 32-bit counter write zero-extends like any 32-bit register write; CX merges.
+    cpu.state.gpr[1] = if m == 0xffff { (old & !m) | count } else { count };
     Ok(())
 }
 

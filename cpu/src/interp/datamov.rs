@@ -169,6 +169,8 @@ fn xchg(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let size = cpu.op_size(insn, 0);
     let a = cpu.loc(insn, 0);
     let b = cpu.loc(insn, 1);
+    cpu.check_writable(bus, a, size)?;
+    cpu.check_writable(bus, b, size)?;
     let va = cpu.read_loc(bus, a, size)?;
     let vb = cpu.read_loc(bus, b, size)?;
     // The memory side (if any) first, so a fault leaves registers untouched.

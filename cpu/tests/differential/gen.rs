@@ -83,7 +83,7 @@ pub fn candidate_codes(mode: Mode) -> Vec<Code> {
                 && !info.is_privileged()
                 && !info.is_input_output()
                 && c.cpuid_features().iter().all(|&f| oracle_covers(f))
-                && c.flow_control() == FlowControl::Next
+                && (c.flow_control() == FlowControl::Next || relative_branch(c))
                 && !excluded(c.mnemonic())
                 && info.op_kinds().iter().all(|&k| supported_kind(k))
         })
@@ -135,8 +135,23 @@ fn supported_kind(k: K) -> bool {
             | K::es_rDI
             | K::seg_rDI
             | K::seg_rBX_al
+            | K::br16_1
+            | K::br32_1
+            | K::br64_1
+            | K::br16_2
+            | K::br32_4
+            | K::br64_4
     )
 }
+
+/// Near relative JMP, Jcc, LOOPcc, JrCXZ and CALL: their target is a HLT the harness plants.
+fn relative_branch(c: Code) -> bool {
+    matches!(c.flow_control(), FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch | FlowControl::Call)
+        && c.op_code().op_kinds().iter().any(|k| matches!(k, K::br16_1 | K::br32_1 | K::br64_1 | K::br16_2 | K::br32_4 | K::br64_4))
+}
+
+/// Where relative branches go, as an offset from the start of the code (a HLT lives there).
+pub const BRANCH_TARGET_OFFSET: u64 = 0x40;
 
 const GPR8: [Register; 16] = [
     Register::AL,
@@ -294,6 +309,19 @@ pub fn instruction(code: Code, rng: &mut Rng, mode: Mode) -> Option<Instruction>
                 insn.set_op_kind(i, OpKind::Immediate64);
                 insn.set_immediate64(rng.interesting());
             }
+            K::br16_1 | K::br16_2 => {
+                insn.set_op_kind(i, OpKind::NearBranch16);
+                insn.set_near_branch16(BRANCH_TARGET_OFFSET as u16);
+            }
+            K::br32_1 | K::br32_4 => {
+                insn.set_op_kind(i, OpKind::NearBranch32);
+                let base = if mode == Mode::Real { 0 } else { super::env::CODE as u32 };
+                insn.set_near_branch32(base + BRANCH_TARGET_OFFSET as u32);
+            }
+            K::br64_1 | K::br64_4 => {
+                insn.set_op_kind(i, OpKind::NearBranch64);
+                insn.set_near_branch64(super::env::CODE + BRANCH_TARGET_OFFSET);
+            }
             K::seg_rSI | K::es_rDI | K::seg_rDI | K::seg_rBX_al => {
                 let kind = match (k, mode) {
                     (K::seg_rSI, Mode::Real) => OpKind::MemorySegSI,
@@ -374,9 +402,43 @@ pub fn undefined_flags(insn: &Instruction) -> u64 {
     m
 }
 
+/// Value of operand `i` (register or memory) in the starting state.
+fn operand_value(insn: &Instruction, i: u32, st: &CpuState, mem: &[u8], mode: Mode) -> u64 {
+    match insn.op_kind(i) {
+        OpKind::Register => {
+            let r = insn.op_register(i);
+            let full = st.gpr[r.full_register().number() % 16];
+            match r.size() {
+                1 if matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => (full >> 8) & 0xff,
+                1 => full & 0xff,
+                2 => full & 0xffff,
+                4 => full & 0xffff_ffff,
+                _ => full,
+            }
+        }
+        OpKind::Memory => {
+            let base = st.gpr[insn.memory_base().full_register().number() % 16];
+            let off = base.wrapping_add(insn.memory_displacement64());
+            let lin = match mode {
+                Mode::Real => (super::env::DATA_LO + (off & 0xffff)) as usize,
+                Mode::Protected32 => (off & 0xffff_ffff) as usize,
+                Mode::Long64 => off as usize,
+            };
+            let size = insn.memory_size().size();
+            (0..size).fold(0u64, |v, k| v | (*mem.get(lin.wrapping_add(k)).unwrap_or(&0) as u64) << (8 * k))
+        }
+        _ => insn.immediate(i),
+    }
+}
+
 /// Whether the SDM leaves the result of `insn` undefined for the starting state `st`:
-/// SHLD/SHRD with a (masked) count larger than the operand size.
-pub fn result_undefined(insn: &Instruction, st: &CpuState) -> bool {
+/// SHLD/SHRD with a (masked) count larger than the operand size; BSF/BSR of zero (the
+/// destination is undefined; ferrite leaves it unchanged like Intel hardware, while the
+/// oracle's host zero-extends a 32-bit destination).
+pub fn result_undefined(insn: &Instruction, st: &CpuState, mem: &[u8], mode: Mode) -> bool {
+    if matches!(insn.mnemonic(), Mnemonic::Bsf | Mnemonic::Bsr) {
+        return operand_value(insn, 1, st, mem, mode) == 0;
+    }
     if !matches!(insn.mnemonic(), Mnemonic::Shld | Mnemonic::Shrd) {
         return false;
     }
@@ -391,6 +453,26 @@ pub fn result_undefined(insn: &Instruction, st: &CpuState) -> bool {
     count > bits
 }
 
+/// Flags the SDM leaves undefined for these operands beyond iced's per-instruction list:
+/// OF after shifts and rotates whose masked count is not 1.
+pub fn operand_undefined_flags(insn: &Instruction, st: &CpuState) -> u64 {
+    use Mnemonic::*;
+    if !matches!(insn.mnemonic(), Rcl | Rcr | Rol | Ror | Shl | Sal | Shr | Sar) || insn.op_count() < 2 {
+        return 0;
+    }
+    let wide = insn.op_kind(0) == OpKind::Register && insn.op0_register().size() == 8
+        || insn.op_kind(0) != OpKind::Register && insn.memory_size().size() == 8;
+    let count = match insn.op_kind(1) {
+        OpKind::Register => st.gpr[1],
+        _ => insn.immediate(1),
+    } & if wide { 63 } else { 31 };
+    if count != 1 {
+        flags::OF
+    } else {
+        0
+    }
+}
+
 /// Flags where the oracle is known to disagree with the Intel SDM, which wins.
 pub fn oracle_quirk_flags(insn: &Instruction) -> u64 {
     match insn.mnemonic() {
@@ -399,4 +481,22 @@ pub fn oracle_quirk_flags(insn: &Instruction) -> u64 {
         Mnemonic::Aad | Mnemonic::Aam => flags::SF | flags::ZF,
         _ => 0,
     }
+}
+
+/// Cases where the oracle is known to disagree with the SDM in a way a flag mask cannot
+/// express: a REPE/REPNE CMPS/SCAS that faults after completing some iterations keeps the
+/// flags of the completed iterations on hardware (the SDM's REP semantics: the state at the
+/// fault is that after the last completed iteration), while KVM's emulator rolls the flags
+/// back but keeps the advanced rSI/rDI/rCX. `faulted` says the run ended in a handler.
+///
+/// Also MOV m16, Sreg with a 32/64-bit operand size: the SDM stores 16 bits to memory
+/// "regardless of operand size"; KVM's emulator stores the full operand size.
+pub fn oracle_quirk_case(insn: &Instruction, faulted: bool) -> bool {
+    use Mnemonic::*;
+    let rep_compare_fault = faulted
+        && (insn.has_repe_prefix() || insn.has_repne_prefix())
+        && matches!(insn.mnemonic(), Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq);
+    let wide_sreg_store = matches!(insn.code(), Code::Mov_r32m16_Sreg | Code::Mov_r64m16_Sreg)
+        && insn.op0_kind() == OpKind::Memory;
+    rep_compare_fault || wide_sreg_store
 }

@@ -3,6 +3,49 @@
 use ferrite_cpu::state::{CpuState, Seg, Segment, TableReg};
 use kvm_bindings::{kvm_dtable, kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// Longest a single case may run on the oracle before it is interrupted (a guest that never
+/// reaches HLT, e.g. a runaway string instruction in the host's emulator).
+const RUN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Watchdog: the thread in KVM_RUN and the deadline (ms since `epoch`, 0 = idle).
+static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
+static TARGET_THREAD: AtomicU64 = AtomicU64::new(0);
+static WATCHDOG: Once = Once::new();
+
+extern "C" fn interrupt_kvm_run(_: libc::c_int) {}
+
+fn epoch() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Starts the watchdog thread that kicks a KVM_RUN past its deadline with SIGUSR1 (the
+/// ioctl then returns EINTR).
+fn start_watchdog() {
+    WATCHDOG.call_once(|| {
+        // SAFETY: installs a handler that does nothing, for SIGUSR1, without SA_RESTART so
+        // the interrupted ioctl returns EINTR; the sigaction struct is fully initialised.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = interrupt_kvm_run as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        }
+        std::thread::spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let d = DEADLINE_MS.load(Ordering::SeqCst);
+            if d != 0 && epoch().elapsed().as_millis() as u64 > d {
+                // SAFETY: the target is the test thread blocked in KVM_RUN (it cleared the
+                // deadline before exiting otherwise); SIGUSR1 is handled.
+                unsafe { libc::pthread_kill(TARGET_THREAD.load(Ordering::SeqCst) as libc::pthread_t, libc::SIGUSR1) };
+            }
+        });
+    });
+}
 
 /// How a run on the oracle ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +114,13 @@ impl Oracle {
         to_sregs(st, &mut sregs);
         self.vcpu.set_sregs(&sregs).expect("KVM_SET_SREGS");
         self.vcpu.set_regs(&to_regs(st)).expect("KVM_SET_REGS");
-        let exit = match self.vcpu.run() {
+        start_watchdog();
+        // SAFETY: pthread_self has no preconditions.
+        TARGET_THREAD.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+        DEADLINE_MS.store((epoch().elapsed() + RUN_LIMIT).as_millis() as u64, Ordering::SeqCst);
+        let result = self.vcpu.run();
+        DEADLINE_MS.store(0, Ordering::SeqCst);
+        let exit = match result {
             Ok(VcpuExit::Hlt) => OracleExit::Halt,
             Ok(VcpuExit::Shutdown) => OracleExit::Shutdown,
             _ => OracleExit::Other,
