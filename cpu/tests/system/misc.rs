@@ -28,8 +28,9 @@ fn cpuid_values_and_zero_extension() {
     });
     m.expect_halt();
     let g = &m.cpu.state.gpr;
-    // Leaf 0: highest basic leaf 0DH, "GenuineIntel" in EBX, EDX, ECX; upper halves cleared.
-    assert_eq!(g[8], 0xd);
+    // Leaf 0: highest basic leaf 16H (TSC and frequency leaves), "GenuineIntel" in EBX, EDX,
+    // ECX; upper halves cleared.
+    assert_eq!(g[8], 0x16);
     assert_eq!(g[9], u32::from_le_bytes(*b"Genu") as u64);
     assert_eq!(g[11], u32::from_le_bytes(*b"ineI") as u64);
     assert_eq!(g[10], u32::from_le_bytes(*b"ntel") as u64);

@@ -235,8 +235,10 @@ impl Pair {
 /// The instruction wrapper every case uses: FNINIT, load operands, FLDCW, the instruction(s)
 /// under test, EFLAGS snapshot, FNSAVE.
 pub fn routine(nargs: usize, body: &[Instruction]) -> Vec<Instruction> {
-    // Empty registers keep old contents, which FNSAVE stores: zero them all first.
-    let mut v = vec![Instruction::with(Code::Fninit)];
+    // Empty registers keep old contents, which FNSAVE stores: zero them all first. The XOR gives
+    // EFLAGS a known value on both sides (x87 arithmetic leaves EFLAGS alone, and the host's
+    // flags at the call depend on the compiler's code around it).
+    let mut v = vec![Instruction::with2(Code::Xor_r32_rm32, Register::EAX, Register::EAX).unwrap(), Instruction::with(Code::Fninit)];
     v.extend([Instruction::with(Code::Fldz); 8]);
     v.push(Instruction::with(Code::Fninit));
     if nargs >= 2 {
