@@ -43,10 +43,6 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
 
 /// FSW bits the MMX state transition and the pending-exception check use.
 const FSW_ES: u16 = 1 << 7;
-const FSW_TOP: u16 = 7 << 11;
-/// Tag word with every register valid (MMX) or empty (EMMS).
-const FTW_ALL_VALID: u16 = 0;
-const FTW_ALL_EMPTY: u16 = 0xffff;
 
 /// Availability of an instruction using XMM registers or MXCSR (SDM Vol. 3, 13.1, and the
 /// exception tables of Vol. 2, 2.5): #UD with CR0.EM or without CR4.OSFXSR, then #NM with
@@ -98,13 +94,12 @@ pub(super) fn check_sse_mmx(cpu: &Cpu) -> Result<()> {
 /// The x87 → MMX transition every MMX instruction except EMMS makes: TOP = 0, all tags valid.
 #[inline(always)]
 pub(super) fn enter_mmx(cpu: &mut Cpu) {
-    cpu.state.fpu.fsw &= !FSW_TOP;
-    cpu.state.fpu.ftw = FTW_ALL_VALID;
+    cpu.state.fpu.mmx_enter();
 }
 
 /// EMMS: every x87 register empty.
 pub(super) fn leave_mmx(cpu: &mut Cpu) {
-    cpu.state.fpu.ftw = FTW_ALL_EMPTY;
+    cpu.state.fpu.emms();
 }
 
 #[inline(always)]

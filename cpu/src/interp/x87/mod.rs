@@ -72,22 +72,6 @@ fn begin_nowait(cpu: &Cpu) -> Result<()> {
     check_available(cpu)
 }
 
-/// The checks an MMX instruction makes before touching the registers (SDM Vol. 3, Table 2-2
-/// and 12.5): CR0.EM → #UD, CR0.TS → #NM, a pending x87 exception → #MF; then the x87 state
-/// switches to MMX mode (TOP = 0, all tags valid). For the SSE family's MMX handlers.
-#[allow(dead_code)]
-pub(crate) fn mmx_prepare(cpu: &mut Cpu) -> Result<()> {
-    if cpu.state.cr0 & cr0::EM != 0 {
-        return Err(Fault::ud());
-    }
-    if cpu.state.cr0 & cr0::TS != 0 {
-        return Err(Fault::exc(vector::NM));
-    }
-    check_pending(cpu)?;
-    cpu.state.fpu.mmx_enter();
-    Ok(())
-}
-
 /// The environment of register arithmetic under the current FCW.
 fn env_of(f: &FpuState) -> Env {
     Env::from_fcw(f.fcw)
