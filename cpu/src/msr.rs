@@ -88,6 +88,17 @@ impl Cpu {
             GS_BASE => self.state.seg(Seg::Gs).base,
             KERNEL_GS_BASE => m.kernel_gs_base,
             TSC_AUX if self.model.has("rdtscp") => m.tsc_aux,
+            // The local APIC keeps deadlines in raw guest time (the bus's clock); the guest
+            // sees them in its TSC, which is offset by WRMSR TSC.
+            TSC_DEADLINE => {
+                let offset = m.tsc_offset;
+                let raw = bus.read_device_msr(msr).ok_or(Fault::gp0())?;
+                if raw == 0 {
+                    0
+                } else {
+                    raw.wrapping_add(offset)
+                }
+            }
             _ => {
                 if let Some(i) = fixed_mtrr_slot(msr) {
                     return Ok(m.mtrr_fixed[i]);
@@ -137,6 +148,11 @@ impl Cpu {
             GS_BASE => self.state.seg_mut(Seg::Gs).base = canonical(v)?,
             KERNEL_GS_BASE => self.state.msr.kernel_gs_base = canonical(v)?,
             TSC_AUX if self.model.has("rdtscp") => self.state.msr.tsc_aux = v & 0xffff_ffff,
+            TSC_DEADLINE => {
+                // Zero disarms; anything else converts from the guest's TSC to raw time.
+                let raw = if v == 0 { 0 } else { v.wrapping_sub(self.state.msr.tsc_offset).max(1) };
+                return bus.write_device_msr(msr, raw).ok_or(Fault::gp0());
+            }
             _ => {
                 if let Some(i) = fixed_mtrr_slot(msr) {
                     self.state.msr.mtrr_fixed[i] = v;

@@ -176,8 +176,8 @@ impl CpuBus for PcBoard {
         let r = match msr {
             ferrite_cpu::msr::index::APIC_BASE => self.lapic.write_apic_base_msr(value).then_some(()),
             ferrite_cpu::msr::index::TSC_DEADLINE => {
-                // The TSC runs at 1 GHz from the same clock (see ferrite_cpu::msr::TSC_HZ); the
-                // CPU's TSC offset is not visible here, so deadlines use raw guest time.
+                // The TSC runs at 1 GHz from the same clock (see ferrite_cpu::msr::TSC_HZ), and
+                // the CPU hands over deadlines in raw guest time (it removes its TSC offset).
                 self.lapic.write_tsc_deadline(value, now, now);
                 Some(())
             }
