@@ -99,6 +99,13 @@ fn run_mode(oracle: &mut Oracle, mode: Mode, cases: u64, seed: u64, tally: &mut 
         let Some(insn) = gen::instruction(code, &mut rng, mode) else { continue };
         let mut st = env::state(mode);
         gen::registers(&mut st, &mut rng, mode);
+        let mut st_ret_target = None;
+        if insn.mnemonic() == iced_x86::Mnemonic::Ret {
+            // RET pops the address of the HLT at BRANCH_TARGET_OFFSET (imm16 forms release
+            // more stack on top).
+            let target = if mode == Mode::Real { gen::BRANCH_TARGET_OFFSET } else { env::CODE + gen::BRANCH_TARGET_OFFSET };
+            st_ret_target = Some(target);
+        }
         if insn.has_rep_prefix() || insn.has_repne_prefix() {
             // Keep REP loops short: the oracle emulates every iteration at a few MIPS.
             st.gpr[1] = rng.below(20);
@@ -114,6 +121,10 @@ fn run_mode(oracle: &mut Oracle, mode: Mode, cases: u64, seed: u64, tally: &mut 
         // HLTs around the instruction: relative branches land on one at BRANCH_TARGET_OFFSET.
         mem[env::CODE as usize..env::CODE as usize + 0x100].fill(0xf4);
         mem[env::CODE as usize..env::CODE as usize + bytes.len()].copy_from_slice(&bytes);
+        if let Some(target) = st_ret_target {
+            let sp = st.gpr[4] as usize;
+            mem[sp..sp + 8].copy_from_slice(&target.to_le_bytes());
+        }
 
         // Oracle.
         oracle.memory().copy_from_slice(&mem);

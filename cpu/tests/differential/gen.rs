@@ -68,6 +68,13 @@ fn excluded(m: Mnemonic) -> bool {
     )
 }
 
+/// System instructions that only read system state (or touch nothing the next case needs):
+/// descriptor-table and control-register reads, segment checks, CLTS.
+fn system_read(m: Mnemonic) -> bool {
+    use Mnemonic::*;
+    matches!(m, Sgdt | Sidt | Sldt | Str | Smsw | Lar | Lsl | Verr | Verw | Clts | Cli)
+}
+
 /// Every encoding of the general-purpose set valid in `mode`.
 pub fn candidate_codes(mode: Mode) -> Vec<Code> {
     Code::values()
@@ -80,10 +87,12 @@ pub fn candidate_codes(mode: Mode) -> Vec<Code> {
                     Mode::Protected32 => info.mode32(),
                     Mode::Long64 => info.mode64(),
                 }
-                && !info.is_privileged()
+                && (!info.is_privileged() || system_read(c.mnemonic()))
                 && !info.is_input_output()
                 && c.cpuid_features().iter().all(|&f| oracle_covers(f))
-                && (c.flow_control() == FlowControl::Next || relative_branch(c))
+                && (c.flow_control() == FlowControl::Next
+                    || relative_branch(c)
+                    || matches!(c.mnemonic(), Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into | Mnemonic::Ret))
                 && !excluded(c.mnemonic())
                 && info.op_kinds().iter().all(|&k| supported_kind(k))
         })
@@ -273,6 +282,12 @@ pub fn instruction(code: Code, rng: &mut Rng, mode: Mode) -> Option<Instruction>
             K::dx => reg(&mut insn, Register::DX),
             K::eax => reg(&mut insn, Register::EAX),
             K::rax => reg(&mut insn, Register::RAX),
+            K::imm8 if insn.mnemonic() == Mnemonic::Int => {
+                // Software interrupts: any vector (its gate leads to a HLT), or ones past the
+                // IDT/IVT limit now and then.
+                insn.set_op_kind(i, OpKind::Immediate8);
+                insn.set_immediate8(rng.below(256) as u8);
+            }
             K::imm8 => {
                 insn.set_op_kind(i, OpKind::Immediate8);
                 insn.set_immediate8(rng.interesting() as u8);
