@@ -6,21 +6,22 @@ use crate::bus::CpuBus;
 use crate::exception::Result;
 use crate::flags::{size_mask, CcOp};
 use crate::Cpu;
-use iced_x86::{Instruction, Mnemonic};
+use crate::operand::{gpr_size, is_immediate};
+use iced_x86::{Instruction, Mnemonic, OpKind};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     Some(match insn.mnemonic() {
-        Mnemonic::Add => |c, b, i| binary(c, b, i, Op::Add),
-        Mnemonic::Adc => |c, b, i| binary(c, b, i, Op::Adc),
-        Mnemonic::Sub => |c, b, i| binary(c, b, i, Op::Sub),
-        Mnemonic::Sbb => |c, b, i| binary(c, b, i, Op::Sbb),
-        Mnemonic::Cmp => |c, b, i| binary(c, b, i, Op::Cmp),
-        Mnemonic::And => |c, b, i| binary(c, b, i, Op::And),
-        Mnemonic::Or => |c, b, i| binary(c, b, i, Op::Or),
-        Mnemonic::Xor => |c, b, i| binary(c, b, i, Op::Xor),
-        Mnemonic::Test => |c, b, i| binary(c, b, i, Op::Test),
-        Mnemonic::Inc => inc,
-        Mnemonic::Dec => dec,
+        Mnemonic::Add => pick_binary::<ADD>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Add)),
+        Mnemonic::Adc => pick_binary::<ADC>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Adc)),
+        Mnemonic::Sub => pick_binary::<SUB>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Sub)),
+        Mnemonic::Sbb => pick_binary::<SBB>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Sbb)),
+        Mnemonic::Cmp => pick_binary::<CMP>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Cmp)),
+        Mnemonic::And => pick_binary::<AND>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::And)),
+        Mnemonic::Or => pick_binary::<OR>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Or)),
+        Mnemonic::Xor => pick_binary::<XOR>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Xor)),
+        Mnemonic::Test => pick_binary::<TEST>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Test)),
+        Mnemonic::Inc => pick_inc_dec::<true>(insn).unwrap_or(inc),
+        Mnemonic::Dec => pick_inc_dec::<false>(insn).unwrap_or(dec),
         Mnemonic::Neg => neg,
         Mnemonic::Not => not,
         _ => return None,
@@ -40,6 +41,124 @@ enum Op {
     Test,
 }
 
+// `Op` as const-generic parameters of the specialised handlers.
+const ADD: u8 = 0;
+const ADC: u8 = 1;
+const SUB: u8 = 2;
+const SBB: u8 = 3;
+const CMP: u8 = 4;
+const AND: u8 = 5;
+const OR: u8 = 6;
+const XOR: u8 = 7;
+const TEST: u8 = 8;
+
+impl Op {
+    #[inline(always)]
+    const fn from_u8(op: u8) -> Op {
+        match op {
+            ADD => Op::Add,
+            ADC => Op::Adc,
+            SUB => Op::Sub,
+            SBB => Op::Sbb,
+            CMP => Op::Cmp,
+            AND => Op::And,
+            OR => Op::Or,
+            XOR => Op::Xor,
+            _ => Op::Test,
+        }
+    }
+}
+
+/// A handler specialised for `reg, reg` or `reg, imm` with the width fixed at decode time,
+/// so the common forms skip operand-kind dispatch; `None` for the other forms.
+fn pick_binary<const OP: u8>(insn: &Instruction) -> Option<Handler> {
+    if insn.op0_kind() != OpKind::Register {
+        return None;
+    }
+    let w = gpr_size(insn.op0_register());
+    if insn.op1_kind() == OpKind::Register && gpr_size(insn.op1_register()) == w {
+        return Some(match w {
+            1 => binary_rr::<OP, 1>,
+            2 => binary_rr::<OP, 2>,
+            4 => binary_rr::<OP, 4>,
+            8 => binary_rr::<OP, 8>,
+            _ => return None,
+        });
+    }
+    if is_immediate(insn.op1_kind()) {
+        return Some(match w {
+            1 => binary_ri::<OP, 1>,
+            2 => binary_ri::<OP, 2>,
+            4 => binary_ri::<OP, 4>,
+            8 => binary_ri::<OP, 8>,
+            _ => return None,
+        });
+    }
+    None
+}
+
+/// The result (unmasked) and flag kind of `op`.
+#[inline(always)]
+fn compute(op: Op, dst: u64, src: u64, carry: bool) -> (u64, CcOp) {
+    match op {
+        Op::Add | Op::Adc => (dst.wrapping_add(src).wrapping_add(carry as u64), CcOp::Add),
+        Op::Sub | Op::Sbb | Op::Cmp => (dst.wrapping_sub(src).wrapping_sub(carry as u64), CcOp::Sub),
+        Op::And | Op::Test => (dst & src, CcOp::Logic),
+        Op::Or => (dst | src, CcOp::Logic),
+        Op::Xor => (dst ^ src, CcOp::Logic),
+    }
+}
+
+/// `binary` with a register destination of `W` bytes and source `src`.
+#[inline(always)]
+fn binary_reg<const OP: u8, const W: u8>(cpu: &mut Cpu, insn: &Instruction, src: u64) {
+    let op = Op::from_u8(OP);
+    let dst = cpu.reg_w::<W>(insn.op0_register());
+    let src = src & size_mask(W);
+    let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
+    let (res, cc) = compute(op, dst, src, carry);
+    let res = res & size_mask(W);
+    if !matches!(op, Op::Cmp | Op::Test) {
+        cpu.set_reg_w::<W>(insn.op0_register(), res);
+    }
+    cpu.set_cc(cc, W, dst, src, res, carry);
+}
+
+fn binary_rr<const OP: u8, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let src = cpu.reg_w::<W>(insn.op1_register());
+    binary_reg::<OP, W>(cpu, insn, src);
+    Ok(())
+}
+
+fn binary_ri<const OP: u8, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    binary_reg::<OP, W>(cpu, insn, insn.immediate(1));
+    Ok(())
+}
+
+fn pick_inc_dec<const INC: bool>(insn: &Instruction) -> Option<Handler> {
+    if insn.op0_kind() != OpKind::Register {
+        return None;
+    }
+    Some(match gpr_size(insn.op0_register()) {
+        1 => inc_dec_r::<INC, 1>,
+        2 => inc_dec_r::<INC, 2>,
+        4 => inc_dec_r::<INC, 4>,
+        8 => inc_dec_r::<INC, 8>,
+        _ => return None,
+    })
+}
+
+/// INC/DEC of a `W`-byte register.
+fn inc_dec_r<const INC: bool, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let r = insn.op0_register();
+    let dst = cpu.reg_w::<W>(r);
+    let res = if INC { dst.wrapping_add(1) } else { dst.wrapping_sub(1) } & size_mask(W);
+    cpu.set_reg_w::<W>(r, res);
+    let cf = cpu.cf();
+    cpu.set_cc(if INC { CcOp::Inc } else { CcOp::Dec }, W, dst, 1, res, cf);
+    Ok(())
+}
+
 #[inline(always)]
 fn binary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: Op) -> Result<()> {
     let size = cpu.op_size(insn, 0);
@@ -52,13 +171,7 @@ fn binary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: Op) -> Re
     let dst = cpu.read_loc(bus, loc, size)?;
     let src = cpu.read_op(bus, insn, 1)? & mask;
     let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
-    let (res, cc) = match op {
-        Op::Add | Op::Adc => (dst.wrapping_add(src).wrapping_add(carry as u64), CcOp::Add),
-        Op::Sub | Op::Sbb | Op::Cmp => (dst.wrapping_sub(src).wrapping_sub(carry as u64), CcOp::Sub),
-        Op::And | Op::Test => (dst & src, CcOp::Logic),
-        Op::Or => (dst | src, CcOp::Logic),
-        Op::Xor => (dst ^ src, CcOp::Logic),
-    };
+    let (res, cc) = compute(op, dst, src, carry);
     let res = res & mask;
     if !matches!(op, Op::Cmp | Op::Test) {
         cpu.write_loc(bus, loc, size, res)?;
