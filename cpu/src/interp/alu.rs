@@ -6,7 +6,8 @@ use crate::bus::CpuBus;
 use crate::exception::Result;
 use crate::flags::{size_mask, CcOp};
 use crate::Cpu;
-use crate::operand::{gpr_size, is_immediate};
+use crate::mmu::Access;
+use crate::operand::{gpr_size, is_ea64, is_immediate};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
@@ -72,6 +73,24 @@ impl Op {
 /// A handler specialised for `reg, reg` or `reg, imm` with the width fixed at decode time,
 /// so the common forms skip operand-kind dispatch; `None` for the other forms.
 fn pick_binary<const OP: u8>(insn: &Instruction) -> Option<Handler> {
+    if insn.op0_kind() == OpKind::Memory && is_ea64(insn) {
+        let w = insn.memory_size().size();
+        let imm = is_immediate(insn.op1_kind());
+        if !imm && !(insn.op1_kind() == OpKind::Register && gpr_size(insn.op1_register()) as usize == w) {
+            return None;
+        }
+        return Some(match (w, imm) {
+            (1, false) => binary_m::<OP, 1, false>,
+            (2, false) => binary_m::<OP, 2, false>,
+            (4, false) => binary_m::<OP, 4, false>,
+            (8, false) => binary_m::<OP, 8, false>,
+            (1, true) => binary_m::<OP, 1, true>,
+            (2, true) => binary_m::<OP, 2, true>,
+            (4, true) => binary_m::<OP, 4, true>,
+            (8, true) => binary_m::<OP, 8, true>,
+            _ => return None,
+        });
+    }
     if insn.op0_kind() != OpKind::Register {
         return None;
     }
@@ -132,6 +151,35 @@ fn binary_rr<const OP: u8, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn:
 
 fn binary_ri<const OP: u8, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     binary_reg::<OP, W>(cpu, insn, insn.immediate(1));
+    Ok(())
+}
+
+/// `binary` with a `W`-byte memory destination (64-bit addressing) and a register or
+/// (`IMM`) immediate source. When the TLB already allows the access on plain RAM, the
+/// read-modify-write goes straight to memory; otherwise the general path raises the faults.
+fn binary_m<const OP: u8, const W: u8, const IMM: bool>(
+    cpu: &mut Cpu,
+    bus: &mut dyn CpuBus,
+    insn: &Instruction,
+) -> Result<()> {
+    let op = Op::from_u8(OP);
+    let writes = !matches!(op, Op::Cmp | Op::Test);
+    let access = if writes { Access::Write } else { Access::Read };
+    let off = cpu.ea64(insn);
+    let lin = cpu.linear(cpu.memory_segment(insn), off, W, access)?;
+    let ctx = cpu.data_ctx();
+    if !cpu.tlb_hit(lin, W, ctx, access) {
+        return binary(cpu, bus, insn, op);
+    }
+    let dst = cpu.read_lin(bus, lin, W, ctx)?;
+    let src = if IMM { insn.immediate(1) } else { cpu.reg_w::<W>(insn.op1_register()) } & size_mask(W);
+    let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
+    let (res, cc) = compute(op, dst, src, carry);
+    let res = res & size_mask(W);
+    if writes {
+        cpu.write_lin(bus, lin, W, res, ctx)?;
+    }
+    cpu.set_cc(cc, W, dst, src, res, carry);
     Ok(())
 }
 
