@@ -212,6 +212,8 @@ impl Cpu {
                     // A page with decoded code: drop the stale decodings, then let writes
                     // through at full speed until code is decoded there again.
                     self.code.invalidate_page(e.paddr);
+                    // The running block may be stale now: stop it after this instruction.
+                    self.end_block |= self.code.invalidated;
                     if !self.write_watched_page(lin) {
                         let slot = &mut self.tlb.entries[ctx as usize][Tlb::slot(lin)];
                         slot.write &= !TAG_SLOW;
