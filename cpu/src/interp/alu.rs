@@ -7,7 +7,7 @@ use crate::exception::Result;
 use crate::flags::{size_mask, CcOp};
 use crate::Cpu;
 use crate::mmu::Access;
-use crate::operand::{gpr_size, is_ea64, is_immediate};
+use crate::operand::{gpr_size, is_ea64};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
@@ -75,19 +75,24 @@ impl Op {
 fn pick_binary<const OP: u8>(insn: &Instruction) -> Option<Handler> {
     if insn.op0_kind() == OpKind::Memory && is_ea64(insn) {
         let w = insn.memory_size().size();
-        let imm = is_immediate(insn.op1_kind());
-        if !imm && !(insn.op1_kind() == OpKind::Register && gpr_size(insn.op1_register()) as usize == w) {
-            return None;
-        }
-        return Some(match (w, imm) {
-            (1, false) => binary_m::<OP, 1, false>,
-            (2, false) => binary_m::<OP, 2, false>,
-            (4, false) => binary_m::<OP, 4, false>,
-            (8, false) => binary_m::<OP, 8, false>,
-            (1, true) => binary_m::<OP, 1, true>,
-            (2, true) => binary_m::<OP, 2, true>,
-            (4, true) => binary_m::<OP, 4, true>,
-            (8, true) => binary_m::<OP, 8, true>,
+        let src = match imm_kind(insn.op1_kind()) {
+            Some(k) => k,
+            None if insn.op1_kind() == OpKind::Register && gpr_size(insn.op1_register()) as usize == w => SRC_REG,
+            None => return None,
+        };
+        return Some(match (w, src) {
+            (1, SRC_REG) => binary_m::<OP, 1, SRC_REG>,
+            (2, SRC_REG) => binary_m::<OP, 2, SRC_REG>,
+            (4, SRC_REG) => binary_m::<OP, 4, SRC_REG>,
+            (8, SRC_REG) => binary_m::<OP, 8, SRC_REG>,
+            (1, SRC_IMM8) => binary_m::<OP, 1, SRC_IMM8>,
+            (2, SRC_IMM8) => binary_m::<OP, 2, SRC_IMM8>,
+            (4, SRC_IMM8) => binary_m::<OP, 4, SRC_IMM8>,
+            (8, SRC_IMM8) => binary_m::<OP, 8, SRC_IMM8>,
+            (1, _) => binary_m::<OP, 1, SRC_IMM32>,
+            (2, _) => binary_m::<OP, 2, SRC_IMM32>,
+            (4, _) => binary_m::<OP, 4, SRC_IMM32>,
+            (8, _) => binary_m::<OP, 8, SRC_IMM32>,
             _ => return None,
         });
     }
@@ -104,16 +109,42 @@ fn pick_binary<const OP: u8>(insn: &Instruction) -> Option<Handler> {
             _ => return None,
         });
     }
-    if is_immediate(insn.op1_kind()) {
-        return Some(match w {
-            1 => binary_ri::<OP, 1>,
-            2 => binary_ri::<OP, 2>,
-            4 => binary_ri::<OP, 4>,
-            8 => binary_ri::<OP, 8>,
-            _ => return None,
-        });
+    return Some(match (w, imm_kind(insn.op1_kind())?) {
+        (1, SRC_IMM8) => binary_ri::<OP, 1, SRC_IMM8>,
+        (2, SRC_IMM8) => binary_ri::<OP, 2, SRC_IMM8>,
+        (4, SRC_IMM8) => binary_ri::<OP, 4, SRC_IMM8>,
+        (8, SRC_IMM8) => binary_ri::<OP, 8, SRC_IMM8>,
+        (1, _) => binary_ri::<OP, 1, SRC_IMM32>,
+        (2, _) => binary_ri::<OP, 2, SRC_IMM32>,
+        (4, _) => binary_ri::<OP, 4, SRC_IMM32>,
+        (8, _) => binary_ri::<OP, 8, SRC_IMM32>,
+        _ => return None,
+    });
+}
+
+// Source kinds of the specialised handlers: a register, or an immediate encoded in 8 bits
+// or in 16/32 bits.
+const SRC_REG: u8 = 0;
+const SRC_IMM8: u8 = 1;
+const SRC_IMM32: u8 = 2;
+
+fn imm_kind(k: OpKind) -> Option<u8> {
+    match k {
+        OpKind::Immediate8 | OpKind::Immediate8to16 | OpKind::Immediate8to32 | OpKind::Immediate8to64 => Some(SRC_IMM8),
+        OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate32to64 => Some(SRC_IMM32),
+        _ => None,
     }
-    None
+}
+
+/// The immediate operand, sign-extended from its encoded width; masked to the operand size
+/// by the caller, this equals `insn.immediate(1)` for every form `imm_kind` accepts.
+#[inline(always)]
+fn imm_src<const SRC: u8>(insn: &Instruction) -> u64 {
+    if SRC == SRC_IMM8 {
+        insn.immediate8to64() as u64
+    } else {
+        insn.immediate32to64() as u64
+    }
 }
 
 /// The result (unmasked) and flag kind of `op`.
@@ -149,15 +180,15 @@ fn binary_rr<const OP: u8, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn:
     Ok(())
 }
 
-fn binary_ri<const OP: u8, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    binary_reg::<OP, W>(cpu, insn, insn.immediate(1));
+fn binary_ri<const OP: u8, const W: u8, const SRC: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    binary_reg::<OP, W>(cpu, insn, imm_src::<SRC>(insn));
     Ok(())
 }
 
 /// `binary` with a `W`-byte memory destination (64-bit addressing) and a register or
-/// (`IMM`) immediate source. When the TLB already allows the access on plain RAM, the
+/// immediate source (`SRC`). When the TLB already allows the access on plain RAM, the
 /// read-modify-write goes straight to memory; otherwise the general path raises the faults.
-fn binary_m<const OP: u8, const W: u8, const IMM: bool>(
+fn binary_m<const OP: u8, const W: u8, const SRC: u8>(
     cpu: &mut Cpu,
     bus: &mut dyn CpuBus,
     insn: &Instruction,
@@ -172,7 +203,7 @@ fn binary_m<const OP: u8, const W: u8, const IMM: bool>(
         return binary(cpu, bus, insn, op);
     }
     let dst = cpu.read_lin(bus, lin, W, ctx)?;
-    let src = if IMM { insn.immediate(1) } else { cpu.reg_w::<W>(insn.op1_register()) } & size_mask(W);
+    let src = if SRC == SRC_REG { cpu.reg_w::<W>(insn.op1_register()) } else { imm_src::<SRC>(insn) } & size_mask(W);
     let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
     let (res, cc) = compute(op, dst, src, carry);
     let res = res & size_mask(W);
