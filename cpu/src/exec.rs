@@ -191,9 +191,8 @@ impl Cpu {
         }
     }
 
-    fn lookup_block(&mut self, bus: &mut dyn CpuBus) -> Result<Rc<Block>> {
+    fn lookup_block(&mut self, bus: &mut dyn CpuBus, bitness: u32) -> Result<Rc<Block>> {
         let lin = self.current_linear_rip();
-        let bitness = self.state.code_bitness();
         let tag = bitness | (self.code_ctx() as u32) << 8;
         let slot = CodeCache::jump_slot(lin);
         if let Some(Some(e)) = self.code.jump.get(slot) {
@@ -300,7 +299,8 @@ impl Cpu {
     /// Runs one block from the current RIP, stopping early at `end` instructions, when a
     /// handler asks (`end_block`), or when the block's own code was overwritten.
     pub(crate) fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
-        let block = self.lookup_block(bus)?;
+        let bitness = self.state.code_bitness();
+        let block = self.lookup_block(bus, bitness)?;
         let tf = self.state.rflags & flags::TF != 0;
         let single = self.interrupt_shadow || tf;
         let mut max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
@@ -308,7 +308,7 @@ impl Cpu {
             // Stop in front of a debugger breakpoint so `run` reports it.
             max = max.min(self.breakpoint_limit(&block));
         }
-        let ip_mask: u64 = match self.state.code_bitness() {
+        let ip_mask: u64 = match bitness {
             16 => 0xffff,
             32 => 0xffff_ffff,
             _ => !0,
@@ -326,7 +326,8 @@ impl Cpu {
             }
             self.state.rip = self.next_rip;
             retired += 1;
-            if self.end_block | self.code.invalidated {
+            // Also set when the block's own code was overwritten (`code.invalidated`).
+            if self.end_block {
                 break;
             }
         }

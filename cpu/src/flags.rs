@@ -236,7 +236,7 @@ impl Cpu {
     }
 
     /// Evaluates a Jcc/SETcc/CMOVcc condition.
-    #[inline]
+    #[inline(always)]
     pub fn condition(&self, cc: ConditionCode) -> bool {
         let (c, st) = (&self.cc, self.state.rflags);
         match cc {

@@ -62,7 +62,88 @@ pub enum Loc {
     Mem(Seg, u64),
 }
 
+/// Whether an operand kind is an immediate.
+#[inline(always)]
+pub fn is_immediate(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate8_2nd
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
+/// Whether the explicit memory operand uses 64-bit addressing with only 64-bit GPRs (or
+/// RIP) as base and index, so `ea64` computes its offset. Decided at decode time.
+pub fn is_ea64(insn: &Instruction) -> bool {
+    let base = insn.memory_base();
+    let index = insn.memory_index();
+    address_mask(insn) == u64::MAX
+        && (gpr_size(base) == 8 || matches!(base, Register::None | Register::RIP))
+        && (gpr_size(index) == 8 || index == Register::None)
+}
+
+/// `gpr` index of a general-purpose register of `W` bytes (2, 4 or 8); masked so it never
+/// indexes out of bounds. Handlers specialised by width at decode time use it instead of
+/// `reg`/`set_reg`'s range dispatch (iced numbers AX..R15W 21.., EAX.. 37.., RAX.. 53..).
+#[inline(always)]
+fn gpr_index<const W: u8>(r: Register) -> usize {
+    let first = match W {
+        2 => Register::AX,
+        4 => Register::EAX,
+        _ => Register::RAX,
+    };
+    (r as usize).wrapping_sub(first as usize) & 15
+}
+
 impl Cpu {
+    /// `reg` for a GPR known (at decode time) to be `W` bytes wide.
+    #[inline(always)]
+    pub(crate) fn reg_w<const W: u8>(&self, r: Register) -> u64 {
+        if W == 1 {
+            return self.reg(r);
+        }
+        self.state.gpr[gpr_index::<W>(r)] & crate::flags::size_mask(W)
+    }
+
+    /// `set_reg` for a GPR known (at decode time) to be `W` bytes wide.
+    #[inline(always)]
+    pub(crate) fn set_reg_w<const W: u8>(&mut self, r: Register, v: u64) {
+        match W {
+            1 => self.set_reg(r, v),
+            2 => {
+                let x = &mut self.state.gpr[gpr_index::<2>(r)];
+                *x = (*x & !0xffff) | (v & 0xffff);
+            }
+            4 => self.state.gpr[gpr_index::<4>(r)] = v & 0xffff_ffff,
+            _ => self.state.gpr[gpr_index::<8>(r)] = v,
+        }
+    }
+
+    /// `effective_address` for an operand accepted by `is_ea64`: no address-size masking,
+    /// and base/index are looked up without dispatch (None and RIP fall outside 53..=68;
+    /// iced folds RIP into the displacement).
+    #[inline(always)]
+    pub(crate) fn ea64(&self, insn: &Instruction) -> u64 {
+        let g = &self.state.gpr;
+        let mut off = insn.memory_displacement64();
+        let b = (insn.memory_base() as usize).wrapping_sub(Register::RAX as usize);
+        if b < 16 {
+            off = off.wrapping_add(g[b]);
+        }
+        let x = (insn.memory_index() as usize).wrapping_sub(Register::RAX as usize);
+        if x < 16 {
+            off = off.wrapping_add(g[x] << insn.memory_index_scale().trailing_zeros());
+        }
+        off
+    }
+
     #[inline(always)]
     pub fn reg(&self, r: Register) -> u64 {
         let n = r as u32;

@@ -6,21 +6,23 @@ use crate::bus::CpuBus;
 use crate::exception::Result;
 use crate::flags::{size_mask, CcOp};
 use crate::Cpu;
-use iced_x86::{Instruction, Mnemonic};
+use crate::mmu::Access;
+use crate::operand::{gpr_size, is_ea64};
+use iced_x86::{Instruction, Mnemonic, OpKind};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     Some(match insn.mnemonic() {
-        Mnemonic::Add => |c, b, i| binary(c, b, i, Op::Add),
-        Mnemonic::Adc => |c, b, i| binary(c, b, i, Op::Adc),
-        Mnemonic::Sub => |c, b, i| binary(c, b, i, Op::Sub),
-        Mnemonic::Sbb => |c, b, i| binary(c, b, i, Op::Sbb),
-        Mnemonic::Cmp => |c, b, i| binary(c, b, i, Op::Cmp),
-        Mnemonic::And => |c, b, i| binary(c, b, i, Op::And),
-        Mnemonic::Or => |c, b, i| binary(c, b, i, Op::Or),
-        Mnemonic::Xor => |c, b, i| binary(c, b, i, Op::Xor),
-        Mnemonic::Test => |c, b, i| binary(c, b, i, Op::Test),
-        Mnemonic::Inc => inc,
-        Mnemonic::Dec => dec,
+        Mnemonic::Add => pick_binary::<ADD>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Add)),
+        Mnemonic::Adc => pick_binary::<ADC>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Adc)),
+        Mnemonic::Sub => pick_binary::<SUB>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Sub)),
+        Mnemonic::Sbb => pick_binary::<SBB>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Sbb)),
+        Mnemonic::Cmp => pick_binary::<CMP>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Cmp)),
+        Mnemonic::And => pick_binary::<AND>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::And)),
+        Mnemonic::Or => pick_binary::<OR>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Or)),
+        Mnemonic::Xor => pick_binary::<XOR>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Xor)),
+        Mnemonic::Test => pick_binary::<TEST>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Test)),
+        Mnemonic::Inc => pick_inc_dec::<true>(insn).unwrap_or(inc),
+        Mnemonic::Dec => pick_inc_dec::<false>(insn).unwrap_or(dec),
         Mnemonic::Neg => neg,
         Mnemonic::Not => not,
         _ => return None,
@@ -40,6 +42,202 @@ enum Op {
     Test,
 }
 
+// `Op` as const-generic parameters of the specialised handlers.
+const ADD: u8 = 0;
+const ADC: u8 = 1;
+const SUB: u8 = 2;
+const SBB: u8 = 3;
+const CMP: u8 = 4;
+const AND: u8 = 5;
+const OR: u8 = 6;
+const XOR: u8 = 7;
+const TEST: u8 = 8;
+
+impl Op {
+    #[inline(always)]
+    const fn from_u8(op: u8) -> Op {
+        match op {
+            ADD => Op::Add,
+            ADC => Op::Adc,
+            SUB => Op::Sub,
+            SBB => Op::Sbb,
+            CMP => Op::Cmp,
+            AND => Op::And,
+            OR => Op::Or,
+            XOR => Op::Xor,
+            _ => Op::Test,
+        }
+    }
+}
+
+/// A handler specialised for `reg, reg` or `reg, imm` with the width fixed at decode time,
+/// so the common forms skip operand-kind dispatch; `None` for the other forms.
+fn pick_binary<const OP: u8>(insn: &Instruction) -> Option<Handler> {
+    if insn.op0_kind() == OpKind::Memory && is_ea64(insn) {
+        let w = insn.memory_size().size();
+        let src = match imm_kind(insn.op1_kind()) {
+            Some(k) => k,
+            None if insn.op1_kind() == OpKind::Register && gpr_size(insn.op1_register()) as usize == w => SRC_REG,
+            None => return None,
+        };
+        return Some(match (w, src) {
+            (1, SRC_REG) => binary_m::<OP, 1, SRC_REG>,
+            (2, SRC_REG) => binary_m::<OP, 2, SRC_REG>,
+            (4, SRC_REG) => binary_m::<OP, 4, SRC_REG>,
+            (8, SRC_REG) => binary_m::<OP, 8, SRC_REG>,
+            (1, SRC_IMM8) => binary_m::<OP, 1, SRC_IMM8>,
+            (2, SRC_IMM8) => binary_m::<OP, 2, SRC_IMM8>,
+            (4, SRC_IMM8) => binary_m::<OP, 4, SRC_IMM8>,
+            (8, SRC_IMM8) => binary_m::<OP, 8, SRC_IMM8>,
+            (1, _) => binary_m::<OP, 1, SRC_IMM32>,
+            (2, _) => binary_m::<OP, 2, SRC_IMM32>,
+            (4, _) => binary_m::<OP, 4, SRC_IMM32>,
+            (8, _) => binary_m::<OP, 8, SRC_IMM32>,
+            _ => return None,
+        });
+    }
+    if insn.op0_kind() != OpKind::Register {
+        return None;
+    }
+    let w = gpr_size(insn.op0_register());
+    if insn.op1_kind() == OpKind::Register && gpr_size(insn.op1_register()) == w {
+        return Some(match w {
+            1 => binary_rr::<OP, 1>,
+            2 => binary_rr::<OP, 2>,
+            4 => binary_rr::<OP, 4>,
+            8 => binary_rr::<OP, 8>,
+            _ => return None,
+        });
+    }
+    return Some(match (w, imm_kind(insn.op1_kind())?) {
+        (1, SRC_IMM8) => binary_ri::<OP, 1, SRC_IMM8>,
+        (2, SRC_IMM8) => binary_ri::<OP, 2, SRC_IMM8>,
+        (4, SRC_IMM8) => binary_ri::<OP, 4, SRC_IMM8>,
+        (8, SRC_IMM8) => binary_ri::<OP, 8, SRC_IMM8>,
+        (1, _) => binary_ri::<OP, 1, SRC_IMM32>,
+        (2, _) => binary_ri::<OP, 2, SRC_IMM32>,
+        (4, _) => binary_ri::<OP, 4, SRC_IMM32>,
+        (8, _) => binary_ri::<OP, 8, SRC_IMM32>,
+        _ => return None,
+    });
+}
+
+// Source kinds of the specialised handlers: a register, or an immediate encoded in 8 bits
+// or in 16/32 bits.
+const SRC_REG: u8 = 0;
+const SRC_IMM8: u8 = 1;
+const SRC_IMM32: u8 = 2;
+
+fn imm_kind(k: OpKind) -> Option<u8> {
+    match k {
+        OpKind::Immediate8 | OpKind::Immediate8to16 | OpKind::Immediate8to32 | OpKind::Immediate8to64 => Some(SRC_IMM8),
+        OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate32to64 => Some(SRC_IMM32),
+        _ => None,
+    }
+}
+
+/// The immediate operand, sign-extended from its encoded width; masked to the operand size
+/// by the caller, this equals `insn.immediate(1)` for every form `imm_kind` accepts.
+#[inline(always)]
+fn imm_src<const SRC: u8>(insn: &Instruction) -> u64 {
+    if SRC == SRC_IMM8 {
+        insn.immediate8to64() as u64
+    } else {
+        insn.immediate32to64() as u64
+    }
+}
+
+/// The result (unmasked) and flag kind of `op`.
+#[inline(always)]
+fn compute(op: Op, dst: u64, src: u64, carry: bool) -> (u64, CcOp) {
+    match op {
+        Op::Add | Op::Adc => (dst.wrapping_add(src).wrapping_add(carry as u64), CcOp::Add),
+        Op::Sub | Op::Sbb | Op::Cmp => (dst.wrapping_sub(src).wrapping_sub(carry as u64), CcOp::Sub),
+        Op::And | Op::Test => (dst & src, CcOp::Logic),
+        Op::Or => (dst | src, CcOp::Logic),
+        Op::Xor => (dst ^ src, CcOp::Logic),
+    }
+}
+
+/// `binary` with a register destination of `W` bytes and source `src`.
+#[inline(always)]
+fn binary_reg<const OP: u8, const W: u8>(cpu: &mut Cpu, insn: &Instruction, src: u64) {
+    let op = Op::from_u8(OP);
+    let dst = cpu.reg_w::<W>(insn.op0_register());
+    let src = src & size_mask(W);
+    let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
+    let (res, cc) = compute(op, dst, src, carry);
+    let res = res & size_mask(W);
+    if !matches!(op, Op::Cmp | Op::Test) {
+        cpu.set_reg_w::<W>(insn.op0_register(), res);
+    }
+    cpu.set_cc(cc, W, dst, src, res, carry);
+}
+
+fn binary_rr<const OP: u8, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let src = cpu.reg_w::<W>(insn.op1_register());
+    binary_reg::<OP, W>(cpu, insn, src);
+    Ok(())
+}
+
+fn binary_ri<const OP: u8, const W: u8, const SRC: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    binary_reg::<OP, W>(cpu, insn, imm_src::<SRC>(insn));
+    Ok(())
+}
+
+/// `binary` with a `W`-byte memory destination (64-bit addressing) and a register or
+/// immediate source (`SRC`). When the TLB already allows the access on plain RAM, the
+/// read-modify-write goes straight to memory; otherwise the general path raises the faults.
+fn binary_m<const OP: u8, const W: u8, const SRC: u8>(
+    cpu: &mut Cpu,
+    bus: &mut dyn CpuBus,
+    insn: &Instruction,
+) -> Result<()> {
+    let op = Op::from_u8(OP);
+    let writes = !matches!(op, Op::Cmp | Op::Test);
+    let access = if writes { Access::Write } else { Access::Read };
+    let off = cpu.ea64(insn);
+    let lin = cpu.linear(cpu.memory_segment(insn), off, W, access)?;
+    let ctx = cpu.data_ctx();
+    if !cpu.tlb_hit(lin, W, ctx, access) {
+        return binary(cpu, bus, insn, op);
+    }
+    let dst = cpu.read_lin(bus, lin, W, ctx)?;
+    let src = if SRC == SRC_REG { cpu.reg_w::<W>(insn.op1_register()) } else { imm_src::<SRC>(insn) } & size_mask(W);
+    let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
+    let (res, cc) = compute(op, dst, src, carry);
+    let res = res & size_mask(W);
+    if writes {
+        cpu.write_lin(bus, lin, W, res, ctx)?;
+    }
+    cpu.set_cc(cc, W, dst, src, res, carry);
+    Ok(())
+}
+
+fn pick_inc_dec<const INC: bool>(insn: &Instruction) -> Option<Handler> {
+    if insn.op0_kind() != OpKind::Register {
+        return None;
+    }
+    Some(match gpr_size(insn.op0_register()) {
+        1 => inc_dec_r::<INC, 1>,
+        2 => inc_dec_r::<INC, 2>,
+        4 => inc_dec_r::<INC, 4>,
+        8 => inc_dec_r::<INC, 8>,
+        _ => return None,
+    })
+}
+
+/// INC/DEC of a `W`-byte register.
+fn inc_dec_r<const INC: bool, const W: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let r = insn.op0_register();
+    let dst = cpu.reg_w::<W>(r);
+    let res = if INC { dst.wrapping_add(1) } else { dst.wrapping_sub(1) } & size_mask(W);
+    cpu.set_reg_w::<W>(r, res);
+    let cf = cpu.cf();
+    cpu.set_cc(if INC { CcOp::Inc } else { CcOp::Dec }, W, dst, 1, res, cf);
+    Ok(())
+}
+
 #[inline(always)]
 fn binary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: Op) -> Result<()> {
     let size = cpu.op_size(insn, 0);
@@ -52,13 +250,7 @@ fn binary(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: Op) -> Re
     let dst = cpu.read_loc(bus, loc, size)?;
     let src = cpu.read_op(bus, insn, 1)? & mask;
     let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
-    let (res, cc) = match op {
-        Op::Add | Op::Adc => (dst.wrapping_add(src).wrapping_add(carry as u64), CcOp::Add),
-        Op::Sub | Op::Sbb | Op::Cmp => (dst.wrapping_sub(src).wrapping_sub(carry as u64), CcOp::Sub),
-        Op::And | Op::Test => (dst & src, CcOp::Logic),
-        Op::Or => (dst | src, CcOp::Logic),
-        Op::Xor => (dst ^ src, CcOp::Logic),
-    };
+    let (res, cc) = compute(op, dst, src, carry);
     let res = res & mask;
     if !matches!(op, Op::Cmp | Op::Test) {
         cpu.write_loc(bus, loc, size, res)?;

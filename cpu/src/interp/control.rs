@@ -7,7 +7,7 @@ use crate::exception::{vector, Fault, Result};
 use crate::exec::EventKind;
 use crate::state::{flags, Seg};
 use crate::Cpu;
-use iced_x86::{Code, Instruction, Mnemonic, MemorySize, OpKind};
+use iced_x86::{Code, ConditionCode, Instruction, Mnemonic, MemorySize, OpKind};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     Some(match insn.mnemonic() {
@@ -31,7 +31,7 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         | Mnemonic::Jns
         | Mnemonic::Jo
         | Mnemonic::Jp
-        | Mnemonic::Js => jcc,
+        | Mnemonic::Js => jcc_for(insn.condition_code()),
         Mnemonic::Jcxz | Mnemonic::Jecxz | Mnemonic::Jrcxz => jrcxz,
         Mnemonic::Loop | Mnemonic::Loope | Mnemonic::Loopne => loopcc,
         Mnemonic::Int => int_n,
@@ -78,11 +78,57 @@ fn jmp(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     cpu.branch_near(t)
 }
 
-fn jcc(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    if cpu.condition(insn.condition_code()) {
+/// Jcc with its condition fixed at decode time (one handler per condition code, so the
+/// flag evaluation is specialised).
+fn jcc<const CC: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    if cpu.condition(cc_of(CC)) {
         cpu.branch_near(insn.near_branch_target())?;
     }
     Ok(())
+}
+
+#[inline(always)]
+const fn cc_of(n: u8) -> ConditionCode {
+    match n {
+        0 => ConditionCode::o,
+        1 => ConditionCode::no,
+        2 => ConditionCode::b,
+        3 => ConditionCode::ae,
+        4 => ConditionCode::e,
+        5 => ConditionCode::ne,
+        6 => ConditionCode::be,
+        7 => ConditionCode::a,
+        8 => ConditionCode::s,
+        9 => ConditionCode::ns,
+        10 => ConditionCode::p,
+        11 => ConditionCode::np,
+        12 => ConditionCode::l,
+        13 => ConditionCode::ge,
+        14 => ConditionCode::le,
+        _ => ConditionCode::g,
+    }
+}
+
+fn jcc_for(cc: ConditionCode) -> Handler {
+    match cc {
+        ConditionCode::o => jcc::<0>,
+        ConditionCode::no => jcc::<1>,
+        ConditionCode::b => jcc::<2>,
+        ConditionCode::ae => jcc::<3>,
+        ConditionCode::e => jcc::<4>,
+        ConditionCode::ne => jcc::<5>,
+        ConditionCode::be => jcc::<6>,
+        ConditionCode::a => jcc::<7>,
+        ConditionCode::s => jcc::<8>,
+        ConditionCode::ns => jcc::<9>,
+        ConditionCode::p => jcc::<10>,
+        ConditionCode::np => jcc::<11>,
+        ConditionCode::l => jcc::<12>,
+        ConditionCode::ge => jcc::<13>,
+        ConditionCode::le => jcc::<14>,
+        ConditionCode::g => jcc::<15>,
+        ConditionCode::None => jmp,
+    }
 }
 
 /// The count register of LOOPcc/JrCXZ follows the address size.

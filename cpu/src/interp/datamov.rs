@@ -6,7 +6,7 @@ use super::Handler;
 use crate::bus::CpuBus;
 use crate::exception::{Fault, Result};
 use crate::flags::size_mask;
-use crate::operand::{gpr_size, seg_of, Loc};
+use crate::operand::{gpr_size, is_ea64, is_immediate, seg_of, Loc};
 use crate::state::{flags, reg, Seg};
 use crate::Cpu;
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
@@ -24,14 +24,17 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
             } else if insn.op_kind(1) == OpKind::Register && r1.is_segment_register() {
                 mov_from_sreg
             } else {
-                mov
+                pick_mov(insn).unwrap_or(mov)
             }
         }
         Mnemonic::Movzx => movzx,
         Mnemonic::Movsx | Mnemonic::Movsxd => movsx,
         Mnemonic::Xchg => xchg,
+        Mnemonic::Lea if is_ea64(insn) && gpr_size(insn.op0_register()) == 8 => lea64,
         Mnemonic::Lea => lea,
+        Mnemonic::Push if is_push_pop_r64(insn) => push_r64,
         Mnemonic::Push => push,
+        Mnemonic::Pop if is_push_pop_r64(insn) => pop_r64,
         Mnemonic::Pop => pop,
         Mnemonic::Pusha | Mnemonic::Pushad => pusha,
         Mnemonic::Popa | Mnemonic::Popad => popa,
@@ -107,6 +110,74 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
 
 fn nop(_: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     Ok(())
+}
+
+/// MOV specialised at decode time for `reg, reg`, `reg, imm`, and (64-bit addressing)
+/// `reg, mem` / `mem, reg`, with the width fixed; `None` for the other forms.
+fn pick_mov(insn: &Instruction) -> Option<Handler> {
+    let (k0, k1) = (insn.op0_kind(), insn.op1_kind());
+    if k0 == OpKind::Register {
+        let w = gpr_size(insn.op0_register());
+        let form = if k1 == OpKind::Register && gpr_size(insn.op1_register()) == w {
+            0
+        } else if is_immediate(k1) {
+            1
+        } else if k1 == OpKind::Memory && is_ea64(insn) && insn.memory_size().size() == w as usize {
+            2
+        } else {
+            return None;
+        };
+        return Some(match (form, w) {
+            (0, 1) => mov_form::<0, 1>,
+            (0, 2) => mov_form::<0, 2>,
+            (0, 4) => mov_form::<0, 4>,
+            (0, 8) => mov_form::<0, 8>,
+            (1, 1) => mov_form::<1, 1>,
+            (1, 2) => mov_form::<1, 2>,
+            (1, 4) => mov_form::<1, 4>,
+            (1, 8) => mov_form::<1, 8>,
+            (2, 1) => mov_form::<2, 1>,
+            (2, 2) => mov_form::<2, 2>,
+            (2, 4) => mov_form::<2, 4>,
+            (2, 8) => mov_form::<2, 8>,
+            _ => return None,
+        });
+    }
+    if k0 == OpKind::Memory && k1 == OpKind::Register && is_ea64(insn) {
+        let w = gpr_size(insn.op1_register());
+        if insn.memory_size().size() != w as usize {
+            return None;
+        }
+        return Some(match w {
+            1 => mov_mr::<1>,
+            2 => mov_mr::<2>,
+            4 => mov_mr::<4>,
+            8 => mov_mr::<8>,
+            _ => return None,
+        });
+    }
+    None
+}
+
+/// MOV to a `W`-byte register from a register (FORM 0), an immediate (1) or memory (2).
+fn mov_form<const FORM: u8, const W: u8>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let v = match FORM {
+        0 => cpu.reg_w::<W>(insn.op1_register()),
+        1 => insn.immediate(1),
+        _ => {
+            let off = cpu.ea64(insn);
+            cpu.read_mem(bus, cpu.memory_segment(insn), off, W)?
+        }
+    };
+    cpu.set_reg_w::<W>(insn.op0_register(), v);
+    Ok(())
+}
+
+/// MOV from a `W`-byte register to memory with 64-bit addressing.
+fn mov_mr<const W: u8>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let v = cpu.reg_w::<W>(insn.op1_register());
+    let off = cpu.ea64(insn);
+    cpu.write_mem(bus, cpu.memory_segment(insn), off, W, v)
 }
 
 fn mov(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
@@ -186,6 +257,31 @@ fn xchg(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
 fn lea(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let ea = cpu.effective_address(insn);
     cpu.set_reg(insn.op0_register(), ea);
+    Ok(())
+}
+
+fn lea64(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let ea = cpu.ea64(insn);
+    cpu.set_reg_w::<8>(insn.op0_register(), ea);
+    Ok(())
+}
+
+/// PUSH/POP of a 64-bit GPR with an 8-byte stack slot (the 64-bit mode default).
+fn is_push_pop_r64(insn: &Instruction) -> bool {
+    insn.op0_kind() == OpKind::Register
+        && gpr_size(insn.op0_register()) == 8
+        && insn.stack_pointer_increment().unsigned_abs() == 8
+}
+
+fn push_r64(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let v = cpu.reg_w::<8>(insn.op0_register());
+    cpu.push(bus, 8, v)
+}
+
+fn pop_r64(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let v = cpu.peek_stack(bus, 0, 8)?;
+    cpu.adjust_sp(8);
+    cpu.set_reg_w::<8>(insn.op0_register(), v);
     Ok(())
 }
 

@@ -121,6 +121,18 @@ impl Cpu {
         self.tlb_fill(bus, lin, access, ctx)
     }
 
+    /// Whether `size` bytes at `lin` hit the TLB fast path for `access` (for a write: for
+    /// reads too), so `read_lin`/`write_lin` there can neither fault nor leave the fast path.
+    /// Lets read-modify-write handlers skip the separate write probe.
+    #[inline(always)]
+    pub(crate) fn tlb_hit(&self, lin: u64, size: u8, ctx: Ctx, access: Access) -> bool {
+        let e = &self.tlb.entries[ctx as usize][Tlb::slot(lin)];
+        let page = lin & !0xfff;
+        (lin & 0xfff) <= 4096 - size as u64
+            && e.read == page
+            && (access != Access::Write || e.write == page)
+    }
+
     /// Reads 1, 2, 4 or 8 bytes at a linear address.
     #[inline]
     pub fn read_lin(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, ctx: Ctx) -> Result<u64> {
@@ -200,6 +212,8 @@ impl Cpu {
                     // A page with decoded code: drop the stale decodings, then let writes
                     // through at full speed until code is decoded there again.
                     self.code.invalidate_page(e.paddr);
+                    // The running block may be stale now: stop it after this instruction.
+                    self.end_block |= self.code.invalidated;
                     if !self.write_watched_page(lin) {
                         let slot = &mut self.tlb.entries[ctx as usize][Tlb::slot(lin)];
                         slot.write &= !TAG_SLOW;
