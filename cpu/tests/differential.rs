@@ -125,6 +125,14 @@ fn run_mode(oracle: &mut Oracle, mode: Mode, cases: u64, seed: u64, tally: &mut 
             let sp = st.gpr[4] as usize;
             mem[sp..sp + 8].copy_from_slice(&target.to_le_bytes());
         }
+        if let Some((size, frame)) = gen::return_frame(&insn, &mut rng, mode, &st) {
+            // Far returns and IRETs pop a frame the harness plants on the stack.
+            let sp = st.gpr[4] as usize;
+            for (k, v) in frame.iter().enumerate() {
+                let at = sp + k * size as usize;
+                mem[at..at + size as usize].copy_from_slice(&v.to_le_bytes()[..size as usize]);
+            }
+        }
 
         // Oracle.
         oracle.memory().copy_from_slice(&mem);

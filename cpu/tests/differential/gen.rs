@@ -60,7 +60,7 @@ fn excluded(m: Mnemonic) -> bool {
         | Hlt | Cpuid | Rdtsc | Rdtscp | Rdpmc | Rdmsr | Wrmsr
         // Privileged/system state changes are tested by hand-written cases.
         | Lgdt | Lidt | Lldt | Ltr | Lmsw | Clts | Invd | Wbinvd | Invlpg | Swapgs | Sysret | Sysexit
-        | Syscall | Sysenter | Iret | Iretd | Iretq | Retf
+        | Syscall | Sysenter
         // Undefined or model-specific results.
         | Ud0 | Ud1 | Ud2 | Bound | Salc | Int1 | Loadall
         // Interrupt-flag/IOPL games would let the oracle's HLT wait for interrupts.
@@ -92,8 +92,15 @@ pub fn candidate_codes(mode: Mode) -> Vec<Code> {
                 && c.cpuid_features().iter().all(|&f| oracle_covers(f))
                 && (c.flow_control() == FlowControl::Next
                     || relative_branch(c)
-                    || matches!(c.mnemonic(), Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into | Mnemonic::Ret))
+                    || matches!(
+                        c.mnemonic(),
+                        Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Into | Mnemonic::Ret | Mnemonic::Retf | Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq
+                    )
+                    || far_direct(c))
                 && !excluded(c.mnemonic())
+                // Long-mode IRET disagrees with the oracle in cases not yet understood (see
+                // the closing note of the CPU issue); it is covered by cpu/tests/far.rs.
+                && !(mode == Mode::Long64 && matches!(c.mnemonic(), Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq))
                 && info.op_kinds().iter().all(|&k| supported_kind(k))
         })
         .collect()
@@ -144,6 +151,8 @@ fn supported_kind(k: K) -> bool {
             | K::es_rDI
             | K::seg_rDI
             | K::seg_rBX_al
+            | K::farbr2_2
+            | K::farbr4_2
             | K::br16_1
             | K::br32_1
             | K::br64_1
@@ -157,6 +166,11 @@ fn supported_kind(k: K) -> bool {
 fn relative_branch(c: Code) -> bool {
     matches!(c.flow_control(), FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch | FlowControl::Call)
         && c.op_code().op_kinds().iter().any(|k| matches!(k, K::br16_1 | K::br32_1 | K::br64_1 | K::br16_2 | K::br32_4 | K::br64_4))
+}
+
+/// Direct far JMP/CALL (ptr16:16, ptr16:32).
+fn far_direct(c: Code) -> bool {
+    c.op_code().op_kinds().iter().any(|k| matches!(k, K::farbr2_2 | K::farbr4_2))
 }
 
 /// Where relative branches go, as an offset from the start of the code (a HLT lives there).
@@ -323,6 +337,19 @@ pub fn instruction(code: Code, rng: &mut Rng, mode: Mode) -> Option<Instruction>
             K::imm64 => {
                 insn.set_op_kind(i, OpKind::Immediate64);
                 insn.set_immediate64(rng.interesting());
+            }
+            K::farbr2_2 | K::farbr4_2 => {
+                // The mode's own code segment (or, now and then, another one or a bad one),
+                // at the planted HLT.
+                let (sel, off) = far_target(rng, mode);
+                if k == K::farbr2_2 {
+                    insn.set_op_kind(i, OpKind::FarBranch16);
+                    insn.set_far_branch16(off as u16);
+                } else {
+                    insn.set_op_kind(i, OpKind::FarBranch32);
+                    insn.set_far_branch32(off as u32);
+                }
+                insn.set_far_branch_selector(sel);
             }
             K::br16_1 | K::br16_2 => {
                 insn.set_op_kind(i, OpKind::NearBranch16);
@@ -514,4 +541,46 @@ pub fn oracle_quirk_case(insn: &Instruction, faulted: bool) -> bool {
     let wide_sreg_store = matches!(insn.code(), Code::Mov_r32m16_Sreg | Code::Mov_r64m16_Sreg)
         && insn.op0_kind() == OpKind::Memory;
     rep_compare_fault || wide_sreg_store
+}
+
+/// A far target: usually the current code segment at the planted HLT, sometimes another
+/// code segment of the GDT, a data segment (#GP) or a null selector (#GP).
+pub fn far_target(rng: &mut Rng, mode: Mode) -> (u16, u64) {
+    use super::env::{CODE, CODE16, CODE32, CODE64, DATA32};
+    let here = match mode {
+        Mode::Real => (0x2000, BRANCH_TARGET_OFFSET),
+        Mode::Protected32 => (CODE32, CODE + BRANCH_TARGET_OFFSET),
+        Mode::Long64 => (CODE64, CODE + BRANCH_TARGET_OFFSET),
+    };
+    match rng.below(10) {
+        0 => (CODE16, BRANCH_TARGET_OFFSET),
+        1 => (DATA32, CODE + BRANCH_TARGET_OFFSET),
+        2 => (0, CODE + BRANCH_TARGET_OFFSET),
+        3 if mode != Mode::Real => (CODE32, CODE + BRANCH_TARGET_OFFSET),
+        _ => here,
+    }
+}
+
+/// The stack image a far return or IRET of `insn` pops: a far target, and for IRET flags
+/// (arithmetic bits random, IF/TF clear) and, where it pops them, SS:rSP.
+pub fn return_frame(insn: &Instruction, rng: &mut Rng, mode: Mode, st: &CpuState) -> Option<(u8, Vec<u64>)> {
+    use super::env::DATA32;
+    let size: u8 = match insn.code() {
+        Code::Iretw | Code::Retfw | Code::Retfw_imm16 => 2,
+        Code::Iretd | Code::Retfd | Code::Retfd_imm16 => 4,
+        Code::Iretq | Code::Retfq | Code::Retfq_imm16 => 8,
+        _ => return None,
+    };
+    let (sel, off) = far_target(rng, mode);
+    let mut frame = vec![off, sel as u64];
+    if matches!(insn.mnemonic(), Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq) {
+        let arith = flags::CF | flags::PF | flags::AF | flags::ZF | flags::SF | flags::OF;
+        frame.push(flags::FIXED1 | (rng.next() & arith));
+        if mode == Mode::Long64 {
+            // 64-bit IRET always pops SS:RSP.
+            frame.push(st.gpr[reg::RSP] + 0x40);
+            frame.push(DATA32 as u64);
+        }
+    }
+    Some((size, frame))
 }
