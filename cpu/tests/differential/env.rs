@@ -92,7 +92,8 @@ pub fn memory(mode: Mode) -> Vec<u8> {
         descriptor(0, 0xffff_ffff, DATA_ATTRS | DB),
         descriptor(0, 0xfffff, CODE_ATTRS | L) | (1 << 55),
         descriptor(0, 0xffff_ffff, DATA_ATTRS | DB),
-        descriptor(0, 0xffff, CODE_ATTRS),
+        // 16-bit code based at the code area, so far transfers to it land on the planted HLT.
+        descriptor(CODE as u32, 0xffff, CODE_ATTRS),
         descriptor(0, 0xffff, DATA_ATTRS),
     ];
     for (i, d) in gdt.iter().enumerate() {
