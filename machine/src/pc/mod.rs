@@ -160,7 +160,13 @@ impl PcBoard {
 
     /// Feeds console input to COM1; returns how many bytes it took.
     pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
-        let n = self.uart.receive(bytes);
+        // Offer only what the receive FIFO has room for: the rest waits in the machine's queue
+        // (a real UART would overrun and drop it; a pasted line must not lose characters).
+        let room = self.uart.rx_space().min(bytes.len());
+        if room == 0 {
+            return 0;
+        }
+        let n = self.uart.receive(&bytes[..room]);
         self.sync_interrupts();
         n
     }
