@@ -169,14 +169,14 @@ impl LazyFlags {
             }
             CcOp::Logic => szp(res, self.size),
             CcOp::Inc => {
-                let mut f = szp(res, self.size) | ((dst ^ 1 ^ res) & AF) | self.carry_in as u64 * CF;
+                let mut f = szp(res, self.size) | ((dst ^ 1 ^ res) & AF) | (self.carry_in as u64 * CF);
                 if res == sb {
                     f |= OF;
                 }
                 f
             }
             CcOp::Dec => {
-                let mut f = szp(res, self.size) | ((dst ^ 1 ^ res) & AF) | self.carry_in as u64 * CF;
+                let mut f = szp(res, self.size) | ((dst ^ 1 ^ res) & AF) | (self.carry_in as u64 * CF);
                 if res == sb - 1 {
                     f |= OF;
                 }

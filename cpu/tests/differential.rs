@@ -111,8 +111,7 @@ fn run_mode(oracle: &mut Oracle, mode: Mode, cases: u64, seed: u64, tally: &mut 
             st.gpr[1] = rng.below(20);
         }
         let mut enc = Encoder::new(mode.bitness());
-        let ip = if mode == Mode::Real { st.rip } else { st.rip };
-        if enc.encode(&insn, ip).is_err() {
+        if enc.encode(&insn, st.rip).is_err() {
             continue;
         }
         let mut bytes = enc.take_buffer();

@@ -19,11 +19,9 @@ pub const GDT: u64 = 0x500;
 pub const IDT: u64 = 0x1000;
 pub const HANDLERS: u64 = 0x3000;
 pub const PML4: u64 = 0x4000;
-pub const STACK_LO: u64 = 0x8000;
 pub const STACK_TOP: u64 = 0xf000;
 pub const DATA_LO: u64 = 0x10000;
 pub const DATA_BASE: u64 = 0x18000;
-pub const DATA_HI: u64 = 0x20000;
 pub const CODE: u64 = 0x20000;
 
 /// Selectors in the GDT.
@@ -31,7 +29,6 @@ pub const CODE32: u16 = 0x08;
 pub const DATA32: u16 = 0x10;
 pub const CODE64: u16 = 0x18;
 pub const CODE16: u16 = 0x28;
-pub const DATA16: u16 = 0x30;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
