@@ -128,7 +128,9 @@ impl Cpu {
     /// Out-of-limit selectors fault with `vector` (#GP or #TS) and the selector's error code.
     pub fn read_descriptor(&mut self, bus: &mut dyn CpuBus, selector: u16, fault_vector: u8) -> Result<Descriptor> {
         let (base, limit) = if selector & 4 != 0 {
-            if self.state.ldtr.unusable() || self.state.ldtr.selector & 0xfffc == 0 {
+            // The LDTR cache decides, not its selector: after reset it is usable (base 0, limit
+            // FFFFH) with selector 0; LLDT of a null selector marks it unusable.
+            if self.state.ldtr.unusable() {
                 return Err(Fault::exc_code(fault_vector, sel_code(selector)));
             }
             (self.state.ldtr.base, self.state.ldtr.limit as u64)

@@ -531,16 +531,29 @@ pub fn oracle_quirk_flags(insn: &Instruction) -> u64 {
 /// fault is that after the last completed iteration), while KVM's emulator rolls the flags
 /// back but keeps the advanced rSI/rDI/rCX. `faulted` says the run ended in a handler.
 ///
-/// Also MOV m16, Sreg with a 32/64-bit operand size: the SDM stores 16 bits to memory
+/// Also INT n to a reserved exception vector, and MOV m16, Sreg with a 32/64-bit operand size: the SDM stores 16 bits to memory
 /// "regardless of operand size"; KVM's emulator stores the full operand size.
 pub fn oracle_quirk_case(insn: &Instruction, faulted: bool) -> bool {
     use Mnemonic::*;
     let rep_compare_fault = faulted
         && (insn.has_repe_prefix() || insn.has_repne_prefix())
         && matches!(insn.mnemonic(), Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq);
-    let wide_sreg_store = matches!(insn.code(), Code::Mov_r32m16_Sreg | Code::Mov_r64m16_Sreg)
-        && insn.op0_kind() == OpKind::Memory;
-    rep_compare_fault || wide_sreg_store
+    // (the same holds for STR, SLDT and SMSW to memory).
+    let wide_sreg_store = matches!(
+        insn.code(),
+        Code::Mov_r32m16_Sreg
+            | Code::Mov_r64m16_Sreg
+            | Code::Str_r32m16
+            | Code::Str_r64m16
+            | Code::Sldt_r32m16
+            | Code::Sldt_r64m16
+            | Code::Smsw_r32m16
+            | Code::Smsw_r64m16
+    ) && insn.op0_kind() == OpKind::Memory;
+    // INT n to the reserved exception vectors 15H-1FH: the oracle (a nested hypervisor)
+    // raises #GP; the SDM delivers them through their IDT gate like any other vector.
+    let reserved_vector_int = insn.mnemonic() == Int && (0x15..=0x1f).contains(&insn.immediate8());
+    rep_compare_fault || wide_sreg_store || reserved_vector_int
 }
 
 /// A far target: usually the current code segment at the planted HLT, sometimes another
