@@ -121,9 +121,16 @@ fn setup(bus: &mut FlatBus, mode: Mode, rng: &mut Rng) -> CpuState {
 #[test]
 fn random_code_never_crashes_the_host() {
     let cases: u64 = std::env::var("FERRITE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
-    let seed: u64 = std::env::var("FERRITE_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7) | 1
-    });
+    // A fixed default keeps CI reproducible; `FERRITE_FUZZ_SEED=random` (or a number) explores.
+    let seed: u64 = match std::env::var("FERRITE_FUZZ_SEED").ok().as_deref() {
+        Some("random") => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7)
+            | 1,
+        Some(v) => v.parse::<u64>().expect("FERRITE_FUZZ_SEED: a number or 'random'") | 1,
+        None => 20261127,
+    };
     println!("fuzz: seed {seed} (FERRITE_FUZZ_SEED={seed} reproduces this run)");
     let mut rng = Rng(seed);
     let modes = [Mode::Real, Mode::V86, Mode::Protected16, Mode::Protected32, Mode::Compat32, Mode::Long64];
