@@ -237,6 +237,30 @@ fn movs_one(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg) -> Result<()
 
 /// REP MOVS with DF = 0: page runs in bulk where possible, single elements elsewhere.
 fn movs_forward(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg) -> Result<()> {
+    forward_rep(
+        cpu,
+        bus,
+        s,
+        |cpu, bus, count| {
+            let n = movs_bulk(cpu, bus, s, seg, count)?;
+            s.advance(cpu, RSI, n);
+            s.advance(cpu, RDI, n);
+            Ok(n)
+        },
+        |cpu, bus| movs_one(cpu, bus, s, seg),
+    )
+}
+
+/// The loop of a forward REP MOVS/STOS: `bulk` handles a page run and returns how many
+/// elements it did (0: none, take one element with `one`); both advance rSI/rDI themselves.
+/// Stops at rCX = 0 or when the iteration budget is spent (the instruction then resumes).
+fn forward_rep(
+    cpu: &mut Cpu,
+    bus: &mut dyn CpuBus,
+    s: &Str,
+    mut bulk: impl FnMut(&mut Cpu, &mut dyn CpuBus, u64) -> Result<u64>,
+    mut one: impl FnMut(&mut Cpu, &mut dyn CpuBus) -> Result<()>,
+) -> Result<()> {
     let mut budget = budget(cpu);
     loop {
         let count = s.count(cpu);
@@ -247,14 +271,12 @@ fn movs_forward(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg) -> Resul
             yield_rep(cpu);
             return Ok(());
         }
-        let n = if budget > 1 { movs_bulk(cpu, bus, s, seg, count)? } else { 0 };
+        let n = if budget > 1 { bulk(cpu, bus, count)? } else { 0 };
         if n > 0 {
-            s.advance(cpu, RSI, n);
-            s.advance(cpu, RDI, n);
             s.set_count(cpu, count - n);
             budget = budget.saturating_sub(BULK_COST);
         } else {
-            movs_one(cpu, bus, s, seg)?;
+            one(cpu, bus)?;
             s.set_count(cpu, count - 1);
             budget -= 1;
         }
@@ -295,35 +317,21 @@ fn stos_one(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, v: u64) -> Result<()> 
 
 /// REP STOS with DF = 0: page runs filled in bulk where possible.
 fn stos_forward(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, v: u64) -> Result<()> {
-    let mut budget = budget(cpu);
-    loop {
-        let count = s.count(cpu);
-        if count == 0 {
-            return Ok(());
-        }
-        if budget == 0 {
-            yield_rep(cpu);
-            return Ok(());
-        }
-        let mut n = 0;
-        if budget > 1 {
-            if let Some((dst, run)) = page_run(cpu, Seg::Es, s.di(cpu), s, count, Access::Write) {
-                let ctx = cpu.data_ctx();
-                if run > 1 && cpu.fill_ram(bus, dst, (run * s.size as u64) as usize, v, s.size, ctx)? {
-                    n = run;
-                }
+    forward_rep(
+        cpu,
+        bus,
+        s,
+        |cpu, bus, count| {
+            let Some((dst, run)) = page_run(cpu, Seg::Es, s.di(cpu), s, count, Access::Write) else { return Ok(0) };
+            let ctx = cpu.data_ctx();
+            if run > 1 && cpu.fill_ram(bus, dst, (run * s.size as u64) as usize, v, s.size, ctx)? {
+                s.advance(cpu, RDI, run);
+                return Ok(run);
             }
-        }
-        if n > 0 {
-            s.advance(cpu, RDI, n);
-            s.set_count(cpu, count - n);
-            budget = budget.saturating_sub(BULK_COST);
-        } else {
-            stos_one(cpu, bus, s, v)?;
-            s.set_count(cpu, count - 1);
-            budget -= 1;
-        }
-    }
+            Ok(0)
+        },
+        |cpu, bus| stos_one(cpu, bus, s, v),
+    )
 }
 
 fn lods(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
