@@ -139,6 +139,17 @@ fn serial_out(backend: &SerialBackend) -> Result<SerialOut, MachineError> {
     })
 }
 
+/// Fresh memory and devices with the boot image loaded, and the boot CPU's initial state
+/// (machine creation and reset alike).
+fn build_board(cfg: &MachineConfig) -> Result<(PcBoard, ferrite_cpu::CpuState), MachineError> {
+    let layout = MemoryLayout::new(cfg.memory_bytes & !0xfff);
+    let mem = GuestMemory::new(layout.below_4g, layout.above_4g)?;
+    let debug_exit = cfg.debug_exit.map(|d| (d.iobase, d.iosize));
+    let mut board = PcBoard::new(mem, serial_out(&cfg.serial)?, debug_exit)?;
+    let state = boot::load(cfg, &mut board)?;
+    Ok((board, state))
+}
+
 impl Machine {
     pub fn new(cfg: MachineConfig) -> Result<Self, MachineError> {
         let model = CpuModel::parse(&cfg.cpu)?;
@@ -157,11 +168,7 @@ impl Machine {
         if cfg.start_paused && cfg.gdb.is_none() {
             return Err(MachineError::PausedWithoutGdb);
         }
-        let layout = MemoryLayout::new(cfg.memory_bytes & !0xfff);
-        let mem = GuestMemory::new(layout.below_4g, layout.above_4g)?;
-        let debug_exit = cfg.debug_exit.map(|d| (d.iobase, d.iosize));
-        let mut board = PcBoard::new(mem, serial_out(&cfg.serial)?, debug_exit)?;
-        let state = boot::load(&cfg, &mut board)?;
+        let (board, state) = build_board(&cfg)?;
         let mut cpu = Cpu::new(model);
         cpu.set_state(state);
         cpu.log_interrupts = cfg.log_interrupts;
@@ -172,12 +179,8 @@ impl Machine {
 
     /// Reboots: CPU to the reset vector (firmware boot) or back to the kernel entry.
     fn reset(&mut self) -> Result<(), MachineError> {
-        let serial = serial_out(&self.cfg.serial)?;
-        let layout = MemoryLayout::new(self.cfg.memory_bytes & !0xfff);
-        let mem = GuestMemory::new(layout.below_4g, layout.above_4g)?;
-        let debug_exit = self.cfg.debug_exit.map(|d| (d.iobase, d.iosize));
-        self.board = PcBoard::new(mem, serial, debug_exit)?;
-        let state = boot::load(&self.cfg, &mut self.board)?;
+        let (board, state) = build_board(&self.cfg)?;
+        self.board = board;
         self.cpu.reset();
         self.cpu.set_state(state);
         Ok(())
