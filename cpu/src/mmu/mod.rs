@@ -208,23 +208,53 @@ impl Cpu {
                     return Ok(());
                 }
                 PhysPage::Rom(_) => return Ok(()),
-                PhysPage::Ram(_) => {
-                    // A page with decoded code: drop the stale decodings, then let writes
-                    // through at full speed until code is decoded there again.
-                    self.code.invalidate_page(e.paddr);
-                    // The running block may be stale now: stop it after this instruction.
-                    self.end_block |= self.code.invalidated;
-                    if !self.write_watched_page(lin) {
-                        let slot = &mut self.tlb.entries[ctx as usize][Tlb::slot(lin)];
-                        slot.write &= !TAG_SLOW;
-                    }
-                }
+                PhysPage::Ram(_) => self.note_slow_ram_write(&e, lin, ctx),
             }
         }
         let p = e.addend.wrapping_add(lin) as *mut u8;
         // SAFETY: RAM page from a valid tag, access within the page.
         unsafe { store(p, size, value) };
         Ok(())
+    }
+
+    /// The bookkeeping of a write that reached a RAM page through a slow TLB tag (the page
+    /// holds decoded code, or is watched): drop the stale decodings, then let writes through
+    /// at full speed until code is decoded there again.
+    fn note_slow_ram_write(&mut self, e: &TlbEntry, lin: u64, ctx: Ctx) {
+        self.code.invalidate_page(e.paddr);
+        // The running block may be stale now: stop it after this instruction.
+        self.end_block |= self.code.invalidated;
+        if !self.write_watched_page(lin) {
+            let slot = &mut self.tlb.entries[ctx as usize][Tlb::slot(lin)];
+            slot.write &= !TAG_SLOW;
+        }
+    }
+
+    /// Host address for a write of `size` bytes at `lin` that lies inside one plain RAM page,
+    /// after the checks and the fault a write raises, with the bookkeeping every write does
+    /// (decoded code, watchpoints). `None`: the bytes are in device memory or ROM, or cross a
+    /// page; use `write_lin`. Read-modify-write instructions use it to update memory with
+    /// host atomics.
+    pub(crate) fn write_ptr(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, ctx: Ctx) -> Result<Option<*mut u8>> {
+        if (lin & 0xfff) + size as u64 > 4096 {
+            self.probe_write(bus, lin, size, ctx)?;
+            return Ok(None);
+        }
+        let e = self.entry_for(bus, lin, Access::Write, ctx)?;
+        let p = e.addend.wrapping_add(lin) as *mut u8;
+        if e.write & TAG_SLOW == 0 {
+            return Ok(Some(p));
+        }
+        match bus.phys_page(e.paddr) {
+            PhysPage::Ram(_) => {
+                if !self.watchpoints.is_empty() {
+                    self.note_watched_access(lin, size, true);
+                }
+                self.note_slow_ram_write(&e, lin, ctx);
+                Ok(Some(p))
+            }
+            PhysPage::Rom(_) | PhysPage::Mmio => Ok(None),
+        }
     }
 
     /// Raises the fault a write of `size` bytes at `lin` would raise, without writing.
