@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use ferrite_machine::config::{Accel, DebugExit, MachineConfig, SerialBackend};
+use ferrite_machine::config::{Accel, DebugExit, MachineConfig, PciDeviceConfig, PciDeviceKind, SerialBackend};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -73,6 +73,41 @@ struct Args {
     /// Don't start the CPU: wait for the debugger to continue.
     #[arg(short = 'S')]
     paused: bool,
+}
+
+/// `-smp [cpus=]N[,maxcpus=M][,sockets=S][,dies=1][,clusters=1][,cores=C][,threads=T]`, as
+/// QEMU spells it; without N the count is sockets * cores * threads.
+fn parse_smp(s: &str, cfg: &mut MachineConfig) -> Result<()> {
+    let num = |k: &str, v: &str| -> Result<u32> {
+        v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| anyhow!("-smp: invalid {k} '{v}'"))
+    };
+    let mut cpus = None;
+    let mut maxcpus = None;
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            None => cpus = Some(num("CPU count", part)?),
+            Some(("cpus", v)) => cpus = Some(num("CPU count", v)?),
+            Some(("maxcpus", v)) => maxcpus = Some(num("maxcpus", v)?),
+            Some(("sockets", v)) => cfg.sockets = Some(num("sockets", v)?),
+            Some(("cores", v)) => cfg.cores = Some(num("cores", v)?),
+            Some(("threads", v)) => cfg.threads = Some(num("threads", v)?),
+            Some(("dies" | "clusters", "1")) => {}
+            Some(("dies" | "clusters", v)) => bail!("-smp: only 1 die/cluster per socket is supported, not {v}"),
+            Some((k, _)) => bail!("-smp: unknown property '{k}'"),
+        }
+    }
+    let product = |c: &MachineConfig| c.sockets.unwrap_or(1) * c.cores.unwrap_or(1) * c.threads.unwrap_or(1);
+    let n = cpus.or(maxcpus).unwrap_or_else(|| product(cfg));
+    if n == 0 || n > ferrite_machine::MAX_CPUS {
+        bail!("-smp: CPU count must be between 1 and {}", ferrite_machine::MAX_CPUS);
+    }
+    cfg.cpus = n;
+    let topo = cfg.topology();
+    let slots = topo.sockets * topo.cores * topo.threads;
+    if slots < maxcpus.unwrap_or(n).max(n) {
+        bail!("-smp: sockets ({}) * cores ({}) * threads ({}) = {slots} is less than the CPU count {}", topo.sockets, topo.cores, topo.threads, maxcpus.unwrap_or(n).max(n));
+    }
+    Ok(())
 }
 
 /// Long option names QEMU users write with one dash.
@@ -170,6 +205,16 @@ fn parse_accel(s: &str) -> Result<Accel> {
     }
 }
 
+/// QEMU's PCI `addr=` property: `SLOT` or `SLOT.FN`, in hex.
+fn parse_pci_addr(v: &str) -> Result<(u8, u8)> {
+    let (slot, func) = v.split_once('.').unwrap_or((v, "0"));
+    let hex = |s: &str| u8::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    match (hex(slot), hex(func)) {
+        (Some(s), Some(f)) if s < 32 && f < 8 => Ok((s, f)),
+        _ => bail!("invalid PCI address '{v}' (expected SLOT[.FN] in hex, slot < 0x20, function < 8)"),
+    }
+}
+
 fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
     let mut parts = spec.split(',');
     match parts.next().unwrap_or("") {
@@ -188,7 +233,18 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
             cfg.debug_exit = Some(dev);
             Ok(())
         }
-        other => bail!("unsupported device '{other}' (supported: isa-debug-exit)"),
+        "edu" => {
+            let mut addr = None;
+            for p in parts {
+                match p.split_once('=') {
+                    Some(("addr", v)) => addr = Some(parse_pci_addr(v)?),
+                    _ => bail!("unknown edu option '{p}' (supported: addr=SLOT[.FN])"),
+                }
+            }
+            cfg.pci_devices.push(PciDeviceConfig { kind: PciDeviceKind::Edu, addr });
+            Ok(())
+        }
+        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu)"),
     }
 }
 
@@ -205,11 +261,7 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
         cfg.memory_bytes = parse_size(m).context("-m")?;
     }
     if let Some(s) = &args.smp {
-        let n = s.split(',').find_map(|p| p.strip_prefix("cpus=").or((!p.contains('=')).then_some(p))).unwrap_or(s);
-        cfg.cpus = n.parse().map_err(|_| anyhow!("-smp: invalid CPU count '{s}'"))?;
-        if cfg.cpus == 0 || cfg.cpus > 255 {
-            bail!("-smp: CPU count must be between 1 and 255");
-        }
+        parse_smp(s, &mut cfg)?;
     }
     if let Some(m) = &args.machine {
         let mut parts = m.split(',');

@@ -1,5 +1,6 @@
 //! End to end: Debian's stock kernel with the busybox initramfs boots under the interpreter,
-//! runs commands on the serial console and powers off; ferrite exits 0.
+//! runs commands on the serial console and powers off; ferrite exits 0. With `-smp 4` every
+//! CPU comes online (one host thread per vCPU).
 //!
 //! Needs the images from `scripts/fetch-guests` (skips, saying so, without them).
 
@@ -32,7 +33,7 @@ struct Boot {
     to_exit: f64,
 }
 
-fn boot(cmd: &str) -> Option<Boot> {
+fn boot(cmd: &str, smp: u32) -> Option<Boot> {
     let dir = guest_dir();
     let (kernel, initrd) = (dir.join("bzImage"), dir.join("initramfs.cpio.gz"));
     if !kernel.exists() || !initrd.exists() {
@@ -42,7 +43,7 @@ fn boot(cmd: &str) -> Option<Boot> {
     let append = format!("console=ttyS0 panic=-1 ferrite.cmd={}", escape(cmd));
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .args(["-m", "512", "-smp", "1", "-nographic", "-no-reboot", "-serial", "stdio", "-kernel"])
+        .args(["-m", "512", "-smp", &smp.to_string(), "-nographic", "-no-reboot", "-serial", "stdio", "-kernel"])
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)
@@ -98,7 +99,7 @@ fn interrupt_count(output: &str, name: &str) -> Option<u64> {
 #[test]
 fn debian_kernel_boots_to_busybox_and_powers_off() {
     let script = "cat /proc/cpuinfo; cat /proc/interrupts; echo written-to-tmpfs > /tmp/probe; cat /tmp/probe; uname -r";
-    let Some(b) = boot(script) else { return };
+    let Some(b) = boot(script, 1) else { return };
     println!(
         "boot: init marker after {:.1} s, exit after {:.1} s",
         b.to_marker.unwrap_or(f64::NAN),
@@ -114,6 +115,25 @@ fn debian_kernel_boots_to_busybox_and_powers_off() {
     let serial = interrupt_count(out, "ttyS0").unwrap_or(0);
     assert!(timer > 0, "no local timer interrupts in /proc/interrupts:\n{tail}");
     assert!(serial > 0, "no serial interrupts in /proc/interrupts:\n{tail}");
+    assert!(out.contains("FERRITE-CMD-EXIT=0"), "commands failed:\n{tail}");
+    assert_eq!(b.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
+}
+
+#[test]
+fn debian_kernel_brings_up_four_cpus() {
+    let script = "echo nproc=$(nproc); echo online=$(cat /sys/devices/system/cpu/online); \
+                  grep -c ^processor /proc/cpuinfo; cat /proc/interrupts";
+    let Some(b) = boot(script, 4) else { return };
+    println!("boot -smp 4: init marker after {:.1} s, exit after {:.1} s", b.to_marker.unwrap_or(f64::NAN), b.to_exit);
+    let out = &b.output;
+    let tail: String = out.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(out.contains("smp: Brought up 1 node, 4 CPUs"), "not every CPU came up:\n{tail}");
+    assert!(out.contains("nproc=4"), "nproc does not print 4:\n{tail}");
+    assert!(out.contains("online=0-3"), "CPUs 0-3 are not all online:\n{tail}");
+    // Every CPU takes its own local timer interrupts.
+    let loc = out.lines().find(|l| l.trim_start().starts_with("LOC:")).unwrap_or_default();
+    let counts: Vec<u64> = loc.split_whitespace().skip(1).take(4).filter_map(|c| c.parse().ok()).collect();
+    assert!(counts.len() == 4 && counts.iter().all(|&c| c > 0), "local timer interrupts per CPU: {loc}\n{tail}");
     assert!(out.contains("FERRITE-CMD-EXIT=0"), "commands failed:\n{tail}");
     assert_eq!(b.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
 }

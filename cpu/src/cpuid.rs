@@ -6,6 +6,9 @@
 use crate::state::{cr4, CpuState};
 use iced_x86::{CpuidFeature, Instruction};
 
+mod topology;
+pub use topology::Topology;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum R {
     Ebx,
@@ -280,12 +283,13 @@ impl CpuModel {
         out
     }
 
-    /// CPUID(leaf, subleaf) → [EAX, EBX, ECX, EDX] for the processor with `apic_id`, `cpus`
-    /// logical processors in the machine and the given architectural state (OSXSAVE mirrors
-    /// CR4).
-    pub fn cpuid(&self, leaf: u32, subleaf: u32, apic_id: u32, cpus: u32, st: &CpuState) -> [u32; 4] {
+    /// CPUID(leaf, subleaf) → [EAX, EBX, ECX, EDX] for the processor with initial APIC ID
+    /// `apic_id` in a machine of topology `topo`, in the given architectural state (OSXSAVE
+    /// mirrors CR4).
+    pub fn cpuid(&self, leaf: u32, subleaf: u32, apic_id: u32, topo: Topology, st: &CpuState) -> [u32; 4] {
         let max_basic = self.max_basic_leaf;
-        const MAX_EXT: u32 = 0x8000_0008;
+        // AMD's topology extensions (leaves 0x8000001D/E) extend the range there.
+        let max_ext: u32 = if self.is_amd() { 0x8000_001e } else { 0x8000_0008 };
         let v = &self.vendor;
         let word = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
         match leaf {
@@ -296,11 +300,13 @@ impl CpuModel {
                     ecx |= 1 << 27;
                 }
                 let mut edx = self.bits(1, R::Edx);
-                if cpus > 1 {
+                let per_package = topo.addressable_per_package();
+                if per_package > 1 {
                     edx |= 1 << 28; // HTT: the package field below is meaningful
                 }
-                // EBX: APIC ID, logical processor count, CLFLUSH line size in 8-byte units.
-                let ebx = (apic_id << 24) | (cpus.min(255) << 16) | (8 << 8);
+                // EBX: initial APIC ID, addressable logical processor IDs per package, CLFLUSH
+                // line size in 8-byte units.
+                let ebx = (apic_id << 24) | (per_package.min(255) << 16) | (8 << 8);
                 [self.signature(), ebx, ecx, edx]
             }
             // Leaf 2: no descriptor information (the 0xFF-less "null" answer).
@@ -308,15 +314,11 @@ impl CpuModel {
             // Leaf 6: thermal and power: APIC timer always running (ARAT).
             6 => [1 << 2, 0, 0, 0],
             7 if subleaf == 0 => [0, self.bits(7, R::Ebx), self.bits(7, R::Ecx), self.bits(7, R::Edx)],
-            0xb => {
-                // x2APIC topology: one thread per core, `cpus` cores in one package.
-                let core_bits = 32 - cpus.saturating_sub(1).leading_zeros();
-                match subleaf {
-                    0 => [0, 1, 0x100, apic_id],
-                    1 => [core_bits, cpus, 0x201, apic_id],
-                    n => [0, 0, n & 0xff, apic_id],
-                }
-            }
+            4 => topo.cache_leaf(subleaf, false),
+            // V2 extended topology (0x1F) says the same as 0xB while there are no dies or
+            // modules; it exists only in models whose basic range reaches it.
+            0xb => topo.extended_leaf(subleaf, apic_id),
+            0x1f if max_basic >= 0x1f => topo.extended_leaf(subleaf, apic_id),
             0xd if self.has("xsave") => match subleaf {
                 // x87 and SSE state: 512-byte legacy area + 64-byte header.
                 0 => {
@@ -326,21 +328,27 @@ impl CpuModel {
                 1 => [0, 0, 0, 0],
                 _ => [0, 0, 0, 0],
             },
-            0x8000_0000 => [MAX_EXT, word(0), word(8), word(4)],
+            0x8000_0000 => [max_ext, word(0), word(8), word(4)],
             0x8000_0001 => {
                 let mut edx = self.bits(0x8000_0001, R::Edx);
                 // Intel: SYSCALL/SYSRET exist only in 64-bit mode, and the flag reads 0 elsewhere.
                 if !self.is_amd() && !st.in_64bit() {
                     edx &= !(1 << 11);
                 }
-                [self.signature(), 0, self.bits(0x8000_0001, R::Ecx), edx]
+                let mut ecx = self.bits(0x8000_0001, R::Ecx);
+                if self.is_amd() {
+                    ecx |= topo.amd_feature_bits();
+                }
+                [self.signature(), 0, ecx, edx]
             }
             0x8000_0002..=0x8000_0004 => self.brand_chunk((leaf - 0x8000_0002) as usize),
             // L2: 512 KiB, 8-way, 64-byte lines (CPUID.80000006h:ECX layout).
             0x8000_0006 => [0, 0, (512 << 16) | (6 << 12) | 64, 0],
             0x8000_0007 => [0, 0, 0, self.bits(0x8000_0007, R::Edx)],
-            // 40 physical, 48 linear address bits.
-            0x8000_0008 => [(48 << 8) | crate::mmu::MAX_PHYS_BITS, 0, 0, 0],
+            // 40 physical, 48 linear address bits; the package size in ECX (AMD's layout).
+            0x8000_0008 => [(48 << 8) | crate::mmu::MAX_PHYS_BITS, 0, topo.amd_package_size(), 0],
+            0x8000_001d if self.is_amd() => topo.cache_leaf(subleaf, true),
+            0x8000_001e if self.is_amd() => topo.amd_ids(apic_id),
             // Out-of-range basic leaves return the highest basic leaf's values (Intel).
             // TSC/crystal ratio (SDM Vol. 2 CPUID leaf 15H): the TSC runs at exactly TSC_HZ, so the
             // guest needs no PIT or PM-timer calibration.
@@ -350,7 +358,7 @@ impl CpuModel {
                 let mhz = (crate::msr::TSC_HZ / 1_000_000) as u32;
                 [mhz, mhz, 100, 0]
             }
-            l if l < 0x8000_0000 && l > max_basic => self.cpuid(max_basic, subleaf, apic_id, cpus, st),
+            l if l < 0x8000_0000 && l > max_basic => self.cpuid(max_basic, subleaf, apic_id, topo, st),
             _ => [0, 0, 0, 0],
         }
     }
@@ -375,7 +383,7 @@ mod tests {
     fn vendor_and_brand() {
         let m = CpuModel::max();
         let st = CpuState::reset();
-        let r = m.cpuid(0, 0, 0, 1, &st);
+        let r = m.cpuid(0, 0, 0, Topology::default(), &st);
         let mut v = Vec::new();
         for x in [r[1], r[3], r[2]] {
             v.extend_from_slice(&x.to_le_bytes());
@@ -383,13 +391,13 @@ mod tests {
         assert_eq!(&v, b"GenuineIntel");
         let mut brand = Vec::new();
         for l in 0x8000_0002..=0x8000_0004u32 {
-            for x in m.cpuid(l, 0, 0, 1, &st) {
+            for x in m.cpuid(l, 0, 0, Topology::default(), &st) {
                 brand.extend_from_slice(&x.to_le_bytes());
             }
         }
         assert!(String::from_utf8_lossy(&brand).starts_with("ferrite x86-64-v2 CPU"));
         // SSE4.2 and POPCNT advertised, AVX not.
-        let ecx = m.cpuid(1, 0, 0, 1, &st)[2];
+        let ecx = m.cpuid(1, 0, 0, Topology::default(), &st)[2];
         assert_ne!(ecx & (1 << 20), 0);
         assert_ne!(ecx & (1 << 23), 0);
         assert_eq!(ecx & (1 << 28), 0);

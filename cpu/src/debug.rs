@@ -103,7 +103,7 @@ impl Cpu {
     /// delivered, so the step ends at the handler. A halted CPU stays halted.
     pub fn step_no_irq(&mut self, bus: &mut dyn CpuBus) -> RunExit {
         self.sync_memory_map(bus);
-        if self.halted {
+        if self.halted || self.wait_for_sipi {
             return RunExit::Halted;
         }
         let end = self.instructions + 1;

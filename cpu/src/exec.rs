@@ -3,7 +3,8 @@
 //! Guest code is decoded once into blocks (straight-line runs ending at a control transfer
 //! or page end), keyed by physical address, RIP and code size. A small per-CPU jump cache maps
 //! linear RIP to block without hashing. Writes to a page holding blocks take the TLB slow path
-//! and drop that page's blocks (self-modifying code).
+//! and drop that page's blocks (self-modifying code); writes by other vCPUs and devices reach
+//! this cache through the shared code tracking (see `coherence`), checked at block boundaries.
 
 use crate::bus::CpuBus;
 use crate::exception::{vector, Fault, Result};
@@ -13,6 +14,7 @@ use crate::{Cpu, RunExit};
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 /// Longest block, in instructions.
 const MAX_BLOCK: usize = 64;
@@ -42,6 +44,9 @@ struct JumpEntry {
     block: Rc<Block>,
 }
 
+/// Blocks are shared through `Rc` (a clone keeps the running block alive while its page is
+/// invalidated under it); every clone lives in this cache or in a frame of a `&mut Cpu`
+/// method, and none is handed out of the crate.
 #[derive(Default)]
 pub(crate) struct CodeCache {
     blocks: HashMap<BlockKey, Rc<Block>>,
@@ -51,6 +56,13 @@ pub(crate) struct CodeCache {
     /// Set when the running block's code was overwritten: stop after this instruction.
     pub invalidated: bool,
 }
+
+// SAFETY: the `Rc<Block>`s are the only non-`Send` parts, and all their clones are owned by
+// this cache or by a stack frame of a method borrowing the `Cpu` that owns it (see above).
+// Sending the cache means sending its `Cpu` by value, which no such frame can outlive, so
+// every clone of a block moves together and its count is only touched by the thread that
+// owns the `Cpu`. `Block` itself (decoded instructions, fn pointers) is `Send`.
+unsafe impl Send for CodeCache {}
 
 impl CodeCache {
     pub fn clear(&mut self) {
@@ -96,11 +108,18 @@ pub enum EventKind {
 }
 
 impl Cpu {
-    /// Runs until `budget` instructions retired, the CPU halts, or the machine shuts down.
+    /// Runs until `budget` instructions retired, the CPU halts, the machine shuts down, or
+    /// the exit request is set (checked before every block).
     pub fn run(&mut self, bus: &mut dyn CpuBus, budget: u64) -> RunExit {
+        if self.wait_for_sipi {
+            return RunExit::Halted;
+        }
         self.sync_memory_map(bus);
         let end = self.instructions.saturating_add(budget);
         loop {
+            if self.exit.load(Ordering::Relaxed) {
+                return RunExit::Kicked;
+            }
             if let Some(exit) = self.check_events(bus) {
                 return exit;
             }
@@ -131,6 +150,12 @@ impl Cpu {
 
     /// Executes exactly one instruction (or delivers one pending event), for single-stepping.
     pub fn step(&mut self, bus: &mut dyn CpuBus) -> RunExit {
+        if self.exit.load(Ordering::Relaxed) {
+            return RunExit::Kicked;
+        }
+        if self.wait_for_sipi {
+            return RunExit::Halted;
+        }
         self.sync_memory_map(bus);
         if let Some(exit) = self.check_events(bus) {
             return exit;
@@ -241,8 +266,11 @@ impl Cpu {
         // instruction straddles the boundary.
         let mut bytes: Vec<u8> = Vec::with_capacity(4096 - page_off + 15);
         match host {
-            // SAFETY: `fetch_page` returned the host address of a whole 4 KiB guest page.
-            Some(p) => bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(p.add(page_off), 4096 - page_off) }),
+            Some(p) => {
+                self.mark_code(first_phys);
+                // SAFETY: `fetch_page` returned the host address of a whole 4 KiB guest page.
+                bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(p.add(page_off), 4096 - page_off) })
+            }
             None => {
                 // Code in device memory: read it through the bus, one instruction's worth.
                 for i in 0..(15.min(4096 - page_off)) as u64 {
@@ -263,6 +291,7 @@ impl Cpu {
                 let next_lin = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
                 match self.fetch_page(bus, next_lin) {
                     Ok((Some(p2), phys2)) => {
+                        self.mark_code(phys2);
                         // SAFETY: as above, a whole host page.
                         bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(p2, 15) });
                         pages[1] = Some(phys2 & !0xfff);
@@ -299,6 +328,8 @@ impl Cpu {
     /// Runs one block from the current RIP, stopping early at `end` instructions, when a
     /// handler asks (`end_block`), or when the block's own code was overwritten.
     pub(crate) fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
+        // Drop what other vCPUs and devices made stale before looking the block up.
+        self.catch_up_code();
         let bitness = self.state.code_bitness();
         let block = self.lookup_block(bus, bitness)?;
         let tf = self.state.rflags & flags::TF != 0;

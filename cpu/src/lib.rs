@@ -5,6 +5,7 @@
 //! host pointers cached in the TLB, so an ordinary load is a compare and a pointer add.
 
 pub mod bus;
+mod coherence;
 pub mod cpuid;
 pub mod debug;
 mod exec;
@@ -22,14 +23,18 @@ mod task;
 pub mod testing;
 
 pub use bus::{CpuBus, PhysPage};
-pub use cpuid::CpuModel;
+pub use cpuid::{CpuModel, Topology};
 pub use debug::{WatchHit, WatchKind, Watchpoint};
 pub use exception::{Fault, Result};
 pub use state::{CpuState, Seg, Segment};
 
 use exec::CodeCache;
+use ferrite_memory::{CodeEvent, PageTracking};
 use flags::LazyFlags;
 use mmu::Tlb;
+use state::cr0;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Why `Cpu::run` returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +47,8 @@ pub enum RunExit {
     Shutdown,
     /// A debug event the embedder asked for (single step or breakpoint).
     Debug,
+    /// The exit request ([`Cpu::exit_handle`]) was set; the CPU stopped at a block boundary.
+    Kicked,
 }
 
 /// One logical processor.
@@ -55,8 +62,22 @@ pub struct Cpu {
     /// This processor's local APIC ID, and the number of processors in the machine (CPUID).
     pub apic_id: u32,
     pub cpus: u32,
+    /// How the machine's processors group into packages, cores and threads (CPUID).
+    pub topology: Topology,
     /// Waiting in HLT for an interrupt.
     pub halted: bool,
+    /// After INIT: waiting for a start-up IPI ([`Cpu::sipi`]); runs nothing, takes no interrupts.
+    pub wait_for_sipi: bool,
+    /// Set by anyone (a device, another vCPU, the machine) to make `run` return
+    /// `RunExit::Kicked` at the next block boundary; cleared by its owner.
+    pub(crate) exit: Arc<AtomicBool>,
+    /// The machine's shared dirty log and code tracking, and this vCPU's index as the origin
+    /// of the events it logs there (see `coherence`).
+    pub(crate) tracking: Option<Arc<PageTracking>>,
+    pub(crate) origin: u32,
+    /// Code-tracking events seen so far, and a buffer to read new ones into.
+    pub(crate) code_seq: u64,
+    pub(crate) code_events: Vec<CodeEvent>,
     /// The next instruction runs with interrupts blocked (after STI, MOV SS, POP SS).
     pub(crate) interrupt_shadow: bool,
     pub(crate) nmi_pending: bool,
@@ -97,7 +118,14 @@ impl Cpu {
             model,
             apic_id: 0,
             cpus: 1,
+            topology: Topology::default(),
             halted: false,
+            wait_for_sipi: false,
+            exit: Arc::new(AtomicBool::new(false)),
+            tracking: None,
+            origin: 0,
+            code_seq: 0,
+            code_events: Vec::new(),
             interrupt_shadow: false,
             nmi_pending: false,
             nmi_blocked: false,
@@ -115,12 +143,14 @@ impl Cpu {
         cpu
     }
 
-    /// Power-on / INIT reset: architectural state back to the reset values, caches dropped.
+    /// Power-on reset: architectural state back to the reset values, caches dropped; the CPU
+    /// runs from the reset vector (see [`Cpu::init`] for an AP's reset).
     pub fn reset(&mut self) {
         self.state = CpuState::reset();
         self.state.gpr[state::reg::RDX] = self.model.signature() as u64;
         self.cc = LazyFlags::default();
         self.halted = false;
+        self.wait_for_sipi = false;
         self.interrupt_shadow = false;
         self.nmi_pending = false;
         self.nmi_blocked = false;
@@ -137,9 +167,67 @@ impl Cpu {
         self.flush_tlb(false);
     }
 
-    /// Requests a non-maskable interrupt; delivered at the next instruction boundary.
+    /// INIT (SDM Vol. 3, 9.1 and Table 9-1): like a reset, except that the x87/MMX/SSE state,
+    /// XCR0, the MSRs (MTRRs, PAT, APIC base, TSC, ...) and CR0.CD/NW are kept; the TLBs are
+    /// flushed. EFER is cleared like the other paging controls (as KVM does: LMA cannot
+    /// outlive CR0.PG). The processor then waits for a start-up IPI; the embedder clears
+    /// `wait_for_sipi` itself for a bootstrap processor, which restarts at the reset vector.
+    pub fn init(&mut self) {
+        // The default state is the reset state.
+        let old = std::mem::take(&mut self.state);
+        let st = &mut self.state;
+        st.gpr[state::reg::RDX] = self.model.signature() as u64;
+        st.cr0 = cr0::ET | (old.cr0 & (cr0::CD | cr0::NW));
+        st.fpu = old.fpu;
+        st.xcr0 = old.xcr0;
+        st.msr = old.msr;
+        self.cc = LazyFlags::default();
+        self.halted = false;
+        self.interrupt_shadow = false;
+        self.nmi_pending = false;
+        self.nmi_blocked = false;
+        self.flush_tlb(false);
+        self.wait_for_sipi = true;
+    }
+
+    /// Start-up IPI (SDM Vol. 3, the ICR's Start-Up delivery mode and the MP initialization
+    /// protocol): a processor waiting after INIT starts in real mode at `vector`:0000 (CS base
+    /// `vector << 12`). Ignored otherwise.
+    pub fn sipi(&mut self, vector: u8) {
+        if !self.wait_for_sipi {
+            return;
+        }
+        self.wait_for_sipi = false;
+        self.halted = false;
+        let cs = &mut self.state.seg[Seg::Cs as usize];
+        cs.selector = (vector as u16) << 8;
+        cs.base = (vector as u64) << 12;
+        cs.limit = 0xffff;
+        self.state.rip = 0;
+    }
+
+    /// Requests a non-maskable interrupt; delivered at the next instruction boundary. A
+    /// processor waiting for a start-up IPI ignores it.
     pub fn inject_nmi(&mut self) {
-        self.nmi_pending = true;
+        if !self.wait_for_sipi {
+            self.nmi_pending = true;
+        }
+    }
+
+    /// The flag that, once set (from any thread), makes `run` and `step` return
+    /// `RunExit::Kicked` at the next block boundary. The CPU never clears it.
+    pub fn exit_handle(&self) -> Arc<AtomicBool> {
+        self.exit.clone()
+    }
+
+    /// The topology CPUID reports: `topology`, or, for an embedder that only set `cpus`, one
+    /// package of `cpus` single-threaded cores.
+    pub fn cpuid_topology(&self) -> Topology {
+        if self.topology.cpus() >= self.cpus {
+            self.topology
+        } else {
+            Topology { sockets: 1, cores: self.cpus, threads: 1 }
+        }
     }
 
     /// Tells the CPU that guest-physical memory in `[paddr, paddr+len)` changed behind its

@@ -45,6 +45,7 @@ fn exit_name(e: RunExit) -> &'static str {
         RunExit::Shutdown => "shutdown",
         RunExit::Budget => "budget exhausted (no HLT reached)",
         RunExit::Debug => "debug",
+        RunExit::Kicked => "kicked",
     }
 }
 

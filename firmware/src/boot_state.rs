@@ -17,7 +17,7 @@
 //! | 0x8000 – 0xFFFF    | multiboot information (multiboot boots only)        |
 //! | 0x20000 – …        | kernel command line                                 |
 
-use crate::memory::{GuestMemory, GuestMemoryError};
+use ferrite_memory::{GuestMemory, MemoryError};
 
 /// Where the GDT is written.
 pub const GDT_ADDR: u64 = 0x500;
@@ -241,7 +241,7 @@ pub fn gdt_entries(mode: CpuMode) -> [u64; 4] {
 }
 
 /// Write the boot GDT for `mode` at [`GDT_ADDR`].
-pub fn write_gdt(mem: &mut dyn GuestMemory, mode: CpuMode) -> Result<(), GuestMemoryError> {
+pub fn write_gdt(mem: &GuestMemory, mode: CpuMode) -> Result<(), MemoryError> {
     let mut bytes = [0u8; 32];
     for (i, d) in gdt_entries(mode).iter().enumerate() {
         bytes[i * 8..i * 8 + 8].copy_from_slice(&d.to_le_bytes());
@@ -252,7 +252,7 @@ pub fn write_gdt(mem: &mut dyn GuestMemory, mode: CpuMode) -> Result<(), GuestMe
 /// Write page tables identity-mapping the first 4 GiB with 2 MiB pages: a PML4 at
 /// [`PML4_ADDR`] whose entry 0 points to a PDPT at [`PDPT_ADDR`], whose four entries point to
 /// page directories at [`PD_ADDR`] + n × 4 KiB. Returns the value for CR3.
-pub fn write_identity_page_tables(mem: &mut dyn GuestMemory) -> Result<u64, GuestMemoryError> {
+pub fn write_identity_page_tables(mem: &GuestMemory) -> Result<u64, MemoryError> {
     let mut pml4 = [0u8; 4096];
     pml4[0..8].copy_from_slice(&(PDPT_ADDR | PTE_PRESENT | PTE_WRITABLE).to_le_bytes());
     mem.write(PML4_ADDR, &pml4)?;
@@ -281,14 +281,10 @@ pub fn write_identity_page_tables(mem: &mut dyn GuestMemory) -> Result<u64, Gues
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::VecMemory;
-
-    fn read_u64(m: &VecMemory, addr: u64) -> u64 {
-        u64::from_le_bytes(m.slice(addr, 8).unwrap().try_into().unwrap())
-    }
+    use crate::test_mem::{self, u64_at as read_u64};
 
     /// Walk the identity tables like the MMU would for a 2 MiB page.
-    fn translate(m: &VecMemory, cr3: u64, va: u64) -> Option<u64> {
+    fn translate(m: &GuestMemory, cr3: u64, va: u64) -> Option<u64> {
         let pml4e = read_u64(m, cr3 + ((va >> 39) & 0x1ff) * 8);
         if pml4e & 1 == 0 {
             return None;
@@ -306,8 +302,8 @@ mod tests {
 
     #[test]
     fn identity_map_covers_4g() {
-        let mut m = VecMemory::new(1 << 20);
-        let cr3 = write_identity_page_tables(&mut m).unwrap();
+        let m = test_mem::ram(1 << 20);
+        let cr3 = write_identity_page_tables(&m).unwrap();
         for va in [0u64, 0x1234, 0x10_0000, 0x1234_5678, 0xfee0_0000, 0xffff_ffff] {
             assert_eq!(translate(&m, cr3, va), Some(va), "{va:#x}");
         }
@@ -333,8 +329,8 @@ mod tests {
 
     #[test]
     fn gdt_is_written() {
-        let mut m = VecMemory::new(1 << 20);
-        write_gdt(&mut m, CpuMode::Long64).unwrap();
+        let m = test_mem::ram(1 << 20);
+        write_gdt(&m, CpuMode::Long64).unwrap();
         assert_eq!(read_u64(&m, GDT_ADDR + BOOT_CS as u64), DESC_CODE64);
         assert_eq!(read_u64(&m, GDT_ADDR + BOOT_DS as u64), DESC_DATA);
         let s = BootSetup::flat(CpuMode::Long64, 0x100200);

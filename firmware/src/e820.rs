@@ -69,6 +69,12 @@ impl MemoryLayout {
         }
     }
 
+    /// The layout `mem` actually has (its own split around the PCI hole, which the machine
+    /// made with [`MemoryLayout::new`]).
+    pub fn of(mem: &ferrite_memory::GuestMemory) -> Self {
+        MemoryLayout { ram_size: mem.ram_size(), below_4g: mem.below_4g(), above_4g: mem.above_4g() }
+    }
+
     /// First address of the 32-bit PCI MMIO hole (the end of low RAM).
     pub fn pci_hole_start(&self) -> u64 {
         self.below_4g

@@ -7,7 +7,7 @@
 //!
 //! Why not rust-vmm's `linux-loader`: it is written against `vm-memory`'s `GuestMemory`
 //! (mmap-backed `GuestMemoryMmap` regions and `GuestAddress`), a second memory abstraction next
-//! to this crate's [`GuestMemory`] trait that the machine implements; and its bzImage support
+//! to the machine's shared [`GuestMemory`] (ferrite-memory); and its bzImage support
 //! only copies the kernel and returns the setup header, leaving initrd placement, the zero page
 //! contents (e820, command line, video), page tables and the entry state to the caller — which is
 //! most of this module. The protocol fields it would save are a few dozen named offsets below.
@@ -19,8 +19,9 @@
 use crate::boot_state::{
     self, BootSetup, CpuMode, BOOT_STACK_TOP, CMDLINE_ADDR, ZERO_PAGE_ADDR,
 };
-use crate::e820::{EBDA_START, E820_MAX_ZEROPAGE_ENTRIES, HIGH_MEMORY_START};
-use crate::memory::{le, GuestMemory, GuestMemoryError};
+use crate::e820::{MemoryLayout, EBDA_START, E820_MAX_ZEROPAGE_ENTRIES, HIGH_MEMORY_START};
+use crate::le;
+use ferrite_memory::{GuestMemory, MemoryError};
 use thiserror::Error;
 
 /// Setup header offsets, identical in the image file and in the zero page (boot.rst,
@@ -191,22 +192,22 @@ pub enum LinuxError {
     },
     /// Guest memory rejected the kernel.
     #[error("cannot write the kernel into guest memory")]
-    WriteKernel(#[source] GuestMemoryError),
+    WriteKernel(#[source] MemoryError),
     /// Guest memory rejected the initrd.
     #[error("cannot write the initrd into guest memory")]
-    WriteInitrd(#[source] GuestMemoryError),
+    WriteInitrd(#[source] MemoryError),
     /// Guest memory rejected the command line.
     #[error("cannot write the kernel command line into guest memory")]
-    WriteCmdline(#[source] GuestMemoryError),
+    WriteCmdline(#[source] MemoryError),
     /// Guest memory rejected the zero page.
     #[error("cannot write the zero page (boot_params) into guest memory")]
-    WriteZeroPage(#[source] GuestMemoryError),
+    WriteZeroPage(#[source] MemoryError),
     /// Guest memory rejected the GDT.
     #[error("cannot write the boot GDT into guest memory")]
-    WriteGdt(#[source] GuestMemoryError),
+    WriteGdt(#[source] MemoryError),
     /// Guest memory rejected the page tables.
     #[error("cannot write the identity page tables into guest memory")]
-    WritePageTables(#[source] GuestMemoryError),
+    WritePageTables(#[source] MemoryError),
 }
 
 /// The validated setup header of a bzImage.
@@ -398,12 +399,12 @@ fn align_up(v: u64, align: u64) -> Option<u64> {
 
 /// Load the bzImage `image` into `mem` and prepare the zero page; see the module docs.
 pub fn load_linux(
-    mem: &mut dyn GuestMemory,
+    mem: &GuestMemory,
     image: &[u8],
     config: &LinuxBootConfig<'_>,
 ) -> Result<LinuxBoot, LinuxError> {
     let header = SetupHeader::parse(image)?;
-    let layout = mem.layout();
+    let layout = MemoryLayout::of(mem);
     let ram_end = layout.below_4g;
 
     let mode = match config.entry {
@@ -462,7 +463,7 @@ pub fn load_linux(
     cmd.push(0);
     mem.write(CMDLINE_ADDR, &cmd).map_err(LinuxError::WriteCmdline)?;
 
-    let zero_page = build_zero_page(&header, mem, config, initrd.map(|(a, s, _)| (a, s)));
+    let zero_page = build_zero_page(&header, &layout, config, initrd.map(|(a, s, _)| (a, s)));
     mem.write(ZERO_PAGE_ADDR, &zero_page).map_err(LinuxError::WriteZeroPage)?;
 
     boot_state::write_gdt(mem, mode).map_err(LinuxError::WriteGdt)?;
@@ -492,11 +493,10 @@ pub fn load_linux(
 /// The zero page: the image's setup header plus what the boot loader fills in.
 fn build_zero_page(
     header: &SetupHeader,
-    mem: &dyn GuestMemory,
+    layout: &MemoryLayout,
     config: &LinuxBootConfig<'_>,
     initrd: Option<(u64, u64)>,
 ) -> Vec<u8> {
-    let layout = mem.layout();
     let mut zp = vec![0u8; zp::SIZE];
     le::put(&mut zp, hdr::START, &header.raw);
 

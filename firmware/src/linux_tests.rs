@@ -3,7 +3,8 @@
 use super::*;
 use crate::boot_state::{BOOT_CS, BOOT_DS, CR0_PG, CR4_PAE, EFER_LMA, GDT_ADDR, PML4_ADDR};
 use crate::e820::{E820Entry, E820Type, MemoryLayout};
-use crate::memory::VecMemory;
+use crate::test_mem::{self, Slice};
+use ferrite_memory::GuestMemory;
 
 const MIB: u64 = 1 << 20;
 
@@ -35,7 +36,7 @@ fn image(version: u16, kernel_len: usize) -> Vec<u8> {
     img
 }
 
-fn zp_u32(m: &VecMemory, off: usize) -> u32 {
+fn zp_u32(m: &GuestMemory, off: usize) -> u32 {
     u32::from_le_bytes(m.slice(ZERO_PAGE_ADDR + off as u64, 4).unwrap().try_into().unwrap())
 }
 
@@ -87,13 +88,13 @@ fn never_panics_on_damaged_images() {
     for len in 0..full.len() {
         let _ = SetupHeader::parse(&full[..len]);
     }
-    let mut mem = VecMemory::new(32 * MIB);
+    let mem = test_mem::ram(32 * MIB);
     for i in 0x1f0..0x270 {
         for v in [0u8, 1, 0x7f, 0x80, 0xff] {
             let mut img = full.clone();
             img[i] = v;
             let cfg = LinuxBootConfig { cmdline: "x", initrd: Some(&[1, 2, 3]), ..Default::default() };
-            let _ = load_linux(&mut mem, &img, &cfg);
+            let _ = load_linux(&mem, &img, &cfg);
         }
     }
 }
@@ -102,14 +103,14 @@ fn never_panics_on_damaged_images() {
 fn loads_64bit_kernel() {
     let img = image(0x020f, 64 * 1024);
     let initrd = vec![0x5a; 3 * 4096 + 17];
-    let mut mem = VecMemory::new(256 * MIB);
+    let mem = test_mem::ram(256 * MIB);
     let cfg = LinuxBootConfig {
         cmdline: "console=ttyS0 panic=-1",
         initrd: Some(&initrd),
         acpi_rsdp_addr: Some(0xe0000),
         ..Default::default()
     };
-    let boot = load_linux(&mut mem, &img, &cfg).unwrap();
+    let boot = load_linux(&mem, &img, &cfg).unwrap();
 
     // Kernel bytes at 1 MiB.
     assert_eq!(boot.kernel_addr, 0x10_0000);
@@ -166,10 +167,10 @@ fn initrd_respects_initrd_addr_max() {
     let mut img = image(0x020f, 4096);
     img[hdr::INITRD_ADDR_MAX..hdr::INITRD_ADDR_MAX + 4].copy_from_slice(&(0x200_0000u32 - 1).to_le_bytes());
     img[hdr::INIT_SIZE..hdr::INIT_SIZE + 4].copy_from_slice(&0u32.to_le_bytes());
-    let mut mem = VecMemory::new(128 * MIB);
+    let mem = test_mem::ram(128 * MIB);
     let rd = [1u8; 5000];
     let cfg = LinuxBootConfig { initrd: Some(&rd), ..Default::default() };
-    let boot = load_linux(&mut mem, &img, &cfg).unwrap();
+    let boot = load_linux(&mem, &img, &cfg).unwrap();
     let (addr, size) = boot.initrd.unwrap();
     assert_eq!(addr, (0x200_0000 - 5000) & !0xfff);
     assert!(addr + size <= 0x200_0000);
@@ -179,8 +180,8 @@ fn initrd_respects_initrd_addr_max() {
 fn falls_back_to_32bit_entry() {
     let mut img = image(0x020b, 4096);
     img[hdr::XLOADFLAGS] = 0;
-    let mut mem = VecMemory::new(64 * MIB);
-    let boot = load_linux(&mut mem, &img, &LinuxBootConfig::default()).unwrap();
+    let mem = test_mem::ram(64 * MIB);
+    let boot = load_linux(&mem, &img, &LinuxBootConfig::default()).unwrap();
     let s = boot.setup;
     assert_eq!(s.mode, CpuMode::Protected32);
     assert_eq!(s.rip, KERNEL_LOAD_ADDR);
@@ -190,23 +191,23 @@ fn falls_back_to_32bit_entry() {
     assert_eq!(boot.initrd, None);
 
     let cfg = LinuxBootConfig { entry: EntryMode::Long64, ..Default::default() };
-    assert!(matches!(load_linux(&mut mem, &img, &cfg), Err(LinuxError::No64BitEntry)));
+    assert!(matches!(load_linux(&mem, &img, &cfg), Err(LinuxError::No64BitEntry)));
 
     // Forcing 32-bit on a 64-bit-capable kernel works too.
     let img64 = image(0x020f, 4096);
     let cfg = LinuxBootConfig { entry: EntryMode::Protected32, ..Default::default() };
-    assert_eq!(load_linux(&mut mem, &img64, &cfg).unwrap().setup.rip, KERNEL_LOAD_ADDR);
+    assert_eq!(load_linux(&mem, &img64, &cfg).unwrap().setup.rip, KERNEL_LOAD_ADDR);
 }
 
 #[test]
 fn vga_text_screen_info() {
-    let mut mem = VecMemory::new(64 * MIB);
+    let mem = test_mem::ram(64 * MIB);
     let cfg = LinuxBootConfig { video: VideoMode::VgaText, ..Default::default() };
-    load_linux(&mut mem, &image(0x020f, 4096), &cfg).unwrap();
+    load_linux(&mem, &image(0x020f, 4096), &cfg).unwrap();
     let si = mem.slice(ZERO_PAGE_ADDR, 0x12).unwrap();
     assert_eq!((si[6], si[7], si[0xe], si[0xf]), (3, 80, 25, 0x22));
-    let mut mem = VecMemory::new(64 * MIB);
-    load_linux(&mut mem, &image(0x020f, 4096), &LinuxBootConfig::default()).unwrap();
+    let mem = test_mem::ram(64 * MIB);
+    load_linux(&mem, &image(0x020f, 4096), &LinuxBootConfig::default()).unwrap();
     assert!(mem.slice(ZERO_PAGE_ADDR, 0x40).unwrap().iter().all(|&b| b == 0));
 }
 
@@ -214,15 +215,15 @@ fn vga_text_screen_info() {
 fn memory_errors() {
     let img = image(0x020f, 4096);
     // init_size puts the kernel's needs at 16 MiB + 8 MiB.
-    let mut small = VecMemory::new(20 * MIB);
-    let err = load_linux(&mut small, &img, &LinuxBootConfig::default()).unwrap_err();
+    let small = test_mem::ram(20 * MIB);
+    let err = load_linux(&small, &img, &LinuxBootConfig::default()).unwrap_err();
     assert!(matches!(err, LinuxError::KernelTooLarge { end: 0x180_0000, ram_end: 0x140_0000 }));
     assert!(err.to_string().contains("give the guest more memory"));
 
-    let mut mem = VecMemory::new(32 * MIB);
+    let mem = test_mem::ram(32 * MIB);
     let big = vec![0u8; 9 * MIB as usize];
     let cfg = LinuxBootConfig { initrd: Some(&big), ..Default::default() };
-    let err = load_linux(&mut mem, &img, &cfg).unwrap_err();
+    let err = load_linux(&mem, &img, &cfg).unwrap_err();
     assert!(
         matches!(err, LinuxError::InitrdTooLarge { available, .. } if available == 8 * MIB),
         "{err:?}"
@@ -232,18 +233,18 @@ fn memory_errors() {
 #[test]
 fn command_line_limits() {
     let img = image(0x020f, 4096);
-    let mut mem = VecMemory::new(64 * MIB);
+    let mem = test_mem::ram(64 * MIB);
     let long = "a".repeat(2048);
     let cfg = LinuxBootConfig { cmdline: &long, ..Default::default() };
     assert!(matches!(
-        load_linux(&mut mem, &img, &cfg),
+        load_linux(&mem, &img, &cfg),
         Err(LinuxError::CmdlineTooLong { len: 2048, max: 2047 })
     ));
     let cfg = LinuxBootConfig { cmdline: "a\0b", ..Default::default() };
-    assert!(matches!(load_linux(&mut mem, &img, &cfg), Err(LinuxError::CmdlineNul { offset: 1 })));
+    assert!(matches!(load_linux(&mem, &img, &cfg), Err(LinuxError::CmdlineNul { offset: 1 })));
     let ok = "b".repeat(2047);
     let cfg = LinuxBootConfig { cmdline: &ok, ..Default::default() };
-    load_linux(&mut mem, &img, &cfg).unwrap();
+    load_linux(&mem, &img, &cfg).unwrap();
 }
 
 /// Loads the real Debian kernel fetched by `scripts/fetch-guests`, when it is there.
@@ -258,10 +259,10 @@ fn loads_fetched_debian_kernel_if_present() {
     };
     let h = SetupHeader::parse(&img).unwrap();
     assert!(h.version >= 0x020c && h.has_64bit_entry() && h.relocatable);
-    let mut mem = VecMemory::new(512 * MIB);
+    let mem = test_mem::ram(512 * MIB);
     let rd = vec![0u8; 4 * MIB as usize];
     let cfg = LinuxBootConfig { cmdline: "console=ttyS0", initrd: Some(&rd), ..Default::default() };
-    let boot = load_linux(&mut mem, &img, &cfg).unwrap();
+    let boot = load_linux(&mem, &img, &cfg).unwrap();
     assert_eq!(boot.setup.rip, 0x10_0200);
     assert!(boot.initrd.unwrap().0 >= boot.kernel_end);
 }

@@ -20,8 +20,9 @@
 //! into RAM at 0x10000–0x9FC00 or from 1 MiB up.
 
 use crate::boot_state::{self, BootSetup, CpuMode};
-use crate::e820::{EBDA_START, HIGH_MEMORY_START};
-use crate::memory::{le, GuestMemory, GuestMemoryError};
+use crate::e820::{MemoryLayout, EBDA_START, HIGH_MEMORY_START};
+use crate::le;
+use ferrite_memory::{GuestMemory, MemoryError};
 use thiserror::Error;
 
 /// Header magic.
@@ -154,16 +155,16 @@ pub enum MultibootError {
     CmdlineNul,
     /// Guest memory rejected a kernel segment.
     #[error("cannot write the kernel into guest memory")]
-    WriteKernel(#[source] GuestMemoryError),
+    WriteKernel(#[source] MemoryError),
     /// Guest memory rejected a module.
     #[error("cannot write a module into guest memory")]
-    WriteModule(#[source] GuestMemoryError),
+    WriteModule(#[source] MemoryError),
     /// Guest memory rejected the boot information.
     #[error("cannot write the multiboot information into guest memory")]
-    WriteInfo(#[source] GuestMemoryError),
+    WriteInfo(#[source] MemoryError),
     /// Guest memory rejected the GDT.
     #[error("cannot write the boot GDT into guest memory")]
-    WriteGdt(#[source] GuestMemoryError),
+    WriteGdt(#[source] MemoryError),
 }
 
 /// A boot module (for instance an initrd) and its command line.
@@ -368,7 +369,7 @@ fn align_page(v: u64) -> u64 {
 
 /// Load the multiboot kernel `image` and its modules into `mem`; see the module docs.
 pub fn load_multiboot(
-    mem: &mut dyn GuestMemory,
+    mem: &GuestMemory,
     image: &[u8],
     config: &MultibootConfig<'_>,
 ) -> Result<MultibootBoot, MultibootError> {
@@ -381,7 +382,7 @@ pub fn load_multiboot(
     } else {
         elf_segments(image)?
     };
-    let layout = mem.layout();
+    let layout = MemoryLayout::of(mem);
     let ram_end = layout.below_4g;
     let mut kernel_start = u64::MAX;
     let mut kernel_end = 0;
@@ -429,7 +430,7 @@ pub fn load_multiboot(
 
 /// The information area: structure, memory map, module list, then the strings.
 fn build_info(
-    layout: &crate::e820::MemoryLayout,
+    layout: &MemoryLayout,
     config: &MultibootConfig<'_>,
     modules: &[(u64, u64)],
 ) -> Result<Vec<u8>, MultibootError> {

@@ -3,7 +3,8 @@
 use super::*;
 use crate::boot_state::{BOOT_CS, CR0_PG};
 use crate::e820::MemoryLayout;
-use crate::memory::VecMemory;
+use crate::test_mem::{self, Slice};
+use ferrite_memory::GuestMemory;
 
 const MIB: u64 = 1 << 20;
 
@@ -51,14 +52,14 @@ fn elf32() -> Vec<u8> {
     img
 }
 
-fn read32(m: &VecMemory, addr: u64) -> u32 {
+fn read32(m: &GuestMemory, addr: u64) -> u32 {
     u32::from_le_bytes(m.slice(addr, 4).unwrap().try_into().unwrap())
 }
 
-fn cstr(m: &VecMemory, addr: u64) -> String {
+fn cstr(m: &GuestMemory, addr: u64) -> String {
     let mut s = Vec::new();
     let mut a = addr;
-    while let Some(&[b]) = m.slice(a, 1).map(|s| <&[u8; 1]>::try_from(s).unwrap()) {
+    while let Some(&[b]) = m.slice(a, 1).as_deref() {
         if b == 0 {
             break;
         }
@@ -89,7 +90,7 @@ fn finds_header() {
 #[test]
 fn loads_elf32_with_modules() {
     let img = elf32();
-    let mut mem = VecMemory::new(64 * MIB);
+    let mem = test_mem::ram(64 * MIB);
     // Dirty the bss area to check it is zeroed.
     mem.write(0x10_0100, &[0xee; 0x300]).unwrap();
     let initrd = vec![0xab; 5000];
@@ -98,7 +99,7 @@ fn loads_elf32_with_modules() {
         MultibootModule { data: b"second", cmdline: "two args" },
     ];
     let cfg = MultibootConfig { cmdline: "kernel.elf console=com1", modules: &mods };
-    let boot = load_multiboot(&mut mem, &img, &cfg).unwrap();
+    let boot = load_multiboot(&mem, &img, &cfg).unwrap();
 
     assert_eq!(boot.entry, 0x10_0010, "virtual entry translated to physical");
     assert_eq!((boot.kernel_start, boot.kernel_end), (0x10_0000, 0x10_0400));
@@ -156,9 +157,9 @@ fn loads_aout_kludge() {
     put32(&mut img, 0x54, 0x20_0200); // load_end_addr
     put32(&mut img, 0x58, 0x20_1000); // bss_end_addr
     put32(&mut img, 0x5c, 0x20_0080); // entry_addr
-    let mut mem = VecMemory::new(16 * MIB);
+    let mem = test_mem::ram(16 * MIB);
     mem.write(0x20_0200, &[1; 0xe00]).unwrap();
-    let boot = load_multiboot(&mut mem, &img, &MultibootConfig::default()).unwrap();
+    let boot = load_multiboot(&mem, &img, &MultibootConfig::default()).unwrap();
     assert_eq!(boot.entry, 0x20_0080);
     assert_eq!(boot.kernel_end, 0x20_1000);
     assert_eq!(mem.slice(0x20_0000, 0x200).unwrap(), &img[..0x200]);
@@ -168,32 +169,32 @@ fn loads_aout_kludge() {
     // load_end_addr 0 means the rest of the file.
     put32(&mut img, 0x54, 0);
     put32(&mut img, 0x58, 0);
-    let boot = load_multiboot(&mut mem, &img, &MultibootConfig::default()).unwrap();
+    let boot = load_multiboot(&mem, &img, &MultibootConfig::default()).unwrap();
     assert_eq!(boot.kernel_end, 0x20_0300);
 
     // Inconsistent fields.
     let mut bad = img.clone();
     put32(&mut bad, 0x4c, 0x1f_0000);
-    assert!(matches!(load_multiboot(&mut mem, &bad, &MultibootConfig::default()), Err(MultibootError::BadAddresses(_))));
+    assert!(matches!(load_multiboot(&mem, &bad, &MultibootConfig::default()), Err(MultibootError::BadAddresses(_))));
     let mut bad = img.clone();
     put32(&mut bad, 0x54, 0x20_1000);
-    assert!(matches!(load_multiboot(&mut mem, &bad, &MultibootConfig::default()), Err(MultibootError::Truncated { .. })));
+    assert!(matches!(load_multiboot(&mem, &bad, &MultibootConfig::default()), Err(MultibootError::Truncated { .. })));
     let mut bad = img.clone();
     put32(&mut bad, 0x54, 0x20_0100);
     put32(&mut bad, 0x58, 0x20_0010);
-    assert!(matches!(load_multiboot(&mut mem, &bad, &MultibootConfig::default()), Err(MultibootError::BadAddresses(_))));
+    assert!(matches!(load_multiboot(&mem, &bad, &MultibootConfig::default()), Err(MultibootError::BadAddresses(_))));
     // Loading over the firmware area or outside RAM is refused.
     let mut low = img.clone();
     put32(&mut low, 0x4c, 0x8040);
     put32(&mut low, 0x50, 0x8000);
     assert!(matches!(
-        load_multiboot(&mut mem, &low, &MultibootConfig::default()),
+        load_multiboot(&mem, &low, &MultibootConfig::default()),
         Err(MultibootError::SegmentOutsideRam { start: 0x8000, .. })
     ));
     let mut high = img.clone();
     put32(&mut high, 0x4c, 0x4000_0040);
     put32(&mut high, 0x50, 0x4000_0000);
-    assert!(matches!(load_multiboot(&mut mem, &high, &MultibootConfig::default()), Err(MultibootError::SegmentOutsideRam { .. })));
+    assert!(matches!(load_multiboot(&mem, &high, &MultibootConfig::default()), Err(MultibootError::SegmentOutsideRam { .. })));
 }
 
 #[test]
@@ -215,69 +216,69 @@ fn elf64_below_4g_is_accepted() {
     img[ph + 32..ph + 40].copy_from_slice(&0x100u64.to_le_bytes());
     img[ph + 40..ph + 48].copy_from_slice(&0x100u64.to_le_bytes());
     img[0x1000..0x100c].copy_from_slice(&mb_header(0));
-    let mut mem = VecMemory::new(16 * MIB);
-    let boot = load_multiboot(&mut mem, &img, &MultibootConfig::default()).unwrap();
+    let mem = test_mem::ram(16 * MIB);
+    let boot = load_multiboot(&mem, &img, &MultibootConfig::default()).unwrap();
     assert_eq!(boot.entry, 0x10_0000);
 
     // Entry above 4 GiB.
     img[24..32].copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
-    assert!(matches!(load_multiboot(&mut mem, &img, &MultibootConfig::default()), Err(MultibootError::EntryAbove4G { .. })));
+    assert!(matches!(load_multiboot(&mem, &img, &MultibootConfig::default()), Err(MultibootError::EntryAbove4G { .. })));
 }
 
 #[test]
 fn rejects_malformed_images() {
-    let mut mem = VecMemory::new(16 * MIB);
+    let mem = test_mem::ram(16 * MIB);
     let cfg = MultibootConfig::default();
 
     let mut flags = elf32();
     let h = mb_header(1 << 5);
     flags[0x1000..0x100c].copy_from_slice(&h);
-    assert!(matches!(load_multiboot(&mut mem, &flags, &cfg), Err(MultibootError::UnsupportedFlags { flags: 0x20 })));
+    assert!(matches!(load_multiboot(&mem, &flags, &cfg), Err(MultibootError::UnsupportedFlags { flags: 0x20 })));
 
     let mut not_elf = elf32();
     not_elf[0] = 0;
-    assert!(matches!(load_multiboot(&mut mem, &not_elf, &cfg), Err(MultibootError::NotElf)));
+    assert!(matches!(load_multiboot(&mem, &not_elf, &cfg), Err(MultibootError::NotElf)));
 
     let mut machine = elf32();
     machine[18] = 40;
-    assert!(matches!(load_multiboot(&mut mem, &machine, &cfg), Err(MultibootError::BadElf(_))));
+    assert!(matches!(load_multiboot(&mem, &machine, &cfg), Err(MultibootError::BadElf(_))));
 
     let mut phdrs = elf32();
     phdrs[44..46].copy_from_slice(&0xffffu16.to_le_bytes());
-    assert!(matches!(load_multiboot(&mut mem, &phdrs, &cfg), Err(MultibootError::Truncated { .. })));
+    assert!(matches!(load_multiboot(&mem, &phdrs, &cfg), Err(MultibootError::Truncated { .. })));
 
     let mut seg = elf32();
     put32(&mut seg, 52 + 16, 0x10_0000); // filesz past the end of the file and > memsz
-    assert!(matches!(load_multiboot(&mut mem, &seg, &cfg), Err(MultibootError::BadElf(_))));
+    assert!(matches!(load_multiboot(&mem, &seg, &cfg), Err(MultibootError::BadElf(_))));
 
     let mut none = elf32();
     put32(&mut none, 52, 6);
-    assert!(matches!(load_multiboot(&mut mem, &none, &cfg), Err(MultibootError::NoLoadableSegments)));
+    assert!(matches!(load_multiboot(&mem, &none, &cfg), Err(MultibootError::NoLoadableSegments)));
 
     let big = vec![0u8; 15 * MIB as usize];
     let mods = [MultibootModule { data: &big, cmdline: "big" }];
     let cfg_big = MultibootConfig { cmdline: "", modules: &mods };
-    assert!(matches!(load_multiboot(&mut mem, &elf32(), &cfg_big), Err(MultibootError::ModulesTooLarge { .. })));
+    assert!(matches!(load_multiboot(&mem, &elf32(), &cfg_big), Err(MultibootError::ModulesTooLarge { .. })));
 
     let long = "x".repeat(40000);
     let cfg_long = MultibootConfig { cmdline: &long, modules: &[] };
-    assert!(matches!(load_multiboot(&mut mem, &elf32(), &cfg_long), Err(MultibootError::InfoTooLarge { .. })));
+    assert!(matches!(load_multiboot(&mem, &elf32(), &cfg_long), Err(MultibootError::InfoTooLarge { .. })));
     let cfg_nul = MultibootConfig { cmdline: "a\0", modules: &[] };
-    assert!(matches!(load_multiboot(&mut mem, &elf32(), &cfg_nul), Err(MultibootError::CmdlineNul)));
+    assert!(matches!(load_multiboot(&mem, &elf32(), &cfg_nul), Err(MultibootError::CmdlineNul)));
 }
 
 #[test]
 fn never_panics_on_damaged_images() {
-    let mut mem = VecMemory::new(8 * MIB);
+    let mem = test_mem::ram(8 * MIB);
     let base = elf32();
     for len in (0..base.len()).step_by(7) {
-        let _ = load_multiboot(&mut mem, &base[..len], &MultibootConfig::default());
+        let _ = load_multiboot(&mem, &base[..len], &MultibootConfig::default());
     }
     for i in 0..0x80 {
         for v in [0u8, 0x7f, 0x80, 0xff] {
             let mut img = base.clone();
             img[i] = v;
-            let _ = load_multiboot(&mut mem, &img, &MultibootConfig::default());
+            let _ = load_multiboot(&mem, &img, &MultibootConfig::default());
         }
     }
 }

@@ -54,3 +54,7 @@ pub mod ioapic;
 pub mod pci;
 pub mod acpi_pm;
 pub mod fw_cfg;
+pub mod edu;
+
+#[cfg(test)]
+pub(crate) mod testing;

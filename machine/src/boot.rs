@@ -2,11 +2,11 @@
 //! tables, fw_cfg content, and firmware ROMs (`-bios`).
 
 use crate::config::MachineConfig;
-use crate::memory::GuestMemory;
 use crate::pc::PcBoard;
+use ferrite_memory::{GuestMemory, LegacyAttr, LEGACY_SEGMENTS};
 use ferrite_cpu::state::{seg_attr, CpuState, Seg, Segment, TableReg};
 use ferrite_firmware::{
-    self as fw, AcpiConfig, AcpiTables, BootSetup, EntryMode, GuestMemoryError, LinuxBootConfig, MemoryLayout,
+    self as fw, AcpiConfig, AcpiTables, BootSetup, EntryMode, LinuxBootConfig, MemoryLayout,
     MultibootConfig, MultibootModule, VideoMode,
 };
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ pub enum BootError {
     #[error("firmware image '{path}' has an unusable size ({size} bytes; expected a multiple of 64 KiB up to 16 MiB)")]
     BadBios { path: PathBuf, size: usize },
     #[error("cannot map firmware: {0}")]
-    Memory(#[from] crate::memory::MemoryError),
+    Memory(#[from] ferrite_memory::MemoryError),
     #[error("fw_cfg: {0}")]
     FwCfg(#[from] ferrite_hw::fw_cfg::FwCfgError),
     #[error("-initrd needs -kernel")]
@@ -52,31 +52,23 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BootError> {
     std::fs::read(path).map_err(|source| BootError::Read { what, path: path.into(), source })
 }
 
-/// The firmware crate's view of guest RAM.
-struct FwMem<'a>(&'a mut GuestMemory);
-
-impl fw::GuestMemory for FwMem<'_> {
-    fn ram_size(&self) -> u64 {
-        self.0.ram_size()
-    }
-    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), GuestMemoryError> {
-        self.0.write(addr, data).map_err(|_| GuestMemoryError { addr, len: data.len() as u64 })
-    }
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
-        self.0.read(addr, buf).map_err(|_| GuestMemoryError { addr, len: buf.len() as u64 })
-    }
-}
-
 /// Prepares memory and returns the boot CPU's initial state.
-pub fn load(cfg: &MachineConfig, board: &mut PcBoard) -> Result<CpuState, BootError> {
-    let layout = MemoryLayout::new(board.mem.ram_size());
-    let acpi = AcpiTables::build(&AcpiConfig::new(cfg.cpus, layout))?;
-    let rsdp = acpi.install(&mut FwMem(&mut board.mem))?;
+pub fn load(cfg: &MachineConfig, board: &PcBoard) -> Result<CpuState, BootError> {
+    let mem = &*board.mem;
+    let layout = MemoryLayout::new(mem.ram_size());
+    let apic_ids: Vec<u32> = board.irq.cpus.iter().map(|c| ferrite_hw::lapic::Lapic::id(&crate::pc::interrupts::lock(&c.lapic))).collect();
+    let acpi = AcpiTables::build(&AcpiConfig::new(apic_ids, layout))?;
+    let rsdp = acpi.install(mem)?;
     let image = cfg.kernel.as_deref().map(|p| read("kernel", p)).transpose()?;
     let initrd = cfg.initrd.as_deref().map(|p| read("initrd", p)).transpose()?;
     fill_fw_cfg(cfg, board, &layout, &acpi, image.as_deref(), initrd.as_deref())?;
-    if let Some(bios) = &cfg.bios {
-        map_bios(board, bios)?;
+    if cfg.bios.is_none() {
+        // No firmware runs: leave the chipset as a BIOS would, with the 0xC0000-0xFFFFF window
+        // as read/write RAM (PAM = 0x33) where the ACPI tables were just written.
+        for reg in 0..ferrite_hw::pci::I440FX_PAM_COUNT {
+            let off = (ferrite_hw::pci::I440FX_PAM0 + reg) as u8;
+            board.pci_config_write(ferrite_hw::pci::I440FX_DEVFN, off, 1, 0x33);
+        }
     }
     let (Some(kernel_path), Some(image)) = (&cfg.kernel, image) else {
         if cfg.initrd.is_some() {
@@ -94,7 +86,7 @@ pub fn load(cfg: &MachineConfig, board: &mut PcBoard) -> Result<CpuState, BootEr
                 video: VideoMode::Serial,
                 acpi_rsdp_addr: Some(rsdp),
             };
-            fw::load_linux(&mut FwMem(&mut board.mem), &image, &linux_cfg)
+            fw::load_linux(mem, &image, &linux_cfg)
                 .map_err(|source| BootError::Linux { path: kernel_path.clone(), source })?
                 .setup
         }
@@ -109,7 +101,7 @@ pub fn load(cfg: &MachineConfig, board: &mut PcBoard) -> Result<CpuState, BootEr
                 .into_iter()
                 .collect();
             let mb_cfg = MultibootConfig { cmdline: &cfg.append, modules: &modules };
-            match fw::load_multiboot(&mut FwMem(&mut board.mem), &image, &mb_cfg) {
+            match fw::load_multiboot(mem, &image, &mb_cfg) {
                 Ok(b) => b.setup,
                 Err(fw::MultibootError::NoHeader) => {
                     return Err(BootError::NotAKernel {
@@ -130,14 +122,14 @@ pub fn load(cfg: &MachineConfig, board: &mut PcBoard) -> Result<CpuState, BootEr
 /// `-append` payloads for a firmware-driven Linux boot.
 fn fill_fw_cfg(
     cfg: &MachineConfig,
-    board: &mut PcBoard,
+    board: &PcBoard,
     layout: &MemoryLayout,
     acpi: &AcpiTables,
     kernel: Option<&[u8]>,
     initrd: Option<&[u8]>,
 ) -> Result<(), BootError> {
     use ferrite_hw::fw_cfg::*;
-    let f = &mut board.fw_cfg;
+    let mut f = crate::pc::interrupts::lock(&board.fw_cfg);
     let cpus = cfg.cpus as u16;
     f.add_bytes(FW_CFG_RAM_SIZE, (board.mem.ram_size()).to_le_bytes())?;
     f.add_bytes(FW_CFG_NB_CPUS, cpus.to_le_bytes())?;
@@ -175,17 +167,19 @@ fn fill_fw_cfg(
     Ok(())
 }
 
-/// Maps a firmware image below 4 GiB, and its last 128 KiB at 0xE0000 (the legacy BIOS area),
-/// as QEMU's pc machine does.
-fn map_bios(board: &mut PcBoard, path: &Path) -> Result<(), BootError> {
+/// Maps a firmware image below 4 GiB, and its last 128 KiB at 0xE0000 (the legacy BIOS area,
+/// where the PAM registers decide between it and shadow RAM), as QEMU's pc machine does. The
+/// window starts with every segment on the PCI side (PAM registers at their reset value 0).
+pub fn map_bios(mem: &mut GuestMemory, path: &Path) -> Result<(), BootError> {
     let image = read("firmware", path)?;
     let size = image.len();
     if size == 0 || size % 0x10000 != 0 || size > 16 << 20 {
         return Err(BootError::BadBios { path: path.into(), size });
     }
-    board.mem.add_rom((1u64 << 32) - size as u64, &image)?;
+    mem.add_rom((1u64 << 32) - size as u64, &image)?;
     let low = &image[size.saturating_sub(0x20000)..];
-    board.mem.add_rom(0x10_0000 - low.len() as u64, low)?;
+    mem.add_rom(0x10_0000 - low.len() as u64, low)?;
+    mem.set_legacy(&[LegacyAttr::PCI; LEGACY_SEGMENTS]);
     Ok(())
 }
 

@@ -1,39 +1,57 @@
 //! Guest time: nanoseconds since the machine was created, from the host's monotonic clock, so
-//! the guest's timers run at real speed however fast the CPU emulation runs.
+//! the guest's timers run at real speed however fast the CPU emulation runs. One clock is
+//! shared by every vCPU thread and the timer thread, so the TSC and the LAPIC timers agree
+//! across vCPUs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-#[derive(Clone, Copy, Debug)]
+/// `paused` value while time runs.
+const RUNNING: u64 = u64::MAX;
+
+#[derive(Debug)]
 pub struct Clock {
     start: Instant,
-    /// While the machine is stopped (in the debugger), guest time stands still at this instant.
-    paused_at: Option<Instant>,
+    /// Host nanoseconds spent paused, subtracted from the host's elapsed time.
+    paused_total: AtomicU64,
+    /// While the machine is stopped (in the debugger), guest time stands still at this value.
+    paused: AtomicU64,
 }
 
 impl Clock {
     pub fn new() -> Self {
-        Clock { start: Instant::now(), paused_at: None }
+        Clock { start: Instant::now(), paused_total: AtomicU64::new(0), paused: AtomicU64::new(RUNNING) }
+    }
+
+    fn host_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
     }
 
     #[inline]
     pub fn now(&self) -> u64 {
-        match self.paused_at {
-            Some(p) => p.saturating_duration_since(self.start).as_nanos() as u64,
-            None => self.start.elapsed().as_nanos() as u64,
+        match self.paused.load(Ordering::Acquire) {
+            RUNNING => self.host_ns().saturating_sub(self.paused_total.load(Ordering::Acquire)),
+            p => p,
         }
     }
 
-    /// Stops guest time (idempotent).
-    pub fn pause(&mut self) {
-        if self.paused_at.is_none() {
-            self.paused_at = Some(Instant::now());
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire) != RUNNING
+    }
+
+    /// Stops guest time (idempotent; one controlling thread pauses and resumes).
+    pub fn pause(&self) {
+        if !self.is_paused() {
+            self.paused.store(self.now(), Ordering::Release);
         }
     }
 
     /// Lets guest time run on from where it stopped (idempotent).
-    pub fn resume(&mut self) {
-        if let Some(p) = self.paused_at.take() {
-            self.start += p.elapsed();
+    pub fn resume(&self) {
+        let p = self.paused.load(Ordering::Acquire);
+        if p != RUNNING {
+            self.paused_total.store(self.host_ns().saturating_sub(p), Ordering::Release);
+            self.paused.store(RUNNING, Ordering::Release);
         }
     }
 }
@@ -55,7 +73,7 @@ mod tests {
 
     #[test]
     fn paused_time_stands_still() {
-        let mut c = Clock::new();
+        let c = Clock::new();
         c.pause();
         let t = c.now();
         std::thread::sleep(std::time::Duration::from_millis(20));

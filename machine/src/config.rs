@@ -30,10 +30,30 @@ pub struct DebugExit {
     pub iosize: u16,
 }
 
+/// PCI devices `-device` adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PciDeviceKind {
+    /// QEMU's educational device (docs/specs/edu.rst): BAR MMIO, INTx, MSI and DMA.
+    Edu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciDeviceConfig {
+    pub kind: PciDeviceKind,
+    /// `addr=SLOT.FN`; the first free slot otherwise.
+    pub addr: Option<(u8, u8)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MachineConfig {
     pub memory_bytes: u64,
+    /// Number of vCPUs.
     pub cpus: u32,
+    /// `-smp sockets=,cores=,threads=` (cores per socket, threads per core); missing values
+    /// are derived from `cpus` as QEMU does.
+    pub sockets: Option<u32>,
+    pub cores: Option<u32>,
+    pub threads: Option<u32>,
     /// `-cpu` specification, parsed by `ferrite_cpu::CpuModel::parse`.
     pub cpu: String,
     pub kernel: Option<PathBuf>,
@@ -44,6 +64,7 @@ pub struct MachineConfig {
     /// Exit instead of resetting on a guest reboot or triple fault.
     pub no_reboot: bool,
     pub debug_exit: Option<DebugExit>,
+    pub pci_devices: Vec<PciDeviceConfig>,
     pub accel: Accel,
     /// gdbstub listen address (`-s` is 127.0.0.1:1234).
     pub gdb: Option<String>,
@@ -59,6 +80,9 @@ impl Default for MachineConfig {
             // QEMU's default for the pc machine.
             memory_bytes: 128 << 20,
             cpus: 1,
+            sockets: None,
+            cores: None,
+            threads: None,
             cpu: "max".into(),
             kernel: None,
             initrd: None,
@@ -67,10 +91,28 @@ impl Default for MachineConfig {
             serial: SerialBackend::Stdio,
             no_reboot: false,
             debug_exit: None,
+            pci_devices: Vec::new(),
             accel: Accel::Tcg,
             gdb: None,
             start_paused: false,
             log_interrupts: false,
         }
+    }
+}
+
+impl MachineConfig {
+    /// The CPU topology: QEMU's rules (since 6.2) for what `-smp` leaves out: threads default
+    /// to 1, then cores are preferred over sockets, so that sockets * cores * threads covers
+    /// every CPU.
+    pub fn topology(&self) -> ferrite_cpu::cpuid::Topology {
+        let n = self.cpus.max(1);
+        let threads = self.threads.unwrap_or(1).max(1);
+        let (sockets, cores) = match (self.sockets, self.cores) {
+            (Some(s), Some(c)) => (s, c),
+            (Some(s), None) => (s, n.div_ceil(s * threads)),
+            (None, Some(c)) => (n.div_ceil(c * threads), c),
+            (None, None) => (1, n.div_ceil(threads)),
+        };
+        ferrite_cpu::cpuid::Topology { sockets: sockets.max(1), cores: cores.max(1), threads }
     }
 }

@@ -8,21 +8,24 @@ pub mod config;
 pub mod console;
 pub mod gdb;
 pub mod irq;
-pub mod memory;
 pub mod pc;
+mod vcpu;
 
 use config::{Accel, MachineConfig, SerialBackend};
 use console::{ConsoleEvent, ConsoleInput, RawTerminal};
+use ferrite_cpu::cpuid::Topology;
 use ferrite_cpu::{Cpu, CpuModel, RunExit};
 use ferrite_firmware::MemoryLayout;
-use memory::GuestMemory;
-use pc::{PcBoard, SerialOut};
+use ferrite_memory::GuestMemory;
+use pc::{MachineEvent, PcBoard, SerialOut, VcpuBus};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Instructions per scheduling slice: devices and input are serviced between slices.
-pub(crate) const SLICE: u64 = 200_000;
 /// Smallest RAM that holds the boot structures and a kernel.
 const MIN_RAM: u64 = 2 << 20;
+/// Most vCPUs a machine may have (APIC IDs stay below the xAPIC broadcast ID 0xFF).
+pub const MAX_CPUS: u32 = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
@@ -32,7 +35,7 @@ pub enum MachineError {
     TooLittleMemory(u64),
     #[error("-m: {} MiB is too much memory for this machine (at most 1 TiB)", .0 >> 20)]
     TooMuchMemory(u64),
-    #[error("-smp {0}: only one CPU is supported so far")]
+    #[error("-smp {0}: between 1 and {MAX_CPUS} CPUs are supported")]
     Smp(u32),
     #[error("-accel kvm is not available yet; use -accel tcg")]
     KvmUnavailable,
@@ -45,11 +48,15 @@ pub enum MachineError {
     #[error("-S waits for a debugger to start the CPU: give -s or -gdb tcp::PORT too")]
     PausedWithoutGdb,
     #[error(transparent)]
-    Memory(#[from] memory::MemoryError),
+    Memory(#[from] ferrite_memory::MemoryError),
     #[error("device wiring: {0}")]
     Bus(#[from] bus::BusError),
     #[error(transparent)]
     Boot(#[from] boot::BootError),
+    #[error("-device: no free PCI slot left")]
+    PciFull,
+    #[error("-device: {0}")]
+    Pci(String),
     #[error("cannot open serial output '{path}': {source}")]
     SerialFile {
         path: std::path::PathBuf,
@@ -94,8 +101,14 @@ impl Outcome {
 
 pub struct Machine {
     cfg: MachineConfig,
-    pub cpu: Cpu,
-    pub board: PcBoard,
+    model: CpuModel,
+    topology: Topology,
+    pub board: Arc<PcBoard>,
+    /// The vCPUs, while no thread runs them (vCPU `i` has APIC ID `topology.apic_id(i)`).
+    pub cpus: Vec<Cpu>,
+    /// One bus per vCPU, for running them on the calling thread (the debugger's loop).
+    buses: Vec<VcpuBus>,
+    events: Receiver<MachineEvent>,
     /// The gdb server (`-s`, `-gdb`).
     gdb: Option<gdb::GdbServer>,
     /// Run state, breakpoints and settings of the debugger.
@@ -105,15 +118,15 @@ pub struct Machine {
 /// How much of the guest `Machine::run_slice` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Slice {
-    /// Up to this many instructions (0: only deliver a pending interrupt).
+    /// Up to this many instructions per vCPU (0: only deliver a pending interrupt).
     Run(u64),
-    /// One instruction; `irqs`: deliver a pending interrupt first.
-    Step { irqs: bool },
+    /// One instruction of vCPU `cpu`; `irqs`: deliver a pending interrupt first.
+    Step { cpu: usize, irqs: bool },
 }
 
 pub(crate) enum SliceEnd {
-    /// The CPU stopped for this reason; the machine goes on.
-    Exit(RunExit),
+    /// vCPU `.0` stopped for this reason; the machine goes on.
+    Exit(usize, RunExit),
     /// The machine is finished.
     Done(Outcome),
 }
@@ -139,15 +152,76 @@ fn serial_out(backend: &SerialBackend) -> Result<SerialOut, MachineError> {
     })
 }
 
-/// Fresh memory and devices with the boot image loaded, and the boot CPU's initial state
-/// (machine creation and reset alike).
-fn build_board(cfg: &MachineConfig) -> Result<(PcBoard, ferrite_cpu::CpuState), MachineError> {
+/// What `build` makes: the board, its vCPUs and where its events arrive.
+struct Built {
+    board: Arc<PcBoard>,
+    cpus: Vec<Cpu>,
+    events: Receiver<MachineEvent>,
+}
+
+/// Fresh memory, devices and vCPUs with the boot image loaded (machine creation and reset
+/// alike): the BSP at the kernel entry or the reset vector, the APs waiting for a start-up IPI.
+fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology) -> Result<Built, MachineError> {
+    let n = cfg.cpus;
+    let mut cpus: Vec<Cpu> = (0..n)
+        .map(|i| {
+            let mut c = Cpu::new(model.clone());
+            c.apic_id = topology.apic_id(i);
+            c.cpus = n;
+            c.topology = topology;
+            c.log_interrupts = cfg.log_interrupts;
+            c
+        })
+        .collect();
     let layout = MemoryLayout::new(cfg.memory_bytes & !0xfff);
-    let mem = GuestMemory::new(layout.below_4g, layout.above_4g)?;
-    let debug_exit = cfg.debug_exit.map(|d| (d.iobase, d.iosize));
-    let mut board = PcBoard::new(mem, serial_out(&cfg.serial)?, debug_exit)?;
-    let state = boot::load(cfg, &mut board)?;
-    Ok((board, state))
+    let mut mem = GuestMemory::new(layout.below_4g, layout.above_4g)?;
+    if let Some(bios) = &cfg.bios {
+        boot::map_bios(&mut mem, bios)?;
+    }
+    let (tx, events) = channel();
+    let spec = pc::BoardSpec {
+        apic_ids: cpus.iter().map(|c| c.apic_id).collect(),
+        exits: cpus.iter().map(|c| c.exit_handle()).collect(),
+        serial: serial_out(&cfg.serial)?,
+        debug_exit: cfg.debug_exit.map(|d| (d.iobase, d.iosize)),
+        events: tx,
+    };
+    let board = PcBoard::new(mem, spec)?;
+    plug_devices(cfg, &board)?;
+    let state = boot::load(cfg, &board)?;
+    for (i, c) in cpus.iter_mut().enumerate() {
+        c.attach_tracking(board.mem.tracking().clone(), i as u32);
+        if i == 0 {
+            c.set_state(state.clone());
+        } else {
+            c.init();
+        }
+    }
+    Ok(Built { board, cpus, events })
+}
+
+/// The PCI devices of `-device`, at their `addr=` or in the first free slots from 2 on (slots
+/// 0 and 1 hold the chipset), as QEMU places them.
+fn plug_devices(cfg: &MachineConfig, board: &PcBoard) -> Result<(), MachineError> {
+    use ferrite_hw::pci::DevFn;
+    let mut next_slot = 2;
+    for d in &cfg.pci_devices {
+        let dev: ferrite_hw::pci::SharedPciDevice = match d.kind {
+            config::PciDeviceKind::Edu => Arc::new(std::sync::Mutex::new(ferrite_hw::edu::Edu::new())),
+        };
+        let devfn = match d.addr {
+            Some((slot, func)) => DevFn::new(slot, func),
+            None => {
+                while next_slot < 32 && board.pci_slot_taken(next_slot) {
+                    next_slot += 1;
+                }
+                DevFn::new(next_slot, 0)
+            }
+        };
+        let devfn = devfn.ok_or(MachineError::PciFull)?;
+        board.plug_pci(devfn, dev).map_err(|e| MachineError::Pci(e.to_string()))?;
+    }
+    Ok(())
 }
 
 impl Machine {
@@ -159,7 +233,7 @@ impl Machine {
         if cfg.memory_bytes > 1 << 40 {
             return Err(MachineError::TooMuchMemory(cfg.memory_bytes));
         }
-        if cfg.cpus != 1 {
+        if cfg.cpus == 0 || cfg.cpus > MAX_CPUS {
             return Err(MachineError::Smp(cfg.cpus));
         }
         if cfg.accel == Accel::Kvm {
@@ -168,21 +242,25 @@ impl Machine {
         if cfg.start_paused && cfg.gdb.is_none() {
             return Err(MachineError::PausedWithoutGdb);
         }
-        let (board, state) = build_board(&cfg)?;
-        let mut cpu = Cpu::new(model);
-        cpu.set_state(state);
-        cpu.log_interrupts = cfg.log_interrupts;
+        let topology = cfg.topology();
+        let Built { board, cpus, events } = build(&cfg, &model, topology)?;
+        let buses = (0..cpus.len()).map(|i| VcpuBus::new(board.clone(), i)).collect();
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
-        Ok(Machine { cfg, cpu, board, gdb, debug })
+        Ok(Machine { cfg, model, topology, board, cpus, buses, events, gdb, debug })
     }
 
-    /// Reboots: CPU to the reset vector (firmware boot) or back to the kernel entry.
+    /// Reboots: every vCPU back to its power-on state with fresh memory and devices (the BSP
+    /// at the reset vector or the kernel entry again).
     fn reset(&mut self) -> Result<(), MachineError> {
-        let (board, state) = build_board(&self.cfg)?;
+        let Built { board, cpus, events } = build(&self.cfg, &self.model, self.topology)?;
+        self.board.wiring.set_stopping();
+        self.buses = (0..cpus.len()).map(|i| VcpuBus::new(board.clone(), i)).collect();
         self.board = board;
-        self.cpu.reset();
-        self.cpu.set_state(state);
+        self.cpus = cpus;
+        self.events = events;
+        // The old board's timer thread ended with it.
+        pc::spawn_timer_thread(self.board.clone());
         Ok(())
     }
 
@@ -197,19 +275,72 @@ impl Machine {
         let raw = if stdio { RawTerminal::enable() } else { None };
         let input = stdio.then(|| ConsoleInput::spawn(raw.is_some()));
         let mut console = Console { _raw: raw, input, pending: Vec::new() };
-        if let Some(mut server) = self.gdb.take() {
+        let timers = pc::spawn_timer_thread(self.board.clone());
+        let result = if let Some(mut server) = self.gdb.take() {
             let result = gdb::run(self, &mut server, &mut console);
             self.gdb = Some(server);
-            return result;
-        }
+            result
+        } else {
+            self.run_threads(&mut console)
+        };
+        self.board.wiring.set_stopping();
+        timers.join().ok();
+        result
+    }
+
+    /// Runs every vCPU on its own thread until the machine stops or the user quits.
+    fn run_threads(&mut self, console: &mut Console) -> Result<Outcome, MachineError> {
         loop {
-            if let Some(outcome) = self.service_console(&mut console) {
-                return Ok(outcome);
-            }
-            if let SliceEnd::Done(outcome) = self.run_slice(Slice::Run(SLICE))? {
-                return Ok(outcome);
+            let threads: Vec<_> = std::mem::take(&mut self.cpus)
+                .into_iter()
+                .enumerate()
+                .map(|(i, cpu)| vcpu::spawn(cpu, self.board.clone(), i))
+                .collect();
+            let event = self.wait_for_event(console);
+            self.board.wiring.set_stopping();
+            self.cpus = threads.into_iter().map(|t| t.join().expect("a vCPU thread panicked")).collect();
+            match event {
+                Err(outcome) => return Ok(outcome),
+                Ok(ev) => {
+                    if let Some(outcome) = self.handle_event(ev)? {
+                        return Ok(outcome);
+                    }
+                }
             }
         }
+    }
+
+    /// Waits for a machine event while passing console input to the guest; `Err` when the
+    /// user quit.
+    fn wait_for_event(&mut self, console: &mut Console) -> Result<MachineEvent, Outcome> {
+        loop {
+            let wait = if console.pending.is_empty() { Duration::from_millis(10) } else { Duration::from_millis(1) };
+            match self.events.recv_timeout(wait) {
+                Ok(ev) => return Ok(ev),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(MachineEvent::PowerOff),
+            }
+            if let Some(outcome) = self.service_console(console) {
+                return Err(outcome);
+            }
+        }
+    }
+
+    /// Acts on a machine event: `Some` when the machine is finished, `None` after a reset.
+    fn handle_event(&mut self, ev: MachineEvent) -> Result<Option<Outcome>, MachineError> {
+        Ok(match ev {
+            MachineEvent::DebugExit(code) => Some(Outcome::DebugExit(code)),
+            MachineEvent::PowerOff => Some(Outcome::PowerOff),
+            MachineEvent::Reset if self.cfg.no_reboot => Some(Outcome::Reboot),
+            MachineEvent::TripleFault if self.cfg.no_reboot => Some(Outcome::TripleFault),
+            MachineEvent::Reset | MachineEvent::TripleFault => {
+                if ev == MachineEvent::TripleFault {
+                    eprintln!("ferrite: triple fault; resetting the machine");
+                }
+                self.reset()?;
+                None
+            }
+        })
     }
 
     /// Passes console input to COM1; `Some` when the user quit.
@@ -229,56 +360,54 @@ impl Machine {
         None
     }
 
-    /// Services the devices and runs the CPU for one slice; handles resets, power-off and
-    /// exits, and sleeps while the CPU halts.
+    /// Runs the vCPUs on the calling thread, one after the other (the debugger's loop, like
+    /// QEMU's single-threaded TCG), for one slice; handles resets, power-off and exits, and
+    /// sleeps while every vCPU halts.
     pub(crate) fn run_slice(&mut self, how: Slice) -> Result<SliceEnd, MachineError> {
-        let next_timer = self.board.update_timers();
-        if self.board.take_nmi() {
-            self.cpu.inject_nmi();
+        if let Ok(ev) = self.events.try_recv() {
+            if let Some(outcome) = self.handle_event(ev)? {
+                return Ok(SliceEnd::Done(outcome));
+            }
+            return Ok(SliceEnd::Exit(0, RunExit::Budget));
         }
-        let exit = match how {
-            Slice::Run(budget) => self.cpu.run(&mut self.board, budget),
-            Slice::Step { irqs: true } => self.cpu.step(&mut self.board),
-            Slice::Step { irqs: false } => self.cpu.step_no_irq(&mut self.board),
+        let mut all_halted = true;
+        let range = match how {
+            Slice::Run(_) => 0..self.cpus.len(),
+            Slice::Step { cpu, .. } => cpu..cpu + 1,
         };
-        for (addr, len) in self.board.dma_writes.drain(..) {
-            self.cpu.invalidate_code(addr, len);
-        }
-        let req = self.board.take_requests();
-        if let Some(code) = req.exit_code {
-            return Ok(SliceEnd::Done(Outcome::DebugExit(code)));
-        }
-        if req.poweroff {
-            return Ok(SliceEnd::Done(Outcome::PowerOff));
-        }
-        if req.reset {
-            if self.cfg.no_reboot {
-                return Ok(SliceEnd::Done(Outcome::Reboot));
+        for i in range {
+            let (cpu, bus) = (&mut self.cpus[i], &mut self.buses[i]);
+            if bus.board.irq.cpus[i].exit.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                vcpu::take_signals(cpu, bus);
             }
-            self.reset()?;
-            return Ok(SliceEnd::Exit(RunExit::Budget));
-        }
-        match exit {
-            RunExit::Shutdown => {
-                if self.cfg.no_reboot {
-                    return Ok(SliceEnd::Done(Outcome::TripleFault));
-                }
-                eprintln!("ferrite: triple fault; resetting the machine");
-                self.reset()?;
-                return Ok(SliceEnd::Exit(RunExit::Budget));
+            let exit = match how {
+                Slice::Run(budget) => cpu.run(bus, budget),
+                Slice::Step { irqs: true, .. } => cpu.step(bus),
+                Slice::Step { irqs: false, .. } => cpu.step_no_irq(bus),
+            };
+            match exit {
+                RunExit::Shutdown => self.board.wiring.raise(MachineEvent::TripleFault),
+                RunExit::Debug => return Ok(SliceEnd::Exit(i, RunExit::Debug)),
+                RunExit::Halted => {}
+                _ => all_halted = false,
             }
-            RunExit::Halted if matches!(how, Slice::Run(_)) => {
-                // Sleep until the next timer event (or briefly, to poll input).
-                let now = self.board.clock.now();
-                let wait = next_timer.map_or(Duration::from_millis(10), |t| {
-                    Duration::from_nanos(t.saturating_sub(now)).min(Duration::from_millis(10))
-                });
-                if !wait.is_zero() && !self.board.interrupt_ready() {
-                    std::thread::sleep(wait);
+            if self.board.wiring.stopping() {
+                // The event is in the channel: the next slice acts on it.
+                return Ok(SliceEnd::Exit(i, RunExit::Budget));
+            }
+        }
+        if all_halted {
+            if matches!(how, Slice::Run(_)) {
+                // Sleep until an interrupt reaches a vCPU (or briefly, to poll input).
+                let deadline = std::time::Instant::now() + Duration::from_millis(10);
+                while std::time::Instant::now() < deadline
+                    && !self.cpus.iter().zip(&self.buses).any(|(c, b)| vcpu::has_work(c, b))
+                {
+                    std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            _ => {}
+            return Ok(SliceEnd::Exit(0, RunExit::Halted));
         }
-        Ok(SliceEnd::Exit(exit))
+        Ok(SliceEnd::Exit(0, RunExit::Budget))
     }
 }

@@ -223,10 +223,9 @@ impl GuestMemory {
         if let Some(p) = ptr {
             let off = (gpa & 0xfff) as usize;
             let n = (size as usize).min(4096 - off);
-            self.tracking.dirty.set(gpa >> 12);
-            self.tracking.code.note_write(gpa, origin);
             // SAFETY: `p` is a whole host RAM page and `off + n <= 4096`.
             unsafe { std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), p.add(off), n) };
+            self.note_written(gpa, n as u64, origin);
         }
         true
     }
@@ -248,11 +247,19 @@ impl GuestMemory {
     /// code there on every vCPU.
     pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), MemoryError> {
         let start = self.ram_range(gpa, data.len())?;
-        self.tracking.dirty.set_range(gpa, data.len() as u64);
-        self.tracking.code.note_write_range(gpa, data.len() as u64, ORIGIN_DMA);
         // SAFETY: `ram_range` checked that the range lies inside the RAM mapping.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ram.as_ptr().add(start), data.len()) };
+        self.note_written(gpa, data.len() as u64, ORIGIN_DMA);
         Ok(())
+    }
+
+    /// The bookkeeping after bytes were written: dirty pages, and stale decoded code. It comes
+    /// after the copy so a vCPU that marks a page as code (then reads it) either sees the new
+    /// bytes or gets the event.
+    fn note_written(&self, gpa: u64, len: u64, origin: u32) {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        self.tracking.dirty.set_range(gpa, len);
+        self.tracking.code.note_write_range(gpa, len, origin);
     }
 
     /// Copies RAM at `gpa` into `buf`.

@@ -1,16 +1,36 @@
 //! Integer arithmetic and logic: ADD ADC SUB SBB AND OR XOR CMP TEST INC DEC NEG NOT.
-//! Flags are recorded lazily (see `flags.rs`).
+//! Flags are recorded lazily (see `flags.rs`). LOCK-prefixed forms update memory with host
+//! atomics (see `atomic.rs`).
 
+use super::atomic::split_lock;
 use super::Handler;
 use crate::bus::CpuBus;
 use crate::exception::Result;
 use crate::flags::{size_mask, CcOp};
 use crate::Cpu;
+use crate::mmu::atomic::{atomic_rmw, fetch_add};
 use crate::mmu::Access;
 use crate::operand::{gpr_size, is_ea64};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
+    if insn.has_lock_prefix() {
+        // Decoded only with a memory destination (see `atomic.rs`); CMP and TEST never.
+        return Some(match insn.mnemonic() {
+            Mnemonic::Add => locked_binary::<ADD>,
+            Mnemonic::Adc => locked_binary::<ADC>,
+            Mnemonic::Sub => locked_binary::<SUB>,
+            Mnemonic::Sbb => locked_binary::<SBB>,
+            Mnemonic::And => locked_binary::<AND>,
+            Mnemonic::Or => locked_binary::<OR>,
+            Mnemonic::Xor => locked_binary::<XOR>,
+            Mnemonic::Inc => locked_inc_dec::<true>,
+            Mnemonic::Dec => locked_inc_dec::<false>,
+            Mnemonic::Neg => locked_neg,
+            Mnemonic::Not => locked_not,
+            _ => return None,
+        });
+    }
     Some(match insn.mnemonic() {
         Mnemonic::Add => pick_binary::<ADD>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Add)),
         Mnemonic::Adc => pick_binary::<ADC>(insn).unwrap_or(|c, b, i| binary(c, b, i, Op::Adc)),
@@ -297,4 +317,73 @@ fn not(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     cpu.check_writable(bus, loc, size)?;
     let v = cpu.read_loc(bus, loc, size)?;
     cpu.write_loc(bus, loc, size, !v & size_mask(size))
+}
+
+/// LOCK ADD/ADC/SUB/SBB/AND/OR/XOR m, r/imm: the memory update is one host atomic (`lock
+/// xadd` for ADD and SUB, a compare-exchange loop otherwise); result and flags come from the
+/// value it replaced.
+fn locked_binary<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let op = Op::from_u8(OP);
+    let size = cpu.op_size(insn, 0);
+    let mask = size_mask(size);
+    let Some(p) = cpu.locked_ptr_mem(bus, insn, size)? else {
+        let _serial = split_lock();
+        return binary(cpu, bus, insn, op);
+    };
+    // A register or an immediate: reading it cannot fault.
+    let src = cpu.read_op(bus, insn, 1)? & mask;
+    let carry = matches!(op, Op::Adc | Op::Sbb) && cpu.cf();
+    // SAFETY: `locked_ptr` returned the host address of `size` bytes of writable guest RAM
+    // inside one mapped page.
+    let dst = unsafe {
+        match op {
+            Op::Add => fetch_add(p, size, src),
+            Op::Sub => fetch_add(p, size, src.wrapping_neg()),
+            _ => atomic_rmw(p, size, |dst| compute(op, dst, src, carry).0),
+        }
+    };
+    let (res, cc) = compute(op, dst, src, carry);
+    cpu.set_cc(cc, size, dst, src, res & mask, carry);
+    Ok(())
+}
+
+/// LOCK INC/DEC m: one host `lock xadd` of +1 or -1.
+fn locked_inc_dec<const INC: bool>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let size = cpu.op_size(insn, 0);
+    let Some(p) = cpu.locked_ptr_mem(bus, insn, size)? else {
+        let _serial = split_lock();
+        return inc_dec(cpu, bus, insn, if INC { CcOp::Inc } else { CcOp::Dec });
+    };
+    // SAFETY: as in `locked_binary`.
+    let dst = unsafe { fetch_add(p, size, if INC { 1 } else { !0 }) };
+    let res = if INC { dst.wrapping_add(1) } else { dst.wrapping_sub(1) } & size_mask(size);
+    let cf = cpu.cf();
+    cpu.set_cc(if INC { CcOp::Inc } else { CcOp::Dec }, size, dst, 1, res, cf);
+    Ok(())
+}
+
+/// LOCK NEG m: a compare-exchange loop.
+fn locked_neg(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let size = cpu.op_size(insn, 0);
+    let Some(p) = cpu.locked_ptr_mem(bus, insn, size)? else {
+        let _serial = split_lock();
+        return neg(cpu, bus, insn);
+    };
+    // SAFETY: as in `locked_binary`.
+    let src = unsafe { atomic_rmw(p, size, |v| v.wrapping_neg()) };
+    let res = src.wrapping_neg() & size_mask(size);
+    cpu.set_cc(CcOp::Sub, size, 0, src, res, false);
+    Ok(())
+}
+
+/// LOCK NOT m: a compare-exchange loop (no flags).
+fn locked_not(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let size = cpu.op_size(insn, 0);
+    let Some(p) = cpu.locked_ptr_mem(bus, insn, size)? else {
+        let _serial = split_lock();
+        return not(cpu, bus, insn);
+    };
+    // SAFETY: as in `locked_binary`.
+    unsafe { atomic_rmw(p, size, |v| !v) };
+    Ok(())
 }

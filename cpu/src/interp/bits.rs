@@ -12,18 +12,31 @@
 //! TZCNT and LZCNT are F3-prefixed BSF/BSR; a CPU without BMI1/LZCNT ignores the prefix.
 //! The model check happens before lookup, so `without_feature` supplies BSF/BSR there (the
 //! model never changes while code is cached, so deciding at decode time is exact).
+//!
+//! LOCK BTS/BTR/BTC update memory with a host compare-exchange loop (see `atomic.rs`).
 
+use super::atomic::split_lock;
 use super::datamov::sign_extend;
 use super::Handler;
 use crate::bus::CpuBus;
 use crate::exception::Result;
 use crate::flags::{parity, size_mask};
+use crate::mmu::atomic::atomic_rmw;
 use crate::operand::{address_mask, Loc};
 use crate::state::flags::{ARITH, CF, PF, ZF};
 use crate::Cpu;
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
+    if insn.has_lock_prefix() {
+        // Decoded only with a memory destination (see `atomic.rs`); BT never.
+        return Some(match insn.mnemonic() {
+            Mnemonic::Bts => |c, b, i| locked_bit_test(c, b, i, BitOp::Set),
+            Mnemonic::Btr => |c, b, i| locked_bit_test(c, b, i, BitOp::Reset),
+            Mnemonic::Btc => |c, b, i| locked_bit_test(c, b, i, BitOp::Complement),
+            _ => return None,
+        });
+    }
     Some(match insn.mnemonic() {
         Mnemonic::Bt => |c, b, i| bit_test(c, b, i, BitOp::Test),
         Mnemonic::Bts => |c, b, i| bit_test(c, b, i, BitOp::Set),
@@ -94,6 +107,32 @@ fn bit_test(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: BitOp) 
     if op != BitOp::Test {
         cpu.write_loc(bus, loc, size, new)?;
     }
+    cpu.set_arith_flags(CF, if v & mask != 0 { CF } else { 0 });
+    Ok(())
+}
+
+/// LOCK BTS/BTR/BTC m, r/imm: the operand-size unit holding the bit is updated with a
+/// compare-exchange loop; CF is the bit as that update found it.
+fn locked_bit_test(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, op: BitOp) -> Result<()> {
+    let size = cpu.op_size(insn, 0);
+    let (loc, bit) = bit_location(cpu, insn, size);
+    let (Loc::Mem(seg, off), false) = (loc, op == BitOp::Test) else {
+        return bit_test(cpu, bus, insn, op);
+    };
+    let Some(p) = cpu.locked_ptr(bus, seg, off, size)? else {
+        let _serial = split_lock();
+        return bit_test(cpu, bus, insn, op);
+    };
+    let mask = 1u64 << bit;
+    // SAFETY: `locked_ptr` returned the host address of `size` bytes of writable guest RAM
+    // inside one mapped page.
+    let v = unsafe {
+        match op {
+            BitOp::Reset => atomic_rmw(p, size, |v| v & !mask),
+            BitOp::Complement => atomic_rmw(p, size, |v| v ^ mask),
+            BitOp::Set | BitOp::Test => atomic_rmw(p, size, |v| v | mask),
+        }
+    };
     cpu.set_arith_flags(CF, if v & mask != 0 { CF } else { 0 });
     Ok(())
 }

@@ -2,10 +2,12 @@
 //! PUSH/POP (incl. segment registers, PUSHA/POPA), conversions (CBW..CQO), BSWAP, XLAT,
 //! LAHF/SAHF, CMOVcc, SETcc, ENTER/LEAVE, LDS..LSS, and the no-ops.
 
+use super::atomic::split_lock;
 use super::Handler;
 use crate::bus::CpuBus;
 use crate::exception::{Fault, Result};
 use crate::flags::size_mask;
+use crate::mmu::atomic::swap;
 use crate::operand::{gpr_size, is_ea64, is_immediate, seg_of, Loc};
 use crate::state::{flags, reg, Seg};
 use crate::Cpu;
@@ -29,6 +31,7 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         }
         Mnemonic::Movzx => movzx,
         Mnemonic::Movsx | Mnemonic::Movsxd => movsx,
+        Mnemonic::Xchg if insn.op0_kind() == OpKind::Memory || insn.op1_kind() == OpKind::Memory => xchg_mem,
         Mnemonic::Xchg => xchg,
         Mnemonic::Lea if is_ea64(insn) && gpr_size(insn.op0_register()) == 8 => lea64,
         Mnemonic::Lea => lea,
@@ -83,7 +86,10 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         Mnemonic::Lfs => |c, b, i| load_far_pointer(c, b, i, Seg::Fs),
         Mnemonic::Lgs => |c, b, i| load_far_pointer(c, b, i, Seg::Gs),
         Mnemonic::Lss => |c, b, i| load_far_pointer(c, b, i, Seg::Ss),
-        // Hints and fences: no architectural effect on a single in-order CPU.
+        Mnemonic::Mfence => mfence,
+        // Hints, and LFENCE/SFENCE: guest loads and stores are host loads and stores, ordered
+        // as x86 orders them, and none is weakly ordered (non-temporal stores are plain
+        // here), so these fences have nothing left to order.
         Mnemonic::Nop
         | Mnemonic::Reservednop
         | Mnemonic::Pause
@@ -97,7 +103,6 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         | Mnemonic::Cldemote
         | Mnemonic::Lfence
         | Mnemonic::Sfence
-        | Mnemonic::Mfence
         | Mnemonic::Prefetch
         | Mnemonic::Prefetchw
         | Mnemonic::Prefetchnta
@@ -109,6 +114,14 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
 }
 
 fn nop(_: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
+    Ok(())
+}
+
+/// MFENCE: a store followed by a load of another location may otherwise be reordered by the
+/// host (x86 lets loads pass earlier stores), which another vCPU thread could observe. A
+/// sequentially consistent host fence orders them, as MFENCE does for the guest.
+fn mfence(_: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     Ok(())
 }
 
@@ -252,6 +265,24 @@ fn xchg(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
         cpu.write_loc(bus, a, size, vb)?;
         cpu.write_loc(bus, b, size, va)
     }
+}
+
+/// XCHG with a memory operand, which is locked with or without the prefix (SDM XCHG): one
+/// host `xchg` (see `atomic.rs`); device memory, ROM and page-crossing operands run `xchg`
+/// serialised.
+fn xchg_mem(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let (mem, reg) = if insn.op0_kind() == OpKind::Memory { (0, insn.op1_register()) } else { (1, insn.op0_register()) };
+    let size = cpu.op_size(insn, mem);
+    let Some(p) = cpu.locked_ptr_mem(bus, insn, size)? else {
+        let _serial = split_lock();
+        return xchg(cpu, bus, insn);
+    };
+    let v = cpu.reg(reg);
+    // SAFETY: `locked_ptr` returned the host address of `size` bytes of writable guest RAM
+    // inside one mapped page.
+    let old = unsafe { swap(p, size, v) };
+    cpu.set_reg(reg, old);
+    Ok(())
 }
 
 fn lea(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {

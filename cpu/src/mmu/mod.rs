@@ -1,6 +1,7 @@
 //! Linear-address accesses: the TLB fast path, the fill on a miss, and the slow path for
 //! MMIO, ROM, page-crossing accesses and writes to pages that hold decoded code.
 
+pub(crate) mod atomic;
 mod paging;
 pub mod tlb;
 
@@ -36,11 +37,14 @@ impl Cpu {
 
     /// Drops cached translations (CR3 write: `keep_global`; CR0/CR4 paging changes: all).
     pub fn flush_tlb(&mut self, keep_global: bool) {
+        // Pending `Decoded` events must meet the fast write entries they ask about.
+        self.catch_up_code();
         self.tlb.flush(keep_global);
         self.code.flush_jump_cache();
     }
 
     pub fn flush_tlb_page(&mut self, lin: u64) {
+        self.catch_up_code();
         self.tlb.flush_page(lin);
         self.code.flush_jump_cache();
     }
@@ -71,7 +75,7 @@ impl Cpu {
             });
         }
         let who = Privilege { user: ctx == Ctx::User, ac: ctx == Ctx::SupervisorAc };
-        let mut t = walk(&mut self.state, bus, lin, access, who, self.a20_mask)?;
+        let mut t = walk(&mut self.state, bus, self.tracking.as_deref(), lin, access, who, self.a20_mask)?;
         t.paddr &= self.a20_mask;
         Ok(t)
     }
@@ -82,7 +86,7 @@ impl Cpu {
         let who = Privilege { user: ctx == Ctx::User, ac: ctx == Ctx::SupervisorAc };
         let page = lin & !0xfff;
         let (host, read_slow, write_slow, exec_ok) = match bus.phys_page(t.paddr) {
-            PhysPage::Ram(p) => (p as u64, 0, if self.code.is_code_page(t.paddr) { TAG_SLOW } else { 0 }, true),
+            PhysPage::Ram(p) => (p as u64, 0, if self.ram_write_slow(t.paddr) { TAG_SLOW } else { 0 }, true),
             PhysPage::Rom(p) => (p as u64, 0, TAG_SLOW, true),
             PhysPage::Mmio => (0, TAG_SLOW, TAG_SLOW, false),
         };
@@ -218,9 +222,14 @@ impl Cpu {
     }
 
     /// The bookkeeping of a write that reached a RAM page through a slow TLB tag (the page
-    /// holds decoded code, or is watched): drop the stale decodings, then let writes through
-    /// at full speed until code is decoded there again.
+    /// holds decoded code, is watched, or is not yet dirty in the shared log): mark it dirty,
+    /// drop the stale decodings here and on other vCPUs, then let writes through at full
+    /// speed until code is decoded there again. With tracking, the tag turns fast even if
+    /// another vCPU marks the page as code meanwhile: the `Decoded` event it logs then finds
+    /// this fast entry and counts it as a write, which covers a store landing after the
+    /// other vCPU read the bytes (keeping the tag slow would lose that store).
     fn note_slow_ram_write(&mut self, e: &TlbEntry, lin: u64, ctx: Ctx) {
+        self.note_shared_write(e.paddr);
         self.code.invalidate_page(e.paddr);
         // The running block may be stale now: stop it after this instruction.
         self.end_block |= self.code.invalidated;
@@ -342,6 +351,19 @@ impl Cpu {
                 PhysPage::Mmio => bus.mmio_read(a, 1) as u8,
             };
         }
+    }
+}
+
+/// The bookkeeping of a CPU write to guest RAM at `paddr` that bypassed the TLB (the
+/// accessed/dirty bits a page walk sets): marks the page dirty and, if it held decoded code,
+/// makes every vCPU drop its blocks there at its next block boundary, the writer included
+/// (logged under the device origin for that, as the writer's code cache is not at hand).
+/// Takes the tracking, not the `Cpu`, so a caller holding `&mut cpu.state` can call it as
+/// `note_phys_write(cpu.tracking.as_deref(), paddr)`. Without tracking it does nothing.
+pub(crate) fn note_phys_write(tracking: Option<&ferrite_memory::PageTracking>, paddr: u64) {
+    if let Some(t) = tracking {
+        t.dirty.set(paddr >> 12);
+        t.code.note_write(paddr, ferrite_memory::ORIGIN_DMA);
     }
 }
 

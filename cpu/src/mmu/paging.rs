@@ -1,6 +1,13 @@
 //! Page-table walks for 32-bit, PAE and 4-level paging (SDM Vol. 3, chapter 4), with the
 //! accessed/dirty updates and the access-rights rules of section 4.6.
+//!
+//! Other vCPU threads share the page tables. The processor sets accessed and dirty bits with
+//! locked operations (SDM Vol. 3, 4.8), so here they are set with a host compare-exchange
+//! against the entry the walk read: if the entry changed meanwhile (another CPU, or the
+//! guest's own OS on it, rewrote it), nothing is stored and the walk starts over with the
+//! new tables, so no concurrent update is ever lost or resurrected.
 
+use super::atomic::compare_exchange;
 use crate::bus::{CpuBus, PhysPage};
 use crate::exception::{pf, vector, Fault, Result};
 use crate::state::{cr0, cr4, efer, CpuState};
@@ -105,22 +112,33 @@ fn read_entry(bus: &mut dyn CpuBus, paddr: u64, wide: bool) -> u64 {
     }
 }
 
-/// Sets accessed/dirty bits in an entry, as the hardware's locked read-modify-write does.
-fn set_bits(bus: &mut dyn CpuBus, paddr: u64, wide: bool, old: u64, bits: u64) {
+/// Sets accessed/dirty `bits` in the entry at `paddr`, which the walk read as `old`, as the
+/// hardware's locked read-modify-write does. `false`: the entry no longer holds `old`
+/// (another CPU changed it); nothing was written and the walk must start over. Entries
+/// outside RAM are not written (ROM ignores writes; device memory gets no A/D updates).
+fn set_bits(bus: &mut dyn CpuBus, tracking: Tracking, paddr: u64, wide: bool, old: u64, bits: u64) -> bool {
     if old & bits == bits {
-        return;
+        return true;
     }
     if let PhysPage::Ram(p) = bus.phys_page(paddr) {
         let off = (paddr & 0xfff) as usize;
-        // SAFETY: as in `read_entry`; the page is RAM and so writable. Only the low 32 bits
-        // hold A and D, so a 32-bit store suffices for both entry widths.
-        unsafe {
-            let ptr = p.add(off) as *mut u32;
-            let _ = wide;
-            ptr.write_unaligned((old | bits) as u32);
+        // Compare the whole entry: a change to any bit (the frame, NX, present) invalidates
+        // what the walk derived from it.
+        let size = if wide { 8 } else { 4 };
+        // SAFETY: as in `read_entry`: `phys_page` returned the host address of a whole 4 KiB
+        // RAM page (so writable), and the naturally aligned entry lies inside it.
+        let done = unsafe { compare_exchange(p.add(off), size, old, old | bits) }.is_ok();
+        if done {
+            // A write to RAM like any other: dirty log, stale decoded code.
+            super::note_phys_write(tracking, paddr);
         }
+        return done;
     }
+    true
 }
+
+/// The machine's page tracking, if any (see `Cpu::attach_tracking`).
+type Tracking<'a> = Option<&'a ferrite_memory::PageTracking>;
 
 fn page_fault(st: &mut CpuState, lin: u64, access: Access, who: Privilege, code: u32) -> Fault {
     let mut err = code;
@@ -139,8 +157,35 @@ fn page_fault(st: &mut CpuState, lin: u64, access: Access, who: Privilege, code:
 }
 
 /// Translates a linear address with paging enabled. `a20` masks each physical address the
-/// walk touches. On failure CR2 is written and a #PF fault returned.
-pub fn walk(st: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, access: Access, who: Privilege, a20: u64) -> Result<Translation> {
+/// walk touches; the accessed/dirty updates are reported to `tracking`. On failure CR2 is
+/// written and a #PF fault returned.
+pub fn walk(
+    st: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    tracking: Tracking,
+    lin: u64,
+    access: Access,
+    who: Privilege,
+    a20: u64,
+) -> Result<Translation> {
+    loop {
+        if let Some(t) = walk_once(st, bus, tracking, lin, access, who, a20)? {
+            return Ok(t);
+        }
+    }
+}
+
+/// One walk; `Ok(None)` when an entry changed before its accessed/dirty bits could be set,
+/// so the walk has to be redone.
+fn walk_once(
+    st: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    tracking: Tracking,
+    lin: u64,
+    access: Access,
+    who: Privilege,
+    a20: u64,
+) -> Result<Option<Translation>> {
     let nxe = st.efer & efer::NXE != 0;
     let pae = st.cr4 & cr4::PAE != 0;
     let long = st.efer & efer::LMA != 0;
@@ -267,10 +312,122 @@ pub fn walk(st: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, access: Access, w
     if !t.allows(st, access, who) {
         return Err(page_fault(st, lin, access, who, pf::PRESENT));
     }
+    // Top level first, as the walk went; an accessed bit already set on an upper level
+    // before a restart stays set, which hardware allows (the entry was used).
     for &(addr, e, w) in &visited[..nvisited] {
-        set_bits(bus, addr, w, e, A);
+        if !set_bits(bus, tracking, addr, w, e, A) {
+            return Ok(None);
+        }
     }
     let bits = if access == Access::Write { A | D } else { A };
-    set_bits(bus, final_addr, wide, final_entry, bits);
-    Ok(t)
+    if !set_bits(bus, tracking, final_addr, wide, final_entry, bits) {
+        return Ok(None);
+    }
+    Ok(Some(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FlatBus;
+
+    const PML4: u64 = 0x1000;
+    const PDPT: u64 = 0x2000;
+    const PD: u64 = 0x3000;
+    const PT: u64 = 0x4000;
+    const LIN: u64 = 0x5000;
+    const PTE: u64 = PT + 8 * (LIN >> 12);
+
+    /// A flat bus that, like another CPU, rewrites one page-table entry the `when`th time the
+    /// walker looks up the page holding it.
+    struct RacingBus {
+        flat: FlatBus,
+        entry: u64,
+        value: u64,
+        when: usize,
+        lookups: usize,
+    }
+
+    impl CpuBus for RacingBus {
+        fn phys_page(&mut self, paddr: u64) -> PhysPage {
+            if paddr & !0xfff == self.entry & !0xfff {
+                self.lookups += 1;
+                if self.lookups == self.when {
+                    self.flat.load(self.entry, &self.value.to_le_bytes());
+                }
+            }
+            self.flat.phys_page(paddr)
+        }
+        fn mmio_read(&mut self, _: u64, _: u8) -> u64 {
+            !0
+        }
+        fn mmio_write(&mut self, _: u64, _: u8, _: u64) {}
+        fn io_read(&mut self, _: u16, _: u8) -> u32 {
+            !0
+        }
+        fn io_write(&mut self, _: u16, _: u8, _: u32) {}
+    }
+
+    fn long_mode(bus: &mut FlatBus) -> CpuState {
+        bus.load(PML4, &(PDPT | P | RW).to_le_bytes());
+        bus.load(PDPT, &(PD | P | RW).to_le_bytes());
+        bus.load(PD, &(PT | P | RW).to_le_bytes());
+        bus.load(PTE, &(0x7000 | P | RW).to_le_bytes());
+        let mut st = CpuState::reset();
+        st.cr0 = cr0::PE | cr0::PG;
+        st.cr3 = PML4;
+        st.cr4 = cr4::PAE;
+        st.efer = efer::LME | efer::LMA | efer::NXE;
+        st
+    }
+
+    fn entry(bus: &FlatBus, paddr: u64) -> u64 {
+        bus.read_u64(paddr)
+    }
+
+    #[test]
+    fn accessed_and_dirty_bits_are_set_on_every_level() {
+        let mut bus = FlatBus::new(0x10000);
+        let mut st = long_mode(&mut bus);
+        let who = Privilege { user: false, ac: false };
+        let t = walk(&mut st, &mut bus, None, LIN, Access::Read, who, !0).unwrap();
+        assert_eq!(t.paddr, 0x7000);
+        assert!(!t.dirty);
+        for e in [PML4, PDPT, PD, PTE] {
+            assert_eq!(entry(&bus, e) & (A | D), A, "entry at {e:#x}");
+        }
+        let t = walk(&mut st, &mut bus, None, LIN, Access::Write, who, !0).unwrap();
+        assert!(t.dirty);
+        assert_eq!(entry(&bus, PTE), 0x7000 | P | RW | A | D);
+    }
+
+    /// Another CPU remaps the page between the walker's read of the PTE and its A/D update:
+    /// the update must not write the stale entry back, and the walk must use the new one.
+    #[test]
+    fn a_concurrent_entry_change_restarts_the_walk() {
+        let mut flat = FlatBus::new(0x10000);
+        let mut st = long_mode(&mut flat);
+        let remapped = 0x8000 | P | RW | (1 << 9) | NX;
+        // Lookups of the page table's page: 1 reads the PTE, 2 sets its bits.
+        let mut bus = RacingBus { flat, entry: PTE, value: remapped, when: 2, lookups: 0 };
+        let who = Privilege { user: false, ac: false };
+        let t = walk(&mut st, &mut bus, None, LIN, Access::Write, who, !0).unwrap();
+        assert_eq!((t.paddr, t.nx), (0x8000, true));
+        assert_eq!(entry(&bus.flat, PTE), remapped | A | D);
+        // Read, failed update, read again, update.
+        assert_eq!(bus.lookups, 4);
+
+        // The same race on an upper level (the PD's page: lookups 1 read, 2 update).
+        let mut flat = FlatBus::new(0x10000);
+        let mut st = long_mode(&mut flat);
+        let mut bus = RacingBus { flat, entry: PD, value: PT | P, when: 2, lookups: 0 };
+        let t = walk(&mut st, &mut bus, None, LIN, Access::Read, who, !0).unwrap();
+        assert!(!t.writable);
+        assert_eq!(entry(&bus.flat, PD), PT | P | A);
+        // A write through the now read-only PDE faults (CR0.WP set), with no dirty bit set.
+        st.cr0 |= cr0::WP;
+        let e = walk(&mut st, &mut bus, None, LIN, Access::Write, who, !0).unwrap_err();
+        assert_eq!(e, Fault::exc_code(vector::PF, pf::PRESENT | pf::WRITE));
+        assert_eq!(entry(&bus.flat, PTE) & D, 0);
+    }
 }

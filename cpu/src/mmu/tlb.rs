@@ -95,14 +95,18 @@ impl Tlb {
     }
 
     /// Make writes to a guest-physical page take the slow path (the page now holds code).
-    pub fn protect_phys_page(&mut self, paddr: u64) {
+    /// Returns whether some entry let writes to it through the fast path until now.
+    pub fn protect_phys_page(&mut self, paddr: u64) -> bool {
+        let mut fast = false;
         for ctx in self.entries.iter_mut() {
             for e in ctx.iter_mut() {
                 if e.paddr == paddr && e.write != TAG_INVALID {
+                    fast |= e.write & TAG_SLOW == 0;
                     e.write |= TAG_SLOW;
                 }
             }
         }
+        fast
     }
 
     pub fn note_large_page(&mut self, lin: u64, size: u64) {

@@ -164,7 +164,7 @@ pub(super) fn build(cfg: &AcpiConfig) -> Vec<u8> {
     for (i, &irq) in cfg.pirq_irqs.iter().enumerate() {
         sb.push(Raw(link(i as u8, irq)));
     }
-    for uid in 0..cfg.cpus {
+    for uid in 0..cfg.cpus() {
         sb.push(Raw(cpu(uid)));
     }
     Scope::new("\\_SB_".into(), sb.iter().map(|r| r as &dyn Aml).collect()).to_aml_bytes(&mut body);

@@ -40,7 +40,8 @@ pub mod loader;
 mod tables;
 
 use crate::e820::{MemoryLayout, BIOS_AREA_START};
-use crate::memory::{le, GuestMemory, GuestMemoryError};
+use crate::le;
+use ferrite_memory::{GuestMemory, MemoryError};
 use thiserror::Error;
 
 pub use loader::FwCfgAcpi;
@@ -63,11 +64,19 @@ pub const TABLES_ADDR: u64 = BIOS_AREA_START + 0x40;
 /// End of the area [`AcpiTables::install`] may use (the BIOS segment starts here).
 pub const TABLES_END: u64 = 0xf_0000;
 
+/// Most CPUs the tables describe (the DSDT names processor devices `C000`-`CFFF`).
+pub const MAX_CPUS: usize = 4096;
+/// The x2APIC broadcast ID, which no processor may have.
+pub const X2APIC_BROADCAST: u32 = u32::MAX;
+
 /// Board parameters the tables describe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcpiConfig {
-    /// Number of CPUs (APIC IDs and ACPI processor UIDs 0..cpus).
-    pub cpus: u32,
+    /// The APIC ID of each CPU. CPU `i` gets ACPI processor UID `i` (in the MADT and in its DSDT
+    /// processor device) and is enabled; IDs below 255 are described with Processor Local APIC
+    /// entries, the others with Processor Local x2APIC entries (ACPI 6.5 §5.2.12.12). The first
+    /// one is the boot processor by convention. IDs must be distinct.
+    pub apic_ids: Vec<u32>,
     /// RAM layout (the PCI hole starts at `layout.below_4g`).
     pub layout: MemoryLayout,
     /// PM I/O base: PM1a event block at +0 (4 bytes), PM1a control at +4 (2), PM timer at +8 (4).
@@ -106,10 +115,11 @@ pub struct AcpiConfig {
 }
 
 impl AcpiConfig {
-    /// QEMU-like defaults for `cpus` CPUs and `layout`.
-    pub fn new(cpus: u32, layout: MemoryLayout) -> Self {
+    /// QEMU-like defaults for CPUs with the given APIC IDs (e.g. `(0..cpus).collect()`) and
+    /// `layout`.
+    pub fn new(apic_ids: Vec<u32>, layout: MemoryLayout) -> Self {
         AcpiConfig {
-            cpus,
+            apic_ids,
             layout,
             pm_base: 0x600,
             gpe0_base: 0xafe0,
@@ -128,16 +138,33 @@ impl AcpiConfig {
             legacy_devices: true,
         }
     }
+
+    /// Number of CPUs described.
+    pub fn cpus(&self) -> u32 {
+        self.apic_ids.len() as u32
+    }
 }
 
 /// Errors from building or placing the ACPI tables.
 #[derive(Debug, Error)]
 pub enum AcpiError {
-    /// The CPU count is 0 or more than xAPIC IDs allow.
-    #[error("cannot describe {cpus} CPUs: between 1 and 255 are supported")]
+    /// No CPU, or more than [`MAX_CPUS`].
+    #[error("cannot describe {cpus} CPUs: between 1 and 4096 are supported")]
     BadCpuCount {
         /// The count given.
-        cpus: u32,
+        cpus: usize,
+    },
+    /// Two CPUs have the same APIC ID.
+    #[error("APIC ID {id} is given to more than one CPU")]
+    DuplicateApicId {
+        /// The repeated ID.
+        id: u32,
+    },
+    /// The x2APIC broadcast ID 0xFFFFFFFF cannot be a CPU's.
+    #[error("APIC ID {id:#x} is the x2APIC broadcast ID, not a CPU's")]
+    BadApicId {
+        /// The ID given.
+        id: u32,
     },
     /// An IRQ parameter is not an ISA IRQ.
     #[error("{what} IRQ {irq} is not a usable ISA IRQ (1 or 3-15)")]
@@ -157,10 +184,10 @@ pub enum AcpiError {
     },
     /// Guest memory rejected the RSDP.
     #[error("cannot write the ACPI RSDP into guest memory")]
-    WriteRsdp(#[source] GuestMemoryError),
+    WriteRsdp(#[source] MemoryError),
     /// Guest memory rejected the tables.
     #[error("cannot write the ACPI tables into guest memory")]
-    WriteTables(#[source] GuestMemoryError),
+    WriteTables(#[source] MemoryError),
 }
 
 /// Which blob a pointer or checksum lives in.
@@ -218,8 +245,17 @@ pub struct AcpiTables {
 impl AcpiTables {
     /// Build every table for `config`.
     pub fn build(config: &AcpiConfig) -> Result<Self, AcpiError> {
-        if config.cpus == 0 || config.cpus > 255 {
-            return Err(AcpiError::BadCpuCount { cpus: config.cpus });
+        let ids = &config.apic_ids;
+        if ids.is_empty() || ids.len() > MAX_CPUS {
+            return Err(AcpiError::BadCpuCount { cpus: ids.len() });
+        }
+        if let Some(&id) = ids.iter().find(|&&id| id == X2APIC_BROADCAST) {
+            return Err(AcpiError::BadApicId { id });
+        }
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(AcpiError::DuplicateApicId { id: w[0] });
         }
         // IRQ 0 (timer) and 2 (cascade) are never free for the SCI or PCI.
         let usable = |irq: u8| irq <= 15 && irq != 0 && irq != 2;
@@ -267,7 +303,7 @@ impl AcpiTables {
 
     /// Place the tables for direct kernel boot (RSDP at [`RSDP_ADDR`], the rest at
     /// [`TABLES_ADDR`]) and return the RSDP address.
-    pub fn install(&self, mem: &mut dyn GuestMemory) -> Result<u64, AcpiError> {
+    pub fn install(&self, mem: &GuestMemory) -> Result<u64, AcpiError> {
         let max = (TABLES_END - TABLES_ADDR) as usize;
         if self.tables.len() > max {
             return Err(AcpiError::TooLarge { size: self.tables.len(), max });

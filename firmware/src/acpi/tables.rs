@@ -2,7 +2,7 @@
 
 use super::{dsdt, AcpiConfig, AcpiFile, AcpiTables, Checksum, Pointer};
 use super::{CREATOR_ID, CREATOR_REVISION, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
-use crate::memory::le;
+use crate::le;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::Aml;
@@ -36,6 +36,15 @@ const MADT_LOCAL_APIC: u8 = 0;
 const MADT_IO_APIC: u8 = 1;
 const MADT_INT_SRC_OVERRIDE: u8 = 2;
 const MADT_LOCAL_APIC_NMI: u8 = 4;
+const MADT_LOCAL_X2APIC: u8 = 9;
+const MADT_LOCAL_X2APIC_NMI: u8 = 0x0a;
+/// Local APIC flags: Enabled (ACPI 6.5 table 5.23).
+const MADT_LAPIC_ENABLED: u32 = 1;
+/// Processor UID meaning "every processor" in the NMI entries.
+const MADT_ALL_PROCESSORS_XAPIC: u8 = 0xff;
+const MADT_ALL_PROCESSORS_X2APIC: u32 = u32::MAX;
+/// The LINT input wired to NMI on a PC.
+const LINT_NMI: u8 = 1;
 /// MPS INTI flags: active high (01) + level triggered (11 << 2).
 const MPS_INTI_LEVEL_HIGH: u16 = 0x000d;
 
@@ -238,15 +247,31 @@ fn fadt(cfg: &AcpiConfig, facs: u32, dsdt: u32) -> Vec<u8> {
     v
 }
 
+/// Whether CPU `uid` with `apic_id` is described by a Processor Local APIC entry (8-bit ID and
+/// UID, neither the 0xFF "all processors" value) rather than a Processor Local x2APIC one.
+fn xapic_entry(uid: usize, apic_id: u32) -> bool {
+    apic_id < 0xff && uid < 0xff
+}
+
 /// MADT (ACPI 6.5 §5.2.12).
 fn madt(cfg: &AcpiConfig) -> Vec<u8> {
-    let mut t = header(b"APIC", 1);
+    let any_x2apic = cfg.apic_ids.iter().enumerate().any(|(uid, &id)| !xapic_entry(uid, id));
+    // Revision 3 (ACPI 4.0) introduced the x2APIC structures.
+    let mut t = header(b"APIC", if any_x2apic { 3 } else { 1 });
     t.extend_from_slice(&cfg.lapic_addr.to_le_bytes());
     t.extend_from_slice(&MADT_PCAT_COMPAT.to_le_bytes());
-    for cpu in 0..cfg.cpus {
-        // Processor Local APIC: UID = APIC ID = index, enabled.
-        t.extend_from_slice(&[MADT_LOCAL_APIC, 8, cpu as u8, cpu as u8]);
-        t.extend_from_slice(&1u32.to_le_bytes());
+    for (uid, &id) in cfg.apic_ids.iter().enumerate() {
+        if xapic_entry(uid, id) {
+            // Processor Local APIC (§5.2.12.2): UID, APIC ID, flags.
+            t.extend_from_slice(&[MADT_LOCAL_APIC, 8, uid as u8, id as u8]);
+            t.extend_from_slice(&MADT_LAPIC_ENABLED.to_le_bytes());
+        } else {
+            // Processor Local x2APIC (§5.2.12.12): reserved, x2APIC ID, flags, UID.
+            t.extend_from_slice(&[MADT_LOCAL_X2APIC, 16, 0, 0]);
+            t.extend_from_slice(&id.to_le_bytes());
+            t.extend_from_slice(&MADT_LAPIC_ENABLED.to_le_bytes());
+            t.extend_from_slice(&(uid as u32).to_le_bytes());
+        }
     }
     t.extend_from_slice(&[MADT_IO_APIC, 12, cfg.ioapic_id, 0]);
     t.extend_from_slice(&cfg.ioapic_addr.to_le_bytes());
@@ -268,7 +293,13 @@ fn madt(cfg: &AcpiConfig) -> Vec<u8> {
     for irq in level {
         iso(&mut t, irq, irq as u32, MPS_INTI_LEVEL_HIGH);
     }
-    // LINT1 of every processor is the NMI input.
-    t.extend_from_slice(&[MADT_LOCAL_APIC_NMI, 6, 0xff, 0, 0, 1]);
+    // LINT1 of every processor is the NMI input (flags 0: conforms to the bus).
+    t.extend_from_slice(&[MADT_LOCAL_APIC_NMI, 6, MADT_ALL_PROCESSORS_XAPIC, 0, 0, LINT_NMI]);
+    if any_x2apic {
+        // Local x2APIC NMI (§5.2.12.13): flags, UID, LINT, reserved.
+        t.extend_from_slice(&[MADT_LOCAL_X2APIC_NMI, 12, 0, 0]);
+        t.extend_from_slice(&MADT_ALL_PROCESSORS_X2APIC.to_le_bytes());
+        t.extend_from_slice(&[LINT_NMI, 0, 0, 0]);
+    }
     finish(t)
 }

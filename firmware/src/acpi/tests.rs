@@ -2,7 +2,8 @@
 
 use super::loader::*;
 use super::*;
-use crate::memory::VecMemory;
+use crate::test_mem::{self, Slice};
+use ferrite_memory::GuestMemory;
 
 const MIB: u64 = 1 << 20;
 
@@ -17,18 +18,29 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 }
 
 fn config() -> AcpiConfig {
-    AcpiConfig::new(4, MemoryLayout::new(512 * MIB))
+    AcpiConfig::new((0..4).collect(), MemoryLayout::new(512 * MIB))
 }
 
-/// A placed table set, read back through physical addresses like an OS does.
+/// A placed table set, read back through physical addresses like an OS does (from a snapshot
+/// of the guest-physical ranges that hold it).
 struct Placed {
-    mem: VecMemory,
+    regions: Vec<(u64, Vec<u8>)>,
     rsdp: u64,
 }
 
 impl Placed {
+    fn new(mem: &GuestMemory, rsdp: u64, ranges: &[(u64, usize)]) -> Self {
+        let regions = ranges.iter().map(|&(a, n)| (a, mem.slice(a, n).unwrap())).collect();
+        Placed { regions, rsdp }
+    }
     fn bytes(&self, addr: u64, len: usize) -> &[u8] {
-        self.mem.slice(addr, len).unwrap()
+        let (base, data) = self
+            .regions
+            .iter()
+            .find(|(a, d)| addr >= *a && addr + len as u64 <= a + d.len() as u64)
+            .unwrap_or_else(|| panic!("{addr:#x}+{len:#x} not in a snapshot region"));
+        let off = (addr - base) as usize;
+        &data[off..off + len]
     }
     fn table(&self, addr: u64) -> &[u8] {
         let len = u32_at(self.bytes(addr, 8), 4) as usize;
@@ -53,9 +65,9 @@ impl Placed {
 }
 
 fn install(cfg: &AcpiConfig) -> Placed {
-    let mut mem = VecMemory::new(cfg.layout.ram_size);
-    let rsdp = AcpiTables::build(cfg).unwrap().install(&mut mem).unwrap();
-    Placed { mem, rsdp }
+    let mem = test_mem::ram(cfg.layout.ram_size);
+    let rsdp = AcpiTables::build(cfg).unwrap().install(&mem).unwrap();
+    Placed::new(&mem, rsdp, &[(0xe_0000, 0x2_0000)])
 }
 
 #[test]
@@ -136,34 +148,99 @@ fn fadt_fields() {
     assert_eq!(u32_at(p.bytes(facs, 8), 4), 64);
 }
 
-#[test]
-fn madt_entries() {
-    let p = install(&config());
-    let m = p.find(b"APIC");
-    assert_eq!(u32_at(m, 36), 0xfee0_0000);
-    assert_eq!(u32_at(m, 40) & 1, 1, "PCAT_COMPAT");
-    let mut lapics = Vec::new();
-    let mut ioapics = Vec::new();
-    let mut isos = Vec::new();
-    let mut nmis = 0;
+/// The MADT's interrupt controller structures, by kind.
+#[derive(Default, Debug)]
+struct Madt {
+    /// (UID, APIC ID, flags)
+    lapics: Vec<(u32, u32, u32)>,
+    /// (UID, x2APIC ID, flags)
+    x2apics: Vec<(u32, u32, u32)>,
+    ioapics: Vec<(u8, u32, u32)>,
+    isos: Vec<(u8, u32, u16)>,
+    /// (UID, LINT) of Local APIC NMI and Local x2APIC NMI entries.
+    nmis: Vec<(u32, u8)>,
+    x2nmis: Vec<(u32, u8)>,
+}
+
+fn parse_madt(m: &[u8]) -> Madt {
+    let mut out = Madt::default();
     let mut off = 44;
     while off < m.len() {
         let (ty, len) = (m[off], m[off + 1] as usize);
         let e = &m[off..off + len];
-        match ty {
-            0 => lapics.push((e[2], e[3], u32_at(e, 4))),
-            1 => ioapics.push((e[2], u32_at(e, 4), u32_at(e, 8))),
-            2 => isos.push((e[3], u32_at(e, 4), u16_at(e, 8))),
-            4 => nmis += 1,
-            _ => panic!("unexpected MADT entry {ty}"),
+        match (ty, len) {
+            (0, 8) => out.lapics.push((e[2] as u32, e[3] as u32, u32_at(e, 4))),
+            (1, 12) => out.ioapics.push((e[2], u32_at(e, 4), u32_at(e, 8))),
+            (2, 10) => out.isos.push((e[3], u32_at(e, 4), u16_at(e, 8))),
+            (4, 6) => out.nmis.push((e[2] as u32, e[5])),
+            (9, 16) => out.x2apics.push((u32_at(e, 12), u32_at(e, 4), u32_at(e, 8))),
+            (10, 12) => out.x2nmis.push((u32_at(e, 4), e[8])),
+            _ => panic!("unexpected MADT entry {ty} of {len} bytes"),
         }
         off += len;
     }
     assert_eq!(off, m.len());
-    assert_eq!(lapics, vec![(0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)]);
-    assert_eq!(ioapics, vec![(0, 0xfec0_0000, 0)]);
-    assert_eq!(isos, vec![(0, 2, 0), (9, 9, 0xd), (10, 10, 0xd), (11, 11, 0xd)]);
-    assert_eq!(nmis, 1);
+    out
+}
+
+#[test]
+fn madt_entries() {
+    let p = install(&config());
+    let m = p.find(b"APIC");
+    assert_eq!(m[8], 1, "revision");
+    assert_eq!(u32_at(m, 36), 0xfee0_0000);
+    assert_eq!(u32_at(m, 40) & 1, 1, "PCAT_COMPAT");
+    let madt = parse_madt(m);
+    assert_eq!(madt.lapics, vec![(0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)]);
+    assert!(madt.x2apics.is_empty());
+    assert_eq!(madt.ioapics, vec![(0, 0xfec0_0000, 0)]);
+    assert_eq!(madt.isos, vec![(0, 2, 0), (9, 9, 0xd), (10, 10, 0xd), (11, 11, 0xd)]);
+    assert_eq!(madt.nmis, vec![(0xff, 1)]);
+    assert!(madt.x2nmis.is_empty());
+}
+
+#[test]
+fn madt_and_dsdt_follow_apic_ids() {
+    // Sparse IDs (as with several threads per core), one of them too large for xAPIC.
+    let cfg = AcpiConfig::new(vec![0, 2, 4, 6, 300], MemoryLayout::new(512 * MIB));
+    assert_eq!(cfg.cpus(), 5);
+    let p = install(&cfg);
+    let m = p.find(b"APIC");
+    assert_eq!(m[8], 3, "revision with x2APIC structures");
+    let madt = parse_madt(m);
+    assert_eq!(madt.lapics, vec![(0, 0, 1), (1, 2, 1), (2, 4, 1), (3, 6, 1)]);
+    assert_eq!(madt.x2apics, vec![(4, 300, 1)]);
+    assert_eq!(madt.nmis, vec![(0xff, 1)]);
+    assert_eq!(madt.x2nmis, vec![(u32::MAX, 1)]);
+
+    // One ACPI0007 device per CPU, with the MADT's UID.
+    let d = p.table(u32_at(p.find(b"FACP"), 40) as u64);
+    for uid in 0..5u8 {
+        // Device (Cnnn) { Name (_HID, "ACPI0007") Name (_UID, uid) }, uid as Zero, One or
+        // BytePrefix n.
+        let mut dev = format!("C{uid:03X}").into_bytes();
+        dev.extend_from_slice(b"\x08_HID\x0dACPI0007\x00\x08_UID");
+        dev.extend_from_slice(&match uid {
+            0 => vec![0x00],
+            1 => vec![0x01],
+            n => vec![0x0a, n],
+        });
+        assert!(contains(d, &dev), "processor device {uid}");
+    }
+    assert!(!contains(d, b"C005"));
+
+    // 255 CPUs with IDs 0..=254: UID 255 does not exist, every entry is xAPIC.
+    let cfg = AcpiConfig::new((0..255).collect(), MemoryLayout::new(512 * MIB));
+    let madt = parse_madt(install(&cfg).find(b"APIC"));
+    assert_eq!(madt.lapics.len(), 255);
+    assert!(madt.x2apics.is_empty());
+    // From the 256th CPU on (APIC ID 255 and up, UID 255 and up) x2APIC entries take over.
+    let cfg = AcpiConfig::new((0..288).collect(), MemoryLayout::new(512 * MIB));
+    let madt = parse_madt(install(&cfg).find(b"APIC"));
+    assert_eq!(madt.lapics.len(), 255);
+    assert_eq!(madt.x2apics.len(), 33);
+    assert_eq!(madt.x2apics[0], (255, 255, 1));
+    assert_eq!(madt.x2apics[32], (287, 287, 1));
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -228,8 +305,8 @@ fn relocation_is_position_independent() {
 }
 
 /// Runs `etc/table-loader` like SeaBIOS's romfile_loader does.
-fn run_loader(fw: &FwCfgAcpi, fseg: u64, high: u64) -> (VecMemory, u64, u64) {
-    let mut mem = VecMemory::new(512 * MIB);
+fn run_loader(fw: &FwCfgAcpi, fseg: u64, high: u64) -> (GuestMemory, u64, u64) {
+    let mem = test_mem::ram(512 * MIB);
     let mut files: Vec<(String, Vec<u8>, u64)> = Vec::new();
     let name = |b: &[u8]| String::from_utf8(b.iter().take_while(|&&c| c != 0).copied().collect()).unwrap();
     let blob_of = |n: &str| match n {
@@ -295,7 +372,7 @@ fn fw_cfg_loader_produces_the_same_tables() {
     let (want_rsdp, want_tables) = t.relocated(rsdp, tables);
     assert_eq!(mem.slice(rsdp, 36).unwrap(), &want_rsdp[..]);
     assert_eq!(mem.slice(tables, want_tables.len()).unwrap(), &want_tables[..]);
-    let p = Placed { mem, rsdp };
+    let p = Placed::new(&mem, rsdp, &[(rsdp, 36), (tables, want_tables.len())]);
     assert_eq!(p.listed().len(), 2);
     p.find(b"APIC");
 }
@@ -303,14 +380,18 @@ fn fw_cfg_loader_produces_the_same_tables() {
 #[test]
 fn rejects_bad_configs() {
     let mut c = config();
-    c.cpus = 0;
+    c.apic_ids.clear();
     assert!(matches!(AcpiTables::build(&c), Err(AcpiError::BadCpuCount { cpus: 0 })));
-    c.cpus = 256;
-    assert!(matches!(AcpiTables::build(&c), Err(AcpiError::BadCpuCount { cpus: 256 })));
-    c.cpus = 255;
+    c.apic_ids = (0..4097).collect();
+    assert!(matches!(AcpiTables::build(&c), Err(AcpiError::BadCpuCount { cpus: 4097 })));
+    c.apic_ids = vec![0, 1, 2, 1];
+    assert!(matches!(AcpiTables::build(&c), Err(AcpiError::DuplicateApicId { id: 1 })));
+    c.apic_ids = vec![0, u32::MAX];
+    assert!(matches!(AcpiTables::build(&c), Err(AcpiError::BadApicId { id: u32::MAX })));
+    c.apic_ids = (0..288).collect();
     let t = AcpiTables::build(&c).unwrap();
-    let mut mem = VecMemory::new(64 * MIB);
-    t.install(&mut mem).unwrap();
+    let mem = test_mem::ram(64 * MIB);
+    t.install(&mem).unwrap();
     let mut c = config();
     c.sci_irq = 16;
     assert!(matches!(AcpiTables::build(&c), Err(AcpiError::BadIrq { irq: 16, .. })));
@@ -318,14 +399,14 @@ fn rejects_bad_configs() {
     c.pirq_irqs[2] = 2;
     assert!(matches!(AcpiTables::build(&c), Err(AcpiError::BadIrq { irq: 2, .. })));
     // Guest memory too small to hold the BIOS area.
-    let mut tiny = VecMemory::new(0x8_0000);
-    let err = AcpiTables::build(&config()).unwrap().install(&mut tiny).unwrap_err();
+    let tiny = test_mem::ram(0x8_0000);
+    let err = AcpiTables::build(&config()).unwrap().install(&tiny).unwrap_err();
     assert!(matches!(err, AcpiError::WriteTables(_)));
 }
 
 #[test]
 fn large_memory_hole() {
-    let cfg = AcpiConfig::new(1, MemoryLayout::new(8 << 30));
+    let cfg = AcpiConfig::new(vec![0], MemoryLayout::new(8 << 30));
     let p = install(&cfg);
     let d = p.table(u32_at(p.find(b"FACP"), 40) as u64);
     let mut hole = Vec::new();

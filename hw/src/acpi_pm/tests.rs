@@ -201,7 +201,7 @@ fn gpe0_block() {
 fn pci_function_reports_the_pm_base() {
     let mut bus = PciBus::new();
     let devfn = DevFn::new(1, 3).unwrap();
-    bus.add(devfn, Box::new(Piix4Pm::new())).unwrap();
+    bus.add_device(devfn, Piix4Pm::new()).unwrap();
     let ev: Vec<_> = bus.drain_events().collect();
     assert_eq!(
         ev,
@@ -231,13 +231,10 @@ fn pci_function_reports_the_pm_base() {
         0xFFC1,
         "64-byte aligned, I/O bit fixed"
     );
-    let pm: &Piix4Pm = bus.device(devfn).unwrap();
-    assert_eq!(pm.pm_base(), Some(0xFFC0));
+    let pm_base = |bus: &PciBus| bus.with_device(devfn, |pm: &mut Piix4Pm| pm.pm_base()).unwrap();
+    assert_eq!(pm_base(&bus), Some(0xFFC0));
     bus.reset();
-    assert_eq!(
-        bus.device::<Piix4Pm>(devfn).unwrap().pm_base(),
-        Some(ACPI_PM_BASE)
-    );
+    assert_eq!(pm_base(&bus), Some(ACPI_PM_BASE));
 }
 
 #[test]

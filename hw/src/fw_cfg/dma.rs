@@ -1,43 +1,9 @@
-//! The fw_cfg DMA interface (fw_cfg.rst, "Guest-side DMA Interface").
+//! The fw_cfg DMA interface (fw_cfg.rst, "Guest-side DMA Interface"), through the device's
+//! [`Dma`] handle: a descriptor or buffer outside guest RAM fails the transfer with the
+//! control field's error bit ([`FW_CFG_DMA_CTL_ERROR`]), as fw_cfg.rst specifies.
 
 use super::*;
-
-/// Guest-physical memory as the DMA engine sees it; implemented by the machine.
-/// Each call returns `false` if any byte of the range is not RAM (the transfer then fails
-/// with the error bit).
-pub trait DmaMemory {
-    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool;
-    fn write(&mut self, gpa: u64, data: &[u8]) -> bool;
-}
-
-/// A flat byte slice as guest memory starting at address 0 (tests, tiny machines).
-impl DmaMemory for [u8] {
-    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-        match range(gpa, buf.len(), self.len()) {
-            Some(r) => {
-                buf.copy_from_slice(&self[r]);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        match range(gpa, data.len(), self.len()) {
-            Some(r) => {
-                self[r].copy_from_slice(data);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-fn range(gpa: u64, len: usize, size: usize) -> Option<std::ops::Range<usize>> {
-    let start = usize::try_from(gpa).ok()?;
-    let end = start.checked_add(len)?;
-    (end <= size).then_some(start..end)
-}
+use ferrite_memory::Dma;
 
 /// Bytes moved per memory call, so huge lengths never need a huge buffer.
 const CHUNK: usize = 4096;
@@ -45,9 +11,9 @@ const CHUNK: usize = 4096;
 impl FwCfg {
     /// Runs the FWCfgDmaAccess at `addr`: optional select, then read, write or skip, then
     /// writes the control word back as 0 (done) or [`FW_CFG_DMA_CTL_ERROR`].
-    pub(super) fn dma_transfer<M: DmaMemory + ?Sized>(&mut self, addr: u64, mem: &mut M) {
+    pub(super) fn dma_transfer(&mut self, addr: u64, dma: &Dma) {
         let mut desc = [0u8; FW_CFG_DMA_ACCESS_LEN];
-        if !mem.read(addr, &mut desc) {
+        if dma.read(addr, &mut desc).is_err() {
             return; // Nowhere to report the error.
         }
         let control = u32::from_be_bytes([desc[0], desc[1], desc[2], desc[3]]);
@@ -60,9 +26,9 @@ impl FwCfg {
             self.select((control >> 16) as u16);
         }
         let ok = if control & FW_CFG_DMA_CTL_READ != 0 {
-            self.dma_read(address, length, mem)
+            self.dma_read(address, length, dma)
         } else if control & FW_CFG_DMA_CTL_WRITE != 0 {
-            self.dma_write(address, length, mem)
+            self.dma_write(address, length, dma)
         } else {
             if control & FW_CFG_DMA_CTL_SKIP != 0 {
                 self.skip(length);
@@ -71,7 +37,7 @@ impl FwCfg {
         };
         let status = if ok { 0 } else { FW_CFG_DMA_CTL_ERROR };
         // If even this fails there is nothing more to do.
-        let _ = mem.write(addr, &status.to_be_bytes());
+        let _ = dma.write(addr, &status.to_be_bytes());
     }
 
     fn skip(&mut self, length: u32) {
@@ -83,7 +49,7 @@ impl FwCfg {
 
     /// Copies `length` bytes of the selected item into guest memory; bytes past the end of
     /// the item (or of a missing item) are zeros.
-    fn dma_read<M: DmaMemory + ?Sized>(&mut self, address: u64, length: u32, mem: &mut M) -> bool {
+    fn dma_read(&mut self, address: u64, length: u32, dma: &Dma) -> bool {
         let mut done: u64 = 0;
         let total = u64::from(length);
         let mut buf = [0u8; CHUNK];
@@ -100,7 +66,7 @@ impl FwCfg {
             let Some(gpa) = address.checked_add(done) else {
                 return false;
             };
-            if !mem.write(gpa, chunk) {
+            if dma.write(gpa, chunk).is_err() {
                 return false;
             }
             done += n as u64;
@@ -111,7 +77,7 @@ impl FwCfg {
     /// Copies `length` bytes from guest memory into the selected item at the current
     /// offset. The item must be writable and the write must fit entirely, else nothing is
     /// written (fw_cfg.rst: truncated writes are dropped).
-    fn dma_write<M: DmaMemory + ?Sized>(&mut self, address: u64, length: u32, mem: &mut M) -> bool {
+    fn dma_write(&mut self, address: u64, length: u32, dma: &Dma) -> bool {
         let offset = self.offset as usize;
         let selector = self.selector;
         let Some(item) = self.lookup(selector) else {
@@ -126,7 +92,7 @@ impl FwCfg {
             let Some(gpa) = address.checked_add((i * CHUNK) as u64) else {
                 return false;
             };
-            if !mem.read(gpa, chunk) {
+            if dma.read(gpa, chunk).is_err() {
                 return false;
             }
         }

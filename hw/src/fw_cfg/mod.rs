@@ -4,8 +4,8 @@
 //! Ports (from [`FW_CFG_PORT_SEL`], [`FW_CFG_IO_LEN`] bytes): selector at +0 (16-bit
 //! write), data at +1 (8-bit reads; wider reads return consecutive bytes), DMA address at
 //! +4 (high half, big-endian) and +8 (low half, big-endian; writing it starts the
-//! transfer). The machine calls [`FwCfg::read`] and [`FwCfg::write`], the latter with its
-//! guest memory (a [`DmaMemory`]) for the DMA interface.
+//! transfer). The machine calls [`FwCfg::read`] and [`FwCfg::write`], the latter with the
+//! device's DMA handle ([`ferrite_memory::Dma`]) for the DMA interface.
 //!
 //! Content: the signature and ID are built in; everything else (RAM size, CPU counts,
 //! kernel/initrd/command line, `etc/e820`, ACPI tables...) is added by the firmware crate
@@ -19,7 +19,6 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
-pub use dma::*;
 pub use keys::*;
 
 use std::collections::BTreeMap;
@@ -311,8 +310,8 @@ impl FwCfg {
 
     /// Port write at `offset` from 0x510: the selector (16-bit; an 8-bit write selects its
     /// value), the DMA address halves (32-bit, big-endian), data writes ignored (QEMU 2.4+).
-    /// Writing the low DMA half runs the transfer against `mem`.
-    pub fn write<M: DmaMemory + ?Sized>(&mut self, offset: u16, size: u8, value: u32, mem: &mut M) {
+    /// Writing the low DMA half runs the transfer through `dma`.
+    pub fn write(&mut self, offset: u16, size: u8, value: u32, dma: &ferrite_memory::Dma) {
         match (offset, size) {
             (FW_CFG_SEL_OFFSET, 1) => self.select(value as u8 as u16),
             (FW_CFG_SEL_OFFSET, 2 | 4) => self.select(value as u16),
@@ -320,7 +319,7 @@ impl FwCfg {
             (FW_CFG_DMA_LOW_OFFSET, 4) => {
                 let addr = u64::from(self.dma_high) << 32 | u64::from(value.swap_bytes());
                 self.dma_high = 0;
-                self.dma_transfer(addr, mem);
+                self.dma_transfer(addr, dma);
             }
             _ => {}
         }

@@ -1,34 +1,57 @@
 use super::*;
+use ferrite_memory::{Dma, GuestMemory};
+use std::sync::Arc;
 
-/// Guest memory for the tests: 64 KiB of RAM at address 0.
-fn ram() -> Vec<u8> {
-    vec![0u8; 0x1_0000]
+/// Guest memory for the tests: 64 KiB of RAM at address 0 (and `high` bytes at 4 GiB), seen
+/// through a DMA handle like the device's.
+struct Ram(Dma);
+
+impl Ram {
+    fn new(high: u64) -> Self {
+        Ram(Dma::new(Arc::new(GuestMemory::new(0x1_0000, high).unwrap())))
+    }
+    fn put(&self, addr: u64, data: &[u8]) {
+        self.0.write(addr, data).unwrap();
+    }
+    fn get(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0; len];
+        self.0.read(addr, &mut b).unwrap();
+        b
+    }
+    fn fill(&self, addr: u64, len: usize, v: u8) {
+        self.put(addr, &vec![v; len]);
+    }
+}
+
+fn ram() -> Ram {
+    Ram::new(0)
 }
 
 /// SeaBIOS-style port read of `len` bytes of item `key`.
 fn read_item(f: &mut FwCfg, key: u16, len: usize) -> Vec<u8> {
-    let mut mem = ram();
-    f.write(FW_CFG_SEL_OFFSET, 2, u32::from(key), &mut mem[..]);
+    let mem = ram();
+    f.write(FW_CFG_SEL_OFFSET, 2, u32::from(key), &mem.0);
     (0..len)
         .map(|_| f.read(FW_CFG_DATA_OFFSET, 1) as u8)
         .collect()
 }
 
 /// Writes an FWCfgDmaAccess at `desc` and triggers it with the guest's `outl`s
-/// (`cpu_to_be32` of each half).
-fn dma(f: &mut FwCfg, mem: &mut [u8], desc: u64, control: u32, length: u32, address: u64) -> u32 {
-    let d = desc as usize;
-    mem[d..d + 4].copy_from_slice(&control.to_be_bytes());
-    mem[d + 4..d + 8].copy_from_slice(&length.to_be_bytes());
-    mem[d + 8..d + 16].copy_from_slice(&address.to_be_bytes());
+/// (`cpu_to_be32` of each half); returns the control word read back.
+fn dma(f: &mut FwCfg, mem: &Ram, desc: u64, control: u32, length: u32, address: u64) -> u32 {
+    let mut d = Vec::new();
+    d.extend_from_slice(&control.to_be_bytes());
+    d.extend_from_slice(&length.to_be_bytes());
+    d.extend_from_slice(&address.to_be_bytes());
+    mem.put(desc, &d);
     f.write(
         FW_CFG_DMA_HIGH_OFFSET,
         4,
         ((desc >> 32) as u32).swap_bytes(),
-        mem,
+        &mem.0,
     );
-    f.write(FW_CFG_DMA_LOW_OFFSET, 4, (desc as u32).swap_bytes(), mem);
-    u32::from_be_bytes(mem[d..d + 4].try_into().unwrap())
+    f.write(FW_CFG_DMA_LOW_OFFSET, 4, (desc as u32).swap_bytes(), &mem.0);
+    u32::from_be_bytes(mem.get(desc, 4).try_into().unwrap())
 }
 
 #[test]
@@ -70,8 +93,8 @@ fn numeric_items_are_little_endian() {
     assert_eq!(f.item(FW_CFG_MAX_CPUS), Some(&[4u8, 0][..]));
     assert_eq!(read_item(&mut f, FW_CFG_SETUP_SIZE, 4), [0, 0x42, 0, 0]);
     // Wide data reads return consecutive bytes.
-    let mut mem = ram();
-    f.write(0, 2, u32::from(FW_CFG_SETUP_SIZE), &mut mem[..]);
+    let mem = ram();
+    f.write(0, 2, u32::from(FW_CFG_SETUP_SIZE), &mem.0);
     assert_eq!(f.read(1, 2), 0x4200);
     // The write-channel bit selects the same item.
     assert_eq!(
@@ -79,8 +102,8 @@ fn numeric_items_are_little_endian() {
         [2, 0]
     );
     // Data port writes are ignored.
-    f.write(0, 2, u32::from(FW_CFG_NB_CPUS), &mut mem[..]);
-    f.write(1, 1, 0x77, &mut mem[..]);
+    f.write(0, 2, u32::from(FW_CFG_NB_CPUS), &mem.0);
+    f.write(1, 1, 0x77, &mem.0);
     assert_eq!(f.item(FW_CFG_NB_CPUS), Some(&[2u8, 0][..]));
 }
 
@@ -172,43 +195,44 @@ fn dma_read_with_select() {
     f.add_file("etc/table", (0..=255u8).collect::<Vec<_>>())
         .unwrap();
     let key = f.file_key("etc/table").unwrap();
-    let mut mem = ram();
+    let mem = ram();
     let ctl = u32::from(key) << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ;
     assert_eq!(
-        dma(&mut f, &mut mem, 0x1000, ctl, 16, 0x2000),
+        dma(&mut f, &mem, 0x1000, ctl, 16, 0x2000),
         0,
         "control cleared: done"
     );
-    assert_eq!(&mem[0x2000..0x2010], &(0..16u8).collect::<Vec<_>>()[..]);
+    assert_eq!(mem.get(0x2000, 16), (0..16u8).collect::<Vec<_>>());
     // Continue from the current offset, skip, read again.
     assert_eq!(
-        dma(&mut f, &mut mem, 0x1000, FW_CFG_DMA_CTL_SKIP, 100, 0),
+        dma(&mut f, &mem, 0x1000, FW_CFG_DMA_CTL_SKIP, 100, 0),
         0
     );
     assert_eq!(
-        dma(&mut f, &mut mem, 0x1000, FW_CFG_DMA_CTL_READ, 4, 0x3000),
+        dma(&mut f, &mem, 0x1000, FW_CFG_DMA_CTL_READ, 4, 0x3000),
         0
     );
-    assert_eq!(&mem[0x3000..0x3004], &[116, 117, 118, 119]);
+    assert_eq!(mem.get(0x3000, 4), [116, 117, 118, 119]);
     // The port interface sees the same offset.
     assert_eq!(f.read(1, 1), 120);
     // Past the end: zero-filled.
-    mem[0x4000..0x4200].fill(0xEE);
+    mem.fill(0x4000, 0x200, 0xEE);
     assert_eq!(
-        dma(&mut f, &mut mem, 0x1000, FW_CFG_DMA_CTL_READ, 0x200, 0x4000),
+        dma(&mut f, &mem, 0x1000, FW_CFG_DMA_CTL_READ, 0x200, 0x4000),
         0
     );
-    assert_eq!(mem[0x4000 + 134], 255);
-    assert!(mem[0x4000 + 135..0x4200].iter().all(|&b| b == 0));
+    let got = mem.get(0x4000, 0x200);
+    assert_eq!(got[134], 255);
+    assert!(got[135..].iter().all(|&b| b == 0));
 }
 
 #[test]
 fn dma_signature_check_as_seabios_does() {
     let mut f = FwCfg::new();
-    let mut mem = ram();
+    let mem = ram();
     let ctl = u32::from(FW_CFG_ID) << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ;
-    assert_eq!(dma(&mut f, &mut mem, 0x500, ctl, 4, 0x600), 0);
-    assert_eq!(&mem[0x600..0x604], &[3, 0, 0, 0]);
+    assert_eq!(dma(&mut f, &mem, 0x500, ctl, 4, 0x600), 0);
+    assert_eq!(mem.get(0x600, 4), [3, 0, 0, 0]);
 }
 
 #[test]
@@ -216,23 +240,23 @@ fn dma_errors() {
     let mut f = FwCfg::new();
     f.add_file("ro", vec![1, 2, 3, 4]).unwrap();
     let key = f.file_key("ro").unwrap();
-    let mut mem = ram();
+    let mem = ram();
     // Destination outside RAM.
     let ctl = u32::from(key) << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ;
     assert_eq!(
-        dma(&mut f, &mut mem, 0x100, ctl, 4, 0x1_0000_0000),
+        dma(&mut f, &mem, 0x100, ctl, 4, 0x1_0000_0000),
         FW_CFG_DMA_CTL_ERROR
     );
     // Writing a read-only item.
     let ctl = u32::from(key) << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_WRITE;
     assert_eq!(
-        dma(&mut f, &mut mem, 0x100, ctl, 4, 0x200),
+        dma(&mut f, &mem, 0x100, ctl, 4, 0x200),
         FW_CFG_DMA_CTL_ERROR
     );
     assert_eq!(f.file_data("ro"), Some(&[1u8, 2, 3, 4][..]));
     // A descriptor outside RAM: nothing happens, nothing panics.
-    f.write(4, 4, 0x0100_0000u32.swap_bytes(), &mut mem[..]);
-    f.write(8, 4, 0, &mut mem[..]);
+    f.write(4, 4, 0x0100_0000u32.swap_bytes(), &mem.0);
+    f.write(8, 4, 0, &mem.0);
 }
 
 #[test]
@@ -240,13 +264,13 @@ fn dma_write_to_a_writable_file() {
     let mut f = FwCfg::new();
     f.add_file_writable("etc/ramfb", vec![0; 8]).unwrap();
     let key = f.file_key("etc/ramfb").unwrap();
-    let mut mem = ram();
-    mem[0x800..0x808].copy_from_slice(&[9, 8, 7, 6, 5, 4, 3, 2]);
+    let mem = ram();
+    mem.put(0x800, &[9, 8, 7, 6, 5, 4, 3, 2]);
     let sel = u32::from(key) << 16 | FW_CFG_DMA_CTL_SELECT;
     assert_eq!(
         dma(
             &mut f,
-            &mut mem,
+            &mem,
             0x100,
             sel | FW_CFG_DMA_CTL_WRITE,
             4,
@@ -255,7 +279,7 @@ fn dma_write_to_a_writable_file() {
         0
     );
     assert_eq!(
-        dma(&mut f, &mut mem, 0x100, FW_CFG_DMA_CTL_WRITE, 2, 0x804),
+        dma(&mut f, &mem, 0x100, FW_CFG_DMA_CTL_WRITE, 2, 0x804),
         0
     );
     assert_eq!(
@@ -264,7 +288,7 @@ fn dma_write_to_a_writable_file() {
     );
     // A write running past the end is dropped entirely.
     assert_eq!(
-        dma(&mut f, &mut mem, 0x100, FW_CFG_DMA_CTL_WRITE, 4, 0x800),
+        dma(&mut f, &mem, 0x100, FW_CFG_DMA_CTL_WRITE, 4, 0x800),
         FW_CFG_DMA_CTL_ERROR
     );
     assert_eq!(
@@ -275,40 +299,47 @@ fn dma_write_to_a_writable_file() {
 
 #[test]
 fn dma_address_above_4g() {
-    struct High(Vec<u8>);
-    impl DmaMemory for High {
-        fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-            gpa.checked_sub(1 << 32)
-                .is_some_and(|a| self.0[..].read(a, buf))
-        }
-        fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-            gpa.checked_sub(1 << 32)
-                .is_some_and(|a| self.0[..].write(a, data))
-        }
-    }
+    let mem = Ram::new(0x1000);
     let mut f = FwCfg::new();
-    let mut mem = High(vec![0; 0x1000]);
+    let high = 1u64 << 32;
     let ctl = FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ; // key 0: signature
-    mem.0[0..4].copy_from_slice(&ctl.to_be_bytes());
-    mem.0[4..8].copy_from_slice(&4u32.to_be_bytes());
-    mem.0[8..16].copy_from_slice(&((1u64 << 32) + 0x100).to_be_bytes());
-    f.write(4, 4, 1u32.swap_bytes(), &mut mem);
-    f.write(8, 4, 0, &mut mem);
-    assert_eq!(&mem.0[0x100..0x104], b"QEMU");
-    assert_eq!(&mem.0[0..4], &[0, 0, 0, 0]);
+    let mut d = Vec::new();
+    d.extend_from_slice(&ctl.to_be_bytes());
+    d.extend_from_slice(&4u32.to_be_bytes());
+    d.extend_from_slice(&(high + 0x100).to_be_bytes());
+    mem.put(high, &d);
+    f.write(4, 4, 1u32.swap_bytes(), &mem.0);
+    f.write(8, 4, 0, &mem.0);
+    assert_eq!(mem.get(high + 0x100, 4), b"QEMU");
+    assert_eq!(mem.get(high, 4), [0, 0, 0, 0]);
     // The high half resets after each transfer: a 32-bit trigger now addresses below 4 GiB.
-    f.write(8, 4, 0, &mut mem);
+    f.write(8, 4, 0, &mem.0);
+}
+
+#[test]
+fn dma_outside_ram_sets_the_error_bit() {
+    let mem = ram();
+    let mut f = FwCfg::new();
+    let ctl = FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ;
+    // Into the PCI hole, across the end of RAM, and at the top of the address space.
+    for address in [0xFEB0_0000, 0xFFFE, u64::MAX - 1] {
+        assert_eq!(dma(&mut f, &mem, 0x100, ctl, 4, address), FW_CFG_DMA_CTL_ERROR, "{address:#x}");
+    }
+    assert_eq!(mem.get(0xFFFE, 2), [0, 0], "nothing written at the end of RAM");
+    // The device still works afterwards.
+    assert_eq!(dma(&mut f, &mem, 0x100, ctl, 4, 0x200), 0);
+    assert_eq!(mem.get(0x200, 4), b"QEMU");
 }
 
 #[test]
 fn no_guest_access_panics() {
     let mut f = FwCfg::new();
     f.add_file_writable("w", vec![0; 3]).unwrap();
-    let mut mem = ram();
+    let mem = ram();
     for offset in 0..16u16 {
         for size in [0u8, 1, 2, 3, 4, 8] {
             for v in [0u32, u32::MAX, 0x0020, 0x1000_0000, 0x00F0_0000] {
-                f.write(offset, size, v, &mut mem[..]);
+                f.write(offset, size, v, &mem.0);
                 f.read(offset, size);
             }
         }
@@ -316,9 +347,9 @@ fn no_guest_access_panics() {
     // Descriptors with every control bit and huge lengths.
     for ctl in [u32::MAX, 0xFFFF_0000 | 0x1E, 0x0020_0012, 0x0020_0014] {
         for len in [0u32, 1, 0xFFFF, u32::MAX] {
-            dma(&mut f, &mut mem, 0xFF00, ctl, len, u64::MAX - 2);
-            dma(&mut f, &mut mem, 0xFF00, ctl, len, 0x100);
+            dma(&mut f, &mem, 0xFF00, ctl, len, u64::MAX - 2);
+            dma(&mut f, &mem, 0xFF00, ctl, len, 0x100);
         }
     }
-    dma(&mut f, &mut mem, 0xFFF0, FW_CFG_DMA_CTL_READ, 4, 0);
+    dma(&mut f, &mem, 0xFFF0, FW_CFG_DMA_CTL_READ, 4, 0);
 }

@@ -74,9 +74,9 @@ pub const PCI_ROM_ENABLE: u32 = 1;
 pub const PCI_ROM_SLOT: usize = 6;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct BarDef {
-    kind: BarKind,
-    size: u64,
+pub(super) struct BarDef {
+    pub(super) kind: BarKind,
+    pub(super) size: u64,
 }
 
 /// 256 bytes of configuration space plus the masks that define guest-visible behaviour.
@@ -85,10 +85,16 @@ pub struct ConfigSpace {
     data: [u8; 256],
     wmask: [u8; 256],
     w1c: [u8; 256],
-    bars: [Option<BarDef>; 6],
+    pub(super) bars: [Option<BarDef>; 6],
     rom_size: u32,
     /// Power-on contents, restored by [`ConfigSpace::reset`].
     reset_data: Option<Box<[u8; 256]>>,
+    /// The MSI capability, if declared (see `msi.rs`).
+    pub(super) msi: Option<super::msi::MsiCap>,
+    /// Offset of the MSI-X capability, if declared.
+    pub(super) msix_cap: Option<u8>,
+    /// The INTx level last driven onto the line (see [`ConfigSpace::set_intx`]).
+    pub(super) intx_out: bool,
 }
 
 impl ConfigSpace {
@@ -103,6 +109,9 @@ impl ConfigSpace {
             bars: [None; 6],
             rom_size: 0,
             reset_data: None,
+            msi: None,
+            msix_cap: None,
+            intx_out: false,
         };
         c.set_u16(PCI_VENDOR_ID, vendor);
         c.set_u16(PCI_DEVICE_ID, device);
@@ -150,7 +159,8 @@ impl ConfigSpace {
         self.set_u8(PCI_INTERRUPT_PIN, pin.min(4));
     }
 
-    /// Reflects the device's INTx level in status bit 3.
+    /// Reflects the device's INTx level in status bit 3 (without driving any line; see
+    /// [`ConfigSpace::set_intx`] for that).
     pub fn set_interrupt_status(&mut self, asserted: bool) {
         let s = self.u16(PCI_STATUS) & !PCI_STATUS_INTERRUPT;
         self.set_u16(

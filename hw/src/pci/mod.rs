@@ -17,25 +17,46 @@
 //!   the board, asserted-high at the PIC/IOAPIC inputs). With an IOAPIC, PIRQA-D
 //!   conventionally also reach IOAPIC pins 16-19 (the ACPI _PRT decides which the guest uses).
 //!
+//! * Functions are shared: the bus holds each as a [`SharedPciDevice`]
+//!   (`Arc<Mutex<dyn PciDevice>>`), and the machine keeps its own clone to serve the BAR
+//!   regions it mapped from [`PciEvent::Bar`] by locking only that function and calling
+//!   [`PciDevice::bar_read`]/[`PciDevice::bar_write`] with the BAR index and the offset into
+//!   it. A device that interrupts or does DMA is plugged with [`PciBus::plug`], which hands it
+//!   its [`PciLink`] (INTx line, MSI sink, DMA handle) once.
+//! * Lock order: the bus (config accesses) before a function; a function calls out to its
+//!   INTx line and MSI sink while locked, so those must never call back into PCI.
+//!
 //! # Writing a device
 //! Embed a [`ConfigSpace`], declare BARs with [`ConfigSpace::add_bar`], and implement
 //! [`PciDevice`] by forwarding `config_read`/`config_write` to it (adding device-specific
-//! behaviour where needed) and `bar` to [`ConfigSpace::bar_region`].
+//! behaviour where needed) and `bar` to [`ConfigSpace::bar_region`]. Interrupts: INTx through
+//! [`ConfigSpace::set_intx`] (re-driven with [`ConfigSpace::refresh_intx`] after config
+//! writes), MSI through [`ConfigSpace::add_msi_capability`] and [`ConfigSpace::msi_notify`],
+//! MSI-X through [`ConfigSpace::add_msix_capability`] and the returned [`MsixTable`].
 
 mod config;
 mod host;
 mod i440fx;
+mod link;
+mod msi;
+mod msix;
 mod piix3;
 
+#[cfg(test)]
+mod irq_tests;
 #[cfg(test)]
 mod tests;
 
 pub use config::*;
 pub use host::*;
 pub use i440fx::*;
+pub use link::*;
+pub use msi::*;
+pub use msix::*;
 pub use piix3::*;
 
 use std::any::Any;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Errors from building a PCI topology (programming errors of the machine, never guest
 /// input).
@@ -128,9 +149,9 @@ pub enum PciEvent {
     },
 }
 
-/// A PCI function as seen through configuration space.
+/// A PCI function as seen through configuration space and its BARs.
 ///
-/// `offset + size` never crosses a dword boundary and `size` is 1, 2 or 4.
+/// Config accesses: `offset + size` never crosses a dword boundary and `size` is 1, 2 or 4.
 pub trait PciDevice: Any + Send {
     fn config_read(&mut self, offset: u8, size: u8) -> u32;
     fn config_write(&mut self, offset: u8, size: u8, value: u32);
@@ -138,6 +159,16 @@ pub trait PciDevice: Any + Send {
     fn bar(&self, _index: usize) -> Option<BarRegion> {
         None
     }
+    /// A read of `data.len()` bytes (1, 2, 4 or 8, within the BAR) at `offset` into BAR
+    /// `index` (as the machine mapped it from [`PciEvent::Bar`]). Default: all ones.
+    fn bar_read(&mut self, _index: usize, _offset: u64, data: &mut [u8]) {
+        data.fill(0xFF);
+    }
+    /// A write of `data` at `offset` into BAR `index`. Default: ignored.
+    fn bar_write(&mut self, _index: usize, _offset: u64, _data: &[u8]) {}
+    /// Hands the function its connections; called once, when it is plugged in with
+    /// [`PciBus::plug`]. Default: ignored (functions that neither interrupt nor do DMA).
+    fn attach(&mut self, _link: PciLink) {}
     /// Appends device-specific events (PAM, PIRQ, PM base) raised by the last write.
     fn take_events(&mut self, _out: &mut Vec<PciEvent>) {}
     /// Platform reset.
@@ -156,8 +187,16 @@ pub fn pirq_for_slot(slot: u8, pin: u8) -> Option<u8> {
 
 const NO_BARS: [Option<BarRegion>; 7] = [None; 7];
 
+/// A function shared between the bus (configuration space) and the machine (its BARs).
+pub type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;
+
+/// Locks a function; a panic in another holder does not make it unusable.
+pub fn lock_device(dev: &SharedPciDevice) -> MutexGuard<'_, dyn PciDevice> {
+    dev.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 struct Slot {
-    dev: Box<dyn PciDevice>,
+    dev: SharedPciDevice,
     /// What the machine was last told is decoded, per BAR slot.
     mapped: [Option<BarRegion>; 7],
 }
@@ -182,8 +221,9 @@ impl PciBus {
         }
     }
 
-    /// Plugs `dev` in at `devfn`. BARs it already decodes are reported as events.
-    pub fn add(&mut self, devfn: DevFn, dev: Box<dyn PciDevice>) -> Result<(), PciError> {
+    /// Plugs `dev` in at `devfn` without connections (chipset functions that neither
+    /// interrupt nor do DMA). BARs it already decodes are reported as events.
+    pub fn add(&mut self, devfn: DevFn, dev: SharedPciDevice) -> Result<(), PciError> {
         let slot = &mut self.slots[usize::from(devfn.0)];
         if slot.is_some() {
             return Err(PciError::SlotOccupied(devfn));
@@ -196,22 +236,39 @@ impl PciBus {
         Ok(())
     }
 
+    /// Plugs `dev` in at `devfn` after handing it `link` ([`PciDevice::attach`]).
+    pub fn plug(&mut self, devfn: DevFn, dev: SharedPciDevice, link: PciLink) -> Result<(), PciError> {
+        if self.contains(devfn) {
+            return Err(PciError::SlotOccupied(devfn));
+        }
+        lock_device(&dev).attach(link);
+        self.add(devfn, dev)
+    }
+
+    /// Wraps `dev`, adds it at `devfn` without connections and returns the typed handle.
+    pub fn add_device<D: PciDevice>(&mut self, devfn: DevFn, dev: D) -> Result<Arc<Mutex<D>>, PciError> {
+        let dev = Arc::new(Mutex::new(dev));
+        self.add(devfn, dev.clone())?;
+        Ok(dev)
+    }
+
     /// Whether a function sits at `devfn`.
     pub fn contains(&self, devfn: DevFn) -> bool {
         self.slots[usize::from(devfn.0)].is_some()
     }
 
-    /// The device at `devfn` if it is a `T`.
-    pub fn device<T: PciDevice>(&self, devfn: DevFn) -> Option<&T> {
-        let dev: &dyn Any = &*self.slots[usize::from(devfn.0)].as_ref()?.dev;
-        dev.downcast_ref()
+    /// The function at `devfn`, to reach its BARs.
+    pub fn shared(&self, devfn: DevFn) -> Option<SharedPciDevice> {
+        self.slots[usize::from(devfn.0)].as_ref().map(|s| s.dev.clone())
     }
 
-    /// The device at `devfn` if it is a `T`, mutably. Call [`Self::sync`] afterwards if the
-    /// change can move its BARs.
-    pub fn device_mut<T: PciDevice>(&mut self, devfn: DevFn) -> Option<&mut T> {
-        let dev: &mut dyn Any = &mut *self.slots[usize::from(devfn.0)].as_mut()?.dev;
-        dev.downcast_mut()
+    /// Runs `f` on the function at `devfn` (locked) if it is a `T`. Call [`Self::sync`]
+    /// afterwards if the change can move its BARs.
+    pub fn with_device<T: PciDevice, R>(&self, devfn: DevFn, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let slot = self.slots[usize::from(devfn.0)].as_ref()?;
+        let mut guard = lock_device(&slot.dev);
+        let dev: &mut dyn Any = &mut *guard;
+        dev.downcast_mut().map(f)
     }
 
     /// Decoded BARs of `devfn` (as last reported through events).
@@ -238,7 +295,7 @@ impl PciBus {
         let Some(slot) = self.slots[usize::from(devfn.0)].as_mut() else {
             return ones;
         };
-        let mut v = slot.dev.config_read(offset, size) & ones;
+        let mut v = lock_device(&slot.dev).config_read(offset, size) & ones;
         let header = PCI_HEADER_TYPE as u8;
         if multi && offset <= header && header < offset.saturating_add(size) {
             v |= u32::from(PCI_HEADER_MULTI_FUNCTION) << (8 * (header - offset));
@@ -251,7 +308,7 @@ impl PciBus {
         let Some(slot) = self.slots[usize::from(devfn.0)].as_mut() else {
             return;
         };
-        slot.dev.config_write(offset, size, value);
+        lock_device(&slot.dev).config_write(offset, size, value);
         self.sync(devfn);
     }
 
@@ -261,8 +318,9 @@ impl PciBus {
         let Some(slot) = self.slots[usize::from(devfn.0)].as_mut() else {
             return;
         };
+        let mut dev = lock_device(&slot.dev);
         for index in 0..7 {
-            let new = slot.dev.bar(index);
+            let new = dev.bar(index);
             let old = slot.mapped[index];
             if new != old {
                 slot.mapped[index] = new;
@@ -274,14 +332,14 @@ impl PciBus {
                 }));
             }
         }
-        slot.dev.take_events(&mut self.events);
+        dev.take_events(&mut self.events);
     }
 
     /// Platform reset of every function; BARs that stop decoding are reported.
     pub fn reset(&mut self) {
         for i in 0..=255u8 {
             if let Some(slot) = self.slots[usize::from(i)].as_mut() {
-                slot.dev.reset();
+                lock_device(&slot.dev).reset();
                 self.sync(DevFn(i));
             }
         }

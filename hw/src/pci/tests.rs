@@ -45,9 +45,9 @@ impl PciDevice for TestDev {
 
 fn host() -> PciHost {
     let mut bus = PciBus::new();
-    bus.add(I440FX_DEVFN, Box::new(I440fx::new())).unwrap();
-    bus.add(PIIX3_DEVFN, Box::new(Piix3::new())).unwrap();
-    bus.add(DevFn::new(3, 0).unwrap(), Box::new(TestDev::new()))
+    bus.add_device(I440FX_DEVFN, I440fx::new()).unwrap();
+    bus.add_device(PIIX3_DEVFN, Piix3::new()).unwrap();
+    bus.add_device(DevFn::new(3, 0).unwrap(), TestDev::new())
         .unwrap();
     let mut h = PciHost::new(bus);
     h.bus.drain_events().for_each(drop);
@@ -128,18 +128,18 @@ fn byte_and_word_access_within_the_data_window() {
 #[test]
 fn multi_function_bit_is_reported_for_other_functions() {
     let mut bus = PciBus::new();
-    bus.add(DevFn::new(5, 0).unwrap(), Box::new(TestDev::new()))
+    bus.add_device(DevFn::new(5, 0).unwrap(), TestDev::new())
         .unwrap();
     assert_eq!(bus.config_read(DevFn::new(5, 0).unwrap(), 0x0E, 1), 0);
-    bus.add(DevFn::new(5, 2).unwrap(), Box::new(TestDev::new()))
+    bus.add_device(DevFn::new(5, 2).unwrap(), TestDev::new())
         .unwrap();
     assert_eq!(
         bus.config_read(DevFn::new(5, 0).unwrap(), 0x0C, 4) >> 16 & 0xFF,
         0x80
     );
     assert_eq!(
-        bus.add(DevFn::new(5, 2).unwrap(), Box::new(TestDev::new())),
-        Err(PciError::SlotOccupied(DevFn::new(5, 2).unwrap()))
+        bus.add_device(DevFn::new(5, 2).unwrap(), TestDev::new()).err(),
+        Some(PciError::SlotOccupied(DevFn::new(5, 2).unwrap()))
     );
 }
 
@@ -246,15 +246,14 @@ fn command_and_status_masks() {
         0x0010_0557,
         "status: cap list; command masked"
     );
-    let d: &TestDev = h.bus.device(DevFn::new(3, 0).unwrap()).unwrap();
-    assert!(d.cfg.bus_master());
+    let dev3 = DevFn::new(3, 0).unwrap();
+    assert_eq!(h.bus.with_device(dev3, |d: &mut TestDev| d.cfg.bus_master()), Some(true));
     assert!(
-        h.bus.device::<I440fx>(DevFn::new(3, 0).unwrap()).is_none(),
+        h.bus.with_device(dev3, |_: &mut I440fx| ()).is_none(),
         "wrong type"
     );
     // W1C status bits.
-    let d: &mut TestDev = h.bus.device_mut(DevFn::new(3, 0).unwrap()).unwrap();
-    d.cfg.set_u16(PCI_STATUS, 0x2010);
+    h.bus.with_device(dev3, |d: &mut TestDev| d.cfg.set_u16(PCI_STATUS, 0x2010)).unwrap();
     writel(&mut h, 3, 0, 0x04, 0x2000_0000);
     assert_eq!(readl(&mut h, 3, 0, 0x04) >> 16, 0x0010);
     assert_eq!(readb(&mut h, 3, 0, 0x34), 0x40);
@@ -271,7 +270,7 @@ fn command_and_status_masks() {
 #[test]
 fn pam_registers_for_bios_shadowing() {
     let mut h = host();
-    let pam = h.bus.device::<I440fx>(I440FX_DEVFN).unwrap().pam();
+    let pam = h.bus.with_device(I440FX_DEVFN, |d: &mut I440fx| d.pam()).unwrap();
     assert!(pam.segments.iter().all(|a| !a.read_dram && !a.write_dram));
     // SeaBIOS make_bios_writable: PAM0 = 0x30, PAM1-6 = 0x33.
     writeb(&mut h, 0, 0, 0x59, 0x30);
@@ -288,7 +287,7 @@ fn pam_registers_for_bios_shadowing() {
     );
     writel(&mut h, 0, 0, 0x5C, 0x3333_3333); // PAM3-PAM6
     writeb(&mut h, 0, 0, 0x5A, 0x13); // PAM1: C0000 RW, C4000 read-only
-    let pam = h.bus.device::<I440fx>(I440FX_DEVFN).unwrap().pam();
+    let pam = h.bus.with_device(I440FX_DEVFN, |d: &mut I440fx| d.pam()).unwrap();
     assert_eq!(
         pam.segments[1],
         PamAttr {
@@ -325,7 +324,7 @@ fn smram_register_and_lock() {
     };
     assert!(s.enabled() && s.open() && s.ram_visible(false));
     writeb(&mut h, 0, 0, 0x72, 0x1A); // lock
-    let s = h.bus.device::<I440fx>(I440FX_DEVFN).unwrap().smram();
+    let s = h.bus.with_device(I440FX_DEVFN, |d: &mut I440fx| d.smram()).unwrap();
     assert!(s.locked() && !s.open() && !s.ram_visible(false) && s.ram_visible(true));
     writeb(&mut h, 0, 0, 0x72, 0x40); // try to reopen and unlock
     assert_eq!(readb(&mut h, 0, 0, 0x72), 0x1A, "locked until reset");
@@ -337,8 +336,7 @@ fn smram_register_and_lock() {
 fn pirq_routing() {
     let mut h = host();
     assert_eq!(readl(&mut h, 1, 0, 0x60), 0x8080_8080);
-    let piix = h.bus.device::<Piix3>(PIIX3_DEVFN).unwrap();
-    assert_eq!(piix.pirq_route(0), None);
+    assert_eq!(h.bus.with_device(PIIX3_DEVFN, |p: &mut Piix3| p.pirq_route(0)), Some(None));
     // SeaBIOS: PIRQA-D -> 10, 10, 11, 11.
     writel(&mut h, 1, 0, 0x60, 0x0B0B_0A0A);
     let ev: Vec<_> = h.bus.drain_events().collect();
@@ -350,24 +348,27 @@ fn pirq_routing() {
             irq: Some(11)
         }
     );
-    let piix = h.bus.device::<Piix3>(PIIX3_DEVFN).unwrap();
-    assert_eq!(piix.pirq_route(1), Some(10));
-    assert_eq!(piix.irq_for_slot(3, 1), Some(11), "slot 3 INTA -> PIRQC");
+    h.bus
+        .with_device(PIIX3_DEVFN, |piix: &mut Piix3| {
+            assert_eq!(piix.pirq_route(1), Some(10));
+            assert_eq!(piix.irq_for_slot(3, 1), Some(11), "slot 3 INTA -> PIRQC");
+        })
+        .unwrap();
     writeb(&mut h, 1, 0, 0x61, 0x8A);
     assert_eq!(
-        h.bus.device::<Piix3>(PIIX3_DEVFN).unwrap().pirq_route(1),
+        h.bus.with_device(PIIX3_DEVFN, |d: &mut Piix3| d.pirq_route(1)).unwrap(),
         None
     );
     writeb(&mut h, 1, 0, 0x62, 0x02); // IRQ 2 is not routable
     assert_eq!(
-        h.bus.device::<Piix3>(PIIX3_DEVFN).unwrap().pirq_route(2),
+        h.bus.with_device(PIIX3_DEVFN, |d: &mut Piix3| d.pirq_route(2)).unwrap(),
         None
     );
     assert_eq!(readb(&mut h, 1, 0, 0x62), 0x02);
     writeb(&mut h, 1, 0, 0x63, 0x7F);
     assert_eq!(readb(&mut h, 1, 0, 0x63), 0x0F, "reserved bits 6:4");
     assert_eq!(
-        h.bus.device::<Piix3>(PIIX3_DEVFN).unwrap().pirq_route(9),
+        h.bus.with_device(PIIX3_DEVFN, |d: &mut Piix3| d.pirq_route(9)).unwrap(),
         None
     );
 }

@@ -16,13 +16,14 @@ impl Machine {
         if self.debug.phys {
             Some(addr)
         } else {
-            self.cpu.debug_translate(&mut self.board, addr)
+            let (cpu, bus) = self.current_cpu();
+            cpu.debug_translate(bus, addr)
         }
     }
 
     /// Host pointer of the byte at guest-physical `paddr` if it is RAM or ROM.
     fn debug_host_byte(&mut self, paddr: u64) -> Option<*mut u8> {
-        match self.board.phys_page(paddr) {
+        match self.buses[0].phys_page(paddr) {
             // SAFETY: `phys_page` returns the host address of the whole 4 KiB page.
             PhysPage::Ram(p) | PhysPage::Rom(p) => Some(unsafe { p.add((paddr & 0xfff) as usize) }),
             PhysPage::Mmio => None,
@@ -71,7 +72,8 @@ impl Machine {
             // SAFETY: as in `debug_read`; RAM and ROM host mappings are both writable
             // (`GuestMemory` maps ROM images read-write and only the CPU drops guest writes).
             unsafe { std::ptr::copy_nonoverlapping(data[off..].as_ptr(), p, n) };
-            self.cpu.invalidate_code(paddr, n as u64);
+            // Decoded code there is stale on every vCPU.
+            self.board.mem.tracking().code.note_write_range(paddr, n as u64, ferrite_memory::ORIGIN_DMA);
         }
         true
     }

@@ -36,7 +36,7 @@ mod target;
 
 pub use arch::{FerriteX86, X86Regs, REGS};
 
-use crate::{Console, Machine, MachineError, Outcome, Slice, SliceEnd, SLICE};
+use crate::{Console, Machine, MachineError, Outcome, Slice, SliceEnd};
 use conn::{read_available, wait_fd, Frame, Framer, GdbConn, PACKET_SIZE};
 use ferrite_cpu::state::Seg;
 use ferrite_cpu::{RunExit, Watchpoint};
@@ -51,9 +51,9 @@ use std::time::Duration;
 /// How long the loop waits on the socket while the guest is stopped (it also services the
 /// console in between).
 const IDLE_WAIT: Duration = Duration::from_millis(50);
-/// Instructions per slice while a debugger may be listening: the connection (Ctrl-C, a new
-/// client) is polled between slices, so they are shorter than the machine's usual slice.
-const GDB_SLICE: u64 = SLICE / 10;
+/// Instructions per vCPU and slice while a debugger may be listening: the connection (Ctrl-C,
+/// a new client) is polled between slices.
+const GDB_SLICE: u64 = 20_000;
 
 /// What the guest does under the debugger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +77,8 @@ pub(crate) struct DebugState {
     pub sw_breakpoints: Vec<u64>,
     pub hw_breakpoints: Vec<u64>,
     pub watchpoints: Vec<(Watchpoint, GdbWatchKind)>,
+    /// The vCPU that stopped last or that gdb addressed last (memory, monitor, steps).
+    pub current: usize,
 }
 
 impl DebugState {
@@ -90,6 +92,7 @@ impl DebugState {
             sw_breakpoints: Vec::new(),
             hw_breakpoints: Vec::new(),
             watchpoints: Vec::new(),
+            current: 0,
         }
     }
 }
@@ -140,8 +143,8 @@ fn conn_of(stub: &mut Stub) -> &mut GdbConn {
 }
 
 /// The linear address of the next instruction.
-fn linear_pc(m: &Machine) -> u64 {
-    let st = &m.cpu.state;
+fn linear_pc(m: &Machine, cpu: usize) -> u64 {
+    let st = &m.cpus[cpu].state;
     let lin = st.seg(Seg::Cs).base.wrapping_add(st.rip);
     if st.long_mode_active() {
         lin
@@ -151,13 +154,13 @@ fn linear_pc(m: &Machine) -> u64 {
 }
 
 /// Why the CPU stopped with `RunExit::Debug`.
-fn debug_stop_reason(m: &mut Machine) -> MultiThreadStopReason<u64> {
-    let tid = target::boot_tid();
-    if let Some(hit) = m.cpu.take_watch_hit() {
+fn debug_stop_reason(m: &mut Machine, cpu: usize) -> MultiThreadStopReason<u64> {
+    let tid = target::tid_of(cpu);
+    if let Some(hit) = m.cpus[cpu].take_watch_hit() {
         let kind = m.debug.watchpoints.iter().find(|(w, _)| *w == hit.watch).map_or(GdbWatchKind::Write, |&(_, k)| k);
         return MultiThreadStopReason::Watch { tid, kind, addr: hit.watch.lin };
     }
-    let pc = linear_pc(m);
+    let pc = linear_pc(m, cpu);
     if m.debug.sw_breakpoints.contains(&pc) {
         MultiThreadStopReason::SwBreak(tid)
     } else if m.debug.hw_breakpoints.contains(&pc) {
@@ -174,7 +177,7 @@ impl Session {
         match self.stub.take() {
             Some(GdbStubStateMachine::CtrlCInterrupt(s)) => {
                 m.debug.exec = Exec::Paused;
-                let reason = MultiThreadStopReason::SignalWithThread { tid: target::boot_tid(), signal: Signal::SIGINT };
+                let reason = MultiThreadStopReason::SignalWithThread { tid: target::tid_of(m.debug.current), signal: Signal::SIGINT };
                 match s.interrupt_handled(m, Some(reason)) {
                     Ok(next) => {
                         self.stub = Some(next);
@@ -424,9 +427,9 @@ pub(crate) fn run(m: &mut Machine, server: &mut GdbServer, console: &mut Console
         }
         let paused = m.debug.exec == Exec::Paused;
         if paused {
-            m.board.clock.pause();
+            m.board.wiring.clock.pause();
         } else {
-            m.board.clock.resume();
+            m.board.wiring.clock.resume();
         }
         if server.session.is_none() {
             server.accept(m, if paused { IDLE_WAIT } else { Duration::ZERO });
@@ -440,15 +443,16 @@ pub(crate) fn run(m: &mut Machine, server: &mut GdbServer, console: &mut Console
         let slice = match m.debug.exec {
             Exec::Paused => continue,
             Exec::Continue => {
-                if std::mem::take(&mut m.debug.step_over) && m.cpu.breakpoints.contains(&linear_pc(m)) {
-                    Slice::Step { irqs: false }
-                } else {
-                    Slice::Run(GDB_SLICE)
+                let at_break = (0..m.cpus.len()).find(|&i| m.cpus[i].breakpoints.contains(&linear_pc(m, i)));
+                match at_break.filter(|_| std::mem::take(&mut m.debug.step_over)) {
+                    // Step the CPUs sitting on a breakpoint past it first.
+                    Some(cpu) => Slice::Step { cpu, irqs: false },
+                    None => Slice::Run(GDB_SLICE),
                 }
             }
             // A halted CPU first waits for the interrupt that wakes it.
-            Exec::Step if m.cpu.halted => Slice::Run(0),
-            Exec::Step => Slice::Step { irqs: m.debug.step_irqs },
+            Exec::Step if m.cpus[m.debug.current].halted => Slice::Run(0),
+            Exec::Step => Slice::Step { cpu: m.debug.current, irqs: m.debug.step_irqs },
         };
         let stepping = m.debug.exec == Exec::Step;
         let exit = match m.run_slice(slice)? {
@@ -456,12 +460,15 @@ pub(crate) fn run(m: &mut Machine, server: &mut GdbServer, console: &mut Console
                 server.finish(m, outcome);
                 return Ok(outcome);
             }
-            SliceEnd::Exit(exit) => exit,
+            SliceEnd::Exit(cpu, exit) => (cpu, exit),
         };
         let reason = match exit {
-            RunExit::Debug => debug_stop_reason(m),
-            RunExit::Halted if stepping => continue,
-            _ if stepping => MultiThreadStopReason::SignalWithThread { tid: target::boot_tid(), signal: Signal::SIGTRAP },
+            (cpu, RunExit::Debug) => {
+                m.debug.current = cpu;
+                debug_stop_reason(m, cpu)
+            }
+            (_, RunExit::Halted) if stepping => continue,
+            _ if stepping => MultiThreadStopReason::SignalWithThread { tid: target::tid_of(m.debug.current), signal: Signal::SIGTRAP },
             _ => continue,
         };
         if let Some(outcome) = server.stop(m, reason) {

@@ -105,7 +105,7 @@ impl Machine {
     /// the current code size; branch targets are shown as CS offsets, like RIP.
     pub fn disassemble(&mut self, addr: Option<u64>, count: usize) -> String {
         use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
-        let st = &self.cpu.state;
+        let st = &self.cpus[self.debug.current].state;
         let cs_base = st.seg(Seg::Cs).base;
         let bitness = st.code_bitness();
         let pc = cs_base.wrapping_add(st.rip) & if st.long_mode_active() { !0 } else { 0xffff_ffff };
@@ -141,9 +141,10 @@ impl Machine {
 
     /// The register dump of `monitor info registers`.
     pub fn info_registers(&self) -> String {
-        let st = &self.cpu.state;
+        let cur = self.debug.current;
+        let st = &self.cpus[cur].state;
         let g = &st.gpr;
-        let rfl = self.cpu.rflags();
+        let rfl = self.cpus[cur].rflags();
         let mut o = String::new();
         let names = ["RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP"];
         let order = [0, 3, 1, 2, 6, 7, 5, 4];
@@ -175,8 +176,8 @@ impl Machine {
             flag(flags::CF, 'C'),
             st.cpl(),
             0,
-            u8::from(ferrite_cpu::CpuBus::a20_mask(&self.board) == !0),
-            u8::from(self.cpu.halted),
+            u8::from(self.board.wiring.a20_open()),
+            u8::from(self.cpus[cur].halted),
         );
         for (name, s) in [("ES", Seg::Es), ("CS", Seg::Cs), ("SS", Seg::Ss), ("DS", Seg::Ds), ("FS", Seg::Fs), ("GS", Seg::Gs)] {
             seg_line(&mut o, name, st.seg(s), st);
@@ -234,7 +235,7 @@ impl MonitorCmd for Machine {
                 }
             }
             ["info", "mode"] | ["mode"] => {
-                let st = &self.cpu.state;
+                let st = &self.cpus[self.debug.current].state;
                 outputln!(out, "{}", mode_summary(st));
                 outputln!(
                     out,
@@ -271,7 +272,7 @@ impl MonitorCmd for Machine {
                 }
             }
             ["gva2gpa", addr] | ["translate", addr] => match parse_addr(addr) {
-                Some(a) => match self.cpu.debug_translate(&mut self.board, a) {
+                Some(a) => match { let (cpu, bus) = self.current_cpu(); cpu.debug_translate(bus, a) } {
                     Some(p) => outputln!(out, "gpa: {p:#x}"),
                     None => outputln!(out, "{a:#x} is not mapped"),
                 },
@@ -288,7 +289,7 @@ impl MonitorCmd for Machine {
                 None => outputln!(out, "usage: monitor step-interrupts on|off"),
             },
             ["system_reset"] => match self.reset() {
-                Ok(()) => outputln!(out, "machine reset; CPU at {:#x}", self.cpu.state.rip),
+                Ok(()) => outputln!(out, "machine reset; CPU at {:#x}", self.cpus[0].state.rip),
                 Err(e) => outputln!(out, "reset failed: {e}"),
             },
             _ => outputln!(out, "unknown command '{}'; try 'monitor help'", cmd.trim()),

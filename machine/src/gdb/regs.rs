@@ -86,10 +86,10 @@ impl Machine {
     /// Writes the registers of `regs` that differ from their current values (a `G` packet
     /// carries every register, most of them unchanged: rewriting an unchanged selector must
     /// not reload its hidden part, nor an unchanged CR3 flush anything).
-    pub(crate) fn write_debug_regs(&mut self, regs: &X86Regs) {
-        let old = read_all(&self.cpu);
-        let mut st = self.cpu.state.clone();
-        st.rflags = self.cpu.rflags();
+    pub(crate) fn write_debug_regs(&mut self, cpu: usize, regs: &X86Regs) {
+        let old = read_all(&self.cpus[cpu]);
+        let mut st = self.cpus[cpu].state.clone();
+        st.rflags = self.cpus[cpu].rflags();
         let mut cr8 = None;
         for p in 0..4 {
             for (n, d) in REGS.iter().enumerate().take(NREGS) {
@@ -103,11 +103,11 @@ impl Machine {
                 self.apply(&mut st, d.reg, v);
             }
         }
-        self.cpu.set_state(st);
+        self.cpus[cpu].set_state(st);
         // Paging or segmentation may have changed in any way: drop global translations too.
-        self.cpu.flush_tlb(false);
+        self.cpus[cpu].flush_tlb(false);
         if let Some(v) = cr8 {
-            ferrite_cpu::CpuBus::set_tpr(&mut self.board, v);
+            ferrite_cpu::CpuBus::set_tpr(&mut self.buses[cpu], v);
         }
     }
 

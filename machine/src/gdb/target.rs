@@ -25,33 +25,42 @@ const EFAULT: u8 = 14;
 /// errno for "invalid argument".
 const EINVAL: u8 = 22;
 
-/// The gdb thread of the boot CPU (the only one until SMP).
-pub(crate) const BOOT_TID: usize = 1;
-
-pub(crate) fn boot_tid() -> Tid {
-    Tid::new(BOOT_TID).expect("non-zero")
+/// The gdb thread of vCPU `index` (thread ids start at 1).
+pub(crate) fn tid_of(index: usize) -> Tid {
+    Tid::new(index + 1).expect("non-zero")
 }
 
 impl Machine {
-    /// The CPU behind a gdb thread id.
-    fn check_tid(&self, tid: Tid) -> TargetResult<(), Self> {
-        if tid.get() == BOOT_TID {
-            Ok(())
-        } else {
-            Err(TargetError::Errno(EINVAL))
-        }
+    /// The vCPU index behind a gdb thread id.
+    fn check_tid(&self, tid: Tid) -> TargetResult<usize, Self> {
+        self.cpu_of(tid).ok_or(TargetError::Errno(EINVAL))
+    }
+
+    fn cpu_of(&self, tid: Tid) -> Option<usize> {
+        (tid.get() <= self.cpus.len()).then(|| tid.get() - 1)
+    }
+
+    /// The vCPU gdb's memory accesses and monitor commands go through (the last one that
+    /// stopped or that gdb selected), with its bus.
+    pub(crate) fn current_cpu(&mut self) -> (&mut ferrite_cpu::Cpu, &mut crate::pc::VcpuBus) {
+        let i = self.debug.current.min(self.cpus.len() - 1);
+        (&mut self.cpus[i], &mut self.buses[i])
     }
 
     /// Copies the debugger's breakpoint lists into the CPU.
     pub(crate) fn sync_breakpoints(&mut self) {
         let d = &self.debug;
-        let list = d.sw_breakpoints.iter().chain(&d.hw_breakpoints).copied().collect();
-        self.cpu.set_breakpoints(list);
+        let list: Vec<u64> = d.sw_breakpoints.iter().chain(&d.hw_breakpoints).copied().collect();
+        for cpu in &mut self.cpus {
+            cpu.set_breakpoints(list.clone());
+        }
     }
 
     pub(crate) fn sync_watchpoints(&mut self) {
-        let list = self.debug.watchpoints.iter().map(|&(w, _)| w).collect();
-        self.cpu.set_watchpoints(list);
+        let list: Vec<_> = self.debug.watchpoints.iter().map(|&(w, _)| w).collect();
+        for cpu in &mut self.cpus {
+            cpu.set_watchpoints(list.clone());
+        }
     }
 
     /// Forgets every breakpoint and watchpoint (detach, a lost client, a new session).
@@ -89,14 +98,14 @@ impl Target for Machine {
 
 impl MultiThreadBase for Machine {
     fn read_registers(&mut self, out: &mut X86Regs, tid: Tid) -> TargetResult<(), Self> {
-        self.check_tid(tid)?;
-        *out = regs::read_all(&self.cpu);
+        let cpu = self.check_tid(tid)?;
+        *out = regs::read_all(&self.cpus[cpu]);
         Ok(())
     }
 
     fn write_registers(&mut self, regs: &X86Regs, tid: Tid) -> TargetResult<(), Self> {
-        self.check_tid(tid)?;
-        self.write_debug_regs(regs);
+        let cpu = self.check_tid(tid)?;
+        self.write_debug_regs(cpu, regs);
         Ok(())
     }
 
@@ -105,7 +114,8 @@ impl MultiThreadBase for Machine {
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
-        self.check_tid(tid)?;
+        // Memory is read through that vCPU's page tables.
+        self.debug.current = self.check_tid(tid)?;
         match self.debug_read(start, data) {
             0 if !data.is_empty() => Err(TargetError::Errno(EFAULT)),
             n => Ok(n),
@@ -113,7 +123,7 @@ impl MultiThreadBase for Machine {
     }
 
     fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
-        self.check_tid(tid)?;
+        self.debug.current = self.check_tid(tid)?;
         if self.debug_write(start, data) {
             Ok(())
         } else {
@@ -122,7 +132,9 @@ impl MultiThreadBase for Machine {
     }
 
     fn list_active_threads(&mut self, register_thread: &mut dyn FnMut(Tid)) -> Result<(), Self::Error> {
-        register_thread(boot_tid());
+        for i in 0..self.cpus.len() {
+            register_thread(tid_of(i));
+        }
         Ok(())
     }
 
@@ -137,16 +149,16 @@ impl MultiThreadBase for Machine {
 
 impl SingleRegisterAccess<Tid> for Machine {
     fn read_register(&mut self, tid: Tid, reg: X86RegId, buf: &mut [u8]) -> TargetResult<usize, Self> {
-        self.check_tid(tid)?;
+        let cpu = self.check_tid(tid)?;
         let d = REGS.get(reg.0).ok_or(TargetError::Errno(EINVAL))?;
-        let bytes = regs::read(&self.cpu, d.reg).to_le_bytes();
+        let bytes = regs::read(&self.cpus[cpu], d.reg).to_le_bytes();
         let n = (d.bits / 8).min(buf.len());
         buf[..n].copy_from_slice(&bytes[..n]);
         Ok(n)
     }
 
     fn write_register(&mut self, tid: Tid, reg: X86RegId, val: &[u8]) -> TargetResult<(), Self> {
-        self.check_tid(tid)?;
+        let cpu = self.check_tid(tid)?;
         let d = REGS.get(reg.0).ok_or(TargetError::Errno(EINVAL))?;
         if val.len() != d.bits / 8 {
             return Err(TargetError::Errno(EINVAL));
@@ -155,14 +167,15 @@ impl SingleRegisterAccess<Tid> for Machine {
         v[..val.len()].copy_from_slice(val);
         let mut regs = X86Regs::default();
         regs.set(reg.0, u128::from_le_bytes(v));
-        self.write_debug_regs(&regs);
+        self.write_debug_regs(cpu, &regs);
         Ok(())
     }
 }
 
 impl ThreadExtraInfo for Machine {
     fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let info = format!("CPU#{} {}", tid.get() - 1, super::monitor::mode_summary(&self.cpu.state));
+        let Some(cpu) = self.cpu_of(tid) else { return Ok(0) };
+        let info = format!("CPU#{cpu} {}", super::monitor::mode_summary(&self.cpus[cpu].state));
         let n = info.len().min(buf.len());
         buf[..n].copy_from_slice(&info.as_bytes()[..n]);
         Ok(n)
@@ -184,9 +197,7 @@ impl MultiThreadResume for Machine {
 
     /// Signals are meaningless to a machine: `continue` with a signal just continues.
     fn set_resume_action_continue(&mut self, tid: Tid, _signal: Option<Signal>) -> Result<(), Self::Error> {
-        if tid.get() != BOOT_TID {
-            return Err(format!("no such CPU: thread {}", tid.get()));
-        }
+        self.cpu_of(tid).ok_or_else(|| format!("no such CPU: thread {}", tid.get()))?;
         Ok(())
     }
 
@@ -200,7 +211,7 @@ impl MultiThreadResume for Machine {
 }
 
 /// gdb resumes only the threads it names (`vCont;s:1` without a default action): CPUs without
-/// an action stay stopped. With one CPU there is nothing to hold back.
+/// an action stay stopped: a step runs only the stepped CPU.
 impl MultiThreadSchedulerLocking for Machine {
     fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Self::Error> {
         Ok(())
@@ -209,9 +220,8 @@ impl MultiThreadSchedulerLocking for Machine {
 
 impl MultiThreadSingleStep for Machine {
     fn set_resume_action_step(&mut self, tid: Tid, _signal: Option<Signal>) -> Result<(), Self::Error> {
-        if tid.get() != BOOT_TID {
-            return Err(format!("no such CPU: thread {}", tid.get()));
-        }
+        let cpu = self.cpu_of(tid).ok_or_else(|| format!("no such CPU: thread {}", tid.get()))?;
+        self.debug.current = cpu;
         self.debug.resume_step = true;
         Ok(())
     }

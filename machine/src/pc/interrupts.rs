@@ -1,96 +1,295 @@
-//! Interrupt routing on the board: device lines → PIC (ISA IRQs) and IOAPIC (GSIs); IOAPIC
-//! messages → local APIC; local APIC EOIs → IOAPIC; and the CPU's INTR/INTA cycle, which
-//! takes the PIC's vector while LINT0 is in ExtINT (virtual-wire) mode and the APIC's
-//! otherwise.
+//! Interrupt routing, shared by every vCPU thread, the timer thread and devices: device lines
+//! → PIC (ISA IRQs) and IOAPIC (GSIs, PCI PIRQs); IOAPIC, IPI and MSI messages → the local
+//! APICs; EOIs → IOAPIC; and each vCPU's INTR line, an atomic the CPU reads at every block
+//! boundary, kept equal to "this CPU has an interrupt to take" after every change.
+//!
+//! Locks: the interrupt controllers (`Intc`: PIC + IOAPIC) may be held while a LAPIC is locked,
+//! never the other way round; a LAPIC's lock is never held while another LAPIC is locked.
 
-use super::{isa_irq_to_gsi, PcBoard};
-use ferrite_hw::lapic::LapicOutput;
+use crate::irq::IrqLevels;
+use ferrite_hw::ioapic::Ioapic;
+use ferrite_hw::lapic::{DeliveryMode, InterruptMessage, Ipi, Lapic, LapicOutput};
+use ferrite_hw::pic::PicPair;
+use ferrite_hw::NoIrq;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
 
-impl PcBoard {
-    /// Propagates changed line levels and controller messages until nothing moves.
-    pub(crate) fn sync_interrupts(&mut self) {
-        for (line, level, pulsed) in self.irqs.take_changes() {
-            // A line that went high and low again since the last look is an edge.
-            let edge_only = pulsed && !level;
-            if line < 16 {
-                if edge_only {
-                    self.pic.set_irq(line, true);
-                }
-                self.pic.set_irq(line, level);
-            }
-            let gsi = if line < 16 { isa_irq_to_gsi(line) } else { line };
-            if (gsi as usize) < ferrite_hw::ioapic::IOAPIC_PINS {
-                if edge_only {
-                    self.ioapic.set_irq(gsi as usize, true);
-                }
-                self.ioapic.set_irq(gsi as usize, level);
-            }
-        }
-        self.route_apic_messages();
-    }
+/// GSI lines 16-19 in `IrqLevels` are PCI PIRQA-D (they also reach IOAPIC pins 16-19).
+pub const PIRQ_LINE_BASE: u8 = 16;
 
-    fn route_apic_messages(&mut self) {
-        // A few rounds settle any ping-pong (EOI → IOAPIC re-delivering a level interrupt).
-        for _ in 0..4 {
-            let mut moved = false;
-            let msgs: Vec<_> = self.ioapic.drain_messages().collect();
-            for m in msgs {
-                moved = true;
-                if self.lapic.matches_destination(m.destination, m.logical) {
-                    self.lapic.deliver(&m);
-                }
-            }
-            let outs: Vec<_> = self.lapic.drain_output().collect();
-            for o in outs {
-                moved = true;
-                match o {
-                    LapicOutput::Eoi(v) => self.ioapic.eoi(v),
-                    LapicOutput::Ipi(ipi) => {
-                        // One CPU: an IPI can only target ourselves.
-                        if ipi.targets(&self.lapic) {
-                            self.lapic.deliver(&ipi.message);
-                        }
-                    }
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-    }
-
-    fn pic_routed(&self) -> bool {
-        self.lapic.accepts_pic_interrupts()
-    }
-
-    pub(crate) fn intr_pending(&mut self) -> bool {
-        if self.irqs.any_changed() {
-            self.sync_interrupts();
-        }
-        (self.pic_routed() && self.pic.has_interrupt()) || self.lapic.has_interrupt().is_some()
-    }
-
-    pub(crate) fn intr_acknowledge(&mut self) -> Option<u8> {
-        let v = if (self.pic_routed() && self.pic.has_interrupt()) || self.lapic.take_extint() {
-            Some(self.pic.acknowledge())
-        } else if self.lapic.has_interrupt().is_some() {
-            Some(self.lapic.acknowledge())
-        } else {
-            None
-        };
-        self.sync_interrupts();
-        v
-    }
-
-    /// An NMI the local APIC accepted (LINT1, NMI IPI), for the CPU.
-    pub fn take_nmi(&mut self) -> bool {
-        self.lapic.take_nmi()
+/// ISA IRQ → IOAPIC input (the MADT's interrupt source override puts IRQ0 on GSI 2).
+pub fn isa_irq_to_gsi(irq: u8) -> u8 {
+    if irq == 0 {
+        2
+    } else {
+        irq
     }
 }
 
-impl PcBoard {
-    /// Whether an interrupt is waiting for the CPU (to cut a halt's sleep short).
-    pub fn interrupt_ready(&mut self) -> bool {
-        self.intr_pending()
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking device thread must not take the machine down with poisoned locks.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The 8259 pair, the IOAPIC and the PIIX3's PIRQ routing.
+pub struct Intc {
+    pub pic: PicPair<NoIrq>,
+    pub ioapic: Ioapic,
+    /// PIRQA-D → ISA IRQ (PIIX3 PIRQRC registers), `None` when disabled.
+    pub pirq_routes: [Option<u8>; 4],
+}
+
+/// What one vCPU shares with the rest of the machine.
+pub struct CpuLink {
+    pub lapic: Mutex<Lapic>,
+    /// Guest-physical base of the LAPIC's MMIO page (u64::MAX: disabled), readable without
+    /// locking the LAPIC.
+    lapic_base: AtomicU64,
+    /// The INTR line: an interrupt is waiting for this CPU.
+    intr: AtomicBool,
+    /// An ExtINT message is latched: the vector comes from the PIC.
+    extint: AtomicBool,
+    /// The vCPU's exit request (its `Cpu::exit_handle`): makes `run` return at the next block.
+    pub exit: Arc<AtomicBool>,
+    /// The host thread running this vCPU, to wake it from HLT.
+    thread: Mutex<Option<Thread>>,
+}
+
+impl CpuLink {
+    pub fn new(lapic: Lapic, exit: Arc<AtomicBool>) -> Self {
+        let base = lapic.mmio_base().unwrap_or(u64::MAX);
+        CpuLink {
+            lapic: Mutex::new(lapic),
+            lapic_base: AtomicU64::new(base),
+            intr: AtomicBool::new(false),
+            extint: AtomicBool::new(false),
+            exit,
+            thread: Mutex::new(None),
+        }
+    }
+
+    #[inline]
+    pub fn intr(&self) -> bool {
+        self.intr.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub fn lapic_base(&self) -> u64 {
+        self.lapic_base.load(Ordering::Relaxed)
+    }
+
+    pub fn set_thread(&self, t: Option<Thread>) {
+        *lock(&self.thread) = t;
+    }
+
+    /// Wakes the vCPU's thread if it sleeps in HLT.
+    pub fn wake(&self) {
+        if let Some(t) = lock(&self.thread).as_ref() {
+            t.unpark();
+        }
+    }
+
+    /// Makes the vCPU return from `run` at its next block boundary, and wakes it.
+    pub fn kick(&self) {
+        self.exit.store(true, Ordering::Release);
+        self.wake();
+    }
+}
+
+pub struct Interrupts {
+    pub intc: Mutex<Intc>,
+    pub cpus: Vec<CpuLink>,
+    pub irqs: Arc<IrqLevels>,
+    /// The PIC's INTR output.
+    pic_intr: AtomicBool,
+}
+
+impl Interrupts {
+    pub fn new(cpus: Vec<CpuLink>, irqs: Arc<IrqLevels>) -> Self {
+        Interrupts {
+            intc: Mutex::new(Intc { pic: PicPair::new(NoIrq), ioapic: Ioapic::new(0), pirq_routes: [None; 4] }),
+            cpus,
+            irqs,
+            pic_intr: AtomicBool::new(false),
+        }
+    }
+
+    /// Recomputes vCPU `i`'s INTR line from its LAPIC and the PIC, waking it if raised.
+    pub fn update_intr(&self, i: usize) {
+        let link = &self.cpus[i];
+        let l = lock(&link.lapic);
+        link.lapic_base.store(l.mmio_base().unwrap_or(u64::MAX), Ordering::Relaxed);
+        let level = l.has_interrupt().is_some()
+            || (l.accepts_pic_interrupts() && self.pic_intr.load(Ordering::Acquire))
+            || link.extint.load(Ordering::Acquire);
+        drop(l);
+        link.intr.store(level, Ordering::Release);
+        if level {
+            link.wake();
+        }
+    }
+
+    /// After a change to the PIC: publish its output to every CPU that may take it.
+    fn pic_changed(&self, ic: &Intc) {
+        let level = ic.pic.has_interrupt();
+        if self.pic_intr.swap(level, Ordering::AcqRel) != level {
+            for i in 0..self.cpus.len() {
+                self.update_intr(i);
+            }
+        }
+    }
+
+    /// Propagates changed device line levels into the controllers, and what the controllers
+    /// send on to the LAPICs. Cheap when nothing changed.
+    pub fn sync(&self) {
+        if !self.irqs.any_changed() {
+            return;
+        }
+        let mut ic = lock(&self.intc);
+        for (line, level, pulsed) in self.irqs.take_changes() {
+            // A line that went high and low again since the last look is an edge.
+            let edge_only = pulsed && !level;
+            let drive = |ic: &mut Intc, pic_irq: Option<u8>, gsi: u8| {
+                if let Some(irq) = pic_irq {
+                    if edge_only {
+                        ic.pic.set_irq(irq, true);
+                    }
+                    ic.pic.set_irq(irq, level);
+                }
+                if (gsi as usize) < ferrite_hw::ioapic::IOAPIC_PINS {
+                    if edge_only {
+                        ic.ioapic.set_irq(gsi as usize, true);
+                    }
+                    ic.ioapic.set_irq(gsi as usize, level);
+                }
+            };
+            if line < 16 {
+                drive(&mut ic, Some(line), isa_irq_to_gsi(line));
+            } else if (PIRQ_LINE_BASE..PIRQ_LINE_BASE + 4).contains(&line) {
+                // PCI INTx: level, to the PIIX3's routed ISA IRQ and to IOAPIC pins 16-19.
+                let route = ic.pirq_routes[(line - PIRQ_LINE_BASE) as usize];
+                drive(&mut ic, route, line);
+            } else {
+                drive(&mut ic, None, line);
+            }
+        }
+        self.controllers_changed(ic);
+    }
+
+    /// Delivers what the IOAPIC queued and publishes the PIC's output; consumes the lock.
+    pub fn controllers_changed(&self, mut ic: MutexGuard<'_, Intc>) {
+        let msgs: Vec<_> = ic.ioapic.drain_messages().collect();
+        self.pic_changed(&ic);
+        for m in &msgs {
+            self.deliver(m, None);
+        }
+    }
+
+    /// Delivers an APIC-bus message to the LAPICs it addresses (all matching for fixed,
+    /// the lowest-priority one for lowest-priority delivery), or through `ipi`'s shorthand.
+    pub fn deliver(&self, msg: &InterruptMessage, ipi: Option<&Ipi>) {
+        let targets = |l: &Lapic| match ipi {
+            Some(ipi) => ipi.targets(l),
+            None => l.matches_destination(msg.destination, msg.logical),
+        };
+        if msg.mode == DeliveryMode::LowestPriority {
+            // Arbitration: the matching CPU with the lowest processor priority wins.
+            let winner = (0..self.cpus.len())
+                .filter_map(|i| {
+                    let l = lock(&self.cpus[i].lapic);
+                    targets(&l).then(|| (l.ppr(), i))
+                })
+                .min();
+            if let Some((_, i)) = winner {
+                lock(&self.cpus[i].lapic).deliver(msg);
+                self.after_delivery(i, msg.mode);
+            }
+            return;
+        }
+        for i in 0..self.cpus.len() {
+            let mut l = lock(&self.cpus[i].lapic);
+            if targets(&l) {
+                l.deliver(msg);
+                drop(l);
+                self.after_delivery(i, msg.mode);
+            }
+        }
+    }
+
+    fn after_delivery(&self, i: usize, mode: DeliveryMode) {
+        match mode {
+            // The vCPU thread takes these from its LAPIC when its `run` returns.
+            DeliveryMode::Nmi | DeliveryMode::Init | DeliveryMode::StartUp | DeliveryMode::Smi => self.cpus[i].kick(),
+            DeliveryMode::ExtInt => {
+                self.cpus[i].extint.store(true, Ordering::Release);
+                self.update_intr(i);
+            }
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => self.update_intr(i),
+        }
+    }
+
+    /// Routes what LAPIC `i` produced (IPIs, EOIs of level-triggered vectors) and refreshes
+    /// its INTR line. Call after every access to the LAPIC.
+    pub fn lapic_changed(&self, i: usize) {
+        let outs: Vec<LapicOutput> = lock(&self.cpus[i].lapic).drain_output().collect();
+        for o in outs {
+            match o {
+                LapicOutput::Eoi(v) => {
+                    let mut ic = lock(&self.intc);
+                    ic.ioapic.eoi(v);
+                    self.controllers_changed(ic);
+                }
+                LapicOutput::Ipi(ipi) => self.deliver(&ipi.message, Some(&ipi)),
+            }
+        }
+        self.update_intr(i);
+    }
+
+    /// The INTA cycle of vCPU `i`: the PIC's vector while its INTR reaches this CPU (virtual
+    /// wire, or a latched ExtINT), else the LAPIC's highest deliverable vector.
+    pub fn acknowledge(&self, i: usize) -> Option<u8> {
+        let link = &self.cpus[i];
+        let mut l = lock(&link.lapic);
+        let extint = l.take_extint() | link.extint.swap(false, Ordering::AcqRel);
+        let from_pic = extint || (l.accepts_pic_interrupts() && self.pic_intr.load(Ordering::Acquire));
+        let v = if from_pic {
+            drop(l);
+            let mut ic = lock(&self.intc);
+            let v = ic.pic.acknowledge();
+            self.controllers_changed(ic);
+            Some(v)
+        } else if l.has_interrupt().is_some() {
+            let v = l.acknowledge();
+            drop(l);
+            Some(v)
+        } else {
+            None
+        };
+        self.update_intr(i);
+        v
+    }
+
+    /// A message-signalled interrupt (PCI MSI/MSI-X, Intel SDM Vol. 3 11.11): the address
+    /// selects the destination, the data the vector and delivery mode.
+    pub fn send_msi(&self, address: u64, data: u32) {
+        if address >> 20 != 0xFEE {
+            return;
+        }
+        let Some(mode) = DeliveryMode::from_bits(data >> 8) else { return };
+        let msg = InterruptMessage {
+            vector: data as u8,
+            mode,
+            logical: address & (1 << 2) != 0,
+            destination: ((address >> 12) & 0xFF) as u32,
+            level_triggered: data & (1 << 15) != 0,
+        };
+        self.deliver(&msg, None);
+    }
+}
+
+impl ferrite_hw::pci::MsiSink for Interrupts {
+    fn send_msi(&self, address: u64, data: u32) {
+        Interrupts::send_msi(self, address, data)
     }
 }

@@ -1,222 +1,257 @@
-//! The PC board: RAM, the legacy ISA devices, the local APIC and IOAPIC, the i440FX/PIIX PCI
-//! functions, ACPI power management and fw_cfg, decoded by port and address. `PcBoard`
-//! implements the CPU's `CpuBus`.
+//! The PC board: guest memory, the legacy ISA devices, a local APIC per vCPU and the IOAPIC,
+//! the i440FX/PIIX PCI functions, ACPI power management and fw_cfg, on port and memory buses
+//! shared by every vCPU thread. [`VcpuBus`] is one vCPU's view of it (the CPU's `CpuBus`).
 
 mod cpubus;
-mod interrupts;
+mod devices;
+pub mod interrupts;
+mod pci;
+mod timers;
+pub mod wiring;
 
-use crate::bus::{Bus, BusError};
-use crate::clock::{wall_clock_secs, Clock};
+pub use cpubus::VcpuBus;
+pub use interrupts::{isa_irq_to_gsi, CpuLink, Interrupts};
+pub use timers::spawn_timer_thread;
+pub use wiring::{MachineEvent, Wiring};
+
+use crate::bus::{Bus, BusDevice, BusError};
+use crate::clock::wall_clock_secs;
 use crate::irq::{IrqLevels, LineHandle};
-use crate::memory::GuestMemory;
+use devices::{BoardI8042, BoardPit, BoardPm, BoardRtc};
 use ferrite_hw::acpi_pm::{self, AcpiPm, Piix4Pm};
 use ferrite_hw::debug_exit::DebugExit;
 use ferrite_hw::fw_cfg::FwCfg;
 use ferrite_hw::i8042::I8042;
-use ferrite_hw::ioapic::Ioapic;
 use ferrite_hw::lapic::Lapic;
-use ferrite_hw::pci::{DevFn, I440fx, PciBus, PciHost, Piix3};
-use ferrite_hw::pic::PicPair;
+use ferrite_hw::pci::{DevFn, I440fx, PciBus, PciHost, Piix3, SharedPciDevice};
 use ferrite_hw::pit::Pit;
 use ferrite_hw::port92::Port92;
 use ferrite_hw::post::PostCode;
 use ferrite_hw::rtc::Rtc;
 use ferrite_hw::uart::Uart;
-use ferrite_hw::NoIrq;
+use ferrite_memory::{Dma, GuestMemory};
+use interrupts::lock;
+use pci::PciPorts;
 use std::io::Write;
-use std::sync::Arc;
-
-/// Port-I/O decode targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Pio {
-    /// PIC master, slave and ELCR: the device decodes absolute port numbers.
-    Pic,
-    Pit,
-    PortB,
-    Rtc,
-    Com1,
-    I8042Data,
-    I8042Command,
-    Port92,
-    Post,
-    DebugExit,
-    PciHost,
-    AcpiPm,
-    AcpiGpe,
-    Apm,
-    FwCfg,
-}
-
-/// Things the board asks of the machine after an access.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BoardRequests {
-    /// The guest asked for a reset (keyboard controller, port 0x92, 0xCF9).
-    pub reset: bool,
-    /// ACPI S5 (or S4): power off.
-    pub poweroff: bool,
-    /// isa-debug-exit: exit the emulator with this status.
-    pub exit_code: Option<i32>,
-}
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 pub type SerialOut = Box<dyn Write + Send>;
+pub type BoardUart = Uart<LineHandle, SerialOut>;
 
-pub struct PcBoard {
-    pub mem: GuestMemory,
-    pub clock: Clock,
-    irqs: Arc<IrqLevels>,
-    pio: Bus<Pio>,
-    pic: PicPair<NoIrq>,
-    pit: Pit<LineHandle>,
-    pub rtc: Rtc<LineHandle>,
-    pub uart: Uart<LineHandle, SerialOut>,
-    i8042: I8042<LineHandle, LineHandle>,
-    port92: Port92,
-    post: PostCode,
-    debug_exit: Option<DebugExit>,
-    pci: PciHost,
-    pm: AcpiPm<LineHandle>,
-    pub fw_cfg: FwCfg,
-    pub lapic: Lapic,
-    ioapic: Ioapic,
-    pub requests: BoardRequests,
-    /// Guest-physical ranges written by device DMA since the machine last looked (the CPU's
-    /// decoded-code cache must drop them).
-    pub dma_writes: Vec<(u64, u64)>,
+/// Guest-physical window of the IOAPIC.
+const IOAPIC_BASE: u64 = ferrite_hw::ioapic::IOAPIC_BASE;
+const IOAPIC_SIZE: u64 = ferrite_hw::ioapic::IOAPIC_SIZE;
+
+/// What the board is built from.
+pub struct BoardSpec {
+    /// APIC ID of each vCPU (index 0 is the bootstrap processor).
+    pub apic_ids: Vec<u32>,
+    /// Each vCPU's exit request (`Cpu::exit_handle`).
+    pub exits: Vec<Arc<AtomicBool>>,
+    pub serial: SerialOut,
+    pub debug_exit: Option<(u16, u16)>,
+    /// Machine events (reset, power-off, exit) go here.
+    pub events: Sender<MachineEvent>,
 }
 
-/// ISA IRQ → IOAPIC input (the MADT's interrupt source override puts IRQ0 on GSI 2).
-pub fn isa_irq_to_gsi(irq: u8) -> u8 {
-    if irq == 0 {
-        2
-    } else {
-        irq
+/// Devices the timer thread drives.
+pub(crate) struct Timed {
+    pub pit: Arc<Mutex<BoardPit>>,
+    pub rtc: Arc<Mutex<BoardRtc>>,
+    pub pm: Arc<Mutex<BoardPm>>,
+}
+
+pub struct PcBoard {
+    pub mem: Arc<GuestMemory>,
+    pub wiring: Arc<Wiring>,
+    pub irq: Arc<Interrupts>,
+    /// Port I/O space.
+    pub io: Arc<Bus>,
+    /// Memory space outside RAM and ROM (device MMIO, PCI BARs).
+    pub mmio: Arc<Bus>,
+    pub uart: Arc<Mutex<BoardUart>>,
+    pub fw_cfg: Arc<Mutex<FwCfg>>,
+    post: Arc<Mutex<PostCode>>,
+    pci: Arc<PciPorts>,
+    pub(crate) timed: Timed,
+}
+
+/// fw_cfg's ports, with DMA into guest RAM.
+struct FwCfgPorts {
+    dev: Arc<Mutex<FwCfg>>,
+    dma: Dma,
+}
+
+impl BusDevice for FwCfgPorts {
+    fn read(&self, _addr: u64, offset: u64, size: u8) -> u64 {
+        lock(&self.dev).read(offset as u16, size) as u64
+    }
+
+    fn write(&self, _addr: u64, offset: u64, size: u8, value: u64) {
+        lock(&self.dev).write(offset as u16, size, value as u32, &self.dma);
     }
 }
 
 impl PcBoard {
-    pub fn new(mem: GuestMemory, serial: SerialOut, debug_exit: Option<(u16, u16)>) -> Result<Self, BusError> {
-        let clock = Clock::new();
-        let now = clock.now();
+    pub fn new(mem: GuestMemory, spec: BoardSpec) -> Result<Arc<Self>, BusError> {
+        let mem = Arc::new(mem);
+        let wiring = Arc::new(Wiring::new(spec.exits.clone(), spec.events));
+        let now = wiring.clock.now();
         let irqs = Arc::new(IrqLevels::default());
         let line = |n: u8| LineHandle::new(&irqs, n);
-        let mut pci_bus = PciBus::new();
+        let cpus = spec
+            .apic_ids
+            .iter()
+            .zip(&spec.exits)
+            .enumerate()
+            .map(|(i, (&id, exit))| CpuLink::new(Lapic::new(id, i == 0), exit.clone()))
+            .collect();
+        let irq = Arc::new(Interrupts::new(cpus, irqs.clone()));
+        let io = Arc::new(Bus::default());
+        let mmio = Arc::new(Bus::default());
+        let w = &wiring;
+
+        let pit = Arc::new(Mutex::new(Pit::new(line(0))));
+        let mut rtc = Rtc::new(line(8), wall_clock_secs(), now);
+        rtc.set_memory(mem.below_4g(), mem.above_4g());
+        rtc.set_cpu_count(spec.apic_ids.len() as u32);
+        // QEMU's default boot order (-boot cad: hard disk, floppy, CD-ROM), which firmware reads
+        // from CMOS.
+        use ferrite_hw::rtc::cmos::BootDevice;
+        rtc.set_boot_order(&[BootDevice::HardDisk, BootDevice::Floppy, BootDevice::Cdrom], true);
+        let rtc = Arc::new(Mutex::new(rtc));
+        let pm = Arc::new(Mutex::new(AcpiPm::new(line(acpi_pm::ACPI_SCI_IRQ))));
+        let uart = Arc::new(Mutex::new(Uart::new(line(ferrite_hw::uart::COM1_IRQ), spec.serial)));
+        let i8042: Arc<Mutex<BoardI8042>> = Arc::new(Mutex::new(I8042::new(line(1), line(12))));
+        let port92 = Arc::new(Mutex::new(Port92::new()));
+        // The A20 gate starts as the keyboard controller and port 0x92 come out of reset.
+        wiring.set_a20(wiring::A20_KBC, lock(&i8042).a20());
+        wiring.set_a20(wiring::A20_PORT92, lock(&port92).a20());
+        let post = Arc::new(Mutex::new(PostCode::new()));
+        let fw_cfg = Arc::new(Mutex::new(FwCfg::new()));
+
+        use ferrite_hw::{pic, pit as pitc, uart as uartc};
+        let pic_ports: Arc<dyn BusDevice> = Arc::new(devices::PicPorts(irq.clone()));
+        io.insert("pic master", pic::MASTER_BASE as u64, 2, pic_ports.clone())?;
+        io.insert("pic slave", pic::SLAVE_BASE as u64, 2, pic_ports.clone())?;
+        io.insert("elcr", pic::ELCR_BASE as u64, 2, pic_ports)?;
+        io.insert("pit", pitc::PIT_BASE as u64, 4, devices::pit(&pit, w))?;
+        io.insert("port b", pitc::PORT_B as u64, 1, devices::port_b(&pit, w))?;
+        io.insert("rtc", 0x70, 2, devices::rtc(&rtc, w))?;
+        io.insert("com1", uartc::COM1_BASE as u64, uartc::UART_PORTS as u64, devices::pio(&uart, w))?;
+        io.insert("i8042 data", 0x60, 1, devices::i8042(&i8042, w, 0))?;
+        io.insert("i8042 command", 0x64, 1, devices::i8042(&i8042, w, 4))?;
+        io.insert("port 92", 0x92, 1, devices::port92(&port92, w))?;
+        io.insert("post", 0x80, 1, devices::post(&post, w))?;
+        io.insert("acpi gpe0", acpi_pm::ACPI_GPE0_BLK as u64, acpi_pm::GPE0_BLK_LEN as u64, devices::acpi_gpe(&pm, w))?;
+        io.insert("apm", acpi_pm::ACPI_SMI_CMD_PORT as u64, 2, devices::apm(&pm, w))?;
+        let fw_cfg_ports = Arc::new(FwCfgPorts { dev: fw_cfg.clone(), dma: Dma::new(mem.clone()) });
+        io.insert("fw_cfg", ferrite_hw::fw_cfg::FW_CFG_PORT_SEL as u64, ferrite_hw::fw_cfg::FW_CFG_IO_LEN as u64, fw_cfg_ports)?;
+        if let Some((base, size)) = spec.debug_exit {
+            let d = Arc::new(Mutex::new(DebugExit::new(base, size)));
+            io.insert("isa-debug-exit", base as u64, size.max(1) as u64, devices::debug_exit(&d, w))?;
+        }
+        mmio.insert("ioapic", IOAPIC_BASE, IOAPIC_SIZE, Arc::new(devices::IoapicMmio(irq.clone())))?;
+
+        // The PM block starts where the PIIX4 PM function decodes it; PCI config moves it.
+        let pm_dev = devices::acpi_pm(&pm, w);
+        let pm_base = acpi_pm::ACPI_PM_BASE;
+        io.insert("acpi pm", pm_base as u64, acpi_pm::ACPI_PM_IO_LEN as u64, pm_dev.clone())?;
+        let pci = Arc::new(PciPorts::new(PciHost::new(PciBus::new()), &io, &mmio, &mem, &irq, w, pm_dev, Some(pm_base)));
+        io.insert("pci config", ferrite_hw::pci::PCI_CONFIG_ADDRESS_PORT as u64, 8, pci.clone())?;
         // The fixed functions of the i440FX/PIIX3 board; the device numbers are QEMU's.
-        let wiring = |r: Result<(), ferrite_hw::pci::PciError>| r.expect("fixed PCI functions do not collide");
-        wiring(pci_bus.add(ferrite_hw::pci::I440FX_DEVFN, Box::new(I440fx::new())));
-        wiring(pci_bus.add(ferrite_hw::pci::PIIX3_DEVFN, Box::new(Piix3::new())));
-        wiring(pci_bus.add(DevFn::new(1, 3).expect("valid devfn"), Box::new(Piix4Pm::new())));
-        let mut board = PcBoard {
+        let fixed: [(DevFn, SharedPciDevice); 3] = [
+            (ferrite_hw::pci::I440FX_DEVFN, Arc::new(Mutex::new(I440fx::new()))),
+            (ferrite_hw::pci::PIIX3_DEVFN, Arc::new(Mutex::new(Piix3::new()))),
+            (DevFn::new(1, 3).expect("valid devfn"), Arc::new(Mutex::new(Piix4Pm::new()))),
+        ];
+        for (devfn, dev) in fixed {
+            pci.plug(devfn, dev).expect("fixed PCI functions do not collide");
+        }
+        Ok(Arc::new(PcBoard {
             mem,
-            clock,
-            pic: PicPair::new(NoIrq),
-            pit: Pit::new(line(0)),
-            rtc: Rtc::new(line(8), wall_clock_secs(), now),
-            uart: Uart::new(line(ferrite_hw::uart::COM1_IRQ), serial),
-            i8042: I8042::new(line(1), line(12)),
-            port92: Port92::new(),
-            post: PostCode::new(),
-            debug_exit: debug_exit.map(|(base, size)| DebugExit::new(base, size)),
-            pci: PciHost::new(pci_bus),
-            pm: AcpiPm::new(line(acpi_pm::ACPI_SCI_IRQ)),
-            fw_cfg: FwCfg::new(),
-            lapic: Lapic::new(0, true),
-            ioapic: Ioapic::new(0),
-            irqs,
-            pio: Bus::default(),
-            requests: BoardRequests::default(),
-            dma_writes: Vec::new(),
-        };
-        board.map_ports()?;
-        let (below, above) = (board.mem.below_4g(), board.mem.above_4g());
-        board.rtc.set_memory(below, above);
-        board.rtc.set_cpu_count(1);
-        Ok(board)
+            wiring,
+            irq,
+            io,
+            mmio,
+            uart,
+            fw_cfg,
+            post,
+            pci,
+            timed: Timed { pit, rtc, pm },
+        }))
     }
 
-    fn map_ports(&mut self) -> Result<(), BusError> {
-        use ferrite_hw::{pic, pit, uart};
-        let p = &mut self.pio;
-        p.insert("pic master", pic::MASTER_BASE as u64, 2, Pio::Pic)?;
-        p.insert("pic slave", pic::SLAVE_BASE as u64, 2, Pio::Pic)?;
-        p.insert("elcr", pic::ELCR_BASE as u64, 2, Pio::Pic)?;
-        p.insert("pit", pit::PIT_BASE as u64, 4, Pio::Pit)?;
-        p.insert("port b", pit::PORT_B as u64, 1, Pio::PortB)?;
-        p.insert("rtc", 0x70, 2, Pio::Rtc)?;
-        p.insert("com1", uart::COM1_BASE as u64, uart::UART_PORTS as u64, Pio::Com1)?;
-        p.insert("i8042 data", 0x60, 1, Pio::I8042Data)?;
-        p.insert("i8042 command", 0x64, 1, Pio::I8042Command)?;
-        p.insert("port 92", 0x92, 1, Pio::Port92)?;
-        p.insert("post", 0x80, 1, Pio::Post)?;
-        p.insert("pci config", ferrite_hw::pci::PCI_CONFIG_ADDRESS_PORT as u64, 8, Pio::PciHost)?;
-        p.insert("acpi pm", acpi_pm::ACPI_PM_BASE as u64, acpi_pm::ACPI_PM_IO_LEN as u64, Pio::AcpiPm)?;
-        p.insert("acpi gpe0", acpi_pm::ACPI_GPE0_BLK as u64, acpi_pm::GPE0_BLK_LEN as u64, Pio::AcpiGpe)?;
-        p.insert("apm", acpi_pm::ACPI_SMI_CMD_PORT as u64, 2, Pio::Apm)?;
-        p.insert("fw_cfg", ferrite_hw::fw_cfg::FW_CFG_PORT_SEL as u64, ferrite_hw::fw_cfg::FW_CFG_IO_LEN as u64, Pio::FwCfg)?;
-        if let Some(d) = &self.debug_exit {
-            p.insert("isa-debug-exit", d.iobase() as u64, d.iosize().max(1) as u64, Pio::DebugExit)?;
-        }
-        Ok(())
+    /// Plugs a PCI device (`-device`), with its INTx, MSI and DMA wiring.
+    pub fn plug_pci(&self, devfn: DevFn, dev: SharedPciDevice) -> Result<(), ferrite_hw::pci::PciError> {
+        self.pci.plug(devfn, dev)
+    }
+
+    /// Whether any function of PCI slot `slot` is present.
+    pub fn pci_slot_taken(&self, slot: u8) -> bool {
+        let host = lock(&self.pci.host);
+        (0..8).any(|f| DevFn::new(slot, f).is_some_and(|d| host.bus.contains(d)))
+    }
+
+    /// A configuration-space write as the guest would do it through 0xCF8/0xCFC (firmware
+    /// set-up on direct kernel boot, tests).
+    pub fn pci_config_write(&self, devfn: DevFn, offset: u8, size: u8, value: u32) {
+        let addr = ferrite_hw::pci::CONFIG_ADDRESS_ENABLE | (devfn.0 as u32) << 8 | (offset as u32 & 0xfc);
+        self.io.write(ferrite_hw::pci::PCI_CONFIG_ADDRESS_PORT as u64, 4, addr as u64);
+        self.io.write(ferrite_hw::pci::PCI_CONFIG_DATA_PORT as u64 + (offset as u64 & 3), size, value as u64);
     }
 
     /// Feeds console input to COM1; returns how many bytes it took.
-    pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
+    pub fn serial_input(&self, bytes: &[u8]) -> usize {
+        let mut uart = lock(&self.uart);
         // Offer only what the receive FIFO has room for: the rest waits in the machine's queue
         // (a real UART would overrun and drop it; a pasted line must not lose characters).
-        let room = self.uart.rx_space().min(bytes.len());
-        if room == 0 {
-            return 0;
-        }
-        let n = self.uart.receive(&bytes[..room]);
-        self.sync_interrupts();
+        let room = uart.rx_space().min(bytes.len());
+        let n = if room == 0 { 0 } else { uart.receive(&bytes[..room]) };
+        drop(uart);
+        self.irq.sync();
         n
-    }
-
-    /// Whether COM1 can take more input now.
-    pub fn serial_can_receive(&self) -> bool {
-        self.uart.can_receive()
-    }
-
-    /// Runs the timers that are due; returns the next time one needs attention.
-    pub fn update_timers(&mut self) -> Option<u64> {
-        let now = self.clock.now();
-        self.pit.update(now);
-        self.rtc.update(now);
-        self.pm.update(now);
-        self.lapic.update(now);
-        self.sync_interrupts();
-        [self.pit.next_event(now), self.rtc.next_event(now), self.pm.next_event(now), self.lapic.next_event(now)]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// A20 gate: open if either the keyboard controller or port 0x92 opens it.
-    pub fn a20_enabled(&self) -> bool {
-        self.i8042.a20() || self.port92.a20()
-    }
-
-    /// Collects reset, power-off and exit requests the devices raised.
-    fn collect_requests(&mut self) {
-        if self.i8042.take_reset_request() | self.port92.take_reset_request() | self.pci.take_reset_request() {
-            self.requests.reset = true;
-        }
-        if let Some(s) = self.pm.take_sleep_request() {
-            if matches!(s, acpi_pm::SleepState::S5 | acpi_pm::SleepState::S4) {
-                self.requests.poweroff = true;
-            }
-        }
-        if let Some(code) = self.debug_exit.as_ref().and_then(|d| d.exit_code()) {
-            self.requests.exit_code = Some(code as i32);
-        }
-    }
-
-    pub fn take_requests(&mut self) -> BoardRequests {
-        std::mem::take(&mut self.requests)
     }
 
     /// Last POST code written to port 0x80 (firmware debugging).
     pub fn post_code(&self) -> Option<u8> {
-        self.post.last()
+        lock(&self.post).last()
+    }
+
+    /// Runs the timers that are due; returns the next time one needs attention.
+    pub fn update_timers(&self) -> Option<u64> {
+        let now = self.wiring.clock.now();
+        let mut next: Option<u64> = None;
+        let mut due = |t: Option<u64>| next = match (next, t) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        {
+            let mut pit = lock(&self.timed.pit);
+            pit.update(now);
+            due(pit.next_event(now));
+        }
+        {
+            let mut rtc = lock(&self.timed.rtc);
+            rtc.update(now);
+            due(rtc.next_event(now));
+        }
+        {
+            let mut pm = lock(&self.timed.pm);
+            pm.update(now);
+            due(pm.next_event(now));
+        }
+        for i in 0..self.irq.cpus.len() {
+            let mut l = lock(&self.irq.cpus[i].lapic);
+            l.update(now);
+            due(l.next_event(now));
+            drop(l);
+            self.irq.update_intr(i);
+        }
+        self.irq.sync();
+        next
     }
 }
 

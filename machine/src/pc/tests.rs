@@ -1,26 +1,38 @@
-//! Board-level interrupt routing: the PIT's IRQ0 reaches the CPU through the PIC (virtual
-//! wire) and through IOAPIC pin 2 and the local APIC, as Linux sets them up.
+//! Board-level tests: interrupt routing (the PIT's IRQ0 through the PIC in virtual-wire mode
+//! and through IOAPIC pin 2 to the local APIC, as Linux sets them up), IPIs between vCPUs,
+//! PAM shadowing and the dirty log.
 
-use super::PcBoard;
-use crate::memory::GuestMemory;
+use super::{BoardSpec, PcBoard, VcpuBus};
 use ferrite_cpu::bus::CpuBus;
+use ferrite_memory::GuestMemory;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-fn board() -> PcBoard {
+fn board(cpus: u32) -> Arc<PcBoard> {
     let mem = GuestMemory::new(16 << 20, 0).unwrap();
-    PcBoard::new(mem, Box::new(std::io::sink()), None).unwrap()
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::mem::forget(rx);
+    let spec = BoardSpec {
+        apic_ids: (0..cpus).collect(),
+        exits: (0..cpus).map(|_| Arc::new(AtomicBool::new(false))).collect(),
+        serial: Box::new(std::io::sink()),
+        debug_exit: None,
+        events: tx,
+    };
+    PcBoard::new(mem, spec).unwrap()
 }
 
 /// Programs PIT channel 0 as a rate generator with a 1 ms period.
-fn start_pit(b: &mut PcBoard) {
+fn start_pit(b: &mut VcpuBus) {
     b.io_write(0x43, 1, 0x34);
     b.io_write(0x40, 1, (1193 & 0xff) as u32);
     b.io_write(0x40, 1, (1193 >> 8) as u32);
 }
 
-fn wait_for_interrupt(b: &mut PcBoard) -> bool {
+fn wait_for_interrupt(b: &mut VcpuBus) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
     while std::time::Instant::now() < deadline {
-        b.update_timers();
+        b.board.update_timers();
         if b.interrupt_pending() {
             return true;
         }
@@ -29,9 +41,15 @@ fn wait_for_interrupt(b: &mut PcBoard) -> bool {
     false
 }
 
+fn enable_lapic(b: &mut VcpuBus) {
+    // LAPIC: software enable (SVR bit 8), LINT0 masked.
+    b.mmio_write(0xfee0_00f0, 4, 0x1ff);
+    b.mmio_write(0xfee0_0350, 4, 1 << 16);
+}
+
 #[test]
 fn pit_through_pic() {
-    let mut b = board();
+    let mut b = VcpuBus::new(board(1), 0);
     // ICW1-4: edge, cascade, vector base 0x20/0x28, 8086 mode; unmask IRQ0.
     for (port, v) in [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0xa0, 0x11), (0xa1, 0x28), (0xa1, 2), (0xa1, 1)] {
         b.io_write(port, 1, v);
@@ -44,13 +62,11 @@ fn pit_through_pic() {
 
 #[test]
 fn pit_through_ioapic_and_lapic() {
-    let mut b = board();
+    let mut b = VcpuBus::new(board(1), 0);
     // Mask everything on the PIC, as Linux does in symmetric I/O mode.
     b.io_write(0x21, 1, 0xff);
     b.io_write(0xa1, 1, 0xff);
-    // LAPIC: software enable (SVR bit 8), LINT0 masked.
-    b.mmio_write(0xfee0_00f0, 4, 0x1ff);
-    b.mmio_write(0xfee0_0350, 4, 1 << 16);
+    enable_lapic(&mut b);
     // IOAPIC pin 2: vector 0x30, fixed, physical destination 0, edge, unmasked.
     b.mmio_write(0xfec0_0000, 4, 0x10 + 2 * 2);
     b.mmio_write(0xfec0_0010, 4, 0x30);
@@ -61,31 +77,60 @@ fn pit_through_ioapic_and_lapic() {
     assert_eq!(b.acknowledge_interrupt(), Some(0x30));
 }
 
-/// Linux's PIT calibration: channel 2 in mode 0 gated through port 0x61; the counter must
-/// count down in real time and OUT2 (port 0x61 bit 5) must rise at terminal count.
 #[test]
-fn pit_channel2_counts_in_real_time() {
-    let mut b = board();
-    // Gate on, speaker off.
-    let v = b.io_read(0x61, 1);
-    b.io_write(0x61, 1, (v & !0x02) | 0x01);
-    // Channel 2, lobyte/hibyte, mode 0, binary; count 0xffff (~55 ms).
-    b.io_write(0x43, 1, 0xb0);
-    b.io_write(0x42, 1, 0xff);
-    b.io_write(0x42, 1, 0xff);
-    let read_count = |b: &mut PcBoard| {
-        b.io_write(0x43, 1, 0x80); // latch channel 2
-        let lo = b.io_read(0x42, 1);
-        let hi = b.io_read(0x42, 1);
-        (hi << 8) | lo
-    };
-    let c1 = read_count(&mut b);
-    std::thread::sleep(std::time::Duration::from_millis(10));
-    let c2 = read_count(&mut b);
-    // 10 ms at 1.193182 MHz is about 11932 ticks.
-    assert!(c1 > c2, "counter did not count down: {c1:#x} then {c2:#x}");
-    assert!((8000..30000).contains(&(c1 - c2)), "counted {} ticks in 10 ms", c1 - c2);
-    assert_eq!(b.io_read(0x61, 1) & 0x20, 0, "OUT2 high before terminal count");
-    std::thread::sleep(std::time::Duration::from_millis(60));
-    assert_ne!(b.io_read(0x61, 1) & 0x20, 0, "OUT2 low after terminal count");
+fn ipis_reach_other_cpus() {
+    let board = board(3);
+    let mut bsp = VcpuBus::new(board.clone(), 0);
+    let mut ap1 = VcpuBus::new(board.clone(), 1);
+    let mut ap2 = VcpuBus::new(board.clone(), 2);
+    for b in [&mut bsp, &mut ap1, &mut ap2] {
+        enable_lapic(b);
+    }
+    // Fixed IPI, vector 0x40, physical destination APIC ID 2.
+    bsp.mmio_write(0xfee0_0310, 4, 2 << 24);
+    bsp.mmio_write(0xfee0_0300, 4, 0x40);
+    assert!(ap2.interrupt_pending() && !ap1.interrupt_pending() && !bsp.interrupt_pending());
+    assert_eq!(ap2.acknowledge_interrupt(), Some(0x40));
+    // Until its EOI, vector 0x40 blocks the rest of its priority class on CPU 2.
+    ap2.mmio_write(0xfee0_00b0, 4, 0);
+    // All-excluding-self shorthand.
+    bsp.mmio_write(0xfee0_0300, 4, 0x41 | 3 << 18);
+    assert!(ap1.interrupt_pending() && ap2.interrupt_pending() && !bsp.interrupt_pending());
+    // INIT then SIPI to APIC ID 1: latched for its vCPU thread, which was kicked.
+    bsp.mmio_write(0xfee0_0310, 4, 1 << 24);
+    bsp.mmio_write(0xfee0_0300, 4, 5 << 8 | 1 << 14);
+    bsp.mmio_write(0xfee0_0300, 4, 6 << 8 | 0x9a);
+    assert!(ap1.exit_requested());
+    let (nmi, init, sipi) = ap1.take_lapic_signals();
+    assert!(!nmi && init && sipi == Some(0x9a));
+}
+
+#[test]
+fn pam_shadows_the_bios_window() {
+    let board = board(1);
+    let mut b = VcpuBus::new(board.clone(), 0);
+    let pam0 = |v: u32| board.pci_config_write(ferrite_hw::pci::I440FX_DEVFN, ferrite_hw::pci::I440FX_PAM0 as u8, 1, v);
+    // DRAM read/write (what a BIOS leaves, and what direct kernel boot sets up): writes stick.
+    pam0(0x30);
+    b.mmio_write(0xf_0000, 1, 0x5a);
+    assert_eq!(board.mem.load(0xf_0000, 1), Some(0x5a));
+    // PAM0 high nibble 0: the 0xF0000 segment goes to the PCI bus (nothing there).
+    pam0(0x00);
+    assert_eq!(b.phys_page(0xf_0000), ferrite_cpu::PhysPage::Mmio);
+    assert_eq!(b.mmio_read(0xf_0000, 1) as u8, 0xff);
+    // Read-only DRAM.
+    pam0(0x10);
+    assert!(matches!(b.phys_page(0xf_0000), ferrite_cpu::PhysPage::Rom(_)));
+    assert_eq!(board.mem.load(0xf_0000, 1), Some(0x5a));
+}
+
+#[test]
+fn dirty_log_sees_dma_and_stores() {
+    let board = board(1);
+    board.mem.take_dirty();
+    let dma = ferrite_memory::Dma::new(board.mem.clone());
+    dma.write(0x7000, &[1, 2, 3]).unwrap();
+    dma.write(0x9fff, &[1, 2]).unwrap();
+    assert!(dma.write(0x4000_0000, &[1]).is_err(), "outside RAM: an error for the device");
+    assert_eq!(board.mem.take_dirty(), vec![7, 9, 10]);
 }

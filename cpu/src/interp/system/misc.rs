@@ -68,7 +68,7 @@ fn wrmsr(cpu: &mut Cpu, bus: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
 /// registers in every mode.
 fn cpuid(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     let leaf = cpu.state.gpr[RAX] as u32;
-    let r = cpu.model.cpuid(leaf, ecx(cpu), cpu.apic_id, cpu.cpus, &cpu.state);
+    let r = cpu.model.cpuid(leaf, ecx(cpu), cpu.apic_id, cpu.cpuid_topology(), &cpu.state);
     for (reg, v) in [RAX, RBX, RCX, RDX].into_iter().zip(r) {
         cpu.state.gpr[reg] = v as u64;
     }

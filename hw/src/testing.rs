@@ -1,0 +1,69 @@
+//! Fakes for device tests: an interrupt line and an MSI sink that record what they saw, and a
+//! [`PciLink`] over real guest memory.
+
+use crate::pci::{MsiSink, PciLink};
+use crate::IrqLine;
+use ferrite_memory::{Dma, GuestMemory};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Records the level and how many times it was driven.
+#[derive(Default)]
+pub struct FakeLine {
+    level: AtomicBool,
+    drives: AtomicUsize,
+}
+
+impl FakeLine {
+    pub fn level(&self) -> bool {
+        self.level.load(Ordering::SeqCst)
+    }
+    pub fn drives(&self) -> usize {
+        self.drives.load(Ordering::SeqCst)
+    }
+}
+
+impl IrqLine for FakeLine {
+    fn set_level(&self, level: bool) {
+        self.level.store(level, Ordering::SeqCst);
+        self.drives.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Records every message.
+#[derive(Default)]
+pub struct FakeMsi(Mutex<Vec<(u64, u32)>>);
+
+impl FakeMsi {
+    /// The messages sent since the last call.
+    pub fn take(&self) -> Vec<(u64, u32)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl MsiSink for FakeMsi {
+    fn send_msi(&self, address: u64, data: u32) {
+        self.0.lock().unwrap().push((address, data));
+    }
+}
+
+/// A link with fresh fakes and `ram` bytes of guest RAM at 0.
+pub struct TestLink {
+    pub line: Arc<FakeLine>,
+    pub msi: Arc<FakeMsi>,
+    pub mem: Arc<GuestMemory>,
+}
+
+impl TestLink {
+    pub fn new(ram: u64) -> Self {
+        TestLink {
+            line: Arc::default(),
+            msi: Arc::default(),
+            mem: Arc::new(GuestMemory::new(ram, 0).unwrap()),
+        }
+    }
+
+    pub fn link(&self) -> PciLink {
+        PciLink { intx: self.line.clone(), msi: self.msi.clone(), dma: Dma::new(self.mem.clone()) }
+    }
+}
