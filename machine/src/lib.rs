@@ -1,6 +1,7 @@
 //! The PC machine: guest memory, buses, the board's devices and the CPU, wired together and
 //! run until the guest powers off, resets (with `-no-reboot`) or asks to exit.
 
+pub mod accel;
 pub mod boot;
 pub mod bus;
 pub mod clock;
@@ -14,7 +15,9 @@ mod vcpu;
 use config::{Accel, MachineConfig, SerialBackend};
 use console::{ConsoleEvent, ConsoleInput, RawTerminal};
 use ferrite_cpu::cpuid::Topology;
-use ferrite_cpu::{Cpu, CpuModel, RunExit};
+use accel::tcg::TcgVcpu;
+use accel::{Vcpu, VmExit};
+use ferrite_cpu::{Cpu, CpuModel};
 use ferrite_firmware::MemoryLayout;
 use ferrite_memory::GuestMemory;
 use pc::{MachineEvent, PcBoard, SerialOut, VcpuBus};
@@ -105,9 +108,7 @@ pub struct Machine {
     topology: Topology,
     pub board: Arc<PcBoard>,
     /// The vCPUs, while no thread runs them (vCPU `i` has APIC ID `topology.apic_id(i)`).
-    pub cpus: Vec<Cpu>,
-    /// One bus per vCPU, for running them on the calling thread (the debugger's loop).
-    buses: Vec<VcpuBus>,
+    pub vcpus: Vec<TcgVcpu>,
     events: Receiver<MachineEvent>,
     /// The gdb server (`-s`, `-gdb`).
     gdb: Option<gdb::GdbServer>,
@@ -126,7 +127,7 @@ pub(crate) enum Slice {
 
 pub(crate) enum SliceEnd {
     /// vCPU `.0` stopped for this reason; the machine goes on.
-    Exit(usize, RunExit),
+    Exit(usize, VmExit),
     /// The machine is finished.
     Done(Outcome),
 }
@@ -155,7 +156,7 @@ fn serial_out(backend: &SerialBackend) -> Result<SerialOut, MachineError> {
 /// What `build` makes: the board, its vCPUs and where its events arrive.
 struct Built {
     board: Arc<PcBoard>,
-    cpus: Vec<Cpu>,
+    vcpus: Vec<TcgVcpu>,
     events: Receiver<MachineEvent>,
 }
 
@@ -197,7 +198,8 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology) -> Result<Bu
             c.init();
         }
     }
-    Ok(Built { board, cpus, events })
+    let vcpus = cpus.into_iter().enumerate().map(|(i, c)| TcgVcpu::new(c, VcpuBus::new(board.clone(), i))).collect();
+    Ok(Built { board, vcpus, events })
 }
 
 /// The PCI devices of `-device`, at their `addr=` or in the first free slots from 2 on (slots
@@ -243,21 +245,19 @@ impl Machine {
             return Err(MachineError::PausedWithoutGdb);
         }
         let topology = cfg.topology();
-        let Built { board, cpus, events } = build(&cfg, &model, topology)?;
-        let buses = (0..cpus.len()).map(|i| VcpuBus::new(board.clone(), i)).collect();
+        let Built { board, vcpus, events } = build(&cfg, &model, topology)?;
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
-        Ok(Machine { cfg, model, topology, board, cpus, buses, events, gdb, debug })
+        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug })
     }
 
     /// Reboots: every vCPU back to its power-on state with fresh memory and devices (the BSP
     /// at the reset vector or the kernel entry again).
     fn reset(&mut self) -> Result<(), MachineError> {
-        let Built { board, cpus, events } = build(&self.cfg, &self.model, self.topology)?;
+        let Built { board, vcpus, events } = build(&self.cfg, &self.model, self.topology)?;
         self.board.wiring.set_stopping();
-        self.buses = (0..cpus.len()).map(|i| VcpuBus::new(board.clone(), i)).collect();
         self.board = board;
-        self.cpus = cpus;
+        self.vcpus = vcpus;
         self.events = events;
         // The old board's timer thread ended with it.
         pc::spawn_timer_thread(self.board.clone());
@@ -291,14 +291,14 @@ impl Machine {
     /// Runs every vCPU on its own thread until the machine stops or the user quits.
     fn run_threads(&mut self, console: &mut Console) -> Result<Outcome, MachineError> {
         loop {
-            let threads: Vec<_> = std::mem::take(&mut self.cpus)
+            let threads: Vec<_> = std::mem::take(&mut self.vcpus)
                 .into_iter()
                 .enumerate()
-                .map(|(i, cpu)| vcpu::spawn(cpu, self.board.clone(), i))
+                .map(|(i, v)| vcpu::spawn(v, self.board.clone(), i))
                 .collect();
             let event = self.wait_for_event(console);
             self.board.wiring.set_stopping();
-            self.cpus = threads.into_iter().map(|t| t.join().expect("a vCPU thread panicked")).collect();
+            self.vcpus = threads.into_iter().map(|t| t.join().expect("a vCPU thread panicked")).collect();
             match event {
                 Err(outcome) => return Ok(outcome),
                 Ok(ev) => {
@@ -368,32 +368,31 @@ impl Machine {
             if let Some(outcome) = self.handle_event(ev)? {
                 return Ok(SliceEnd::Done(outcome));
             }
-            return Ok(SliceEnd::Exit(0, RunExit::Budget));
+            return Ok(SliceEnd::Exit(0, VmExit::Kicked));
         }
         let mut all_halted = true;
         let range = match how {
-            Slice::Run(_) => 0..self.cpus.len(),
+            Slice::Run(_) => 0..self.vcpus.len(),
             Slice::Step { cpu, .. } => cpu..cpu + 1,
         };
         for i in range {
-            let (cpu, bus) = (&mut self.cpus[i], &mut self.buses[i]);
-            if bus.board.irq.cpus[i].exit.swap(false, std::sync::atomic::Ordering::AcqRel) {
-                vcpu::take_signals(cpu, bus);
+            let v = &mut self.vcpus[i];
+            if self.board.irq.cpus[i].exit.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                v.take_lapic_signals();
             }
             let exit = match how {
-                Slice::Run(budget) => cpu.run(bus, budget),
-                Slice::Step { irqs: true, .. } => cpu.step(bus),
-                Slice::Step { irqs: false, .. } => cpu.step_no_irq(bus),
+                Slice::Run(budget) => v.run_budget(budget),
+                Slice::Step { irqs, .. } => v.step(irqs),
             };
             match exit {
-                RunExit::Shutdown => self.board.wiring.raise(MachineEvent::TripleFault),
-                RunExit::Debug => return Ok(SliceEnd::Exit(i, RunExit::Debug)),
-                RunExit::Halted => {}
-                _ => all_halted = false,
+                VmExit::Shutdown => self.board.wiring.raise(MachineEvent::TripleFault),
+                VmExit::Debug => return Ok(SliceEnd::Exit(i, VmExit::Debug)),
+                VmExit::Halted => {}
+                VmExit::Kicked => all_halted = false,
             }
             if self.board.wiring.stopping() {
                 // The event is in the channel: the next slice acts on it.
-                return Ok(SliceEnd::Exit(i, RunExit::Budget));
+                return Ok(SliceEnd::Exit(i, VmExit::Kicked));
             }
         }
         if all_halted {
@@ -401,13 +400,13 @@ impl Machine {
                 // Sleep until an interrupt reaches a vCPU (or briefly, to poll input).
                 let deadline = std::time::Instant::now() + Duration::from_millis(10);
                 while std::time::Instant::now() < deadline
-                    && !self.cpus.iter().zip(&self.buses).any(|(c, b)| vcpu::has_work(c, b))
+                    && !self.vcpus.iter().zip(&self.board.irq.cpus).any(|(v, l)| vcpu::has_work(v, l))
                 {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            return Ok(SliceEnd::Exit(0, RunExit::Halted));
+            return Ok(SliceEnd::Exit(0, VmExit::Halted));
         }
-        Ok(SliceEnd::Exit(0, RunExit::Budget))
+        Ok(SliceEnd::Exit(0, VmExit::Kicked))
     }
 }

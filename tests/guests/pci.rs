@@ -182,11 +182,16 @@ pub fn edu() -> Vec<u8> {
         a.mov(eax, ecx).unwrap();
         a.neg(eax).unwrap();
         a.and(edi, eax).unwrap();
-        a.mov(eax, BAR_LIMIT).unwrap();
-        a.sub(eax, edi).unwrap();
-        a.cmp(eax, ecx).unwrap();
-        a.jae(placed).unwrap();
-        bar_failure(&rt, a, d, "does not fit below 0xfec00000");
+        let mut no_fit = a.create_label();
+        a.cmp(edi, BAR_BASE).unwrap();
+        a.jb(no_fit).unwrap(); // the rounding wrapped around 4 GiB
+        a.mov(eax, edi).unwrap();
+        a.add(eax, ecx).unwrap();
+        a.jc(no_fit).unwrap();
+        a.cmp(eax, BAR_LIMIT).unwrap();
+        a.jbe(placed).unwrap();
+        a.here(&mut no_fit);
+        bar_failure(&rt, a, d, "does not fit in 0xfe000000-0xfebfffff");
         a.here(&mut placed);
         cfg_reg(a, PCI_BAR0);
         a.mov(edx, edi).unwrap();
@@ -211,7 +216,7 @@ pub fn edu() -> Vec<u8> {
         a.mov(eax, dword_ptr(esi + EDU_ID)).unwrap();
         a.cmp(eax, EDU_ID_VALUE).unwrap();
         a.je(id_ok).unwrap();
-        value_failure(&rt, a, d, "pci: identification register reads 0x", &format!(", expected 0x{EDU_ID_VALUE:08x}\n"));
+        value_failure(&rt, a, d, "pci: identification register reads 0x", &expected(EDU_ID_VALUE));
         a.here(&mut id_ok);
         rt.print(a, d, ", id ");
         rt.print_hex(a);
@@ -239,7 +244,7 @@ pub fn edu() -> Vec<u8> {
         a.mov(eax, dword_ptr(esi + EDU_FACTORIAL)).unwrap();
         a.cmp(eax, FACTORIAL).unwrap();
         a.je(fact_ok).unwrap();
-        value_failure(&rt, a, d, &format!("pci: factorial of {FACTORIAL_OF} reads 0x"), &format!(", expected 0x{FACTORIAL:08x}\n"));
+        value_failure(&rt, a, d, &format!("pci: factorial of {FACTORIAL_OF} reads 0x"), &expected(FACTORIAL));
         a.here(&mut slow);
         rt.fail(a, d, "\npci: the factorial status bit stays set\n");
         a.here(&mut fact_ok);
@@ -340,7 +345,7 @@ pub fn edu() -> Vec<u8> {
         a.mov(eax, dword_ptr(irq_seen)).unwrap();
         a.cmp(eax, INTX_RAISE).unwrap();
         a.je(intx_ok).unwrap();
-        value_failure(&rt, a, d, "pci: INTx handler saw interrupt status 0x", &format!(", expected 0x{INTX_RAISE:08x}\n"));
+        value_failure(&rt, a, d, "pci: INTx handler saw interrupt status 0x", &expected(INTX_RAISE));
         a.here(&mut intx_ok);
         rt.print(a, d, ", intx ok");
 
@@ -427,7 +432,7 @@ pub fn edu() -> Vec<u8> {
         a.mov(eax, dword_ptr(irq_seen)).unwrap();
         a.cmp(eax, MSI_RAISE).unwrap();
         a.je(msi_ok).unwrap();
-        value_failure(&rt, a, d, "pci: MSI handler saw interrupt status 0x", &format!(", expected 0x{MSI_RAISE:08x}\n"));
+        value_failure(&rt, a, d, "pci: MSI handler saw interrupt status 0x", &expected(MSI_RAISE));
         a.here(&mut msi_ok);
         a.cli().unwrap();
         rt.print(a, d, ", msi ok\n");
@@ -512,4 +517,9 @@ fn value_failure(rt: &Rt, a: &mut super::Asm, d: &mut super::Data, before: &str,
     rt.print(a, d, &format!("\n{before}"));
     rt.print_hex(a);
     rt.fail(a, d, after);
+}
+
+/// The end of a [`value_failure`] line naming the value expected.
+fn expected(v: u32) -> String {
+    format!(", expected 0x{v:08x}\n")
 }

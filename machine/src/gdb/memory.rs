@@ -23,7 +23,7 @@ impl Machine {
 
     /// Host pointer of the byte at guest-physical `paddr` if it is RAM or ROM.
     fn debug_host_byte(&mut self, paddr: u64) -> Option<*mut u8> {
-        match self.buses[0].phys_page(paddr) {
+        match self.vcpus[0].bus.phys_page(paddr) {
             // SAFETY: `phys_page` returns the host address of the whole 4 KiB page.
             PhysPage::Ram(p) | PhysPage::Rom(p) => Some(unsafe { p.add((paddr & 0xfff) as usize) }),
             PhysPage::Mmio => None,

@@ -39,7 +39,8 @@ pub use arch::{FerriteX86, X86Regs, REGS};
 use crate::{Console, Machine, MachineError, Outcome, Slice, SliceEnd};
 use conn::{read_available, wait_fd, Frame, Framer, GdbConn, PACKET_SIZE};
 use ferrite_cpu::state::Seg;
-use ferrite_cpu::{RunExit, Watchpoint};
+use crate::accel::VmExit;
+use ferrite_cpu::Watchpoint;
 use gdbstub::common::Signal;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStub, MultiThreadStopReason};
@@ -144,7 +145,7 @@ fn conn_of(stub: &mut Stub) -> &mut GdbConn {
 
 /// The linear address of the next instruction.
 fn linear_pc(m: &Machine, cpu: usize) -> u64 {
-    let st = &m.cpus[cpu].state;
+    let st = &m.vcpus[cpu].cpu.state;
     let lin = st.seg(Seg::Cs).base.wrapping_add(st.rip);
     if st.long_mode_active() {
         lin
@@ -156,7 +157,7 @@ fn linear_pc(m: &Machine, cpu: usize) -> u64 {
 /// Why the CPU stopped with `RunExit::Debug`.
 fn debug_stop_reason(m: &mut Machine, cpu: usize) -> MultiThreadStopReason<u64> {
     let tid = target::tid_of(cpu);
-    if let Some(hit) = m.cpus[cpu].take_watch_hit() {
+    if let Some(hit) = m.vcpus[cpu].cpu.take_watch_hit() {
         let kind = m.debug.watchpoints.iter().find(|(w, _)| *w == hit.watch).map_or(GdbWatchKind::Write, |&(_, k)| k);
         return MultiThreadStopReason::Watch { tid, kind, addr: hit.watch.lin };
     }
@@ -443,7 +444,7 @@ pub(crate) fn run(m: &mut Machine, server: &mut GdbServer, console: &mut Console
         let slice = match m.debug.exec {
             Exec::Paused => continue,
             Exec::Continue => {
-                let at_break = (0..m.cpus.len()).find(|&i| m.cpus[i].breakpoints.contains(&linear_pc(m, i)));
+                let at_break = (0..m.vcpus.len()).find(|&i| m.vcpus[i].cpu.breakpoints.contains(&linear_pc(m, i)));
                 match at_break.filter(|_| std::mem::take(&mut m.debug.step_over)) {
                     // Step the CPUs sitting on a breakpoint past it first.
                     Some(cpu) => Slice::Step { cpu, irqs: false },
@@ -451,7 +452,7 @@ pub(crate) fn run(m: &mut Machine, server: &mut GdbServer, console: &mut Console
                 }
             }
             // A halted CPU first waits for the interrupt that wakes it.
-            Exec::Step if m.cpus[m.debug.current].halted => Slice::Run(0),
+            Exec::Step if m.vcpus[m.debug.current].cpu.halted => Slice::Run(0),
             Exec::Step => Slice::Step { cpu: m.debug.current, irqs: m.debug.step_irqs },
         };
         let stepping = m.debug.exec == Exec::Step;
@@ -463,11 +464,11 @@ pub(crate) fn run(m: &mut Machine, server: &mut GdbServer, console: &mut Console
             SliceEnd::Exit(cpu, exit) => (cpu, exit),
         };
         let reason = match exit {
-            (cpu, RunExit::Debug) => {
+            (cpu, VmExit::Debug) => {
                 m.debug.current = cpu;
                 debug_stop_reason(m, cpu)
             }
-            (_, RunExit::Halted) if stepping => continue,
+            (_, VmExit::Halted) if stepping => continue,
             _ if stepping => MultiThreadStopReason::SignalWithThread { tid: target::tid_of(m.debug.current), signal: Signal::SIGTRAP },
             _ => continue,
         };

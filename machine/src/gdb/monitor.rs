@@ -105,7 +105,7 @@ impl Machine {
     /// the current code size; branch targets are shown as CS offsets, like RIP.
     pub fn disassemble(&mut self, addr: Option<u64>, count: usize) -> String {
         use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
-        let st = &self.cpus[self.debug.current].state;
+        let st = &self.vcpus[self.debug.current].cpu.state;
         let cs_base = st.seg(Seg::Cs).base;
         let bitness = st.code_bitness();
         let pc = cs_base.wrapping_add(st.rip) & if st.long_mode_active() { !0 } else { 0xffff_ffff };
@@ -142,9 +142,9 @@ impl Machine {
     /// The register dump of `monitor info registers`.
     pub fn info_registers(&self) -> String {
         let cur = self.debug.current;
-        let st = &self.cpus[cur].state;
+        let st = &self.vcpus[cur].cpu.state;
         let g = &st.gpr;
-        let rfl = self.cpus[cur].rflags();
+        let rfl = self.vcpus[cur].cpu.rflags();
         let mut o = String::new();
         let names = ["RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP"];
         let order = [0, 3, 1, 2, 6, 7, 5, 4];
@@ -177,7 +177,7 @@ impl Machine {
             st.cpl(),
             0,
             u8::from(self.board.wiring.a20_open()),
-            u8::from(self.cpus[cur].halted),
+            u8::from(self.vcpus[cur].cpu.halted),
         );
         for (name, s) in [("ES", Seg::Es), ("CS", Seg::Cs), ("SS", Seg::Ss), ("DS", Seg::Ds), ("FS", Seg::Fs), ("GS", Seg::Gs)] {
             seg_line(&mut o, name, st.seg(s), st);
@@ -235,7 +235,7 @@ impl MonitorCmd for Machine {
                 }
             }
             ["info", "mode"] | ["mode"] => {
-                let st = &self.cpus[self.debug.current].state;
+                let st = &self.vcpus[self.debug.current].cpu.state;
                 outputln!(out, "{}", mode_summary(st));
                 outputln!(
                     out,
@@ -289,7 +289,7 @@ impl MonitorCmd for Machine {
                 None => outputln!(out, "usage: monitor step-interrupts on|off"),
             },
             ["system_reset"] => match self.reset() {
-                Ok(()) => outputln!(out, "machine reset; CPU at {:#x}", self.cpus[0].state.rip),
+                Ok(()) => outputln!(out, "machine reset; CPU at {:#x}", self.vcpus[0].cpu.state.rip),
                 Err(e) => outputln!(out, "reset failed: {e}"),
             },
             _ => outputln!(out, "unknown command '{}'; try 'monitor help'", cmd.trim()),

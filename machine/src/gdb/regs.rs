@@ -87,9 +87,9 @@ impl Machine {
     /// carries every register, most of them unchanged: rewriting an unchanged selector must
     /// not reload its hidden part, nor an unchanged CR3 flush anything).
     pub(crate) fn write_debug_regs(&mut self, cpu: usize, regs: &X86Regs) {
-        let old = read_all(&self.cpus[cpu]);
-        let mut st = self.cpus[cpu].state.clone();
-        st.rflags = self.cpus[cpu].rflags();
+        let old = read_all(&self.vcpus[cpu].cpu);
+        let mut st = self.vcpus[cpu].cpu.state.clone();
+        st.rflags = self.vcpus[cpu].cpu.rflags();
         let mut cr8 = None;
         for p in 0..4 {
             for (n, d) in REGS.iter().enumerate().take(NREGS) {
@@ -103,11 +103,11 @@ impl Machine {
                 self.apply(&mut st, d.reg, v);
             }
         }
-        self.cpus[cpu].set_state(st);
+        self.vcpus[cpu].cpu.set_state(st);
         // Paging or segmentation may have changed in any way: drop global translations too.
-        self.cpus[cpu].flush_tlb(false);
+        self.vcpus[cpu].cpu.flush_tlb(false);
         if let Some(v) = cr8 {
-            ferrite_cpu::CpuBus::set_tpr(&mut self.buses[cpu], v);
+            ferrite_cpu::CpuBus::set_tpr(&mut self.vcpus[cpu].bus, v);
         }
     }
 

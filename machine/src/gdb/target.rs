@@ -37,28 +37,29 @@ impl Machine {
     }
 
     fn cpu_of(&self, tid: Tid) -> Option<usize> {
-        (tid.get() <= self.cpus.len()).then(|| tid.get() - 1)
+        (tid.get() <= self.vcpus.len()).then(|| tid.get() - 1)
     }
 
     /// The vCPU gdb's memory accesses and monitor commands go through (the last one that
     /// stopped or that gdb selected), with its bus.
     pub(crate) fn current_cpu(&mut self) -> (&mut ferrite_cpu::Cpu, &mut crate::pc::VcpuBus) {
-        let i = self.debug.current.min(self.cpus.len() - 1);
-        (&mut self.cpus[i], &mut self.buses[i])
+        let i = self.debug.current.min(self.vcpus.len() - 1);
+        let v = &mut self.vcpus[i];
+        (&mut v.cpu, &mut v.bus)
     }
 
     /// Copies the debugger's breakpoint lists into the CPU.
     pub(crate) fn sync_breakpoints(&mut self) {
         let d = &self.debug;
         let list: Vec<u64> = d.sw_breakpoints.iter().chain(&d.hw_breakpoints).copied().collect();
-        for cpu in &mut self.cpus {
+        for cpu in self.vcpus.iter_mut().map(|v| &mut v.cpu) {
             cpu.set_breakpoints(list.clone());
         }
     }
 
     pub(crate) fn sync_watchpoints(&mut self) {
         let list: Vec<_> = self.debug.watchpoints.iter().map(|&(w, _)| w).collect();
-        for cpu in &mut self.cpus {
+        for cpu in self.vcpus.iter_mut().map(|v| &mut v.cpu) {
             cpu.set_watchpoints(list.clone());
         }
     }
@@ -99,7 +100,7 @@ impl Target for Machine {
 impl MultiThreadBase for Machine {
     fn read_registers(&mut self, out: &mut X86Regs, tid: Tid) -> TargetResult<(), Self> {
         let cpu = self.check_tid(tid)?;
-        *out = regs::read_all(&self.cpus[cpu]);
+        *out = regs::read_all(&self.vcpus[cpu].cpu);
         Ok(())
     }
 
@@ -132,7 +133,7 @@ impl MultiThreadBase for Machine {
     }
 
     fn list_active_threads(&mut self, register_thread: &mut dyn FnMut(Tid)) -> Result<(), Self::Error> {
-        for i in 0..self.cpus.len() {
+        for i in 0..self.vcpus.len() {
             register_thread(tid_of(i));
         }
         Ok(())
@@ -151,7 +152,7 @@ impl SingleRegisterAccess<Tid> for Machine {
     fn read_register(&mut self, tid: Tid, reg: X86RegId, buf: &mut [u8]) -> TargetResult<usize, Self> {
         let cpu = self.check_tid(tid)?;
         let d = REGS.get(reg.0).ok_or(TargetError::Errno(EINVAL))?;
-        let bytes = regs::read(&self.cpus[cpu], d.reg).to_le_bytes();
+        let bytes = regs::read(&self.vcpus[cpu].cpu, d.reg).to_le_bytes();
         let n = (d.bits / 8).min(buf.len());
         buf[..n].copy_from_slice(&bytes[..n]);
         Ok(n)
@@ -175,7 +176,7 @@ impl SingleRegisterAccess<Tid> for Machine {
 impl ThreadExtraInfo for Machine {
     fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
         let Some(cpu) = self.cpu_of(tid) else { return Ok(0) };
-        let info = format!("CPU#{cpu} {}", super::monitor::mode_summary(&self.cpus[cpu].state));
+        let info = format!("CPU#{cpu} {}", super::monitor::mode_summary(&self.vcpus[cpu].cpu.state));
         let n = info.len().min(buf.len());
         buf[..n].copy_from_slice(&info.as_bytes()[..n]);
         Ok(n)
