@@ -383,4 +383,28 @@ mod tests {
         assert_eq!(parse_size("size=256M").unwrap(), 256 << 20);
         assert!(parse_size("12X").is_err());
     }
+
+    #[test]
+    fn smp_topology_as_qemu_spells_it() {
+        let topo = |a: &str| {
+            let c = p(&["-smp", a]).unwrap();
+            let t = c.topology();
+            (c.cpus, t.sockets, t.cores, t.threads)
+        };
+        // QEMU 7.2: without a topology, one socket of N cores.
+        assert_eq!(topo("4"), (4, 1, 4, 1));
+        assert_eq!(topo("cpus=4"), (4, 1, 4, 1));
+        assert_eq!(topo("8,sockets=2"), (8, 2, 4, 1));
+        assert_eq!(topo("8,cores=2,threads=2"), (8, 2, 2, 2));
+        assert_eq!(topo("sockets=2,cores=2,threads=2"), (8, 2, 2, 2));
+        assert_eq!(topo("2,maxcpus=4,sockets=1,cores=4"), (2, 1, 4, 1));
+        assert_eq!(topo("64"), (64, 1, 64, 1));
+        for bad in ["0", "256", "x", "4,sockets=1,cores=2", "4,dies=2", "4,foo=1", "cores=0"] {
+            assert!(p(&["-smp", bad]).is_err(), "-smp {bad} must be refused");
+        }
+        let c = p(&["-device", "edu,addr=5", "-device", "edu"]).unwrap();
+        assert_eq!(c.pci_devices.len(), 2);
+        assert_eq!(c.pci_devices[0].addr, Some((5, 0)));
+        assert!(p(&["-device", "edu,addr=0x20"]).is_err());
+    }
 }
