@@ -150,7 +150,7 @@ fn fill_fw_cfg(
     }
     if let Some(image) = kernel {
         // The real-mode setup part and the protected-mode kernel are separate items.
-        let setup_len = fw::SetupHeader::parse(&image).map(|h| h.kernel_offset()).unwrap_or(0).min(image.len());
+        let setup_len = fw::SetupHeader::parse(image).map(|h| h.kernel_offset()).unwrap_or(0).min(image.len());
         f.add_bytes(FW_CFG_SETUP_SIZE, (setup_len as u32).to_le_bytes())?;
         f.add_bytes(FW_CFG_SETUP_DATA, image[..setup_len].to_vec())?;
         f.add_bytes(FW_CFG_KERNEL_SIZE, ((image.len() - setup_len) as u32).to_le_bytes())?;

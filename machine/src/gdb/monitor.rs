@@ -272,10 +272,13 @@ impl MonitorCmd for Machine {
                 }
             }
             ["gva2gpa", addr] | ["translate", addr] => match parse_addr(addr) {
-                Some(a) => match { let (cpu, bus) = self.current_cpu(); cpu.debug_translate(bus, a) } {
-                    Some(p) => outputln!(out, "gpa: {p:#x}"),
-                    None => outputln!(out, "{a:#x} is not mapped"),
-                },
+                Some(a) => {
+                    let (cpu, bus) = self.current_cpu();
+                    match cpu.debug_translate(bus, a) {
+                        Some(p) => outputln!(out, "gpa: {p:#x}"),
+                        None => outputln!(out, "{a:#x} is not mapped"),
+                    }
+                }
                 None => outputln!(out, "usage: monitor gva2gpa ADDR"),
             },
             ["step-interrupts"] => {

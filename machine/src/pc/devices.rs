@@ -43,7 +43,7 @@ pub(crate) struct Port<D> {
 }
 
 impl<D: Send + 'static> Port<D> {
-    pub fn new(dev: &Arc<Mutex<D>>, wiring: &Arc<Wiring>, read: ReadFn<D>, write: WriteFn<D>) -> Arc<dyn BusDevice> {
+    pub fn device(dev: &Arc<Mutex<D>>, wiring: &Arc<Wiring>, read: ReadFn<D>, write: WriteFn<D>) -> Arc<dyn BusDevice> {
         Arc::new(Port { dev: dev.clone(), wiring: wiring.clone(), read, write })
     }
 }
@@ -108,7 +108,7 @@ pub(crate) type BoardPm = AcpiPm<LineHandle>;
 pub(crate) type BoardI8042 = I8042<LineHandle, LineHandle>;
 
 pub(crate) fn pit(d: &Arc<Mutex<BoardPit>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(
+    Port::device(
         d,
         w,
         |d, _, a| a.bytes_read(|i| d.read((a.offset + i) as u16 & 3, a.now)),
@@ -120,11 +120,11 @@ pub(crate) fn pit(d: &Arc<Mutex<BoardPit>>, w: &Arc<Wiring>) -> Arc<dyn BusDevic
 }
 
 pub(crate) fn port_b(d: &Arc<Mutex<BoardPit>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(d, w, |d, _, a| d.read_port_b(a.now) as u64, |d, _, a, v| d.write_port_b(v as u8, a.now))
+    Port::device(d, w, |d, _, a| d.read_port_b(a.now) as u64, |d, _, a, v| d.write_port_b(v as u8, a.now))
 }
 
 pub(crate) fn rtc(d: &Arc<Mutex<BoardRtc>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(
+    Port::device(
         d,
         w,
         |d, _, a| a.bytes_read(|i| d.read((a.offset + i) as u16 & 1, a.now)),
@@ -137,7 +137,7 @@ pub(crate) fn rtc(d: &Arc<Mutex<BoardRtc>>, w: &Arc<Wiring>) -> Arc<dyn BusDevic
 
 /// A plain `PioDevice` without side effects on the machine.
 pub(crate) fn pio<D: PioDevice + Send + 'static>(d: &Arc<Mutex<D>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(d, w, |d, _, a| d.read(a.offset as u16, a.size) as u64, |d, _, a, v| d.write(a.offset as u16, a.size, v as u32))
+    Port::device(d, w, |d, _, a| d.read(a.offset as u16, a.size) as u64, |d, _, a, v| d.write(a.offset as u16, a.size, v as u32))
 }
 
 /// The i8042's data (0x60) or command/status (0x64) port; it drives A20 and can reset.
@@ -153,7 +153,7 @@ pub(crate) fn i8042(d: &Arc<Mutex<BoardI8042>>, w: &Arc<Wiring>, reg: u16) -> Ar
             i8042_effects(d, w);
         })
     };
-    Port::new(d, w, r, wr)
+    Port::device(d, w, r, wr)
 }
 
 fn i8042_effects(d: &mut BoardI8042, w: &Wiring) {
@@ -164,7 +164,7 @@ fn i8042_effects(d: &mut BoardI8042, w: &Wiring) {
 }
 
 pub(crate) fn port92(d: &Arc<Mutex<Port92>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(d, w, |d, _, a| d.read(a.offset as u16, a.size) as u64, |d, w, a, v| {
+    Port::device(d, w, |d, _, a| d.read(a.offset as u16, a.size) as u64, |d, w, a, v| {
         d.write(a.offset as u16, a.size, v as u32);
         w.set_a20(A20_PORT92, d.a20());
         if d.take_reset_request() {
@@ -178,7 +178,7 @@ pub(crate) fn post(d: &Arc<Mutex<PostCode>>, w: &Arc<Wiring>) -> Arc<dyn BusDevi
 }
 
 pub(crate) fn debug_exit(d: &Arc<Mutex<DebugExit>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(d, w, |d, _, a| d.read(a.offset as u16, a.size) as u64, |d, w, a, v| {
+    Port::device(d, w, |d, _, a| d.read(a.offset as u16, a.size) as u64, |d, w, a, v| {
         d.write(a.offset as u16, a.size, v as u32);
         if let Some(code) = d.exit_code() {
             w.raise(MachineEvent::DebugExit(code as i32));
@@ -196,7 +196,7 @@ fn pm_sleep(d: &mut BoardPm, w: &Wiring) {
 
 /// The PIIX4 PM I/O block (PM1 event/control, PM timer); movable through PCI config.
 pub(crate) fn acpi_pm(d: &Arc<Mutex<BoardPm>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(d, w, |d, _, a| d.pm_read(a.offset as u16, a.size, a.now) as u64, |d, w, a, v| {
+    Port::device(d, w, |d, _, a| d.pm_read(a.offset as u16, a.size, a.now) as u64, |d, w, a, v| {
         d.pm_write(a.offset as u16, a.size, v as u32, a.now);
         pm_sleep(d, w);
         w.poke_timers();
@@ -204,13 +204,13 @@ pub(crate) fn acpi_pm(d: &Arc<Mutex<BoardPm>>, w: &Arc<Wiring>) -> Arc<dyn BusDe
 }
 
 pub(crate) fn acpi_gpe(d: &Arc<Mutex<BoardPm>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(d, w, |d, _, a| d.gpe_read(a.offset as u16, a.size) as u64, |d, _, a, v| {
+    Port::device(d, w, |d, _, a| d.gpe_read(a.offset as u16, a.size) as u64, |d, _, a, v| {
         d.gpe_write(a.offset as u16, a.size, v as u32)
     })
 }
 
 pub(crate) fn apm(d: &Arc<Mutex<BoardPm>>, w: &Arc<Wiring>) -> Arc<dyn BusDevice> {
-    Port::new(
+    Port::device(
         d,
         w,
         |d, _, a| a.bytes_read(|i| d.apm_read((a.offset + i) as u16)),
