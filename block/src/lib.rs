@@ -4,12 +4,38 @@
 //! reaches stable storage, and the size. Devices never call it on a vCPU thread: they hand
 //! the work to an [`IoThread`] and complete the guest's command when the job has run, so a
 //! slow host disk stalls only that device's queue, never the CPU.
+//!
+//! [`open_image`] turns a drive's [`DriveOptions`] (QEMU's `-drive` options) into a `Disk`:
+//! - format: given, or probed (qcow2 magic → qcow2, anything else → raw, with QEMU's rule
+//!   that a guest may not write the qcow2 magic into sector 0 of a probed raw image);
+//! - raw files with positional I/O, qcow2 (with backing chains) through the `imago` crate;
+//! - [`CacheMode`]s as QEMU defines them; snapshot=on with a throw-away overlay;
+//! - QEMU-compatible image locking, so QEMU, qemu-img and ferrite exclude each other;
+//! - every failure is an [`OpenError`] naming the file, and leaves the files unchanged.
 
+mod aligned;
+mod backing_gate;
+mod error;
+mod host_file;
+mod imago_disk;
 mod io_thread;
+mod lock;
 mod mem_disk;
+mod open;
+mod options;
+mod qcow2;
+mod qcow2_header;
+mod raw;
+mod snapshot;
 
+pub use error::OpenError;
 pub use io_thread::IoThread;
 pub use mem_disk::MemDisk;
+pub use open::{open_image, OpenedImage};
+pub use options::{CacheMode, DriveOptions, ImageFormat, OptionError};
+
+/// The first four bytes of every qcow2 image.
+pub(crate) const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
 
 /// What can go wrong with a disk access at run time. (Opening images has its own errors.)
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +46,10 @@ pub enum DiskError {
     /// A write to a read-only disk.
     #[error("the disk is read-only")]
     ReadOnly,
+    /// A write that would make a raw image whose format was probed look like a qcow2 image
+    /// (QEMU refuses such writes too: the next probe would trust a guest-written header).
+    #[error("write to sector 0 refused: it would turn the probed raw image into a qcow2 image (give format=raw to allow it)")]
+    ProbedFormatChange,
     /// The host failed the I/O.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

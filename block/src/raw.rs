@@ -1,0 +1,142 @@
+//! Raw images: the file's bytes are the disk's bytes, accessed with positional I/O.
+//!
+//! Size: the file's length rounded down to whole 512-byte sectors (a tail shorter than a
+//! sector is invisible to the guest; `open_image` warns about it).
+//!
+//! O_DIRECT (cache=none/directsync) wants 4096-aligned buffers, offsets and lengths: every
+//! request goes through an aligned bounce buffer covering the aligned window around it; a
+//! write that covers a block only partly reads that block first (read-modify-write, under a
+//! lock so two such writes cannot lose each other's bytes). If the file length itself is not
+//! a multiple of 4096, the last block could not be written without growing the file, so such
+//! files use the host cache after all (with a warning).
+
+use crate::aligned::{align_down, align_up, AlignedBuf, DIRECT_ALIGN};
+use crate::lock::ImageLock;
+use crate::{check_range, CacheMode, Disk, DiskError, QCOW2_MAGIC};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Mutex, PoisonError};
+
+pub(crate) struct RawDisk {
+    file: File,
+    size: u64,
+    read_only: bool,
+    cache: CacheMode,
+    /// Whether the descriptor really is O_DIRECT (see the module comment).
+    direct: bool,
+    /// The format was probed: refuse writes that would make the file look like qcow2.
+    probed: bool,
+    /// Serialises O_DIRECT writes (their read-modify-write of partial blocks).
+    direct_writes: Mutex<()>,
+    /// Held while the disk is open.
+    _locks: Vec<ImageLock>,
+}
+
+impl RawDisk {
+    pub(crate) fn new(file: File, size: u64, read_only: bool, cache: CacheMode, direct: bool, probed: bool, locks: Vec<ImageLock>) -> Self {
+        RawDisk { file, size, read_only, cache, direct, probed, direct_writes: Mutex::new(()), _locks: locks }
+    }
+
+    /// Refuses a write that would put the qcow2 magic at the start of a probed raw image:
+    /// next time it would be probed as qcow2, and a qcow2 header can name any host file as
+    /// its backing file. (QEMU refuses any sector-0 write that changes the probed format.)
+    fn check_sector0(&self, offset: u64, buf: &[u8]) -> Result<(), DiskError> {
+        let magic_len = QCOW2_MAGIC.len() as u64;
+        if !self.probed || offset >= magic_len || self.size < magic_len || buf.is_empty() {
+            return Ok(());
+        }
+        let mut head = [0u8; QCOW2_MAGIC.len()];
+        self.read_at(0, &mut head)?;
+        let n = buf.len().min(head.len() - offset as usize);
+        head[offset as usize..offset as usize + n].copy_from_slice(&buf[..n]);
+        if head == QCOW2_MAGIC {
+            return Err(DiskError::ProbedFormatChange);
+        }
+        Ok(())
+    }
+
+    fn read_direct(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let start = align_down(offset);
+        let mut bounce = AlignedBuf::new((align_up(offset + buf.len() as u64) - start) as usize);
+        self.file.read_exact_at(&mut bounce, start)?;
+        let at = (offset - start) as usize;
+        buf.copy_from_slice(&bounce[at..at + buf.len()]);
+        Ok(())
+    }
+
+    fn write_direct(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        let _serial = self.direct_writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = align_down(offset);
+        let end = align_up(offset + buf.len() as u64);
+        let mut bounce = AlignedBuf::new((end - start) as usize);
+        let block = DIRECT_ALIGN;
+        // Partly covered first and last blocks keep their other bytes.
+        if offset != start {
+            self.file.read_exact_at(&mut bounce[..block], start)?;
+        }
+        let tail = bounce.len() - block;
+        if offset + buf.len() as u64 != end && (tail > 0 || offset == start) {
+            self.file.read_exact_at(&mut bounce[tail..], end - block as u64)?;
+        }
+        let at = (offset - start) as usize;
+        bounce[at..at + buf.len()].copy_from_slice(buf);
+        self.file.write_all_at(&bounce, start)
+    }
+}
+
+impl Disk for RawDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        check_range(offset, buf.len() as u64, self.size)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if self.direct {
+            self.read_direct(offset, buf)?;
+        } else {
+            self.file.read_exact_at(buf, offset)?;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), DiskError> {
+        if self.read_only {
+            return Err(DiskError::ReadOnly);
+        }
+        check_range(offset, buf.len() as u64, self.size)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.check_sector0(offset, buf)?;
+        if self.direct {
+            self.write_direct(offset, buf)?;
+        } else {
+            self.file.write_all_at(buf, offset)?;
+        }
+        if self.cache.sync_every_write() {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), DiskError> {
+        if !self.read_only && self.cache.flush_enabled() {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RawDisk {
+    fn drop(&mut self) {
+        // Like QEMU closing an image: what the guest wrote is on disk once ferrite is gone.
+        let _ = self.flush();
+    }
+}

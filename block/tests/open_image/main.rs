@@ -1,0 +1,7 @@
+//! `open_image` against real files, and against qemu-img where it is installed.
+
+mod common;
+mod errors;
+mod locking;
+mod qcow2;
+mod raw;
