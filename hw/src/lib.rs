@@ -55,6 +55,7 @@ pub mod pci;
 pub mod acpi_pm;
 pub mod fw_cfg;
 pub mod edu;
+pub mod ide;
 
 #[cfg(test)]
 pub(crate) mod testing;
