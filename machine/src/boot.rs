@@ -44,7 +44,7 @@ pub enum BootError {
     FwCfg(#[from] ferrite_hw::fw_cfg::FwCfgError),
     #[error("-initrd needs -kernel")]
     InitrdWithoutKernel,
-    #[error("nothing to boot: give -kernel FILE or -bios FILE")]
+    #[error("nothing to boot: give -kernel FILE, or -bios FILE (SeaBIOS was not found: run scripts/fetch-guests or install Debian's seabios package)")]
     NothingToBoot,
 }
 
@@ -69,6 +69,7 @@ pub fn load(cfg: &MachineConfig, board: &PcBoard) -> Result<CpuState, BootError>
             let off = (ferrite_hw::pci::I440FX_PAM0 + reg) as u8;
             board.pci_config_write(ferrite_hw::pci::I440FX_DEVFN, off, 1, 0x33);
         }
+        crate::pc::storage::enable_ide_decode(board);
     }
     let (Some(kernel_path), Some(image)) = (&cfg.kernel, image) else {
         if cfg.initrd.is_some() {
@@ -135,6 +136,8 @@ fn fill_fw_cfg(
     f.add_bytes(FW_CFG_NB_CPUS, cpus.to_le_bytes())?;
     f.add_bytes(FW_CFG_MAX_CPUS, cpus.to_le_bytes())?;
     f.add_bytes(FW_CFG_NOGRAPHIC, 1u16.to_le_bytes())?;
+    // SeaBIOS offers its boot menu (and waits for a key) only when this says so.
+    f.add_bytes(FW_CFG_BOOT_MENU, u16::from(cfg.boot.menu).to_le_bytes())?;
     // QEMU's etc/e820 lists the RAM ranges; the firmware reserves its own areas.
     let mut e820 = Vec::new();
     for (base, len) in [(0u64, layout.below_4g), (1 << 32, layout.above_4g)] {

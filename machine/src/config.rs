@@ -44,6 +44,59 @@ pub struct PciDeviceConfig {
     pub addr: Option<(u8, u8)>,
 }
 
+/// What an IDE position holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Media {
+    Disk,
+    Cdrom,
+}
+
+/// One drive on the PIIX IDE controller (`-drive if=ide`, `-hda`, `-cdrom`, `-device ide-hd`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdeDriveConfig {
+    /// Channel: 0 primary (`ide.0`), 1 secondary (`ide.1`).
+    pub bus: u8,
+    /// 0 master, 1 slave.
+    pub unit: u8,
+    pub media: Media,
+    /// The image; `None` for a CD-ROM drive without a disc.
+    pub image: Option<ferrite_block::DriveOptions>,
+}
+
+impl IdeDriveConfig {
+    /// QEMU's `index=`: bus * 2 + unit.
+    pub fn index(&self) -> u8 {
+        self.bus * 2 + self.unit
+    }
+}
+
+/// A device firmware may boot from, in QEMU's `-boot order=` letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootDevice {
+    /// `a`
+    Floppy,
+    /// `c`
+    HardDisk,
+    /// `d`
+    Cdrom,
+    /// `n`
+    Network,
+}
+
+/// `-boot`: what the firmware tries, in order, and whether it offers its boot menu.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootConfig {
+    pub order: Vec<BootDevice>,
+    pub menu: bool,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        // QEMU's default for the pc machine: "cad" (hard disk, floppy, CD-ROM), no menu.
+        BootConfig { order: vec![BootDevice::HardDisk, BootDevice::Floppy, BootDevice::Cdrom], menu: false }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MachineConfig {
     pub memory_bytes: u64,
@@ -65,6 +118,9 @@ pub struct MachineConfig {
     pub no_reboot: bool,
     pub debug_exit: Option<DebugExit>,
     pub pci_devices: Vec<PciDeviceConfig>,
+    /// Drives on the IDE controller, at distinct positions.
+    pub ide_drives: Vec<IdeDriveConfig>,
+    pub boot: BootConfig,
     pub accel: Accel,
     /// gdbstub listen address (`-s` is 127.0.0.1:1234).
     pub gdb: Option<String>,
@@ -92,6 +148,8 @@ impl Default for MachineConfig {
             no_reboot: false,
             debug_exit: None,
             pci_devices: Vec::new(),
+            ide_drives: Vec::new(),
+            boot: BootConfig::default(),
             accel: Accel::Tcg,
             gdb: None,
             start_paused: false,
@@ -115,4 +173,18 @@ impl MachineConfig {
         };
         ferrite_cpu::cpuid::Topology { sockets: sockets.max(1), cores: cores.max(1), threads }
     }
+}
+
+/// The firmware used when neither `-kernel` nor `-bios` is given: SeaBIOS, from the guest
+/// cache `scripts/fetch-guests` fills (`$FERRITE_GUEST_DIR` or `~/.cache/ferrite/guests`),
+/// or from Debian's `seabios` package.
+pub fn default_bios() -> Option<PathBuf> {
+    let cache = std::env::var_os("FERRITE_GUEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ferrite/guests")));
+    cache
+        .map(|d| d.join("bios.bin"))
+        .into_iter()
+        .chain([PathBuf::from("/usr/share/seabios/bios.bin")])
+        .find(|p| p.is_file())
 }

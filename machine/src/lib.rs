@@ -60,6 +60,10 @@ pub enum MachineError {
     PciFull,
     #[error("-device: {0}")]
     Pci(String),
+    #[error(transparent)]
+    Drive(#[from] ferrite_block::OpenError),
+    #[error(transparent)]
+    Ide(#[from] pc::storage::PlugError),
     #[error("cannot open serial output '{path}': {source}")]
     SerialFile {
         path: std::path::PathBuf,
@@ -114,6 +118,57 @@ pub struct Machine {
     gdb: Option<gdb::GdbServer>,
     /// Run state, breakpoints and settings of the debugger.
     pub(crate) debug: gdb::DebugState,
+    /// The drives' images, opened once and kept across resets.
+    drives: Vec<OpenDrive>,
+    /// The IDE controller of the current board (its I/O is drained before the images close).
+    ide: Arc<std::sync::Mutex<ferrite_hw::ide::PiixIde>>,
+}
+
+/// A drive and its opened image (`None`: a CD-ROM drive without a disc).
+#[derive(Clone)]
+struct OpenDrive {
+    cfg: config::IdeDriveConfig,
+    disk: Option<Arc<dyn ferrite_block::Disk>>,
+}
+
+/// Opens every drive's image before the guest starts, so a bad image is an error naming
+/// its file rather than a guest I/O error later.
+fn open_drives(cfg: &MachineConfig) -> Result<Vec<OpenDrive>, MachineError> {
+    cfg.ide_drives
+        .iter()
+        .map(|d| {
+            let disk = match &d.image {
+                Some(opts) => {
+                    let opened = ferrite_block::open_image(opts)?;
+                    for w in &opened.warnings {
+                        eprintln!("ferrite: warning: {w}");
+                    }
+                    Some(opened.disk)
+                }
+                None => None,
+            };
+            Ok(OpenDrive { cfg: d.clone(), disk })
+        })
+        .collect()
+}
+
+/// The IDE positions as the controller takes them: `[channel][master, slave]`.
+fn ide_drives(drives: &[OpenDrive]) -> [[Option<ferrite_hw::ide::IdeDrive>; 2]; 2] {
+    use ferrite_hw::ide::{DriveKind, IdeDrive};
+    let mut out: [[Option<IdeDrive>; 2]; 2] = Default::default();
+    for (n, d) in drives.iter().enumerate() {
+        let (kind, model) = match d.cfg.media {
+            config::Media::Disk => match &d.disk {
+                Some(disk) => (DriveKind::Disk(disk.clone()), "QEMU HARDDISK"),
+                None => continue,
+            },
+            config::Media::Cdrom => (DriveKind::Cdrom(d.disk.clone()), "QEMU DVD-ROM"),
+        };
+        // Serial numbers as QEMU numbers its drives, so guests see stable names.
+        let serial = format!("QM{:05}", n + 1);
+        out[d.cfg.bus as usize & 1][d.cfg.unit as usize & 1] = Some(IdeDrive { kind, model: model.into(), serial });
+    }
+    out
 }
 
 /// How much of the guest `Machine::run_slice` runs.
@@ -158,11 +213,12 @@ struct Built {
     board: Arc<PcBoard>,
     vcpus: Vec<TcgVcpu>,
     events: Receiver<MachineEvent>,
+    ide: Arc<std::sync::Mutex<ferrite_hw::ide::PiixIde>>,
 }
 
 /// Fresh memory, devices and vCPUs with the boot image loaded (machine creation and reset
 /// alike): the BSP at the kernel entry or the reset vector, the APs waiting for a start-up IPI.
-fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology) -> Result<Built, MachineError> {
+fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, drives: &[OpenDrive]) -> Result<Built, MachineError> {
     let n = cfg.cpus;
     let mut cpus: Vec<Cpu> = (0..n)
         .map(|i| {
@@ -186,8 +242,10 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology) -> Result<Bu
         serial: serial_out(&cfg.serial)?,
         debug_exit: cfg.debug_exit.map(|d| (d.iobase, d.iosize)),
         events: tx,
+        boot_order: cfg.boot.order.iter().map(|d| cmos_boot_device(*d)).collect(),
     };
     let board = PcBoard::new(mem, spec)?;
+    let ide = pc::storage::plug_ide(&board, ide_drives(drives))?;
     plug_devices(cfg, &board)?;
     let state = boot::load(cfg, &board)?;
     for (i, c) in cpus.iter_mut().enumerate() {
@@ -199,7 +257,17 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology) -> Result<Bu
         }
     }
     let vcpus = cpus.into_iter().enumerate().map(|(i, c)| TcgVcpu::new(c, VcpuBus::new(board.clone(), i))).collect();
-    Ok(Built { board, vcpus, events })
+    Ok(Built { board, vcpus, events, ide })
+}
+
+fn cmos_boot_device(d: config::BootDevice) -> ferrite_hw::rtc::cmos::BootDevice {
+    use ferrite_hw::rtc::cmos::BootDevice as Cmos;
+    match d {
+        config::BootDevice::Floppy => Cmos::Floppy,
+        config::BootDevice::HardDisk => Cmos::HardDisk,
+        config::BootDevice::Cdrom => Cmos::Cdrom,
+        config::BootDevice::Network => Cmos::Network,
+    }
 }
 
 /// The PCI devices of `-device`, at their `addr=` or in the first free slots from 2 on (slots
@@ -227,7 +295,11 @@ fn plug_devices(cfg: &MachineConfig, board: &PcBoard) -> Result<(), MachineError
 }
 
 impl Machine {
-    pub fn new(cfg: MachineConfig) -> Result<Self, MachineError> {
+    pub fn new(mut cfg: MachineConfig) -> Result<Self, MachineError> {
+        if cfg.kernel.is_none() && cfg.bios.is_none() {
+            // As QEMU: without a kernel to load directly, the machine starts SeaBIOS.
+            cfg.bios = Some(config::default_bios().ok_or(boot::BootError::NothingToBoot)?);
+        }
         let model = CpuModel::parse(&cfg.cpu)?;
         if cfg.memory_bytes < MIN_RAM {
             return Err(MachineError::TooLittleMemory(cfg.memory_bytes));
@@ -245,20 +317,24 @@ impl Machine {
             return Err(MachineError::PausedWithoutGdb);
         }
         let topology = cfg.topology();
-        let Built { board, vcpus, events } = build(&cfg, &model, topology)?;
+        let drives = open_drives(&cfg)?;
+        let Built { board, vcpus, events, ide } = build(&cfg, &model, topology, &drives)?;
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
-        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug })
+        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug, drives, ide })
     }
 
     /// Reboots: every vCPU back to its power-on state with fresh memory and devices (the BSP
     /// at the reset vector or the kernel entry again).
     fn reset(&mut self) -> Result<(), MachineError> {
-        let Built { board, vcpus, events } = build(&self.cfg, &self.model, self.topology)?;
+        // Requests in flight finish against the old controller before the new one starts.
+        pc::interrupts::lock(&self.ide).drain();
+        let Built { board, vcpus, events, ide } = build(&self.cfg, &self.model, self.topology, &self.drives)?;
         self.board.wiring.set_stopping();
         self.board = board;
         self.vcpus = vcpus;
         self.events = events;
+        self.ide = ide;
         // The old board's timer thread ended with it.
         pc::spawn_timer_thread(self.board.clone());
         Ok(())
@@ -285,7 +361,22 @@ impl Machine {
         };
         self.board.wiring.set_stopping();
         timers.join().ok();
+        self.flush_drives();
         result
+    }
+
+    /// Finishes the disks' queued I/O and writes out what the images cache (qcow2 metadata),
+    /// so an image is consistent when ferrite exits, whatever the guest last did.
+    pub fn flush_drives(&self) {
+        pc::interrupts::lock(&self.ide).drain();
+        for d in &self.drives {
+            if let Some(disk) = d.disk.as_ref().filter(|d| !d.read_only()) {
+                if let Err(e) = disk.flush() {
+                    let path = d.cfg.image.as_ref().map(|i| i.path.display().to_string()).unwrap_or_default();
+                    eprintln!("ferrite: flushing '{path}' failed: {e}");
+                }
+            }
+        }
     }
 
     /// Runs every vCPU on its own thread until the machine stops or the user quits.

@@ -6,6 +6,7 @@ mod cpubus;
 mod devices;
 pub mod interrupts;
 mod pci;
+pub mod storage;
 mod timers;
 pub mod wiring;
 
@@ -54,6 +55,8 @@ pub struct BoardSpec {
     pub debug_exit: Option<(u16, u16)>,
     /// Machine events (reset, power-off, exit) go here.
     pub events: Sender<MachineEvent>,
+    /// What the firmware tries to boot from, in order.
+    pub boot_order: Vec<ferrite_hw::rtc::cmos::BootDevice>,
 }
 
 /// Devices the timer thread drives.
@@ -117,10 +120,8 @@ impl PcBoard {
         let mut rtc = Rtc::new(line(8), wall_clock_secs(), now);
         rtc.set_memory(mem.below_4g(), mem.above_4g());
         rtc.set_cpu_count(spec.apic_ids.len() as u32);
-        // QEMU's default boot order (-boot cad: hard disk, floppy, CD-ROM), which firmware reads
-        // from CMOS.
-        use ferrite_hw::rtc::cmos::BootDevice;
-        rtc.set_boot_order(&[BootDevice::HardDisk, BootDevice::Floppy, BootDevice::Cdrom], true);
+        // The boot order (`-boot`), which SeaBIOS reads from CMOS on QEMU-style machines.
+        rtc.set_boot_order(&spec.boot_order, true);
         let rtc = Arc::new(Mutex::new(rtc));
         let pm = Arc::new(Mutex::new(AcpiPm::new(line(acpi_pm::ACPI_SCI_IRQ))));
         let uart = Arc::new(Mutex::new(Uart::new(line(ferrite_hw::uart::COM1_IRQ), spec.serial)));

@@ -18,6 +18,7 @@ fn board(cpus: u32) -> Arc<PcBoard> {
         serial: Box::new(std::io::sink()),
         debug_exit: None,
         events: tx,
+        boot_order: Vec::new(),
     };
     PcBoard::new(mem, spec).unwrap()
 }
