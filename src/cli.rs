@@ -5,6 +5,8 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use ferrite_machine::config::{Accel, DebugExit, MachineConfig, PciDeviceConfig, PciDeviceKind, SerialBackend};
+use crate::storage_args::{parse_boot, Storage};
+use ferrite_machine::config::Media;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -73,6 +75,31 @@ struct Args {
     /// Don't start the CPU: wait for the debugger to continue.
     #[arg(short = 'S')]
     paused: bool,
+    /// A drive: file=PATH[,if=ide|none][,index=N][,media=disk|cdrom][,format=raw|qcow2]
+    /// [,readonly=on][,cache=writeback|none|writethrough|directsync|unsafe][,snapshot=on][,id=ID].
+    #[arg(long = "drive", value_name = "OPTS")]
+    drive: Vec<String>,
+    /// Disk image as IDE primary master.
+    #[arg(long = "hda", value_name = "FILE")]
+    hda: Option<PathBuf>,
+    /// Disk image as IDE primary slave.
+    #[arg(long = "hdb", value_name = "FILE")]
+    hdb: Option<PathBuf>,
+    /// Disk image as IDE secondary master.
+    #[arg(long = "hdc", value_name = "FILE")]
+    hdc: Option<PathBuf>,
+    /// Disk image as IDE secondary slave.
+    #[arg(long = "hdd", value_name = "FILE")]
+    hdd: Option<PathBuf>,
+    /// CD-ROM image (IDE secondary master).
+    #[arg(long = "cdrom", value_name = "FILE")]
+    cdrom: Option<PathBuf>,
+    /// Firmware boot order and menu: [order=]LETTERS (c disk, d CD-ROM, a floppy, n network)[,menu=on|off].
+    #[arg(long = "boot", value_name = "OPTS")]
+    boot: Option<String>,
+    /// Write to temporary overlays instead of the disk images.
+    #[arg(long = "snapshot")]
+    snapshot: bool,
 }
 
 /// `-smp [cpus=]N[,maxcpus=M][,sockets=S][,dies=1][,clusters=1][,cores=C][,threads=T]`, as
@@ -131,6 +158,14 @@ const LONG: &[&str] = &[
     "display",
     "gdb",
     "version",
+    "drive",
+    "hda",
+    "hdb",
+    "hdc",
+    "hdd",
+    "cdrom",
+    "boot",
+    "snapshot",
 ];
 
 /// Rewrites `-name` to `--name` for long options, leaving short options and values alone.
@@ -163,7 +198,7 @@ fn normalize(args: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
 }
 
 fn takes_value(name: &str) -> bool {
-    !matches!(name, "help" | "enable-kvm" | "nographic" | "no-reboot" | "nodefaults" | "version")
+    !matches!(name, "help" | "enable-kvm" | "nographic" | "no-reboot" | "nodefaults" | "version" | "snapshot")
 }
 
 /// Parses a size: plain numbers are MiB (QEMU's -m), suffixes K/M/G/T (with optional B/iB).
@@ -244,7 +279,7 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
             cfg.pci_devices.push(PciDeviceConfig { kind: PciDeviceKind::Edu, addr });
             Ok(())
         }
-        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu)"),
+        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd)"),
     }
 }
 
@@ -301,8 +336,27 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
             },
         };
     }
+    let mut storage = Storage::default();
+    for d in &args.drive {
+        storage.drive(d)?;
+    }
+    let shorthands = [(&args.hda, 0, Media::Disk), (&args.hdb, 1, Media::Disk), (&args.hdc, 2, Media::Disk), (&args.hdd, 3, Media::Disk), (&args.cdrom, 2, Media::Cdrom)];
+    for (file, index, media) in shorthands {
+        if let Some(f) = file {
+            storage.shorthand(index, media, f)?;
+        }
+    }
     for d in &args.device {
-        parse_device(d, &mut cfg)?;
+        if !storage.device(d)? {
+            parse_device(d, &mut cfg)?;
+        }
+    }
+    if args.snapshot {
+        storage.snapshot_all();
+    }
+    cfg.ide_drives = storage.resolve()?;
+    if let Some(b) = &args.boot {
+        cfg.boot = parse_boot(b)?;
     }
     if let Some(d) = &args.display {
         if d != "none" {

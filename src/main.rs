@@ -2,6 +2,7 @@
 //! machine and runs it; the exit status follows QEMU's conventions.
 
 mod cli;
+mod storage_args;
 
 use ferrite_machine::Machine;
 

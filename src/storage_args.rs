@@ -1,0 +1,291 @@
+//! QEMU's storage options: `-drive`, `-hda`..`-hdd`, `-cdrom`, `-device ide-hd|ide-cd`,
+//! `-snapshot` and `-boot`, resolved into IDE positions and the firmware's boot order.
+
+use anyhow::{anyhow, bail, Context, Result};
+use ferrite_block::{CacheMode, DriveOptions, ImageFormat};
+use ferrite_machine::config::{BootConfig, BootDevice, IdeDriveConfig, Media};
+use std::path::PathBuf;
+
+/// IDE positions on the PIIX controller: two channels of master and slave.
+const IDE_POSITIONS: u8 = 4;
+
+/// One `-drive` as written, before it has a position.
+#[derive(Debug)]
+struct DriveSpec {
+    id: Option<String>,
+    interface_none: bool,
+    index: Option<u8>,
+    media: Media,
+    image: Option<DriveOptions>,
+}
+
+/// Collects the storage options in command-line order, then resolves them.
+#[derive(Debug, Default)]
+pub struct Storage {
+    drives: Vec<DriveSpec>,
+    devices: Vec<(Media, Option<String>, Option<u8>, Option<u8>)>,
+    snapshot_all: bool,
+}
+
+/// Splits QEMU's `key=value,key=value` where a doubled comma is a literal comma (in paths).
+fn split_options(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                out.last_mut().expect("never empty").push(',');
+            } else {
+                out.push(String::new());
+            }
+        } else {
+            out.last_mut().expect("never empty").push(c);
+        }
+    }
+    out
+}
+
+fn on_off(key: &str, v: &str) -> Result<bool> {
+    match v {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => bail!("{key}={v}: expected on or off"),
+    }
+}
+
+fn small_number(key: &str, v: &str, limit: u8) -> Result<u8> {
+    v.parse::<u8>().ok().filter(|&n| n < limit).ok_or_else(|| anyhow!("{key}={v}: expected a number below {limit}"))
+}
+
+impl Storage {
+    /// `-drive file=..,if=ide|none,index=,bus=,unit=,media=,format=,readonly=,cache=,snapshot=,id=`
+    pub fn drive(&mut self, spec: &str) -> Result<()> {
+        let mut file = None;
+        let mut id = None;
+        let mut interface_none = false;
+        let (mut index, mut bus, mut unit) = (None, None, None);
+        let mut media = Media::Disk;
+        let mut format = None;
+        let mut read_only = false;
+        let mut cache = CacheMode::default();
+        let mut snapshot = false;
+        let mut locking = true;
+        for part in split_options(spec).iter().filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| anyhow!("-drive: malformed option '{part}' (expected key=value)"))?;
+            match k {
+                "file" => file = Some(PathBuf::from(v)),
+                "id" => id = Some(v.to_string()),
+                "if" => match v {
+                    "ide" => interface_none = false,
+                    "none" => interface_none = true,
+                    other => bail!("-drive: interface if={other} is not supported (ide or none)"),
+                },
+                "index" => index = Some(small_number("index", v, IDE_POSITIONS)?),
+                "bus" => bus = Some(small_number("bus", v, 2)?),
+                "unit" => unit = Some(small_number("unit", v, 2)?),
+                "media" => {
+                    media = match v {
+                        "disk" => Media::Disk,
+                        "cdrom" => Media::Cdrom,
+                        other => bail!("-drive: media={other}: expected disk or cdrom"),
+                    }
+                }
+                "format" => format = Some(ImageFormat::parse(v).map_err(|e| anyhow!("-drive: {e}"))?),
+                "readonly" | "read-only" => read_only = on_off(k, v)?,
+                "cache" => cache = CacheMode::parse(v).map_err(|e| anyhow!("-drive: {e}"))?,
+                "snapshot" => snapshot = on_off(k, v)?,
+                "file.locking" | "locking" => {
+                    locking = match v {
+                        "auto" => true,
+                        _ => on_off(k, v)?,
+                    }
+                }
+                // Accepted for compatibility: ferrite always does its I/O on a worker thread.
+                "aio" if matches!(v, "threads" | "native" | "io_uring") => {}
+                _ => bail!("-drive: unsupported option '{k}'"),
+            }
+        }
+        if let (Some(b), Some(u)) = (bus, unit) {
+            if index.is_some_and(|i| i != b * 2 + u) {
+                bail!("-drive: index={} contradicts bus={b},unit={u}", index.unwrap_or_default());
+            }
+            index = Some(b * 2 + u);
+        } else if bus.is_some() || unit.is_some() {
+            index = Some(bus.unwrap_or(0) * 2 + unit.unwrap_or(0));
+        }
+        if media == Media::Cdrom {
+            // A CD is read-only media, whatever the option says.
+            read_only = true;
+        }
+        let image = match file {
+            Some(path) if !path.as_os_str().is_empty() => {
+                Some(DriveOptions { path, format, read_only, cache, snapshot, locking })
+            }
+            _ if media == Media::Disk => bail!("-drive: a disk needs file=PATH"),
+            _ => None,
+        };
+        if interface_none && id.is_none() {
+            bail!("-drive if=none needs id=NAME for a -device to refer to");
+        }
+        self.drives.push(DriveSpec { id, interface_none, index, media, image });
+        Ok(())
+    }
+
+    /// `-hda`..`-hdd` (index 0-3) and `-cdrom` (index 2).
+    pub fn shorthand(&mut self, index: u8, media: Media, file: &std::path::Path) -> Result<()> {
+        let media_name = if media == Media::Cdrom { "cdrom" } else { "disk" };
+        let file = file.to_str().ok_or_else(|| anyhow!("image path '{}' is not UTF-8", file.display()))?;
+        self.drive(&format!("file={},index={index},media={media_name}", file.replace(',', ",,")))
+    }
+
+    /// `-device ide-hd|ide-cd,drive=ID[,bus=ide.N][,unit=U]`; `false` if `spec` is not an IDE
+    /// device.
+    pub fn device(&mut self, spec: &str) -> Result<bool> {
+        let parts = split_options(spec);
+        let media = match parts[0].as_str() {
+            "ide-hd" => Media::Disk,
+            "ide-cd" => Media::Cdrom,
+            _ => return Ok(false),
+        };
+        let (mut drive, mut bus, mut unit) = (None, None, None);
+        for p in &parts[1..] {
+            match p.split_once('=') {
+                Some(("drive", v)) => drive = Some(v.to_string()),
+                Some(("bus", v)) => {
+                    let n = v.strip_prefix("ide.").ok_or_else(|| anyhow!("{}: bus={v}: expected ide.0 or ide.1", parts[0]))?;
+                    bus = Some(small_number("bus", n, 2)?);
+                }
+                Some(("unit", v)) => unit = Some(small_number("unit", v, 2)?),
+                _ => bail!("{}: unsupported option '{p}' (drive=, bus=ide.N, unit=)", parts[0]),
+            }
+        }
+        if media == Media::Disk && drive.is_none() {
+            bail!("ide-hd needs drive=ID (a -drive if=none,id=ID)");
+        }
+        self.devices.push((media, drive, bus, unit));
+        Ok(true)
+    }
+
+    /// `-snapshot`: every drive as `snapshot=on`.
+    pub fn snapshot_all(&mut self) {
+        self.snapshot_all = true;
+    }
+
+    /// The drives at their IDE positions: explicit indices first, then the rest in the first
+    /// free positions, as QEMU assigns them.
+    pub fn resolve(mut self) -> Result<Vec<IdeDriveConfig>> {
+        let mut slots: [Option<IdeDriveConfig>; IDE_POSITIONS as usize] = Default::default();
+        let mut named = Vec::new();
+        let (explicit, auto): (Vec<_>, Vec<_>) = std::mem::take(&mut self.drives).into_iter().partition(|d| d.index.is_some());
+        for d in explicit.into_iter().chain(auto) {
+            if d.interface_none {
+                named.push(d);
+            } else {
+                place(&mut slots, d.index, d.media, d.image, "-drive")?;
+            }
+        }
+        for (media, drive, bus, unit) in self.devices {
+            let image = match drive {
+                Some(id) => {
+                    let pos = named
+                        .iter()
+                        .position(|d| d.id.as_deref() == Some(id.as_str()))
+                        .ok_or_else(|| anyhow!("-device: no -drive if=none with id={id} (or it is used twice)"))?;
+                    let d = named.remove(pos);
+                    if media == Media::Disk && d.media == Media::Cdrom {
+                        bail!("-device ide-hd,drive={id}: the drive is media=cdrom");
+                    }
+                    d.image
+                }
+                None => None,
+            };
+            let index = match (bus, unit) {
+                (Some(b), u) => {
+                    let u = u.or_else(|| (0..2).find(|&u| slots[(b * 2 + u) as usize].is_none())).unwrap_or(0);
+                    Some(b * 2 + u)
+                }
+                (None, Some(u)) => Some(u),
+                (None, None) => None,
+            };
+            let image = image.map(|mut i| {
+                i.read_only |= media == Media::Cdrom;
+                i
+            });
+            place(&mut slots, index, media, image, "-device")?;
+        }
+        if let Some(d) = named.first() {
+            eprintln!("ferrite: warning: -drive id={} is not used by any -device", d.id.as_deref().unwrap_or(""));
+        }
+        let mut out: Vec<IdeDriveConfig> = slots.into_iter().flatten().collect();
+        if self.snapshot_all {
+            for d in &mut out {
+                if let Some(i) = &mut d.image {
+                    i.snapshot = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Puts a drive at `index` (or the first free IDE position).
+fn place(
+    slots: &mut [Option<IdeDriveConfig>],
+    index: Option<u8>,
+    media: Media,
+    image: Option<DriveOptions>,
+    what: &str,
+) -> Result<()> {
+    let index = match index {
+        Some(i) => i,
+        None => (0..IDE_POSITIONS)
+            .find(|&i| slots[i as usize].is_none())
+            .ok_or_else(|| anyhow!("{what}: all {IDE_POSITIONS} IDE positions are taken"))?,
+    };
+    if slots[index as usize].is_some() {
+        bail!("{what}: IDE position {index} (ide.{} unit {}) is already in use", index / 2, index % 2);
+    }
+    slots[index as usize] = Some(IdeDriveConfig { bus: index / 2, unit: index % 2, media, image });
+    Ok(())
+}
+
+/// `-boot [order=]LETTERS[,once=LETTERS][,menu=on|off][,splash-time=MS][,strict=on|off]`.
+pub fn parse_boot(spec: &str) -> Result<BootConfig> {
+    let mut boot = BootConfig::default();
+    let letters = |v: &str| -> Result<Vec<BootDevice>> {
+        let mut order = Vec::new();
+        for c in v.chars() {
+            let dev = match c {
+                'a' | 'b' => BootDevice::Floppy,
+                'c' => BootDevice::HardDisk,
+                'd' => BootDevice::Cdrom,
+                'n' | 'o' | 'p' => BootDevice::Network,
+                other => bail!("-boot: invalid boot device '{other}' (a, c, d or n)"),
+            };
+            if order.contains(&dev) {
+                bail!("-boot: boot device '{c}' given twice");
+            }
+            order.push(dev);
+        }
+        if order.is_empty() {
+            bail!("-boot: empty boot order");
+        }
+        Ok(order)
+    };
+    for part in spec.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            None => boot.order = letters(part)?,
+            Some(("order" | "once", v)) => boot.order = letters(v)?,
+            Some(("menu", v)) => boot.menu = on_off("menu", v)?,
+            Some(("splash-time" | "reboot-timeout", v)) => {
+                v.parse::<i64>().with_context(|| format!("-boot: invalid number '{v}'"))?;
+            }
+            Some(("strict", v)) => {
+                on_off("strict", v)?;
+            }
+            Some((k, _)) => bail!("-boot: unsupported option '{k}'"),
+        }
+    }
+    Ok(boot)
+}
