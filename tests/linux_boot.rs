@@ -4,26 +4,13 @@
 //!
 //! Needs the images from `scripts/fetch-guests` (skips, saying so, without them).
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{escape, guest_files, run_ferrite};
+use std::time::Duration;
 
 /// Generous: the interpreter boots the kernel in well under this on the CI machine.
 const TIMEOUT: Duration = Duration::from_secs(900);
-
-fn guest_dir() -> PathBuf {
-    std::env::var("FERRITE_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ferrite/guests"))
-}
-
-/// `%XX`-escapes everything but unreserved characters, for `ferrite.cmd=`.
-fn escape(cmd: &str) -> String {
-    cmd.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
 
 struct Boot {
     output: String,
@@ -34,55 +21,16 @@ struct Boot {
 }
 
 fn boot(cmd: &str, smp: u32) -> Option<Boot> {
-    let dir = guest_dir();
-    let (kernel, initrd) = (dir.join("bzImage"), dir.join("initramfs.cpio.gz"));
-    if !kernel.exists() || !initrd.exists() {
-        println!("SKIPPED: no guest images in {} (run scripts/fetch-guests)", dir.display());
-        return None;
-    }
+    let [kernel, initrd] = guest_files(["bzImage", "initramfs.cpio.gz"])?;
     let append = format!("console=ttyS0 panic=-1 ferrite.cmd={}", escape(cmd));
-    let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .args(["-m", "512", "-smp", &smp.to_string(), "-nographic", "-no-reboot", "-serial", "stdio", "-kernel"])
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", &append])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut marker_at = None;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-            if marker_at.is_none() && String::from_utf8_lossy(&all).contains("FERRITE-INIT-OK") {
-                marker_at = Some(start.elapsed().as_secs_f64());
-            }
-        }
-        (String::from_utf8_lossy(&all).into_owned(), marker_at)
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let to_exit = start.elapsed().as_secs_f64();
-    let (output, to_marker) = reader.join().unwrap();
-    Some(Boot { output, status, to_marker, to_exit })
+    let args: Vec<String> = ["-m", "512", "-smp", &smp.to_string(), "-nographic", "-no-reboot", "-serial", "stdio"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
+        .chain(["-append".into(), append])
+        .collect();
+    let run = run_ferrite(&args, TIMEOUT, &["FERRITE-INIT-OK"], None);
+    Some(Boot { output: run.output, status: run.status, to_marker: run.marks[0], to_exit: run.elapsed })
 }
 
 /// The CPU0 count of the /proc/interrupts line named `name` (its label, like `LOC`, or its

@@ -1,0 +1,127 @@
+//! Running ferrite on a guest from an end-to-end test: the guest cache, the serial output
+//! collected as it arrives, markers timed, and the emulator stopped on a marker (for
+//! kill -9 tests) or a timeout.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// Where `scripts/fetch-guests` leaves the guest images.
+pub fn guest_dir() -> PathBuf {
+    std::env::var("FERRITE_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ferrite/guests"))
+}
+
+/// The guest files `names` in the cache, or `None` after printing why the test skips.
+pub fn guest_files<const N: usize>(names: [&str; N]) -> Option<[PathBuf; N]> {
+    let dir = guest_dir();
+    let paths = names.map(|n| dir.join(n));
+    if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+        println!("SKIPPED: no {} (run scripts/fetch-guests)", missing.display());
+        return None;
+    }
+    Some(paths)
+}
+
+/// `%XX`-escapes everything but unreserved characters, for `ferrite.cmd=`.
+pub fn escape(cmd: &str) -> String {
+    cmd.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// How a run ended.
+pub struct Run {
+    pub output: String,
+    /// Exit status; `None` if ferrite was killed (timeout or `kill_on`).
+    pub status: Option<i32>,
+    /// Seconds from start to the first occurrence of each watched marker.
+    pub marks: Vec<Option<f64>>,
+    pub elapsed: f64,
+}
+
+impl Run {
+    /// The last `n` characters of the output, for assertion messages.
+    pub fn tail(&self, n: usize) -> String {
+        let skip = self.output.chars().count().saturating_sub(n);
+        self.output.chars().skip(skip).collect()
+    }
+}
+
+fn spawn_reader(child: &mut Child) -> Receiver<Vec<u8>> {
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs ferrite with `args` until it exits, `timeout` passes, or `kill_on` appears in the
+/// output (then it is killed with SIGKILL at once). `marks` are timed.
+pub fn run_ferrite(args: &[String], timeout: Duration, marks: &[&str], kill_on: Option<&str>) -> Run {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ferrite starts");
+    let rx = spawn_reader(&mut child);
+    let mut out = Vec::new();
+    let mut times = vec![None; marks.len()];
+    let status = loop {
+        while let Ok(bytes) = rx.recv_timeout(Duration::from_millis(50)) {
+            out.extend(bytes);
+            let text = String::from_utf8_lossy(&out);
+            for (t, m) in times.iter_mut().zip(marks) {
+                if t.is_none() && text.contains(m) {
+                    *t = Some(start.elapsed().as_secs_f64());
+                }
+            }
+            if kill_on.is_some_and(|k| text.contains(k)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Run { output: text.into_owned(), status: None, marks: times, elapsed: start.elapsed().as_secs_f64() };
+            }
+        }
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s.code();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+    };
+    // What the guest wrote just before exiting.
+    while let Ok(bytes) = rx.recv_timeout(Duration::from_millis(200)) {
+        out.extend(bytes);
+    }
+    Run { output: String::from_utf8_lossy(&out).into_owned(), status, marks: times, elapsed: start.elapsed().as_secs_f64() }
+}
+
+/// Runs a host tool; `None` (after printing a skip notice) if it is not installed.
+pub fn tool(name: &str) -> Option<Command> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).chain(["/usr/sbin".into(), "/sbin".into()]).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    if !found {
+        println!("SKIPPED: {name} is not installed (scripts/install-deps)");
+        return None;
+    }
+    let mut c = Command::new(name);
+    c.env("PATH", format!("{}:/usr/sbin:/sbin", std::env::var("PATH").unwrap_or_default()));
+    Some(c)
+}
