@@ -289,3 +289,99 @@ pub fn parse_boot(spec: &str) -> Result<BootConfig> {
     }
     Ok(boot)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::parse;
+    use ferrite_block::{CacheMode, ImageFormat};
+    use ferrite_machine::config::{BootDevice, IdeDriveConfig, Media};
+
+    fn drives(args: &[&str]) -> anyhow::Result<Vec<IdeDriveConfig>> {
+        parse(std::iter::once("ferrite").chain(args.iter().copied()).map(String::from)).map(|c| c.ide_drives)
+    }
+
+    /// (bus, unit, media, file) of each drive, as QEMU would place it.
+    fn placed(args: &[&str]) -> Vec<(u8, u8, Media, Option<String>)> {
+        drives(args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .into_iter()
+            .map(|d| (d.bus, d.unit, d.media, d.image.map(|i| i.path.display().to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn positions_as_qemu_assigns_them() {
+        use Media::{Cdrom, Disk};
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(placed(&["-hda", "a", "-cdrom", "c"]), [(0, 0, Disk, s("a")), (1, 0, Cdrom, s("c"))]);
+        assert_eq!(placed(&["-hdd", "d", "-hdb", "b"]), [(0, 1, Disk, s("b")), (1, 1, Disk, s("d"))]);
+        // Drives without an index take the first free positions after the explicit ones.
+        assert_eq!(
+            placed(&["-drive", "file=x", "-drive", "file=y,index=0", "-drive", "file=z,bus=1,unit=1"]),
+            [(0, 0, Disk, s("y")), (0, 1, Disk, s("x")), (1, 1, Disk, s("z"))]
+        );
+        assert_eq!(
+            placed(&["-drive", "if=none,id=d0,file=a.qcow2", "-device", "ide-hd,drive=d0,bus=ide.1,unit=1"]),
+            [(1, 1, Disk, s("a.qcow2"))]
+        );
+        // An empty CD-ROM drive.
+        assert_eq!(placed(&["-device", "ide-cd,bus=ide.1"]), [(1, 0, Cdrom, None)]);
+        assert_eq!(placed(&["-drive", "media=cdrom,index=3"]), [(1, 1, Cdrom, None)]);
+        // Paths with commas are written with doubled commas.
+        assert_eq!(placed(&["-drive", "file=a,,b.img"]), [(0, 0, Disk, s("a,b.img"))]);
+        assert_eq!(placed(&["-hda", "a,b.img"]), [(0, 0, Disk, s("a,b.img"))]);
+    }
+
+    #[test]
+    fn drive_options() {
+        let d = &drives(&["-drive", "file=a,format=qcow2,cache=none,readonly=on,snapshot=on,file.locking=off,aio=threads"]).unwrap()[0];
+        let i = d.image.as_ref().unwrap();
+        assert_eq!(i.format, Some(ImageFormat::Qcow2));
+        assert_eq!(i.cache, CacheMode::None);
+        assert!(i.read_only && i.snapshot && !i.locking);
+        // A CD is read-only whatever the options say; -snapshot applies to every drive.
+        let all = drives(&["-cdrom", "c.iso", "-hda", "a", "-snapshot"]).unwrap();
+        assert!(all.iter().all(|d| d.image.as_ref().unwrap().snapshot));
+        assert!(all[1].image.as_ref().unwrap().read_only);
+        assert!(!all[0].image.as_ref().unwrap().read_only);
+    }
+
+    #[test]
+    fn bad_storage_options_are_refused_with_the_reason() {
+        for (args, says) in [
+            (&["-drive", "file=a,if=scsi"][..], "if=scsi"),
+            (&["-drive", "file=a,format=vmdk"], "vmdk"),
+            (&["-drive", "file=a,cache=fast"], "fast"),
+            (&["-drive", "file=a,index=4"], "index=4"),
+            (&["-drive", "file=a,index=1,bus=0,unit=0"], "contradicts"),
+            (&["-drive", "file=a,frob=1"], "frob"),
+            (&["-drive", "format=raw"], "file="),
+            (&["-drive", "if=none,file=a"], "id="),
+            (&["-hda", "a", "-drive", "file=b,index=0"], "already in use"),
+            (&["-hda", "a", "-hdb", "b", "-hdc", "c", "-hdd", "d", "-drive", "file=e"], "taken"),
+            (&["-device", "ide-hd,drive=nope"], "id=nope"),
+            (&["-device", "ide-hd"], "drive="),
+            (&["-device", "ide-hd,drive=x,bus=scsi.0"], "ide.0"),
+            (&["-drive", "if=none,id=c,media=cdrom,file=c.iso", "-device", "ide-hd,drive=c"], "cdrom"),
+            (&["-boot", "order=cz"], "'z'"),
+            (&["-boot", "cc"], "twice"),
+        ] {
+            let err = drives(args);
+            let msg = format!("{:#}", err.expect_err(&format!("{args:?} must be refused")));
+            assert!(msg.contains(says), "{args:?}: '{msg}' does not mention '{says}'");
+        }
+    }
+
+    #[test]
+    fn boot_order_and_menu() {
+        let boot = |a: &str| parse(["ferrite", "-boot", a].map(String::from)).unwrap().boot;
+        use BootDevice::{Cdrom, Floppy, HardDisk, Network};
+        assert_eq!(boot("d").order, [Cdrom]);
+        assert_eq!(boot("order=dc,menu=on").order, [Cdrom, HardDisk]);
+        assert!(boot("order=dc,menu=on").menu);
+        assert_eq!(boot("nac").order, [Network, Floppy, HardDisk]);
+        let default = parse(["ferrite"].map(String::from)).unwrap().boot;
+        assert_eq!(default.order, [HardDisk, Floppy, Cdrom]);
+        assert!(!default.menu);
+    }
+}

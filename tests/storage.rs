@@ -244,3 +244,60 @@ fn seabios_boots_an_iso_from_the_cdrom_and_linux_reads_it() {
     assert_eq!(printed(&run, "cd-size"), Some(sectors.to_string().as_str()), "sr0's size:\n{tail}");
     assert_eq!(run.status, Some(0), "ferrite did not exit 0:\n{tail}");
 }
+
+/// Broken or busy images: ferrite exits non-zero before the guest runs, names the image and
+/// the reason, and leaves every byte of it as it was.
+#[test]
+fn bad_images_are_clear_errors_and_stay_untouched() {
+    if !have_tools(&["qemu-img"]) {
+        return;
+    }
+    let dir = Scratch::new("bad");
+    let qemu_img = |args: &[&str]| check(tool("qemu-img").unwrap().current_dir(&dir.0).args(args));
+    qemu_img(&["create", "-q", "-f", "qcow2", "good.qcow2", "16M"]);
+    std::fs::copy(dir.path("good.qcow2"), dir.path("truncated.qcow2")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(dir.path("truncated.qcow2")).unwrap().set_len(60).unwrap();
+    qemu_img(&["create", "-q", "-f", "qcow2", "-u", "-b", "loop-b.qcow2", "-F", "qcow2", "loop-a.qcow2", "16M"]);
+    qemu_img(&["create", "-q", "-f", "qcow2", "-u", "-b", "loop-a.qcow2", "-F", "qcow2", "loop-b.qcow2", "16M"]);
+    qemu_img(&["create", "-q", "-f", "qcow2", "-u", "-b", "gone.qcow2", "-F", "qcow2", "orphan.qcow2", "16M"]);
+    std::fs::write(dir.path("raw.img"), payload(1 << 20, 5)).unwrap();
+    std::fs::create_dir(dir.path("a-directory")).unwrap();
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["-hda", "truncated.qcow2"], "truncated.qcow2", "truncated"),
+        (&["-hda", "loop-a.qcow2"], "loop-", "loop"),
+        (&["-hda", "orphan.qcow2"], "gone.qcow2", ""),
+        (&["-hda", "a-directory"], "a-directory", "directory"),
+        (&["-hda", "missing.img"], "missing.img", "no such file"),
+        (&["-drive", "file=raw.img,format=qcow2"], "raw.img", "qcow2"),
+        (&["-drive", "file=raw.img,format=raw", "-drive", "file=raw.img,format=raw"], "raw.img", "lock"),
+    ];
+    let hashes = |names: &[&str]| -> Vec<String> { names.iter().map(|n| sha256(&std::fs::read(dir.path(n)).unwrap())).collect() };
+    let images = ["good.qcow2", "truncated.qcow2", "loop-a.qcow2", "loop-b.qcow2", "orphan.qcow2", "raw.img"];
+    let before = hashes(&images);
+    for (args, names, says) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferrite")).current_dir(&dir.0).args(["-m", "64", "-nographic"]).args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail; stderr:\n{stderr}");
+        assert!(out.status.code().is_some(), "{args:?} crashed: {:?}\n{stderr}", out.status);
+        assert!(stderr.contains(names), "{args:?}: the error does not name {names}:\n{stderr}");
+        assert!(stderr.to_lowercase().contains(says), "{args:?}: the error does not say '{says}':\n{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("SeaBIOS"), "{args:?}: the guest ran");
+    }
+    assert_eq!(hashes(&images), before, "a refused image changed");
+
+    // QEMU's own tools see ferrite's locks: qemu-img refuses an image ferrite is writing.
+    let mut running = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .current_dir(&dir.0)
+        .args(["-m", "64", "-nographic", "-drive", "file=good.qcow2,format=qcow2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let busy = tool("qemu-img").unwrap().current_dir(&dir.0).args(["check", "good.qcow2"]).output().unwrap();
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(!busy.status.success(), "qemu-img check ran on an image ferrite holds open for writing");
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("lock"), "{}", String::from_utf8_lossy(&busy.stderr));
+    check(tool("qemu-img").unwrap().current_dir(&dir.0).args(["check", "good.qcow2"]));
+}
