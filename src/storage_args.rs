@@ -19,11 +19,20 @@ struct DriveSpec {
     image: Option<DriveOptions>,
 }
 
+/// One `-device ide-hd|ide-cd` as written.
+#[derive(Debug)]
+struct DeviceSpec {
+    media: Media,
+    drive: Option<String>,
+    bus: Option<u8>,
+    unit: Option<u8>,
+}
+
 /// Collects the storage options in command-line order, then resolves them.
 #[derive(Debug, Default)]
 pub struct Storage {
     drives: Vec<DriveSpec>,
-    devices: Vec<(Media, Option<String>, Option<u8>, Option<u8>)>,
+    devices: Vec<DeviceSpec>,
     snapshot_all: bool,
 }
 
@@ -163,7 +172,7 @@ impl Storage {
         if media == Media::Disk && drive.is_none() {
             bail!("ide-hd needs drive=ID (a -drive if=none,id=ID)");
         }
-        self.devices.push((media, drive, bus, unit));
+        self.devices.push(DeviceSpec { media, drive, bus, unit });
         Ok(true)
     }
 
@@ -185,7 +194,7 @@ impl Storage {
                 place(&mut slots, d.index, d.media, d.image, "-drive")?;
             }
         }
-        for (media, drive, bus, unit) in self.devices {
+        for DeviceSpec { media, drive, bus, unit } in self.devices {
             let image = match drive {
                 Some(id) => {
                     let pos = named
