@@ -57,7 +57,8 @@ pub fn load(cfg: &MachineConfig, board: &PcBoard) -> Result<CpuState, BootError>
     let mem = &*board.mem;
     let layout = MemoryLayout::new(mem.ram_size());
     let apic_ids: Vec<u32> = board.irq.cpus.iter().map(|c| ferrite_hw::lapic::Lapic::id(&crate::pc::interrupts::lock(&c.lapic))).collect();
-    let acpi = AcpiTables::build(&AcpiConfig::new(apic_ids, layout))?;
+    let acpi_config = AcpiConfig::new(apic_ids, layout);
+    let acpi = AcpiTables::build(&acpi_config)?;
     let rsdp = acpi.install(mem)?;
     let image = cfg.kernel.as_deref().map(|p| read("kernel", p)).transpose()?;
     let initrd = cfg.initrd.as_deref().map(|p| read("initrd", p)).transpose()?;
@@ -70,6 +71,12 @@ pub fn load(cfg: &MachineConfig, board: &PcBoard) -> Result<CpuState, BootError>
             board.pci_config_write(ferrite_hw::pci::I440FX_DEVFN, off, 1, 0x33);
         }
         crate::pc::storage::enable_ide_decode(board);
+        // PCI interrupts: PIRQ A-D steered to the IRQs the ACPI link devices report, as
+        // SeaBIOS programs the PIIX3 route registers.
+        for (pirq, &irq) in acpi_config.pirq_irqs.iter().enumerate() {
+            let reg = (ferrite_hw::pci::PIIX3_PIRQRC + pirq) as u8;
+            board.pci_config_write(ferrite_hw::pci::PIIX3_DEVFN, reg, 1, u32::from(irq));
+        }
     }
     let (Some(kernel_path), Some(image)) = (&cfg.kernel, image) else {
         if cfg.initrd.is_some() {

@@ -38,6 +38,8 @@ pub struct Intc {
     pub ioapic: Ioapic,
     /// PIRQA-D → ISA IRQ (PIIX3 PIRQRC registers), `None` when disabled.
     pub pirq_routes: [Option<u8>; 4],
+    /// The level of each PIRQ line (PCI INTx after the swizzle).
+    pub pirq_levels: [bool; 4],
 }
 
 /// What one vCPU shares with the rest of the machine.
@@ -108,7 +110,7 @@ pub struct Interrupts {
 impl Interrupts {
     pub fn new(cpus: Vec<CpuLink>, irqs: Arc<IrqLevels>) -> Self {
         Interrupts {
-            intc: Mutex::new(Intc { pic: PicPair::new(NoIrq), ioapic: Ioapic::new(0), pirq_routes: [None; 4] }),
+            intc: Mutex::new(Intc { pic: PicPair::new(NoIrq), ioapic: Ioapic::new(0), pirq_routes: [None; 4], pirq_levels: [false; 4] }),
             cpus,
             irqs,
             pic_intr: AtomicBool::new(false),
@@ -167,9 +169,22 @@ impl Interrupts {
             if line < 16 {
                 drive(&mut ic, Some(line), isa_irq_to_gsi(line));
             } else if (PIRQ_LINE_BASE..PIRQ_LINE_BASE + 4).contains(&line) {
-                // PCI INTx: level, to the PIIX3's routed ISA IRQ and to IOAPIC pins 16-19.
-                let route = ic.pirq_routes[(line - PIRQ_LINE_BASE) as usize];
-                drive(&mut ic, route, line);
+                // PCI INTx: level, to the PIIX3's routed ISA IRQ (on the PIC and the IOAPIC
+                // pin of that number, as the ACPI link devices tell the OS) and to IOAPIC pins
+                // 16-19. PIRQs routed to one IRQ share it: the IRQ is high while any is.
+                let pirq = (line - PIRQ_LINE_BASE) as usize;
+                ic.pirq_levels[pirq] = level;
+                if let Some(irq) = ic.pirq_routes[pirq] {
+                    let shared = (0..4).any(|p| ic.pirq_routes[p] == Some(irq) && ic.pirq_levels[p]);
+                    if edge_only {
+                        ic.pic.set_irq(irq, true);
+                    }
+                    ic.pic.set_irq(irq, shared);
+                    if (irq as usize) < ferrite_hw::ioapic::IOAPIC_PINS {
+                        ic.ioapic.set_irq(irq as usize, shared);
+                    }
+                }
+                drive(&mut ic, None, line);
             } else {
                 drive(&mut ic, None, line);
             }
@@ -291,5 +306,27 @@ impl Interrupts {
 impl ferrite_hw::pci::MsiSink for Interrupts {
     fn send_msi(&self, address: u64, data: u32) {
         Interrupts::send_msi(self, address, data)
+    }
+}
+
+/// A device's interrupt line that devices may drive from their own threads (I/O completions,
+/// received frames) as well as from vCPU accesses: it folds the new level into the interrupt
+/// controllers at once, since no vCPU device access follows to do it.
+pub struct SyncedLine {
+    line: crate::irq::LineHandle,
+    irq: Arc<Interrupts>,
+}
+
+impl SyncedLine {
+    /// Line `line` of `irq`'s levels.
+    pub fn new(irq: &Arc<Interrupts>, line: u8) -> Self {
+        SyncedLine { line: crate::irq::LineHandle::new(&irq.irqs, line), irq: irq.clone() }
+    }
+}
+
+impl ferrite_hw::IrqLine for SyncedLine {
+    fn set_level(&self, level: bool) {
+        self.line.set_level(level);
+        self.irq.sync();
     }
 }

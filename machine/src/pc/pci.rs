@@ -6,7 +6,6 @@
 use super::interrupts::{lock, Interrupts, PIRQ_LINE_BASE};
 use super::wiring::{MachineEvent, Wiring};
 use crate::bus::{Bus, BusDevice};
-use crate::irq::LineHandle;
 use ferrite_hw::pci::{pirq_for_slot, BarRegion, DevFn, PciEvent, PciHost, PciLink, PamState, SharedPciDevice};
 use ferrite_memory::{Dma, GuestMemory, LegacyAttr, LEGACY_SEGMENTS};
 use std::sync::{Arc, Mutex, Weak};
@@ -71,7 +70,8 @@ impl PciPorts {
         let pin = lock(&dev).config_read(ferrite_hw::pci::PCI_INTERRUPT_PIN as u8, 1) as u8;
         let pirq = pirq_for_slot(devfn.device(), pin).unwrap_or(0);
         let link = PciLink {
-            intx: Arc::new(LineHandle::new(&self.irq.irqs, PIRQ_LINE_BASE + pirq)),
+            // Synced: cards raise interrupts from their own threads too (received frames).
+            intx: Arc::new(super::interrupts::SyncedLine::new(&self.irq, PIRQ_LINE_BASE + pirq)),
             msi: self.irq.clone(),
             dma: Dma::new(self.mem.clone()),
         };

@@ -2,28 +2,12 @@
 //! the drives the machine opened. The controller exists on every PC board, with or without
 //! drives, as on the real chipset and in QEMU's `pc` machine.
 
-use super::interrupts::Interrupts;
+use super::interrupts::SyncedLine;
 use super::PcBoard;
 use crate::bus::{BusDevice, BusError};
-use crate::irq::LineHandle;
 use ferrite_hw::ide::{IdeDrive, IdePorts, PiixIde, IDE_LEGACY_IRQS, IDE_LEGACY_PORTS, PIIX3_IDE_DEVFN, PIIX_IDETIM};
 use ferrite_hw::IrqLine;
 use std::sync::{Arc, Mutex};
-
-/// An interrupt line raised from the controller's I/O thread as well as from vCPU accesses:
-/// it folds the new level into the interrupt controllers at once, since no device access
-/// follows a completion to do it.
-struct SyncedLine {
-    line: LineHandle,
-    irq: Arc<Interrupts>,
-}
-
-impl IrqLine for SyncedLine {
-    fn set_level(&self, level: bool) {
-        self.line.set_level(level);
-        self.irq.sync();
-    }
-}
 
 /// One channel's eight command-block registers.
 struct CommandBlock(IdePorts);
@@ -55,7 +39,7 @@ impl BusDevice for ControlBlock {
 /// and maps its legacy ports. Returns it so the machine can wait for its I/O at shutdown.
 pub fn plug_ide(board: &PcBoard, drives: [[Option<IdeDrive>; 2]; 2]) -> Result<Arc<Mutex<PiixIde>>, PlugError> {
     let line = |n: u8| -> Arc<dyn IrqLine + Send + Sync> {
-        Arc::new(SyncedLine { line: LineHandle::new(&board.irq.irqs, n), irq: board.irq.clone() })
+        Arc::new(SyncedLine::new(&board.irq, n))
     };
     let ide = PiixIde::new([line(IDE_LEGACY_IRQS[0]), line(IDE_LEGACY_IRQS[1])], drives).map_err(PlugError::Thread)?;
     let ports = [ide.ports(0), ide.ports(1)];
