@@ -56,6 +56,8 @@ pub mod acpi_pm;
 pub mod fw_cfg;
 pub mod edu;
 pub mod ide;
+pub mod net;
+pub mod e1000;
 
 #[cfg(test)]
 pub(crate) mod testing;
