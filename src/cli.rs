@@ -5,6 +5,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use ferrite_machine::config::{Accel, DebugExit, MachineConfig, PciDeviceConfig, PciDeviceKind, SerialBackend};
+use crate::net_args::Network;
 use crate::storage_args::{parse_boot, Storage};
 use ferrite_machine::config::Media;
 use std::path::PathBuf;
@@ -100,6 +101,15 @@ struct Args {
     /// Write to temporary overlays instead of the disk images.
     #[arg(long = "snapshot")]
     snapshot: bool,
+    /// A network backend: user|socket|tap,id=ID[,OPTIONS] (for -device e1000,netdev=ID).
+    #[arg(long = "netdev", value_name = "TYPE,id=ID,..")]
+    netdev: Vec<String>,
+    /// A card and its backend at once: [user|socket|tap][,model=e1000][,mac=MAC][,OPTIONS], or none.
+    #[arg(long = "nic", value_name = "TYPE,..")]
+    nic: Vec<String>,
+    /// Legacy networking: nic[,model=][,macaddr=] plus one backend (user|socket|tap[,OPTIONS]), or none.
+    #[arg(long = "net", value_name = "nic|TYPE,..")]
+    net: Vec<String>,
 }
 
 /// `-smp [cpus=]N[,maxcpus=M][,sockets=S][,dies=1][,clusters=1][,cores=C][,threads=T]`, as
@@ -166,6 +176,9 @@ const LONG: &[&str] = &[
     "cdrom",
     "boot",
     "snapshot",
+    "netdev",
+    "nic",
+    "net",
 ];
 
 /// Rewrites `-name` to `--name` for long options, leaving short options and values alone.
@@ -241,7 +254,7 @@ fn parse_accel(s: &str) -> Result<Accel> {
 }
 
 /// QEMU's PCI `addr=` property: `SLOT` or `SLOT.FN`, in hex.
-fn parse_pci_addr(v: &str) -> Result<(u8, u8)> {
+pub(crate) fn parse_pci_addr(v: &str) -> Result<(u8, u8)> {
     let (slot, func) = v.split_once('.').unwrap_or((v, "0"));
     let hex = |s: &str| u8::from_str_radix(s.trim_start_matches("0x"), 16).ok();
     match (hex(slot), hex(func)) {
@@ -279,7 +292,7 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
             cfg.pci_devices.push(PciDeviceConfig { kind: PciDeviceKind::Edu, addr });
             Ok(())
         }
-        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd)"),
+        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd, e1000)"),
     }
 }
 
@@ -346,11 +359,22 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
             storage.shorthand(index, media, f)?;
         }
     }
+    let mut network = Network::default();
+    for n in &args.netdev {
+        network.netdev(n)?;
+    }
+    for n in &args.nic {
+        network.nic(n)?;
+    }
+    for n in &args.net {
+        network.net(n)?;
+    }
     for d in &args.device {
-        if !storage.device(d)? {
+        if !storage.device(d)? && !network.device(d)? {
             parse_device(d, &mut cfg)?;
         }
     }
+    cfg.nics = network.resolve(!args.nodefaults)?;
     if args.snapshot {
         storage.snapshot_all();
     }
@@ -363,7 +387,7 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
             bail!("unsupported display '{d}' (only none is available)");
         }
     }
-    let _ = (args.nographic, args.nodefaults);
+    let _ = args.nographic;
     if args.gdb_default {
         cfg.gdb = Some("127.0.0.1:1234".into());
     }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod storage_args;
+mod net_args;
 
 use ferrite_machine::Machine;
 

@@ -44,6 +44,37 @@ pub struct PciDeviceConfig {
     pub addr: Option<(u8, u8)>,
 }
 
+/// A network card model (`-device MODEL`, `-nic ...,model=MODEL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NicModel {
+    /// Intel 82540EM, QEMU's `e1000` (the pc machine's default card).
+    E1000,
+}
+
+/// A `-netdev` a card is connected to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetdevConfig {
+    pub id: String,
+    pub options: ferrite_net::NetdevOptions,
+}
+
+/// One network card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NicConfig {
+    pub model: NicModel,
+    pub mac: [u8; 6],
+    /// `addr=SLOT.FN`; the first free slot otherwise.
+    pub addr: Option<(u8, u8)>,
+    /// The backend; `None`: frames go nowhere (QEMU's card without a peer).
+    pub netdev: Option<NetdevConfig>,
+}
+
+/// QEMU's first automatic MAC address, 52:54:00:12:34:56; the n-th card without `mac=` gets
+/// the last byte plus n.
+pub fn default_mac(n: u8) -> [u8; 6] {
+    [0x52, 0x54, 0x00, 0x12, 0x34, 0x56u8.wrapping_add(n)]
+}
+
 /// What an IDE position holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Media {
@@ -120,6 +151,8 @@ pub struct MachineConfig {
     pub pci_devices: Vec<PciDeviceConfig>,
     /// Drives on the IDE controller, at distinct positions.
     pub ide_drives: Vec<IdeDriveConfig>,
+    /// Network cards, in PCI slot order after `pci_devices`.
+    pub nics: Vec<NicConfig>,
     pub boot: BootConfig,
     pub accel: Accel,
     /// gdbstub listen address (`-s` is 127.0.0.1:1234).
@@ -149,6 +182,7 @@ impl Default for MachineConfig {
             debug_exit: None,
             pci_devices: Vec::new(),
             ide_drives: Vec::new(),
+            nics: Vec::new(),
             boot: BootConfig::default(),
             accel: Accel::Tcg,
             gdb: None,

@@ -64,6 +64,12 @@ pub enum MachineError {
     Drive(#[from] ferrite_block::OpenError),
     #[error(transparent)]
     Ide(#[from] pc::storage::PlugError),
+    #[error("-netdev {id}: {source}")]
+    Netdev {
+        id: String,
+        #[source]
+        source: ferrite_net::NetError,
+    },
     #[error("cannot open serial output '{path}': {source}")]
     SerialFile {
         path: std::path::PathBuf,
@@ -122,6 +128,8 @@ pub struct Machine {
     drives: Vec<OpenDrive>,
     /// The IDE controller of the current board (its I/O is drained before the images close).
     ide: Arc<std::sync::Mutex<ferrite_hw::ide::PiixIde>>,
+    /// The network cards' backends, opened once and kept across resets.
+    nics: Vec<Arc<pc::network::Nic>>,
 }
 
 /// A drive and its opened image (`None`: a CD-ROM drive without a disc).
@@ -218,7 +226,7 @@ struct Built {
 
 /// Fresh memory, devices and vCPUs with the boot image loaded (machine creation and reset
 /// alike): the BSP at the kernel entry or the reset vector, the APs waiting for a start-up IPI.
-fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, drives: &[OpenDrive]) -> Result<Built, MachineError> {
+fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, drives: &[OpenDrive], nics: &[Arc<pc::network::Nic>]) -> Result<Built, MachineError> {
     let n = cfg.cpus;
     let mut cpus: Vec<Cpu> = (0..n)
         .map(|i| {
@@ -246,7 +254,7 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, drives: &[Op
     };
     let board = PcBoard::new(mem, spec)?;
     let ide = pc::storage::plug_ide(&board, ide_drives(drives))?;
-    plug_devices(cfg, &board)?;
+    plug_devices(cfg, &board, nics)?;
     let state = boot::load(cfg, &board)?;
     for (i, c) in cpus.iter_mut().enumerate() {
         c.attach_tracking(board.mem.tracking().clone(), i as u32);
@@ -270,16 +278,13 @@ fn cmos_boot_device(d: config::BootDevice) -> ferrite_hw::rtc::cmos::BootDevice 
     }
 }
 
-/// The PCI devices of `-device`, at their `addr=` or in the first free slots from 2 on (slots
-/// 0 and 1 hold the chipset), as QEMU places them.
-fn plug_devices(cfg: &MachineConfig, board: &PcBoard) -> Result<(), MachineError> {
-    use ferrite_hw::pci::DevFn;
+/// The PCI devices of `-device` and then the network cards, at their `addr=` or in the first
+/// free slots from 2 on (slots 0 and 1 hold the chipset), as QEMU places them.
+fn plug_devices(cfg: &MachineConfig, board: &PcBoard, nics: &[Arc<pc::network::Nic>]) -> Result<(), MachineError> {
+    use ferrite_hw::pci::{DevFn, SharedPciDevice};
     let mut next_slot = 2;
-    for d in &cfg.pci_devices {
-        let dev: ferrite_hw::pci::SharedPciDevice = match d.kind {
-            config::PciDeviceKind::Edu => Arc::new(std::sync::Mutex::new(ferrite_hw::edu::Edu::new())),
-        };
-        let devfn = match d.addr {
+    let mut plug = |addr: Option<(u8, u8)>, dev: SharedPciDevice| -> Result<(), MachineError> {
+        let devfn = match addr {
             Some((slot, func)) => DevFn::new(slot, func),
             None => {
                 while next_slot < 32 && board.pci_slot_taken(next_slot) {
@@ -289,9 +294,34 @@ fn plug_devices(cfg: &MachineConfig, board: &PcBoard) -> Result<(), MachineError
             }
         };
         let devfn = devfn.ok_or(MachineError::PciFull)?;
-        board.plug_pci(devfn, dev).map_err(|e| MachineError::Pci(e.to_string()))?;
+        board.plug_pci(devfn, dev).map_err(|e| MachineError::Pci(e.to_string()))
+    };
+    for d in &cfg.pci_devices {
+        let dev: SharedPciDevice = match d.kind {
+            config::PciDeviceKind::Edu => Arc::new(std::sync::Mutex::new(ferrite_hw::edu::Edu::new())),
+        };
+        plug(d.addr, dev)?;
+    }
+    for nic in nics {
+        let card = match nic.config().model {
+            config::NicModel::E1000 => nic.new_card(),
+        };
+        plug(nic.config().addr, card)?;
     }
     Ok(())
+}
+
+/// Opens every card's backend before the guest starts (a host port in use is an error now).
+fn open_nics(cfg: &MachineConfig) -> Result<Vec<Arc<pc::network::Nic>>, MachineError> {
+    cfg.nics
+        .iter()
+        .map(|n| {
+            pc::network::Nic::open(n).map_err(|source| MachineError::Netdev {
+                id: n.netdev.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
+                source,
+            })
+        })
+        .collect()
 }
 
 impl Machine {
@@ -318,10 +348,11 @@ impl Machine {
         }
         let topology = cfg.topology();
         let drives = open_drives(&cfg)?;
-        let Built { board, vcpus, events, ide } = build(&cfg, &model, topology, &drives)?;
+        let nics = open_nics(&cfg)?;
+        let Built { board, vcpus, events, ide } = build(&cfg, &model, topology, &drives, &nics)?;
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
-        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug, drives, ide })
+        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug, drives, ide, nics })
     }
 
     /// Reboots: every vCPU back to its power-on state with fresh memory and devices (the BSP
@@ -329,7 +360,7 @@ impl Machine {
     fn reset(&mut self) -> Result<(), MachineError> {
         // Requests in flight finish against the old controller before the new one starts.
         pc::interrupts::lock(&self.ide).drain();
-        let Built { board, vcpus, events, ide } = build(&self.cfg, &self.model, self.topology, &self.drives)?;
+        let Built { board, vcpus, events, ide } = build(&self.cfg, &self.model, self.topology, &self.drives, &self.nics)?;
         self.board.wiring.set_stopping();
         self.board = board;
         self.vcpus = vcpus;
@@ -362,6 +393,9 @@ impl Machine {
         self.board.wiring.set_stopping();
         timers.join().ok();
         self.flush_drives();
+        for nic in &self.nics {
+            nic.detach();
+        }
         result
     }
 

@@ -7,6 +7,7 @@ mod devices;
 pub mod interrupts;
 mod pci;
 pub mod storage;
+pub mod network;
 mod timers;
 pub mod wiring;
 

@@ -1,0 +1,80 @@
+//! Network cards and their backends. A backend (user networking, a socket, a tap device) is
+//! opened once, when the machine is created, and outlives resets; the card is rebuilt with
+//! every board, so the backend reaches whichever card the current board has through a
+//! [`CardSlot`].
+
+use ferrite_hw::e1000::E1000;
+use ferrite_hw::net::FrameSink;
+use ferrite_net::{NetBackend, NetError, Peer};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::config::NicConfig;
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The card a backend delivers to: the current board's, or none between boards.
+#[derive(Default)]
+struct CardSlot {
+    card: Mutex<Option<Arc<Mutex<E1000>>>>,
+}
+
+impl Peer for CardSlot {
+    fn deliver(&self, frame: &[u8]) -> bool {
+        // Not held while the card works: a reset may swap the card meanwhile.
+        let card = lock(&self.card).clone();
+        match card {
+            Some(card) => lock(&card).receive(frame),
+            // No card to take it: the frame is lost, as on an unplugged cable.
+            None => true,
+        }
+    }
+}
+
+/// One network card's connection to its backend, kept across resets.
+pub struct Nic {
+    cfg: NicConfig,
+    backend: Option<NetBackend>,
+    slot: Arc<CardSlot>,
+}
+
+impl FrameSink for Nic {
+    fn send(&self, frame: &[u8]) {
+        if let Some(b) = &self.backend {
+            b.send(frame);
+        }
+    }
+
+    fn rx_space(&self) {
+        if let Some(b) = &self.backend {
+            b.rx_space();
+        }
+    }
+}
+
+impl Nic {
+    /// Opens the card's backend (binding host ports, connecting sockets); a card without a
+    /// `netdev` sends into the void, as QEMU's card without a peer does.
+    pub fn open(cfg: &NicConfig) -> Result<Arc<Nic>, NetError> {
+        let slot = Arc::new(CardSlot::default());
+        let backend = cfg.netdev.as_ref().map(|n| NetBackend::open(&n.options, slot.clone())).transpose()?;
+        Ok(Arc::new(Nic { cfg: cfg.clone(), backend, slot }))
+    }
+
+    /// A fresh card for a new board, which the backend delivers to from now on.
+    pub fn new_card(self: &Arc<Self>) -> Arc<Mutex<E1000>> {
+        let card = Arc::new(Mutex::new(E1000::new(self.cfg.mac, self.clone())));
+        *lock(&self.slot.card) = Some(card.clone());
+        card
+    }
+
+    pub fn config(&self) -> &NicConfig {
+        &self.cfg
+    }
+
+    /// Forgets the card (at shutdown), which ends the card -> backend -> card cycle.
+    pub fn detach(&self) {
+        *lock(&self.slot.card) = None;
+    }
+}
