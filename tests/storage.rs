@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{guest_files, run_ferrite, tool, Run};
+use common::{base64, guest_files, payload, run_ferrite, sha256, tool, Run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -54,12 +54,7 @@ fn have_tools(names: &[&str]) -> bool {
 
 /// Boot media (`disk` or `iso`) whose kernel runs `script` as its init command.
 fn boot_media(kind: &str, out: &Path, script: &str, files: &[(&Path, &str)]) {
-    use std::io::Write;
-    let b64 = {
-        let mut child = Command::new("base64").arg("-w0").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
-    };
+    let b64 = base64(script.as_bytes());
     let mut cmd = Command::new(repo().join("scripts/make-boot-media"));
     cmd.arg(kind).arg(out).args(["--append", &format!("console=ttyS0 panic=-1 ferrite.cmd64={b64}")]);
     for (src, dest) in files {
@@ -76,26 +71,6 @@ fn data_disk(dir: &Scratch, name: &str, payload: &[u8]) -> PathBuf {
     let img = dir.path(name);
     check(tool("mkfs.ext4").unwrap().args(["-q", "-F", "-d"]).arg(&tree).arg(&img).arg("32M"));
     img
-}
-
-fn sha256(data: &[u8]) -> String {
-    let mut child = Command::new("sha256sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().split_whitespace().next().unwrap().to_string()
-}
-
-/// Deterministic bytes that do not compress.
-fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A file of an ext4 image, read by e2fsprogs' debugfs.
@@ -144,7 +119,7 @@ fn printed<'a>(run: &'a Run, key: &str) -> Option<&'a str> {
 
 #[test]
 fn seabios_boots_a_raw_disk_and_linux_reads_and_writes_ext4() {
-    let Some([_bios, _]) = guest_files(["bios.bin", "initramfs-storage.cpio.gz"]) else { return };
+    let Some([_bios, _]) = guest_files(["bios.bin", "initramfs-drivers.cpio.gz"]) else { return };
     if !have_tools(&["syslinux", "mkfs.vfat", "mcopy", "sfdisk", "mkfs.ext4", "debugfs", "e2fsck"]) {
         return;
     }
@@ -177,7 +152,7 @@ fn seabios_boots_a_raw_disk_and_linux_reads_and_writes_ext4() {
 /// and qemu-img must find the qcow2 images consistent.
 #[test]
 fn qcow2_and_raw_hold_synced_data_after_kill_9() {
-    let Some(_) = guest_files(["bios.bin", "initramfs-storage.cpio.gz"]) else { return };
+    let Some(_) = guest_files(["bios.bin", "initramfs-drivers.cpio.gz"]) else { return };
     if !have_tools(&["syslinux", "mkfs.vfat", "mcopy", "sfdisk", "mkfs.ext4", "debugfs", "e2fsck", "qemu-img"]) {
         return;
     }
@@ -222,7 +197,7 @@ fn qcow2_and_raw_hold_synced_data_after_kill_9() {
 
 #[test]
 fn seabios_boots_an_iso_from_the_cdrom_and_linux_reads_it() {
-    let Some(_) = guest_files(["bios.bin", "initramfs-storage.cpio.gz"]) else { return };
+    let Some(_) = guest_files(["bios.bin", "initramfs-drivers.cpio.gz"]) else { return };
     if !have_tools(&["xorriso"]) {
         return;
     }

@@ -70,6 +70,15 @@ fn spawn_reader(child: &mut Child) -> Receiver<Vec<u8>> {
 /// Runs ferrite with `args` until it exits, `timeout` passes, or `kill_on` appears in the
 /// output (then it is killed with SIGKILL at once). `marks` are timed.
 pub fn run_ferrite(args: &[String], timeout: Duration, marks: &[&str], kill_on: Option<&str>) -> Run {
+    run_ferrite_with(args, timeout, marks, kill_on, Vec::new())
+}
+
+/// Host-side work started (on its own thread) when its marker appears in the guest's output,
+/// e.g. connecting to a port the guest now listens on.
+pub type Hook = (&'static str, Box<dyn FnOnce() + Send>);
+
+/// [`run_ferrite`] with hooks.
+pub fn run_ferrite_with(args: &[String], timeout: Duration, marks: &[&str], kill_on: Option<&str>, mut hooks: Vec<Hook>) -> Run {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
         .args(args)
@@ -89,6 +98,11 @@ pub fn run_ferrite(args: &[String], timeout: Duration, marks: &[&str], kill_on: 
                 if t.is_none() && text.contains(m) {
                     *t = Some(start.elapsed().as_secs_f64());
                 }
+            }
+            let (due, waiting): (Vec<Hook>, Vec<Hook>) = hooks.into_iter().partition(|(m, _)| text.contains(m));
+            hooks = waiting;
+            for (_, hook) in due {
+                std::thread::spawn(hook);
             }
             if kill_on.is_some_and(|k| text.contains(k)) {
                 let _ = child.kill();
@@ -124,4 +138,40 @@ pub fn tool(name: &str) -> Option<Command> {
     let mut c = Command::new(name);
     c.env("PATH", format!("{}:/usr/sbin:/sbin", std::env::var("PATH").unwrap_or_default()));
     Some(c)
+}
+
+/// Feeds `data` to a host program and returns what it printed.
+fn filter(program: &str, args: &[&str], data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect(program);
+    let mut stdin = child.stdin.take().expect("piped");
+    let data = data.to_vec();
+    // Written from another thread, so a large input cannot deadlock against the output.
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().expect(program);
+    writer.join().expect("writer").expect("write to filter");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// SHA-256 in hex, by coreutils' sha256sum (as the guest's busybox computes it).
+pub fn sha256(data: &[u8]) -> String {
+    filter("sha256sum", &[], data).split_whitespace().next().expect("a hash").to_string()
+}
+
+/// Base64 on one line, for `ferrite.cmd64=`.
+pub fn base64(data: &[u8]) -> String {
+    filter("base64", &["-w0"], data).trim().to_string()
+}
+
+/// Deterministic bytes that do not compress.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod e1000;
 pub mod pci;
 pub mod rt;
 pub mod smp;
@@ -207,6 +208,12 @@ pub struct Run {
 /// Boots `kernel` with `-m 64 -nographic -no-reboot`, COM1 to a file, isa-debug-exit at 0xF4 and
 /// `args`, and kills ferrite if it has not exited after `timeout`.
 pub fn boot(name: &str, kernel: &[u8], args: &[&str], timeout: Duration) -> Run {
+    boot_watched(name, kernel, args, timeout, |_| {})
+}
+
+/// [`boot`], calling `watch` with ferrite's process ID every 20 ms while it runs (to sample its
+/// memory use, say); host-side work that talks to ferrite runs on threads of its own.
+pub fn boot_watched(name: &str, kernel: &[u8], args: &[&str], timeout: Duration, mut watch: impl FnMut(u32)) -> Run {
     let tag: String = args.concat().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let dir = std::env::temp_dir().join(format!("ferrite-{}-{name}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -239,6 +246,7 @@ pub fn boot(name: &str, kernel: &[u8], args: &[&str], timeout: Duration) -> Run 
         if let Some(s) = child.try_wait().unwrap() {
             break (s.code(), false);
         }
+        watch(child.id());
         if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();

@@ -116,19 +116,7 @@ pub fn edu() -> Vec<u8> {
         rt.bsp_entry(a);
 
         // 1. Scan bus 0, every device and function.
-        let mut scan = a.create_label();
-        let mut found = a.create_label();
-        a.xor(ebx, ebx).unwrap();
-        a.here(&mut scan);
-        a.mov(eax, ebx).unwrap();
-        rt.pci_read(a);
-        a.cmp(eax, EDU_VENDOR_DEVICE).unwrap();
-        a.je(found).unwrap();
-        a.add(ebx, 0x100u32).unwrap();
-        a.cmp(ebx, 0x1_0000u32).unwrap();
-        a.jb(scan).unwrap();
-        rt.fail(a, d, "pci: no edu (1234:11e8) on bus 0\n");
-        a.here(&mut found);
+        rt.pci_find(a, d, EDU_VENDOR_DEVICE, "pci: no edu (1234:11e8) on bus 0\n");
         a.mov(dword_ptr(cfg), ebx).unwrap();
         rt.print(a, d, "pci: edu at 00:");
         a.mov(eax, ebx).unwrap();

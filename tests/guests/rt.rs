@@ -207,6 +207,25 @@ impl Rt {
         a.call(self.pci_read_label).unwrap();
     }
 
+    /// Scans every device and function of bus 0 for the first configuration dword
+    /// `vendor_device` (device ID << 16 | vendor ID); leaves its configuration address in EBX,
+    /// or fails with `missing`.
+    pub fn pci_find(&self, a: &mut Asm, d: &mut Data, vendor_device: u32, missing: &str) {
+        let mut scan = a.create_label();
+        let mut found = a.create_label();
+        a.xor(ebx, ebx).unwrap();
+        a.here(&mut scan);
+        a.mov(eax, ebx).unwrap();
+        self.pci_read(a);
+        a.cmp(eax, vendor_device).unwrap();
+        a.je(found).unwrap();
+        a.add(ebx, 0x100u32).unwrap();
+        a.cmp(ebx, 0x1_0000u32).unwrap();
+        a.jb(scan).unwrap();
+        self.fail(a, d, missing);
+        a.here(&mut found);
+    }
+
     /// Writes EDX to the configuration register EAX addresses, `size` (1, 2 or 4) bytes wide
     /// from the byte EAX's low bits select (which must not cross the dword).
     pub fn pci_write(&self, a: &mut Asm, size: u32) {

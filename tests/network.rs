@@ -1,0 +1,196 @@
+//! End to end: Debian's kernel drives the e1000 with its own `e1000` module. Over user
+//! networking (libslirp) it takes a DHCP lease, downloads a file over HTTP from a server on
+//! the host's loopback and serves one back through `hostfwd`; two guests joined by a socket
+//! backend ping each other and exchange a file. Every byte is checked by hash on both sides.
+//!
+//! Needs `scripts/fetch-guests` (skips, saying so, without it).
+
+mod common;
+
+use common::{base64, guest_files, payload, run_ferrite, run_ferrite_with, sha256, Hook, Run};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Direct boot of Debian's kernel with the drivers initramfs, running `script`.
+fn linux_args(script: &str, extra: &[&str]) -> Option<Vec<String>> {
+    let [kernel, initrd] = guest_files(["bzImage", "initramfs-drivers.cpio.gz"])?;
+    let append = format!("console=ttyS0 panic=-1 ferrite.cmd64={}", base64(script.as_bytes()));
+    let mut args: Vec<String> = ["-m", "256", "-nographic", "-no-reboot", "-serial", "stdio", "-kernel"].map(String::from).to_vec();
+    args.push(kernel.display().to_string());
+    args.extend(["-initrd".to_string(), initrd.display().to_string(), "-append".to_string(), append]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Some(args)
+}
+
+/// The value the guest printed as `key=value`.
+fn printed<'a>(run: &'a Run, key: &str) -> Option<&'a str> {
+    run.output.lines().find_map(|l| l.trim().strip_prefix(&format!("{key}=")).map(|v| v.trim()))
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Serves `body` to every HTTP GET on the host's loopback; returns the port.
+fn http_server(body: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n", body.len());
+                let _ = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&body));
+            });
+        }
+    });
+    port
+}
+
+/// Reads `len` bytes from 127.0.0.1:`port`, reconnecting while the far side is not serving
+/// yet (slirp accepts a forwarded connection at once and closes it if the guest refuses).
+fn fetch_exact(port: u16, len: usize, give_up: Duration) -> Option<Vec<u8>> {
+    let start = Instant::now();
+    while start.elapsed() < give_up {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut got = vec![0u8; len];
+            if s.read_exact(&mut got).is_ok() {
+                return Some(got);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    None
+}
+
+/// What the guest serves through hostfwd: 2 MiB.
+const UP_BLOCKS: usize = 32;
+
+/// The guest's script for user networking: DHCP, what the lease configured, an HTTP
+/// download from the host, then a file served by busybox nc for the host to fetch through
+/// hostfwd (the guest powers off once the host has it and hangs up).
+fn user_net_script(host_port: u16) -> String {
+    format!(
+        "ip link set eth0 up; udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1 || echo DHCP-FAILED; \
+         echo ip=$(ip -4 -o addr show eth0 | awk '{{print $4}}'); \
+         echo mac=$(cat /sys/class/net/eth0/address); \
+         echo gw=$(ip route | awk '/^default/ {{print $3}}'); \
+         echo dns=$(awk '/^nameserver/ {{print $2; exit}}' /etc/resolv.conf); \
+         a=$(cut -d' ' -f1 /proc/uptime); wget -q -O /tmp/p http://10.0.2.2:{host_port}/payload; b=$(cut -d' ' -f1 /proc/uptime); \
+         echo dl=$(sha256sum /tmp/p | cut -d' ' -f1); echo dl-time=$a-$b; \
+         dd if=/dev/urandom of=/tmp/up bs=64k count={UP_BLOCKS} 2>/dev/null; \
+         echo up=$(sha256sum /tmp/up | cut -d' ' -f1); \
+         echo GUEST-SERVING; nc -l -p 8080 < /tmp/up; echo SERVED"
+    )
+}
+
+#[test]
+fn e1000_user_networking_dhcp_http_download_and_hostfwd() {
+    let body = payload(6 << 20, 21);
+    let host_port = http_server(body.clone());
+    let fwd = free_port();
+    let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{fwd}-:8080");
+    let Some(args) = linux_args(&user_net_script(host_port), &["-netdev", &netdev, "-device", "e1000,netdev=n0,mac=52:54:00:12:34:99"]) else {
+        return;
+    };
+    // Once the guest serves, the host fetches its file through hostfwd and hangs up, which
+    // ends the guest's nc and so the guest.
+    let (tx, rx) = channel();
+    let hook: Hook = (
+        "GUEST-SERVING",
+        Box::new(move || {
+            let got = fetch_exact(fwd, UP_BLOCKS << 16, Duration::from_secs(120));
+            let _ = tx.send(got);
+        }),
+    );
+    let run = run_ferrite_with(&args, TIMEOUT, &["FERRITE-INIT-OK", "GUEST-SERVING"], None, vec![hook]);
+    let tail = run.tail(4000);
+    println!("user networking: init after {:?} s, serving after {:?} s, exit after {:.1} s", run.marks[0], run.marks[1], run.elapsed);
+    assert!(run.output.contains("FERRITE-INIT-OK"), "the kernel's init never ran:\n{tail}");
+    assert!(!run.output.contains("FERRITE-MODULE-FAILED"), "a module failed to load:\n{tail}");
+    assert!(run.output.contains("Intel(R) PRO/1000 Network Connection"), "Linux's e1000 did not bind:\n{tail}");
+    assert!(!run.output.contains("DHCP-FAILED"), "no DHCP lease:\n{tail}");
+    assert_eq!(printed(&run, "ip"), Some("10.0.2.15/24"), "{tail}");
+    assert_eq!(printed(&run, "gw"), Some("10.0.2.2"), "{tail}");
+    assert_eq!(printed(&run, "dns"), Some("10.0.2.3"), "{tail}");
+    assert_eq!(printed(&run, "mac"), Some("52:54:00:12:34:99"), "{tail}");
+    assert_eq!(printed(&run, "dl"), Some(sha256(&body).as_str()), "the guest downloaded other bytes:\n{tail}");
+    println!("download of {} MiB took (guest uptime) {:?}", body.len() >> 20, printed(&run, "dl-time"));
+    let got = rx.recv_timeout(Duration::from_secs(5)).expect("the hostfwd fetch ran").expect("the host fetched the guest's file through hostfwd");
+    assert_eq!(Some(sha256(&got).as_str()), printed(&run, "up"), "the host got other bytes than the guest served");
+    assert!(run.output.contains("SERVED"), "the guest's nc did not finish:\n{tail}");
+    assert_eq!(run.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
+}
+
+/// Two guests on one `-netdev socket` link (QEMU's length-prefixed TCP framing): the
+/// listener serves a file with httpd, the connector pings it and downloads the file; then
+/// the connector serves a "done" file the listener polls for, so both power off by themselves.
+#[test]
+fn two_guests_over_a_socket_backend() {
+    let port = free_port();
+    let listener_script = "ip addr add 192.168.77.1/24 dev eth0; ip link set eth0 up; mkdir -p /www; \
+        dd if=/dev/urandom of=/www/f bs=64k count=8 2>/dev/null; echo served=$(sha256sum /www/f | cut -d' ' -f1); \
+        httpd -p 7000 -h /www; \
+        for i in $(seq 300); do wget -q -O /tmp/done http://192.168.77.2:7001/done 2>/dev/null && break; sleep 1; done; \
+        echo listener-done=$(cat /tmp/done)";
+    let connector_script = "ip addr add 192.168.77.2/24 dev eth0; ip link set eth0 up; \
+        for i in $(seq 120); do ping -c 1 -W 1 192.168.77.1 >/dev/null 2>&1 && break; done; \
+        ping -c 3 -W 2 192.168.77.1 >/dev/null && echo PING-OK; \
+        wget -q -O /tmp/f http://192.168.77.1:7000/f && echo fetched=$(sha256sum /tmp/f | cut -d' ' -f1); \
+        mkdir -p /www; echo finished > /www/done; httpd -p 7001 -h /www; sleep 15";
+    let listen = format!("socket,id=s0,listen=127.0.0.1:{port}");
+    let connect = format!("socket,id=s0,connect=127.0.0.1:{port}");
+    let Some(a) = linux_args(listener_script, &["-netdev", &listen, "-device", "e1000,netdev=s0,mac=52:54:00:00:77:01"]) else { return };
+    let Some(b) = linux_args(connector_script, &["-netdev", &connect, "-device", "e1000,netdev=s0,mac=52:54:00:00:77:02"]) else { return };
+    let first = std::thread::spawn(move || run_ferrite(&a, TIMEOUT, &["FERRITE-INIT-OK"], None));
+    // The listener binds its port as ferrite starts.
+    std::thread::sleep(Duration::from_secs(2));
+    let second = run_ferrite(&b, TIMEOUT, &["FERRITE-INIT-OK"], None);
+    let first = first.join().unwrap();
+    let (ta, tb) = (first.tail(3000), second.tail(3000));
+    assert!(second.output.contains("PING-OK"), "no ping between the guests:\nlistener:\n{ta}\nconnector:\n{tb}");
+    let served = printed(&first, "served").expect("listener made its file");
+    assert_eq!(printed(&second, "fetched"), Some(served), "the file did not cross intact:\n{ta}\n{tb}");
+    assert_eq!(printed(&first, "listener-done"), Some("finished"), "the listener did not hear back:\n{ta}");
+    assert_eq!(first.status, Some(0), "{ta}");
+    assert_eq!(second.status, Some(0), "{tb}");
+}
+
+/// Bad network options stop ferrite before the guest runs, with the reason.
+#[test]
+fn bad_network_options_are_clear_errors() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let fwd = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{busy_port}-:22");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["-netdev", "vde,id=v0"], "vde".into()),
+        (vec!["-netdev", &fwd, "-device", "e1000,netdev=n0"], busy_port.to_string()),
+        (vec!["-nic", "user,mac=52:54:00:zz:00:01"], "52:54:00:zz:00:01".into()),
+        (vec!["-nic", "user,mac=01:00:5e:00:00:01"], "multicast".into()),
+        (vec!["-nic", "user,model=rtl8139"], "rtl8139".into()),
+        (vec!["-device", "e1000,netdev=missing"], "missing".into()),
+        (vec!["-netdev", "user,id=n0,frobnicate=1"], "frobnicate".into()),
+    ];
+    for (args, says) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite")).args(["-m", "64", "-nographic", "-kernel", "/nonexistent"]).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code().is_some(), "{args:?} must fail cleanly: {:?}\n{stderr}", out.status);
+        assert!(stderr.contains(&says), "{args:?}: the error does not mention '{says}':\n{stderr}");
+    }
+    drop(busy);
+}
