@@ -58,6 +58,7 @@ pub mod edu;
 pub mod ide;
 pub mod net;
 pub mod e1000;
+pub mod virtio;
 
 #[cfg(test)]
 pub(crate) mod testing;
