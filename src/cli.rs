@@ -4,9 +4,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use ferrite_machine::config::{Accel, DebugExit, MachineConfig, PciDeviceConfig, PciDeviceKind, SerialBackend};
+use ferrite_machine::config::{Accel, DebugExit, MachineConfig, PciDeviceConfig, PciDeviceKind, SerialBackend, VirtioTransport};
 use crate::net_args::Network;
-use crate::storage_args::{parse_boot, Storage};
+use crate::storage_args::{on_off, parse_boot, Storage};
 use ferrite_machine::config::Media;
 use std::path::PathBuf;
 
@@ -292,7 +292,25 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
             cfg.pci_devices.push(PciDeviceConfig { kind: PciDeviceKind::Edu, addr });
             Ok(())
         }
-        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd, e1000)"),
+        "virtio-rng-pci" | "virtio-rng" => {
+            let mut addr = None;
+            let mut transport = VirtioTransport::default();
+            for p in parts {
+                match p.split_once('=') {
+                    Some(("addr", v)) => addr = Some(parse_pci_addr(v)?),
+                    Some(("disable-legacy", v)) => transport.disable_legacy = on_off("disable-legacy", v)?,
+                    Some(("disable-modern", v)) => transport.disable_modern = on_off("disable-modern", v)?,
+                    Some(("id", _)) => {}
+                    _ => bail!("unknown virtio-rng-pci option '{p}' (supported: addr=, disable-legacy=, disable-modern=)"),
+                }
+            }
+            if transport.disable_legacy && transport.disable_modern {
+                bail!("virtio-rng-pci: disable-legacy=on and disable-modern=on leave no interface");
+            }
+            cfg.pci_devices.push(PciDeviceConfig { kind: PciDeviceKind::VirtioRng(transport), addr });
+            Ok(())
+        }
+        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd, e1000, virtio-rng-pci)"),
     }
 }
 

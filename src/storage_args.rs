@@ -55,7 +55,7 @@ fn split_options(s: &str) -> Vec<String> {
     out
 }
 
-fn on_off(key: &str, v: &str) -> Result<bool> {
+pub(crate) fn on_off(key: &str, v: &str) -> Result<bool> {
     match v {
         "on" | "yes" | "true" => Ok(true),
         "off" | "no" | "false" => Ok(false),

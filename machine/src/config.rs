@@ -35,6 +35,16 @@ pub struct DebugExit {
 pub enum PciDeviceKind {
     /// QEMU's educational device (docs/specs/edu.rst): BAR MMIO, INTx, MSI and DMA.
     Edu,
+    /// virtio-rng-pci: host entropy for the guest's /dev/hwrng.
+    VirtioRng(VirtioTransport),
+}
+
+/// QEMU's `disable-legacy=` / `disable-modern=` of a virtio-pci device; the default is a
+/// transitional device offering both interfaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtioTransport {
+    pub disable_legacy: bool,
+    pub disable_modern: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -299,6 +299,12 @@ fn plug_devices(cfg: &MachineConfig, board: &PcBoard, nics: &[Arc<pc::network::N
     for d in &cfg.pci_devices {
         let dev: SharedPciDevice = match d.kind {
             config::PciDeviceKind::Edu => Arc::new(std::sync::Mutex::new(ferrite_hw::edu::Edu::new())),
+            config::PciDeviceKind::VirtioRng(t) => {
+                use ferrite_hw::virtio::{pci::VirtioPci, pci::VirtioPciOptions, rng::VirtioRng};
+                let rng = VirtioRng::new().map_err(|e| MachineError::Pci(format!("virtio-rng-pci: host entropy: {e}")))?;
+                let opts = VirtioPciOptions { disable_legacy: t.disable_legacy, disable_modern: t.disable_modern, msix_vectors: None };
+                Arc::new(std::sync::Mutex::new(VirtioPci::new(rng, opts).map_err(|e| MachineError::Pci(format!("virtio-rng-pci: {e}")))?))
+            }
         };
         plug(d.addr, dev)?;
     }
