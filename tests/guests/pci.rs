@@ -36,15 +36,15 @@ const FACTORIAL_OF: u32 = 10;
 const FACTORIAL: u32 = 3_628_800;
 
 /// Configuration header registers (PCI Local Bus Specification 3.0 §6.1, §6.2, §6.7).
-const PCI_COMMAND: u32 = 0x04;
-const PCI_COMMAND_MEMORY: u32 = 1 << 1;
-const PCI_COMMAND_MASTER: u32 = 1 << 2;
+pub(super) const PCI_COMMAND: u32 = 0x04;
+pub(super) const PCI_COMMAND_MEMORY: u32 = 1 << 1;
+pub(super) const PCI_COMMAND_MASTER: u32 = 1 << 2;
 /// Status (the upper half of the dword at 0x04) bit 4: a capability list is present.
 const PCI_STATUS_CAP_LIST: u32 = 1 << (16 + 4);
-const PCI_BAR0: u32 = 0x10;
-const PCI_BAR_IO: u32 = 1 << 0;
-const PCI_BAR_TYPE: u32 = 0b11 << 1;
-const PCI_BAR_MEM_MASK: u32 = !0xf;
+pub(super) const PCI_BAR0: u32 = 0x10;
+pub(super) const PCI_BAR_IO: u32 = 1 << 0;
+pub(super) const PCI_BAR_TYPE: u32 = 0b11 << 1;
+pub(super) const PCI_BAR_MEM_MASK: u32 = !0xf;
 const PCI_CAP_PTR: u32 = 0x34;
 const PCI_INTERRUPT_LINE: u32 = 0x3c;
 /// MSI capability (PCI 3.0 §6.8.1): ID 5; message control in the upper half of its first

@@ -73,14 +73,8 @@ const DONE_FRAME_LEN: u32 = 64;
 const E1000_VENDOR_DEVICE: u32 = 0x100e_8086;
 const E1000_BAR0_SIZE: u32 = 0x2_0000;
 
-/// Configuration header (PCI Local Bus Specification 3.0 §6.1, §6.2).
-const PCI_COMMAND: u32 = 0x04;
-const PCI_COMMAND_MEMORY: u32 = 1 << 1;
-const PCI_COMMAND_MASTER: u32 = 1 << 2;
-const PCI_BAR0: u32 = 0x10;
-const PCI_BAR_IO: u32 = 1 << 0;
-const PCI_BAR_TYPE: u32 = 0b11 << 1;
-const PCI_BAR_MEM_MASK: u32 = !0xf;
+/// Configuration header registers, as the PCI test kernel names them.
+use super::pci::{PCI_BAR0, PCI_BAR_IO, PCI_BAR_MEM_MASK, PCI_BAR_TYPE, PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY};
 
 /// Where BAR0 goes: the start of the top of the PCI hole (128 KiB aligned), as pci.rs puts edu.
 const BAR: u32 = 0xfe00_0000;
