@@ -68,6 +68,43 @@ pub trait Disk: Send + Sync {
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), DiskError>;
     /// Makes every completed write durable (the guest's FLUSH CACHE), as the cache mode says.
     fn flush(&self) -> Result<(), DiskError>;
+
+    /// Makes `offset..offset+len` read as zeros (virtio-blk WRITE ZEROES). `unmap`: the guest
+    /// allows the space to be deallocated, which the image does only if the drive was opened
+    /// with `discard=unmap`. The default writes zero-filled buffers.
+    fn write_zeroes(&self, offset: u64, len: u64, unmap: bool) -> Result<(), DiskError> {
+        let _ = unmap;
+        write_zero_buffers(self, offset, len)
+    }
+
+    /// The guest no longer needs `offset..offset+len` (TRIM, virtio-blk DISCARD): the image
+    /// deallocates it if the drive was opened with `discard=unmap` and does nothing otherwise
+    /// (QEMU's default, `discard=ignore`). What the range reads afterwards is unspecified.
+    fn discard(&self, offset: u64, len: u64) -> Result<(), DiskError> {
+        if self.read_only() {
+            return Err(DiskError::ReadOnly);
+        }
+        check_range(offset, len, self.size())
+    }
+}
+
+/// Chunk size of [`write_zero_buffers`].
+const ZERO_CHUNK: u64 = 1 << 20;
+
+/// Zeroes a range with ordinary writes (formats and hosts without a cheaper way).
+pub(crate) fn write_zero_buffers<D: Disk + ?Sized>(disk: &D, offset: u64, len: u64) -> Result<(), DiskError> {
+    if disk.read_only() {
+        return Err(DiskError::ReadOnly);
+    }
+    check_range(offset, len, disk.size())?;
+    let zeros = vec![0u8; len.min(ZERO_CHUNK) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(ZERO_CHUNK);
+        disk.write_at(offset + done, &zeros[..n as usize])?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// Checks that `offset..offset+len` lies within a disk of `size` bytes.

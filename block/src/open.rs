@@ -94,19 +94,19 @@ pub fn open_image(opts: &DriveOptions) -> Result<OpenedImage, OpenError> {
         let size = guest_size(path, base.size(), &mut warnings);
         let overlay = snapshot::overlay(path, base, size)?;
         // The overlay is discarded at exit: making it durable would be wasted work.
-        Arc::new(ImagoDisk::new(overlay, size, false, CacheMode::Unsafe, locks))
+        Arc::new(ImagoDisk::new(overlay, size, false, CacheMode::Unsafe, opts.discard, locks))
     } else {
         match format {
             ImageFormat::Raw => {
                 let size = guest_size(path, file_len, &mut warnings);
-                Arc::new(RawDisk::new(file, size, !writable, opts.cache, direct, guard_sector0, locks))
+                Arc::new(RawDisk::new(file, size, !writable, opts.cache, direct, guard_sector0, opts.discard, locks))
             }
             ImageFormat::Qcow2 => {
                 let q = open_qcow2(path, &file, writable, direct, opts.locking)?;
                 backing_files = q.backing_files;
                 locks.extend(q.locks);
                 let size = guest_size(path, q.image.size(), &mut warnings);
-                Arc::new(ImagoDisk::new(q.image, size, !writable, opts.cache, locks))
+                Arc::new(ImagoDisk::new(q.image, size, !writable, opts.cache, opts.discard, locks))
             }
         }
     };

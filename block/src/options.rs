@@ -114,6 +114,9 @@ pub struct DriveOptions {
     pub snapshot: bool,
     /// QEMU-compatible OFD byte-range locks on the image and its backing files.
     pub locking: bool,
+    /// `discard=unmap`: the guest's discard requests deallocate image space (punched holes,
+    /// freed qcow2 clusters); `discard=ignore` (QEMU's default) drops them.
+    pub discard: bool,
 }
 
 impl DriveOptions {
@@ -126,6 +129,7 @@ impl DriveOptions {
             cache: CacheMode::default(),
             snapshot: false,
             locking: true,
+            discard: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::aligned::{align_down, align_up, AlignedBuf, DIRECT_ALIGN};
 use crate::lock::ImageLock;
 use crate::{check_range, CacheMode, Disk, DiskError, QCOW2_MAGIC};
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::{Mutex, PoisonError};
 
@@ -28,13 +29,43 @@ pub(crate) struct RawDisk {
     probed: bool,
     /// Serialises O_DIRECT writes (their read-modify-write of partial blocks).
     direct_writes: Mutex<()>,
+    /// `discard=unmap`: discards punch holes into the file.
+    discard: bool,
     /// Held while the disk is open.
     _locks: Vec<ImageLock>,
 }
 
 impl RawDisk {
-    pub(crate) fn new(file: File, size: u64, read_only: bool, cache: CacheMode, direct: bool, probed: bool, locks: Vec<ImageLock>) -> Self {
-        RawDisk { file, size, read_only, cache, direct, probed, direct_writes: Mutex::new(()), _locks: locks }
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        file: File,
+        size: u64,
+        read_only: bool,
+        cache: CacheMode,
+        direct: bool,
+        probed: bool,
+        discard: bool,
+        locks: Vec<ImageLock>,
+    ) -> Self {
+        RawDisk { file, size, read_only, cache, direct, probed, direct_writes: Mutex::new(()), discard, _locks: locks }
+    }
+
+    /// `fallocate(2)` on the image: `Ok(false)` when the host file system cannot do `mode`.
+    fn fallocate(&self, mode: i32, offset: u64, len: u64) -> std::io::Result<bool> {
+        let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return Ok(false);
+        };
+        // SAFETY: fallocate only takes the descriptor and integers; the file stays open for the
+        // call because `self` owns it.
+        let r = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, off, n) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL | libc::ENODEV) => Ok(false),
+            _ => Err(e),
+        }
     }
 
     /// Refuses a write that would put the qcow2 magic at the start of a probed raw image:
@@ -129,6 +160,41 @@ impl Disk for RawDisk {
     fn flush(&self) -> Result<(), DiskError> {
         if !self.read_only && self.cache.flush_enabled() {
             self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, unmap: bool) -> Result<(), DiskError> {
+        if self.read_only {
+            return Err(DiskError::ReadOnly);
+        }
+        check_range(offset, len, self.size)?;
+        if len == 0 {
+            return Ok(());
+        }
+        // A punched hole reads as zeros too, and frees the space.
+        let mode = if unmap && self.discard {
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+        } else {
+            libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE
+        };
+        if !self.fallocate(mode, offset, len)? {
+            return crate::write_zero_buffers(self, offset, len);
+        }
+        if self.cache.sync_every_write() {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<(), DiskError> {
+        if self.read_only {
+            return Err(DiskError::ReadOnly);
+        }
+        check_range(offset, len, self.size)?;
+        if self.discard && len > 0 {
+            // Advisory: a file system without hole punching keeps the data, which is allowed.
+            self.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)?;
         }
         Ok(())
     }

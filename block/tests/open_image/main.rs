@@ -5,3 +5,4 @@ mod errors;
 mod locking;
 mod qcow2;
 mod raw;
+mod zeroes;
