@@ -31,6 +31,12 @@ impl Dma {
         self.mem.write(gpa, data).map_err(|_| DmaError { addr: gpa, len: data.len() as u64 })
     }
 
+    /// Gives whole guest pages back to the host ([`GuestMemory::discard`]): the range reads as
+    /// zeros afterwards.
+    pub fn discard(&self, gpa: u64, len: u64) -> Result<(), DmaError> {
+        self.mem.discard(gpa, len).map_err(|_| DmaError { addr: gpa, len })
+    }
+
     pub fn read_u32(&self, gpa: u64) -> Result<u32, DmaError> {
         let mut b = [0; 4];
         self.read(gpa, &mut b)?;

@@ -3,8 +3,8 @@
 use crate::bitmap::PageBitmap;
 use crate::code::{CodeTracker, ORIGIN_DMA};
 use crate::legacy::{segment_of, LegacyAttr, LegacyWindow, LEGACY_SEGMENTS};
-use crate::FOUR_GIB;
-use memmap2::MmapMut;
+use crate::{FOUR_GIB, PAGE_SIZE};
+use memmap2::{MmapMut, UncheckedAdvice};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -20,6 +20,13 @@ pub enum MemoryError {
     NotRam { addr: u64, len: u64 },
     #[error("ROM at {base:#x}+{len:#x} overlaps RAM or another ROM")]
     RomOverlap { base: u64, len: u64 },
+    #[error("cannot give guest-physical range {addr:#x}+{len:#x} back to the host: {source}")]
+    Discard {
+        addr: u64,
+        len: u64,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The per-page state every write path keeps up to date, shared with the vCPUs.
@@ -51,7 +58,7 @@ struct Rom {
 }
 
 pub struct GuestMemory {
-    _ram: MmapMut,
+    ram_map: MmapMut,
     ram: NonNull<u8>,
     below_4g: u64,
     above_4g: u64,
@@ -91,7 +98,7 @@ impl GuestMemory {
         let io = |source| MemoryError::Map { size: pages / 8, source };
         let tracking = PageTracking { dirty: PageBitmap::new(pages).map_err(io)?, code: CodeTracker::new(pages).map_err(io)? };
         Ok(GuestMemory {
-            _ram: ram,
+            ram_map: ram,
             ram: host,
             below_4g,
             above_4g,
@@ -282,6 +289,33 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// Gives the host pages behind `[gpa, gpa + len)` back to the host kernel (a balloon
+    /// inflating, free page reporting): afterwards the range reads as zeros and costs no host
+    /// memory until it is touched again. The range must be whole 4 KiB pages inside one RAM
+    /// window. Like [`Self::write`], it reaches the RAM under the legacy window whatever PAM
+    /// says and never ROM; the pages are marked dirty and lose their decoded code.
+    pub fn discard(&self, gpa: u64, len: u64) -> Result<(), MemoryError> {
+        let err = || MemoryError::NotRam { addr: gpa, len };
+        if !(gpa | len).is_multiple_of(PAGE_SIZE) {
+            return Err(err());
+        }
+        let n = usize::try_from(len).map_err(|_| err())?;
+        let start = self.ram_range(gpa, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: MADV_DONTNEED on a private anonymous mapping swaps the range for fresh zero
+        // pages: the mapping (and every host pointer into it, such as the vCPUs' TLBs) stays
+        // valid. No Rust reference to guest RAM bytes ever exists (all host-side accesses
+        // are raw-pointer copies, see the `Send`/`Sync` impls), so no reference observes its
+        // contents changing; racing guest accesses are the guest's own business. `ram_range`
+        // checked that the page-aligned range lies inside the mapping.
+        unsafe { self.ram_map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, n) }
+            .map_err(|source| MemoryError::Discard { addr: gpa, len, source })?;
+        self.note_written(gpa, len, ORIGIN_DMA);
+        Ok(())
+    }
+
     /// Reads a little-endian `u32`/`u64` from RAM.
     pub fn read_u32(&self, gpa: u64) -> Result<u32, MemoryError> {
         let mut b = [0; 4];
@@ -365,6 +399,46 @@ mod tests {
         m.store(0x10_0000, 4, 5, 0);
         assert_eq!(m.take_dirty(), vec![3, 4, 0x100]);
         assert!(m.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn discard_zeroes_pages_below_and_above_4g() {
+        let m = GuestMemory::new(0x40_0000, 0x4000).unwrap();
+        m.write(0x3000, &[0xaa; 0x2000]).unwrap();
+        m.write(FOUR_GIB + 0x1000, &[0xbb; 8]).unwrap();
+        m.discard(0x3000, 0x1000).unwrap();
+        let mut b = [0u8; 0x2000];
+        m.read(0x3000, &mut b).unwrap();
+        assert!(b[..0x1000].iter().all(|&x| x == 0), "discarded page reads zero");
+        assert!(b[0x1000..].iter().all(|&x| x == 0xaa), "the next page is untouched");
+        m.discard(FOUR_GIB, 0x4000).unwrap();
+        assert_eq!(m.read_u64(FOUR_GIB + 0x1000).unwrap(), 0);
+        m.write(0x3000, &[1]).unwrap();
+        assert_eq!(m.load(0x3000, 1), Some(1), "usable again after the discard");
+    }
+
+    #[test]
+    fn discard_rejects_what_is_not_whole_ram_pages() {
+        let m = GuestMemory::new(0x40_0000, 0x4000).unwrap();
+        let not_ram = |r: Result<(), MemoryError>| matches!(r, Err(MemoryError::NotRam { .. }));
+        assert!(not_ram(m.discard(0x3001, 0x1000)), "unaligned start");
+        assert!(not_ram(m.discard(0x3000, 0x800)), "partial page");
+        assert!(not_ram(m.discard(0x3f_f000, 0x2000)), "runs past the end of low RAM");
+        assert!(not_ram(m.discard(0x40_0000, 0x1000)), "the PCI hole");
+        assert!(not_ram(m.discard(FOUR_GIB + 0x3000, 0x2000)), "past the end of high RAM");
+        assert!(not_ram(m.discard(!0xfff, 0x1000)), "top of the address space");
+        assert!(not_ram(m.discard(0x1000, !0xfff)), "wrapping length");
+        assert!(m.discard(0x1000, 0).is_ok(), "empty range inside RAM");
+    }
+
+    #[test]
+    fn discard_marks_dirty_and_invalidates_code() {
+        let m = GuestMemory::new(0x40_0000, 0).unwrap();
+        m.tracking().code.mark_code(0x5000, 0);
+        m.take_dirty();
+        m.discard(0x5000, 0x2000).unwrap();
+        assert_eq!(m.take_dirty(), vec![5, 6]);
+        assert!(!m.tracking().code.is_code(0x5000));
     }
 
     #[test]
