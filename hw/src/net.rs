@@ -1,5 +1,10 @@
 //! The host side of a network card, as the card sees it: where transmitted frames go. The
 //! backends (user networking, sockets, tap) live outside `hw`; the machine connects them.
+//! Also the packet helpers every card shares: Internet checksums ([`csum`]) and TCP
+//! segmentation ([`gso`]).
+
+pub mod csum;
+pub mod gso;
 
 /// Where a network card's transmitted Ethernet frames go, and how it says it can take more.
 pub trait FrameSink: Send + Sync {

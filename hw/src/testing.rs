@@ -67,3 +67,24 @@ impl TestLink {
         PciLink { intx: self.line.clone(), msi: self.msi.clone(), dma: Dma::new(self.mem.clone()) }
     }
 }
+
+/// xorshift64*: deterministic pseudo-random numbers for the fuzz tests.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}

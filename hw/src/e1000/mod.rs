@@ -34,7 +34,6 @@
 //! the backend thread calls `receive`. `FrameSink::send` and `rx_space` run with that lock
 //! held, so the sink must never call back into the device synchronously.
 
-mod csum;
 mod eeprom;
 mod phy;
 pub mod regs;
@@ -44,7 +43,7 @@ mod tx;
 #[cfg(test)]
 mod tests;
 
-use crate::net::FrameSink;
+use crate::net::{csum, FrameSink};
 use crate::pci::{BarKind, BarRegion, ConfigSpace, PciDevice, PciLink};
 use eeprom::Eeprom;
 use phy::Phy;

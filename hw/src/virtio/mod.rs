@@ -59,8 +59,12 @@
 //! # Packed virtqueues
 //! Not implemented: `VIRTIO_F_RING_PACKED` is never offered, so drivers use split rings.
 
+pub mod balloon;
+pub mod blk;
 pub mod chain;
+pub mod console;
 pub mod interrupt;
+pub mod net;
 pub mod pci;
 pub mod queue;
 pub mod rng;
@@ -70,8 +74,12 @@ mod queue_tests;
 #[cfg(test)]
 mod tests;
 
+pub use balloon::{BalloonControl, BalloonStats, VirtioBalloon, VirtioBalloonOptions};
+pub use blk::{BlkStats, VirtioBlk, VirtioBlkOptions};
 pub use chain::{Buffer, ChainError, ChainReader, ChainWriter, DescriptorChain};
+pub use console::{ConsoleError, PortConfig, PortHandle, PortOutput, VirtioConsole, VirtioConsoleOptions};
 pub use interrupt::Interrupt;
+pub use net::{NetStats, VirtioNet, VirtioNetOptions, VirtioNetRx};
 pub use pci::{VirtioPci, VirtioPciError, VirtioPciOptions};
 pub use queue::{Queue, QueueConfig, QueueError};
 pub use rng::{EntropySource, HostEntropy, VirtioRng};

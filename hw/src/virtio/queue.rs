@@ -436,6 +436,45 @@ impl Queue {
         needed
     }
 
+    /// Puts back the last `count` chains popped (none of them returned with
+    /// [`Self::add_used`] yet), so the next pops yield them again: for a device that needs
+    /// several chains for one request and found too few (virtio-net's mergeable receive
+    /// buffers). Follow with [`Self::notify_on_more`] to hear when the driver adds more.
+    pub fn undo_pop(&mut self, count: u16) {
+        self.next_avail = self.next_avail.wrapping_sub(count);
+    }
+
+    /// Asks for a notification as soon as the driver makes one more buffer available, even
+    /// though unprocessed ones are available already (too few for the device's request):
+    /// with `VIRTIO_F_EVENT_IDX`, `avail_event` is set to the current available index rather
+    /// than the next entry to process. Returns whether the driver added buffers meanwhile;
+    /// then the caller should look again, since no notification will come for those.
+    pub fn notify_on_more(&mut self) -> bool {
+        if !self.is_ready() {
+            return false;
+        }
+        self.notifications = true;
+        match self.try_notify_on_more() {
+            Ok(more) => more,
+            Err(e) => {
+                self.set_error(e);
+                false
+            }
+        }
+    }
+
+    fn try_notify_on_more(&mut self) -> Result<bool, QueueError> {
+        let idx = self.avail_idx()?;
+        if self.event_idx {
+            self.write_u16(self.avail_event_addr(), idx, "avail_event")?;
+        } else {
+            self.write_u16(self.used_addr(0), 0, "used flags")?;
+        }
+        // Publishing the request must be ordered before re-reading the index (2.7.10).
+        fence(Ordering::SeqCst);
+        Ok(self.avail_idx()? != idx)
+    }
+
     /// Asks the driver not to notify this queue (a worker that polls): sets
     /// `VIRTQ_USED_F_NO_NOTIFY`, or with `VIRTIO_F_EVENT_IDX` stops moving `avail_event`.
     pub fn disable_notifications(&mut self) {

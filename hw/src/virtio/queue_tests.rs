@@ -520,17 +520,8 @@ fn queues_and_interrupts_work_from_another_thread() {
     assert!(f.line.level(), "interrupt raised from the worker");
 }
 
-/// xorshift64*: deterministic pseudo-random numbers for the fuzz tests.
-pub(super) struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+/// Deterministic pseudo-random numbers for the fuzz tests.
+pub(super) use crate::testing::XorShift as Rng;
 
 #[test]
 fn random_rings_never_panic_or_hang() {
@@ -567,4 +558,40 @@ fn random_rings_never_panic_or_hang() {
             assert!(f.shared.needs_reset());
         }
     }
+}
+
+#[test]
+fn undo_pop_yields_the_same_chains_again() {
+    let mut f = fixture(4, ALL);
+    for i in 0..3 {
+        f.ring.set_desc(i, BUFS + 0x100 * u64::from(i), 64, VIRTQ_DESC_F_WRITE, 0);
+        f.ring.push(i);
+    }
+    let a = f.queue.pop().unwrap();
+    let b = f.queue.pop().unwrap();
+    f.queue.undo_pop(2);
+    assert_eq!(f.queue.pop(), Some(a));
+    assert_eq!(f.queue.pop(), Some(b));
+    assert_eq!(f.queue.pop().unwrap().head(), 2);
+    assert_eq!(f.queue.pop(), None);
+}
+
+#[test]
+fn notify_on_more_asks_for_the_next_addition() {
+    let mut f = fixture(8, ALL);
+    f.ring.set_desc(0, BUFS, 64, VIRTQ_DESC_F_WRITE, 0);
+    f.ring.push(0);
+    f.ring.push(0);
+    f.queue.pop().unwrap();
+    f.queue.undo_pop(1);
+    assert!(!f.queue.notify_on_more(), "nothing added meanwhile");
+    assert_eq!(f.ring.avail_event(), 2, "kick when entry 2 is added, not at entry 0");
+    f.queue.pop().unwrap();
+    assert_eq!(f.ring.avail_event(), 1, "popping resumes the usual avail_event");
+
+    let mut f = fixture(8, 0);
+    f.queue.disable_notifications();
+    assert_eq!(f.ring.used_flags(), VIRTQ_USED_F_NO_NOTIFY);
+    assert!(!f.queue.notify_on_more());
+    assert_eq!(f.ring.used_flags(), 0, "without EVENT_IDX: notifications back on");
 }
