@@ -4,9 +4,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use ferrite_machine::config::{Accel, DebugExit, MachineConfig, PciDeviceConfig, PciDeviceKind, SerialBackend, VirtioTransport};
+use ferrite_machine::config::{Accel, DebugExit, MachineConfig, PciDeviceConfig, PciDeviceKind, SerialBackend};
 use crate::net_args::Network;
-use crate::storage_args::{on_off, parse_boot, Storage};
+use crate::storage_args::{parse_boot, Storage};
 use ferrite_machine::config::Media;
 use std::path::PathBuf;
 
@@ -293,24 +293,10 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
             Ok(())
         }
         "virtio-rng-pci" | "virtio-rng" => {
-            let mut addr = None;
-            let mut transport = VirtioTransport::default();
-            for p in parts {
-                match p.split_once('=') {
-                    Some(("addr", v)) => addr = Some(parse_pci_addr(v)?),
-                    Some(("disable-legacy", v)) => transport.disable_legacy = on_off("disable-legacy", v)?,
-                    Some(("disable-modern", v)) => transport.disable_modern = on_off("disable-modern", v)?,
-                    Some(("id", _)) => {}
-                    _ => bail!("unknown virtio-rng-pci option '{p}' (supported: addr=, disable-legacy=, disable-modern=)"),
-                }
-            }
-            if transport.disable_legacy && transport.disable_modern {
-                bail!("virtio-rng-pci: disable-legacy=on and disable-modern=on leave no interface");
-            }
-            cfg.pci_devices.push(PciDeviceConfig { kind: PciDeviceKind::VirtioRng(transport), addr });
+            cfg.pci_devices.push(crate::virtio_args::rng(&parts.collect::<Vec<_>>())?);
             Ok(())
         }
-        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd, e1000, virtio-rng-pci)"),
+        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd, e1000, virtio-blk-pci, virtio-rng-pci)"),
     }
 }
 
@@ -396,7 +382,10 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
     if args.snapshot {
         storage.snapshot_all();
     }
-    cfg.ide_drives = storage.resolve()?;
+    let resolved = storage.resolve()?;
+    cfg.ide_drives = resolved.ide;
+    // Virtio disks take the first PCI slots, in command-line order (-drive if=virtio first).
+    cfg.pci_devices.splice(0..0, resolved.virtio);
     if let Some(b) = &args.boot {
         cfg.boot = parse_boot(b)?;
     }

@@ -4,6 +4,7 @@
 mod cli;
 mod storage_args;
 mod net_args;
+mod virtio_args;
 
 use ferrite_machine::Machine;
 

@@ -1,22 +1,52 @@
 //! QEMU's storage options: `-drive`, `-hda`..`-hdd`, `-cdrom`, `-device ide-hd|ide-cd`,
-//! `-snapshot` and `-boot`, resolved into IDE positions and the firmware's boot order.
+//! `-device virtio-blk-pci`, `-snapshot` and `-boot`, resolved into IDE positions, virtio
+//! disks and the firmware's boot order.
 
+use crate::virtio_args::{VirtioPciProps, TRANSPORT_OPTIONS};
 use anyhow::{anyhow, bail, Context, Result};
 use ferrite_block::{CacheMode, DriveOptions, ImageFormat};
-use ferrite_machine::config::{BootConfig, BootDevice, IdeDriveConfig, Media};
+use ferrite_machine::config::{BootConfig, BootDevice, IdeDriveConfig, Media, PciDeviceConfig, PciDeviceKind, VirtioBlkConfig};
 use std::path::PathBuf;
 
 /// IDE positions on the PIIX controller: two channels of master and slave.
 const IDE_POSITIONS: u8 = 4;
 
+/// QEMU's `-drive if=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interface {
+    Ide,
+    /// Only a `-device` makes the drive visible.
+    None,
+    Virtio,
+}
+
 /// One `-drive` as written, before it has a position.
 #[derive(Debug)]
 struct DriveSpec {
     id: Option<String>,
-    interface_none: bool,
+    interface: Interface,
     index: Option<u8>,
     media: Media,
     image: Option<DriveOptions>,
+    /// `serial=` (used by virtio disks).
+    serial: Option<String>,
+}
+
+/// One `-device virtio-blk-pci` as written.
+#[derive(Debug)]
+struct VirtioDiskSpec {
+    drive: String,
+    props: VirtioPciProps,
+    num_queues: Option<u16>,
+    queue_size: Option<u16>,
+    serial: Option<String>,
+}
+
+/// The storage options resolved.
+pub struct Resolved {
+    pub ide: Vec<IdeDriveConfig>,
+    /// Virtio disks as PCI devices: `-drive if=virtio` first, then `-device virtio-blk-pci`.
+    pub virtio: Vec<PciDeviceConfig>,
 }
 
 /// One `-device ide-hd|ide-cd` as written.
@@ -33,6 +63,7 @@ struct DeviceSpec {
 pub struct Storage {
     drives: Vec<DriveSpec>,
     devices: Vec<DeviceSpec>,
+    virtio_devices: Vec<VirtioDiskSpec>,
     snapshot_all: bool,
 }
 
@@ -68,11 +99,14 @@ fn small_number(key: &str, v: &str, limit: u8) -> Result<u8> {
 }
 
 impl Storage {
-    /// `-drive file=..,if=ide|none,index=,bus=,unit=,media=,format=,readonly=,cache=,snapshot=,id=`
+    /// `-drive file=..,if=ide|none|virtio,index=,bus=,unit=,media=,format=,readonly=,cache=,
+    /// snapshot=,discard=,serial=,id=`
     pub fn drive(&mut self, spec: &str) -> Result<()> {
         let mut file = None;
         let mut id = None;
-        let mut interface_none = false;
+        let mut interface = Interface::Ide;
+        let mut serial = None;
+        let mut discard = false;
         let (mut index, mut bus, mut unit) = (None, None, None);
         let mut media = Media::Disk;
         let mut format = None;
@@ -85,11 +119,22 @@ impl Storage {
             match k {
                 "file" => file = Some(PathBuf::from(v)),
                 "id" => id = Some(v.to_string()),
-                "if" => match v {
-                    "ide" => interface_none = false,
-                    "none" => interface_none = true,
-                    other => bail!("-drive: interface if={other} is not supported (ide or none)"),
-                },
+                "if" => {
+                    interface = match v {
+                        "ide" => Interface::Ide,
+                        "none" => Interface::None,
+                        "virtio" => Interface::Virtio,
+                        other => bail!("-drive: interface if={other} is not supported (ide, virtio or none)"),
+                    }
+                }
+                "serial" => serial = Some(v.to_string()),
+                "discard" => {
+                    discard = match v {
+                        "unmap" | "on" => true,
+                        "ignore" | "off" => false,
+                        other => bail!("-drive: discard={other}: expected ignore or unmap"),
+                    }
+                }
                 "index" => index = Some(small_number("index", v, IDE_POSITIONS)?),
                 "bus" => bus = Some(small_number("bus", v, 2)?),
                 "unit" => unit = Some(small_number("unit", v, 2)?),
@@ -115,6 +160,9 @@ impl Storage {
                 _ => bail!("-drive: unsupported option '{k}'"),
             }
         }
+        if interface == Interface::Virtio && (index.is_some() || bus.is_some() || unit.is_some() || media == Media::Cdrom) {
+            bail!("-drive if=virtio: index=, bus=, unit= and media=cdrom apply to IDE drives only");
+        }
         if let (Some(b), Some(u)) = (bus, unit) {
             if index.is_some_and(|i| i != b * 2 + u) {
                 bail!("-drive: index={} contradicts bus={b},unit={u}", index.unwrap_or_default());
@@ -129,15 +177,40 @@ impl Storage {
         }
         let image = match file {
             Some(path) if !path.as_os_str().is_empty() => {
-                Some(DriveOptions { path, format, read_only, cache, snapshot, locking })
+                Some(DriveOptions { path, format, read_only, cache, snapshot, locking, discard })
             }
             _ if media == Media::Disk => bail!("-drive: a disk needs file=PATH"),
             _ => None,
         };
-        if interface_none && id.is_none() {
+        if interface == Interface::None && id.is_none() {
             bail!("-drive if=none needs id=NAME for a -device to refer to");
         }
-        self.drives.push(DriveSpec { id, interface_none, index, media, image });
+        self.drives.push(DriveSpec { id, interface, index, media, image, serial });
+        Ok(())
+    }
+
+    /// `-device virtio-blk-pci,drive=ID[,num-queues=N][,queue-size=N][,serial=S][,TRANSPORT]`
+    fn virtio_device(&mut self, name: &str, options: &[String]) -> Result<()> {
+        let mut drive = None;
+        let mut props = VirtioPciProps::default();
+        let (mut num_queues, mut queue_size, mut serial) = (None, None, None);
+        let number = |k: &str, v: &str| v.parse::<u16>().map_err(|_| anyhow!("{name}: {k}={v}: expected a number"));
+        for p in options {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match k {
+                "drive" => drive = Some(v.to_string()),
+                "num-queues" => num_queues = Some(number(k, v)?),
+                "queue-size" => queue_size = Some(number(k, v)?),
+                "serial" => serial = Some(v.to_string()),
+                // QEMU's defaults, which ferrite always has.
+                "discard" | "write-zeroes" | "config-wce" if v == "on" => {}
+                _ if props.take(k, v)? => {}
+                _ => bail!("{name}: unsupported option '{p}' (drive=, num-queues=, queue-size=, serial=, {TRANSPORT_OPTIONS})"),
+            }
+        }
+        props.check(name)?;
+        let drive = drive.ok_or_else(|| anyhow!("{name} needs drive=ID (a -drive if=none,id=ID)"))?;
+        self.virtio_devices.push(VirtioDiskSpec { drive, props, num_queues, queue_size, serial });
         Ok(())
     }
 
@@ -148,13 +221,17 @@ impl Storage {
         self.drive(&format!("file={},index={index},media={media_name}", file.replace(',', ",,")))
     }
 
-    /// `-device ide-hd|ide-cd,drive=ID[,bus=ide.N][,unit=U]`; `false` if `spec` is not an IDE
-    /// device.
+    /// `-device ide-hd|ide-cd,drive=ID[,bus=ide.N][,unit=U]` and `-device virtio-blk-pci`;
+    /// `false` if `spec` is not a storage device.
     pub fn device(&mut self, spec: &str) -> Result<bool> {
         let parts = split_options(spec);
         let media = match parts[0].as_str() {
             "ide-hd" => Media::Disk,
             "ide-cd" => Media::Cdrom,
+            name @ ("virtio-blk-pci" | "virtio-blk") => {
+                self.virtio_device(name, &parts[1..])?;
+                return Ok(true);
+            }
             _ => return Ok(false),
         };
         let (mut drive, mut bus, mut unit) = (None, None, None);
@@ -181,18 +258,44 @@ impl Storage {
         self.snapshot_all = true;
     }
 
-    /// The drives at their IDE positions: explicit indices first, then the rest in the first
-    /// free positions, as QEMU assigns them.
-    pub fn resolve(mut self) -> Result<Vec<IdeDriveConfig>> {
+    /// The drives at their IDE positions (explicit indices first, then the rest in the first
+    /// free positions, as QEMU assigns them) and the virtio disks.
+    pub fn resolve(mut self) -> Result<Resolved> {
         let mut slots: [Option<IdeDriveConfig>; IDE_POSITIONS as usize] = Default::default();
         let mut named = Vec::new();
+        let mut virtio = Vec::new();
         let (explicit, auto): (Vec<_>, Vec<_>) = std::mem::take(&mut self.drives).into_iter().partition(|d| d.index.is_some());
         for d in explicit.into_iter().chain(auto) {
-            if d.interface_none {
-                named.push(d);
-            } else {
-                place(&mut slots, d.index, d.media, d.image, "-drive")?;
+            match d.interface {
+                Interface::None => named.push(d),
+                Interface::Ide => place(&mut slots, d.index, d.media, d.image, "-drive")?,
+                Interface::Virtio => {
+                    let mut disk = VirtioBlkConfig::new(d.image.ok_or_else(|| anyhow!("-drive if=virtio needs file=PATH"))?);
+                    disk.serial = d.serial.unwrap_or_default();
+                    virtio.push(PciDeviceConfig { kind: PciDeviceKind::VirtioBlk(disk), addr: None });
+                }
             }
+        }
+        // `-drive if=virtio` without index keeps command-line order; explicit indices are
+        // IDE-only, so the partition above did not reorder virtio drives.
+        for spec in std::mem::take(&mut self.virtio_devices) {
+            let pos = named
+                .iter()
+                .position(|d| d.id.as_deref() == Some(spec.drive.as_str()))
+                .ok_or_else(|| anyhow!("-device virtio-blk-pci: no -drive if=none with id={} (or it is used twice)", spec.drive))?;
+            let d = named.remove(pos);
+            if d.media == Media::Cdrom {
+                bail!("-device virtio-blk-pci,drive={}: the drive is media=cdrom", spec.drive);
+            }
+            let image = d.image.ok_or_else(|| anyhow!("-drive id={} has no file=", spec.drive))?;
+            let disk = VirtioBlkConfig {
+                image,
+                transport: spec.props.transport,
+                num_queues: spec.num_queues,
+                queue_size: spec.queue_size.unwrap_or(256),
+                serial: spec.serial.or(d.serial).unwrap_or_default(),
+            };
+            virtio.push(PciDeviceConfig { kind: PciDeviceKind::VirtioBlk(disk), addr: spec.props.addr });
         }
         for DeviceSpec { media, drive, bus, unit } in self.devices {
             let image = match drive {
@@ -233,8 +336,13 @@ impl Storage {
                     i.snapshot = true;
                 }
             }
+            for d in &mut virtio {
+                if let PciDeviceKind::VirtioBlk(b) = &mut d.kind {
+                    b.image.snapshot = true;
+                }
+            }
         }
-        Ok(out)
+        Ok(Resolved { ide: out, virtio })
     }
 }
 
@@ -392,5 +500,62 @@ mod tests {
         let default = parse(["ferrite"].map(String::from)).unwrap().boot;
         assert_eq!(default.order, [HardDisk, Floppy, Cdrom]);
         assert!(!default.menu);
+    }
+
+    fn virtio_disks(args: &[&str]) -> Vec<(ferrite_machine::config::VirtioBlkConfig, Option<(u8, u8)>)> {
+        let c = parse(std::iter::once("ferrite").chain(args.iter().copied()).map(String::from)).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        c.pci_devices
+            .into_iter()
+            .filter_map(|d| match d.kind {
+                ferrite_machine::config::PciDeviceKind::VirtioBlk(b) => Some((b, d.addr)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn virtio_disks_from_drive_and_device() {
+        let v = virtio_disks(&[
+            "-device",
+            "virtio-blk-pci,drive=d1,num-queues=2,queue-size=128,serial=S1,addr=6,disable-legacy=on",
+            "-drive",
+            "if=none,id=d1,file=one.qcow2,cache=none,discard=unmap",
+            "-drive",
+            "if=virtio,file=two.raw,format=raw,serial=S2,readonly=on",
+            "-hda",
+            "ide.raw",
+            "-snapshot",
+        ]);
+        assert_eq!(v.len(), 2);
+        let (two, one) = (&v[0].0, &v[1].0);
+        assert_eq!(two.image.path.to_str(), Some("two.raw"));
+        assert!(two.image.read_only && two.image.snapshot);
+        assert_eq!((two.serial.as_str(), two.num_queues, two.queue_size), ("S2", None, 256));
+        assert_eq!(one.image.path.to_str(), Some("one.qcow2"));
+        assert!(one.image.discard && one.image.snapshot);
+        assert_eq!(one.image.cache, CacheMode::None);
+        assert_eq!((one.serial.as_str(), one.num_queues, one.queue_size), ("S1", Some(2), 128));
+        assert!(one.transport.disable_legacy && !one.transport.disable_modern);
+        assert_eq!((v[0].1, v[1].1), (None, Some((6, 0))));
+        assert_eq!(drives(&["-drive", "if=virtio,file=x", "-hda", "y"]).unwrap().len(), 1, "IDE keeps only IDE drives");
+    }
+
+    #[test]
+    fn virtio_disk_errors() {
+        for (args, says) in [
+            (&["-device", "virtio-blk-pci"][..], "drive="),
+            (&["-device", "virtio-blk-pci,drive=x"], "id=x"),
+            (&["-drive", "if=virtio,file=a,index=1"], "IDE drives only"),
+            (&["-drive", "if=virtio"], "file="),
+            (&["-drive", "if=scsi,file=a"], "if=scsi"),
+            (&["-drive", "file=a,discard=maybe"], "discard=maybe"),
+            (&["-drive", "if=none,id=a,file=a", "-device", "virtio-blk-pci,drive=a,bogus=1"], "bogus"),
+            (&["-drive", "if=none,id=a,file=a", "-device", "virtio-blk-pci,drive=a,disable-legacy=on,disable-modern=on"], "no interface"),
+            (&["-drive", "if=none,id=a,file=a", "-device", "virtio-blk-pci,drive=a", "-device", "virtio-blk-pci,drive=a"], "used twice"),
+        ] {
+            let err = parse(std::iter::once("ferrite").chain(args.iter().copied()).map(String::from));
+            let msg = format!("{:#}", err.expect_err(&format!("{args:?} must be refused")));
+            assert!(msg.contains(says), "{args:?}: '{msg}' does not mention '{says}'");
+        }
     }
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{base64, guest_files, payload, run_ferrite, run_ferrite_with, sha256, Hook, Run};
+use common::{base64, guest_files, payload, run_ferrite, run_ferrite_with, sha256, Hook};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::channel;
@@ -24,11 +24,6 @@ fn linux_args(script: &str, extra: &[&str]) -> Option<Vec<String>> {
     args.extend(["-initrd".to_string(), initrd.display().to_string(), "-append".to_string(), append]);
     args.extend(extra.iter().map(|s| s.to_string()));
     Some(args)
-}
-
-/// The value the guest printed as `key=value`.
-fn printed<'a>(run: &'a Run, key: &str) -> Option<&'a str> {
-    run.output.lines().find_map(|l| l.trim().strip_prefix(&format!("{key}=")).map(|v| v.trim()))
 }
 
 /// A port nothing listens on now.
@@ -125,14 +120,14 @@ fn e1000_user_networking_dhcp_http_download_and_hostfwd() {
     assert!(!run.output.contains("FERRITE-MODULE-FAILED"), "a module failed to load:\n{tail}");
     assert!(run.output.contains("Intel(R) PRO/1000 Network Connection"), "Linux's e1000 did not bind:\n{tail}");
     assert!(!run.output.contains("DHCP-FAILED"), "no DHCP lease:\n{tail}");
-    assert_eq!(printed(&run, "ip"), Some("10.0.2.15/24"), "{tail}");
-    assert_eq!(printed(&run, "gw"), Some("10.0.2.2"), "{tail}");
-    assert_eq!(printed(&run, "dns"), Some("10.0.2.3"), "{tail}");
-    assert_eq!(printed(&run, "mac"), Some("52:54:00:12:34:99"), "{tail}");
-    assert_eq!(printed(&run, "dl"), Some(sha256(&body).as_str()), "the guest downloaded other bytes:\n{tail}");
-    println!("download of {} MiB took (guest uptime) {:?}", body.len() >> 20, printed(&run, "dl-time"));
+    assert_eq!(run.printed("ip"), Some("10.0.2.15/24"), "{tail}");
+    assert_eq!(run.printed("gw"), Some("10.0.2.2"), "{tail}");
+    assert_eq!(run.printed("dns"), Some("10.0.2.3"), "{tail}");
+    assert_eq!(run.printed("mac"), Some("52:54:00:12:34:99"), "{tail}");
+    assert_eq!(run.printed("dl"), Some(sha256(&body).as_str()), "the guest downloaded other bytes:\n{tail}");
+    println!("download of {} MiB took (guest uptime) {:?}", body.len() >> 20, run.printed("dl-time"));
     let got = rx.recv_timeout(Duration::from_secs(5)).expect("the hostfwd fetch ran").expect("the host fetched the guest's file through hostfwd");
-    assert_eq!(Some(sha256(&got).as_str()), printed(&run, "up"), "the host got other bytes than the guest served");
+    assert_eq!(Some(sha256(&got).as_str()), run.printed("up"), "the host got other bytes than the guest served");
     assert!(run.output.contains("SERVED"), "the guest's nc did not finish:\n{tail}");
     assert_eq!(run.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
 }
@@ -164,9 +159,9 @@ fn two_guests_over_a_socket_backend() {
     let first = first.join().unwrap();
     let (ta, tb) = (first.tail(3000), second.tail(3000));
     assert!(second.output.contains("PING-OK"), "no ping between the guests:\nlistener:\n{ta}\nconnector:\n{tb}");
-    let served = printed(&first, "served").expect("listener made its file");
-    assert_eq!(printed(&second, "fetched"), Some(served), "the file did not cross intact:\n{ta}\n{tb}");
-    assert_eq!(printed(&first, "listener-done"), Some("finished"), "the listener did not hear back:\n{ta}");
+    let served = first.printed("served").expect("listener made its file");
+    assert_eq!(second.printed("fetched"), Some(served), "the file did not cross intact:\n{ta}\n{tb}");
+    assert_eq!(first.printed("listener-done"), Some("finished"), "the listener did not hear back:\n{ta}");
     assert_eq!(first.status, Some(0), "{ta}");
     assert_eq!(second.status, Some(0), "{tb}");
 }

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::disk::{check, data_disk, debugfs_cat, have_tools, Scratch};
 use common::{base64, guest_files, payload, run_ferrite, sha256, tool, Run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,41 +16,8 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(900);
 
-/// A scratch directory removed at the end of the test.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ferrite-storage-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn check(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Whether every tool the image building needs is installed.
-fn have_tools(names: &[&str]) -> bool {
-    names.iter().all(|n| tool(n).is_some())
 }
 
 /// Boot media (`disk` or `iso`) whose kernel runs `script` as its init command.
@@ -61,22 +29,6 @@ fn boot_media(kind: &str, out: &Path, script: &str, files: &[(&Path, &str)]) {
         cmd.arg("--file").arg(format!("{}:{dest}", src.display()));
     }
     check(&mut cmd);
-}
-
-/// An ext4 disk image holding `payload.bin` (made by mkfs.ext4 -d on the host).
-fn data_disk(dir: &Scratch, name: &str, payload: &[u8]) -> PathBuf {
-    let tree = dir.path(&format!("{name}.tree"));
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(tree.join("payload.bin"), payload).unwrap();
-    let img = dir.path(name);
-    check(tool("mkfs.ext4").unwrap().args(["-q", "-F", "-d"]).arg(&tree).arg(&img).arg("32M"));
-    img
-}
-
-/// A file of an ext4 image, read by e2fsprogs' debugfs.
-fn debugfs_cat(img: &Path, file: &str) -> Vec<u8> {
-    let out = tool("debugfs").unwrap().args(["-R", &format!("cat {file}")]).arg(img).output().unwrap();
-    out.stdout
 }
 
 fn ferrite_args(extra: &[&str]) -> Vec<String> {
@@ -112,18 +64,13 @@ fn write_script(positions: &[u8]) -> String {
     s
 }
 
-/// The value the guest printed as `key=value`.
-fn printed<'a>(run: &'a Run, key: &str) -> Option<&'a str> {
-    run.output.lines().find_map(|l| l.trim().strip_prefix(&format!("{key}=")).map(|v| v.trim()))
-}
-
 #[test]
 fn seabios_boots_a_raw_disk_and_linux_reads_and_writes_ext4() {
     let Some([_bios, _]) = guest_files(["bios.bin", "initramfs-drivers.cpio.gz"]) else { return };
     if !have_tools(&["syslinux", "mkfs.vfat", "mcopy", "sfdisk", "mkfs.ext4", "debugfs", "e2fsck"]) {
         return;
     }
-    let dir = Scratch::new("raw");
+    let dir = Scratch::new("storage-raw");
     let data = payload(200_000, 7);
     let disk = data_disk(&dir, "data.img", &data);
     let boot = dir.path("boot.img");
@@ -135,14 +82,14 @@ fn seabios_boots_a_raw_disk_and_linux_reads_and_writes_ext4() {
     println!("raw disk boot: init after {:?} s, synced after {:?} s, exit after {:.1} s", run.marks[0], run.marks[1], run.elapsed);
     assert_booted_through_seabios(&run, "Hard Disk");
     let tail = run.tail(3000);
-    assert_eq!(printed(&run, "payload-0"), Some(sha256(&data).as_str()), "the guest read other bytes than mkfs.ext4 wrote:\n{tail}");
+    assert_eq!(run.printed("payload-0"), Some(sha256(&data).as_str()), "the guest read other bytes than mkfs.ext4 wrote:\n{tail}");
     assert!(run.output.contains("GUEST-UNMOUNTED"), "unmount failed:\n{tail}");
     assert_eq!(run.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
     // The host's view, through e2fsprogs.
     assert_eq!(debugfs_cat(&disk, "/new.txt"), b"written-by-ferrite-0\n");
     let random = debugfs_cat(&disk, "/random.bin");
     assert_eq!(random.len(), 1 << 20);
-    assert_eq!(Some(sha256(&random).as_str()), printed(&run, "random-0"));
+    assert_eq!(Some(sha256(&random).as_str()), run.printed("random-0"));
     let fsck = tool("e2fsck").unwrap().arg("-fn").arg(&disk).output().unwrap();
     assert!(fsck.status.success(), "e2fsck -fn: {}", String::from_utf8_lossy(&fsck.stdout));
 }
@@ -156,7 +103,7 @@ fn qcow2_and_raw_hold_synced_data_after_kill_9() {
     if !have_tools(&["syslinux", "mkfs.vfat", "mcopy", "sfdisk", "mkfs.ext4", "debugfs", "e2fsck", "qemu-img"]) {
         return;
     }
-    let dir = Scratch::new("qcow2");
+    let dir = Scratch::new("storage-qcow2");
     let (data_q, data_r) = (payload(300_000, 11), payload(100_000, 13));
     let raw_q = data_disk(&dir, "data-q.raw", &data_q);
     let raw = data_disk(&dir, "data-r.img", &data_r);
@@ -175,8 +122,8 @@ fn qcow2_and_raw_hold_synced_data_after_kill_9() {
     assert_booted_through_seabios(&run, "Hard Disk");
     let tail = run.tail(3000);
     assert!(run.output.contains("GUEST-SYNCED"), "the guest never synced:\n{tail}");
-    assert_eq!(printed(&run, "payload-0"), Some(sha256(&data_q).as_str()), "qcow2 read:\n{tail}");
-    assert_eq!(printed(&run, "payload-1"), Some(sha256(&data_r).as_str()), "raw read:\n{tail}");
+    assert_eq!(run.printed("payload-0"), Some(sha256(&data_q).as_str()), "qcow2 read:\n{tail}");
+    assert_eq!(run.printed("payload-1"), Some(sha256(&data_r).as_str()), "raw read:\n{tail}");
     for img in [&boot, &qcow] {
         check(tool("qemu-img").unwrap().args(["check", "-f", "qcow2"]).arg(img));
     }
@@ -191,7 +138,7 @@ fn qcow2_and_raw_hold_synced_data_after_kill_9() {
         assert!(matches!(fsck.status.code(), Some(0 | 1)), "e2fsck -fy disk {i}: {}", String::from_utf8_lossy(&fsck.stdout));
         assert_eq!(debugfs_cat(img, "/new.txt"), format!("written-by-ferrite-{i}\n").into_bytes(), "disk {i}");
         let random = debugfs_cat(img, "/random.bin");
-        assert_eq!(Some(sha256(&random).as_str()), printed(&run, &format!("random-{i}")), "disk {i}: synced data lost");
+        assert_eq!(Some(sha256(&random).as_str()), run.printed(&format!("random-{i}")), "disk {i}: synced data lost");
     }
 }
 
@@ -201,7 +148,7 @@ fn seabios_boots_an_iso_from_the_cdrom_and_linux_reads_it() {
     if !have_tools(&["xorriso"]) {
         return;
     }
-    let dir = Scratch::new("iso");
+    let dir = Scratch::new("storage-iso");
     let file = dir.path("hello.txt");
     let text = payload(50_000, 3);
     std::fs::write(&file, &text).unwrap();
@@ -214,9 +161,9 @@ fn seabios_boots_an_iso_from_the_cdrom_and_linux_reads_it() {
     println!("CD boot: init after {:?} s, exit after {:.1} s", run.marks[0], run.elapsed);
     assert_booted_through_seabios(&run, "DVD/CD");
     let tail = run.tail(3000);
-    assert_eq!(printed(&run, "cd-file"), Some(sha256(&text).as_str()), "the guest read other bytes from the CD:\n{tail}");
+    assert_eq!(run.printed("cd-file"), Some(sha256(&text).as_str()), "the guest read other bytes from the CD:\n{tail}");
     let sectors = std::fs::metadata(&iso).unwrap().len() / 512;
-    assert_eq!(printed(&run, "cd-size"), Some(sectors.to_string().as_str()), "sr0's size:\n{tail}");
+    assert_eq!(run.printed("cd-size"), Some(sectors.to_string().as_str()), "sr0's size:\n{tail}");
     assert_eq!(run.status, Some(0), "ferrite did not exit 0:\n{tail}");
 }
 
@@ -227,7 +174,7 @@ fn bad_images_are_clear_errors_and_stay_untouched() {
     if !have_tools(&["qemu-img"]) {
         return;
     }
-    let dir = Scratch::new("bad");
+    let dir = Scratch::new("storage-bad");
     let qemu_img = |args: &[&str]| check(tool("qemu-img").unwrap().current_dir(&dir.0).args(args));
     qemu_img(&["create", "-q", "-f", "qcow2", "good.qcow2", "16M"]);
     std::fs::copy(dir.path("good.qcow2"), dir.path("truncated.qcow2")).unwrap();

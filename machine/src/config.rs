@@ -31,12 +31,33 @@ pub struct DebugExit {
 }
 
 /// PCI devices `-device` adds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PciDeviceKind {
     /// QEMU's educational device (docs/specs/edu.rst): BAR MMIO, INTx, MSI and DMA.
     Edu,
     /// virtio-rng-pci: host entropy for the guest's /dev/hwrng.
     VirtioRng(VirtioTransport),
+    /// virtio-blk-pci (`-device virtio-blk-pci,drive=`, `-drive if=virtio`).
+    VirtioBlk(VirtioBlkConfig),
+}
+
+/// One virtio disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtioBlkConfig {
+    pub image: ferrite_block::DriveOptions,
+    pub transport: VirtioTransport,
+    /// `num-queues=`; `None`: one per vCPU (QEMU's default since 5.2), at most 16.
+    pub num_queues: Option<u16>,
+    /// `queue-size=` (QEMU's default 256).
+    pub queue_size: u16,
+    /// `serial=`: what the guest reads as the disk's ID (/sys/block/vdX/serial).
+    pub serial: String,
+}
+
+impl VirtioBlkConfig {
+    pub fn new(image: ferrite_block::DriveOptions) -> Self {
+        VirtioBlkConfig { image, transport: VirtioTransport::default(), num_queues: None, queue_size: 256, serial: String::new() }
+    }
 }
 
 /// QEMU's `disable-legacy=` / `disable-modern=` of a virtio-pci device; the default is a
@@ -47,7 +68,7 @@ pub struct VirtioTransport {
     pub disable_modern: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PciDeviceConfig {
     pub kind: PciDeviceKind,
     /// `addr=SLOT.FN`; the first free slot otherwise.

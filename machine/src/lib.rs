@@ -130,6 +130,10 @@ pub struct Machine {
     ide: Arc<std::sync::Mutex<ferrite_hw::ide::PiixIde>>,
     /// The network cards' backends, opened once and kept across resets.
     nics: Vec<Arc<pc::network::Nic>>,
+    /// Host backends of the virtio devices (disk images), opened once.
+    virtio: pc::virtio::VirtioBackends,
+    /// The current board's virtio devices with threads of their own.
+    live_virtio: pc::virtio::LiveVirtio,
 }
 
 /// A drive and its opened image (`None`: a CD-ROM drive without a disc).
@@ -222,11 +226,20 @@ struct Built {
     vcpus: Vec<TcgVcpu>,
     events: Receiver<MachineEvent>,
     ide: Arc<std::sync::Mutex<ferrite_hw::ide::PiixIde>>,
+    live_virtio: pc::virtio::LiveVirtio,
+}
+
+/// What a board is built from that outlives it: the opened drives, card backends and
+/// virtio backends.
+struct Backends<'a> {
+    drives: &'a [OpenDrive],
+    nics: &'a [Arc<pc::network::Nic>],
+    virtio: &'a pc::virtio::VirtioBackends,
 }
 
 /// Fresh memory, devices and vCPUs with the boot image loaded (machine creation and reset
 /// alike): the BSP at the kernel entry or the reset vector, the APs waiting for a start-up IPI.
-fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, drives: &[OpenDrive], nics: &[Arc<pc::network::Nic>]) -> Result<Built, MachineError> {
+fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Backends) -> Result<Built, MachineError> {
     let n = cfg.cpus;
     let mut cpus: Vec<Cpu> = (0..n)
         .map(|i| {
@@ -253,8 +266,8 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, drives: &[Op
         boot_order: cfg.boot.order.iter().map(|d| cmos_boot_device(*d)).collect(),
     };
     let board = PcBoard::new(mem, spec)?;
-    let ide = pc::storage::plug_ide(&board, ide_drives(drives))?;
-    plug_devices(cfg, &board, nics)?;
+    let ide = pc::storage::plug_ide(&board, ide_drives(backends.drives))?;
+    let live_virtio = plug_devices(cfg, &board, &backends)?;
     let state = boot::load(cfg, &board)?;
     for (i, c) in cpus.iter_mut().enumerate() {
         c.attach_tracking(board.mem.tracking().clone(), i as u32);
@@ -265,7 +278,7 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, drives: &[Op
         }
     }
     let vcpus = cpus.into_iter().enumerate().map(|(i, c)| TcgVcpu::new(c, VcpuBus::new(board.clone(), i))).collect();
-    Ok(Built { board, vcpus, events, ide })
+    Ok(Built { board, vcpus, events, ide, live_virtio })
 }
 
 fn cmos_boot_device(d: config::BootDevice) -> ferrite_hw::rtc::cmos::BootDevice {
@@ -280,7 +293,7 @@ fn cmos_boot_device(d: config::BootDevice) -> ferrite_hw::rtc::cmos::BootDevice 
 
 /// The PCI devices of `-device` and then the network cards, at their `addr=` or in the first
 /// free slots from 2 on (slots 0 and 1 hold the chipset), as QEMU places them.
-fn plug_devices(cfg: &MachineConfig, board: &PcBoard, nics: &[Arc<pc::network::Nic>]) -> Result<(), MachineError> {
+fn plug_devices(cfg: &MachineConfig, board: &PcBoard, backends: &Backends) -> Result<pc::virtio::LiveVirtio, MachineError> {
     use ferrite_hw::pci::{DevFn, SharedPciDevice};
     let mut next_slot = 2;
     let mut plug = |addr: Option<(u8, u8)>, dev: SharedPciDevice| -> Result<(), MachineError> {
@@ -296,25 +309,21 @@ fn plug_devices(cfg: &MachineConfig, board: &PcBoard, nics: &[Arc<pc::network::N
         let devfn = devfn.ok_or(MachineError::PciFull)?;
         board.plug_pci(devfn, dev).map_err(|e| MachineError::Pci(e.to_string()))
     };
+    let mut virtio = pc::virtio::VirtioFactory::new(backends.virtio, cfg.cpus);
     for d in &cfg.pci_devices {
-        let dev: SharedPciDevice = match d.kind {
+        let dev: SharedPciDevice = match &d.kind {
             config::PciDeviceKind::Edu => Arc::new(std::sync::Mutex::new(ferrite_hw::edu::Edu::new())),
-            config::PciDeviceKind::VirtioRng(t) => {
-                use ferrite_hw::virtio::{pci::VirtioPci, pci::VirtioPciOptions, rng::VirtioRng};
-                let rng = VirtioRng::new().map_err(|e| MachineError::Pci(format!("virtio-rng-pci: host entropy: {e}")))?;
-                let opts = VirtioPciOptions { disable_legacy: t.disable_legacy, disable_modern: t.disable_modern, msix_vectors: None };
-                Arc::new(std::sync::Mutex::new(VirtioPci::new(rng, opts).map_err(|e| MachineError::Pci(format!("virtio-rng-pci: {e}")))?))
-            }
+            kind => virtio.build(kind)?.ok_or_else(|| MachineError::Pci(format!("{kind:?} cannot be built")))?,
         };
         plug(d.addr, dev)?;
     }
-    for nic in nics {
+    for nic in backends.nics {
         let card = match nic.config().model {
             config::NicModel::E1000 => nic.new_card(),
         };
         plug(nic.config().addr, card)?;
     }
-    Ok(())
+    Ok(virtio.live)
 }
 
 /// Opens every card's backend before the guest starts (a host port in use is an error now).
@@ -355,10 +364,12 @@ impl Machine {
         let topology = cfg.topology();
         let drives = open_drives(&cfg)?;
         let nics = open_nics(&cfg)?;
-        let Built { board, vcpus, events, ide } = build(&cfg, &model, topology, &drives, &nics)?;
+        let virtio = pc::virtio::VirtioBackends::open(&cfg)?;
+        let backends = Backends { drives: &drives, nics: &nics, virtio: &virtio };
+        let Built { board, vcpus, events, ide, live_virtio } = build(&cfg, &model, topology, backends)?;
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
-        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug, drives, ide, nics })
+        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug, drives, ide, nics, virtio, live_virtio })
     }
 
     /// Reboots: every vCPU back to its power-on state with fresh memory and devices (the BSP
@@ -366,12 +377,15 @@ impl Machine {
     fn reset(&mut self) -> Result<(), MachineError> {
         // Requests in flight finish against the old controller before the new one starts.
         pc::interrupts::lock(&self.ide).drain();
-        let Built { board, vcpus, events, ide } = build(&self.cfg, &self.model, self.topology, &self.drives, &self.nics)?;
+        self.live_virtio.quiesce();
+        let backends = Backends { drives: &self.drives, nics: &self.nics, virtio: &self.virtio };
+        let Built { board, vcpus, events, ide, live_virtio } = build(&self.cfg, &self.model, self.topology, backends)?;
         self.board.wiring.set_stopping();
         self.board = board;
         self.vcpus = vcpus;
         self.events = events;
         self.ide = ide;
+        self.live_virtio = live_virtio;
         // The old board's timer thread ended with it.
         pc::spawn_timer_thread(self.board.clone());
         Ok(())
@@ -409,6 +423,8 @@ impl Machine {
     /// so an image is consistent when ferrite exits, whatever the guest last did.
     pub fn flush_drives(&self) {
         pc::interrupts::lock(&self.ide).drain();
+        self.live_virtio.quiesce();
+        self.virtio.flush(&self.cfg);
         for d in &self.drives {
             if let Some(disk) = d.disk.as_ref().filter(|d| !d.read_only()) {
                 if let Err(e) = disk.flush() {

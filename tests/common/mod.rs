@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod disk;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -46,6 +48,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// The value the guest printed on a line of its own as `key=value`.
+    pub fn printed(&self, key: &str) -> Option<&str> {
+        self.output.lines().find_map(|l| l.trim().strip_prefix(&format!("{key}=")).map(|v| v.trim()))
+    }
+
     /// The last `n` characters of the output, for assertion messages.
     pub fn tail(&self, n: usize) -> String {
         let skip = self.output.chars().count().saturating_sub(n);

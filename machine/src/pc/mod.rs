@@ -9,6 +9,7 @@ mod pci;
 pub mod storage;
 pub mod network;
 mod timers;
+pub mod virtio;
 pub mod wiring;
 
 pub use cpubus::VcpuBus;

@@ -1,0 +1,121 @@
+//! The virtio PCI devices of `-device virtio-*-pci` (and `-drive if=virtio`): their host
+//! backends, opened once per machine and kept across resets, and the devices of the current
+//! board that run threads of their own.
+
+use crate::config::{MachineConfig, PciDeviceKind, VirtioBlkConfig, VirtioTransport};
+use crate::MachineError;
+use ferrite_block::Disk;
+use ferrite_hw::pci::SharedPciDevice;
+use ferrite_hw::virtio::blk::MAX_QUEUES;
+use ferrite_hw::virtio::{VirtioBlk, VirtioBlkOptions, VirtioDevice, VirtioPci, VirtioPciOptions, VirtioRng};
+use std::sync::{Arc, Mutex};
+
+use super::interrupts::lock;
+
+/// What virtio devices use on the host, opened when the machine is created.
+pub struct VirtioBackends {
+    /// The image of each virtio disk, in `pci_devices` order.
+    disks: Vec<Arc<dyn Disk>>,
+}
+
+impl VirtioBackends {
+    /// Opens every virtio disk's image (a bad image is an error before the guest starts).
+    pub fn open(cfg: &MachineConfig) -> Result<Self, MachineError> {
+        let mut disks = Vec::new();
+        for d in &cfg.pci_devices {
+            if let PciDeviceKind::VirtioBlk(b) = &d.kind {
+                let opened = ferrite_block::open_image(&b.image)?;
+                for w in &opened.warnings {
+                    eprintln!("ferrite: warning: {w}");
+                }
+                disks.push(opened.disk);
+            }
+        }
+        Ok(VirtioBackends { disks })
+    }
+
+    /// Writes out what the images cache; call after [`LiveVirtio::quiesce`].
+    pub fn flush(&self, cfg: &MachineConfig) {
+        let paths = cfg.pci_devices.iter().filter_map(|d| match &d.kind {
+            PciDeviceKind::VirtioBlk(b) => Some(&b.image.path),
+            _ => None,
+        });
+        for (disk, path) in self.disks.iter().zip(paths) {
+            if !disk.read_only() {
+                if let Err(e) = disk.flush() {
+                    eprintln!("ferrite: flushing '{}' failed: {e}", path.display());
+                }
+            }
+        }
+    }
+}
+
+/// The current board's virtio devices that have threads (their requests must finish before
+/// a reset or exit).
+#[derive(Default)]
+pub struct LiveVirtio {
+    disks: Vec<Arc<Mutex<VirtioPci<VirtioBlk>>>>,
+}
+
+impl LiveVirtio {
+    /// Waits for requests in progress and stops the devices' threads.
+    pub fn quiesce(&self) {
+        for d in &self.disks {
+            lock(d).device_mut().quiesce();
+        }
+    }
+}
+
+/// Builds devices for one board, taking backends in order.
+pub struct VirtioFactory<'a> {
+    backends: &'a VirtioBackends,
+    cpus: u32,
+    next_disk: usize,
+    pub live: LiveVirtio,
+}
+
+fn transport_options(t: VirtioTransport) -> VirtioPciOptions {
+    VirtioPciOptions { disable_legacy: t.disable_legacy, disable_modern: t.disable_modern, msix_vectors: None }
+}
+
+fn wrap<D: VirtioDevice + 'static>(name: &str, dev: D, t: VirtioTransport) -> Result<Arc<Mutex<VirtioPci<D>>>, MachineError> {
+    let pci = VirtioPci::new(dev, transport_options(t)).map_err(|e| MachineError::Pci(format!("{name}: {e}")))?;
+    Ok(Arc::new(Mutex::new(pci)))
+}
+
+impl<'a> VirtioFactory<'a> {
+    pub fn new(backends: &'a VirtioBackends, cpus: u32) -> Self {
+        VirtioFactory { backends, cpus, next_disk: 0, live: LiveVirtio::default() }
+    }
+
+    /// The device for `kind`, or `None` if it is not a virtio device.
+    pub fn build(&mut self, kind: &PciDeviceKind) -> Result<Option<SharedPciDevice>, MachineError> {
+        Ok(Some(match kind {
+            PciDeviceKind::VirtioRng(t) => {
+                let rng = VirtioRng::new().map_err(|e| MachineError::Pci(format!("virtio-rng-pci: host entropy: {e}")))?;
+                wrap("virtio-rng-pci", rng, *t)?
+            }
+            PciDeviceKind::VirtioBlk(cfg) => {
+                let dev = self.disk(cfg)?;
+                self.live.disks.push(dev.clone());
+                dev
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    fn disk(&mut self, cfg: &VirtioBlkConfig) -> Result<Arc<Mutex<VirtioPci<VirtioBlk>>>, MachineError> {
+        let disk = self.backends.disks.get(self.next_disk).cloned().ok_or_else(|| MachineError::Pci("virtio-blk-pci: image not opened".into()))?;
+        self.next_disk += 1;
+        let default_queues = self.cpus.clamp(1, u32::from(MAX_QUEUES)) as u16;
+        let opts = VirtioBlkOptions {
+            num_queues: cfg.num_queues.unwrap_or(default_queues),
+            queue_size: cfg.queue_size,
+            serial: cfg.serial.clone(),
+            writeback: !cfg.image.cache.sync_every_write(),
+            discard_unmap: cfg.image.discard,
+        };
+        let blk = VirtioBlk::new(disk, &opts).map_err(|e| MachineError::Pci(format!("virtio-blk-pci ({}): {e}", cfg.image.path.display())))?;
+        wrap("virtio-blk-pci", blk, cfg.transport)
+    }
+}
