@@ -4,6 +4,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use ferrite_machine::config::{default_mac, NetdevConfig, NicConfig, NicModel};
+use crate::virtio_args::{VirtioPciProps, TRANSPORT_OPTIONS};
 use ferrite_net::NetdevOptions;
 
 /// One card as written, before its backend is looked up.
@@ -30,7 +31,8 @@ pub struct Network {
 fn model(name: &str) -> Result<NicModel> {
     match name {
         "e1000" | "e1000-82540em" => Ok(NicModel::E1000),
-        other => bail!("unsupported network card model '{other}' (supported: e1000)"),
+        "virtio-net-pci" | "virtio-net" | "virtio" => Ok(NicModel::VirtioNet(Default::default())),
+        other => bail!("unsupported network card model '{other}' (supported: e1000, virtio-net-pci)"),
     }
 }
 
@@ -64,21 +66,32 @@ impl Network {
         Ok(())
     }
 
-    /// `-device e1000,netdev=ID[,mac=MAC][,addr=SLOT.FN][,id=NAME]`; `false` if `spec` is not a
-    /// network card.
+    /// `-device e1000|virtio-net-pci,netdev=ID[,mac=MAC][,addr=SLOT.FN][,id=NAME]` (and the
+    /// virtio transport options); `false` if `spec` is not a network card.
     pub fn device(&mut self, spec: &str) -> Result<bool> {
         let mut parts = spec.split(',');
-        let Ok(model) = model(parts.next().unwrap_or("")) else { return Ok(false) };
+        let name = parts.next().unwrap_or("");
+        let Ok(model) = model(name) else { return Ok(false) };
         let mut card = CardSpec { model, mac: None, addr: None, netdev: None };
+        let mut virtio = VirtioPciProps::default();
         for p in parts.filter(|p| !p.is_empty()) {
-            match p.split_once('=') {
-                Some(("netdev", v)) => card.netdev = Some(v.to_string()),
-                Some(("mac", v)) => card.mac = Some(parse_mac(v)?),
-                Some(("addr", v)) => card.addr = Some(pci_addr(v)?),
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match (k, model) {
+                ("netdev", _) => card.netdev = Some(v.to_string()),
+                ("mac", _) => card.mac = Some(parse_mac(v)?),
                 // Accepted as QEMU users write them; no effect here.
-                Some(("id" | "romfile" | "bootindex", _)) => {}
-                _ => bail!("-device e1000: unsupported option '{p}' (netdev=, mac=, addr=, id=)"),
+                ("romfile" | "bootindex", _) => {}
+                (_, NicModel::VirtioNet(_)) if virtio.take(k, v)? => {}
+                ("addr", NicModel::E1000) => card.addr = Some(pci_addr(v)?),
+                ("id", NicModel::E1000) => {}
+                (_, NicModel::E1000) => bail!("-device {name}: unsupported option '{p}' (netdev=, mac=, addr=, id=)"),
+                (_, NicModel::VirtioNet(_)) => bail!("-device {name}: unsupported option '{p}' (netdev=, mac=, {TRANSPORT_OPTIONS})"),
             }
+        }
+        if let NicModel::VirtioNet(_) = model {
+            virtio.check(name)?;
+            card.model = NicModel::VirtioNet(virtio.transport);
+            card.addr = virtio.addr;
         }
         self.cards.push(card);
         Ok(true)
@@ -238,6 +251,10 @@ mod tests {
         // A card with no backend still exists; as in QEMU, -device alone keeps the default card.
         let n = nics(&["-device", "e1000"]).unwrap();
         assert_eq!((n.len(), kind(&n[0]), kind(&n[1])), (2, "user", "none"));
+        // virtio-net-pci, as -nic model= and as -device with its transport options.
+        let n = nics(&["-nic", "user,model=virtio-net-pci", "-netdev", "user,id=u", "-device", "virtio-net-pci,netdev=u,addr=5,disable-legacy=on,id=v"]).unwrap();
+        let modern = ferrite_machine::config::VirtioTransport { disable_legacy: true, disable_modern: false };
+        assert_eq!((n[0].model, n[1].model, n[1].addr), (NicModel::VirtioNet(Default::default()), NicModel::VirtioNet(modern), Some((5, 0))));
     }
 
     #[test]
@@ -247,7 +264,9 @@ mod tests {
             (&["-netdev", "user,id=a", "-device", "e1000,netdev=a", "-device", "e1000,netdev=a"], "two cards"),
             (&["-device", "e1000,netdev=nope"], "nope"),
             (&["-device", "e1000,speed=10"], "speed"),
-            (&["-nic", "user,model=virtio-net-pci"], "virtio-net-pci"),
+            (&["-nic", "user,model=rtl8139"], "rtl8139"),
+            (&["-device", "virtio-net-pci,disable-legacy=on,disable-modern=on"], "no interface"),
+            (&["-device", "virtio-net-pci,speed=10"], "speed"),
             (&["-nic", "user,mac=52:54:00:00:00"], "MAC"),
             (&["-nic", "user,id=x"], "id="),
             (&["-net", "nic", "-net", "nic"], "one -net nic"),

@@ -80,6 +80,8 @@ pub struct PciDeviceConfig {
 pub enum NicModel {
     /// Intel 82540EM, QEMU's `e1000` (the pc machine's default card).
     E1000,
+    /// `virtio-net-pci`.
+    VirtioNet(VirtioTransport),
 }
 
 /// A `-netdev` a card is connected to.

@@ -318,9 +318,7 @@ fn plug_devices(cfg: &MachineConfig, board: &PcBoard, backends: &Backends) -> Re
         plug(d.addr, dev)?;
     }
     for nic in backends.nics {
-        let card = match nic.config().model {
-            config::NicModel::E1000 => nic.new_card(),
-        };
+        let card = nic.new_card().map_err(MachineError::Pci)?;
         plug(nic.config().addr, card)?;
     }
     Ok(virtio.live)

@@ -5,19 +5,39 @@
 
 use ferrite_hw::e1000::E1000;
 use ferrite_hw::net::FrameSink;
+use ferrite_hw::pci::SharedPciDevice;
+use ferrite_hw::virtio::{VirtioNet, VirtioNetOptions, VirtioNetRx, VirtioPci};
 use ferrite_net::{NetBackend, NetError, Peer};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::config::NicConfig;
+use crate::config::{NicConfig, NicModel};
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What a backend needs of a card: somewhere to put a received frame.
+trait Receiver: Send + Sync {
+    /// `false`: no receive buffers now (the backend holds the frame).
+    fn receive(&self, frame: &[u8]) -> bool;
+}
+
+impl Receiver for Mutex<E1000> {
+    fn receive(&self, frame: &[u8]) -> bool {
+        lock(self).receive(frame)
+    }
+}
+
+impl Receiver for VirtioNetRx {
+    fn receive(&self, frame: &[u8]) -> bool {
+        VirtioNetRx::receive(self, frame)
+    }
+}
+
 /// The card a backend delivers to: the current board's, or none between boards.
 #[derive(Default)]
 struct CardSlot {
-    card: Mutex<Option<Arc<Mutex<E1000>>>>,
+    card: Mutex<Option<Arc<dyn Receiver>>>,
 }
 
 impl Peer for CardSlot {
@@ -25,7 +45,7 @@ impl Peer for CardSlot {
         // Not held while the card works: a reset may swap the card meanwhile.
         let card = lock(&self.card).clone();
         match card {
-            Some(card) => lock(&card).receive(frame),
+            Some(card) => card.receive(frame),
             // No card to take it: the frame is lost, as on an unplugged cable.
             None => true,
         }
@@ -62,11 +82,22 @@ impl Nic {
         Ok(Arc::new(Nic { cfg: cfg.clone(), backend, slot }))
     }
 
-    /// A fresh card for a new board, which the backend delivers to from now on.
-    pub fn new_card(self: &Arc<Self>) -> Arc<Mutex<E1000>> {
-        let card = Arc::new(Mutex::new(E1000::new(self.cfg.mac, self.clone())));
-        *lock(&self.slot.card) = Some(card.clone());
-        card
+    /// A fresh card of the configured model for a new board, which the backend delivers to
+    /// from now on.
+    pub fn new_card(self: &Arc<Self>) -> Result<SharedPciDevice, String> {
+        let (device, receiver): (SharedPciDevice, Arc<dyn Receiver>) = match self.cfg.model {
+            NicModel::E1000 => {
+                let card = Arc::new(Mutex::new(E1000::new(self.cfg.mac, self.clone())));
+                (card.clone(), card)
+            }
+            NicModel::VirtioNet(t) => {
+                let (net, rx) = VirtioNet::new(self.cfg.mac, self.clone(), VirtioNetOptions::default());
+                let pci = VirtioPci::new(net, super::virtio::transport_options(t)).map_err(|e| format!("virtio-net-pci: {e}"))?;
+                (Arc::new(Mutex::new(pci)), Arc::new(rx))
+            }
+        };
+        *lock(&self.slot.card) = Some(receiver);
+        Ok(device)
     }
 
     pub fn config(&self) -> &NicConfig {

@@ -74,7 +74,7 @@ pub struct VirtioFactory<'a> {
     pub live: LiveVirtio,
 }
 
-fn transport_options(t: VirtioTransport) -> VirtioPciOptions {
+pub(crate) fn transport_options(t: VirtioTransport) -> VirtioPciOptions {
     VirtioPciOptions { disable_legacy: t.disable_legacy, disable_modern: t.disable_modern, msix_vectors: None }
 }
 
