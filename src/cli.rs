@@ -110,6 +110,15 @@ struct Args {
     /// Legacy networking: nic[,model=][,macaddr=] plus one backend (user|socket|tap[,OPTIONS]), or none.
     #[arg(long = "net", value_name = "nic|TYPE,..")]
     net: Vec<String>,
+    /// A character device: socket,id=ID,path=P|port=N[,server=on] | file,id=ID,path=P | null,id=ID.
+    #[arg(long = "chardev", value_name = "BACKEND,id=ID,..")]
+    chardev: Vec<String>,
+    /// The human monitor on a socket: unix:PATH,server,nowait | tcp:[HOST]:PORT,server,nowait | none.
+    #[arg(long = "monitor", value_name = "DEV")]
+    monitor: Option<String>,
+    /// The human monitor on a -chardev: chardev=ID.
+    #[arg(long = "mon", value_name = "chardev=ID")]
+    mon: Option<String>,
 }
 
 /// `-smp [cpus=]N[,maxcpus=M][,sockets=S][,dies=1][,clusters=1][,cores=C][,threads=T]`, as
@@ -179,6 +188,9 @@ const LONG: &[&str] = &[
     "netdev",
     "nic",
     "net",
+    "chardev",
+    "monitor",
+    "mon",
 ];
 
 /// Rewrites `-name` to `--name` for long options, leaving short options and values alone.
@@ -296,7 +308,19 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
             cfg.pci_devices.push(crate::virtio_args::rng(&parts.collect::<Vec<_>>())?);
             Ok(())
         }
-        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd, e1000, virtio-blk-pci, virtio-rng-pci)"),
+        "virtio-serial-pci" | "virtio-serial" => {
+            cfg.pci_devices.push(crate::virtio_args::serial(&parts.collect::<Vec<_>>())?);
+            Ok(())
+        }
+        kind @ ("virtconsole" | "virtserialport") => crate::virtio_args::serial_port(kind, &parts.collect::<Vec<_>>(), &mut cfg.pci_devices),
+        "virtio-balloon-pci" | "virtio-balloon" => {
+            if cfg.pci_devices.iter().any(|d| matches!(d.kind, PciDeviceKind::VirtioBalloon(_))) {
+                bail!("virtio-balloon-pci: only one balloon per machine");
+            }
+            cfg.pci_devices.push(crate::virtio_args::balloon(&parts.collect::<Vec<_>>())?);
+            Ok(())
+        }
+        other => bail!("unsupported device '{other}' (supported: isa-debug-exit, edu, ide-hd, ide-cd, e1000, virtio-net-pci, virtio-blk-pci, virtio-rng-pci, virtio-serial-pci, virtconsole, virtserialport, virtio-balloon-pci)"),
     }
 }
 
@@ -353,6 +377,26 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
             },
         };
     }
+    for c in &args.chardev {
+        let c = crate::chardev_args::parse_chardev(c)?;
+        if cfg.chardevs.iter().any(|d| d.id == c.id) {
+            bail!("-chardev: duplicate id '{}'", c.id);
+        }
+        cfg.chardevs.push(c);
+    }
+    if let Some(m) = &args.monitor {
+        if let Some(c) = crate::chardev_args::parse_monitor(m)? {
+            cfg.monitor = Some(c.id.clone());
+            cfg.chardevs.push(c);
+        }
+    }
+    if let Some(m) = &args.mon {
+        let id = crate::chardev_args::parse_mon(m)?;
+        if !cfg.chardevs.iter().any(|c| c.id == id) {
+            bail!("-mon: no -chardev with id={id}");
+        }
+        cfg.monitor = Some(id);
+    }
     let mut storage = Storage::default();
     for d in &args.drive {
         storage.drive(d)?;
@@ -379,6 +423,13 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
         }
     }
     cfg.nics = network.resolve(!args.nodefaults)?;
+    for d in &cfg.pci_devices {
+        if let PciDeviceKind::VirtioSerial(s) = &d.kind {
+            if let Some(p) = s.ports.iter().find(|p| !cfg.chardevs.iter().any(|c| c.id == p.chardev)) {
+                bail!("-device virtconsole/virtserialport: no -chardev with id={}", p.chardev);
+            }
+        }
+    }
     if args.snapshot {
         storage.snapshot_all();
     }

@@ -1,6 +1,7 @@
 //! `ferrite`: the command line. Parses QEMU-style options into a `MachineConfig`, builds the
 //! machine and runs it; the exit status follows QEMU's conventions.
 
+mod chardev_args;
 mod cli;
 mod storage_args;
 mod net_args;

@@ -1,10 +1,13 @@
 //! Options every virtio PCI device shares (`addr=`, `disable-legacy=`, `disable-modern=`,
-//! `id=`), and the devices that need nothing else: `-device virtio-rng-pci`.
+//! `id=`), and the virtio devices other than disks and cards: `virtio-rng-pci`,
+//! `virtio-serial-pci` with its `virtconsole`/`virtserialport` ports, `virtio-balloon-pci`.
 
 use crate::cli::parse_pci_addr;
 use crate::storage_args::on_off;
-use anyhow::{bail, Result};
-use ferrite_machine::config::{PciDeviceConfig, PciDeviceKind, VirtioTransport};
+use anyhow::{anyhow, bail, Result};
+use ferrite_machine::config::{
+    PciDeviceConfig, PciDeviceKind, SerialPortConfig, VirtioBalloonConfig, VirtioSerialConfig, VirtioTransport,
+};
 
 /// The transport part of a virtio device's options.
 #[derive(Clone, Copy, Debug, Default)]
@@ -50,4 +53,78 @@ pub fn rng(options: &[&str]) -> Result<PciDeviceConfig> {
     }
     props.check("virtio-rng-pci")?;
     Ok(PciDeviceConfig { kind: PciDeviceKind::VirtioRng(props.transport), addr: props.addr })
+}
+
+/// `-device virtio-serial-pci[,max_ports=N][,TRANSPORT OPTIONS]`
+pub fn serial(options: &[&str]) -> Result<PciDeviceConfig> {
+    let mut props = VirtioPciProps::default();
+    let mut cfg = VirtioSerialConfig { max_ports: 31, ..Default::default() };
+    for p in options {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        match k {
+            "max_ports" => cfg.max_ports = v.parse().ok().filter(|n| (1..=511).contains(n)).ok_or_else(|| anyhow!("virtio-serial-pci: max_ports={v}: expected 1 to 511"))?,
+            _ if props.take(k, v)? => {}
+            _ => bail!("unknown virtio-serial-pci option '{p}' (supported: max_ports=, {TRANSPORT_OPTIONS})"),
+        }
+    }
+    props.check("virtio-serial-pci")?;
+    cfg.transport = props.transport;
+    Ok(PciDeviceConfig { kind: PciDeviceKind::VirtioSerial(cfg), addr: props.addr })
+}
+
+/// `-device virtconsole|virtserialport,chardev=ID[,name=NAME][,bus=virtio-serialN.0][,id=]`:
+/// a port on the N-th (default first) virtio-serial-pci given before it.
+pub fn serial_port(kind: &str, options: &[&str], devices: &mut [PciDeviceConfig]) -> Result<()> {
+    let mut port = SerialPortConfig { chardev: String::new(), name: None, console: kind == "virtconsole" };
+    let mut bus = 0usize;
+    for p in options {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        match k {
+            "chardev" => port.chardev = v.to_string(),
+            "name" => port.name = Some(v.to_string()),
+            "bus" => {
+                let n = v.strip_prefix("virtio-serial").and_then(|r| r.strip_suffix(".0")).and_then(|n| n.parse().ok());
+                bus = n.ok_or_else(|| anyhow!("{kind}: bus={v}: expected virtio-serialN.0"))?;
+            }
+            "id" => {}
+            _ => bail!("unknown {kind} option '{p}' (supported: chardev=, name=, bus=, id=)"),
+        }
+    }
+    if port.chardev.is_empty() {
+        bail!("{kind} needs chardev=ID (a -chardev)");
+    }
+    let serial = devices
+        .iter_mut()
+        .filter_map(|d| match &mut d.kind {
+            PciDeviceKind::VirtioSerial(s) => Some(s),
+            _ => None,
+        })
+        .nth(bus)
+        .ok_or_else(|| anyhow!("{kind}: no virtio-serial bus virtio-serial{bus}.0 (give -device virtio-serial-pci first)"))?;
+    serial.ports.push(port);
+    Ok(())
+}
+
+/// `-device virtio-balloon-pci[,deflate-on-oom=][,free-page-reporting=]
+/// [,guest-stats-polling-interval=SECONDS][,TRANSPORT OPTIONS]`
+pub fn balloon(options: &[&str]) -> Result<PciDeviceConfig> {
+    let mut props = VirtioPciProps::default();
+    let mut cfg = VirtioBalloonConfig::default();
+    for p in options {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        match k {
+            "deflate-on-oom" => cfg.deflate_on_oom = on_off(k, v)?,
+            "free-page-reporting" => cfg.free_page_reporting = on_off(k, v)?,
+            "guest-stats-polling-interval" => {
+                cfg.stats_interval_secs = v.parse().map_err(|_| anyhow!("virtio-balloon-pci: {k}={v}: expected seconds"))?
+            }
+            _ if props.take(k, v)? => {}
+            _ => bail!(
+                "unknown virtio-balloon-pci option '{p}' (supported: deflate-on-oom=, free-page-reporting=, guest-stats-polling-interval=, {TRANSPORT_OPTIONS})"
+            ),
+        }
+    }
+    props.check("virtio-balloon-pci")?;
+    cfg.transport = props.transport;
+    Ok(PciDeviceConfig { kind: PciDeviceKind::VirtioBalloon(cfg), addr: props.addr })
 }

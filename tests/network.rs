@@ -112,7 +112,7 @@ fn user_networking(device: &str, prefix: &str, driver_says: &str) -> Option<comm
     let (tx, rx) = channel();
     let hook: Hook = (
         "GUEST-SERVING",
-        Box::new(move || {
+        Box::new(move |_pid| {
             let got = fetch_exact(fwd, UP_BLOCKS << 16, Duration::from_secs(120));
             let _ = tx.send(got);
         }),

@@ -39,6 +39,66 @@ pub enum PciDeviceKind {
     VirtioRng(VirtioTransport),
     /// virtio-blk-pci (`-device virtio-blk-pci,drive=`, `-drive if=virtio`).
     VirtioBlk(VirtioBlkConfig),
+    /// virtio-serial-pci with its `virtconsole` / `virtserialport` ports.
+    VirtioSerial(VirtioSerialConfig),
+    /// virtio-balloon-pci.
+    VirtioBalloon(VirtioBalloonConfig),
+}
+
+/// A `-device virtio-serial-pci` and the ports on its bus.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VirtioSerialConfig {
+    pub transport: VirtioTransport,
+    /// `max_ports=` (QEMU's default 31).
+    pub max_ports: u32,
+    pub ports: Vec<SerialPortConfig>,
+}
+
+/// A `-device virtconsole` or `-device virtserialport`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SerialPortConfig {
+    /// The `-chardev` id it is connected to.
+    pub chardev: String,
+    /// `name=`: what the guest sees in /sys/class/virtio-ports/*/name.
+    pub name: Option<String>,
+    /// `virtconsole` (the guest's hvc) rather than `virtserialport`.
+    pub console: bool,
+}
+
+/// A `-device virtio-balloon-pci`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtioBalloonConfig {
+    pub transport: VirtioTransport,
+    /// `deflate-on-oom=on`: the guest may deflate by itself under memory pressure.
+    pub deflate_on_oom: bool,
+    /// `free-page-reporting=on`: pages the guest frees go back to the host by themselves.
+    pub free_page_reporting: bool,
+    /// `guest-stats-polling-interval=` in seconds (0: statistics only when asked).
+    pub stats_interval_secs: u32,
+}
+
+/// A `-chardev`: where a character device's bytes go on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChardevConfig {
+    pub id: String,
+    pub backend: ChardevBackend,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChardevBackend {
+    /// Output dropped, no input.
+    Null,
+    /// Output appended to a file, no input.
+    File(PathBuf),
+    /// A stream socket: `unix` path or `tcp` host:port; `server`: listen (one client at a
+    /// time) instead of connecting.
+    Socket { address: SocketAddress, server: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketAddress {
+    Unix(PathBuf),
+    Tcp(String),
 }
 
 /// One virtio disk.
@@ -186,6 +246,10 @@ pub struct MachineConfig {
     pub ide_drives: Vec<IdeDriveConfig>,
     /// Network cards, in PCI slot order after `pci_devices`.
     pub nics: Vec<NicConfig>,
+    /// `-chardev` backends, by id.
+    pub chardevs: Vec<ChardevConfig>,
+    /// The `-chardev` id the human monitor (`-monitor`, `-mon`) runs on.
+    pub monitor: Option<String>,
     pub boot: BootConfig,
     pub accel: Accel,
     /// gdbstub listen address (`-s` is 127.0.0.1:1234).
@@ -216,6 +280,8 @@ impl Default for MachineConfig {
             pci_devices: Vec::new(),
             ide_drives: Vec::new(),
             nics: Vec::new(),
+            chardevs: Vec::new(),
+            monitor: None,
             boot: BootConfig::default(),
             accel: Accel::Tcg,
             gdb: None,

@@ -4,11 +4,13 @@
 pub mod accel;
 pub mod boot;
 pub mod bus;
+pub mod chardev;
 pub mod clock;
 pub mod config;
 pub mod console;
 pub mod gdb;
 pub mod irq;
+pub mod monitor;
 pub mod pc;
 mod vcpu;
 
@@ -64,6 +66,10 @@ pub enum MachineError {
     Drive(#[from] ferrite_block::OpenError),
     #[error(transparent)]
     Ide(#[from] pc::storage::PlugError),
+    #[error(transparent)]
+    Chardev(#[from] chardev::ChardevError),
+    #[error("-mon/-monitor: no -chardev with id={0}")]
+    MonitorChardev(String),
     #[error("-netdev {id}: {source}")]
     Netdev {
         id: String,
@@ -134,6 +140,8 @@ pub struct Machine {
     virtio: pc::virtio::VirtioBackends,
     /// The current board's virtio devices with threads of their own.
     live_virtio: pc::virtio::LiveVirtio,
+    /// What the monitor acts on.
+    monitor: monitor::MonitorTargets,
 }
 
 /// A drive and its opened image (`None`: a CD-ROM drive without a disc).
@@ -362,12 +370,26 @@ impl Machine {
         let topology = cfg.topology();
         let drives = open_drives(&cfg)?;
         let nics = open_nics(&cfg)?;
-        let virtio = pc::virtio::VirtioBackends::open(&cfg)?;
+        let chardevs = cfg.chardevs.iter().map(chardev::Chardev::open).collect::<Result<Vec<_>, _>>()?;
+        let virtio = pc::virtio::VirtioBackends::open(&cfg, chardevs.clone())?;
         let backends = Backends { drives: &drives, nics: &nics, virtio: &virtio };
         let Built { board, vcpus, events, ide, live_virtio } = build(&cfg, &model, topology, backends)?;
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
-        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug, drives, ide, nics, virtio, live_virtio })
+        let monitor = monitor::MonitorTargets::new(cfg.memory_bytes & !0xfff);
+        monitor.attach(board.wiring.clone(), live_virtio.balloon.clone());
+        if let Some(id) = &cfg.monitor {
+            let chardev = chardevs.iter().find(|c| c.id() == id).ok_or_else(|| MachineError::MonitorChardev(id.clone()))?;
+            monitor::Monitor::start(chardev.clone(), monitor.clone());
+        }
+        let poll = cfg.pci_devices.iter().find_map(|d| match &d.kind {
+            config::PciDeviceKind::VirtioBalloon(b) if b.stats_interval_secs > 0 => Some(b.stats_interval_secs),
+            _ => None,
+        });
+        if let Some(secs) = poll {
+            monitor.poll_balloon_stats(std::time::Duration::from_secs(u64::from(secs)));
+        }
+        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug, drives, ide, nics, virtio, live_virtio, monitor })
     }
 
     /// Reboots: every vCPU back to its power-on state with fresh memory and devices (the BSP
@@ -384,6 +406,7 @@ impl Machine {
         self.events = events;
         self.ide = ide;
         self.live_virtio = live_virtio;
+        self.monitor.attach(self.board.wiring.clone(), self.live_virtio.balloon.clone());
         // The old board's timer thread ended with it.
         pc::spawn_timer_thread(self.board.clone());
         Ok(())

@@ -81,8 +81,8 @@ pub fn run_ferrite(args: &[String], timeout: Duration, marks: &[&str], kill_on: 
 }
 
 /// Host-side work started (on its own thread) when its marker appears in the guest's output,
-/// e.g. connecting to a port the guest now listens on.
-pub type Hook = (&'static str, Box<dyn FnOnce() + Send>);
+/// e.g. connecting to a port the guest now listens on. It gets ferrite's process id.
+pub type Hook = (&'static str, Box<dyn FnOnce(u32) + Send>);
 
 /// [`run_ferrite`] with hooks.
 pub fn run_ferrite_with(args: &[String], timeout: Duration, marks: &[&str], kill_on: Option<&str>, mut hooks: Vec<Hook>) -> Run {
@@ -108,8 +108,9 @@ pub fn run_ferrite_with(args: &[String], timeout: Duration, marks: &[&str], kill
             }
             let (due, waiting): (Vec<Hook>, Vec<Hook>) = hooks.into_iter().partition(|(m, _)| text.contains(m));
             hooks = waiting;
+            let pid = child.id();
             for (_, hook) in due {
-                std::thread::spawn(hook);
+                std::thread::spawn(move || hook(pid));
             }
             if kill_on.is_some_and(|k| text.contains(k)) {
                 let _ = child.kill();

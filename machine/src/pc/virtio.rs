@@ -2,13 +2,17 @@
 //! backends, opened once per machine and kept across resets, and the devices of the current
 //! board that run threads of their own.
 
-use crate::config::{MachineConfig, PciDeviceKind, VirtioBlkConfig, VirtioTransport};
+use crate::chardev::{Chardev, Frontend};
+use crate::config::{MachineConfig, PciDeviceKind, VirtioBalloonConfig, VirtioBlkConfig, VirtioSerialConfig, VirtioTransport};
 use crate::MachineError;
 use ferrite_block::Disk;
 use ferrite_hw::pci::SharedPciDevice;
 use ferrite_hw::virtio::blk::MAX_QUEUES;
-use ferrite_hw::virtio::{VirtioBlk, VirtioBlkOptions, VirtioDevice, VirtioPci, VirtioPciOptions, VirtioRng};
-use std::sync::{Arc, Mutex};
+use ferrite_hw::virtio::{
+    BalloonControl, PortConfig, PortHandle, PortOutput, VirtioBalloon, VirtioBalloonOptions, VirtioBlk, VirtioBlkOptions,
+    VirtioConsole, VirtioConsoleOptions, VirtioDevice, VirtioPci, VirtioPciOptions, VirtioRng,
+};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::interrupts::lock;
 
@@ -16,11 +20,13 @@ use super::interrupts::lock;
 pub struct VirtioBackends {
     /// The image of each virtio disk, in `pci_devices` order.
     disks: Vec<Arc<dyn Disk>>,
+    /// Every `-chardev`, for the console ports.
+    chardevs: Vec<Arc<Chardev>>,
 }
 
 impl VirtioBackends {
     /// Opens every virtio disk's image (a bad image is an error before the guest starts).
-    pub fn open(cfg: &MachineConfig) -> Result<Self, MachineError> {
+    pub fn open(cfg: &MachineConfig, chardevs: Vec<Arc<Chardev>>) -> Result<Self, MachineError> {
         let mut disks = Vec::new();
         for d in &cfg.pci_devices {
             if let PciDeviceKind::VirtioBlk(b) = &d.kind {
@@ -31,7 +37,11 @@ impl VirtioBackends {
                 disks.push(opened.disk);
             }
         }
-        Ok(VirtioBackends { disks })
+        Ok(VirtioBackends { disks, chardevs })
+    }
+
+    fn chardev(&self, id: &str) -> Result<Arc<Chardev>, MachineError> {
+        self.chardevs.iter().find(|c| c.id() == id).cloned().ok_or_else(|| MachineError::Pci(format!("virtio serial port: no -chardev with id={id}")))
     }
 
     /// Writes out what the images cache; call after [`LiveVirtio::quiesce`].
@@ -55,6 +65,8 @@ impl VirtioBackends {
 #[derive(Default)]
 pub struct LiveVirtio {
     disks: Vec<Arc<Mutex<VirtioPci<VirtioBlk>>>>,
+    /// The balloon's control handle (one balloon per machine).
+    pub balloon: Option<BalloonControl>,
 }
 
 impl LiveVirtio {
@@ -100,6 +112,8 @@ impl<'a> VirtioFactory<'a> {
                 self.live.disks.push(dev.clone());
                 dev
             }
+            PciDeviceKind::VirtioSerial(cfg) => self.serial(cfg)?,
+            PciDeviceKind::VirtioBalloon(cfg) => self.balloon(cfg)?,
             _ => return Ok(None),
         }))
     }
@@ -117,5 +131,65 @@ impl<'a> VirtioFactory<'a> {
         };
         let blk = VirtioBlk::new(disk, &opts).map_err(|e| MachineError::Pci(format!("virtio-blk-pci ({}): {e}", cfg.image.path.display())))?;
         wrap("virtio-blk-pci", blk, cfg.transport)
+    }
+
+    fn serial(&mut self, cfg: &VirtioSerialConfig) -> Result<SharedPciDevice, MachineError> {
+        let mut ports = Vec::new();
+        let mut chardevs = Vec::new();
+        for p in &cfg.ports {
+            let chardev = self.backends.chardev(&p.chardev)?;
+            ports.push(PortConfig { name: p.name.clone(), is_console: p.console, output: Arc::new(ChardevOutput(chardev.clone())) });
+            chardevs.push(chardev);
+        }
+        let opts = VirtioConsoleOptions { max_nr_ports: cfg.max_ports, ..Default::default() };
+        let (console, handles) = VirtioConsole::new(ports, opts).map_err(|e| MachineError::Pci(format!("virtio-serial-pci: {e}")))?;
+        for (handle, chardev) in handles.into_iter().zip(chardevs) {
+            let weak = Arc::downgrade(&chardev);
+            handle.set_rx_waker(Box::new(move || wake(&weak)));
+            chardev.attach(Arc::new(PortFrontend(handle)));
+        }
+        Ok(wrap("virtio-serial-pci", console, cfg.transport)?)
+    }
+
+    fn balloon(&mut self, cfg: &VirtioBalloonConfig) -> Result<SharedPciDevice, MachineError> {
+        if self.live.balloon.is_some() {
+            return Err(MachineError::Pci("virtio-balloon-pci: only one balloon per machine".into()));
+        }
+        let opts = VirtioBalloonOptions { deflate_on_oom: cfg.deflate_on_oom, free_page_reporting: cfg.free_page_reporting };
+        let (balloon, control) = VirtioBalloon::new(opts);
+        self.live.balloon = Some(control);
+        Ok(wrap("virtio-balloon-pci", balloon, cfg.transport)?)
+    }
+}
+
+fn wake(chardev: &Weak<Chardev>) {
+    if let Some(c) = chardev.upgrade() {
+        c.wake();
+    }
+}
+
+/// What the guest writes to a port goes to its chardev.
+struct ChardevOutput(Arc<Chardev>);
+
+impl PortOutput for ChardevOutput {
+    fn write(&self, data: &[u8]) {
+        self.0.write(data);
+    }
+
+    fn host_connected(&self) -> bool {
+        self.0.is_connected()
+    }
+}
+
+/// A port as its chardev's frontend: host bytes go to the guest.
+struct PortFrontend(PortHandle);
+
+impl Frontend for PortFrontend {
+    fn receive(&self, data: &[u8]) -> usize {
+        self.0.send(data)
+    }
+
+    fn connected(&self, up: bool) {
+        self.0.set_host_connected(up);
     }
 }
