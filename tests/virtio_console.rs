@@ -1,7 +1,8 @@
 //! End to end, virtio-serial: Debian's kernel binds `-device virtio-serial-pci` with its own
 //! `virtio_console` module; a `virtconsole` on a Unix socket chardev becomes /dev/hvc0 and a
 //! named `virtserialport` on a TCP chardev becomes /dev/vport0pN. Lines cross both ways on
-//! each, checked on both sides. The same boot reads /dev/hwrng from virtio-rng-pci.
+//! each, checked on both sides. The same boot reads host entropy from /dev/hwrng through a
+//! transitional (modern interface) and a legacy-only `virtio-rng-pci`, with `virtio_rng`.
 //!
 //! Needs `scripts/fetch-guests` (skips, saying so, without it).
 
@@ -19,7 +20,9 @@ use std::time::{Duration, Instant};
 const SCRIPT: &str = "read l < /dev/hvc0; echo console-got=$l; echo pong:$l > /dev/hvc0; \
     n=$(grep -l org.ferrite.data /sys/class/virtio-ports/*/name); p=/dev/$(basename $(dirname $n)); echo port=$p; \
     l=$(head -n 1 $p); echo port-got=$l; echo ack:$l > $p; \
-    echo rng=$(dd if=/dev/hwrng bs=512 count=1 2>/dev/null | wc -c); sleep 2";
+    r=/sys/class/misc/hw_random; echo rng-available=$(cat $r/rng_available); \
+    for d in $(cat $r/rng_available); do echo $d > $r/rng_current; dd if=/dev/hwrng of=/tmp/e bs=1024 count=64 2>/dev/null; \
+    echo $d-bytes=$(wc -c < /tmp/e); echo $d-distinct=$(od -An -v -tu1 /tmp/e | tr -s ' ' '\\n' | sort -u | grep -c .); done";
 
 /// Connects (retrying while ferrite starts), sends `line`, and returns the first line from
 /// the guest that starts with `want`.
@@ -59,7 +62,7 @@ fn linux_talks_over_virtconsole_and_virtserialport() {
         "-chardev", &format!("socket,id=data,host=127.0.0.1,port={port},server=on,wait=off"),
         "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=con",
         "-device", "virtserialport,chardev=data,name=org.ferrite.data",
-        "-device", "virtio-rng-pci",
+        "-device", "virtio-rng-pci", "-device", "virtio-rng-pci,disable-modern=on",
     ]
     .map(String::from)
     .to_vec();
@@ -79,7 +82,13 @@ fn linux_talks_over_virtconsole_and_virtserialport() {
     assert!(!run.output.contains("FERRITE-MODULE-FAILED"), "a module failed to load:\n{tail}");
     assert_eq!(run.printed("console-got"), Some("hello-console"), "the host's line did not reach /dev/hvc0:\n{tail}");
     assert_eq!(run.printed("port-got"), Some("hello-port"), "the host's line did not reach the serial port:\n{tail}");
-    assert_eq!(run.printed("rng"), Some("512"), "{tail}");
+    // Host entropy through a modern and a legacy-only virtio-rng: 64 KiB of random bytes
+    // hold all 256 values with overwhelming probability.
+    assert_eq!(run.printed("rng-available"), Some("virtio_rng.0 virtio_rng.1"), "Linux did not bind both rngs:\n{tail}");
+    for dev in ["virtio_rng.0", "virtio_rng.1"] {
+        assert_eq!(run.printed(&format!("{dev}-bytes")), Some("65536"), "{dev}:\n{tail}");
+        assert_eq!(run.printed(&format!("{dev}-distinct")), Some("256"), "{dev} does not look random:\n{tail}");
+    }
     let (pong, ack) = rx.recv_timeout(Duration::from_secs(10)).expect("the host side finished");
     assert_eq!(pong.as_deref(), Some("pong:hello-console"), "the guest's console line did not reach the host:\n{tail}");
     assert_eq!(ack.as_deref(), Some("ack:hello-port"), "the guest's port line did not reach the host:\n{tail}");
