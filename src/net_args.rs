@@ -253,7 +253,7 @@ mod tests {
         assert_eq!((n.len(), kind(&n[0]), kind(&n[1])), (2, "user", "none"));
         // virtio-net-pci, as -nic model= and as -device with its transport options.
         let n = nics(&["-nic", "user,model=virtio-net-pci", "-netdev", "user,id=u", "-device", "virtio-net-pci,netdev=u,addr=5,disable-legacy=on,id=v"]).unwrap();
-        let modern = ferrite_machine::config::VirtioTransport { disable_legacy: true, disable_modern: false };
+        let modern = ferrite_machine::config::VirtioTransport { disable_legacy: true, ..Default::default() };
         assert_eq!((n[0].model, n[1].model, n[1].addr), (NicModel::VirtioNet(Default::default()), NicModel::VirtioNet(modern), Some((5, 0))));
     }
 

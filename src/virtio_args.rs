@@ -23,6 +23,7 @@ impl VirtioPciProps {
             "addr" => self.addr = Some(parse_pci_addr(value)?),
             "disable-legacy" => self.transport.disable_legacy = on_off(key, value)?,
             "disable-modern" => self.transport.disable_modern = on_off(key, value)?,
+            "packed" => self.transport.packed = on_off(key, value)?,
             // Names only matter to a monitor, which ferrite does not have yet.
             "id" => {}
             _ => return Ok(false),
@@ -40,7 +41,7 @@ impl VirtioPciProps {
 }
 
 /// The transport options every virtio device accepts, for error messages.
-pub const TRANSPORT_OPTIONS: &str = "addr=, disable-legacy=, disable-modern=, id=";
+pub const TRANSPORT_OPTIONS: &str = "addr=, disable-legacy=, disable-modern=, packed=, id=";
 
 /// `-device virtio-rng-pci[,TRANSPORT OPTIONS]`
 pub fn rng(options: &[&str]) -> Result<PciDeviceConfig> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 /// it, its hash check, writes, a trim of freed blocks, unmount.
 const DISK_SCRIPT: &str = "t() { d=; for s in /sys/block/vd*; do [ \"$(cat $s/serial)\" = $1 ] && d=${s##*/}; done; \
     q=/sys/block/$d/queue; m=/mnt/$2; \
-    echo dev-$2=$d; echo queues-$2=$(ls /sys/block/$d/mq | wc -l); echo ro-$2=$(cat /sys/block/$d/ro); \
+    echo dev-$2=$d; echo queues-$2=$(ls /sys/block/$d/mq | wc -l); echo ro-$2=$(cat /sys/block/$d/ro); echo feat-$2=$(cat /sys/block/$d/device/features); \
     echo cache-$2=$(cat $q/write_cache); echo discard-$2=$(cat $q/discard_max_bytes); \
     mkdir -p $m; mount -t ext4 /dev/$d $m || exit 1; \
     echo payload-$2=$(sha256sum $m/payload.bin | cut -d' ' -f1); \
@@ -27,7 +27,7 @@ const DISK_SCRIPT: &str = "t() { d=; for s in /sys/block/vd*; do [ \"$(cat $s/se
     fstrim -v $m; sync; umount $m && echo unmounted-$2=yes; }; ";
 
 /// A raw disk through `-drive if=virtio` (transitional device, discard=unmap) and a qcow2
-/// disk through `-device virtio-blk-pci` (modern only, two queues, cache=none).
+/// disk through `-device virtio-blk-pci` (modern only, two queues, packed rings, cache=none).
 #[test]
 fn linux_uses_virtio_disks_raw_and_qcow2() {
     let Some([kernel, initrd]) = guest_files(["bzImage", "initramfs-drivers.cpio.gz"]) else { return };
@@ -48,7 +48,7 @@ fn linux_uses_virtio_disks_raw_and_qcow2() {
         "-kernel", &kernel.display().to_string(), "-initrd", &initrd.display().to_string(), "-append", &append,
         "-drive", &format!("if=virtio,file={},format=raw,serial=FERRITE-RAW,discard=unmap", raw.display()),
         "-drive", &format!("if=none,id=q,file={},cache=none", qcow.display()),
-        "-device", "virtio-blk-pci,drive=q,num-queues=2,serial=FERRITE-QCOW2,disable-legacy=on",
+        "-device", "virtio-blk-pci,drive=q,num-queues=2,serial=FERRITE-QCOW2,disable-legacy=on,packed=on",
     ]
     .map(String::from)
     .to_vec();
@@ -62,6 +62,9 @@ fn linux_uses_virtio_disks_raw_and_qcow2() {
     assert_eq!(run.printed("queues-0"), Some("2"), "one queue per vCPU by default:\n{tail}");
     assert_eq!(run.printed("queues-1"), Some("2"), "num-queues=2:\n{tail}");
     assert_eq!(run.printed("ro-0"), Some("0"));
+    // Feature bit 34: the packed ring, which only the second disk offers (packed=on).
+    let packed = |n: usize| run.printed(&format!("feat-{n}")).and_then(|f| f.as_bytes().get(34).copied());
+    assert_eq!((packed(0), packed(1)), (Some(b'0'), Some(b'1')), "packed ring negotiation:\n{tail}");
     assert_eq!(run.printed("cache-0"), Some("write back"), "{tail}");
     assert_ne!(run.printed("discard-0"), Some("0"), "discard offered:\n{tail}");
     assert_eq!(run.printed("unmounted-0"), Some("yes"), "{tail}");

@@ -126,6 +126,8 @@ impl VirtioBlkConfig {
 pub struct VirtioTransport {
     pub disable_legacy: bool,
     pub disable_modern: bool,
+    /// `packed=on`: offer packed virtqueues (QEMU's default is off).
+    pub packed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -34,7 +34,8 @@ pub enum ChainError {
 }
 
 impl DescriptorChain {
-    /// Index of the head descriptor: what [`super::Queue::add_used`] takes.
+    /// Index of the head descriptor (split rings) or the buffer id (packed rings): what
+    /// [`super::Queue::add_used`] takes.
     pub fn head(&self) -> u16 {
         self.head
     }

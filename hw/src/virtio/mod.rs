@@ -57,7 +57,10 @@
 //! lines of ring walking. So the queue here is our own, small, over `Dma`.
 //!
 //! # Packed virtqueues
-//! Not implemented: `VIRTIO_F_RING_PACKED` is never offered, so drivers use split rings.
+//! [`Queue`] also drives the packed layout (2.8) when the driver negotiated
+//! `VIRTIO_F_RING_PACKED`, behind the same API: [`DescriptorChain::head`] is then the buffer
+//! id. The transport offers the bit only with [`VirtioPciOptions::packed`] (QEMU's `packed=on`,
+//! off by default) and only through the modern interface.
 
 pub mod balloon;
 pub mod blk;
@@ -69,6 +72,8 @@ pub mod pci;
 pub mod queue;
 pub mod rng;
 
+#[cfg(test)]
+mod packed_tests;
 #[cfg(test)]
 mod queue_tests;
 #[cfg(test)]
@@ -122,7 +127,7 @@ pub const VIRTIO_F_EVENT_IDX: u64 = 1 << 29;
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// The device sits behind an IOMMU (not offered).
 pub const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << 33;
-/// Packed virtqueue layout (not offered).
+/// Packed virtqueue layout (2.8; offered with [`VirtioPciOptions::packed`]).
 pub const VIRTIO_F_RING_PACKED: u64 = 1 << 34;
 /// Buffers used in the order they were made available (not offered).
 pub const VIRTIO_F_IN_ORDER: u64 = 1 << 35;

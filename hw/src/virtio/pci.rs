@@ -28,6 +28,10 @@
 //! the device: after `FEATURES_OK` with the modern layout, or without it through the legacy
 //! interface (legacy drivers know no `FEATURES_OK`), where only feature bits 0-31 exist and
 //! queues are placed by page frame number with the legacy layout (2.7.2, alignment 4096).
+//! `VIRTIO_F_RING_PACKED` is offered only with [`VirtioPciOptions::packed`] and only through
+//! the modern interface; once the driver accepted it, queue sizes need not be powers of two
+//! and the three queue addresses are the descriptor ring and the driver and device event
+//! suppression structures (2.8).
 //! A modern `DRIVER_OK` without `FEATURES_OK`, or a device that fails to activate, is marked
 //! `DEVICE_NEEDS_RESET`.
 //!
@@ -45,7 +49,8 @@ use super::interrupt::{Shared, VIRTIO_MSI_NO_VECTOR};
 use super::queue::{Queue, QueueConfig, MAX_QUEUE_SIZE};
 use super::{
     ActivateContext, Interrupt, VirtioDevice, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
-    TRANSPORT_FEATURES_MASK, VIRTIO_F_ANY_LAYOUT, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1,
+    TRANSPORT_FEATURES_MASK, VIRTIO_F_ANY_LAYOUT, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED,
+    VIRTIO_F_VERSION_1,
 };
 use crate::pci::{BarKind, BarRegion, ConfigSpace, PciDevice, PciError, PciLink};
 use std::sync::Arc;
@@ -154,12 +159,15 @@ pub struct VirtioPciOptions {
     pub disable_modern: bool,
     /// MSI-X vectors (0: no MSI-X); `None` for one per queue plus one for configuration.
     pub msix_vectors: Option<u16>,
+    /// Offer `VIRTIO_F_RING_PACKED` through the modern interface (QEMU's `packed=on`); the
+    /// legacy interface never has it.
+    pub packed: bool,
 }
 
 impl Default for VirtioPciOptions {
     /// QEMU's defaults on a pc machine: transitional, MSI-X with queues + 1 vectors.
     fn default() -> Self {
-        VirtioPciOptions { disable_legacy: false, disable_modern: false, msix_vectors: None }
+        VirtioPciOptions { disable_legacy: false, disable_modern: false, msix_vectors: None, packed: false }
     }
 }
 
@@ -318,7 +326,10 @@ impl<D: VirtioDevice> VirtioPci<D> {
 
         let own = device.device_features() & !TRANSPORT_FEATURES_MASK;
         let transport = VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX;
-        let offered = own | transport | if modern { VIRTIO_F_VERSION_1 } else { 0 };
+        // Packed rings exist only for modern drivers (a legacy one never sees bit 34).
+        let packed = if opts.packed { VIRTIO_F_RING_PACKED } else { 0 };
+        let modern_only = VIRTIO_F_VERSION_1 | packed;
+        let offered = own | transport | if modern { modern_only } else { 0 };
         let offered_legacy = (own | transport | (device.device_features() & VIRTIO_F_ANY_LAYOUT)) as u32;
         let shared = Arc::new(Shared::new(sizes.len(), msix));
         Ok(VirtioPci {
@@ -573,9 +584,11 @@ impl<D: VirtioDevice> VirtioPci<D> {
             (COMMON_STATUS, 1) => self.write_status(v as u8, false),
             (COMMON_Q_SELECT, 2) => self.queue_select = v as u16,
             (COMMON_Q_SIZE, 2) => {
+                // Packed queue sizes need not be powers of two (2.8.10.1).
+                let packed = self.driver_features & VIRTIO_F_RING_PACKED != 0;
                 if let Some(q) = self.selected_mut() {
                     let size = v as u16;
-                    if !q.enabled && size.is_power_of_two() && size <= q.max {
+                    if !q.enabled && (size.is_power_of_two() || (packed && size > 0)) && size <= q.max {
                         q.size = size;
                     }
                 }

@@ -1,6 +1,8 @@
-//! A split virtqueue (virtio 1.2, 2.7), driven from the device side through [`Dma`].
+//! A virtqueue driven from the device side through [`Dma`]: split (virtio 1.2, 2.7) here,
+//! packed (2.8, with `VIRTIO_F_RING_PACKED`) in [`packed`], behind one [`Queue`] API so
+//! devices work unchanged on either layout.
 //!
-//! Layout (little-endian, 2.7):
+//! Split layout (little-endian, 2.7):
 //! * Descriptor Table: `size` x 16 bytes `{ addr: u64, len: u32, flags: u16, next: u16 }`.
 //! * Available Ring (driver area): `flags: u16, idx: u16, ring: [u16; size], used_event: u16`.
 //! * Used Ring (device area): `flags: u16, idx: u16, ring: [{ id: u32, len: u32 }; size],
@@ -20,7 +22,8 @@
 //! * `VIRTQ_DESC_F_INDIRECT` without `VIRTIO_F_INDIRECT_DESC`, inside an indirect table, or
 //!   together with `VIRTQ_DESC_F_NEXT`; an indirect table that is empty, not a multiple of 16
 //!   bytes or longer than [`MAX_INDIRECT_DESCRIPTORS`];
-//! * a device-readable descriptor after a device-writable one (2.7.4.2).
+//! * a device-readable descriptor after a device-writable one (2.7.4.2);
+//! * for packed rings, the rules listed in [`packed`].
 //!
 //! Buffer addresses in the descriptors are not checked here: a device that cannot read or
 //! write a buffer gets a [`super::ChainError`] and fails that request its own way.
@@ -38,7 +41,10 @@
 
 use super::chain::{Buffer, DescriptorChain};
 use super::interrupt::Interrupt;
-use super::{VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC};
+use super::{VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED};
+use packed::PackedRing;
+
+pub mod packed;
 use ferrite_memory::{Dma, DmaError};
 use std::sync::atomic::{fence, Ordering};
 
@@ -58,7 +64,8 @@ pub const VIRTQ_USED_F_NO_NOTIFY: u16 = 1;
 pub const VIRTQ_DESC_SIZE: u64 = 16;
 /// Bytes per used ring element.
 pub const VIRTQ_USED_ELEM_SIZE: u64 = 8;
-/// Largest split queue size (2.7: "The maximum Queue Size value is 32768").
+/// Largest queue size (2.7: "The maximum Queue Size value is 32768"; 2.8: "up to 2^15
+/// entries").
 pub const MAX_QUEUE_SIZE: u16 = 32768;
 /// Most descriptors accepted in one indirect table (the spec lets a device set "a reasonable
 /// limit", 2.7.4.1; QEMU's is the same).
@@ -105,12 +112,18 @@ pub enum QueueError {
     IndirectNotNegotiated,
     #[error("indirect descriptor inside an indirect table")]
     NestedIndirect,
-    #[error("indirect descriptor with VIRTQ_DESC_F_NEXT")]
+    #[error("indirect descriptor chained with VIRTQ_DESC_F_NEXT")]
     IndirectWithNext,
     #[error("indirect table of {len} bytes (empty, not a multiple of 16, or too long)")]
     IndirectLength { len: u32 },
     #[error("device-readable descriptor after a device-writable one")]
     ReadableAfterWritable,
+    #[error("packed ring descriptor {position} continues a chain but is not available")]
+    ChainNotAvailable { position: u16 },
+    #[error("packed ring buffer id {id} is outside the queue of {size} or already in flight")]
+    BufferId { id: u16, size: u16 },
+    #[error("the device returned buffer id {id}, which is not in flight")]
+    UnknownUsedId { id: u16 },
 }
 
 /// `base + offset`, or an address no DMA reaches if that overflows (a ring placed at the top
@@ -128,8 +141,34 @@ struct Desc {
     next: u16,
 }
 
-/// A split virtqueue, device side. Owned and `Send`: keep it in the device or move it to a
-/// worker thread.
+/// Collects a chain's buffers in the order the device reads them, enforcing the framing rule
+/// both layouts share: device-readable buffers before device-writable ones (2.7.4.2, 2.8.17).
+#[derive(Default)]
+struct ChainBuilder {
+    chain: DescriptorChain,
+}
+
+impl ChainBuilder {
+    fn add(&mut self, addr: u64, len: u32, writable: bool) -> Result<(), QueueError> {
+        let buf = Buffer { addr, len };
+        if writable {
+            self.chain.writable.push(buf);
+        } else if self.chain.writable.is_empty() {
+            self.chain.readable.push(buf);
+        } else {
+            return Err(QueueError::ReadableAfterWritable);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, head: u16) -> DescriptorChain {
+        self.chain.head = head;
+        self.chain
+    }
+}
+
+/// A virtqueue, device side: split (2.7) or, with `VIRTIO_F_RING_PACKED`, packed (2.8).
+/// Owned and `Send`: keep it in the device or move it to a worker thread.
 pub struct Queue {
     index: u16,
     cfg: QueueConfig,
@@ -146,12 +185,17 @@ pub struct Queue {
     /// Whether the device wants available buffer notifications.
     notifications: bool,
     error: Option<QueueError>,
+    /// The packed ring's state when `VIRTIO_F_RING_PACKED` was negotiated (then the split
+    /// indices above are unused).
+    packed: Option<PackedRing>,
 }
 
 impl Queue {
     /// Queue `index` as the driver set it up, for a device that negotiated `features`.
     pub fn new(index: u16, cfg: QueueConfig, features: u64, dma: Dma, interrupt: Interrupt) -> Self {
-        let valid = cfg.size.is_power_of_two() && cfg.size <= MAX_QUEUE_SIZE;
+        let packed = features & VIRTIO_F_RING_PACKED != 0;
+        // Packed queue sizes need not be powers of two (2.8.10.1).
+        let valid = (cfg.size.is_power_of_two() || (packed && cfg.size > 0)) && cfg.size <= MAX_QUEUE_SIZE;
         Queue {
             index,
             cfg: QueueConfig { ready: cfg.ready && valid, ..cfg },
@@ -164,6 +208,7 @@ impl Queue {
             signalled_used: 0,
             notifications: true,
             error: None,
+            packed: (packed && valid).then(|| PackedRing::new(cfg.size)),
         }
     }
 
@@ -252,6 +297,13 @@ impl Queue {
         if !self.is_ready() {
             return false;
         }
+        if self.packed.is_some() {
+            let r = self.packed_has_available();
+            return r.unwrap_or_else(|e| {
+                self.set_error(e);
+                false
+            });
+        }
         match self.avail_idx() {
             Ok(idx) => idx != self.next_avail,
             Err(e) => {
@@ -267,7 +319,8 @@ impl Queue {
         if !self.is_ready() {
             return None;
         }
-        match self.try_pop() {
+        let r = if self.packed.is_some() { self.packed_try_pop() } else { self.try_pop() };
+        match r {
             Ok(c) => c,
             Err(e) => {
                 self.set_error(e);
@@ -307,10 +360,16 @@ impl Queue {
         self.write_u16(self.avail_event_addr(), self.next_avail, "avail_event")
     }
 
-    fn read_desc(&self, table: u64, index: u32) -> Result<Desc, QueueError> {
+    /// The 16 bytes of entry `index` of a descriptor table or ring.
+    fn read_raw_desc(&self, table: u64, index: u32) -> Result<[u8; 16], QueueError> {
         let mut b = [0u8; 16];
         let addr = guest_add(table, VIRTQ_DESC_SIZE * u64::from(index));
         self.dma.read(addr, &mut b).map_err(|source| QueueError::RingRead { what: "descriptor", source })?;
+        Ok(b)
+    }
+
+    fn read_desc(&self, table: u64, index: u32) -> Result<Desc, QueueError> {
+        let b = self.read_raw_desc(table, index)?;
         Ok(Desc {
             addr: u64::from_le_bytes(b[0..8].try_into().expect("8 bytes")),
             len: u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
@@ -321,7 +380,7 @@ impl Queue {
 
     /// Walks the chain starting at `head` (2.7.5).
     fn walk(&self, head: u16) -> Result<DescriptorChain, QueueError> {
-        let mut chain = DescriptorChain { head, ..Default::default() };
+        let mut chain = ChainBuilder::default();
         let mut table = self.cfg.desc_table;
         let mut table_len = u32::from(self.cfg.size);
         let mut index = u32::from(head);
@@ -338,40 +397,40 @@ impl Queue {
             }
             let d = self.read_desc(table, index)?;
             if d.flags & VIRTQ_DESC_F_INDIRECT != 0 {
-                if !self.indirect {
-                    return Err(QueueError::IndirectNotNegotiated);
-                }
-                if in_indirect {
-                    return Err(QueueError::NestedIndirect);
-                }
-                if d.flags & VIRTQ_DESC_F_NEXT != 0 {
-                    return Err(QueueError::IndirectWithNext);
-                }
-                let n = d.len / VIRTQ_DESC_SIZE as u32;
-                if d.len == 0 || d.len % VIRTQ_DESC_SIZE as u32 != 0 || n > MAX_INDIRECT_DESCRIPTORS {
-                    return Err(QueueError::IndirectLength { len: d.len });
-                }
                 // The write flag of the descriptor pointing at the table is ignored (2.7.5.3.2).
+                table_len = self.indirect_entries(d.len, d.flags & VIRTQ_DESC_F_NEXT != 0, in_indirect)?;
                 table = d.addr;
-                table_len = n;
                 index = 0;
                 steps = 0;
                 in_indirect = true;
                 continue;
             }
-            let buf = Buffer { addr: d.addr, len: d.len };
-            if d.flags & VIRTQ_DESC_F_WRITE != 0 {
-                chain.writable.push(buf);
-            } else if chain.writable.is_empty() {
-                chain.readable.push(buf);
-            } else {
-                return Err(QueueError::ReadableAfterWritable);
-            }
+            chain.add(d.addr, d.len, d.flags & VIRTQ_DESC_F_WRITE != 0)?;
             if d.flags & VIRTQ_DESC_F_NEXT == 0 {
-                return Ok(chain);
+                return Ok(chain.finish(head));
             }
             index = u32::from(d.next);
         }
+    }
+
+    /// Checks an indirect descriptor of `len` bytes (chained to others if `chained`, found
+    /// inside an indirect table if `nested`) and returns its table's entry count: the rules
+    /// of 2.7.5.3 and 2.8.19 that both layouts share.
+    fn indirect_entries(&self, len: u32, chained: bool, nested: bool) -> Result<u32, QueueError> {
+        if !self.indirect {
+            return Err(QueueError::IndirectNotNegotiated);
+        }
+        if nested {
+            return Err(QueueError::NestedIndirect);
+        }
+        if chained {
+            return Err(QueueError::IndirectWithNext);
+        }
+        let n = len / VIRTQ_DESC_SIZE as u32;
+        if len == 0 || !len.is_multiple_of(VIRTQ_DESC_SIZE as u32) || n > MAX_INDIRECT_DESCRIPTORS {
+            return Err(QueueError::IndirectLength { len });
+        }
+        Ok(n)
     }
 
     /// Returns the chain with head `head` to the driver, `len` bytes written into it
@@ -380,7 +439,8 @@ impl Queue {
         if !self.is_ready() {
             return;
         }
-        if let Err(e) = self.try_add_used(head, len) {
+        let r = if self.packed.is_some() { self.packed_add_used(head, len) } else { self.try_add_used(head, len) };
+        if let Err(e) = r {
             self.set_error(e);
         }
     }
@@ -409,6 +469,13 @@ impl Queue {
         }
         // The used index must be visible before reading the driver's suppression state.
         fence(Ordering::SeqCst);
+        if self.packed.is_some() {
+            let r = self.packed_needs_notification();
+            return r.unwrap_or_else(|e| {
+                self.set_error(e);
+                false
+            });
+        }
         let new = self.next_used;
         let old = std::mem::replace(&mut self.signalled_used, new);
         if new == old {
@@ -441,6 +508,10 @@ impl Queue {
     /// several chains for one request and found too few (virtio-net's mergeable receive
     /// buffers). Follow with [`Self::notify_on_more`] to hear when the driver adds more.
     pub fn undo_pop(&mut self, count: u16) {
+        if let Some(ring) = &mut self.packed {
+            ring.undo_pop(count);
+            return;
+        }
         self.next_avail = self.next_avail.wrapping_sub(count);
     }
 
@@ -454,7 +525,8 @@ impl Queue {
             return false;
         }
         self.notifications = true;
-        match self.try_notify_on_more() {
+        let r = if self.packed.is_some() { self.packed_notify_on_more() } else { self.try_notify_on_more() };
+        match r {
             Ok(more) => more,
             Err(e) => {
                 self.set_error(e);
@@ -482,7 +554,11 @@ impl Queue {
             return;
         }
         self.notifications = false;
-        if !self.event_idx {
+        if self.packed.is_some() {
+            if let Err(e) = self.packed_publish_device_event(packed::RING_EVENT_FLAGS_DISABLE) {
+                self.set_error(e);
+            }
+        } else if !self.event_idx {
             if let Err(e) = self.write_u16(self.used_addr(0), VIRTQ_USED_F_NO_NOTIFY, "used flags") {
                 self.set_error(e);
             }
@@ -496,7 +572,9 @@ impl Queue {
             return false;
         }
         self.notifications = true;
-        let r = if self.event_idx {
+        let r = if self.packed.is_some() {
+            self.packed_publish_wanted_event()
+        } else if self.event_idx {
             self.publish_avail_event()
         } else {
             self.write_u16(self.used_addr(0), 0, "used flags")

@@ -87,7 +87,7 @@ pub struct VirtioFactory<'a> {
 }
 
 pub(crate) fn transport_options(t: VirtioTransport) -> VirtioPciOptions {
-    VirtioPciOptions { disable_legacy: t.disable_legacy, disable_modern: t.disable_modern, msix_vectors: None }
+    VirtioPciOptions { disable_legacy: t.disable_legacy, disable_modern: t.disable_modern, packed: t.packed, msix_vectors: None }
 }
 
 fn wrap<D: VirtioDevice + 'static>(name: &str, dev: D, t: VirtioTransport) -> Result<Arc<Mutex<VirtioPci<D>>>, MachineError> {
