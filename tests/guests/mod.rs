@@ -15,6 +15,7 @@ pub mod e1000;
 pub mod pci;
 pub mod rt;
 pub mod smp;
+pub mod virtio;
 
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
