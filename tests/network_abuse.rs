@@ -12,9 +12,11 @@
 //! reached the host, and that ferrite's memory stays bounded (a card or backend that queues
 //! frames it cannot deliver, or keeps an endless packet, grows without bound).
 
+mod common;
 mod guests;
 
 use guests::e1000::{abuse, ack_frame, DONE_MARKER, ETHERTYPE, HOST_MAC, MAC_ARG, OK_LINE};
+use common::rss_kib;
 use guests::{boot_watched, exit_status, EXIT_OK};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -208,15 +210,6 @@ fn host_reader(mut stream: TcpStream, stats: &Stats) {
             stats.acks_due.fetch_add(ACKS_PER_DONE, SeqCst);
         }
     }
-}
-
-/// Resident set size and its peak, in KiB, from /proc (None once the process is gone).
-fn rss_kib(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:").unwrap_or(0)))
 }
 
 /// A free TCP port on the loopback interface (bound, then released for ferrite to take).

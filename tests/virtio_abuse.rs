@@ -9,9 +9,11 @@
 //! The test checks the kernel's verdict and exit status, that the disk image is unchanged (no
 //! case writes to it), and that ferrite's memory stays bounded.
 
+mod common;
 mod guests;
 
 use guests::virtio::{abuse, disk_pattern, OK_LINE};
+use common::rss_kib;
 use guests::{boot_watched, exit_status, EXIT_OK};
 use std::time::Duration;
 
@@ -19,18 +21,6 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Ferrite's resident set must stay below this (64 MiB of guest RAM plus the emulator).
 const RSS_LIMIT_KIB: u64 = 300 * 1024;
-
-/// Resident set size and its peak, in KiB, from /proc (None once the process is gone).
-fn rss_kib(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:").unwrap_or(0)))
-}
 
 #[test]
 fn virtio_devices_survive_descriptor_abuse() {

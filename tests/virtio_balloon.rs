@@ -9,7 +9,7 @@
 mod common;
 
 use common::disk::Scratch;
-use common::{base64, guest_files, run_ferrite_with, Hook};
+use common::{base64, guest_files, rss_kib, run_ferrite_with, Hook};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -25,11 +25,9 @@ const SCRIPT: &str = "mount -o remount,size=1800m /tmp; dd if=/dev/zero of=/tmp/
     echo memtotal-kib=$t; echo available-kib=$(awk '/MemAvailable/ {print $2}' /proc/meminfo); \
     echo BALLOONED; sleep 20";
 
-/// ferrite's resident memory, from /proc.
+/// ferrite's resident memory in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
-    kib.unwrap_or(0) * 1024
+    rss_kib(pid).map_or(0, |(kib, _)| kib * 1024)
 }
 
 /// Reads up to and including the next `(ferrite) ` prompt.

@@ -215,8 +215,15 @@ pub fn boot(name: &str, kernel: &[u8], args: &[&str], timeout: Duration) -> Run 
 /// [`boot`], calling `watch` with ferrite's process ID every 20 ms while it runs (to sample its
 /// memory use, say); host-side work that talks to ferrite runs on threads of its own.
 pub fn boot_watched(name: &str, kernel: &[u8], args: &[&str], timeout: Duration, mut watch: impl FnMut(u32)) -> Run {
-    let tag: String = args.concat().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let dir = std::env::temp_dir().join(format!("ferrite-{}-{name}-{tag}", std::process::id()));
+    // Distinct per argument list (tests boot one kernel several ways), short enough for a
+    // file name however long the arguments.
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        args.hash(&mut h);
+        h.finish()
+    };
+    let dir = std::env::temp_dir().join(format!("ferrite-{}-{name}-{tag:016x}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kernel_path = dir.join("kernel.bin");
     let serial_path = dir.join("serial.txt");

@@ -881,3 +881,46 @@ fn trampoline(ap_entry: u32) -> Vec<u8> {
     assert_eq!(page.len(), TRAMPOLINE_SIZE as usize);
     page
 }
+
+/// puts: ECX = NUL-terminated string, to COM1. Preserves every register.
+pub fn emit_puts(a: &mut Asm, mut label: CodeLabel) {
+    let mut next = a.create_label();
+    let mut end = a.create_label();
+    a.here(&mut label);
+    a.push(eax).unwrap();
+    a.push(ecx).unwrap();
+    a.push(edx).unwrap();
+    a.mov(edx, COM1 as u32).unwrap();
+    a.here(&mut next);
+    a.mov(al, byte_ptr(ecx)).unwrap();
+    a.test(al, al).unwrap();
+    a.jz(end).unwrap();
+    a.out(dx, al).unwrap();
+    a.inc(ecx).unwrap();
+    a.jmp(next).unwrap();
+    a.here(&mut end);
+    a.pop(edx).unwrap();
+    a.pop(ecx).unwrap();
+    a.pop(eax).unwrap();
+    a.ret().unwrap();
+}
+
+/// rng: EAX = the next xorshift32 value (Marsaglia's 13, 17, 5) of the state at `seed`.
+/// Preserves everything else.
+pub fn emit_xorshift(a: &mut Asm, mut label: CodeLabel, seed: u32) {
+    a.here(&mut label);
+    a.push(ecx).unwrap();
+    a.mov(eax, dword_ptr(seed)).unwrap();
+    for (left, n) in [(true, 13), (false, 17), (true, 5)] {
+        a.mov(ecx, eax).unwrap();
+        if left {
+            a.shl(ecx, n).unwrap();
+        } else {
+            a.shr(ecx, n).unwrap();
+        }
+        a.xor(eax, ecx).unwrap();
+    }
+    a.mov(dword_ptr(seed), eax).unwrap();
+    a.pop(ecx).unwrap();
+    a.ret().unwrap();
+}

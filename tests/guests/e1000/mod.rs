@@ -20,7 +20,7 @@
 //! RAM so the card never writes over the kernel.
 
 use super::rt::Rt;
-use super::{exit, multiboot_kernel, Asm, Data, COM1, EXIT_OK};
+use super::{exit, multiboot_kernel, Asm, Data, EXIT_OK};
 use iced_x86::code_asm::*;
 
 mod checks;
@@ -513,8 +513,8 @@ pub fn abuse() -> Vec<u8> {
 
         emit_run(a, d, &k);
         emit_alive(a, d, &k);
-        emit_puts(a, &k);
-        emit_rng(a, &k);
+        super::rt::emit_puts(a, k.puts);
+        super::rt::emit_xorshift(a, k.rng, k.seed);
         emit_rebase(a, &k);
         rt.emit(a, d);
     })

@@ -192,50 +192,6 @@ pub(super) fn emit_alive(a: &mut Asm, d: &mut Data, k: &K) {
     rt.fail(a, d, ", no longer 8086:100e\n");
 }
 
-/// puts: ECX = NUL-terminated string, to COM1. Preserves every register.
-pub(super) fn emit_puts(a: &mut Asm, k: &K) {
-    let mut l = k.puts;
-    let mut next = a.create_label();
-    let mut end = a.create_label();
-    a.here(&mut l);
-    a.push(eax).unwrap();
-    a.push(ecx).unwrap();
-    a.push(edx).unwrap();
-    a.mov(edx, COM1 as u32).unwrap();
-    a.here(&mut next);
-    a.mov(al, byte_ptr(ecx)).unwrap();
-    a.test(al, al).unwrap();
-    a.jz(end).unwrap();
-    a.out(dx, al).unwrap();
-    a.inc(ecx).unwrap();
-    a.jmp(next).unwrap();
-    a.here(&mut end);
-    a.pop(edx).unwrap();
-    a.pop(ecx).unwrap();
-    a.pop(eax).unwrap();
-    a.ret().unwrap();
-}
-
-/// rng: EAX = the next xorshift32 value (Marsaglia's 13, 17, 5). Preserves everything else.
-pub(super) fn emit_rng(a: &mut Asm, k: &K) {
-    let mut l = k.rng;
-    a.here(&mut l);
-    a.push(ecx).unwrap();
-    a.mov(eax, dword_ptr(k.seed)).unwrap();
-    for (left, n) in [(true, 13), (false, 17), (true, 5)] {
-        a.mov(ecx, eax).unwrap();
-        if left {
-            a.shl(ecx, n).unwrap();
-        } else {
-            a.shr(ecx, n).unwrap();
-        }
-        a.xor(eax, ecx).unwrap();
-    }
-    a.mov(dword_ptr(k.seed), eax).unwrap();
-    a.pop(ecx).unwrap();
-    a.ret().unwrap();
-}
-
 /// rebase: both ring bases back to [`OUTSIDE_RAM`] (after a write that may have reset them).
 pub(super) fn emit_rebase(a: &mut Asm, k: &K) {
     let mut l = k.rebase;

@@ -496,8 +496,8 @@ pub fn abuse() -> Vec<u8> {
 
         emit_map(a, d, &k, region_offsets);
         emit_run(a, d, &k);
-        emit_puts(a, &k);
-        emit_rng(a, &k);
+        super::rt::emit_puts(a, k.puts);
+        super::rt::emit_xorshift(a, k.rng, k.seed);
         rt.emit(a, d);
     });
     // The scripts are data: they must end below the runtime's stacks.
