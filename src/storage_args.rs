@@ -288,13 +288,11 @@ impl Storage {
                 bail!("-device virtio-blk-pci,drive={}: the drive is media=cdrom", spec.drive);
             }
             let image = d.image.ok_or_else(|| anyhow!("-drive id={} has no file=", spec.drive))?;
-            let disk = VirtioBlkConfig {
-                image,
-                transport: spec.props.transport,
-                num_queues: spec.num_queues,
-                queue_size: spec.queue_size.unwrap_or(256),
-                serial: spec.serial.or(d.serial).unwrap_or_default(),
-            };
+            let mut disk = VirtioBlkConfig::new(image);
+            disk.transport = spec.props.transport;
+            disk.num_queues = spec.num_queues;
+            disk.queue_size = spec.queue_size.unwrap_or(disk.queue_size);
+            disk.serial = spec.serial.or(d.serial).unwrap_or_default();
             virtio.push(PciDeviceConfig { kind: PciDeviceKind::VirtioBlk(disk), addr: spec.props.addr });
         }
         for DeviceSpec { media, drive, bus, unit } in self.devices {

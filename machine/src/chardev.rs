@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -207,11 +207,9 @@ impl Chardev {
         if data.is_empty() {
             return;
         }
-        match self.output.try_send(data.to_vec()) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            // The host side reads too slowly: drop, as a line without flow control would.
-            Err(TrySendError::Full(_)) => {}
-        }
+        // A full queue means the host side reads too slowly: drop, as a line without flow
+        // control would.
+        let _ = self.output.try_send(data.to_vec());
     }
 
     /// The frontend has room for more input.
@@ -312,10 +310,9 @@ fn write_loop(chunks: Receiver<Vec<u8>>, sink: Arc<Mutex<Sink>>) {
             Sink::File(f) => {
                 let _ = f.write_all(&chunk);
             }
+            // A failed write is a hang-up, which the reader side notices and cleans up.
             Sink::Socket(Some(stream)) => {
-                if stream.write_all(&chunk).is_err() {
-                    // The reader side notices the hang-up and cleans up.
-                }
+                let _ = stream.write_all(&chunk);
             }
             Sink::Socket(None) => {}
         }

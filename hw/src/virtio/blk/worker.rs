@@ -95,10 +95,6 @@ fn run(mut queue: Queue, shared: &Shared, stop: &AtomicBool) {
             }
         }
         queue.notify();
-        // Large buffers are not kept around between batches.
-        if bounce.capacity() > 1 << 20 {
-            bounce = Vec::new();
-        }
         if !queue.enable_notifications() {
             // Nothing pending (or the queue broke): sleep until a kick or the stop.
             std::thread::park();
