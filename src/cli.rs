@@ -265,6 +265,25 @@ fn parse_accel(s: &str) -> Result<Accel> {
     }
 }
 
+/// `-accel tcg,jit=off|on|always,tb-size=MiB`: the translator's mode (ferrite's own
+/// property: `off` interprets everything, `always` compiles every block before it first
+/// runs) and QEMU's code cache size.
+fn parse_tcg_options(s: &str, cfg: &mut MachineConfig) -> Result<()> {
+    for p in s.split(',').skip(1) {
+        match p.split_once('=') {
+            Some(("jit", v)) => cfg.jit.mode = v.parse().map_err(|e: String| anyhow!("-accel: {e}"))?,
+            Some(("tb-size", v)) => {
+                let mib = v.parse::<usize>().ok().filter(|&n| (1..=1 << 20).contains(&n));
+                let mib = mib.ok_or_else(|| anyhow!("-accel: invalid tb-size '{v}' (MiB, at least 1)"))?;
+                cfg.jit.cache_bytes = mib << 20;
+            }
+            Some(("thread", "single" | "multi")) => {}
+            _ => bail!("unsupported -accel option '{p}' (supported: jit=off|on|always, tb-size=MiB)"),
+        }
+    }
+    Ok(())
+}
+
 /// QEMU's PCI `addr=` property: `SLOT` or `SLOT.FN`, in hex.
 pub(crate) fn parse_pci_addr(v: &str) -> Result<(u8, u8)> {
     let (slot, func) = v.split_once('.').unwrap_or((v, "0"));
@@ -354,6 +373,7 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
     }
     if let Some(a) = &args.accel {
         cfg.accel = parse_accel(a)?;
+        parse_tcg_options(a, &mut cfg)?;
     }
     if args.enable_kvm {
         cfg.accel = Accel::Kvm;

@@ -27,6 +27,10 @@ pub(crate) struct DecodedInsn {
 
 pub(crate) struct Block {
     pub insns: Box<[DecodedInsn]>,
+    /// The code size it was decoded for (16, 32 or 64).
+    pub bitness: u32,
+    /// Execution count and compiled code (see `tier`).
+    pub tier: crate::tier::BlockTier,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,12 +57,14 @@ pub(crate) struct CodeCache {
     /// Physical page → keys of blocks with bytes on it.
     pages: HashMap<u64, Vec<BlockKey>>,
     jump: Vec<Option<JumpEntry>>,
+    /// Blocks waiting for the compile thread, by serial (see `tier`).
+    pub jit_queued: HashMap<u64, std::rc::Weak<Block>>,
     /// Set when the running block's code was overwritten: stop after this instruction.
     pub invalidated: bool,
 }
 
-// SAFETY: the `Rc<Block>`s are the only non-`Send` parts, and all their clones are owned by
-// this cache or by a stack frame of a method borrowing the `Cpu` that owns it (see above).
+// SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`) are the only non-`Send` parts,
+// and all their clones are owned by this cache or by a stack frame of a method borrowing the `Cpu` that owns it (see above).
 // Sending the cache means sending its `Cpu` by value, which no such frame can outlive, so
 // every clone of a block moves together and its count is only touched by the thread that
 // owns the `Cpu`. `Block` itself (decoded instructions, fn pointers) is `Send`.
@@ -73,6 +79,12 @@ impl CodeCache {
 
     pub fn flush_jump_cache(&mut self) {
         self.jump.clear();
+    }
+
+    pub fn for_each_block(&self, mut f: impl FnMut(&Block)) {
+        for b in self.blocks.values() {
+            f(b);
+        }
     }
 
     pub fn is_code_page(&self, paddr: u64) -> bool {
@@ -322,7 +334,12 @@ impl Cpu {
                 break;
             }
         }
-        Ok((Block { insns: insns.into_boxed_slice() }, pages))
+        let tier = self.tier.new_block_tier();
+        if host.is_none() {
+            // Code in device memory is decoded afresh each time: never worth compiling.
+            tier.slot.set(crate::tier::JitSlot::Never);
+        }
+        Ok((Block { insns: insns.into_boxed_slice(), bitness, tier }, pages))
     }
 
     /// Runs one block from the current RIP, stopping early at `end` instructions, when a
@@ -344,6 +361,9 @@ impl Cpu {
             32 => 0xffff_ffff,
             _ => !0,
         };
+        if let Some(entry) = self.compiled_entry(&block, single || max < block.insns.len(), end - self.instructions) {
+            return self.run_compiled(bus, &block, entry, ip_mask);
+        }
         // An interrupt shadow covers only the first instruction (which then runs alone).
         self.interrupt_shadow = false;
         self.end_block = false;

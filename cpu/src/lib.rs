@@ -21,12 +21,14 @@ mod stack;
 pub mod state;
 mod task;
 pub mod testing;
+mod tier;
 
 pub use bus::{CpuBus, PhysPage};
 pub use cpuid::{CpuModel, Topology};
 pub use debug::{WatchHit, WatchKind, Watchpoint};
 pub use exception::{Fault, Result};
 pub use state::{CpuState, Seg, Segment};
+pub use tier::{JitConfig, JitMode, JitStats};
 
 use exec::CodeCache;
 use ferrite_memory::{CodeEvent, PageTracking};
@@ -57,6 +59,8 @@ pub struct Cpu {
     pub(crate) cc: LazyFlags,
     pub(crate) tlb: Box<Tlb>,
     pub(crate) code: CodeCache,
+    /// When and how hot blocks become host code (see `tier`).
+    pub(crate) tier: tier::Tier,
     /// The model CPUID describes and whose features the interpreter enforces.
     pub model: CpuModel,
     /// This processor's local APIC ID, and the number of processors in the machine (CPUID).
@@ -115,6 +119,7 @@ impl Cpu {
             cc: LazyFlags::default(),
             tlb: Box::new(Tlb::new()),
             code: CodeCache::default(),
+            tier: tier::Tier::new(tier::JitConfig::from_env()),
             model,
             apic_id: 0,
             cpus: 1,

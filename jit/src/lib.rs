@@ -1,1 +1,36 @@
-//! Cranelift translator for hot guest code (not yet built: see the JIT issue).
+//! ferrite's translator: hot guest blocks, already decoded by iced-x86, become host code
+//! through Cranelift.
+//!
+//! The translator does not know ferrite's CPU type. The CPU describes itself with a
+//! [`Layout`] (where the registers, lazy flags and soft TLB live, and which `extern "C"`
+//! helpers to call), so the dependency points from the CPU to here and the interpreter's own
+//! tests can run with every block compiled.
+//!
+//! A compiled block is `extern "C" fn(cpu, frame) -> u64` returning how many of the block's
+//! instructions retired. Instructions the translator does not emit natively run through
+//! the CPU's interpreter helper (`Layout::exec`), with the registers and flags written back
+//! before the call and reloaded after it, so every instruction has exactly the interpreter's
+//! semantics. Native loads and stores probe the soft TLB inline; a miss, device memory, a
+//! page holding code or a watched page hands the whole instruction to the interpreter,
+//! which is exact because native instructions check all their accesses before changing
+//! any state.
+
+mod emit;
+mod layout;
+pub mod operand;
+mod perf_map;
+mod service;
+mod translator;
+
+pub use layout::{CcOps, Layout, ExecStatus};
+pub use service::{Done, Job, Service};
+pub use translator::{BlockSpec, Compiled, Translator};
+
+/// Why a block could not be compiled (the CPU keeps interpreting it).
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error("no Cranelift backend for this host: {0}")]
+    Isa(String),
+    #[error("Cranelift rejected the block at guest {rip:#x}: {message}")]
+    Compile { rip: u64, message: String },
+}

@@ -254,6 +254,8 @@ pub struct MachineConfig {
     pub monitor: Option<String>,
     pub boot: BootConfig,
     pub accel: Accel,
+    /// TCG's translator: mode (`-accel tcg,jit=`), code cache size (`tb-size=`).
+    pub jit: ferrite_cpu::JitConfig,
     /// gdbstub listen address (`-s` is 127.0.0.1:1234).
     pub gdb: Option<String>,
     /// Start with the CPU stopped (`-S`).
@@ -286,6 +288,7 @@ impl Default for MachineConfig {
             monitor: None,
             boot: BootConfig::default(),
             accel: Accel::Tcg,
+            jit: ferrite_cpu::JitConfig::from_env(),
             gdb: None,
             start_paused: false,
             log_interrupts: false,

@@ -256,6 +256,7 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Ba
             c.cpus = n;
             c.topology = topology;
             c.log_interrupts = cfg.log_interrupts;
+            c.set_jit(cfg.jit);
             c
         })
         .collect();

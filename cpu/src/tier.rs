@@ -1,0 +1,470 @@
+//! Tiering: the interpreter counts how often each decoded block runs, hands hot blocks to
+//! the Cranelift translator (`ferrite-jit`) and runs their code once it exists.
+//!
+//! Each vCPU owns its code cache (as it owns its decoded blocks) and, in the default tiered
+//! mode, one compile thread: hot blocks compile off the vCPU thread while it keeps
+//! interpreting them. Invalidation needs nothing new: compiled code hangs off a decoded
+//! block, and a block dies with its page (self-modifying code, other vCPUs' and devices'
+//! writes reach every vCPU through the shared code tracking, see `coherence`).
+
+use crate::bus::CpuBus;
+use crate::exception::Fault;
+use crate::exec::Block;
+use crate::flags::{CcOp, LazyFlags};
+use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
+use crate::state::{CpuState, Segment};
+use crate::Cpu;
+use ferrite_jit::{BlockSpec, CcOps, ExecStatus, Job, Layout, Service, Translator};
+use iced_x86::ConditionCode;
+use std::cell::Cell;
+use std::mem::{offset_of, size_of};
+use std::rc::Rc;
+
+/// When blocks are compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitMode {
+    /// Interpreter only.
+    Off,
+    /// Blocks that ran `threshold` times compile on a background thread.
+    On,
+    /// Every block compiles before its first run, on the vCPU thread (for testing the
+    /// translator on everything the interpreter runs).
+    Always,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitConfig {
+    pub mode: JitMode,
+    /// Executions of a block before it is queued for compilation.
+    pub threshold: u32,
+    /// Host code bytes a vCPU may hold; beyond it the whole cache is dropped and refilled.
+    pub cache_bytes: usize,
+    /// Write `/tmp/perf-PID.map` so `perf report` names compiled blocks.
+    pub perf_map: bool,
+}
+
+impl Default for JitConfig {
+    fn default() -> Self {
+        JitConfig { mode: JitMode::On, threshold: DEFAULT_THRESHOLD, cache_bytes: 256 << 20, perf_map: false }
+    }
+}
+
+const DEFAULT_THRESHOLD: u32 = 32;
+
+impl JitConfig {
+    /// The default, adjusted by `FERRITE_JIT=off|on|always`, `FERRITE_JIT_THRESHOLD=N` and
+    /// `FERRITE_PERF_MAP=1` (so test suites and benchmarks can switch tiers without options).
+    pub fn from_env() -> Self {
+        let mut c = JitConfig::default();
+        if let Ok(v) = std::env::var("FERRITE_JIT") {
+            if let Ok(m) = v.parse() {
+                c.mode = m;
+            }
+        }
+        if let Some(n) = std::env::var("FERRITE_JIT_THRESHOLD").ok().and_then(|v| v.parse().ok()) {
+            c.threshold = n;
+        }
+        c.perf_map = std::env::var("FERRITE_PERF_MAP").is_ok_and(|v| v == "1");
+        c
+    }
+}
+
+impl std::str::FromStr for JitMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(JitMode::Off),
+            "on" => Ok(JitMode::On),
+            "always" => Ok(JitMode::Always),
+            _ => Err(format!("'{s}' is not a JIT mode (off, on or always)")),
+        }
+    }
+}
+
+/// A block's standing with the translator.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) enum JitSlot {
+    #[default]
+    Cold,
+    Queued,
+    Compiled {
+        entry: usize,
+        user: bool,
+    },
+    /// The translator failed on it: interpret for good.
+    Never,
+}
+
+/// Per-block tiering state (lives in `exec::Block`).
+#[derive(Default)]
+pub(crate) struct BlockTier {
+    pub serial: u64,
+    pub hits: Cell<u32>,
+    pub slot: Cell<JitSlot>,
+}
+
+/// Counters for the closing numbers (`FERRITE_JIT_STATS=1` prints them when the CPU goes).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JitStats {
+    pub blocks_compiled: u64,
+    pub guest_insns_compiled: u64,
+    pub native_insns: u64,
+    pub compile_ns: u64,
+    pub code_bytes: u64,
+    pub cache_flushes: u64,
+    pub failures: u64,
+    /// Runs of compiled blocks, and guest instructions they retired.
+    pub compiled_runs: u64,
+    pub compiled_insns: u64,
+}
+
+pub(crate) struct Tier {
+    pub config: JitConfig,
+    service: Option<Service>,
+    local: Option<Translator>,
+    /// Generation of compiled code; results of older generations are dropped unrun.
+    epoch: u64,
+    next_serial: u64,
+    held_bytes: usize,
+    broken: bool,
+    pub stats: JitStats,
+}
+
+impl Tier {
+    pub fn new(config: JitConfig) -> Self {
+        Tier {
+            config,
+            service: None,
+            local: None,
+            epoch: 0,
+            next_serial: 1,
+            held_bytes: 0,
+            broken: false,
+            stats: JitStats::default(),
+        }
+    }
+
+    pub fn new_block_tier(&mut self) -> BlockTier {
+        self.next_serial += 1;
+        BlockTier { serial: self.next_serial, ..Default::default() }
+    }
+}
+
+impl Drop for Tier {
+    fn drop(&mut self) {
+        if std::env::var("FERRITE_JIT_STATS").is_ok_and(|v| v == "1") && self.stats.blocks_compiled > 0 {
+            let s = self.stats;
+            eprintln!(
+                "ferrite: jit: {} blocks ({} guest instructions, {} native) compiled in {:.1} ms ({:.2} us per instruction), {} KiB of code, {} cache flushes, {} failures; {} compiled runs retired {} instructions",
+                s.blocks_compiled,
+                s.guest_insns_compiled,
+                s.native_insns,
+                s.compile_ns as f64 / 1e6,
+                s.compile_ns as f64 / 1e3 / s.guest_insns_compiled.max(1) as f64,
+                s.code_bytes / 1024,
+                s.cache_flushes,
+                s.failures,
+                s.compiled_runs,
+                s.compiled_insns
+            );
+        }
+    }
+}
+
+/// What a compiled block's helpers reach: the CPU, the bus, the running block.
+#[repr(C)]
+pub(crate) struct Frame<'a> {
+    cpu: *mut Cpu,
+    bus: *mut (dyn CpuBus + 'a),
+    block: *const Block,
+    ip_mask: u64,
+    fault: Option<Fault>,
+}
+
+/// Runs instruction `index` of the frame's block through the interpreter, as `run_block`
+/// does, for the code the translator does not emit natively.
+extern "C" fn jit_exec(frame: *mut Frame<'_>, index: u64) -> u64 {
+    // SAFETY: compiled code receives `frame` from `run_compiled`, which built it from live
+    // `&mut` borrows of the CPU and the bus and keeps the block alive; nothing else uses
+    // them during the call, and generated code touches the CPU only between helper calls.
+    let f = unsafe { &mut *frame };
+    // SAFETY: as above.
+    let (cpu, bus, block) = unsafe { (&mut *f.cpu, &mut *f.bus, &*f.block) };
+    let Some(d) = block.insns.get(index as usize) else { return ExecStatus::Stop as u64 };
+    let next = d.insn.next_ip() & f.ip_mask;
+    cpu.next_rip = next;
+    match (d.handler)(cpu, bus, &d.insn) {
+        Ok(()) => {
+            cpu.state.rip = cpu.next_rip;
+            if cpu.end_block || cpu.next_rip != next {
+                ExecStatus::Stop as u64
+            } else {
+                ExecStatus::Next as u64
+            }
+        }
+        Err(fault) => {
+            f.fault = Some(fault);
+            ExecStatus::Fault as u64
+        }
+    }
+}
+
+/// iced's `ConditionCode` numbering, for `jit_cond`.
+const CONDITIONS: [ConditionCode; 17] = [
+    ConditionCode::None,
+    ConditionCode::o,
+    ConditionCode::no,
+    ConditionCode::b,
+    ConditionCode::ae,
+    ConditionCode::e,
+    ConditionCode::ne,
+    ConditionCode::be,
+    ConditionCode::a,
+    ConditionCode::s,
+    ConditionCode::ns,
+    ConditionCode::p,
+    ConditionCode::np,
+    ConditionCode::l,
+    ConditionCode::ge,
+    ConditionCode::le,
+    ConditionCode::g,
+];
+
+/// Evaluates a condition from the flags in the CPU structure.
+extern "C" fn jit_cond(cpu: *const Cpu, cc: u64) -> u64 {
+    // SAFETY: called by compiled code with the CPU pointer it received, between accesses.
+    let cpu = unsafe { &*cpu };
+    CONDITIONS.get(cc as usize).is_some_and(|&c| cpu.condition(c)) as u64
+}
+
+// The translator picks the AC context as supervisor + RFLAGS.AC.
+const _: () = assert!(Ctx::SupervisorAc as u32 == Ctx::Supervisor as u32 + 1);
+
+fn layout() -> Layout {
+    let st = offset_of!(Cpu, state);
+    let cc = offset_of!(Cpu, cc);
+    let at = |o: usize| o as i32;
+    Layout {
+        gpr: at(st + offset_of!(CpuState, gpr)),
+        rip: at(st + offset_of!(CpuState, rip)),
+        rflags: at(st + offset_of!(CpuState, rflags)),
+        cc_op: at(cc + offset_of!(LazyFlags, op)),
+        cc_size: at(cc + offset_of!(LazyFlags, size)),
+        cc_carry_in: at(cc + offset_of!(LazyFlags, carry_in)),
+        cc_dst: at(cc + offset_of!(LazyFlags, dst)),
+        cc_src: at(cc + offset_of!(LazyFlags, src)),
+        cc_res: at(cc + offset_of!(LazyFlags, res)),
+        cc_ops: CcOps {
+            add: CcOp::Add as u8,
+            sub: CcOp::Sub as u8,
+            logic: CcOp::Logic as u8,
+            inc: CcOp::Inc as u8,
+            dec: CcOp::Dec as u8,
+        },
+        seg_base: std::array::from_fn(|i| {
+            at(st + offset_of!(CpuState, seg) + i * size_of::<Segment>() + offset_of!(Segment, base))
+        }),
+        tlb: at(offset_of!(Cpu, tlb)),
+        tlb_bits: TLB_BITS,
+        tlb_entry_size: size_of::<TlbEntry>() as i32,
+        tlb_read: at(offset_of!(TlbEntry, read)),
+        tlb_write: at(offset_of!(TlbEntry, write)),
+        tlb_addend: at(offset_of!(TlbEntry, addend)),
+        ctx_supervisor: Ctx::Supervisor as u32,
+        ctx_user: Ctx::User as u32,
+        exec: jit_exec as *const () as usize,
+        cond: jit_cond as *const () as usize,
+    }
+}
+
+type BlockFn = extern "C" fn(*mut Cpu, *mut Frame<'_>) -> u64;
+
+impl Cpu {
+    /// Chooses when blocks are compiled (drops the code compiled so far).
+    pub fn set_jit(&mut self, config: JitConfig) {
+        self.code.clear();
+        self.tier = Tier::new(config);
+    }
+
+    pub fn jit_stats(&self) -> JitStats {
+        self.tier.stats
+    }
+
+    /// The compiled entry of `block` if it may run now: compiled for this privilege level,
+    /// no single-stepping, debugger breakpoints or watchpoints, and budget for all of it.
+    /// Counts the run otherwise and compiles the block once it is hot.
+    pub(crate) fn compiled_entry(&mut self, block: &Rc<Block>, single: bool, budget: u64) -> Option<usize> {
+        let user = self.state.cpl() == 3;
+        if self.tier.config.mode == JitMode::Off || self.tier.broken {
+            return None;
+        }
+        self.install_done();
+        let t = &block.tier;
+        match t.slot.get() {
+            JitSlot::Compiled { entry, user: u } if u == user => {
+                let ok = !single
+                    && self.breakpoints.is_empty()
+                    && self.watchpoints.is_empty()
+                    && budget >= block.insns.len() as u64;
+                return ok.then_some(entry);
+            }
+            JitSlot::Cold => {
+                let hits = t.hits.get() + 1;
+                t.hits.set(hits);
+                if self.tier.config.mode == JitMode::Always {
+                    self.compile_now(block, user);
+                    return self.compiled_entry(block, single, budget);
+                }
+                if hits >= self.tier.config.threshold {
+                    self.queue(block, user);
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn job(&self, block: &Block, user: bool) -> Job {
+        Job {
+            serial: block.tier.serial,
+            epoch: self.tier.epoch,
+            insns: block.insns.iter().map(|d| d.insn).collect(),
+            bitness: block.bitness,
+            user,
+        }
+    }
+
+    fn compile_now(&mut self, block: &Rc<Block>, user: bool) {
+        if self.tier.local.is_none() {
+            match Translator::new(layout(), self.tier.config.perf_map) {
+                Ok(t) => self.tier.local = Some(t),
+                Err(_) => {
+                    self.tier.broken = true;
+                    return;
+                }
+            }
+        }
+        let job = self.job(block, user);
+        let start = std::time::Instant::now();
+        let t = self.tier.local.as_mut().expect("created above");
+        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user };
+        let result = t.compile(&spec);
+        let total = t.code_bytes();
+        let ns = start.elapsed().as_nanos() as u64;
+        self.record(block, user, &job, result, ns, total);
+    }
+
+    fn queue(&mut self, block: &Rc<Block>, user: bool) {
+        if self.tier.service.is_none() {
+            match Service::start(layout(), self.tier.config.perf_map) {
+                Ok(s) => self.tier.service = Some(s),
+                Err(_) => {
+                    self.tier.broken = true;
+                    return;
+                }
+            }
+        }
+        let job = self.job(block, user);
+        block.tier.slot.set(JitSlot::Queued);
+        self.code.jit_queued.insert(block.tier.serial, Rc::downgrade(block));
+        self.tier.service.as_ref().expect("started above").submit(job);
+    }
+
+    /// Takes finished blocks from the compile thread.
+    fn install_done(&mut self) {
+        if self.code.jit_queued.is_empty() {
+            return;
+        }
+        while let Some(done) = self.tier.service.as_ref().and_then(|s| s.poll()) {
+            let Some(block) = self.code.jit_queued.remove(&done.serial) else { continue };
+            if done.epoch != self.tier.epoch {
+                continue;
+            }
+            let Some(block) = block.upgrade() else { continue };
+            let len = block.insns.len();
+            self.record_done(&block, done, len);
+        }
+    }
+
+    fn record_done(&mut self, block: &Rc<Block>, done: ferrite_jit::Done, len: usize) {
+        let s = &mut self.tier.stats;
+        s.compile_ns += done.compile_ns;
+        match done.result {
+            Ok(c) => {
+                s.blocks_compiled += 1;
+                s.guest_insns_compiled += len as u64;
+                s.native_insns += c.native as u64;
+                s.code_bytes += c.code_bytes as u64;
+                block.tier.slot.set(JitSlot::Compiled { entry: c.entry, user: done.user });
+            }
+            Err(_) => {
+                s.failures += 1;
+                block.tier.slot.set(JitSlot::Never);
+            }
+        }
+        self.tier.held_bytes = done.total_code_bytes;
+        if self.tier.held_bytes > self.tier.config.cache_bytes {
+            self.flush_compiled();
+        }
+    }
+
+    fn record(&mut self, block: &Rc<Block>, user: bool, job: &Job, result: Result<ferrite_jit::Compiled, ferrite_jit::JitError>, ns: u64, total: usize) {
+        let done = ferrite_jit::Done {
+            serial: job.serial,
+            epoch: job.epoch,
+            result,
+            compile_ns: ns,
+            total_code_bytes: total,
+            user,
+        };
+        self.record_done(block, done, job.insns.len());
+    }
+
+    /// Drops every compiled block (the code cache is full): blocks start cold again.
+    fn flush_compiled(&mut self) {
+        self.code.for_each_block(|b| {
+            b.tier.slot.set(JitSlot::Cold);
+            b.tier.hits.set(0);
+        });
+        self.code.jit_queued.clear();
+        self.tier.epoch += 1;
+        self.tier.stats.cache_flushes += 1;
+        self.tier.held_bytes = 0;
+        if let Some(s) = &self.tier.service {
+            // SAFETY: no block refers to compiled code any more (all slots are Cold), and
+            // results of the old epoch are dropped by `install_done`.
+            unsafe { s.reset() };
+        }
+        if let Some(t) = &mut self.tier.local {
+            // SAFETY: as above; the local translator compiles synchronously, so no result
+            // of it is in flight.
+            if unsafe { t.reset() }.is_err() {
+                self.tier.broken = true;
+            }
+        }
+    }
+
+    /// Runs `block`'s compiled code from its first instruction.
+    pub(crate) fn run_compiled(&mut self, bus: &mut dyn CpuBus, block: &Rc<Block>, entry: usize, ip_mask: u64) -> crate::Result<()> {
+        self.interrupt_shadow = false;
+        self.end_block = false;
+        self.code.invalidated = false;
+        let cpu: *mut Cpu = self;
+        let mut frame = Frame { cpu, bus, block: Rc::as_ptr(block), ip_mask, fault: None };
+        // SAFETY: `entry` came from the translator for this block and layout, and its
+        // module is alive (entries are dropped before their module is freed). The code
+        // reads and writes the CPU only through `cpu` and calls helpers with `frame`, both
+        // valid for the call; `block` stays alive through the `Rc` the caller holds.
+        let retired = unsafe {
+            let f: BlockFn = std::mem::transmute::<usize, BlockFn>(entry);
+            f(cpu, &mut frame)
+        };
+        self.instructions += retired;
+        self.tier.stats.compiled_runs += 1;
+        self.tier.stats.compiled_insns += retired;
+        match frame.fault {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Lazy condition codes in generated code. An instruction that sets flags only records its
+//! operation, width and operands in variables; the record is stored to the CPU (in the
+//! interpreter's own lazy format) only where something else may read it: at exits and
+//! interpreter calls. A record that the next flag-setting instruction replaces before any
+//! such point is never stored (dead-flag elimination), and Jcc/SETcc/CMOVcc after a compare
+//! become one host compare.
+
+use super::Emit;
+use crate::Layout;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use iced_x86::ConditionCode;
+
+/// What the compiler knows about the flags at the current point.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flags {
+    /// The CPU structure holds them (the lazy record or RFLAGS).
+    Memory,
+    /// The variables hold a record of operation `op` (the CPU's numbering) on `size` bytes,
+    /// not necessarily stored yet.
+    Pending { op: u8, size: u8 },
+}
+
+/// Variables of the pending record: operands and result masked to the width, carry-in 0/1.
+#[derive(Clone, Copy)]
+pub(crate) struct CcVars {
+    pub dst: Variable,
+    pub src: Variable,
+    pub res: Variable,
+    pub carry: Variable,
+}
+
+impl CcVars {
+    pub fn declare(b: &mut FunctionBuilder) -> Self {
+        CcVars {
+            dst: b.declare_var(types::I64),
+            src: b.declare_var(types::I64),
+            res: b.declare_var(types::I64),
+            carry: b.declare_var(types::I64),
+        }
+    }
+
+    /// Takes the record the interpreter left in the CPU.
+    pub fn reload(&self, b: &mut FunctionBuilder, l: &Layout, cpu: Value) {
+        let f = super::state_flags();
+        for (var, off) in [(self.dst, l.cc_dst), (self.src, l.cc_src), (self.res, l.cc_res)] {
+            let v = b.ins().load(types::I64, f, cpu, off);
+            b.def_var(var, v);
+        }
+        let c = b.ins().uload8(types::I64, f, cpu, l.cc_carry_in);
+        b.def_var(self.carry, c);
+    }
+}
+
+impl Emit<'_, '_> {
+    /// Records a flag-setting result (`dst`, `src`, `res` already masked to `size`).
+    pub fn set_flags(&mut self, op: u8, size: u8, dst: Value, src: Value, res: Value, carry: Value) {
+        self.b.def_var(self.cc.dst, dst);
+        self.b.def_var(self.cc.src, src);
+        self.b.def_var(self.cc.res, res);
+        self.b.def_var(self.cc.carry, carry);
+        self.flags = Flags::Pending { op, size };
+    }
+
+    /// Stores a pending record (without forgetting it: it may be stored again later).
+    pub(super) fn store_flags(&mut self) {
+        let Flags::Pending { op, size } = self.flags else { return };
+        let f = super::state_flags();
+        let op = self.b.ins().iconst(types::I8, op as i64);
+        self.b.ins().store(f, op, self.cpu, self.l.cc_op);
+        let size = self.b.ins().iconst(types::I8, size as i64);
+        self.b.ins().store(f, size, self.cpu, self.l.cc_size);
+        let carry = self.b.use_var(self.cc.carry);
+        self.b.ins().istore8(f, carry, self.cpu, self.l.cc_carry_in);
+        for (var, off) in [(self.cc.dst, self.l.cc_dst), (self.cc.src, self.l.cc_src), (self.cc.res, self.l.cc_res)] {
+            let v = self.b.use_var(var);
+            self.b.ins().store(f, v, self.cpu, off);
+        }
+    }
+
+    /// CF as 0/1 (for INC/DEC, which keep it).
+    pub fn carry_flag(&mut self) -> Value {
+        let c = self.condition(ConditionCode::b);
+        self.b.ins().uextend(types::I64, c)
+    }
+
+    /// A Jcc/SETcc/CMOVcc condition as an `i8` 0/1.
+    pub fn condition(&mut self, cc: ConditionCode) -> Value {
+        let Flags::Pending { op, size } = self.flags else {
+            // Unknown operation: ask the CPU's own evaluator.
+            let f = self.iconst(self.l.cond as u64);
+            let n = self.iconst(cc as u64);
+            let call = self.b.ins().call_indirect(self.cond_sig, f, &[self.cpu, n]);
+            let r = self.b.inst_results(call)[0];
+            return self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+        };
+        let ops = self.l.cc_ops;
+        if op == ops.sub {
+            if let Some(c) = self.sub_condition(cc, size) {
+                return c;
+            }
+        }
+        use ConditionCode as C;
+        match cc {
+            C::None => self.b.ins().iconst(types::I8, 1),
+            C::o => self.of(op, size),
+            C::no => self.not(|e| e.of(op, size)),
+            C::b => self.cf(op, size),
+            C::ae => self.not(|e| e.cf(op, size)),
+            C::e => self.zf(),
+            C::ne => self.not(|e| e.zf()),
+            C::be => {
+                let (c, z) = (self.cf(op, size), self.zf());
+                self.b.ins().bor(c, z)
+            }
+            C::a => self.not(|e| {
+                let (c, z) = (e.cf(op, size), e.zf());
+                e.b.ins().bor(c, z)
+            }),
+            C::s => self.sf(size),
+            C::ns => self.not(|e| e.sf(size)),
+            C::p => self.pf(),
+            C::np => self.not(|e| e.pf()),
+            C::l => self.lt(op, size),
+            C::ge => self.not(|e| e.lt(op, size)),
+            C::le => {
+                let (l, z) = (self.lt(op, size), self.zf());
+                self.b.ins().bor(l, z)
+            }
+            C::g => self.not(|e| {
+                let (l, z) = (e.lt(op, size), e.zf());
+                e.b.ins().bor(l, z)
+            }),
+        }
+    }
+
+    fn not(&mut self, f: impl FnOnce(&mut Self) -> Value) -> Value {
+        let v = f(self);
+        self.b.ins().bxor_imm_s(v, 1)
+    }
+
+    /// After SUB/CMP (no borrow in), most conditions are a single compare of the operands.
+    fn sub_condition(&mut self, cc: ConditionCode, size: u8) -> Option<Value> {
+        use ConditionCode as C;
+        let (unsigned, signed) = match cc {
+            C::b => (Some(IntCC::UnsignedLessThan), None),
+            C::ae => (Some(IntCC::UnsignedGreaterThanOrEqual), None),
+            C::e => (Some(IntCC::Equal), None),
+            C::ne => (Some(IntCC::NotEqual), None),
+            C::be => (Some(IntCC::UnsignedLessThanOrEqual), None),
+            C::a => (Some(IntCC::UnsignedGreaterThan), None),
+            C::l => (None, Some(IntCC::SignedLessThan)),
+            C::ge => (None, Some(IntCC::SignedGreaterThanOrEqual)),
+            C::le => (None, Some(IntCC::SignedLessThanOrEqual)),
+            C::g => (None, Some(IntCC::SignedGreaterThan)),
+            _ => return None,
+        };
+        // Only SUB and CMP are native, and the interpreter records them with carry-in 0.
+        let dst = self.b.use_var(self.cc.dst);
+        let src = self.b.use_var(self.cc.src);
+        Some(match (unsigned, signed) {
+            (Some(c), _) => self.b.ins().icmp(c, dst, src),
+            (_, Some(c)) => {
+                let (d, s) = (self.sext(dst, size), self.sext(src, size));
+                self.b.ins().icmp(c, d, s)
+            }
+            _ => unreachable!(),
+        })
+    }
+
+    fn zf(&mut self) -> Value {
+        let res = self.b.use_var(self.cc.res);
+        self.b.ins().icmp_imm_s(IntCC::Equal, res, 0)
+    }
+
+    fn sf(&mut self, size: u8) -> Value {
+        let res = self.b.use_var(self.cc.res);
+        self.sign(res, size)
+    }
+
+    fn sign(&mut self, v: Value, size: u8) -> Value {
+        let bit = self.b.ins().ushr_imm_s(v, (size as i64 * 8) - 1);
+        let bit = self.b.ins().band_imm_s(bit, 1);
+        self.b.ins().ireduce(types::I8, bit)
+    }
+
+    fn pf(&mut self) -> Value {
+        let res = self.b.use_var(self.cc.res);
+        let low = self.b.ins().band_imm_s(res, 0xff);
+        let n = self.b.ins().popcnt(low);
+        let odd = self.b.ins().band_imm_s(n, 1);
+        self.b.ins().icmp_imm_s(IntCC::Equal, odd, 0)
+    }
+
+    fn cf(&mut self, op: u8, size: u8) -> Value {
+        let ops = self.l.cc_ops;
+        let (dst, src, res) = (self.b.use_var(self.cc.dst), self.b.use_var(self.cc.src), self.b.use_var(self.cc.res));
+        let carry = self.b.use_var(self.cc.carry);
+        let _ = size;
+        if op == ops.add {
+            // res < dst, or res <= dst with a carry in.
+            let lt = self.b.ins().icmp(IntCC::UnsignedLessThan, res, dst);
+            let le = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, res, dst);
+            let c = self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0);
+            self.b.ins().select(c, le, lt)
+        } else if op == ops.sub {
+            let lt = self.b.ins().icmp(IntCC::UnsignedLessThan, dst, src);
+            let le = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, dst, src);
+            let c = self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0);
+            self.b.ins().select(c, le, lt)
+        } else if op == ops.logic {
+            self.b.ins().iconst(types::I8, 0)
+        } else {
+            // INC/DEC keep the carry they found.
+            self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0)
+        }
+    }
+
+    fn of(&mut self, op: u8, size: u8) -> Value {
+        let ops = self.l.cc_ops;
+        let (dst, src, res) = (self.b.use_var(self.cc.dst), self.b.use_var(self.cc.src), self.b.use_var(self.cc.res));
+        let sb = 1i64 << (size as u32 * 8 - 1);
+        if op == ops.add {
+            let a = self.b.ins().bxor(dst, res);
+            let b = self.b.ins().bxor(src, res);
+            let x = self.b.ins().band(a, b);
+            self.sign(x, size)
+        } else if op == ops.sub {
+            let a = self.b.ins().bxor(dst, src);
+            let b = self.b.ins().bxor(dst, res);
+            let x = self.b.ins().band(a, b);
+            self.sign(x, size)
+        } else if op == ops.logic {
+            self.b.ins().iconst(types::I8, 0)
+        } else if op == ops.inc {
+            self.b.ins().icmp_imm_s(IntCC::Equal, res, sb)
+        } else {
+            self.b.ins().icmp_imm_s(IntCC::Equal, res, sb.wrapping_sub(1) & super::mask_of(size) as i64)
+        }
+    }
+
+    /// SF != OF.
+    fn lt(&mut self, op: u8, size: u8) -> Value {
+        let s = self.sf(size);
+        let o = self.of(op, size);
+        self.b.ins().bxor(s, o)
+    }
+}

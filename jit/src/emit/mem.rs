@@ -1,0 +1,125 @@
+//! Guest memory in generated code: effective addresses and the inline soft-TLB probe.
+
+use super::Emit;
+use crate::operand::address_mask;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use iced_x86::{Instruction, Register};
+
+/// The kind of access a probe clears.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+    /// Read-modify-write: both tags must match.
+    Update,
+}
+
+/// Guest memory may be unaligned; a TLB hit means it is mapped.
+fn guest_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// RFLAGS.AC (bit 18) selects the supervisor context that SMAP lets through.
+const AC_SHIFT: i64 = 18;
+
+impl Emit<'_, '_> {
+    /// The offset of the explicit memory operand, wrapped at the address size.
+    pub fn effective_address(&mut self, insn: &Instruction) -> Value {
+        let mut off = self.iconst(insn.memory_displacement64());
+        let base = insn.memory_base();
+        if !matches!(base, Register::None | Register::RIP | Register::EIP) {
+            let v = self.reg(base);
+            off = self.b.ins().iadd(off, v);
+        }
+        let index = insn.memory_index();
+        if index != Register::None {
+            let v = self.reg(index);
+            let v = self.b.ins().ishl_imm_s(v, insn.memory_index_scale().trailing_zeros() as i64);
+            off = self.b.ins().iadd(off, v);
+        }
+        match address_mask(insn) {
+            u64::MAX => off,
+            m => self.b.ins().band_imm_s(off, m as i64),
+        }
+    }
+
+    /// The linear address of the explicit memory operand (64-bit mode: only FS and GS have
+    /// a base).
+    pub fn operand_linear(&mut self, insn: &Instruction) -> Value {
+        let off = self.effective_address(insn);
+        let seg = match insn.memory_segment() {
+            Register::FS => 4,
+            Register::GS => 5,
+            _ => return off,
+        };
+        let base = self.load_state(types::I64, self.l.seg_base[seg]);
+        self.b.ins().iadd(off, base)
+    }
+
+    /// Host address of `size` bytes at linear `lin` if the soft TLB lets the access through
+    /// on plain RAM; otherwise instruction `i` goes to the interpreter (see `guard`).
+    pub fn probe(&mut self, i: usize, lin: Value, size: u8, access: Access) -> Value {
+        let l = self.l;
+        let tlb = self.load_state(types::I64, l.tlb);
+        let ctx_bytes = (l.tlb_entry_size as i64) << l.tlb_bits;
+        let ctx_base = if self.spec.user {
+            self.b.ins().iadd_imm_s(tlb, l.ctx_user as i64 * ctx_bytes)
+        } else {
+            let rflags = self.load_state(types::I64, l.rflags);
+            let ac = self.b.ins().ushr_imm_s(rflags, AC_SHIFT);
+            let ac = self.b.ins().band_imm_s(ac, 1);
+            let ctx = self.b.ins().iadd_imm_s(ac, l.ctx_supervisor as i64);
+            let off = self.b.ins().imul_imm_s(ctx, ctx_bytes);
+            self.b.ins().iadd(tlb, off)
+        };
+        let slot = self.b.ins().ushr_imm_s(lin, 12);
+        let slot = self.b.ins().band_imm_s(slot, (1i64 << l.tlb_bits) - 1);
+        let slot = self.b.ins().imul_imm_s(slot, l.tlb_entry_size as i64);
+        let entry = self.b.ins().iadd(ctx_base, slot);
+        let page = self.b.ins().band_imm_s(lin, !0xfff);
+        let tag_ok = |e: &mut Self, off: i32| {
+            let tag = e.b.ins().load(types::I64, super::state_flags(), entry, off);
+            e.b.ins().icmp(IntCC::Equal, tag, page)
+        };
+        let mut ok = match access {
+            Access::Read => tag_ok(self, l.tlb_read),
+            Access::Write => tag_ok(self, l.tlb_write),
+            Access::Update => {
+                let r = tag_ok(self, l.tlb_read);
+                let w = tag_ok(self, l.tlb_write);
+                self.b.ins().band(r, w)
+            }
+        };
+        if size > 1 {
+            let in_page = self.b.ins().band_imm_s(lin, 0xfff);
+            let fits = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, in_page, 4096 - size as i64);
+            ok = self.b.ins().band(ok, fits);
+        }
+        self.guard(i, ok);
+        let addend = self.b.ins().load(types::I64, super::state_flags(), entry, l.tlb_addend);
+        self.b.ins().iadd(addend, lin)
+    }
+
+    /// Loads `size` bytes (zero-extended) from a host address `probe` returned.
+    pub fn load_guest(&mut self, host: Value, size: u8) -> Value {
+        let f = guest_flags();
+        match size {
+            1 => self.b.ins().uload8(types::I64, f, host, 0),
+            2 => self.b.ins().uload16(types::I64, f, host, 0),
+            4 => self.b.ins().uload32(f, host, 0),
+            _ => self.b.ins().load(types::I64, f, host, 0),
+        }
+    }
+
+    pub fn store_guest(&mut self, host: Value, size: u8, v: Value) {
+        let f = guest_flags();
+        match size {
+            1 => self.b.ins().istore8(f, v, host, 0),
+            2 => self.b.ins().istore16(f, v, host, 0),
+            4 => self.b.ins().istore32(f, v, host, 0),
+            _ => self.b.ins().store(f, v, host, 0),
+        };
+    }
+
+}

@@ -1,0 +1,289 @@
+//! Cranelift IR for one block: guest registers in variables, lazy flags tracked at compile
+//! time, interpreter calls for what is not emitted natively.
+
+mod flags;
+mod mem;
+mod ops;
+
+use crate::layout::ExecStatus;
+use crate::{BlockSpec, Layout};
+use cranelift_codegen::ir::{types, AbiParam, Block, Function, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value};
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use flags::Flags;
+
+/// Builds `func`'s body for `spec`. Returns the number of instructions emitted natively.
+pub(crate) fn emit_block(
+    func: &mut Function,
+    fctx: &mut FunctionBuilderContext,
+    layout: &Layout,
+    spec: &BlockSpec,
+    call_conv: CallConv,
+    frontend: TargetFrontendConfig,
+) -> u32 {
+    let plan: Vec<Option<ops::Native>> = spec.insns.iter().map(|i| ops::classify(i, spec.bitness)).collect();
+    let mut b = FunctionBuilder::new(func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let cpu = b.block_params(entry)[0];
+    let frame = b.block_params(entry)[1];
+    let ptr = types::I64;
+    let mut exec_sig = Signature::new(call_conv);
+    exec_sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64)]);
+    exec_sig.returns.push(AbiParam::new(types::I64));
+    let exec_sig = b.import_signature(exec_sig);
+    let mut cond_sig = Signature::new(call_conv);
+    cond_sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64)]);
+    cond_sig.returns.push(AbiParam::new(types::I64));
+    let cond_sig = b.import_signature(cond_sig);
+    let regs = std::array::from_fn(|_| b.declare_var(types::I64));
+    let cc = flags::CcVars::declare(&mut b);
+    let tracked = plan.iter().zip(spec.insns).filter_map(|(p, i)| p.as_ref().map(|p| p.regs(i))).fold(0u16, |a, r| a | r);
+    let mut e = Emit {
+        b,
+        l: layout,
+        spec,
+        cpu,
+        frame,
+        regs,
+        tracked,
+        dirty: 0,
+        flags: Flags::Memory,
+        cc,
+        exec_sig,
+        cond_sig,
+        merge: None,
+    };
+    e.reload_regs();
+    let n = spec.insns.len();
+    let mut native = 0;
+    let mut ended = false;
+    for (i, (insn, p)) in spec.insns.iter().zip(&plan).enumerate() {
+        match p {
+            Some(op) => {
+                native += 1;
+                ended = e.native(i, insn, op);
+                e.end_insn();
+            }
+            None => {
+                e.interpret(i);
+                ended = i + 1 == n;
+            }
+        }
+    }
+    if !ended {
+        let last = spec.insns[n - 1];
+        let next = e.iconst(last.next_ip());
+        e.finish(next, n as u64);
+    }
+    e.b.seal_all_blocks();
+    e.b.finalize(frontend);
+    native
+}
+
+pub(crate) struct Emit<'a, 'f> {
+    pub b: FunctionBuilder<'f>,
+    pub l: &'a Layout,
+    pub spec: &'a BlockSpec<'a>,
+    pub cpu: Value,
+    pub frame: Value,
+    /// The 16 general-purpose registers.
+    pub regs: [Variable; 16],
+    /// Registers some native instruction uses: loaded at entry and after interpreter calls.
+    pub tracked: u16,
+    /// Registers written since they were last stored.
+    pub dirty: u16,
+    pub flags: Flags,
+    pub cc: flags::CcVars,
+    pub exec_sig: SigRef,
+    pub cond_sig: SigRef,
+    /// Where the current instruction's fast and interpreted paths meet again.
+    pub merge: Option<Block>,
+}
+
+/// Flags for accesses to the CPU structure (aligned, never trapping).
+pub(crate) fn state_flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+impl Emit<'_, '_> {
+    pub fn iconst(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(types::I64, v as i64)
+    }
+
+    pub fn load_state(&mut self, ty: Type, offset: i32) -> Value {
+        self.b.ins().load(ty, state_flags(), self.cpu, offset)
+    }
+
+    pub fn store_state(&mut self, v: Value, offset: i32) {
+        self.b.ins().store(state_flags(), v, self.cpu, offset);
+    }
+
+    fn reload_regs(&mut self) {
+        for r in 0..16 {
+            if self.tracked & (1 << r) != 0 {
+                let v = self.load_state(types::I64, self.l.gpr + 8 * r as i32);
+                self.b.def_var(self.regs[r], v);
+            }
+        }
+    }
+
+    /// Emits the stores that make the CPU structure current (dirty registers, pending
+    /// flags, RIP = `rip`), without changing what the compiler believes is stored: used on
+    /// side paths as well as on the main path.
+    fn store_all(&mut self, rip: Value) {
+        for r in 0..16 {
+            if self.dirty & (1 << r) != 0 {
+                let v = self.b.use_var(self.regs[r]);
+                self.store_state(v, self.l.gpr + 8 * r as i32);
+            }
+        }
+        self.store_flags();
+        self.store_state(rip, self.l.rip);
+    }
+
+    /// Returns from the block with RIP = `rip` and `retired` instructions done.
+    pub fn finish(&mut self, rip: Value, retired: u64) {
+        self.store_all(rip);
+        let r = self.iconst(retired);
+        self.b.ins().return_(&[r]);
+    }
+
+    /// Runs instruction `i` through the interpreter on the current path. Afterwards the
+    /// path continues (status Next) or the function returns.
+    fn call_exec(&mut self, i: usize) -> Value {
+        let ip = self.spec.insns[i].ip();
+        let ip = self.iconst(ip);
+        self.store_all(ip);
+        let f = self.iconst(self.l.exec as u64);
+        let idx = self.iconst(i as u64);
+        let call = self.b.ins().call_indirect(self.exec_sig, f, &[self.frame, idx]);
+        self.b.inst_results(call)[0]
+    }
+
+    /// Returns `i` (fault) or `i + 1` instructions retired from a status that is not Next.
+    fn return_after(&mut self, i: usize, status: Value) {
+        let faulted = self.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, status, ExecStatus::Fault as i64);
+        let a = self.iconst(i as u64);
+        let b = self.iconst(i as u64 + 1);
+        let r = self.b.ins().select(faulted, a, b);
+        self.b.ins().return_(&[r]);
+    }
+
+    /// An instruction the translator does not emit: the interpreter runs it.
+    fn interpret(&mut self, i: usize) {
+        let status = self.call_exec(i);
+        if i + 1 == self.spec.insns.len() {
+            self.return_after(i, status);
+            return;
+        }
+        let cont = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().brif(status, exit, &[], cont, &[]);
+        self.b.switch_to_block(exit);
+        self.return_after(i, status);
+        self.b.switch_to_block(cont);
+        self.dirty = 0;
+        self.flags = Flags::Memory;
+        self.reload_regs();
+    }
+
+    /// Branches to a path that hands instruction `i` to the interpreter unless `ok`; the
+    /// native path continues after the call. Native instructions guard every access before
+    /// changing any state, so the interpreter starts from the state before the instruction.
+    pub fn guard(&mut self, i: usize, ok: Value) {
+        let fast = self.b.create_block();
+        let slow = self.b.create_block();
+        self.b.ins().brif(ok, fast, &[], slow, &[]);
+        self.b.switch_to_block(slow);
+        let status = self.call_exec(i);
+        if i + 1 == self.spec.insns.len() {
+            self.return_after(i, status);
+        } else {
+            let cont = self.b.create_block();
+            let exit = self.b.create_block();
+            self.b.ins().brif(status, exit, &[], cont, &[]);
+            self.b.switch_to_block(exit);
+            self.return_after(i, status);
+            self.b.switch_to_block(cont);
+            // The interpreter ran the whole instruction: take the registers and flags it
+            // left (the flags with the same operation and width the native path records).
+            self.reload_regs();
+            self.cc.reload(&mut self.b, self.l, self.cpu);
+            let merge = *self.merge.get_or_insert_with(|| self.b.create_block());
+            self.b.ins().jump(merge, &[]);
+        }
+        self.b.switch_to_block(fast);
+    }
+
+    /// Joins the native and interpreted paths of the instruction just emitted.
+    fn end_insn(&mut self) {
+        if let Some(m) = self.merge.take() {
+            self.b.ins().jump(m, &[]);
+            self.b.switch_to_block(m);
+        }
+    }
+
+    /// Reads a register (any width, zero-extended).
+    pub fn reg(&mut self, r: iced_x86::Register) -> Value {
+        let (idx, size, high) = crate::operand::gpr_slot(r).expect("classified as a GPR");
+        let v = self.b.use_var(self.regs[idx]);
+        let v = if high { self.b.ins().ushr_imm_s(v, 8) } else { v };
+        self.mask(v, size)
+    }
+
+    /// Writes a register with x86's merge rules (8/16-bit writes keep the other bits, 32-bit
+    /// writes clear the upper half).
+    pub fn set_reg(&mut self, r: iced_x86::Register, v: Value) {
+        let (idx, size, high) = crate::operand::gpr_slot(r).expect("classified as a GPR");
+        let old = self.b.use_var(self.regs[idx]);
+        let new = match (size, high) {
+            (8, _) => v,
+            (4, _) => self.mask(v, 4),
+            (1, true) => {
+                let lo = self.mask(v, 1);
+                let sh = self.b.ins().ishl_imm_s(lo, 8);
+                let kept = self.b.ins().band_imm_s(old, !0xff00i64);
+                self.b.ins().bor(kept, sh)
+            }
+            _ => {
+                let m = mask_of(size);
+                let lo = self.b.ins().band_imm_s(v, m as i64);
+                let kept = self.b.ins().band_imm_s(old, !m as i64);
+                self.b.ins().bor(kept, lo)
+            }
+        };
+        self.b.def_var(self.regs[idx], new);
+        self.dirty |= 1 << idx;
+    }
+
+    pub fn mask(&mut self, v: Value, size: u8) -> Value {
+        if size >= 8 {
+            v
+        } else {
+            self.b.ins().band_imm_s(v, mask_of(size) as i64)
+        }
+    }
+
+    /// Sign-extends the low `size` bytes of `v` to 64 bits.
+    pub fn sext(&mut self, v: Value, size: u8) -> Value {
+        let ty = match size {
+            1 => types::I8,
+            2 => types::I16,
+            4 => types::I32,
+            _ => return v,
+        };
+        let narrow = self.b.ins().ireduce(ty, v);
+        self.b.ins().sextend(types::I64, narrow)
+    }
+}
+
+pub(crate) fn mask_of(size: u8) -> u64 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        4 => 0xffff_ffff,
+        _ => u64::MAX,
+    }
+}

@@ -1,0 +1,454 @@
+//! The instructions emitted natively: moves, integer ALU, stack, near branches, SETcc and
+//! CMOVcc. Everything else (and every instruction in device memory or under a TLB miss)
+//! runs through the interpreter. Memory operands are native in 64-bit code only, where
+//! segments other than FS/GS have no base and no limit.
+
+use super::mem::Access;
+use super::{mask_of, Emit};
+use crate::operand::gpr_slot;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, Value};
+use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AluOp {
+    Add,
+    Sub,
+    Cmp,
+    And,
+    Or,
+    Xor,
+    Test,
+}
+
+/// How an instruction is emitted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Native {
+    Nop,
+    Mov { size: u8 },
+    MovExt { src_size: u8, signed: bool },
+    Lea,
+    Alu { op: AluOp, size: u8 },
+    IncDec { inc: bool, size: u8 },
+    Push,
+    Pop,
+    Jmp,
+    Jcc,
+    Call,
+    Ret { pop: u64 },
+    JmpIndirect,
+    CallIndirect,
+    Setcc,
+    Cmov { size: u8 },
+}
+
+/// An operand the translator handles.
+#[derive(Clone, Copy)]
+enum Opnd {
+    Reg(Register, u8),
+    Imm(u64),
+    Mem(u8),
+}
+
+fn opnd(insn: &Instruction, k: u32, bitness: u32) -> Option<Opnd> {
+    match insn.op_kind(k) {
+        OpKind::Register => {
+            let r = insn.op_register(k);
+            gpr_slot(r).map(|(_, size, _)| Opnd::Reg(r, size))
+        }
+        OpKind::Immediate8
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate64
+        | OpKind::Immediate8to16
+        | OpKind::Immediate8to32
+        | OpKind::Immediate8to64
+        | OpKind::Immediate32to64 => Some(Opnd::Imm(insn.immediate(k))),
+        OpKind::Memory if bitness == 64 => match insn.memory_size().size() {
+            s @ (1 | 2 | 4 | 8) => Some(Opnd::Mem(s as u8)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn size_of(o: Opnd) -> u8 {
+    match o {
+        Opnd::Reg(_, s) | Opnd::Mem(s) => s,
+        Opnd::Imm(_) => 0,
+    }
+}
+
+fn is_canonical(a: u64) -> bool {
+    ((a << 16) as i64 >> 16) as u64 == a
+}
+
+/// A near branch whose target is known at translation time and which this mode lets the
+/// translator take without a CS limit check.
+fn direct_target(insn: &Instruction, bitness: u32) -> Option<u64> {
+    (bitness == 64 && insn.op0_kind() == OpKind::NearBranch64 && is_canonical(insn.near_branch_target()))
+        .then(|| insn.near_branch_target())
+}
+
+/// Decides whether and how `insn` is emitted natively in code of `bitness`.
+pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
+    if insn.has_lock_prefix() {
+        return None;
+    }
+    let two = || Some((opnd(insn, 0, bitness)?, opnd(insn, 1, bitness)?));
+    let long = bitness == 64;
+    Some(match insn.mnemonic() {
+        Mnemonic::Nop => Native::Nop,
+        Mnemonic::Mov => {
+            let (d, s) = two()?;
+            let size = size_of(d);
+            match (d, s) {
+                (Opnd::Imm(_), _) | (Opnd::Mem(_), Opnd::Mem(_)) => return None,
+                (_, Opnd::Imm(_)) => {}
+                _ if size_of(s) != size => return None,
+                _ => {}
+            }
+            Native::Mov { size }
+        }
+        Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => {
+            let (d, s) = two()?;
+            let (Opnd::Reg(_, ds), Opnd::Reg(_, ss) | Opnd::Mem(ss)) = (d, s) else { return None };
+            if ds < 2 || ss >= ds {
+                return None;
+            }
+            Native::MovExt { src_size: ss, signed: insn.mnemonic() != Mnemonic::Movzx }
+        }
+        Mnemonic::Lea => match insn.op0_kind() {
+            OpKind::Register if gpr_slot(insn.op0_register()).is_some_and(|(_, s, _)| s >= 2) => {
+                let regs_ok = [insn.memory_base(), insn.memory_index()]
+                    .iter()
+                    .all(|&r| matches!(r, Register::None | Register::RIP | Register::EIP) || gpr_slot(r).is_some());
+                if !regs_ok {
+                    return None;
+                }
+                Native::Lea
+            }
+            _ => return None,
+        },
+        m @ (Mnemonic::Add
+        | Mnemonic::Sub
+        | Mnemonic::Cmp
+        | Mnemonic::And
+        | Mnemonic::Or
+        | Mnemonic::Xor
+        | Mnemonic::Test) => {
+            let op = match m {
+                Mnemonic::Add => AluOp::Add,
+                Mnemonic::Sub => AluOp::Sub,
+                Mnemonic::Cmp => AluOp::Cmp,
+                Mnemonic::And => AluOp::And,
+                Mnemonic::Or => AluOp::Or,
+                Mnemonic::Xor => AluOp::Xor,
+                _ => AluOp::Test,
+            };
+            let (d, s) = two()?;
+            let size = size_of(d);
+            match (d, s) {
+                (Opnd::Imm(_), _) | (Opnd::Mem(_), Opnd::Mem(_)) => return None,
+                (_, Opnd::Imm(_)) => {}
+                _ if size_of(s) != size => return None,
+                _ => {}
+            }
+            Native::Alu { op, size }
+        }
+        Mnemonic::Inc | Mnemonic::Dec => match opnd(insn, 0, bitness)? {
+            Opnd::Imm(_) => return None,
+            d => Native::IncDec { inc: insn.mnemonic() == Mnemonic::Inc, size: size_of(d) },
+        },
+        Mnemonic::Push if long => match insn.code() {
+            Code::Push_r64 => Native::Push,
+            Code::Pushq_imm8 | Code::Pushq_imm32 => Native::Push,
+            _ => return None,
+        },
+        Mnemonic::Pop if long && insn.code() == Code::Pop_r64 && insn.op0_register() != Register::RSP => Native::Pop,
+        Mnemonic::Jmp if direct_target(insn, bitness).is_some() => Native::Jmp,
+        Mnemonic::Jmp if long && insn.code() == Code::Jmp_rm64 && opnd(insn, 0, bitness).is_some() => Native::JmpIndirect,
+        Mnemonic::Call if direct_target(insn, bitness).is_some() && insn.code() == Code::Call_rel32_64 => Native::Call,
+        Mnemonic::Call if long && insn.code() == Code::Call_rm64 && opnd(insn, 0, bitness).is_some() => Native::CallIndirect,
+        Mnemonic::Ret if long && insn.code() == Code::Retnq => Native::Ret { pop: 0 },
+        Mnemonic::Ret if long && insn.code() == Code::Retnq_imm16 => Native::Ret { pop: insn.immediate16() as u64 },
+        _ if insn.is_jcc_short_or_near() && direct_target(insn, bitness).is_some() => Native::Jcc,
+        Mnemonic::Seta
+        | Mnemonic::Setae
+        | Mnemonic::Setb
+        | Mnemonic::Setbe
+        | Mnemonic::Sete
+        | Mnemonic::Setg
+        | Mnemonic::Setge
+        | Mnemonic::Setl
+        | Mnemonic::Setle
+        | Mnemonic::Setne
+        | Mnemonic::Setno
+        | Mnemonic::Setnp
+        | Mnemonic::Setns
+        | Mnemonic::Seto
+        | Mnemonic::Setp
+        | Mnemonic::Sets => {
+            match opnd(insn, 0, bitness)? {
+                Opnd::Reg(_, 1) | Opnd::Mem(1) => Native::Setcc,
+                _ => return None,
+            }
+        }
+        Mnemonic::Cmova
+        | Mnemonic::Cmovae
+        | Mnemonic::Cmovb
+        | Mnemonic::Cmovbe
+        | Mnemonic::Cmove
+        | Mnemonic::Cmovg
+        | Mnemonic::Cmovge
+        | Mnemonic::Cmovl
+        | Mnemonic::Cmovle
+        | Mnemonic::Cmovne
+        | Mnemonic::Cmovno
+        | Mnemonic::Cmovnp
+        | Mnemonic::Cmovns
+        | Mnemonic::Cmovo
+        | Mnemonic::Cmovp
+        | Mnemonic::Cmovs => {
+            let (d, s) = two()?;
+            let (Opnd::Reg(_, size), Opnd::Reg(..) | Opnd::Mem(_)) = (d, s) else { return None };
+            Native::Cmov { size }
+        }
+        _ => return None,
+    })
+}
+
+impl Native {
+    /// The registers (bit per index) this instruction reads or writes natively.
+    pub fn regs(&self, insn: &Instruction) -> u16 {
+        let mut m = 0u16;
+        let mut add = |r: Register| {
+            if let Some((i, _, _)) = gpr_slot(r) {
+                m |= 1 << i;
+            }
+        };
+        for k in 0..insn.op_count() {
+            match insn.op_kind(k) {
+                OpKind::Register => add(insn.op_register(k)),
+                OpKind::Memory => {
+                    add(insn.memory_base());
+                    add(insn.memory_index());
+                }
+                _ => {}
+            }
+        }
+        if matches!(self, Native::Push | Native::Pop | Native::Call | Native::CallIndirect | Native::Ret { .. }) {
+            add(Register::RSP);
+        }
+        m
+    }
+}
+
+impl Emit<'_, '_> {
+    /// Emits instruction `i`. Returns whether it ended the block (a branch, which stores
+    /// RIP and returns itself).
+    pub(super) fn native(&mut self, i: usize, insn: &Instruction, op: &Native) -> bool {
+        let bitness = self.spec.bitness;
+        let next = insn.next_ip();
+        match *op {
+            Native::Nop => {}
+            Native::Mov { size } => {
+                let src = opnd(insn, 1, bitness).expect("classified");
+                let v = self.read_opnd(i, insn, src, size);
+                self.write_opnd(i, insn, opnd(insn, 0, bitness).expect("classified"), size, v);
+            }
+            Native::MovExt { src_size, signed } => {
+                let v = self.read_opnd(i, insn, opnd(insn, 1, bitness).expect("classified"), src_size);
+                let v = if signed { self.sext(v, src_size) } else { v };
+                self.set_reg(insn.op0_register(), v);
+            }
+            Native::Lea => {
+                let ea = self.effective_address(insn);
+                self.set_reg(insn.op0_register(), ea);
+            }
+            Native::Alu { op, size } => self.alu(i, insn, op, size),
+            Native::IncDec { inc, size } => {
+                let carry = self.carry_flag();
+                let dst = opnd(insn, 0, bitness).expect("classified");
+                let (d, host) = self.read_dst(i, insn, dst, size, true);
+                let res = if inc { self.b.ins().iadd_imm_s(d, 1) } else { self.b.ins().iadd_imm_s(d, -1) };
+                let res = self.mask(res, size);
+                self.write_dst(insn, dst, host, size, res);
+                let one = self.iconst(1);
+                let ops = self.l.cc_ops;
+                self.set_flags(if inc { ops.inc } else { ops.dec }, size, d, one, res, carry);
+            }
+            Native::Push => {
+                let v = match opnd(insn, 0, bitness).expect("classified") {
+                    Opnd::Imm(v) => self.iconst(v),
+                    Opnd::Reg(r, _) => self.reg(r),
+                    Opnd::Mem(_) => unreachable!("PUSH m is not native"),
+                };
+                self.push(i, v);
+            }
+            Native::Pop => {
+                let rsp = self.reg(Register::RSP);
+                let host = self.probe(i, rsp, 8, Access::Read);
+                let v = self.load_guest(host, 8);
+                let up = self.b.ins().iadd_imm_s(rsp, 8);
+                self.set_reg(Register::RSP, up);
+                self.set_reg(insn.op0_register(), v);
+            }
+            Native::Jmp => {
+                let t = self.iconst(insn.near_branch_target());
+                self.finish(t, i as u64 + 1);
+                return true;
+            }
+            Native::Jcc => {
+                let c = self.condition(insn.condition_code());
+                let (t, n) = (self.iconst(insn.near_branch_target()), self.iconst(next));
+                let rip = self.b.ins().select(c, t, n);
+                self.finish(rip, i as u64 + 1);
+                return true;
+            }
+            Native::Call => {
+                let ret = self.iconst(next);
+                self.push(i, ret);
+                let t = self.iconst(insn.near_branch_target());
+                self.finish(t, i as u64 + 1);
+                return true;
+            }
+            Native::Ret { pop } => {
+                let rsp = self.reg(Register::RSP);
+                let host = self.probe(i, rsp, 8, Access::Read);
+                let t = self.load_guest(host, 8);
+                self.guard_canonical(i, t);
+                let up = self.b.ins().iadd_imm_s(rsp, 8 + pop as i64);
+                self.set_reg(Register::RSP, up);
+                self.finish(t, i as u64 + 1);
+                return true;
+            }
+            Native::JmpIndirect | Native::CallIndirect => {
+                let t = self.read_opnd(i, insn, opnd(insn, 0, bitness).expect("classified"), 8);
+                self.guard_canonical(i, t);
+                if matches!(op, Native::CallIndirect) {
+                    let ret = self.iconst(next);
+                    self.push(i, ret);
+                }
+                self.finish(t, i as u64 + 1);
+                return true;
+            }
+            Native::Setcc => {
+                let c = self.condition(insn.condition_code());
+                let v = self.b.ins().uextend(cranelift_codegen::ir::types::I64, c);
+                self.write_opnd(i, insn, opnd(insn, 0, bitness).expect("classified"), 1, v);
+            }
+            Native::Cmov { size } => {
+                // The source is read (and may fault) whatever the condition; a 32-bit
+                // destination is zero-extended even when nothing moves (SDM, CMOVcc).
+                let s = self.read_opnd(i, insn, opnd(insn, 1, bitness).expect("classified"), size);
+                let c = self.condition(insn.condition_code());
+                let d = self.reg(insn.op0_register());
+                let v = self.b.ins().select(c, s, d);
+                self.set_reg(insn.op0_register(), v);
+            }
+        }
+        false
+    }
+
+    /// The value of a source operand, masked to `size`.
+    fn read_opnd(&mut self, i: usize, insn: &Instruction, o: Opnd, size: u8) -> Value {
+        match o {
+            Opnd::Reg(r, _) => self.reg(r),
+            Opnd::Imm(v) => self.iconst(v & mask_of(size)),
+            Opnd::Mem(_) => {
+                let lin = self.operand_linear(insn);
+                let host = self.probe(i, lin, size, Access::Read);
+                self.load_guest(host, size)
+            }
+        }
+    }
+
+    fn write_opnd(&mut self, i: usize, insn: &Instruction, o: Opnd, size: u8, v: Value) {
+        match o {
+            Opnd::Reg(r, _) => self.set_reg(r, v),
+            Opnd::Mem(_) => {
+                let lin = self.operand_linear(insn);
+                let host = self.probe(i, lin, size, Access::Write);
+                self.store_guest(host, size, v);
+            }
+            Opnd::Imm(_) => unreachable!("classified: no immediate destination"),
+        }
+    }
+
+    /// Reads a destination for read-modify-write, probing memory for both accesses (or
+    /// only reading, when `writes` is false). Returns the value and the host address.
+    fn read_dst(&mut self, i: usize, insn: &Instruction, o: Opnd, size: u8, writes: bool) -> (Value, Option<Value>) {
+        match o {
+            Opnd::Mem(_) => {
+                let lin = self.operand_linear(insn);
+                let host = self.probe(i, lin, size, if writes { Access::Update } else { Access::Read });
+                (self.load_guest(host, size), Some(host))
+            }
+            _ => (self.read_opnd(i, insn, o, size), None),
+        }
+    }
+
+    fn write_dst(&mut self, _insn: &Instruction, o: Opnd, host: Option<Value>, size: u8, v: Value) {
+        match (o, host) {
+            (Opnd::Reg(r, _), _) => self.set_reg(r, v),
+            (Opnd::Mem(_), Some(h)) => self.store_guest(h, size, v),
+            _ => unreachable!("classified"),
+        }
+    }
+
+    fn alu(&mut self, i: usize, insn: &Instruction, op: AluOp, size: u8) {
+        let bitness = self.spec.bitness;
+        let writes = !matches!(op, AluOp::Cmp | AluOp::Test);
+        let (d_op, s_op) = (opnd(insn, 0, bitness).expect("classified"), opnd(insn, 1, bitness).expect("classified"));
+        // Register sources first: they are read before the memory operand is touched.
+        let (d, host, s) = match s_op {
+            Opnd::Mem(_) => {
+                let s = self.read_opnd(i, insn, s_op, size);
+                let (d, host) = self.read_dst(i, insn, d_op, size, writes);
+                (d, host, s)
+            }
+            _ => {
+                let s = self.read_opnd(i, insn, s_op, size);
+                let (d, host) = self.read_dst(i, insn, d_op, size, writes);
+                (d, host, s)
+            }
+        };
+        let res = match op {
+            AluOp::Add => self.b.ins().iadd(d, s),
+            AluOp::Sub | AluOp::Cmp => self.b.ins().isub(d, s),
+            AluOp::And | AluOp::Test => self.b.ins().band(d, s),
+            AluOp::Or => self.b.ins().bor(d, s),
+            AluOp::Xor => self.b.ins().bxor(d, s),
+        };
+        let res = self.mask(res, size);
+        if writes {
+            self.write_dst(insn, d_op, host, size, res);
+        }
+        let ops = self.l.cc_ops;
+        let cc = match op {
+            AluOp::Add => ops.add,
+            AluOp::Sub | AluOp::Cmp => ops.sub,
+            _ => ops.logic,
+        };
+        let zero = self.iconst(0);
+        self.set_flags(cc, size, d, s, res, zero);
+    }
+
+    /// PUSH of a 64-bit value in 64-bit mode (SS has no base there).
+    fn push(&mut self, i: usize, v: Value) {
+        let rsp = self.reg(Register::RSP);
+        let down = self.b.ins().iadd_imm_s(rsp, -8);
+        let host = self.probe(i, down, 8, Access::Write);
+        self.store_guest(host, 8, v);
+        self.set_reg(Register::RSP, down);
+    }
+
+    /// A non-canonical branch target goes to the interpreter, which raises the #GP.
+    fn guard_canonical(&mut self, i: usize, t: Value) {
+        let up = self.b.ins().ishl_imm_s(t, 16);
+        let back = self.b.ins().sshr_imm_s(up, 16);
+        let ok = self.b.ins().icmp(IntCC::Equal, back, t);
+        self.guard(i, ok);
+    }
+}

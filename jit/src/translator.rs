@@ -1,0 +1,110 @@
+//! The Cranelift module that holds compiled blocks, and the compile step.
+
+use crate::emit::emit_block;
+use crate::perf_map::PerfMap;
+use crate::{JitError, Layout};
+use cranelift_codegen::ir::{types, AbiParam, UserFuncName};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::Module;
+use iced_x86::Instruction;
+
+/// A decoded block and the CPU mode its code is compiled for.
+pub struct BlockSpec<'a> {
+    pub insns: &'a [Instruction],
+    /// 16, 32 or 64: the code size the block was decoded with.
+    pub bitness: u32,
+    /// Compiled for CPL 3 (user TLB context) or CPL 0-2.
+    pub user: bool,
+}
+
+/// A compiled block.
+#[derive(Clone, Copy, Debug)]
+pub struct Compiled {
+    /// Entry point: `extern "C" fn(cpu: *mut u8, frame: *mut u8) -> u64`.
+    pub entry: usize,
+    /// Host code bytes.
+    pub code_bytes: usize,
+    /// Instructions emitted natively (the rest call the interpreter).
+    pub native: u32,
+}
+
+pub struct Translator {
+    layout: Layout,
+    module: Option<JITModule>,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    code_bytes: usize,
+    perf: Option<PerfMap>,
+}
+
+fn new_module() -> Result<JITModule, JitError> {
+    let mut flags = settings::builder();
+    // Latency over peak code quality: blocks are small and compiled while the guest runs.
+    let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| JitError::Isa(e.to_string()));
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+    set(&mut flags, "is_pic", "false")?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| JitError::Isa(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| JitError::Isa(e.to_string()))?;
+    Ok(JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names())))
+}
+
+impl Translator {
+    /// `perf_map`: also name every block in `/tmp/perf-PID.map`.
+    pub fn new(layout: Layout, perf_map: bool) -> Result<Self, JitError> {
+        let module = new_module()?;
+        let ctx = module.make_context();
+        let perf = if perf_map { PerfMap::open().ok() } else { None };
+        Ok(Translator { layout, module: Some(module), ctx, fctx: FunctionBuilderContext::new(), code_bytes: 0, perf })
+    }
+
+    /// Host code bytes held since the last reset.
+    pub fn code_bytes(&self) -> usize {
+        self.code_bytes
+    }
+
+    /// Frees every compiled block.
+    ///
+    /// # Safety
+    /// No entry point returned so far may run or be called afterwards.
+    pub unsafe fn reset(&mut self) -> Result<(), JitError> {
+        if let Some(m) = self.module.take() {
+            // SAFETY: the caller guarantees that no code of this module runs or will run.
+            unsafe { m.free_memory() };
+        }
+        self.module = Some(new_module()?);
+        self.code_bytes = 0;
+        Ok(())
+    }
+
+    pub fn compile(&mut self, spec: &BlockSpec) -> Result<Compiled, JitError> {
+        let rip = spec.insns.first().map_or(0, |i| i.ip());
+        let err = |e: &dyn std::fmt::Display| JitError::Compile { rip, message: e.to_string() };
+        let module = self.module.as_mut().expect("a module outside reset");
+        module.clear_context(&mut self.ctx);
+        let ptr = module.target_config().pointer_type();
+        let sig = &mut self.ctx.func.signature;
+        sig.params.push(AbiParam::new(ptr));
+        sig.params.push(AbiParam::new(ptr));
+        sig.returns.push(AbiParam::new(types::I64));
+        self.ctx.func.name = UserFuncName::user(0, rip as u32);
+        let isa = module.isa();
+        let native = emit_block(&mut self.ctx.func, &mut self.fctx, &self.layout, spec, isa.default_call_conv(), isa.frontend_config());
+        let id = module.declare_anonymous_function(&self.ctx.func.signature).map_err(|e| err(&e))?;
+        module.define_function(id, &mut self.ctx).map_err(|e| err(&e))?;
+        let code_bytes = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+        module.clear_context(&mut self.ctx);
+        module.finalize_definitions().map_err(|e| err(&e))?;
+        let entry = module.get_finalized_function(id) as usize;
+        self.code_bytes += code_bytes;
+        if let Some(p) = &mut self.perf {
+            p.record(entry, code_bytes, rip);
+        }
+        Ok(Compiled { entry, code_bytes, native })
+    }
+}
