@@ -25,7 +25,8 @@ struct Args {
     /// Machine type: pc (options: accel=tcg|kvm).
     #[arg(short = 'M', long = "machine", value_name = "TYPE[,accel=..]")]
     machine: Option<String>,
-    /// CPU model: max, qemu64 or host, with +feature/-feature.
+    /// CPU model (see -cpu help) with +feature, -feature, feature=on|off, vendor=, model-id=,
+    /// family=, model=, stepping=, level=, xlevel=, phys-bits=, check, enforce.
     #[arg(long = "cpu", value_name = "MODEL")]
     cpu: Option<String>,
     /// Accelerator: tcg (ferrite's CPU emulation) or kvm.
@@ -324,7 +325,28 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
     }
 }
 
+/// What QEMU answers without starting a machine: `-cpu help` (or `?`), `-machine help`.
+fn help_request(argv: &[String]) -> Option<String> {
+    argv.windows(2).find_map(|w| {
+        let opt = w[0].trim_start_matches('-');
+        match (opt, w[1].as_str()) {
+            ("cpu", "help" | "?") => Some(ferrite_cpu_help()),
+            ("machine" | "M", "help" | "?") => Some("Supported machines are:\npc                   Standard PC (i440FX + PIIX, 1996) (default)\npc-i440fx-7.2        Standard PC (i440FX + PIIX, 1996)\n".into()),
+            _ => None,
+        }
+    })
+}
+
+fn ferrite_cpu_help() -> String {
+    ferrite_machine::cpu_help()
+}
+
 pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
+    let argv: Vec<String> = argv.into_iter().collect();
+    if let Some(text) = help_request(&argv) {
+        print!("{text}");
+        std::process::exit(0);
+    }
     let args = Args::try_parse_from(normalize(argv)?).map_err(|e| {
         // Let clap print help/version itself; everything else is a user error.
         if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
@@ -359,7 +381,9 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
         cfg.accel = Accel::Kvm;
     }
     if let Some(c) = &args.cpu {
-        ferrite_machine::validate_cpu_model(c)?;
+        for w in ferrite_machine::validate_cpu_model(c)? {
+            eprintln!("ferrite: warning: {w}");
+        }
         cfg.cpu = c.clone();
     }
     cfg.kernel = args.kernel;
@@ -503,6 +527,16 @@ mod tests {
         assert!(p(&["-m", "lots"]).is_err());
         assert!(p(&["-accel", "hvf"]).unwrap_err().to_string().contains("hvf"));
         assert!(p(&["-device", "e1001"]).is_err());
+    }
+
+    #[test]
+    fn cpu_models_and_properties() {
+        assert_eq!(p(&["-cpu", "Haswell,+popcnt,check"]).unwrap().cpu, "Haswell,+popcnt,check");
+        assert!(p(&["-cpu", "EPYC-Rome,-svm,vendor=GenuineIntel,model-id=x,,y,phys-bits=40,host-phys-bits=on"]).is_ok());
+        let e = format!("{:#}", p(&["-cpu", "Haswell,enforce"]).unwrap_err());
+        assert!(e.contains("avx2"), "{e}");
+        assert!(format!("{:#}", p(&["-cpu", "Frobnitz"]).unwrap_err()).contains("Frobnitz"));
+        assert!(help_request(&["ferrite".into(), "-cpu".into(), "help".into()]).unwrap().contains("Cascadelake-Server"));
     }
 
     #[test]

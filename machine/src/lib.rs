@@ -34,7 +34,7 @@ pub const MAX_CPUS: u32 = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
-    #[error("invalid -cpu: {0}")]
+    #[error("invalid -cpu")]
     Cpu(#[from] ferrite_cpu::cpuid::CpuModelError),
     #[error("-m: {} KiB is too little memory (at least 2 MiB is needed)", .0 >> 10)]
     TooLittleMemory(u64),
@@ -84,10 +84,15 @@ pub enum MachineError {
     },
 }
 
-/// Checks a `-cpu` specification without building a machine (the command line's early check).
-pub fn validate_cpu_model(spec: &str) -> Result<(), MachineError> {
-    CpuModel::parse(spec)?;
-    Ok(())
+/// `-cpu help`: the models and feature names ferrite knows.
+pub fn cpu_help() -> String {
+    ferrite_cpu::cpuid::help()
+}
+
+/// Checks a `-cpu` specification without building a machine (the command line's early
+/// check), returning the warnings QEMU would print for it (features TCG cannot provide).
+pub fn validate_cpu_model(spec: &str) -> Result<Vec<String>, MachineError> {
+    Ok(CpuModel::parse_spec(spec)?.warnings)
 }
 
 /// How the machine stopped.
