@@ -150,6 +150,8 @@ fn fill_fw_cfg(
     f.add_bytes(FW_CFG_NB_CPUS, cpus.to_le_bytes())?;
     f.add_bytes(FW_CFG_MAX_CPUS, cpus.to_le_bytes())?;
     f.add_bytes(FW_CFG_NOGRAPHIC, 1u16.to_le_bytes())?;
+    // -uuid: SeaBIOS puts it in the SMBIOS system information (type 1).
+    f.add_bytes(FW_CFG_UUID, cfg.uuid.unwrap_or([0; 16]))?;
     // SeaBIOS offers its boot menu (and waits for a key) only when this says so.
     f.add_bytes(FW_CFG_BOOT_MENU, u16::from(cfg.boot.menu).to_le_bytes())?;
     // QEMU's etc/e820 lists the RAM ranges; the firmware reserves its own areas.
