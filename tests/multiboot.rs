@@ -154,7 +154,8 @@ fn echo_kernel() -> Vec<u8> {
 }
 
 /// QEMU's conventions end to end: the command line starts with the kernel's file name, each
-/// `-initrd` entry is a module whose string is the entry, and CPUID reports the -cpu model.
+/// `-initrd` entry is a module whose string is the entry, CPUID reports the -cpu model, and
+/// COM1 reaches a `-chardev` through `-serial chardev:ID`.
 #[test]
 fn multiboot_kernel_sees_qemu_cmdline_modules_and_cpu_model() {
     let dir = std::env::temp_dir().join(format!("ferrite-mb-echo-{}", std::process::id()));
@@ -172,8 +173,9 @@ fn multiboot_kernel_sees_qemu_cmdline_modules_and_cpu_model() {
         .args(["-append", "console=ttyS0 x=1"])
         .arg("-initrd")
         .arg(format!("{} arg=foo,{}", m1.display(), m2.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", serial_path.display()))
+        .arg("-chardev")
+        .arg(format!("file,id=com1,path={}", serial_path.display()))
+        .args(["-serial", "chardev:com1"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .output()
         .unwrap();

@@ -95,6 +95,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rtc_bases() {
+        use crate::config::RtcBase;
+        assert_eq!(rtc_start_secs(RtcBase::Date(1_150_560_081)), 1_150_560_081);
+        let utc = rtc_start_secs(RtcBase::Utc);
+        assert!((utc - wall_clock_secs()).abs() <= 1);
+        let local = rtc_start_secs(RtcBase::LocalTime);
+        assert!((local - utc - local_utc_offset_secs()).abs() <= 1);
+    }
+
+    #[test]
     fn paused_time_stands_still() {
         let c = Clock::new();
         c.pause();

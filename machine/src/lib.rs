@@ -474,6 +474,11 @@ impl Machine {
         self.board.wiring.set_stopping();
         timers.join().ok();
         self.flush_drives();
+        if let SerialBackend::Chardev(id) = &self.cfg.serial {
+            if let Ok(c) = self.virtio.chardev(id) {
+                c.drain(Duration::from_secs(1));
+            }
+        }
         for nic in &self.nics {
             nic.detach();
         }
