@@ -11,7 +11,7 @@ use ferrite_machine::config::Media;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "ferrite", version, about = "A full-system x86 emulator", disable_help_flag = true)]
+#[command(name = "ferrite", about = "A full-system x86 emulator", disable_help_flag = true, disable_version_flag = true)]
 struct Args {
     /// Print help.
     #[arg(short = 'h', long = "help", action = clap::ArgAction::Help)]
@@ -25,12 +25,43 @@ struct Args {
     /// Machine type: pc (options: accel=tcg|kvm).
     #[arg(short = 'M', long = "machine", value_name = "TYPE[,accel=..]")]
     machine: Option<String>,
-    /// CPU model: max, qemu64 or host, with +feature/-feature.
+    /// CPU model (see -cpu help) with +feature, -feature, feature=on|off, vendor=, model-id=,
+    /// family=, model=, stepping=, level=, xlevel=, phys-bits=, check, enforce.
     #[arg(long = "cpu", value_name = "MODEL")]
     cpu: Option<String>,
-    /// Accelerator: tcg (ferrite's CPU emulation) or kvm.
-    #[arg(long = "accel", value_name = "tcg|kvm")]
-    accel: Option<String>,
+    /// Accelerator: tcg (ferrite's CPU emulation) or kvm; several are tried in order.
+    #[arg(long = "accel", value_name = "tcg|kvm[,OPTS]")]
+    accel: Vec<String>,
+    /// Print the version ("ferrite emulator version X.Y.Z", QEMU's format) and exit.
+    #[arg(long = "version")]
+    version: bool,
+    /// Memory overcommit: mem-lock=on|off,cpu-pm=on|off.
+    #[arg(long = "overcommit", value_name = "OPTS")]
+    overcommit: Option<String>,
+    /// The guest's name: NAME[,process=P][,debug-threads=on|off].
+    #[arg(long = "name", value_name = "NAME")]
+    name: Option<String>,
+    /// The machine's UUID (handed to the firmware for SMBIOS).
+    #[arg(long = "uuid", value_name = "UUID")]
+    uuid: Option<String>,
+    /// The RTC: base=utc|localtime|DATE[,clock=host|rt|vm][,driftfix=none|slew].
+    #[arg(long = "rtc", value_name = "OPTS")]
+    rtc: Option<String>,
+    /// Stop the guest instead of exiting when it powers off (not implemented yet: noted).
+    #[arg(long = "no-shutdown")]
+    no_shutdown: bool,
+    /// Run in the background once the machine is set up.
+    #[arg(long = "daemonize")]
+    daemonize: bool,
+    /// Write the process ID to FILE.
+    #[arg(long = "pidfile", value_name = "FILE")]
+    pidfile: Option<PathBuf>,
+    /// Write -d logging to FILE instead of stderr.
+    #[arg(short = 'D', value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Device tree blob (refused: x86 machines describe themselves with ACPI).
+    #[arg(long = "dtb", value_name = "FILE")]
+    dtb: Option<PathBuf>,
     /// Same as -accel kvm.
     #[arg(long = "enable-kvm")]
     enable_kvm: bool,
@@ -148,6 +179,12 @@ fn parse_smp(s: &str, cfg: &mut MachineConfig) -> Result<()> {
         bail!("-smp: CPU count must be between 1 and {}", ferrite_machine::MAX_CPUS);
     }
     cfg.cpus = n;
+    if let Some(max) = maxcpus.filter(|&m| m > n) {
+        // QEMU sizes the topology for maxcpus (the hot-pluggable CPUs have slots too).
+        if cfg.sockets.is_none() && cfg.cores.is_none() && cfg.threads.is_none() {
+            cfg.cores = Some(max);
+        }
+    }
     let topo = cfg.topology();
     let slots = topo.sockets * topo.cores * topo.threads;
     if slots < maxcpus.unwrap_or(n).max(n) {
@@ -191,6 +228,14 @@ const LONG: &[&str] = &[
     "chardev",
     "monitor",
     "mon",
+    "overcommit",
+    "name",
+    "uuid",
+    "rtc",
+    "no-shutdown",
+    "daemonize",
+    "pidfile",
+    "dtb",
 ];
 
 /// Rewrites `-name` to `--name` for long options, leaving short options and values alone.
@@ -214,7 +259,7 @@ fn normalize(args: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
             bail!("unknown option '-{name}' (see ferrite --help)");
         } else if let Some(name) = a.strip_prefix("--") {
             value_next = !name.contains('=') && takes_value(name);
-        } else if matches!(a.as_str(), "-m" | "-M" | "-d") {
+        } else if matches!(a.as_str(), "-m" | "-M" | "-d" | "-D") {
             value_next = true;
         }
         out.push(a);
@@ -223,7 +268,10 @@ fn normalize(args: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
 }
 
 fn takes_value(name: &str) -> bool {
-    !matches!(name, "help" | "enable-kvm" | "nographic" | "no-reboot" | "nodefaults" | "version" | "snapshot")
+    !matches!(
+        name,
+        "help" | "enable-kvm" | "nographic" | "no-reboot" | "nodefaults" | "version" | "snapshot" | "no-shutdown" | "daemonize"
+    )
 }
 
 /// Parses a size: plain numbers are MiB (QEMU's -m), suffixes K/M/G/T (with optional B/iB).
@@ -255,33 +303,6 @@ fn parse_number(s: &str) -> Result<u64> {
         s.parse()
     };
     r.map_err(|_| anyhow!("invalid number '{s}'"))
-}
-
-fn parse_accel(s: &str) -> Result<Accel> {
-    match s.split(',').next().unwrap_or("") {
-        "tcg" => Ok(Accel::Tcg),
-        "kvm" => Ok(Accel::Kvm),
-        other => bail!("unknown accelerator '{other}' (expected tcg or kvm)"),
-    }
-}
-
-/// `-accel tcg,jit=off|on|always,tb-size=MiB`: the translator's mode (ferrite's own
-/// property: `off` interprets everything, `always` compiles every block before it first
-/// runs) and QEMU's code cache size.
-fn parse_tcg_options(s: &str, cfg: &mut MachineConfig) -> Result<()> {
-    for p in s.split(',').skip(1) {
-        match p.split_once('=') {
-            Some(("jit", v)) => cfg.jit.mode = v.parse().map_err(|e: String| anyhow!("-accel: {e}"))?,
-            Some(("tb-size", v)) => {
-                let mib = v.parse::<usize>().ok().filter(|&n| (1..=1 << 20).contains(&n));
-                let mib = mib.ok_or_else(|| anyhow!("-accel: invalid tb-size '{v}' (MiB, at least 1)"))?;
-                cfg.jit.cache_bytes = mib << 20;
-            }
-            Some(("thread", "single" | "multi")) => {}
-            _ => bail!("unsupported -accel option '{p}' (supported: jit=off|on|always, tb-size=MiB)"),
-        }
-    }
-    Ok(())
 }
 
 /// QEMU's PCI `addr=` property: `SLOT` or `SLOT.FN`, in hex.
@@ -343,7 +364,43 @@ fn parse_device(spec: &str, cfg: &mut MachineConfig) -> Result<()> {
     }
 }
 
+/// What QEMU answers without starting a machine: `-cpu help` (or `?`), `-machine help`.
+fn help_request(argv: &[String]) -> Option<String> {
+    argv.windows(2).find_map(|w| {
+        let opt = w[0].trim_start_matches('-');
+        match (opt, w[1].as_str()) {
+            ("cpu", "help" | "?") => Some(ferrite_cpu_help()),
+            ("machine" | "M", "help" | "?") => Some("Supported machines are:\npc                   Standard PC (i440FX + PIIX, 1996) (default)\npc-i440fx-7.2        Standard PC (i440FX + PIIX, 1996)\n".into()),
+            _ => None,
+        }
+    })
+}
+
+fn ferrite_cpu_help() -> String {
+    ferrite_machine::cpu_help()
+}
+
+/// What the process does around the machine: `-daemonize`, `-pidfile`, `-D`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Process {
+    pub daemonize: bool,
+    pub pidfile: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
 pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
+    parse_all(argv).map(|(cfg, _)| cfg)
+}
+
+/// Parses the command line into the machine and the process settings, printing QEMU-style
+/// warnings and notes on stderr.
+pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfig, Process)> {
+    let argv: Vec<String> = argv.into_iter().collect();
+    if let Some(text) = help_request(&argv) {
+        print!("{text}");
+        std::process::exit(0);
+    }
     let args = Args::try_parse_from(normalize(argv)?).map_err(|e| {
         // Let clap print help/version itself; everything else is a user error.
         if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
@@ -351,35 +408,49 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
         }
         anyhow!("{}", e.render().to_string().trim_end())
     })?;
+    if args.version {
+        print!("{}", crate::machine_args::version_text());
+        std::process::exit(0);
+    }
     let mut cfg = MachineConfig::default();
+    let mut notes = Vec::new();
     if let Some(m) = &args.memory {
-        cfg.memory_bytes = parse_size(m).context("-m")?;
+        cfg.memory_bytes = crate::machine_args::parse_memory(m).context("-m")?;
     }
     if let Some(s) = &args.smp {
         parse_smp(s, &mut cfg)?;
     }
     if let Some(m) = &args.machine {
-        let mut parts = m.split(',');
-        match parts.next().unwrap_or("") {
-            t if t == "pc" || t.starts_with("pc-i440fx") => {}
-            other => bail!("unsupported machine type '{other}' (supported: pc)"),
-        }
-        for p in parts {
-            match p.split_once('=') {
-                Some(("accel", v)) => cfg.accel = parse_accel(v)?,
-                _ => bail!("unsupported -machine option '{p}'"),
-            }
-        }
+        crate::machine_args::parse_machine(m, &mut cfg, &mut notes)?;
     }
-    if let Some(a) = &args.accel {
-        cfg.accel = parse_accel(a)?;
-        parse_tcg_options(a, &mut cfg)?;
+    if !args.accel.is_empty() {
+        cfg.accel = crate::machine_args::parse_accels(&args.accel, &mut cfg.jit, &mut notes)?;
+    }
+    if let Some(o) = &args.overcommit {
+        crate::machine_args::parse_overcommit(o, &mut notes)?;
+    }
+    if let Some(n) = &args.name {
+        cfg.name = Some(crate::machine_args::parse_name(n)?);
+    }
+    if let Some(u) = &args.uuid {
+        cfg.uuid = Some(crate::machine_args::parse_uuid(u)?);
+    }
+    if let Some(r) = &args.rtc {
+        crate::machine_args::parse_rtc(r, &mut cfg, &mut notes)?;
+    }
+    if args.no_shutdown {
+        notes.push("-no-shutdown is not implemented yet: ferrite exits when the guest powers off".into());
+    }
+    if args.dtb.is_some() {
+        bail!("-dtb: device trees are not used on x86: the pc machine describes itself to the guest with ACPI tables");
     }
     if args.enable_kvm {
         cfg.accel = Accel::Kvm;
     }
     if let Some(c) = &args.cpu {
-        ferrite_machine::validate_cpu_model(c)?;
+        for w in ferrite_machine::validate_cpu_model(c)? {
+            eprintln!("ferrite: warning: {w}");
+        }
         cfg.cpu = c.clone();
     }
     cfg.kernel = args.kernel;
@@ -387,22 +458,24 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
     cfg.append = args.append.unwrap_or_default();
     cfg.bios = args.bios;
     cfg.no_reboot = args.no_reboot;
-    if let Some(s) = &args.serial {
-        cfg.serial = match s.as_str() {
-            "stdio" | "mon:stdio" => SerialBackend::Stdio,
-            "null" | "none" => SerialBackend::Null,
-            other => match other.strip_prefix("file:") {
-                Some(p) => SerialBackend::File(p.into()),
-                None => bail!("unsupported -serial backend '{other}' (stdio, null, none, file:PATH)"),
-            },
-        };
-    }
     for c in &args.chardev {
         let c = crate::chardev_args::parse_chardev(c)?;
         if cfg.chardevs.iter().any(|d| d.id == c.id) {
             bail!("-chardev: duplicate id '{}'", c.id);
         }
         cfg.chardevs.push(c);
+    }
+    if let Some(s) = &args.serial {
+        cfg.serial = match s.as_str() {
+            "stdio" | "mon:stdio" => SerialBackend::Stdio,
+            "null" | "none" => SerialBackend::Null,
+            other => match (other.strip_prefix("file:"), other.strip_prefix("chardev:")) {
+                (Some(p), _) => SerialBackend::File(p.into()),
+                (_, Some(id)) if cfg.chardevs.iter().any(|c| c.id == id) => SerialBackend::Chardev(id.into()),
+                (_, Some(id)) => bail!("-serial chardev:{id}: no -chardev with id={id}"),
+                _ => bail!("unsupported -serial backend '{other}' (stdio, mon:stdio, null, none, file:PATH, chardev:ID)"),
+            },
+        };
     }
     if let Some(m) = &args.monitor {
         if let Some(c) = crate::chardev_args::parse_monitor(m)? {
@@ -483,7 +556,21 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<MachineConfig> {
             }
         }
     }
-    Ok(cfg)
+    if args.daemonize && cfg.serial == SerialBackend::Stdio && args.serial.is_some() {
+        bail!("-daemonize cannot be used with -serial stdio (the terminal goes away)");
+    }
+    if args.daemonize && args.nographic && args.serial.is_none() {
+        bail!("-nographic cannot be used with -daemonize");
+    }
+    if args.daemonize && cfg.serial == SerialBackend::Stdio {
+        // No terminal after daemonizing: COM1 goes nowhere, as QEMU's default vc would.
+        cfg.serial = SerialBackend::Null;
+    }
+    for n in notes {
+        eprintln!("ferrite: note: {n}");
+    }
+    let process = Process { daemonize: args.daemonize, pidfile: args.pidfile, log_file: args.log_file };
+    Ok((cfg, process))
 }
 
 #[cfg(test)]
@@ -523,6 +610,16 @@ mod tests {
         assert!(p(&["-m", "lots"]).is_err());
         assert!(p(&["-accel", "hvf"]).unwrap_err().to_string().contains("hvf"));
         assert!(p(&["-device", "e1001"]).is_err());
+    }
+
+    #[test]
+    fn cpu_models_and_properties() {
+        assert_eq!(p(&["-cpu", "Haswell,+popcnt,check"]).unwrap().cpu, "Haswell,+popcnt,check");
+        assert!(p(&["-cpu", "EPYC-Rome,-svm,vendor=GenuineIntel,model-id=x,,y,phys-bits=40,host-phys-bits=on"]).is_ok());
+        let e = format!("{:#}", p(&["-cpu", "Haswell,enforce"]).unwrap_err());
+        assert!(e.contains("avx2"), "{e}");
+        assert!(format!("{:#}", p(&["-cpu", "Frobnitz"]).unwrap_err()).contains("Frobnitz"));
+        assert!(help_request(&["ferrite".into(), "-cpu".into(), "help".into()]).unwrap().contains("Cascadelake-Server"));
     }
 
     #[test]

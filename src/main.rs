@@ -3,20 +3,32 @@
 
 mod chardev_args;
 mod cli;
+mod daemon;
+mod machine_args;
 mod storage_args;
 mod net_args;
+#[cfg(test)]
+mod qemu_syntax_tests;
 mod virtio_args;
 
 use ferrite_machine::Machine;
 
 fn main() {
-    let cfg = match cli::parse(std::env::args()) {
+    let (cfg, process) = match cli::parse_all(std::env::args()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferrite: {e:#}");
             std::process::exit(2);
         }
     };
+    let fail = |e: anyhow::Error| -> ! {
+        eprintln!("ferrite: {e:#}");
+        std::process::exit(1);
+    };
+    let daemon = process.daemonize.then(daemon::start).transpose().unwrap_or_else(|e| fail(e));
+    if let Some(p) = &process.pidfile {
+        daemon::write_pidfile(p).unwrap_or_else(|e| fail(e));
+    }
     let mut machine = match Machine::new(cfg) {
         Ok(m) => m,
         Err(e) => {
@@ -27,18 +39,28 @@ fn main() {
     if let Some(addr) = machine.gdb_address() {
         eprintln!("ferrite: gdb server listening on {addr}");
     }
-    match machine.run() {
+    if let Some(log) = &process.log_file {
+        daemon::redirect_log(log).unwrap_or_else(|e| fail(e));
+    }
+    if let Some(d) = daemon {
+        d.ready(process.log_file.is_some()).unwrap_or_else(|e| fail(e));
+    }
+    let code = match machine.run() {
         Ok(outcome) => {
             if outcome == ferrite_machine::Outcome::TripleFault {
                 eprintln!("ferrite: the guest triple-faulted (CPU shutdown); exiting because of -no-reboot");
             }
-            std::process::exit(outcome.exit_code());
+            outcome.exit_code()
         }
         Err(e) => {
             eprintln!("ferrite: {}", error_chain(&e));
-            std::process::exit(1);
+            1
         }
+    };
+    if let Some(p) = &process.pidfile {
+        let _ = std::fs::remove_file(p);
     }
+    std::process::exit(code);
 }
 
 /// An error with its sources, "a: b: c".

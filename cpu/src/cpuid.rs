@@ -6,11 +6,16 @@
 use crate::state::{cr4, CpuState};
 use iced_x86::{CpuidFeature, Instruction};
 
+mod models;
+mod names;
+mod spec;
 mod topology;
+pub use spec::{help, CpuModelError, CpuSpec};
 pub use topology::Topology;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum R {
+    Eax,
     Ebx,
     Ecx,
     Edx,
@@ -34,7 +39,8 @@ macro_rules! f {
 
 use CpuidFeature as C;
 
-/// Every feature bit ferrite can implement. Leaf 7 is sub-leaf 0.
+/// Every feature bit ferrite can implement, by QEMU's name (see `names` for the spellings QEMU
+/// also accepts). Leaf 7 is sub-leaf 0.
 const FEATURES: &[Feature] = &[
     f!(["fpu"], 1, Edx, 0, Some(C::FPU)),
     f!(["vme"], 1, Edx, 1, None),
@@ -58,29 +64,32 @@ const FEATURES: &[Feature] = &[
     f!(["fxsr"], 1, Edx, 24, Some(C::FXSR)),
     f!(["sse"], 1, Edx, 25, Some(C::SSE)),
     f!(["sse2"], 1, Edx, 26, Some(C::SSE2)),
-    f!(["sse3", "pni"], 1, Ecx, 0, Some(C::SSE3)),
+    f!(["pni"], 1, Ecx, 0, Some(C::SSE3)),
     f!(["ssse3"], 1, Ecx, 9, Some(C::SSSE3)),
     f!(["cx16"], 1, Ecx, 13, Some(C::CMPXCHG16B)),
-    f!(["sse4.1", "sse4_1"], 1, Ecx, 19, Some(C::SSE4_1)),
-    f!(["sse4.2", "sse4_2"], 1, Ecx, 20, Some(C::SSE4_2)),
+    f!(["sse4.1"], 1, Ecx, 19, Some(C::SSE4_1)),
+    f!(["sse4.2"], 1, Ecx, 20, Some(C::SSE4_2)),
     f!(["x2apic"], 1, Ecx, 21, None),
     f!(["popcnt"], 1, Ecx, 23, Some(C::POPCNT)),
     f!(["tsc-deadline"], 1, Ecx, 24, None),
     f!(["xsave"], 1, Ecx, 26, Some(C::XSAVE)),
     f!(["hypervisor"], 1, Ecx, 31, None),
+    f!(["arat"], 6, Eax, 2, None),
     f!(["fsgsbase"], 7, Ebx, 0, Some(C::FSGSBASE)),
     f!(["smep"], 7, Ebx, 7, None),
     f!(["erms"], 7, Ebx, 9, None),
     f!(["smap"], 7, Ebx, 20, Some(C::SMAP)),
     f!(["umip"], 7, Ecx, 2, None),
     f!(["syscall"], 0x8000_0001, Edx, 11, Some(C::SYSCALL)),
-    f!(["nx", "xd"], 0x8000_0001, Edx, 20, None),
+    f!(["nx"], 0x8000_0001, Edx, 20, None),
     f!(["pdpe1gb"], 0x8000_0001, Edx, 26, None),
     f!(["rdtscp"], 0x8000_0001, Edx, 27, Some(C::RDTSCP)),
-    f!(["lm", "i64"], 0x8000_0001, Edx, 29, Some(C::X64)),
-    f!(["lahf_lm", "lahf-lm"], 0x8000_0001, Ecx, 0, None),
-    f!(["abm", "lzcnt"], 0x8000_0001, Ecx, 5, Some(C::LZCNT)),
-    f!(["3dnowprefetch", "prefetchw"], 0x8000_0001, Ecx, 8, Some(C::PREFETCHW)),
+    f!(["lm"], 0x8000_0001, Edx, 29, Some(C::X64)),
+    f!(["lahf-lm"], 0x8000_0001, Ecx, 0, None),
+    f!(["abm"], 0x8000_0001, Ecx, 5, Some(C::LZCNT)),
+    f!(["3dnowprefetch"], 0x8000_0001, Ecx, 8, Some(C::PREFETCHW)),
+    // AMD topology extensions (leaves 0x8000001D/E), answered only for AMD vendors.
+    f!(["topoext"], 0x8000_0001, Ecx, 22, None),
     f!(["invtsc"], 0x8000_0007, Edx, 8, None),
 ];
 
@@ -124,21 +133,16 @@ pub struct CpuModel {
     pub family: u32,
     pub model: u32,
     pub stepping: u32,
+    /// The model-id string (leaves 0x80000002-4).
     pub brand: String,
-    /// Highest basic CPUID leaf.
+    /// Highest basic CPUID leaf (QEMU's `level`).
     pub max_basic_leaf: u32,
+    /// Highest extended CPUID leaf (QEMU's `xlevel`).
+    pub max_ext_leaf: u32,
+    /// Physical address bits reported in CPUID.80000008H:EAX[7:0].
+    pub phys_bits: u32,
     /// Bit i set: `FEATURES[i]` present.
     enabled: u64,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CpuModelError {
-    #[error("unknown CPU model '{0}' (known: max, qemu64, ferrite, host)")]
-    UnknownModel(String),
-    #[error("unknown CPU feature '{0}' in -cpu")]
-    UnknownFeature(String),
-    #[error("malformed -cpu feature '{0}': expected +name, -name, name=on or name=off")]
-    Malformed(String),
 }
 
 impl Default for CpuModel {
@@ -148,81 +152,46 @@ impl Default for CpuModel {
 }
 
 impl CpuModel {
-    fn with(name: &str, family: u32, model: u32, stepping: u32, brand: &str, features: &[&str]) -> Self {
-        let mut m = CpuModel {
+    /// A model with no features: the caller sets them.
+    fn bare(name: &str, vendor: [u8; 12], (family, model, stepping): (u32, u32, u32), brand: &str) -> Self {
+        CpuModel {
             name: name.into(),
-            vendor: *b"GenuineIntel",
+            vendor,
             family,
             model,
             stepping,
             brand: brand.into(),
             max_basic_leaf: 0x16,
+            max_ext_leaf: 0x8000_0008,
+            phys_bits: crate::mmu::MAX_PHYS_BITS,
             enabled: 0,
-        };
-        for f in features {
-            m.set_feature(f, true).expect("built-in feature names are valid");
         }
-        m
     }
 
     /// Everything ferrite implements: an x86-64-v2 CPU (SSE4.2, POPCNT, CX16) without AVX.
     pub fn max() -> Self {
-        let all: Vec<&str> = FEATURES.iter().map(|f| f.names[0]).collect();
-        Self::with("max", 6, 0x3a, 9, "ferrite x86-64-v2 CPU", &all)
-    }
-
-    /// QEMU's default `qemu64` model: the x86-64 baseline (SSE2, SSE3, CX16, LAHF).
-    pub fn qemu64() -> Self {
-        let mut m = Self::with(
-            "qemu64",
-            15,
-            107,
-            1,
-            "ferrite qemu64 CPU",
-            &[
-                "fpu", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge", "mca", "cmov",
-                "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2", "sse3", "cx16", "hypervisor", "syscall",
-                "nx", "lm", "lahf_lm",
-            ],
-        );
-        // QEMU's qemu64 stops at leaf 0xD (no frequency leaves).
-        m.max_basic_leaf = 0xd;
+        let mut m = Self::bare("max", *b"GenuineIntel", (6, 0x3a, 9), "ferrite x86-64-v2 CPU");
+        m.enabled = (1u64 << FEATURES.len()) - 1;
         m
     }
 
-    /// Parses QEMU's `-cpu MODEL[,+feat][,-feat][,feat=on|off]`.
-    pub fn parse(spec: &str) -> Result<Self, CpuModelError> {
-        let mut parts = spec.split(',');
-        let name = parts.next().unwrap_or("");
-        let mut m = match name {
-            "max" | "host" | "ferrite" | "" => Self::max(),
-            "qemu64" => Self::qemu64(),
-            other => return Err(CpuModelError::UnknownModel(other.into())),
-        };
-        for p in parts.filter(|p| !p.is_empty()) {
-            let (feat, on) = if let Some(f) = p.strip_prefix('+') {
-                (f, true)
-            } else if let Some(f) = p.strip_prefix('-') {
-                (f, false)
-            } else if let Some((f, v)) = p.split_once('=') {
-                match v {
-                    "on" | "true" | "yes" => (f, true),
-                    "off" | "false" | "no" => (f, false),
-                    _ => return Err(CpuModelError::Malformed(p.into())),
-                }
-            } else {
-                (p, true)
-            };
-            m.set_feature(feat, on)?;
-        }
-        Ok(m)
+    /// QEMU's `qemu64` (the default model of `qemu-system-x86_64`).
+    pub fn qemu64() -> Self {
+        Self::parse("qemu64").expect("qemu64 is a built-in model")
     }
 
+    /// Whether ferrite implements the feature QEMU calls `name` (canonical spelling).
+    fn provides(name: &str) -> bool {
+        FEATURES.iter().any(|f| f.names.contains(&name))
+    }
+
+    /// Turns a feature ferrite provides on or off; QEMU's other spellings are accepted.
     pub fn set_feature(&mut self, name: &str, on: bool) -> Result<(), CpuModelError> {
+        let name = names::canonical(name);
         let i = FEATURES
             .iter()
-            .position(|f| f.names.contains(&name))
-            .ok_or_else(|| CpuModelError::UnknownFeature(name.into()))?;
+            .position(|f| f.names.contains(&name.as_str()))
+            .ok_or(CpuModelError::UnknownFeature(name))?;
         if on {
             self.enabled |= 1 << i;
         } else {
@@ -232,7 +201,8 @@ impl CpuModel {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        FEATURES.iter().position(|f| f.names.contains(&name)).is_some_and(|i| self.enabled & (1 << i) != 0)
+        let name = names::canonical(name);
+        FEATURES.iter().position(|f| f.names.contains(&name.as_str())).is_some_and(|i| self.enabled & (1 << i) != 0)
     }
 
     /// AMD processors differ in a few system instructions (SYSCALL/SYSRET outside 64-bit
@@ -288,8 +258,18 @@ impl CpuModel {
     /// mirrors CR4).
     pub fn cpuid(&self, leaf: u32, subleaf: u32, apic_id: u32, topo: Topology, st: &CpuState) -> [u32; 4] {
         let max_basic = self.max_basic_leaf;
-        // AMD's topology extensions (leaves 0x8000001D/E) extend the range there.
-        let max_ext: u32 = if self.is_amd() { 0x8000_001e } else { 0x8000_0008 };
+        let topoext = self.is_amd() && self.has("topoext");
+        // The topology extensions need the range to reach 0x8000001E (QEMU raises xlevel too).
+        let max_ext = if topoext { self.max_ext_leaf.max(0x8000_001e) } else { self.max_ext_leaf };
+        // Leaves beyond either range answer as the highest basic leaf does (Intel's rule,
+        // which QEMU applies to every vendor).
+        let beyond = if leaf >= 0x8000_0000 { leaf > max_ext } else { leaf > max_basic };
+        if beyond && (0xc000_0000..=0xcfff_ffff).contains(&leaf) {
+            return [0; 4];
+        }
+        if beyond && leaf != max_basic {
+            return self.cpuid(max_basic, subleaf, apic_id, topo, st);
+        }
         let v = &self.vendor;
         let word = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
         match leaf {
@@ -312,7 +292,7 @@ impl CpuModel {
             // Leaf 2: no descriptor information (the 0xFF-less "null" answer).
             2 => [1, 0, 0, 0],
             // Leaf 6: thermal and power: APIC timer always running (ARAT).
-            6 => [1 << 2, 0, 0, 0],
+            6 => [self.bits(6, R::Eax), 0, 0, 0],
             7 if subleaf == 0 => [0, self.bits(7, R::Ebx), self.bits(7, R::Ecx), self.bits(7, R::Edx)],
             4 => topo.cache_leaf(subleaf, false),
             // V2 extended topology (0x1F) says the same as 0xB while there are no dies or
@@ -335,9 +315,15 @@ impl CpuModel {
                 if !self.is_amd() && !st.in_64bit() {
                     edx &= !(1 << 11);
                 }
-                let mut ecx = self.bits(0x8000_0001, R::Ecx);
+                const TOPOEXT: u32 = 1 << 22;
+                let mut ecx = self.bits(0x8000_0001, R::Ecx) & !TOPOEXT;
                 if self.is_amd() {
-                    ecx |= topo.amd_feature_bits();
+                    ecx |= topo.amd_feature_bits() & !TOPOEXT;
+                    // AMD mirrors leaf 1's EDX bits 0-9, 12-17, 23 and 24 here.
+                    edx |= self.bits(1, R::Edx) & 0x0183_f3ff;
+                }
+                if topoext {
+                    ecx |= TOPOEXT;
                 }
                 [self.signature(), 0, ecx, edx]
             }
@@ -345,10 +331,10 @@ impl CpuModel {
             // L2: 512 KiB, 8-way, 64-byte lines (CPUID.80000006h:ECX layout).
             0x8000_0006 => [0, 0, (512 << 16) | (6 << 12) | 64, 0],
             0x8000_0007 => [0, 0, 0, self.bits(0x8000_0007, R::Edx)],
-            // 40 physical, 48 linear address bits; the package size in ECX (AMD's layout).
-            0x8000_0008 => [(48 << 8) | crate::mmu::MAX_PHYS_BITS, 0, topo.amd_package_size(), 0],
-            0x8000_001d if self.is_amd() => topo.cache_leaf(subleaf, true),
-            0x8000_001e if self.is_amd() => topo.amd_ids(apic_id),
+            // Physical and 48 linear address bits; the package size in ECX (AMD's layout).
+            0x8000_0008 => [(48 << 8) | self.phys_bits, 0, topo.amd_package_size(), 0],
+            0x8000_001d if topoext => topo.cache_leaf(subleaf, true),
+            0x8000_001e if topoext => topo.amd_ids(apic_id),
             // Out-of-range basic leaves return the highest basic leaf's values (Intel).
             // TSC/crystal ratio (SDM Vol. 2 CPUID leaf 15H): the TSC runs at exactly TSC_HZ, so the
             // guest needs no PIT or PM-timer calibration.
@@ -358,7 +344,6 @@ impl CpuModel {
                 let mhz = (crate::msr::TSC_HZ / 1_000_000) as u32;
                 [mhz, mhz, 100, 0]
             }
-            l if l < 0x8000_0000 && l > max_basic => self.cpuid(max_basic, subleaf, apic_id, topo, st),
             _ => [0, 0, 0, 0],
         }
     }

@@ -10,6 +10,7 @@
 pub mod acpi;
 pub mod boot_state;
 pub mod e820;
+pub mod initrd;
 pub(crate) mod le;
 pub mod linux;
 pub mod multiboot;

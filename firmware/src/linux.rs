@@ -274,9 +274,11 @@ impl SetupHeader {
         };
         let syssize = field32(hdr::SYSSIZE);
         let setup_bytes = (setup_sects as u64 + 1) * 512;
-        let needed = setup_bytes + syssize as u64 * 16;
-        if needed > len as u64 || setup_bytes >= len as u64 {
-            return Err(LinuxError::Truncated { needed: needed.max(setup_bytes + 1), len });
+        // As QEMU's loader: `syssize` is not checked (the protected-mode part is whatever follows
+        // the setup sectors, and files shorter than syssize paragraphs boot), but the setup
+        // sectors must be there.
+        if setup_bytes > len as u64 {
+            return Err(LinuxError::Truncated { needed: setup_bytes, len });
         }
         let kernel_alignment = field32(hdr::KERNEL_ALIGNMENT);
         let relocatable = image[hdr::RELOCATABLE_KERNEL] != 0;

@@ -73,9 +73,10 @@ fn rejects_bad_images() {
     assert!(matches!(SetupHeader::parse(&zimage), Err(LinuxError::NotBzImage)));
 
     let full = image(0x020f, 4096);
-    let cut = &full[..full.len() - 100];
-    assert!(matches!(SetupHeader::parse(cut), Err(LinuxError::Truncated { .. })));
     assert!(matches!(SetupHeader::parse(&full[..0x250]), Err(LinuxError::Truncated { .. })));
+    // Missing setup sectors are refused; a short protected-mode part is not (below).
+    let setup_end = SetupHeader::parse(&full).unwrap().kernel_offset();
+    assert!(matches!(SetupHeader::parse(&full[..setup_end - 1]), Err(LinuxError::Truncated { .. })));
 
     let mut align = image(0x020f, 4096);
     align[hdr::KERNEL_ALIGNMENT..hdr::KERNEL_ALIGNMENT + 4].copy_from_slice(&3u32.to_le_bytes());
@@ -160,6 +161,18 @@ fn loads_64bit_kernel() {
     assert_eq!(u64::from_le_bytes(gdt.try_into().unwrap()), s.cs.descriptor);
     let pml4e = u64::from_le_bytes(mem.slice(PML4_ADDR, 8).unwrap().try_into().unwrap());
     assert_eq!(pml4e & 1, 1);
+}
+
+/// QEMU loads a bzImage shorter than its header's `syssize` paragraphs: whatever follows the
+/// setup sectors is the kernel.
+#[test]
+fn loads_a_file_shorter_than_syssize() {
+    let full = image(0x020f, 64 * 1024);
+    let short = &full[..full.len() - 100];
+    let mem = test_mem::ram(256 * MIB);
+    let boot = load_linux(&mem, short, &LinuxBootConfig::default()).unwrap();
+    assert_eq!(boot.kernel_size, 64 * 1024 - 100);
+    assert_eq!(mem.slice(0x10_0000, 64 * 1024 - 100).unwrap(), &short[28 * 512..]);
 }
 
 #[test]

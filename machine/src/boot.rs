@@ -61,7 +61,13 @@ pub fn load(cfg: &MachineConfig, board: &PcBoard) -> Result<CpuState, BootError>
     let acpi = AcpiTables::build(&acpi_config)?;
     let rsdp = acpi.install(mem)?;
     let image = cfg.kernel.as_deref().map(|p| read("kernel", p)).transpose()?;
-    let initrd = cfg.initrd.as_deref().map(|p| read("initrd", p)).transpose()?;
+    // -initrd FILE[ ARGS][,FILE[ ARGS]]...: multiboot modules, or Linux initrds concatenated.
+    let entries = cfg.initrd.as_deref().map(|p| fw::initrd::split_list(&p.to_string_lossy())).unwrap_or_default();
+    let files = entries
+        .iter()
+        .map(|e| read("initrd", Path::new(fw::initrd::module_entry(e).0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let initrd = (!files.is_empty()).then(|| fw::initrd::concat_initrds(&files));
     fill_fw_cfg(cfg, board, &layout, &acpi, image.as_deref(), initrd.as_deref())?;
     if cfg.bios.is_none() {
         // No firmware runs: leave the chipset as a BIOS would, with the 0xC0000-0xFFFFF window
@@ -103,12 +109,13 @@ pub fn load(cfg: &MachineConfig, board: &PcBoard) -> Result<CpuState, BootError>
             return Err(BootError::Linux { path: kernel_path.clone(), source })
         }
         Err(linux_err) => {
-            let modules: Vec<MultibootModule> = initrd
-                .as_deref()
-                .map(|data| MultibootModule { data, cmdline: "" })
-                .into_iter()
+            let modules: Vec<MultibootModule> = files
+                .iter()
+                .zip(&entries)
+                .map(|(data, entry)| MultibootModule { data, cmdline: entry })
                 .collect();
-            let mb_cfg = MultibootConfig { cmdline: &cfg.append, modules: &modules };
+            let cmdline = fw::initrd::multiboot_cmdline(&kernel_path.to_string_lossy(), &cfg.append);
+            let mb_cfg = MultibootConfig { cmdline: &cmdline, modules: &modules };
             match fw::load_multiboot(mem, &image, &mb_cfg) {
                 Ok(b) => b.setup,
                 Err(fw::MultibootError::NoHeader) => {
@@ -143,6 +150,8 @@ fn fill_fw_cfg(
     f.add_bytes(FW_CFG_NB_CPUS, cpus.to_le_bytes())?;
     f.add_bytes(FW_CFG_MAX_CPUS, cpus.to_le_bytes())?;
     f.add_bytes(FW_CFG_NOGRAPHIC, 1u16.to_le_bytes())?;
+    // -uuid: SeaBIOS puts it in the SMBIOS system information (type 1).
+    f.add_bytes(FW_CFG_UUID, cfg.uuid.unwrap_or([0; 16]))?;
     // SeaBIOS offers its boot menu (and waits for a key) only when this says so.
     f.add_bytes(FW_CFG_BOOT_MENU, u16::from(cfg.boot.menu).to_le_bytes())?;
     // QEMU's etc/e820 lists the RAM ranges; the firmware reserves its own areas.

@@ -128,6 +128,8 @@ pub struct Chardev {
     state: Mutex<State>,
     room: Condvar,
     output: SyncSender<Vec<u8>>,
+    /// Chunks queued and not yet written (for [`Chardev::drain`]).
+    unwritten: Arc<std::sync::atomic::AtomicUsize>,
     sink: Arc<Mutex<Sink>>,
 }
 
@@ -157,13 +159,15 @@ impl Chardev {
             state: Mutex::new(State { frontend: None, connected: !matches!(cfg.backend, ChardevBackend::Socket { .. }), woken: false }),
             room: Condvar::new(),
             output: tx,
+            unwritten: Arc::default(),
             sink: Arc::new(Mutex::new(sink)),
         });
         let thread = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(format!("chardev-{name}")).spawn(f).map(drop).map_err(|e| ChardevError::Thread(id.clone(), e))
         };
         let sink = dev.sink.clone();
-        thread("out", Box::new(move || write_loop(rx, sink)))?;
+        let unwritten = dev.unwritten.clone();
+        thread("out", Box::new(move || write_loop(rx, sink, &unwritten)))?;
         let weak = Arc::downgrade(&dev);
         match listener {
             Some(l) => thread("in", Box::new(move || accept_loop(l, weak)))?,
@@ -209,7 +213,19 @@ impl Chardev {
         }
         // A full queue means the host side reads too slowly: drop, as a line without flow
         // control would.
-        let _ = self.output.try_send(data.to_vec());
+        self.unwritten.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if self.output.try_send(data.to_vec()).is_err() {
+            self.unwritten.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// Waits (up to `limit`) until the output queued so far is written, so that what the
+    /// guest printed before the machine stopped reaches the host before the process exits.
+    pub fn drain(&self, limit: Duration) {
+        let start = std::time::Instant::now();
+        while self.unwritten.load(std::sync::atomic::Ordering::Acquire) > 0 && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// The frontend has room for more input.
@@ -302,8 +318,18 @@ fn read_loop(mut stream: Stream, dev: &std::sync::Weak<Chardev>) {
     }
 }
 
-fn write_loop(chunks: Receiver<Vec<u8>>, sink: Arc<Mutex<Sink>>) {
+/// Counts a chunk as written when the writer is done with it.
+struct Written<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Written<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+fn write_loop(chunks: Receiver<Vec<u8>>, sink: Arc<Mutex<Sink>>, unwritten: &std::sync::atomic::AtomicUsize) {
     for chunk in chunks {
+        let _done = Written(unwritten);
         let mut s = lock(&sink);
         match &mut *s {
             Sink::Null => {}

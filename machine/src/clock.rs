@@ -67,9 +67,42 @@ pub fn wall_clock_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// The host's offset from UTC now, in seconds (east positive), from the C library's time zone.
+pub fn local_utc_offset_secs() -> i64 {
+    let now: libc::time_t = wall_clock_secs() as libc::time_t;
+    // SAFETY: `tm` is plain data that localtime_r fills; both pointers are valid for the call.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff as i64
+    }
+}
+
+/// The RTC's time at power-on for `-rtc base=` (the RTC counts in the guest's time zone).
+pub fn rtc_start_secs(base: crate::config::RtcBase) -> i64 {
+    use crate::config::RtcBase;
+    match base {
+        RtcBase::Utc => wall_clock_secs(),
+        RtcBase::LocalTime => wall_clock_secs() + local_utc_offset_secs(),
+        RtcBase::Date(secs) => secs,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtc_bases() {
+        use crate::config::RtcBase;
+        assert_eq!(rtc_start_secs(RtcBase::Date(1_150_560_081)), 1_150_560_081);
+        let utc = rtc_start_secs(RtcBase::Utc);
+        assert!((utc - wall_clock_secs()).abs() <= 1);
+        let local = rtc_start_secs(RtcBase::LocalTime);
+        assert!((local - utc - local_utc_offset_secs()).abs() <= 1);
+    }
 
     #[test]
     fn paused_time_stands_still() {

@@ -1,6 +1,7 @@
 //! `MachineConfig`: what to build, as plain data (the command line produces it; tests and
 //! tools can write it directly).
 
+pub use ferrite_cpu::{JitConfig, JitMode};
 use std::path::PathBuf;
 
 /// Where the first serial port's bytes go.
@@ -13,6 +14,20 @@ pub enum SerialBackend {
     Null,
     /// Appended to a file.
     File(PathBuf),
+    /// A `-chardev` by id (`-serial chardev:ID`).
+    Chardev(String),
+}
+
+/// Where the RTC's time starts (`-rtc base=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RtcBase {
+    /// The host's time in UTC (QEMU's default).
+    #[default]
+    Utc,
+    /// The host's local time (what Windows guests expect).
+    LocalTime,
+    /// A fixed start date, seconds since the epoch.
+    Date(i64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -262,6 +277,12 @@ pub struct MachineConfig {
     pub start_paused: bool,
     /// Log every interrupt and exception to stderr (`-d int`).
     pub log_interrupts: bool,
+    /// The guest's name (`-name`).
+    pub name: Option<String>,
+    /// The machine's UUID (`-uuid`), for the firmware (fw_cfg) and the monitor.
+    pub uuid: Option<[u8; 16]>,
+    /// The RTC's time base (`-rtc base=`).
+    pub rtc_base: RtcBase,
 }
 
 impl Default for MachineConfig {
@@ -292,6 +313,9 @@ impl Default for MachineConfig {
             gdb: None,
             start_paused: false,
             log_interrupts: false,
+            name: None,
+            uuid: None,
+            rtc_base: RtcBase::Utc,
         }
     }
 }

@@ -34,7 +34,7 @@ pub const MAX_CPUS: u32 = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
-    #[error("invalid -cpu: {0}")]
+    #[error("invalid -cpu")]
     Cpu(#[from] ferrite_cpu::cpuid::CpuModelError),
     #[error("-m: {} KiB is too little memory (at least 2 MiB is needed)", .0 >> 10)]
     TooLittleMemory(u64),
@@ -68,6 +68,8 @@ pub enum MachineError {
     Ide(#[from] pc::storage::PlugError),
     #[error(transparent)]
     Chardev(#[from] chardev::ChardevError),
+    #[error("-serial chardev:{0}: no -chardev with id={0}")]
+    SerialChardev(String),
     #[error("-mon/-monitor: no -chardev with id={0}")]
     MonitorChardev(String),
     #[error("-netdev {id}: {source}")]
@@ -84,10 +86,15 @@ pub enum MachineError {
     },
 }
 
-/// Checks a `-cpu` specification without building a machine (the command line's early check).
-pub fn validate_cpu_model(spec: &str) -> Result<(), MachineError> {
-    CpuModel::parse(spec)?;
-    Ok(())
+/// `-cpu help`: the models and feature names ferrite knows.
+pub fn cpu_help() -> String {
+    ferrite_cpu::cpuid::help()
+}
+
+/// Checks a `-cpu` specification without building a machine (the command line's early
+/// check), returning the warnings QEMU would print for it (features TCG cannot provide).
+pub fn validate_cpu_model(spec: &str) -> Result<Vec<String>, MachineError> {
+    Ok(CpuModel::parse_spec(spec)?.warnings)
 }
 
 /// How the machine stopped.
@@ -214,8 +221,33 @@ pub(crate) struct Console {
     pending: Vec<u8>,
 }
 
-fn serial_out(backend: &SerialBackend) -> Result<SerialOut, MachineError> {
+/// COM1's output into a `-chardev` (`-serial chardev:ID`).
+struct ChardevOut(Arc<chardev::Chardev>);
+
+impl std::io::Write for ChardevOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// COM1's input from a `-chardev`: bytes go to the UART as its FIFO has room; the console
+/// loop wakes the backend every few milliseconds to offer the rest.
+struct SerialFrontend(std::sync::Weak<PcBoard>);
+
+impl chardev::Frontend for SerialFrontend {
+    fn receive(&self, data: &[u8]) -> usize {
+        self.0.upgrade().map_or(data.len(), |b| b.serial_input(data))
+    }
+}
+
+fn serial_out(backend: &SerialBackend, virtio: &pc::virtio::VirtioBackends) -> Result<SerialOut, MachineError> {
     Ok(match backend {
+        SerialBackend::Chardev(id) => Box::new(ChardevOut(serial_chardev(virtio, id)?)),
         SerialBackend::Stdio => Box::new(std::io::stdout()),
         SerialBackend::Null => Box::new(std::io::sink()),
         SerialBackend::File(path) => Box::new(
@@ -245,6 +277,10 @@ struct Backends<'a> {
     virtio: &'a pc::virtio::VirtioBackends,
 }
 
+fn serial_chardev(virtio: &pc::virtio::VirtioBackends, id: &str) -> Result<Arc<chardev::Chardev>, MachineError> {
+    virtio.chardev(id).map_err(|_| MachineError::SerialChardev(id.into()))
+}
+
 /// Fresh memory, devices and vCPUs with the boot image loaded (machine creation and reset
 /// alike): the BSP at the kernel entry or the reset vector, the APs waiting for a start-up IPI.
 fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Backends) -> Result<Built, MachineError> {
@@ -269,12 +305,16 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Ba
     let spec = pc::BoardSpec {
         apic_ids: cpus.iter().map(|c| c.apic_id).collect(),
         exits: cpus.iter().map(|c| c.exit_handle()).collect(),
-        serial: serial_out(&cfg.serial)?,
+        serial: serial_out(&cfg.serial, backends.virtio)?,
         debug_exit: cfg.debug_exit.map(|d| (d.iobase, d.iosize)),
         events: tx,
         boot_order: cfg.boot.order.iter().map(|d| cmos_boot_device(*d)).collect(),
+        rtc_start_secs: clock::rtc_start_secs(cfg.rtc_base),
     };
     let board = PcBoard::new(mem, spec)?;
+    if let SerialBackend::Chardev(id) = &cfg.serial {
+        serial_chardev(backends.virtio, id)?.attach(Arc::new(SerialFrontend(Arc::downgrade(&board))));
+    }
     let ide = pc::storage::plug_ide(&board, ide_drives(backends.drives))?;
     let live_virtio = plug_devices(cfg, &board, &backends)?;
     let state = boot::load(cfg, &board)?;
@@ -435,6 +475,11 @@ impl Machine {
         self.board.wiring.set_stopping();
         timers.join().ok();
         self.flush_drives();
+        if let SerialBackend::Chardev(id) = &self.cfg.serial {
+            if let Ok(c) = self.virtio.chardev(id) {
+                c.drain(Duration::from_secs(1));
+            }
+        }
         for nic in &self.nics {
             nic.detach();
         }
@@ -514,6 +559,12 @@ impl Machine {
 
     /// Passes console input to COM1; `Some` when the user quit.
     pub(crate) fn service_console(&mut self, console: &mut Console) -> Option<Outcome> {
+        if let SerialBackend::Chardev(id) = &self.cfg.serial {
+            // The UART may have drained its FIFO: let the backend offer what waits.
+            if let Ok(c) = self.virtio.chardev(id) {
+                c.wake();
+            }
+        }
         if let Some(input) = console.input.as_mut() {
             for ev in input.try_events() {
                 match ev {

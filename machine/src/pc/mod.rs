@@ -18,7 +18,6 @@ pub use timers::spawn_timer_thread;
 pub use wiring::{MachineEvent, Wiring};
 
 use crate::bus::{Bus, BusDevice, BusError};
-use crate::clock::wall_clock_secs;
 use crate::irq::{IrqLevels, LineHandle};
 use devices::{BoardI8042, BoardPit, BoardPm, BoardRtc};
 use ferrite_hw::acpi_pm::{self, AcpiPm, Piix4Pm};
@@ -59,6 +58,8 @@ pub struct BoardSpec {
     pub events: Sender<MachineEvent>,
     /// What the firmware tries to boot from, in order.
     pub boot_order: Vec<ferrite_hw::rtc::cmos::BootDevice>,
+    /// The RTC's time at power-on, seconds since the epoch (`-rtc base=`).
+    pub rtc_start_secs: i64,
 }
 
 /// Devices the timer thread drives.
@@ -119,7 +120,7 @@ impl PcBoard {
         let w = &wiring;
 
         let pit = Arc::new(Mutex::new(Pit::new(line(0))));
-        let mut rtc = Rtc::new(line(8), wall_clock_secs(), now);
+        let mut rtc = Rtc::new(line(8), spec.rtc_start_secs, now);
         rtc.set_memory(mem.below_4g(), mem.above_4g());
         rtc.set_cpu_count(spec.apic_ids.len() as u32);
         // The boot order (`-boot`), which SeaBIOS reads from CMOS on QEMU-style machines.

@@ -19,6 +19,7 @@ fn board(cpus: u32) -> Arc<PcBoard> {
         debug_exit: None,
         events: tx,
         boot_order: Vec::new(),
+        rtc_start_secs: crate::clock::wall_clock_secs(),
     };
     PcBoard::new(mem, spec).unwrap()
 }

@@ -40,7 +40,7 @@ impl VirtioBackends {
         Ok(VirtioBackends { disks, chardevs })
     }
 
-    fn chardev(&self, id: &str) -> Result<Arc<Chardev>, MachineError> {
+    pub(crate) fn chardev(&self, id: &str) -> Result<Arc<Chardev>, MachineError> {
         self.chardevs.iter().find(|c| c.id() == id).cloned().ok_or_else(|| MachineError::Pci(format!("virtio serial port: no -chardev with id={id}")))
     }
 

@@ -1,0 +1,273 @@
+//! QEMU's machine-wide options: `-machine`, `-accel`, `-m`, `-overcommit`, `-name`, `-uuid`,
+//! `-rtc`. Properties come in any order; ones that have no meaning for ferrite's TCG machine
+//! are accepted, with a one-line notice when the value asks for something ferrite lacks.
+
+use crate::storage_args::on_off;
+use anyhow::{anyhow, bail, Context, Result};
+use ferrite_machine::config::{Accel, MachineConfig, RtcBase};
+
+/// Notices for the user (printed as "ferrite: note: ...").
+pub type Notes = Vec<String>;
+
+/// The accelerators ferrite implements, for `accel=A:B` fallback lists.
+fn implemented(a: Accel) -> bool {
+    a == Accel::Tcg
+}
+
+/// One accelerator name.
+fn accel_name(name: &str) -> Result<Accel> {
+    match name {
+        "tcg" => Ok(Accel::Tcg),
+        "kvm" => Ok(Accel::Kvm),
+        other => bail!("unknown accelerator '{other}' (expected tcg or kvm)"),
+    }
+}
+
+/// QEMU's `accel=kvm:tcg`: the first accelerator that works, with a notice for each skipped.
+pub fn accel_list(list: &[&str], notes: &mut Notes) -> Result<Accel> {
+    let accels = list.iter().map(|a| accel_name(a)).collect::<Result<Vec<_>>>()?;
+    if accels.len() > 1 {
+        if let Some(&a) = accels.iter().find(|&&a| implemented(a)) {
+            for skipped in accels.iter().take_while(|&&s| s != a) {
+                notes.push(format!("accelerator {skipped:?} is not available yet; falling back to {a:?}").to_lowercase());
+            }
+            return Ok(a);
+        }
+    }
+    // A single accelerator is taken as asked (the machine says if it cannot run it).
+    accels.first().copied().ok_or_else(|| anyhow!("empty accelerator list"))
+}
+
+/// `-accel NAME[,thread=single|multi][,tb-size=MiB][,jit=off|on|always][,kernel-irqchip=..]`;
+/// several `-accel` options are tried in order, like an `accel=` list. `tb-size` bounds the
+/// translator's code cache per vCPU; `jit` is ferrite's own: `off` interprets everything,
+/// `always` compiles every block before its first run (for testing the translator).
+pub fn parse_accels(specs: &[String], jit: &mut ferrite_machine::config::JitConfig, notes: &mut Notes) -> Result<Accel> {
+    let mut names = Vec::new();
+    for spec in specs {
+        let mut parts = spec.split(',');
+        names.push(parts.next().unwrap_or(""));
+        for p in parts.filter(|p| !p.is_empty()) {
+            match p.split_once('=').unwrap_or((p, "on")) {
+                ("jit", v) => jit.mode = v.parse().map_err(|e: String| anyhow!("-accel: {e}"))?,
+                ("tb-size", v) => {
+                    let mib = v.parse::<usize>().ok().filter(|&n| (1..=1 << 20).contains(&n));
+                    jit.cache_bytes = mib.ok_or_else(|| anyhow!("-accel: invalid tb-size '{v}' (MiB, at least 1)"))? << 20;
+                }
+                ("thread", "single" | "multi") | ("split-wx", _) | ("one-insn-per-tb", _) => {}
+                ("kernel-irqchip" | "kernel_irqchip", "on" | "off" | "split") => {}
+                ("dirty-ring-size", _) => {}
+                _ => bail!("-accel: unsupported option '{p}'"),
+            }
+        }
+    }
+    accel_list(&names, notes)
+}
+
+/// `-machine [type=]pc[,accel=A[:B]][,kernel-irqchip=on|off|split][,pit=on|off][,...]`; the
+/// type may be left out (`-machine accel=tcg`).
+pub fn parse_machine(spec: &str, cfg: &mut MachineConfig, notes: &mut Notes) -> Result<()> {
+    let check_type = |t: &str| -> Result<()> {
+        if t == "pc" || t.starts_with("pc-i440fx") {
+            Ok(())
+        } else {
+            bail!("unsupported machine type '{t}' (supported: pc, pc-i440fx-*)")
+        }
+    };
+    for (i, p) in spec.split(',').enumerate().filter(|(_, p)| !p.is_empty()) {
+        let Some((k, v)) = p.split_once('=') else {
+            if i == 0 {
+                check_type(p)?;
+                continue;
+            }
+            bail!("-machine: '{p}' needs a value (property=value)");
+        };
+        let flag = || on_off(k, v);
+        match k {
+            "type" => check_type(v)?,
+            "accel" => cfg.accel = accel_list(&v.split(':').collect::<Vec<_>>(), notes)?,
+            // In-kernel interrupt controllers exist only with KVM; TCG ignores this, as QEMU does.
+            "kernel-irqchip" | "kernel_irqchip" if matches!(v, "on" | "off" | "split") => {}
+            "pit" | "acpi" | "graphics" | "dump-guest-core" | "mem-merge" | "suppress-vmdesc" | "nvdimm" if v == "auto" => {}
+            "pit" | "acpi" => {
+                if !flag()? {
+                    notes.push(format!("-machine {k}=off: ferrite's pc machine always has the {}; ignored", k.to_uppercase()));
+                }
+            }
+            "usb" | "vmport" | "smm" | "hpet" | "sata" | "nvdimm" => {
+                if v != "auto" && flag()? {
+                    notes.push(format!("-machine {k}=on: ferrite's pc machine has no {}; ignored", k.to_uppercase()));
+                }
+            }
+            // Host-side hints and display state that change nothing the guest sees.
+            "graphics" | "dump-guest-core" | "mem-merge" | "suppress-vmdesc" => {
+                flag()?;
+            }
+            _ => bail!("unsupported -machine property '{p}'"),
+        }
+    }
+    Ok(())
+}
+
+/// `-m [size=]N[M|G|...][,slots=N][,maxmem=SIZE]`: plain numbers are MiB.
+pub fn parse_memory(spec: &str) -> Result<u64> {
+    let mut size = None;
+    let mut maxmem = None;
+    for (i, p) in spec.split(',').enumerate().filter(|(_, p)| !p.is_empty()) {
+        match p.split_once('=') {
+            None if i == 0 => size = Some(crate::cli::parse_size(p)?),
+            Some(("size", v)) => size = Some(crate::cli::parse_size(v)?),
+            Some(("slots", v)) => {
+                v.parse::<u32>().ok().filter(|&n| n <= 256).ok_or_else(|| anyhow!("-m: slots={v}: expected 0 to 256"))?;
+            }
+            Some(("maxmem", v)) => maxmem = Some(crate::cli::parse_size(v)?),
+            _ => bail!("-m: unsupported option '{p}' (size=, slots=, maxmem=)"),
+        }
+    }
+    let size = size.ok_or_else(|| anyhow!("-m: missing size"))?;
+    if let Some(max) = maxmem {
+        if max < size {
+            bail!("-m: maxmem ({max} bytes) must be at least the RAM size ({size} bytes)");
+        }
+    }
+    Ok(size)
+}
+
+/// `-overcommit mem-lock=on|off,cpu-pm=on|off`.
+pub fn parse_overcommit(spec: &str, notes: &mut Notes) -> Result<()> {
+    for p in spec.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("-overcommit: expected property=value, not '{p}'"))?;
+        let on = on_off(k, v)?;
+        match k {
+            "mem-lock" if on => notes.push("-overcommit mem-lock=on: guest memory is not locked by ferrite yet".into()),
+            // CPU power management passthrough needs KVM; TCG ignores it as QEMU's TCG does.
+            "mem-lock" | "cpu-pm" => {}
+            _ => bail!("-overcommit: unsupported property '{k}' (mem-lock, cpu-pm)"),
+        }
+    }
+    Ok(())
+}
+
+/// `-name NAME[,process=P][,debug-threads=on|off]` or `-name guest=NAME,...`.
+pub fn parse_name(spec: &str) -> Result<String> {
+    let mut name = None;
+    for (i, p) in spec.split(',').enumerate() {
+        match p.split_once('=') {
+            None if i == 0 => name = Some(p.to_string()),
+            Some(("guest", v)) => name = Some(v.to_string()),
+            Some(("process", _)) => {}
+            Some(("debug-threads", v)) => {
+                on_off("debug-threads", v)?;
+            }
+            _ => bail!("-name: unsupported option '{p}' (guest=, process=, debug-threads=)"),
+        }
+    }
+    name.filter(|n| !n.is_empty()).ok_or_else(|| anyhow!("-name: missing name"))
+}
+
+/// `-uuid XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`, as the bytes are written (big-endian), which
+/// is how QEMU hands it to the firmware through fw_cfg.
+pub fn parse_uuid(s: &str) -> Result<[u8; 16]> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lens != [8, 4, 4, 4, 12] || !s.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        bail!("-uuid: '{s}' is not a UUID (XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)");
+    }
+    let hex: String = groups.concat();
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex digits");
+    }
+    Ok(out)
+}
+
+/// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// QEMU's `base=` dates: `2006-06-17T16:01:21` or `2006-06-17`.
+fn parse_date(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<&str> = time.split(':').collect();
+    if d.len() != 3 || t.len() != 3 {
+        return None;
+    }
+    let (y, mo, day) = (d[0].parse::<i64>().ok()?, d[1].parse::<u32>().ok()?, d[2].parse::<u32>().ok()?);
+    let (h, mi, se) = (t[0].parse::<i64>().ok()?, t[1].parse::<i64>().ok()?, t[2].parse::<i64>().ok()?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 59 || y < 1970 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, day) * 86_400 + h * 3600 + mi * 60 + se)
+}
+
+/// `-rtc [base=utc|localtime|DATE][,clock=host|rt|vm][,driftfix=none|slew]`.
+pub fn parse_rtc(spec: &str, cfg: &mut MachineConfig, notes: &mut Notes) -> Result<()> {
+    for p in spec.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("-rtc: expected property=value, not '{p}'"))?;
+        match (k, v) {
+            ("base", "utc") => cfg.rtc_base = RtcBase::Utc,
+            ("base", "localtime") => cfg.rtc_base = RtcBase::LocalTime,
+            ("base", d) => {
+                let secs = parse_date(d).with_context(|| format!("-rtc base={d}: expected utc, localtime or a date like 2006-06-17T16:01:21"))?;
+                cfg.rtc_base = RtcBase::Date(secs);
+            }
+            // ferrite's RTC follows the machine clock, which runs with the host's and stops
+            // while the machine is paused: what QEMU calls vm; host and rt differ only then.
+            ("clock", "host" | "rt" | "vm") => {}
+            ("driftfix", "none") => {}
+            ("driftfix", "slew") => notes.push("-rtc driftfix=slew: ferrite's RTC never loses ticks; ignored".into()),
+            _ => bail!("-rtc: unsupported option '{p}' (base=utc|localtime|DATE, clock=host|rt|vm, driftfix=none|slew)"),
+        }
+    }
+    Ok(())
+}
+
+/// `-version`: QEMU's shape ("QEMU emulator version X.Y.Z"), so scripts matching
+/// `version (\d+)\.(\d+)` read ferrite's own version.
+pub fn version_text() -> String {
+    format!(
+        "ferrite emulator version {} (QEMU-compatible command line, as QEMU 7.2)\nCopyright (c) the ferrite developers\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2006-06-17T16:01:21"), Some(1_150_560_081));
+        assert_eq!(parse_date("2000-03-01T00:00:00"), Some(951_868_800));
+        assert_eq!(parse_date("2006-13-01"), None);
+        assert_eq!(parse_date("yesterday"), None);
+    }
+
+    #[test]
+    fn uuids() {
+        let u = parse_uuid("12345678-9abc-def0-1122-334455667788").unwrap();
+        assert_eq!(u[0..4], [0x12, 0x34, 0x56, 0x78]);
+        assert_eq!(u[15], 0x88);
+        assert!(parse_uuid("1234").is_err());
+        assert!(parse_uuid("1234567g-9abc-def0-1122-334455667788").is_err());
+    }
+
+    #[test]
+    fn accelerator_fallback() {
+        let mut notes = Notes::new();
+        assert_eq!(accel_list(&["kvm", "tcg"], &mut notes).unwrap(), Accel::Tcg);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("kvm") && notes[0].contains("tcg"));
+        assert_eq!(accel_list(&["kvm"], &mut notes).unwrap(), Accel::Kvm);
+        assert!(accel_list(&["hvf", "tcg"], &mut notes).is_err());
+    }
+}
