@@ -156,7 +156,8 @@ fn virtio_net_user_networking_dhcp_http_download_and_hostfwd() {
 }
 
 /// Two guests on one `-netdev socket` link (QEMU's length-prefixed TCP framing): the
-/// listener serves a file with httpd, the connector pings it and downloads the file; then
+/// listener serves a file with httpd, the connector pings it and downloads the file (retrying
+/// until the listener's httpd is up: the two boot at their own pace); then
 /// the connector serves a "done" file the listener polls for, so both power off by themselves.
 #[test]
 fn two_guests_over_a_socket_backend() {
@@ -169,7 +170,8 @@ fn two_guests_over_a_socket_backend() {
     let connector_script = "ip addr add 192.168.77.2/24 dev eth0; ip link set eth0 up; \
         for i in $(seq 120); do ping -c 1 -W 1 192.168.77.1 >/dev/null 2>&1 && break; done; \
         ping -c 3 -W 2 192.168.77.1 >/dev/null && echo PING-OK; \
-        wget -q -O /tmp/f http://192.168.77.1:7000/f && echo fetched=$(sha256sum /tmp/f | cut -d' ' -f1); \
+        for i in $(seq 120); do wget -q -O /tmp/f http://192.168.77.1:7000/f 2>/dev/null && break; sleep 1; done; \
+        echo fetched=$(sha256sum /tmp/f | cut -d' ' -f1); \
         mkdir -p /www; echo finished > /www/done; httpd -p 7001 -h /www; sleep 15";
     let listen = format!("socket,id=s0,listen=127.0.0.1:{port}");
     let connect = format!("socket,id=s0,connect=127.0.0.1:{port}");

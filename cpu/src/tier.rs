@@ -127,6 +127,7 @@ pub(crate) struct Tier {
     next_serial: u64,
     held_bytes: usize,
     broken: bool,
+    reported: bool,
     pub stats: JitStats,
 }
 
@@ -140,6 +141,7 @@ impl Tier {
             next_serial: 1,
             held_bytes: 0,
             broken: false,
+            reported: false,
             stats: JitStats::default(),
         }
     }
@@ -150,9 +152,14 @@ impl Tier {
     }
 }
 
-impl Drop for Tier {
-    fn drop(&mut self) {
-        if std::env::var("FERRITE_JIT_STATS").is_ok_and(|v| v == "1") && self.stats.blocks_compiled > 0 {
+impl Tier {
+    /// Prints the counters to stderr once, if `FERRITE_JIT_STATS=1`.
+    fn report(&mut self) {
+        if self.reported || !std::env::var("FERRITE_JIT_STATS").is_ok_and(|v| v == "1") {
+            return;
+        }
+        self.reported = true;
+        if self.stats.blocks_compiled > 0 {
             let s = self.stats;
             eprintln!(
                 "ferrite: jit: {} blocks ({} guest instructions, {} native) compiled in {:.1} ms ({:.2} us per instruction), {} KiB of code, {} cache flushes, {} failures; {} compiled runs retired {} instructions",
@@ -168,6 +175,12 @@ impl Drop for Tier {
                 s.compiled_insns
             );
         }
+    }
+}
+
+impl Drop for Tier {
+    fn drop(&mut self) {
+        self.report();
     }
 }
 
@@ -288,6 +301,11 @@ impl Cpu {
 
     pub fn jit_stats(&self) -> JitStats {
         self.tier.stats
+    }
+
+    /// Prints the translator's counters to stderr if `FERRITE_JIT_STATS=1` (once).
+    pub fn report_jit_stats(&mut self) {
+        self.tier.report();
     }
 
     /// The compiled entry of `block` if it may run now: compiled for this privilege level,

@@ -50,5 +50,6 @@ fn run<V: Vcpu>(mut vcpu: V, board: Arc<PcBoard>, index: usize) -> V {
         }
     }
     link.set_thread(None);
+    vcpu.finish();
     vcpu
 }

@@ -31,7 +31,7 @@ fn start_watchdog() {
         // the interrupted ioctl returns EINTR; the sigaction struct is fully initialised.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = interrupt_kvm_run as usize;
+            sa.sa_sigaction = interrupt_kvm_run as *const () as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
         }

@@ -227,7 +227,8 @@ impl Vm {
                     return Stop::Exception(((lin - STUBS) / 16) as u8);
                 }
             }
-            self.cpu.run(&mut self.bus, 1);
+            // Several instructions per call, so compiled blocks run whole (`jmp $` spins harmlessly).
+            self.cpu.run(&mut self.bus, 64);
         }
         panic!("snippet did not finish; rip={:#x}", self.cpu.state.rip);
     }

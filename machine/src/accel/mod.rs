@@ -44,4 +44,6 @@ pub trait Vcpu: Send {
     fn interrupts_enabled(&self) -> bool;
     /// Takes the NMI, INIT and start-up IPIs its local APIC latched, and applies them.
     fn take_lapic_signals(&mut self);
+    /// The vCPU thread is done with it (the machine stops): a chance to report statistics.
+    fn finish(&mut self) {}
 }

@@ -38,6 +38,10 @@ fn exit(e: RunExit) -> VmExit {
 }
 
 impl Vcpu for TcgVcpu {
+    fn finish(&mut self) {
+        self.cpu.report_jit_stats();
+    }
+
     fn run(&mut self) -> VmExit {
         self.run_budget(SLICE)
     }

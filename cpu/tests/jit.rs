@@ -1,0 +1,201 @@
+//! The translator against the interpreter: the same 64-bit programs run with every block
+//! compiled (`jit=always`) and interpreted only, and must leave identical registers, flags
+//! and memory; code that rewrites itself, code a device rewrites, and a page fault in the
+//! middle of a compiled block.
+
+mod int_harness;
+use ferrite_cpu::state::reg::*;
+use ferrite_cpu::{JitConfig, JitMode};
+use iced_x86::code_asm::*;
+use iced_x86::IcedError;
+use int_harness::*;
+
+fn vm(mode: JitMode) -> Vm {
+    let mut vm = Vm::new(Mode::Long);
+    vm.cpu.set_jit(JitConfig { mode, ..JitConfig::default() });
+    vm
+}
+
+/// Runs `code` from the same state under both tiers; returns the compiled run's machine
+/// after checking that it matches the interpreted one and that compiled code did run.
+fn both(regs: &[(usize, u64)], code: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>) -> Vm {
+    let mut runs = [JitMode::Off, JitMode::Always].map(|mode| {
+        let mut v = vm(mode);
+        v.preset(regs, 0);
+        v.code(&code);
+        assert_eq!(v.run(), Stop::Done, "{mode:?}: rip={:#x}", v.cpu.state.rip);
+        v
+    });
+    let [off, on] = &mut runs;
+    for r in 0..16 {
+        assert_eq!(off.gpr(r), on.gpr(r), "register {r}");
+    }
+    assert_eq!(off.flags(), on.flags(), "rflags");
+    assert_eq!(off.read(DATA, 0x2000), on.read(DATA, 0x2000), "memory");
+    assert_eq!(off.read(STACK_TOP - 0x100, 0x100), on.read(STACK_TOP - 0x100, 0x100), "stack");
+    let stats = on.cpu.jit_stats();
+    assert!(stats.compiled_runs > 0 && stats.native_insns > 0, "{stats:?}");
+    let [_, on] = runs;
+    on
+}
+
+#[test]
+fn loops_with_memory_calls_and_conditions_match_the_interpreter() {
+    both(&[(RSI, DATA), (RCX, 200), (RDX, 0x1234_5678_9abc_def0)], |a| {
+        let mut top = a.create_label();
+        let mut skip = a.create_label();
+        let mut func = a.create_label();
+        let mut done = a.create_label();
+        a.xor(eax, eax)?;
+        a.xor(ebx, ebx)?;
+        a.set_label(&mut top)?;
+        // A running sum in memory, byte/word/dword/qword stores and loads.
+        a.mov(qword_ptr(rsi + rcx * 8), rdx)?;
+        a.add(rax, qword_ptr(rsi + rcx * 8))?;
+        a.mov(byte_ptr(rsi + rcx + 0x1000), dl)?;
+        a.movzx(r8d, byte_ptr(rsi + rcx + 0x1000))?;
+        a.movsx(r9, word_ptr(rsi + rcx * 2))?;
+        a.sub(r9, r8)?;
+        a.xor(rdx, r9)?;
+        a.rol(rdx, 7)?;
+        a.inc(dword_ptr(rsi + 0x1800))?;
+        a.cmp(rcx, 100)?;
+        a.jb(skip)?;
+        a.call(func)?;
+        a.set_label(&mut skip)?;
+        a.test(cl, 3)?;
+        a.setne(bl)?;
+        a.cmove(r10, rax)?;
+        a.lea(r11, ptr(rbx + rcx * 4 + 16))?;
+        a.push(r11)?;
+        a.pop(r12)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        a.jmp(done)?;
+        a.set_label(&mut func)?;
+        a.or(qword_ptr(rsi + 0x1808), rax)?;
+        a.and(r13, rdx)?;
+        a.adc(r14, rdx)?;
+        a.ret()?;
+        a.set_label(&mut done)?;
+        a.nop()?;
+        Ok(())
+    });
+}
+
+#[test]
+fn flags_after_every_operation_and_width_match_the_interpreter() {
+    // Each comparison feeds every condition through SETcc into memory.
+    let values = [0u64, 1, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff_ffff, 0x8000_0000_0000_0000, u64::MAX];
+    for (i, &x) in values.iter().enumerate() {
+        for &y in &values[i..] {
+            both(&[(RAX, x), (RBX, y), (RDI, DATA)], |a| {
+                let setters: [fn(&mut CodeAssembler, AsmMemoryOperand) -> Result<(), IcedError>; 16] = [
+                    |a, m| a.seto(m),
+                    |a, m| a.setno(m),
+                    |a, m| a.setb(m),
+                    |a, m| a.setae(m),
+                    |a, m| a.sete(m),
+                    |a, m| a.setne(m),
+                    |a, m| a.setbe(m),
+                    |a, m| a.seta(m),
+                    |a, m| a.sets(m),
+                    |a, m| a.setns(m),
+                    |a, m| a.setp(m),
+                    |a, m| a.setnp(m),
+                    |a, m| a.setl(m),
+                    |a, m| a.setge(m),
+                    |a, m| a.setle(m),
+                    |a, m| a.setg(m),
+                ];
+                let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 10] = [
+                    |a| a.cmp(al, bl),
+                    |a| a.cmp(ax, bx),
+                    |a| a.cmp(eax, ebx),
+                    |a| a.cmp(rax, rbx),
+                    |a| a.add(cl, bl),
+                    |a| a.sub(rcx, rbx),
+                    |a| a.add(edx, ebx),
+                    |a| a.test(rax, rbx),
+                    |a| a.inc(ax),
+                    |a| a.dec(rax),
+                ];
+                for (k, op) in ops.iter().enumerate() {
+                    a.mov(rcx, rax)?;
+                    a.mov(rdx, rax)?;
+                    op(a)?;
+                    for (c, set) in setters.iter().enumerate() {
+                        set(a, byte_ptr(rdi + (k * 16 + c) as i32))?;
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+#[test]
+fn a_store_into_the_running_block_takes_effect_at_the_next_instruction() {
+    // The MOV rewrites the immediate of the instruction after it, which is in the same
+    // block: the block must stop after the store and the new bytes must run.
+    let on = both(&[(RDI, CODE)], |a| {
+        a.mov(eax, 1)?;
+        a.mov(byte_ptr(rdi + 10), 0x55)?;
+        a.mov(ebx, 0x11)?; // at CODE + 9: its immediate is at CODE + 10
+        a.add(eax, ebx)?;
+        Ok(())
+    });
+    assert_eq!(on.gpr(RBX), 0x55);
+    assert_eq!(on.gpr(RAX), 0x56);
+}
+
+#[test]
+fn code_rewritten_by_a_device_runs_fresh() {
+    let mut v = vm(JitMode::Always);
+    v.code(|a| a.mov(eax, 0x1111u32));
+    v.finish();
+    assert_eq!(v.gpr(RAX), 0x1111);
+    // DMA-style update behind the CPU's back, then the same code again.
+    v.write(CODE + 1, &0x2222u32.to_le_bytes());
+    v.cpu.invalidate_code(CODE + 1, 4);
+    v.cpu.state.rip = CODE;
+    v.finish();
+    assert_eq!(v.gpr(RAX), 0x2222);
+}
+
+#[test]
+fn a_page_fault_in_the_middle_of_a_compiled_block_is_precise() {
+    let page = DATA + 0x3000;
+    let mut runs = [JitMode::Off, JitMode::Always].map(|mode| {
+        let mut v = vm(mode);
+        v.preset(&[(RSI, page), (RCX, 7)], 0);
+        v.code(|a| {
+            a.mov(eax, 1)?;
+            a.add(rcx, 5)?;
+            a.mov(qword_ptr(rsi + 8), rcx)?;
+            a.mov(ebx, 2)?;
+            Ok(())
+        });
+        // Warm the block up under the JIT so the fault hits compiled code.
+        if mode == JitMode::Always {
+            v.finish();
+            v.preset(&[(RAX, 0), (RBX, 0), (RCX, 7)], 0);
+            v.cpu.state.rip = CODE;
+        }
+        v.unmap(page);
+        assert_eq!(v.run(), Stop::Exception(14));
+        v
+    });
+    let [off, on] = &mut runs;
+    for v in [&*off, &*on] {
+        assert_eq!(v.gpr(RAX), 1, "instructions before the fault retired");
+        assert_eq!(v.gpr(RCX), 12);
+        assert_eq!(v.gpr(RBX), 0, "the instruction after it did not run");
+        assert_eq!(v.cpu.state.cr2, page + 8);
+        // Error code (write, not present), then the faulting instruction's RIP.
+        assert_eq!(v.frame(0), 2);
+        assert_eq!(v.frame(1), CODE + 9);
+    }
+    assert_eq!(off.flags(), on.flags());
+    assert!(on.cpu.jit_stats().compiled_runs > 0);
+}
