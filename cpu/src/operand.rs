@@ -6,19 +6,10 @@ use crate::exception::Result;
 use crate::mmu::Access;
 use crate::state::Seg;
 use crate::Cpu;
-use iced_x86::{CodeSize, Instruction, OpKind, Register};
+use iced_x86::{Instruction, OpKind, Register};
 
-/// Size in bytes of a general-purpose register (0 for anything else).
-#[inline(always)]
-pub fn gpr_size(r: Register) -> u8 {
-    match r as u32 {
-        1..=20 => 1,
-        21..=36 => 2,
-        37..=52 | 69 => 4,
-        53..=68 | 70 => 8,
-        _ => 0,
-    }
-}
+// Shared with the translator, which cannot depend on this crate.
+pub use ferrite_jit::operand::{address_mask, gpr_size};
 
 /// The `Seg` of an iced segment register.
 #[inline(always)]
@@ -30,27 +21,6 @@ pub fn seg_of(r: Register) -> Seg {
         Register::FS => Seg::Fs,
         Register::GS => Seg::Gs,
         _ => Seg::Ds,
-    }
-}
-
-/// Address-size mask of the instruction's explicit memory operand (offsets wrap at it).
-#[inline]
-pub fn address_mask(insn: &Instruction) -> u64 {
-    let size = gpr_size(insn.memory_base()).max(gpr_size(insn.memory_index()));
-    match size {
-        8 => u64::MAX,
-        4 => 0xffff_ffff,
-        2 => 0xffff,
-        _ => match insn.memory_displ_size() {
-            8 => u64::MAX,
-            4 => 0xffff_ffff,
-            2 => 0xffff,
-            _ => match insn.code_size() {
-                CodeSize::Code16 => 0xffff,
-                CodeSize::Code32 => 0xffff_ffff,
-                _ => u64::MAX,
-            },
-        },
     }
 }
 

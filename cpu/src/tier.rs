@@ -315,10 +315,10 @@ impl Cpu {
     /// no single-stepping, debugger breakpoints or watchpoints, and budget for all of it.
     /// Counts the run otherwise and compiles the block once it is hot.
     pub(crate) fn compiled_entry(&mut self, block: &Rc<Block>, single: bool, budget: u64) -> Option<usize> {
-        let user = self.state.cpl() == 3;
         if self.tier.config.mode == JitMode::Off || self.tier.broken {
             return None;
         }
+        let user = self.state.cpl() == 3;
         self.install_done();
         let t = &block.tier;
         match t.slot.get() {

@@ -106,16 +106,16 @@ impl Emit<'_, '_> {
             C::None => self.b.ins().iconst(types::I8, 1),
             C::o => self.of(op, size),
             C::no => self.not(|e| e.of(op, size)),
-            C::b => self.cf(op, size),
-            C::ae => self.not(|e| e.cf(op, size)),
+            C::b => self.cf(op),
+            C::ae => self.not(|e| e.cf(op)),
             C::e => self.zf(),
             C::ne => self.not(|e| e.zf()),
             C::be => {
-                let (c, z) = (self.cf(op, size), self.zf());
+                let (c, z) = (self.cf(op), self.zf());
                 self.b.ins().bor(c, z)
             }
             C::a => self.not(|e| {
-                let (c, z) = (e.cf(op, size), e.zf());
+                let (c, z) = (e.cf(op), e.zf());
                 e.b.ins().bor(c, z)
             }),
             C::s => self.sf(size),
@@ -193,11 +193,10 @@ impl Emit<'_, '_> {
         self.b.ins().icmp_imm_s(IntCC::Equal, odd, 0)
     }
 
-    fn cf(&mut self, op: u8, size: u8) -> Value {
+    fn cf(&mut self, op: u8) -> Value {
         let ops = self.l.cc_ops;
         let (dst, src, res) = (self.b.use_var(self.cc.dst), self.b.use_var(self.cc.src), self.b.use_var(self.cc.res));
         let carry = self.b.use_var(self.cc.carry);
-        let _ = size;
         if op == ops.add {
             // res < dst, or res <= dst with a carry in.
             let lt = self.b.ins().icmp(IntCC::UnsignedLessThan, res, dst);

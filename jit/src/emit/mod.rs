@@ -171,12 +171,14 @@ impl Emit<'_, '_> {
         self.b.ins().return_(&[r]);
     }
 
-    /// An instruction the translator does not emit: the interpreter runs it.
-    fn interpret(&mut self, i: usize) {
+    /// Runs instruction `i` through the interpreter; returns from the function unless it
+    /// retired with status Next and is not the block's last, in which case the path goes on
+    /// (returns true).
+    fn exec_then_continue(&mut self, i: usize) -> bool {
         let status = self.call_exec(i);
         if i + 1 == self.spec.insns.len() {
             self.return_after(i, status);
-            return;
+            return false;
         }
         let cont = self.b.create_block();
         let exit = self.b.create_block();
@@ -184,6 +186,14 @@ impl Emit<'_, '_> {
         self.b.switch_to_block(exit);
         self.return_after(i, status);
         self.b.switch_to_block(cont);
+        true
+    }
+
+    /// An instruction the translator does not emit: the interpreter runs it.
+    fn interpret(&mut self, i: usize) {
+        if !self.exec_then_continue(i) {
+            return;
+        }
         self.dirty = 0;
         self.flags = Flags::Memory;
         self.reload_regs();
@@ -197,16 +207,7 @@ impl Emit<'_, '_> {
         let slow = self.b.create_block();
         self.b.ins().brif(ok, fast, &[], slow, &[]);
         self.b.switch_to_block(slow);
-        let status = self.call_exec(i);
-        if i + 1 == self.spec.insns.len() {
-            self.return_after(i, status);
-        } else {
-            let cont = self.b.create_block();
-            let exit = self.b.create_block();
-            self.b.ins().brif(status, exit, &[], cont, &[]);
-            self.b.switch_to_block(exit);
-            self.return_after(i, status);
-            self.b.switch_to_block(cont);
+        if self.exec_then_continue(i) {
             // The interpreter ran the whole instruction: take the registers and flags it
             // left (the flags with the same operation and width the native path records).
             self.reload_regs();

@@ -273,7 +273,7 @@ impl Emit<'_, '_> {
                 let (d, host) = self.read_dst(i, insn, dst, size, true);
                 let res = if inc { self.b.ins().iadd_imm_s(d, 1) } else { self.b.ins().iadd_imm_s(d, -1) };
                 let res = self.mask(res, size);
-                self.write_dst(insn, dst, host, size, res);
+                self.write_dst(dst, host, size, res);
                 let one = self.iconst(1);
                 let ops = self.l.cc_ops;
                 self.set_flags(if inc { ops.inc } else { ops.dec }, size, d, one, res, carry);
@@ -389,7 +389,7 @@ impl Emit<'_, '_> {
         }
     }
 
-    fn write_dst(&mut self, _insn: &Instruction, o: Opnd, host: Option<Value>, size: u8, v: Value) {
+    fn write_dst(&mut self, o: Opnd, host: Option<Value>, size: u8, v: Value) {
         match (o, host) {
             (Opnd::Reg(r, _), _) => self.set_reg(r, v),
             (Opnd::Mem(_), Some(h)) => self.store_guest(h, size, v),
@@ -401,19 +401,8 @@ impl Emit<'_, '_> {
         let bitness = self.spec.bitness;
         let writes = !matches!(op, AluOp::Cmp | AluOp::Test);
         let (d_op, s_op) = (opnd(insn, 0, bitness).expect("classified"), opnd(insn, 1, bitness).expect("classified"));
-        // Register sources first: they are read before the memory operand is touched.
-        let (d, host, s) = match s_op {
-            Opnd::Mem(_) => {
-                let s = self.read_opnd(i, insn, s_op, size);
-                let (d, host) = self.read_dst(i, insn, d_op, size, writes);
-                (d, host, s)
-            }
-            _ => {
-                let s = self.read_opnd(i, insn, s_op, size);
-                let (d, host) = self.read_dst(i, insn, d_op, size, writes);
-                (d, host, s)
-            }
-        };
+        let s = self.read_opnd(i, insn, s_op, size);
+        let (d, host) = self.read_dst(i, insn, d_op, size, writes);
         let res = match op {
             AluOp::Add => self.b.ins().iadd(d, s),
             AluOp::Sub | AluOp::Cmp => self.b.ins().isub(d, s),
@@ -423,7 +412,7 @@ impl Emit<'_, '_> {
         };
         let res = self.mask(res, size);
         if writes {
-            self.write_dst(insn, d_op, host, size, res);
+            self.write_dst(d_op, host, size, res);
         }
         let ops = self.l.cc_ops;
         let cc = match op {
