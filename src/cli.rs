@@ -424,7 +424,7 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
         crate::machine_args::parse_machine(m, &mut cfg, &mut notes)?;
     }
     if !args.accel.is_empty() {
-        cfg.accel = crate::machine_args::parse_accels(&args.accel, &mut cfg.jit, &mut notes)?;
+        crate::machine_args::parse_accels(&args.accel, &mut cfg, &mut notes)?;
     }
     if let Some(o) = &args.overcommit {
         crate::machine_args::parse_overcommit(o, &mut notes)?;
@@ -446,6 +446,7 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
     }
     if args.enable_kvm {
         cfg.accel = Accel::Kvm;
+        cfg.accel_fallback.clear();
     }
     if let Some(c) = &args.cpu {
         for w in ferrite_machine::validate_cpu_model(c)? {

@@ -9,11 +9,6 @@ use ferrite_machine::config::{Accel, MachineConfig, RtcBase};
 /// Notices for the user (printed as "ferrite: note: ...").
 pub type Notes = Vec<String>;
 
-/// The accelerators ferrite implements, for `accel=A:B` fallback lists.
-fn implemented(a: Accel) -> bool {
-    a == Accel::Tcg
-}
-
 /// One accelerator name.
 fn accel_name(name: &str) -> Result<Accel> {
     match name {
@@ -23,26 +18,22 @@ fn accel_name(name: &str) -> Result<Accel> {
     }
 }
 
-/// QEMU's `accel=kvm:tcg`: the first accelerator that works, with a notice for each skipped.
-pub fn accel_list(list: &[&str], notes: &mut Notes) -> Result<Accel> {
+/// QEMU's `accel=kvm:tcg`: the first one is tried, the others in order if it cannot run on
+/// this host (the machine decides when it starts, and says why it fell back).
+pub fn accel_list(list: &[&str], cfg: &mut MachineConfig) -> Result<()> {
     let accels = list.iter().map(|a| accel_name(a)).collect::<Result<Vec<_>>>()?;
-    if accels.len() > 1 {
-        if let Some(&a) = accels.iter().find(|&&a| implemented(a)) {
-            for skipped in accels.iter().take_while(|&&s| s != a) {
-                notes.push(format!("accelerator {skipped:?} is not available yet; falling back to {a:?}").to_lowercase());
-            }
-            return Ok(a);
-        }
-    }
-    // A single accelerator is taken as asked (the machine says if it cannot run it).
-    accels.first().copied().ok_or_else(|| anyhow!("empty accelerator list"))
+    let (first, rest) = accels.split_first().ok_or_else(|| anyhow!("empty accelerator list"))?;
+    cfg.accel = *first;
+    cfg.accel_fallback = rest.to_vec();
+    Ok(())
 }
 
 /// `-accel NAME[,thread=single|multi][,tb-size=MiB][,jit=off|on|always][,kernel-irqchip=..]`;
 /// several `-accel` options are tried in order, like an `accel=` list. `tb-size` bounds the
 /// translator's code cache per vCPU; `jit` is ferrite's own: `off` interprets everything,
 /// `always` compiles every block before its first run (for testing the translator).
-pub fn parse_accels(specs: &[String], jit: &mut ferrite_machine::config::JitConfig, notes: &mut Notes) -> Result<Accel> {
+pub fn parse_accels(specs: &[String], cfg: &mut MachineConfig, notes: &mut Notes) -> Result<()> {
+    let jit = &mut cfg.jit;
     let mut names = Vec::new();
     for spec in specs {
         let mut parts = spec.split(',');
@@ -55,13 +46,28 @@ pub fn parse_accels(specs: &[String], jit: &mut ferrite_machine::config::JitConf
                     jit.cache_bytes = mib.ok_or_else(|| anyhow!("-accel: invalid tb-size '{v}' (MiB, at least 1)"))? << 20;
                 }
                 ("thread", "single" | "multi") | ("split-wx", _) | ("one-insn-per-tb", _) => {}
-                ("kernel-irqchip" | "kernel_irqchip", "on" | "off" | "split") => {}
+                ("kernel-irqchip" | "kernel_irqchip", v) => kernel_irqchip(v, notes)?,
                 ("dirty-ring-size", _) => {}
                 _ => bail!("-accel: unsupported option '{p}'"),
             }
         }
     }
-    accel_list(&names, notes)
+    accel_list(&names, cfg)
+}
+
+/// `kernel-irqchip=on|off|split`: ferrite's KVM accelerator keeps the interrupt controllers
+/// in ferrite (`off`), the same ones TCG uses; asking for KVM's in-kernel ones is noted.
+fn kernel_irqchip(v: &str, notes: &mut Notes) -> Result<()> {
+    match v {
+        "off" => Ok(()),
+        "on" | "split" => {
+            notes.push(format!(
+                "kernel-irqchip={v}: ferrite's KVM accelerator uses ferrite's own interrupt controllers (kernel-irqchip=off)"
+            ));
+            Ok(())
+        }
+        _ => bail!("kernel-irqchip: expected on, off or split, not '{v}'"),
+    }
 }
 
 /// `-machine [type=]pc[,accel=A[:B]][,kernel-irqchip=on|off|split][,pit=on|off][,...]`; the
@@ -85,9 +91,8 @@ pub fn parse_machine(spec: &str, cfg: &mut MachineConfig, notes: &mut Notes) -> 
         let flag = || on_off(k, v);
         match k {
             "type" => check_type(v)?,
-            "accel" => cfg.accel = accel_list(&v.split(':').collect::<Vec<_>>(), notes)?,
-            // In-kernel interrupt controllers exist only with KVM; TCG ignores this, as QEMU does.
-            "kernel-irqchip" | "kernel_irqchip" if matches!(v, "on" | "off" | "split") => {}
+            "accel" => accel_list(&v.split(':').collect::<Vec<_>>(), cfg)?,
+            "kernel-irqchip" | "kernel_irqchip" => kernel_irqchip(v, notes)?,
             "pit" | "acpi" | "graphics" | "dump-guest-core" | "mem-merge" | "suppress-vmdesc" | "nvdimm" if v == "auto" => {}
             "pit" | "acpi" => {
                 if !flag()? {
@@ -263,11 +268,11 @@ mod tests {
 
     #[test]
     fn accelerator_fallback() {
-        let mut notes = Notes::new();
-        assert_eq!(accel_list(&["kvm", "tcg"], &mut notes).unwrap(), Accel::Tcg);
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(notes[0].contains("kvm") && notes[0].contains("tcg"));
-        assert_eq!(accel_list(&["kvm"], &mut notes).unwrap(), Accel::Kvm);
-        assert!(accel_list(&["hvf", "tcg"], &mut notes).is_err());
+        let mut cfg = MachineConfig::default();
+        accel_list(&["kvm", "tcg"], &mut cfg).unwrap();
+        assert_eq!((cfg.accel, cfg.accel_fallback.as_slice()), (Accel::Kvm, &[Accel::Tcg][..]));
+        accel_list(&["kvm"], &mut cfg).unwrap();
+        assert_eq!((cfg.accel, cfg.accel_fallback.len()), (Accel::Kvm, 0));
+        assert!(accel_list(&["hvf", "tcg"], &mut cfg).is_err());
     }
 }

@@ -13,10 +13,12 @@ type Check = fn(&MachineConfig) -> bool;
 
 const ACCEPTED: &[(&[&str], Check)] = &[
     (&["-machine", "accel=tcg"], |c| c.accel == Accel::Tcg),
-    (&["-machine", "pc,accel=kvm:tcg,kernel-irqchip=split,pit=on"], |c| c.accel == Accel::Tcg),
+    (&["-machine", "pc,accel=kvm:tcg,kernel-irqchip=split,pit=on"], |c| c.accel == Accel::Kvm && c.accel_fallback == [Accel::Tcg]),
     (&["-machine", "type=pc-i440fx-7.2,accel=tcg,usb=off,vmport=off,dump-guest-core=off,mem-merge=on"], |c| c.accel == Accel::Tcg),
     (&["-M", "pc,hpet=off,smm=off,acpi=on"], |_| true),
-    (&["-accel", "kvm", "-accel", "tcg,thread=multi,tb-size=512"], |c| c.accel == Accel::Tcg && c.jit.cache_bytes == 512 << 20),
+    (&["-accel", "kvm", "-accel", "tcg,thread=multi,tb-size=512"], |c| {
+        c.accel == Accel::Kvm && c.accel_fallback == [Accel::Tcg] && c.jit.cache_bytes == 512 << 20
+    }),
     (&["-accel", "tcg,jit=off"], |c| c.jit.mode == JitMode::Off),
     (&["-accel", "tcg,jit=always"], |c| c.jit.mode == JitMode::Always),
     (&["-accel", "kvm"], |c| c.accel == Accel::Kvm),

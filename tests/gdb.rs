@@ -341,6 +341,58 @@ fn gdb_breaks_steps_and_edits_registers_and_memory() {
     assert_eq!(f.wait(Duration::from_secs(10)), Some(0), "kill ends ferrite; {ctx}");
 }
 
+/// The core cases again with the guest running under KVM: registers and memory read back from
+/// KVM, breakpoints in the debug registers (KVM_SET_GUEST_DEBUG), single-step.
+#[test]
+fn gdb_breaks_steps_and_edits_state_under_kvm() {
+    if !gdb_available() {
+        return;
+    }
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        println!("SKIPPED: KVM is not usable here: /dev/kvm: {e}");
+        return;
+    }
+    let (g, kernel) = write_guest("kvm");
+    let mut f = Ferrite::start(&["-m", "64", "-S", "-accel", "kvm", "-kernel", kernel.to_str().unwrap()]);
+    let out = run_gdb(
+        f.port,
+        &[
+            "p/x $pc".to_string(),                          // $1: the kernel entry
+            format!("break *{:#x}", g.main_loop),
+            "continue".into(),
+            "p/x $pc".into(),                               // $2: main_loop
+            "stepi".into(),
+            "p/x $pc".into(),                               // $3: bump
+            "stepi".into(),
+            format!("p *(unsigned int *){COUNTER:#x}"),     // $4: 1
+            format!("set var *(unsigned int *){COUNTER:#x} = 41"),
+            "set var $rbx = 9".into(),
+            "delete".into(),
+            format!("hbreak *{:#x}", g.after_loop),
+            "continue".into(),
+            "p/x $pc".into(),                               // $5: after_loop
+            format!("p *(unsigned int *){COUNTER:#x}"),     // $6: 41
+            "p $rbx".into(),                                // $7: 10
+            "p/x $cr0".into(),                              // $8: PE set, PG clear
+            "monitor info mode".into(),
+            "kill".into(),
+        ],
+        Interrupt::Never,
+    );
+    let ctx = format!("gdb output:\n{out}\nferrite stderr:\n{}", f.log());
+    assert_eq!(printed(&out, 1), Some(g.entry), "{ctx}");
+    assert!(out.contains("Breakpoint 1"), "{ctx}");
+    assert_eq!(printed(&out, 2), Some(g.main_loop), "{ctx}");
+    assert_eq!(printed(&out, 3), Some(g.bump), "{ctx}");
+    assert_eq!(printed(&out, 4), Some(1), "{ctx}");
+    assert_eq!(printed(&out, 5), Some(g.after_loop), "{ctx}");
+    assert_eq!(printed(&out, 6), Some(41), "{ctx}");
+    assert_eq!(printed(&out, 7), Some(10), "{ctx}");
+    assert_eq!(printed(&out, 8).map(|v| v & 0x8000_0001), Some(1), "{ctx}");
+    assert!(out.contains("32-bit protected mode, CPL 0, paging off"), "{ctx}");
+    assert_eq!(f.wait(Duration::from_secs(10)), Some(0), "kill ends ferrite; {ctx}");
+}
+
 #[test]
 fn gdb_ctrl_c_stops_a_running_guest_and_system_reset_restarts_it() {
     if !gdb_available() {

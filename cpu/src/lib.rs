@@ -12,6 +12,7 @@ mod exec;
 pub mod exception;
 pub mod flags;
 mod interp;
+pub mod kvm;
 pub mod interrupt;
 pub mod mmu;
 pub mod msr;

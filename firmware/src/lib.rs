@@ -14,6 +14,7 @@ pub mod initrd;
 pub(crate) mod le;
 pub mod linux;
 pub mod multiboot;
+pub mod pvh;
 
 #[cfg(test)]
 pub(crate) mod test_mem;
@@ -23,4 +24,5 @@ pub use boot_state::{BootSetup, CpuMode, DescriptorTable, Segment};
 pub use e820::{E820Entry, E820Type, MemoryLayout};
 pub use ferrite_memory::{GuestMemory, MemoryError};
 pub use linux::{load_linux, EntryMode, LinuxBoot, LinuxBootConfig, LinuxError, SetupHeader, VideoMode};
+pub use pvh::{load_pvh, PvhConfig, PvhError};
 pub use multiboot::{load_multiboot, MultibootBoot, MultibootConfig, MultibootError, MultibootModule};

@@ -28,6 +28,12 @@ pub enum BootError {
         #[source]
         source: fw::LinuxError,
     },
+    #[error("cannot load PVH kernel '{path}': {source}")]
+    Pvh {
+        path: PathBuf,
+        #[source]
+        source: fw::PvhError,
+    },
     #[error("cannot load multiboot kernel '{path}': {source}")]
     Multiboot {
         path: PathBuf,
@@ -107,6 +113,12 @@ pub fn load(cfg: &MachineConfig, board: &PcBoard) -> Result<CpuState, BootError>
         // A Linux header that fails to parse is a broken Linux image, not a multiboot one.
         Err(source) if image.get(0x202..0x206) == Some(b"HdrS") => {
             return Err(BootError::Linux { path: kernel_path.clone(), source })
+        }
+        // An ELF kernel with the PVH entry note (an uncompressed vmlinux), as QEMU tries it
+        // before multiboot; an ELF without the note may still be a multiboot kernel.
+        Err(_) if fw::pvh::parse_elf(&image).is_ok_and(|k| k.pvh_entry.is_some()) => {
+            let pvh_cfg = fw::PvhConfig { cmdline: &cfg.append, initrd: initrd.as_deref(), acpi_rsdp_addr: Some(rsdp) };
+            fw::load_pvh(mem, &image, &pvh_cfg).map_err(|source| BootError::Pvh { path: kernel_path.clone(), source })?
         }
         Err(linux_err) => {
             let modules: Vec<MultibootModule> = files

@@ -269,6 +269,8 @@ pub struct MachineConfig {
     pub monitor: Option<String>,
     pub boot: BootConfig,
     pub accel: Accel,
+    /// Accelerators to try, in order, when `accel` cannot run here (QEMU's `accel=kvm:tcg`).
+    pub accel_fallback: Vec<Accel>,
     /// TCG's translator: mode (`-accel tcg,jit=`), code cache size (`tb-size=`).
     pub jit: ferrite_cpu::JitConfig,
     /// gdbstub listen address (`-s` is 127.0.0.1:1234).
@@ -309,6 +311,7 @@ impl Default for MachineConfig {
             monitor: None,
             boot: BootConfig::default(),
             accel: Accel::Tcg,
+            accel_fallback: Vec::new(),
             jit: ferrite_cpu::JitConfig::from_env(),
             gdb: None,
             start_paused: false,

@@ -17,7 +17,7 @@ mod vcpu;
 use config::{Accel, MachineConfig, SerialBackend};
 use console::{ConsoleEvent, ConsoleInput, RawTerminal};
 use ferrite_cpu::cpuid::Topology;
-use accel::tcg::TcgVcpu;
+use accel::MachineVcpu;
 use accel::{Vcpu, VmExit};
 use ferrite_cpu::{Cpu, CpuModel};
 use ferrite_firmware::MemoryLayout;
@@ -42,8 +42,8 @@ pub enum MachineError {
     TooMuchMemory(u64),
     #[error("-smp {0}: between 1 and {MAX_CPUS} CPUs are supported")]
     Smp(u32),
-    #[error("-accel kvm is not available yet; use -accel tcg")]
-    KvmUnavailable,
+    #[error("-accel kvm: {0}")]
+    Kvm(#[from] accel::kvm::KvmError),
     #[error("cannot listen for gdb on {addr}: {source}")]
     GdbListen {
         addr: String,
@@ -112,6 +112,8 @@ pub enum Outcome {
     DebugExit(i32),
     /// gdb's `kill`.
     Killed,
+    /// The accelerator could not go on (reported on stderr).
+    Failed,
 }
 
 impl Outcome {
@@ -119,7 +121,7 @@ impl Outcome {
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::PowerOff | Outcome::Reboot | Outcome::Quit | Outcome::Killed => 0,
-            Outcome::TripleFault => 1,
+            Outcome::TripleFault | Outcome::Failed => 1,
             Outcome::DebugExit(c) => c,
         }
     }
@@ -131,7 +133,7 @@ pub struct Machine {
     topology: Topology,
     pub board: Arc<PcBoard>,
     /// The vCPUs, while no thread runs them (vCPU `i` has APIC ID `topology.apic_id(i)`).
-    pub vcpus: Vec<TcgVcpu>,
+    pub vcpus: Vec<MachineVcpu>,
     events: Receiver<MachineEvent>,
     /// The gdb server (`-s`, `-gdb`).
     gdb: Option<gdb::GdbServer>,
@@ -263,7 +265,7 @@ fn serial_out(backend: &SerialBackend, virtio: &pc::virtio::VirtioBackends) -> R
 /// What `build` makes: the board, its vCPUs and where its events arrive.
 struct Built {
     board: Arc<PcBoard>,
-    vcpus: Vec<TcgVcpu>,
+    vcpus: Vec<MachineVcpu>,
     events: Receiver<MachineEvent>,
     ide: Arc<std::sync::Mutex<ferrite_hw::ide::PiixIde>>,
     live_virtio: pc::virtio::LiveVirtio,
@@ -326,7 +328,19 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Ba
             c.init();
         }
     }
-    let vcpus = cpus.into_iter().enumerate().map(|(i, c)| TcgVcpu::new(c, VcpuBus::new(board.clone(), i))).collect();
+    let vcpus = match cfg.accel {
+        Accel::Tcg => cpus.into_iter().enumerate().map(|(i, c)| MachineVcpu::tcg(c, VcpuBus::new(board.clone(), i))).collect(),
+        Accel::Kvm => {
+            let vm = accel::kvm::KvmVm::new(board.mem.clone())?;
+            let host_cpuid = cfg.cpu.split(',').next() == Some("host");
+            let mut v = Vec::with_capacity(cpus.len());
+            for (i, c) in cpus.into_iter().enumerate() {
+                let k = accel::kvm::KvmVcpu::new(vm.clone(), i, &c, host_cpuid)?;
+                v.push(MachineVcpu::kvm(c, VcpuBus::new(board.clone(), i), k));
+            }
+            v
+        }
+    };
     Ok(Built { board, vcpus, events, ide, live_virtio })
 }
 
@@ -403,7 +417,15 @@ impl Machine {
             return Err(MachineError::Smp(cfg.cpus));
         }
         if cfg.accel == Accel::Kvm {
-            return Err(MachineError::KvmUnavailable);
+            if let Err(e) = accel::kvm::usable() {
+                match cfg.accel_fallback.first().copied() {
+                    Some(fallback) => {
+                        eprintln!("ferrite: note: {e}; falling back to {}", format!("{fallback:?}").to_lowercase());
+                        cfg.accel = fallback;
+                    }
+                    None => return Err(MachineError::Kvm(e)),
+                }
+            }
         }
         if cfg.start_paused && cfg.gdb.is_none() {
             return Err(MachineError::PausedWithoutGdb);
@@ -545,6 +567,7 @@ impl Machine {
         Ok(match ev {
             MachineEvent::DebugExit(code) => Some(Outcome::DebugExit(code)),
             MachineEvent::PowerOff => Some(Outcome::PowerOff),
+            MachineEvent::AcceleratorFailed => Some(Outcome::Failed),
             MachineEvent::Reset if self.cfg.no_reboot => Some(Outcome::Reboot),
             MachineEvent::TripleFault if self.cfg.no_reboot => Some(Outcome::TripleFault),
             MachineEvent::Reset | MachineEvent::TripleFault => {
@@ -606,6 +629,7 @@ impl Machine {
             };
             match exit {
                 VmExit::Shutdown => self.board.wiring.raise(MachineEvent::TripleFault),
+                VmExit::Failed => self.board.wiring.raise(MachineEvent::AcceleratorFailed),
                 VmExit::Debug => return Ok(SliceEnd::Exit(i, VmExit::Debug)),
                 VmExit::Halted => {}
                 VmExit::Kicked => all_halted = false,

@@ -41,6 +41,10 @@ fn run<V: Vcpu>(mut vcpu: V, board: Arc<PcBoard>, index: usize) -> V {
                 board.wiring.raise(MachineEvent::TripleFault);
                 break;
             }
+            VmExit::Failed => {
+                board.wiring.raise(MachineEvent::AcceleratorFailed);
+                break;
+            }
             VmExit::Halted => {
                 while !has_work(&vcpu, link) {
                     std::thread::park_timeout(HALT_NAP);

@@ -2,10 +2,11 @@
 
 use crate::bitmap::PageBitmap;
 use crate::code::{CodeTracker, ORIGIN_DMA};
-use crate::legacy::{segment_of, LegacyAttr, LegacyWindow, LEGACY_SEGMENTS};
+use crate::legacy::{segment_of, LegacyAttr, LegacyWindow, LEGACY_END, LEGACY_SEGMENTS, LEGACY_START};
 use crate::{FOUR_GIB, PAGE_SIZE};
 use memmap2::{MmapMut, UncheckedAdvice};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,17 @@ pub enum PageMap {
     Unmapped,
 }
 
+/// A run of guest-physical pages backed by host memory, as a hypervisor maps it: reads come
+/// from `host`, and writes too unless `read_only` (then they are the device model's, like
+/// any access outside every region).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostRegion {
+    pub gpa: u64,
+    pub len: u64,
+    pub host: *mut u8,
+    pub read_only: bool,
+}
+
 struct Rom {
     base: u64,
     map: MmapMut,
@@ -65,6 +77,8 @@ pub struct GuestMemory {
     roms: Vec<Rom>,
     legacy: LegacyWindow,
     tracking: Arc<PageTracking>,
+    /// Bumped whenever [`GuestMemory::host_regions`] may answer differently (PAM changes).
+    layout_generation: AtomicU64,
 }
 
 // SAFETY: the raw pointers point into mappings this value owns and never moves; the mappings
@@ -105,6 +119,7 @@ impl GuestMemory {
             roms: Vec::new(),
             legacy: LegacyWindow::new(LegacyAttr::RAM),
             tracking: Arc::new(tracking),
+            layout_generation: AtomicU64::new(0),
         })
     }
 
@@ -194,10 +209,66 @@ impl GuestMemory {
         if changed.is_empty() {
             return;
         }
+        self.layout_generation.fetch_add(1, Ordering::AcqRel);
         for (base, len) in changed {
             self.tracking.code.note_write_range(base, len, ORIGIN_DMA);
         }
         self.tracking.code.flush_tlbs();
+    }
+
+    /// Changes whenever [`GuestMemory::host_regions`] may have changed.
+    pub fn layout_generation(&self) -> u64 {
+        self.layout_generation.load(Ordering::Acquire)
+    }
+
+    /// Every guest-physical range that host memory backs directly, in address order, with
+    /// neighbours that continue each other merged: RAM, ROM, and the legacy window as PAM
+    /// shows it to reads (a segment that reads ROM and writes RAM is the ROM, read-only).
+    pub fn host_regions(&self) -> Vec<HostRegion> {
+        let mut out: Vec<HostRegion> = Vec::new();
+        let mut push = |gpa: u64, len: u64, host: *mut u8, read_only: bool| {
+            if let Some(last) = out.last_mut() {
+                // SAFETY: only compared, never dereferenced: the address just past `last`.
+                let next = unsafe { last.host.add(last.len as usize) };
+                if last.gpa + last.len == gpa && next == host && last.read_only == read_only {
+                    last.len += len;
+                    return;
+                }
+            }
+            out.push(HostRegion { gpa, len, host, read_only });
+        };
+        let mut ranges = vec![(0, LEGACY_START.min(self.below_4g))];
+        let mut page_by_page = vec![(LEGACY_START, LEGACY_END)];
+        if self.below_4g > LEGACY_END {
+            ranges.push((LEGACY_END, self.below_4g));
+        }
+        for r in &self.roms {
+            if segment_of(r.base).is_none() {
+                page_by_page.push((r.base, r.base + r.map.len() as u64));
+            }
+        }
+        if self.above_4g > 0 {
+            ranges.push((FOUR_GIB, FOUR_GIB + self.above_4g));
+        }
+        let mut spans: Vec<(u64, u64, bool)> = ranges.into_iter().map(|(a, b)| (a, b, false)).collect();
+        spans.extend(page_by_page.into_iter().map(|(a, b)| (a, b, true)));
+        spans.sort_by_key(|s| s.0);
+        for (start, end, per_page) in spans {
+            if !per_page {
+                if let Some(p) = self.ram_page(start) {
+                    push(start, end - start, p, false);
+                }
+                continue;
+            }
+            for page in (start..end).step_by(PAGE_SIZE as usize) {
+                match self.page(page) {
+                    PageMap::Ram(p) => push(page, PAGE_SIZE, p, false),
+                    PageMap::ReadOnly(p) | PageMap::Split { read: Some(p), .. } => push(page, PAGE_SIZE, p, true),
+                    PageMap::Split { read: None, .. } | PageMap::Unmapped => {}
+                }
+            }
+        }
+        out
     }
 
     /// A read of 1-8 bytes within one page as the CPU sees it (PAM views included); device
@@ -342,6 +413,37 @@ impl GuestMemory {
 mod tests {
     use super::*;
     use crate::legacy::segment_range;
+
+    /// What a hypervisor maps: RAM around the legacy window, PAM views of it, ROM read-only,
+    /// RAM above 4 GiB; the generation moves when PAM does.
+    #[test]
+    fn host_regions_follow_the_layout() {
+        let mut m = GuestMemory::new(0x20_0000, 0x1000).unwrap();
+        m.add_rom(0xfffe_0000, &[0x90; 0x2_0000]).unwrap();
+        m.add_rom(0xf_0000, &[0xf4; 0x1_0000]).unwrap();
+        let regions = |m: &GuestMemory| m.host_regions().iter().map(|r| (r.gpa, r.len, r.read_only)).collect::<Vec<_>>();
+        // Power-on: the whole window is RAM, merged with the RAM around it.
+        assert_eq!(regions(&m), [(0, 0x20_0000, false), (0xfffe_0000, 0x2_0000, true), (FOUR_GIB, 0x1000, false)]);
+        let before = m.layout_generation();
+        let mut attrs = [LegacyAttr::RAM; LEGACY_SEGMENTS];
+        attrs[0] = LegacyAttr::PCI; // 0xF0000: the BIOS ROM answers
+        attrs[1] = LegacyAttr { read_ram: true, write_ram: false }; // 0xC0000: write-protected RAM
+        attrs[2] = LegacyAttr { read_ram: false, write_ram: true }; // 0xC4000: no ROM there: a hole for reads
+        m.set_legacy(&attrs);
+        assert_ne!(m.layout_generation(), before);
+        assert_eq!(
+            regions(&m),
+            [
+                (0, 0xc_0000, false),
+                (0xc_0000, 0x4000, true),
+                (0xc_8000, 0x2_8000, false),
+                (0xf_0000, 0x1_0000, true),
+                (0x10_0000, 0x10_0000, false),
+                (0xfffe_0000, 0x2_0000, true),
+                (FOUR_GIB, 0x1000, false),
+            ]
+        );
+    }
 
     #[test]
     fn ram_windows_and_rom() {

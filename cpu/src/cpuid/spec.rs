@@ -238,7 +238,7 @@ pub fn help() -> String {
     for m in models::MODELS {
         s += &format!("x86 {:<22} {}\n", m.name, m.model_id);
     }
-    s += &format!("x86 {:<22} {}\n", "host", "same as max (ferrite has no KVM yet)");
+    s += &format!("x86 {:<22} {}\n", "host", "KVM: the host's CPU as KVM supports it; TCG: same as max");
     s += &format!("x86 {:<22} {}\n", "max", "Enables all features ferrite's TCG supports");
     s += "\nRecognized CPUID flags:\n";
     s += &wrap(names::all());

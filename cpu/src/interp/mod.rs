@@ -21,7 +21,7 @@ mod shift;
 mod sse;
 mod string;
 mod system;
-mod x87;
+pub(crate) mod x87;
 
 /// An instruction's semantics. Runs with `state.rip` at the instruction and `cpu.next_rip`
 /// past it; branches overwrite `next_rip`. A handler that returns `Err` must leave the

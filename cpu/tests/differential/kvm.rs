@@ -1,7 +1,7 @@
 //! The oracle: a KVM vCPU running the same memory image from the same registers.
 
-use ferrite_cpu::state::{CpuState, Seg, Segment, TableReg};
-use kvm_bindings::{kvm_dtable, kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region};
+use ferrite_cpu::state::CpuState;
+use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
@@ -139,104 +139,17 @@ impl Drop for Oracle {
     }
 }
 
-fn to_kvm_seg(s: &Segment) -> kvm_segment {
-    let a = s.attrs;
-    kvm_segment {
-        base: s.base,
-        limit: s.limit,
-        selector: s.selector,
-        type_: (a & 0xf) as u8,
-        present: (a >> 7 & 1) as u8,
-        dpl: (a >> 5 & 3) as u8,
-        db: (a >> 14 & 1) as u8,
-        s: (a >> 4 & 1) as u8,
-        l: (a >> 13 & 1) as u8,
-        g: (a >> 15 & 1) as u8,
-        avl: (a >> 12 & 1) as u8,
-        unusable: (a >> 16 & 1) as u8,
-        padding: 0,
-    }
-}
-
-fn from_kvm_seg(k: &kvm_segment) -> Segment {
-    let attrs = k.type_ as u32
-        | (k.s as u32) << 4
-        | (k.dpl as u32) << 5
-        | (k.present as u32) << 7
-        | (k.avl as u32) << 12
-        | (k.l as u32) << 13
-        | (k.db as u32) << 14
-        | (k.g as u32) << 15
-        | (k.unusable as u32) << 16;
-    Segment { selector: k.selector, base: k.base, limit: k.limit, attrs }
-}
-
 fn to_sregs(st: &CpuState, s: &mut kvm_sregs) {
-    s.cs = to_kvm_seg(st.seg(Seg::Cs));
-    s.ds = to_kvm_seg(st.seg(Seg::Ds));
-    s.es = to_kvm_seg(st.seg(Seg::Es));
-    s.fs = to_kvm_seg(st.seg(Seg::Fs));
-    s.gs = to_kvm_seg(st.seg(Seg::Gs));
-    s.ss = to_kvm_seg(st.seg(Seg::Ss));
-    s.tr = to_kvm_seg(&st.tr);
-    s.ldt = to_kvm_seg(&st.ldtr);
-    s.gdt = kvm_dtable { base: st.gdtr.base, limit: st.gdtr.limit, padding: [0; 3] };
-    s.idt = kvm_dtable { base: st.idtr.base, limit: st.idtr.limit, padding: [0; 3] };
-    s.cr0 = st.cr0;
-    s.cr2 = st.cr2;
-    s.cr3 = st.cr3;
-    s.cr4 = st.cr4;
-    s.cr8 = st.cr8;
-    s.efer = st.efer;
-    s.interrupt_bitmap = [0; 4];
+    ferrite_cpu::kvm::to_kvm_sregs(st, s);
 }
 
 fn to_regs(st: &CpuState) -> kvm_regs {
-    let g = &st.gpr;
-    kvm_regs {
-        rax: g[0],
-        rcx: g[1],
-        rdx: g[2],
-        rbx: g[3],
-        rsp: g[4],
-        rbp: g[5],
-        rsi: g[6],
-        rdi: g[7],
-        r8: g[8],
-        r9: g[9],
-        r10: g[10],
-        r11: g[11],
-        r12: g[12],
-        r13: g[13],
-        r14: g[14],
-        r15: g[15],
-        rip: st.rip,
-        rflags: st.rflags,
-    }
+    ferrite_cpu::kvm::to_kvm_regs(st, st.rflags)
 }
 
 fn from_kvm(r: &kvm_regs, s: &kvm_sregs) -> CpuState {
     let mut st = CpuState::reset();
-    st.gpr = [
-        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
-    ];
-    st.rip = r.rip;
-    st.rflags = r.rflags;
-    st.seg[Seg::Es as usize] = from_kvm_seg(&s.es);
-    st.seg[Seg::Cs as usize] = from_kvm_seg(&s.cs);
-    st.seg[Seg::Ss as usize] = from_kvm_seg(&s.ss);
-    st.seg[Seg::Ds as usize] = from_kvm_seg(&s.ds);
-    st.seg[Seg::Fs as usize] = from_kvm_seg(&s.fs);
-    st.seg[Seg::Gs as usize] = from_kvm_seg(&s.gs);
-    st.tr = from_kvm_seg(&s.tr);
-    st.ldtr = from_kvm_seg(&s.ldt);
-    st.gdtr = TableReg { base: s.gdt.base, limit: s.gdt.limit };
-    st.idtr = TableReg { base: s.idt.base, limit: s.idt.limit };
-    st.cr0 = s.cr0;
-    st.cr2 = s.cr2;
-    st.cr3 = s.cr3;
-    st.cr4 = s.cr4;
-    st.cr8 = s.cr8;
-    st.efer = s.efer;
+    ferrite_cpu::kvm::from_kvm_regs(r, &mut st);
+    ferrite_cpu::kvm::from_kvm_sregs(s, &mut st);
     st
 }

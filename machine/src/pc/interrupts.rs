@@ -56,6 +56,13 @@ pub struct CpuLink {
     pub exit: Arc<AtomicBool>,
     /// The host thread running this vCPU, to wake it from HLT.
     thread: Mutex<Option<Thread>>,
+    /// Gets the vCPU out of KVM_RUN while it runs there (see `accel::kvm`).
+    kicker: Mutex<Option<Box<dyn Kick>>>,
+}
+
+/// Interrupts a vCPU that runs guest code outside ferrite's control (KVM_RUN).
+pub trait Kick: Send + Sync {
+    fn kick(&self);
 }
 
 impl CpuLink {
@@ -68,6 +75,7 @@ impl CpuLink {
             extint: AtomicBool::new(false),
             exit,
             thread: Mutex::new(None),
+            kicker: Mutex::new(None),
         }
     }
 
@@ -85,10 +93,18 @@ impl CpuLink {
         *lock(&self.thread) = t;
     }
 
-    /// Wakes the vCPU's thread if it sleeps in HLT.
+    /// Installs (or removes) what gets the vCPU out of KVM_RUN.
+    pub fn set_kicker(&self, k: Option<Box<dyn Kick>>) {
+        *lock(&self.kicker) = k;
+    }
+
+    /// Wakes the vCPU's thread if it sleeps in HLT, or brings it out of KVM_RUN.
     pub fn wake(&self) {
         if let Some(t) = lock(&self.thread).as_ref() {
             t.unpark();
+        }
+        if let Some(k) = lock(&self.kicker).as_ref() {
+            k.kick();
         }
     }
 

@@ -115,6 +115,7 @@ impl PcBoard {
             .map(|(i, (&id, exit))| CpuLink::new(Lapic::new(id, i == 0), exit.clone()))
             .collect();
         let irq = Arc::new(Interrupts::new(cpus, irqs.clone()));
+        wiring.attach_cpus(&irq);
         let io = Arc::new(Bus::default());
         let mmio = Arc::new(Bus::default());
         let w = &wiring;

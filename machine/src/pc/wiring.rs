@@ -21,6 +21,8 @@ pub enum MachineEvent {
     DebugExit(i32),
     /// A vCPU triple-faulted.
     TripleFault,
+    /// An accelerator cannot run its vCPU on (a KVM emulation failure).
+    AcceleratorFailed,
 }
 
 /// A20 gate inputs: either opens the gate.
@@ -35,6 +37,8 @@ pub struct Wiring {
     events: Mutex<Option<Sender<MachineEvent>>>,
     /// Every vCPU's exit request, set with `stopping` so each returns within a block.
     exits: Vec<Arc<AtomicBool>>,
+    /// The vCPUs' links, to wake them (out of HLT or KVM_RUN) when they must stop.
+    cpus: std::sync::OnceLock<std::sync::Weak<super::interrupts::Interrupts>>,
     timer_poke: (Mutex<bool>, Condvar),
 }
 
@@ -46,6 +50,7 @@ impl Wiring {
             stopping: AtomicBool::new(false),
             events: Mutex::new(Some(events)),
             exits,
+            cpus: std::sync::OnceLock::new(),
             timer_poke: (Mutex::new(false), Condvar::new()),
         }
     }
@@ -75,10 +80,20 @@ impl Wiring {
         }
     }
 
+    /// Where [`Wiring::stop_vcpus`] finds the vCPUs to wake.
+    pub fn attach_cpus(&self, irq: &Arc<super::interrupts::Interrupts>) {
+        let _ = self.cpus.set(Arc::downgrade(irq));
+    }
+
     /// Makes every vCPU return from `run` (for stopping, pausing or resetting the machine).
     pub fn stop_vcpus(&self) {
         for e in &self.exits {
             e.store(true, Ordering::Release);
+        }
+        if let Some(irq) = self.cpus.get().and_then(|w| w.upgrade()) {
+            for link in &irq.cpus {
+                link.wake();
+            }
         }
         self.poke_timers();
     }

@@ -24,7 +24,7 @@ mod mem;
 pub(crate) mod ops;
 pub(crate) mod stack;
 mod transcendental;
-mod xsave;
+pub(crate) mod xsave;
 
 use super::Handler;
 use crate::bus::CpuBus;

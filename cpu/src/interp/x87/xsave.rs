@@ -127,6 +127,23 @@ fn load_xmm(f: &mut FpuState, b: &[u8], n: usize) {
     }
 }
 
+/// The 512-byte FXSAVE image (64-bit format, all sixteen XMM registers) of `f`: the legacy
+/// area KVM's XSAVE buffer starts with.
+pub(crate) fn fxsave_image(f: &FpuState) -> [u8; LEGACY_LEN] {
+    let mut b = [0; LEGACY_LEN];
+    save_x87(f, &mut b, true);
+    save_mxcsr(f, &mut b);
+    save_xmm(f, &mut b, 16);
+    b
+}
+
+/// The inverse of [`fxsave_image`] (MXCSR taken as it is: the image comes from hardware).
+pub(crate) fn load_fxsave_image(f: &mut FpuState, b: &[u8; LEGACY_LEN]) {
+    load_x87(f, b, true);
+    f.mxcsr = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+    load_xmm(f, b, 16);
+}
+
 fn mxcsr_in(b: &[u8]) -> Result<u32> {
     let v = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
     if v & !MXCSR_MASK != 0 {

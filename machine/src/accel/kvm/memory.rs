@@ -1,0 +1,133 @@
+//! Guest memory as KVM memory slots: the same host mappings the TCG vCPUs and the devices use
+//! (`GuestMemory::host_regions`), RAM writable, ROM and write-protected PAM segments
+//! read-only (writes exit as MMIO, where the board drops them or sends them to shadow RAM);
+//! holes and device memory have no slot, so accesses there exit to the device model. The
+//! slots follow the PAM registers: after a guest I/O exit that changed the layout, the vCPU
+//! that made it re-syncs them before running on.
+
+use super::KvmError;
+use ferrite_memory::{GuestMemory, HostRegion};
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY};
+use kvm_ioctls::VmFd;
+use std::sync::Mutex;
+
+/// One installed slot (host address as an integer: the table is shared between threads).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    gpa: u64,
+    len: u64,
+    host: u64,
+    read_only: bool,
+}
+
+impl From<&HostRegion> for Slot {
+    fn from(r: &HostRegion) -> Self {
+        Slot { gpa: r.gpa, len: r.len, host: r.host as u64, read_only: r.read_only }
+    }
+}
+
+pub struct Slots {
+    /// Slot number → what it maps (`None`: free).
+    table: Mutex<SlotTable>,
+}
+
+struct SlotTable {
+    slots: Vec<Option<Slot>>,
+    generation: Option<u64>,
+    dirty_log: bool,
+}
+
+impl Slots {
+    pub fn new() -> Self {
+        Slots { table: Mutex::new(SlotTable { slots: Vec::new(), generation: None, dirty_log: false }) }
+    }
+
+    /// Brings KVM's slots in line with `mem`'s layout if it changed since the last sync.
+    pub fn sync(&self, vm: &VmFd, mem: &GuestMemory) -> Result<(), KvmError> {
+        let mut t = crate::pc::interrupts::lock(&self.table);
+        let generation = mem.layout_generation();
+        if t.generation == Some(generation) {
+            return Ok(());
+        }
+        let wanted: Vec<Slot> = mem.host_regions().iter().map(Slot::from).collect();
+        // Slots that no longer match go first, so no two slots ever overlap.
+        for n in 0..t.slots.len() {
+            if let Some(s) = t.slots[n].filter(|s| !wanted.contains(s)) {
+                set_region(vm, n as u32, &Slot { len: 0, ..s }, false)?;
+                t.slots[n] = None;
+            }
+        }
+        for s in wanted {
+            if t.slots.contains(&Some(s)) {
+                continue;
+            }
+            let n = match t.slots.iter().position(Option::is_none) {
+                Some(n) => n,
+                None => {
+                    t.slots.push(None);
+                    t.slots.len() - 1
+                }
+            };
+            set_region(vm, n as u32, &s, t.dirty_log)?;
+            t.slots[n] = Some(s);
+        }
+        t.generation = Some(generation);
+        Ok(())
+    }
+
+    /// Starts KVM's dirty logging on the writable slots (migration, snapshots).
+    pub fn start_dirty_log(&self, vm: &VmFd) -> Result<(), KvmError> {
+        let mut t = crate::pc::interrupts::lock(&self.table);
+        t.dirty_log = true;
+        for (n, s) in t.slots.iter().enumerate() {
+            if let Some(s) = s.filter(|s| !s.read_only) {
+                set_region(vm, n as u32, &s, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds the pages KVM saw the guest write since the last call into the machine's own
+    /// dirty log (where DMA and loaders already record theirs).
+    pub fn collect_dirty_log(&self, vm: &VmFd, mem: &GuestMemory) -> Result<(), KvmError> {
+        let t = crate::pc::interrupts::lock(&self.table);
+        if !t.dirty_log {
+            return Ok(());
+        }
+        for (n, s) in t.slots.iter().enumerate() {
+            let Some(s) = s.filter(|s| !s.read_only) else { continue };
+            let bitmap = vm
+                .get_dirty_log(n as u32, s.len as usize)
+                .map_err(|e| KvmError::ioctl("KVM_GET_DIRTY_LOG", e))?;
+            for (w, word) in bitmap.iter().enumerate() {
+                let mut bits = *word;
+                while bits != 0 {
+                    let page = (w * 64) as u64 + bits.trailing_zeros() as u64;
+                    mem.tracking().dirty.set_range(s.gpa + page * 4096, 4096);
+                    bits &= bits - 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_region(vm: &VmFd, slot: u32, s: &Slot, log_dirty: bool) -> Result<(), KvmError> {
+    let mut flags = 0;
+    if s.read_only {
+        flags |= KVM_MEM_READONLY;
+    } else if log_dirty {
+        flags |= KVM_MEM_LOG_DIRTY_PAGES;
+    }
+    let region = kvm_userspace_memory_region {
+        slot,
+        flags,
+        guest_phys_addr: s.gpa,
+        memory_size: s.len,
+        userspace_addr: s.host,
+    };
+    // SAFETY: the host range is part of a mapping owned by the machine's GuestMemory, which
+    // outlives the VM (the VM is dropped with the board that holds both), and is never
+    // unmapped while the VM exists.
+    unsafe { vm.set_user_memory_region(region) }.map_err(|e| KvmError::ioctl("KVM_SET_USER_MEMORY_REGION", e))
+}

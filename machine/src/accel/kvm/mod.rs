@@ -1,0 +1,116 @@
+//! The KVM accelerator: guest code runs on the host CPU through /dev/kvm (rust-vmm's
+//! kvm-ioctls), and every port I/O and MMIO exit goes to the same board the TCG vCPUs use.
+//!
+//! Interrupts come from ferrite's own PIC, IOAPIC and local APICs (QEMU's
+//! `kernel-irqchip=off`): the vCPU injects what its INTR line says when the guest can take it
+//! (KVM_INTERRUPT, KVM_NMI), and INIT/SIPI set the state as on TCG. One interrupt model for
+//! both accelerators is what lets a machine's interrupt state move between them.
+
+mod cpuid;
+mod kick;
+mod memory;
+mod vcpu;
+
+pub use vcpu::KvmVcpu;
+
+use ferrite_memory::GuestMemory;
+use kvm_ioctls::{Kvm, VmFd};
+use std::sync::Arc;
+
+/// Guest-physical pages KVM needs for itself on Intel hosts (the real-mode TSS and the
+/// identity page table of vCPUs without unrestricted guest), just below the BIOS ROM, where
+/// nothing of the PC lives: as QEMU places them.
+const TSS_ADDRESS: usize = 0xfeff_d000;
+const IDENTITY_MAP_ADDRESS: u64 = 0xfeff_c000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvmError {
+    #[error("KVM is not available: /dev/kvm does not exist (the host kernel lacks KVM or the device is not passed through)")]
+    NoDevice,
+    #[error("KVM is not available: no permission to open /dev/kvm (run as a member of the 'kvm' group)")]
+    Permission,
+    #[error("KVM is not available: opening /dev/kvm failed: {0}")]
+    Open(std::io::Error),
+    #[error("KVM is not available: the host's KVM lacks the {0} capability")]
+    MissingCapability(&'static str),
+    #[error("KVM: {what} failed: {source}")]
+    Ioctl {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl KvmError {
+    fn ioctl(what: &'static str, e: kvm_ioctls::Error) -> Self {
+        KvmError::Ioctl { what, source: std::io::Error::from_raw_os_error(e.errno()) }
+    }
+}
+
+/// One KVM virtual machine over the board's guest memory.
+pub struct KvmVm {
+    // Field order is drop order: the VM goes before the memory its slots point into.
+    vm: VmFd,
+    kvm: Kvm,
+    slots: memory::Slots,
+    mem: Arc<GuestMemory>,
+}
+
+/// Opens /dev/kvm and checks what ferrite needs of it, naming the reason when it cannot be used.
+fn open_kvm() -> Result<Kvm, KvmError> {
+    let kvm = Kvm::new().map_err(|e| match e.errno() {
+        libc::ENOENT | libc::ENXIO | libc::ENODEV => KvmError::NoDevice,
+        libc::EACCES | libc::EPERM => KvmError::Permission,
+        n => KvmError::Open(std::io::Error::from_raw_os_error(n)),
+    })?;
+    use kvm_ioctls::Cap;
+    for (cap, name) in [
+        (Cap::UserMemory, "USER_MEMORY"),
+        (Cap::SetTssAddr, "SET_TSS_ADDR"),
+        (Cap::ExtCpuid, "EXT_CPUID"),
+        (Cap::ImmediateExit, "IMMEDIATE_EXIT"),
+        (Cap::Xsave, "XSAVE"),
+        (Cap::Xcrs, "XCRS"),
+        (Cap::ReadonlyMem, "READONLY_MEM"),
+        (Cap::SetGuestDebug, "SET_GUEST_DEBUG"),
+    ] {
+        if !kvm.check_extension(cap) {
+            return Err(KvmError::MissingCapability(name));
+        }
+    }
+    Ok(kvm)
+}
+
+impl KvmVm {
+    /// A VM whose memory slots map `mem`.
+    pub fn new(mem: Arc<GuestMemory>) -> Result<Arc<Self>, KvmError> {
+        let kvm = open_kvm()?;
+        let vm = kvm.create_vm().map_err(|e| KvmError::ioctl("KVM_CREATE_VM", e))?;
+        vm.set_tss_address(TSS_ADDRESS).map_err(|e| KvmError::ioctl("KVM_SET_TSS_ADDR", e))?;
+        vm.set_identity_map_address(IDENTITY_MAP_ADDRESS)
+            .map_err(|e| KvmError::ioctl("KVM_SET_IDENTITY_MAP_ADDR", e))?;
+        let this = KvmVm { vm, kvm, slots: memory::Slots::new(), mem };
+        this.sync_memory()?;
+        Ok(Arc::new(this))
+    }
+
+    /// Re-maps the memory slots if the layout (PAM) changed.
+    pub fn sync_memory(&self) -> Result<(), KvmError> {
+        self.slots.sync(&self.vm, &self.mem)
+    }
+
+    /// Starts KVM's dirty-page logging; [`KvmVm::collect_dirty_log`] then feeds the machine's
+    /// dirty log.
+    pub fn start_dirty_log(&self) -> Result<(), KvmError> {
+        self.slots.start_dirty_log(&self.vm)
+    }
+
+    pub fn collect_dirty_log(&self) -> Result<(), KvmError> {
+        self.slots.collect_dirty_log(&self.vm, &self.mem)
+    }
+}
+
+/// Whether KVM can be used here, and why not (tests report the reason when they skip).
+pub fn usable() -> Result<(), KvmError> {
+    open_kvm().map(drop)
+}

@@ -1,0 +1,387 @@
+//! One KVM vCPU: runs guest code in KVM_RUN, sends its port I/O and MMIO exits to the board,
+//! injects what its interrupt lines say, and keeps ferrite's `Cpu` (the register file the
+//! debugger, the monitor and snapshots read) equal to KVM's state whenever it returns.
+
+use super::kick::{self, Kicker};
+use super::{KvmError, KvmVm};
+use crate::accel::VmExit;
+use crate::pc::VcpuBus;
+use ferrite_cpu::bus::CpuBus;
+use ferrite_cpu::kvm as conv;
+use ferrite_cpu::state::CpuState;
+use ferrite_cpu::Cpu;
+use kvm_bindings::{kvm_guest_debug, Msrs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+/// How long a debugger step may take (a step into HLT waits for an interrupt).
+const STEP_LIMIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Instructions ferrite's CPU runs after the host's KVM failed to emulate one.
+const EMULATION_STRETCH: u64 = 4096;
+
+/// KVM_INTERRUPT (`_IOW(KVMIO, 0x86, struct kvm_interrupt)`), which kvm-ioctls does not wrap:
+/// queues an external interrupt vector when no in-kernel irqchip exists.
+const KVM_INTERRUPT: libc::c_ulong = 0x4004_ae86;
+
+pub struct KvmVcpu {
+    // Field order is drop order: the vCPU's fd closes before the VM (and its memory) goes.
+    fd: VcpuFd,
+    vm: Arc<KvmVm>,
+    /// The state KVM holds, as last loaded into it or read back from it. When the machine's
+    /// copy differs (INIT, SIPI, the debugger wrote registers), KVM is loaded again.
+    synced: Option<CpuState>,
+    /// The MSRs of `ferrite_cpu::kvm::MSRS` this host's KVM knows.
+    msrs: Vec<u32>,
+    /// RFLAGS.IF as of the last exit (for "can a halted vCPU take its interrupt").
+    if_flag: bool,
+    /// What KVM_SET_GUEST_DEBUG was last given: breakpoints, single-step, interrupts blocked.
+    guest_debug: (Vec<u64>, bool, bool),
+    /// Instructions ferrite's interpreter ran because the host's KVM could not.
+    emulated: u64,
+}
+
+/// Instruction breakpoints the debug registers hold.
+const HW_BREAKPOINTS: usize = 4;
+
+impl KvmVcpu {
+    /// Creates vCPU `index` of `vm` for `cpu` (its CPUID model, APIC ID and topology);
+    /// `host_cpuid`: `-cpu host`, the host's CPUID as KVM supports it.
+    pub fn new(vm: Arc<KvmVm>, index: usize, cpu: &Cpu, host_cpuid: bool) -> Result<Self, KvmError> {
+        let fd = vm.vm.create_vcpu(index as u64).map_err(|e| KvmError::ioctl("KVM_CREATE_VCPU", e))?;
+        let tsc_khz = fd.get_tsc_khz().ok();
+        let cpuid = super::cpuid::table(&vm.kvm, cpu, tsc_khz, host_cpuid)?;
+        fd.set_cpuid2(&cpuid).map_err(|e| KvmError::ioctl("KVM_SET_CPUID2", e))?;
+        let known = vm.kvm.get_msr_index_list().map_err(|e| KvmError::ioctl("KVM_GET_MSR_INDEX_LIST", e))?;
+        let msrs = conv::MSRS.iter().copied().filter(|m| known.as_slice().contains(m)).collect();
+        Ok(KvmVcpu { fd, vm, synced: None, msrs, if_flag: false, guest_debug: (Vec::new(), false, false), emulated: 0 })
+    }
+
+    /// Runs until the vCPU halts, is kicked, shuts down or stops for the debugger.
+    pub fn run(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus) -> VmExit {
+        self.run_debug(cpu, bus, None, (false, false))
+    }
+
+    /// [`KvmVcpu::run`], returning `Kicked` after about `slice` at the latest (the debugger
+    /// runs the vCPUs in turns on one thread).
+    pub fn run_slice(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, slice: std::time::Duration) -> VmExit {
+        self.run_debug(cpu, bus, Some(slice), (false, false))
+    }
+
+    /// The debugger's breakpoints (as instruction breakpoints in the debug registers, which
+    /// KVM keeps apart from the guest's own) or single-step, when they changed.
+    fn set_guest_debug(&mut self, cpu: &Cpu, single_step: bool, block_irqs: bool) -> Result<(), KvmError> {
+        // Stepping goes without breakpoints: the one at RIP would trap before the step.
+        let bps = if single_step { Vec::new() } else { cpu.breakpoints.clone() };
+        let wanted = (bps, single_step, block_irqs);
+        if self.guest_debug == wanted {
+            return Ok(());
+        }
+        let mut dbg = kvm_guest_debug::default();
+        if !wanted.0.is_empty() || single_step {
+            dbg.control = KVM_GUESTDBG_ENABLE;
+        }
+        if single_step {
+            dbg.control |= KVM_GUESTDBG_SINGLESTEP;
+        }
+        if block_irqs {
+            dbg.control |= kvm_bindings::KVM_GUESTDBG_BLOCKIRQ;
+        }
+        if !wanted.0.is_empty() {
+            dbg.control |= kvm_bindings::KVM_GUESTDBG_USE_HW_BP;
+            if wanted.0.len() > HW_BREAKPOINTS {
+                eprintln!("ferrite: KVM: only the first {HW_BREAKPOINTS} breakpoints are armed (debug registers)");
+            }
+            for (i, &addr) in wanted.0.iter().take(HW_BREAKPOINTS).enumerate() {
+                dbg.arch.debugreg[i] = addr;
+                // Gn enables breakpoint n; R/W = 00 and LEN = 00: instruction execution.
+                dbg.arch.debugreg[7] |= 2 << (2 * i);
+            }
+        }
+        self.fd.set_guest_debug(&dbg).map_err(|e| KvmError::ioctl("KVM_SET_GUEST_DEBUG", e))?;
+        self.guest_debug = wanted;
+        Ok(())
+    }
+
+    fn run_debug(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, slice: Option<std::time::Duration>, step: (bool, bool)) -> VmExit {
+        if cpu.wait_for_sipi {
+            return VmExit::Halted;
+        }
+        if let Err(e) = self.set_guest_debug(cpu, step.0, step.1) {
+            return fail(&e.to_string());
+        }
+        let _timer = slice.and_then(kick::SliceTimer::start);
+        let deadline = slice.map(|s| std::time::Instant::now() + s);
+        if let Err(e) = self.load(cpu) {
+            return fail(&format!("loading the vCPU state: {e}"));
+        }
+        cpu.halted = false;
+        let run = self.fd.get_kvm_run();
+        let immediate_exit = &mut run.immediate_exit as *mut u8;
+        let link = &bus.board.irq.cpus[bus.index];
+        link.set_kicker(Some(Box::new(Kicker::for_current_thread(immediate_exit))));
+        let exit = self.run_loop(cpu, bus, immediate_exit, deadline);
+        bus.board.irq.cpus[bus.index].set_kicker(None);
+        kick::clear(immediate_exit);
+        if let Err(e) = self.store(cpu) {
+            return fail(&format!("reading the vCPU state back: {e}"));
+        }
+        if exit == VmExit::Halted {
+            cpu.halted = true;
+        }
+        exit
+    }
+
+    fn run_loop(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, immediate_exit: *mut u8, deadline: Option<std::time::Instant>) -> VmExit {
+        let kvm_run: *const kvm_bindings::kvm_run = self.fd.get_kvm_run();
+        // SAFETY: kvm_run is this vCPU's mapping, alive as long as `self.fd`; after a port I/O
+        // exit its `io` member is the one KVM filled. Only that header is read, not the data
+        // bytes the exit's slice covers.
+        let io_size = || unsafe { (*kvm_run).__bindgen_anon_1.io.size as usize }.clamp(1, 4);
+        loop {
+            if bus.exit_requested() || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return VmExit::Kicked;
+            }
+            self.offer_interrupt(bus);
+            let result = self.fd.run();
+            kick::clear(immediate_exit);
+            match result {
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    let size = io_size();
+                    for chunk in data.chunks_mut(size) {
+                        let v = bus.io_read(port, size as u8);
+                        chunk.copy_from_slice(&v.to_le_bytes()[..size]);
+                    }
+                }
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    let size = io_size();
+                    for chunk in data.chunks(size) {
+                        let mut v = [0u8; 4];
+                        v[..size].copy_from_slice(chunk);
+                        bus.io_write(port, size as u8, u32::from_le_bytes(v));
+                    }
+                    // A PCI configuration write may have moved the PAM segments.
+                    if let Err(e) = self.vm.sync_memory() {
+                        return fail(&format!("updating the memory slots: {e}"));
+                    }
+                }
+                Ok(VcpuExit::MmioRead(addr, data)) => {
+                    let v = bus.mmio_read(addr, data.len() as u8);
+                    let n = data.len().min(8);
+                    data[..n].copy_from_slice(&v.to_le_bytes()[..n]);
+                }
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    let mut v = [0u8; 8];
+                    let n = data.len().min(8);
+                    v[..n].copy_from_slice(&data[..n]);
+                    bus.mmio_write(addr, n as u8, u64::from_le_bytes(v));
+                }
+                Ok(VcpuExit::Hlt) => return VmExit::Halted,
+                Ok(VcpuExit::IrqWindowOpen) | Ok(VcpuExit::Intr) => {}
+                Ok(VcpuExit::Shutdown) => return VmExit::Shutdown,
+                Ok(VcpuExit::Debug(_)) => return VmExit::Debug,
+                Ok(VcpuExit::InternalError) => {
+                    if self.suberror() != kvm_bindings::KVM_INTERNAL_ERROR_EMULATION {
+                        return self.report_failure(cpu, bus, "KVM internal error");
+                    }
+                    if let Some(exit) = self.emulate_one(cpu, bus) {
+                        return exit;
+                    }
+                }
+                Ok(VcpuExit::FailEntry(reason, _)) => {
+                    return self.report_failure(cpu, bus, &format!("KVM entry failure (hardware reason {reason:#x})"))
+                }
+                Ok(other) => {
+                    let what = format!("unexpected KVM exit {other:?}");
+                    return self.report_failure(cpu, bus, &what);
+                }
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) => return fail(&format!("KVM_RUN failed: {e}")),
+            }
+        }
+    }
+
+    /// Interrupt delivery from ferrite's controllers: the vector is acknowledged (INTA) only
+    /// when KVM can inject it now; otherwise KVM exits as soon as the guest can take one.
+    fn offer_interrupt(&mut self, bus: &mut VcpuBus) {
+        let run = self.fd.get_kvm_run();
+        let can_inject = run.ready_for_interrupt_injection != 0 && run.if_flag != 0;
+        let pending = bus.interrupt_pending();
+        run.request_interrupt_window = u8::from(pending && !can_inject);
+        if !(pending && can_inject) {
+            return;
+        }
+        if let Some(vector) = bus.acknowledge_interrupt() {
+            let irq = kvm_bindings::kvm_interrupt { irq: vector as u32 };
+            // SAFETY: KVM_INTERRUPT reads one kvm_interrupt from the pointer, which lives for
+            // the call; the fd is this vCPU's.
+            let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_INTERRUPT as _, &irq) };
+            if r < 0 {
+                eprintln!("ferrite: KVM_INTERRUPT({vector:#x}) failed: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+
+    fn suberror(&mut self) -> u32 {
+        // SAFETY: read after an INTERNAL_ERROR exit, for which `internal` is the union member
+        // KVM filled.
+        unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror }
+    }
+
+    /// The host's KVM could not emulate an instruction (it left the state before it): ferrite's
+    /// own CPU runs from there on the same state and memory for a short stretch (code that
+    /// needs one such instruction usually needs more: an SSE loop), then KVM goes on. `Some`
+    /// when the vCPU cannot simply continue.
+    fn emulate_one(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus) -> Option<VmExit> {
+        if let Err(e) = self.store(cpu) {
+            return Some(fail(&format!("reading the vCPU state back: {e}")));
+        }
+        if self.emulated == 0 {
+            let st = &cpu.state;
+            eprintln!(
+                "ferrite: note: the host's KVM cannot emulate the instruction at {:#x}; ferrite's interpreter runs such instructions for it",
+                st.seg[ferrite_cpu::state::Seg::Cs as usize].base.wrapping_add(st.rip)
+            );
+        }
+        self.emulated += 1;
+        let exit = crate::accel::tcg::exit(cpu.run(bus, EMULATION_STRETCH));
+        if let Err(e) = self.load(cpu) {
+            return Some(fail(&format!("loading the vCPU state: {e}")));
+        }
+        match exit {
+            VmExit::Kicked => None,
+            other => Some(other),
+        }
+    }
+
+    /// A KVM exit the machine cannot go on from: says what happened, where, and on which
+    /// instruction bytes (an emulation failure of the host's KVM is not a guest hang).
+    fn report_failure(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, what: &str) -> VmExit {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: the exit reason (INTERNAL_ERROR/FAIL_ENTRY/other) makes `internal` the
+        // union member KVM filled or leaves plain integers there; reading them is harmless.
+        let (suberror, data) = unsafe {
+            let i = run.__bindgen_anon_1.internal;
+            (i.suberror, i.data[..(i.ndata as usize).min(16)].to_vec())
+        };
+        let _ = self.store(cpu);
+        let st = &cpu.state;
+        let linear = st.seg[ferrite_cpu::state::Seg::Cs as usize].base.wrapping_add(st.rip);
+        let bytes = self
+            .fd
+            .translate_gva(linear)
+            .ok()
+            .filter(|t| t.valid != 0)
+            .and_then(|t| {
+                let mut b = [0u8; 15];
+                bus.board.mem.read(t.physical_address, &mut b).ok().map(|_| b)
+            })
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| "unreadable".into());
+        let kind = match suberror {
+            kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => " (emulation failure: the host's KVM could not emulate this instruction)",
+            kvm_bindings::KVM_INTERNAL_ERROR_SIMUL_EX => " (exception while delivering an exception)",
+            kvm_bindings::KVM_INTERNAL_ERROR_DELIVERY_EV => " (event delivery failed)",
+            _ => "",
+        };
+        fail(&format!(
+            "vCPU {}: {what}, suberror {suberror}{kind}; data {data:x?}\n  at RIP {:#x} (CS base {:#x}, linear {linear:#x}), CR0 {:#x}, EFER {:#x}; instruction bytes: {bytes}",
+            bus.index,
+            st.rip,
+            st.seg[ferrite_cpu::state::Seg::Cs as usize].base,
+            st.cr0,
+            st.efer
+        ))
+    }
+
+    /// Loads KVM from the machine's copy of the state if the machine changed it.
+    fn load(&mut self, cpu: &Cpu) -> Result<(), KvmError> {
+        let mut st = cpu.state.clone();
+        st.rflags = cpu.rflags();
+        if self.synced.as_ref() == Some(&st) {
+            return Ok(());
+        }
+        let io = |what| move |e| KvmError::ioctl(what, e);
+        let mut sregs = self.fd.get_sregs().map_err(io("KVM_GET_SREGS"))?;
+        conv::to_kvm_sregs(&st, &mut sregs);
+        self.fd.set_sregs(&sregs).map_err(io("KVM_SET_SREGS"))?;
+        self.fd.set_regs(&conv::to_kvm_regs(&st, st.rflags)).map_err(io("KVM_SET_REGS"))?;
+        let mut xsave = self.fd.get_xsave().map_err(io("KVM_GET_XSAVE"))?;
+        conv::to_kvm_xsave(&st, &mut xsave);
+        // SAFETY: the buffer came from KVM_GET_XSAVE on this vCPU, so it has KVM's size.
+        unsafe { self.fd.set_xsave(&xsave) }.map_err(io("KVM_SET_XSAVE"))?;
+        let mut xcrs = self.fd.get_xcrs().map_err(io("KVM_GET_XCRS"))?;
+        if xcrs.nr_xcrs > 0 {
+            xcrs.xcrs[0].value = st.xcr0;
+            self.fd.set_xcrs(&xcrs).map_err(io("KVM_SET_XCRS"))?;
+        }
+        self.fd.set_debug_regs(&conv::to_kvm_debugregs(&st)).map_err(io("KVM_SET_DEBUGREGS"))?;
+        let entries: Vec<_> = self
+            .msrs
+            .iter()
+            .filter_map(|&index| {
+                conv::msr_value(&st, index).map(|data| kvm_bindings::kvm_msr_entry { index, data, ..Default::default() })
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries).map_err(|_| KvmError::ioctl("KVM_SET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
+        self.fd.set_msrs(&msrs).map_err(io("KVM_SET_MSRS"))?;
+        self.synced = Some(st);
+        Ok(())
+    }
+
+    /// Reads KVM's state into the machine's copy.
+    fn store(&mut self, cpu: &mut Cpu) -> Result<(), KvmError> {
+        let io = |what| move |e| KvmError::ioctl(what, e);
+        let mut st = cpu.state.clone();
+        conv::from_kvm_regs(&self.fd.get_regs().map_err(io("KVM_GET_REGS"))?, &mut st);
+        conv::from_kvm_sregs(&self.fd.get_sregs().map_err(io("KVM_GET_SREGS"))?, &mut st);
+        conv::from_kvm_xsave(&self.fd.get_xsave().map_err(io("KVM_GET_XSAVE"))?, &mut st);
+        let xcrs = self.fd.get_xcrs().map_err(io("KVM_GET_XCRS"))?;
+        if xcrs.nr_xcrs > 0 {
+            st.xcr0 = xcrs.xcrs[0].value;
+        }
+        conv::from_kvm_debugregs(&self.fd.get_debug_regs().map_err(io("KVM_GET_DEBUGREGS"))?, &mut st);
+        let entries: Vec<_> =
+            self.msrs.iter().map(|&index| kvm_bindings::kvm_msr_entry { index, ..Default::default() }).collect();
+        let mut msrs = Msrs::from_entries(&entries).map_err(|_| KvmError::ioctl("KVM_GET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
+        let n = self.fd.get_msrs(&mut msrs).map_err(io("KVM_GET_MSRS"))?;
+        for e in &msrs.as_slice()[..n] {
+            conv::set_msr_value(&mut st, e.index, e.data);
+        }
+        self.if_flag = st.rflags & ferrite_cpu::state::flags::IF != 0;
+        if cpu.state != st {
+            cpu.set_state(st.clone());
+        }
+        self.synced = Some(st);
+        Ok(())
+    }
+
+    /// Queues a non-maskable interrupt (taken at the next instruction boundary).
+    pub fn inject_nmi(&mut self) {
+        if let Err(e) = self.fd.nmi() {
+            eprintln!("ferrite: KVM_NMI failed: {e}");
+        }
+    }
+
+    /// One instruction under KVM's single-step (the debugger's `stepi`); `irqs`: interrupts
+    /// may be taken first.
+    pub fn step(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, irqs: bool) -> VmExit {
+        let exit = self.run_debug(cpu, bus, Some(STEP_LIMIT), (true, !irqs));
+        // The single-step trap is the step's normal end.
+        match exit {
+            VmExit::Debug => VmExit::Kicked,
+            other => other,
+        }
+    }
+
+    /// Whether a halted vCPU would take a maskable interrupt now.
+    pub fn interrupts_enabled(&self) -> bool {
+        self.if_flag
+    }
+}
+
+fn fail(msg: &str) -> VmExit {
+    eprintln!("ferrite: {msg}");
+    VmExit::Failed
+}
