@@ -37,7 +37,8 @@ pub fn parse_accels(specs: &[String], cfg: &mut MachineConfig, notes: &mut Notes
     let mut names = Vec::new();
     for spec in specs {
         let mut parts = spec.split(',');
-        names.push(parts.next().unwrap_or(""));
+        // `-accel kvm:tcg` lists accelerators as `accel=` does.
+        names.extend(parts.next().unwrap_or("").split(':'));
         for p in parts.filter(|p| !p.is_empty()) {
             match p.split_once('=').unwrap_or((p, "on")) {
                 ("jit", v) => jit.mode = v.parse().map_err(|e: String| anyhow!("-accel: {e}"))?,

@@ -22,6 +22,7 @@ const ACCEPTED: &[(&[&str], Check)] = &[
     (&["-accel", "tcg,jit=off"], |c| c.jit.mode == JitMode::Off),
     (&["-accel", "tcg,jit=always"], |c| c.jit.mode == JitMode::Always),
     (&["-accel", "kvm"], |c| c.accel == Accel::Kvm),
+    (&["-accel", "kvm:tcg,tb-size=64"], |c| c.accel == Accel::Kvm && c.accel_fallback == [Accel::Tcg]),
     (&["-enable-kvm"], |c| c.accel == Accel::Kvm),
     (&["-m", "4g"], |c| c.memory_bytes == 4 << 30),
     (&["-m", "4096"], |c| c.memory_bytes == 4 << 30),

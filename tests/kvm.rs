@@ -8,6 +8,7 @@
 //! host kernel's instruction emulator (about 2 million instructions per second), so the guests
 //! here do little work; what is tested is that they behave the same.
 
+mod common;
 mod guests;
 
 use guests::pci::{edu, edu_result_line};
@@ -49,9 +50,8 @@ fn both(name: &str, kernel: &[u8], args: &[&str], check: impl Fn(&Run)) {
 }
 
 /// A kernel that prints with `rep outsb` (string port I/O) and exits with a code.
-#[test]
-fn multiboot_string_io_and_exit_code_under_kvm() {
-    let kernel = guests::multiboot_kernel(|a, d| {
+fn hello_kernel() -> Vec<u8> {
+    guests::multiboot_kernel(|a, d| {
         let msg = d.cstr("hello from KVM and TCG\n");
         let mut start = a.named_label("start");
         a.here(&mut start);
@@ -61,11 +61,47 @@ fn multiboot_string_io_and_exit_code_under_kvm() {
         a.mov(iced_x86::code_asm::dx, guests::COM1 as u32).unwrap();
         a.rep().outsb().unwrap();
         guests::exit(a, EXIT_OK);
-    });
-    both("kvm_hello", &kernel, &[], |r| {
+    })
+}
+
+#[test]
+fn multiboot_string_io_and_exit_code_under_kvm() {
+    both("kvm_hello", &hello_kernel(), &[], |r| {
         assert_eq!(r.serial, "hello from KVM and TCG\n", "{}", r.context);
         assert_eq!(r.status, Some(exit_status(EXIT_OK)), "{}", r.context);
     });
+}
+
+/// Without usable KVM, `-accel kvm` fails naming the cause, and `kvm:tcg` falls back with a note.
+#[test]
+fn missing_kvm_is_a_clear_error_or_a_fallback() {
+    let kernel = hello_kernel();
+    let dir = std::env::temp_dir().join(format!("ferrite-nokvm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kernel.bin");
+    std::fs::write(&path, kernel).unwrap();
+    let run = |accel: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .args(["-m", "64", "-nographic", "-no-reboot", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
+            .args(accel)
+            .arg("-kernel")
+            .arg(&path)
+            .env("FERRITE_KVM_DEVICE", dir.join("no-such-kvm"))
+            .output()
+            .unwrap()
+    };
+    let alone = run(&["-accel", "kvm"]);
+    let err = String::from_utf8_lossy(&alone.stderr);
+    assert_eq!(alone.status.code(), Some(1), "{err}");
+    assert!(err.contains("KVM is not available") && err.contains("does not exist"), "{err}");
+    for accel in [&["-accel", "kvm:tcg"][..], &["-machine", "accel=kvm:tcg"], &["-accel", "kvm", "-accel", "tcg"]] {
+        let out = run(accel);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit_status(EXIT_OK)), "{accel:?}: {err}");
+        assert!(err.contains("falling back to tcg"), "{accel:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from KVM and TCG\n");
+    }
 }
 
 #[test]
@@ -93,3 +129,44 @@ fn edu_mmio_and_dma_under_kvm() {
         assert_eq!(r.status, Some(exit_status(EXIT_OK)), "{}", r.context);
     });
 }
+
+/// How far Debian's kernel gets under KVM in a fixed time, booted through PVH from the
+/// uncompressed vmlinux (`scripts/fetch-guests` extracts it): on a real KVM host it reaches
+/// the shell, runs the command and powers off; on a nested host that emulates every guest
+/// instruction (this project's CI machines: the banner after about 35 s, the memory set-up
+/// after about 90 s) it must at least print its banner. Prints when each milestone appeared.
+#[test]
+fn debian_kernel_under_kvm_for_a_fixed_time() {
+    if let Some(why) = kvm_unusable() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let Some([vmlinux, initrd]) = common::guest_files(["vmlinux", "initramfs.cpio.gz"]) else { return };
+    let args: Vec<String> = ["-accel", "kvm", "-m", "512", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["-kernel".into(), vmlinux.display().to_string(), "-initrd".into(), initrd.display().to_string()])
+        .chain(["-append".into(), "console=ttyS0 earlyprintk=ttyS0 panic=-1 ferrite.cmd=uname%20-r".into()])
+        .collect();
+    const MILESTONES: [&str; 6] =
+        ["Linux version", "Memory:", "smpboot: CPU0", "Run /init as init process", "FERRITE-INIT-OK", "FERRITE-CMD-EXIT=0"];
+    let run = common::run_ferrite(&args, KERNEL_TIME, &MILESTONES, None);
+    for (m, t) in MILESTONES.iter().zip(&run.marks) {
+        match t {
+            Some(t) => println!("{m:?} after {t:.1} s"),
+            None => println!("{m:?} not reached in {} s", KERNEL_TIME.as_secs()),
+        }
+    }
+    let last = run.output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    println!("last line: {last}");
+    assert!(run.marks[0].is_some(), "the kernel never printed:\n{}", run.tail(3000));
+    assert!(!run.output.contains("KVM internal error"), "{}", run.tail(3000));
+    if run.status.is_some() {
+        // It finished: the whole boot, the command and the power-off.
+        assert_eq!(run.status, Some(0), "{}", run.tail(3000));
+        assert!(run.marks[5].is_some(), "{}", run.tail(3000));
+    }
+}
+
+/// The fixed time for [`debian_kernel_under_kvm_for_a_fixed_time`].
+const KERNEL_TIME: Duration = Duration::from_secs(100);

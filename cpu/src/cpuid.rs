@@ -200,6 +200,19 @@ impl CpuModel {
         Ok(())
     }
 
+    /// Turns off every feature `keep(leaf, register, bit)` refuses (register 0-3: EAX-EDX),
+    /// narrowing the model to what an accelerator can run; returns the names turned off.
+    pub fn retain_features(&mut self, keep: impl Fn(u32, usize, u8) -> bool) -> Vec<&'static str> {
+        let mut dropped = Vec::new();
+        for (i, f) in FEATURES.iter().enumerate() {
+            if self.enabled & (1 << i) != 0 && !keep(f.leaf, f.reg as usize, f.bit) {
+                self.enabled &= !(1 << i);
+                dropped.push(f.names[0]);
+            }
+        }
+        dropped
+    }
+
     pub fn has(&self, name: &str) -> bool {
         let name = names::canonical(name);
         FEATURES.iter().position(|f| f.names.contains(&name.as_str())).is_some_and(|i| self.enabled & (1 << i) != 0)

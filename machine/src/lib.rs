@@ -334,8 +334,8 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Ba
             let vm = accel::kvm::KvmVm::new(board.mem.clone())?;
             let host_cpuid = cfg.cpu.split(',').next() == Some("host");
             let mut v = Vec::with_capacity(cpus.len());
-            for (i, c) in cpus.into_iter().enumerate() {
-                let k = accel::kvm::KvmVcpu::new(vm.clone(), i, &c, host_cpuid)?;
+            for (i, mut c) in cpus.into_iter().enumerate() {
+                let k = accel::kvm::KvmVcpu::new(vm.clone(), i, &mut c, host_cpuid)?;
                 v.push(MachineVcpu::kvm(c, VcpuBus::new(board.clone(), i), k));
             }
             v

@@ -39,9 +39,25 @@ fn subleaves(cpu: &Cpu, leaf: u32) -> Option<Vec<u32>> {
     }
 }
 
-/// The feature registers of the leaves KVM filters: (leaf, subleaf, register index 0-3).
-const FEATURE_WORDS: &[(u32, u32, usize)] =
-    &[(1, 0, 2), (1, 0, 3), (7, 0, 1), (7, 0, 2), (7, 0, 3), (0x8000_0001, 0, 2), (0x8000_0001, 0, 3)];
+/// Narrows `cpu`'s model to what the host's KVM can run and an in-kernel-APIC-less vCPU has,
+/// so the CPUID KVM answers and the one ferrite's own CPU answers (when it runs an instruction
+/// for KVM) are the same. Returns the features dropped.
+pub fn narrow_model(kvm: &Kvm, cpu: &mut Cpu) -> Result<Vec<&'static str>, KvmError> {
+    let supported =
+        kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| KvmError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
+    // Leaf 0xD's feature bits (XSAVEOPT, XSAVEC, ...) live in subleaf 1, the others' in 0.
+    let host = |leaf: u32| {
+        let sub = u32::from(leaf == 0xd);
+        supported.as_slice().iter().find(|e| e.function == leaf && e.index == sub).map(|e| [e.eax, e.ebx, e.ecx, e.edx])
+    };
+    Ok(cpu.model.retain_features(|leaf, reg, bit| {
+        let in_kernel_apic_only = leaf == 1 && reg == 2 && (X2APIC | TSC_DEADLINE) & (1 << bit) != 0;
+        // Leaves without host feature bits (6: ARAT, 0x8000_0007: invariant TSC) describe the
+        // machine rather than instructions: kept.
+        let filtered = matches!(leaf, 1 | 7 | 0xd | 0x8000_0001);
+        !in_kernel_apic_only && (!filtered || host(leaf).is_some_and(|h| h[reg] & (1 << bit) != 0))
+    }))
+}
 
 /// Leaves that describe the machine's topology and this vCPU's place in it: ferrite's answer
 /// even under `-cpu host`.
@@ -81,17 +97,15 @@ fn entry(function: u32, index: u32, flags: u32, r: [u32; 4]) -> kvm_cpuid_entry2
     kvm_cpuid_entry2 { function, index, flags, eax: r[0], ebx: r[1], ecx: r[2], edx: r[3], padding: [0; 3] }
 }
 
-/// The CPUID table for `cpu` under this host's KVM; `tsc_khz` is the vCPU's TSC rate; `host`:
-/// `-cpu host` (the host's features) rather than ferrite's model.
+/// The CPUID table for `cpu` (its model narrowed by [`narrow_model`]) under this host's KVM;
+/// `tsc_khz` is the vCPU's TSC rate; `host`: `-cpu host` (the host's features) rather than
+/// ferrite's model.
 pub fn table(kvm: &Kvm, cpu: &Cpu, tsc_khz: Option<u32>, host: bool) -> Result<CpuId, KvmError> {
     let supported =
         kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| KvmError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
     if host {
         return from_entries(&host_table(&supported, cpu));
     }
-    let host = |leaf: u32, sub: u32| {
-        supported.as_slice().iter().find(|e| e.function == leaf && e.index == sub).map(|e| [e.eax, e.ebx, e.ecx, e.edx])
-    };
     let topo = cpu.cpuid_topology();
     let max_basic = cpu.model.cpuid(0, 0, cpu.apic_id, topo, &cpu.state)[0];
     let max_ext = cpu.model.cpuid(0x8000_0000, 0, cpu.apic_id, topo, &cpu.state)[0];
@@ -103,13 +117,7 @@ pub fn table(kvm: &Kvm, cpu: &Cpu, tsc_khz: Option<u32>, host: bool) -> Result<C
         };
         for sub in subs {
             let mut r = cpu.model.cpuid(leaf, sub, cpu.apic_id, topo, &cpu.state);
-            for &(l, s, reg) in FEATURE_WORDS {
-                if (l, s) == (leaf, sub) {
-                    r[reg] &= host(leaf, sub).map_or(0, |h| h[reg]);
-                }
-            }
             match leaf {
-                1 => r[2] &= !(X2APIC | TSC_DEADLINE),
                 // The TSC ticks at the host's rate under KVM, not ferrite's 1 GHz.
                 0x15 => {
                     if let Some(khz) = tsc_khz {
@@ -148,7 +156,9 @@ mod tests {
             println!("SKIPPED: /dev/kvm is not usable here");
             return;
         };
-        let cpu = Cpu::new(ferrite_cpu::cpuid::CpuModel::parse("max").unwrap());
+        let mut cpu = Cpu::new(ferrite_cpu::cpuid::CpuModel::parse("max").unwrap());
+        let dropped = narrow_model(&kvm, &mut cpu).unwrap();
+        assert!(dropped.contains(&"x2apic") && !cpu.model.has("x2apic"), "{dropped:?}");
         let t = table(&kvm, &cpu, Some(2_000_000), false).unwrap();
         let get = |f: u32, i: u32| t.as_slice().iter().find(|e| e.function == f && e.index == i).copied();
         for e in t.as_slice() {

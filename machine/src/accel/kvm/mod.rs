@@ -56,9 +56,15 @@ pub struct KvmVm {
     mem: Arc<GuestMemory>,
 }
 
+/// The KVM device: /dev/kvm, or `FERRITE_KVM_DEVICE` (tests use it to play a host without KVM).
+fn device() -> std::ffi::CString {
+    let path = std::env::var_os("FERRITE_KVM_DEVICE").unwrap_or_else(|| "/dev/kvm".into());
+    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).unwrap_or_else(|_| c"/dev/kvm".into())
+}
+
 /// Opens /dev/kvm and checks what ferrite needs of it, naming the reason when it cannot be used.
 fn open_kvm() -> Result<Kvm, KvmError> {
-    let kvm = Kvm::new().map_err(|e| match e.errno() {
+    let kvm = Kvm::new_with_path(device()).map_err(|e| match e.errno() {
         libc::ENOENT | libc::ENXIO | libc::ENODEV => KvmError::NoDevice,
         libc::EACCES | libc::EPERM => KvmError::Permission,
         n => KvmError::Open(std::io::Error::from_raw_os_error(n)),

@@ -48,8 +48,9 @@ const HW_BREAKPOINTS: usize = 4;
 impl KvmVcpu {
     /// Creates vCPU `index` of `vm` for `cpu` (its CPUID model, APIC ID and topology);
     /// `host_cpuid`: `-cpu host`, the host's CPUID as KVM supports it.
-    pub fn new(vm: Arc<KvmVm>, index: usize, cpu: &Cpu, host_cpuid: bool) -> Result<Self, KvmError> {
+    pub fn new(vm: Arc<KvmVm>, index: usize, cpu: &mut Cpu, host_cpuid: bool) -> Result<Self, KvmError> {
         let fd = vm.vm.create_vcpu(index as u64).map_err(|e| KvmError::ioctl("KVM_CREATE_VCPU", e))?;
+        super::cpuid::narrow_model(&vm.kvm, cpu)?;
         let tsc_khz = fd.get_tsc_khz().ok();
         let cpuid = super::cpuid::table(&vm.kvm, cpu, tsc_khz, host_cpuid)?;
         fd.set_cpuid2(&cpuid).map_err(|e| KvmError::ioctl("KVM_SET_CPUID2", e))?;
