@@ -131,3 +131,49 @@ fn set_region(vm: &VmFd, slot: u32, s: &Slot, log_dirty: bool) -> Result<(), Kvm
     // unmapped while the VM exists.
     unsafe { vm.set_user_memory_region(region) }.map_err(|e| KvmError::ioctl("KVM_SET_USER_MEMORY_REGION", e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::KvmVm;
+    use ferrite_memory::GuestMemory;
+    use std::sync::Arc;
+
+    /// A guest store under KVM lands in the shared RAM and, once the dirty log runs, in the
+    /// machine's dirty log; a write-protected legacy segment (read-only slot) keeps its bytes.
+    #[test]
+    fn guest_stores_reach_the_shared_ram_and_the_dirty_log() {
+        if super::super::usable().is_err() {
+            println!("SKIPPED: /dev/kvm is not usable here");
+            return;
+        }
+        let mem = Arc::new(GuestMemory::new(0x20_0000, 0).unwrap());
+        // Real mode at 0:1000: mov byte [0x5000], 0x5a; mov byte [0xc0000], 0x77; hlt
+        mem.write(0x1000, &[0xc6, 0x06, 0x00, 0x50, 0x5a, 0xb8, 0x00, 0xc0, 0x8e, 0xd8, 0xc6, 0x06, 0x00, 0x00, 0x77, 0xf4]).unwrap();
+        mem.write(0xc_0000, &[0x11]).unwrap();
+        let mut attrs = [ferrite_memory::LegacyAttr::RAM; ferrite_memory::LEGACY_SEGMENTS];
+        attrs[1] = ferrite_memory::LegacyAttr { read_ram: true, write_ram: false };
+        mem.set_legacy(&attrs);
+        mem.take_dirty();
+        let vm = KvmVm::new(mem.clone()).unwrap();
+        vm.start_dirty_log().unwrap();
+        let mut vcpu = vm.vm.create_vcpu(0).unwrap();
+        let mut sregs = vcpu.get_sregs().unwrap();
+        sregs.cs.base = 0;
+        sregs.cs.selector = 0;
+        vcpu.set_sregs(&sregs).unwrap();
+        vcpu.set_regs(&kvm_bindings::kvm_regs { rip: 0x1000, rflags: 2, ..Default::default() }).unwrap();
+        loop {
+            match vcpu.run().unwrap() {
+                kvm_ioctls::VcpuExit::Hlt => break,
+                // The store to the read-only slot comes out as MMIO: the board would drop it.
+                kvm_ioctls::VcpuExit::MmioWrite(addr, data) => assert_eq!((addr, data), (0xc_0000, &[0x77][..])),
+                other => panic!("unexpected exit {other:?}"),
+            }
+        }
+        assert_eq!(mem.read_u32(0x5000).unwrap() & 0xff, 0x5a);
+        assert_eq!(mem.read_u32(0xc_0000).unwrap() & 0xff, 0x11);
+        vm.collect_dirty_log().unwrap();
+        let dirty = mem.take_dirty();
+        assert!(dirty.contains(&5), "page 5 is dirty: {dirty:?}");
+    }
+}
