@@ -21,7 +21,12 @@ struct Boot {
 }
 
 fn boot(cmd: &str, smp: u32) -> Option<Boot> {
-    let [kernel, initrd] = guest_files(["bzImage", "initramfs.cpio.gz"])?;
+    boot_kernel("bzImage", cmd, smp)
+}
+
+/// [`boot`] with the kernel file `kernel` from the guest cache.
+fn boot_kernel(kernel: &str, cmd: &str, smp: u32) -> Option<Boot> {
+    let [kernel, initrd] = guest_files([kernel, "initramfs.cpio.gz"])?;
     let append = format!("console=ttyS0 panic=-1 ferrite.cmd={}", escape(cmd));
     let args: Vec<String> = ["-m", "512", "-smp", &smp.to_string(), "-nographic", "-no-reboot", "-serial", "stdio"]
         .iter()
@@ -82,6 +87,23 @@ fn debian_kernel_brings_up_four_cpus() {
     let loc = out.lines().find(|l| l.trim_start().starts_with("LOC:")).unwrap_or_default();
     let counts: Vec<u64> = loc.split_whitespace().skip(1).take(4).filter_map(|c| c.parse().ok()).collect();
     assert!(counts.len() == 4 && counts.iter().all(|&c| c > 0), "local timer interrupts per CPU: {loc}\n{tail}");
+    assert!(out.contains("FERRITE-CMD-EXIT=0"), "commands failed:\n{tail}");
+    assert_eq!(b.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
+}
+
+/// PVH: the uncompressed vmlinux ELF, entered at its XEN_ELFNOTE_PHYS32_ENTRY with the
+/// hvm_start_info (command line, initrd module, memory map, RSDP) as QEMU, Firecracker and
+/// cloud-hypervisor boot it.
+#[test]
+fn debian_kernel_boots_through_pvh() {
+    let Some(b) = boot_kernel("vmlinux", "cat /proc/cmdline; grep -c ^processor /proc/cpuinfo", 1) else { return };
+    println!("PVH boot: init marker after {:.1} s, exit after {:.1} s", b.to_marker.unwrap_or(f64::NAN), b.to_exit);
+    let out = &b.output;
+    let tail: String = out.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(out.contains("Booting paravirtualized kernel") || out.contains("Linux version"), "no kernel banner:\n{tail}");
+    assert!(out.contains("FERRITE-INIT-OK"), "init never ran (the initrd module):\n{tail}");
+    assert!(out.contains("console=ttyS0 panic=-1 ferrite.cmd="), "the command line did not arrive:\n{tail}");
+    assert!(out.contains("ACPI: RSDP"), "no ACPI tables:\n{tail}");
     assert!(out.contains("FERRITE-CMD-EXIT=0"), "commands failed:\n{tail}");
     assert_eq!(b.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
 }
