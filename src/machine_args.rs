@@ -33,9 +33,10 @@ pub fn accel_list(list: &[&str], cfg: &mut MachineConfig) -> Result<()> {
 /// translator's code cache per vCPU; `jit` is ferrite's own: `off` interprets everything,
 /// `always` compiles every block before its first run (for testing the translator).
 pub fn parse_accels(specs: &[String], cfg: &mut MachineConfig, notes: &mut Notes) -> Result<()> {
-    let jit = &mut cfg.jit;
     let mut names = Vec::new();
+    let mut irqchip = None;
     for spec in specs {
+        let jit = &mut cfg.jit;
         let mut parts = spec.split(',');
         // `-accel kvm:tcg` lists accelerators as `accel=` does.
         names.extend(parts.next().unwrap_or("").split(':'));
@@ -47,28 +48,32 @@ pub fn parse_accels(specs: &[String], cfg: &mut MachineConfig, notes: &mut Notes
                     jit.cache_bytes = mib.ok_or_else(|| anyhow!("-accel: invalid tb-size '{v}' (MiB, at least 1)"))? << 20;
                 }
                 ("thread", "single" | "multi") | ("split-wx", _) | ("one-insn-per-tb", _) => {}
-                ("kernel-irqchip" | "kernel_irqchip", v) => kernel_irqchip(v, notes)?,
+                ("kernel-irqchip" | "kernel_irqchip", v) => irqchip = Some(v),
                 ("dirty-ring-size", _) => {}
                 _ => bail!("-accel: unsupported option '{p}'"),
             }
         }
     }
+    if let Some(v) = irqchip {
+        kernel_irqchip(v, cfg, notes)?;
+    }
     accel_list(&names, cfg)
 }
 
-/// `kernel-irqchip=on|off|split`: ferrite's KVM accelerator keeps the interrupt controllers
-/// in ferrite (`off`), the same ones TCG uses; asking for KVM's in-kernel ones is noted.
-fn kernel_irqchip(v: &str, notes: &mut Notes) -> Result<()> {
-    match v {
-        "off" => Ok(()),
-        "on" | "split" => {
-            notes.push(format!(
-                "kernel-irqchip={v}: ferrite's KVM accelerator uses ferrite's own interrupt controllers (kernel-irqchip=off)"
-            ));
-            Ok(())
+/// `kernel-irqchip=on|off|split`: KVM's in-kernel interrupt controllers (`on`) or ferrite's
+/// own, the ones TCG uses (`off`, the default); `split` (in-kernel local APICs only) is noted
+/// and taken as `off`. TCG ignores it, as QEMU does.
+fn kernel_irqchip(v: &str, cfg: &mut MachineConfig, notes: &mut Notes) -> Result<()> {
+    cfg.kernel_irqchip = match v {
+        "on" => true,
+        "off" => false,
+        "split" => {
+            notes.push("kernel-irqchip=split is not supported: ferrite's own interrupt controllers serve the guest (off)".into());
+            false
         }
         _ => bail!("kernel-irqchip: expected on, off or split, not '{v}'"),
-    }
+    };
+    Ok(())
 }
 
 /// `-machine [type=]pc[,accel=A[:B]][,kernel-irqchip=on|off|split][,pit=on|off][,...]`; the
@@ -93,7 +98,7 @@ pub fn parse_machine(spec: &str, cfg: &mut MachineConfig, notes: &mut Notes) -> 
         match k {
             "type" => check_type(v)?,
             "accel" => accel_list(&v.split(':').collect::<Vec<_>>(), cfg)?,
-            "kernel-irqchip" | "kernel_irqchip" => kernel_irqchip(v, notes)?,
+            "kernel-irqchip" | "kernel_irqchip" => kernel_irqchip(v, cfg, notes)?,
             "pit" | "acpi" | "graphics" | "dump-guest-core" | "mem-merge" | "suppress-vmdesc" | "nvdimm" if v == "auto" => {}
             "pit" | "acpi" => {
                 if !flag()? {

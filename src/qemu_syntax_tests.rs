@@ -23,6 +23,8 @@ const ACCEPTED: &[(&[&str], Check)] = &[
     (&["-accel", "tcg,jit=always"], |c| c.jit.mode == JitMode::Always),
     (&["-accel", "kvm"], |c| c.accel == Accel::Kvm),
     (&["-accel", "kvm:tcg,tb-size=64"], |c| c.accel == Accel::Kvm && c.accel_fallback == [Accel::Tcg]),
+    (&["-accel", "kvm,kernel-irqchip=on"], |c| c.accel == Accel::Kvm && c.kernel_irqchip),
+    (&["-machine", "pc,kernel_irqchip=off", "-enable-kvm"], |c| c.accel == Accel::Kvm && !c.kernel_irqchip),
     (&["-enable-kvm"], |c| c.accel == Accel::Kvm),
     (&["-m", "4g"], |c| c.memory_bytes == 4 << 30),
     (&["-m", "4096"], |c| c.memory_bytes == 4 << 30),

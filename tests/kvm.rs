@@ -25,7 +25,8 @@ fn kvm_unusable() -> Option<String> {
     }
 }
 
-/// Boots `kernel` under TCG and then KVM with `args`, and checks both runs with `check`.
+/// Boots `kernel` under TCG and then KVM (with ferrite's interrupt controllers, then with
+/// KVM's in-kernel ones) with `args`, and checks every run with `check`.
 fn both(name: &str, kernel: &[u8], args: &[&str], check: impl Fn(&Run)) {
     let tcg = boot(name, kernel, &[args, &["-accel", "tcg"]].concat(), TIMEOUT);
     check(&tcg);
@@ -33,20 +34,22 @@ fn both(name: &str, kernel: &[u8], args: &[&str], check: impl Fn(&Run)) {
         println!("SKIPPED under KVM: {why}");
         return;
     }
-    let kvm = boot(name, kernel, &[args, &["-accel", "kvm"]].concat(), TIMEOUT);
-    if kvm.status == Some(1) && kvm.context.contains("KVM internal error") {
-        // This host's /dev/kvm emulates every guest instruction in the host kernel. What it
-        // cannot emulate (IRET in protected mode, SSE) ferrite's own CPU runs; anything else
-        // KVM gives up on must stop the machine with a report, with what the guest printed
-        // until then matching TCG.
-        assert!(kvm.context.contains("instruction bytes: "), "{}", kvm.context);
-        assert!(tcg.serial.starts_with(&kvm.serial), "TCG: {}\nKVM: {}", tcg.context, kvm.context);
-        println!("KVM on this host stopped with an internal error, reported as such: {}", kvm.context);
-        return;
+    for accel in ["kvm,kernel-irqchip=off", "kvm,kernel-irqchip=on"] {
+        let kvm = boot(name, kernel, &[args, &["-accel", accel]].concat(), TIMEOUT);
+        if kvm.status == Some(1) && kvm.context.contains("KVM internal error") {
+            // This host's /dev/kvm emulates every guest instruction in the host kernel. What it
+            // cannot emulate (IRET in protected mode, SSE) ferrite's own CPU runs; anything else
+            // KVM gives up on must stop the machine with a report, with what the guest printed
+            // until then matching TCG.
+            assert!(kvm.context.contains("instruction bytes: "), "{}", kvm.context);
+            assert!(tcg.serial.starts_with(&kvm.serial), "TCG: {}\nKVM: {}", tcg.context, kvm.context);
+            println!("KVM on this host stopped with an internal error, reported as such: {}", kvm.context);
+            continue;
+        }
+        check(&kvm);
+        assert_eq!(tcg.serial, kvm.serial, "TCG and KVM differ\nTCG: {}\nKVM: {}", tcg.context, kvm.context);
+        assert_eq!(tcg.status, kvm.status);
     }
-    check(&kvm);
-    assert_eq!(tcg.serial, kvm.serial, "TCG and KVM differ\nTCG: {}\nKVM: {}", tcg.context, kvm.context);
-    assert_eq!(tcg.status, kvm.status);
 }
 
 /// A kernel that prints with `rep outsb` (string port I/O) and exits with a code.

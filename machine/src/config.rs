@@ -271,6 +271,9 @@ pub struct MachineConfig {
     pub accel: Accel,
     /// Accelerators to try, in order, when `accel` cannot run here (QEMU's `accel=kvm:tcg`).
     pub accel_fallback: Vec<Accel>,
+    /// KVM: its in-kernel PIC, IOAPIC and local APICs serve the guest (`kernel-irqchip=on`)
+    /// instead of ferrite's own (`off`, the default).
+    pub kernel_irqchip: bool,
     /// TCG's translator: mode (`-accel tcg,jit=`), code cache size (`tb-size=`).
     pub jit: ferrite_cpu::JitConfig,
     /// gdbstub listen address (`-s` is 127.0.0.1:1234).
@@ -312,6 +315,7 @@ impl Default for MachineConfig {
             boot: BootConfig::default(),
             accel: Accel::Tcg,
             accel_fallback: Vec::new(),
+            kernel_irqchip: false,
             jit: ferrite_cpu::JitConfig::from_env(),
             gdb: None,
             start_paused: false,

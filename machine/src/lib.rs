@@ -331,7 +331,10 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Ba
     let vcpus = match cfg.accel {
         Accel::Tcg => cpus.into_iter().enumerate().map(|(i, c)| MachineVcpu::tcg(c, VcpuBus::new(board.clone(), i))).collect(),
         Accel::Kvm => {
-            let vm = accel::kvm::KvmVm::new(board.mem.clone())?;
+            let vm = accel::kvm::KvmVm::new(board.mem.clone(), cfg.kernel_irqchip)?;
+            if cfg.kernel_irqchip {
+                board.irq.use_external(Arc::new(accel::kvm::KernelIrqchip(vm.clone())));
+            }
             let host_cpuid = cfg.cpu.split(',').next() == Some("host");
             let mut v = Vec::with_capacity(cpus.len());
             for (i, mut c) in cpus.into_iter().enumerate() {

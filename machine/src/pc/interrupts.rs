@@ -121,15 +121,59 @@ pub struct Interrupts {
     pub irqs: Arc<IrqLevels>,
     /// The PIC's INTR output.
     pic_intr: AtomicBool,
+    /// KVM's in-kernel PIC, IOAPIC and LAPICs, when they serve the guest instead of these.
+    external: std::sync::OnceLock<Arc<dyn ExternalIrqchip>>,
+}
+
+/// Interrupt controllers outside ferrite (KVM's in-kernel ones, `kernel-irqchip=on`): device
+/// lines arrive as GSIs (0-15: ISA IRQs to the PIC and, IRQ0 on pin 2, the IOAPIC; 16 and
+/// up: IOAPIC pins), MSIs as messages.
+pub trait ExternalIrqchip: Send + Sync {
+    fn set_gsi(&self, gsi: u32, level: bool);
+    fn send_msi(&self, address: u64, data: u32);
 }
 
 impl Interrupts {
+    /// Hands device interrupts to `chip` from now on.
+    pub fn use_external(&self, chip: Arc<dyn ExternalIrqchip>) {
+        let _ = self.external.set(chip);
+    }
+
+    /// PCI INTx line `pirq` went to `level`: the ISA IRQ the PIIX3 routes it to and that IRQ's
+    /// level (PIRQs routed to one IRQ share it: high while any is).
+    fn pirq_change(ic: &mut Intc, pirq: usize, level: bool) -> Option<(u8, bool)> {
+        ic.pirq_levels[pirq] = level;
+        let irq = ic.pirq_routes[pirq]?;
+        Some((irq, (0..4).any(|p| ic.pirq_routes[p] == Some(irq) && ic.pirq_levels[p])))
+    }
+
+    /// [`Interrupts::sync`] with the controllers outside ferrite.
+    fn sync_external(&self, chip: &dyn ExternalIrqchip) {
+        let mut ic = lock(&self.intc);
+        for (line, level, pulsed) in self.irqs.take_changes() {
+            let edge_only = pulsed && !level;
+            let set = |gsi: u8, level: bool| {
+                if edge_only {
+                    chip.set_gsi(gsi as u32, true);
+                }
+                chip.set_gsi(gsi as u32, level);
+            };
+            if (PIRQ_LINE_BASE..PIRQ_LINE_BASE + 4).contains(&line) {
+                if let Some((irq, shared)) = Self::pirq_change(&mut ic, (line - PIRQ_LINE_BASE) as usize, level) {
+                    set(irq, shared);
+                }
+            }
+            set(line, level);
+        }
+    }
+
     pub fn new(cpus: Vec<CpuLink>, irqs: Arc<IrqLevels>) -> Self {
         Interrupts {
             intc: Mutex::new(Intc { pic: PicPair::new(NoIrq), ioapic: Ioapic::new(0), pirq_routes: [None; 4], pirq_levels: [false; 4] }),
             cpus,
             irqs,
             pic_intr: AtomicBool::new(false),
+            external: std::sync::OnceLock::new(),
         }
     }
 
@@ -164,6 +208,9 @@ impl Interrupts {
         if !self.irqs.any_changed() {
             return;
         }
+        if let Some(chip) = self.external.get() {
+            return self.sync_external(chip.as_ref());
+        }
         let mut ic = lock(&self.intc);
         for (line, level, pulsed) in self.irqs.take_changes() {
             // A line that went high and low again since the last look is an edge.
@@ -189,9 +236,7 @@ impl Interrupts {
                 // pin of that number, as the ACPI link devices tell the OS) and to IOAPIC pins
                 // 16-19. PIRQs routed to one IRQ share it: the IRQ is high while any is.
                 let pirq = (line - PIRQ_LINE_BASE) as usize;
-                ic.pirq_levels[pirq] = level;
-                if let Some(irq) = ic.pirq_routes[pirq] {
-                    let shared = (0..4).any(|p| ic.pirq_routes[p] == Some(irq) && ic.pirq_levels[p]);
+                if let Some((irq, shared)) = Self::pirq_change(&mut ic, pirq, level) {
                     if edge_only {
                         ic.pic.set_irq(irq, true);
                     }
@@ -306,6 +351,9 @@ impl Interrupts {
     pub fn send_msi(&self, address: u64, data: u32) {
         if address >> 20 != 0xFEE {
             return;
+        }
+        if let Some(chip) = self.external.get() {
+            return chip.send_msi(address, data);
         }
         let Some(mode) = DeliveryMode::from_bits(data >> 8) else { return };
         let msg = InterruptMessage {

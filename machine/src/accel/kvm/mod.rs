@@ -2,15 +2,19 @@
 //! kvm-ioctls), and every port I/O and MMIO exit goes to the same board the TCG vCPUs use.
 //!
 //! Interrupts come from ferrite's own PIC, IOAPIC and local APICs (QEMU's
-//! `kernel-irqchip=off`): the vCPU injects what its INTR line says when the guest can take it
-//! (KVM_INTERRUPT, KVM_NMI), and INIT/SIPI set the state as on TCG. One interrupt model for
-//! both accelerators is what lets a machine's interrupt state move between them.
+//! `kernel-irqchip=off`, the default): the vCPU injects what its INTR line says when the
+//! guest can take it (KVM_INTERRUPT, KVM_NMI), and INIT/SIPI set the state as on TCG. One
+//! interrupt model for both accelerators is what lets a machine's interrupt state move
+//! between them. With `kernel-irqchip=on` KVM's in-kernel controllers serve the guest
+//! instead ([`irqchip`]): fewer exits, HLT and INIT/SIPI handled in the kernel.
 
 mod cpuid;
+mod irqchip;
 mod kick;
 mod memory;
 mod vcpu;
 
+pub use irqchip::KernelIrqchip;
 pub use vcpu::KvmVcpu;
 
 use ferrite_memory::GuestMemory;
@@ -54,6 +58,8 @@ pub struct KvmVm {
     kvm: Kvm,
     slots: memory::Slots,
     mem: Arc<GuestMemory>,
+    /// KVM's in-kernel PIC, IOAPIC and LAPICs serve the guest.
+    pub kernel_irqchip: bool,
 }
 
 /// The KVM device: /dev/kvm, or `FERRITE_KVM_DEVICE` (tests use it to play a host without KVM).
@@ -79,6 +85,9 @@ fn open_kvm() -> Result<Kvm, KvmError> {
         (Cap::Xcrs, "XCRS"),
         (Cap::ReadonlyMem, "READONLY_MEM"),
         (Cap::SetGuestDebug, "SET_GUEST_DEBUG"),
+        (Cap::Irqchip, "IRQCHIP"),
+        (Cap::IrqRouting, "IRQ_ROUTING"),
+        (Cap::SignalMsi, "SIGNAL_MSI"),
     ] {
         if !kvm.check_extension(cap) {
             return Err(KvmError::MissingCapability(name));
@@ -88,14 +97,17 @@ fn open_kvm() -> Result<Kvm, KvmError> {
 }
 
 impl KvmVm {
-    /// A VM whose memory slots map `mem`.
-    pub fn new(mem: Arc<GuestMemory>) -> Result<Arc<Self>, KvmError> {
+    /// A VM whose memory slots map `mem`; `kernel_irqchip`: with KVM's interrupt controllers.
+    pub fn new(mem: Arc<GuestMemory>, kernel_irqchip: bool) -> Result<Arc<Self>, KvmError> {
         let kvm = open_kvm()?;
         let vm = kvm.create_vm().map_err(|e| KvmError::ioctl("KVM_CREATE_VM", e))?;
         vm.set_tss_address(TSS_ADDRESS).map_err(|e| KvmError::ioctl("KVM_SET_TSS_ADDR", e))?;
         vm.set_identity_map_address(IDENTITY_MAP_ADDRESS)
             .map_err(|e| KvmError::ioctl("KVM_SET_IDENTITY_MAP_ADDR", e))?;
-        let this = KvmVm { vm, kvm, slots: memory::Slots::new(), mem };
+        let this = KvmVm { vm, kvm, slots: memory::Slots::new(), mem, kernel_irqchip };
+        if kernel_irqchip {
+            irqchip::create(&this)?;
+        }
         this.sync_memory()?;
         Ok(Arc::new(this))
     }

@@ -40,7 +40,12 @@ pub struct KvmVcpu {
     guest_debug: (Vec<u64>, bool, bool),
     /// Instructions ferrite's interpreter ran because the host's KVM could not.
     emulated: u64,
+    /// The bootstrap processor (vCPU 0).
+    bsp: bool,
 }
+
+/// IA32_APIC_BASE.BSP: KVM decides by it which vCPU starts and which waits for a SIPI.
+const APIC_BASE_BSP: u64 = 1 << 8;
 
 /// Instruction breakpoints the debug registers hold.
 const HW_BREAKPOINTS: usize = 4;
@@ -50,13 +55,13 @@ impl KvmVcpu {
     /// `host_cpuid`: `-cpu host`, the host's CPUID as KVM supports it.
     pub fn new(vm: Arc<KvmVm>, index: usize, cpu: &mut Cpu, host_cpuid: bool) -> Result<Self, KvmError> {
         let fd = vm.vm.create_vcpu(index as u64).map_err(|e| KvmError::ioctl("KVM_CREATE_VCPU", e))?;
-        super::cpuid::narrow_model(&vm.kvm, cpu)?;
+        super::cpuid::narrow_model(&vm.kvm, cpu, vm.kernel_irqchip)?;
         let tsc_khz = fd.get_tsc_khz().ok();
-        let cpuid = super::cpuid::table(&vm.kvm, cpu, tsc_khz, host_cpuid)?;
+        let cpuid = super::cpuid::table(&vm.kvm, cpu, tsc_khz, host_cpuid, vm.kernel_irqchip)?;
         fd.set_cpuid2(&cpuid).map_err(|e| KvmError::ioctl("KVM_SET_CPUID2", e))?;
         let known = vm.kvm.get_msr_index_list().map_err(|e| KvmError::ioctl("KVM_GET_MSR_INDEX_LIST", e))?;
         let msrs = conv::MSRS.iter().copied().filter(|m| known.as_slice().contains(m)).collect();
-        Ok(KvmVcpu { fd, vm, synced: None, msrs, if_flag: false, guest_debug: (Vec::new(), false, false), emulated: 0 })
+        Ok(KvmVcpu { fd, vm, synced: None, msrs, if_flag: false, guest_debug: (Vec::new(), false, false), emulated: 0, bsp: index == 0 })
     }
 
     /// Runs until the vCPU halts, is kicked, shuts down or stops for the debugger.
@@ -106,7 +111,8 @@ impl KvmVcpu {
     }
 
     fn run_debug(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, slice: Option<std::time::Duration>, step: (bool, bool)) -> VmExit {
-        if cpu.wait_for_sipi {
+        // With KVM's own local APICs, KVM itself holds an AP until its start-up IPI.
+        if cpu.wait_for_sipi && !self.vm.kernel_irqchip {
             return VmExit::Halted;
         }
         if let Err(e) = self.set_guest_debug(cpu, step.0, step.1) {
@@ -144,7 +150,9 @@ impl KvmVcpu {
             if bus.exit_requested() || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return VmExit::Kicked;
             }
-            self.offer_interrupt(bus);
+            if !self.vm.kernel_irqchip {
+                self.offer_interrupt(bus);
+            }
             let result = self.fd.run();
             kick::clear(immediate_exit);
             match result {
@@ -306,6 +314,10 @@ impl KvmVcpu {
         let io = |what| move |e| KvmError::ioctl(what, e);
         let mut sregs = self.fd.get_sregs().map_err(io("KVM_GET_SREGS"))?;
         conv::to_kvm_sregs(&st, &mut sregs);
+        // ferrite's CPU state starts every vCPU from the reset value; only the BSP keeps the bit.
+        if !self.bsp {
+            sregs.apic_base &= !APIC_BASE_BSP;
+        }
         self.fd.set_sregs(&sregs).map_err(io("KVM_SET_SREGS"))?;
         self.fd.set_regs(&conv::to_kvm_regs(&st, st.rflags)).map_err(io("KVM_SET_REGS"))?;
         let mut xsave = self.fd.get_xsave().map_err(io("KVM_GET_XSAVE"))?;
@@ -351,6 +363,12 @@ impl KvmVcpu {
             conv::set_msr_value(&mut st, e.index, e.data);
         }
         self.if_flag = st.rflags & ferrite_cpu::state::flags::IF != 0;
+        if self.vm.kernel_irqchip {
+            use kvm_bindings::{KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED};
+            let mp = self.fd.get_mp_state().map_err(io("KVM_GET_MP_STATE"))?.mp_state;
+            cpu.wait_for_sipi = mp == KVM_MP_STATE_UNINITIALIZED || mp == KVM_MP_STATE_INIT_RECEIVED;
+            cpu.halted = mp == KVM_MP_STATE_HALTED;
+        }
         if cpu.state != st {
             cpu.set_state(st.clone());
         }
@@ -374,6 +392,11 @@ impl KvmVcpu {
             VmExit::Debug => VmExit::Kicked,
             other => other,
         }
+    }
+
+    /// Whether KVM's in-kernel local APIC serves this vCPU (INIT, SIPI and HLT stay in KVM).
+    pub fn kernel_irqchip(&self) -> bool {
+        self.vm.kernel_irqchip
     }
 
     /// Whether a halted vCPU would take a maskable interrupt now.
