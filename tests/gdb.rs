@@ -342,7 +342,9 @@ fn gdb_breaks_steps_and_edits_registers_and_memory() {
 }
 
 /// The core cases again with the guest running under KVM: registers and memory read back from
-/// KVM, breakpoints in the debug registers (KVM_SET_GUEST_DEBUG), single-step.
+/// KVM, breakpoints in the debug registers (KVM_SET_GUEST_DEBUG), single-step. (Watchpoints
+/// go to the debug registers too, but this project's nested KVM, an instruction emulator,
+/// never checks data breakpoints, so they are not tested here.)
 #[test]
 fn gdb_breaks_steps_and_edits_state_under_kvm() {
     if !gdb_available() {

@@ -89,6 +89,12 @@ impl Cpu {
         self.flush_tlb(false);
     }
 
+    /// Records a watchpoint hit found by whatever ran the code (KVM's debug registers), for
+    /// [`Cpu::take_watch_hit`].
+    pub fn note_watch_hit(&mut self, hit: WatchHit) {
+        self.watch_hit = Some(hit);
+    }
+
     pub fn watchpoints(&self) -> &[Watchpoint] {
         &self.watchpoints
     }

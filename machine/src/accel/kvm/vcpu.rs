@@ -8,6 +8,7 @@ use crate::accel::VmExit;
 use crate::pc::VcpuBus;
 use ferrite_cpu::bus::CpuBus;
 use ferrite_cpu::kvm as conv;
+use ferrite_cpu::debug::{WatchHit, WatchKind, Watchpoint};
 use ferrite_cpu::state::CpuState;
 use ferrite_cpu::Cpu;
 use kvm_bindings::{kvm_guest_debug, Msrs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
@@ -36,8 +37,9 @@ pub struct KvmVcpu {
     msrs: Vec<u32>,
     /// RFLAGS.IF as of the last exit (for "can a halted vCPU take its interrupt").
     if_flag: bool,
-    /// What KVM_SET_GUEST_DEBUG was last given: breakpoints, single-step, interrupts blocked.
-    guest_debug: (Vec<u64>, bool, bool),
+    /// What KVM_SET_GUEST_DEBUG was last given: what DR0-3 watch, single-step, interrupts
+    /// blocked.
+    guest_debug: (Vec<DebugSlot>, bool, bool),
     /// Instructions ferrite's interpreter ran because the host's KVM could not.
     emulated: u64,
     /// The bootstrap processor (vCPU 0).
@@ -47,8 +49,47 @@ pub struct KvmVcpu {
 /// IA32_APIC_BASE.BSP: KVM decides by it which vCPU starts and which waits for a SIPI.
 const APIC_BASE_BSP: u64 = 1 << 8;
 
-/// Instruction breakpoints the debug registers hold.
-const HW_BREAKPOINTS: usize = 4;
+/// Breakpoints and watchpoints the debug registers hold.
+const DEBUG_REGISTERS: usize = 4;
+
+/// What one of DR0-3 does for the debugger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DebugSlot {
+    Break(u64),
+    Watch(Watchpoint),
+}
+
+impl DebugSlot {
+    /// DR7's R/W and LEN fields (bits 16 + 4n) and whether the range fits one register
+    /// (1, 2, 4 or 8 bytes, aligned: SDM Vol. 3 18.2.4/18.2.5).
+    fn dr7_fields(&self) -> Option<u64> {
+        match *self {
+            DebugSlot::Break(_) => Some(0),
+            DebugSlot::Watch(w) => {
+                let len = match w.len {
+                    1 => 0b00,
+                    2 => 0b01,
+                    8 => 0b10,
+                    4 => 0b11,
+                    _ => return None,
+                };
+                if w.lin % w.len != 0 {
+                    return None;
+                }
+                // Writes only, or reads and writes: x86 has no read-only data breakpoint.
+                let rw = if w.kind == WatchKind::Write { 0b01 } else { 0b11 };
+                Some(rw | len << 2)
+            }
+        }
+    }
+
+    fn addr(&self) -> u64 {
+        match self {
+            DebugSlot::Break(a) => *a,
+            DebugSlot::Watch(w) => w.lin,
+        }
+    }
+}
 
 impl KvmVcpu {
     /// Creates vCPU `index` of `vm` for `cpu` (its CPUID model, APIC ID and topology);
@@ -79,8 +120,23 @@ impl KvmVcpu {
     /// KVM keeps apart from the guest's own) or single-step, when they changed.
     fn set_guest_debug(&mut self, cpu: &Cpu, single_step: bool, block_irqs: bool) -> Result<(), KvmError> {
         // Stepping goes without breakpoints: the one at RIP would trap before the step.
-        let bps = if single_step { Vec::new() } else { cpu.breakpoints.clone() };
-        let wanted = (bps, single_step, block_irqs);
+        let mut slots: Vec<DebugSlot> = Vec::new();
+        if !single_step {
+            slots.extend(cpu.breakpoints.iter().map(|&a| DebugSlot::Break(a)));
+        }
+        slots.extend(cpu.watchpoints().iter().map(|&w| DebugSlot::Watch(w)));
+        slots.retain(|s| {
+            let fits = s.dr7_fields().is_some();
+            if !fits {
+                eprintln!("ferrite: KVM: a watchpoint must be 1, 2, 4 or 8 aligned bytes for the debug registers: {s:?} is not armed");
+            }
+            fits
+        });
+        if slots.len() > DEBUG_REGISTERS {
+            eprintln!("ferrite: KVM: only {DEBUG_REGISTERS} breakpoints and watchpoints fit the debug registers; the rest are not armed");
+            slots.truncate(DEBUG_REGISTERS);
+        }
+        let wanted = (slots, single_step, block_irqs);
         if self.guest_debug == wanted {
             return Ok(());
         }
@@ -96,13 +152,11 @@ impl KvmVcpu {
         }
         if !wanted.0.is_empty() {
             dbg.control |= kvm_bindings::KVM_GUESTDBG_USE_HW_BP;
-            if wanted.0.len() > HW_BREAKPOINTS {
-                eprintln!("ferrite: KVM: only the first {HW_BREAKPOINTS} breakpoints are armed (debug registers)");
-            }
-            for (i, &addr) in wanted.0.iter().take(HW_BREAKPOINTS).enumerate() {
-                dbg.arch.debugreg[i] = addr;
-                // Gn enables breakpoint n; R/W = 00 and LEN = 00: instruction execution.
-                dbg.arch.debugreg[7] |= 2 << (2 * i);
+            for (i, slot) in wanted.0.iter().enumerate() {
+                dbg.arch.debugreg[i] = slot.addr();
+                // Gn enables register n; R/W and LEN say what it catches.
+                let fields = slot.dr7_fields().unwrap_or(0);
+                dbg.arch.debugreg[7] |= 2 << (2 * i) | fields << (16 + 4 * i);
             }
         }
         self.fd.set_guest_debug(&dbg).map_err(|e| KvmError::ioctl("KVM_SET_GUEST_DEBUG", e))?;
@@ -189,7 +243,18 @@ impl KvmVcpu {
                 Ok(VcpuExit::Hlt) => return VmExit::Halted,
                 Ok(VcpuExit::IrqWindowOpen) | Ok(VcpuExit::Intr) => {}
                 Ok(VcpuExit::Shutdown) => return VmExit::Shutdown,
-                Ok(VcpuExit::Debug(_)) => return VmExit::Debug,
+                Ok(VcpuExit::Debug(arch)) => {
+                    // DR6 bits 0-3: which debug register matched (a data watchpoint's hit
+                    // is reported like the interpreter's, after the access).
+                    let hit = self.guest_debug.0.iter().enumerate().find_map(|(i, s)| match s {
+                        DebugSlot::Watch(w) if arch.dr6 & (1 << i) != 0 => Some(*w),
+                        _ => None,
+                    });
+                    if let Some(w) = hit {
+                        cpu.note_watch_hit(WatchHit { watch: w, lin: w.lin, size: w.len as u8, write: w.kind != WatchKind::Read });
+                    }
+                    return VmExit::Debug;
+                }
                 Ok(VcpuExit::InternalError) => {
                     if self.suberror() != kvm_bindings::KVM_INTERNAL_ERROR_EMULATION {
                         return self.report_failure(cpu, bus, "KVM internal error");
