@@ -67,19 +67,28 @@ const FEATURES: &[Feature] = &[
     f!(["pni"], 1, Ecx, 0, Some(C::SSE3)),
     f!(["ssse3"], 1, Ecx, 9, Some(C::SSSE3)),
     f!(["cx16"], 1, Ecx, 13, Some(C::CMPXCHG16B)),
+    f!(["movbe"], 1, Ecx, 22, Some(C::MOVBE)),
     f!(["sse4.1"], 1, Ecx, 19, Some(C::SSE4_1)),
     f!(["sse4.2"], 1, Ecx, 20, Some(C::SSE4_2)),
     f!(["x2apic"], 1, Ecx, 21, None),
     f!(["popcnt"], 1, Ecx, 23, Some(C::POPCNT)),
     f!(["tsc-deadline"], 1, Ecx, 24, None),
     f!(["xsave"], 1, Ecx, 26, Some(C::XSAVE)),
+    f!(["rdrand"], 1, Ecx, 30, Some(C::RDRAND)),
     f!(["hypervisor"], 1, Ecx, 31, None),
     f!(["arat"], 6, Eax, 2, None),
     f!(["fsgsbase"], 7, Ebx, 0, Some(C::FSGSBASE)),
+    f!(["bmi1"], 7, Ebx, 3, Some(C::BMI1)),
     f!(["smep"], 7, Ebx, 7, None),
+    f!(["bmi2"], 7, Ebx, 8, Some(C::BMI2)),
     f!(["erms"], 7, Ebx, 9, None),
+    f!(["rdseed"], 7, Ebx, 18, Some(C::RDSEED)),
+    f!(["adx"], 7, Ebx, 19, Some(C::ADX)),
     f!(["smap"], 7, Ebx, 20, Some(C::SMAP)),
+    f!(["clflushopt"], 7, Ebx, 23, Some(C::CLFLUSHOPT)),
+    f!(["clwb"], 7, Ebx, 24, Some(C::CLWB)),
     f!(["umip"], 7, Ecx, 2, None),
+    f!(["rdpid"], 7, Ecx, 22, Some(C::RDPID)),
     f!(["syscall"], 0x8000_0001, Edx, 11, Some(C::SYSCALL)),
     f!(["nx"], 0x8000_0001, Edx, 20, None),
     f!(["pdpe1gb"], 0x8000_0001, Edx, 26, None),
@@ -142,7 +151,7 @@ pub struct CpuModel {
     /// Physical address bits reported in CPUID.80000008H:EAX[7:0].
     pub phys_bits: u32,
     /// Bit i set: `FEATURES[i]` present.
-    enabled: u64,
+    enabled: u128,
 }
 
 impl Default for CpuModel {
@@ -171,7 +180,7 @@ impl CpuModel {
     /// Everything ferrite implements: an x86-64-v2 CPU (SSE4.2, POPCNT, CX16) without AVX.
     pub fn max() -> Self {
         let mut m = Self::bare("max", *b"GenuineIntel", (6, 0x3a, 9), "ferrite x86-64-v2 CPU");
-        m.enabled = (1u64 << FEATURES.len()) - 1;
+        m.enabled = (1u128 << FEATURES.len()) - 1;
         m
     }
 
@@ -193,16 +202,16 @@ impl CpuModel {
             .position(|f| f.names.contains(&name.as_str()))
             .ok_or(CpuModelError::UnknownFeature(name))?;
         if on {
-            self.enabled |= 1 << i;
+            self.enabled |= 1u128 << i;
         } else {
-            self.enabled &= !(1 << i);
+            self.enabled &= !(1u128 << i);
         }
         Ok(())
     }
 
     pub fn has(&self, name: &str) -> bool {
         let name = names::canonical(name);
-        FEATURES.iter().position(|f| f.names.contains(&name.as_str())).is_some_and(|i| self.enabled & (1 << i) != 0)
+        FEATURES.iter().position(|f| f.names.contains(&name.as_str())).is_some_and(|i| self.enabled & (1u128 << i) != 0)
     }
 
     /// AMD processors differ in a few system instructions (SYSCALL/SYSRET outside 64-bit
@@ -223,7 +232,7 @@ impl CpuModel {
                 || FEATURES
                     .iter()
                     .enumerate()
-                    .any(|(i, f)| f.iced == Some(need) && self.enabled & (1 << i) != 0)
+                    .any(|(i, f)| f.iced == Some(need) && self.enabled & (1u128 << i) != 0)
         })
     }
 
@@ -237,7 +246,7 @@ impl CpuModel {
         FEATURES
             .iter()
             .enumerate()
-            .filter(|(i, f)| f.leaf == leaf && f.reg == reg && self.enabled & (1 << i) != 0)
+            .filter(|(i, f)| f.leaf == leaf && f.reg == reg && self.enabled & (1u128 << i) != 0)
             .fold(0, |acc, (_, f)| acc | 1 << f.bit)
     }
 

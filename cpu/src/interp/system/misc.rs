@@ -1,4 +1,4 @@
-//! RDMSR WRMSR CPUID RDTSC RDTSCP RDPMC XGETBV XSETBV SWAPGS and RDFSBASE RDGSBASE WRFSBASE
+//! RDMSR WRMSR CPUID RDTSC RDTSCP RDPID RDPMC XGETBV XSETBV SWAPGS and RDFSBASE RDGSBASE WRFSBASE
 //! WRGSBASE (SDM Vol. 2).
 
 use super::{require_cpl0, Handler};
@@ -21,6 +21,7 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         Mnemonic::Cpuid => cpuid,
         Mnemonic::Rdtsc => rdtsc,
         Mnemonic::Rdtscp => rdtscp,
+        Mnemonic::Rdpid => rdpid,
         Mnemonic::Rdpmc => rdpmc,
         Mnemonic::Xgetbv => xgetbv,
         Mnemonic::Xsetbv => xsetbv,
@@ -96,6 +97,14 @@ fn rdtscp(cpu: &mut Cpu, bus: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     let t = cpu.tsc(bus);
     set_edx_eax(cpu, t);
     cpu.state.gpr[RCX] = cpu.state.msr.tsc_aux & 0xffff_ffff;
+    Ok(())
+}
+
+/// RDPID: IA32_TSC_AUX into a 64-bit register in 64-bit mode, a 32-bit one elsewhere; unlike
+/// RDTSCP, CR4.TSD does not restrict it.
+fn rdpid(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let v = cpu.state.msr.tsc_aux & 0xffff_ffff;
+    cpu.set_reg(insn.op0_register(), v);
     Ok(())
 }
 
