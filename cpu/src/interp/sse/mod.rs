@@ -1,4 +1,4 @@
-//! MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1 and SSE4.2 (legacy encodings only: VEX/EVEX forms stay
+//! MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, AES-NI, PCLMULQDQ and SHA (legacy encodings only: VEX/EVEX forms stay
 //! #UD since the models advertise no AVX).
 //!
 //! This module holds what the sub-families share: the availability checks (CR0.EM/TS,
@@ -6,6 +6,8 @@
 //! legacy-SSE alignment rule, lane helpers and the MXCSR exception commit. Each sub-module's
 //! `lookup` picks one handler per operation at decode time.
 
+mod aes;
+mod clmul;
 mod compare;
 mod convert;
 mod crc32;
@@ -14,6 +16,7 @@ mod intarith;
 mod logic;
 mod moves;
 mod pcmpstr;
+mod sha;
 mod shuffle;
 pub(crate) mod softfloat;
 
@@ -39,6 +42,9 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         .or_else(|| convert::lookup(insn))
         .or_else(|| pcmpstr::lookup(insn))
         .or_else(|| crc32::lookup(insn))
+        .or_else(|| aes::lookup(insn))
+        .or_else(|| clmul::lookup(insn))
+        .or_else(|| sha::lookup(insn))
 }
 
 /// FSW bits the MMX state transition and the pending-exception check use.
