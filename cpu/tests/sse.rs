@@ -133,9 +133,10 @@ mod rules {
     }
 
     #[test]
-    fn vex_encodings_are_undefined() {
-        assert_eq!(run(|a| a.vaddps(xmm0, xmm1, xmm2), |_| {}).2, Err(UD));
-        assert_eq!(run(|a| a.vpxor(xmm0, xmm1, xmm2), |_| {}).2, Err(UD));
+    fn vex_encodings_need_osxsave() {
+        let no_osxsave = |c: &mut Cpu| c.state.cr4 &= !cr4::OSXSAVE;
+        assert_eq!(run(|a| a.vaddps(xmm0, xmm1, xmm2), no_osxsave).2, Err(UD));
+        assert_eq!(run(|a| a.vpxor(xmm0, xmm1, xmm2), no_osxsave).2, Err(UD));
     }
 
     #[test]

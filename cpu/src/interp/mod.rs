@@ -10,6 +10,7 @@ use iced_x86::{Code, Instruction};
 mod adx;
 mod alu;
 mod atomic;
+mod avx;
 mod bcd;
 mod bits;
 mod bmi;
@@ -60,6 +61,7 @@ const FAMILIES: &[Lookup] = &[
     system::lookup,
     x87::lookup,
     sse::lookup,
+    avx::lookup,
 ];
 
 pub(crate) fn handler_for(insn: &Instruction, model: &crate::CpuModel) -> Handler {

@@ -13,7 +13,7 @@ use ferrite_cpu::testing::FlatBus;
 use ferrite_cpu::Cpu;
 
 /// Everything an instruction under test may read or write.
-#[repr(C, align(16))]
+#[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct St {
     pub xmm: [u128; 3],
@@ -24,9 +24,14 @@ pub struct St {
     pub rflags: u64,
     pub mxcsr: u32,
     pub pad: [u32; 3],
+    /// Bits 255:128 of ymm0-2.
+    pub ymm_hi: [u128; 3],
     /// Memory operands are addressed through rdi, which points here.
     pub mem: [u128; 2],
 }
+
+// 32-byte operands at [rdi] are aligned as VMOVDQA ymm needs.
+const _: () = assert!(core::mem::offset_of!(St, mem) % 32 == 0);
 
 /// Runs the instruction natively on `St`, returning its encoding.
 pub type Native = fn(&mut St) -> Vec<u8>;
@@ -55,6 +60,9 @@ macro_rules! native {
                     "movdqu xmm0, [{st} + {o_xmm}]",
                     "movdqu xmm1, [{st} + {o_xmm} + 16]",
                     "movdqu xmm2, [{st} + {o_xmm} + 32]",
+                    "vinsertf128 ymm0, ymm0, [{st} + {o_hi}], 1",
+                    "vinsertf128 ymm1, ymm1, [{st} + {o_hi} + 16], 1",
+                    "vinsertf128 ymm2, ymm2, [{st} + {o_hi} + 32], 1",
                     "movq mm0, [{st} + {o_mm}]",
                     "movq mm1, [{st} + {o_mm} + 8]",
                     "mov rax, [{st} + {o_rax}]",
@@ -72,6 +80,10 @@ macro_rules! native {
                     "movdqu [{st} + {o_xmm}], xmm0",
                     "movdqu [{st} + {o_xmm} + 16], xmm1",
                     "movdqu [{st} + {o_xmm} + 32], xmm2",
+                    "vextractf128 [{st} + {o_hi}], ymm0, 1",
+                    "vextractf128 [{st} + {o_hi} + 16], ymm1, 1",
+                    "vextractf128 [{st} + {o_hi} + 32], ymm2, 1",
+                    "vzeroupper",
                     "movq [{st} + {o_mm}], mm0",
                     "movq [{st} + {o_mm} + 8], mm1",
                     "emms",
@@ -89,6 +101,7 @@ macro_rules! native {
                     o_rdx = const ::core::mem::offset_of!($crate::native::St, rdx),
                     o_rflags = const ::core::mem::offset_of!($crate::native::St, rflags),
                     o_mxcsr = const ::core::mem::offset_of!($crate::native::St, mxcsr),
+                    o_hi = const ::core::mem::offset_of!($crate::native::St, ymm_hi),
                     start = out(reg) start,
                     end = out(reg) end,
                     inout("rdi") mem => _,
@@ -130,6 +143,9 @@ pub enum Gen {
     /// General-purpose operands: integers of interesting magnitudes in rax/rcx/rdx and memory,
     /// with small bit indices and BEXTR start/length pairs in the low bytes half the time.
     Gpr,
+    /// Random bytes, with xmm1/ymm1 holding small gather indices (8..=24 in every dword and
+    /// qword), so that every element address stays inside the memory buffer.
+    Gather,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,7 +292,7 @@ impl Rng {
 pub fn random_state(rng: &mut Rng, gen: Gen) -> St {
     let mut st = St::default();
     let v = |rng: &mut Rng| match gen {
-        Gen::Bytes | Gen::Shift => rng.bytes128(),
+        Gen::Bytes | Gen::Shift | Gen::Gather => rng.bytes128(),
         Gen::F32 => rng.lanes(23, 8),
         Gen::F64 => rng.lanes(52, 11),
         Gen::Edge32 => rng.edge_lanes(23, 8),
@@ -285,7 +301,7 @@ pub fn random_state(rng: &mut Rng, gen: Gen) -> St {
         Gen::Str => rng.str128(),
         Gen::Gpr => rng.gpr() as u128 | (rng.gpr() as u128) << 64,
     };
-    for x in st.xmm.iter_mut() {
+    for x in st.xmm.iter_mut().chain(st.ymm_hi.iter_mut()) {
         *x = v(rng);
     }
     st.mm = [v(rng) as u64, v(rng) as u64];
@@ -298,6 +314,11 @@ pub fn random_state(rng: &mut Rng, gen: Gen) -> St {
         st.xmm[1] = (st.xmm[1] & !(u64::MAX as u128)) | c;
         st.mm[1] = c as u64;
         st.mem[0] = (st.mem[0] & !(u64::MAX as u128)) | c;
+    }
+    if gen == Gen::Gather {
+        let mut indices = || (8 + rng.below(17)) as u128 | ((8 + rng.below(17)) as u128) << 64;
+        st.xmm[1] = indices();
+        st.ymm_hi[1] = indices();
     }
     if gen == Gen::Gpr {
         st.rax = rng.gpr();
@@ -350,7 +371,9 @@ pub fn long_mode_machine() -> (Cpu, FlatBus) {
     let mut cpu = Cpu::default();
     let s = &mut cpu.state;
     s.cr0 = cr0::PE | cr0::MP | cr0::ET | cr0::NE | cr0::PG;
-    s.cr4 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;
+    s.cr4 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT | cr4::OSXSAVE;
+    // x87, SSE and AVX state enabled, as an AVX-aware OS sets XCR0.
+    s.xcr0 = 0b111;
     s.cr3 = 0x1000;
     s.efer = efer::LME | efer::LMA;
     s.gdtr.base = GDT;
@@ -385,6 +408,7 @@ pub fn interpret(cpu: &mut Cpu, bus: &mut FlatBus, code: &[u8], st: &St) -> Resu
     bus.load(DATA + 16, &st.mem[1].to_le_bytes());
     let s = &mut cpu.state;
     s.fpu.xmm[..3].copy_from_slice(&st.xmm);
+    s.fpu.ymm_hi[..3].copy_from_slice(&st.ymm_hi);
     for (i, m) in st.mm.iter().enumerate() {
         s.fpu.st[i][..8].copy_from_slice(&m.to_le_bytes());
     }
@@ -406,6 +430,7 @@ pub fn interpret(cpu: &mut Cpu, bus: &mut FlatBus, code: &[u8], st: &St) -> Resu
         rflags: cpu.rflags(),
         mxcsr: s.fpu.mxcsr,
         pad: [0; 3],
+        ymm_hi: [s.fpu.ymm_hi[0], s.fpu.ymm_hi[1], s.fpu.ymm_hi[2]],
         mem: [rd(DATA), rd(DATA + 16)],
     })
 }

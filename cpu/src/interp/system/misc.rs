@@ -10,9 +10,11 @@ use crate::state::{cr4, reg::*, Seg};
 use crate::Cpu;
 use iced_x86::{Instruction, Mnemonic};
 
-/// XCR0 components this CPU supports: x87 (bit 0) and SSE (bit 1), as CPUID leaf 0DH says.
-const XCR0_SUPPORTED: u64 = 0b11;
+/// XCR0 components: x87 (bit 0), SSE (bit 1) and, with AVX in the model, AVX (bit 2), as
+/// CPUID leaf 0DH says.
 const XCR0_X87: u64 = 1;
+const XCR0_SSE: u64 = 2;
+const XCR0_AVX: u64 = 4;
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     Some(match insn.mnemonic() {
@@ -134,7 +136,10 @@ fn xsetbv(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     }
     require_cpl0(cpu)?;
     let v = edx_eax(cpu);
-    if ecx(cpu) != 0 || v & !XCR0_SUPPORTED != 0 || v & XCR0_X87 == 0 {
+    let supported = XCR0_X87 | XCR0_SSE | if cpu.model.has("avx") { XCR0_AVX } else { 0 };
+    // x87 is always on; AVX state needs SSE state (SDM Vol. 1, 13.3).
+    let avx_without_sse = v & XCR0_AVX != 0 && v & XCR0_SSE == 0;
+    if ecx(cpu) != 0 || v & !supported != 0 || v & XCR0_X87 == 0 || avx_without_sse {
         return Err(Fault::gp0());
     }
     cpu.state.xcr0 = v;
