@@ -3,8 +3,8 @@
 //! (narrowing). Their 128-bit forms are the SSE twins'.
 
 use super::super::sse::softfloat::{Env, Round, F64};
-use super::super::sse::{commit_fp, from_d32, is_wide_operand, q64, widen};
-use super::{read, write};
+use super::super::sse::{commit_fp, from_d32, q64, widen};
+use super::{read, wide_operand, write};
 use crate::bus::CpuBus;
 use crate::exception::Result;
 use crate::interp::sse::check_avx;
@@ -13,7 +13,7 @@ use crate::Cpu;
 use iced_x86::{Instruction, Mnemonic as M};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
-    if insn.op0_register().is_ymm() {
+    if wide_operand(insn, 0) {
         return Some(match insn.mnemonic() {
             M::Vpmovsxbw => |c, b, i| extend(c, b, i, 8, 16, true),
             M::Vpmovsxbd => |c, b, i| extend(c, b, i, 8, 32, true),
@@ -32,7 +32,7 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
             _ => return None,
         });
     }
-    if !is_wide_operand(insn, 1) {
+    if !wide_operand(insn, 1) {
         return None;
     }
     Some(match insn.mnemonic() {

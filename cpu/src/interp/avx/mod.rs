@@ -77,6 +77,13 @@ pub(super) fn set_element(v: &mut Y, bits: u32, k: u32, x: u64) {
     *lane = (*lane & !mask) | ((x as u128) << sh & mask);
 }
 
+/// Whether operand `i` of the encoding is 256 bits wide (decided from the opcode, so it holds
+/// at decode time whatever the operand registers).
+pub(super) fn wide_operand(insn: &Instruction, i: u32) -> bool {
+    use iced_x86::OpCodeOperandKind as K;
+    matches!(insn.op_code().op_kind(i), K::ymm_or_mem | K::ymm_reg | K::ymm_rm | K::ymm_vvvv | K::ymm_is4)
+}
+
 /// Registers VZEROUPPER/VZEROALL reach: YMM0-15 in 64-bit mode, YMM0-7 elsewhere.
 fn register_count(cpu: &Cpu) -> usize {
     if cpu.state.in_64bit() {
@@ -102,4 +109,31 @@ fn zero_upper(cpu: &mut Cpu, all: bool) -> Result<()> {
 #[inline]
 pub(super) fn index(r: Register) -> usize {
     xmm_index(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Code, CpuidFeature as F};
+
+    /// Every VEX-encoded AVX, AVX2, FMA and F16C instruction (and the VEX forms of AES-NI and
+    /// PCLMULQDQ) has a handler.
+    #[test]
+    fn every_avx_instruction_is_claimed() {
+        let ours = [F::AVX, F::AVX2, F::FMA, F::F16C];
+        let mut missing = Vec::new();
+        for code in Code::values() {
+            let mut insn = Instruction::default();
+            insn.set_code(code);
+            if insn.encoding() != EncodingKind::VEX {
+                continue;
+            }
+            let features = insn.cpuid_features();
+            let vector = features.iter().all(|f| ours.contains(f) || matches!(f, F::AES | F::PCLMULQDQ));
+            if vector && features.iter().any(|f| ours.contains(f)) && lookup(&insn).is_none() {
+                missing.push(format!("{code:?}"));
+            }
+        }
+        assert!(missing.is_empty(), "no handler for {missing:?}");
+    }
 }

@@ -4,7 +4,7 @@
 //! VBLENDVPS/PD and VPBLENDVB, the variable shifts VPSLLV/VPSRLV/VPSRAV and VTESTPS/PD.
 
 use super::super::sse::{blend, d32, from_d32, from_q64, mpsadbw, q64, sign_mask, write_mem_op, zip32, zip64};
-use super::{read, write, Y};
+use super::{read, wide_operand, write, Y};
 use crate::bus::CpuBus;
 use crate::exception::Result;
 use crate::interp::sse::check_avx;
@@ -14,7 +14,7 @@ use crate::Cpu;
 use iced_x86::{Instruction, Mnemonic as M, OpKind};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
-    let wide = insn.op0_register().is_ymm();
+    let wide = wide_operand(insn, 0);
     Some(match insn.mnemonic() {
         M::Vpbroadcastb => |c, b, i| broadcast(c, b, i, 8),
         M::Vpbroadcastw => |c, b, i| broadcast(c, b, i, 16),
