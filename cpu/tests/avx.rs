@@ -58,6 +58,13 @@ fn native_float64() {
 }
 
 #[test]
+fn native_rcp_rsqrt() {
+    if host_has_avx2() {
+        run_cases(avx_cases::approx(), iterations(1000));
+    }
+}
+
+#[test]
 fn native_from_int() {
     if host_has_avx2() {
         run_cases(avx_cases::from_int(), iterations(300));
@@ -148,6 +155,47 @@ mod rules {
         assert_eq!(run(|a| a.vmovdqu(ymm0, ymmword_ptr(rdi + 3)), |_| {}).2, Ok(()));
         assert_eq!(run(|a| a.vpaddb(ymm0, ymm1, ymmword_ptr(rdi + 1)), |_| {}).2, Ok(()));
         assert_eq!(run(|a| a.vaddps(xmm0, xmm1, xmmword_ptr(rdi + 4)), |_| {}).2, Ok(()));
+    }
+
+    #[test]
+    fn encoding_rules() {
+        // VMOVDQU ymm0, ymm1 (C5 FE 6F C1) is fine; with VEX.vvvv ≠ 1111b (C5 F6 ...) it is #UD,
+        // as is any 66/F2/F3/REX prefix before VEX.
+        let exec = |code: &[u8]| {
+            let (mut cpu, mut bus) = long_mode_machine();
+            bus.load(CODE, code);
+            step(&mut cpu, &mut bus, code.len())
+        };
+        assert_eq!(exec(&[0xc5, 0xfe, 0x6f, 0xc1]), Ok(()));
+        assert_eq!(exec(&[0xc5, 0xf6, 0x6f, 0xc1]), Err(UD));
+        for prefix in [0x66, 0xf2, 0xf3, 0x41] {
+            assert_eq!(exec(&[prefix, 0xc5, 0xfe, 0x6f, 0xc1]), Err(UD), "{prefix:#x}");
+        }
+        // VEX.L = 1 where the instruction is 128-bit only (VMOVD ymm, eax: C5 FD 6E C0).
+        assert_eq!(exec(&[0xc5, 0xfd, 0x6e, 0xc0]), Err(UD));
+    }
+
+    #[test]
+    fn unmasked_exception_leaves_the_destination() {
+        const XM: u8 = 19;
+        let (cpu, _, r) = run(|a| a.vdivps(ymm0, ymm1, ymm2), |c| {
+            c.state.fpu.mxcsr = 0x1f80 & !(1 << 9);
+            c.state.fpu.xmm[1] = 1.0f32.to_bits() as u128;
+            c.state.fpu.ymm_hi[1] = 0x3f80_0000_3f80_0000_3f80_0000_3f80_0000;
+            c.state.fpu.xmm[2] = u128::MAX >> 1;
+            c.state.fpu.ymm_hi[2] = 0;
+            c.state.fpu.ymm_hi[0] = 7;
+        });
+        assert_eq!(r, Err(XM), "1/0 in the upper lane, ZE unmasked");
+        assert_eq!(cpu.state.fpu.ymm_hi[0], 7);
+        assert_eq!(cpu.state.fpu.mxcsr & 0x3f, 0x4);
+        let (cpu, _, r) = run(|a| a.vfmadd231ps(ymm0, ymm1, ymm2), |c| {
+            c.state.fpu.mxcsr = 0x1f80 & !(1 << 7);
+            c.state.fpu.xmm[1] = 0x7f80_0001;
+            c.state.fpu.xmm[0] = 5;
+        });
+        assert_eq!(r, Err(XM), "SNaN with IE unmasked");
+        assert_eq!(cpu.state.fpu.xmm[0], 5);
     }
 
     #[test]

@@ -1180,6 +1180,17 @@ pub fn float64() -> Vec<Case> {
     ]
 }
 
+pub fn approx() -> Vec<Case> {
+    vec![
+        case!(F32, Approx, "vrcpps ymm0, ymm1"),
+        case!(F32, Approx, "vrcpps xmm0, xmm1"),
+        case!(F32, Approx, "vrsqrtps ymm0, ymm1"),
+        case!(F32, Approx, "vrsqrtps xmm0, [rdi]"),
+        case!(F32, Approx, "vrcpss xmm0, xmm1, xmm2"),
+        case!(F32, Approx, "vrsqrtss xmm0, xmm1, xmm2"),
+    ]
+}
+
 pub fn from_int() -> Vec<Case> {
     vec![
         case!(Int, Exact, "vcvtdq2pd ymm0, xmm1"),

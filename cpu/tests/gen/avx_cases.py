@@ -111,6 +111,8 @@ group("float32", "F32", ps)
 pd = fp("d", 64) + ["vcvtpd2ps xmm0, ymm1", "vcvtpd2ps xmm0, xmm1", "vcvtpd2dq xmm0, ymm1", "vcvttpd2dq xmm0, ymm1",
                     "vcvtpd2ps xmm0, ymmword ptr [rdi]", "vcvtsd2ss xmm0, xmm1, xmm2", "vdppd xmm0, xmm1, xmm2, 0x33"]
 group("float64", "F64", pd)
+group("approx", "F32", ["vrcpps ymm0, ymm1", "vrcpps xmm0, xmm1", "vrsqrtps ymm0, ymm1", "vrsqrtps xmm0, [rdi]",
+                        "vrcpss xmm0, xmm1, xmm2", "vrsqrtss xmm0, xmm1, xmm2"], "Approx")
 group("from_int", "Int", ["vcvtdq2pd ymm0, xmm1", "vcvtdq2pd xmm0, xmm1", "vcvtdq2ps ymm0, ymm1", "vcvtsi2ss xmm0, xmm1, eax",
                           "vcvtsi2sd xmm0, xmm1, rax", "vcvtsi2ss xmm0, xmm1, qword ptr [rdi]", "vcvtsi2sd xmm0, xmm1, dword ptr [rdi]"])
 

@@ -5,7 +5,7 @@
 //!
 //! The seed is printed; set SSE_SEED to replay a run and SSE_ITERS to change the iteration
 //! count per form.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 
 use ferrite_cpu::state::{cr0, cr4, efer, reg, Seg, Segment};
@@ -460,12 +460,15 @@ pub fn matches(case: &Case, input: &St, native: &St, ours: &St) -> bool {
         Cmp::Approx => {
             let mut n = *native;
             let mut o = *ours;
-            let ok = (0..4).all(|k| {
-                let lane = |v: u128| (v >> (32 * k)) as u32;
-                approx_f32(lane(n.xmm[0]), lane(o.xmm[0]), lane(input.xmm[1]))
+            // All eight singles of ymm0 (the upper four are zero for 128-bit forms).
+            let ok = (0..8).all(|k| {
+                let lane = |lo: u128, hi: u128| ((if k < 4 { lo } else { hi }) >> (32 * (k % 4))) as u32;
+                approx_f32(lane(n.xmm[0], n.ymm_hi[0]), lane(o.xmm[0], o.ymm_hi[0]), lane(input.xmm[1], input.ymm_hi[1]))
             });
             n.xmm[0] = 0;
             o.xmm[0] = 0;
+            n.ymm_hi[0] = 0;
+            o.ymm_hi[0] = 0;
             ok && n == o
         }
     }
