@@ -82,6 +82,9 @@ const FEATURES: &[Feature] = &[
     f!(["rdrand"], 1, Ecx, 30, Some(C::RDRAND)),
     f!(["hypervisor"], 1, Ecx, 31, None),
     f!(["arat"], 6, Eax, 2, None),
+    // Leaf 0DH sub-leaf 1.
+    f!(["xsaveopt"], 0xd, Eax, 0, Some(C::XSAVEOPT)),
+    f!(["xgetbv1"], 0xd, Eax, 2, None),
     f!(["fsgsbase"], 7, Ebx, 0, Some(C::FSGSBASE)),
     f!(["bmi1"], 7, Ebx, 3, Some(C::BMI1)),
     f!(["avx2"], 7, Ebx, 5, Some(C::AVX2)),
@@ -326,6 +329,7 @@ impl CpuModel {
                         let max = if avx { 832 } else { 576 };
                         [if avx { 0b111 } else { 0b11 }, size, max, 0]
                     }
+                    1 => [self.bits(0xd, R::Eax), 0, 0, 0],
                     2 if avx => [256, 576, 0, 0],
                     _ => [0, 0, 0, 0],
                 }

@@ -281,6 +281,38 @@ mod rules {
         assert_ne!(query(7, 0)[1] & (1 << 5), 0, "AVX2");
         assert_eq!(query(0xd, 0)[..3], [7, 832, 832]);
         assert_eq!(query(0xd, 2)[..2], [256, 576]);
+        assert_eq!(query(0xd, 1)[0], 0b101, "XSAVEOPT and XGETBV with ECX = 1");
+    }
+
+    #[test]
+    fn xgetbv1_reports_the_components_in_use() {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.xgetbv().unwrap();
+        let code = a.assemble(CODE).unwrap();
+        let in_use = |prep: &dyn Fn(&mut Cpu)| {
+            let (mut cpu, mut bus) = long_mode_machine();
+            bus.load(CODE, &code);
+            cpu.state.gpr[reg::RCX] = 1;
+            prep(&mut cpu);
+            step(&mut cpu, &mut bus, code.len()).map(|_| cpu.state.gpr[reg::RAX])
+        };
+        // The default x87 and SSE state, no upper halves: nothing in use.
+        assert_eq!(in_use(&|_| {}), Ok(0));
+        assert_eq!(in_use(&|c| c.state.fpu.ymm_hi[5] = 1), Ok(4));
+        assert_eq!(in_use(&|c| c.state.fpu.xmm[0] = 1), Ok(2));
+        let without = |c: &mut Cpu| c.model = ferrite_cpu::CpuModel::parse("max,-xgetbv1").unwrap();
+        assert_eq!(in_use(&without), Err(GP));
+    }
+
+    #[test]
+    fn xsaveopt_saves_like_xsave() {
+        let (_, bus, r) = run(|a| a.xsaveopt(ptr(rdi)), |c| {
+            c.state.gpr[reg::RAX] = 7;
+            c.state.fpu.ymm_hi[1] = 0xabcd;
+        });
+        assert_eq!(r, Ok(()));
+        assert_eq!(bus.read_u64(DATA + 576 + 16), 0xabcd);
+        assert_eq!(bus.read_u64(DATA + 512) & 4, 4);
     }
 
     #[test]

@@ -121,11 +121,13 @@ fn xgetbv(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     if cpu.state.cr4 & cr4::OSXSAVE == 0 {
         return Err(Fault::ud());
     }
-    // Only XCR0: XCR 1 (XINUSE) needs CPUID.(EAX=0DH,ECX=1):EAX[2], which is not reported.
-    if ecx(cpu) != 0 {
-        return Err(Fault::gp0());
-    }
-    let v = cpu.state.xcr0;
+    // XCR0, and with CPUID.(EAX=0DH,ECX=1):EAX[2] XCR 1: XINUSE, the enabled components not
+    // in their initial configuration.
+    let v = match ecx(cpu) {
+        0 => cpu.state.xcr0,
+        1 if cpu.model.has("xgetbv1") => cpu.state.xcr0 & super::super::x87::in_use(&cpu.state.fpu),
+        _ => return Err(Fault::gp0()),
+    };
     set_edx_eax(cpu, v);
     Ok(())
 }

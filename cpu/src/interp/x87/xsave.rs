@@ -20,7 +20,9 @@ pub(super) fn lookup(insn: &Instruction) -> Option<super::Handler> {
     Some(match insn.mnemonic() {
         Fxsave | Fxsave64 => fxsave,
         Fxrstor | Fxrstor64 => fxrstor,
-        Xsave | Xsave64 => xsave,
+        // XSAVEOPT may skip components in their initial state or unmodified since the last
+        // XRSTOR; saving them as XSAVE does is one of the behaviours it allows.
+        Xsave | Xsave64 | Xsaveopt | Xsaveopt64 => xsave,
         Xrstor | Xrstor64 => xrstor,
         _ => return None,
     })
@@ -190,7 +192,7 @@ fn xsave_start(cpu: &Cpu, insn: &Instruction) -> Result<u64> {
 }
 
 /// XINUSE: which components differ from their initial configuration.
-fn in_use(f: &FpuState) -> u64 {
+pub(crate) fn in_use(f: &FpuState) -> u64 {
     let x87_init = f.fcw == super::stack::FCW_INIT
         && f.fsw == 0
         && f.ftw == 0xffff
