@@ -5,7 +5,7 @@
 //! `sse::xmm_op`). 256-bit forms apply the 128-bit operation to each lane, which is the
 //! definition of every AVX/AVX2 form admitted here.
 
-use super::super::sse::{has_vvvv, lookup_any};
+use super::super::sse::{lookup_any, vvvv_operand};
 use super::super::Handler;
 use iced_x86::{Code, EncodingKind, Instruction, Mnemonic};
 use std::collections::HashMap;
@@ -49,10 +49,7 @@ fn twin(insn: &Instruction) -> Option<Code> {
     let rest = name.strip_prefix("VEX_V")?;
     let mut parts = rest.split('_');
     let mnemonic = parts.next()?.to_ascii_lowercase();
-    let vvvv = insn.op_code().op_kinds().iter().position(|k| {
-        matches!(k, iced_x86::OpCodeOperandKind::xmm_vvvv | iced_x86::OpCodeOperandKind::ymm_vvvv)
-    });
-    debug_assert_eq!(vvvv.is_some(), has_vvvv(insn));
+    let vvvv = vvvv_operand(insn);
     let ops: Vec<String> = parts
         .take(insn.op_count() as usize)
         .enumerate()

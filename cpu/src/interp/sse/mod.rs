@@ -1,10 +1,11 @@
-//! MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, AES-NI, PCLMULQDQ and SHA (legacy encodings only: VEX/EVEX forms stay
-//! #UD since the models advertise no AVX).
+//! MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, AES-NI, PCLMULQDQ and SHA. This family's
+//! lookup takes the legacy encodings; the AVX family hands it the VEX forms of the same
+//! operations (see `avx::twin`), which the helpers here run by their encoding.
 //!
 //! This module holds what the sub-families share: the availability checks (CR0.EM/TS,
-//! CR4.OSFXSR, pending x87 exceptions), MMX/XMM register access, 128-bit memory access with the
-//! legacy-SSE alignment rule, lane helpers and the MXCSR exception commit. Each sub-module's
-//! `lookup` picks one handler per operation at decode time.
+//! CR4.OSFXSR, pending x87 exceptions; for VEX, AVX's), MMX/XMM/YMM register access, memory
+//! access with the legacy-SSE and VEX alignment rules, lane helpers and the MXCSR exception
+//! commit. Each sub-module's `lookup` picks one handler per operation at decode time.
 
 mod aes;
 mod clmul;
@@ -87,7 +88,13 @@ pub(crate) fn is_vex(insn: &Instruction) -> bool {
 /// operand) standing in for the legacy destination's old value.
 #[inline]
 pub(crate) fn has_vvvv(insn: &Instruction) -> bool {
-    insn.op_code().op_kinds().iter().any(|k| matches!(k, OpCodeOperandKind::xmm_vvvv | OpCodeOperandKind::ymm_vvvv))
+    vvvv_operand(insn).is_some()
+}
+
+/// Which operand VEX.vvvv encodes, if a vector register.
+#[inline]
+pub(crate) fn vvvv_operand(insn: &Instruction) -> Option<usize> {
+    insn.op_code().op_kinds().iter().position(|k| matches!(k, OpCodeOperandKind::xmm_vvvv | OpCodeOperandKind::ymm_vvvv))
 }
 
 /// XCR0 bits AVX needs enabled: SSE and AVX state.
