@@ -145,6 +145,36 @@ mod rules {
         assert_eq!(run(|a| a.vpaddb(ymm0, ymm1, ymm2), no_avx2).2, Err(UD));
         assert_eq!(run(|a| a.vaddps(ymm0, ymm1, ymm2), no_avx2).2, Ok(()));
         assert_eq!(run(|a| a.vpaddb(xmm0, xmm1, xmm2), no_avx2).2, Ok(()));
+        // Each extension is gated by its own CPUID bit.
+        let without = |f: &'static str| move |c: &mut Cpu| c.model = ferrite_cpu::CpuModel::parse(&format!("max,-{f}")).unwrap();
+        assert_eq!(run(|a| a.vaddps(xmm0, xmm1, xmm2), without("avx")).2, Err(UD));
+        assert_eq!(run(|a| a.vfmadd231ps(ymm0, ymm1, ymm2), without("fma")).2, Err(UD));
+        assert_eq!(run(|a| a.vcvtph2ps(ymm0, xmm1), without("f16c")).2, Err(UD));
+        assert_eq!(run(|a| a.vfmadd231ps(ymm0, ymm1, ymm2), |_| {}).2, Ok(()));
+    }
+
+    #[test]
+    fn masked_moves_touch_only_selected_elements() {
+        // Dword 3 of the load sits on the unmapped page at 4 MiB: only its mask bit decides.
+        let at_edge = |mask: u128| {
+            move |c: &mut Cpu| {
+                c.state.gpr[reg::RDI] = 0x40_0000 - 12;
+                c.state.fpu.xmm[1] = mask;
+                c.state.fpu.xmm[0] = u128::MAX;
+            }
+        };
+        let (cpu, _, r) = run(|a| a.vmaskmovps(xmm0, xmm1, xmmword_ptr(rdi)), at_edge(0x8000_0000 << 64));
+        assert_eq!(r, Ok(()));
+        assert_eq!(cpu.state.fpu.xmm[0], 0, "unselected elements are zeroed");
+        assert_eq!(run(|a| a.vmaskmovps(xmm0, xmm1, xmmword_ptr(rdi)), at_edge(0x8000_0000 << 96)).2, Err(PF));
+        // A store that faults on a selected element writes nothing.
+        let (_, bus, r) = run(|a| a.vpmaskmovd(xmmword_ptr(rdi), xmm1, xmm2), |c| {
+            c.state.gpr[reg::RDI] = 0x40_0000 - 12;
+            c.state.fpu.xmm[1] = u128::MAX;
+            c.state.fpu.xmm[2] = u128::MAX;
+        });
+        assert_eq!(r, Err(PF));
+        assert_eq!(bus.read_u64(0x40_0000 - 12), 0);
     }
 
     #[test]
