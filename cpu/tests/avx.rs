@@ -252,7 +252,7 @@ mod rules {
         // Element 2 faults (its index reaches the unmapped page at 4 MiB): elements 0 and 1
         // are loaded and their mask cleared, the rest is left for the restart.
         let (cpu, _, r) = run(|a| a.vpgatherdd_3(xmm0, ptr(rdi + xmm1), xmm2), |c| {
-            c.state.fpu.xmm[1] = 0 | 4 << 32 | (0x40_0000u128 - DATA as u128) << 64 | 8 << 96;
+            c.state.fpu.xmm[1] = 4 << 32 | (0x40_0000u128 - DATA as u128) << 64 | 8 << 96;
             c.state.fpu.xmm[2] = u128::MAX;
             c.state.fpu.xmm[0] = 0;
         });

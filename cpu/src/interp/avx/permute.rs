@@ -24,7 +24,7 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         M::Vinsertf128 | M::Vinserti128 => insert128,
         M::Vextractf128 | M::Vextracti128 => extract128,
         M::Vperm2f128 | M::Vperm2i128 => perm2x128,
-        M::Vpermq | M::Vpermpd => |c, b, i| unary(c, b, i, |s, imm| permute_qwords(s, imm)),
+        M::Vpermq | M::Vpermpd => |c, b, i| unary(c, b, i, permute_qwords),
         M::Vpermd | M::Vpermps => |c, b, i| binary(c, b, i, |idx, s, _| permute_dwords(idx, s)),
         M::Vpermilps if insn.op_kind(2) == OpKind::Immediate8 => |c, b, i| unary(c, b, i, |s, imm| per_lane(s, |l, _| shuffle_dwords(l, |k| imm >> (2 * k)))),
         M::Vpermilps => |c, b, i| binary(c, b, i, |s, ctl, _| {
