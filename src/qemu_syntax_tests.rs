@@ -74,7 +74,7 @@ const REFUSED: &[(&[&str], &str)] = &[
     (&["-dtb", "board.dtb"], "dtb"),
     (&["-cpu", "Pentium9"], "Pentium9"),
     (&["-cpu", "qemu64,+warp-drive"], "warp-drive"),
-    (&["-cpu", "Haswell,enforce"], "avx2"),
+    (&["-cpu", "Haswell,enforce"], "pcid"),
     (&["-cpu", "qemu64,vendor=Short"], "vendor"),
     (&["-daemonize", "-nographic"], "daemonize"),
     (&["-accel", "tcg,jit=sometimes"], "sometimes"),

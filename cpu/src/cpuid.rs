@@ -65,21 +65,40 @@ const FEATURES: &[Feature] = &[
     f!(["sse"], 1, Edx, 25, Some(C::SSE)),
     f!(["sse2"], 1, Edx, 26, Some(C::SSE2)),
     f!(["pni"], 1, Ecx, 0, Some(C::SSE3)),
+    f!(["pclmulqdq"], 1, Ecx, 1, Some(C::PCLMULQDQ)),
     f!(["ssse3"], 1, Ecx, 9, Some(C::SSSE3)),
+    f!(["fma"], 1, Ecx, 12, Some(C::FMA)),
     f!(["cx16"], 1, Ecx, 13, Some(C::CMPXCHG16B)),
+    f!(["movbe"], 1, Ecx, 22, Some(C::MOVBE)),
     f!(["sse4.1"], 1, Ecx, 19, Some(C::SSE4_1)),
     f!(["sse4.2"], 1, Ecx, 20, Some(C::SSE4_2)),
     f!(["x2apic"], 1, Ecx, 21, None),
     f!(["popcnt"], 1, Ecx, 23, Some(C::POPCNT)),
     f!(["tsc-deadline"], 1, Ecx, 24, None),
+    f!(["aes"], 1, Ecx, 25, Some(C::AES)),
     f!(["xsave"], 1, Ecx, 26, Some(C::XSAVE)),
+    f!(["avx"], 1, Ecx, 28, Some(C::AVX)),
+    f!(["f16c"], 1, Ecx, 29, Some(C::F16C)),
+    f!(["rdrand"], 1, Ecx, 30, Some(C::RDRAND)),
     f!(["hypervisor"], 1, Ecx, 31, None),
     f!(["arat"], 6, Eax, 2, None),
+    // Leaf 0DH sub-leaf 1.
+    f!(["xsaveopt"], 0xd, Eax, 0, Some(C::XSAVEOPT)),
+    f!(["xgetbv1"], 0xd, Eax, 2, None),
     f!(["fsgsbase"], 7, Ebx, 0, Some(C::FSGSBASE)),
+    f!(["bmi1"], 7, Ebx, 3, Some(C::BMI1)),
+    f!(["avx2"], 7, Ebx, 5, Some(C::AVX2)),
     f!(["smep"], 7, Ebx, 7, None),
+    f!(["bmi2"], 7, Ebx, 8, Some(C::BMI2)),
     f!(["erms"], 7, Ebx, 9, None),
+    f!(["rdseed"], 7, Ebx, 18, Some(C::RDSEED)),
+    f!(["adx"], 7, Ebx, 19, Some(C::ADX)),
     f!(["smap"], 7, Ebx, 20, Some(C::SMAP)),
+    f!(["clflushopt"], 7, Ebx, 23, Some(C::CLFLUSHOPT)),
+    f!(["clwb"], 7, Ebx, 24, Some(C::CLWB)),
+    f!(["sha-ni"], 7, Ebx, 29, Some(C::SHA)),
     f!(["umip"], 7, Ecx, 2, None),
+    f!(["rdpid"], 7, Ecx, 22, Some(C::RDPID)),
     f!(["syscall"], 0x8000_0001, Edx, 11, Some(C::SYSCALL)),
     f!(["nx"], 0x8000_0001, Edx, 20, None),
     f!(["pdpe1gb"], 0x8000_0001, Edx, 26, None),
@@ -142,7 +161,7 @@ pub struct CpuModel {
     /// Physical address bits reported in CPUID.80000008H:EAX[7:0].
     pub phys_bits: u32,
     /// Bit i set: `FEATURES[i]` present.
-    enabled: u64,
+    enabled: u128,
 }
 
 impl Default for CpuModel {
@@ -168,10 +187,11 @@ impl CpuModel {
         }
     }
 
-    /// Everything ferrite implements: an x86-64-v2 CPU (SSE4.2, POPCNT, CX16) without AVX.
+    /// Everything ferrite implements: an x86-64-v3 CPU (AVX2, FMA, F16C, BMI1/2, MOVBE,
+    /// LZCNT) with AES-NI, PCLMULQDQ, SHA, ADX, RDRAND/RDSEED, without AVX-512.
     pub fn max() -> Self {
-        let mut m = Self::bare("max", *b"GenuineIntel", (6, 0x3a, 9), "ferrite x86-64-v2 CPU");
-        m.enabled = (1u64 << FEATURES.len()) - 1;
+        let mut m = Self::bare("max", *b"GenuineIntel", (6, 0x3a, 9), "ferrite x86-64-v3 CPU");
+        m.enabled = (1u128 << FEATURES.len()) - 1;
         m
     }
 
@@ -193,9 +213,9 @@ impl CpuModel {
             .position(|f| f.names.contains(&name.as_str()))
             .ok_or(CpuModelError::UnknownFeature(name))?;
         if on {
-            self.enabled |= 1 << i;
+            self.enabled |= 1u128 << i;
         } else {
-            self.enabled &= !(1 << i);
+            self.enabled &= !(1u128 << i);
         }
         Ok(())
     }
@@ -215,7 +235,7 @@ impl CpuModel {
 
     pub fn has(&self, name: &str) -> bool {
         let name = names::canonical(name);
-        FEATURES.iter().position(|f| f.names.contains(&name.as_str())).is_some_and(|i| self.enabled & (1 << i) != 0)
+        FEATURES.iter().position(|f| f.names.contains(&name.as_str())).is_some_and(|i| self.enabled & (1u128 << i) != 0)
     }
 
     /// AMD processors differ in a few system instructions (SYSCALL/SYSRET outside 64-bit
@@ -236,7 +256,7 @@ impl CpuModel {
                 || FEATURES
                     .iter()
                     .enumerate()
-                    .any(|(i, f)| f.iced == Some(need) && self.enabled & (1 << i) != 0)
+                    .any(|(i, f)| f.iced == Some(need) && self.enabled & (1u128 << i) != 0)
         })
     }
 
@@ -250,7 +270,7 @@ impl CpuModel {
         FEATURES
             .iter()
             .enumerate()
-            .filter(|(i, f)| f.leaf == leaf && f.reg == reg && self.enabled & (1 << i) != 0)
+            .filter(|(i, f)| f.leaf == leaf && f.reg == reg && self.enabled & (1u128 << i) != 0)
             .fold(0, |acc, (_, f)| acc | 1 << f.bit)
     }
 
@@ -312,15 +332,21 @@ impl CpuModel {
             // modules; it exists only in models whose basic range reaches it.
             0xb => topo.extended_leaf(subleaf, apic_id),
             0x1f if max_basic >= 0x1f => topo.extended_leaf(subleaf, apic_id),
-            0xd if self.has("xsave") => match subleaf {
-                // x87 and SSE state: 512-byte legacy area + 64-byte header.
-                0 => {
-                    let size = if st.xcr0 & 2 != 0 || st.xcr0 & 1 != 0 { 576 } else { 512 };
-                    [0b11, size, 576, 0]
+            0xd if self.has("xsave") => {
+                // x87 and SSE state: the 512-byte legacy area and the 64-byte header; AVX
+                // state (YMM upper halves, 256 bytes) at offset 576.
+                let avx = self.has("avx");
+                match subleaf {
+                    0 => {
+                        let size = if st.xcr0 & 4 != 0 { 832 } else { 576 };
+                        let max = if avx { 832 } else { 576 };
+                        [if avx { 0b111 } else { 0b11 }, size, max, 0]
+                    }
+                    1 => [self.bits(0xd, R::Eax), 0, 0, 0],
+                    2 if avx => [256, 576, 0, 0],
+                    _ => [0, 0, 0, 0],
                 }
-                1 => [0, 0, 0, 0],
-                _ => [0, 0, 0, 0],
-            },
+            }
             0x8000_0000 => [max_ext, word(0), word(8), word(4)],
             0x8000_0001 => {
                 let mut edx = self.bits(0x8000_0001, R::Edx);
@@ -393,11 +419,15 @@ mod tests {
                 brand.extend_from_slice(&x.to_le_bytes());
             }
         }
-        assert!(String::from_utf8_lossy(&brand).starts_with("ferrite x86-64-v2 CPU"));
-        // SSE4.2 and POPCNT advertised, AVX not.
+        assert!(String::from_utf8_lossy(&brand).starts_with("ferrite x86-64-v3 CPU"));
+        // SSE4.2, POPCNT, AVX, FMA, F16C and MOVBE advertised; OSXSAVE only with CR4.OSXSAVE.
         let ecx = m.cpuid(1, 0, 0, Topology::default(), &st)[2];
-        assert_ne!(ecx & (1 << 20), 0);
-        assert_ne!(ecx & (1 << 23), 0);
-        assert_eq!(ecx & (1 << 28), 0);
+        for bit in [20, 23, 28, 12, 29, 22] {
+            assert_ne!(ecx & (1 << bit), 0, "bit {bit}");
+        }
+        assert_eq!(ecx & (1 << 27), 0);
+        // AVX2, BMI1, BMI2 in leaf 7; no AVX-512.
+        let ebx = m.cpuid(7, 0, 0, Topology::default(), &st)[1];
+        assert_eq!(ebx & (1 << 5 | 1 << 3 | 1 << 8 | 1 << 16), 1 << 5 | 1 << 3 | 1 << 8);
     }
 }

@@ -124,17 +124,29 @@ pub fn from_kvm_regs(r: &kvm_regs, st: &mut CpuState) {
     st.rflags = r.rflags;
 }
 
-/// XSTATE_BV bits of the components carried here (x87 and SSE).
+/// XSTATE_BV bits of the components carried here: x87, SSE, and AVX (the upper halves of
+/// the YMM registers, at offset 576 of the standard format).
 const XSTATE_X87_SSE: u64 = 0b11;
+const XSTATE_AVX: u64 = 0b100;
+const YMM_HI_WORD: usize = 576 / 4;
 
-/// The x87/SSE state as an XSAVE image (legacy area plus header; KVM keeps the rest).
+/// The x87/SSE/AVX state as an XSAVE image (legacy area, header, YMM upper halves; KVM keeps
+/// the rest). The AVX component is included while XCR0 enables it.
 pub fn to_kvm_xsave(st: &CpuState, x: &mut kvm_xsave) {
     let image = fxsave_image(&st.fpu);
     for (i, word) in image.chunks_exact(4).enumerate() {
         x.region[i] = u32::from_le_bytes(word.try_into().expect("4-byte chunk"));
     }
-    // XSTATE_BV (bytes 512-519): the legacy components are present.
-    let bv = (x.region[128] as u64 | (x.region[129] as u64) << 32) | XSTATE_X87_SSE;
+    // XSTATE_BV (bytes 512-519): which components the image holds.
+    let mut bv = (x.region[128] as u64 | (x.region[129] as u64) << 32) | XSTATE_X87_SSE;
+    if st.xcr0 & XSTATE_AVX != 0 {
+        for (i, hi) in st.fpu.ymm_hi.iter().enumerate() {
+            for (j, word) in hi.to_le_bytes().chunks_exact(4).enumerate() {
+                x.region[YMM_HI_WORD + 4 * i + j] = u32::from_le_bytes(word.try_into().expect("4-byte chunk"));
+            }
+        }
+        bv |= XSTATE_AVX;
+    }
     x.region[128] = bv as u32;
     x.region[129] = (bv >> 32) as u32;
 }
@@ -145,6 +157,17 @@ pub fn from_kvm_xsave(x: &kvm_xsave, st: &mut CpuState) {
         word.copy_from_slice(&x.region[i].to_le_bytes());
     }
     load_fxsave_image(&mut st.fpu, &image);
+    // A component missing from XSTATE_BV is in its initial state (zeros).
+    let avx = x.region[128] as u64 & XSTATE_AVX != 0;
+    for (i, hi) in st.fpu.ymm_hi.iter_mut().enumerate() {
+        let mut b = [0u8; 16];
+        if avx {
+            for j in 0..4 {
+                b[4 * j..4 * j + 4].copy_from_slice(&x.region[YMM_HI_WORD + 4 * i + j].to_le_bytes());
+            }
+        }
+        *hi = u128::from_le_bytes(b);
+    }
 }
 
 pub fn to_kvm_debugregs(st: &CpuState) -> kvm_debugregs {

@@ -87,7 +87,7 @@ impl Cpu {
             FS_BASE => self.state.seg(Seg::Fs).base,
             GS_BASE => self.state.seg(Seg::Gs).base,
             KERNEL_GS_BASE => m.kernel_gs_base,
-            TSC_AUX if self.model.has("rdtscp") => m.tsc_aux,
+            TSC_AUX if self.model.has("rdtscp") || self.model.has("rdpid") => m.tsc_aux,
             // The local APIC keeps deadlines in raw guest time (the bus's clock); the guest
             // sees them in its TSC, which is offset by WRMSR TSC.
             TSC_DEADLINE => {
@@ -147,7 +147,7 @@ impl Cpu {
             FS_BASE => self.state.seg_mut(Seg::Fs).base = canonical(v)?,
             GS_BASE => self.state.seg_mut(Seg::Gs).base = canonical(v)?,
             KERNEL_GS_BASE => self.state.msr.kernel_gs_base = canonical(v)?,
-            TSC_AUX if self.model.has("rdtscp") => self.state.msr.tsc_aux = v & 0xffff_ffff,
+            TSC_AUX if self.model.has("rdtscp") || self.model.has("rdpid") => self.state.msr.tsc_aux = v & 0xffff_ffff,
             TSC_DEADLINE => {
                 // Zero disarms; anything else converts from the guest's TSC to raw time.
                 let raw = if v == 0 { 0 } else { v.wrapping_sub(self.state.msr.tsc_offset).max(1) };

@@ -223,6 +223,8 @@ pub struct FpuState {
     pub fds: u16,
     pub mxcsr: u32,
     pub xmm: [u128; 16],
+    /// Bits 255:128 of YMM0-15 (the AVX state, XSAVE component 2).
+    pub ymm_hi: [u128; 16],
 }
 
 impl Default for FpuState {
@@ -239,6 +241,7 @@ impl Default for FpuState {
             fds: 0,
             mxcsr: 0x1f80,
             xmm: [0; 16],
+            ymm_hi: [0; 16],
         }
     }
 }

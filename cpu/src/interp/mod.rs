@@ -7,20 +7,27 @@ use crate::exception::{Fault, Result};
 use crate::Cpu;
 use iced_x86::{Code, Instruction};
 
+mod adx;
 mod alu;
 mod atomic;
+mod avx;
 mod bcd;
 mod bits;
+mod bmi;
+mod cacheline;
 mod control;
 mod datamov;
 mod far;
 mod flagops;
 mod io;
+mod movbe;
 mod muldiv;
+mod random;
 mod shift;
 mod sse;
 mod string;
 mod system;
+mod vex;
 pub(crate) mod x87;
 
 /// An instruction's semantics. Runs with `state.rip` at the instruction and `cpu.next_rip`
@@ -42,6 +49,11 @@ const FAMILIES: &[Lookup] = &[
     shift::lookup,
     muldiv::lookup,
     bits::lookup,
+    bmi::lookup,
+    adx::lookup,
+    movbe::lookup,
+    random::lookup,
+    cacheline::lookup,
     bcd::lookup,
     string::lookup,
     io::lookup,
@@ -49,6 +61,7 @@ const FAMILIES: &[Lookup] = &[
     system::lookup,
     x87::lookup,
     sse::lookup,
+    avx::lookup,
 ];
 
 pub(crate) fn handler_for(insn: &Instruction, model: &crate::CpuModel) -> Handler {

@@ -141,8 +141,8 @@ fn extended_control_register() {
     m.expect_fault(GP, Some(0));
     assert_eq!((m.gpr(RSI), m.cpu.state.xcr0), (3, 3));
 
-    for (ecx_v, eax_v) in [(0u32, 7u32), (1, 1)] {
-        // AVX state is not supported; XCR 1 does not exist.
+    for (ecx_v, eax_v) in [(0u32, 0xf_u32), (0, 5), (1, 1)] {
+        // MPX state (bit 3) is not supported, AVX state needs SSE state; XCR 1 does not exist.
         let mut m = Machine::new(Mode::Prot32, 0);
         m.cpu.state.cr4 = cr4::OSXSAVE;
         m.code(|a, mark| {

@@ -41,26 +41,54 @@ fn mask(b: bool) -> u64 {
     }
 }
 
-/// Evaluates CMPxx predicate `imm & 7` (EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD). LT/LE/NLT/NLE
-/// signal invalid on any NaN; the others only on SNaN.
+/// Evaluates CMPxx predicate `p`: 0-7 for the legacy forms (EQ, LT, LE, UNORD, NEQ, NLT,
+/// NLE, ORD), 0-31 for VEX (SDM CMPPS, Table 3-1). Bits 2:0 pick the relation and whether an
+/// unordered pair satisfies it, bit 3 the second set of eight (EQ_UQ, NGE, NGT, FALSE, NEQ_OQ,
+/// GE, GT, TRUE), bit 4 flips whether a QNaN signals invalid.
 #[inline(always)]
-fn predicate<F: Fmt>(e: &mut Env, a: u64, b: u64, imm: u8) -> bool {
-    let p = imm & 7;
-    let signaling = matches!(p, 1 | 2 | 5 | 6);
-    let r = e.compare::<F>(a, b, signaling);
-    let holds = match (p & 3, r) {
-        (0, Some(o)) => o == Ordering::Equal,
-        (1, Some(o)) => o == Ordering::Less,
-        (2, Some(o)) => o != Ordering::Greater,
-        (3, None) => true,
-        _ => false,
-    };
-    // Predicates 4..7 are the negations of 0..3.
-    holds ^ (p >= 4)
+fn predicate<F: Fmt>(e: &mut Env, a: u64, b: u64, p: u8) -> bool {
+    // For p & 15: the relation tested on ordered operands, the result for unordered ones,
+    // whether a QNaN signals invalid, and whether the relation's result is negated.
+    const EQ: u8 = 0;
+    const LT: u8 = 1;
+    const LE: u8 = 2;
+    const NONE: u8 = 3;
+    const TABLE: [(u8, bool, bool, bool); 16] = [
+        (EQ, false, false, false),
+        (LT, false, true, false),
+        (LE, false, true, false),
+        (NONE, true, false, false),
+        (EQ, true, false, true),
+        (LT, true, true, true),
+        (LE, true, true, true),
+        (NONE, false, false, true),
+        (EQ, true, false, false),
+        (LT, true, true, false),
+        (LE, true, true, false),
+        (NONE, false, false, false),
+        (EQ, false, false, true),
+        (LT, false, true, true),
+        (LE, false, true, true),
+        (NONE, true, false, true),
+    ];
+    let (rel, unordered, signaling, negate) = TABLE[(p & 15) as usize];
+    let r = e.compare::<F>(a, b, signaling ^ (p & 16 != 0));
+    match r {
+        None => unordered,
+        Some(o) => {
+            let holds = match rel {
+                EQ => o == Ordering::Equal,
+                LT => o == Ordering::Less,
+                LE => o != Ordering::Greater,
+                _ => false,
+            };
+            holds ^ negate
+        }
+    }
 }
 
 fn cmp<F: Fmt, const PACKED: bool>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    let imm = insn.immediate8();
+    let imm = insn.immediate8() & if is_vex(insn) { 31 } else { 7 };
     let n = if PACKED { 128 / F::BITS } else { 1 };
     fp_op(cpu, bus, insn, |e, a, b| lanes::<F>(e, a, b, n, |e, x, y| mask(predicate::<F>(e, x, y, imm))))
 }
@@ -68,7 +96,7 @@ fn cmp<F: Fmt, const PACKED: bool>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &I
 /// COMIS (signals on QNaN too) and UCOMIS: ZF/PF/CF = 111 unordered, 000 greater, 001 less,
 /// 100 equal; OF, SF and AF cleared.
 fn comi<F: Fmt, const SIGNALING: bool>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let b = read_src(cpu, bus, insn, 1)?;
     let a = xmm(cpu, insn.op0_register());
     let mut env = Env::new(cpu.state.fpu.mxcsr);
@@ -84,12 +112,15 @@ fn comi<F: Fmt, const SIGNALING: bool>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn
     Ok(())
 }
 
-/// PTEST: ZF = (dst AND src) == 0, CF = (NOT dst AND src) == 0; AF, OF, PF, SF cleared.
+/// PTEST and VPTEST (all 256 bits of the YMM form): ZF = (dst AND src) == 0,
+/// CF = (NOT dst AND src) == 0; AF, OF, PF, SF cleared.
 fn ptest(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
-    let s = read_src(cpu, bus, insn, 1)?;
-    let d = xmm(cpu, insn.op0_register());
-    let f = if d & s == 0 { ZF } else { 0 } | if !d & s == 0 { CF } else { 0 };
+    check_vector(cpu, insn)?;
+    let (s_lo, s_hi) = read_src_wide(cpu, bus, insn, 1)?;
+    let (d_lo, d_hi) = read_src_wide(cpu, bus, insn, 0)?;
+    let and_zero = d_lo & s_lo == 0 && d_hi & s_hi == 0;
+    let andn_zero = !d_lo & s_lo == 0 && !d_hi & s_hi == 0;
+    let f = if and_zero { ZF } else { 0 } | if andn_zero { CF } else { 0 };
     cpu.set_arith_flags(ARITH, f);
     Ok(())
 }

@@ -76,7 +76,8 @@ fn doubles_to_ints(e: &mut Env, s: u128, rc: Round) -> u128 {
 
 /// CVTSI2SS/SD: a signed 32- or 64-bit integer into the low element.
 fn int_to_scalar<F: Fmt>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    let size = cpu.op_size(insn, 1);
+    // The integer is the last operand (after VEX.vvvv's register in the VEX form).
+    let size = cpu.op_size(insn, insn.op_count() - 1);
     let mask = (1u128 << F::BITS) - 1;
     fp_op(cpu, bus, insn, |e, d, s| {
         let v = if size == 8 { s as u64 as i64 } else { s as u32 as i32 as i64 };
@@ -86,7 +87,7 @@ fn int_to_scalar<F: Fmt>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction
 
 /// CVT(T)SS2SI/CVT(T)SD2SI: the low element to a 32- or 64-bit general register.
 fn scalar_to_int<F: Fmt, const TRUNCATE: bool>(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let s = read_src(cpu, bus, insn, 1)?;
     let r = insn.op0_register();
     let bits = gpr_size(r) as u32 * 8;

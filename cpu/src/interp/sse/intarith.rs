@@ -150,7 +150,7 @@ fn horizontal32(insn: &Instruction) -> Handler {
 
 /// MPSADBW: eight sums of absolute differences of a sliding 4-byte window of the destination
 /// (offset imm8[2]·4) against a fixed 4-byte block of the source (imm8[1:0]·4).
-fn mpsadbw(d: u128, s: u128, imm: u8) -> u128 {
+pub(crate) fn mpsadbw(d: u128, s: u128, imm: u8) -> u128 {
     let (d, s) = (b8(d), b8(s));
     let a = ((imm >> 2) & 1) as usize * 4;
     let b = (imm & 3) as usize * 4;

@@ -1,11 +1,14 @@
-//! MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1 and SSE4.2 (legacy encodings only: VEX/EVEX forms stay
-//! #UD since the models advertise no AVX).
+//! MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, AES-NI, PCLMULQDQ and SHA. This family's
+//! lookup takes the legacy encodings; the AVX family hands it the VEX forms of the same
+//! operations (see `avx::twin`), which the helpers here run by their encoding.
 //!
 //! This module holds what the sub-families share: the availability checks (CR0.EM/TS,
-//! CR4.OSFXSR, pending x87 exceptions), MMX/XMM register access, 128-bit memory access with the
-//! legacy-SSE alignment rule, lane helpers and the MXCSR exception commit. Each sub-module's
-//! `lookup` picks one handler per operation at decode time.
+//! CR4.OSFXSR, pending x87 exceptions; for VEX, AVX's), MMX/XMM/YMM register access, memory
+//! access with the legacy-SSE and VEX alignment rules, lane helpers and the MXCSR exception
+//! commit. Each sub-module's `lookup` picks one handler per operation at decode time.
 
+mod aes;
+mod clmul;
 mod compare;
 mod convert;
 mod crc32;
@@ -14,8 +17,13 @@ mod intarith;
 mod logic;
 mod moves;
 mod pcmpstr;
+mod sha;
 mod shuffle;
 pub(crate) mod softfloat;
+
+pub(crate) use intarith::mpsadbw;
+pub(crate) use moves::sign_mask;
+pub(crate) use shuffle::{blend, widen};
 
 use super::Handler;
 use crate::bus::CpuBus;
@@ -23,13 +31,20 @@ use crate::exception::{vector, Fault, Result};
 use crate::mmu::Access;
 use crate::state::{cr0, cr4};
 use crate::Cpu;
-use iced_x86::{EncodingKind, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{EncodingKind, Instruction, Mnemonic, OpCodeOperandKind, OpKind, Register};
 use softfloat::{mx, Env};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     if insn.encoding() != EncodingKind::Legacy {
         return None;
     }
+    lookup_any(insn)
+}
+
+/// The handler of an SSE operation, whatever its encoding: the AVX family passes the VEX
+/// instruction re-coded as its legacy twin, and the handler then runs on the VEX form (the
+/// shared helpers below read operands, check availability and write results by encoding).
+pub(crate) fn lookup_any(insn: &Instruction) -> Option<Handler> {
     moves::lookup(insn)
         .or_else(|| intarith::lookup(insn))
         .or_else(|| logic::lookup(insn))
@@ -39,6 +54,9 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         .or_else(|| convert::lookup(insn))
         .or_else(|| pcmpstr::lookup(insn))
         .or_else(|| crc32::lookup(insn))
+        .or_else(|| aes::lookup(insn))
+        .or_else(|| clmul::lookup(insn))
+        .or_else(|| sha::lookup(insn))
 }
 
 /// FSW bits the MMX state transition and the pending-exception check use.
@@ -57,6 +75,55 @@ pub(super) fn check_sse(cpu: &Cpu) -> Result<()> {
         return Err(Fault::exc(vector::NM));
     }
     Ok(())
+}
+
+/// Whether the instruction is VEX-encoded: an AVX form of an SSE operation.
+#[inline(always)]
+pub(crate) fn is_vex(insn: &Instruction) -> bool {
+    insn.encoding() == EncodingKind::VEX
+}
+
+/// Whether a VEX instruction takes a register from VEX.vvvv: then its operands sit one place
+/// later than its legacy twin's, the vvvv register (or, for shifts by immediate, the r/m
+/// operand) standing in for the legacy destination's old value.
+#[inline]
+pub(crate) fn has_vvvv(insn: &Instruction) -> bool {
+    vvvv_operand(insn).is_some()
+}
+
+/// Which operand VEX.vvvv encodes, if a vector register.
+#[inline]
+pub(crate) fn vvvv_operand(insn: &Instruction) -> Option<usize> {
+    insn.op_code().op_kinds().iter().position(|k| matches!(k, OpCodeOperandKind::xmm_vvvv | OpCodeOperandKind::ymm_vvvv))
+}
+
+/// XCR0 bits AVX needs enabled: SSE and AVX state.
+const XCR0_SSE_AVX: u64 = 0b110;
+
+/// Availability of a VEX-encoded vector instruction (SDM Vol. 2, 2.8, and Vol. 1, 13.5.3):
+/// #UD in real or virtual-8086 mode, without CR4.OSXSAVE or unless XCR0 enables both SSE and
+/// AVX state; then #NM with CR0.TS. CR0.EM and CR4.OSFXSR play no part.
+#[inline]
+pub(crate) fn check_avx(cpu: &Cpu) -> Result<()> {
+    super::vex::check_mode(cpu)?;
+    let st = &cpu.state;
+    if st.cr4 & cr4::OSXSAVE == 0 || st.xcr0 & XCR0_SSE_AVX != XCR0_SSE_AVX {
+        return Err(Fault::ud());
+    }
+    if st.cr0 & cr0::TS != 0 {
+        return Err(Fault::exc(vector::NM));
+    }
+    Ok(())
+}
+
+/// The availability check of the instruction's encoding: AVX rules for VEX, SSE rules else.
+#[inline(always)]
+pub(super) fn check_vector(cpu: &Cpu, insn: &Instruction) -> Result<()> {
+    if is_vex(insn) {
+        check_avx(cpu)
+    } else {
+        check_sse(cpu)
+    }
 }
 
 /// Availability of an instruction on MMX registers (SDM Vol. 3, chapter 12, and the MMX
@@ -138,6 +205,24 @@ pub(super) fn set_xmm(cpu: &mut Cpu, r: Register, v: u128) {
     cpu.state.fpu.xmm[xmm_index(r)] = v;
 }
 
+/// A vector register as (bits 127:0, bits 255:128); YMMn and XMMn share the index.
+#[inline(always)]
+pub(crate) fn ymm(cpu: &Cpu, r: Register) -> (u128, u128) {
+    let i = xmm_index(r);
+    (cpu.state.fpu.xmm[i], cpu.state.fpu.ymm_hi[i])
+}
+
+/// Writes a vector result: a legacy SSE instruction keeps bits 255:128 of the register, a
+/// VEX one writes them (`hi`, zero for VEX.128) (SDM Vol. 1, 14.1.2).
+#[inline(always)]
+pub(crate) fn set_vec(cpu: &mut Cpu, insn: &Instruction, r: Register, lo: u128, hi: u128) {
+    let i = xmm_index(r);
+    cpu.state.fpu.xmm[i] = lo;
+    if is_vex(insn) {
+        cpu.state.fpu.ymm_hi[i] = hi;
+    }
+}
+
 /// Legacy SSE requires 16-byte alignment of 128-bit memory operands (#GP(0) otherwise),
 /// except for these (SDM Vol. 2, 2.5, the notes to exception types 4 and the PCMPxSTRx pages).
 fn unaligned_ok(m: Mnemonic) -> bool {
@@ -154,14 +239,30 @@ fn unaligned_ok(m: Mnemonic) -> bool {
     )
 }
 
+/// VEX-encoded instructions accept any alignment except the explicitly aligned moves, which
+/// need their operand's size (SDM Vol. 2, 2.5, exception type 1).
+fn vex_aligned(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Vmovaps
+            | Mnemonic::Vmovapd
+            | Mnemonic::Vmovdqa
+            | Mnemonic::Vmovntps
+            | Mnemonic::Vmovntpd
+            | Mnemonic::Vmovntdq
+            | Mnemonic::Vmovntdqa
+    )
+}
+
 /// Linear address of the explicit memory operand, `size` bytes, with the segment checks and
-/// (for 16-byte operands of aligned forms) the #GP(0) alignment check.
+/// the #GP(0) alignment check of aligned forms (16-byte legacy operands, VEX aligned moves).
 #[inline]
 pub(super) fn mem_lin(cpu: &Cpu, insn: &Instruction, size: u8, access: Access) -> Result<u64> {
     let seg = cpu.memory_segment(insn);
     let off = cpu.effective_address(insn);
     let lin = cpu.linear(seg, off, size, access)?;
-    if size == 16 && lin & 15 != 0 && !unaligned_ok(insn.mnemonic()) {
+    let aligned = if is_vex(insn) { size >= 16 && vex_aligned(insn.mnemonic()) } else { size == 16 && !unaligned_ok(insn.mnemonic()) };
+    if aligned && lin & (size as u64 - 1) != 0 {
         return Err(Fault::gp0());
     }
     Ok(lin)
@@ -214,6 +315,56 @@ pub(super) fn read_src(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, 
     }
 }
 
+/// Reads operand `i` as 256 bits: a YMM register or 32-byte memory operand whole, anything
+/// else (see `read_src`) with a zero upper half.
+pub(crate) fn read_src_wide(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, i: u32) -> Result<(u128, u128)> {
+    match insn.op_kind(i) {
+        OpKind::Register if insn.op_register(i).is_ymm() => Ok(ymm(cpu, insn.op_register(i))),
+        OpKind::Memory if insn.memory_size().size() == 32 => {
+            let lin = mem_lin(cpu, insn, 32, Access::Read)?;
+            let lo = read_lin128(cpu, bus, lin)?;
+            let hi = read_lin128(cpu, bus, lin.wrapping_add(16) & cpu.lin_mask())?;
+            Ok((lo, hi))
+        }
+        _ => Ok((read_src(cpu, bus, insn, i)?, 0)),
+    }
+}
+
+/// Whether operand `i` is 256 bits wide.
+pub(crate) fn is_wide_operand(insn: &Instruction, i: u32) -> bool {
+    match insn.op_kind(i) {
+        OpKind::Register => insn.op_register(i).is_ymm(),
+        OpKind::Memory => insn.memory_size().size() == 32,
+        _ => false,
+    }
+}
+
+/// Writes 32 bytes at the memory operand, all-or-nothing.
+pub(crate) fn write_mem_wide(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, lo: u128, hi: u128) -> Result<()> {
+    let lin = mem_lin(cpu, insn, 32, Access::Write)?;
+    let ctx = cpu.data_ctx();
+    cpu.probe_write(bus, lin, 32, ctx)?;
+    write_lin_n(cpu, bus, lin, 16, lo)?;
+    write_lin_n(cpu, bus, lin.wrapping_add(16) & cpu.lin_mask(), 16, hi)
+}
+
+/// The VEX form of a lane-wise operation `f(src1, src2)`, applied to each 128-bit lane the
+/// destination has. Operands sit as `has_vvvv` describes. A 128-bit second source of a
+/// 256-bit operation (the shift count of VPSLLW ymm, ymm, xmm/m128, or an immediate) serves
+/// both lanes.
+fn vex_lanes(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, mut f: impl FnMut(u128, u128) -> u128) -> Result<(u128, u128)> {
+    let shift = has_vvvv(insn) as u32;
+    let d = insn.op0_register();
+    let (a_lo, a_hi) = if shift == 1 { read_src_wide(cpu, bus, insn, 1)? } else { ymm(cpu, d) };
+    let (b_lo, mut b_hi) = read_src_wide(cpu, bus, insn, 1 + shift)?;
+    if !is_wide_operand(insn, 1 + shift) {
+        b_hi = b_lo;
+    }
+    let lo = f(a_lo, b_lo);
+    let hi = if d.is_ymm() { f(a_hi, b_hi) } else { 0 };
+    Ok((lo, hi))
+}
+
 /// Writes the low `size` bytes of `v` to memory operand of `insn` (a store form).
 pub(super) fn write_mem_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, size: u8, v: u128) -> Result<()> {
     let lin = mem_lin(cpu, insn, size, Access::Write)?;
@@ -246,7 +397,13 @@ pub(super) fn commit_fp(cpu: &mut Cpu, env: &Env) -> Result<()> {
 
 /// The common shape `xmm ← f(xmm, xmm/mem)` for operations without FP exceptions.
 #[inline(always)]
-pub(super) fn xmm_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, f: impl FnOnce(u128, u128) -> u128) -> Result<()> {
+pub(super) fn xmm_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, mut f: impl FnMut(u128, u128) -> u128) -> Result<()> {
+    if is_vex(insn) {
+        check_avx(cpu)?;
+        let (lo, hi) = vex_lanes(cpu, bus, insn, f)?;
+        set_vec(cpu, insn, insn.op0_register(), lo, hi);
+        return Ok(());
+    }
     check_sse(cpu)?;
     let src = read_src(cpu, bus, insn, 1)?;
     let d = insn.op0_register();
@@ -270,7 +427,15 @@ pub(super) fn mm_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, f: 
 /// `xmm ← f(env, xmm, xmm/mem)` for floating-point operations: the destination is written
 /// only if no unmasked exception occurred.
 #[inline(always)]
-pub(super) fn fp_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, f: impl FnOnce(&mut Env, u128, u128) -> u128) -> Result<()> {
+pub(super) fn fp_op(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, mut f: impl FnMut(&mut Env, u128, u128) -> u128) -> Result<()> {
+    if is_vex(insn) {
+        check_avx(cpu)?;
+        let mut env = Env::new(cpu.state.fpu.mxcsr);
+        let (lo, hi) = vex_lanes(cpu, bus, insn, |a, b| f(&mut env, a, b))?;
+        commit_fp(cpu, &env)?;
+        set_vec(cpu, insn, insn.op0_register(), lo, hi);
+        return Ok(());
+    }
     check_sse(cpu)?;
     let src = read_src(cpu, bus, insn, 1)?;
     let d = insn.op0_register();

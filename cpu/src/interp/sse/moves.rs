@@ -45,9 +45,9 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         C::Movd_rm32_xmm | C::Movq_rm64_xmm | C::Movq_xmmm64_xmm => store_xmm_low,
         C::Movq2dq_xmm_mm => movq2dq,
         C::Movdq2q_mm_xmm => movdq2q,
-        C::Movmskps_r32_xmm | C::Movmskps_r64_xmm => |c, b, i| to_gpr(c, b, i, |v| sign_mask(v, 32)),
-        C::Movmskpd_r32_xmm | C::Movmskpd_r64_xmm => |c, b, i| to_gpr(c, b, i, |v| sign_mask(v, 64)),
-        C::Pmovmskb_r32_xmm | C::Pmovmskb_r64_xmm => |c, b, i| to_gpr(c, b, i, |v| sign_mask(v, 8)),
+        C::Movmskps_r32_xmm | C::Movmskps_r64_xmm => |c, b, i| to_gpr(c, b, i, 32),
+        C::Movmskpd_r32_xmm | C::Movmskpd_r64_xmm => |c, b, i| to_gpr(c, b, i, 64),
+        C::Pmovmskb_r32_xmm | C::Pmovmskb_r64_xmm => |c, b, i| to_gpr(c, b, i, 8),
         C::Pmovmskb_r32_mm | C::Pmovmskb_r64_mm => pmovmskb_mm,
         C::Movnti_m32_r32 | C::Movnti_m64_r64 => movnti,
         C::Maskmovq_rDI_mm_mm => maskmovq,
@@ -68,7 +68,7 @@ fn dup32(s: u128, odd: usize) -> u128 {
 }
 
 /// The sign bits of each `lane`-bit element, packed into the low bits.
-pub(super) fn sign_mask(v: u128, lane: u32) -> u64 {
+pub(crate) fn sign_mask(v: u128, lane: u32) -> u64 {
     (0..128 / lane).fold(0, |m, i| m | (((v >> (i * lane + lane - 1)) & 1) as u64) << i)
 }
 
@@ -76,12 +76,14 @@ fn load128(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
     xmm_op(cpu, bus, insn, |_, s| s)
 }
 
+/// Whole-register stores, 128 bits or (VEX.256) 256.
 fn store128(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
-    let v = xmm(cpu, insn.op1_register());
+    check_vector(cpu, insn)?;
+    let (lo, hi) = read_src_wide(cpu, bus, insn, 1)?;
     match insn.op_kind(0) {
-        OpKind::Register => set_xmm(cpu, insn.op0_register(), v),
-        _ => write_mem_op(cpu, bus, insn, 16, v)?,
+        OpKind::Register => set_vec(cpu, insn, insn.op0_register(), lo, hi),
+        _ if is_wide_operand(insn, 0) => write_mem_wide(cpu, bus, insn, lo, hi)?,
+        _ => write_mem_op(cpu, bus, insn, 16, lo)?,
     }
     Ok(())
 }
@@ -90,13 +92,14 @@ fn store128(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<(
 /// elements are zeroed.
 fn load_scalar(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, size: u32) -> Result<()> {
     let mask = (1u128 << (size * 8)) - 1;
-    let from_reg = insn.op_kind(1) == OpKind::Register;
+    // The source is the last operand (after VEX.vvvv's register in the VEX register form).
+    let from_reg = insn.op_kind(insn.op_count() - 1) == OpKind::Register;
     xmm_op(cpu, bus, insn, |d, s| if from_reg { (d & !mask) | (s & mask) } else { s & mask })
 }
 
 /// Stores (or, register to register, merges) the low `size` bytes of the source XMM register.
 fn store_low(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, size: u8) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let v = xmm(cpu, insn.op1_register());
     match insn.op_kind(0) {
         OpKind::Register => {
@@ -111,7 +114,7 @@ fn store_low(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, size: u8) 
 }
 
 fn store_high(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let v = xmm(cpu, insn.op1_register()) >> 64;
     write_mem_op(cpu, bus, insn, 8, v)
 }
@@ -142,13 +145,13 @@ fn store_mm(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<(
 /// MOVD/MOVQ r/m, xmm and MOVQ xmm/m64, xmm (a register destination of the latter gets the
 /// low quadword zero-extended).
 fn store_xmm_low(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let v = xmm(cpu, insn.op1_register());
     match insn.op_kind(0) {
         OpKind::Register => {
             let r = insn.op0_register();
             if r.is_xmm() {
-                set_xmm(cpu, r, v & LOW64);
+                set_vec(cpu, insn, r, v & LOW64, 0);
             } else {
                 cpu.set_reg(r, v as u64);
             }
@@ -177,10 +180,12 @@ fn movdq2q(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> 
     Ok(())
 }
 
-/// MOVMSKPS/PD, PMOVMSKB xmm: a mask into a general register (zero-extended).
-fn to_gpr(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction, f: impl FnOnce(u128) -> u64) -> Result<()> {
-    check_sse(cpu)?;
-    let v = f(xmm(cpu, insn.op1_register()));
+/// MOVMSKPS/PD, PMOVMSKB xmm or ymm: the sign bits of the `lane`-bit elements into a general
+/// register (zero-extended).
+fn to_gpr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, lane: u32) -> Result<()> {
+    check_vector(cpu, insn)?;
+    let (lo, hi) = read_src_wide(cpu, bus, insn, 1)?;
+    let v = sign_mask(lo, lane) | sign_mask(hi, lane) << (128 / lane);
     cpu.set_reg(insn.op0_register(), v);
     Ok(())
 }
@@ -243,14 +248,14 @@ fn maskmovq(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<(
 }
 
 fn maskmovdqu(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let data = xmm(cpu, insn.op1_register());
     let mask = xmm(cpu, insn.op2_register());
     masked_store(cpu, bus, insn, data, mask, 16)
 }
 
 fn ldmxcsr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let v = read_src(cpu, bus, insn, 0)? as u32;
     if v & !mx::WRITABLE != 0 {
         return Err(Fault::gp0());
@@ -260,7 +265,7 @@ fn ldmxcsr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
 }
 
 fn stmxcsr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let v = cpu.state.fpu.mxcsr;
     write_mem_op(cpu, bus, insn, 4, v as u128)
 }

@@ -86,7 +86,7 @@ fn aggregate(a: &[i32; 16], b: &[i32; 16], la: usize, lb: usize, n: usize, agg: 
 }
 
 fn pcmpstr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, len: Len, index: bool) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let bv = read_src(cpu, bus, insn, 1)?;
     let av = xmm(cpu, insn.op0_register());
     let imm = insn.immediate8();
@@ -122,7 +122,7 @@ fn pcmpstr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, len: Len, in
         } else {
             res2 as u128
         };
-        cpu.state.fpu.xmm[0] = m;
+        set_vec(cpu, insn, Register::XMM0, m, 0);
     }
     let mut f = 0;
     if res2 != 0 {

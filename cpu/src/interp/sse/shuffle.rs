@@ -194,7 +194,7 @@ fn pack_d_w(a: u128, b: u128, n: usize, signed: bool) -> u128 {
 }
 
 /// Element `k` (of `bits` bits) from `s` where `take(k)`, else from `d`.
-fn blend(d: u128, s: u128, bits: u32, take: impl Fn(u32) -> bool) -> u128 {
+pub(crate) fn blend(d: u128, s: u128, bits: u32, take: impl Fn(u32) -> bool) -> u128 {
     let lane = if bits == 64 { u64::MAX as u128 } else { (1u128 << bits) - 1 };
     let mask = (0..128 / bits).filter(|&k| take(k)).fold(0u128, |m, k| m | lane << (k * bits));
     (d & !mask) | (s & mask)
@@ -220,7 +220,7 @@ fn pinsr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, bits: u32) -> 
 
 /// PEXTRB/W/D/Q and EXTRACTPS: an element to a general register (zero-extended) or memory.
 fn pextr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, bits: u32) -> Result<()> {
-    check_sse(cpu)?;
+    check_vector(cpu, insn)?;
     let k = insn.immediate8() as u32 & (128 / bits - 1);
     let v = (xmm(cpu, insn.op1_register()) >> (k * bits)) as u64;
     let v = if bits == 64 { v } else { v & ((1u64 << bits) - 1) };
@@ -247,7 +247,8 @@ fn pextrw_mm(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()
 /// then the elements set in imm8[3:0] cleared.
 fn insertps(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let imm = insn.immediate8() as u32;
-    let from_reg = insn.op_kind(1) == OpKind::Register;
+    // The source precedes the immediate (and follows VEX.vvvv's register in the VEX form).
+    let from_reg = insn.op_kind(insn.op_count() - 2) == OpKind::Register;
     xmm_op(cpu, bus, insn, |d, s| {
         let v = if from_reg { s >> (32 * (imm >> 6)) } else { s };
         let r = insert(d, v, 32, (imm >> 4) & 3);
@@ -256,7 +257,7 @@ fn insertps(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<(
 }
 
 /// PMOVSX/PMOVZX: the low elements of `from` bits widened to `to` bits.
-fn widen(s: u128, from: u32, to: u32, signed: bool) -> u128 {
+pub(crate) fn widen(s: u128, from: u32, to: u32, signed: bool) -> u128 {
     let n = 128 / to;
     (0..n).fold(0u128, |r, k| {
         let x = (s >> (k * from)) as u64 & ((1u64 << from) - 1);

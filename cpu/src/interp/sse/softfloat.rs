@@ -38,6 +38,9 @@ pub mod mx {
     pub const WRITABLE: u32 = 0xffff;
 }
 
+mod fused;
+mod half;
+
 /// MXCSR.RC and the ROUNDxx immediate's rounding field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Round {

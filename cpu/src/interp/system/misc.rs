@@ -1,4 +1,4 @@
-//! RDMSR WRMSR CPUID RDTSC RDTSCP RDPMC XGETBV XSETBV SWAPGS and RDFSBASE RDGSBASE WRFSBASE
+//! RDMSR WRMSR CPUID RDTSC RDTSCP RDPID RDPMC XGETBV XSETBV SWAPGS and RDFSBASE RDGSBASE WRFSBASE
 //! WRGSBASE (SDM Vol. 2).
 
 use super::{require_cpl0, Handler};
@@ -10,9 +10,11 @@ use crate::state::{cr4, reg::*, Seg};
 use crate::Cpu;
 use iced_x86::{Instruction, Mnemonic};
 
-/// XCR0 components this CPU supports: x87 (bit 0) and SSE (bit 1), as CPUID leaf 0DH says.
-const XCR0_SUPPORTED: u64 = 0b11;
+/// XCR0 components: x87 (bit 0), SSE (bit 1) and, with AVX in the model, AVX (bit 2), as
+/// CPUID leaf 0DH says.
 const XCR0_X87: u64 = 1;
+const XCR0_SSE: u64 = 2;
+const XCR0_AVX: u64 = 4;
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     Some(match insn.mnemonic() {
@@ -21,6 +23,7 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         Mnemonic::Cpuid => cpuid,
         Mnemonic::Rdtsc => rdtsc,
         Mnemonic::Rdtscp => rdtscp,
+        Mnemonic::Rdpid => rdpid,
         Mnemonic::Rdpmc => rdpmc,
         Mnemonic::Xgetbv => xgetbv,
         Mnemonic::Xsetbv => xsetbv,
@@ -99,6 +102,14 @@ fn rdtscp(cpu: &mut Cpu, bus: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     Ok(())
 }
 
+/// RDPID: IA32_TSC_AUX into a 64-bit register in 64-bit mode, a 32-bit one elsewhere; unlike
+/// RDTSCP, CR4.TSD does not restrict it.
+fn rdpid(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
+    let v = cpu.state.msr.tsc_aux & 0xffff_ffff;
+    cpu.set_reg(insn.op0_register(), v);
+    Ok(())
+}
+
 /// No performance-monitoring counters exist (CPUID leaf 0AH reports version 0), so every
 /// counter number in ECX is invalid: RDPMC raises #GP(0), as it does at CPL > 0 with
 /// CR4.PCE clear.
@@ -110,11 +121,13 @@ fn xgetbv(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     if cpu.state.cr4 & cr4::OSXSAVE == 0 {
         return Err(Fault::ud());
     }
-    // Only XCR0: XCR 1 (XINUSE) needs CPUID.(EAX=0DH,ECX=1):EAX[2], which is not reported.
-    if ecx(cpu) != 0 {
-        return Err(Fault::gp0());
-    }
-    let v = cpu.state.xcr0;
+    // XCR0, and with CPUID.(EAX=0DH,ECX=1):EAX[2] XCR 1: XINUSE, the enabled components not
+    // in their initial configuration.
+    let v = match ecx(cpu) {
+        0 => cpu.state.xcr0,
+        1 if cpu.model.has("xgetbv1") => cpu.state.xcr0 & super::super::x87::in_use(&cpu.state.fpu),
+        _ => return Err(Fault::gp0()),
+    };
     set_edx_eax(cpu, v);
     Ok(())
 }
@@ -125,7 +138,10 @@ fn xsetbv(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     }
     require_cpl0(cpu)?;
     let v = edx_eax(cpu);
-    if ecx(cpu) != 0 || v & !XCR0_SUPPORTED != 0 || v & XCR0_X87 == 0 {
+    let supported = XCR0_X87 | XCR0_SSE | if cpu.model.has("avx") { XCR0_AVX } else { 0 };
+    // x87 is always on; AVX state needs SSE state (SDM Vol. 1, 13.3).
+    let avx_without_sse = v & XCR0_AVX != 0 && v & XCR0_SSE == 0;
+    if ecx(cpu) != 0 || v & !supported != 0 || v & XCR0_X87 == 0 || avx_without_sse {
         return Err(Fault::gp0());
     }
     cpu.state.xcr0 = v;

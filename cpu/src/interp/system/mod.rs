@@ -47,6 +47,7 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
         | Mnemonic::Cpuid
         | Mnemonic::Rdtsc
         | Mnemonic::Rdtscp
+        | Mnemonic::Rdpid
         | Mnemonic::Rdpmc
         | Mnemonic::Xgetbv
         | Mnemonic::Xsetbv

@@ -25,6 +25,7 @@ pub(crate) mod ops;
 pub(crate) mod stack;
 mod transcendental;
 pub(crate) mod xsave;
+pub(crate) use xsave::in_use;
 
 use super::Handler;
 use crate::bus::CpuBus;

@@ -1,5 +1,6 @@
 //! FXSAVE/FXRSTOR (SDM Vol. 1, 10.5.1, Table 10-2/10-3) and XSAVE/XRSTOR in the standard
-//! format for the x87 and SSE components (SDM Vol. 1, chapter 13).
+//! format for the x87, SSE and AVX components (SDM Vol. 1, chapter 13; the AVX component, the
+//! upper halves of YMM0-15, sits at offset 576 as CPUID leaf 0DH reports).
 //!
 //! FXSAVE always stores FIP/FDP/FOP (Intel behaviour; some AMD parts store them only with an
 //! exception pending) and writes the XMM area for the registers the mode has (8 outside
@@ -19,7 +20,9 @@ pub(super) fn lookup(insn: &Instruction) -> Option<super::Handler> {
     Some(match insn.mnemonic() {
         Fxsave | Fxsave64 => fxsave,
         Fxrstor | Fxrstor64 => fxrstor,
-        Xsave | Xsave64 => xsave,
+        // XSAVEOPT may skip components in their initial state or unmodified since the last
+        // XRSTOR; saving them as XSAVE does is one of the behaviours it allows.
+        Xsave | Xsave64 | Xsaveopt | Xsaveopt64 => xsave,
         Xrstor | Xrstor64 => xrstor,
         _ => return None,
     })
@@ -32,6 +35,10 @@ const HEADER_LEN: usize = 64;
 /// XCR0/XSTATE_BV bits of the components handled here.
 const X87: u64 = 1 << 0;
 const SSE: u64 = 1 << 1;
+const AVX: u64 = 1 << 2;
+/// Offset of the AVX component in the standard format (CPUID.(EAX=0DH,ECX=2):EBX).
+const AVX_OFFSET: usize = LEGACY_LEN + HEADER_LEN;
+const AVX_LEN: usize = 256;
 
 fn rex_w(insn: &Instruction) -> bool {
     matches!(insn.code(), Code::Fxsave64_m512byte | Code::Fxrstor64_m512byte | Code::Xsave64_mem | Code::Xrstor64_mem)
@@ -202,7 +209,7 @@ fn xsave_start(cpu: &Cpu, insn: &Instruction) -> Result<u64> {
 }
 
 /// XINUSE: which components differ from their initial configuration.
-fn in_use(f: &FpuState) -> u64 {
+pub(crate) fn in_use(f: &FpuState) -> u64 {
     let x87_init = f.fcw == super::stack::FCW_INIT
         && f.fsw == 0
         && f.ftw == 0xffff
@@ -212,17 +219,33 @@ fn in_use(f: &FpuState) -> u64 {
         && f.fcs == 0
         && f.fds == 0;
     let sse_init = f.xmm.iter().all(|&x| x == 0) && f.mxcsr == 0x1f80;
-    ((!x87_init as u64) * X87) | ((!sse_init as u64) * SSE)
+    let avx_init = f.ymm_hi.iter().all(|&x| x == 0);
+    ((!x87_init as u64) * X87) | ((!sse_init as u64) * SSE) | ((!avx_init as u64) * AVX)
+}
+
+/// The standard-format image's length: the legacy area and header, plus the AVX component
+/// when it is requested.
+fn image_len(rfbm: u64) -> usize {
+    if rfbm & AVX != 0 {
+        AVX_OFFSET + AVX_LEN
+    } else {
+        LEGACY_LEN + HEADER_LEN
+    }
 }
 
 fn xsave(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let rfbm = xsave_start(cpu, insn)?;
     let (seg, off) = mem::operand(cpu, insn);
     // Read-modify-write of the legacy area and header: only requested parts change.
-    let mut b = vec![0u8; LEGACY_LEN + HEADER_LEN];
+    let mut b = vec![0u8; image_len(rfbm)];
     mem::read_bytes(cpu, bus, seg, off, &mut b)?;
     let f = &cpu.state.fpu;
     let n = xmm_count(cpu);
+    if rfbm & AVX != 0 {
+        for i in 0..n {
+            b[AVX_OFFSET + 16 * i..AVX_OFFSET + 16 * (i + 1)].copy_from_slice(&f.ymm_hi[i].to_le_bytes());
+        }
+    }
     if rfbm & X87 != 0 {
         let mut x = [0u8; 160];
         save_x87(f, &mut x, rex_w(insn));
@@ -242,7 +265,7 @@ fn xsave(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> 
 fn xrstor(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let rfbm = xsave_start(cpu, insn)?;
     let (seg, off) = mem::operand(cpu, insn);
-    let mut b = vec![0u8; LEGACY_LEN + HEADER_LEN];
+    let mut b = vec![0u8; image_len(rfbm)];
     mem::read_bytes(cpu, bus, seg, off, &mut b)?;
     let bv = u64::from_le_bytes(b[512..520].try_into().unwrap_or([0; 8]));
     // Standard format only: XCOMP_BV and the rest of the header must be zero, and XSTATE_BV
@@ -272,6 +295,15 @@ fn xrstor(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()>
     }
     if let Some(m) = mxcsr {
         f.mxcsr = m;
+    }
+    if rfbm & AVX != 0 {
+        for i in 0..n {
+            f.ymm_hi[i] = if bv & AVX != 0 {
+                u128::from_le_bytes(b[AVX_OFFSET + 16 * i..AVX_OFFSET + 16 * (i + 1)].try_into().unwrap_or([0; 16]))
+            } else {
+                0
+            };
+        }
     }
     Ok(())
 }
