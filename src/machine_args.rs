@@ -28,7 +28,8 @@ pub fn accel_list(list: &[&str], cfg: &mut MachineConfig) -> Result<()> {
     Ok(())
 }
 
-/// `-accel NAME[,thread=single|multi][,tb-size=MiB][,jit=off|on|always][,kernel-irqchip=..]`;
+/// `-accel NAME[,thread=single|multi][,tb-size=MiB][,jit=off|on|always][,kernel-irqchip=..]
+/// [,tcg-fallback=on|off]`;
 /// several `-accel` options are tried in order, like an `accel=` list. `tb-size` bounds the
 /// translator's code cache per vCPU; `jit` is ferrite's own: `off` interprets everything,
 /// `always` compiles every block before its first run (for testing the translator).
@@ -50,6 +51,8 @@ pub fn parse_accels(specs: &[String], cfg: &mut MachineConfig, notes: &mut Notes
                 ("thread", "single" | "multi") | ("split-wx", _) | ("one-insn-per-tb", _) => {}
                 ("kernel-irqchip" | "kernel_irqchip", v) => irqchip = Some(v),
                 ("dirty-ring-size", _) => {}
+                // ferrite's own: whether its CPU runs what the host's KVM cannot emulate.
+                ("tcg-fallback", v) => cfg.kvm_tcg_fallback = on_off("tcg-fallback", v)?,
                 _ => bail!("-accel: unsupported option '{p}'"),
             }
         }

@@ -125,6 +125,27 @@ fn cross_modifying_code_under_kvm() {
     });
 }
 
+/// With `tcg-fallback=off`, an instruction the host's KVM cannot emulate stops the machine
+/// with a report naming it (exit reason, RIP, bytes) instead of running on ferrite's CPU. The
+/// EDU guest's interrupt handler returns with IRET, which this project's nested KVM cannot
+/// emulate in protected mode; on a host that runs it, the guest simply passes.
+#[test]
+fn emulation_failure_is_reported_as_such_without_the_fallback() {
+    if let Some(why) = kvm_unusable() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let r = boot("kvm_nofallback", &edu(), &["-device", "edu", "-accel", "kvm,tcg-fallback=off"], TIMEOUT);
+    if r.status == Some(1) {
+        assert!(r.context.contains("emulation failure"), "{}", r.context);
+        assert!(r.context.contains("at RIP 0x") && r.context.contains("instruction bytes: "), "{}", r.context);
+        println!("reported: {}", r.context);
+    } else {
+        assert_eq!(r.serial, edu_result_line(2, 0), "{}", r.context);
+        assert_eq!(r.status, Some(exit_status(EXIT_OK)), "{}", r.context);
+    }
+}
+
 #[test]
 fn edu_mmio_and_dma_under_kvm() {
     both("kvm_edu", &edu(), &["-device", "edu"], |r| {

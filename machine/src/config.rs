@@ -274,6 +274,10 @@ pub struct MachineConfig {
     /// KVM: its in-kernel PIC, IOAPIC and local APICs serve the guest (`kernel-irqchip=on`)
     /// instead of ferrite's own (`off`, the default).
     pub kernel_irqchip: bool,
+    /// KVM: ferrite's own CPU runs the instructions the host's KVM cannot emulate
+    /// (`-accel kvm,tcg-fallback=on`, the default); off, such a failure stops the machine
+    /// with a report.
+    pub kvm_tcg_fallback: bool,
     /// TCG's translator: mode (`-accel tcg,jit=`), code cache size (`tb-size=`).
     pub jit: ferrite_cpu::JitConfig,
     /// gdbstub listen address (`-s` is 127.0.0.1:1234).
@@ -316,6 +320,7 @@ impl Default for MachineConfig {
             accel: Accel::Tcg,
             accel_fallback: Vec::new(),
             kernel_irqchip: false,
+            kvm_tcg_fallback: true,
             jit: ferrite_cpu::JitConfig::from_env(),
             gdb: None,
             start_paused: false,

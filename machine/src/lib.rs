@@ -331,7 +331,7 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Ba
     let vcpus = match cfg.accel {
         Accel::Tcg => cpus.into_iter().enumerate().map(|(i, c)| MachineVcpu::tcg(c, VcpuBus::new(board.clone(), i))).collect(),
         Accel::Kvm => {
-            let vm = accel::kvm::KvmVm::new(board.mem.clone(), cfg.kernel_irqchip)?;
+            let vm = accel::kvm::KvmVm::new(board.mem.clone(), cfg.kernel_irqchip, cfg.kvm_tcg_fallback)?;
             if cfg.kernel_irqchip {
                 board.irq.use_external(Arc::new(accel::kvm::KernelIrqchip(vm.clone())));
             }

@@ -60,6 +60,8 @@ pub struct KvmVm {
     mem: Arc<GuestMemory>,
     /// KVM's in-kernel PIC, IOAPIC and LAPICs serve the guest.
     pub kernel_irqchip: bool,
+    /// Instructions the host's KVM cannot emulate run on ferrite's own CPU.
+    pub tcg_fallback: bool,
 }
 
 /// The KVM device: /dev/kvm, or `FERRITE_KVM_DEVICE` (tests use it to play a host without KVM).
@@ -97,14 +99,15 @@ fn open_kvm() -> Result<Kvm, KvmError> {
 }
 
 impl KvmVm {
-    /// A VM whose memory slots map `mem`; `kernel_irqchip`: with KVM's interrupt controllers.
-    pub fn new(mem: Arc<GuestMemory>, kernel_irqchip: bool) -> Result<Arc<Self>, KvmError> {
+    /// A VM whose memory slots map `mem`; `kernel_irqchip`: with KVM's interrupt controllers;
+    /// `tcg_fallback`: ferrite's CPU runs what the host's KVM cannot emulate.
+    pub fn new(mem: Arc<GuestMemory>, kernel_irqchip: bool, tcg_fallback: bool) -> Result<Arc<Self>, KvmError> {
         let kvm = open_kvm()?;
         let vm = kvm.create_vm().map_err(|e| KvmError::ioctl("KVM_CREATE_VM", e))?;
         vm.set_tss_address(TSS_ADDRESS).map_err(|e| KvmError::ioctl("KVM_SET_TSS_ADDR", e))?;
         vm.set_identity_map_address(IDENTITY_MAP_ADDRESS)
             .map_err(|e| KvmError::ioctl("KVM_SET_IDENTITY_MAP_ADDR", e))?;
-        let this = KvmVm { vm, kvm, slots: memory::Slots::new(), mem, kernel_irqchip };
+        let this = KvmVm { vm, kvm, slots: memory::Slots::new(), mem, kernel_irqchip, tcg_fallback };
         if kernel_irqchip {
             irqchip::create(&this)?;
         }

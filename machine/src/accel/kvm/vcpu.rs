@@ -256,7 +256,7 @@ impl KvmVcpu {
                     return VmExit::Debug;
                 }
                 Ok(VcpuExit::InternalError) => {
-                    if self.suberror() != kvm_bindings::KVM_INTERNAL_ERROR_EMULATION {
+                    if self.suberror() != kvm_bindings::KVM_INTERNAL_ERROR_EMULATION || !self.vm.tcg_fallback {
                         return self.report_failure(cpu, bus, "KVM internal error");
                     }
                     if let Some(exit) = self.emulate_one(cpu, bus) {
