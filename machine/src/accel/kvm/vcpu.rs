@@ -2,22 +2,22 @@
 //! injects what its interrupt lines say, and keeps ferrite's `Cpu` (the register file the
 //! debugger, the monitor and snapshots read) equal to KVM's state whenever it returns.
 
+mod debug;
+mod state;
+
 use super::kick::{self, Kicker};
 use super::{KvmError, KvmVm};
 use crate::accel::VmExit;
 use crate::pc::VcpuBus;
 use ferrite_cpu::bus::CpuBus;
+use debug::DebugSlot;
+use ferrite_cpu::debug::{WatchHit, WatchKind};
 use ferrite_cpu::kvm as conv;
-use ferrite_cpu::debug::{WatchHit, WatchKind, Watchpoint};
 use ferrite_cpu::state::CpuState;
 use ferrite_cpu::Cpu;
-use kvm_bindings::{kvm_guest_debug, Msrs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-
-/// How long a debugger step may take (a step into HLT waits for an interrupt).
-const STEP_LIMIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Instructions ferrite's CPU runs after the host's KVM failed to emulate one.
 const EMULATION_STRETCH: u64 = 4096;
@@ -46,51 +46,6 @@ pub struct KvmVcpu {
     bsp: bool,
 }
 
-/// IA32_APIC_BASE.BSP: KVM decides by it which vCPU starts and which waits for a SIPI.
-const APIC_BASE_BSP: u64 = 1 << 8;
-
-/// Breakpoints and watchpoints the debug registers hold.
-const DEBUG_REGISTERS: usize = 4;
-
-/// What one of DR0-3 does for the debugger.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DebugSlot {
-    Break(u64),
-    Watch(Watchpoint),
-}
-
-impl DebugSlot {
-    /// DR7's R/W and LEN fields (bits 16 + 4n) and whether the range fits one register
-    /// (1, 2, 4 or 8 bytes, aligned: SDM Vol. 3 18.2.4/18.2.5).
-    fn dr7_fields(&self) -> Option<u64> {
-        match *self {
-            DebugSlot::Break(_) => Some(0),
-            DebugSlot::Watch(w) => {
-                let len = match w.len {
-                    1 => 0b00,
-                    2 => 0b01,
-                    8 => 0b10,
-                    4 => 0b11,
-                    _ => return None,
-                };
-                if w.lin % w.len != 0 {
-                    return None;
-                }
-                // Writes only, or reads and writes: x86 has no read-only data breakpoint.
-                let rw = if w.kind == WatchKind::Write { 0b01 } else { 0b11 };
-                Some(rw | len << 2)
-            }
-        }
-    }
-
-    fn addr(&self) -> u64 {
-        match self {
-            DebugSlot::Break(a) => *a,
-            DebugSlot::Watch(w) => w.lin,
-        }
-    }
-}
-
 impl KvmVcpu {
     /// Creates vCPU `index` of `vm` for `cpu` (its CPUID model, APIC ID and topology);
     /// `host_cpuid`: `-cpu host`, the host's CPUID as KVM supports it.
@@ -114,54 +69,6 @@ impl KvmVcpu {
     /// runs the vCPUs in turns on one thread).
     pub fn run_slice(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, slice: std::time::Duration) -> VmExit {
         self.run_debug(cpu, bus, Some(slice), (false, false))
-    }
-
-    /// The debugger's breakpoints (as instruction breakpoints in the debug registers, which
-    /// KVM keeps apart from the guest's own) or single-step, when they changed.
-    fn set_guest_debug(&mut self, cpu: &Cpu, single_step: bool, block_irqs: bool) -> Result<(), KvmError> {
-        // Stepping goes without breakpoints: the one at RIP would trap before the step.
-        let mut slots: Vec<DebugSlot> = Vec::new();
-        if !single_step {
-            slots.extend(cpu.breakpoints.iter().map(|&a| DebugSlot::Break(a)));
-        }
-        slots.extend(cpu.watchpoints().iter().map(|&w| DebugSlot::Watch(w)));
-        slots.retain(|s| {
-            let fits = s.dr7_fields().is_some();
-            if !fits {
-                eprintln!("ferrite: KVM: a watchpoint must be 1, 2, 4 or 8 aligned bytes for the debug registers: {s:?} is not armed");
-            }
-            fits
-        });
-        if slots.len() > DEBUG_REGISTERS {
-            eprintln!("ferrite: KVM: only {DEBUG_REGISTERS} breakpoints and watchpoints fit the debug registers; the rest are not armed");
-            slots.truncate(DEBUG_REGISTERS);
-        }
-        let wanted = (slots, single_step, block_irqs);
-        if self.guest_debug == wanted {
-            return Ok(());
-        }
-        let mut dbg = kvm_guest_debug::default();
-        if !wanted.0.is_empty() || single_step {
-            dbg.control = KVM_GUESTDBG_ENABLE;
-        }
-        if single_step {
-            dbg.control |= KVM_GUESTDBG_SINGLESTEP;
-        }
-        if block_irqs {
-            dbg.control |= kvm_bindings::KVM_GUESTDBG_BLOCKIRQ;
-        }
-        if !wanted.0.is_empty() {
-            dbg.control |= kvm_bindings::KVM_GUESTDBG_USE_HW_BP;
-            for (i, slot) in wanted.0.iter().enumerate() {
-                dbg.arch.debugreg[i] = slot.addr();
-                // Gn enables register n; R/W and LEN say what it catches.
-                let fields = slot.dr7_fields().unwrap_or(0);
-                dbg.arch.debugreg[7] |= 2 << (2 * i) | fields << (16 + 4 * i);
-            }
-        }
-        self.fd.set_guest_debug(&dbg).map_err(|e| KvmError::ioctl("KVM_SET_GUEST_DEBUG", e))?;
-        self.guest_debug = wanted;
-        Ok(())
     }
 
     fn run_debug(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, slice: Option<std::time::Duration>, step: (bool, bool)) -> VmExit {
@@ -369,93 +276,10 @@ impl KvmVcpu {
         ))
     }
 
-    /// Loads KVM from the machine's copy of the state if the machine changed it.
-    fn load(&mut self, cpu: &Cpu) -> Result<(), KvmError> {
-        let mut st = cpu.state.clone();
-        st.rflags = cpu.rflags();
-        if self.synced.as_ref() == Some(&st) {
-            return Ok(());
-        }
-        let io = |what| move |e| KvmError::ioctl(what, e);
-        let mut sregs = self.fd.get_sregs().map_err(io("KVM_GET_SREGS"))?;
-        conv::to_kvm_sregs(&st, &mut sregs);
-        // ferrite's CPU state starts every vCPU from the reset value; only the BSP keeps the bit.
-        if !self.bsp {
-            sregs.apic_base &= !APIC_BASE_BSP;
-        }
-        self.fd.set_sregs(&sregs).map_err(io("KVM_SET_SREGS"))?;
-        self.fd.set_regs(&conv::to_kvm_regs(&st, st.rflags)).map_err(io("KVM_SET_REGS"))?;
-        let mut xsave = self.fd.get_xsave().map_err(io("KVM_GET_XSAVE"))?;
-        conv::to_kvm_xsave(&st, &mut xsave);
-        // SAFETY: the buffer came from KVM_GET_XSAVE on this vCPU, so it has KVM's size.
-        unsafe { self.fd.set_xsave(&xsave) }.map_err(io("KVM_SET_XSAVE"))?;
-        let mut xcrs = self.fd.get_xcrs().map_err(io("KVM_GET_XCRS"))?;
-        if xcrs.nr_xcrs > 0 {
-            xcrs.xcrs[0].value = st.xcr0;
-            self.fd.set_xcrs(&xcrs).map_err(io("KVM_SET_XCRS"))?;
-        }
-        self.fd.set_debug_regs(&conv::to_kvm_debugregs(&st)).map_err(io("KVM_SET_DEBUGREGS"))?;
-        let entries: Vec<_> = self
-            .msrs
-            .iter()
-            .filter_map(|&index| {
-                conv::msr_value(&st, index).map(|data| kvm_bindings::kvm_msr_entry { index, data, ..Default::default() })
-            })
-            .collect();
-        let msrs = Msrs::from_entries(&entries).map_err(|_| KvmError::ioctl("KVM_SET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
-        self.fd.set_msrs(&msrs).map_err(io("KVM_SET_MSRS"))?;
-        self.synced = Some(st);
-        Ok(())
-    }
-
-    /// Reads KVM's state into the machine's copy.
-    fn store(&mut self, cpu: &mut Cpu) -> Result<(), KvmError> {
-        let io = |what| move |e| KvmError::ioctl(what, e);
-        let mut st = cpu.state.clone();
-        conv::from_kvm_regs(&self.fd.get_regs().map_err(io("KVM_GET_REGS"))?, &mut st);
-        conv::from_kvm_sregs(&self.fd.get_sregs().map_err(io("KVM_GET_SREGS"))?, &mut st);
-        conv::from_kvm_xsave(&self.fd.get_xsave().map_err(io("KVM_GET_XSAVE"))?, &mut st);
-        let xcrs = self.fd.get_xcrs().map_err(io("KVM_GET_XCRS"))?;
-        if xcrs.nr_xcrs > 0 {
-            st.xcr0 = xcrs.xcrs[0].value;
-        }
-        conv::from_kvm_debugregs(&self.fd.get_debug_regs().map_err(io("KVM_GET_DEBUGREGS"))?, &mut st);
-        let entries: Vec<_> =
-            self.msrs.iter().map(|&index| kvm_bindings::kvm_msr_entry { index, ..Default::default() }).collect();
-        let mut msrs = Msrs::from_entries(&entries).map_err(|_| KvmError::ioctl("KVM_GET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
-        let n = self.fd.get_msrs(&mut msrs).map_err(io("KVM_GET_MSRS"))?;
-        for e in &msrs.as_slice()[..n] {
-            conv::set_msr_value(&mut st, e.index, e.data);
-        }
-        self.if_flag = st.rflags & ferrite_cpu::state::flags::IF != 0;
-        if self.vm.kernel_irqchip {
-            use kvm_bindings::{KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED};
-            let mp = self.fd.get_mp_state().map_err(io("KVM_GET_MP_STATE"))?.mp_state;
-            cpu.wait_for_sipi = mp == KVM_MP_STATE_UNINITIALIZED || mp == KVM_MP_STATE_INIT_RECEIVED;
-            cpu.halted = mp == KVM_MP_STATE_HALTED;
-        }
-        if cpu.state != st {
-            cpu.set_state(st.clone());
-        }
-        self.synced = Some(st);
-        Ok(())
-    }
-
     /// Queues a non-maskable interrupt (taken at the next instruction boundary).
     pub fn inject_nmi(&mut self) {
         if let Err(e) = self.fd.nmi() {
             eprintln!("ferrite: KVM_NMI failed: {e}");
-        }
-    }
-
-    /// One instruction under KVM's single-step (the debugger's `stepi`); `irqs`: interrupts
-    /// may be taken first.
-    pub fn step(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, irqs: bool) -> VmExit {
-        let exit = self.run_debug(cpu, bus, Some(STEP_LIMIT), (true, !irqs));
-        // The single-step trap is the step's normal end.
-        match exit {
-            VmExit::Debug => VmExit::Kicked,
-            other => other,
         }
     }
 

@@ -1,0 +1,85 @@
+//! Keeping KVM's vCPU state and the machine's `Cpu` equal: loaded into KVM when the machine
+//! changed it, read back whenever `run` returns (one translation: `ferrite_cpu::kvm`).
+
+use super::KvmVcpu;
+use crate::accel::kvm::KvmError;
+use ferrite_cpu::kvm as conv;
+use ferrite_cpu::Cpu;
+use kvm_bindings::Msrs;
+
+/// IA32_APIC_BASE.BSP: KVM decides by it which vCPU starts and which waits for a SIPI.
+const APIC_BASE_BSP: u64 = 1 << 8;
+
+impl KvmVcpu {
+    /// Loads KVM from the machine's copy of the state if the machine changed it.
+    pub(super) fn load(&mut self, cpu: &Cpu) -> Result<(), KvmError> {
+        let mut st = cpu.state.clone();
+        st.rflags = cpu.rflags();
+        if self.synced.as_ref() == Some(&st) {
+            return Ok(());
+        }
+        let io = |what| move |e| KvmError::ioctl(what, e);
+        let mut sregs = self.fd.get_sregs().map_err(io("KVM_GET_SREGS"))?;
+        conv::to_kvm_sregs(&st, &mut sregs);
+        // ferrite's CPU state starts every vCPU from the reset value; only the BSP keeps the bit.
+        if !self.bsp {
+            sregs.apic_base &= !APIC_BASE_BSP;
+        }
+        self.fd.set_sregs(&sregs).map_err(io("KVM_SET_SREGS"))?;
+        self.fd.set_regs(&conv::to_kvm_regs(&st, st.rflags)).map_err(io("KVM_SET_REGS"))?;
+        let mut xsave = self.fd.get_xsave().map_err(io("KVM_GET_XSAVE"))?;
+        conv::to_kvm_xsave(&st, &mut xsave);
+        // SAFETY: the buffer came from KVM_GET_XSAVE on this vCPU, so it has KVM's size.
+        unsafe { self.fd.set_xsave(&xsave) }.map_err(io("KVM_SET_XSAVE"))?;
+        let mut xcrs = self.fd.get_xcrs().map_err(io("KVM_GET_XCRS"))?;
+        if xcrs.nr_xcrs > 0 {
+            xcrs.xcrs[0].value = st.xcr0;
+            self.fd.set_xcrs(&xcrs).map_err(io("KVM_SET_XCRS"))?;
+        }
+        self.fd.set_debug_regs(&conv::to_kvm_debugregs(&st)).map_err(io("KVM_SET_DEBUGREGS"))?;
+        let entries: Vec<_> = self
+            .msrs
+            .iter()
+            .filter_map(|&index| {
+                conv::msr_value(&st, index).map(|data| kvm_bindings::kvm_msr_entry { index, data, ..Default::default() })
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries).map_err(|_| KvmError::ioctl("KVM_SET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
+        self.fd.set_msrs(&msrs).map_err(io("KVM_SET_MSRS"))?;
+        self.synced = Some(st);
+        Ok(())
+    }
+
+    /// Reads KVM's state into the machine's copy.
+    pub(super) fn store(&mut self, cpu: &mut Cpu) -> Result<(), KvmError> {
+        let io = |what| move |e| KvmError::ioctl(what, e);
+        let mut st = cpu.state.clone();
+        conv::from_kvm_regs(&self.fd.get_regs().map_err(io("KVM_GET_REGS"))?, &mut st);
+        conv::from_kvm_sregs(&self.fd.get_sregs().map_err(io("KVM_GET_SREGS"))?, &mut st);
+        conv::from_kvm_xsave(&self.fd.get_xsave().map_err(io("KVM_GET_XSAVE"))?, &mut st);
+        let xcrs = self.fd.get_xcrs().map_err(io("KVM_GET_XCRS"))?;
+        if xcrs.nr_xcrs > 0 {
+            st.xcr0 = xcrs.xcrs[0].value;
+        }
+        conv::from_kvm_debugregs(&self.fd.get_debug_regs().map_err(io("KVM_GET_DEBUGREGS"))?, &mut st);
+        let entries: Vec<_> =
+            self.msrs.iter().map(|&index| kvm_bindings::kvm_msr_entry { index, ..Default::default() }).collect();
+        let mut msrs = Msrs::from_entries(&entries).map_err(|_| KvmError::ioctl("KVM_GET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
+        let n = self.fd.get_msrs(&mut msrs).map_err(io("KVM_GET_MSRS"))?;
+        for e in &msrs.as_slice()[..n] {
+            conv::set_msr_value(&mut st, e.index, e.data);
+        }
+        self.if_flag = st.rflags & ferrite_cpu::state::flags::IF != 0;
+        if self.vm.kernel_irqchip {
+            use kvm_bindings::{KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED};
+            let mp = self.fd.get_mp_state().map_err(io("KVM_GET_MP_STATE"))?.mp_state;
+            cpu.wait_for_sipi = mp == KVM_MP_STATE_UNINITIALIZED || mp == KVM_MP_STATE_INIT_RECEIVED;
+            cpu.halted = mp == KVM_MP_STATE_HALTED;
+        }
+        if cpu.state != st {
+            cpu.set_state(st.clone());
+        }
+        self.synced = Some(st);
+        Ok(())
+    }
+}
