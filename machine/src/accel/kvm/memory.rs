@@ -9,6 +9,7 @@ use super::KvmError;
 use ferrite_memory::{GuestMemory, HostRegion};
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY};
 use kvm_ioctls::VmFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// One installed slot (host address as an integer: the table is shared between threads).
@@ -29,24 +30,33 @@ impl From<&HostRegion> for Slot {
 pub struct Slots {
     /// Slot number → what it maps (`None`: free).
     table: Mutex<SlotTable>,
+    /// The layout generation the slots were last synced to (`u64::MAX`: never), read without
+    /// the lock on every port write.
+    synced: AtomicU64,
 }
 
 struct SlotTable {
     slots: Vec<Option<Slot>>,
-    generation: Option<u64>,
     dirty_log: bool,
 }
 
 impl Slots {
     pub fn new() -> Self {
-        Slots { table: Mutex::new(SlotTable { slots: Vec::new(), generation: None, dirty_log: false }) }
+        Slots {
+            table: Mutex::new(SlotTable { slots: Vec::new(), dirty_log: false }),
+            synced: AtomicU64::new(u64::MAX),
+        }
     }
 
     /// Brings KVM's slots in line with `mem`'s layout if it changed since the last sync.
     pub fn sync(&self, vm: &VmFd, mem: &GuestMemory) -> Result<(), KvmError> {
+        if self.synced.load(Ordering::Acquire) == mem.layout_generation() {
+            return Ok(());
+        }
         let mut t = crate::pc::interrupts::lock(&self.table);
         let generation = mem.layout_generation();
-        if t.generation == Some(generation) {
+        // Another vCPU may have synced while this one waited for the lock.
+        if self.synced.load(Ordering::Acquire) == generation {
             return Ok(());
         }
         let wanted: Vec<Slot> = mem.host_regions().iter().map(Slot::from).collect();
@@ -71,7 +81,7 @@ impl Slots {
             set_region(vm, n as u32, &s, t.dirty_log)?;
             t.slots[n] = Some(s);
         }
-        t.generation = Some(generation);
+        self.synced.store(generation, Ordering::Release);
         Ok(())
     }
 
