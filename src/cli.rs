@@ -424,7 +424,7 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
         crate::machine_args::parse_machine(m, &mut cfg, &mut notes)?;
     }
     if !args.accel.is_empty() {
-        crate::machine_args::parse_accels(&args.accel, &mut cfg, &mut notes)?;
+        crate::machine_args::parse_accels(&args.accel, &mut cfg)?;
     }
     if let Some(o) = &args.overcommit {
         crate::machine_args::parse_overcommit(o, &mut notes)?;

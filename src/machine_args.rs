@@ -4,7 +4,7 @@
 
 use crate::storage_args::on_off;
 use anyhow::{anyhow, bail, Context, Result};
-use ferrite_machine::config::{Accel, MachineConfig, RtcBase};
+use ferrite_machine::config::{Accel, KernelIrqchip, MachineConfig, RtcBase};
 
 /// Notices for the user (printed as "ferrite: note: ...").
 pub type Notes = Vec<String>;
@@ -33,7 +33,7 @@ pub fn accel_list(list: &[&str], cfg: &mut MachineConfig) -> Result<()> {
 /// several `-accel` options are tried in order, like an `accel=` list. `tb-size` bounds the
 /// translator's code cache per vCPU; `jit` is ferrite's own: `off` interprets everything,
 /// `always` compiles every block before its first run (for testing the translator).
-pub fn parse_accels(specs: &[String], cfg: &mut MachineConfig, notes: &mut Notes) -> Result<()> {
+pub fn parse_accels(specs: &[String], cfg: &mut MachineConfig) -> Result<()> {
     let mut names = Vec::new();
     let mut irqchip = None;
     for spec in specs {
@@ -58,22 +58,19 @@ pub fn parse_accels(specs: &[String], cfg: &mut MachineConfig, notes: &mut Notes
         }
     }
     if let Some(v) = irqchip {
-        kernel_irqchip(v, cfg, notes)?;
+        kernel_irqchip(v, cfg)?;
     }
     accel_list(&names, cfg)
 }
 
-/// `kernel-irqchip=on|off|split`: KVM's in-kernel interrupt controllers (`on`) or ferrite's
-/// own, the ones TCG uses (`off`, the default); `split` (in-kernel local APICs only) is noted
-/// and taken as `off`. TCG ignores it, as QEMU does.
-fn kernel_irqchip(v: &str, cfg: &mut MachineConfig, notes: &mut Notes) -> Result<()> {
+/// `kernel-irqchip=on|off|split`: KVM's in-kernel interrupt controllers (`on`), its local
+/// APICs only (`split`) or ferrite's own, the ones TCG uses (`off`, the default). TCG ignores
+/// it, as QEMU does.
+fn kernel_irqchip(v: &str, cfg: &mut MachineConfig) -> Result<()> {
     cfg.kernel_irqchip = match v {
-        "on" => true,
-        "off" => false,
-        "split" => {
-            notes.push("kernel-irqchip=split is not supported: ferrite's own interrupt controllers serve the guest (off)".into());
-            false
-        }
+        "on" => KernelIrqchip::On,
+        "off" => KernelIrqchip::Off,
+        "split" => KernelIrqchip::Split,
         _ => bail!("kernel-irqchip: expected on, off or split, not '{v}'"),
     };
     Ok(())
@@ -101,7 +98,7 @@ pub fn parse_machine(spec: &str, cfg: &mut MachineConfig, notes: &mut Notes) -> 
         match k {
             "type" => check_type(v)?,
             "accel" => accel_list(&v.split(':').collect::<Vec<_>>(), cfg)?,
-            "kernel-irqchip" | "kernel_irqchip" => kernel_irqchip(v, cfg, notes)?,
+            "kernel-irqchip" | "kernel_irqchip" => kernel_irqchip(v, cfg)?,
             "pit" | "acpi" | "graphics" | "dump-guest-core" | "mem-merge" | "suppress-vmdesc" | "nvdimm" if v == "auto" => {}
             "pit" | "acpi" => {
                 if !flag()? {

@@ -2,7 +2,7 @@
 //! parser: every row QEMU accepts must parse, every row it refuses must fail naming the problem.
 
 use crate::cli::parse;
-use ferrite_machine::config::{Accel, JitMode, MachineConfig, RtcBase, SerialBackend};
+use ferrite_machine::config::{Accel, JitMode, KernelIrqchip, MachineConfig, RtcBase, SerialBackend};
 
 fn p(args: &[&str]) -> anyhow::Result<MachineConfig> {
     parse(std::iter::once("ferrite").chain(args.iter().copied()).map(String::from))
@@ -13,7 +13,9 @@ type Check = fn(&MachineConfig) -> bool;
 
 const ACCEPTED: &[(&[&str], Check)] = &[
     (&["-machine", "accel=tcg"], |c| c.accel == Accel::Tcg),
-    (&["-machine", "pc,accel=kvm:tcg,kernel-irqchip=split,pit=on"], |c| c.accel == Accel::Kvm && c.accel_fallback == [Accel::Tcg]),
+    (&["-machine", "pc,accel=kvm:tcg,kernel-irqchip=split,pit=on"], |c| {
+        c.accel == Accel::Kvm && c.accel_fallback == [Accel::Tcg] && c.kernel_irqchip == KernelIrqchip::Split
+    }),
     (&["-machine", "type=pc-i440fx-7.2,accel=tcg,usb=off,vmport=off,dump-guest-core=off,mem-merge=on"], |c| c.accel == Accel::Tcg),
     (&["-M", "pc,hpet=off,smm=off,acpi=on"], |_| true),
     (&["-accel", "kvm", "-accel", "tcg,thread=multi,tb-size=512"], |c| {
@@ -23,9 +25,9 @@ const ACCEPTED: &[(&[&str], Check)] = &[
     (&["-accel", "tcg,jit=always"], |c| c.jit.mode == JitMode::Always),
     (&["-accel", "kvm"], |c| c.accel == Accel::Kvm),
     (&["-accel", "kvm:tcg,tb-size=64"], |c| c.accel == Accel::Kvm && c.accel_fallback == [Accel::Tcg]),
-    (&["-accel", "kvm,kernel-irqchip=on"], |c| c.accel == Accel::Kvm && c.kernel_irqchip && c.kvm_tcg_fallback),
+    (&["-accel", "kvm,kernel-irqchip=on"], |c| c.accel == Accel::Kvm && c.kernel_irqchip == KernelIrqchip::On && c.kvm_tcg_fallback),
     (&["-accel", "kvm,tcg-fallback=off"], |c| c.accel == Accel::Kvm && !c.kvm_tcg_fallback),
-    (&["-machine", "pc,kernel_irqchip=off", "-enable-kvm"], |c| c.accel == Accel::Kvm && !c.kernel_irqchip),
+    (&["-machine", "pc,kernel_irqchip=off", "-enable-kvm"], |c| c.accel == Accel::Kvm && c.kernel_irqchip == KernelIrqchip::Off),
     (&["-enable-kvm"], |c| c.accel == Accel::Kvm),
     (&["-m", "4g"], |c| c.memory_bytes == 4 << 30),
     (&["-m", "4096"], |c| c.memory_bytes == 4 << 30),

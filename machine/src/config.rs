@@ -38,6 +38,29 @@ pub enum Accel {
     Kvm,
 }
 
+/// Whose interrupt controllers a KVM guest uses (QEMU's `kernel-irqchip=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelIrqchip {
+    /// Ferrite's own PIC, IOAPIC and local APICs, the ones TCG uses.
+    Off,
+    /// KVM's local APICs; ferrite's PIC and IOAPIC.
+    Split,
+    /// KVM's PIC, IOAPIC and local APICs.
+    On,
+}
+
+impl KernelIrqchip {
+    /// KVM's local APICs serve the vCPUs (INIT, SIPI and HLT stay in the kernel).
+    pub fn lapic_in_kernel(self) -> bool {
+        self != KernelIrqchip::Off
+    }
+
+    /// KVM's PIC and IOAPIC take the device lines.
+    pub fn pic_in_kernel(self) -> bool {
+        self == KernelIrqchip::On
+    }
+}
+
 /// QEMU's isa-debug-exit device: a guest write of V exits with status (V << 1) | 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DebugExit {
@@ -271,9 +294,8 @@ pub struct MachineConfig {
     pub accel: Accel,
     /// Accelerators to try, in order, when `accel` cannot run here (QEMU's `accel=kvm:tcg`).
     pub accel_fallback: Vec<Accel>,
-    /// KVM: its in-kernel PIC, IOAPIC and local APICs serve the guest (`kernel-irqchip=on`)
-    /// instead of ferrite's own (`off`, the default).
-    pub kernel_irqchip: bool,
+    /// KVM: whose interrupt controllers serve the guest (`kernel-irqchip=`).
+    pub kernel_irqchip: KernelIrqchip,
     /// KVM: ferrite's own CPU runs the instructions the host's KVM cannot emulate
     /// (`-accel kvm,tcg-fallback=on`, the default); off, such a failure stops the machine
     /// with a report.
@@ -319,7 +341,7 @@ impl Default for MachineConfig {
             boot: BootConfig::default(),
             accel: Accel::Tcg,
             accel_fallback: Vec::new(),
-            kernel_irqchip: false,
+            kernel_irqchip: KernelIrqchip::Off,
             kvm_tcg_fallback: true,
             jit: ferrite_cpu::JitConfig::from_env(),
             gdb: None,

@@ -332,8 +332,8 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Ba
         Accel::Tcg => cpus.into_iter().enumerate().map(|(i, c)| MachineVcpu::tcg(c, VcpuBus::new(board.clone(), i))).collect(),
         Accel::Kvm => {
             let vm = accel::kvm::KvmVm::new(board.mem.clone(), cfg.kernel_irqchip, cfg.kvm_tcg_fallback)?;
-            if cfg.kernel_irqchip {
-                board.irq.use_external(Arc::new(accel::kvm::KernelIrqchip(vm.clone())));
+            if cfg.kernel_irqchip.lapic_in_kernel() {
+                board.irq.use_external(Arc::new(accel::kvm::KvmIrqchip::new(vm.clone())));
             }
             let host_cpuid = cfg.cpu.split(',').next() == Some("host");
             let mut v = Vec::with_capacity(cpus.len());

@@ -12,6 +12,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 pub mod e1000;
+pub mod irq;
 pub mod pci;
 pub mod rt;
 pub mod smp;

@@ -171,18 +171,23 @@ impl Ioapic {
         }
     }
 
-    /// Queues the message of `pin`'s entry. Returns false for a reserved delivery mode.
-    fn send(&mut self, pin: usize) -> bool {
-        let rte = self.redir[pin];
-        let Some(mode) = DeliveryMode::from_bits((rte >> RTE_DELIVERY_MODE_SHIFT) as u32) else {
-            return false;
-        };
-        let msg = InterruptMessage {
+    /// The message `pin`'s entry sends (whether masked or not); `None` for a reserved
+    /// delivery mode or a pin that does not exist.
+    pub fn message(&self, pin: usize) -> Option<InterruptMessage> {
+        let rte = *self.redir.get(pin)?;
+        Some(InterruptMessage {
             vector: rte as u8,
-            mode,
+            mode: DeliveryMode::from_bits((rte >> RTE_DELIVERY_MODE_SHIFT) as u32)?,
             logical: rte & RTE_DEST_LOGICAL != 0,
             destination: (rte >> RTE_DEST_SHIFT) as u32,
             level_triggered: Self::level_triggered(rte),
+        })
+    }
+
+    /// Queues the message of `pin`'s entry. Returns false for a reserved delivery mode.
+    fn send(&mut self, pin: usize) -> bool {
+        let Some(msg) = self.message(pin) else {
+            return false;
         };
         if self.messages.len() < MESSAGE_QUEUE_LIMIT {
             self.messages.push(msg);

@@ -112,6 +112,35 @@ pub struct InterruptMessage {
     pub level_triggered: bool,
 }
 
+/// The MSI address window (SDM Vol. 3, 11.11.1): 0xFEEx_xxxx.
+pub const MSI_ADDRESS_BASE: u64 = 0xFEE0_0000;
+
+impl InterruptMessage {
+    /// Decodes a message-signalled interrupt (SDM Vol. 3, 11.11.1-2: destination ID in
+    /// address bits 19:12, destination mode in bit 2; vector, delivery mode and trigger
+    /// mode in the data). `None` outside the MSI window or for a reserved delivery mode.
+    pub fn from_msi(address: u64, data: u32) -> Option<Self> {
+        if address >> 20 != MSI_ADDRESS_BASE >> 20 {
+            return None;
+        }
+        Some(InterruptMessage {
+            vector: data as u8,
+            mode: DeliveryMode::from_bits(data >> 8)?,
+            logical: address & (1 << 2) != 0,
+            destination: ((address >> 12) & 0xFF) as u32,
+            level_triggered: data & (1 << 15) != 0,
+        })
+    }
+
+    /// The MSI address and data carrying this message (the inverse of [`Self::from_msi`]
+    /// for 8-bit destinations; the data's level bit 14 says "asserted").
+    pub fn to_msi(&self) -> (u64, u32) {
+        let address = MSI_ADDRESS_BASE | u64::from(self.destination & 0xFF) << 12 | u64::from(self.logical) << 2;
+        let data = u32::from(self.vector) | self.mode.bits() << 8 | 1 << 14 | u32::from(self.level_triggered) << 15;
+        (address, data)
+    }
+}
+
 /// ICR destination shorthand (SDM 11.6.1, bits 19:18).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shorthand {

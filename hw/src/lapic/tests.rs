@@ -552,3 +552,15 @@ fn divide_configuration_values() {
     wr(&mut l, REG_TIMER_DIVIDE, 0xFFFF_FFFF);
     assert_eq!(rd(&mut l, REG_TIMER_DIVIDE), 0xB, "only bits 0, 1, 3");
 }
+
+#[test]
+fn msi_encoding_round_trips() {
+    // SDM Vol. 3, 11.11: logical destination 0x0C, level-triggered lowest priority vector 0x41.
+    let m = InterruptMessage { vector: 0x41, mode: DeliveryMode::LowestPriority, logical: true, destination: 0x0C, level_triggered: true };
+    let (a, d) = m.to_msi();
+    assert_eq!(a, 0xFEE0_C004);
+    assert_eq!(d, 0xC141);
+    assert_eq!(InterruptMessage::from_msi(a, d), Some(m));
+    assert_eq!(InterruptMessage::from_msi(0xFED0_0000, d), None);
+    assert_eq!(InterruptMessage::from_msi(a, 3 << 8), None, "delivery mode 3 is reserved");
+}

@@ -120,7 +120,7 @@ impl Vcpu for MachineVcpu {
 
     fn waiting_for_sipi(&self) -> bool {
         // KVM's in-kernel local APIC holds the vCPU itself: the thread runs it all the same.
-        self.cpu.wait_for_sipi && !self.kvm.as_ref().is_some_and(|k| k.kernel_irqchip())
+        self.cpu.wait_for_sipi && !self.kvm.as_ref().is_some_and(|k| k.lapic_in_kernel())
     }
 
     fn leave_wait_for_sipi(&mut self) {

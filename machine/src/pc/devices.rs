@@ -94,6 +94,7 @@ impl BusDevice for IoapicMmio {
     fn write(&self, _addr: u64, offset: u64, size: u8, value: u64) {
         let mut ic = lock(&self.0.intc);
         ferrite_hw::MmioDevice::write(&mut ic.ioapic, offset, size, value);
+        self.0.ioapic_written(&ic);
         self.0.controllers_changed(ic);
     }
 }

@@ -125,18 +125,50 @@ pub struct Interrupts {
     external: std::sync::OnceLock<Arc<dyn ExternalIrqchip>>,
 }
 
-/// Interrupt controllers outside ferrite (KVM's in-kernel ones, `kernel-irqchip=on`): device
-/// lines arrive as GSIs (0-15: ISA IRQs to the PIC and, IRQ0 on pin 2, the IOAPIC; 16 and
-/// up: IOAPIC pins), MSIs as messages.
+/// Interrupt controllers outside ferrite (KVM's in-kernel ones).
+///
+/// With `kernel-irqchip=on` ([`ExternalIrqchip::has_pic_and_ioapic`]) device lines arrive as
+/// GSIs (0-15: ISA IRQs to the PIC and, IRQ0 on pin 2, the IOAPIC; 16 and up: IOAPIC pins),
+/// MSIs as messages. With `split` only the local APICs are outside: ferrite's PIC and IOAPIC
+/// serve the lines, the IOAPIC's messages go out as MSIs, and the PIC's vector is injected
+/// by the vCPU that takes it ([`Interrupts::acknowledge`]).
 pub trait ExternalIrqchip: Send + Sync {
+    fn has_pic_and_ioapic(&self) -> bool;
     fn set_gsi(&self, gsi: u32, level: bool);
     fn send_msi(&self, address: u64, data: u32);
+    /// `split`: the IOAPIC's entries changed (what each pin sends, `None` while masked). The
+    /// outside LAPICs must know which vectors are level-triggered so that their EOIs come
+    /// back to [`Interrupts::ioapic_eoi`].
+    fn ioapic_entries_changed(&self, messages: &[Option<InterruptMessage>]);
 }
 
 impl Interrupts {
     /// Hands device interrupts to `chip` from now on.
     pub fn use_external(&self, chip: Arc<dyn ExternalIrqchip>) {
         let _ = self.external.set(chip);
+    }
+
+    /// The outside local APICs of `kernel-irqchip=split`.
+    fn external_lapics(&self) -> Option<&dyn ExternalIrqchip> {
+        self.external.get().filter(|c| !c.has_pic_and_ioapic()).map(|c| c.as_ref())
+    }
+
+    /// After a write to the IOAPIC: `split` tells the outside LAPICs its entries.
+    pub fn ioapic_written(&self, ic: &Intc) {
+        if let Some(chip) = self.external_lapics() {
+            let masked = |p| ic.ioapic.redirection(p) & ferrite_hw::ioapic::RTE_MASKED != 0;
+            let messages: Vec<_> =
+                (0..ferrite_hw::ioapic::IOAPIC_PINS).map(|p| ic.ioapic.message(p).filter(|_| !masked(p))).collect();
+            chip.ioapic_entries_changed(&messages);
+        }
+    }
+
+    /// An EOI for a level-triggered vector reached the IOAPIC (from a LAPIC, or under
+    /// `split` from KVM's): remote IRR clears, a still-asserted line sends again.
+    pub fn ioapic_eoi(&self, vector: u8) {
+        let mut ic = lock(&self.intc);
+        ic.ioapic.eoi(vector);
+        self.controllers_changed(ic);
     }
 
     /// PCI INTx line `pirq` went to `level`: the ISA IRQ the PIIX3 routes it to and that IRQ's
@@ -180,6 +212,16 @@ impl Interrupts {
     /// Recomputes vCPU `i`'s INTR line from its LAPIC and the PIC, waking it if raised.
     pub fn update_intr(&self, i: usize) {
         let link = &self.cpus[i];
+        if self.external_lapics().is_some() {
+            // Only the PIC's output is ferrite's to inject; KVM's LAPIC decides whether its
+            // LINT0 takes it.
+            let level = self.pic_intr.load(Ordering::Acquire);
+            link.intr.store(level, Ordering::Release);
+            if level {
+                link.wake();
+            }
+            return;
+        }
         let l = lock(&link.lapic);
         link.lapic_base.store(l.mmio_base().unwrap_or(u64::MAX), Ordering::Relaxed);
         let level = l.has_interrupt().is_some()
@@ -208,7 +250,7 @@ impl Interrupts {
         if !self.irqs.any_changed() {
             return;
         }
-        if let Some(chip) = self.external.get() {
+        if let Some(chip) = self.external.get().filter(|c| c.has_pic_and_ioapic()) {
             return self.sync_external(chip.as_ref());
         }
         let mut ic = lock(&self.intc);
@@ -265,6 +307,11 @@ impl Interrupts {
     /// Delivers an APIC-bus message to the LAPICs it addresses (all matching for fixed,
     /// the lowest-priority one for lowest-priority delivery), or through `ipi`'s shorthand.
     pub fn deliver(&self, msg: &InterruptMessage, ipi: Option<&Ipi>) {
+        if let Some(chip) = self.external_lapics() {
+            // Only the IOAPIC sends here under `split` (ferrite's LAPICs see no guest access).
+            let (address, data) = msg.to_msi();
+            return chip.send_msi(address, data);
+        }
         let targets = |l: &Lapic| match ipi {
             Some(ipi) => ipi.targets(l),
             None => l.matches_destination(msg.destination, msg.logical),
@@ -311,11 +358,7 @@ impl Interrupts {
         let outs: Vec<LapicOutput> = lock(&self.cpus[i].lapic).drain_output().collect();
         for o in outs {
             match o {
-                LapicOutput::Eoi(v) => {
-                    let mut ic = lock(&self.intc);
-                    ic.ioapic.eoi(v);
-                    self.controllers_changed(ic);
-                }
+                LapicOutput::Eoi(v) => self.ioapic_eoi(v),
                 LapicOutput::Ipi(ipi) => self.deliver(&ipi.message, Some(&ipi)),
             }
         }
@@ -326,6 +369,14 @@ impl Interrupts {
     /// wire, or a latched ExtINT), else the LAPIC's highest deliverable vector.
     pub fn acknowledge(&self, i: usize) -> Option<u8> {
         let link = &self.cpus[i];
+        if self.external_lapics().is_some() {
+            let mut ic = lock(&self.intc);
+            // Another vCPU may have taken it since this one saw the line.
+            let v = ic.pic.has_interrupt().then(|| ic.pic.acknowledge());
+            self.controllers_changed(ic);
+            self.update_intr(i);
+            return v;
+        }
         let mut l = lock(&link.lapic);
         let extint = l.take_extint() | link.extint.swap(false, Ordering::AcqRel);
         let from_pic = extint || (l.accepts_pic_interrupts() && self.pic_intr.load(Ordering::Acquire));
@@ -349,21 +400,15 @@ impl Interrupts {
     /// A message-signalled interrupt (PCI MSI/MSI-X, Intel SDM Vol. 3 11.11): the address
     /// selects the destination, the data the vector and delivery mode.
     pub fn send_msi(&self, address: u64, data: u32) {
-        if address >> 20 != 0xFEE {
+        if address >> 20 != ferrite_hw::lapic::MSI_ADDRESS_BASE >> 20 {
             return;
         }
         if let Some(chip) = self.external.get() {
             return chip.send_msi(address, data);
         }
-        let Some(mode) = DeliveryMode::from_bits(data >> 8) else { return };
-        let msg = InterruptMessage {
-            vector: data as u8,
-            mode,
-            logical: address & (1 << 2) != 0,
-            destination: ((address >> 12) & 0xFF) as u32,
-            level_triggered: data & (1 << 15) != 0,
-        };
-        self.deliver(&msg, None);
+        if let Some(msg) = InterruptMessage::from_msi(address, data) {
+            self.deliver(&msg, None);
+        }
     }
 }
 

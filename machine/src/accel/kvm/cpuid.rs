@@ -42,7 +42,7 @@ fn subleaves(cpu: &Cpu, leaf: u32) -> Option<Vec<u32>> {
 /// Narrows `cpu`'s model to what the host's KVM can run and an in-kernel-APIC-less vCPU has,
 /// so the CPUID KVM answers and the one ferrite's own CPU answers (when it runs an instruction
 /// for KVM) are the same. Returns the features dropped.
-pub fn narrow_model(kvm: &Kvm, cpu: &mut Cpu, kernel_irqchip: bool) -> Result<Vec<&'static str>, KvmError> {
+pub fn narrow_model(kvm: &Kvm, cpu: &mut Cpu, lapic_in_kernel: bool) -> Result<Vec<&'static str>, KvmError> {
     let supported =
         kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| KvmError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
     // Leaf 0xD's feature bits (XSAVEOPT, XSAVEC, ...) live in subleaf 1, the others' in 0.
@@ -51,7 +51,7 @@ pub fn narrow_model(kvm: &Kvm, cpu: &mut Cpu, kernel_irqchip: bool) -> Result<Ve
         supported.as_slice().iter().find(|e| e.function == leaf && e.index == sub).map(|e| [e.eax, e.ebx, e.ecx, e.edx])
     };
     Ok(cpu.model.retain_features(|leaf, reg, bit| {
-        let in_kernel_apic_only = !kernel_irqchip && leaf == 1 && reg == 2 && (X2APIC | TSC_DEADLINE) & (1 << bit) != 0;
+        let in_kernel_apic_only = !lapic_in_kernel && leaf == 1 && reg == 2 && (X2APIC | TSC_DEADLINE) & (1 << bit) != 0;
         // Leaves without host feature bits (6: ARAT, 0x8000_0007: invariant TSC) describe the
         // machine rather than instructions: kept.
         let filtered = matches!(leaf, 1 | 7 | 0xd | 0x8000_0001);
@@ -67,7 +67,7 @@ fn topology_leaf(leaf: u32) -> bool {
 
 /// `-cpu host`: what the host's KVM supports, with the machine's topology and APIC IDs, and
 /// without KVM's paravirtual leaves (0x4000_0000 on) and the in-kernel-APIC features.
-fn host_table(supported: &CpuId, cpu: &Cpu, kernel_irqchip: bool) -> Vec<kvm_cpuid_entry2> {
+fn host_table(supported: &CpuId, cpu: &Cpu, lapic_in_kernel: bool) -> Vec<kvm_cpuid_entry2> {
     let topo = cpu.cpuid_topology();
     let mut entries: Vec<kvm_cpuid_entry2> = supported
         .as_slice()
@@ -78,7 +78,7 @@ fn host_table(supported: &CpuId, cpu: &Cpu, kernel_irqchip: bool) -> Vec<kvm_cpu
     for e in entries.iter_mut().filter(|e| e.function == 1) {
         let ours = cpu.model.cpuid(1, 0, cpu.apic_id, topo, &cpu.state);
         e.ebx = (e.ebx & 0xffff) | (ours[1] & 0xffff_0000);
-        if !kernel_irqchip {
+        if !lapic_in_kernel {
             e.ecx &= !(X2APIC | TSC_DEADLINE);
         }
         e.edx = (e.edx & !(1 << 28)) | (ours[3] & (1 << 28));
@@ -102,11 +102,11 @@ fn entry(function: u32, index: u32, flags: u32, r: [u32; 4]) -> kvm_cpuid_entry2
 /// The CPUID table for `cpu` (its model narrowed by [`narrow_model`]) under this host's KVM;
 /// `tsc_khz` is the vCPU's TSC rate; `host`: `-cpu host` (the host's features) rather than
 /// ferrite's model.
-pub fn table(kvm: &Kvm, cpu: &Cpu, tsc_khz: Option<u32>, host: bool, kernel_irqchip: bool) -> Result<CpuId, KvmError> {
+pub fn table(kvm: &Kvm, cpu: &Cpu, tsc_khz: Option<u32>, host: bool, lapic_in_kernel: bool) -> Result<CpuId, KvmError> {
     let supported =
         kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| KvmError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
     if host {
-        return from_entries(&host_table(&supported, cpu, kernel_irqchip));
+        return from_entries(&host_table(&supported, cpu, lapic_in_kernel));
     }
     let topo = cpu.cpuid_topology();
     let max_basic = cpu.model.cpuid(0, 0, cpu.apic_id, topo, &cpu.state)[0];

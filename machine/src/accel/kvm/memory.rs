@@ -164,7 +164,7 @@ mod tests {
         attrs[1] = ferrite_memory::LegacyAttr { read_ram: true, write_ram: false };
         mem.set_legacy(&attrs);
         mem.take_dirty();
-        let vm = KvmVm::new(mem.clone(), false, true).unwrap();
+        let vm = KvmVm::new(mem.clone(), crate::config::KernelIrqchip::Off, true).unwrap();
         vm.start_dirty_log().unwrap();
         let mut vcpu = vm.vm.create_vcpu(0).unwrap();
         let mut sregs = vcpu.get_sregs().unwrap();

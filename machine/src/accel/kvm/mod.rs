@@ -6,7 +6,8 @@
 //! guest can take it (KVM_INTERRUPT, KVM_NMI), and INIT/SIPI set the state as on TCG. One
 //! interrupt model for both accelerators is what lets a machine's interrupt state move
 //! between them. With `kernel-irqchip=on` KVM's in-kernel controllers serve the guest
-//! instead ([`irqchip`]): fewer exits, HLT and INIT/SIPI handled in the kernel.
+//! instead ([`irqchip`]): fewer exits, HLT and INIT/SIPI handled in the kernel; with `split`
+//! KVM's local APICs and ferrite's PIC and IOAPIC.
 
 mod cpuid;
 mod irqchip;
@@ -14,9 +15,10 @@ mod kick;
 mod memory;
 mod vcpu;
 
-pub use irqchip::KernelIrqchip;
+pub use irqchip::KvmIrqchip;
 pub use vcpu::KvmVcpu;
 
+use crate::config::KernelIrqchip;
 use ferrite_memory::GuestMemory;
 use kvm_ioctls::{Kvm, VmFd};
 use std::sync::Arc;
@@ -58,8 +60,8 @@ pub struct KvmVm {
     kvm: Kvm,
     slots: memory::Slots,
     mem: Arc<GuestMemory>,
-    /// KVM's in-kernel PIC, IOAPIC and LAPICs serve the guest.
-    pub kernel_irqchip: bool,
+    /// Which of KVM's in-kernel interrupt controllers serve the guest.
+    pub irqchip: KernelIrqchip,
     /// Instructions the host's KVM cannot emulate run on ferrite's own CPU.
     pub tcg_fallback: bool,
 }
@@ -99,17 +101,19 @@ fn open_kvm() -> Result<Kvm, KvmError> {
 }
 
 impl KvmVm {
-    /// A VM whose memory slots map `mem`; `kernel_irqchip`: with KVM's interrupt controllers;
-    /// `tcg_fallback`: ferrite's CPU runs what the host's KVM cannot emulate.
-    pub fn new(mem: Arc<GuestMemory>, kernel_irqchip: bool, tcg_fallback: bool) -> Result<Arc<Self>, KvmError> {
+    /// A VM whose memory slots map `mem`; `irqchip`: which of KVM's interrupt controllers
+    /// serve it; `tcg_fallback`: ferrite's CPU runs what the host's KVM cannot emulate.
+    pub fn new(mem: Arc<GuestMemory>, irqchip: KernelIrqchip, tcg_fallback: bool) -> Result<Arc<Self>, KvmError> {
         let kvm = open_kvm()?;
         let vm = kvm.create_vm().map_err(|e| KvmError::ioctl("KVM_CREATE_VM", e))?;
         vm.set_tss_address(TSS_ADDRESS).map_err(|e| KvmError::ioctl("KVM_SET_TSS_ADDR", e))?;
         vm.set_identity_map_address(IDENTITY_MAP_ADDRESS)
             .map_err(|e| KvmError::ioctl("KVM_SET_IDENTITY_MAP_ADDR", e))?;
-        let this = KvmVm { vm, kvm, slots: memory::Slots::new(), mem, kernel_irqchip, tcg_fallback };
-        if kernel_irqchip {
-            irqchip::create(&this)?;
+        let this = KvmVm { vm, kvm, slots: memory::Slots::new(), mem, irqchip, tcg_fallback };
+        match irqchip {
+            KernelIrqchip::On => irqchip::create(&this)?,
+            KernelIrqchip::Split => irqchip::create_split(&this)?,
+            KernelIrqchip::Off => {}
         }
         this.sync_memory()?;
         Ok(Arc::new(this))

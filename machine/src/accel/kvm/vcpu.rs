@@ -19,7 +19,8 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-/// Instructions ferrite's CPU runs after the host's KVM failed to emulate one.
+/// Instructions ferrite's CPU runs after the host's KVM failed to emulate one (with ferrite's
+/// own local APICs; with KVM's, only that one).
 const EMULATION_STRETCH: u64 = 4096;
 
 /// KVM_INTERRUPT (`_IOW(KVMIO, 0x86, struct kvm_interrupt)`), which kvm-ioctls does not wrap:
@@ -51,9 +52,9 @@ impl KvmVcpu {
     /// `host_cpuid`: `-cpu host`, the host's CPUID as KVM supports it.
     pub fn new(vm: Arc<KvmVm>, index: usize, cpu: &mut Cpu, host_cpuid: bool) -> Result<Self, KvmError> {
         let fd = vm.vm.create_vcpu(index as u64).map_err(|e| KvmError::ioctl("KVM_CREATE_VCPU", e))?;
-        super::cpuid::narrow_model(&vm.kvm, cpu, vm.kernel_irqchip)?;
+        super::cpuid::narrow_model(&vm.kvm, cpu, vm.irqchip.lapic_in_kernel())?;
         let tsc_khz = fd.get_tsc_khz().ok();
-        let cpuid = super::cpuid::table(&vm.kvm, cpu, tsc_khz, host_cpuid, vm.kernel_irqchip)?;
+        let cpuid = super::cpuid::table(&vm.kvm, cpu, tsc_khz, host_cpuid, vm.irqchip.lapic_in_kernel())?;
         fd.set_cpuid2(&cpuid).map_err(|e| KvmError::ioctl("KVM_SET_CPUID2", e))?;
         let known = vm.kvm.get_msr_index_list().map_err(|e| KvmError::ioctl("KVM_GET_MSR_INDEX_LIST", e))?;
         let msrs = conv::MSRS.iter().copied().filter(|m| known.as_slice().contains(m)).collect();
@@ -73,7 +74,7 @@ impl KvmVcpu {
 
     fn run_debug(&mut self, cpu: &mut Cpu, bus: &mut VcpuBus, slice: Option<std::time::Duration>, step: (bool, bool)) -> VmExit {
         // With KVM's own local APICs, KVM itself holds an AP until its start-up IPI.
-        if cpu.wait_for_sipi && !self.vm.kernel_irqchip {
+        if cpu.wait_for_sipi && !self.vm.irqchip.lapic_in_kernel() {
             return VmExit::Halted;
         }
         if let Err(e) = self.set_guest_debug(cpu, step.0, step.1) {
@@ -111,7 +112,7 @@ impl KvmVcpu {
             if bus.exit_requested() || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return VmExit::Kicked;
             }
-            if !self.vm.kernel_irqchip {
+            if !self.vm.irqchip.pic_in_kernel() {
                 self.offer_interrupt(bus);
             }
             let result = self.fd.run();
@@ -149,6 +150,9 @@ impl KvmVcpu {
                 }
                 Ok(VcpuExit::Hlt) => return VmExit::Halted,
                 Ok(VcpuExit::IrqWindowOpen) | Ok(VcpuExit::Intr) => {}
+                // `split`: KVM's LAPIC took the EOI of a level-triggered vector of ferrite's
+                // IOAPIC.
+                Ok(VcpuExit::IoapicEoi(vector)) => bus.board.irq.ioapic_eoi(vector),
                 Ok(VcpuExit::Shutdown) => return VmExit::Shutdown,
                 Ok(VcpuExit::Debug(arch)) => {
                     // DR6 bits 0-3: which debug register matched (a data watchpoint's hit
@@ -183,8 +187,10 @@ impl KvmVcpu {
         }
     }
 
-    /// Interrupt delivery from ferrite's controllers: the vector is acknowledged (INTA) only
-    /// when KVM can inject it now; otherwise KVM exits as soon as the guest can take one.
+    /// Interrupt delivery from ferrite's controllers (under `split`, the PIC's through KVM's
+    /// LAPIC, whose LINT0 KVM checks in `ready_for_interrupt_injection`): the vector is
+    /// acknowledged (INTA) only when KVM can inject it now; otherwise KVM exits as soon as the
+    /// guest can take one.
     fn offer_interrupt(&mut self, bus: &mut VcpuBus) {
         let run = self.fd.get_kvm_run();
         let can_inject = run.ready_for_interrupt_injection != 0 && run.if_flag != 0;
@@ -226,7 +232,13 @@ impl KvmVcpu {
             );
         }
         self.emulated += 1;
-        let exit = crate::accel::tcg::exit(cpu.run(bus, EMULATION_STRETCH));
+        let exit = crate::accel::tcg::exit(if self.vm.irqchip.lapic_in_kernel() {
+            // KVM's local APIC is out of ferrite's CPU's reach (its MMIO page would reach
+            // ferrite's idle one) and only KVM may deliver interrupts: the one instruction.
+            cpu.step_no_irq(bus)
+        } else {
+            cpu.run(bus, EMULATION_STRETCH)
+        });
         if let Err(e) = self.load(cpu) {
             return Some(fail(&format!("loading the vCPU state: {e}")));
         }
@@ -284,8 +296,8 @@ impl KvmVcpu {
     }
 
     /// Whether KVM's in-kernel local APIC serves this vCPU (INIT, SIPI and HLT stay in KVM).
-    pub fn kernel_irqchip(&self) -> bool {
-        self.vm.kernel_irqchip
+    pub fn lapic_in_kernel(&self) -> bool {
+        self.vm.irqchip.lapic_in_kernel()
     }
 
     /// Whether a halted vCPU would take a maskable interrupt now.

@@ -70,7 +70,7 @@ impl KvmVcpu {
             conv::set_msr_value(&mut st, e.index, e.data);
         }
         self.if_flag = st.rflags & ferrite_cpu::state::flags::IF != 0;
-        if self.vm.kernel_irqchip {
+        if self.vm.irqchip.lapic_in_kernel() {
             use kvm_bindings::{KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED};
             let mp = self.fd.get_mp_state().map_err(io("KVM_GET_MP_STATE"))?.mp_state;
             cpu.wait_for_sipi = mp == KVM_MP_STATE_UNINITIALIZED || mp == KVM_MP_STATE_INIT_RECEIVED;
