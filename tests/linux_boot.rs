@@ -26,12 +26,22 @@ fn boot(cmd: &str, smp: u32) -> Option<Boot> {
 
 /// [`boot`] with the kernel file `kernel` from the guest cache.
 fn boot_kernel(kernel: &str, cmd: &str, smp: u32) -> Option<Boot> {
-    let [kernel, initrd] = guest_files([kernel, "initramfs.cpio.gz"])?;
+    boot_with_initrds(kernel, &[], cmd, smp)
+}
+
+/// [`boot_kernel`] with `extra` initrd archives after the project's initramfs (QEMU's
+/// `-initrd a,b`: the kernel unpacks them in turn).
+fn boot_with_initrds(kernel: &str, extra: &[&std::path::Path], cmd: &str, smp: u32) -> Option<Boot> {
+    let [kernel, initramfs] = guest_files([kernel, "initramfs.cpio.gz"])?;
+    let mut initrd = initramfs.display().to_string();
+    for e in extra {
+        initrd += &format!(",{}", e.display());
+    }
     let append = format!("console=ttyS0 panic=-1 ferrite.cmd={}", escape(cmd));
     let args: Vec<String> = ["-m", "512", "-smp", &smp.to_string(), "-nographic", "-no-reboot", "-serial", "stdio"]
         .iter()
         .map(|s| s.to_string())
-        .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
+        .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd])
         .chain(["-append".into(), append])
         .collect();
     let run = run_ferrite(&args, TIMEOUT, &["FERRITE-INIT-OK"], None);
@@ -106,4 +116,66 @@ fn debian_kernel_boots_through_pvh() {
     assert!(out.contains("ACPI: RSDP"), "no ACPI tables:\n{tail}");
     assert!(out.contains("FERRITE-CMD-EXIT=0"), "commands failed:\n{tail}");
     assert_eq!(b.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
+}
+
+/// x86-64-v3 user space in Debian's guest under `-cpu max`: tests/programs/v3_userland.c, built
+/// with `gcc -O2 -march=x86-64-v3 -static` (AVX2, FMA, BMI1/2, LZCNT in its own code; glibc's
+/// string functions pick their AVX2 versions from CPUID), prints the same results in the guest
+/// as on the host; /proc/cpuinfo shows the v3 flags; the host's glibc dynamic loader, run in
+/// the guest, reports x86-64-v3 as supported. Skipped without gcc's static libc, cpio, or a host
+/// CPU with x86-64-v3.
+#[test]
+fn x86_64_v3_user_space_in_the_debian_guest() {
+    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+        println!("SKIPPED: the host CPU lacks x86-64-v3, so the program cannot run natively to compare");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ferrite-v3-{}", std::process::id()));
+    let stage = dir.join("stage");
+    std::fs::create_dir_all(stage.join("opt")).unwrap();
+    std::fs::create_dir_all(stage.join("lib64")).unwrap();
+    let program = stage.join("opt/v3_userland");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/v3_userland.c");
+    let built = std::process::Command::new("gcc")
+        .args(["-O2", "-march=x86-64-v3", "-static", "-o"])
+        .arg(&program)
+        .arg(source)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        println!("SKIPPED: gcc could not build a static x86-64-v3 program (gcc and libc6-dev are needed)");
+        return;
+    }
+    let host = std::process::Command::new(&program).output().unwrap();
+    assert!(host.status.success());
+    let host_out = String::from_utf8(host.stdout).unwrap();
+    // The host's dynamic loader, run as a program (it needs no other file for --help).
+    let loader = std::path::Path::new("/lib64/ld-linux-x86-64.so.2");
+    let has_loader = std::fs::copy(loader, stage.join("lib64/ld-linux-x86-64.so.2")).is_ok();
+    let archive = dir.join("v3.cpio");
+    let cpio = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd '{}' && find . | cpio -o -H newc -R 0:0 --quiet > '{}'", stage.display(), archive.display()))
+        .status();
+    if !cpio.is_ok_and(|s| s.success()) {
+        println!("SKIPPED: cpio is missing (scripts/install-deps installs it)");
+        return;
+    }
+    let cmd = "/opt/v3_userland; /lib64/ld-linux-x86-64.so.2 --help; grep -m1 ^flags /proc/cpuinfo";
+    let Some(b) = boot_with_initrds("bzImage", &[&archive], cmd, 1) else { return };
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = &b.output;
+    let tail: String = out.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(out.contains("FERRITE-CMD-EXIT=0"), "the commands failed:\n{tail}");
+    for line in host_out.lines() {
+        assert!(out.lines().any(|l| l.trim_end() == line), "the guest's output lacks the host's line {line:?}:\n{tail}");
+    }
+    let flags = out.lines().find(|l| l.starts_with("flags")).unwrap_or_else(|| panic!("no flags line:\n{tail}"));
+    for f in ["avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm", "xsave", "aes", "pclmulqdq", "sha_ni"] {
+        assert!(flags.split_whitespace().any(|w| w == f), "/proc/cpuinfo lacks {f}: {flags}");
+    }
+    if has_loader {
+        assert!(out.contains("x86-64-v3 (supported, searched)"), "ld.so does not call x86-64-v3 supported:\n{tail}");
+        println!("ld.so: {}", out.lines().find(|l| l.contains("x86-64-v3 (supported")).unwrap_or(""));
+    }
+    println!("guest output matches the host's:\n{host_out}{flags}");
 }
