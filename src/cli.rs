@@ -438,9 +438,7 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
     if let Some(r) = &args.rtc {
         crate::machine_args::parse_rtc(r, &mut cfg, &mut notes)?;
     }
-    if args.no_shutdown {
-        notes.push("-no-shutdown is not implemented yet: ferrite exits when the guest powers off".into());
-    }
+    cfg.no_shutdown = args.no_shutdown;
     if args.dtb.is_some() {
         bail!("-dtb: device trees are not used on x86: the pc machine describes itself to the guest with ACPI tables");
     }

@@ -1,5 +1,7 @@
 //! The serial console on a terminal: raw mode, guest input, and Ctrl-A X to quit (as QEMU).
 //! Runs ferrite on a pseudo-terminal with a multiboot guest that echoes COM1 input back.
+//! Also `-no-shutdown` with the human monitor: a guest power-off stops the machine, which
+//! `system_reset` starts again and `quit` ends.
 
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
@@ -10,29 +12,15 @@ use std::time::{Duration, Instant};
 
 const LOAD: u32 = 0x10_0000;
 
-/// A multiboot kernel that prints "ready" and then echoes every byte COM1 receives.
-fn echo_kernel() -> Vec<u8> {
+/// A multiboot (a.out kludge) image of the code `body` emits from its entry label.
+fn multiboot(body: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
     let mut a = CodeAssembler::new(32).unwrap();
     let mut start = a.create_label();
-    let mut wait = a.create_label();
     let flags: u32 = 1 << 16;
     a.dd(&[0x1bad_b002, flags, 0u32.wrapping_sub(0x1bad_b002 + flags)]).unwrap();
     a.dd(&[LOAD, LOAD, 0, 0, 0]).unwrap();
     a.set_label(&mut start).unwrap();
-    a.mov(dx, 0x3f8u32).unwrap();
-    for b in b"ready\n" {
-        a.mov(al, *b as u32).unwrap();
-        a.out(dx, al).unwrap();
-    }
-    a.set_label(&mut wait).unwrap();
-    a.mov(dx, 0x3fdu32).unwrap(); // LSR
-    a.in_(al, dx).unwrap();
-    a.test(al, 1u32).unwrap(); // data ready
-    a.jz(wait).unwrap();
-    a.mov(dx, 0x3f8u32).unwrap();
-    a.in_(al, dx).unwrap();
-    a.out(dx, al).unwrap();
-    a.jmp(wait).unwrap();
+    body(&mut a);
     let r = a.assemble_options(LOAD as u64, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
     let mut img = r.inner.code_buffer.clone();
     let end = LOAD + img.len() as u32;
@@ -41,6 +29,32 @@ fn echo_kernel() -> Vec<u8> {
     img[24..28].copy_from_slice(&end.to_le_bytes());
     img[28..32].copy_from_slice(&entry.to_le_bytes());
     img
+}
+
+/// Prints `text` on COM1.
+fn print(a: &mut CodeAssembler, text: &[u8]) {
+    a.mov(dx, 0x3f8u32).unwrap();
+    for b in text {
+        a.mov(al, *b as u32).unwrap();
+        a.out(dx, al).unwrap();
+    }
+}
+
+/// A multiboot kernel that prints "ready" and then echoes every byte COM1 receives.
+fn echo_kernel() -> Vec<u8> {
+    multiboot(|a| {
+        let mut wait = a.create_label();
+        print(a, b"ready\n");
+        a.set_label(&mut wait).unwrap();
+        a.mov(dx, 0x3fdu32).unwrap(); // LSR
+        a.in_(al, dx).unwrap();
+        a.test(al, 1u32).unwrap(); // data ready
+        a.jz(wait).unwrap();
+        a.mov(dx, 0x3f8u32).unwrap();
+        a.in_(al, dx).unwrap();
+        a.out(dx, al).unwrap();
+        a.jmp(wait).unwrap();
+    })
 }
 
 /// Reads from the terminal until `want` shows up or the deadline passes.
@@ -108,4 +122,96 @@ fn raw_console_echoes_input_and_ctrl_a_x_quits() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.and_then(|s| s.code()), Some(0), "Ctrl-A X did not quit ferrite");
+}
+
+/// A kernel that prints "powering off" and writes S5 with SLP_EN to ferrite's PM1a control
+/// register (FADT: 0x604; SLP_TYP of `\_S5` is 0), then prints "still running" if it runs on.
+fn poweroff_kernel() -> Vec<u8> {
+    multiboot(|a| {
+        let mut halt = a.create_label();
+        print(a, b"powering off\n");
+        a.mov(dx, 0x604u32).unwrap();
+        a.mov(ax, 1u32 << 13).unwrap();
+        a.out(dx, ax).unwrap();
+        print(a, b"still running\n");
+        a.set_label(&mut halt).unwrap();
+        a.cli().unwrap();
+        a.hlt().unwrap();
+        a.jmp(halt).unwrap();
+    })
+}
+
+/// Waits until `file` holds `want` `times` times.
+fn wait_for(file: &std::path::Path, want: &str, times: usize, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(file).is_ok_and(|s| s.matches(want).count() >= times) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// One human-monitor command over its unix socket; returns the reply.
+fn monitor(path: &std::path::Path, command: &str) -> String {
+    use std::io::BufRead;
+    let until_prompt = |r: &mut std::io::BufReader<std::os::unix::net::UnixStream>| {
+        let mut text = Vec::new();
+        while !text.ends_with(b"(ferrite) ") {
+            if r.read_until(b' ', &mut text).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&text).trim_end_matches("(ferrite) ").to_string()
+    };
+    let mut s = std::os::unix::net::UnixStream::connect(path).expect("the monitor listens");
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    until_prompt(&mut r);
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    until_prompt(&mut r)
+}
+
+/// `-no-shutdown` (QEMU's): the guest's ACPI power-off stops the machine instead of ending
+/// ferrite; `info status` says so; `system_reset` boots the guest again; `quit` exits 0.
+#[test]
+fn no_shutdown_keeps_the_machine_after_power_off() {
+    let dir = std::env::temp_dir().join(format!("ferrite-noshutdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kernel = dir.join("kernel.bin");
+    std::fs::write(&kernel, poweroff_kernel()).unwrap();
+    let serial = dir.join("serial.txt");
+    let mon = dir.join("monitor.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["-m", "32", "-nographic", "-nodefaults", "-no-shutdown", "-kernel"])
+        .arg(&kernel)
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-monitor")
+        .arg(format!("unix:{},server,nowait", mon.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    assert!(wait_for(&serial, "powering off", 1, deadline), "the guest never ran");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "ferrite exited on the guest's power-off");
+    assert_eq!(monitor(&mon, "info status").trim(), "VM status: paused (shutdown)");
+    monitor(&mon, "system_reset");
+    assert!(wait_for(&serial, "powering off", 2, deadline), "system_reset did not boot the guest again");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "ferrite exited on the second power-off");
+    monitor(&mon, "quit");
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "quit did not end ferrite");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = std::fs::read_to_string(&serial).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status.code(), Some(0));
+    assert!(!out.contains("still running"), "the guest ran on after its power-off: {out}");
 }

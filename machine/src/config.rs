@@ -306,6 +306,9 @@ pub struct MachineConfig {
     pub gdb: Option<String>,
     /// Start with the CPU stopped (`-S`).
     pub start_paused: bool,
+    /// A guest power-off stops the machine instead of ending ferrite (`-no-shutdown`): the
+    /// monitor's `system_reset` starts it again, `quit` ends it.
+    pub no_shutdown: bool,
     /// Log every interrupt and exception to stderr (`-d int`).
     pub log_interrupts: bool,
     /// The guest's name (`-name`).
@@ -346,6 +349,7 @@ impl Default for MachineConfig {
             jit: ferrite_cpu::JitConfig::from_env(),
             gdb: None,
             start_paused: false,
+            no_shutdown: false,
             log_interrupts: false,
             name: None,
             uuid: None,

@@ -538,15 +538,36 @@ impl Machine {
             let event = self.wait_for_event(console);
             self.board.wiring.set_stopping();
             self.vcpus = threads.into_iter().map(|t| t.join().expect("a vCPU thread panicked")).collect();
-            match event {
-                Err(outcome) => return Ok(outcome),
-                Ok(ev) => {
-                    if let Some(outcome) = self.handle_event(ev)? {
-                        return Ok(outcome);
-                    }
+            let mut event = event;
+            loop {
+                match event {
+                    Err(outcome) => return Ok(outcome),
+                    Ok(MachineEvent::PowerOff) if self.cfg.no_shutdown => event = self.stay_shut_down(console),
+                    Ok(ev) => match self.handle_event(ev)? {
+                        Some(outcome) => return Ok(outcome),
+                        None => break,
+                    },
                 }
             }
         }
+    }
+
+    /// `-no-shutdown`: the guest powered off; the machine stays, stopped, until the monitor
+    /// resets it (the next event, handled by the caller) or the user quits.
+    fn stay_shut_down(&mut self, console: &mut Console) -> Result<MachineEvent, Outcome> {
+        self.monitor.shut_down.store(true, std::sync::atomic::Ordering::Release);
+        self.board.wiring.clock.pause();
+        self.board.wiring.rearm();
+        let event = loop {
+            match self.wait_for_event(console) {
+                // A device's late power-off changes nothing.
+                Ok(MachineEvent::PowerOff) => self.board.wiring.rearm(),
+                other => break other,
+            }
+        };
+        self.board.wiring.clock.resume();
+        self.monitor.shut_down.store(false, std::sync::atomic::Ordering::Release);
+        event
     }
 
     /// Waits for a machine event while passing console input to the guest; `Err` when the
@@ -570,6 +591,7 @@ impl Machine {
         Ok(match ev {
             MachineEvent::DebugExit(code) => Some(Outcome::DebugExit(code)),
             MachineEvent::PowerOff => Some(Outcome::PowerOff),
+            MachineEvent::Quit => Some(Outcome::Quit),
             MachineEvent::AcceleratorFailed => Some(Outcome::Failed),
             MachineEvent::Reset if self.cfg.no_reboot => Some(Outcome::Reboot),
             MachineEvent::TripleFault if self.cfg.no_reboot => Some(Outcome::TripleFault),

@@ -3,7 +3,8 @@
 //! with the `(ferrite) ` prompt. What it controls lives in [`MonitorTargets`], which each
 //! new board updates, so commands reach the current devices across resets.
 //!
-//! Commands: `help`, `info balloon`, `balloon MiB`, `info status`, `system_reset`, `quit`.
+//! Commands: `help`, `info balloon`, `balloon MiB`, `info status` (`running`, or `paused
+//! (shutdown)` after the guest powered off under `-no-shutdown`), `system_reset`, `quit`.
 
 use crate::chardev::{Chardev, Frontend};
 use crate::pc::wiring::{MachineEvent, Wiring};
@@ -33,11 +34,13 @@ struct Targets {
 pub struct MonitorTargets {
     inner: Arc<Mutex<Targets>>,
     ram_bytes: u64,
+    /// The guest powered off and `-no-shutdown` keeps the machine, stopped.
+    pub shut_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MonitorTargets {
     pub fn new(ram_bytes: u64) -> Self {
-        MonitorTargets { inner: Arc::default(), ram_bytes }
+        MonitorTargets { inner: Arc::default(), ram_bytes, shut_down: Arc::default() }
     }
 
     /// A new board: its wiring (for machine events) and balloon (which starts at the last
@@ -84,10 +87,13 @@ impl MonitorTargets {
                 quit -- stop ferrite\n"
                 .into(),
             ["info", "balloon"] => self.info_balloon(),
-            ["info", "status"] => "VM status: running\n".into(),
+            ["info", "status"] => match self.shut_down.load(std::sync::atomic::Ordering::Acquire) {
+                true => "VM status: paused (shutdown)\n".into(),
+                false => "VM status: running\n".into(),
+            },
             ["balloon", size] => self.set_balloon(size),
             ["system_reset"] => self.event(MachineEvent::Reset),
-            ["quit" | "q"] => self.event(MachineEvent::PowerOff),
+            ["quit" | "q"] => self.event(MachineEvent::Quit),
             _ => format!("unknown command: '{}' (try help)\n", line.trim()),
         }
     }

@@ -23,6 +23,8 @@ pub enum MachineEvent {
     TripleFault,
     /// An accelerator cannot run its vCPU on (a KVM emulation failure).
     AcceleratorFailed,
+    /// The monitor's `quit`.
+    Quit,
 }
 
 /// A20 gate inputs: either opens the gate.
@@ -100,6 +102,12 @@ impl Wiring {
 
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Lets the next event through again while the vCPUs stay stopped (a machine that
+    /// `-no-shutdown` keeps after the guest's power-off waits for the monitor's commands).
+    pub fn rearm(&self) {
+        self.stopping.store(false, Ordering::Release);
     }
 
     /// Marks the machine as stopping without an event (the machine itself tears down).
