@@ -305,6 +305,9 @@ fn gdb_breaks_steps_and_edits_registers_and_memory() {
             "set var $es_base = 0x5000".into(),
             "p/x $es_base".into(),                          // $16
             "p/x $es".into(),                               // $17: the selector is unchanged
+            "set var $ymm2.v8_int32[6] = 9".into(),
+            "p $ymm2.v8_int32".into(),                      // $18: the upper half, as gdb composes YMM
+            "p $xmm2.v4_int32".into(),                      // $19: the lower half untouched
             "kill".into(),
         ]
         .iter()
@@ -338,6 +341,8 @@ fn gdb_breaks_steps_and_edits_registers_and_memory() {
     assert!(out.contains("$15 = {0, 0, 7, 0}"), "{ctx}");
     assert_eq!(printed(&out, 16), Some(0x5000), "{ctx}");
     assert_eq!(printed(&out, 17), Some(0x18), "{ctx}");
+    assert!(out.contains("$18 = {0, 0, 0, 0, 0, 0, 9, 0}"), "{ctx}");
+    assert!(out.contains("$19 = {0, 0, 0, 0}"), "{ctx}");
     assert_eq!(f.wait(Duration::from_secs(10)), Some(0), "kill ends ferrite; {ctx}");
 }
 

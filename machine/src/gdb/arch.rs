@@ -13,6 +13,9 @@
 //! `system`, so `info registers system` lists it): KernelGSbase, CR0/2/3/4/8, EFER,
 //! GDTR/IDTR, LDTR/TR with their hidden parts, the hidden base/limit/attributes of every
 //! segment register, and DR0-3/6/7.
+//!
+//! The upper halves of the YMM registers come last, as gdb's `org.gnu.gdb.i386.avx` feature
+//! (`ymm0h`-`ymm15h`), from which gdb composes `ymm0`-`ymm15` with the XMM registers.
 
 use gdbstub::arch::{Arch, RegId, Registers};
 use std::fmt::Write;
@@ -26,6 +29,7 @@ enum Feature {
     Sse,
     Segments,
     System,
+    Avx,
 }
 
 impl Feature {
@@ -35,6 +39,7 @@ impl Feature {
             Feature::Sse => "org.gnu.gdb.i386.sse",
             Feature::Segments => "org.gnu.gdb.i386.segments",
             Feature::System => "org.ferrite.x86.system",
+            Feature::Avx => "org.gnu.gdb.i386.avx",
         }
     }
 }
@@ -59,6 +64,8 @@ pub enum Reg {
     Fooff,
     Fop,
     Xmm(usize),
+    /// Bits 255:128 of YMMi.
+    YmmHi(usize),
     Mxcsr,
     /// Hidden segment base by `Seg` number (fs_base, gs_base, es_base, ...).
     SegBase(usize),
@@ -109,7 +116,7 @@ const DS: usize = 3;
 const FS: usize = 4;
 const GS: usize = 5;
 
-use Feature::{Core, Segments, Sse, System};
+use Feature::{Avx, Core, Segments, Sse, System};
 
 /// Every register, in gdb's register-number order.
 pub static REGS: &[RegDesc] = &[
@@ -215,10 +222,27 @@ pub static REGS: &[RegDesc] = &[
     g("dr3", 64, "uint64", "system", System, Reg::Dr(3)),
     g("dr6", 64, "uint64", "system", System, Reg::Dr(6)),
     g("dr7", 64, "uint64", "system", System, Reg::Dr(7)),
+    // org.gnu.gdb.i386.avx
+    r("ymm0h", 128, "uint128", Avx, Reg::YmmHi(0)),
+    r("ymm1h", 128, "uint128", Avx, Reg::YmmHi(1)),
+    r("ymm2h", 128, "uint128", Avx, Reg::YmmHi(2)),
+    r("ymm3h", 128, "uint128", Avx, Reg::YmmHi(3)),
+    r("ymm4h", 128, "uint128", Avx, Reg::YmmHi(4)),
+    r("ymm5h", 128, "uint128", Avx, Reg::YmmHi(5)),
+    r("ymm6h", 128, "uint128", Avx, Reg::YmmHi(6)),
+    r("ymm7h", 128, "uint128", Avx, Reg::YmmHi(7)),
+    r("ymm8h", 128, "uint128", Avx, Reg::YmmHi(8)),
+    r("ymm9h", 128, "uint128", Avx, Reg::YmmHi(9)),
+    r("ymm10h", 128, "uint128", Avx, Reg::YmmHi(10)),
+    r("ymm11h", 128, "uint128", Avx, Reg::YmmHi(11)),
+    r("ymm12h", 128, "uint128", Avx, Reg::YmmHi(12)),
+    r("ymm13h", 128, "uint128", Avx, Reg::YmmHi(13)),
+    r("ymm14h", 128, "uint128", Avx, Reg::YmmHi(14)),
+    r("ymm15h", 128, "uint128", Avx, Reg::YmmHi(15)),
 ];
 
 /// Number of registers.
-pub const NREGS: usize = 98;
+pub const NREGS: usize = 114;
 const _: () = assert!(REGS.len() == NREGS);
 /// Register number of RIP.
 pub const RIP_REGNUM: usize = 16;
@@ -400,7 +424,7 @@ fn target_xml() -> String {
         "<?xml version=\"1.0\"?>\n<!DOCTYPE target SYSTEM \"gdb-target.dtd\">\n<target version=\"1.0\">\n\
          <architecture>i386:x86-64</architecture>\n",
     );
-    for feature in [Core, Sse, Segments, System] {
+    for feature in [Core, Sse, Segments, System, Avx] {
         let _ = writeln!(x, r#"<feature name="{}">"#, feature.name());
         match feature {
             Core => flags_type(&mut x, "i386_eflags", 4, EFLAGS_FIELDS),
@@ -424,7 +448,7 @@ fn target_xml() -> String {
                 ));
                 flags_type(&mut x, "i386_mxcsr", 4, MXCSR_FIELDS);
             }
-            Segments => {}
+            Segments | Avx => {}
             System => {
                 flags_type(&mut x, "x86_cr0", 8, CR0_FIELDS);
                 flags_type(&mut x, "x86_cr4", 8, CR4_FIELDS);
