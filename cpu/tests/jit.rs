@@ -199,3 +199,82 @@ fn a_page_fault_in_the_middle_of_a_compiled_block_is_precise() {
     assert_eq!(off.flags(), on.flags());
     assert!(on.cpu.jit_stats().compiled_runs > 0);
 }
+
+/// Shifts and rotates by an immediate: native where a register-only ALU instruction
+/// overwrites their flags before anything reads them, interpreted where their flags live on
+/// (a Jcc, ADC, INC's carried CF, a memory operand that may fault, the end of the block).
+#[test]
+fn shifts_and_rotates_with_dead_and_live_flags_match_the_interpreter() {
+    let values = [0u64, 1, 0x80, 0x8001, 0x8000_0001, 0xdead_beef_0123_4567, u64::MAX];
+    for &x in &values {
+        let vm = both(&[(RAX, x), (RBX, x.rotate_left(13)), (RDI, DATA)], |a| {
+            let mut over = a.create_label();
+            let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 16] = [
+                |a| a.ror(eax, 7),
+                |a| a.rol(rbx, 13),
+                |a| a.shl(cx, 9),
+                |a| a.shr(dl, 3),
+                |a| a.sar(rax, 63),
+                |a| a.shl(ah, 1),
+                |a| a.ror(bx, 17), // 16-bit rotate by more than the width
+                |a| a.shr(cl, 12), // 8-bit shift past the width
+                |a| a.sar(dx, 20),
+                |a| a.rol(r8b, 9),
+                |a| a.shl(r9, 40),
+                |a| a.shr(r10d, 31),
+                |a| a.ror(r11, 1),
+                |a| a.rol(esi, 31),
+                |a| a.sar(ecx, 5),
+                |a| a.shl(edx, 0x21), // masked to 1
+            ];
+            for (k, op) in ops.iter().enumerate() {
+                a.mov(rcx, rax)?;
+                a.mov(rdx, rbx)?;
+                a.mov(r8, rax)?;
+                a.mov(r9, rbx)?;
+                a.mov(r10, rax)?;
+                a.mov(r11, rbx)?;
+                a.mov(rsi, rax)?;
+                op(a)?;
+                match k % 4 {
+                    // Dead: an ALU instruction overwrites every flag (a move in between).
+                    0 => {
+                        a.mov(r12, rax)?;
+                        a.add(r12, rbx)?;
+                    }
+                    // Live: ADC reads CF.
+                    1 => a.adc(r12, rcx)?,
+                    // Live: INC keeps CF.
+                    2 => a.inc(r13)?,
+                    // Live: a condition reads them.
+                    _ => a.setb(byte_ptr(rdi + k as i32))?,
+                }
+                a.xor(r14, rcx)?;
+                a.add(r14, rdx)?;
+                a.add(r14, r8)?;
+                a.xor(r14, r9)?;
+                a.add(r14, r10)?;
+                a.xor(r14, r11)?;
+                a.add(r14, rsi)?;
+                a.mov(qword_ptr(rdi + 0x100 + 8 * k as i32), r14)?;
+            }
+            // Live at the end of a block: the Jcc reads them.
+            a.ror(rax, 3)?;
+            a.jc(over)?;
+            a.inc(r15)?;
+            a.set_label(&mut over)?;
+            a.shl(rbx, 2)?;
+            Ok(())
+        });
+        let _ = vm;
+    }
+    // Shifts whose flags die are emitted natively (all four instructions here).
+    let vm = both(&[(RAX, 0x1234_5678), (RBX, 3)], |a| {
+        a.ror(eax, 7)?;
+        a.add(eax, ebx)?;
+        a.shl(rbx, 3)?;
+        a.xor(ebx, eax)?;
+        Ok(())
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 4, "{:?}", vm.cpu.jit_stats());
+}

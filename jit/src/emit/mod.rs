@@ -21,7 +21,8 @@ pub(crate) fn emit_block(
     call_conv: CallConv,
     frontend: TargetFrontendConfig,
 ) -> u32 {
-    let plan: Vec<Option<ops::Native>> = spec.insns.iter().map(|i| ops::classify(i, spec.bitness)).collect();
+    let mut plan: Vec<Option<ops::Native>> = spec.insns.iter().map(|i| ops::classify(i, spec.bitness)).collect();
+    ops::keep_dead_flag_shifts(&mut plan, spec.insns);
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);

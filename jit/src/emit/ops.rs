@@ -1,6 +1,7 @@
 //! The instructions emitted natively: moves, integer ALU, stack, near branches, SETcc and
-//! CMOVcc. Everything else (and every instruction in device memory or under a TLB miss)
-//! runs through the interpreter. Memory operands are native in 64-bit code only, where
+//! CMOVcc, and shifts and rotates of a register by an immediate whose flags nothing reads
+//! ([`keep_dead_flag_shifts`]). Everything else (and every instruction in device memory or
+//! under a TLB miss) runs through the interpreter. Memory operands are native in 64-bit code only, where
 //! segments other than FS/GS have no base and no limit.
 
 use super::mem::Access;
@@ -9,6 +10,15 @@ use crate::operand::gpr_slot;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ShiftOp {
+    Shl,
+    Shr,
+    Sar,
+    Rol,
+    Ror,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum AluOp {
@@ -40,6 +50,9 @@ pub(crate) enum Native {
     CallIndirect,
     Setcc,
     Cmov { size: u8 },
+    /// A register shifted or rotated by a non-zero (masked) immediate count, emitted without
+    /// its flags: only kept where they are dead.
+    Shift { op: ShiftOp, size: u8, count: u32 },
 }
 
 /// An operand the translator handles.
@@ -156,6 +169,23 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
             }
             Native::Alu { op, size }
         }
+        m @ (Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror) => {
+            let (Opnd::Reg(_, size), Opnd::Imm(imm)) = two()? else { return None };
+            // SDM SAL/SAR/SHL/SHR, ROL/ROR: the count is masked to 5 bits (6 for 64-bit
+            // operands); a zero count changes nothing but the 32-bit zero extension.
+            let count = (imm as u32) & if size == 8 { 0x3f } else { 0x1f };
+            if count == 0 {
+                return None;
+            }
+            let op = match m {
+                Mnemonic::Shl | Mnemonic::Sal => ShiftOp::Shl,
+                Mnemonic::Shr => ShiftOp::Shr,
+                Mnemonic::Sar => ShiftOp::Sar,
+                Mnemonic::Rol => ShiftOp::Rol,
+                _ => ShiftOp::Ror,
+            };
+            Native::Shift { op, size, count }
+        }
         Mnemonic::Inc | Mnemonic::Dec => match opnd(insn, 0, bitness)? {
             Opnd::Imm(_) => return None,
             d => Native::IncDec { inc: insn.mnemonic() == Mnemonic::Inc, size: size_of(d) },
@@ -218,7 +248,52 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
     })
 }
 
+/// The six arithmetic flags.
+const ARITH_FLAGS: u32 = iced_x86::RflagsBits::OF
+    | iced_x86::RflagsBits::SF
+    | iced_x86::RflagsBits::ZF
+    | iced_x86::RflagsBits::AF
+    | iced_x86::RflagsBits::PF
+    | iced_x86::RflagsBits::CF;
+
+/// Keeps a [`Native::Shift`] only where its flags are dead: before anything could look at
+/// them (a flag read, an instruction that may fault or runs in the interpreter, the end of
+/// the block), a native register-only instruction writes all six arithmetic flags. Between
+/// the two only native register-only instructions that touch no flag may run (a partial
+/// writer like INC carries CF over). Elsewhere the interpreter runs the shift, flags and all.
+pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instruction]) {
+    for i in (0..plan.len()).rev() {
+        if !matches!(plan[i], Some(Native::Shift { .. })) {
+            continue;
+        }
+        let dead = (i + 1..plan.len())
+            .map(|j| {
+                let insn = &insns[j];
+                let no_memory = (0..insn.op_count()).all(|k| insn.op_kind(k) != OpKind::Memory);
+                let modified = insn.rflags_modified() & ARITH_FLAGS;
+                match (&plan[j], insn.rflags_read(), no_memory) {
+                    (Some(Native::Alu { .. }), 0, true) if modified == ARITH_FLAGS => Some(true),
+                    (Some(n), 0, true) if modified == 0 && !n.ends_block() => None,
+                    _ => Some(false),
+                }
+            })
+            .find_map(|d| d)
+            .unwrap_or(false);
+        if !dead {
+            plan[i] = None;
+        }
+    }
+}
+
 impl Native {
+    /// Whether the instruction ends its block natively (a branch).
+    fn ends_block(&self) -> bool {
+        matches!(
+            self,
+            Native::Jmp | Native::Jcc | Native::Call | Native::Ret { .. } | Native::JmpIndirect | Native::CallIndirect
+        )
+    }
+
     /// The registers (bit per index) this instruction reads or writes natively.
     pub fn regs(&self, insn: &Instruction) -> u16 {
         let mut m = 0u16;
@@ -338,6 +413,12 @@ impl Emit<'_, '_> {
                 let v = self.b.ins().uextend(cranelift_codegen::ir::types::I64, c);
                 self.write_opnd(i, insn, opnd(insn, 0, bitness).expect("classified"), 1, v);
             }
+            Native::Shift { op, size, count } => {
+                let r = insn.op0_register();
+                let v = self.reg(r);
+                let res = self.shift(v, op, size, count);
+                self.set_reg(r, res);
+            }
             Native::Cmov { size } => {
                 // The source is read (and may fault) whatever the condition; a 32-bit
                 // destination is zero-extended even when nothing moves (SDM, CMOVcc).
@@ -422,6 +503,33 @@ impl Emit<'_, '_> {
         };
         let zero = self.iconst(0);
         self.set_flags(cc, size, d, s, res, zero);
+    }
+
+    /// `v` (masked to `size`) shifted or rotated by `count` (masked, non-zero), masked again.
+    fn shift(&mut self, v: Value, op: ShiftOp, size: u8, count: u32) -> Value {
+        let bits = size as u32 * 8;
+        let res = match op {
+            // Counts past the width (8- and 16-bit operands) shift every bit out.
+            ShiftOp::Shl | ShiftOp::Shr if count >= bits => self.iconst(0),
+            ShiftOp::Shl => self.b.ins().ishl_imm_s(v, count as i64),
+            ShiftOp::Shr => self.b.ins().ushr_imm_s(v, count as i64),
+            ShiftOp::Sar => {
+                let s = self.sext(v, size);
+                self.b.ins().sshr_imm_s(s, count.min(63) as i64)
+            }
+            ShiftOp::Rol | ShiftOp::Ror => {
+                let r = count % bits;
+                if r == 0 {
+                    v
+                } else {
+                    let left = if op == ShiftOp::Rol { r } else { bits - r };
+                    let hi = self.b.ins().ishl_imm_s(v, left as i64);
+                    let lo = self.b.ins().ushr_imm_s(v, (bits - left) as i64);
+                    self.b.ins().bor(hi, lo)
+                }
+            }
+        };
+        self.mask(res, size)
     }
 
     /// PUSH of a 64-bit value in 64-bit mode (SS has no base there).
