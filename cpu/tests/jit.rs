@@ -108,16 +108,22 @@ fn flags_after_every_operation_and_width_match_the_interpreter() {
                     |a, m| a.setle(m),
                     |a, m| a.setg(m),
                 ];
-                let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 10] = [
+                // ADC and SBB take the carry the operation before them left.
+                let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 15] = [
                     |a| a.cmp(al, bl),
                     |a| a.cmp(ax, bx),
                     |a| a.cmp(eax, ebx),
                     |a| a.cmp(rax, rbx),
                     |a| a.add(cl, bl),
                     |a| a.sub(rcx, rbx),
+                    |a| a.adc(rcx, rbx),
                     |a| a.add(edx, ebx),
+                    |a| a.sbb(edx, ebx),
+                    |a| a.sbb(cl, bl),
                     |a| a.test(rax, rbx),
+                    |a| a.adc(dx, bx),
                     |a| a.inc(ax),
+                    |a| a.sbb(rdx, rbx),
                     |a| a.dec(rax),
                 ];
                 for (k, op) in ops.iter().enumerate() {

@@ -1031,14 +1031,14 @@ pub fn float32() -> Vec<Case> {
         case!(F32, Exact, "vcvttps2dq ymm0, ymm1"),
         case!(F32, Exact, "vcvtss2sd xmm0, xmm1, xmm2"),
         case!(F32, Exact, "vcvtdq2ps ymm0, ymm1"),
-        case!(F32, Exact, "vdpps ymm0, ymm1, ymm2, 255"),
-        case!(F32, Exact, "vdpps ymm0, ymm1, ymm2, 49"),
-        case!(F32, Exact, "vdpps ymm0, ymm1, ymm2, 241"),
-        case!(F32, Exact, "vdpps ymm0, ymm1, ymm2, 85"),
-        case!(F32, Exact, "vdpps xmm0, xmm1, xmm2, 255"),
-        case!(F32, Exact, "vdpps xmm0, xmm1, xmm2, 49"),
-        case!(F32, Exact, "vdpps xmm0, xmm1, xmm2, 241"),
-        case!(F32, Exact, "vdpps xmm0, xmm1, xmm2, 85"),
+        case!(F32, DotProduct(4), "vdpps ymm0, ymm1, ymm2, 255"),
+        case!(F32, DotProduct(4), "vdpps ymm0, ymm1, ymm2, 49"),
+        case!(F32, DotProduct(4), "vdpps ymm0, ymm1, ymm2, 241"),
+        case!(F32, DotProduct(4), "vdpps ymm0, ymm1, ymm2, 85"),
+        case!(F32, DotProduct(4), "vdpps xmm0, xmm1, xmm2, 255"),
+        case!(F32, DotProduct(4), "vdpps xmm0, xmm1, xmm2, 49"),
+        case!(F32, DotProduct(4), "vdpps xmm0, xmm1, xmm2, 241"),
+        case!(F32, DotProduct(4), "vdpps xmm0, xmm1, xmm2, 85"),
     ]
 }
 
@@ -1176,7 +1176,7 @@ pub fn float64() -> Vec<Case> {
         case!(F64, Exact, "vcvttpd2dq xmm0, ymm1"),
         case!(F64, Exact, "vcvtpd2ps xmm0, ymmword ptr [rdi]"),
         case!(F64, Exact, "vcvtsd2ss xmm0, xmm1, xmm2"),
-        case!(F64, Exact, "vdppd xmm0, xmm1, xmm2, 0x33"),
+        case!(F64, DotProduct(8), "vdppd xmm0, xmm1, xmm2, 0x33"),
     ]
 }
 

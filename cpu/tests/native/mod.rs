@@ -157,6 +157,12 @@ pub enum Cmp {
     /// Exact, except for the RFLAGS bits given: flags the SDM leaves undefined, where the host
     /// CPU (AMD) and ferrite (Intel's behaviour, or a documented choice) may differ.
     Masked(u64),
+    /// DPPS/DPPD (elements of the given bytes): exact, except which NaN a lane of ymm0 holds
+    /// when both results hold one. The SDM adds the products in one order,
+    /// (p0 + p1) + (p2 + p3), and broadcasts that one sum, which ferrite follows; Intel cores
+    /// (a Xeon here) add per destination lane in other orders, so with several NaN products
+    /// the lanes keep different NaNs (SSE keeps the first operand's). The SDM wins.
+    DotProduct(u32),
 }
 
 pub struct Case {
@@ -448,9 +454,26 @@ pub fn approx_f32(native: u32, ours: u32, input: u32) -> bool {
     ((n as f64 - o as f64) / n as f64).abs() <= 1.5 * 2f64.powi(-12) + 2f64.powi(-23)
 }
 
+/// `native` and `ours` equal, or both NaNs, in every `size`-byte element of the 256 bits.
+fn same_or_both_nan(native: [u128; 2], ours: [u128; 2], size: u32) -> bool {
+    let bits = size * 8;
+    let elements = |v: [u128; 2]| (0..256 / bits).map(move |k| (v[(k * bits / 128) as usize] >> (k * bits % 128)) as u64 & (u64::MAX >> (64 - bits)));
+    let nan = |e: u64| match size {
+        4 => f32::from_bits(e as u32).is_nan(),
+        _ => f64::from_bits(e).is_nan(),
+    };
+    elements(native).zip(elements(ours)).all(|(n, o)| n == o || (nan(n) && nan(o)))
+}
+
 pub fn matches(case: &Case, input: &St, native: &St, ours: &St) -> bool {
     match case.cmp {
         Cmp::Exact => native == ours,
+        Cmp::DotProduct(size) => {
+            let (mut n, mut o) = (*native, *ours);
+            let ok = same_or_both_nan([n.xmm[0], n.ymm_hi[0]], [o.xmm[0], o.ymm_hi[0]], size);
+            (n.xmm[0], n.ymm_hi[0], o.xmm[0], o.ymm_hi[0]) = (0, 0, 0, 0);
+            ok && n == o
+        }
         Cmp::Masked(undefined) => {
             let (mut n, mut o) = (*native, *ours);
             n.rflags &= !undefined;

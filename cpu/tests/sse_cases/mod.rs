@@ -760,16 +760,16 @@ pub fn float32() -> Vec<Case> {
         case!(F32, Exact, "cvtss2sd xmm0, xmm1"),
         case!(F32, Exact, "cvtss2sd xmm0, [rdi]"),
         case!(F32, Exact, "cvtps2pd xmm0, [rdi]"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 255"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 49"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 241"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 127"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 85"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 163"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 15"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 240"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 18"),
-        case!(F32, Exact, "dpps xmm0, xmm1, 200"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 255"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 49"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 241"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 127"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 85"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 163"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 15"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 240"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 18"),
+        case!(F32, DotProduct(4), "dpps xmm0, xmm1, 200"),
     ]
 }
 
@@ -863,14 +863,14 @@ pub fn float64() -> Vec<Case> {
         case!(F64, Exact, "cvtsd2ss xmm0, xmm1"),
         case!(F64, Exact, "cvtsd2ss xmm0, [rdi]"),
         case!(F64, Exact, "cvtpd2ps xmm0, [rdi]"),
-        case!(F64, Exact, "dppd xmm0, xmm1, 51"),
-        case!(F64, Exact, "dppd xmm0, xmm1, 49"),
-        case!(F64, Exact, "dppd xmm0, xmm1, 19"),
-        case!(F64, Exact, "dppd xmm0, xmm1, 34"),
-        case!(F64, Exact, "dppd xmm0, xmm1, 3"),
-        case!(F64, Exact, "dppd xmm0, xmm1, 48"),
-        case!(F64, Exact, "dppd xmm0, xmm1, 17"),
-        case!(F64, Exact, "dppd xmm0, xmm1, 255"),
+        case!(F64, DotProduct(8), "dppd xmm0, xmm1, 51"),
+        case!(F64, DotProduct(8), "dppd xmm0, xmm1, 49"),
+        case!(F64, DotProduct(8), "dppd xmm0, xmm1, 19"),
+        case!(F64, DotProduct(8), "dppd xmm0, xmm1, 34"),
+        case!(F64, DotProduct(8), "dppd xmm0, xmm1, 3"),
+        case!(F64, DotProduct(8), "dppd xmm0, xmm1, 48"),
+        case!(F64, DotProduct(8), "dppd xmm0, xmm1, 17"),
+        case!(F64, DotProduct(8), "dppd xmm0, xmm1, 255"),
     ]
 }
 
@@ -891,7 +891,7 @@ pub fn edges32() -> Vec<Case> {
         case!(Edge32, Exact, "sqrtps xmm0, xmm1"),
         case!(Edge32, Exact, "cvtps2dq xmm0, xmm1"),
         case!(Edge32, Exact, "haddps xmm0, xmm1"),
-        case!(Edge32, Exact, "dpps xmm0, xmm1, 0xff"),
+        case!(Edge32, DotProduct(4), "dpps xmm0, xmm1, 0xff"),
     ]
 }
 
@@ -906,7 +906,7 @@ pub fn edges64() -> Vec<Case> {
         case!(Edge64, Exact, "sqrtpd xmm0, xmm1"),
         case!(Edge64, Exact, "cvtpd2dq xmm0, xmm1"),
         case!(Edge64, Exact, "haddpd xmm0, xmm1"),
-        case!(Edge64, Exact, "dppd xmm0, xmm1, 0x33"),
+        case!(Edge64, DotProduct(8), "dppd xmm0, xmm1, 0x33"),
         case!(Edge64, Exact, "cvtpd2ps xmm0, xmm1"),
         case!(Edge64, Exact, "cvtsd2ss xmm0, xmm1"),
     ]

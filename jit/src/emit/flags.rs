@@ -18,8 +18,8 @@ pub(crate) enum Flags {
     /// The CPU structure holds them (the lazy record or RFLAGS).
     Memory,
     /// The variables hold a record of operation `op` (the CPU's numbering) on `size` bytes,
-    /// not necessarily stored yet.
-    Pending { op: u8, size: u8 },
+    /// not necessarily stored yet; `carry`: its carry-in may be 1 (ADC, SBB, INC, DEC).
+    Pending { op: u8, size: u8, carry: bool },
 }
 
 /// Variables of the pending record: operands and result masked to the width, carry-in 0/1.
@@ -54,18 +54,20 @@ impl CcVars {
 }
 
 impl Emit<'_, '_> {
-    /// Records a flag-setting result (`dst`, `src`, `res` already masked to `size`).
-    pub fn set_flags(&mut self, op: u8, size: u8, dst: Value, src: Value, res: Value, carry: Value) {
+    /// Records a flag-setting result (`dst`, `src`, `res` already masked to `size`; `carry`
+    /// the 0/1 carry-in, `None` for 0).
+    pub fn set_flags(&mut self, op: u8, size: u8, dst: Value, src: Value, res: Value, carry: Option<Value>) {
         self.b.def_var(self.cc.dst, dst);
         self.b.def_var(self.cc.src, src);
         self.b.def_var(self.cc.res, res);
-        self.b.def_var(self.cc.carry, carry);
-        self.flags = Flags::Pending { op, size };
+        let c = carry.unwrap_or_else(|| self.b.ins().iconst(types::I64, 0));
+        self.b.def_var(self.cc.carry, c);
+        self.flags = Flags::Pending { op, size, carry: carry.is_some() };
     }
 
     /// Stores a pending record (without forgetting it: it may be stored again later).
     pub(super) fn store_flags(&mut self) {
-        let Flags::Pending { op, size } = self.flags else { return };
+        let Flags::Pending { op, size, .. } = self.flags else { return };
         let f = super::state_flags();
         let op = self.b.ins().iconst(types::I8, op as i64);
         self.b.ins().store(f, op, self.cpu, self.l.cc_op);
@@ -87,7 +89,7 @@ impl Emit<'_, '_> {
 
     /// A Jcc/SETcc/CMOVcc condition as an `i8` 0/1.
     pub fn condition(&mut self, cc: ConditionCode) -> Value {
-        let Flags::Pending { op, size } = self.flags else {
+        let Flags::Pending { op, size, carry } = self.flags else {
             // Unknown operation: ask the CPU's own evaluator.
             let f = self.iconst(self.l.cond as u64);
             let n = self.iconst(cc as u64);
@@ -96,7 +98,8 @@ impl Emit<'_, '_> {
             return self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
         };
         let ops = self.l.cc_ops;
-        if op == ops.sub {
+        // A compare of the operands answers for SUB and CMP; SBB's borrow-in spoils it.
+        if op == ops.sub && !carry {
             if let Some(c) = self.sub_condition(cc, size) {
                 return c;
             }
@@ -156,7 +159,6 @@ impl Emit<'_, '_> {
             C::g => (None, Some(IntCC::SignedGreaterThan)),
             _ => return None,
         };
-        // Only SUB and CMP are native, and the interpreter records them with carry-in 0.
         let dst = self.b.use_var(self.cc.dst);
         let src = self.b.use_var(self.cc.src);
         Some(match (unsigned, signed) {

@@ -23,7 +23,9 @@ pub(crate) enum ShiftOp {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum AluOp {
     Add,
+    Adc,
     Sub,
+    Sbb,
     Cmp,
     And,
     Or,
@@ -144,6 +146,8 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
             _ => return None,
         },
         m @ (Mnemonic::Add
+        | Mnemonic::Adc
+        | Mnemonic::Sbb
         | Mnemonic::Sub
         | Mnemonic::Cmp
         | Mnemonic::And
@@ -152,7 +156,9 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
         | Mnemonic::Test) => {
             let op = match m {
                 Mnemonic::Add => AluOp::Add,
+                Mnemonic::Adc => AluOp::Adc,
                 Mnemonic::Sub => AluOp::Sub,
+                Mnemonic::Sbb => AluOp::Sbb,
                 Mnemonic::Cmp => AluOp::Cmp,
                 Mnemonic::And => AluOp::And,
                 Mnemonic::Or => AluOp::Or,
@@ -351,7 +357,7 @@ impl Emit<'_, '_> {
                 self.write_dst(dst, host, size, res);
                 let one = self.iconst(1);
                 let ops = self.l.cc_ops;
-                self.set_flags(if inc { ops.inc } else { ops.dec }, size, d, one, res, carry);
+                self.set_flags(if inc { ops.inc } else { ops.dec }, size, d, one, res, Some(carry));
             }
             Native::Push => {
                 let v = match opnd(insn, 0, bitness).expect("classified") {
@@ -482,11 +488,21 @@ impl Emit<'_, '_> {
         let bitness = self.spec.bitness;
         let writes = !matches!(op, AluOp::Cmp | AluOp::Test);
         let (d_op, s_op) = (opnd(insn, 0, bitness).expect("classified"), opnd(insn, 1, bitness).expect("classified"));
+        // ADC/SBB take CF as it stands before their own operands are read.
+        let carry = matches!(op, AluOp::Adc | AluOp::Sbb).then(|| self.carry_flag());
         let s = self.read_opnd(i, insn, s_op, size);
         let (d, host) = self.read_dst(i, insn, d_op, size, writes);
         let res = match op {
             AluOp::Add => self.b.ins().iadd(d, s),
+            AluOp::Adc => {
+                let sum = self.b.ins().iadd(d, s);
+                self.b.ins().iadd(sum, carry.expect("ADC"))
+            }
             AluOp::Sub | AluOp::Cmp => self.b.ins().isub(d, s),
+            AluOp::Sbb => {
+                let diff = self.b.ins().isub(d, s);
+                self.b.ins().isub(diff, carry.expect("SBB"))
+            }
             AluOp::And | AluOp::Test => self.b.ins().band(d, s),
             AluOp::Or => self.b.ins().bor(d, s),
             AluOp::Xor => self.b.ins().bxor(d, s),
@@ -497,12 +513,11 @@ impl Emit<'_, '_> {
         }
         let ops = self.l.cc_ops;
         let cc = match op {
-            AluOp::Add => ops.add,
-            AluOp::Sub | AluOp::Cmp => ops.sub,
+            AluOp::Add | AluOp::Adc => ops.add,
+            AluOp::Sub | AluOp::Sbb | AluOp::Cmp => ops.sub,
             _ => ops.logic,
         };
-        let zero = self.iconst(0);
-        self.set_flags(cc, size, d, s, res, zero);
+        self.set_flags(cc, size, d, s, res, carry);
     }
 
     /// `v` (masked to `size`) shifted or rotated by `count` (masked, non-zero), masked again.

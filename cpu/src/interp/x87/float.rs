@@ -106,6 +106,11 @@ impl F80 {
             _ => Class::Normal,
         }
     }
+    /// A true denormal: exponent 0 and integer bit clear (not a pseudo-denormal), nonzero.
+    pub fn is_true_denormal(self) -> bool {
+        self.exp() == 0 && self.sig >> 63 == 0 && self.sig != 0
+    }
+
     pub fn is_nan(self) -> bool {
         matches!(self.class(), Class::QNaN | Class::SNaN)
     }

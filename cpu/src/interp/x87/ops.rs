@@ -320,6 +320,12 @@ pub fn scale(a: F80, b: F80, env: &Env) -> Res {
             }
         }
     };
+    // Scaling a denormal by a zero hands it back as it is, without the underflow exception
+    // an unmasked UM would otherwise wrap it with; a nonzero scale that truncates to 0 does
+    // wrap it (the host CPUs).
+    if b.class() == Class::Zero && a.is_true_denormal() {
+        return (a, de);
+    }
     // The scaled value is exact except for range: precision control does not apply.
     let env64 = Env { fmt: super::float::fmt_reg(64), ..*env };
     let (s, e, m) = a.unpack();
@@ -400,7 +406,12 @@ pub fn rem(a: F80, b: F80, ieee: bool, env: &Env) -> Rem {
             let r = (2 * mb as u128) - ma as u128;
             return finish(!sa, r, eb - 64, 1, false);
         }
-        // The dividend comes back unchanged in value (re-encoded: pseudo-denormals normalize).
+        // The dividend comes back unchanged in value (re-encoded: pseudo-denormals normalize);
+        // a true denormal divided by an infinity comes back as it is, without the underflow
+        // exception an unmasked UM would otherwise wrap it with (the host CPUs).
+        if b.class() == Class::Inf && a.is_true_denormal() {
+            return done(a, de);
+        }
         return finish(sa, ma as u128, ea - 63, 0, false);
     }
     let x = (ma as u128) << d;
