@@ -127,6 +127,7 @@ impl Cpu {
             return RunExit::Halted;
         }
         self.sync_memory_map(bus);
+        self.refresh_debug();
         let end = self.instructions.saturating_add(budget);
         loop {
             if self.exit.load(Ordering::Relaxed) {
@@ -169,6 +170,7 @@ impl Cpu {
             return RunExit::Halted;
         }
         self.sync_memory_map(bus);
+        self.refresh_debug();
         if let Some(exit) = self.check_events(bus) {
             return exit;
         }
@@ -347,13 +349,18 @@ impl Cpu {
     pub(crate) fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
         // Drop what other vCPUs and devices made stale before looking the block up.
         self.catch_up_code();
+        let fl = self.state.rflags;
+        let tf = fl & flags::TF != 0;
+        let mut single = self.interrupt_shadow || tf;
+        if fl & flags::RF != 0 || self.dbg.check_blocks || self.dbg.mov_ss {
+            // The guest's debug registers, RF and alignment checking (see `guest_debug`).
+            single |= self.debug_block_start()?;
+        }
         let bitness = self.state.code_bitness();
         let block = self.lookup_block(bus, bitness)?;
-        let tf = self.state.rflags & flags::TF != 0;
-        let single = self.interrupt_shadow || tf;
         let mut max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
-        if !self.breakpoints.is_empty() {
-            // Stop in front of a debugger breakpoint so `run` reports it.
+        if !self.breakpoints.is_empty() || self.dbg.no_jit {
+            // Stop in front of a debugger or guest instruction breakpoint.
             max = max.min(self.breakpoint_limit(&block));
         }
         let ip_mask: u64 = match bitness {
@@ -361,7 +368,8 @@ impl Cpu {
             32 => 0xffff_ffff,
             _ => !0,
         };
-        if let Some(entry) = self.compiled_entry(&block, single || max < block.insns.len(), end - self.instructions) {
+        let interpret = single || max < block.insns.len() || self.dbg.no_jit;
+        if let Some(entry) = self.compiled_entry(&block, interpret, end - self.instructions) {
             return self.run_compiled(bus, &block, entry, ip_mask);
         }
         // An interrupt shadow covers only the first instruction (which then runs alone).
@@ -373,6 +381,8 @@ impl Cpu {
             self.next_rip = d.insn.next_ip() & ip_mask;
             if let Err(f) = (d.handler)(self, bus, &d.insn) {
                 self.instructions += retired;
+                // It did not complete: no debug trap for it.
+                self.dbg.discard();
                 return Err(f);
             }
             self.state.rip = self.next_rip;
@@ -383,11 +393,10 @@ impl Cpu {
             }
         }
         self.instructions += retired;
-        if tf {
-            // Single-step trap after the instruction (SDM Vol. 3, 17.3.1.4); RIP already
-            // points past it, which is the trap's return address.
-            self.state.dr[6] |= 1 << 14;
-            return Err(Fault::exc(vector::DB));
+        if tf || self.dbg.trap || self.dbg.mov_ss {
+            // Single-step (SDM Vol. 3, 18.3.1.4) and data/I-O breakpoint traps after the
+            // instruction; RIP already points past it, the trap's return address.
+            self.debug_after(bus, tf)?;
         }
         Ok(())
     }

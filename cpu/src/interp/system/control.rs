@@ -94,6 +94,8 @@ fn mov_to_cr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<
         8 => cpu.write_cr8(bus, v)?,
         _ => return Err(Fault::ud()),
     }
+    // CR0.AM and CR4.DE steer alignment checking and I/O breakpoints.
+    cpu.refresh_debug();
     // Paging, mode or interrupt-priority changes take effect from the next instruction.
     cpu.end_block = true;
     Ok(())
@@ -262,6 +264,9 @@ fn mov_to_dr(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()
         7 => dr[7] = (v & DR7_WRITABLE) | DR7_FIXED1,
         _ => dr[n] = v,
     }
+    // New breakpoints apply from the next instruction on.
+    cpu.refresh_debug();
+    cpu.end_block = true;
     Ok(())
 }
 
