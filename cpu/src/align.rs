@@ -3,7 +3,8 @@
 //! multiple of its size raises #AC(0). Implicit supervisor accesses (descriptor tables, the
 //! IDT, the TSS) use the supervisor TLB context and are never checked.
 //!
-//! The mode is computed once per block (`debug_block_start`): every way in or out of it
+//! The mode is computed once per block while EFLAGS.AC is set or the mode is on
+//! (`debug_block_start`): every way in or out of it
 //! (POPF, IRET, far transfers, SYSRET, MOV CR0, task switches) ends the block. While it
 //! is on, every user-context TLB entry carries slow-path tags, so each user access reaches
 //! `guest_access` and `check_alignment`; the fast path costs nothing more.

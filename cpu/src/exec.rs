@@ -352,7 +352,7 @@ impl Cpu {
         let fl = self.state.rflags;
         let tf = fl & flags::TF != 0;
         let mut single = self.interrupt_shadow || tf;
-        if fl & flags::RF != 0 || self.dbg.check_blocks || self.dbg.mov_ss {
+        if fl & (flags::RF | flags::AC) != 0 || self.dbg.check_blocks || self.dbg.mov_ss {
             // The guest's debug registers, RF and alignment checking (see `guest_debug`).
             single |= self.debug_block_start()?;
         }

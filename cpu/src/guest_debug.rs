@@ -3,8 +3,8 @@
 //! shadow over debug traps, and the alignment-check mode (see `align`).
 //!
 //! Nothing here runs per access or per instruction while unused:
-//! - `run_block` looks at this module once per block, and only when RF is set or
-//!   `GuestDebug::check_blocks` (a DR7 enable or CR0.AM) says so.
+//! - `run_block` looks at this module once per block, and only when RF or AC is set or
+//!   `GuestDebug::check_blocks` (a DR7 enable, alignment checking on) says so.
 //! - Data breakpoints give the pages they cover slow-path TLB tags (as the gdbstub's
 //!   watchpoints do, see `debug`), so only accesses to those pages reach `guest_access`.
 //! - Instruction breakpoints cut blocks in front of the instruction, as gdb's do.
@@ -62,7 +62,8 @@ pub(crate) struct GuestDebug {
     exec: u8,
     data: u8,
     io: u8,
-    /// `run_block` must call `debug_block_start` (a breakpoint is enabled or CR0.AM is set).
+    /// `run_block` must call `debug_block_start` even with RF and AC clear (a breakpoint is
+    /// enabled, or alignment checking is on and may have to turn off).
     pub check_blocks: bool,
     /// Compiled code must not run (a breakpoint or alignment checking is in effect).
     pub no_jit: bool,
@@ -118,10 +119,6 @@ impl Cpu {
         let d = &mut self.dbg;
         d.key = key;
         (d.exec, d.data, d.io) = (exec, data, io);
-        d.check_blocks = exec | data | io != 0 || st.cr0 & cr0::AM != 0;
-        if st.cr0 & cr0::AM == 0 {
-            d.ac = false;
-        }
         self.update_debug_modes();
         // Watched pages (old and new) need their tags redone.
         let ranges_changed = old_ranges[..5] != key[..5];
@@ -134,6 +131,7 @@ impl Cpu {
         let d = &mut self.dbg;
         d.hooks = d.data != 0 || d.ac;
         d.no_jit = d.exec | d.data | d.io != 0 || d.ac;
+        d.check_blocks = d.no_jit;
     }
 
     /// Once per block, before its lookup (an instruction breakpoint has priority over fetch
@@ -141,7 +139,7 @@ impl Cpu {
     /// raises the #DB fault of an instruction breakpoint at RIP. `Ok(true)`: run one
     /// instruction only (RF was set).
     pub(crate) fn debug_block_start(&mut self) -> Result<bool> {
-        if self.state.cr0 & cr0::AM != 0 || self.dbg.ac {
+        if self.state.rflags & flags::AC != 0 || self.dbg.ac {
             self.update_alignment_mode();
         }
         let after_mov_ss = std::mem::take(&mut self.dbg.mov_ss);

@@ -59,6 +59,11 @@ const KVM_DEVIATES: &[(&str, &str)] = &[
     // POP SS inhibit debug exceptions and single-step traps until the boundary after the
     // next instruction.
     ("single-step after MOV SS", "nested KVM traps right after MOV SS; SDM 6.8.3 holds it for one instruction"),
+    // KVM emulates MOV DR under DR7.GD and injects the #DB with RF = 0 in the pushed
+    // image. SDM Vol. 3, 18.3.1.1: every fault-class exception except an instruction
+    // breakpoint's #DB pushes RF = 1.
+    ("prot32 general detect", "KVM pushes RF = 0; SDM 18.3.1.1 pushes RF = 1 for this fault"),
+    ("long64 general detect", "KVM pushes RF = 0; SDM 18.3.1.1 pushes RF = 1 for this fault"),
 ];
 
 fn case(mode: Mode, name: &str, code: impl Fn(&mut CodeAssembler, &mut CodeLabel), setup: impl Fn(&mut CpuState, u64)) -> Case {

@@ -361,7 +361,8 @@ fn icebp_is_a_privileged_debug_trap() {
     }
 }
 
-/// General detect (DR7.GD): a #DB fault at the MOV DR with BD set and GD cleared (18.2.4).
+/// General detect (DR7.GD): a #DB fault at the MOV DR with BD set and GD cleared (18.2.4);
+/// a fault that is not an instruction breakpoint pushes RF = 1 (18.3.1.1).
 #[test]
 fn general_detect_in_every_mode() {
     for mode in MODES {
@@ -378,6 +379,10 @@ fn general_detect_in_every_mode() {
         m.expect_fault(DB, None);
         assert_eq!(m.cpu.state.dr[6] & (1 << 13), 1 << 13, "{mode:?}");
         assert_eq!(m.cpu.state.dr[7] & (1 << 13), 0, "{mode:?}");
+        if mode != Mode::Real {
+            assert_eq!(frame(&m, 2) & flags::RF, flags::RF, "{mode:?}");
+            assert_eq!(m.cpu.state.rflags & flags::RF, 0, "{mode:?}: the handler runs with RF clear");
+        }
     }
 }
 

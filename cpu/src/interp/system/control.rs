@@ -233,11 +233,14 @@ fn dr_index(cpu: &Cpu, r: Register) -> Result<usize> {
 }
 
 /// General detect (DR7.GD): any debug-register access raises a #DB fault with DR6.BD set;
-/// GD is cleared so the handler can use the registers (SDM Vol. 3, 18.2.4).
+/// GD is cleared so the handler can use the registers (SDM Vol. 3, 18.2.4). Being a fault
+/// other than an instruction breakpoint, it pushes RF = 1 (18.3.1.1), which the delivery
+/// clears again.
 fn check_general_detect(cpu: &mut Cpu) -> Result<()> {
     if cpu.state.dr[7] & DR7_GD != 0 {
         cpu.state.dr[6] |= DR6_BD;
         cpu.state.dr[7] &= !DR7_GD;
+        cpu.state.rflags |= crate::state::flags::RF;
         return Err(Fault::exc(vector::DB));
     }
     Ok(())
