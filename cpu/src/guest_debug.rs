@@ -127,6 +127,7 @@ impl Cpu {
         }
     }
 
+    /// The switches derived from the enabled breakpoints and the alignment-check mode.
     pub(crate) fn update_debug_modes(&mut self) {
         let d = &mut self.dbg;
         d.hooks = d.data != 0 || d.ac;
@@ -188,26 +189,28 @@ impl Cpu {
         ((self.state.dr[n] & self.lin_mask()) & !(len - 1), len)
     }
 
+    /// Enabled data breakpoints with bytes on the 4 KiB page at `page`.
+    fn data_breakpoints_on(&self, page: u64) -> impl Iterator<Item = usize> + '_ {
+        (0..4).filter(move |&n| {
+            let (lo, len) = self.data_range(n);
+            // Inclusive ends: neither sum can overflow (both ranges are aligned to their size).
+            self.dbg.data & (1 << n) != 0 && lo <= page + 4095 && page <= lo + (len - 1)
+        })
+    }
+
     /// TLB fill hook: slow-path tags for pages holding enabled data breakpoints, and for
     /// every user page while alignment checking is on.
     pub(crate) fn guest_debug_tags(&self, entry: &mut TlbEntry, page: u64, ctx: Ctx) {
-        let all = self.dbg.ac && ctx == Ctx::User;
         let dr7 = self.state.dr[7];
-        for n in 0..4 {
-            if self.dbg.data & (1 << n) == 0 {
-                continue;
+        for n in self.data_breakpoints_on(page) {
+            if dr7::rw(dr7, n) == dr7::RW_ACCESS && entry.read != TAG_INVALID {
+                entry.read |= TAG_SLOW;
             }
-            let (lo, len) = self.data_range(n);
-            if lo < page + 4096 && page < lo + len {
-                if dr7::rw(dr7, n) == dr7::RW_ACCESS && entry.read != TAG_INVALID {
-                    entry.read |= TAG_SLOW;
-                }
-                if entry.write != TAG_INVALID {
-                    entry.write |= TAG_SLOW;
-                }
+            if entry.write != TAG_INVALID {
+                entry.write |= TAG_SLOW;
             }
         }
-        if all {
+        if self.dbg.ac && ctx == Ctx::User {
             if entry.read != TAG_INVALID {
                 entry.read |= TAG_SLOW;
             }
@@ -226,11 +229,7 @@ impl Cpu {
         if self.dbg.ac && ctx == Ctx::User {
             return true;
         }
-        let page = lin & !0xfff;
-        (0..4).any(|n| {
-            let (lo, len) = self.data_range(n);
-            self.dbg.data & (1 << n) != 0 && lo < page + 4096 && page < lo + len
-        })
+        self.data_breakpoints_on(lin & !0xfff).next().is_some()
     }
 
     /// Slow-path hook of a data access of `size` bytes at `lin`, before it is made: #AC,
@@ -244,14 +243,14 @@ impl Cpu {
             return Ok(());
         }
         let dr7 = self.state.dr[7];
-        let end = lin.wrapping_add(size as u64);
+        let last = lin.saturating_add(size as u64 - 1);
         for n in 0..4 {
             let rw = dr7::rw(dr7, n);
             if !(rw == dr7::RW_ACCESS || (rw == dr7::RW_WRITE && write)) {
                 continue;
             }
             let (lo, len) = self.data_range(n);
-            if lin < lo + len && lo < end {
+            if lin <= lo + (len - 1) && lo <= last {
                 self.note_debug_hit(n);
             }
         }

@@ -200,6 +200,7 @@ impl Cpu {
         self.interrupt_shadow = false;
         self.nmi_pending = false;
         self.nmi_blocked = false;
+        self.dbg = Default::default();
         self.flush_tlb(false);
         self.wait_for_sipi = true;
     }

@@ -462,3 +462,64 @@ impl SetAc for CodeAssembler {
         }
     }
 }
+
+/// The debugger's watchpoints and breakpoints (ferrite's gdbstub) work alongside the guest's:
+/// one store hitting both stops `run` for the debugger and delivers the guest's #DB trap; a
+/// debugger breakpoint on an instruction that also has a guest instruction breakpoint stops
+/// first, and stepping on takes the guest's fault.
+#[test]
+fn debugger_and_guest_breakpoints_coexist() {
+    use ferrite_cpu::{RunExit, WatchKind, Watchpoint};
+    let mut m = Machine::new(Mode::Prot32, 0);
+    m.code(|a, mark| {
+        a.mov(dword_ptr(DATA + 0x10), 5).unwrap();
+        a.set_label(mark).unwrap();
+        a.inc(eax).unwrap();
+        a.hlt().unwrap();
+    });
+    m.cpu.state.dr[0] = DATA + 0x10;
+    m.cpu.state.dr[7] = dr7_bits(0, RW_WRITE, 3);
+    m.cpu.set_watchpoints(vec![Watchpoint { lin: DATA + 0x12, len: 1, kind: WatchKind::Write }]);
+    assert_eq!(m.run(), RunExit::Debug);
+    assert!(m.cpu.take_watch_hit().is_some(), "the debugger saw the store");
+    assert_eq!(m.cpu.state.dr[6] & 0xf, 1, "the guest's breakpoint matched");
+    m.cpu.set_watchpoints(Vec::new());
+    let t = m.run_to_halt().expect("the guest's #DB trap");
+    assert_eq!((t.vector, t.rip), (DB, m.mark));
+
+    let mut m = Machine::new(Mode::Long64, 0);
+    m.code(|a, mark| {
+        a.nop().unwrap();
+        a.set_label(mark).unwrap();
+        a.inc(eax).unwrap();
+        a.hlt().unwrap();
+    });
+    m.cpu.state.dr[1] = m.mark;
+    m.cpu.state.dr[7] = dr7_bits(1, RW_EXEC, 0);
+    m.cpu.breakpoints.push(m.mark);
+    assert_eq!(m.run(), RunExit::Debug);
+    assert_eq!((m.cpu.state.rip, m.gpr(RAX)), (m.mark, 0), "the debugger stops first");
+    m.cpu.breakpoints.clear();
+    m.expect_fault(DB, None);
+    assert_eq!(m.cpu.state.dr[6] & 0xf, 2);
+}
+
+/// An instruction breakpoint on the instruction after MOV SS is not recognised: MOV SS
+/// inhibits debug exceptions until the boundary after the next instruction (6.8.3).
+#[test]
+fn mov_ss_inhibits_the_next_instruction_breakpoint() {
+    for mode in MODES {
+        let mut m = Machine::new(mode, 0);
+        m.code(|a, mark| {
+            a.mov(dx, ss).unwrap();
+            a.mov(ss, dx).unwrap();
+            a.set_label(mark).unwrap();
+            a.inc(eax).unwrap();
+            a.hlt().unwrap();
+        });
+        m.cpu.state.dr[0] = m.mark;
+        m.cpu.state.dr[7] = dr7_bits(0, RW_EXEC, 0);
+        m.expect_halt();
+        assert_eq!(m.gpr(RAX), 1, "{mode:?}");
+    }
+}
