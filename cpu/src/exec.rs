@@ -352,14 +352,14 @@ impl Cpu {
         let fl = self.state.rflags;
         let tf = fl & flags::TF != 0;
         let mut single = self.interrupt_shadow || tf;
-        if fl & (flags::RF | flags::AC) != 0 || self.dbg.check_blocks || self.dbg.mov_ss {
+        if fl & (flags::RF | flags::AC) != 0 || self.dbg.check_blocks() {
             // The guest's debug registers, RF and alignment checking (see `guest_debug`).
             single |= self.debug_block_start()?;
         }
         let bitness = self.state.code_bitness();
         let block = self.lookup_block(bus, bitness)?;
         let mut max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
-        if !self.breakpoints.is_empty() || self.dbg.no_jit {
+        if !self.breakpoints.is_empty() || self.dbg.no_jit() {
             // Stop in front of a debugger or guest instruction breakpoint.
             max = max.min(self.breakpoint_limit(&block));
         }
@@ -368,7 +368,7 @@ impl Cpu {
             32 => 0xffff_ffff,
             _ => !0,
         };
-        let interpret = single || max < block.insns.len() || self.dbg.no_jit;
+        let interpret = single || max < block.insns.len() || self.dbg.no_jit();
         if let Some(entry) = self.compiled_entry(&block, interpret, end - self.instructions) {
             return self.run_compiled(bus, &block, entry, ip_mask);
         }
@@ -393,7 +393,7 @@ impl Cpu {
             }
         }
         self.instructions += retired;
-        if tf || self.dbg.trap || self.dbg.mov_ss {
+        if tf || self.dbg.check_after() {
             // Single-step (SDM Vol. 3, 18.3.1.4) and data/I-O breakpoint traps after the
             // instruction; RIP already points past it, the trap's return address.
             self.debug_after(bus, tf)?;

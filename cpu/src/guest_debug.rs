@@ -4,7 +4,7 @@
 //!
 //! Nothing here runs per access or per instruction while unused:
 //! - `run_block` looks at this module once per block, and only when RF or AC is set or
-//!   `GuestDebug::check_blocks` (a DR7 enable, alignment checking on) says so.
+//!   `GuestDebug::state` is not zero (a DR7 enable, alignment checking on, a trap pending).
 //! - Data breakpoints give the pages they cover slow-path TLB tags (as the gdbstub's
 //!   watchpoints do, see `debug`), so only accesses to those pages reach `guest_access`.
 //! - Instruction breakpoints cut blocks in front of the instruction, as gdb's do.
@@ -62,32 +62,57 @@ pub(crate) struct GuestDebug {
     exec: u8,
     data: u8,
     io: u8,
-    /// `run_block` must call `debug_block_start` even with RF and AC clear (a breakpoint is
-    /// enabled, or alignment checking is on and may have to turn off).
-    pub check_blocks: bool,
-    /// Compiled code must not run (a breakpoint or alignment checking is in effect).
-    pub no_jit: bool,
+    /// `ACTIVE`, `MOV_SS` and `TRAP` in one byte, so `run_block` tests them with one load.
+    state: u8,
     /// Alignment checking in effect: CR0.AM, EFLAGS.AC and CPL 3 (see `align`).
     pub ac: bool,
     /// Slow-path data accesses must reach `guest_access`.
     pub hooks: bool,
     /// DR6 bits to set with the #DB after the current instruction.
     pending: u64,
-    /// An enabled breakpoint or TF asks for that #DB (`pending` may also name breakpoints
-    /// that matched without being enabled, which the SDM lets DR6 report).
-    pub trap: bool,
-    /// Set by MOV SS/POP SS: debug traps wait until after the next instruction, whose
-    /// instruction breakpoints are not recognised (SDM Vol. 3, 6.8.3).
-    pub mov_ss: bool,
     /// DR0-DR3, DR7, CR4.DE | CR0.AM as last seen.
     key: [u64; 6],
 }
+
+/// A breakpoint is enabled or alignment checking is on: `run_block` calls
+/// `debug_block_start` for every block (also to turn alignment checking off), and compiled
+/// code does not run.
+const ACTIVE: u8 = 1;
+/// Set by MOV SS/POP SS: debug traps wait until after the next instruction, whose
+/// instruction breakpoints are not recognised (SDM Vol. 3, 6.8.3).
+const MOV_SS: u8 = 2;
+/// An enabled breakpoint or TF asks for a #DB after this instruction (`pending` may also
+/// name breakpoints that matched without being enabled, which the SDM lets DR6 report).
+const TRAP: u8 = 4;
 
 impl GuestDebug {
     /// Drops the traps of an instruction that did not complete.
     pub fn discard(&mut self) {
         self.pending = 0;
-        self.trap = false;
+        self.state &= !TRAP;
+    }
+    /// `run_block` must call `debug_block_start` (RF and AC aside).
+    #[inline(always)]
+    pub fn check_blocks(&self) -> bool {
+        self.state != 0
+    }
+    /// Compiled code must not run.
+    #[inline(always)]
+    pub fn no_jit(&self) -> bool {
+        self.state & ACTIVE != 0
+    }
+    /// `run_block` must call `debug_after` (TF aside).
+    #[inline(always)]
+    pub fn check_after(&self) -> bool {
+        self.state & (TRAP | MOV_SS) != 0
+    }
+    /// A debug trap waits for the end of the instruction (string instructions stop).
+    #[inline(always)]
+    pub fn trap(&self) -> bool {
+        self.state & TRAP != 0
+    }
+    fn set(&mut self, bit: u8, on: bool) {
+        self.state = if on { self.state | bit } else { self.state & !bit };
     }
 }
 
@@ -131,19 +156,22 @@ impl Cpu {
     pub(crate) fn update_debug_modes(&mut self) {
         let d = &mut self.dbg;
         d.hooks = d.data != 0 || d.ac;
-        d.no_jit = d.exec | d.data | d.io != 0 || d.ac;
-        d.check_blocks = d.no_jit;
+        let active = d.exec | d.data | d.io != 0 || d.ac;
+        d.set(ACTIVE, active);
     }
 
     /// Once per block, before its lookup (an instruction breakpoint has priority over fetch
     /// faults, SDM Vol. 3, Table 6-2): updates the alignment-check mode, applies RF and
     /// raises the #DB fault of an instruction breakpoint at RIP. `Ok(true)`: run one
     /// instruction only (RF was set).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn debug_block_start(&mut self) -> Result<bool> {
         if self.state.rflags & flags::AC != 0 || self.dbg.ac {
             self.update_alignment_mode();
         }
-        let after_mov_ss = std::mem::take(&mut self.dbg.mov_ss);
+        let after_mov_ss = self.dbg.state & MOV_SS != 0;
+        self.dbg.state &= !MOV_SS;
         if self.state.rflags & flags::RF != 0 {
             // RF suppresses this instruction's breakpoints and is cleared at its start; IRET
             // and task switches load it again (SDM Vol. 3, 18.3.1.1).
@@ -280,7 +308,7 @@ impl Cpu {
     fn note_debug_hit(&mut self, n: usize) {
         self.dbg.pending |= 1 << n;
         if self.dbg.data & (1 << n) != 0 || self.dbg.io & (1 << n) != 0 {
-            self.dbg.trap = true;
+            self.dbg.state |= TRAP;
             // Deliver right after this instruction (string instructions: this iteration).
             self.end_block = true;
         }
@@ -290,19 +318,21 @@ impl Cpu {
     /// but one (SDM Vol. 3, 6.8.3; LSS does not do this).
     pub(crate) fn mov_ss_shadow(&mut self) {
         self.interrupt_shadow_next();
-        self.dbg.mov_ss = true;
+        self.dbg.state |= MOV_SS;
     }
 
     /// After an instruction completed in `run_block`: delivers the pending debug traps
     /// (single-step if `tf` was set at its start, data and I/O breakpoints) as one #DB whose
     /// return address is the next instruction, unless a MOV SS shadow holds them.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn debug_after(&mut self, bus: &mut dyn CpuBus, tf: bool) -> Result<()> {
         if tf {
             self.dbg.pending |= dr6::BS;
-            self.dbg.trap = true;
+            self.dbg.state |= TRAP;
         }
-        if !self.dbg.trap || self.dbg.mov_ss {
-            if !self.dbg.trap {
+        if self.dbg.state & (TRAP | MOV_SS) != TRAP {
+            if !self.dbg.trap() {
                 self.dbg.pending = 0;
             }
             return Ok(());

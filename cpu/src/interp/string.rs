@@ -184,7 +184,7 @@ pub(super) fn repeat(
         }
         budget -= 1;
         // A data or I/O breakpoint traps after the iteration that hit it (18.3.1.2).
-        if budget == 0 || cpu.dbg.trap {
+        if budget == 0 || cpu.dbg.trap() {
             yield_rep(cpu);
             return Ok(());
         }
@@ -283,7 +283,7 @@ fn forward_rep(
             one(cpu, bus)?;
             s.set_count(cpu, count - 1);
             budget -= 1;
-            if cpu.dbg.trap && count > 1 {
+            if cpu.dbg.trap() && count > 1 {
                 // A data breakpoint traps after the iteration that hit it (18.3.1.2).
                 yield_rep(cpu);
                 return Ok(());
