@@ -230,6 +230,8 @@ impl Cpu {
         }
     }
 
+    // Inlined: it is the hot half of `run_block` (the guarded copy gets one too).
+    #[inline(always)]
     fn lookup_block(&mut self, bus: &mut dyn CpuBus, bitness: u32) -> Result<Rc<Block>> {
         let lin = self.current_linear_rip();
         let tag = bitness | (self.code_ctx() as u32) << 8;
@@ -349,17 +351,35 @@ impl Cpu {
     pub(crate) fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
         // Drop what other vCPUs and devices made stale before looking the block up.
         self.catch_up_code();
-        let fl = self.state.rflags;
-        let tf = fl & flags::TF != 0;
+        // The guest's debug registers, RF and alignment checking (see `guest_debug`) cost
+        // this one test while unused.
+        if self.state.rflags & (flags::RF | flags::AC) != 0 || self.dbg.check_blocks() {
+            return self.run_block_guarded(bus, end);
+        }
+        self.run_block_as::<false>(bus, end)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_block_guarded(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
+        self.run_block_as::<true>(bus, end)
+    }
+
+    /// `run_block`, with the guest's debug facilities looked at (`GUARDED`) or known idle.
+    #[inline(always)]
+    fn run_block_as<const GUARDED: bool>(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
+        let tf = self.state.rflags & flags::TF != 0;
         let mut single = self.interrupt_shadow || tf;
-        if fl & (flags::RF | flags::AC) != 0 || self.dbg.check_blocks() {
-            // The guest's debug registers, RF and alignment checking (see `guest_debug`).
+        // While breakpoints or alignment checking are in effect, compiled code stays out.
+        let mut no_jit = false;
+        if GUARDED {
             single |= self.debug_block_start()?;
+            no_jit = self.dbg.no_jit();
         }
         let bitness = self.state.code_bitness();
         let block = self.lookup_block(bus, bitness)?;
         let mut max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
-        if !self.breakpoints.is_empty() || self.dbg.no_jit() {
+        if no_jit || !self.breakpoints.is_empty() {
             // Stop in front of a debugger or guest instruction breakpoint.
             max = max.min(self.breakpoint_limit(&block));
         }
@@ -368,8 +388,7 @@ impl Cpu {
             32 => 0xffff_ffff,
             _ => !0,
         };
-        let interpret = single || max < block.insns.len() || self.dbg.no_jit();
-        if let Some(entry) = self.compiled_entry(&block, interpret, end - self.instructions) {
+        if let Some(entry) = self.compiled_entry(&block, single || max < block.insns.len() || no_jit, end - self.instructions) {
             return self.run_compiled(bus, &block, entry, ip_mask);
         }
         // An interrupt shadow covers only the first instruction (which then runs alone).
@@ -381,8 +400,10 @@ impl Cpu {
             self.next_rip = d.insn.next_ip() & ip_mask;
             if let Err(f) = (d.handler)(self, bus, &d.insn) {
                 self.instructions += retired;
-                // It did not complete: no debug trap for it.
-                self.dbg.discard();
+                if GUARDED {
+                    // It did not complete: no debug trap for it.
+                    self.dbg.discard();
+                }
                 return Err(f);
             }
             self.state.rip = self.next_rip;
@@ -393,9 +414,10 @@ impl Cpu {
             }
         }
         self.instructions += retired;
-        if tf || self.dbg.check_after() {
-            // Single-step (SDM Vol. 3, 18.3.1.4) and data/I-O breakpoint traps after the
-            // instruction; RIP already points past it, the trap's return address.
+        // Single-step (SDM Vol. 3, 18.3.1.4) and data/I-O breakpoint traps after the
+        // instruction; RIP already points past it, the trap's return address. Unguarded,
+        // only TF can ask (breakpoints are off; a MOV SS shadow guards the next block).
+        if tf || (GUARDED && self.dbg.check_after()) {
             self.debug_after(bus, tf)?;
         }
         Ok(())
