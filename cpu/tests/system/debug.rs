@@ -523,3 +523,29 @@ fn mov_ss_inhibits_the_next_instruction_breakpoint() {
         assert_eq!(m.gpr(RAX), 1, "{mode:?}");
     }
 }
+
+/// Implicit supervisor accesses made at CPL 3 are never alignment-checked (6.15): with the
+/// IDT and GDT at odd addresses, INT3 reads its gate and MOV DS its descriptor there.
+#[test]
+fn alignment_check_skips_implicit_supervisor_accesses() {
+    let mut m = Machine::new(Mode::Prot32, 3);
+    m.cpu.state.cr0 |= cr0::AM;
+    let (idt, gdt) = (0x6003u64, 0x6903u64);
+    let idt_bytes = m.bus.ram[IDT as usize..IDT as usize + 0x800].to_vec();
+    m.bus.load(idt, &idt_bytes);
+    let gdt_bytes = m.bus.ram[GDT as usize..GDT as usize + 0x100].to_vec();
+    m.bus.load(gdt, &gdt_bytes);
+    m.cpu.state.idtr.base = idt;
+    m.cpu.state.gdtr.base = gdt;
+    m.code(|a, mark| {
+        a.pushfd_or_q();
+        a.mov(eax, sel::UDATA as u32).unwrap();
+        a.mov(ds, ax).unwrap();
+        a.int3().unwrap();
+        a.set_label(mark).unwrap();
+        a.nop().unwrap();
+    });
+    let t = m.run_to_halt().expect("the #BP handler");
+    assert_eq!((t.vector, t.rip), (3, m.mark));
+    assert_eq!(frame(&m, 2) & flags::AC, flags::AC, "alignment checking was on");
+}
