@@ -22,7 +22,7 @@ use crate::state::{cr0, cr4, flags, Seg};
 use crate::Cpu;
 
 /// DR6 bits (SDM Vol. 3, 18.2.3).
-pub(crate) mod dr6 {
+mod dr6 {
     /// B0-B3: breakpoint n's condition was met.
     pub const B_ALL: u64 = 0xf;
     /// BS: single-step trap.
