@@ -549,3 +549,57 @@ fn alignment_check_skips_implicit_supervisor_accesses() {
     assert_eq!((t.vector, t.rip), (3, m.mark));
     assert_eq!(frame(&m, 2) & flags::AC, flags::AC, "alignment checking was on");
 }
+
+/// In virtual-8086 mode with IOPL 0, INT 1 is IOPL-sensitive (#GP(0)) but ICEBP is not: it
+/// reaches the #DB handler, returning past itself (SDM Vol. 2, "INTn/INTO/INT3/INT1";
+/// Vol. 3, 20.3.1.1).
+#[test]
+fn icebp_in_virtual_8086_mode_ignores_iopl() {
+    use ferrite_cpu::state::seg_attr::{DPL_SHIFT, P, S, TYPE_ACCESSED, TYPE_WRITABLE};
+    use ferrite_cpu::state::Segment;
+    const CS_BASE: u64 = 0x1_0000;
+    for icebp in [true, false] {
+        let mut m = Machine::new(Mode::Prot32, 0);
+        let st = &mut m.cpu.state;
+        st.rflags |= flags::VM;
+        for s in Seg::ALL {
+            let attrs = P | S | TYPE_WRITABLE | TYPE_ACCESSED | (3 << DPL_SHIFT);
+            *st.seg_mut(s) = Segment { selector: 0x1000, attrs, limit: 0xffff, base: CS_BASE };
+        }
+        st.rip = 0;
+        st.gpr[RSP] = 0x8000;
+        m.code_bits(CS_BASE, 16, |a, mark| {
+            if icebp {
+                a.int1().unwrap();
+                a.set_label(mark).unwrap();
+                a.nop().unwrap();
+            } else {
+                a.set_label(mark).unwrap();
+                a.int(1).unwrap();
+            }
+        });
+        let t = m.run_to_halt().expect("exception");
+        let expected = if icebp { (DB, None) } else { (GP, Some(0)) };
+        assert_eq!((t.vector, t.error), expected, "icebp {icebp}");
+        assert_eq!(t.rip, m.mark - CS_BASE, "icebp {icebp}");
+    }
+}
+
+/// DR6 may report breakpoints whose conditions matched without being enabled (18.2.3):
+/// here B1 (disabled, same address) is set along with B0, whose hit raised the #DB.
+#[test]
+fn matching_disabled_breakpoints_show_in_dr6() {
+    for mode in [Mode::Prot32, Mode::Long64] {
+        let mut m = Machine::new(mode, 0);
+        m.code(|a, mark| {
+            a.mov(byte_ptr(DATA + 0x20), 1).unwrap();
+            a.set_label(mark).unwrap();
+            a.hlt().unwrap();
+        });
+        m.cpu.state.dr[0] = DATA + 0x20;
+        m.cpu.state.dr[1] = DATA + 0x20;
+        m.cpu.state.dr[7] = dr7_bits(0, RW_WRITE, 0) | (RW_ACCESS << 20);
+        m.expect_fault(DB, None);
+        assert_eq!(m.cpu.state.dr[6] & 0xf, 3, "{mode:?}");
+    }
+}
