@@ -1,5 +1,6 @@
 //! Hooks for an external debugger (ferrite's gdbstub). None of this is architectural: the
-//! guest cannot see it, and guest memory is never patched.
+//! guest cannot see it, and guest memory is never patched. The guest's own debug registers
+//! live in `guest_debug` and work alongside these (same slow-path tags, same block cuts).
 //!
 //! - Breakpoints: `Cpu::breakpoints` (linear addresses). `Cpu::run` stops with
 //!   `RunExit::Debug` before executing an instruction whose linear address (CS base + RIP) is
