@@ -351,9 +351,10 @@ impl Cpu {
     pub(crate) fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
         // Drop what other vCPUs and devices made stale before looking the block up.
         self.catch_up_code();
-        // The guest's debug registers, RF and alignment checking (see `guest_debug`) cost
-        // this one test while unused.
-        if self.state.rflags & (flags::RF | flags::AC) != 0 || self.dbg.check_blocks() {
+        // Single-stepping, interrupt shadows, the guest's debug registers, RF and alignment
+        // checking (see `guest_debug`) cost this one test while unused.
+        let fl = self.state.rflags;
+        if fl & (flags::TF | flags::RF | flags::AC) != 0 || self.interrupt_shadow || self.dbg.check_blocks() {
             return self.run_block_guarded(bus, end);
         }
         self.run_block_as::<false>(bus, end)
@@ -365,14 +366,16 @@ impl Cpu {
         self.run_block_as::<true>(bus, end)
     }
 
-    /// `run_block`, with the guest's debug facilities looked at (`GUARDED`) or known idle.
+    /// `run_block`, with TF, the interrupt shadow and the guest's debug facilities looked
+    /// at (`GUARDED`) or known idle.
     #[inline(always)]
     fn run_block_as<const GUARDED: bool>(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
-        let tf = self.state.rflags & flags::TF != 0;
-        let mut single = self.interrupt_shadow || tf;
+        let (mut tf, mut single) = (false, false);
         // While breakpoints or alignment checking are in effect, compiled code stays out.
         let mut no_jit = false;
         if GUARDED {
+            tf = self.state.rflags & flags::TF != 0;
+            single = self.interrupt_shadow || tf;
             single |= self.debug_block_start()?;
             no_jit = self.dbg.no_jit();
         }
@@ -416,8 +419,8 @@ impl Cpu {
         self.instructions += retired;
         // Single-step (SDM Vol. 3, 18.3.1.4) and data/I-O breakpoint traps after the
         // instruction; RIP already points past it, the trap's return address. Unguarded,
-        // only TF can ask (breakpoints are off; a MOV SS shadow guards the next block).
-        if tf || (GUARDED && self.dbg.check_after()) {
+        // nothing can ask (TF and breakpoints are off; MOV SS makes the next block guarded).
+        if GUARDED && (tf || self.dbg.check_after()) {
             self.debug_after(bus, tf)?;
         }
         Ok(())

@@ -3,8 +3,9 @@
 //! shadow over debug traps, and the alignment-check mode (see `align`).
 //!
 //! Nothing here runs per access or per instruction while unused:
-//! - `run_block` looks at this module once per block, and only when RF or AC is set or
-//!   `GuestDebug::state` is not zero (a DR7 enable, alignment checking on, a trap pending).
+//! - `run_block` tests one condition per block (TF, RF, AC, an interrupt shadow, or
+//!   `GuestDebug::state`: a DR7 enable, alignment checking on, a trap pending) and only then
+//!   takes its guarded copy, which calls in here.
 //! - Data breakpoints give the pages they cover slow-path TLB tags (as the gdbstub's
 //!   watchpoints do, see `debug`), so only accesses to those pages reach `guest_access`.
 //! - Instruction breakpoints cut blocks in front of the instruction, as gdb's do.
