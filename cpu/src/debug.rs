@@ -1,5 +1,6 @@
 //! Hooks for an external debugger (ferrite's gdbstub). None of this is architectural: the
-//! guest cannot see it, and guest memory is never patched.
+//! guest cannot see it, and guest memory is never patched. The guest's own debug registers
+//! live in `guest_debug` and work alongside these (same slow-path tags, same block cuts).
 //!
 //! - Breakpoints: `Cpu::breakpoints` (linear addresses). `Cpu::run` stops with
 //!   `RunExit::Debug` before executing an instruction whose linear address (CS base + RIP) is
@@ -109,6 +110,7 @@ impl Cpu {
     /// delivered, so the step ends at the handler. A halted CPU stays halted.
     pub fn step_no_irq(&mut self, bus: &mut dyn CpuBus) -> RunExit {
         self.sync_memory_map(bus);
+        self.refresh_debug();
         if self.halted || self.wait_for_sipi {
             return RunExit::Halted;
         }
@@ -179,7 +181,8 @@ impl Cpu {
         }
     }
 
-    /// How many of `block`'s instructions may run before one that sits on a breakpoint. The
+    /// How many of `block`'s instructions may run before one that sits on a breakpoint (the
+    /// debugger's or an enabled guest instruction breakpoint, see `guest_debug`). The
     /// first instruction always may: `run` checked it already (or the caller deliberately
     /// steps over it).
     pub(crate) fn breakpoint_limit(&self, block: &Block) -> usize {
@@ -189,7 +192,11 @@ impl Cpu {
             .insns
             .iter()
             .skip(1)
-            .position(|d| self.breakpoints.contains(&(cs_base.wrapping_add(d.insn.ip()) & mask)))
+            .enumerate()
+            .position(|(i, d)| {
+                self.breakpoints.contains(&(cs_base.wrapping_add(d.insn.ip()) & mask))
+                    || self.guest_breakpoint_at(block, i + 1)
+            })
             .map_or(block.insns.len(), |i| i + 1)
     }
 

@@ -127,6 +127,7 @@ impl Cpu {
             return RunExit::Halted;
         }
         self.sync_memory_map(bus);
+        self.refresh_debug();
         let end = self.instructions.saturating_add(budget);
         loop {
             if self.exit.load(Ordering::Relaxed) {
@@ -169,6 +170,7 @@ impl Cpu {
             return RunExit::Halted;
         }
         self.sync_memory_map(bus);
+        self.refresh_debug();
         if let Some(exit) = self.check_events(bus) {
             return exit;
         }
@@ -228,6 +230,8 @@ impl Cpu {
         }
     }
 
+    // Inlined: it is the hot half of `run_block` (the guarded copy gets one too).
+    #[inline(always)]
     fn lookup_block(&mut self, bus: &mut dyn CpuBus, bitness: u32) -> Result<Rc<Block>> {
         let lin = self.current_linear_rip();
         let tag = bitness | (self.code_ctx() as u32) << 8;
@@ -347,13 +351,39 @@ impl Cpu {
     pub(crate) fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
         // Drop what other vCPUs and devices made stale before looking the block up.
         self.catch_up_code();
+        // Single-stepping, interrupt shadows, the guest's debug registers, RF and alignment
+        // checking (see `guest_debug`) cost this one test while unused.
+        let fl = self.state.rflags;
+        if fl & (flags::TF | flags::RF | flags::AC) != 0 || self.interrupt_shadow || self.dbg.check_blocks() {
+            return self.run_block_guarded(bus, end);
+        }
+        self.run_block_as::<false>(bus, end)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_block_guarded(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
+        self.run_block_as::<true>(bus, end)
+    }
+
+    /// `run_block`, with TF, the interrupt shadow and the guest's debug facilities looked
+    /// at (`GUARDED`) or known idle.
+    #[inline(always)]
+    fn run_block_as<const GUARDED: bool>(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
+        let (mut tf, mut single) = (false, false);
+        // While breakpoints or alignment checking are in effect, compiled code stays out.
+        let mut no_jit = false;
+        if GUARDED {
+            tf = self.state.rflags & flags::TF != 0;
+            single = self.interrupt_shadow || tf;
+            single |= self.debug_block_start()?;
+            no_jit = self.dbg.no_jit();
+        }
         let bitness = self.state.code_bitness();
         let block = self.lookup_block(bus, bitness)?;
-        let tf = self.state.rflags & flags::TF != 0;
-        let single = self.interrupt_shadow || tf;
         let mut max = if single { 1 } else { (end - self.instructions).min(block.insns.len() as u64) as usize };
-        if !self.breakpoints.is_empty() {
-            // Stop in front of a debugger breakpoint so `run` reports it.
+        if no_jit || !self.breakpoints.is_empty() {
+            // Stop in front of a debugger or guest instruction breakpoint.
             max = max.min(self.breakpoint_limit(&block));
         }
         let ip_mask: u64 = match bitness {
@@ -361,7 +391,7 @@ impl Cpu {
             32 => 0xffff_ffff,
             _ => !0,
         };
-        if let Some(entry) = self.compiled_entry(&block, single || max < block.insns.len(), end - self.instructions) {
+        if let Some(entry) = self.compiled_entry(&block, single || max < block.insns.len() || no_jit, end - self.instructions) {
             return self.run_compiled(bus, &block, entry, ip_mask);
         }
         // An interrupt shadow covers only the first instruction (which then runs alone).
@@ -373,6 +403,10 @@ impl Cpu {
             self.next_rip = d.insn.next_ip() & ip_mask;
             if let Err(f) = (d.handler)(self, bus, &d.insn) {
                 self.instructions += retired;
+                if GUARDED {
+                    // It did not complete: no debug trap for it.
+                    self.dbg.discard();
+                }
                 return Err(f);
             }
             self.state.rip = self.next_rip;
@@ -383,11 +417,11 @@ impl Cpu {
             }
         }
         self.instructions += retired;
-        if tf {
-            // Single-step trap after the instruction (SDM Vol. 3, 17.3.1.4); RIP already
-            // points past it, which is the trap's return address.
-            self.state.dr[6] |= 1 << 14;
-            return Err(Fault::exc(vector::DB));
+        // Single-step (SDM Vol. 3, 18.3.1.4) and data/I-O breakpoint traps after the
+        // instruction; RIP already points past it, the trap's return address. Unguarded,
+        // nothing can ask (TF and breakpoints are off; MOV SS makes the next block guarded).
+        if GUARDED && (tf || self.dbg.check_after()) {
+            self.debug_after(bus, tf)?;
         }
         Ok(())
     }

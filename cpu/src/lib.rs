@@ -4,6 +4,7 @@
 //! The CPU reaches memory and devices only through [`CpuBus`]. Guest RAM is reached through
 //! host pointers cached in the TLB, so an ordinary load is a compare and a pointer add.
 
+mod align;
 pub mod bus;
 mod coherence;
 pub mod cpuid;
@@ -11,6 +12,7 @@ pub mod debug;
 mod exec;
 pub mod exception;
 pub mod flags;
+mod guest_debug;
 mod interp;
 pub mod kvm;
 pub mod interrupt;
@@ -101,6 +103,8 @@ pub struct Cpu {
     pub(crate) watchpoints: Vec<Watchpoint>,
     /// The first watched access of the last instruction (see `debug`).
     pub(crate) watch_hit: Option<WatchHit>,
+    /// The guest's own debug registers and alignment checking, as they affect execution.
+    pub(crate) dbg: guest_debug::GuestDebug,
     /// Print every exception and interrupt delivered to stderr (QEMU's `-d int`).
     pub log_interrupts: bool,
     pub(crate) a20_mask: u64,
@@ -141,6 +145,7 @@ impl Cpu {
             breakpoints: Vec::new(),
             watchpoints: Vec::new(),
             watch_hit: None,
+            dbg: Default::default(),
             log_interrupts: false,
             a20_mask: !0,
             memory_generation: 0,
@@ -160,6 +165,7 @@ impl Cpu {
         self.interrupt_shadow = false;
         self.nmi_pending = false;
         self.nmi_blocked = false;
+        self.dbg = Default::default();
         // Reset invalidates global translations too (and the machine may have new memory).
         self.flush_tlb(false);
         self.code.clear();
@@ -170,7 +176,9 @@ impl Cpu {
     pub fn set_state(&mut self, state: CpuState) {
         self.state = state;
         self.cc = LazyFlags::default();
+        self.dbg = Default::default();
         self.flush_tlb(false);
+        self.refresh_debug();
     }
 
     /// INIT (SDM Vol. 3, 9.1 and Table 9-1): like a reset, except that the x87/MMX/SSE state,
@@ -192,6 +200,7 @@ impl Cpu {
         self.interrupt_shadow = false;
         self.nmi_pending = false;
         self.nmi_blocked = false;
+        self.dbg = Default::default();
         self.flush_tlb(false);
         self.wait_for_sipi = true;
     }

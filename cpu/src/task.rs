@@ -308,6 +308,7 @@ impl Cpu {
         self.state.tr = tr;
         self.state.cr0 |= cr0::TS;
         self.state.dr[7] &= !DR7_LOCAL_ENABLES;
+        self.refresh_debug();
         self.interrupt_shadow = false;
         let eflags = if source.nests() { img.eflags | flags::NT } else { img.eflags };
         self.set_rflags(eflags);

@@ -284,3 +284,50 @@ fn shifts_and_rotates_with_dead_and_live_flags_match_the_interpreter() {
     });
     assert!(vm.cpu.jit_stats().native_insns >= 4, "{:?}", vm.cpu.jit_stats());
 }
+
+/// Compiled blocks give way to the interpreter while the guest's own breakpoints or
+/// alignment checking are in effect (SDM Vol. 3, 18.3 and 6.15): a block warmed up under
+/// the JIT still stops at an instruction breakpoint (a fault at the instruction), a data
+/// breakpoint (a trap after the store) and a misaligned user access (#AC).
+#[test]
+fn guest_breakpoints_and_alignment_checks_stop_compiled_code() {
+    let snippet = |a: &mut CodeAssembler| {
+        a.mov(eax, 1)?; // 5 bytes
+        a.mov(qword_ptr(rsi + 8), rax)?; // 4 bytes
+        a.mov(ebx, 2)?;
+        Ok(())
+    };
+    let warm = |user: bool| {
+        let mut v = if user { Vm::user(Mode::Long) } else { Vm::new(Mode::Long) };
+        v.cpu.set_jit(JitConfig { mode: JitMode::Always, ..JitConfig::default() });
+        v.preset(&[(RSI, DATA)], 0);
+        v.code(snippet);
+        v.finish();
+        assert!(v.cpu.jit_stats().compiled_runs > 0);
+        v.preset(&[(RAX, 0), (RBX, 0)], 0);
+        v.cpu.state.rip = CODE;
+        v
+    };
+    // DR1: instruction breakpoint on the store.
+    let mut v = warm(false);
+    v.cpu.state.dr[1] = CODE + 5;
+    v.cpu.state.dr[7] = 0x400 | 1 << 2;
+    assert_eq!(v.run(), Stop::Exception(1));
+    assert_eq!((v.frame(0), v.gpr(RAX)), (CODE + 5, 1));
+    assert_eq!(v.cpu.state.dr[6] & 0xf, 2);
+    // DR0: 8-byte write breakpoint on the stored qword.
+    let mut v = warm(false);
+    v.cpu.state.dr[0] = DATA + 8;
+    v.cpu.state.dr[7] = 0x400 | 1 | 1 << 16 | 2 << 18;
+    assert_eq!(v.run(), Stop::Exception(1));
+    assert_eq!((v.frame(0), v.gpr(RBX)), (CODE + 9, 0));
+    assert_eq!(v.cpu.state.dr[6] & 0xf, 1);
+    // #AC: CR0.AM, EFLAGS.AC, CPL 3, the store at an address 4 mod 8.
+    let mut v = warm(true);
+    v.cpu.state.cr0 |= 1 << 18;
+    v.cpu.state.gpr[RSI] = DATA + 4;
+    let f = v.cpu.rflags();
+    v.cpu.set_rflags(f | 1 << 18);
+    assert_eq!(v.run(), Stop::Exception(17));
+    assert_eq!((v.frame(0), v.frame(1)), (0, CODE + 5));
+}

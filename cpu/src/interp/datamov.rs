@@ -206,7 +206,7 @@ fn mov_to_sreg(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Resul
     let sel = cpu.read_op(bus, insn, 1)? as u16;
     cpu.load_data_segment(bus, seg, sel)?;
     if seg == Seg::Ss {
-        cpu.interrupt_shadow_next();
+        cpu.mov_ss_shadow();
     }
     Ok(())
 }
@@ -347,7 +347,7 @@ fn pop(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
             cpu.load_data_segment(bus, seg, v as u16)?;
             cpu.adjust_sp(size as u64);
             if seg == Seg::Ss {
-                cpu.interrupt_shadow_next();
+                cpu.mov_ss_shadow();
             }
             Ok(())
         }

@@ -94,6 +94,7 @@ fn port_in(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
     let port = port_operand(cpu, insn, 1);
     check_io_permission(cpu, bus, port, size)?;
     let v = bus.io_read(port, size) as u64 & size_mask(size);
+    cpu.guest_io_access(port, size);
     cpu.set_reg(reg, v);
     Ok(())
 }
@@ -104,6 +105,7 @@ fn port_out(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<(
     let port = port_operand(cpu, insn, 0);
     check_io_permission(cpu, bus, port, size)?;
     bus.io_write(port, size, (cpu.reg(reg) & size_mask(size)) as u32);
+    cpu.guest_io_access(port, size);
     after_port_write(cpu, bus);
     Ok(())
 }
@@ -118,6 +120,7 @@ fn ins(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
         let ctx = cpu.data_ctx();
         cpu.probe_write(bus, lin, s.size, ctx)?;
         let v = bus.io_read(port, s.size) as u64 & size_mask(s.size);
+        cpu.guest_io_access(port, s.size);
         cpu.write_lin(bus, lin, s.size, v, ctx)?;
         s.advance(cpu, RDI, 1);
         Ok(())
@@ -133,6 +136,7 @@ fn outs(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let r = repeat(cpu, bus, &s, Rep::of(insn, false), |cpu, bus| {
         let v = cpu.read_mem(bus, seg, s.si(cpu), s.size)?;
         bus.io_write(port, s.size, v as u32);
+        cpu.guest_io_access(port, s.size);
         s.advance(cpu, RSI, 1);
         // The next element may be read through a changed memory map.
         cpu.sync_memory_map(bus);

@@ -18,7 +18,7 @@ use crate::bus::CpuBus;
 use crate::exception::Result;
 use crate::flags::{size_mask, CcOp};
 use crate::mmu::Access;
-use crate::state::flags::{DF, TF, ZF};
+use crate::state::flags::{DF, RF, TF, ZF};
 use crate::state::reg::{RAX, RCX, RDI, RSI};
 use crate::state::Seg;
 use crate::Cpu;
@@ -146,10 +146,13 @@ fn budget(cpu: &Cpu) -> u32 {
 }
 
 /// Ends this handler call with rIP still at the REP instruction, so the loop continues after
-/// the execution loop has looked at pending events.
+/// the execution loop has looked at pending events. An event taken between iterations
+/// pushes RF = 1, so an instruction breakpoint on the REP does not fire again when it
+/// resumes (SDM Vol. 3, 18.3.1.1); RF is cleared as the instruction restarts.
 fn yield_rep(cpu: &mut Cpu) {
     cpu.next_rip = cpu.state.rip;
     cpu.end_block = true;
+    cpu.state.rflags |= RF;
 }
 
 /// Runs `step` (one element, advancing its own pointers) under the repeat prefix `rep`.
@@ -180,7 +183,8 @@ pub(super) fn repeat(
             return Ok(());
         }
         budget -= 1;
-        if budget == 0 {
+        // A data or I/O breakpoint traps after the iteration that hit it (18.3.1.2).
+        if budget == 0 || cpu.dbg.trap() {
             yield_rep(cpu);
             return Ok(());
         }
@@ -279,6 +283,11 @@ fn forward_rep(
             one(cpu, bus)?;
             s.set_count(cpu, count - 1);
             budget -= 1;
+            if cpu.dbg.trap() && count > 1 {
+                // A data breakpoint traps after the iteration that hit it (18.3.1.2).
+                yield_rep(cpu);
+                return Ok(());
+            }
         }
     }
 }

@@ -103,6 +103,9 @@ impl Cpu {
         if !self.watchpoints.is_empty() {
             self.watch_tags(&mut entry, page);
         }
+        if self.dbg.hooks {
+            self.guest_debug_tags(&mut entry, page, ctx);
+        }
         if t.page_size > 4096 {
             self.tlb.note_large_page(lin, t.page_size);
         }
@@ -153,6 +156,9 @@ impl Cpu {
 
     #[cold]
     fn read_lin_slow(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, ctx: Ctx) -> Result<u64> {
+        if self.dbg.hooks {
+            self.guest_access(lin, size, false, ctx)?;
+        }
         if (lin & 0xfff) + size as u64 > 4096 {
             let mut v = 0u64;
             for i in 0..size as u64 {
@@ -162,7 +168,7 @@ impl Cpu {
         }
         let e = self.entry_for(bus, lin, Access::Read, ctx)?;
         if e.read & TAG_SLOW != 0 {
-            if !self.watchpoints.is_empty() {
+            if !self.watchpoints.is_empty() || self.dbg.hooks {
                 if let Some(v) = self.watched_read(bus, &e, lin, size) {
                     return Ok(v);
                 }
@@ -190,6 +196,9 @@ impl Cpu {
 
     #[cold]
     fn write_lin_slow(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, value: u64, ctx: Ctx) -> Result<()> {
+        if self.dbg.hooks {
+            self.guest_access(lin, size, true, ctx)?;
+        }
         if (lin & 0xfff) + size as u64 > 4096 {
             // Check both pages before writing any byte, so a fault leaves memory untouched.
             let second = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
@@ -233,7 +242,7 @@ impl Cpu {
         self.code.invalidate_page(e.paddr);
         // The running block may be stale now: stop it after this instruction.
         self.end_block |= self.code.invalidated;
-        if !self.write_watched_page(lin) {
+        if !self.write_watched_page(lin) && !self.guest_write_slow(lin, ctx) {
             let slot = &mut self.tlb.entries[ctx as usize][Tlb::slot(lin)];
             slot.write &= !TAG_SLOW;
         }
@@ -256,6 +265,9 @@ impl Cpu {
         }
         match bus.phys_page(e.paddr) {
             PhysPage::Ram(_) => {
+                if self.dbg.hooks {
+                    self.guest_access(lin, size, true, ctx)?;
+                }
                 if !self.watchpoints.is_empty() {
                     self.note_watched_access(lin, size, true);
                 }

@@ -108,6 +108,16 @@ impl Oracle {
         unsafe { std::slice::from_raw_parts_mut(self.mem, self.size) }
     }
 
+    /// Like `run`, with DR0-DR3, DR6 and DR7 from `st` loaded first and read back after.
+    #[allow(dead_code)] // used by differential_debug only
+    pub fn run_with_debug_registers(&mut self, st: &CpuState) -> (OracleExit, CpuState) {
+        self.vcpu.set_debug_regs(&ferrite_cpu::kvm::to_kvm_debugregs(st)).expect("KVM_SET_DEBUGREGS");
+        let (exit, mut out) = self.run(st);
+        let d = self.vcpu.get_debug_regs().expect("KVM_GET_DEBUGREGS");
+        ferrite_cpu::kvm::from_kvm_debugregs(&d, &mut out);
+        (exit, out)
+    }
+
     /// Runs from `st` until HLT, shutdown or another exit; returns the final state.
     pub fn run(&mut self, st: &CpuState) -> (OracleExit, CpuState) {
         let mut sregs = self.vcpu.get_sregs().expect("KVM_GET_SREGS");

@@ -214,3 +214,24 @@ fn task_switch_to_short_tss_faults_in_the_old_task() {
     assert_eq!(tss_type(&bus, 0x20), 0x9);
     assert_eq!(r32(&bus, 0x3020), 0, "A not saved");
 }
+
+/// A TSS with its T bit set raises a #DB trap with DR6.BT once the switch to it completes,
+/// before the new task's first instruction; the switch clears DR7's local enables L0-L3 and
+/// LE and keeps the global ones (SDM Vol. 3, 18.2.3, 18.2.4, 18.3.1.5).
+#[test]
+fn task_switch_to_a_tss_with_the_t_bit_traps_with_bt() {
+    let mut bus = FlatBus::new(1 << 20);
+    let mut cpu = task_setup(&mut bus);
+    w16(&mut bus, 0x3100 + 0x64, 1);
+    set_idt(&mut bus, 1, gate_desc(0x08, 0x9f80, 0x8e, 0));
+    put_code(&mut bus, 32, 0x9f80, |a| a.hlt().unwrap());
+    cpu.state.dr[7] = 0x400 | 0x1 | 0x8 | 0x100; // L0, G1, LE
+    assert_eq!(cpu.run(&mut bus, 100), ferrite_cpu::RunExit::Halted);
+    assert_eq!(cpu.state.tr.selector, 0x20);
+    assert_eq!(cpu.state.rip, 0x9f81, "in the #DB handler");
+    let top = cpu.state.gpr[reg::RSP];
+    assert_eq!(r32(&bus, top), 0x9100, "before the new task's first instruction");
+    assert_eq!(cpu.state.dr[6] & (1 << 15), 1 << 15, "BT");
+    assert_eq!(cpu.state.dr[7] & 0x1ff, 0x8, "local enables cleared, G1 kept");
+    assert_eq!(cpu.state.gpr[reg::RCX], 0, "the new task ran nothing");
+}

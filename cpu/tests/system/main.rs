@@ -4,6 +4,7 @@
 mod harness;
 
 mod control;
+mod debug;
 mod fastcall;
 mod misc;
 mod tables;

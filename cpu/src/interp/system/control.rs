@@ -94,6 +94,8 @@ fn mov_to_cr(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<
         8 => cpu.write_cr8(bus, v)?,
         _ => return Err(Fault::ud()),
     }
+    // CR0.AM and CR4.DE steer alignment checking and I/O breakpoints.
+    cpu.refresh_debug();
     // Paging, mode or interrupt-priority changes take effect from the next instruction.
     cpu.end_block = true;
     Ok(())
@@ -231,11 +233,14 @@ fn dr_index(cpu: &Cpu, r: Register) -> Result<usize> {
 }
 
 /// General detect (DR7.GD): any debug-register access raises a #DB fault with DR6.BD set;
-/// GD is cleared so the handler can use the registers (SDM Vol. 3, 18.2.4).
+/// GD is cleared so the handler can use the registers (SDM Vol. 3, 18.2.4). Being a fault
+/// other than an instruction breakpoint, it pushes RF = 1 (18.3.1.1), which the delivery
+/// clears again.
 fn check_general_detect(cpu: &mut Cpu) -> Result<()> {
     if cpu.state.dr[7] & DR7_GD != 0 {
         cpu.state.dr[6] |= DR6_BD;
         cpu.state.dr[7] &= !DR7_GD;
+        cpu.state.rflags |= crate::state::flags::RF;
         return Err(Fault::exc(vector::DB));
     }
     Ok(())
@@ -262,6 +267,9 @@ fn mov_to_dr(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()
         7 => dr[7] = (v & DR7_WRITABLE) | DR7_FIXED1,
         _ => dr[n] = v,
     }
+    // New breakpoints apply from the next instruction on.
+    cpu.refresh_debug();
+    cpu.end_block = true;
     Ok(())
 }
 
