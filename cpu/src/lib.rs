@@ -23,6 +23,7 @@ pub mod state;
 mod task;
 pub mod testing;
 mod tier;
+pub mod xstate;
 
 pub use bus::{CpuBus, PhysPage};
 pub use cpuid::{CpuModel, Topology};
@@ -58,7 +59,11 @@ pub enum RunExit {
 pub struct Cpu {
     pub state: CpuState,
     pub(crate) cc: LazyFlags,
+    /// The translations of the active PCID (the table generated code probes)...
     pub(crate) tlb: Box<Tlb>,
+    /// ...whose PCID this is, and the tables of other recently used PCIDs (see `mmu::pcid`).
+    pub(crate) tlb_pcid: u16,
+    pub(crate) parked_tlbs: Vec<mmu::pcid::Parked>,
     pub(crate) code: CodeCache,
     /// When and how hot blocks become host code (see `tier`).
     pub(crate) tier: tier::Tier,
@@ -119,6 +124,8 @@ impl Cpu {
             state: CpuState::reset(),
             cc: LazyFlags::default(),
             tlb: Box::new(Tlb::new()),
+            tlb_pcid: 0,
+            parked_tlbs: Vec::new(),
             code: CodeCache::default(),
             tier: tier::Tier::new(tier::JitConfig::from_env()),
             model,
@@ -186,6 +193,7 @@ impl Cpu {
         st.cr0 = cr0::ET | (old.cr0 & (cr0::CD | cr0::NW));
         st.fpu = old.fpu;
         st.xcr0 = old.xcr0;
+        st.pkru = old.pkru;
         st.msr = old.msr;
         self.cc = LazyFlags::default();
         self.halted = false;
