@@ -194,6 +194,7 @@ impl Cpu {
         st.fpu = old.fpu;
         st.xcr0 = old.xcr0;
         st.pkru = old.pkru;
+        st.xinuse = old.xinuse;
         st.msr = old.msr;
         self.cc = LazyFlags::default();
         self.halted = false;

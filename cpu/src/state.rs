@@ -278,6 +278,10 @@ pub struct CpuState {
     pub xcr0: u64,
     /// Protection-key rights for user-mode pages: AD (bit 2i) and WD (bit 2i+1) of key i.
     pub pkru: u32,
+    /// XINUSE bits that stay set after XRSTOR loaded a component from memory, until one
+    /// initializes it (as the host processor tracks them); components whose registers differ
+    /// from their initial values count as in use besides (see `x87::in_use`).
+    pub xinuse: u64,
     pub dr: [u64; 8],
     pub msr: Msrs,
     pub fpu: FpuState,
@@ -317,6 +321,7 @@ impl CpuState {
             efer: 0,
             xcr0: 1,
             pkru: 0,
+            xinuse: 0,
             dr: [0, 0, 0, 0, 0xffff0ff0, 0x400, 0xffff0ff0, 0x400],
             msr: Msrs { pat: 0x0007_0406_0007_0406, apic_base: 0xfee0_0900, misc_enable: 1, ..Msrs::default() },
             fpu: FpuState::default(),

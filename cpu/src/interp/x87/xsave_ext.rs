@@ -42,7 +42,10 @@ pub(super) fn lookup(insn: &Instruction) -> Option<super::Handler> {
     })
 }
 
-/// XINUSE: which components differ from their initial configuration (SDM Vol. 1, 13.6).
+/// XINUSE (SDM Vol. 1, 13.6): components XRSTOR loaded from memory since they were last
+/// initialized, and those whose registers differ from their initial values. MXCSR does not
+/// count for SSE. Both rules follow what the host reports in XSTATE_BV (XINUSE = 1 is always
+/// allowed; 0 only in the initial configuration).
 pub(crate) fn in_use(st: &CpuState) -> u64 {
     let f = &st.fpu;
     let x87_init = f.fcw == super::stack::FCW_INIT
@@ -53,10 +56,12 @@ pub(crate) fn in_use(st: &CpuState) -> u64 {
         && f.fdp == 0
         && f.fcs == 0
         && f.fds == 0;
-    let sse_init = f.xmm.iter().all(|&x| x == 0) && f.mxcsr == 0x1f80;
+    let sse_init = f.xmm.iter().all(|&x| x == 0);
     let avx_init = f.ymm_hi.iter().all(|&x| x == 0);
     let pkru_init = st.pkru == 0;
-    ((!x87_init as u64) * X87) | ((!sse_init as u64) * SSE) | ((!avx_init as u64) * AVX) | ((!pkru_init as u64) * PKRU)
+    let by_value =
+        ((!x87_init as u64) * X87) | ((!sse_init as u64) * SSE) | ((!avx_init as u64) * AVX) | ((!pkru_init as u64) * PKRU);
+    by_value | st.xinuse
 }
 
 /// The checks every XSAVE-family instruction makes, in the SDM's order: CR4.OSXSAVE (#UD),
@@ -152,8 +157,10 @@ fn xsave(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> 
 
 /// XSAVEC/XSAVES: compacted format with the init optimization (SDM Vol. 1, 13.10-13.11):
 /// only components in RFBM and XINUSE are written, yet every component of RFBM takes its
-/// place in the layout; MXCSR is written whenever RFBM[1] is set. XSTATE_BV = RFBM & XINUSE
-/// and XCOMP_BV = RFBM | bit 63; the rest of the header and bytes 511:464 stay untouched.
+/// place in the layout. SSE state (XMM registers and MXCSR) is also saved, and counted in
+/// XSTATE_BV, when MXCSR is not 1F80H, so the compacted XRSTOR (which initializes MXCSR with
+/// SSE) gets it back. XSTATE_BV = what was saved, XCOMP_BV = RFBM | bit 63; the rest of the
+/// header and bytes 511:464 stay untouched.
 fn xsave_compacted(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, form: Form) -> Result<()> {
     let rfbm = start(cpu, insn, form)?;
     let (seg, off) = mem::operand(cpu, insn);
@@ -161,9 +168,12 @@ fn xsave_compacted(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, form
     let mut b = vec![0u8; len];
     mem::read_bytes(cpu, bus, seg, off, &mut b)?;
     let st = &cpu.state;
-    let save = rfbm & in_use(st);
+    let mut save = rfbm & in_use(st);
+    if st.fpu.mxcsr != 0x1f80 {
+        save |= rfbm & SSE;
+    }
     let n = xmm_count(cpu);
-    save_legacy(&st.fpu, &mut b, save & X87 != 0, save & SSE != 0, rfbm & SSE != 0, rex_w(insn), n);
+    save_legacy(&st.fpu, &mut b, save & X87 != 0, save & SSE != 0, save & SSE != 0, rex_w(insn), n);
     for (c, at) in comps {
         if save & (1 << c.bit) != 0 {
             save_component(st, c.bit, n, &mut b[at..at + c.size]);
@@ -232,6 +242,7 @@ fn xrstor(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction, form: Form) -
     };
     let n = xmm_count(cpu);
     let wide = rex_w(insn);
+    cpu.state.xinuse = (cpu.state.xinuse & !rfbm) | load;
     let f = &mut cpu.state.fpu;
     if rfbm & X87 != 0 {
         if load & X87 != 0 {
