@@ -6,4 +6,7 @@ mod harness;
 mod control;
 mod fastcall;
 mod misc;
+mod pcid;
+mod pku;
 mod tables;
+mod xsaves;
