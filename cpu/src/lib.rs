@@ -59,11 +59,8 @@ pub enum RunExit {
 pub struct Cpu {
     pub state: CpuState,
     pub(crate) cc: LazyFlags,
-    /// The translations of the active PCID (the table generated code probes)...
+    /// The translations of the active PCID (the table generated code probes).
     pub(crate) tlb: Box<Tlb>,
-    /// ...whose PCID this is, and the tables of other recently used PCIDs (see `mmu::pcid`).
-    pub(crate) tlb_pcid: u16,
-    pub(crate) parked_tlbs: Vec<mmu::pcid::Parked>,
     pub(crate) code: CodeCache,
     /// When and how hot blocks become host code (see `tier`).
     pub(crate) tier: tier::Tier,
@@ -110,6 +107,9 @@ pub struct Cpu {
     pub log_interrupts: bool,
     pub(crate) a20_mask: u64,
     pub(crate) memory_generation: u64,
+    /// The PCID `tlb` holds, and the tables of other recently used PCIDs (see `mmu::pcid`).
+    pub(crate) tlb_pcid: u16,
+    pub(crate) parked_tlbs: Vec<mmu::pcid::Parked>,
 }
 
 impl Default for Cpu {
@@ -124,8 +124,6 @@ impl Cpu {
             state: CpuState::reset(),
             cc: LazyFlags::default(),
             tlb: Box::new(Tlb::new()),
-            tlb_pcid: 0,
-            parked_tlbs: Vec::new(),
             code: CodeCache::default(),
             tier: tier::Tier::new(tier::JitConfig::from_env()),
             model,
@@ -151,6 +149,8 @@ impl Cpu {
             log_interrupts: false,
             a20_mask: !0,
             memory_generation: 0,
+            tlb_pcid: 0,
+            parked_tlbs: Vec::new(),
         };
         cpu.state.gpr[state::reg::RDX] = cpu.model.signature() as u64;
         cpu

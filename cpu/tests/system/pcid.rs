@@ -137,6 +137,16 @@ fn pcide_and_cr3_rules() {
         a.hlt().unwrap();
     });
     m.expect_fault(GP, Some(0));
+    // Both hold: PCIDE set by MOV to CR4.
+    let mut m = Machine::new(Mode::Long64, 0);
+    m.code(|a, _| {
+        a.mov(rax, cr4).unwrap();
+        a.or(rax, cr4::PCIDE as i32).unwrap();
+        a.mov(cr4, rax).unwrap();
+        a.hlt().unwrap();
+    });
+    m.expect_halt();
+    assert_ne!(m.cpu.state.cr4 & cr4::PCIDE, 0);
     // Without PCIDE, bit 63 of CR3 is reserved.
     let mut m = Machine::new(Mode::Long64, 0);
     m.code(|a, mark| {

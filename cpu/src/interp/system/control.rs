@@ -161,7 +161,10 @@ impl Cpu {
         if pcide {
             self.catch_up_code();
             self.switch_pcid(self.current_pcid(), !keep);
-            self.code.flush_jump_cache();
+            // Jump-cache entries carry their PCID; only dropped translations take theirs.
+            if !keep {
+                self.code.flush_jump_cache();
+            }
         } else {
             self.flush_tlb(true);
         }
