@@ -239,3 +239,38 @@ pub fn set_msr_value(st: &mut CpuState, msr: u32, value: u64) {
         *slot = value;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PKRU travels at offset 2688 of the standard-format image (CPUID.(EAX=0DH,ECX=9):EBX)
+    /// with XSTATE_BV[9], while XCR0 enables it.
+    #[test]
+    fn pkru_in_the_xsave_image() {
+        let mut st = CpuState::reset();
+        st.xcr0 = 0x207;
+        st.pkru = 0x5555_5554;
+        st.fpu.ymm_hi[15] = 7;
+        let mut x = kvm_xsave::default();
+        to_kvm_xsave(&st, &mut x);
+        assert_eq!(x.region[2688 / 4], 0x5555_5554);
+        assert_eq!(x.region[128], 0x207);
+        let mut back = CpuState::reset();
+        from_kvm_xsave(&x, &mut back);
+        assert_eq!((back.pkru, back.fpu.ymm_hi[15]), (0x5555_5554, 7));
+        // Without XSTATE_BV[9], PKRU is in its initial state (0).
+        x.region[128] &= !(1 << 9);
+        from_kvm_xsave(&x, &mut back);
+        assert_eq!(back.pkru, 0);
+    }
+
+    #[test]
+    fn new_msrs_are_carried() {
+        let mut st = CpuState::reset();
+        set_msr_value(&mut st, index::TSC_ADJUST, 42);
+        assert_eq!(msr_value(&st, index::TSC_ADJUST), Some(42));
+        assert_eq!(msr_value(&st, index::XSS), Some(0));
+        assert!(MSRS.contains(&index::TSC_ADJUST) && MSRS.contains(&index::XSS));
+    }
+}

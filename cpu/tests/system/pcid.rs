@@ -203,3 +203,25 @@ fn invpcid_faults() {
     });
     m.expect_halt();
 }
+
+/// More PCIDs than the TLB keeps tables for: whatever was evicted, a switch without bit 63
+/// must still drop the PCID's stale translations, and one with it must see a valid one.
+#[test]
+fn many_pcids() {
+    let mut m = machine(false);
+    m.code(|a, _| {
+        for pcid in 1..=12u64 {
+            set_cr3(a, PML4 | pcid | NO_FLUSH);
+            a.mov(rbx, qword_ptr(LIN)).unwrap();
+        }
+        remap(a, NEW);
+        a.xor(r8, r8).unwrap();
+        for pcid in 1..=12u64 {
+            set_cr3(a, PML4 | pcid);
+            a.add(r8, qword_ptr(LIN)).unwrap();
+        }
+        a.hlt().unwrap();
+    });
+    m.expect_halt();
+    assert_eq!(m.gpr(8), 12 * 0x2222);
+}
