@@ -122,7 +122,8 @@ fn measure(build: fn(&mut CodeAssembler), budget: u64) -> f64 {
 fn main() {
     let budget: u64 = std::env::var("FERRITE_BENCH_INSNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000_000);
     let only = std::env::var("FERRITE_BENCH_ONLY").ok();
-    let loops: [(&str, fn(&mut CodeAssembler)); 5] = [
+    type Loop = (&'static str, fn(&mut CodeAssembler));
+    let loops: [Loop; 5] = [
         ("alu", alu_loop),
         ("memory", memory_loop),
         ("string", string_loop),

@@ -76,7 +76,7 @@ fn translations_are_kept_per_pcid() {
     let g = &m.cpu.state.gpr;
     assert_eq!(g[8], 0x1111);
     assert_eq!(g[9], 0x2222, "a new PCID walks the new tables");
-    assert_eq!(g[RBX as usize], PML4 | 1, "bit 63 is not stored in CR3");
+    assert_eq!(g[RBX], PML4 | 1, "bit 63 is not stored in CR3");
     assert_eq!(g[10], 0x1111, "PCID 0's translation survives the switch with bit 63 set");
     assert_eq!(g[11], 0x2222, "MOV CR3 with bit 63 clear flushes the PCID");
     assert_eq!(g[12], 0x1111, "INVPCID type 1 for PCID 0");
@@ -164,7 +164,7 @@ fn pcide_and_cr3_rules() {
         a.hlt().unwrap();
     });
     m.expect_halt();
-    assert_eq!(m.gpr(RBX as usize), PML4 | 0x123);
+    assert_eq!(m.gpr(RBX), PML4 | 0x123);
 }
 
 #[test]

@@ -128,7 +128,7 @@ fn rdpkru_wrpkru_rules() {
         end(a, 3);
     });
     assert_eq!(done(&mut m), None);
-    assert_eq!((m.gpr(RAX as usize), m.gpr(RDX as usize)), (0x5555_0000, 0));
+    assert_eq!((m.gpr(RAX), m.gpr(RDX)), (0x5555_0000, 0));
 
     let fault = |pke: bool, rcx_v: u32, rdx_v: u32, write: bool| {
         let mut m = machine(0, 0);
@@ -171,7 +171,7 @@ fn ospke_mirrors_cr4_pke() {
             a.hlt().unwrap();
         });
         m.expect_halt();
-        let leaf7_ecx = m.gpr(RCX as usize);
+        let leaf7_ecx = m.gpr(RCX);
         assert_eq!(leaf7_ecx >> 3 & 3, if pke { 3 } else { 1 }, "PKU, and OSPKE = CR4.PKE");
     }
 }

@@ -132,7 +132,7 @@ fn ia32_xss_and_cpuid() {
     assert_eq!(g(10), 840, "compacted size of XCR0 | IA32_XSS: 576 + 256 (AVX) + 8 (PKRU)");
     assert_eq!(g(11), 0, "no supervisor component supported");
     assert_eq!((g(12), g(13), g(14)), (8, 2688, 0), "PKRU: 8 bytes at 2688, user, unaligned");
-    assert_eq!((g(RAX as usize), g(RBX as usize), g(RCX as usize)), (0x207, 2696, 2696));
+    assert_eq!((g(RAX), g(RBX), g(RCX)), (0x207, 2696, 2696));
     // No supervisor component exists, so any set bit of IA32_XSS is reserved.
     let mut m = machine(0);
     m.code(|a, mark| {
@@ -174,5 +174,5 @@ fn tsc_adjust_follows_tsc_writes() {
     m.expect_halt();
     assert_eq!(m.gpr(8), 4000, "TSC moved from 1000 to 5000");
     assert_eq!(m.gpr(9), 5100, "TSC_ADJUST moved by 100");
-    assert_ne!(m.gpr(RBX as usize) & 2, 0, "CPUID.7.EBX[1] IA32_TSC_ADJUST");
+    assert_ne!(m.gpr(RBX) & 2, 0, "CPUID.7.EBX[1] IA32_TSC_ADJUST");
 }
