@@ -65,7 +65,7 @@ impl Cpu {
                     match ev.kind {
                         EventKind::Written(page) => self.code.invalidate_page(page),
                         EventKind::Decoded(page) => {
-                            if self.protect_phys_page_everywhere(page) {
+                            if self.tlb.protect_phys_page(page) {
                                 // Writes went straight to that page until now, maybe after the
                                 // other vCPU read the bytes it decoded: count them as a write.
                                 t.code.note_write(page, origin);

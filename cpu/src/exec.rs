@@ -249,7 +249,7 @@ impl Cpu {
                     self.code.blocks.insert(key, block.clone());
                     for p in pages.into_iter().flatten() {
                         self.code.pages.entry(p).or_default().push(key);
-                        self.protect_phys_page_everywhere(p);
+                        self.tlb.protect_phys_page(p);
                     }
                 }
                 block

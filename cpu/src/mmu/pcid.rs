@@ -3,7 +3,10 @@
 //! code probe, so tagging costs nothing there; the tables of a few recently used PCIDs are
 //! parked beside it and swapped in (a pointer swap) when MOV CR3 returns to their PCID.
 //! Global translations apply to every PCID: an invalidation that covers them reaches the
-//! parked tables too.
+//! parked tables too. A parked table lets no write through the fast path (its write tags
+//! are made slow when it is parked), so pages that come to hold decoded code need only be
+//! protected in the active table; a write through a parked entry, once active again, does
+//! the bookkeeping of the slow path once and turns fast.
 
 use super::tlb::Tlb;
 use crate::state::cr4;
@@ -60,6 +63,7 @@ impl Cpu {
                 table.flush(false);
             }
             std::mem::swap(&mut self.tlb, &mut table);
+            table.slow_writes();
             self.parked_tlbs.push((Some(self.tlb_pcid), table));
             self.tlb_pcid = pcid;
         }
@@ -90,11 +94,5 @@ impl Cpu {
         for (pcid, _) in self.parked_tlbs.iter_mut() {
             *pcid = None;
         }
-    }
-
-    /// Makes writes to a guest-physical page take the slow path in every table; whether some
-    /// entry let them through fast until now.
-    pub(crate) fn protect_phys_page_everywhere(&mut self, paddr: u64) -> bool {
-        self.live_tlbs().fold(false, |fast, t| t.protect_phys_page(paddr) | fast)
     }
 }

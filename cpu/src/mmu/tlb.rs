@@ -135,6 +135,17 @@ impl Tlb {
         }
     }
 
+    /// Sends every write through the slow path (a table being parked: see `mmu::pcid`).
+    pub fn slow_writes(&mut self) {
+        for ctx in self.entries.iter_mut() {
+            for e in ctx.iter_mut() {
+                if e.write != TAG_INVALID {
+                    e.write |= TAG_SLOW;
+                }
+            }
+        }
+    }
+
     /// Make writes to a guest-physical page take the slow path (the page now holds code).
     /// Returns whether some entry let writes to it through the fast path until now.
     pub fn protect_phys_page(&mut self, paddr: u64) -> bool {
