@@ -225,3 +225,20 @@ fn many_pcids() {
     m.expect_halt();
     assert_eq!(m.gpr(8), 12 * 0x2222);
 }
+
+/// Paging cannot be turned off while CR4.PCIDE is set, even from compatibility mode where
+/// it otherwise may (SDM Vol. 2 "MOV—Move to/from Control Registers", #GP conditions).
+#[test]
+fn pg_stays_on_with_pcide() {
+    let mut m = machine(false);
+    m.set_seg(ferrite_cpu::state::Seg::Cs, sel::KCODE32);
+    m.code_bits(CODE, 32, |a, mark| {
+        a.mov(eax, cr0).unwrap();
+        a.and(eax, 0x7fff_ffff).unwrap();
+        a.set_label(mark).unwrap();
+        a.mov(cr0, eax).unwrap();
+        a.hlt().unwrap();
+    });
+    m.expect_fault(GP, Some(0));
+    assert!(m.cpu.state.paging());
+}
