@@ -80,6 +80,31 @@ fn string_loop(a: &mut CodeAssembler) {
 }
 
 /// Runs `budget` guest instructions of the loop; returns MIPS.
+/// Address-space switches: MOV CR3 between two page-table roots, each followed by reads of
+/// 16 pages. `pcid`: with CR4.PCIDE, each root its own PCID and bit 63 set, so the
+/// translations survive the switch; otherwise every MOV CR3 flushes them.
+fn cr3_loop(a: &mut CodeAssembler, pcid: bool) {
+    const NO_FLUSH: u64 = 1 << 63;
+    let (first, second) = if pcid { (0x1001 | NO_FLUSH, 0x1002 | NO_FLUSH) } else { (0x1000, 0x1000) };
+    if pcid {
+        a.mov(rax, cr4).unwrap();
+        a.or(rax, cr4::PCIDE as i32).unwrap();
+        a.mov(cr4, rax).unwrap();
+    }
+    let mut top = a.create_label();
+    a.mov(rcx, 1_000_000_000u64).unwrap();
+    a.set_label(&mut top).unwrap();
+    for (root, base) in [(first, DATA), (second, DATA + 0x4_0000)] {
+        a.mov(rax, root).unwrap();
+        a.mov(cr3, rax).unwrap();
+        for i in 0..16u64 {
+            a.mov(rbx, qword_ptr(base + i * 0x1000)).unwrap();
+        }
+    }
+    a.dec(rcx).unwrap();
+    a.jnz(top).unwrap();
+}
+
 fn measure(build: fn(&mut CodeAssembler), budget: u64) -> f64 {
     let mut a = CodeAssembler::new(64).unwrap();
     build(&mut a);
@@ -97,7 +122,15 @@ fn measure(build: fn(&mut CodeAssembler), budget: u64) -> f64 {
 fn main() {
     let budget: u64 = std::env::var("FERRITE_BENCH_INSNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000_000);
     let only = std::env::var("FERRITE_BENCH_ONLY").ok();
-    for (name, f) in [("alu", alu_loop as fn(&mut CodeAssembler)), ("memory", memory_loop), ("string", string_loop)] {
+    type Loop = (&'static str, fn(&mut CodeAssembler));
+    let loops: [Loop; 5] = [
+        ("alu", alu_loop),
+        ("memory", memory_loop),
+        ("string", string_loop),
+        ("cr3", |a| cr3_loop(a, false)),
+        ("pcid", |a| cr3_loop(a, true)),
+    ];
+    for (name, f) in loops {
         if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == name)) {
             continue;
         }

@@ -30,7 +30,7 @@ impl Cpu {
         self.tracking = Some(tracking);
         self.origin = origin;
         self.code.clear();
-        self.tlb.flush(false);
+        self.flush_all_tlbs();
     }
 
     /// Applies the code-tracking events other vCPUs and devices logged since this CPU last
@@ -60,19 +60,20 @@ impl Cpu {
         match t.code.events_since(self.code_seq, &mut events) {
             Some(seq) => {
                 self.code_seq = seq;
-                for ev in events.iter().filter(|e| e.origin != self.origin) {
+                let origin = self.origin;
+                for ev in events.iter().filter(|e| e.origin != origin) {
                     match ev.kind {
                         EventKind::Written(page) => self.code.invalidate_page(page),
                         EventKind::Decoded(page) => {
                             if self.tlb.protect_phys_page(page) {
                                 // Writes went straight to that page until now, maybe after the
                                 // other vCPU read the bytes it decoded: count them as a write.
-                                t.code.note_write(page, self.origin);
+                                t.code.note_write(page, origin);
                                 self.code.invalidate_page(page);
                             }
                         }
                         EventKind::FlushTlb => {
-                            self.tlb.flush(false);
+                            self.flush_all_tlbs();
                             self.code.flush_jump_cache();
                         }
                     }
@@ -82,7 +83,7 @@ impl Cpu {
                 // Fell too far behind: forget everything decoded and translated.
                 self.code_seq = t.code.seq();
                 self.code.clear();
-                self.tlb.flush(false);
+                self.flush_all_tlbs();
             }
         }
         self.code_events = events;

@@ -67,6 +67,7 @@ const FEATURES: &[Feature] = &[
     f!(["pni"], 1, Ecx, 0, Some(C::SSE3)),
     f!(["pclmulqdq"], 1, Ecx, 1, Some(C::PCLMULQDQ)),
     f!(["ssse3"], 1, Ecx, 9, Some(C::SSSE3)),
+    f!(["pcid"], 1, Ecx, 17, None),
     f!(["fma"], 1, Ecx, 12, Some(C::FMA)),
     f!(["cx16"], 1, Ecx, 13, Some(C::CMPXCHG16B)),
     f!(["movbe"], 1, Ecx, 22, Some(C::MOVBE)),
@@ -84,13 +85,17 @@ const FEATURES: &[Feature] = &[
     f!(["arat"], 6, Eax, 2, None),
     // Leaf 0DH sub-leaf 1.
     f!(["xsaveopt"], 0xd, Eax, 0, Some(C::XSAVEOPT)),
+    f!(["xsavec"], 0xd, Eax, 1, Some(C::XSAVEC)),
     f!(["xgetbv1"], 0xd, Eax, 2, None),
+    f!(["xsaves"], 0xd, Eax, 3, Some(C::XSAVES)),
     f!(["fsgsbase"], 7, Ebx, 0, Some(C::FSGSBASE)),
+    f!(["tsc-adjust"], 7, Ebx, 1, None),
     f!(["bmi1"], 7, Ebx, 3, Some(C::BMI1)),
     f!(["avx2"], 7, Ebx, 5, Some(C::AVX2)),
     f!(["smep"], 7, Ebx, 7, None),
     f!(["bmi2"], 7, Ebx, 8, Some(C::BMI2)),
     f!(["erms"], 7, Ebx, 9, None),
+    f!(["invpcid"], 7, Ebx, 10, Some(C::INVPCID)),
     f!(["rdseed"], 7, Ebx, 18, Some(C::RDSEED)),
     f!(["adx"], 7, Ebx, 19, Some(C::ADX)),
     f!(["smap"], 7, Ebx, 20, Some(C::SMAP)),
@@ -98,6 +103,8 @@ const FEATURES: &[Feature] = &[
     f!(["clwb"], 7, Ebx, 24, Some(C::CLWB)),
     f!(["sha-ni"], 7, Ebx, 29, Some(C::SHA)),
     f!(["umip"], 7, Ecx, 2, None),
+    // OSPKE (bit 4) mirrors CR4.PKE.
+    f!(["pku"], 7, Ecx, 3, Some(C::PKU)),
     f!(["rdpid"], 7, Ecx, 22, Some(C::RDPID)),
     f!(["syscall"], 0x8000_0001, Edx, 11, Some(C::SYSCALL)),
     f!(["nx"], 0x8000_0001, Edx, 20, None),
@@ -326,26 +333,20 @@ impl CpuModel {
             2 => [1, 0, 0, 0],
             // Leaf 6: thermal and power: APIC timer always running (ARAT).
             6 => [self.bits(6, R::Eax), 0, 0, 0],
-            7 if subleaf == 0 => [0, self.bits(7, R::Ebx), self.bits(7, R::Ecx), self.bits(7, R::Edx)],
+            7 if subleaf == 0 => {
+                let mut ecx = self.bits(7, R::Ecx);
+                if st.cr4 & cr4::PKE != 0 && self.has("pku") {
+                    ecx |= 1 << 4;
+                }
+                [0, self.bits(7, R::Ebx), ecx, self.bits(7, R::Edx)]
+            }
             4 => topo.cache_leaf(subleaf, false),
             // V2 extended topology (0x1F) says the same as 0xB while there are no dies or
             // modules; it exists only in models whose basic range reaches it.
             0xb => topo.extended_leaf(subleaf, apic_id),
             0x1f if max_basic >= 0x1f => topo.extended_leaf(subleaf, apic_id),
             0xd if self.has("xsave") => {
-                // x87 and SSE state: the 512-byte legacy area and the 64-byte header; AVX
-                // state (YMM upper halves, 256 bytes) at offset 576.
-                let avx = self.has("avx");
-                match subleaf {
-                    0 => {
-                        let size = if st.xcr0 & 4 != 0 { 832 } else { 576 };
-                        let max = if avx { 832 } else { 576 };
-                        [if avx { 0b111 } else { 0b11 }, size, max, 0]
-                    }
-                    1 => [self.bits(0xd, R::Eax), 0, 0, 0],
-                    2 if avx => [256, 576, 0, 0],
-                    _ => [0, 0, 0, 0],
-                }
+                crate::xstate::cpuid_leaf(self, subleaf, st.xcr0, st.msr.xss, self.bits(0xd, R::Eax))
             }
             0x8000_0000 => [max_ext, word(0), word(8), word(4)],
             0x8000_0001 => {

@@ -43,7 +43,7 @@ struct BlockKey {
 #[derive(Clone)]
 struct JumpEntry {
     lin: u64,
-    /// Bitness and TLB context the block was looked up under.
+    /// Bitness, TLB context and PCID the block was looked up under.
     tag: u32,
     block: Rc<Block>,
 }
@@ -234,7 +234,8 @@ impl Cpu {
     #[inline(always)]
     fn lookup_block(&mut self, bus: &mut dyn CpuBus, bitness: u32) -> Result<Rc<Block>> {
         let lin = self.current_linear_rip();
-        let tag = bitness | (self.code_ctx() as u32) << 8;
+        // The PCID too: a switch that keeps the old PCID's translations keeps its entries.
+        let tag = bitness | (self.code_ctx() as u32) << 8 | (self.tlb_pcid as u32) << 16;
         let slot = CodeCache::jump_slot(lin);
         if let Some(Some(e)) = self.code.jump.get(slot) {
             if e.lin == lin && e.tag == tag {

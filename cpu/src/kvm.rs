@@ -127,11 +127,14 @@ pub fn from_kvm_regs(r: &kvm_regs, st: &mut CpuState) {
 /// XSTATE_BV bits of the components carried here: x87, SSE, and AVX (the upper halves of
 /// the YMM registers, at offset 576 of the standard format).
 const XSTATE_X87_SSE: u64 = 0b11;
-const XSTATE_AVX: u64 = 0b100;
+const XSTATE_AVX: u64 = crate::xstate::AVX;
 const YMM_HI_WORD: usize = 576 / 4;
+/// PKRU (component 9) at its standard-format offset.
+const XSTATE_PKRU: u64 = crate::xstate::PKRU;
+const PKRU_WORD: usize = 2688 / 4;
 
-/// The x87/SSE/AVX state as an XSAVE image (legacy area, header, YMM upper halves; KVM keeps
-/// the rest). The AVX component is included while XCR0 enables it.
+/// The x87/SSE/AVX/PKRU state as an XSAVE image (legacy area, header, YMM upper halves,
+/// PKRU; KVM keeps the rest). AVX and PKRU are included while XCR0 enables them.
 pub fn to_kvm_xsave(st: &CpuState, x: &mut kvm_xsave) {
     let image = fxsave_image(&st.fpu);
     for (i, word) in image.chunks_exact(4).enumerate() {
@@ -146,6 +149,11 @@ pub fn to_kvm_xsave(st: &CpuState, x: &mut kvm_xsave) {
             }
         }
         bv |= XSTATE_AVX;
+    }
+    if st.xcr0 & XSTATE_PKRU != 0 {
+        x.region[PKRU_WORD] = st.pkru;
+        x.region[PKRU_WORD + 1] = 0;
+        bv |= XSTATE_PKRU;
     }
     x.region[128] = bv as u32;
     x.region[129] = (bv >> 32) as u32;
@@ -168,6 +176,7 @@ pub fn from_kvm_xsave(x: &kvm_xsave, st: &mut CpuState) {
         }
         *hi = u128::from_le_bytes(b);
     }
+    st.pkru = if x.region[128] as u64 & XSTATE_PKRU != 0 { x.region[PKRU_WORD] } else { 0 };
 }
 
 pub fn to_kvm_debugregs(st: &CpuState) -> kvm_debugregs {
@@ -195,6 +204,8 @@ pub const MSRS: &[u32] = &[
     index::PAT,
     index::MISC_ENABLE,
     index::MTRR_DEF_TYPE,
+    index::TSC_ADJUST,
+    index::XSS,
 ];
 
 fn msr_field(m: &mut Msrs, msr: u32) -> Option<&mut u64> {
@@ -211,6 +222,8 @@ fn msr_field(m: &mut Msrs, msr: u32) -> Option<&mut u64> {
         index::PAT => &mut m.pat,
         index::MISC_ENABLE => &mut m.misc_enable,
         index::MTRR_DEF_TYPE => &mut m.mtrr_def_type,
+        index::TSC_ADJUST => &mut m.tsc_adjust,
+        index::XSS => &mut m.xss,
         _ => return None,
     })
 }
@@ -224,5 +237,40 @@ pub fn msr_value(st: &CpuState, msr: u32) -> Option<u64> {
 pub fn set_msr_value(st: &mut CpuState, msr: u32, value: u64) {
     if let Some(slot) = msr_field(&mut st.msr, msr) {
         *slot = value;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PKRU travels at offset 2688 of the standard-format image (CPUID.(EAX=0DH,ECX=9):EBX)
+    /// with XSTATE_BV[9], while XCR0 enables it.
+    #[test]
+    fn pkru_in_the_xsave_image() {
+        let mut st = CpuState::reset();
+        st.xcr0 = 0x207;
+        st.pkru = 0x5555_5554;
+        st.fpu.ymm_hi[15] = 7;
+        let mut x = kvm_xsave::default();
+        to_kvm_xsave(&st, &mut x);
+        assert_eq!(x.region[2688 / 4], 0x5555_5554);
+        assert_eq!(x.region[128], 0x207);
+        let mut back = CpuState::reset();
+        from_kvm_xsave(&x, &mut back);
+        assert_eq!((back.pkru, back.fpu.ymm_hi[15]), (0x5555_5554, 7));
+        // Without XSTATE_BV[9], PKRU is in its initial state (0).
+        x.region[128] &= !(1 << 9);
+        from_kvm_xsave(&x, &mut back);
+        assert_eq!(back.pkru, 0);
+    }
+
+    #[test]
+    fn new_msrs_are_carried() {
+        let mut st = CpuState::reset();
+        set_msr_value(&mut st, index::TSC_ADJUST, 42);
+        assert_eq!(msr_value(&st, index::TSC_ADJUST), Some(42));
+        assert_eq!(msr_value(&st, index::XSS), Some(0));
+        assert!(MSRS.contains(&index::TSC_ADJUST) && MSRS.contains(&index::XSS));
     }
 }

@@ -25,6 +25,7 @@ pub mod state;
 mod task;
 pub mod testing;
 mod tier;
+pub mod xstate;
 
 pub use bus::{CpuBus, PhysPage};
 pub use cpuid::{CpuModel, Topology};
@@ -60,6 +61,7 @@ pub enum RunExit {
 pub struct Cpu {
     pub state: CpuState,
     pub(crate) cc: LazyFlags,
+    /// The translations of the active PCID (the table generated code probes).
     pub(crate) tlb: Box<Tlb>,
     pub(crate) code: CodeCache,
     /// When and how hot blocks become host code (see `tier`).
@@ -109,6 +111,9 @@ pub struct Cpu {
     pub log_interrupts: bool,
     pub(crate) a20_mask: u64,
     pub(crate) memory_generation: u64,
+    /// The PCID `tlb` holds, and the tables of other recently used PCIDs (see `mmu::pcid`).
+    pub(crate) tlb_pcid: u16,
+    pub(crate) parked_tlbs: Vec<mmu::pcid::Parked>,
 }
 
 impl Default for Cpu {
@@ -149,6 +154,8 @@ impl Cpu {
             log_interrupts: false,
             a20_mask: !0,
             memory_generation: 0,
+            tlb_pcid: 0,
+            parked_tlbs: Vec::new(),
         };
         cpu.state.gpr[state::reg::RDX] = cpu.model.signature() as u64;
         cpu
@@ -194,6 +201,8 @@ impl Cpu {
         st.cr0 = cr0::ET | (old.cr0 & (cr0::CD | cr0::NW));
         st.fpu = old.fpu;
         st.xcr0 = old.xcr0;
+        st.pkru = old.pkru;
+        st.xinuse = old.xinuse;
         st.msr = old.msr;
         self.cc = LazyFlags::default();
         self.halted = false;

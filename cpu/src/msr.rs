@@ -9,6 +9,7 @@ use crate::Cpu;
 
 pub mod index {
     pub const TSC: u32 = 0x10;
+    pub const TSC_ADJUST: u32 = 0x3b;
     pub const APIC_BASE: u32 = 0x1b;
     pub const BIOS_SIGN_ID: u32 = 0x8b;
     pub const MTRRCAP: u32 = 0xfe;
@@ -28,6 +29,7 @@ pub mod index {
     pub const PAT: u32 = 0x277;
     pub const MTRR_DEF_TYPE: u32 = 0x2ff;
     pub const TSC_DEADLINE: u32 = 0x6e0;
+    pub const XSS: u32 = 0xda0;
     pub const X2APIC_FIRST: u32 = 0x800;
     pub const X2APIC_LAST: u32 = 0x8ff;
     pub const EFER: u32 = 0xc000_0080;
@@ -66,6 +68,8 @@ impl Cpu {
         let m = &self.state.msr;
         Ok(match msr {
             TSC => self.tsc(bus),
+            TSC_ADJUST if self.model.has("tsc-adjust") => m.tsc_adjust,
+            XSS if self.model.has("xsaves") => m.xss,
             APIC_BASE => m.apic_base,
             BIOS_SIGN_ID => 0,
             // 8 variable ranges, fixed ranges and write-combining supported.
@@ -113,8 +117,22 @@ impl Cpu {
         let canonical = |v: u64| if is_canonical(v) { Ok(v) } else { Err(Fault::gp0()) };
         match msr {
             TSC => {
-                let raw = bus.now_ns();
-                self.state.msr.tsc_offset = v.wrapping_sub(raw);
+                // SDM Vol. 3, 17.17.3: a TSC write moves IA32_TSC_ADJUST by the same amount.
+                let delta = v.wrapping_sub(self.tsc(bus));
+                self.state.msr.tsc_adjust = self.state.msr.tsc_adjust.wrapping_add(delta);
+                self.state.msr.tsc_offset = v.wrapping_sub(bus.now_ns());
+            }
+            TSC_ADJUST if self.model.has("tsc-adjust") => {
+                // ... and a TSC_ADJUST write moves the TSC by the same amount.
+                let m = &mut self.state.msr;
+                m.tsc_offset = m.tsc_offset.wrapping_add(v.wrapping_sub(m.tsc_adjust));
+                m.tsc_adjust = v;
+            }
+            XSS if self.model.has("xsaves") => {
+                if v & !crate::xstate::supported_xss(&self.model) != 0 {
+                    return Err(Fault::gp0());
+                }
+                self.state.msr.xss = v;
             }
             APIC_BASE => {
                 // Bits 0-7 and 9 reserved, physical address limited to MAXPHYADDR.

@@ -90,8 +90,10 @@ pub mod cr4 {
     pub const OSXSAVE: u64 = 1 << 18;
     pub const SMEP: u64 = 1 << 20;
     pub const SMAP: u64 = 1 << 21;
+    /// Protection keys for user-mode pages (SDM Vol. 3, 4.6.2).
+    pub const PKE: u64 = 1 << 22;
     /// Bits this CPU can let software set; a model without a feature makes its bit
-    /// reserved too. PCIDE is absent: PCIDs are not implemented or advertised.
+    /// reserved too.
     pub const SUPPORTED: u64 = VME
         | PVI
         | TSD
@@ -105,9 +107,11 @@ pub mod cr4 {
         | OSXMMEXCPT
         | UMIP
         | FSGSBASE
+        | PCIDE
         | OSXSAVE
         | SMEP
-        | SMAP;
+        | SMAP
+        | PKE;
 }
 
 pub mod efer {
@@ -203,6 +207,10 @@ pub struct Msrs {
     pub mcg_status: u64,
     pub tsc_deadline: u64,
     pub spec_ctrl: u64,
+    /// IA32_XSS: the supervisor state components XSAVES/XRSTORS manage.
+    pub xss: u64,
+    /// IA32_TSC_ADJUST: moves with every write to the TSC (SDM Vol. 3, 17.17.3).
+    pub tsc_adjust: u64,
 }
 
 /// x87, MMX and SSE state, laid out close to the FXSAVE image.
@@ -268,6 +276,12 @@ pub struct CpuState {
     pub cr8: u64,
     pub efer: u64,
     pub xcr0: u64,
+    /// Protection-key rights for user-mode pages: AD (bit 2i) and WD (bit 2i+1) of key i.
+    pub pkru: u32,
+    /// XINUSE bits that stay set after XRSTOR loaded a component from memory, until one
+    /// initializes it (as the host processor tracks them); components whose registers differ
+    /// from their initial values count as in use besides (see `x87::in_use`).
+    pub xinuse: u64,
     pub dr: [u64; 8],
     pub msr: Msrs,
     pub fpu: FpuState,
@@ -306,6 +320,8 @@ impl CpuState {
             cr8: 0,
             efer: 0,
             xcr0: 1,
+            pkru: 0,
+            xinuse: 0,
             dr: [0, 0, 0, 0, 0xffff0ff0, 0x400, 0xffff0ff0, 0x400],
             msr: Msrs { pat: 0x0007_0406_0007_0406, apic_base: 0xfee0_0900, misc_enable: 1, ..Msrs::default() },
             fpu: FpuState::default(),

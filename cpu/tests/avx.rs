@@ -309,9 +309,11 @@ mod rules {
         let l1 = query(1, 0);
         assert_eq!(l1[2] >> 27 & 3, 3, "OSXSAVE (CR4 mirrored) and AVX");
         assert_ne!(query(7, 0)[1] & (1 << 5), 0, "AVX2");
-        assert_eq!(query(0xd, 0)[..3], [7, 832, 832]);
+        // x87, SSE, AVX and PKRU supported; XCR0 = 7 needs 832 bytes, all of them 2696
+        // (PKRU at 2688).
+        assert_eq!(query(0xd, 0)[..3], [0x207, 832, 2696]);
         assert_eq!(query(0xd, 2)[..2], [256, 576]);
-        assert_eq!(query(0xd, 1)[0], 0b101, "XSAVEOPT and XGETBV with ECX = 1");
+        assert_eq!(query(0xd, 1)[0], 0b1111, "XSAVEOPT, XSAVEC, XGETBV with ECX = 1, XSAVES");
     }
 
     #[test]

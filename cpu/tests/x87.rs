@@ -439,9 +439,11 @@ fn xsave_xrstor_roundtrip_and_header_checks() {
     let s = &d.0[D_SAVE as usize..];
     assert_eq!(u16::from_le_bytes([s[4], s[5]]) & 0x3800, 6 << 11, "TOP restored");
     assert_eq!(&s[28..38], &f80_bytes(1 << 63, 0x3fff), "ST0 = 1.0 restored");
-    // A compacted-format header is rejected with #GP (no IDT: the machine shuts down).
+    // A compacted-format header whose XSTATE_BV names a component XCOMP_BV lacks is
+    // rejected with #GP (SDM Vol. 2 XRSTOR; no IDT: the machine shuts down).
     let mut emu = Emu::new();
     let mut bad = Data([0; DATA_LEN]);
+    bad.0[D_AUX as usize + 512] = 2;
     bad.0[D_AUX as usize + 527] = 0x80;
     let body = [
         Instruction::with2(Code::Mov_r32_imm32, Register::EAX, 3u32).unwrap(),

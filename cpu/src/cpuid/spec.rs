@@ -293,16 +293,16 @@ mod tests {
         assert_eq!(leaf(m, 1)[0], 0x306c4, "family 6 model 60 stepping 4");
         assert_eq!(leaf(m, 0)[0], 0xd);
         assert_eq!(leaf(m, 0x8000_0000)[0], 0x8000_0008);
-        assert!(s.warnings.contains(&"TCG doesn't support requested feature: CPUID.07H:EBX.invpcid [bit 10]".to_string()), "{:?}", s.warnings);
-        assert!(s.warnings.contains(&"TCG doesn't support requested feature: CPUID.01H:ECX.pcid [bit 17]".to_string()));
+        assert!(s.warnings.contains(&"TCG doesn't support requested feature: CPUID.07H:EBX.hle [bit 4]".to_string()), "{:?}", s.warnings);
+        assert!(s.warnings.contains(&"TCG doesn't support requested feature: CPUID.07H:EBX.rtm [bit 11]".to_string()));
         // Warnings come in CPUID word order, as QEMU prints them.
-        assert!(s.warnings[0].contains("CPUID.01H:ECX"), "{:?}", s.warnings);
-        assert!(m.has("sse4.2") && m.has("fsgsbase") && m.has("avx2") && m.has("fma") && !m.has("pcid"));
-        assert_eq!(leaf(m, 7)[1] & (1 << 10 | 1 << 5), 1 << 5, "INVPCID dropped, AVX2 kept");
+        assert!(s.warnings[0].contains("hle"), "{:?}", s.warnings);
+        assert!(m.has("sse4.2") && m.has("fsgsbase") && m.has("avx2") && m.has("fma") && m.has("pcid"));
+        assert_eq!(leaf(m, 7)[1] & (1 << 4 | 1 << 10 | 1 << 5), 1 << 10 | 1 << 5, "HLE dropped, INVPCID and AVX2 kept");
         assert!(CpuModel::parse_spec("Haswell,check=off").unwrap().warnings.is_empty());
         assert!(CpuModel::parse_spec("Haswell,-check").unwrap().warnings.is_empty());
         let e = CpuModel::parse("Haswell,enforce").unwrap_err();
-        assert!(matches!(&e, CpuModelError::Enforce(v) if v.iter().any(|d| d == "CPUID.07H:EBX.invpcid [bit 10]")), "{e}");
+        assert!(matches!(&e, CpuModelError::Enforce(v) if v.iter().any(|d| d == "CPUID.07H:EBX.rtm [bit 11]")), "{e}");
         assert!(CpuModel::parse("Nehalem,enforce").is_ok(), "Nehalem needs nothing ferrite lacks");
     }
 

@@ -3,6 +3,7 @@
 
 pub(crate) mod atomic;
 mod paging;
+pub(crate) mod pcid;
 pub mod tlb;
 
 pub use paging::{walk, Access, Privilege, Translation, MAX_PHYS_BITS};
@@ -35,17 +36,27 @@ impl Cpu {
         }
     }
 
-    /// Drops cached translations (CR3 write: `keep_global`; CR0/CR4 paging changes: all).
+    /// Drops cached translations (CR3 write: the current PCID's non-global ones; CR0/CR4
+    /// paging changes: all, of every PCID).
     pub fn flush_tlb(&mut self, keep_global: bool) {
         // Pending `Decoded` events must meet the fast write entries they ask about.
         self.catch_up_code();
-        self.tlb.flush(keep_global);
+        if keep_global {
+            self.tlb.flush(true);
+        } else {
+            self.flush_all_tlbs();
+        }
         self.code.flush_jump_cache();
     }
 
+    /// INVLPG: the page's translations for the current PCID, and its global translation
+    /// wherever it is cached (SDM Vol. 3, 4.10.4.1).
     pub fn flush_tlb_page(&mut self, lin: u64) {
         self.catch_up_code();
         self.tlb.flush_page(lin);
+        for (_, t) in self.parked_tlbs.iter_mut().filter(|(p, _)| p.is_some()) {
+            t.flush_global_page(lin);
+        }
         self.code.flush_jump_cache();
     }
 
@@ -72,6 +83,7 @@ impl Cpu {
                 user: true,
                 nx: false,
                 dirty: true,
+                pkey: None,
             });
         }
         let who = Privilege { user: ctx == Ctx::User, ac: ctx == Ctx::SupervisorAc };
@@ -99,6 +111,7 @@ impl Cpu {
             addend: host.wrapping_sub(page),
             paddr: t.paddr,
             global: t.global,
+            pkey: t.active_key(st).unwrap_or(tlb::NO_KEY),
         };
         if !self.watchpoints.is_empty() {
             self.watch_tags(&mut entry, page);

@@ -53,12 +53,38 @@ pub struct Translation {
     pub nx: bool,
     /// The final entry's dirty bit is set (so later writes need not walk).
     pub dirty: bool,
+    /// Protection key of a 4-level paging translation (entry bits 62:59), used for user-mode
+    /// pages while CR4.PKE is set.
+    pub pkey: Option<u8>,
 }
 
 impl Translation {
     /// Whether `access` by `who` is allowed (SDM 4.6). Checked both after a walk and when
     /// filling the tags of other access kinds.
     pub fn allows(&self, st: &CpuState, access: Access, who: Privilege) -> bool {
+        self.paging_allows(st, access, who) && !self.key_denies(st, access, who)
+    }
+
+    /// The key that decides data accesses to this page, if protection keys apply to it.
+    pub fn active_key(&self, st: &CpuState) -> Option<u8> {
+        self.pkey.filter(|_| self.user && st.cr4 & cr4::PKE != 0)
+    }
+
+    /// Protection keys (SDM Vol. 3, 4.6.2): a data access to a user-mode page whose key has
+    /// AD set in PKRU is denied; a write with WD set is denied to user-mode accesses, and to
+    /// supervisor-mode ones when CR0.WP is set. Instruction fetches are not checked.
+    pub fn key_denies(&self, st: &CpuState, access: Access, who: Privilege) -> bool {
+        let Some(key) = self.active_key(st) else { return false };
+        let rights = st.pkru >> (2 * key as u32);
+        match access {
+            Access::Exec => false,
+            Access::Read => rights & 1 != 0,
+            Access::Write => rights & 1 != 0 || (rights & 2 != 0 && (who.user || st.cr0 & cr0::WP != 0)),
+        }
+    }
+
+    /// The rights of the paging-structure entries alone (SDM 4.6.1).
+    fn paging_allows(&self, st: &CpuState, access: Access, who: Privilege) -> bool {
         let smap = st.cr4 & cr4::SMAP != 0 && !who.ac;
         match access {
             Access::Exec => {
@@ -308,9 +334,12 @@ fn walk_once(
         user,
         nx,
         dirty: final_entry & D != 0 || access == Access::Write,
+        // Bits 62:59 hold the key only in 4-level paging.
+        pkey: long.then_some(((final_entry >> 59) & 0xf) as u8),
     };
     if !t.allows(st, access, who) {
-        return Err(page_fault(st, lin, access, who, pf::PRESENT));
+        let pk = if t.key_denies(st, access, who) { pf::PK } else { 0 };
+        return Err(page_fault(st, lin, access, who, pf::PRESENT | pk));
     }
     // Top level first, as the walk went; an accessed bit already set on an upper level
     // before a restart stays set, which hardware allows (the entry was used).

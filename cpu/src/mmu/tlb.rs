@@ -36,13 +36,26 @@ pub struct TlbEntry {
     pub addend: u64,
     /// Guest-physical page address.
     pub paddr: u64,
-    /// Page size mask for large-page aware invalidation; global pages survive CR3 writes.
+    /// Global pages survive CR3 writes and PCID switches.
     pub global: bool,
+    /// The protection key the read/write tags were checked against (`NO_KEY`: none applies),
+    /// so a PKRU change can drop exactly the entries it may invalidate.
+    pub pkey: u8,
 }
 
+/// `TlbEntry::pkey` of a page protection keys do not govern.
+pub const NO_KEY: u8 = 0xff;
+
 impl TlbEntry {
-    pub const EMPTY: TlbEntry =
-        TlbEntry { read: TAG_INVALID, write: TAG_INVALID, exec: TAG_INVALID, addend: 0, paddr: 0, global: false };
+    pub const EMPTY: TlbEntry = TlbEntry {
+        read: TAG_INVALID,
+        write: TAG_INVALID,
+        exec: TAG_INVALID,
+        addend: 0,
+        paddr: 0,
+        global: false,
+        pkey: NO_KEY,
+    };
 }
 
 #[repr(C)]
@@ -90,6 +103,45 @@ impl Tlb {
             let e = &mut ctx[slot];
             if (e.read & !0xfff) == page || (e.write & !0xfff) == page || (e.exec & !0xfff) == page {
                 *e = TlbEntry::EMPTY;
+            }
+        }
+    }
+
+    /// Drops the entries whose protection key is in the bitmap `keys` (bit i: key i).
+    pub fn flush_keys(&mut self, keys: u16) {
+        for ctx in self.entries.iter_mut() {
+            for e in ctx.iter_mut() {
+                if e.pkey != NO_KEY && keys & (1 << e.pkey) != 0 {
+                    *e = TlbEntry::EMPTY;
+                }
+            }
+        }
+    }
+
+    /// Drops a global translation of the page holding `lin` (INVLPG seen from another
+    /// PCID's table).
+    pub fn flush_global_page(&mut self, lin: u64) {
+        if lin >= self.large_lo && lin <= self.large_hi {
+            self.flush(false);
+            return;
+        }
+        let page = lin & !0xfff;
+        let slot = Self::slot(lin);
+        for ctx in self.entries.iter_mut() {
+            let e = &mut ctx[slot];
+            if e.global && ((e.read & !0xfff) == page || (e.write & !0xfff) == page || (e.exec & !0xfff) == page) {
+                *e = TlbEntry::EMPTY;
+            }
+        }
+    }
+
+    /// Sends every write through the slow path (a table being parked: see `mmu::pcid`).
+    pub fn slow_writes(&mut self) {
+        for ctx in self.entries.iter_mut() {
+            for e in ctx.iter_mut() {
+                if e.write != TAG_INVALID {
+                    e.write |= TAG_SLOW;
+                }
             }
         }
     }

@@ -187,6 +187,10 @@ macro_rules! case {
 /// xorshift64* — a small deterministic generator.
 pub struct Rng(u64);
 impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -495,6 +499,18 @@ pub fn matches(case: &Case, input: &St, native: &St, ours: &St) -> bool {
             ok && n == o
         }
     }
+}
+
+/// The host's XCR0 (XGETBV with ECX = 0), or 0 where the OS has not enabled XSAVE.
+pub fn host_xcr0() -> u64 {
+    if !is_x86_feature_detected!("xsave") {
+        return 0;
+    }
+    let (lo, hi): (u32, u32);
+    // SAFETY: XGETBV with ECX = 0 is valid once CPUID reports OSXSAVE (which the detection
+    // above checks); it only writes EDX:EAX.
+    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
 }
 
 pub fn seed() -> u64 {

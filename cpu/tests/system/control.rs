@@ -93,13 +93,16 @@ fn expect_gp(mode: Mode, cpl: u8, f: impl FnOnce(&mut CodeAssembler, &mut CodeLa
 
 #[test]
 fn control_register_reserved_bits_and_invalid_combinations() {
-    // PCIDE is not supported (CPUID does not report PCID): reserved.
-    let m = expect_gp(Mode::Long64, 0, |a, mark| {
+    // PCIDE is reserved in a model without PCID (CPUID.1:ECX[17]).
+    let mut m = Machine::new(Mode::Long64, 0);
+    m.cpu.model.set_feature("pcid", false).unwrap();
+    m.code(|a, mark| {
         a.mov(rax, cr4).unwrap();
         a.or(rax, 1 << 17).unwrap();
         a.set_label(mark).unwrap();
         a.mov(cr4, rax).unwrap();
     });
+    m.expect_fault(GP, Some(0));
     assert_eq!(m.cpu.state.cr4, cr4::PAE);
     // LA57 (bit 12) is reserved too.
     expect_gp(Mode::Prot32, 0, |a, mark| {
@@ -121,7 +124,7 @@ fn control_register_reserved_bits_and_invalid_combinations() {
         a.set_label(mark).unwrap();
         a.mov(cr0, eax).unwrap();
     });
-    // CR0[63:32], CR3 bits above MAXPHYADDR (bit 63 included: no PCIDs), CR8[63:4].
+    // CR0[63:32], CR3 bits above MAXPHYADDR (bit 63 included without CR4.PCIDE), CR8[63:4].
     expect_gp(Mode::Long64, 0, |a, mark| {
         a.mov(rax, cr0).unwrap();
         a.mov(rcx, 1u64 << 32).unwrap();

@@ -7,4 +7,7 @@ mod control;
 mod debug;
 mod fastcall;
 mod misc;
+mod pcid;
+mod pku;
 mod tables;
+mod xsaves;

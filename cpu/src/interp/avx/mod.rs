@@ -102,6 +102,8 @@ fn zero_upper(cpu: &mut Cpu, all: bool) -> Result<()> {
     if all {
         f.xmm[..n].fill(0);
     }
+    // The zeroed components are in their initial configuration again (XINUSE).
+    cpu.state.xinuse &= !if all { 0b110 } else { 0b100 };
     Ok(())
 }
 

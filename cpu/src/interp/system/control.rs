@@ -16,7 +16,10 @@ const CR0_WRITABLE: u64 =
 /// CR0 bits whose change invalidates cached translations or their access rights.
 const CR0_TLB_BITS: u64 = cr0::PG | cr0::WP | cr0::PE;
 /// CR4 bits whose change invalidates cached translations (all of them, global ones too).
-const CR4_TLB_BITS: u64 = cr4::PAE | cr4::PGE | cr4::PSE | cr4::SMEP | cr4::SMAP | cr4::PCIDE;
+const CR4_TLB_BITS: u64 = cr4::PAE | cr4::PGE | cr4::PSE | cr4::SMEP | cr4::SMAP | cr4::PCIDE | cr4::PKE;
+/// MOV to CR3 with CR4.PCIDE: bit 63 set keeps the new PCID's translations (and is not
+/// stored); bits 11:0 are the PCID (SDM Vol. 3, 4.10.4.1).
+const CR3_NO_FLUSH: u64 = 1 << 63;
 /// Changes that make the CPU load the PAE PDPTEs when PAE paging is (still) in use
 /// (SDM Vol. 3, 4.4.1).
 const CR0_PDPTE_BITS: u64 = cr0::CD | cr0::NW | cr0::PG;
@@ -122,7 +125,8 @@ impl Cpu {
                 return Err(Fault::gp0());
             }
         }
-        if old & cr0::PG != 0 && new & cr0::PG == 0 && st.in_64bit() {
+        // Paging cannot be turned off from 64-bit mode, nor while PCIDs are enabled.
+        if old & cr0::PG != 0 && new & cr0::PG == 0 && (st.in_64bit() || st.cr4 & cr4::PCIDE != 0) {
             return Err(Fault::gp0());
         }
         if new & cr0::PG != 0 && st.cr4 & cr4::PAE != 0 && !lme && (old ^ new) & CR0_PDPTE_BITS != 0 {
@@ -140,9 +144,14 @@ impl Cpu {
         Ok(())
     }
 
-    /// MOV to CR3: flushes the non-global translations (PCIDs are not supported).
+    /// MOV to CR3: without PCIDs, flushes the non-global translations; with CR4.PCIDE,
+    /// switches to the PCID in bits 11:0, flushing its non-global translations unless bit 63
+    /// is set.
     pub(crate) fn write_cr3(&mut self, bus: &mut dyn CpuBus, v: u64) -> Result<()> {
-        // Bits 63:MAXPHYADDR are reserved (bit 63 too: it is the no-flush bit only with PCIDE).
+        let pcide = self.state.cr4 & cr4::PCIDE != 0;
+        let keep = pcide && v & CR3_NO_FLUSH != 0;
+        let v = if pcide { v & !CR3_NO_FLUSH } else { v };
+        // Bits 63:MAXPHYADDR are reserved (bit 63 too, without PCIDE).
         if v >> MAX_PHYS_BITS != 0 {
             return Err(Fault::gp0());
         }
@@ -151,11 +160,20 @@ impl Cpu {
             self.check_pdptes(bus, v)?;
         }
         self.state.cr3 = v;
-        self.flush_tlb(true);
+        if pcide {
+            self.catch_up_code();
+            self.switch_pcid(self.current_pcid(), !keep);
+            // Jump-cache entries carry their PCID; only dropped translations take theirs.
+            if !keep {
+                self.code.flush_jump_cache();
+            }
+        } else {
+            self.flush_tlb(true);
+        }
         Ok(())
     }
 
-    /// MOV to CR4: bits for features the model lacks (and PCIDE, never advertised) fault.
+    /// MOV to CR4: bits for features the model lacks fault.
     pub(crate) fn write_cr4(&mut self, bus: &mut dyn CpuBus, v: u64) -> Result<()> {
         if v & !self.cr4_allowed() != 0 {
             return Err(Fault::gp0());
@@ -163,6 +181,10 @@ impl Cpu {
         let st = &self.state;
         let old = st.cr4;
         if st.long_mode_active() && v & cr4::PAE == 0 {
+            return Err(Fault::gp0());
+        }
+        // PCIDE can be set only in IA-32e mode with PCID 000H in CR3 (SDM Vol. 3, 4.10.1).
+        if old & cr4::PCIDE == 0 && v & cr4::PCIDE != 0 && (!st.long_mode_active() || st.cr3 & 0xfff != 0) {
             return Err(Fault::gp0());
         }
         if st.paging() && v & cr4::PAE != 0 && !st.long_mode_active() && (old ^ v) & CR4_PDPTE_BITS != 0 {
@@ -188,7 +210,7 @@ impl Cpu {
     /// CR4 bits this model lets software set: the architectural set minus the bits of
     /// features CPUID does not report.
     fn cr4_allowed(&self) -> u64 {
-        const GATED: [(u64, &str); 13] = [
+        const GATED: [(u64, &str); 15] = [
             (cr4::VME | cr4::PVI, "vme"),
             (cr4::TSD, "tsc"),
             (cr4::DE, "de"),
@@ -202,6 +224,8 @@ impl Cpu {
             (cr4::OSXSAVE, "xsave"),
             (cr4::SMEP, "smep"),
             (cr4::SMAP, "smap"),
+            (cr4::PCIDE, "pcid"),
+            (cr4::PKE, "pku"),
         ];
         GATED.iter().filter(|(_, f)| !self.model.has(f)).fold(cr4::SUPPORTED, |a, (bits, _)| a & !bits)
     }

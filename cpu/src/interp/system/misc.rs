@@ -12,9 +12,7 @@ use iced_x86::{Instruction, Mnemonic};
 
 /// XCR0 components: x87 (bit 0), SSE (bit 1) and, with AVX in the model, AVX (bit 2), as
 /// CPUID leaf 0DH says.
-const XCR0_X87: u64 = 1;
-const XCR0_SSE: u64 = 2;
-const XCR0_AVX: u64 = 4;
+use crate::xstate::{AVX as XCR0_AVX, SSE as XCR0_SSE, X87 as XCR0_X87};
 
 pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     Some(match insn.mnemonic() {
@@ -125,7 +123,7 @@ fn xgetbv(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     // in their initial configuration.
     let v = match ecx(cpu) {
         0 => cpu.state.xcr0,
-        1 if cpu.model.has("xgetbv1") => cpu.state.xcr0 & super::super::x87::in_use(&cpu.state.fpu),
+        1 if cpu.model.has("xgetbv1") => cpu.state.xcr0 & super::super::x87::in_use(&cpu.state),
         _ => return Err(Fault::gp0()),
     };
     set_edx_eax(cpu, v);
@@ -138,7 +136,7 @@ fn xsetbv(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     }
     require_cpl0(cpu)?;
     let v = edx_eax(cpu);
-    let supported = XCR0_X87 | XCR0_SSE | if cpu.model.has("avx") { XCR0_AVX } else { 0 };
+    let supported = crate::xstate::supported_xcr0(&cpu.model);
     // x87 is always on; AVX state needs SSE state (SDM Vol. 1, 13.3).
     let avx_without_sse = v & XCR0_AVX != 0 && v & XCR0_SSE == 0;
     if ecx(cpu) != 0 || v & !supported != 0 || v & XCR0_X87 == 0 || avx_without_sse {

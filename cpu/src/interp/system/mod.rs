@@ -4,7 +4,9 @@
 //! - `tables`: LGDT LIDT SGDT SIDT LLDT SLDT LTR STR, LAR LSL VERR VERW, ARPL.
 //! - `misc`: RDMSR WRMSR CPUID RDTSC RDTSCP RDPMC XGETBV XSETBV SWAPGS, FS/GS base access.
 //! - `fastcall`: SYSCALL SYSRET SYSENTER SYSEXIT.
-//! - here: HLT, INVLPG, INVD, WBINVD, and the privilege checks the others share.
+//! - `tlb`: INVLPG, INVPCID.
+//! - `pku`: RDPKRU, WRPKRU.
+//! - here: HLT, INVD, WBINVD, and the privilege checks the others share.
 //!
 //! MONITOR/MWAIT are not advertised by any model, so they stay #UD (the CPUID gate in
 //! `handler_for` turns them into #UD before lookup).
@@ -12,12 +14,14 @@
 mod control;
 mod fastcall;
 mod misc;
+mod pku;
 mod tables;
+mod tlb;
 
 use super::Handler;
 use crate::bus::CpuBus;
 use crate::exception::{Fault, Result};
-use crate::state::{cr4, Seg};
+use crate::state::cr4;
 use crate::Cpu;
 use iced_x86::{Instruction, Mnemonic};
 
@@ -25,7 +29,8 @@ pub(super) fn lookup(insn: &Instruction) -> Option<Handler> {
     Some(match insn.mnemonic() {
         Mnemonic::Mov => return control::lookup_mov(insn),
         Mnemonic::Hlt => hlt,
-        Mnemonic::Invlpg => invlpg,
+        Mnemonic::Invlpg | Mnemonic::Invpcid => return tlb::lookup(insn),
+        Mnemonic::Rdpkru | Mnemonic::Wrpkru => return pku::lookup(insn),
         // Caches are not modelled: with CPL 0 these are no-ops.
         Mnemonic::Invd | Mnemonic::Wbinvd => |c, _, _| require_cpl0(c),
         Mnemonic::Clts | Mnemonic::Lmsw | Mnemonic::Smsw => return control::lookup(insn),
@@ -101,26 +106,6 @@ fn hlt(cpu: &mut Cpu, _: &mut dyn CpuBus, _: &Instruction) -> Result<()> {
     require_cpl0(cpu)?;
     // RIP advances past HLT; the run loop returns `Halted` until an interrupt arrives.
     cpu.halted = true;
-    cpu.end_block = true;
-    Ok(())
-}
-
-fn invlpg(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    require_cpl0(cpu)?;
-    // The operand only names a linear address: no limit or canonical checks, no access
-    // (an INVLPG of a non-canonical address is a no-op).
-    let seg = cpu.memory_segment(insn);
-    let off = cpu.effective_address(insn);
-    let base = cpu.state.seg(seg).base;
-    let lin = if !cpu.state.in_64bit() {
-        base.wrapping_add(off) & 0xffff_ffff
-    } else if matches!(seg, Seg::Fs | Seg::Gs) {
-        base.wrapping_add(off)
-    } else {
-        off
-    };
-    cpu.flush_tlb_page(lin);
-    // Decoded instructions later in this block may sit on the page whose mapping changed.
     cpu.end_block = true;
     Ok(())
 }

@@ -25,7 +25,8 @@ pub(crate) mod ops;
 pub(crate) mod stack;
 mod transcendental;
 pub(crate) mod xsave;
-pub(crate) use xsave::in_use;
+mod xsave_ext;
+pub(crate) use xsave_ext::in_use;
 
 use super::Handler;
 use crate::bus::CpuBus;

@@ -1,6 +1,5 @@
-//! FXSAVE/FXRSTOR (SDM Vol. 1, 10.5.1, Table 10-2/10-3) and XSAVE/XRSTOR in the standard
-//! format for the x87, SSE and AVX components (SDM Vol. 1, chapter 13; the AVX component, the
-//! upper halves of YMM0-15, sits at offset 576 as CPUID leaf 0DH reports).
+//! FXSAVE/FXRSTOR (SDM Vol. 1, 10.5.1, Table 10-2/10-3), and the legacy region they share
+//! with the XSAVE family (`xsave_ext`).
 //!
 //! FXSAVE always stores FIP/FDP/FOP (Intel behaviour; some AMD parts store them only with an
 //! exception pending) and writes the XMM area for the registers the mode has (8 outside
@@ -11,7 +10,7 @@ use super::mem;
 use crate::bus::CpuBus;
 use crate::exception::{vector, Fault, Result};
 use crate::mmu::Access;
-use crate::state::{cr0, cr4, reg, FpuState};
+use crate::state::{cr0, FpuState};
 use crate::Cpu;
 use iced_x86::{Code, Instruction, Mnemonic};
 
@@ -20,31 +19,31 @@ pub(super) fn lookup(insn: &Instruction) -> Option<super::Handler> {
     Some(match insn.mnemonic() {
         Fxsave | Fxsave64 => fxsave,
         Fxrstor | Fxrstor64 => fxrstor,
-        // XSAVEOPT may skip components in their initial state or unmodified since the last
-        // XRSTOR; saving them as XSAVE does is one of the behaviours it allows.
-        Xsave | Xsave64 | Xsaveopt | Xsaveopt64 => xsave,
-        Xrstor | Xrstor64 => xrstor,
-        _ => return None,
+        _ => return super::xsave_ext::lookup(insn),
     })
 }
 
 /// MXCSR bits this CPU implements (FXSAVE's MXCSR_MASK).
 pub const MXCSR_MASK: u32 = 0xffff;
-const LEGACY_LEN: usize = 512;
-const HEADER_LEN: usize = 64;
-/// XCR0/XSTATE_BV bits of the components handled here.
-const X87: u64 = 1 << 0;
-const SSE: u64 = 1 << 1;
-const AVX: u64 = 1 << 2;
-/// Offset of the AVX component in the standard format (CPUID.(EAX=0DH,ECX=2):EBX).
-const AVX_OFFSET: usize = LEGACY_LEN + HEADER_LEN;
-const AVX_LEN: usize = 256;
+use crate::xstate::LEGACY_LEN;
 
-fn rex_w(insn: &Instruction) -> bool {
-    matches!(insn.code(), Code::Fxsave64_m512byte | Code::Fxrstor64_m512byte | Code::Xsave64_mem | Code::Xrstor64_mem)
+/// REX.W: the x87 part of the image uses the 64-bit layout (FIP/FDP without selectors).
+pub(super) fn rex_w(insn: &Instruction) -> bool {
+    use Code::*;
+    matches!(
+        insn.code(),
+        Fxsave64_m512byte
+            | Fxrstor64_m512byte
+            | Xsave64_mem
+            | Xsaveopt64_mem
+            | Xsavec64_mem
+            | Xsaves64_mem
+            | Xrstor64_mem
+            | Xrstors64_mem
+    )
 }
 
-fn xmm_count(cpu: &Cpu) -> usize {
+pub(super) fn xmm_count(cpu: &Cpu) -> usize {
     if cpu.state.in_64bit() {
         16
     } else {
@@ -53,7 +52,7 @@ fn xmm_count(cpu: &Cpu) -> usize {
 }
 
 /// #GP(0) unless the operand's linear address is aligned to `align` bytes.
-fn check_alignment(cpu: &Cpu, insn: &Instruction, align: u64) -> Result<()> {
+pub(super) fn check_alignment(cpu: &Cpu, insn: &Instruction, align: u64) -> Result<()> {
     let (seg, off) = mem::operand(cpu, insn);
     let lin = cpu.linear(seg, off, 1, Access::Read)?;
     if lin & (align - 1) != 0 {
@@ -63,7 +62,7 @@ fn check_alignment(cpu: &Cpu, insn: &Instruction, align: u64) -> Result<()> {
 }
 
 /// The x87 part of the legacy area (bytes 0-23 and 32-159).
-fn save_x87(f: &FpuState, b: &mut [u8], wide: bool) {
+pub(super) fn save_x87(f: &FpuState, b: &mut [u8], wide: bool) {
     b[0..2].copy_from_slice(&f.fcw.to_le_bytes());
     b[2..4].copy_from_slice(&f.fsw.to_le_bytes());
     b[4] = f.abridged_tag();
@@ -87,7 +86,7 @@ fn save_x87(f: &FpuState, b: &mut [u8], wide: bool) {
     }
 }
 
-fn load_x87(f: &mut FpuState, b: &[u8], wide: bool) {
+pub(super) fn load_x87(f: &mut FpuState, b: &[u8], wide: bool) {
     let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
     let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let u64_at = |i: usize| u32_at(i) as u64 | (u32_at(i + 4) as u64) << 32;
@@ -115,18 +114,18 @@ fn load_x87(f: &mut FpuState, b: &[u8], wide: bool) {
     super::update_summary(f);
 }
 
-fn save_mxcsr(f: &FpuState, b: &mut [u8]) {
+pub(super) fn save_mxcsr(f: &FpuState, b: &mut [u8]) {
     b[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
     b[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
 }
 
-fn save_xmm(f: &FpuState, b: &mut [u8], n: usize) {
+pub(super) fn save_xmm(f: &FpuState, b: &mut [u8], n: usize) {
     for i in 0..n {
         b[160 + 16 * i..176 + 16 * i].copy_from_slice(&f.xmm[i].to_le_bytes());
     }
 }
 
-fn load_xmm(f: &mut FpuState, b: &[u8], n: usize) {
+pub(super) fn load_xmm(f: &mut FpuState, b: &[u8], n: usize) {
     for i in 0..n {
         let mut x = [0u8; 16];
         x.copy_from_slice(&b[160 + 16 * i..176 + 16 * i]);
@@ -151,7 +150,7 @@ pub(crate) fn load_fxsave_image(f: &mut FpuState, b: &[u8; LEGACY_LEN]) {
     load_xmm(f, b, 16);
 }
 
-fn mxcsr_in(b: &[u8]) -> Result<u32> {
+pub(super) fn mxcsr_in(b: &[u8]) -> Result<u32> {
     let v = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
     if v & !MXCSR_MASK != 0 {
         return Err(Fault::gp0());
@@ -194,116 +193,3 @@ fn fxrstor(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
     Ok(())
 }
 
-/// XSAVE/XRSTOR preconditions: CR4.OSXSAVE (else #UD), CR0.TS (#NM), 64-byte alignment.
-/// Returns the requested-feature bitmap EDX:EAX & XCR0.
-fn xsave_start(cpu: &Cpu, insn: &Instruction) -> Result<u64> {
-    if cpu.state.cr4 & cr4::OSXSAVE == 0 {
-        return Err(Fault::ud());
-    }
-    if cpu.state.cr0 & cr0::TS != 0 {
-        return Err(Fault::exc(vector::NM));
-    }
-    check_alignment(cpu, insn, 64)?;
-    let mask = (cpu.state.gpr[reg::RDX] & 0xffff_ffff) << 32 | (cpu.state.gpr[reg::RAX] & 0xffff_ffff);
-    Ok(mask & cpu.state.xcr0)
-}
-
-/// XINUSE: which components differ from their initial configuration.
-pub(crate) fn in_use(f: &FpuState) -> u64 {
-    let x87_init = f.fcw == super::stack::FCW_INIT
-        && f.fsw == 0
-        && f.ftw == 0xffff
-        && f.fop == 0
-        && f.fip == 0
-        && f.fdp == 0
-        && f.fcs == 0
-        && f.fds == 0;
-    let sse_init = f.xmm.iter().all(|&x| x == 0) && f.mxcsr == 0x1f80;
-    let avx_init = f.ymm_hi.iter().all(|&x| x == 0);
-    ((!x87_init as u64) * X87) | ((!sse_init as u64) * SSE) | ((!avx_init as u64) * AVX)
-}
-
-/// The standard-format image's length: the legacy area and header, plus the AVX component
-/// when it is requested.
-fn image_len(rfbm: u64) -> usize {
-    if rfbm & AVX != 0 {
-        AVX_OFFSET + AVX_LEN
-    } else {
-        LEGACY_LEN + HEADER_LEN
-    }
-}
-
-fn xsave(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    let rfbm = xsave_start(cpu, insn)?;
-    let (seg, off) = mem::operand(cpu, insn);
-    // Read-modify-write of the legacy area and header: only requested parts change.
-    let mut b = vec![0u8; image_len(rfbm)];
-    mem::read_bytes(cpu, bus, seg, off, &mut b)?;
-    let f = &cpu.state.fpu;
-    let n = xmm_count(cpu);
-    if rfbm & AVX != 0 {
-        for i in 0..n {
-            b[AVX_OFFSET + 16 * i..AVX_OFFSET + 16 * (i + 1)].copy_from_slice(&f.ymm_hi[i].to_le_bytes());
-        }
-    }
-    if rfbm & X87 != 0 {
-        let mut x = [0u8; 160];
-        save_x87(f, &mut x, rex_w(insn));
-        b[0..24].copy_from_slice(&x[0..24]);
-        b[32..160].copy_from_slice(&x[32..160]);
-    }
-    if rfbm & SSE != 0 {
-        save_mxcsr(f, &mut b);
-        save_xmm(f, &mut b, n);
-    }
-    let mut bv = u64::from_le_bytes(b[512..520].try_into().unwrap_or([0; 8]));
-    bv = (bv & !rfbm) | (in_use(f) & rfbm);
-    b[512..520].copy_from_slice(&bv.to_le_bytes());
-    mem::write_bytes(cpu, bus, seg, off, &b)
-}
-
-fn xrstor(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
-    let rfbm = xsave_start(cpu, insn)?;
-    let (seg, off) = mem::operand(cpu, insn);
-    let mut b = vec![0u8; image_len(rfbm)];
-    mem::read_bytes(cpu, bus, seg, off, &mut b)?;
-    let bv = u64::from_le_bytes(b[512..520].try_into().unwrap_or([0; 8]));
-    // Standard format only: XCOMP_BV and the rest of the header must be zero, and XSTATE_BV
-    // may name only enabled components.
-    if b[520..576].iter().any(|&x| x != 0) || bv & !cpu.state.xcr0 != 0 {
-        return Err(Fault::gp0());
-    }
-    let mxcsr = if rfbm & SSE != 0 { Some(mxcsr_in(&b)?) } else { None };
-    let n = xmm_count(cpu);
-    let f = &mut cpu.state.fpu;
-    if rfbm & X87 != 0 {
-        if bv & X87 != 0 {
-            load_x87(f, &b, rex_w(insn));
-        } else {
-            super::control::init(f);
-            f.st = [[0; 10]; 8];
-        }
-    }
-    if rfbm & SSE != 0 {
-        if bv & SSE != 0 {
-            load_xmm(f, &b, n);
-        } else {
-            for x in f.xmm.iter_mut().take(n) {
-                *x = 0;
-            }
-        }
-    }
-    if let Some(m) = mxcsr {
-        f.mxcsr = m;
-    }
-    if rfbm & AVX != 0 {
-        for i in 0..n {
-            f.ymm_hi[i] = if bv & AVX != 0 {
-                u128::from_le_bytes(b[AVX_OFFSET + 16 * i..AVX_OFFSET + 16 * (i + 1)].try_into().unwrap_or([0; 16]))
-            } else {
-                0
-            };
-        }
-    }
-    Ok(())
-}
