@@ -77,7 +77,7 @@ const REFUSED: &[(&[&str], &str)] = &[
     (&["-dtb", "board.dtb"], "dtb"),
     (&["-cpu", "Pentium9"], "Pentium9"),
     (&["-cpu", "qemu64,+warp-drive"], "warp-drive"),
-    (&["-cpu", "Haswell,enforce"], "pcid"),
+    (&["-cpu", "Haswell,enforce"], "hle"),
     (&["-cpu", "qemu64,vendor=Short"], "vendor"),
     (&["-daemonize", "-nographic"], "daemonize"),
     (&["-accel", "tcg,jit=sometimes"], "sometimes"),
