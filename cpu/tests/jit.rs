@@ -331,3 +331,53 @@ fn guest_breakpoints_and_alignment_checks_stop_compiled_code() {
     assert_eq!(v.run(), Stop::Exception(17));
     assert_eq!((v.frame(0), v.frame(1)), (0, CODE + 5));
 }
+
+/// Shifts and rotates by CL, every count that matters for each width (zero, the width and
+/// past it, the 5/6-bit masks), where their flags die and where they live on.
+#[test]
+fn shifts_and_rotates_by_cl_match_the_interpreter() {
+    for count in [0u64, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 0xff] {
+        let vm = both(&[(RAX, 0x8765_4321_fedc_ba98), (RBX, 0x8000_0000_0000_0001), (RCX, count), (RDI, DATA)], |a| {
+            let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 12] = [
+                |a| a.shl(rax, cl),
+                |a| a.shr(eax, cl),
+                |a| a.sar(bx, cl),
+                |a| a.rol(bl, cl),
+                |a| a.ror(rbx, cl),
+                |a| a.rol(dx, cl),
+                |a| a.ror(edx, cl),
+                |a| a.sar(rdx, cl),
+                |a| a.shl(dl, cl),
+                |a| a.shr(dh, cl),
+                |a| a.rol(r8d, cl),
+                |a| a.ror(r9b, cl),
+            ];
+            for (k, op) in ops.iter().enumerate() {
+                a.mov(rdx, rax)?;
+                a.xor(rdx, rbx)?;
+                a.mov(r8, rdx)?;
+                a.mov(r9, rbx)?;
+                op(a)?;
+                if k % 2 == 0 {
+                    a.add(r10, rdx)?; // dead: every flag overwritten
+                } else {
+                    a.adc(r10, rdx)?; // live: CF read
+                }
+                a.xor(r10, rax)?;
+                a.add(r10, rbx)?;
+                a.xor(r10, r8)?;
+                a.add(r10, r9)?;
+                a.mov(qword_ptr(rdi + 8 * k as i32), r10)?;
+            }
+            Ok(())
+        });
+        let _ = vm;
+    }
+    // A shift by CL whose flags die is compiled (both instructions native).
+    let vm = both(&[(RAX, 5), (RBX, 3), (RCX, 4)], |a| {
+        a.shl(rax, cl)?;
+        a.add(rax, rbx)?;
+        Ok(())
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 2, "{:?}", vm.cpu.jit_stats());
+}

@@ -1,5 +1,5 @@
 //! The instructions emitted natively: moves, integer ALU, stack, near branches, SETcc and
-//! CMOVcc, and shifts and rotates of a register by an immediate whose flags nothing reads
+//! CMOVcc, and shifts and rotates of a register (by an immediate or CL) whose flags nothing reads
 //! ([`keep_dead_flag_shifts`]). Everything else (and every instruction in device memory or
 //! under a TLB miss) runs through the interpreter. Memory operands are native in 64-bit code only, where
 //! segments other than FS/GS have no base and no limit.
@@ -55,6 +55,8 @@ pub(crate) enum Native {
     /// A register shifted or rotated by a non-zero (masked) immediate count, emitted without
     /// its flags: only kept where they are dead.
     Shift { op: ShiftOp, size: u8, count: u32 },
+    /// The same by CL (any count, zero included: its flags are dead all the same).
+    ShiftCl { op: ShiftOp, size: u8 },
 }
 
 /// An operand the translator handles.
@@ -176,13 +178,6 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
             Native::Alu { op, size }
         }
         m @ (Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror) => {
-            let (Opnd::Reg(_, size), Opnd::Imm(imm)) = two()? else { return None };
-            // SDM SAL/SAR/SHL/SHR, ROL/ROR: the count is masked to 5 bits (6 for 64-bit
-            // operands); a zero count changes nothing but the 32-bit zero extension.
-            let count = (imm as u32) & if size == 8 { 0x3f } else { 0x1f };
-            if count == 0 {
-                return None;
-            }
             let op = match m {
                 Mnemonic::Shl | Mnemonic::Sal => ShiftOp::Shl,
                 Mnemonic::Shr => ShiftOp::Shr,
@@ -190,7 +185,20 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
                 Mnemonic::Rol => ShiftOp::Rol,
                 _ => ShiftOp::Ror,
             };
-            Native::Shift { op, size, count }
+            match two()? {
+                (Opnd::Reg(_, size), Opnd::Imm(imm)) => {
+                    // SDM SAL/SAR/SHL/SHR, ROL/ROR: the count is masked to 5 bits (6 for
+                    // 64-bit operands); a zero count changes nothing but the 32-bit zero
+                    // extension.
+                    let count = (imm as u32) & if size == 8 { 0x3f } else { 0x1f };
+                    if count == 0 {
+                        return None;
+                    }
+                    Native::Shift { op, size, count }
+                }
+                (Opnd::Reg(_, size), Opnd::Reg(Register::CL, 1)) => Native::ShiftCl { op, size },
+                _ => return None,
+            }
         }
         Mnemonic::Inc | Mnemonic::Dec => match opnd(insn, 0, bitness)? {
             Opnd::Imm(_) => return None,
@@ -262,14 +270,14 @@ const ARITH_FLAGS: u32 = iced_x86::RflagsBits::OF
     | iced_x86::RflagsBits::PF
     | iced_x86::RflagsBits::CF;
 
-/// Keeps a [`Native::Shift`] only where its flags are dead: before anything could look at
+/// Keeps a [`Native::Shift`] or [`Native::ShiftCl`] only where its flags are dead: before anything could look at
 /// them (a flag read, an instruction that may fault or runs in the interpreter, the end of
 /// the block), a native register-only instruction writes all six arithmetic flags. Between
 /// the two only native register-only instructions that touch no flag may run (a partial
 /// writer like INC carries CF over). Elsewhere the interpreter runs the shift, flags and all.
 pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instruction]) {
     for i in (0..plan.len()).rev() {
-        if !matches!(plan[i], Some(Native::Shift { .. })) {
+        if !matches!(plan[i], Some(Native::Shift { .. } | Native::ShiftCl { .. })) {
             continue;
         }
         let dead = (i + 1..plan.len())
@@ -425,6 +433,14 @@ impl Emit<'_, '_> {
                 let res = self.shift(v, op, size, count);
                 self.set_reg(r, res);
             }
+            Native::ShiftCl { op, size } => {
+                let r = insn.op0_register();
+                let v = self.reg(r);
+                let cl = self.reg(Register::CL);
+                let count = self.b.ins().band_imm_s(cl, if size == 8 { 0x3f } else { 0x1f });
+                let res = self.shift_by(v, op, size, count);
+                self.set_reg(r, res);
+            }
             Native::Cmov { size } => {
                 // The source is read (and may fault) whatever the condition; a 32-bit
                 // destination is zero-extended even when nothing moves (SDM, CMOVcc).
@@ -542,6 +558,33 @@ impl Emit<'_, '_> {
                     let lo = self.b.ins().ushr_imm_s(v, (bits - left) as i64);
                     self.b.ins().bor(hi, lo)
                 }
+            }
+        };
+        self.mask(res, size)
+    }
+
+    /// `v` (masked to `size`) shifted or rotated by the run-time `count` (already masked to 5
+    /// or 6 bits, possibly 0), masked again. Host shifts take counts modulo 64, which every
+    /// case below stays under or relies on (a rotate by 0 of a 64-bit value ORs `v` with
+    /// itself).
+    fn shift_by(&mut self, v: Value, op: ShiftOp, size: u8, count: Value) -> Value {
+        let bits = size as i64 * 8;
+        let res = match op {
+            // Counts past an 8- or 16-bit width shift every bit out of the masked value.
+            ShiftOp::Shl => self.b.ins().ishl(v, count),
+            ShiftOp::Shr => self.b.ins().ushr(v, count),
+            ShiftOp::Sar => {
+                let s = self.sext(v, size);
+                self.b.ins().sshr(s, count)
+            }
+            ShiftOp::Rol | ShiftOp::Ror => {
+                let r = self.b.ins().band_imm_s(count, bits - 1);
+                let width = self.iconst(bits as u64);
+                let back = self.b.ins().isub(width, r);
+                let (left, right) = if op == ShiftOp::Rol { (r, back) } else { (back, r) };
+                let hi = self.b.ins().ishl(v, left);
+                let lo = self.b.ins().ushr(v, right);
+                self.b.ins().bor(hi, lo)
             }
         };
         self.mask(res, size)
