@@ -3,6 +3,9 @@
 //! Also `-no-shutdown` with the human monitor: a guest power-off stops the machine, which
 //! `system_reset` starts again and `quit` ends.
 
+mod common;
+
+use common::monitor;
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 use std::io::{Read, Write};
@@ -150,25 +153,6 @@ fn wait_for(file: &std::path::Path, want: &str, times: usize, deadline: Instant)
         std::thread::sleep(Duration::from_millis(20));
     }
     false
-}
-
-/// One human-monitor command over its unix socket; returns the reply.
-fn monitor(path: &std::path::Path, command: &str) -> String {
-    use std::io::BufRead;
-    let until_prompt = |r: &mut std::io::BufReader<std::os::unix::net::UnixStream>| {
-        let mut text = Vec::new();
-        while !text.ends_with(b"(ferrite) ") {
-            if r.read_until(b' ', &mut text).unwrap_or(0) == 0 {
-                break;
-            }
-        }
-        String::from_utf8_lossy(&text).trim_end_matches("(ferrite) ").to_string()
-    };
-    let mut s = std::os::unix::net::UnixStream::connect(path).expect("the monitor listens");
-    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-    until_prompt(&mut r);
-    s.write_all(format!("{command}\n").as_bytes()).unwrap();
-    until_prompt(&mut r)
 }
 
 /// `-no-shutdown` (QEMU's): the guest's ACPI power-off stops the machine instead of ending

@@ -9,10 +9,8 @@
 mod common;
 
 use common::disk::Scratch;
-use common::{base64, guest_files, rss_kib, run_ferrite_with, Hook};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use common::{base64, guest_files, monitor, rss_kib, run_ferrite_with, Hook};
+use std::path::PathBuf;
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
@@ -28,26 +26,6 @@ const SCRIPT: &str = "mount -o remount,size=1800m /tmp; dd if=/dev/zero of=/tmp/
 /// ferrite's resident memory in bytes.
 fn rss(pid: u32) -> u64 {
     rss_kib(pid).map_or(0, |(kib, _)| kib * 1024)
-}
-
-/// Reads up to and including the next `(ferrite) ` prompt.
-fn until_prompt(reader: &mut impl BufRead) -> String {
-    let mut text = Vec::new();
-    while !text.ends_with(b"(ferrite) ") {
-        if reader.read_until(b' ', &mut text).unwrap_or(0) == 0 {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&text).trim_end_matches("(ferrite) ").to_string()
-}
-
-/// One monitor command; returns its reply.
-fn monitor(path: &Path, command: &str) -> String {
-    let mut s = UnixStream::connect(path).expect("the monitor listens");
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    until_prompt(&mut reader); // the banner
-    s.write_all(format!("{command}\n").as_bytes()).unwrap();
-    until_prompt(&mut reader)
 }
 
 /// The value of `key=` in a monitor reply.

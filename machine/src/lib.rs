@@ -535,10 +535,9 @@ impl Machine {
                 .enumerate()
                 .map(|(i, v)| vcpu::spawn(v, self.board.clone(), i))
                 .collect();
-            let event = self.wait_for_event(console);
+            let mut event = self.wait_for_event(console);
             self.board.wiring.set_stopping();
             self.vcpus = threads.into_iter().map(|t| t.join().expect("a vCPU thread panicked")).collect();
-            let mut event = event;
             loop {
                 match event {
                     Err(outcome) => return Ok(outcome),

@@ -192,3 +192,23 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:").unwrap_or(0)))
 }
+
+/// One human-monitor command over the monitor's unix socket (`-monitor unix:PATH,...`):
+/// waits for the banner's prompt, sends `command`, returns the reply up to the next prompt.
+pub fn monitor(path: &std::path::Path, command: &str) -> String {
+    use std::io::{BufRead, Write};
+    let until_prompt = |r: &mut std::io::BufReader<std::os::unix::net::UnixStream>| {
+        let mut text = Vec::new();
+        while !text.ends_with(b"(ferrite) ") {
+            if r.read_until(b' ', &mut text).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&text).trim_end_matches("(ferrite) ").to_string()
+    };
+    let mut s = std::os::unix::net::UnixStream::connect(path).expect("the monitor listens");
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    until_prompt(&mut r); // the banner
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    until_prompt(&mut r)
+}

@@ -93,18 +93,7 @@ impl Tlb {
 
     /// INVLPG: drop the translations of one linear page.
     pub fn flush_page(&mut self, lin: u64) {
-        if lin >= self.large_lo && lin <= self.large_hi {
-            self.flush(false);
-            return;
-        }
-        let page = lin & !0xfff;
-        let slot = Self::slot(lin);
-        for ctx in self.entries.iter_mut() {
-            let e = &mut ctx[slot];
-            if (e.read & !0xfff) == page || (e.write & !0xfff) == page || (e.exec & !0xfff) == page {
-                *e = TlbEntry::EMPTY;
-            }
-        }
+        self.drop_page(lin, false);
     }
 
     /// Drops the entries whose protection key is in the bitmap `keys` (bit i: key i).
@@ -121,6 +110,12 @@ impl Tlb {
     /// Drops a global translation of the page holding `lin` (INVLPG seen from another
     /// PCID's table).
     pub fn flush_global_page(&mut self, lin: u64) {
+        self.drop_page(lin, true);
+    }
+
+    /// Drops the entries of the page holding `lin` (only global ones with `global_only`); a
+    /// page inside the large-page range drops everything.
+    fn drop_page(&mut self, lin: u64, global_only: bool) {
         if lin >= self.large_lo && lin <= self.large_hi {
             self.flush(false);
             return;
@@ -129,7 +124,8 @@ impl Tlb {
         let slot = Self::slot(lin);
         for ctx in self.entries.iter_mut() {
             let e = &mut ctx[slot];
-            if e.global && ((e.read & !0xfff) == page || (e.write & !0xfff) == page || (e.exec & !0xfff) == page) {
+            let hit = (e.read & !0xfff) == page || (e.write & !0xfff) == page || (e.exec & !0xfff) == page;
+            if hit && (e.global || !global_only) {
                 *e = TlbEntry::EMPTY;
             }
         }

@@ -447,7 +447,6 @@ fn hlt_halts_until_an_event() {
 /// SMSW, SGDT, CPUID and RDTSC run.
 #[test]
 fn virtual_8086_mode_rules() {
-    use ferrite_cpu::state::{flags, seg_attr::*, Segment};
     type Snippet = fn(&mut CodeAssembler, &mut CodeLabel);
     let cases: &[(Snippet, u8)] = &[
         (
@@ -492,15 +491,7 @@ fn virtual_8086_mode_rules() {
     ];
     const CS_BASE: u64 = 0x1_0000;
     for (i, (emit, vector)) in cases.iter().enumerate() {
-        let mut m = Machine::new(Mode::Prot32, 0);
-        let st = &mut m.cpu.state;
-        st.rflags |= flags::VM;
-        for s in Seg::ALL {
-            let attrs = P | S | TYPE_WRITABLE | TYPE_ACCESSED | (3 << DPL_SHIFT);
-            *st.seg_mut(s) = Segment { selector: 0x1000, attrs, limit: 0xffff, base: CS_BASE };
-        }
-        st.rip = 0;
-        st.gpr[RSP] = 0x8000;
+        let mut m = Machine::v86(CS_BASE);
         m.code_bits(CS_BASE, 16, emit);
         let t = m.run_to_halt().expect("exception");
         let error = (*vector == GP).then_some(0);

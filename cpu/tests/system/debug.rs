@@ -555,19 +555,9 @@ fn alignment_check_skips_implicit_supervisor_accesses() {
 /// Vol. 3, 20.3.1.1).
 #[test]
 fn icebp_in_virtual_8086_mode_ignores_iopl() {
-    use ferrite_cpu::state::seg_attr::{DPL_SHIFT, P, S, TYPE_ACCESSED, TYPE_WRITABLE};
-    use ferrite_cpu::state::Segment;
     const CS_BASE: u64 = 0x1_0000;
     for icebp in [true, false] {
-        let mut m = Machine::new(Mode::Prot32, 0);
-        let st = &mut m.cpu.state;
-        st.rflags |= flags::VM;
-        for s in Seg::ALL {
-            let attrs = P | S | TYPE_WRITABLE | TYPE_ACCESSED | (3 << DPL_SHIFT);
-            *st.seg_mut(s) = Segment { selector: 0x1000, attrs, limit: 0xffff, base: CS_BASE };
-        }
-        st.rip = 0;
-        st.gpr[RSP] = 0x8000;
+        let mut m = Machine::v86(CS_BASE);
         m.code_bits(CS_BASE, 16, |a, mark| {
             if icebp {
                 a.int1().unwrap();

@@ -187,6 +187,23 @@ impl Machine {
         m
     }
 
+    /// A protected-mode CPU switched to virtual-8086 mode: every segment is selector 0x1000
+    /// with base `base` (CPL 3, 64 KiB), RIP 0 and SP 0x8000; code goes at `base` with
+    /// [`Machine::code_bits`] (16-bit).
+    pub fn v86(base: u64) -> Self {
+        use seg_attr::{DPL_SHIFT, P, S, TYPE_ACCESSED, TYPE_WRITABLE};
+        let mut m = Machine::new(Mode::Prot32, 0);
+        let st = &mut m.cpu.state;
+        st.rflags |= ferrite_cpu::state::flags::VM;
+        for s in Seg::ALL {
+            let attrs = P | S | TYPE_WRITABLE | TYPE_ACCESSED | (3 << DPL_SHIFT);
+            *st.seg_mut(s) = Segment { selector: 0x1000, attrs, limit: 0xffff, base };
+        }
+        st.rip = 0;
+        st.gpr[reg::RSP] = 0x8000;
+        m
+    }
+
     /// Loads a segment register's cache from the GDT entry `selector` names.
     pub fn set_seg(&mut self, s: Seg, selector: u16) {
         let d = self.read_gdt((selector >> 3) as usize);

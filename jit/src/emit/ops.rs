@@ -430,7 +430,8 @@ impl Emit<'_, '_> {
             Native::Shift { op, size, count } => {
                 let r = insn.op0_register();
                 let v = self.reg(r);
-                let res = self.shift(v, op, size, count);
+                let count = self.iconst(count as u64);
+                let res = self.shift_by(v, op, size, count);
                 self.set_reg(r, res);
             }
             Native::ShiftCl { op, size } => {
@@ -536,35 +537,8 @@ impl Emit<'_, '_> {
         self.set_flags(cc, size, d, s, res, carry);
     }
 
-    /// `v` (masked to `size`) shifted or rotated by `count` (masked, non-zero), masked again.
-    fn shift(&mut self, v: Value, op: ShiftOp, size: u8, count: u32) -> Value {
-        let bits = size as u32 * 8;
-        let res = match op {
-            // Counts past the width (8- and 16-bit operands) shift every bit out.
-            ShiftOp::Shl | ShiftOp::Shr if count >= bits => self.iconst(0),
-            ShiftOp::Shl => self.b.ins().ishl_imm_s(v, count as i64),
-            ShiftOp::Shr => self.b.ins().ushr_imm_s(v, count as i64),
-            ShiftOp::Sar => {
-                let s = self.sext(v, size);
-                self.b.ins().sshr_imm_s(s, count.min(63) as i64)
-            }
-            ShiftOp::Rol | ShiftOp::Ror => {
-                let r = count % bits;
-                if r == 0 {
-                    v
-                } else {
-                    let left = if op == ShiftOp::Rol { r } else { bits - r };
-                    let hi = self.b.ins().ishl_imm_s(v, left as i64);
-                    let lo = self.b.ins().ushr_imm_s(v, (bits - left) as i64);
-                    self.b.ins().bor(hi, lo)
-                }
-            }
-        };
-        self.mask(res, size)
-    }
-
-    /// `v` (masked to `size`) shifted or rotated by the run-time `count` (already masked to 5
-    /// or 6 bits, possibly 0), masked again. Host shifts take counts modulo 64, which every
+    /// `v` (masked to `size`) shifted or rotated by `count` (a constant or CL, already masked
+    /// to 5 or 6 bits, possibly 0), masked again. Host shifts take counts modulo 64, which every
     /// case below stays under or relies on (a rotate by 0 of a 64-bit value ORs `v` with
     /// itself).
     fn shift_by(&mut self, v: Value, op: ShiftOp, size: u8, count: Value) -> Value {
