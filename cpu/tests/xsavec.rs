@@ -174,6 +174,40 @@ fn interpret(run: &Run, init: &Area, src: &Area, dst: &Area) -> (Vec<u8>, Vec<u8
     (rd(DST), rd(DST2))
 }
 
+/// The bytes of x87 (bit 0), SSE (bit 1) and AVX (bit 2) state in both forms: with no
+/// component above bit 2, the compacted form puts AVX at the same offset as the standard one.
+fn component_bytes(bit: usize) -> &'static [core::ops::Range<usize>] {
+    const X87: &[core::ops::Range<usize>] = &[0..24, 32..160];
+    const SSE: &[core::ops::Range<usize>] = &[160..416];
+    const AVX: &[core::ops::Range<usize>] = &[576..832];
+    [X87, SSE, AVX][bit]
+}
+
+/// Whether component `bit` of a saved image holds its initial configuration (SDM Vol. 1
+/// 13.6: FCW 037FH and everything else zero for x87; zero registers for SSE and AVX).
+fn is_initial(image: &[u8], bit: usize) -> bool {
+    let mut initial = [0u8; 832];
+    initial[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+    component_bytes(bit).iter().all(|r| image[r.clone()] == initial[r.clone()])
+}
+
+/// SDM Vol. 1 13.6: XINUSE[i] = 0 promises component i is in its initial configuration, but
+/// a processor may keep XINUSE[i] = 1 when it is. Some hosts do (CI's host, not this Xeon, reported SSE in
+/// use after an XRSTOR that loaded only MXCSR, with every XMM register zero), where ferrite
+/// tracks XINUSE exactly. Where the host's XSTATE_BV has a bit ferrite's lacks and the host
+/// saved that component in its initial configuration, both are right: take the host's bit
+/// and bytes (ferrite's init optimization skips writing them) before comparing.
+fn accept_host_xinuse_of_initial_state(host: &[u8], ours: &mut [u8]) {
+    let bv = |a: &[u8]| u64::from_le_bytes(a[512..520].try_into().unwrap());
+    let extra = bv(host) & !bv(ours);
+    for bit in (0..3).filter(|b| extra >> b & 1 != 0 && is_initial(host, *b)) {
+        for r in component_bytes(bit) {
+            ours[r.clone()].copy_from_slice(&host[r.clone()]);
+        }
+        ours[512] |= 1 << bit;
+    }
+}
+
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
@@ -201,7 +235,9 @@ fn xsavec_and_compacted_xrstor_match_the_host() {
         junk.0[512..576].fill(0);
         let (mut dst, mut dst2) = (Area(junk.0), Area(junk.0));
         native(&run, &init, &src, &mut dst, &mut dst2, host_mask);
-        let (ours, ours2) = interpret(&run, &init, &src, &junk);
+        let (mut ours, mut ours2) = interpret(&run, &init, &src, &junk);
+        accept_host_xinuse_of_initial_state(&dst.0, &mut ours);
+        accept_host_xinuse_of_initial_state(&dst2.0, &mut ours2);
         for (what, n, o) in [("XSAVEC image", &dst.0[..], &ours[..]), ("XSAVE after compacted XRSTOR", &dst2.0[..], &ours2[..])] {
             if let Some(at) = first_difference(n, o) {
                 failures += 1;
