@@ -37,6 +37,12 @@ pub trait CpuBus {
     fn interrupt_pending(&mut self) -> bool {
         false
     }
+    /// The flag `interrupt_pending` reads, if it is one: compiled code watches it to keep
+    /// running from block to block without returning to the run loop. `None` (the default)
+    /// sends compiled code back to the run loop after every block.
+    fn interrupt_line(&self) -> Option<&std::sync::atomic::AtomicBool> {
+        None
+    }
     /// Interrupt acknowledge cycle: the vector of the highest-priority pending interrupt.
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
         None

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 /// Longest block, in instructions.
-const MAX_BLOCK: usize = 64;
+pub(crate) const MAX_BLOCK: usize = 64;
 const JUMP_CACHE_SIZE: usize = 4096;
 
 pub(crate) struct DecodedInsn {
@@ -45,40 +45,69 @@ struct JumpEntry {
     lin: u64,
     /// Bitness, TLB context and PCID the block was looked up under.
     tag: u32,
+    /// The cache's generation when it was filled: older entries are stale.
+    generation: u64,
     block: Rc<Block>,
 }
 
 /// Blocks are shared through `Rc` (a clone keeps the running block alive while its page is
-/// invalidated under it); every clone lives in this cache or in a frame of a `&mut Cpu`
-/// method, and none is handed out of the crate.
-#[derive(Default)]
+/// invalidated under it); every clone lives in this cache (its maps, jump cache, graveyard,
+/// or another block's links) or in a frame of a `&mut Cpu` method, and none is handed out of
+/// the crate.
 pub(crate) struct CodeCache {
     blocks: HashMap<BlockKey, Rc<Block>>,
     /// Physical page → keys of blocks with bytes on it.
     pages: HashMap<u64, Vec<BlockKey>>,
     jump: Vec<Option<JumpEntry>>,
+    /// Bumped to empty the jump cache at once (a CR3 write, INVLPG, dropped code), and read by
+    /// compiled code: links between blocks of different pages hold only within a generation.
+    pub jump_generation: u64,
+    /// Blocks dropped from the cache while compiled code may still be running them: freed
+    /// once the CPU is back outside compiled code (see `tier`).
+    pub graveyard: Vec<Rc<Block>>,
     /// Blocks waiting for the compile thread, by serial (see `tier`).
     pub jit_queued: HashMap<u64, std::rc::Weak<Block>>,
     /// Set when the running block's code was overwritten: stop after this instruction.
     pub invalidated: bool,
 }
 
-// SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`) are the only non-`Send` parts,
-// and all their clones are owned by this cache or by a stack frame of a method borrowing the `Cpu` that owns it (see above).
-// Sending the cache means sending its `Cpu` by value, which no such frame can outlive, so
-// every clone of a block moves together and its count is only touched by the thread that
-// owns the `Cpu`. `Block` itself (decoded instructions, fn pointers) is `Send`.
+// SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`) and the blocks' `Cell`s are the
+// only non-`Send` parts. Every clone of a block is owned by this cache, directly or through
+// another block's links, or by a stack frame of a method borrowing the `Cpu` that owns it
+// (see above); compiled code names blocks and cells only while such a frame runs it. Sending
+// the cache means sending its `Cpu` by value, which no such frame can outlive, so every clone
+// of a block moves together, and counts and cells are only touched by the thread that owns the
+// `Cpu`. The compile thread receives addresses only, which it never dereferences.
 unsafe impl Send for CodeCache {}
+
+impl Default for CodeCache {
+    fn default() -> Self {
+        CodeCache {
+            blocks: HashMap::new(),
+            pages: HashMap::new(),
+            jump: Vec::new(),
+            // Never 0, which marks a link inside one page (see `tier`).
+            jump_generation: 1,
+            graveyard: Vec::new(),
+            jit_queued: HashMap::new(),
+            invalidated: false,
+        }
+    }
+}
 
 impl CodeCache {
     pub fn clear(&mut self) {
-        self.blocks.clear();
+        for (_, b) in self.blocks.drain() {
+            b.tier.retire(&mut self.graveyard);
+            self.graveyard.push(b);
+        }
         self.pages.clear();
+        self.jump.clear();
         self.flush_jump_cache();
     }
 
     pub fn flush_jump_cache(&mut self) {
-        self.jump.clear();
+        self.jump_generation += 1;
     }
 
     pub fn for_each_block(&self, mut f: impl FnMut(&Block)) {
@@ -94,10 +123,22 @@ impl CodeCache {
     pub fn invalidate_page(&mut self, paddr: u64) {
         if let Some(keys) = self.pages.remove(&(paddr & !0xfff)) {
             for k in keys {
-                self.blocks.remove(&k);
+                if let Some(b) = self.blocks.remove(&k) {
+                    b.tier.retire(&mut self.graveyard);
+                    self.graveyard.push(b);
+                }
             }
             self.flush_jump_cache();
             self.invalidated = true;
+        }
+    }
+
+    /// The block the jump cache holds for `lin` under `tag`, if current.
+    #[inline(always)]
+    pub fn cached(&self, lin: u64, tag: u32) -> Option<&Rc<Block>> {
+        match self.jump.get(Self::jump_slot(lin)) {
+            Some(Some(e)) if e.lin == lin && e.tag == tag && e.generation == self.jump_generation => Some(&e.block),
+            _ => None,
         }
     }
 
@@ -230,17 +271,22 @@ impl Cpu {
         }
     }
 
+    /// What a jump-cache entry must match besides the linear address: the code size, the TLB
+    /// context and the PCID (a switch that keeps the old PCID's translations keeps its
+    /// entries).
+    #[inline(always)]
+    pub(crate) fn jump_tag(&self, bitness: u32) -> u32 {
+        bitness | (self.code_ctx() as u32) << 8 | (self.tlb_pcid as u32) << 16
+    }
+
     // Inlined: it is the hot half of `run_block` (the guarded copy gets one too).
     #[inline(always)]
     fn lookup_block(&mut self, bus: &mut dyn CpuBus, bitness: u32) -> Result<Rc<Block>> {
         let lin = self.current_linear_rip();
-        // The PCID too: a switch that keeps the old PCID's translations keeps its entries.
-        let tag = bitness | (self.code_ctx() as u32) << 8 | (self.tlb_pcid as u32) << 16;
+        let tag = self.jump_tag(bitness);
         let slot = CodeCache::jump_slot(lin);
-        if let Some(Some(e)) = self.code.jump.get(slot) {
-            if e.lin == lin && e.tag == tag {
-                return Ok(e.block.clone());
-            }
+        if let Some(b) = self.code.cached(lin, tag) {
+            return Ok(b.clone());
         }
         let (host, phys) = self.fetch_page(bus, lin)?;
         let key = BlockKey { phys: phys | (lin & 0xfff), rip: self.state.rip, bitness };
@@ -263,7 +309,7 @@ impl Cpu {
             if self.code.jump.is_empty() {
                 self.code.jump.resize(JUMP_CACHE_SIZE, None);
             }
-            self.code.jump[slot] = Some(JumpEntry { lin, tag, block: block.clone() });
+            self.code.jump[slot] = Some(JumpEntry { lin, tag, generation: self.code.jump_generation, block: block.clone() });
         }
         Ok(block)
     }
@@ -393,7 +439,7 @@ impl Cpu {
             _ => !0,
         };
         if let Some(entry) = self.compiled_entry(&block, single || max < block.insns.len() || no_jit, end - self.instructions) {
-            return self.run_compiled(bus, &block, entry, ip_mask);
+            return self.run_compiled(bus, &block, entry, ip_mask, end - self.instructions);
         }
         // An interrupt shadow covers only the first instruction (which then runs alone).
         self.interrupt_shadow = false;

@@ -50,4 +50,9 @@ impl CpuBus for FlatBus {
     fn now_ns(&mut self) -> u64 {
         self.now
     }
+    fn interrupt_line(&self) -> Option<&std::sync::atomic::AtomicBool> {
+        // No interrupt controller: a line that never rises.
+        static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        Some(&NEVER)
+    }
 }

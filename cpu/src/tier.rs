@@ -3,9 +3,18 @@
 //!
 //! Each vCPU owns its code cache (as it owns its decoded blocks) and, in the default tiered
 //! mode, one compile thread: hot blocks compile off the vCPU thread while it keeps
-//! interpreting them. Invalidation needs nothing new: compiled code hangs off a decoded
-//! block, and a block dies with its page (self-modifying code, other vCPUs' and devices'
-//! writes reach every vCPU through the shared code tracking, see `coherence`).
+//! interpreting them. Compiled code hangs off a decoded block, and a block dies with its page
+//! (self-modifying code, other vCPUs' and devices' writes reach every vCPU through the shared
+//! code tracking, see `coherence`).
+//!
+//! Chaining: a compiled block's direct exits (branch target, next instruction) have cells the
+//! CPU links to the compiled block found there, so the code jumps on without returning to the
+//! run loop, while the budget lasts and no kick, deliverable interrupt or foreign code write
+//! is pending (what the run loop would look at between blocks). A link inside the exiting
+//! block's first page holds as long as both blocks live; a link to another page holds only
+//! within the jump cache's generation, which every CR3 write, INVLPG and code drop bumps. A
+//! dropped block clears its own cells and its live entry, so no link leads into it; blocks
+//! dropped while compiled code runs wait in the graveyard until the chain has returned.
 
 use crate::bus::CpuBus;
 use crate::exception::Fault;
@@ -14,11 +23,13 @@ use crate::flags::{CcOp, LazyFlags};
 use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{CpuState, Segment};
 use crate::Cpu;
-use ferrite_jit::{BlockSpec, CcOps, ExecStatus, Job, Layout, Service, Translator};
+use ferrite_jit::{BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CHAIN_EXITS};
 use iced_x86::ConditionCode;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
 
 /// When blocks are compiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +52,13 @@ pub struct JitConfig {
     pub cache_bytes: usize,
     /// Write `/tmp/perf-PID.map` so `perf report` names compiled blocks.
     pub perf_map: bool,
+    /// Link compiled blocks' direct exits to one another (see the module's notes).
+    pub chain: bool,
 }
 
 impl Default for JitConfig {
     fn default() -> Self {
-        JitConfig { mode: JitMode::On, threshold: DEFAULT_THRESHOLD, cache_bytes: 256 << 20, perf_map: false }
+        JitConfig { mode: JitMode::On, threshold: DEFAULT_THRESHOLD, cache_bytes: 256 << 20, perf_map: false, chain: true }
     }
 }
 
@@ -55,8 +68,9 @@ impl Default for JitConfig {
 const DEFAULT_THRESHOLD: u32 = 1000;
 
 impl JitConfig {
-    /// The default, adjusted by `FERRITE_JIT=off|on|always`, `FERRITE_JIT_THRESHOLD=N` and
-    /// `FERRITE_PERF_MAP=1` (so test suites and benchmarks can switch tiers without options).
+    /// The default, adjusted by `FERRITE_JIT=off|on|always`, `FERRITE_JIT_THRESHOLD=N`,
+    /// `FERRITE_JIT_CHAIN=0` and `FERRITE_PERF_MAP=1` (so test suites and benchmarks can
+    /// switch tiers without options).
     pub fn from_env() -> Self {
         let mut c = JitConfig::default();
         if let Ok(v) = std::env::var("FERRITE_JIT") {
@@ -68,6 +82,7 @@ impl JitConfig {
             c.threshold = n;
         }
         c.perf_map = std::env::var("FERRITE_PERF_MAP").is_ok_and(|v| v == "1");
+        c.chain = !std::env::var("FERRITE_JIT_CHAIN").is_ok_and(|v| v == "0");
         c
     }
 }
@@ -104,6 +119,35 @@ pub(crate) struct BlockTier {
     pub serial: u64,
     pub hits: Cell<u32>,
     pub slot: Cell<JitSlot>,
+    /// The compiled entry while the block is compiled and in the cache, else 0: the word
+    /// other blocks' linked exits jump through.
+    pub live_entry: Cell<usize>,
+    /// Dropped from the cache: never compiled or linked again.
+    pub retired: Cell<bool>,
+    /// The block's direct exits, as its compiled code reads them.
+    pub chain: [ChainCell; CHAIN_EXITS],
+    /// The blocks those exits are linked to, kept alive while linked.
+    pub links: RefCell<[Option<Rc<Block>>; CHAIN_EXITS]>,
+}
+
+impl BlockTier {
+    /// Makes the block unreachable through links, both ways: no link leads into it, its own
+    /// exits lead nowhere. The blocks it linked to go to `graveyard` (compiled code may be
+    /// running them).
+    pub fn unlink(&self, graveyard: &mut Vec<Rc<Block>>) {
+        self.live_entry.set(0);
+        for cell in &self.chain {
+            cell.target.set(0);
+            cell.generation.set(0);
+        }
+        graveyard.extend(self.links.borrow_mut().iter_mut().filter_map(Option::take));
+    }
+
+    /// The block left the cache.
+    pub fn retire(&self, graveyard: &mut Vec<Rc<Block>>) {
+        self.retired.set(true);
+        self.unlink(graveyard);
+    }
 }
 
 /// Counters for the closing numbers (`FERRITE_JIT_STATS=1` prints them when the CPU goes).
@@ -119,12 +163,16 @@ pub struct JitStats {
     /// Runs of compiled blocks, and guest instructions they retired.
     pub compiled_runs: u64,
     pub compiled_insns: u64,
+    /// Of those runs, the ones entered through a linked exit rather than the run loop.
+    pub chained_runs: u64,
 }
 
 pub(crate) struct Tier {
     pub config: JitConfig,
     service: Option<Service>,
     local: Option<Translator>,
+    /// The trampoline into compiled code, made with the first translator.
+    entry: Option<Entry>,
     /// Generation of compiled code; results of older generations are dropped unrun.
     epoch: u64,
     next_serial: u64,
@@ -140,6 +188,7 @@ impl Tier {
             config,
             service: None,
             local: None,
+            entry: None,
             epoch: 0,
             next_serial: 1,
             held_bytes: 0,
@@ -165,7 +214,7 @@ impl Tier {
         if self.stats.blocks_compiled > 0 {
             let s = self.stats;
             eprintln!(
-                "ferrite: jit: {} blocks ({} guest instructions, {} native) compiled in {:.1} ms ({:.2} us per instruction), {} KiB of code, {} cache flushes, {} failures; {} compiled runs retired {} instructions",
+                "ferrite: jit: {} blocks ({} guest instructions, {} native) compiled in {:.1} ms ({:.2} us per instruction), {} KiB of code, {} cache flushes, {} failures; {} compiled runs ({} chained) retired {} instructions",
                 s.blocks_compiled,
                 s.guest_insns_compiled,
                 s.native_insns,
@@ -175,6 +224,7 @@ impl Tier {
                 s.cache_flushes,
                 s.failures,
                 s.compiled_runs,
+                s.chained_runs,
                 s.compiled_insns
             );
         }
@@ -187,7 +237,8 @@ impl Drop for Tier {
     }
 }
 
-/// What a compiled block's helpers reach: the CPU, the bus, the running block.
+/// What a chain of compiled blocks and their helpers share: the CPU, the bus, the running
+/// block, and what the blocks read and write at their exits (see `FrameLayout`).
 #[repr(C)]
 pub(crate) struct Frame<'a> {
     cpu: *mut Cpu,
@@ -195,7 +246,22 @@ pub(crate) struct Frame<'a> {
     block: *const Block,
     ip_mask: u64,
     fault: Option<Fault>,
+    retired: u64,
+    limit: u64,
+    runs: u64,
+    kick: *const AtomicBool,
+    intr: *const AtomicBool,
+    code_seq_now: *const AtomicU64,
+    code_seq: u64,
+    link_block: *const Block,
+    link_exit: u64,
 }
+
+/// The INTR line of a bus without one to watch (compiled code then never chains).
+static NO_INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+/// The code-write count of a CPU without shared code tracking: it never moves.
+static NO_CODE_WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// Runs instruction `index` of the frame's block through the interpreter, as `run_block`
 /// does, for the code the translator does not emit natively.
@@ -290,10 +356,21 @@ fn layout() -> Layout {
         ctx_user: Ctx::User as u32,
         exec: jit_exec as *const () as usize,
         cond: jit_cond as *const () as usize,
+        jump_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, jump_generation)),
+        frame: FrameLayout {
+            block: at(offset_of!(Frame<'static>, block)),
+            retired: at(offset_of!(Frame<'static>, retired)),
+            limit: at(offset_of!(Frame<'static>, limit)),
+            runs: at(offset_of!(Frame<'static>, runs)),
+            kick: at(offset_of!(Frame<'static>, kick)),
+            intr: at(offset_of!(Frame<'static>, intr)),
+            code_seq_now: at(offset_of!(Frame<'static>, code_seq_now)),
+            code_seq: at(offset_of!(Frame<'static>, code_seq)),
+            link_block: at(offset_of!(Frame<'static>, link_block)),
+            link_exit: at(offset_of!(Frame<'static>, link_exit)),
+        },
     }
 }
-
-type BlockFn = extern "C" fn(*mut Cpu, *mut Frame<'_>) -> u64;
 
 impl Cpu {
     /// Chooses when blocks are compiled (drops the code compiled so far).
@@ -345,17 +422,34 @@ impl Cpu {
         None
     }
 
-    fn job(&self, block: &Block, user: bool) -> Job {
+    fn job(&self, block: &Rc<Block>, user: bool) -> Job {
+        let cell = |i: usize| &block.tier.chain[i] as *const ChainCell as usize;
         Job {
             serial: block.tier.serial,
             epoch: self.tier.epoch,
             insns: block.insns.iter().map(|d| d.insn).collect(),
             bitness: block.bitness,
             user,
+            block: Rc::as_ptr(block) as usize,
+            chain: self.tier.config.chain.then(|| std::array::from_fn(cell)),
         }
     }
 
+    /// Makes the trampoline into compiled code, once; false if that failed.
+    fn ensure_entry(&mut self) -> bool {
+        if self.tier.entry.is_none() {
+            match Entry::new() {
+                Ok(e) => self.tier.entry = Some(e),
+                Err(_) => self.tier.broken = true,
+            }
+        }
+        !self.tier.broken
+    }
+
     fn compile_now(&mut self, block: &Rc<Block>, user: bool) {
+        if !self.ensure_entry() {
+            return;
+        }
         if self.tier.local.is_none() {
             match Translator::new(layout(), self.tier.config.perf_map) {
                 Ok(t) => self.tier.local = Some(t),
@@ -368,7 +462,7 @@ impl Cpu {
         let job = self.job(block, user);
         let start = std::time::Instant::now();
         let t = self.tier.local.as_mut().expect("created above");
-        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user };
+        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user, block: job.block, chain: job.chain };
         let result = t.compile(&spec);
         let total = t.code_bytes();
         let ns = start.elapsed().as_nanos() as u64;
@@ -376,6 +470,9 @@ impl Cpu {
     }
 
     fn queue(&mut self, block: &Rc<Block>, user: bool) {
+        if !self.ensure_entry() {
+            return;
+        }
         if self.tier.service.is_none() {
             match Service::start(layout(), self.tier.config.perf_map) {
                 Ok(s) => self.tier.service = Some(s),
@@ -416,7 +513,10 @@ impl Cpu {
                 s.guest_insns_compiled += len as u64;
                 s.native_insns += c.native as u64;
                 s.code_bytes += c.code_bytes as u64;
-                block.tier.slot.set(JitSlot::Compiled { entry: c.entry, user: done.user });
+                if !block.tier.retired.get() {
+                    block.tier.slot.set(JitSlot::Compiled { entry: c.entry, user: done.user });
+                    block.tier.live_entry.set(c.entry);
+                }
             }
             Err(_) => {
                 s.failures += 1;
@@ -443,10 +543,13 @@ impl Cpu {
 
     /// Drops every compiled block (the code cache is full): blocks start cold again.
     fn flush_compiled(&mut self) {
+        let mut unlinked = Vec::new();
         self.code.for_each_block(|b| {
             b.tier.slot.set(JitSlot::Cold);
             b.tier.hits.set(0);
+            b.tier.unlink(&mut unlinked);
         });
+        self.code.graveyard.extend(unlinked);
         self.code.jit_queued.clear();
         self.tier.epoch += 1;
         self.tier.stats.cache_flushes += 1;
@@ -465,27 +568,82 @@ impl Cpu {
         }
     }
 
-    /// Runs `block`'s compiled code from its first instruction.
-    pub(crate) fn run_compiled(&mut self, bus: &mut dyn CpuBus, block: &Rc<Block>, entry: usize, ip_mask: u64) -> crate::Result<()> {
+    /// Runs `block`'s compiled code from its first instruction, and the compiled blocks it
+    /// chains to within `budget` instructions.
+    pub(crate) fn run_compiled(&mut self, bus: &mut dyn CpuBus, block: &Rc<Block>, entry: usize, ip_mask: u64, budget: u64) -> crate::Result<()> {
         self.interrupt_shadow = false;
         self.end_block = false;
         self.code.invalidated = false;
-        let cpu: *mut Cpu = self;
-        let mut frame = Frame { cpu, bus, block: Rc::as_ptr(block), ip_mask, fault: None };
-        // SAFETY: `entry` came from the translator for this block and layout, and its
-        // module is alive (entries are dropped before their module is freed). The code
-        // reads and writes the CPU only through `cpu` and calls helpers with `frame`, both
-        // valid for the call; `block` stays alive through the `Rc` the caller holds.
-        let retired = unsafe {
-            let f: BlockFn = std::mem::transmute::<usize, BlockFn>(entry);
-            f(cpu, &mut frame)
+        let intr = bus.interrupt_line().map_or(std::ptr::null(), |l| l as *const AtomicBool);
+        // Without a line to watch, every block returns (its first exit finds the limit passed).
+        let limit = if intr.is_null() { 0 } else { budget.saturating_sub(crate::exec::MAX_BLOCK as u64) };
+        let (code_seq_now, code_seq) = match &self.tracking {
+            Some(t) => (t.code.seq_counter() as *const AtomicU64, self.code_seq),
+            None => (&NO_CODE_WRITES as *const AtomicU64, 0),
         };
-        self.instructions += retired;
-        self.tier.stats.compiled_runs += 1;
-        self.tier.stats.compiled_insns += retired;
+        let run = self.tier.entry.as_ref().expect("made before any block compiled").function();
+        let cpu: *mut Cpu = self;
+        let mut frame = Frame {
+            cpu,
+            bus,
+            block: Rc::as_ptr(block),
+            ip_mask,
+            fault: None,
+            retired: 0,
+            limit,
+            runs: 0,
+            kick: Arc::as_ptr(&self.exit),
+            intr: if intr.is_null() { &NO_INTERRUPT } else { intr },
+            code_seq_now,
+            code_seq,
+            link_block: std::ptr::null(),
+            link_exit: 0,
+        };
+        // SAFETY: `entry` came from the translator for this block and layout, and its
+        // module is alive (entries are dropped before their module is freed), as is the code
+        // of every linked block (links are cleared before a flush frees code). The code reads
+        // and writes the CPU only through `cpu` and calls helpers with `frame`, both valid for
+        // the call; `block` stays alive through the `Rc` the caller holds, and every block a
+        // link leads to through the `Rc` its linking block holds (moved to the graveyard,
+        // not dropped, if unlinked meanwhile). The flag pointers are valid for the call.
+        unsafe { run(entry, cpu as *mut u8, &mut frame as *mut Frame<'_> as *mut u8) };
+        self.instructions += frame.retired;
+        self.tier.stats.compiled_runs += frame.runs;
+        self.tier.stats.chained_runs += frame.runs.saturating_sub(1);
+        self.tier.stats.compiled_insns += frame.retired;
+        if !frame.link_block.is_null() && frame.fault.is_none() {
+            // SAFETY: the block ran in this chain, so it was alive then, and blocks dropped
+            // since wait in the graveyard, which is emptied below.
+            self.link_exit(unsafe { &*frame.link_block }, frame.link_exit as usize);
+        }
+        self.code.graveyard.clear();
         match frame.fault {
             Some(f) => Err(f),
             None => Ok(()),
         }
+    }
+
+    /// Links exit `exit` of `owner`, which the chain just left through, to the compiled block
+    /// the jump cache holds for the current RIP, if it may run in the owner's place.
+    fn link_exit(&mut self, owner: &Block, exit: usize) {
+        let JitSlot::Compiled { user, .. } = owner.tier.slot.get() else { return };
+        if owner.tier.live_entry.get() == 0 || exit >= CHAIN_EXITS {
+            return;
+        }
+        let lin = self.current_linear_rip();
+        let Some(target) = self.code.cached(lin, self.jump_tag(owner.bitness)) else { return };
+        match target.tier.slot.get() {
+            JitSlot::Compiled { user: u, .. } if u == user && target.tier.live_entry.get() != 0 => {}
+            _ => return,
+        }
+        let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
+        let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
+        let generation = if start >> 12 == lin >> 12 { 0 } else { self.code.jump_generation };
+        let cell = &owner.tier.chain[exit];
+        cell.target.set(&target.tier.live_entry as *const Cell<usize> as usize);
+        cell.generation.set(generation);
+        let target = target.clone();
+        let old = owner.tier.links.borrow_mut()[exit].replace(target);
+        self.code.graveyard.extend(old);
     }
 }

@@ -34,6 +34,36 @@ pub struct Layout {
     /// `extern "C" fn(cpu, condition) -> u64`: evaluates a condition code (iced's
     /// `ConditionCode` numbering) from the flags in memory.
     pub cond: usize,
+    /// The jump cache's generation (`u64`): bumped whenever translations may have changed.
+    pub jump_generation: i32,
+    pub frame: FrameLayout,
+}
+
+/// The frame a chain of blocks shares (offsets from the frame pointer each block receives).
+#[derive(Clone, Copy, Debug)]
+pub struct FrameLayout {
+    /// The running block (pointer), which the interpreter helper reads: each block stores
+    /// its own on entry.
+    pub block: i32,
+    /// `u64`: instructions the chain retired so far; every exit adds its own.
+    pub retired: i32,
+    /// `u64`: a block chains on only while `retired` is at most this (the run's budget less a
+    /// block's worth).
+    pub limit: i32,
+    /// `u64`: blocks run.
+    pub runs: i32,
+    /// Pointers to flags (`u8` 0/1) that stop the chain when set: the vCPU's kick, and the
+    /// INTR line (which counts only with RFLAGS.IF set).
+    pub kick: i32,
+    pub intr: i32,
+    /// Pointer to the shared count of code writes (`u64`), and the count the CPU has caught
+    /// up with: other vCPUs' and devices' writes to code stop the chain.
+    pub code_seq_now: i32,
+    pub code_seq: i32,
+    /// Written by an exit whose link is missing: the block (pointer) and its exit index, so
+    /// the CPU can link it.
+    pub link_block: i32,
+    pub link_exit: i32,
 }
 
 /// The CPU's numbering of lazy flag operations (see the CPU's `CcOp`).

@@ -6,8 +6,9 @@
 //! helpers to call), so the dependency points from the CPU to here and the interpreter's own
 //! tests can run with every block compiled.
 //!
-//! A compiled block is `extern "C" fn(cpu, frame) -> u64` returning how many of the block's
-//! instructions retired. Instructions the translator does not emit natively run through
+//! A compiled block is `fn(cpu, frame) -> u64` in Cranelift's `tail` convention; it adds the
+//! instructions it retired to the frame and either returns or, through a linked exit, chains
+//! into the next compiled block (see `chain`). Instructions the translator does not emit natively run through
 //! the CPU's interpreter helper (`Layout::exec`), with the registers and flags written back
 //! before the call and reloaded after it, so every instruction has exactly the interpreter's
 //! semantics. Native loads and stores probe the soft TLB inline; a miss, device memory, a
@@ -15,6 +16,7 @@
 //! which is exact because native instructions check all their accesses before changing
 //! any state.
 
+mod chain;
 mod emit;
 mod layout;
 pub mod operand;
@@ -22,7 +24,8 @@ mod perf_map;
 mod service;
 mod translator;
 
-pub use layout::{CcOps, Layout, ExecStatus};
+pub use chain::{ChainCell, Entry, EntryFn, CHAIN_EXITS, EXIT_NEXT, EXIT_TAKEN};
+pub use layout::{CcOps, FrameLayout, Layout, ExecStatus};
 pub use service::{Done, Job, Service};
 pub use translator::{BlockSpec, Compiled, Translator};
 

@@ -16,6 +16,9 @@ pub struct Job {
     pub insns: Vec<Instruction>,
     pub bitness: u32,
     pub user: bool,
+    /// As in [`BlockSpec`].
+    pub block: usize,
+    pub chain: Option<[usize; crate::CHAIN_EXITS]>,
 }
 
 pub struct Done {
@@ -56,7 +59,7 @@ impl Service {
                     match msg {
                         Msg::Compile(job) => {
                             let start = Instant::now();
-                            let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user: job.user };
+                            let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user: job.user, block: job.block, chain: job.chain };
                             let result = translator.compile(&spec);
                             let d = Done {
                                 serial: job.serial,

@@ -1,9 +1,10 @@
 //! The Cranelift module that holds compiled blocks, and the compile step.
 
+use crate::chain::block_signature;
 use crate::emit::emit_block;
 use crate::perf_map::PerfMap;
 use crate::{JitError, Layout};
-use cranelift_codegen::ir::{types, AbiParam, UserFuncName};
+use cranelift_codegen::ir::UserFuncName;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::FunctionBuilderContext;
@@ -18,12 +19,19 @@ pub struct BlockSpec<'a> {
     pub bitness: u32,
     /// Compiled for CPL 3 (user TLB context) or CPL 0-2.
     pub user: bool,
+    /// The CPU's identity for the block, which the frame names while it runs (for the
+    /// interpreter helper and for linking its exits).
+    pub block: usize,
+    /// Addresses of the block's [`ChainCell`](crate::ChainCell)s, one per exit
+    /// (`EXIT_TAKEN`, `EXIT_NEXT`); `None` builds a block that always returns.
+    pub chain: Option<[usize; crate::CHAIN_EXITS]>,
 }
 
 /// A compiled block.
 #[derive(Clone, Copy, Debug)]
 pub struct Compiled {
-    /// Entry point: `extern "C" fn(cpu: *mut u8, frame: *mut u8) -> u64`.
+    /// Entry point: `fn(cpu: *mut u8, frame: *mut u8) -> u64` in the `tail` convention
+    /// (called through [`Entry`](crate::Entry)).
     pub entry: usize,
     /// Host code bytes.
     pub code_bytes: usize,
@@ -40,13 +48,15 @@ pub struct Translator {
     perf: Option<PerfMap>,
 }
 
-fn new_module() -> Result<JITModule, JitError> {
+pub(crate) fn new_module() -> Result<JITModule, JitError> {
     let mut flags = settings::builder();
     // Latency over peak code quality: blocks are small and compiled while the guest runs.
     let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| JitError::Isa(e.to_string()));
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
     set(&mut flags, "is_pic", "false")?;
+    // Cranelift's tail calls (block chaining) rely on frame pointers.
+    set(&mut flags, "preserve_frame_pointers", "true")?;
     let isa = cranelift_native::builder()
         .map_err(|e| JitError::Isa(e.to_string()))?
         .finish(settings::Flags::new(flags))
@@ -87,11 +97,7 @@ impl Translator {
         let err = |e: &dyn std::fmt::Display| JitError::Compile { rip, message: e.to_string() };
         let module = self.module.as_mut().expect("a module outside reset");
         module.clear_context(&mut self.ctx);
-        let ptr = module.target_config().pointer_type();
-        let sig = &mut self.ctx.func.signature;
-        sig.params.push(AbiParam::new(ptr));
-        sig.params.push(AbiParam::new(ptr));
-        sig.returns.push(AbiParam::new(types::I64));
+        self.ctx.func.signature = block_signature();
         self.ctx.func.name = UserFuncName::user(0, rip as u32);
         let isa = module.isa();
         let native = emit_block(&mut self.ctx.func, &mut self.fctx, &self.layout, spec, isa.default_call_conv(), isa.frontend_config());

@@ -80,6 +80,11 @@ impl CodeTracker {
         self.seq.load(Ordering::Acquire)
     }
 
+    /// The event count itself, for compiled code that compares it at block boundaries.
+    pub fn seq_counter(&self) -> &AtomicU64 {
+        &self.seq
+    }
+
     /// Marks the page holding `paddr` as holding decoded code; call before reading the bytes
     /// to decode, so a write racing with the decode is seen.
     pub fn mark_code(&self, paddr: u64, origin: u32) {

@@ -5,6 +5,7 @@ mod flags;
 mod mem;
 mod ops;
 
+use crate::chain::{block_signature, EXIT_NEXT};
 use crate::layout::ExecStatus;
 use crate::{BlockSpec, Layout};
 use cranelift_codegen::ir::{types, AbiParam, Block, Function, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value};
@@ -38,6 +39,7 @@ pub(crate) fn emit_block(
     cond_sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64)]);
     cond_sig.returns.push(AbiParam::new(types::I64));
     let cond_sig = b.import_signature(cond_sig);
+    let block_sig = b.import_signature(block_signature());
     let regs = std::array::from_fn(|_| b.declare_var(types::I64));
     let cc = flags::CcVars::declare(&mut b);
     let tracked = plan.iter().zip(spec.insns).filter_map(|(p, i)| p.as_ref().map(|p| p.regs(i))).fold(0u16, |a, r| a | r);
@@ -54,8 +56,11 @@ pub(crate) fn emit_block(
         cc,
         exec_sig,
         cond_sig,
+        block_sig,
         merge: None,
+        chain_tail: None,
     };
+    e.enter();
     e.reload_regs();
     let n = spec.insns.len();
     let mut native = 0;
@@ -75,8 +80,10 @@ pub(crate) fn emit_block(
     }
     if !ended {
         let last = spec.insns[n - 1];
-        let next = e.iconst(last.next_ip());
-        e.finish(next, n as u64);
+        e.finish_direct(last.next_ip(), EXIT_NEXT, n as u64);
+    }
+    if let Some(tail) = e.chain_tail {
+        e.emit_chain_tail(tail);
     }
     e.b.seal_all_blocks();
     e.b.finalize(frontend);
@@ -99,8 +106,12 @@ pub(crate) struct Emit<'a, 'f> {
     pub cc: flags::CcVars,
     pub exec_sig: SigRef,
     pub cond_sig: SigRef,
+    /// Every block's signature, for chaining.
+    pub block_sig: SigRef,
     /// Where the current instruction's fast and interpreted paths meet again.
     pub merge: Option<Block>,
+    /// The block's chaining tail, once an exit uses it.
+    chain_tail: Option<Block>,
 }
 
 /// Flags for accesses to the CPU structure (aligned, never trapping).
@@ -144,11 +155,144 @@ impl Emit<'_, '_> {
         self.store_state(rip, self.l.rip);
     }
 
+    /// On entry: the frame names this block (for the interpreter helper) and counts its run.
+    fn enter(&mut self) {
+        let f = self.l.frame;
+        let block = self.iconst(self.spec.block as u64);
+        self.store_frame(block, f.block);
+        let runs = self.load_frame(f.runs);
+        let runs = self.b.ins().iadd_imm_s(runs, 1);
+        self.store_frame(runs, f.runs);
+    }
+
+    fn load_frame(&mut self, offset: i32) -> Value {
+        self.b.ins().load(types::I64, state_flags(), self.frame, offset)
+    }
+
+    fn store_frame(&mut self, v: Value, offset: i32) {
+        self.b.ins().store(state_flags(), v, self.frame, offset);
+    }
+
+    /// Adds `retired` to the chain's count; returns the new count.
+    fn count_retired(&mut self, retired: Value) -> Value {
+        let f = self.l.frame.retired;
+        let total = self.load_frame(f);
+        let total = self.b.ins().iadd(total, retired);
+        self.store_frame(total, f);
+        total
+    }
+
+    /// Returns to the CPU with `retired` more instructions done (the state already stored).
+    fn leave(&mut self, retired: Value) {
+        self.count_retired(retired);
+        let zero = self.iconst(0);
+        self.b.ins().return_(&[zero]);
+    }
+
     /// Returns from the block with RIP = `rip` and `retired` instructions done.
     pub fn finish(&mut self, rip: Value, retired: u64) {
         self.store_all(rip);
         let r = self.iconst(retired);
-        self.b.ins().return_(&[r]);
+        self.leave(r);
+    }
+
+    /// Leaves the block for the fixed address `target` through exit `exit`, chaining into
+    /// the block linked there when nothing needs the CPU's attention.
+    pub fn finish_direct(&mut self, target: u64, exit: usize, retired: u64) {
+        let t = self.iconst(target);
+        self.store_all(t);
+        self.chain_exit(exit, retired);
+    }
+
+    /// The end of a path whose state is stored and whose next RIP is exit `exit`'s fixed
+    /// target: counts `retired` and goes on in the block's one chaining tail.
+    fn chain_exit(&mut self, exit: usize, retired: u64) {
+        let exit = self.iconst(exit as u64);
+        self.chain_through(exit, retired);
+    }
+
+    /// As `chain_exit`, with the exit index (`EXIT_TAKEN` or `EXIT_NEXT`) a value.
+    pub fn chain_through(&mut self, exit: Value, retired: u64) {
+        let Some(cells) = self.spec.chain else {
+            let r = self.iconst(retired);
+            self.leave(r);
+            return;
+        };
+        let tail = *self.chain_tail.get_or_insert_with(|| {
+            let t = self.b.create_block();
+            for _ in 0..3 {
+                self.b.append_block_param(t, types::I64);
+            }
+            t
+        });
+        // The cells are `ChainCell`s in one array: exit k's is k cells on.
+        let cell_size = (cells[1] - cells[0]) as i64;
+        let offset = self.b.ins().imul_imm_s(exit, cell_size);
+        let cell = self.b.ins().iadd_imm_s(offset, cells[0] as i64);
+        let r = self.iconst(retired);
+        self.b.ins().jump(tail, &[r.into(), cell.into(), exit.into()]);
+    }
+
+    /// The chaining tail, with the retired count, the exit's cell and its index as
+    /// parameters: counts the instructions, then tail-calls the linked block if the budget
+    /// allows and no kick, deliverable interrupt or foreign code write is pending; otherwise
+    /// returns (noting the exit for the CPU to link if its link is what was missing).
+    fn emit_chain_tail(&mut self, tail: Block) {
+        use cranelift_codegen::ir::condcodes::IntCC;
+        self.b.switch_to_block(tail);
+        let [retired, cell, exit] = [0, 1, 2].map(|i| self.b.block_params(tail)[i]);
+        let total = self.count_retired(retired);
+        let zero = self.iconst(0);
+        let f = self.l.frame;
+        let (checks, stop, linked, missing) = (self.b.create_block(), self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let limit = self.load_frame(f.limit);
+        let over = self.b.ins().icmp(IntCC::UnsignedGreaterThan, total, limit);
+        self.b.ins().brif(over, stop, &[], checks, &[]);
+        self.b.switch_to_block(checks);
+        let byte = |e: &mut Self, ptr_offset: i32| {
+            let p = e.load_frame(ptr_offset);
+            e.b.ins().uload8(types::I64, state_flags(), p, 0)
+        };
+        let kick = byte(self, f.kick);
+        let intr = byte(self, f.intr);
+        let rflags = self.load_state(types::I64, self.l.rflags);
+        // RFLAGS.IF, bit 9: the INTR line matters only with interrupts enabled.
+        let if_bit = self.b.ins().ushr_imm_s(rflags, 9);
+        let irq = self.b.ins().band(intr, if_bit);
+        let seq_ptr = self.load_frame(f.code_seq_now);
+        let seq_now = self.b.ins().load(types::I64, state_flags(), seq_ptr, 0);
+        let seq = self.load_frame(f.code_seq);
+        let written = self.b.ins().icmp(IntCC::NotEqual, seq_now, seq);
+        let written = self.b.ins().uextend(types::I64, written);
+        let any = self.b.ins().bor(kick, irq);
+        let any = self.b.ins().bor(any, written);
+        let any = self.b.ins().band_imm_s(any, 1);
+        let look = self.b.create_block();
+        self.b.ins().brif(any, stop, &[], look, &[]);
+        self.b.switch_to_block(look);
+        let target = self.b.ins().load(types::I64, state_flags(), cell, 0);
+        let generation_check = self.b.create_block();
+        self.b.ins().brif(target, generation_check, &[], missing, &[]);
+        self.b.switch_to_block(generation_check);
+        let generation = self.b.ins().load(types::I64, state_flags(), cell, 8);
+        let current = self.load_state(types::I64, self.l.jump_generation);
+        let same = self.b.ins().icmp(IntCC::Equal, generation, current);
+        let local = self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0);
+        let valid = self.b.ins().bor(same, local);
+        let live = self.b.create_block();
+        self.b.ins().brif(valid, live, &[], missing, &[]);
+        self.b.switch_to_block(live);
+        let entry = self.b.ins().load(types::I64, state_flags(), target, 0);
+        self.b.ins().brif(entry, linked, &[], missing, &[]);
+        self.b.switch_to_block(linked);
+        self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
+        self.b.switch_to_block(missing);
+        let block = self.iconst(self.spec.block as u64);
+        self.store_frame(block, f.link_block);
+        self.store_frame(exit, f.link_exit);
+        self.b.ins().return_(&[zero]);
+        self.b.switch_to_block(stop);
+        self.b.ins().return_(&[zero]);
     }
 
     /// Runs instruction `i` through the interpreter on the current path. Afterwards the
@@ -169,7 +313,18 @@ impl Emit<'_, '_> {
         let a = self.iconst(i as u64);
         let b = self.iconst(i as u64 + 1);
         let r = self.b.ins().select(faulted, a, b);
-        self.b.ins().return_(&[r]);
+        self.leave(r);
+    }
+
+    /// After the block's last instruction ran in the interpreter: status Next means it went
+    /// on to the next instruction, a fixed target to chain to.
+    fn end_after_exec(&mut self, i: usize, status: Value) {
+        let (next, other) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(status, other, &[], next, &[]);
+        self.b.switch_to_block(next);
+        self.chain_exit(EXIT_NEXT, i as u64 + 1);
+        self.b.switch_to_block(other);
+        self.return_after(i, status);
     }
 
     /// Runs instruction `i` through the interpreter; returns from the function unless it
@@ -178,7 +333,7 @@ impl Emit<'_, '_> {
     fn exec_then_continue(&mut self, i: usize) -> bool {
         let status = self.call_exec(i);
         if i + 1 == self.spec.insns.len() {
-            self.return_after(i, status);
+            self.end_after_exec(i, status);
             return false;
         }
         let cont = self.b.create_block();

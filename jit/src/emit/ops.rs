@@ -6,6 +6,7 @@
 
 use super::mem::Access;
 use super::{mask_of, Emit};
+use crate::chain::{EXIT_NEXT, EXIT_TAKEN};
 use crate::operand::gpr_slot;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -384,22 +385,24 @@ impl Emit<'_, '_> {
                 self.set_reg(insn.op0_register(), v);
             }
             Native::Jmp => {
-                let t = self.iconst(insn.near_branch_target());
-                self.finish(t, i as u64 + 1);
+                self.finish_direct(insn.near_branch_target(), EXIT_TAKEN, i as u64 + 1);
                 return true;
             }
             Native::Jcc => {
+                // One store of the state for both ways; the exit index picks the cell.
                 let c = self.condition(insn.condition_code());
                 let (t, n) = (self.iconst(insn.near_branch_target()), self.iconst(next));
                 let rip = self.b.ins().select(c, t, n);
-                self.finish(rip, i as u64 + 1);
+                self.store_all(rip);
+                let (taken, not_taken) = (self.iconst(EXIT_TAKEN as u64), self.iconst(EXIT_NEXT as u64));
+                let exit = self.b.ins().select(c, taken, not_taken);
+                self.chain_through(exit, i as u64 + 1);
                 return true;
             }
             Native::Call => {
                 let ret = self.iconst(next);
                 self.push(i, ret);
-                let t = self.iconst(insn.near_branch_target());
-                self.finish(t, i as u64 + 1);
+                self.finish_direct(insn.near_branch_target(), EXIT_TAKEN, i as u64 + 1);
                 return true;
             }
             Native::Ret { pop } => {

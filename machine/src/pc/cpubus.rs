@@ -97,6 +97,10 @@ impl CpuBus for VcpuBus {
         self.board.irq.cpus[self.index].intr()
     }
 
+    fn interrupt_line(&self) -> Option<&std::sync::atomic::AtomicBool> {
+        Some(self.board.irq.cpus[self.index].intr_line())
+    }
+
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
         self.board.irq.acknowledge(self.index)
     }

@@ -84,6 +84,11 @@ impl CpuLink {
         self.intr.load(Ordering::Acquire)
     }
 
+    /// The INTR line itself, for compiled code that watches it.
+    pub fn intr_line(&self) -> &AtomicBool {
+        &self.intr
+    }
+
     #[inline]
     pub fn lapic_base(&self) -> u64 {
         self.lapic_base.load(Ordering::Relaxed)

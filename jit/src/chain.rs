@@ -1,0 +1,101 @@
+//! Chaining: a compiled block that ends in a direct jump (or falls through) continues into
+//! the compiled block it leads to without returning to the CPU's run loop, through a tail call
+//! the block makes itself once the CPU has linked that exit.
+//!
+//! Blocks use Cranelift's `tail` calling convention so a chain of any length runs in one host
+//! stack frame; [`Entry`] is the one `extern "C"` function the CPU calls to start a chain.
+
+use crate::translator::new_module;
+use crate::JitError;
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::JITModule;
+use cranelift_module::Module;
+use std::cell::Cell;
+
+/// One direct exit of a compiled block, as its code reads it: where to find the entry of the
+/// block it links to, and when the link holds. Owned by the CPU (it lives as long as the block
+/// whose code names its address) and written only by the vCPU thread.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct ChainCell {
+    /// Address of the target block's live-entry word (a `usize` that is the target's entry
+    /// point, or 0 once the target is gone), or 0 while unlinked.
+    pub target: Cell<usize>,
+    /// 0 for a link inside the exiting block's first page (its physical page follows from the
+    /// block's own); otherwise the jump-cache generation the link was made under, as a link to
+    /// another page holds only while the translations it was looked up with do.
+    pub generation: Cell<u64>,
+}
+
+/// The exits a block has cells for: the branch target, and the next instruction.
+pub const CHAIN_EXITS: usize = 2;
+/// Exit index of a direct branch's target (JMP, CALL, a taken Jcc).
+pub const EXIT_TAKEN: usize = 0;
+/// Exit index of the instruction after the block (a Jcc not taken, a block cut short).
+pub const EXIT_NEXT: usize = 1;
+
+/// The signature every compiled block has: `(cpu, frame) -> u64`, in the `tail` convention.
+pub(crate) fn block_signature() -> Signature {
+    let mut sig = Signature::new(CallConv::Tail);
+    sig.params.extend([AbiParam::new(types::I64), AbiParam::new(types::I64)]);
+    sig.returns.push(AbiParam::new(types::I64));
+    sig
+}
+
+/// `extern "C" fn(entry, cpu, frame)`: calls the block at `entry`, which may chain on, and
+/// returns when the chain ends. Compiled once per vCPU, in a module never reset.
+pub struct Entry {
+    _module: JITModule,
+    func: usize,
+}
+
+/// See [`Entry::function`].
+pub type EntryFn = unsafe extern "C" fn(usize, *mut u8, *mut u8) -> u64;
+
+impl Entry {
+    pub fn new() -> Result<Self, JitError> {
+        let err = |e: &dyn std::fmt::Display| JitError::Compile { rip: 0, message: e.to_string() };
+        let mut module = new_module()?;
+        let mut ctx = module.make_context();
+        let mut fctx = FunctionBuilderContext::new();
+        let call_conv = module.isa().default_call_conv();
+        let frontend = module.isa().frontend_config();
+        let sig = &mut ctx.func.signature;
+        sig.call_conv = call_conv;
+        sig.params.extend([AbiParam::new(types::I64), AbiParam::new(types::I64), AbiParam::new(types::I64)]);
+        sig.returns.push(AbiParam::new(types::I64));
+        ctx.func.name = UserFuncName::user(1, 0);
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let start = b.create_block();
+            b.append_block_params_for_function_params(start);
+            b.switch_to_block(start);
+            let [entry, cpu, frame] = [0, 1, 2].map(|i| b.block_params(start)[i]);
+            let block_sig = b.import_signature(block_signature());
+            let call = b.ins().call_indirect(block_sig, entry, &[cpu, frame]);
+            let r = b.inst_results(call)[0];
+            b.ins().return_(&[r]);
+            b.seal_all_blocks();
+            b.finalize(frontend);
+        }
+        let id = module.declare_anonymous_function(&ctx.func.signature).map_err(|e| err(&e))?;
+        module.define_function(id, &mut ctx).map_err(|e| err(&e))?;
+        module.clear_context(&mut ctx);
+        module.finalize_definitions().map_err(|e| err(&e))?;
+        let func = module.get_finalized_function(id) as usize;
+        Ok(Entry { _module: module, func })
+    }
+
+    /// The trampoline: `f(entry, cpu, frame)` runs the compiled block at `entry` (and
+    /// whatever it chains to) and returns when the chain ends. Valid while `self` lives.
+    ///
+    /// Calling it requires `entry` to be a block compiled for the layout `cpu` and `frame`
+    /// follow, whose code is alive, as is the code of every block reachable through the
+    /// chain cells it names.
+    pub fn function(&self) -> EntryFn {
+        // SAFETY: `func` is this module's finalized trampoline, with this signature.
+        unsafe { std::mem::transmute::<usize, EntryFn>(self.func) }
+    }
+}
