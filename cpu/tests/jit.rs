@@ -1,13 +1,14 @@
 //! The translator against the interpreter: the same 64-bit programs run with every block
-//! compiled (`jit=always`) and interpreted only, and must leave identical registers, flags
-//! and memory; code that rewrites itself, code a device rewrites, and a page fault in the
-//! middle of a compiled block.
+//! compiled (`jit=always`), one block per run-loop turn and chained, and interpreted only,
+//! and must leave identical registers, flags and memory; code that rewrites itself, code a
+//! device rewrites, a page fault in the middle of a compiled block, links to a page whose
+//! mapping changed, and chains that must stop for a kick or an interrupt.
 
 mod int_harness;
 use ferrite_cpu::state::reg::*;
 use ferrite_cpu::{JitConfig, JitMode};
 use iced_x86::code_asm::*;
-use iced_x86::IcedError;
+use iced_x86::{BlockEncoderOptions, IcedError};
 use int_harness::*;
 
 fn vm(mode: JitMode) -> Vm {
@@ -16,32 +17,42 @@ fn vm(mode: JitMode) -> Vm {
     vm
 }
 
-/// Runs `code` from the same state under both tiers; returns the compiled run's machine
-/// after checking that it matches the interpreted one and that compiled code did run.
+/// Run-loop budget that lets compiled blocks chain.
+const CHAINING: u64 = 100_000;
+
+/// Runs `code` from the same state interpreted, compiled one block at a time and compiled
+/// with chaining; returns the chained run's machine after checking that all three match and
+/// that compiled code did run.
 fn both(regs: &[(usize, u64)], code: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>) -> Vm {
-    let mut runs = [JitMode::Off, JitMode::Always].map(|mode| {
+    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
         let mut v = vm(mode);
+        v.budget = budget;
         v.preset(regs, 0);
         v.code(&code);
         assert_eq!(v.run(), Stop::Done, "{mode:?}: rip={:#x}", v.cpu.state.rip);
         v
     });
-    let [off, on] = &mut runs;
-    for r in 0..16 {
-        assert_eq!(off.gpr(r), on.gpr(r), "register {r}");
+    let [off, compiled, chained] = runs;
+    for on in [&compiled, &chained] {
+        same_machine(&off, on);
+        let stats = on.cpu.jit_stats();
+        assert!(stats.compiled_runs > 0 && stats.native_insns > 0, "{stats:?}");
     }
-    assert_eq!(off.flags(), on.flags(), "rflags");
-    assert_eq!(off.read(DATA, 0x2000), on.read(DATA, 0x2000), "memory");
-    assert_eq!(off.read(STACK_TOP - 0x100, 0x100), on.read(STACK_TOP - 0x100, 0x100), "stack");
-    let stats = on.cpu.jit_stats();
-    assert!(stats.compiled_runs > 0 && stats.native_insns > 0, "{stats:?}");
-    let [_, on] = runs;
-    on
+    chained
+}
+
+fn same_machine(a: &Vm, b: &Vm) {
+    for r in 0..16 {
+        assert_eq!(a.gpr(r), b.gpr(r), "register {r}");
+    }
+    assert_eq!(a.flags(), b.flags(), "rflags");
+    assert_eq!(a.read(DATA, 0x2000), b.read(DATA, 0x2000), "memory");
+    assert_eq!(a.read(STACK_TOP - 0x100, 0x100), b.read(STACK_TOP - 0x100, 0x100), "stack");
 }
 
 #[test]
 fn loops_with_memory_calls_and_conditions_match_the_interpreter() {
-    both(&[(RSI, DATA), (RCX, 200), (RDX, 0x1234_5678_9abc_def0)], |a| {
+    let on = both(&[(RSI, DATA), (RCX, 200), (RDX, 0x1234_5678_9abc_def0)], |a| {
         let mut top = a.create_label();
         let mut skip = a.create_label();
         let mut func = a.create_label();
@@ -81,6 +92,7 @@ fn loops_with_memory_calls_and_conditions_match_the_interpreter() {
         a.nop()?;
         Ok(())
     });
+    assert!(on.cpu.jit_stats().chained_runs > 100, "{:?}", on.cpu.jit_stats());
 }
 
 #[test]
@@ -380,4 +392,139 @@ fn shifts_and_rotates_by_cl_match_the_interpreter() {
         Ok(())
     });
     assert!(vm.cpu.jit_stats().native_insns >= 2, "{:?}", vm.cpu.jit_stats());
+}
+
+#[test]
+fn a_link_to_another_page_follows_a_changed_mapping() {
+    // The loop jumps to linear 0x41000 and back a thousand times (so its exits link), then
+    // maps that page to other code, invalidates it and runs the same loop again: the same
+    // jump must now reach the new code.
+    const FAR: u64 = CODE + 0x1000;
+    const OTHER: u64 = CODE + 0x2000;
+    let pte_of = |lin: u64| PT + 8 * ((lin >> 12) & 0x1ff);
+    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+        let mut v = vm(mode);
+        v.budget = budget;
+        let mut a = CodeAssembler::new(64).unwrap();
+        let (mut top, mut back, mut done) = (a.create_label(), a.create_label(), a.create_label());
+        let mut build = || -> Result<(), IcedError> {
+            a.mov(ecx, 1000)?;
+            a.xor(esi, esi)?;
+            a.set_label(&mut top)?;
+            a.jmp(FAR)?;
+            a.set_label(&mut back)?;
+            a.dec(ecx)?;
+            a.jnz(top)?;
+            a.test(esi, esi)?;
+            a.jnz(done)?;
+            a.inc(esi)?;
+            a.mov(qword_ptr(pte_of(FAR)), rdx)?;
+            a.invlpg(ptr(FAR))?;
+            a.mov(ecx, 1000)?;
+            a.jmp(top)?;
+            a.set_label(&mut done)?;
+            a.nop()
+        };
+        build().unwrap();
+        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+        let back = r.label_ip(&back).unwrap();
+        v.set_code(&r.inner.code_buffer);
+        // Both run at linear FAR: the first where it maps now, the second at OTHER.
+        for (at, add) in [(FAR, 1), (OTHER, 100)] {
+            let mut a = CodeAssembler::new(64).unwrap();
+            a.add(rbx, add).unwrap();
+            a.jmp(back).unwrap();
+            v.write(at, &a.assemble(FAR).unwrap());
+        }
+        let old = u64::from_le_bytes(v.read(pte_of(FAR), 8).try_into().unwrap());
+        v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
+        v.finish();
+        v
+    });
+    let [off, compiled, chained] = runs;
+    assert_eq!(off.gpr(RBX), 1000 + 100 * 1000);
+    same_machine(&off, &compiled);
+    same_machine(&off, &chained);
+    assert!(chained.cpu.jit_stats().chained_runs > 1000, "{:?}", chained.cpu.jit_stats());
+}
+
+#[test]
+fn a_kick_stops_chained_blocks() {
+    let mut v = vm(JitMode::Always);
+    v.code(|a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.inc(rax)?;
+        a.jmp(top)
+    });
+    let kick = v.cpu.exit_handle();
+    let kicker = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        kick.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(v.cpu.run(&mut v.bus, u64::MAX), ferrite_cpu::RunExit::Kicked);
+    kicker.join().unwrap();
+    assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
+}
+
+/// The harness's RAM with an INTR line another thread raises (vector 0x20).
+struct LineBus<'a> {
+    ram: &'a mut ferrite_cpu::testing::FlatBus,
+    line: &'a std::sync::atomic::AtomicBool,
+}
+
+impl ferrite_cpu::bus::CpuBus for LineBus<'_> {
+    fn phys_page(&mut self, paddr: u64) -> ferrite_cpu::bus::PhysPage {
+        self.ram.phys_page(paddr)
+    }
+    fn mmio_read(&mut self, paddr: u64, size: u8) -> u64 {
+        self.ram.mmio_read(paddr, size)
+    }
+    fn mmio_write(&mut self, paddr: u64, size: u8, value: u64) {
+        self.ram.mmio_write(paddr, size, value)
+    }
+    fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.ram.io_read(port, size)
+    }
+    fn io_write(&mut self, port: u16, size: u8, value: u32) {
+        self.ram.io_write(port, size, value)
+    }
+    fn interrupt_pending(&mut self) -> bool {
+        self.line.load(std::sync::atomic::Ordering::Acquire)
+    }
+    fn interrupt_line(&self) -> Option<&std::sync::atomic::AtomicBool> {
+        Some(self.line)
+    }
+    fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.line.swap(false, std::sync::atomic::Ordering::AcqRel).then_some(0x20)
+    }
+}
+
+#[test]
+fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
+    let mut v = vm(JitMode::Always);
+    v.code(|a| {
+        let mut top = a.create_label();
+        a.sti()?;
+        a.set_label(&mut top)?;
+        a.inc(rax)?;
+        a.jmp(top)
+    });
+    let line = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kick = v.cpu.exit_handle();
+    let raiser = {
+        let line = line.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            line.store(true, std::sync::atomic::Ordering::Release);
+            // Long enough for the handler (a `jmp $` stub) to be reached, then stop it.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            kick.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let exit = v.cpu.run(&mut LineBus { ram: &mut v.bus, line: &line }, u64::MAX);
+    raiser.join().unwrap();
+    assert_eq!(exit, ferrite_cpu::RunExit::Kicked);
+    assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");
+    assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
 }

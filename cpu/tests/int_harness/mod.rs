@@ -63,6 +63,9 @@ pub struct Vm {
     pub mode: Mode,
     user: bool,
     code_end: u64,
+    /// Instructions per `Cpu::run` call: a block's worth by default, so compiled blocks run
+    /// one at a time; more lets them chain (the `jmp $` at the end then spins for the rest).
+    pub budget: u64,
 }
 
 fn seg_desc(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
@@ -180,7 +183,7 @@ impl Vm {
                 }
             }
         }
-        let mut vm = Vm { cpu, bus, mode, user, code_end: 0 };
+        let mut vm = Vm { cpu, bus, mode, user, code_end: 0, budget: 64 };
         vm.set_code(&[]);
         vm
     }
@@ -228,7 +231,7 @@ impl Vm {
                 }
             }
             // Several instructions per call, so compiled blocks run whole (`jmp $` spins harmlessly).
-            self.cpu.run(&mut self.bus, 64);
+            self.cpu.run(&mut self.bus, self.budget);
         }
         panic!("snippet did not finish; rip={:#x}", self.cpu.state.rip);
     }
