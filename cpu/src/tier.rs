@@ -7,9 +7,9 @@
 //! (self-modifying code, other vCPUs' and devices' writes reach every vCPU through the shared
 //! code tracking, see `coherence`).
 //!
-//! Chaining: a compiled block's direct exits (branch target, next instruction) have cells the
-//! CPU links to the compiled block found there, so the code jumps on without returning to the
-//! run loop, while the budget lasts and no kick, deliverable interrupt or foreign code write
+//! Chaining: a compiled block's exits (branch target, next instruction, and the last target
+//! of an indirect branch) have cells the CPU links to the compiled block found there, so the
+//! code jumps on without returning to the run loop, while the budget lasts and no kick, deliverable interrupt or foreign code write
 //! is pending (what the run loop would look at between blocks). A link inside the exiting
 //! block's first page holds as long as both blocks live; a link to another page holds only
 //! within the jump cache's generation, which every CR3 write, INVLPG and code drop bumps. A
@@ -139,6 +139,7 @@ impl BlockTier {
         for cell in &self.chain {
             cell.target.set(0);
             cell.generation.set(0);
+            cell.rip.set(0);
         }
         graveyard.extend(self.links.borrow_mut().iter_mut().filter_map(Option::take));
     }
@@ -642,6 +643,7 @@ impl Cpu {
         let cell = &owner.tier.chain[exit];
         cell.target.set(&target.tier.live_entry as *const Cell<usize> as usize);
         cell.generation.set(generation);
+        cell.rip.set(self.state.rip);
         let target = target.clone();
         let old = owner.tier.links.borrow_mut()[exit].replace(target);
         self.code.graveyard.extend(old);

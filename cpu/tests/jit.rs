@@ -528,3 +528,39 @@ fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
     assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");
     assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
 }
+
+#[test]
+fn indirect_branches_chain_only_to_the_target_they_take() {
+    // One function returns alternately to two call sites, and a register jump alternates
+    // between two targets: the indirect exits' one-entry caches see a new target every time.
+    let on = both(&[(RCX, 300)], |a| {
+        let (mut top, mut func, mut odd, mut even, mut join, mut done) =
+            (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
+        a.set_label(&mut top)?;
+        a.call(func)?;
+        a.add(rbx, 1)?;
+        a.call(func)?;
+        a.add(rbx, 10)?;
+        a.lea(rax, ptr(odd))?;
+        a.lea(rdx, ptr(even))?;
+        a.test(cl, 1)?;
+        a.cmove(rax, rdx)?;
+        a.jmp(rax)?;
+        a.set_label(&mut odd)?;
+        a.add(r8, 3)?;
+        a.jmp(join)?;
+        a.set_label(&mut even)?;
+        a.add(r9, 5)?;
+        a.set_label(&mut join)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        a.jmp(done)?;
+        a.set_label(&mut func)?;
+        a.add(rsi, rbx)?;
+        a.ret()?;
+        a.set_label(&mut done)?;
+        a.nop()
+    });
+    assert_eq!((on.gpr(RBX), on.gpr(8), on.gpr(9)), (300 * 11, 150 * 3, 150 * 5));
+    assert!(on.cpu.jit_stats().chained_runs > 1000, "{:?}", on.cpu.jit_stats());
+}

@@ -27,14 +27,20 @@ pub struct ChainCell {
     /// block's own); otherwise the jump-cache generation the link was made under, as a link to
     /// another page holds only while the translations it was looked up with do.
     pub generation: Cell<u64>,
+    /// The RIP the link leads to: fixed for direct exits; for the indirect exit, the target
+    /// last seen (a one-entry inline cache).
+    pub rip: Cell<u64>,
 }
 
-/// The exits a block has cells for: the branch target, and the next instruction.
-pub const CHAIN_EXITS: usize = 2;
+/// The exits a block has cells for: the branch target, the next instruction, and an indirect
+/// branch's (RET, JMP/CALL through a register or memory) last target.
+pub const CHAIN_EXITS: usize = 3;
 /// Exit index of a direct branch's target (JMP, CALL, a taken Jcc).
 pub const EXIT_TAKEN: usize = 0;
 /// Exit index of the instruction after the block (a Jcc not taken, a block cut short).
 pub const EXIT_NEXT: usize = 1;
+/// Exit index of an indirect branch.
+pub const EXIT_INDIRECT: usize = 2;
 
 /// The signature every compiled block has: `(cpu, frame) -> u64`, in the `tail` convention.
 pub(crate) fn block_signature() -> Signature {

@@ -24,7 +24,7 @@ mod perf_map;
 mod service;
 mod translator;
 
-pub use chain::{ChainCell, Entry, EntryFn, CHAIN_EXITS, EXIT_NEXT, EXIT_TAKEN};
+pub use chain::{ChainCell, Entry, EntryFn, CHAIN_EXITS, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN};
 pub use layout::{CcOps, FrameLayout, Layout, ExecStatus};
 pub use service::{Done, Job, Service};
 pub use translator::{BlockSpec, Compiled, Translator};

@@ -5,7 +5,7 @@ mod flags;
 mod mem;
 mod ops;
 
-use crate::chain::{block_signature, EXIT_NEXT};
+use crate::chain::{block_signature, EXIT_INDIRECT, EXIT_NEXT};
 use crate::layout::ExecStatus;
 use crate::{BlockSpec, Layout};
 use cranelift_codegen::ir::{types, AbiParam, Block, Function, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value};
@@ -189,11 +189,11 @@ impl Emit<'_, '_> {
         self.b.ins().return_(&[zero]);
     }
 
-    /// Returns from the block with RIP = `rip` and `retired` instructions done.
-    pub fn finish(&mut self, rip: Value, retired: u64) {
+    /// Leaves the block for the computed address `rip` (an indirect branch), chaining into
+    /// the block its exit is linked to if that is the one for `rip`.
+    pub fn finish_indirect(&mut self, rip: Value, retired: u64) {
         self.store_all(rip);
-        let r = self.iconst(retired);
-        self.leave(r);
+        self.chain_exit(EXIT_INDIRECT, retired);
     }
 
     /// Leaves the block for the fixed address `target` through exit `exit`, chaining into
@@ -279,6 +279,12 @@ impl Emit<'_, '_> {
         let same = self.b.ins().icmp(IntCC::Equal, generation, current);
         let local = self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0);
         let valid = self.b.ins().bor(same, local);
+        // The link's RIP: always the exit's own for direct exits, the last target seen for
+        // the indirect one.
+        let link_rip = self.b.ins().load(types::I64, state_flags(), cell, 16);
+        let rip = self.load_state(types::I64, self.l.rip);
+        let here = self.b.ins().icmp(IntCC::Equal, link_rip, rip);
+        let valid = self.b.ins().band(valid, here);
         let live = self.b.create_block();
         self.b.ins().brif(valid, live, &[], missing, &[]);
         self.b.switch_to_block(live);

@@ -412,7 +412,7 @@ impl Emit<'_, '_> {
                 self.guard_canonical(i, t);
                 let up = self.b.ins().iadd_imm_s(rsp, 8 + pop as i64);
                 self.set_reg(Register::RSP, up);
-                self.finish(t, i as u64 + 1);
+                self.finish_indirect(t, i as u64 + 1);
                 return true;
             }
             Native::JmpIndirect | Native::CallIndirect => {
@@ -422,7 +422,7 @@ impl Emit<'_, '_> {
                     let ret = self.iconst(next);
                     self.push(i, ret);
                 }
-                self.finish(t, i as u64 + 1);
+                self.finish_indirect(t, i as u64 + 1);
                 return true;
             }
             Native::Setcc => {
