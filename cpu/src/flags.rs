@@ -21,6 +21,12 @@ pub enum CcOp {
     /// INC/DEC: like Add/Sub with src = 1, CF kept in `carry_in`.
     Inc,
     Dec,
+    /// SHL/SHR/SAR by a count of 1 to width - 1 (compiled code's; the interpreter writes the
+    /// flags itself): `dst` the operand, `src` the count. The undefined flags follow the
+    /// interpreter (see `interp::shift`): AF = 0, OF of the first one-bit step for counts > 1.
+    Shl,
+    Shr,
+    Sar,
 }
 
 /// Pending flag computation. `repr(C)` so generated code can fill it in.
@@ -100,6 +106,31 @@ impl LazyFlags {
             }
             CcOp::Logic => false,
             CcOp::Inc | CcOp::Dec => self.carry_in != 0,
+            CcOp::Shl | CcOp::Shr | CcOp::Sar => self.shift_cf(),
+        }
+    }
+
+    /// CF of a pending shift: the last bit shifted out. For SAR with a count below the
+    /// width that is a bit of the operand itself, as for SHR.
+    #[inline(always)]
+    fn shift_cf(&self) -> bool {
+        let bits = self.size as u32 * 8;
+        let count = self.src as u32 & (bits - 1);
+        let at = if self.op == CcOp::Shl { bits - count } else { count.wrapping_sub(1) };
+        (self.dst >> (at & 63)) & 1 != 0
+    }
+
+    /// OF of a pending shift: the first one-bit step's (the top two bits differ for SHL, the
+    /// top bit for SHR, never for SAR).
+    #[inline(always)]
+    fn shift_of(&self) -> bool {
+        let m = size_mask(self.size);
+        let sb = sign_bit(self.size);
+        let dst = self.dst & m;
+        match self.op {
+            CcOp::Shl => (dst ^ (dst << 1)) & sb != 0,
+            CcOp::Shr => dst & sb != 0,
+            _ => false,
         }
     }
 
@@ -131,6 +162,7 @@ impl LazyFlags {
             CcOp::Logic => false,
             CcOp::Inc => res == sb,
             CcOp::Dec => res == sb - 1,
+            CcOp::Shl | CcOp::Shr | CcOp::Sar => self.shift_of(),
         }
     }
 
@@ -181,6 +213,9 @@ impl LazyFlags {
                     f |= OF;
                 }
                 f
+            }
+            CcOp::Shl | CcOp::Shr | CcOp::Sar => {
+                szp(res, self.size) | (self.shift_cf() as u64 * CF) | (self.shift_of() as u64 * OF)
             }
         }
     }

@@ -343,6 +343,9 @@ fn layout() -> Layout {
             logic: CcOp::Logic as u8,
             inc: CcOp::Inc as u8,
             dec: CcOp::Dec as u8,
+            shl: CcOp::Shl as u8,
+            shr: CcOp::Shr as u8,
+            sar: CcOp::Sar as u8,
         },
         seg_base: std::array::from_fn(|i| {
             at(st + offset_of!(CpuState, seg) + i * size_of::<Segment>() + offset_of!(Segment, base))

@@ -564,3 +564,64 @@ fn indirect_branches_chain_only_to_the_target_they_take() {
     assert_eq!((on.gpr(RBX), on.gpr(8), on.gpr(9)), (300 * 11, 150 * 3, 150 * 5));
     assert!(on.cpu.jit_stats().chained_runs > 1000, "{:?}", on.cpu.jit_stats());
 }
+
+#[test]
+fn flags_of_shifts_left_pending_match_the_interpreter() {
+    // SHL/SHR/SAR by an immediate below the width leave their flags pending: every condition
+    // right after them (the translator evaluates it), and all of RFLAGS after a block
+    // boundary (the CPU computes it from the stored record), must match the interpreter.
+    let values = [0u64, 1, 0x7f, 0x80, 0xc0, 0x4000, 0x8000, 0x4000_0000, 0x8000_0001, 0xdead_beef_0123_4567, u64::MAX, 1 << 62];
+    let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 12] = [
+        |a| a.shl(cl, 1),
+        |a| a.shl(cl, 7),
+        |a| a.shr(cl, 1),
+        |a| a.sar(cl, 6),
+        |a| a.shl(cx, 3),
+        |a| a.shr(cx, 15),
+        |a| a.sar(cx, 1),
+        |a| a.shl(ecx, 1),
+        |a| a.shr(ecx, 17),
+        |a| a.sar(ecx, 31),
+        |a| a.shl(rcx, 63),
+        |a| a.sar(rcx, 2),
+    ];
+    let conditions: [fn(&mut CodeAssembler, AsmMemoryOperand) -> Result<(), IcedError>; 16] = [
+        |a, m| a.seto(m),
+        |a, m| a.setno(m),
+        |a, m| a.setb(m),
+        |a, m| a.setae(m),
+        |a, m| a.sete(m),
+        |a, m| a.setne(m),
+        |a, m| a.setbe(m),
+        |a, m| a.seta(m),
+        |a, m| a.sets(m),
+        |a, m| a.setns(m),
+        |a, m| a.setp(m),
+        |a, m| a.setnp(m),
+        |a, m| a.setl(m),
+        |a, m| a.setge(m),
+        |a, m| a.setle(m),
+        |a, m| a.setg(m),
+    ];
+    for &x in &values {
+        both(&[(RAX, x), (RDI, DATA)], |a| {
+            for (k, op) in ops.iter().enumerate() {
+                a.mov(rcx, rax)?;
+                op(a)?;
+                for (c, set) in conditions.iter().enumerate() {
+                    set(a, byte_ptr(rdi + (k * 16 + c) as i32))?;
+                }
+                a.mov(rcx, rax)?;
+                op(a)?;
+                let mut next = a.create_label();
+                a.jmp(next)?;
+                a.set_label(&mut next)?;
+                a.pushfq()?;
+                a.pop(rdx)?;
+                a.mov(qword_ptr(rdi + 0x400 + 8 * k as i32), rdx)?;
+                a.mov(qword_ptr(rdi + 0x600 + 8 * k as i32), rcx)?;
+            }
+            Ok(())
+        });
+    }
+}

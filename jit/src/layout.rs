@@ -74,6 +74,10 @@ pub struct CcOps {
     pub logic: u8,
     pub inc: u8,
     pub dec: u8,
+    /// SHL/SHR/SAR by an immediate below the width: `dst` the operand, `src` the count.
+    pub shl: u8,
+    pub shr: u8,
+    pub sar: u8,
 }
 
 /// What the interpreter helper reports.

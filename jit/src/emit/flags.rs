@@ -109,16 +109,16 @@ impl Emit<'_, '_> {
             C::None => self.b.ins().iconst(types::I8, 1),
             C::o => self.of(op, size),
             C::no => self.not(|e| e.of(op, size)),
-            C::b => self.cf(op),
-            C::ae => self.not(|e| e.cf(op)),
+            C::b => self.cf(op, size),
+            C::ae => self.not(|e| e.cf(op, size)),
             C::e => self.zf(),
             C::ne => self.not(|e| e.zf()),
             C::be => {
-                let (c, z) = (self.cf(op), self.zf());
+                let (c, z) = (self.cf(op, size), self.zf());
                 self.b.ins().bor(c, z)
             }
             C::a => self.not(|e| {
-                let (c, z) = (e.cf(op), e.zf());
+                let (c, z) = (e.cf(op, size), e.zf());
                 e.b.ins().bor(c, z)
             }),
             C::s => self.sf(size),
@@ -195,7 +195,7 @@ impl Emit<'_, '_> {
         self.b.ins().icmp_imm_s(IntCC::Equal, odd, 0)
     }
 
-    fn cf(&mut self, op: u8) -> Value {
+    fn cf(&mut self, op: u8, size: u8) -> Value {
         let ops = self.l.cc_ops;
         let (dst, src, res) = (self.b.use_var(self.cc.dst), self.b.use_var(self.cc.src), self.b.use_var(self.cc.res));
         let carry = self.b.use_var(self.cc.carry);
@@ -212,6 +212,18 @@ impl Emit<'_, '_> {
             self.b.ins().select(c, le, lt)
         } else if op == ops.logic {
             self.b.ins().iconst(types::I8, 0)
+        } else if op == ops.shl || op == ops.shr || op == ops.sar {
+            // The last bit shifted out: dst bit (width - count) for SHL, (count - 1) for SHR and
+            // SAR (with counts below the width, a bit of the operand for SAR too).
+            let at = if op == ops.shl {
+                let bits = self.b.ins().iconst(types::I64, size as i64 * 8);
+                self.b.ins().isub(bits, src)
+            } else {
+                self.b.ins().iadd_imm_s(src, -1)
+            };
+            let bit = self.b.ins().ushr(dst, at);
+            let bit = self.b.ins().band_imm_s(bit, 1);
+            self.b.ins().ireduce(types::I8, bit)
         } else {
             // INC/DEC keep the carry they found.
             self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0)
@@ -232,8 +244,15 @@ impl Emit<'_, '_> {
             let b = self.b.ins().bxor(dst, res);
             let x = self.b.ins().band(a, b);
             self.sign(x, size)
-        } else if op == ops.logic {
+        } else if op == ops.logic || op == ops.sar {
             self.b.ins().iconst(types::I8, 0)
+        } else if op == ops.shl {
+            // The first one-bit step's: the top two bits differ.
+            let twice = self.b.ins().ishl_imm_s(dst, 1);
+            let x = self.b.ins().bxor(dst, twice);
+            self.sign(x, size)
+        } else if op == ops.shr {
+            self.sign(dst, size)
         } else if op == ops.inc {
             self.b.ins().icmp_imm_s(IntCC::Equal, res, sb)
         } else {

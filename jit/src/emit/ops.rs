@@ -271,15 +271,18 @@ const ARITH_FLAGS: u32 = iced_x86::RflagsBits::OF
     | iced_x86::RflagsBits::PF
     | iced_x86::RflagsBits::CF;
 
-/// Keeps a [`Native::Shift`] or [`Native::ShiftCl`] only where its flags are dead: before anything could look at
+/// Keeps a rotate, or a shift by CL or by the width or more, ([`Native::Shift`],
+/// [`Native::ShiftCl`]) only where its flags are dead: before anything could look at
 /// them (a flag read, an instruction that may fault or runs in the interpreter, the end of
 /// the block), a native register-only instruction writes all six arithmetic flags. Between
 /// the two only native register-only instructions that touch no flag may run (a partial
 /// writer like INC carries CF over). Elsewhere the interpreter runs the shift, flags and all.
 pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instruction]) {
     for i in (0..plan.len()).rev() {
-        if !matches!(plan[i], Some(Native::Shift { .. } | Native::ShiftCl { .. })) {
-            continue;
+        match &plan[i] {
+            Some(n) if has_lazy_flags(n) => continue,
+            Some(Native::Shift { .. } | Native::ShiftCl { .. }) => {}
+            _ => continue,
         }
         let dead = (i + 1..plan.len())
             .map(|j| {
@@ -296,6 +299,28 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
             .unwrap_or(false);
         if !dead {
             plan[i] = None;
+        }
+    }
+}
+
+/// SHL/SHR/SAR by an immediate below the width: their flags have a lazy form, so they are
+/// native whether or not the flags live on.
+fn has_lazy_flags(n: &Native) -> bool {
+    matches!(n, Native::Shift { op: ShiftOp::Shl | ShiftOp::Shr | ShiftOp::Sar, size, count } if *count < *size as u32 * 8)
+}
+
+impl Emit<'_, '_> {
+    /// The lazy flag operation of a shift, where it has one (see `has_lazy_flags`).
+    fn lazy_shift_op(&self, op: ShiftOp, size: u8, count: u32) -> Option<u8> {
+        let ops = self.l.cc_ops;
+        if count >= size as u32 * 8 {
+            return None;
+        }
+        match op {
+            ShiftOp::Shl => Some(ops.shl),
+            ShiftOp::Shr => Some(ops.shr),
+            ShiftOp::Sar => Some(ops.sar),
+            _ => None,
         }
     }
 }
@@ -433,9 +458,13 @@ impl Emit<'_, '_> {
             Native::Shift { op, size, count } => {
                 let r = insn.op0_register();
                 let v = self.reg(r);
-                let count = self.iconst(count as u64);
-                let res = self.shift_by(v, op, size, count);
+                let n = self.iconst(count as u64);
+                let res = self.shift_by(v, op, size, n);
                 self.set_reg(r, res);
+                if let Some(cc) = self.lazy_shift_op(op, size, count) {
+                    let res = self.mask(res, size);
+                    self.set_flags(cc, size, v, n, res, None);
+                }
             }
             Native::ShiftCl { op, size } => {
                 let r = insn.op0_register();
