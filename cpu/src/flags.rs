@@ -27,6 +27,10 @@ pub enum CcOp {
     Shl,
     Shr,
     Sar,
+    /// IMUL r, r/m (and with an immediate), compiled code's: `res` the truncated product,
+    /// `carry_in` whether it overflowed (CF = OF). The undefined flags follow the interpreter
+    /// (`interp::muldiv`): SF and PF from the result, ZF and AF clear.
+    Mul,
 }
 
 /// Pending flag computation. `repr(C)` so generated code can fill it in.
@@ -105,7 +109,7 @@ impl LazyFlags {
                 }
             }
             CcOp::Logic => false,
-            CcOp::Inc | CcOp::Dec => self.carry_in != 0,
+            CcOp::Inc | CcOp::Dec | CcOp::Mul => self.carry_in != 0,
             CcOp::Shl | CcOp::Shr | CcOp::Sar => self.shift_cf(),
         }
     }
@@ -138,6 +142,7 @@ impl LazyFlags {
     pub fn zf(&self, stored: u64) -> bool {
         match self.op {
             CcOp::Eflags => stored & ZF != 0,
+            CcOp::Mul => false,
             _ => self.res & size_mask(self.size) == 0,
         }
     }
@@ -163,6 +168,7 @@ impl LazyFlags {
             CcOp::Inc => res == sb,
             CcOp::Dec => res == sb - 1,
             CcOp::Shl | CcOp::Shr | CcOp::Sar => self.shift_of(),
+            CcOp::Mul => self.carry_in != 0,
         }
     }
 
@@ -217,6 +223,7 @@ impl LazyFlags {
             CcOp::Shl | CcOp::Shr | CcOp::Sar => {
                 szp(res, self.size) | (self.shift_cf() as u64 * CF) | (self.shift_of() as u64 * OF)
             }
+            CcOp::Mul => (szp(res, self.size) & !ZF) | (self.carry_in as u64 * (CF | OF)),
         }
     }
 }

@@ -346,6 +346,7 @@ fn layout() -> Layout {
             shl: CcOp::Shl as u8,
             shr: CcOp::Shr as u8,
             sar: CcOp::Sar as u8,
+            mul: CcOp::Mul as u8,
         },
         seg_base: std::array::from_fn(|i| {
             at(st + offset_of!(CpuState, seg) + i * size_of::<Segment>() + offset_of!(Segment, base))

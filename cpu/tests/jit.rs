@@ -565,26 +565,10 @@ fn indirect_branches_chain_only_to_the_target_they_take() {
     assert!(on.cpu.jit_stats().chained_runs > 1000, "{:?}", on.cpu.jit_stats());
 }
 
-#[test]
-fn flags_of_shifts_left_pending_match_the_interpreter() {
-    // SHL/SHR/SAR by an immediate below the width leave their flags pending: every condition
-    // right after them (the translator evaluates it), and all of RFLAGS after a block
-    // boundary (the CPU computes it from the stored record), must match the interpreter.
-    let values = [0u64, 1, 0x7f, 0x80, 0xc0, 0x4000, 0x8000, 0x4000_0000, 0x8000_0001, 0xdead_beef_0123_4567, u64::MAX, 1 << 62];
-    let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 12] = [
-        |a| a.shl(cl, 1),
-        |a| a.shl(cl, 7),
-        |a| a.shr(cl, 1),
-        |a| a.sar(cl, 6),
-        |a| a.shl(cx, 3),
-        |a| a.shr(cx, 15),
-        |a| a.sar(cx, 1),
-        |a| a.shl(ecx, 1),
-        |a| a.shr(ecx, 17),
-        |a| a.sar(ecx, 31),
-        |a| a.shl(rcx, 63),
-        |a| a.sar(rcx, 2),
-    ];
+/// Every condition right after each of `ops` (the translator evaluates it), and all of
+/// RFLAGS after a block boundary (the CPU computes it from the stored record), must match the
+/// interpreter, for operands RCX (the destination, from each value) and RBX (its rotation).
+fn check_pending_flags(values: &[u64], ops: &[fn(&mut CodeAssembler) -> Result<(), IcedError>]) {
     let conditions: [fn(&mut CodeAssembler, AsmMemoryOperand) -> Result<(), IcedError>; 16] = [
         |a, m| a.seto(m),
         |a, m| a.setno(m),
@@ -603,8 +587,9 @@ fn flags_of_shifts_left_pending_match_the_interpreter() {
         |a, m| a.setle(m),
         |a, m| a.setg(m),
     ];
-    for &x in &values {
-        both(&[(RAX, x), (RDI, DATA)], |a| {
+    for &x in values {
+        both(&[(RAX, x), (RBX, x.rotate_left(29) ^ 0x35), (RDI, DATA)], |a| {
+            a.mov(qword_ptr(rdi + 0x800), rbx)?;
             for (k, op) in ops.iter().enumerate() {
                 a.mov(rcx, rax)?;
                 op(a)?;
@@ -624,4 +609,46 @@ fn flags_of_shifts_left_pending_match_the_interpreter() {
             Ok(())
         });
     }
+}
+
+#[test]
+fn flags_of_shifts_left_pending_match_the_interpreter() {
+    // SHL/SHR/SAR by an immediate below the width leave their flags pending.
+    let values = [0u64, 1, 0x7f, 0x80, 0xc0, 0x4000, 0x8000, 0x4000_0000, 0x8000_0001, 0xdead_beef_0123_4567, u64::MAX, 1 << 62];
+    check_pending_flags(&values, &[
+        |a| a.shl(cl, 1),
+        |a| a.shl(cl, 7),
+        |a| a.shr(cl, 1),
+        |a| a.sar(cl, 6),
+        |a| a.shl(cx, 3),
+        |a| a.shr(cx, 15),
+        |a| a.sar(cx, 1),
+        |a| a.shl(ecx, 1),
+        |a| a.shr(ecx, 17),
+        |a| a.sar(ecx, 31),
+        |a| a.shl(rcx, 63),
+        |a| a.sar(rcx, 2),
+    ]);
+}
+
+#[test]
+fn imul_and_not_match_the_interpreter() {
+    // IMUL's flags stay pending (overflow or not, each width, register, memory and immediate
+    // sources); NOT changes none.
+    let values = [0u64, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x1_0000_0001, 0x8000_0000_0000_0000, u64::MAX, 0xdead_beef_0123_4567];
+    check_pending_flags(&values, &[
+        |a| a.imul_2(cx, bx),
+        |a| a.imul_2(ecx, ebx),
+        |a| a.imul_2(rcx, rbx),
+        |a| a.imul_2(rcx, rcx),
+        |a| a.imul_2(ecx, dword_ptr(rdi + 0x800)),
+        |a| a.imul_2(rcx, qword_ptr(rdi + 0x800)),
+        |a| a.imul_3(cx, bx, -3),
+        |a| a.imul_3(ecx, ecx, 0x7fff_ffff),
+        |a| a.imul_3(rcx, rbx, -0x8000_0000),
+        |a| a.imul_3(rcx, qword_ptr(rdi + 0x800), 3),
+        |a| a.not(ecx),
+        |a| a.not(cl),
+        |a| a.not(qword_ptr(rdi + 0x800)),
+    ]);
 }

@@ -78,6 +78,8 @@ pub struct CcOps {
     pub shl: u8,
     pub shr: u8,
     pub sar: u8,
+    /// IMUL into a register: `res` the truncated product, the carry-in whether it overflowed.
+    pub mul: u8,
 }
 
 /// What the interpreter helper reports.

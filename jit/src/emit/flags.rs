@@ -111,14 +111,14 @@ impl Emit<'_, '_> {
             C::no => self.not(|e| e.of(op, size)),
             C::b => self.cf(op, size),
             C::ae => self.not(|e| e.cf(op, size)),
-            C::e => self.zf(),
-            C::ne => self.not(|e| e.zf()),
+            C::e => self.zf(op),
+            C::ne => self.not(|e| e.zf(op)),
             C::be => {
-                let (c, z) = (self.cf(op, size), self.zf());
+                let (c, z) = (self.cf(op, size), self.zf(op));
                 self.b.ins().bor(c, z)
             }
             C::a => self.not(|e| {
-                let (c, z) = (e.cf(op, size), e.zf());
+                let (c, z) = (e.cf(op, size), e.zf(op));
                 e.b.ins().bor(c, z)
             }),
             C::s => self.sf(size),
@@ -128,11 +128,11 @@ impl Emit<'_, '_> {
             C::l => self.lt(op, size),
             C::ge => self.not(|e| e.lt(op, size)),
             C::le => {
-                let (l, z) = (self.lt(op, size), self.zf());
+                let (l, z) = (self.lt(op, size), self.zf(op));
                 self.b.ins().bor(l, z)
             }
             C::g => self.not(|e| {
-                let (l, z) = (e.lt(op, size), e.zf());
+                let (l, z) = (e.lt(op, size), e.zf(op));
                 e.b.ins().bor(l, z)
             }),
         }
@@ -171,7 +171,11 @@ impl Emit<'_, '_> {
         })
     }
 
-    fn zf(&mut self) -> Value {
+    fn zf(&mut self, op: u8) -> Value {
+        if op == self.l.cc_ops.mul {
+            // The interpreter's IMUL clears ZF (the SDM leaves it undefined).
+            return self.b.ins().iconst(types::I8, 0);
+        }
         let res = self.b.use_var(self.cc.res);
         self.b.ins().icmp_imm_s(IntCC::Equal, res, 0)
     }
@@ -225,7 +229,7 @@ impl Emit<'_, '_> {
             let bit = self.b.ins().band_imm_s(bit, 1);
             self.b.ins().ireduce(types::I8, bit)
         } else {
-            // INC/DEC keep the carry they found.
+            // INC/DEC keep the carry they found; IMUL's records its overflow there.
             self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0)
         }
     }
@@ -253,6 +257,10 @@ impl Emit<'_, '_> {
             self.sign(x, size)
         } else if op == ops.shr {
             self.sign(dst, size)
+        } else if op == ops.mul {
+            // CF = OF: the product overflowed.
+            let carry = self.b.use_var(self.cc.carry);
+            self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0)
         } else if op == ops.inc {
             self.b.ins().icmp_imm_s(IntCC::Equal, res, sb)
         } else {

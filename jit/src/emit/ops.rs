@@ -58,6 +58,10 @@ pub(crate) enum Native {
     Shift { op: ShiftOp, size: u8, count: u32 },
     /// The same by CL (any count, zero included: its flags are dead all the same).
     ShiftCl { op: ShiftOp, size: u8 },
+    /// IMUL r, r/m and IMUL r, r/m, imm (16, 32 or 64 bits).
+    Imul { size: u8 },
+    /// NOT r/m.
+    Not { size: u8 },
 }
 
 /// An operand the translator handles.
@@ -201,6 +205,21 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
                 _ => return None,
             }
         }
+        Mnemonic::Imul if insn.op_count() >= 2 => {
+            let Opnd::Reg(_, size) = opnd(insn, 0, bitness)? else { return None };
+            let src = opnd(insn, 1, bitness)?;
+            if size < 2 || matches!(src, Opnd::Imm(_)) || size_of(src) != size {
+                return None;
+            }
+            if insn.op_count() == 3 && !matches!(opnd(insn, 2, bitness)?, Opnd::Imm(_)) {
+                return None;
+            }
+            Native::Imul { size }
+        }
+        Mnemonic::Not => match opnd(insn, 0, bitness)? {
+            Opnd::Imm(_) => return None,
+            d => Native::Not { size: size_of(d) },
+        },
         Mnemonic::Inc | Mnemonic::Dec => match opnd(insn, 0, bitness)? {
             Opnd::Imm(_) => return None,
             d => Native::IncDec { inc: insn.mnemonic() == Mnemonic::Inc, size: size_of(d) },
@@ -474,6 +493,25 @@ impl Emit<'_, '_> {
                 let res = self.shift_by(v, op, size, count);
                 self.set_reg(r, res);
             }
+            Native::Imul { size } => {
+                let a = self.read_opnd(i, insn, opnd(insn, 1, bitness).expect("classified"), size);
+                let b = if insn.op_count() == 3 {
+                    self.read_opnd(i, insn, opnd(insn, 2, bitness).expect("classified"), size)
+                } else {
+                    self.reg(insn.op0_register())
+                };
+                let (res, overflow) = self.signed_product(a, b, size);
+                self.set_reg(insn.op0_register(), res);
+                let ops = self.l.cc_ops;
+                self.set_flags(ops.mul, size, a, b, res, Some(overflow));
+            }
+            Native::Not { size } => {
+                let dst = opnd(insn, 0, bitness).expect("classified");
+                let (d, host) = self.read_dst(i, insn, dst, size, true);
+                let res = self.b.ins().bnot(d);
+                let res = self.mask(res, size);
+                self.write_dst(dst, host, size, res);
+            }
             Native::Cmov { size } => {
                 // The source is read (and may fault) whatever the condition; a 32-bit
                 // destination is zero-extended even when nothing moves (SDM, CMOVcc).
@@ -573,6 +611,25 @@ impl Emit<'_, '_> {
     /// to 5 or 6 bits, possibly 0), masked again. Host shifts take counts modulo 64, which every
     /// case below stays under or relies on (a rotate by 0 of a 64-bit value ORs `v` with
     /// itself).
+    /// The product of two `size`-byte operands as IMUL truncates it (masked), and whether
+    /// the full signed product did not fit (CF = OF), as a 0/1 `i64`.
+    fn signed_product(&mut self, a: Value, b: Value, size: u8) -> (Value, Value) {
+        let (sa, sb) = (self.sext(a, size), self.sext(b, size));
+        let lo = self.b.ins().imul(sa, sb);
+        let overflow = if size == 8 {
+            // The high half must be the low half's sign.
+            let hi = self.b.ins().smulhi(sa, sb);
+            let sign = self.b.ins().sshr_imm_s(lo, 63);
+            self.b.ins().icmp(IntCC::NotEqual, hi, sign)
+        } else {
+            // 16 and 32-bit products are exact in 64 bits.
+            let fits = self.sext(lo, size);
+            self.b.ins().icmp(IntCC::NotEqual, fits, lo)
+        };
+        let overflow = self.b.ins().uextend(cranelift_codegen::ir::types::I64, overflow);
+        (self.mask(lo, size), overflow)
+    }
+
     fn shift_by(&mut self, v: Value, op: ShiftOp, size: u8, count: Value) -> Value {
         let bits = size as i64 * 8;
         let res = match op {
