@@ -652,3 +652,40 @@ fn imul_and_not_match_the_interpreter() {
         |a| a.not(qword_ptr(rdi + 0x800)),
     ]);
 }
+
+#[test]
+fn rotates_whose_flags_later_rotates_overwrite_match_the_interpreter() {
+    // Rotates write CF and OF only: one is native where later instructions overwrite both
+    // before anything reads them (SHA-256's ROR, ROR, XOR), and interpreted where CF or OF
+    // survives to a reader (a register SETcc): through INC (keeps CF), through a shift by CL
+    // (which writes nothing for a count of zero), or to the end of the block.
+    for &(x, count) in &[(0x8000_0001u64, 0u64), (0x1234_5678_9abc_def0, 3), (u64::MAX, 0), (1, 31)] {
+        both(&[(RAX, x), (RBX, x.rotate_left(7)), (RCX, count), (RDI, DATA)], |a| {
+            let mut end = a.create_label();
+            a.mov(edx, eax)?;
+            a.ror(edx, 6)?;
+            a.mov(esi, eax)?;
+            a.ror(esi, 11)?;
+            a.xor(edx, esi)?;
+            a.ror(eax, 25)?;
+            a.xor(edx, eax)?;
+            a.mov(dword_ptr(rdi), edx)?;
+            a.rol(ebx, 3)?;
+            a.ror(ebx, 5)?;
+            a.inc(r8d)?;
+            a.setb(r10b)?;
+            a.add(r13d, r8d)?;
+            a.rol(eax, 9)?;
+            a.shl(r9d, cl)?;
+            a.seto(r11b)?;
+            a.setb(r12b)?;
+            a.add(r13d, eax)?;
+            a.ror(ebx, 1)?;
+            a.ror(eax, 2)?;
+            a.jmp(end)?;
+            a.set_label(&mut end)?;
+            a.pushfq()?;
+            a.pop(qword_ptr(rdi + 16))
+        });
+    }
+}

@@ -290,12 +290,12 @@ const ARITH_FLAGS: u32 = iced_x86::RflagsBits::OF
     | iced_x86::RflagsBits::PF
     | iced_x86::RflagsBits::CF;
 
-/// Keeps a rotate, or a shift by CL or by the width or more, ([`Native::Shift`],
-/// [`Native::ShiftCl`]) only where its flags are dead: before anything could look at
-/// them (a flag read, an instruction that may fault or runs in the interpreter, the end of
-/// the block), a native register-only instruction writes all six arithmetic flags. Between
-/// the two only native register-only instructions that touch no flag may run (a partial
-/// writer like INC carries CF over). Elsewhere the interpreter runs the shift, flags and all.
+/// Keeps a rotate, or a shift by CL or by the width or more ([`Native::Shift`],
+/// [`Native::ShiftCl`]), which are emitted without their flags, only where the flags they
+/// write are dead: before anything could look at one of them (a flag read, an instruction that
+/// may fault or runs in the interpreter, the end of the block), native register-only
+/// instructions overwrite each. A shift by CL overwrites nothing here, as its count may be 0.
+/// Elsewhere the interpreter runs the instruction, flags and all.
 pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instruction]) {
     for i in (0..plan.len()).rev() {
         match &plan[i] {
@@ -303,19 +303,26 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
             Some(Native::Shift { .. } | Native::ShiftCl { .. }) => {}
             _ => continue,
         }
-        let dead = (i + 1..plan.len())
-            .map(|j| {
-                let insn = &insns[j];
-                let no_memory = (0..insn.op_count()).all(|k| insn.op_kind(k) != OpKind::Memory);
-                let modified = insn.rflags_modified() & ARITH_FLAGS;
-                match (&plan[j], insn.rflags_read(), no_memory) {
-                    (Some(Native::Alu { .. }), 0, true) if modified == ARITH_FLAGS => Some(true),
-                    (Some(n), 0, true) if modified == 0 && !n.ends_block() => None,
-                    _ => Some(false),
-                }
-            })
-            .find_map(|d| d)
-            .unwrap_or(false);
+        let mut live = insns[i].rflags_modified() & ARITH_FLAGS;
+        let mut dead = live == 0;
+        for j in i + 1..plan.len() {
+            if dead {
+                break;
+            }
+            let insn = &insns[j];
+            let no_memory = (0..insn.op_count()).all(|k| insn.op_kind(k) != OpKind::Memory);
+            let observable = match &plan[j] {
+                Some(n) => !no_memory || n.ends_block() || insn.rflags_read() & live != 0,
+                None => true,
+            };
+            if observable {
+                break;
+            }
+            if !matches!(plan[j], Some(Native::ShiftCl { .. })) {
+                live &= !insn.rflags_modified();
+            }
+            dead = live == 0;
+        }
         if !dead {
             plan[i] = None;
         }
