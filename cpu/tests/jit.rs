@@ -689,3 +689,17 @@ fn rotates_whose_flags_later_rotates_overwrite_match_the_interpreter() {
         });
     }
 }
+
+#[test]
+fn neg_and_bswap_match_the_interpreter() {
+    let values = [0u64, 1, 0x80, 0x8000, 0x8000_0000, 0x8000_0000_0000_0000, u64::MAX, 0x0123_4567_89ab_cdef];
+    check_pending_flags(&values, &[
+        |a| a.neg(cl),
+        |a| a.neg(cx),
+        |a| a.neg(ecx),
+        |a| a.neg(rcx),
+        |a| a.neg(dword_ptr(rdi + 0x800)),
+        |a| a.bswap(ecx),
+        |a| a.bswap(rcx),
+    ]);
+}

@@ -62,6 +62,10 @@ pub(crate) enum Native {
     Imul { size: u8 },
     /// NOT r/m.
     Not { size: u8 },
+    /// NEG r/m: flags as SUB from 0.
+    Neg { size: u8 },
+    /// BSWAP r32/r64.
+    Bswap { size: u8 },
 }
 
 /// An operand the translator handles.
@@ -219,6 +223,15 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
         Mnemonic::Not => match opnd(insn, 0, bitness)? {
             Opnd::Imm(_) => return None,
             d => Native::Not { size: size_of(d) },
+        },
+        Mnemonic::Neg => match opnd(insn, 0, bitness)? {
+            Opnd::Imm(_) => return None,
+            d => Native::Neg { size: size_of(d) },
+        },
+        // BSWAP of a 16-bit register is undefined (SDM): the interpreter keeps its choice.
+        Mnemonic::Bswap => match opnd(insn, 0, bitness)? {
+            Opnd::Reg(_, size @ (4 | 8)) => Native::Bswap { size },
+            _ => return None,
         },
         Mnemonic::Inc | Mnemonic::Dec => match opnd(insn, 0, bitness)? {
             Opnd::Imm(_) => return None,
@@ -518,6 +531,28 @@ impl Emit<'_, '_> {
                 let res = self.b.ins().bnot(d);
                 let res = self.mask(res, size);
                 self.write_dst(dst, host, size, res);
+            }
+            Native::Neg { size } => {
+                let dst = opnd(insn, 0, bitness).expect("classified");
+                let (d, host) = self.read_dst(i, insn, dst, size, true);
+                let res = self.b.ins().ineg(d);
+                let res = self.mask(res, size);
+                self.write_dst(dst, host, size, res);
+                let (zero, ops) = (self.iconst(0), self.l.cc_ops);
+                self.set_flags(ops.sub, size, zero, d, res, None);
+            }
+            Native::Bswap { size } => {
+                use cranelift_codegen::ir::types;
+                let r = insn.op0_register();
+                let v = self.reg(r);
+                let swapped = if size == 4 {
+                    let narrow = self.b.ins().ireduce(types::I32, v);
+                    let s = self.b.ins().bswap(narrow);
+                    self.b.ins().uextend(types::I64, s)
+                } else {
+                    self.b.ins().bswap(v)
+                };
+                self.set_reg(r, swapped);
             }
             Native::Cmov { size } => {
                 // The source is read (and may fault) whatever the condition; a 32-bit
