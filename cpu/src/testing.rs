@@ -1,6 +1,7 @@
 //! A flat-memory bus for tests and tools: RAM from address 0, port I/O recorded, no devices.
 
 use crate::bus::{CpuBus, PhysPage};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct FlatBus {
     pub ram: Vec<u8>,
@@ -50,9 +51,47 @@ impl CpuBus for FlatBus {
     fn now_ns(&mut self) -> u64 {
         self.now
     }
-    fn interrupt_line(&self) -> Option<&std::sync::atomic::AtomicBool> {
+    fn interrupt_line(&self) -> Option<&AtomicBool> {
         // No interrupt controller: a line that never rises.
-        static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        static NEVER: AtomicBool = AtomicBool::new(false);
         Some(&NEVER)
+    }
+}
+
+/// A [`FlatBus`] with an INTR line, which another thread may raise: acknowledging it lowers
+/// the line and answers `vector`.
+pub struct LineBus<'a> {
+    pub ram: &'a mut FlatBus,
+    pub line: &'a AtomicBool,
+    pub vector: u8,
+}
+
+impl CpuBus for LineBus<'_> {
+    fn phys_page(&mut self, paddr: u64) -> PhysPage {
+        self.ram.phys_page(paddr)
+    }
+    fn mmio_read(&mut self, paddr: u64, size: u8) -> u64 {
+        self.ram.mmio_read(paddr, size)
+    }
+    fn mmio_write(&mut self, paddr: u64, size: u8, value: u64) {
+        self.ram.mmio_write(paddr, size, value)
+    }
+    fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.ram.io_read(port, size)
+    }
+    fn io_write(&mut self, port: u16, size: u8, value: u32) {
+        self.ram.io_write(port, size, value)
+    }
+    fn now_ns(&mut self) -> u64 {
+        self.ram.now_ns()
+    }
+    fn interrupt_pending(&mut self) -> bool {
+        self.line.load(Ordering::Acquire)
+    }
+    fn interrupt_line(&self) -> Option<&AtomicBool> {
+        Some(self.line)
+    }
+    fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.line.swap(false, Ordering::AcqRel).then_some(self.vector)
     }
 }

@@ -17,6 +17,26 @@ fn vm(mode: JitMode) -> Vm {
     vm
 }
 
+/// SETcc of each of the 16 conditions, into memory.
+const SETTERS: [fn(&mut CodeAssembler, AsmMemoryOperand) -> Result<(), IcedError>; 16] = [
+    |a, m| a.seto(m),
+    |a, m| a.setno(m),
+    |a, m| a.setb(m),
+    |a, m| a.setae(m),
+    |a, m| a.sete(m),
+    |a, m| a.setne(m),
+    |a, m| a.setbe(m),
+    |a, m| a.seta(m),
+    |a, m| a.sets(m),
+    |a, m| a.setns(m),
+    |a, m| a.setp(m),
+    |a, m| a.setnp(m),
+    |a, m| a.setl(m),
+    |a, m| a.setge(m),
+    |a, m| a.setle(m),
+    |a, m| a.setg(m),
+];
+
 /// Run-loop budget that lets compiled blocks chain.
 const CHAINING: u64 = 100_000;
 
@@ -102,24 +122,6 @@ fn flags_after_every_operation_and_width_match_the_interpreter() {
     for (i, &x) in values.iter().enumerate() {
         for &y in &values[i..] {
             both(&[(RAX, x), (RBX, y), (RDI, DATA)], |a| {
-                let setters: [fn(&mut CodeAssembler, AsmMemoryOperand) -> Result<(), IcedError>; 16] = [
-                    |a, m| a.seto(m),
-                    |a, m| a.setno(m),
-                    |a, m| a.setb(m),
-                    |a, m| a.setae(m),
-                    |a, m| a.sete(m),
-                    |a, m| a.setne(m),
-                    |a, m| a.setbe(m),
-                    |a, m| a.seta(m),
-                    |a, m| a.sets(m),
-                    |a, m| a.setns(m),
-                    |a, m| a.setp(m),
-                    |a, m| a.setnp(m),
-                    |a, m| a.setl(m),
-                    |a, m| a.setge(m),
-                    |a, m| a.setle(m),
-                    |a, m| a.setg(m),
-                ];
                 // ADC and SBB take the carry the operation before them left.
                 let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 15] = [
                     |a| a.cmp(al, bl),
@@ -142,7 +144,7 @@ fn flags_after_every_operation_and_width_match_the_interpreter() {
                     a.mov(rcx, rax)?;
                     a.mov(rdx, rax)?;
                     op(a)?;
-                    for (c, set) in setters.iter().enumerate() {
+                    for (c, set) in SETTERS.iter().enumerate() {
                         set(a, byte_ptr(rdi + (k * 16 + c) as i32))?;
                     }
                 }
@@ -467,39 +469,6 @@ fn a_kick_stops_chained_blocks() {
     assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
 }
 
-/// The harness's RAM with an INTR line another thread raises (vector 0x20).
-struct LineBus<'a> {
-    ram: &'a mut ferrite_cpu::testing::FlatBus,
-    line: &'a std::sync::atomic::AtomicBool,
-}
-
-impl ferrite_cpu::bus::CpuBus for LineBus<'_> {
-    fn phys_page(&mut self, paddr: u64) -> ferrite_cpu::bus::PhysPage {
-        self.ram.phys_page(paddr)
-    }
-    fn mmio_read(&mut self, paddr: u64, size: u8) -> u64 {
-        self.ram.mmio_read(paddr, size)
-    }
-    fn mmio_write(&mut self, paddr: u64, size: u8, value: u64) {
-        self.ram.mmio_write(paddr, size, value)
-    }
-    fn io_read(&mut self, port: u16, size: u8) -> u32 {
-        self.ram.io_read(port, size)
-    }
-    fn io_write(&mut self, port: u16, size: u8, value: u32) {
-        self.ram.io_write(port, size, value)
-    }
-    fn interrupt_pending(&mut self) -> bool {
-        self.line.load(std::sync::atomic::Ordering::Acquire)
-    }
-    fn interrupt_line(&self) -> Option<&std::sync::atomic::AtomicBool> {
-        Some(self.line)
-    }
-    fn acknowledge_interrupt(&mut self) -> Option<u8> {
-        self.line.swap(false, std::sync::atomic::Ordering::AcqRel).then_some(0x20)
-    }
-}
-
 #[test]
 fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
     let mut v = vm(JitMode::Always);
@@ -522,7 +491,7 @@ fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
             kick.store(true, std::sync::atomic::Ordering::Relaxed);
         })
     };
-    let exit = v.cpu.run(&mut LineBus { ram: &mut v.bus, line: &line }, u64::MAX);
+    let exit = v.cpu.run(&mut ferrite_cpu::testing::LineBus { ram: &mut v.bus, line: &line, vector: 0x20 }, u64::MAX);
     raiser.join().unwrap();
     assert_eq!(exit, ferrite_cpu::RunExit::Kicked);
     assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");
@@ -569,31 +538,13 @@ fn indirect_branches_chain_only_to_the_target_they_take() {
 /// RFLAGS after a block boundary (the CPU computes it from the stored record), must match the
 /// interpreter, for operands RCX (the destination, from each value) and RBX (its rotation).
 fn check_pending_flags(values: &[u64], ops: &[fn(&mut CodeAssembler) -> Result<(), IcedError>]) {
-    let conditions: [fn(&mut CodeAssembler, AsmMemoryOperand) -> Result<(), IcedError>; 16] = [
-        |a, m| a.seto(m),
-        |a, m| a.setno(m),
-        |a, m| a.setb(m),
-        |a, m| a.setae(m),
-        |a, m| a.sete(m),
-        |a, m| a.setne(m),
-        |a, m| a.setbe(m),
-        |a, m| a.seta(m),
-        |a, m| a.sets(m),
-        |a, m| a.setns(m),
-        |a, m| a.setp(m),
-        |a, m| a.setnp(m),
-        |a, m| a.setl(m),
-        |a, m| a.setge(m),
-        |a, m| a.setle(m),
-        |a, m| a.setg(m),
-    ];
     for &x in values {
         both(&[(RAX, x), (RBX, x.rotate_left(29) ^ 0x35), (RDI, DATA)], |a| {
             a.mov(qword_ptr(rdi + 0x800), rbx)?;
             for (k, op) in ops.iter().enumerate() {
                 a.mov(rcx, rax)?;
                 op(a)?;
-                for (c, set) in conditions.iter().enumerate() {
+                for (c, set) in SETTERS.iter().enumerate() {
                     set(a, byte_ptr(rdi + (k * 16 + c) as i32))?;
                 }
                 a.mov(rcx, rax)?;

@@ -4,11 +4,11 @@
 
 mod int_harness;
 
-use ferrite_cpu::bus::{CpuBus, PhysPage};
 use ferrite_cpu::state::flags::*;
 use ferrite_cpu::state::reg::*;
 use ferrite_cpu::state::Seg;
-use ferrite_cpu::testing::FlatBus;
+use ferrite_cpu::testing::LineBus;
+use std::sync::atomic::{AtomicBool, Ordering};
 use iced_x86::code_asm::*;
 use int_harness::*;
 
@@ -237,35 +237,6 @@ fn single_step_traps_after_each_iteration() {
 }
 
 /// A bus whose interrupt line can be raised.
-struct IrqBus<'a> {
-    ram: &'a mut FlatBus,
-    pending: Option<u8>,
-}
-
-impl CpuBus for IrqBus<'_> {
-    fn phys_page(&mut self, paddr: u64) -> PhysPage {
-        self.ram.phys_page(paddr)
-    }
-    fn mmio_read(&mut self, paddr: u64, size: u8) -> u64 {
-        self.ram.mmio_read(paddr, size)
-    }
-    fn mmio_write(&mut self, paddr: u64, size: u8, value: u64) {
-        self.ram.mmio_write(paddr, size, value)
-    }
-    fn io_read(&mut self, port: u16, size: u8) -> u32 {
-        self.ram.io_read(port, size)
-    }
-    fn io_write(&mut self, port: u16, size: u8, value: u32) {
-        self.ram.io_write(port, size, value)
-    }
-    fn interrupt_pending(&mut self) -> bool {
-        self.pending.is_some()
-    }
-    fn acknowledge_interrupt(&mut self) -> Option<u8> {
-        self.pending.take()
-    }
-}
-
 #[test]
 fn interrupt_taken_between_iterations() {
     let mut vm = Vm::new(Mode::Long);
@@ -273,11 +244,12 @@ fn interrupt_taken_between_iterations() {
     vm.preset(&[(RSI, DATA), (RCX, 100_000)], 0);
     let f = vm.cpu.rflags();
     vm.cpu.set_rflags(f | IF);
-    let mut bus = IrqBus { ram: &mut vm.bus, pending: None };
+    let line = AtomicBool::new(false);
+    let mut bus = LineBus { ram: &mut vm.bus, line: &line, vector: 0x20 };
     vm.cpu.run(&mut bus, 1);
     let left = vm.cpu.state.gpr[RCX];
     assert!(left > 0 && left < 100_000);
-    bus.pending = Some(0x20);
+    line.store(true, Ordering::Release);
     vm.cpu.run(&mut bus, 1);
     assert_eq!(vm.run(), Stop::Exception(0x20));
     // Interrupt frame: RIP, CS, RFLAGS... pointing back at the REP with the count so far.

@@ -60,10 +60,8 @@ pub(crate) enum Native {
     ShiftCl { op: ShiftOp, size: u8 },
     /// IMUL r, r/m and IMUL r, r/m, imm (16, 32 or 64 bits).
     Imul { size: u8 },
-    /// NOT r/m.
-    Not { size: u8 },
-    /// NEG r/m: flags as SUB from 0.
-    Neg { size: u8 },
+    /// NOT r/m, or NEG r/m (`neg`: flags as SUB from 0).
+    Unary { neg: bool, size: u8 },
     /// BSWAP r32/r64.
     Bswap { size: u8 },
 }
@@ -220,13 +218,9 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
             }
             Native::Imul { size }
         }
-        Mnemonic::Not => match opnd(insn, 0, bitness)? {
+        m @ (Mnemonic::Not | Mnemonic::Neg) => match opnd(insn, 0, bitness)? {
             Opnd::Imm(_) => return None,
-            d => Native::Not { size: size_of(d) },
-        },
-        Mnemonic::Neg => match opnd(insn, 0, bitness)? {
-            Opnd::Imm(_) => return None,
-            d => Native::Neg { size: size_of(d) },
+            d => Native::Unary { neg: m == Mnemonic::Neg, size: size_of(d) },
         },
         // BSWAP of a 16-bit register is undefined (SDM): the interpreter keeps its choice.
         Mnemonic::Bswap => match opnd(insn, 0, bitness)? {
@@ -525,21 +519,16 @@ impl Emit<'_, '_> {
                 let ops = self.l.cc_ops;
                 self.set_flags(ops.mul, size, a, b, res, Some(overflow));
             }
-            Native::Not { size } => {
+            Native::Unary { neg, size } => {
                 let dst = opnd(insn, 0, bitness).expect("classified");
                 let (d, host) = self.read_dst(i, insn, dst, size, true);
-                let res = self.b.ins().bnot(d);
+                let res = if neg { self.b.ins().ineg(d) } else { self.b.ins().bnot(d) };
                 let res = self.mask(res, size);
                 self.write_dst(dst, host, size, res);
-            }
-            Native::Neg { size } => {
-                let dst = opnd(insn, 0, bitness).expect("classified");
-                let (d, host) = self.read_dst(i, insn, dst, size, true);
-                let res = self.b.ins().ineg(d);
-                let res = self.mask(res, size);
-                self.write_dst(dst, host, size, res);
-                let (zero, ops) = (self.iconst(0), self.l.cc_ops);
-                self.set_flags(ops.sub, size, zero, d, res, None);
+                if neg {
+                    let (zero, ops) = (self.iconst(0), self.l.cc_ops);
+                    self.set_flags(ops.sub, size, zero, d, res, None);
+                }
             }
             Native::Bswap { size } => {
                 use cranelift_codegen::ir::types;
