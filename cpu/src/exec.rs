@@ -45,6 +45,8 @@ struct JumpEntry {
     lin: u64,
     /// Bitness, TLB context and PCID the block was looked up under.
     tag: u32,
+    /// Its page's translation is global: the entry holds under any PCID.
+    global: bool,
     /// The cache's generation when it was filled: older entries are stale.
     generation: u64,
     block: Rc<Block>,
@@ -59,9 +61,12 @@ pub(crate) struct CodeCache {
     /// Physical page → keys of blocks with bytes on it.
     pages: HashMap<u64, Vec<BlockKey>>,
     jump: Vec<Option<JumpEntry>>,
-    /// Bumped to empty the jump cache at once (a CR3 write, INVLPG, dropped code), and read by
-    /// compiled code: links between blocks of different pages hold only within a generation.
+    /// Bumped to empty the jump cache at once (a CR3 write that drops translations, a paging
+    /// mode change, the memory map).
     pub jump_generation: u64,
+    /// Bumped with `jump_generation` and by INVLPG, and read by compiled code: links between
+    /// blocks of different pages hold only within one (see `tier`).
+    pub link_generation: u64,
     /// Blocks dropped from the cache while compiled code may still be running them: freed
     /// once the CPU is back outside compiled code (see `tier`).
     pub graveyard: Vec<Rc<Block>>,
@@ -86,8 +91,9 @@ impl Default for CodeCache {
             blocks: HashMap::new(),
             pages: HashMap::new(),
             jump: Vec::new(),
-            // Never 0, which marks a link inside one page (see `tier`).
             jump_generation: 1,
+            // Never 0, which marks a link inside one page (see `tier`).
+            link_generation: 1,
             graveyard: Vec::new(),
             jit_queued: HashMap::new(),
             invalidated: false,
@@ -108,6 +114,29 @@ impl CodeCache {
 
     pub fn flush_jump_cache(&mut self) {
         self.jump_generation += 1;
+        self.link_generation += 1;
+    }
+
+    /// INVLPG of the page holding `lin`: its entries go, and so do links to other pages.
+    pub fn flush_jump_page(&mut self, lin: u64) {
+        self.drop_jump_entries(|e| e.lin >> 12 == lin >> 12);
+    }
+
+    /// A CR3 write or INVPCID that drops the non-global translations of `pcid` (all PCIDs if
+    /// `None`): their entries go, global ones stay, and so do links to other pages.
+    pub fn flush_jump_non_global(&mut self, pcid: Option<u16>) {
+        self.drop_jump_entries(|e| !e.global && pcid.is_none_or(|p| e.tag >> 16 == p as u32));
+    }
+
+    /// Scanning the 4096 entries costs less than looking up every block again after a full
+    /// flush (context switches do this thousands of times a second).
+    fn drop_jump_entries(&mut self, stale: impl Fn(&JumpEntry) -> bool) {
+        for e in self.jump.iter_mut() {
+            if e.as_ref().is_some_and(&stale) {
+                *e = None;
+            }
+        }
+        self.link_generation += 1;
     }
 
     pub fn for_each_block(&self, mut f: impl FnMut(&Block)) {
@@ -128,7 +157,8 @@ impl CodeCache {
                     self.graveyard.push(b);
                 }
             }
-            self.flush_jump_cache();
+            // Jump-cache entries of retired blocks miss (`cached`); links to them find no
+            // live entry.
             self.invalidated = true;
         }
     }
@@ -137,7 +167,14 @@ impl CodeCache {
     #[inline(always)]
     pub fn cached(&self, lin: u64, tag: u32) -> Option<&Rc<Block>> {
         match self.jump.get(Self::jump_slot(lin)) {
-            Some(Some(e)) if e.lin == lin && e.tag == tag && e.generation == self.jump_generation => Some(&e.block),
+            Some(Some(e))
+                if e.lin == lin
+                    && (e.tag == tag || (e.global && e.tag & 0xffff == tag & 0xffff))
+                    && e.generation == self.jump_generation
+                    && !e.block.tier.retired.get() =>
+            {
+                Some(&e.block)
+            }
             _ => None,
         }
     }
@@ -288,7 +325,7 @@ impl Cpu {
         if let Some(b) = self.code.cached(lin, tag) {
             return Ok(b.clone());
         }
-        let (host, phys) = self.fetch_page(bus, lin)?;
+        let (host, phys, global) = self.fetch_code_page(bus, lin)?;
         let key = BlockKey { phys: phys | (lin & 0xfff), rip: self.state.rip, bitness };
         let block = match self.code.blocks.get(&key) {
             Some(b) => b.clone(),
@@ -309,7 +346,8 @@ impl Cpu {
             if self.code.jump.is_empty() {
                 self.code.jump.resize(JUMP_CACHE_SIZE, None);
             }
-            self.code.jump[slot] = Some(JumpEntry { lin, tag, generation: self.code.jump_generation, block: block.clone() });
+            let generation = self.code.jump_generation;
+            self.code.jump[slot] = Some(JumpEntry { lin, tag, global, generation, block: block.clone() });
         }
         Ok(block)
     }

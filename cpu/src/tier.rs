@@ -12,7 +12,7 @@
 //! code jumps on without returning to the run loop, while the budget lasts and no kick, deliverable interrupt or foreign code write
 //! is pending (what the run loop would look at between blocks). A link inside the exiting
 //! block's first page holds as long as both blocks live; a link to another page holds only
-//! within the jump cache's generation, which every CR3 write, INVLPG and code drop bumps. A
+//! within one link generation, which every jump-cache flush and INVLPG bumps. A
 //! dropped block clears its own cells and its live entry, so no link leads into it; blocks
 //! dropped while compiled code runs wait in the graveyard until the chain has returned.
 
@@ -361,7 +361,7 @@ fn layout() -> Layout {
         ctx_user: Ctx::User as u32,
         exec: jit_exec as *const () as usize,
         cond: jit_cond as *const () as usize,
-        jump_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, jump_generation)),
+        link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, link_generation)),
         frame: FrameLayout {
             block: at(offset_of!(Frame<'static>, block)),
             retired: at(offset_of!(Frame<'static>, retired)),
@@ -643,7 +643,7 @@ impl Cpu {
         }
         let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
         let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
-        let generation = if start >> 12 == lin >> 12 { 0 } else { self.code.jump_generation };
+        let generation = if start >> 12 == lin >> 12 { 0 } else { self.code.link_generation };
         let cell = &owner.tier.chain[exit];
         cell.target.set(&target.tier.live_entry as *const Cell<usize> as usize);
         cell.generation.set(generation);

@@ -24,7 +24,7 @@ pub struct ChainCell {
     /// point, or 0 once the target is gone), or 0 while unlinked.
     pub target: Cell<usize>,
     /// 0 for a link inside the exiting block's first page (its physical page follows from the
-    /// block's own); otherwise the jump-cache generation the link was made under, as a link to
+    /// block's own); otherwise the link generation it was made under, as a link to
     /// another page holds only while the translations it was looked up with do.
     pub generation: Cell<u64>,
     /// The RIP the link leads to: fixed for direct exits; for the indirect exit, the target

@@ -34,8 +34,8 @@ pub struct Layout {
     /// `extern "C" fn(cpu, condition) -> u64`: evaluates a condition code (iced's
     /// `ConditionCode` numbering) from the flags in memory.
     pub cond: usize,
-    /// The jump cache's generation (`u64`): bumped whenever translations may have changed.
-    pub jump_generation: i32,
+    /// The link generation (`u64`): bumped whenever translations may have changed.
+    pub link_generation: i32,
     pub frame: FrameLayout,
 }
 

@@ -43,10 +43,11 @@ impl Cpu {
         self.catch_up_code();
         if keep_global {
             self.tlb.flush(true);
+            self.code.flush_jump_non_global(None);
         } else {
             self.flush_all_tlbs();
+            self.code.flush_jump_cache();
         }
-        self.code.flush_jump_cache();
     }
 
     /// INVLPG: the page's translations for the current PCID, and its global translation
@@ -57,7 +58,7 @@ impl Cpu {
         for (_, t) in self.parked_tlbs.iter_mut().filter(|(p, _)| p.is_some()) {
             t.flush_global_page(lin);
         }
-        self.code.flush_jump_cache();
+        self.code.flush_jump_page(lin);
     }
 
     /// Flushes the TLB if the bus's memory map or the A20 gate changed.
@@ -359,10 +360,15 @@ impl Cpu {
     /// Host pointer and physical address of the code page holding `lin`, or `None` as the
     /// pointer if the code lies in device memory.
     pub(crate) fn fetch_page(&mut self, bus: &mut dyn CpuBus, lin: u64) -> Result<(Option<*const u8>, u64)> {
+        self.fetch_code_page(bus, lin).map(|(host, phys, _)| (host, phys))
+    }
+
+    /// `fetch_page`, and whether the translation is global.
+    pub(crate) fn fetch_code_page(&mut self, bus: &mut dyn CpuBus, lin: u64) -> Result<(Option<*const u8>, u64, bool)> {
         let ctx = self.code_ctx();
         let e = self.entry_for(bus, lin, Access::Exec, ctx)?;
         let host = if e.exec & TAG_SLOW != 0 { None } else { Some(e.addend.wrapping_add(lin & !0xfff) as *const u8) };
-        Ok((host, e.paddr))
+        Ok((host, e.paddr, e.global))
     }
 
     /// Reads guest-physical memory (page walks, DMA-free debugger reads). Device memory reads

@@ -275,7 +275,7 @@ impl Emit<'_, '_> {
         self.b.ins().brif(target, generation_check, &[], missing, &[]);
         self.b.switch_to_block(generation_check);
         let generation = self.b.ins().load(types::I64, state_flags(), cell, 8);
-        let current = self.load_state(types::I64, self.l.jump_generation);
+        let current = self.load_state(types::I64, self.l.link_generation);
         let same = self.b.ins().icmp(IntCC::Equal, generation, current);
         let local = self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0);
         let valid = self.b.ins().bor(same, local);

@@ -165,7 +165,7 @@ impl Cpu {
             self.switch_pcid(self.current_pcid(), !keep);
             // Jump-cache entries carry their PCID; only dropped translations take theirs.
             if !keep {
-                self.code.flush_jump_cache();
+                self.code.flush_jump_non_global(Some(self.current_pcid()));
             }
         } else {
             self.flush_tlb(true);
