@@ -141,13 +141,25 @@ fn baseline(f: CpuidFeature) -> bool {
 
 /// Instructions in the hint-NOP space execute as NOPs on CPUs without their feature:
 /// ENDBR32/64 and RDSSPD/Q without CET (compilers emit them unconditionally: glibc, busybox),
-/// and the newer prefetch hints and CLDEMOTE.
+/// the newer prefetch hints and CLDEMOTE, and PREFETCH/PREFETCHW (0F 0D): the Intel SDM lists
+/// no #UD for PREFETCHW but LOCK, and AMD's APM has them on every CPU with long mode, which
+/// is why Linux uses PREFETCHW on any 64-bit AMD CPU (QEMU's qemu64 model among them)
+/// whatever CPUID.80000001H:ECX.3DNowPrefetch says.
 fn hint_nop_without_cet(f: CpuidFeature, insn: &Instruction) -> bool {
     use iced_x86::Mnemonic as M;
-    matches!(f, C::CET_IBT | C::CET_SS | C::PREFETCHWT1 | C::PREFETCHITI | C::CLDEMOTE)
+    matches!(f, C::CET_IBT | C::CET_SS | C::PREFETCHWT1 | C::PREFETCHITI | C::CLDEMOTE | C::PREFETCHW)
         && matches!(
             insn.mnemonic(),
-            M::Endbr32 | M::Endbr64 | M::Rdsspd | M::Rdsspq | M::Prefetchwt1 | M::Prefetchit0 | M::Prefetchit1 | M::Cldemote
+            M::Endbr32
+                | M::Endbr64
+                | M::Rdsspd
+                | M::Rdsspq
+                | M::Prefetchwt1
+                | M::Prefetchit0
+                | M::Prefetchit1
+                | M::Cldemote
+                | M::Prefetch
+                | M::Prefetchw
         )
 }
 
@@ -402,6 +414,17 @@ mod tests {
         assert!(CpuModel::parse("max").unwrap().has("popcnt"));
         assert_eq!(CpuModel::parse("pentium"), Err(CpuModelError::UnknownModel("pentium".into())));
         assert_eq!(CpuModel::parse("max,+bogus"), Err(CpuModelError::UnknownFeature("bogus".into())));
+    }
+
+    #[test]
+    fn prefetchw_runs_on_models_without_3dnowprefetch() {
+        // Linux's PREFETCHW on a 64-bit AMD model (qemu64) must not raise #UD.
+        let m = CpuModel::parse("qemu64").unwrap();
+        assert!(!m.has("3dnowprefetch"));
+        for bytes in [[0x0f, 0x0d, 0x0c, 0x03], [0x0f, 0x0d, 0x04, 0x03]] {
+            let insn = iced_x86::Decoder::new(64, &bytes, 0).decode();
+            assert!(m.allows(&insn), "{insn}");
+        }
     }
 
     #[test]
