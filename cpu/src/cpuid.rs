@@ -106,6 +106,8 @@ const FEATURES: &[Feature] = &[
     // OSPKE (bit 4) mirrors CR4.PKE.
     f!(["pku"], 7, Ecx, 3, Some(C::PKU)),
     f!(["rdpid"], 7, Ecx, 22, Some(C::RDPID)),
+    // IA32_ARCH_CAPABILITIES exists (see `msr::ARCH_CAPABILITIES_VALUE`).
+    f!(["arch-capabilities"], 7, Edx, 29, None),
     f!(["syscall"], 0x8000_0001, Edx, 11, Some(C::SYSCALL)),
     f!(["nx"], 0x8000_0001, Edx, 20, None),
     f!(["pdpe1gb"], 0x8000_0001, Edx, 26, None),
@@ -414,6 +416,14 @@ mod tests {
         assert!(CpuModel::parse("max").unwrap().has("popcnt"));
         assert_eq!(CpuModel::parse("pentium"), Err(CpuModelError::UnknownModel("pentium".into())));
         assert_eq!(CpuModel::parse("max,+bogus"), Err(CpuModelError::UnknownFeature("bogus".into())));
+    }
+
+    #[test]
+    fn max_reports_arch_capabilities() {
+        let st = CpuState::reset();
+        let edx = CpuModel::max().cpuid(7, 0, 0, Topology::default(), &st)[3];
+        assert_ne!(edx & (1 << 29), 0);
+        assert!(!CpuModel::qemu64().has("arch-capabilities"));
     }
 
     #[test]

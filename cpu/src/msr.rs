@@ -10,6 +10,7 @@ use crate::Cpu;
 pub mod index {
     pub const TSC: u32 = 0x10;
     pub const TSC_ADJUST: u32 = 0x3b;
+    pub const ARCH_CAPABILITIES: u32 = 0x10a;
     pub const APIC_BASE: u32 = 0x1b;
     pub const BIOS_SIGN_ID: u32 = 0x8b;
     pub const MTRRCAP: u32 = 0xfe;
@@ -57,6 +58,15 @@ fn fixed_mtrr_slot(msr: u32) -> Option<usize> {
     }
 }
 
+/// IA32_ARCH_CAPABILITIES (read-only; SDM Vol. 4, table 2-2): ferrite's CPU executes nothing
+/// speculatively, so it is truthfully immune to the speculative-execution and data-sampling
+/// issues this MSR reports on. Guests then skip the mitigations a vulnerable CPU needs (Linux:
+/// page-table isolation for Meltdown, buffer clearing for MDS/TAA). Bits: RDCL_NO (0), SSB_NO
+/// (4), MDS_NO (5), PSCHANGE_MC_NO (6), TAA_NO (8), SBDR_SSDP_NO (13), FBSDP_NO (14), PSDP_NO
+/// (15), BHI_NO (20), PBRSB_NO (24), GDS_NO (26), RFDS_NO (27).
+pub const ARCH_CAPABILITIES_VALUE: u64 =
+    1 << 0 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 15 | 1 << 20 | 1 << 24 | 1 << 26 | 1 << 27;
+
 impl Cpu {
     /// The time-stamp counter as the guest sees it.
     pub fn tsc(&self, bus: &mut dyn CpuBus) -> u64 {
@@ -69,6 +79,7 @@ impl Cpu {
         Ok(match msr {
             TSC => self.tsc(bus),
             TSC_ADJUST if self.model.has("tsc-adjust") => m.tsc_adjust,
+            ARCH_CAPABILITIES if self.model.has("arch-capabilities") => ARCH_CAPABILITIES_VALUE,
             XSS if self.model.has("xsaves") => m.xss,
             APIC_BASE => m.apic_base,
             BIOS_SIGN_ID => 0,
