@@ -32,6 +32,11 @@ fn boot_kernel(kernel: &str, cmd: &str, smp: u32) -> Option<Boot> {
 /// [`boot_kernel`] with `extra` initrd archives after the project's initramfs (QEMU's
 /// `-initrd a,b`: the kernel unpacks them in turn).
 fn boot_with_initrds(kernel: &str, extra: &[&std::path::Path], cmd: &str, smp: u32) -> Option<Boot> {
+    boot_with(kernel, extra, &[], cmd, smp)
+}
+
+/// [`boot_with_initrds`] with more options for ferrite (`-cpu ...`).
+fn boot_with(kernel: &str, extra: &[&std::path::Path], options: &[&str], cmd: &str, smp: u32) -> Option<Boot> {
     let [kernel, initramfs] = guest_files([kernel, "initramfs.cpio.gz"])?;
     let mut initrd = initramfs.display().to_string();
     for e in extra {
@@ -43,6 +48,7 @@ fn boot_with_initrds(kernel: &str, extra: &[&std::path::Path], cmd: &str, smp: u
         .map(|s| s.to_string())
         .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd])
         .chain(["-append".into(), append])
+        .chain(options.iter().map(|s| s.to_string()))
         .collect();
     let run = run_ferrite(&args, TIMEOUT, &["FERRITE-INIT-OK"], None);
     Some(Boot { output: run.output, status: run.status, to_marker: run.marks[0], to_exit: run.elapsed })
@@ -104,6 +110,24 @@ fn debian_kernel_brings_up_four_cpus() {
 /// PVH: the uncompressed vmlinux ELF, entered at its XEN_ELFNOTE_PHYS32_ENTRY with the
 /// hvm_start_info (command line, initrd module, memory map, RSDP) as QEMU, Firecracker and
 /// cloud-hypervisor boot it.
+/// QEMU's default CPU model, `-cpu qemu64` (AMD family 15, no TSC-deadline timer and no TSC
+/// frequency in CPUID): Linux runs PREFETCHW, as on any 64-bit AMD CPU, and checks that the
+/// 8254's rate generator ticks through IOAPIC pin 2, whose one-clock low phase must reach the
+/// interrupt controllers as an edge (`check_timer` panics "IO-APIC + timer doesn't work!"
+/// otherwise).
+#[test]
+fn debian_kernel_boots_on_qemus_default_cpu_model() {
+    let cmd = "grep -m1 'model name' /proc/cpuinfo; cat /proc/interrupts";
+    let Some(b) = boot_with("bzImage", &[], &["-cpu", "qemu64"], cmd, 1) else { return };
+    let out = &b.output;
+    let tail: String = out.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(!out.contains("Kernel panic"), "the kernel panicked:\n{tail}");
+    assert!(out.contains("QEMU Virtual CPU"), "not the qemu64 model:\n{tail}");
+    assert!(out.contains("FERRITE-CMD-EXIT=0"), "commands failed:\n{tail}");
+    assert!(interrupt_count(out, "timer").is_some_and(|n| n > 0), "no timer interrupts through the IOAPIC:\n{tail}");
+    assert_eq!(b.status, Some(0), "ferrite did not exit 0 after the guest powered off:\n{tail}");
+}
+
 #[test]
 fn debian_kernel_boots_through_pvh() {
     let Some(b) = boot_kernel("vmlinux", "cat /proc/cmdline; grep -c ^processor /proc/cpuinfo", 1) else { return };

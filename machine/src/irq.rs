@@ -13,34 +13,42 @@ pub struct IrqLevels {
     changed: AtomicU32,
     /// Lines that were high at some point since the board last looked.
     pulsed: AtomicU32,
+    /// Lines that were low at some point since the board last looked.
+    dipped: AtomicU32,
 }
 
 impl IrqLevels {
     pub fn set(&self, line: u8, level: bool) {
         let bit = 1u32 << (line & 31);
         let old = if level { self.levels.fetch_or(bit, Ordering::SeqCst) } else { self.levels.fetch_and(!bit, Ordering::SeqCst) };
-        // A pulse (high then low before anyone looked) must still be seen as an edge: mark it
-        // changed on every transition, and remember the high phase.
+        // A pulse (high then low, or low then high, before anyone looked) must still be seen
+        // as an edge: mark the line changed on every transition, and remember both phases.
         if (old & bit != 0) != level || level {
             self.changed.fetch_or(bit, Ordering::SeqCst);
         }
-        if level {
-            self.pulsed.fetch_or(bit, Ordering::SeqCst);
-        }
+        let phase = if level { &self.pulsed } else { &self.dipped };
+        phase.fetch_or(bit, Ordering::SeqCst);
     }
 
     /// Lines that changed since the last call, with their current level and whether they were
-    /// high at some point in between (so a pulse reads as low-now-but-pulsed).
+    /// at the other level at some point in between: a high pulse reads as low-now-but-was-high,
+    /// and a low dip (the 8254's rate generator, whose OUT is high but for one clock) as
+    /// high-now-but-was-low. Receivers replay the other level first, so they see the edge.
     pub fn take_changes(&self) -> Vec<(u8, bool, bool)> {
         let changed = self.changed.swap(0, Ordering::SeqCst);
         if changed == 0 {
             return Vec::new();
         }
         let pulsed = self.pulsed.fetch_and(!changed, Ordering::SeqCst);
+        let dipped = self.dipped.fetch_and(!changed, Ordering::SeqCst);
         let levels = self.levels.load(Ordering::SeqCst);
         (0..32u8)
             .filter(|i| changed & (1 << i) != 0)
-            .map(|i| (i, levels & (1 << i) != 0, pulsed & (1 << i) != 0))
+            .map(|i| {
+                let high = levels & (1 << i) != 0;
+                let other = if high { dipped } else { pulsed };
+                (i, high, other & (1 << i) != 0)
+            })
             .collect()
     }
 
@@ -65,5 +73,29 @@ impl LineHandle {
 impl IrqLine for LineHandle {
     fn set_level(&self, level: bool) {
         self.levels.set(self.line, level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pulses_and_dips_between_looks_read_as_edges() {
+        let l = IrqLevels::default();
+        // A high pulse: low now, but was high.
+        l.set(3, true);
+        l.set(3, false);
+        assert_eq!(l.take_changes(), vec![(3, false, true)]);
+        // The 8254's rate generator: high, a one-clock dip, high again.
+        l.set(0, true);
+        assert_eq!(l.take_changes(), vec![(0, true, false)]);
+        l.set(0, false);
+        l.set(0, true);
+        assert_eq!(l.take_changes(), vec![(0, true, true)]);
+        // A plain level change is no pulse.
+        l.set(0, false);
+        assert_eq!(l.take_changes(), vec![(0, false, false)]);
+        assert!(!l.any_changed());
     }
 }

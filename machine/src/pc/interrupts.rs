@@ -187,11 +187,10 @@ impl Interrupts {
     /// [`Interrupts::sync`] with the controllers outside ferrite.
     fn sync_external(&self, chip: &dyn ExternalIrqchip) {
         let mut ic = lock(&self.intc);
-        for (line, level, pulsed) in self.irqs.take_changes() {
-            let edge_only = pulsed && !level;
+        for (line, level, other) in self.irqs.take_changes() {
             let set = |gsi: u8, level: bool| {
-                if edge_only {
-                    chip.set_gsi(gsi as u32, true);
+                if other {
+                    chip.set_gsi(gsi as u32, !level);
                 }
                 chip.set_gsi(gsi as u32, level);
             };
@@ -259,19 +258,19 @@ impl Interrupts {
             return self.sync_external(chip.as_ref());
         }
         let mut ic = lock(&self.intc);
-        for (line, level, pulsed) in self.irqs.take_changes() {
-            // A line that went high and low again since the last look is an edge.
-            let edge_only = pulsed && !level;
+        for (line, level, other) in self.irqs.take_changes() {
+            // A line that went to the other level and back since the last look made an edge:
+            // the controllers see the other level first.
             let drive = |ic: &mut Intc, pic_irq: Option<u8>, gsi: u8| {
                 if let Some(irq) = pic_irq {
-                    if edge_only {
-                        ic.pic.set_irq(irq, true);
+                    if other {
+                        ic.pic.set_irq(irq, !level);
                     }
                     ic.pic.set_irq(irq, level);
                 }
                 if (gsi as usize) < ferrite_hw::ioapic::IOAPIC_PINS {
-                    if edge_only {
-                        ic.ioapic.set_irq(gsi as usize, true);
+                    if other {
+                        ic.ioapic.set_irq(gsi as usize, !level);
                     }
                     ic.ioapic.set_irq(gsi as usize, level);
                 }
@@ -284,7 +283,7 @@ impl Interrupts {
                 // 16-19. PIRQs routed to one IRQ share it: the IRQ is high while any is.
                 let pirq = (line - PIRQ_LINE_BASE) as usize;
                 if let Some((irq, shared)) = Self::pirq_change(&mut ic, pirq, level) {
-                    if edge_only {
+                    if other && !level {
                         ic.pic.set_irq(irq, true);
                     }
                     ic.pic.set_irq(irq, shared);
