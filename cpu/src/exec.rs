@@ -68,7 +68,7 @@ pub(crate) struct CodeCache {
     /// blocks of different pages hold only within one (see `tier`).
     pub link_generation: u64,
     /// Blocks dropped from the cache while compiled code may still be running them: freed
-    /// once the CPU is back outside compiled code (see `tier`).
+    /// at the next block start, outside compiled code (see `tier`).
     pub graveyard: Vec<Rc<Block>>,
     /// Blocks waiting for the compile thread, by serial (see `tier`).
     pub jit_queued: HashMap<u64, std::rc::Weak<Block>>,
@@ -436,6 +436,10 @@ impl Cpu {
     pub(crate) fn run_block(&mut self, bus: &mut dyn CpuBus, end: u64) -> Result<()> {
         // Drop what other vCPUs and devices made stale before looking the block up.
         self.catch_up_code();
+        // No compiled code runs here: blocks dropped from the cache can go (see `tier`).
+        if !self.code.graveyard.is_empty() {
+            self.code.graveyard.clear();
+        }
         // Single-stepping, interrupt shadows, the guest's debug registers, RF and alignment
         // checking (see `guest_debug`) cost this one test while unused.
         let fl = self.state.rflags;

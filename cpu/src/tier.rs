@@ -618,10 +618,9 @@ impl Cpu {
         self.tier.stats.compiled_insns += frame.retired;
         if !frame.link_block.is_null() && frame.fault.is_none() {
             // SAFETY: the block ran in this chain, so it was alive then, and blocks dropped
-            // since wait in the graveyard, which is emptied below.
+            // since wait in the graveyard, which `run_block` empties before the next block.
             self.link_exit(unsafe { &*frame.link_block }, frame.link_exit as usize);
         }
-        self.code.graveyard.clear();
         match frame.fault {
             Some(f) => Err(f),
             None => Ok(()),

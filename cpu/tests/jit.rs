@@ -450,6 +450,17 @@ fn a_link_to_another_page_follows_a_changed_mapping() {
     assert!(chained.cpu.jit_stats().chained_runs > 1000, "{:?}", chained.cpu.jit_stats());
 }
 
+/// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that
+/// ignored the kick or the interrupt runs to it (seconds) instead of hanging: the loop's count
+/// in RAX then shows it, as the run loop itself would still report the kick afterwards.
+const NEVER_REACHED: u64 = 4_000_000_000;
+
+/// RAX after the `inc rax; jmp` loop stopped promptly (about 100 ms of it; the whole budget
+/// would be half of `NEVER_REACHED`).
+fn stopped_promptly(v: &Vm) -> bool {
+    v.gpr(RAX) < NEVER_REACHED / 8
+}
+
 #[test]
 fn a_kick_stops_chained_blocks() {
     let mut v = vm(JitMode::Always);
@@ -464,9 +475,10 @@ fn a_kick_stops_chained_blocks() {
         std::thread::sleep(std::time::Duration::from_millis(100));
         kick.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    assert_eq!(v.cpu.run(&mut v.bus, u64::MAX), ferrite_cpu::RunExit::Kicked);
+    assert_eq!(v.cpu.run(&mut v.bus, NEVER_REACHED), ferrite_cpu::RunExit::Kicked);
     kicker.join().unwrap();
     assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
+    assert!(stopped_promptly(&v), "the chain ran on past the kick: {} iterations", v.gpr(RAX));
 }
 
 #[test]
@@ -491,10 +503,11 @@ fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
             kick.store(true, std::sync::atomic::Ordering::Relaxed);
         })
     };
-    let exit = v.cpu.run(&mut ferrite_cpu::testing::LineBus { ram: &mut v.bus, line: &line, vector: 0x20 }, u64::MAX);
+    let exit = v.cpu.run(&mut ferrite_cpu::testing::LineBus { ram: &mut v.bus, line: &line, vector: 0x20 }, NEVER_REACHED);
     raiser.join().unwrap();
     assert_eq!(exit, ferrite_cpu::RunExit::Kicked);
     assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");
+    assert!(stopped_promptly(&v), "the chain ran on past the interrupt: {} iterations", v.gpr(RAX));
     assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
 }
 
