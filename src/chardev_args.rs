@@ -2,7 +2,7 @@
 
 use crate::storage_args::on_off;
 use anyhow::{anyhow, bail, Result};
-use ferrite_machine::config::{ChardevBackend, ChardevConfig, SocketAddress};
+use ferrite_machine::config::{ChardevBackend, ChardevConfig, MonitorConfig, MonitorMode, SocketAddress};
 use std::path::PathBuf;
 
 /// `-chardev socket,id=ID,path=P|host=H,port=N[,server=on|off][,wait=on|off]`,
@@ -42,9 +42,9 @@ pub fn parse_chardev(spec: &str) -> Result<ChardevConfig> {
     Ok(ChardevConfig { id, backend })
 }
 
-/// `-monitor unix:PATH[,server][,nowait]`, `tcp:[HOST]:PORT[,server][,nowait]` or `none`: a
-/// chardev of its own, named `compat_monitor0` as QEMU names it. `None` for `none`.
-pub fn parse_monitor(spec: &str) -> Result<Option<ChardevConfig>> {
+/// `-monitor`/`-qmp` `unix:PATH[,server][,nowait]`, `tcp:[HOST]:PORT[,server][,nowait]` or
+/// `none`: a chardev of its own, named `id`. `None` for `none`.
+pub fn parse_monitor(flag: &str, spec: &str, id: &str) -> Result<Option<ChardevConfig>> {
     let mut parts = spec.split(',');
     let target = parts.next().unwrap_or("");
     let mut server = false;
@@ -52,7 +52,7 @@ pub fn parse_monitor(spec: &str) -> Result<Option<ChardevConfig>> {
         match p.split_once('=').unwrap_or((p, "on")) {
             ("server", v) => server = on_off("server", v)?,
             ("nowait" | "wait", _) => {}
-            _ => bail!("-monitor: unsupported option '{p}'"),
+            _ => bail!("{flag}: unsupported option '{p}'"),
         }
     }
     let address = if target == "none" {
@@ -60,24 +60,27 @@ pub fn parse_monitor(spec: &str) -> Result<Option<ChardevConfig>> {
     } else if let Some(path) = target.strip_prefix("unix:") {
         SocketAddress::Unix(PathBuf::from(path))
     } else if let Some(addr) = target.strip_prefix("tcp:") {
-        let (host, port) = addr.rsplit_once(':').ok_or_else(|| anyhow!("-monitor tcp: expected tcp:[HOST]:PORT"))?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| anyhow!("{flag} tcp: expected tcp:[HOST]:PORT"))?;
         SocketAddress::Tcp(format!("{}:{port}", if host.is_empty() { "127.0.0.1" } else { host }))
     } else {
-        bail!("-monitor {target}: supported are unix:PATH,server,nowait, tcp:[HOST]:PORT,server,nowait and none (the serial port has stdio)");
+        bail!("{flag} {target}: supported are unix:PATH,server=on,wait=off, tcp:[HOST]:PORT,server=on,wait=off and none");
     };
-    Ok(Some(ChardevConfig { id: "compat_monitor0".into(), backend: ChardevBackend::Socket { address, server } }))
+    Ok(Some(ChardevConfig { id: id.into(), backend: ChardevBackend::Socket { address, server } }))
 }
 
-/// `-mon chardev=ID[,mode=readline]`: the chardev the monitor runs on.
-pub fn parse_mon(spec: &str) -> Result<String> {
-    let mut id = None;
+/// `-mon chardev=ID[,mode=readline|control][,pretty=on|off]`.
+pub fn parse_mon(spec: &str) -> Result<MonitorConfig> {
+    let (mut id, mut mode) = (None, MonitorMode::Readline);
     for p in spec.split(',').filter(|p| !p.is_empty()) {
         match p.split_once('=') {
             Some(("chardev", v)) => id = Some(v.to_string()),
-            Some(("mode", "readline")) | Some(("pretty", _)) => {}
-            Some(("mode", m)) => bail!("-mon: mode={m} is not supported (readline; QMP comes later)"),
+            Some(("mode", "readline")) => mode = MonitorMode::Readline,
+            Some(("mode", "control")) => mode = MonitorMode::Control,
+            Some(("pretty", _)) => {}
+            Some(("mode", m)) => bail!("-mon: mode={m}: expected readline or control"),
             _ => bail!("-mon: unsupported option '{p}'"),
         }
     }
-    id.ok_or_else(|| anyhow!("-mon: chardev=ID is required"))
+    let chardev = id.ok_or_else(|| anyhow!("-mon: chardev=ID is required"))?;
+    Ok(MonitorConfig { chardev, mode })
 }

@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use ferrite_machine::config::{Accel, DebugExit, MachineConfig, PciDeviceConfig, PciDeviceKind, SerialBackend};
+use ferrite_machine::config::{Accel, DebugExit, MachineConfig, MonitorConfig, MonitorMode, PciDeviceConfig, PciDeviceKind, SerialBackend};
 use crate::net_args::Network;
 use crate::storage_args::{parse_boot, Storage};
 use ferrite_machine::config::Media;
@@ -144,12 +144,15 @@ struct Args {
     /// A character device: socket,id=ID,path=P|port=N[,server=on] | file,id=ID,path=P | null,id=ID.
     #[arg(long = "chardev", value_name = "BACKEND,id=ID,..")]
     chardev: Vec<String>,
-    /// The human monitor on a socket: unix:PATH,server,nowait | tcp:[HOST]:PORT,server,nowait | none.
+    /// The human monitor on a socket: unix:PATH,server=on,wait=off | tcp:[HOST]:PORT,server=on,wait=off | none.
     #[arg(long = "monitor", value_name = "DEV")]
-    monitor: Option<String>,
-    /// The human monitor on a -chardev: chardev=ID.
+    monitor: Vec<String>,
+    /// QMP on a socket: unix:PATH,server=on,wait=off | tcp:[HOST]:PORT,server=on,wait=off.
+    #[arg(long = "qmp", value_name = "DEV")]
+    qmp: Vec<String>,
+    /// A monitor on a -chardev: chardev=ID[,mode=readline|control].
     #[arg(long = "mon", value_name = "chardev=ID")]
-    mon: Option<String>,
+    mon: Vec<String>,
 }
 
 /// `-smp [cpus=]N[,maxcpus=M][,sockets=S][,dies=1][,clusters=1][,cores=C][,threads=T]`, as
@@ -227,6 +230,7 @@ const LONG: &[&str] = &[
     "net",
     "chardev",
     "monitor",
+    "qmp",
     "mon",
     "overcommit",
     "name",
@@ -476,18 +480,21 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
             },
         };
     }
-    if let Some(m) = &args.monitor {
-        if let Some(c) = crate::chardev_args::parse_monitor(m)? {
-            cfg.monitor = Some(c.id.clone());
+    // Monitors on their own sockets get chardevs named as QEMU names them (compat_monitorN).
+    let own = args.monitor.iter().map(|m| (m, MonitorMode::Readline)).chain(args.qmp.iter().map(|m| (m, MonitorMode::Control)));
+    for (n, (spec, mode)) in own.enumerate() {
+        let flag = if mode == MonitorMode::Control { "-qmp" } else { "-monitor" };
+        if let Some(c) = crate::chardev_args::parse_monitor(flag, spec, &format!("compat_monitor{n}"))? {
+            cfg.monitors.push(MonitorConfig { chardev: c.id.clone(), mode });
             cfg.chardevs.push(c);
         }
     }
-    if let Some(m) = &args.mon {
-        let id = crate::chardev_args::parse_mon(m)?;
-        if !cfg.chardevs.iter().any(|c| c.id == id) {
-            bail!("-mon: no -chardev with id={id}");
+    for m in &args.mon {
+        let monitor = crate::chardev_args::parse_mon(m)?;
+        if !cfg.chardevs.iter().any(|c| c.id == monitor.chardev) {
+            bail!("-mon: no -chardev with id={}", monitor.chardev);
         }
-        cfg.monitor = Some(id);
+        cfg.monitors.push(monitor);
     }
     let mut storage = Storage::default();
     for d in &args.drive {

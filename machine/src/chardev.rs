@@ -117,6 +117,8 @@ enum Sink {
 
 struct State {
     frontend: Option<Arc<dyn Frontend>>,
+    /// What a second client of a listening socket reads before it is disconnected.
+    busy_message: Vec<u8>,
     connected: bool,
     /// The frontend made room since the reader last looked.
     woken: bool,
@@ -156,7 +158,7 @@ impl Chardev {
         let dev = Arc::new(Chardev {
             id: id.clone(),
             // Files and null always take output; sockets once a peer is there.
-            state: Mutex::new(State { frontend: None, connected: !matches!(cfg.backend, ChardevBackend::Socket { .. }), woken: false }),
+            state: Mutex::new(State { frontend: None, busy_message: Vec::new(), connected: !matches!(cfg.backend, ChardevBackend::Socket { .. }), woken: false }),
             room: Condvar::new(),
             output: tx,
             unwritten: Arc::default(),
@@ -192,6 +194,22 @@ impl Chardev {
     /// Whether a host program is connected (sockets) or output has somewhere to go.
     pub fn is_connected(&self) -> bool {
         lock(&self.state).connected
+    }
+
+    /// What a listening socket tells a client that connects while another is served (the
+    /// default: a line naming the chardev).
+    pub fn set_busy_message(&self, message: Vec<u8>) {
+        lock(&self.state).busy_message = message;
+    }
+
+    /// Turns away a client: one at a time is served.
+    fn turn_away(&self, mut stream: Stream) {
+        let message = {
+            let s = lock(&self.state);
+            if s.busy_message.is_empty() { format!("ferrite: chardev '{}' already has a client\n", self.id).into_bytes() } else { s.busy_message.clone() }
+        };
+        let _ = stream.write_all(&message);
+        stream.shutdown();
     }
 
     /// The device of the current board; it learns the connection state at once.
@@ -292,16 +310,25 @@ fn connect(id: &str, address: &SocketAddress) -> Result<Stream, ChardevError> {
 fn accept_loop(listener: Listener, dev: std::sync::Weak<Chardev>) {
     while let Ok(stream) = listener.accept() {
         let Some(d) = dev.upgrade() else { return };
+        if d.is_connected() {
+            d.turn_away(stream);
+            continue;
+        }
         let Ok(reader) = stream.try_clone() else { continue };
         *lock(&d.sink) = Sink::Socket(Some(stream));
         d.set_connected(true);
-        drop(d);
-        read_loop(reader, &dev);
-        let Some(d) = dev.upgrade() else { return };
-        if let Sink::Socket(Some(s)) = std::mem::replace(&mut *lock(&d.sink), Sink::Socket(None)) {
-            s.shutdown();
+        let weak = dev.clone();
+        let served = std::thread::Builder::new().name(format!("chardev-{}-client", d.id)).spawn(move || {
+            read_loop(reader, &weak);
+            let Some(d) = weak.upgrade() else { return };
+            if let Sink::Socket(Some(s)) = std::mem::replace(&mut *lock(&d.sink), Sink::Socket(None)) {
+                s.shutdown();
+            }
+            d.set_connected(false);
+        });
+        if served.is_err() {
+            d.set_connected(false);
         }
-        d.set_connected(false);
     }
 }
 

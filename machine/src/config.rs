@@ -122,6 +122,22 @@ pub struct ChardevConfig {
     pub backend: ChardevBackend,
 }
 
+/// Which protocol a monitor speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorMode {
+    /// The human monitor (HMP): `-monitor`, `-mon mode=readline`.
+    Readline,
+    /// QMP: `-qmp`, `-mon mode=control`.
+    Control,
+}
+
+/// A monitor on the `-chardev` with id `chardev`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonitorConfig {
+    pub chardev: String,
+    pub mode: MonitorMode,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChardevBackend {
     /// Output dropped, no input.
@@ -288,8 +304,8 @@ pub struct MachineConfig {
     pub nics: Vec<NicConfig>,
     /// `-chardev` backends, by id.
     pub chardevs: Vec<ChardevConfig>,
-    /// The `-chardev` id the human monitor (`-monitor`, `-mon`) runs on.
-    pub monitor: Option<String>,
+    /// Monitors (`-monitor`, `-qmp`, `-mon`), each on a `-chardev`.
+    pub monitors: Vec<MonitorConfig>,
     pub boot: BootConfig,
     pub accel: Accel,
     /// Accelerators to try, in order, when `accel` cannot run here (QEMU's `accel=kvm:tcg`).
@@ -340,7 +356,7 @@ impl Default for MachineConfig {
             ide_drives: Vec::new(),
             nics: Vec::new(),
             chardevs: Vec::new(),
-            monitor: None,
+            monitors: Vec::new(),
             boot: BootConfig::default(),
             accel: Accel::Tcg,
             accel_fallback: Vec::new(),

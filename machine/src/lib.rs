@@ -8,10 +8,12 @@ pub mod chardev;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod gdb;
 pub mod irq;
 pub mod monitor;
 pub mod pc;
+pub mod qmp;
 mod vcpu;
 
 use config::{Accel, MachineConfig, SerialBackend};
@@ -23,7 +25,7 @@ use ferrite_cpu::{Cpu, CpuModel};
 use ferrite_firmware::MemoryLayout;
 use ferrite_memory::GuestMemory;
 use pc::{MachineEvent, PcBoard, SerialOut, VcpuBus};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +52,7 @@ pub enum MachineError {
         #[source]
         source: std::io::Error,
     },
-    #[error("-S waits for a debugger to start the CPU: give -s or -gdb tcp::PORT too")]
+    #[error("-S waits for a debugger or a monitor to start the CPU: give -s, -gdb tcp::PORT, -qmp or -monitor too")]
     PausedWithoutGdb,
     #[error(transparent)]
     Memory(#[from] ferrite_memory::MemoryError),
@@ -151,6 +153,19 @@ pub struct Machine {
     live_virtio: pc::virtio::LiveVirtio,
     /// What the monitor acts on.
     monitor: monitor::MonitorTargets,
+    /// Jobs from the monitors, run on the machine thread.
+    jobs: std::sync::mpsc::Receiver<control::Job>,
+    pub(crate) control: control::Control,
+    /// Set by a job that ends the machine (`quit`).
+    pub(crate) finish: Option<Outcome>,
+    /// The vCPU threads, started on the first run.
+    threads: Option<vcpu::VcpuThreads<MachineVcpu>>,
+    /// Host thread ids of the vCPU threads (empty until they start).
+    pub(crate) vcpu_tids: Vec<i32>,
+    /// gdb's loop runs the machine (`-s`, `-gdb`).
+    pub(crate) debugging: bool,
+    /// The vCPU the human monitor's `info registers`, `x` and `gva2gpa` look at (`cpu N`).
+    pub(crate) monitor_cpu: usize,
 }
 
 /// A drive and its opened image (`None`: a CD-ROM drive without a disc).
@@ -158,6 +173,7 @@ pub struct Machine {
 struct OpenDrive {
     cfg: config::IdeDriveConfig,
     disk: Option<Arc<dyn ferrite_block::Disk>>,
+    format: Option<ferrite_block::ImageFormat>,
 }
 
 /// Opens every drive's image before the guest starts, so a bad image is an error naming
@@ -166,17 +182,17 @@ fn open_drives(cfg: &MachineConfig) -> Result<Vec<OpenDrive>, MachineError> {
     cfg.ide_drives
         .iter()
         .map(|d| {
-            let disk = match &d.image {
+            let (disk, format) = match &d.image {
                 Some(opts) => {
                     let opened = ferrite_block::open_image(opts)?;
                     for w in &opened.warnings {
                         eprintln!("ferrite: warning: {w}");
                     }
-                    Some(opened.disk)
+                    (Some(opened.disk), Some(opened.format))
                 }
-                None => None,
+                None => (None, None),
             };
-            Ok(OpenDrive { cfg: d.clone(), disk })
+            Ok(OpenDrive { cfg: d.clone(), disk, format })
         })
         .collect()
 }
@@ -430,7 +446,7 @@ impl Machine {
                 }
             }
         }
-        if cfg.start_paused && cfg.gdb.is_none() {
+        if cfg.start_paused && cfg.gdb.is_none() && cfg.monitors.is_empty() {
             return Err(MachineError::PausedWithoutGdb);
         }
         let topology = cfg.topology();
@@ -442,11 +458,16 @@ impl Machine {
         let Built { board, vcpus, events, ide, live_virtio } = build(&cfg, &model, topology, backends)?;
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
-        let monitor = monitor::MonitorTargets::new(cfg.memory_bytes & !0xfff);
+        let initial = if cfg.start_paused { control::RunState::Prelaunch } else { control::RunState::Running };
+        let control::ControlPort { jobs, control } = control::Control::new(initial);
+        let monitor = monitor::MonitorTargets::new(cfg.memory_bytes & !0xfff, control.clone());
         monitor.attach(board.wiring.clone(), live_virtio.balloon.clone());
-        if let Some(id) = &cfg.monitor {
-            let chardev = chardevs.iter().find(|c| c.id() == id).ok_or_else(|| MachineError::MonitorChardev(id.clone()))?;
-            monitor::Monitor::start(chardev.clone(), monitor.clone());
+        for m in &cfg.monitors {
+            let chardev = chardevs.iter().find(|c| c.id() == m.chardev).ok_or_else(|| MachineError::MonitorChardev(m.chardev.clone()))?;
+            match m.mode {
+                config::MonitorMode::Readline => monitor::Monitor::start(chardev.clone(), monitor.clone()),
+                config::MonitorMode::Control => qmp::QmpServer::start(chardev.clone(), monitor.clone()),
+            }
         }
         let poll = cfg.pci_devices.iter().find_map(|d| match &d.kind {
             config::PciDeviceKind::VirtioBalloon(b) if b.stats_interval_secs > 0 => Some(b.stats_interval_secs),
@@ -455,7 +476,29 @@ impl Machine {
         if let Some(secs) = poll {
             monitor.poll_balloon_stats(std::time::Duration::from_secs(u64::from(secs)));
         }
-        Ok(Machine { cfg, model, topology, board, vcpus, events, gdb, debug, drives, ide, nics, virtio, live_virtio, monitor })
+        Ok(Machine {
+            cfg,
+            model,
+            topology,
+            board,
+            vcpus,
+            events,
+            gdb,
+            debug,
+            drives,
+            ide,
+            nics,
+            virtio,
+            live_virtio,
+            monitor,
+            jobs,
+            control,
+            finish: None,
+            threads: None,
+            vcpu_tids: Vec::new(),
+            debugging: false,
+            monitor_cpu: 0,
+        })
     }
 
     /// Reboots: every vCPU back to its power-on state with fresh memory and devices (the BSP
@@ -466,7 +509,7 @@ impl Machine {
         self.live_virtio.quiesce();
         let backends = Backends { drives: &self.drives, nics: &self.nics, virtio: &self.virtio };
         let Built { board, vcpus, events, ide, live_virtio } = build(&self.cfg, &self.model, self.topology, backends)?;
-        self.board.wiring.set_stopping();
+        self.board.wiring.retire();
         self.board = board;
         self.vcpus = vcpus;
         self.events = events;
@@ -491,13 +534,14 @@ impl Machine {
         let mut console = Console { _raw: raw, input, pending: Vec::new() };
         let timers = pc::spawn_timer_thread(self.board.clone());
         let result = if let Some(mut server) = self.gdb.take() {
+            self.debugging = true;
             let result = gdb::run(self, &mut server, &mut console);
             self.gdb = Some(server);
             result
         } else {
             self.run_threads(&mut console)
         };
-        self.board.wiring.set_stopping();
+        self.board.wiring.retire();
         timers.join().ok();
         self.flush_drives();
         if let SerialBackend::Chardev(id) = &self.cfg.serial {
@@ -525,83 +569,6 @@ impl Machine {
                 }
             }
         }
-    }
-
-    /// Runs every vCPU on its own thread until the machine stops or the user quits.
-    fn run_threads(&mut self, console: &mut Console) -> Result<Outcome, MachineError> {
-        loop {
-            let threads: Vec<_> = std::mem::take(&mut self.vcpus)
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| vcpu::spawn(v, self.board.clone(), i))
-                .collect();
-            let mut event = self.wait_for_event(console);
-            self.board.wiring.set_stopping();
-            self.vcpus = threads.into_iter().map(|t| t.join().expect("a vCPU thread panicked")).collect();
-            loop {
-                match event {
-                    Err(outcome) => return Ok(outcome),
-                    Ok(MachineEvent::PowerOff) if self.cfg.no_shutdown => event = self.stay_shut_down(console),
-                    Ok(ev) => match self.handle_event(ev)? {
-                        Some(outcome) => return Ok(outcome),
-                        None => break,
-                    },
-                }
-            }
-        }
-    }
-
-    /// `-no-shutdown`: the guest powered off; the machine stays, stopped, until the monitor
-    /// resets it (the next event, handled by the caller) or the user quits.
-    fn stay_shut_down(&mut self, console: &mut Console) -> Result<MachineEvent, Outcome> {
-        self.monitor.shut_down.store(true, std::sync::atomic::Ordering::Release);
-        self.board.wiring.clock.pause();
-        self.board.wiring.rearm();
-        let event = loop {
-            match self.wait_for_event(console) {
-                // A device's late power-off changes nothing.
-                Ok(MachineEvent::PowerOff) => self.board.wiring.rearm(),
-                other => break other,
-            }
-        };
-        self.board.wiring.clock.resume();
-        self.monitor.shut_down.store(false, std::sync::atomic::Ordering::Release);
-        event
-    }
-
-    /// Waits for a machine event while passing console input to the guest; `Err` when the
-    /// user quit.
-    fn wait_for_event(&mut self, console: &mut Console) -> Result<MachineEvent, Outcome> {
-        loop {
-            let wait = if console.pending.is_empty() { Duration::from_millis(10) } else { Duration::from_millis(1) };
-            match self.events.recv_timeout(wait) {
-                Ok(ev) => return Ok(ev),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(MachineEvent::PowerOff),
-            }
-            if let Some(outcome) = self.service_console(console) {
-                return Err(outcome);
-            }
-        }
-    }
-
-    /// Acts on a machine event: `Some` when the machine is finished, `None` after a reset.
-    fn handle_event(&mut self, ev: MachineEvent) -> Result<Option<Outcome>, MachineError> {
-        Ok(match ev {
-            MachineEvent::DebugExit(code) => Some(Outcome::DebugExit(code)),
-            MachineEvent::PowerOff => Some(Outcome::PowerOff),
-            MachineEvent::Quit => Some(Outcome::Quit),
-            MachineEvent::AcceleratorFailed => Some(Outcome::Failed),
-            MachineEvent::Reset if self.cfg.no_reboot => Some(Outcome::Reboot),
-            MachineEvent::TripleFault if self.cfg.no_reboot => Some(Outcome::TripleFault),
-            MachineEvent::Reset | MachineEvent::TripleFault => {
-                if ev == MachineEvent::TripleFault {
-                    eprintln!("ferrite: triple fault; resetting the machine");
-                }
-                self.reset()?;
-                None
-            }
-        })
     }
 
     /// Passes console input to COM1; `Some` when the user quit.

@@ -6,17 +6,67 @@ use crate::accel::{Vcpu, VmExit};
 use crate::pc::{CpuLink, MachineEvent, PcBoard};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
 
 /// Longest HLT sleep between re-checks (wake-ups normally come from `CpuLink::wake`).
 const HALT_NAP: Duration = Duration::from_millis(100);
 
-pub(crate) fn spawn<V: Vcpu + 'static>(vcpu: V, board: Arc<PcBoard>, index: usize) -> JoinHandle<V> {
-    std::thread::Builder::new()
-        .name(format!("vcpu{index}"))
-        .spawn(move || run(vcpu, board, index))
-        .expect("spawning a vCPU thread")
+/// One host thread per vCPU for the machine's whole life (so thread ids stay what a user
+/// pinned): each running period hands every thread its vCPU and the current board, and gets
+/// the vCPU back when the machine stops (to pause, reset, inspect or save it).
+pub(crate) struct VcpuThreads<V: Vcpu + 'static> {
+    threads: Vec<VcpuThread<V>>,
+}
+
+struct VcpuThread<V> {
+    start: Sender<(V, Arc<PcBoard>)>,
+    done: Receiver<V>,
+    /// The host thread id (Linux TID), for `query-cpus-fast` and `info cpus`.
+    tid: i32,
+}
+
+impl<V: Vcpu + 'static> VcpuThreads<V> {
+    pub fn new(count: usize) -> Self {
+        let threads = (0..count)
+            .map(|index| {
+                let (start, jobs) = channel::<(V, Arc<PcBoard>)>();
+                let (results, done) = channel();
+                let (tid_tx, tid_rx) = channel();
+                std::thread::Builder::new()
+                    .name(format!("vcpu{index}"))
+                    .spawn(move || {
+                        // SAFETY: gettid has no preconditions.
+                        let _ = tid_tx.send(unsafe { libc::gettid() });
+                        for (vcpu, board) in jobs {
+                            if results.send(run(vcpu, board, index)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawning a vCPU thread");
+                VcpuThread { start, done, tid: tid_rx.recv().unwrap_or(0) }
+            })
+            .collect();
+        VcpuThreads { threads }
+    }
+
+    /// Every vCPU starts running on its thread (vCPU `i` on thread `i`).
+    pub fn start(&self, vcpus: Vec<V>, board: &Arc<PcBoard>) {
+        for (t, v) in self.threads.iter().zip(vcpus) {
+            t.start.send((v, board.clone())).expect("a vCPU thread ended");
+        }
+    }
+
+    /// Waits for every vCPU started by [`VcpuThreads::start`] to return (the caller made the
+    /// machine stop).
+    pub fn collect(&self) -> Vec<V> {
+        self.threads.iter().map(|t| t.done.recv().expect("a vCPU thread panicked")).collect()
+    }
+
+    pub fn tids(&self) -> Vec<i32> {
+        self.threads.iter().map(|t| t.tid).collect()
+    }
 }
 
 /// Whether a halted vCPU has something to do.

@@ -36,7 +36,7 @@ mod target;
 
 pub use arch::{FerriteX86, X86Regs, REGS};
 
-use crate::{Console, Machine, MachineError, Outcome, Slice, SliceEnd};
+use crate::{control, Console, Machine, MachineError, Outcome, Slice, SliceEnd};
 use conn::{read_available, wait_fd, Frame, Framer, GdbConn, PACKET_SIZE};
 use ferrite_cpu::state::Seg;
 use crate::accel::VmExit;
@@ -427,6 +427,14 @@ pub(crate) fn run(m: &mut Machine, server: &mut GdbServer, console: &mut Console
             return Ok(outcome);
         }
         let paused = m.debug.exec == Exec::Paused;
+        if matches!(m.control.run_state(), control::RunState::Running | control::RunState::Debug | control::RunState::Prelaunch) {
+            m.control.set_run_state(if paused { control::RunState::Debug } else { control::RunState::Running });
+        }
+        m.run_pending_jobs();
+        if let Some(outcome) = m.finish.take() {
+            server.finish(m, outcome);
+            return Ok(outcome);
+        }
         if paused {
             m.board.wiring.clock.pause();
         } else {

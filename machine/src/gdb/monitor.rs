@@ -141,7 +141,11 @@ impl Machine {
 
     /// The register dump of `monitor info registers`.
     pub fn info_registers(&self) -> String {
-        let cur = self.debug.current;
+        self.info_registers_of(self.debug.current)
+    }
+
+    /// QEMU's `info registers` for vCPU `cur`.
+    pub fn info_registers_of(&self, cur: usize) -> String {
         let st = &self.vcpus[cur].cpu.state;
         let g = &st.gpr;
         let rfl = self.vcpus[cur].cpu.rflags();

@@ -208,6 +208,14 @@ impl PcBoard {
         self.io.write(ferrite_hw::pci::PCI_CONFIG_DATA_PORT as u64 + (offset as u64 & 3), size, value as u64);
     }
 
+    /// Presses the ACPI power button (PM1 PWRBTN_STS, an SCI if the OS enabled it); returns
+    /// whether the OS listens for it.
+    pub fn press_power_button(&self) -> bool {
+        let heard = lock(&self.timed.pm).press_power_button();
+        self.irq.sync();
+        heard
+    }
+
     /// Feeds console input to COM1; returns how many bytes it took.
     pub fn serial_input(&self, bytes: &[u8]) -> usize {
         let mut uart = lock(&self.uart);

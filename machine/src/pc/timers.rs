@@ -15,7 +15,7 @@ pub fn spawn_timer_thread(board: Arc<PcBoard>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("timers".into())
         .spawn(move || {
-            while !board.wiring.stopping() {
+            while !board.wiring.retired() {
                 let next = board.update_timers();
                 let now = board.wiring.clock.now();
                 let wait = next.map_or(IDLE, |t| Duration::from_nanos(t.saturating_sub(now)).min(IDLE));

@@ -20,6 +20,8 @@ use super::interrupts::lock;
 pub struct VirtioBackends {
     /// The image of each virtio disk, in `pci_devices` order.
     disks: Vec<Arc<dyn Disk>>,
+    /// Their image formats.
+    pub(crate) formats: Vec<ferrite_block::ImageFormat>,
     /// Every `-chardev`, for the console ports.
     chardevs: Vec<Arc<Chardev>>,
 }
@@ -27,7 +29,7 @@ pub struct VirtioBackends {
 impl VirtioBackends {
     /// Opens every virtio disk's image (a bad image is an error before the guest starts).
     pub fn open(cfg: &MachineConfig, chardevs: Vec<Arc<Chardev>>) -> Result<Self, MachineError> {
-        let mut disks = Vec::new();
+        let (mut disks, mut formats) = (Vec::new(), Vec::new());
         for d in &cfg.pci_devices {
             if let PciDeviceKind::VirtioBlk(b) = &d.kind {
                 let opened = ferrite_block::open_image(&b.image)?;
@@ -35,9 +37,15 @@ impl VirtioBackends {
                     eprintln!("ferrite: warning: {w}");
                 }
                 disks.push(opened.disk);
+                formats.push(opened.format);
             }
         }
-        Ok(VirtioBackends { disks, chardevs })
+        Ok(VirtioBackends { disks, formats, chardevs })
+    }
+
+    /// The virtio disks' images, in `pci_devices` order.
+    pub(crate) fn disks(&self) -> &[Arc<dyn Disk>] {
+        &self.disks
     }
 
     pub(crate) fn chardev(&self, id: &str) -> Result<Arc<Chardev>, MachineError> {

@@ -36,6 +36,8 @@ pub struct Wiring {
     a20: AtomicU8,
     /// Set once a machine event was raised: vCPU threads return instead of running on.
     stopping: AtomicBool,
+    /// The board is done for (reset or exit): its timer thread ends.
+    retired: AtomicBool,
     events: Mutex<Option<Sender<MachineEvent>>>,
     /// Every vCPU's exit request, set with `stopping` so each returns within a block.
     exits: Vec<Arc<AtomicBool>>,
@@ -50,6 +52,7 @@ impl Wiring {
             clock: Clock::new(),
             a20: AtomicU8::new(0),
             stopping: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             events: Mutex::new(Some(events)),
             exits,
             cpus: std::sync::OnceLock::new(),
@@ -114,6 +117,16 @@ impl Wiring {
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
         self.stop_vcpus();
+    }
+
+    /// The board is replaced or the machine exits: everything stops for good.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.set_stopping();
+    }
+
+    pub fn retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// A timer device was reprogrammed: the timer thread recomputes its next deadline.

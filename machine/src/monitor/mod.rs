@@ -3,16 +3,38 @@
 //! with the `(ferrite) ` prompt. What it controls lives in [`MonitorTargets`], which each
 //! new board updates, so commands reach the current devices across resets.
 //!
-//! Commands: `help`, `info balloon`, `balloon MiB`, `info status` (`running`, or `paused
-//! (shutdown)` after the guest powered off under `-no-shutdown`), `system_reset`, `quit`.
+//! `help` lists the commands. Those that look at or change the machine run as control jobs
+//! on the machine thread ([`crate::control`]), the same ones QMP uses.
 
 use crate::chardev::{Chardev, Frontend};
-use crate::pc::wiring::{MachineEvent, Wiring};
+pub mod block;
+mod memory;
+
+use crate::control::{Control, ControlError, RunState};
+use crate::pc::wiring::Wiring;
 use ferrite_hw::virtio::{BalloonControl, BalloonStats};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 const PROMPT: &str = "(ferrite) ";
+const HELP: &str = "\
+balloon target -- request the guest's memory size, in MiB
+c|cont -- resume emulation
+cpu index -- set the default CPU for info registers, x and gva2gpa
+gva2gpa addr -- print the guest physical address of a guest virtual address
+info balloon -- the balloon's actual size (and guest statistics)
+info block -- the block devices
+info cpus -- the vCPUs and their host threads
+info registers [-a] -- the CPU registers (-a: every CPU)
+info status -- the VM status
+info version -- the version of QEMU this monitor follows, and ferrite's
+q|quit -- quit the emulator
+stop -- stop emulation
+system_powerdown -- send a system power-down event (the ACPI power button)
+system_reset -- reset the system
+x /fmt addr -- virtual memory dump starting at addr (fmt: count, format x d u o c i, size b h w g)
+xp /fmt addr -- physical memory dump starting at addr
+";
 /// Longest command line kept; longer input is discarded up to the next newline.
 const MAX_LINE: usize = 4096;
 const MIB: u64 = 1 << 20;
@@ -30,17 +52,20 @@ struct Targets {
 }
 
 /// What monitor commands act on, shared by the monitor and the machine.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MonitorTargets {
     inner: Arc<Mutex<Targets>>,
     ram_bytes: u64,
-    /// The guest powered off and `-no-shutdown` keeps the machine, stopped.
-    pub shut_down: Arc<std::sync::atomic::AtomicBool>,
+    pub control: Control,
 }
 
 impl MonitorTargets {
-    pub fn new(ram_bytes: u64) -> Self {
-        MonitorTargets { inner: Arc::default(), ram_bytes, shut_down: Arc::default() }
+    pub fn new(ram_bytes: u64, control: Control) -> Self {
+        MonitorTargets { inner: Arc::default(), ram_bytes, control }
+    }
+
+    pub fn ram_bytes(&self) -> u64 {
+        self.ram_bytes
     }
 
     /// A new board: its wiring (for machine events) and balloon (which starts at the last
@@ -54,7 +79,7 @@ impl MonitorTargets {
         t.balloon = balloon;
     }
 
-    fn balloon(&self) -> Option<BalloonControl> {
+    pub fn balloon(&self) -> Option<BalloonControl> {
         lock(&self.inner).balloon.clone()
     }
 
@@ -70,55 +95,94 @@ impl MonitorTargets {
         });
     }
 
-    fn send(&self, event: MachineEvent) -> bool {
-        let wiring = lock(&self.inner).wiring.clone();
-        wiring.map(|w| w.raise(event)).is_some()
-    }
-
     /// Runs one command line; returns the reply text.
     pub fn execute(&self, line: &str) -> String {
         let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            [] => String::new(),
-            ["help" | "?"] => "balloon target -- request the guest's memory size, in MiB\n\
-                info balloon -- the balloon's actual size (and guest statistics)\n\
-                info status -- whether the guest runs\n\
-                system_reset -- reset the machine\n\
-                quit -- stop ferrite\n"
-                .into(),
-            ["info", "balloon"] => self.info_balloon(),
-            ["info", "status"] => match self.shut_down.load(std::sync::atomic::Ordering::Acquire) {
-                true => "VM status: paused (shutdown)\n".into(),
-                false => "VM status: running\n".into(),
+        let reply = match words.as_slice() {
+            [] => Ok(String::new()),
+            ["help" | "?"] => Ok(HELP.into()),
+            ["info", "balloon"] => Ok(self.info_balloon()),
+            ["info", "status"] => Ok(self.info_status()),
+            ["info", "version"] => Ok(format!("{} (ferrite {})\n", crate::qmp::QEMU_VERSION_STR, env!("CARGO_PKG_VERSION"))),
+            ["info", "block"] => self.job(|m| m.block_devices().iter().map(|b| b.to_text()).collect()),
+            ["info", "cpus"] => self.job(|m| m.info_cpus()),
+            ["info", "registers" | "reg"] => self.job(|m| m.info_registers_of(m.monitor_cpu)),
+            ["info", "registers" | "reg", "-a"] => self.job(|m| (0..m.vcpus.len()).map(|i| format!("\nCPU#{i}\n{}", m.info_registers_of(i))).collect()),
+            ["info", ..] => Ok(format!("unknown info command: '{}' (try help)\n", line.trim())),
+            ["cpu", n] => match n.parse::<usize>() {
+                Ok(i) => self.job(move |m| match i < m.vcpus.len() {
+                    true => {
+                        m.monitor_cpu = i;
+                        String::new()
+                    }
+                    false => "invalid CPU index\n".into(),
+                }),
+                Err(_) => Ok("usage: cpu INDEX\n".into()),
             },
-            ["balloon", size] => self.set_balloon(size),
-            ["system_reset"] => self.event(MachineEvent::Reset),
-            ["quit" | "q"] => self.event(MachineEvent::Quit),
-            _ => format!("unknown command: '{}' (try help)\n", line.trim()),
+            ["balloon", size] => Ok(self.set_balloon(size)),
+            ["stop"] => self.job(|m| m.pause().err().map(|e| format!("Error: {e}\n")).unwrap_or_default()),
+            ["cont" | "c"] => self.job(|m| m.resume().err().map(|e| format!("Error: {e}\n")).unwrap_or_default()),
+            ["system_reset"] => self.job(|m| m.monitor_reset("host-qmp-system-reset").err().map(|e| format!("Error: {e}\n")).unwrap_or_default()),
+            ["system_powerdown"] => self.job(|m| {
+                m.power_button();
+                String::new()
+            }),
+            ["quit" | "q"] => self.job(|m| {
+                m.quit("host-qmp-quit");
+                String::new()
+            }),
+            [cmd @ ("x" | "xp"), rest @ ..] => {
+                let physical = *cmd == "xp";
+                match memory::parse_dump(rest) {
+                    Ok(dump) => self.job(move |m| m.dump_memory(&dump, physical)),
+                    Err(e) => Ok(format!("{e}\n")),
+                }
+            }
+            ["gva2gpa", addr] => match memory::parse_number(addr) {
+                Some(a) => self.job(move |m| match m.translate_for_monitor(a) {
+                    Some(p) => format!("gpa: {p:#x}\n"),
+                    None => "Unmapped\n".into(),
+                }),
+                None => Ok("usage: gva2gpa ADDR\n".into()),
+            },
+            _ => Ok(format!("unknown command: '{}' (try help)\n", line.trim())),
+        };
+        reply.unwrap_or_else(|e| format!("Error: {e}\n"))
+    }
+
+    /// `VM status: running`, or `paused` with QEMU's reason in brackets.
+    pub fn info_status(&self) -> String {
+        match self.control.run_state() {
+            RunState::Running => "VM status: running\n".into(),
+            RunState::Paused => "VM status: paused\n".into(),
+            other => format!("VM status: paused ({})\n", other.name()),
         }
     }
 
-    fn event(&self, e: MachineEvent) -> String {
-        if self.send(e) {
-            String::new()
-        } else {
-            "the machine is not running\n".into()
-        }
+    fn job(&self, f: impl FnOnce(&mut crate::Machine) -> String + Send + 'static) -> Result<String, ControlError> {
+        self.control.call(f)
     }
 
     fn set_balloon(&self, size: &str) -> String {
-        let Some(b) = self.balloon() else { return "Error: No balloon device has been activated\n".into() };
         let Ok(mib) = size.trim_end_matches(['M', 'm']).parse::<u64>() else {
             return format!("Error: invalid size '{size}' (MiB)\n");
         };
-        let keep = mib.saturating_mul(MIB).min(self.ram_bytes);
-        if keep == 0 {
+        if mib == 0 {
             return "Error: Parameter 'target' expects a size\n".into();
         }
-        let balloon = self.ram_bytes - keep;
+        match self.set_balloon_bytes(mib.saturating_mul(MIB)) {
+            Ok(()) => String::new(),
+            Err(()) => "Error: No balloon device has been activated\n".into(),
+        }
+    }
+
+    /// Asks the guest to keep `bytes` of its memory (QMP's `balloon`); `Err` without a balloon.
+    pub fn set_balloon_bytes(&self, bytes: u64) -> Result<(), ()> {
+        let b = self.balloon().ok_or(())?;
+        let balloon = self.ram_bytes - bytes.min(self.ram_bytes);
         lock(&self.inner).balloon_target = balloon;
         b.set_target(balloon);
-        String::new()
+        Ok(())
     }
 
     fn info_balloon(&self) -> String {
