@@ -1,0 +1,147 @@
+"""Drives a running ferrite over QMP with QEMU's own client (PyPI's qemu.qmp), checking
+what QEMU's protocol promises: the greeting, negotiation, commands, errors, events, one
+client per socket, and system_powerdown powering Debian's kernel off through ACPI.
+
+usage: session.py QMP_SOCKET RAW_SOCKET FERRITE_PID
+Prints one line per check; exits non-zero with the reason on the first failure."""
+
+import asyncio
+import json
+import os
+import socket
+import sys
+
+from qemu.qmp import ExecuteError, QMPClient
+
+
+def check(cond, what):
+    if not cond:
+        raise SystemExit(f"FAILED: {what}")
+    print(f"ok: {what}", flush=True)
+
+
+async def next_event(q, name, timeout=60):
+    async def wait():
+        async for e in q.events:
+            if e["event"] == name:
+                return e
+    return await asyncio.wait_for(wait(), timeout)
+
+
+def raw_session(path):
+    """A bare socket: greeting, then exact bytes in and out."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    f = s.makefile("rwb", buffering=0)
+    return s, f
+
+
+def raw_exchange(f, data):
+    f.write(data)
+    return json.loads(f.readline())
+
+
+async def main(qmp_path, raw_path, pid):
+    q = QMPClient("ferrite-test")
+    await q.connect(qmp_path)
+    version = q.greeting.QMP.version  # the client checked the greeting's shape; this is its raw dict
+    check(version["qemu"]["major"] >= 7 and version["package"].startswith("ferrite"), f"greeting names QEMU {version['qemu']} and {version['package']}")
+
+    names = {c["name"] for c in await q.execute("query-commands")}
+    wanted = {"qmp_capabilities", "query-status", "query-version", "query-cpus-fast", "query-block", "query-migrate",
+              "stop", "cont", "system_reset", "system_powerdown", "quit", "human-monitor-command"}
+    check(wanted <= names, f"query-commands lists {sorted(wanted - names) or 'every command asked for'}")
+
+    status = await q.execute("query-status")
+    check(status["status"] == "running" and status["running"] is True, f"query-status: {status}")
+
+    cpus = await q.execute("query-cpus-fast")
+    tids = {c["thread-id"] for c in cpus}
+    check(len(cpus) == 2 and all(os.path.exists(f"/proc/{pid}/task/{t}") for t in tids) and len(tids) == 2,
+          f"query-cpus-fast: two vCPUs on their own host threads {sorted(tids)}")
+
+    # stop: STOP event, the state says so, guest time stands still; cont: RESUME.
+    stop = asyncio.ensure_future(next_event(q, "STOP"))
+    await q.execute("stop")
+    await stop
+    status = await q.execute("query-status")
+    check(status == {"status": "paused", "running": False, "singlestep": False}, f"stop: STOP event, then {status}")
+    regs1 = await q.execute("human-monitor-command", {"command-line": "info registers"})
+    await asyncio.sleep(0.3)
+    regs2 = await q.execute("human-monitor-command", {"command-line": "info registers"})
+    check("RIP=" in regs1 and regs1 == regs2, "a paused vCPU's registers do not change")
+    info = await q.execute("human-monitor-command", {"command-line": "info status"})
+    check(info.strip() == "VM status: paused", f"info status through human-monitor-command: {info.strip()!r}")
+    resume = asyncio.ensure_future(next_event(q, "RESUME"))
+    await q.execute("cont")
+    await resume
+    check((await q.execute("query-status"))["status"] == "running", "cont: RESUME event, running again")
+    await q.execute("cont")
+    check(True, "cont on a running machine succeeds, as QEMU's does")
+
+    for cmd, args, cls, fragment in [
+        ("no-such-command", None, "CommandNotFound", "no-such-command"),
+        ("stop", {"force": True}, "GenericError", "'force' is unexpected"),
+        ("human-monitor-command", {}, "GenericError", "'command-line' is missing"),
+        ("human-monitor-command", {"command-line": 5}, "GenericError", "expected: string"),
+        ("query-balloon", None, "DeviceNotActive", "balloon"),
+    ]:
+        try:
+            await q.execute(cmd, args)
+            check(False, f"{cmd} {args} fails")
+        except ExecuteError as e:
+            info = e.error.error
+            check(info.class_ == cls and fragment in info.desc, f"{cmd} {args}: {info.class_}: {info.desc}")
+
+    # A second client of the same socket is told it must wait its turn, and let go.
+    s, f = raw_session(qmp_path)
+    busy = json.loads(f.readline())
+    check("error" in busy and "another QMP client" in busy["error"]["desc"], f"a second client: {busy['error']['desc']}")
+    check(f.readline() == b"", "and is disconnected")
+    s.close()
+
+    # The other monitor, raw: negotiation rules and malformed input.
+    s, f = raw_session(raw_path)
+    check("QMP" in json.loads(f.readline()), "second monitor greets")
+    r = raw_exchange(f, b'{"execute": "query-status"}\n')
+    check(r["error"]["class"] == "CommandNotFound" and "qmp_capabilities" in r["error"]["desc"], f"commands before negotiation: {r['error']['desc']}")
+    r = raw_exchange(f, b'{"execute": "qmp_capabilities", "id": "neg"}\n')
+    check(r == {"return": {}, "id": "neg"}, f"negotiation echoes the id: {r}")
+    r = raw_exchange(f, b'{"execute": "query-status", ]\n')
+    check("JSON parse error" in r["error"]["desc"], f"malformed JSON: {r['error']['desc']}")
+    r = raw_exchange(f, b'[1, 2]\n')
+    check("must be a JSON object" in r["error"]["desc"], f"not an object: {r['error']['desc']}")
+    r = raw_exchange(f, b'{"execute": "query-status", "id": 7, "extra": 1}\n')
+    check("'extra' is unexpected" in r["error"]["desc"] and r["id"] == 7, f"unexpected member: {r['error']['desc']}")
+    # A request split across writes, then two in one write.
+    f.write(b'{"execute": "query-')
+    await asyncio.sleep(0.1)
+    r = raw_exchange(f, b'version", "id": 1}')
+    check(r["id"] == 1 and r["return"]["qemu"]["major"] >= 7, "a request split across writes")
+    f.write(b'{"execute": "query-status", "id": 2}{"execute": "query-kvm", "id": 3}')
+    ids = [json.loads(f.readline())["id"], json.loads(f.readline())["id"]]
+    check(ids == [2, 3], "two requests in one write, answered in order")
+
+    # The guest sees the ACPI power button and powers off; both clients hear of it.
+    powerdown = asyncio.ensure_future(next_event(q, "POWERDOWN"))
+    shutdown = asyncio.ensure_future(next_event(q, "SHUTDOWN", timeout=120))
+    await q.execute("system_powerdown")
+    await powerdown
+    e = await shutdown
+    check(e["data"] == {"guest": True, "reason": "guest-shutdown"}, f"system_powerdown: the guest shut down ({e['data']})")
+    raw_events = []
+    while True:
+        line = f.readline()
+        if not line:
+            break
+        raw_events.append(json.loads(line).get("event"))
+    check("POWERDOWN" in raw_events and "SHUTDOWN" in raw_events, f"the other monitor saw {raw_events}")
+    s.close()
+    try:
+        await q.disconnect()
+    except EOFError:
+        pass  # ferrite exited after the guest's power-off, as QEMU does
+    print("QMP-SESSION-OK", flush=True)
+
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
