@@ -30,6 +30,26 @@ impl IrqLine for FakeLine {
     }
 }
 
+/// A cloneable handle on a [`FakeLine`], for devices that own their line by value: the test
+/// keeps one clone to look at what the device drove.
+#[derive(Clone, Default)]
+pub struct SharedLine(pub Arc<FakeLine>);
+
+impl SharedLine {
+    pub fn level(&self) -> bool {
+        self.0.level()
+    }
+    pub fn drives(&self) -> usize {
+        self.0.drives()
+    }
+}
+
+impl IrqLine for SharedLine {
+    fn set_level(&self, level: bool) {
+        self.0.set_level(level)
+    }
+}
+
 /// Records every message.
 #[derive(Default)]
 pub struct FakeMsi(Mutex<Vec<(u64, u32)>>);

@@ -26,11 +26,15 @@
 //! [`AcpiPm::wake`] on resume).
 
 mod pci;
+mod state;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;
 
 pub use pci::*;
+pub use state::{AcpiPmState, Piix4PmState};
 
 use crate::{IrqLine, Nanos};
 
@@ -125,7 +129,7 @@ pub const SLP_TYP_S3: u8 = 1;
 pub const SLP_TYP_S4: u8 = 2;
 
 /// A sleeping state the guest asked for by writing SLP_TYP with SLP_EN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SleepState {
     /// Suspend to RAM: the machine stops the vCPUs and resumes through the BIOS later.
     S3,

@@ -32,9 +32,9 @@ pub const PIIX4_SMBHSTCFG: usize = 0xD2;
 /// that reprograms PMBA/PMREGMISC produces [`PciEvent::PmIoBase`].
 #[derive(Clone, Debug)]
 pub struct Piix4Pm {
-    cfg: ConfigSpace,
-    reported: Option<u16>,
-    pending: Vec<PciEvent>,
+    pub(super) cfg: ConfigSpace,
+    pub(super) reported: Option<u16>,
+    pub(super) pending: Vec<PciEvent>,
 }
 
 impl Default for Piix4Pm {

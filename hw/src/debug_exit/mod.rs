@@ -51,6 +51,39 @@ impl DebugExit {
     }
 }
 
+/// Saved state of the debug-exit port (snapshots and migration). The window is configuration,
+/// carried only so that a snapshot taken with another window is refused.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugExitState {
+    pub iobase: u16,
+    pub iosize: u16,
+    /// The exit status the guest requested, if it wrote the port.
+    pub exit_code: Option<u32>,
+}
+
+impl ferrite_persist::Persist for DebugExit {
+    const SECTION: &'static str = "debug-exit";
+    const VERSION: u32 = 1;
+    type State = DebugExitState;
+
+    fn save(&self) -> DebugExitState {
+        DebugExitState { iobase: self.iobase, iosize: self.iosize, exit_code: self.exit_code }
+    }
+
+    fn restore(&mut self, s: DebugExitState) -> Result<(), ferrite_persist::RestoreError> {
+        use ferrite_persist::RestoreError;
+        if s.iobase != self.iobase {
+            return Err(RestoreError::invalid("iobase", format!("saved at {:#x}, this machine has it at {:#x}", s.iobase, self.iobase)));
+        }
+        if s.iosize != self.iosize {
+            return Err(RestoreError::invalid("iosize", format!("saved with {} ports, this machine has {}", s.iosize, self.iosize)));
+        }
+        self.exit_code = s.exit_code;
+        Ok(())
+    }
+}
+
 impl Default for DebugExit {
     fn default() -> Self {
         Self::new(DEFAULT_IOBASE, DEFAULT_IOSIZE)
@@ -78,6 +111,20 @@ impl PioDevice for DebugExit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exit_code_is_restored_and_another_window_refused() {
+        let mut a = DebugExit::default();
+        PioDevice::write(&mut a, 0, 1, 0x10);
+        let saved = ferrite_persist::save(&a, "debug-exit");
+        let mut b = DebugExit::default();
+        ferrite_persist::load(&mut b, &saved).unwrap();
+        assert_eq!(b.exit_code(), Some(0x21));
+        let mut other = DebugExit::new(0xf4, 4);
+        let e = ferrite_persist::load(&mut other, &saved).unwrap_err().to_string();
+        assert!(e.contains("iobase"), "{e}");
+        assert_eq!(other.exit_code(), None);
+    }
 
     #[test]
     fn write_requests_exit_code() {

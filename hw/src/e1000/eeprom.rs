@@ -7,7 +7,7 @@
 
 /// Number of 16-bit words (EECD.EE_SIZE clear: 64 words, 6 address bits).
 pub const EEPROM_WORDS: usize = 64;
-const ADDR_BITS: u32 = 6;
+pub(super) const ADDR_BITS: u32 = 6;
 /// Words 0x00-0x3F sum to this (SDM 5.6.35).
 pub const EEPROM_SUM: u16 = 0xBABA;
 
@@ -38,15 +38,15 @@ pub const EECD_REQ: u32 = 1 << 6;
 pub const EECD_GNT: u32 = 1 << 7;
 pub const EECD_PRES: u32 = 1 << 8;
 /// Software-driven EECD bits.
-const EECD_WRITABLE: u32 = EECD_SK | EECD_CS | EECD_DI | EECD_FWE | EECD_REQ;
+pub(super) const EECD_WRITABLE: u32 = EECD_SK | EECD_CS | EECD_DI | EECD_FWE | EECD_REQ;
 /// Power-on FWE: flash writes disabled (01b).
 const EECD_FWE_DISABLED: u32 = 1 << 4;
 
 /// Microwire READ opcode (after the start bit).
 const OP_READ: u32 = 0b10;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wire {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Wire {
     /// Waiting for the start bit (a 1 on DI).
     Idle,
     /// Collecting the 2 opcode bits and the address bits.
@@ -58,13 +58,13 @@ enum Wire {
 }
 
 pub struct Eeprom {
-    words: [u16; EEPROM_WORDS],
+    pub(super) words: [u16; EEPROM_WORDS],
     /// Software-driven EECD bits as last written.
-    ctrl: u32,
-    data_out: bool,
-    wire: Wire,
+    pub(super) ctrl: u32,
+    pub(super) data_out: bool,
+    pub(super) wire: Wire,
     /// EERD as last completed.
-    eerd: u32,
+    pub(super) eerd: u32,
 }
 
 impl Eeprom {

@@ -39,6 +39,9 @@ mod phy;
 pub mod regs;
 mod rx;
 mod tx;
+mod state;
+pub use eeprom::Wire as EepromWire;
+pub use state::*;
 
 #[cfg(test)]
 mod tests;

@@ -64,8 +64,8 @@ const SPEC_STATUS_UP: u16 = 0xAC00;
 const EXT_SPEC_CTRL_DEFAULT: u16 = 0x0C60;
 
 pub struct Phy {
-    regs: [u16; 32],
-    link: bool,
+    pub(super) regs: [u16; 32],
+    pub(super) link: bool,
 }
 
 impl Phy {

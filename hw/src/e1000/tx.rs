@@ -9,7 +9,7 @@ use ferrite_memory::Dma;
 
 /// Largest packet assembled from descriptors: a 64 KiB TSO payload plus a header (the
 /// 82540's header buffer is 240 bytes). Anything longer is dropped.
-const MAX_TX_BYTES: usize = 0x1_0000 + 256;
+pub(super) const MAX_TX_BYTES: usize = 0x1_0000 + 256;
 /// Largest frame handed to the sink.
 const MAX_FRAME: usize = 0xFFFF;
 /// Minimum frame without FCS, the length TCTL.PSP pads to.
@@ -20,16 +20,16 @@ const TCP_PSH: u8 = 0x08;
 /// The TCP/IP context (3.3.6): offsets for checksum insertion and segmentation parameters.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TxContext {
-    ipcss: u8,
-    ipcso: u8,
+    pub(super) ipcss: u8,
+    pub(super) ipcso: u8,
     /// Inclusive end; 0 means end of packet.
-    ipcse: u16,
-    tucss: u8,
-    tucso: u8,
-    tucse: u16,
-    tucmd: u8,
-    hdr_len: u8,
-    mss: u16,
+    pub(super) ipcse: u16,
+    pub(super) tucss: u8,
+    pub(super) tucso: u8,
+    pub(super) tucse: u16,
+    pub(super) tucmd: u8,
+    pub(super) hdr_len: u8,
+    pub(super) mss: u16,
 }
 
 impl TxContext {
@@ -51,17 +51,17 @@ impl TxContext {
 /// A packet being assembled from data or legacy descriptors up to EOP.
 #[derive(Default)]
 pub struct TxState {
-    ctx: TxContext,
-    buf: Vec<u8>,
+    pub(super) ctx: TxContext,
+    pub(super) buf: Vec<u8>,
     /// A descriptor of the current packet has been seen.
-    started: bool,
+    pub(super) started: bool,
     /// From the first data descriptor: packet options and segmentation.
-    popts: u8,
-    tse: bool,
+    pub(super) popts: u8,
+    pub(super) tse: bool,
     /// With TSE the VLAN fields of the first data descriptor apply (3.3.7.1).
-    tse_vlan: Option<u16>,
+    pub(super) tse_vlan: Option<u16>,
     /// Too long or partly unreadable: dropped at EOP.
-    bad: bool,
+    pub(super) bad: bool,
 }
 
 /// The end offset (inclusive) of a checksum range: `end` 0 means the packet's last byte.

@@ -41,8 +41,13 @@
 //! the MSI message, otherwise INTx is held asserted (level) while the status is non-zero and
 //! deasserted once it is acknowledged to zero.
 
+mod state;
+pub use state::{EduState};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;
 
 use crate::pci::{BarKind, BarRegion, ConfigSpace, PciDevice, PciLink};
 

@@ -16,8 +16,13 @@
 mod dma;
 mod keys;
 
+mod state;
+pub use state::{FwCfgState, FwCfgFileState};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;
 
 pub use keys::*;
 

@@ -110,8 +110,8 @@ const KBD_QUEUE: usize = 16;
 const CTRL_QUEUE: usize = 16;
 
 /// Who put a byte into the output buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Source {
     Controller,
     Keyboard,
     Aux,
@@ -473,10 +473,16 @@ impl<K: IrqLine, A: IrqLine> I8042<K, A> {
         self.sync();
     }
 
-    fn sync(&mut self) {
+    /// The levels IRQ1 and IRQ12 should have.
+    fn irq_levels(&self) -> (bool, bool) {
         let source = self.out.map(|e| e.source);
         let kbd = source.is_some_and(|s| s != Source::Aux) && self.ctr() & CTR_KBD_INT != 0;
         let aux = source == Some(Source::Aux) && self.ctr() & CTR_AUX_INT != 0;
+        (kbd, aux)
+    }
+
+    fn sync(&mut self) {
+        let (kbd, aux) = self.irq_levels();
         if kbd != self.kbd_level {
             self.kbd_level = kbd;
             self.kbd_irq.set_level(kbd);
@@ -513,5 +519,10 @@ impl Default for I8042<crate::NoIrq, crate::NoIrq> {
     }
 }
 
+mod state;
+pub use state::{I8042State, KeyboardState, OutputByte};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;

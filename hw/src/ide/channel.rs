@@ -125,18 +125,18 @@ pub(crate) enum Blocks {
 
 /// A PIO data-in phase: data already read, and what is still to be read from the disk.
 pub(crate) struct DataIn {
-    buf: Vec<u8>,
-    pos: usize,
+    pub(super) buf: Vec<u8>,
+    pub(super) pos: usize,
     /// End of the current DRQ block in `buf`.
-    end: usize,
-    fetch: Option<Fetch>,
-    blocks: Blocks,
+    pub(super) end: usize,
+    pub(super) fetch: Option<Fetch>,
+    pub(super) blocks: Blocks,
 }
 
-struct Fetch {
-    disk: Arc<dyn Disk>,
-    offset: u64,
-    left: u64,
+pub(super) struct Fetch {
+    pub(super) disk: Arc<dyn Disk>,
+    pub(super) offset: u64,
+    pub(super) left: u64,
 }
 
 impl DataIn {
@@ -279,12 +279,12 @@ pub(crate) struct Channel {
     pub(super) devs: [Device; 2],
     /// Device/head register, as written (SeaBIOS reads it back and compares).
     pub(super) device: u8,
-    devctl: u8,
-    bm: BusMaster,
-    dma: Option<Dma>,
-    bus_master: bool,
-    irq: Arc<dyn IrqLine + Send + Sync>,
-    irq_out: bool,
+    pub(super) devctl: u8,
+    pub(super) bm: BusMaster,
+    pub(super) dma: Option<Dma>,
+    pub(super) bus_master: bool,
+    pub(super) irq: Arc<dyn IrqLine + Send + Sync>,
+    pub(super) irq_out: bool,
     requests: Vec<Request>,
 }
 
@@ -492,6 +492,14 @@ impl Channel {
 
     /// Drives the line from the selected device's INTRQ and nIEN. The bus master's
     /// interrupt bit latches each assertion (SFF-8038i).
+    /// Drives the IRQ line to the level the registers imply, whatever was driven before
+    /// (after a restore); unlike `update_irq` it leaves the bus master status alone.
+    pub(super) fn redrive_irq(&mut self) {
+        let d = &self.devs[self.sel()];
+        self.irq_out = d.present() && d.intrq && self.devctl & DC_NIEN == 0 && !self.in_reset();
+        self.irq.set_level(self.irq_out);
+    }
+
     fn update_irq(&mut self) {
         let d = &self.devs[self.sel()];
         let level = d.present() && d.intrq && self.devctl & DC_NIEN == 0 && !self.in_reset();

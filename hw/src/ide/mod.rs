@@ -43,6 +43,8 @@ mod bmdma;
 mod channel;
 mod identify;
 mod io;
+mod state;
+pub use state::*;
 
 #[cfg(test)]
 mod tests;

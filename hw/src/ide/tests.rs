@@ -1203,3 +1203,83 @@ fn random_register_traffic_never_panics() {
         assert!(seen.iter().all(|&n| n > 0), "the traffic should reach data phases, DMA and errors");
     }
 }
+
+// ---- save and restore ----
+
+fn restored_from(a: &Rig, drives: [[Option<IdeDrive>; 2]; 2]) -> Rig {
+    use ferrite_persist::{load, save};
+    a.ide.drain();
+    let b = Rig::new(drives);
+    let mut b = b;
+    load(&mut b.ide, &save(&a.ide, "00:01.1")).unwrap();
+    b
+}
+
+#[test]
+fn a_pio_read_carries_on_after_restore_mid_block_and_mid_fetch() {
+    let a = Rig::disk(mem_disk(256));
+    a.outb(1, 0);
+    a.lba28(3, 200); // 100 KiB: more than one 64 KiB fetch from the disk
+    a.cmd(0x20);
+    let mut got_a = a.block(512);
+    got_a.extend(a.block(256)); // half of the second sector
+    let b = restored_from(&a, [[hd(mem_disk(256)), None], [None, None]]);
+    let mut got_b = got_a.clone();
+    assert_eq!((b.alt(), b.irq()), (a.alt(), a.irq()));
+    got_a.extend(a.read_bytes(256));
+    got_b.extend(b.read_bytes(256));
+    for _ in 2..200 {
+        got_a.extend(a.block(512));
+        got_b.extend(b.block(512));
+    }
+    assert_eq!(got_b, got_a);
+    assert_eq!(got_a, pattern(256 * 512, 512)[3 * 512..203 * 512]);
+    assert_eq!((b.wait(), b.error()), (a.wait(), a.error()));
+}
+
+#[test]
+fn a_dma_command_waiting_for_the_bus_master_runs_after_restore() {
+    let mut a = Rig::disk(mem_disk(64));
+    a.prd(0x1000, &[(0x2_0000, 4 * 512)], true);
+    a.lba28(8, 4);
+    a.cmd(0xC8); // READ DMA, bus master not started yet
+    let mut b = restored_from(&a, [[hd(mem_disk(64)), None], [None, None]]);
+    assert_eq!(b.bm_read(4), a.bm_read(4), "PRD address");
+    b.link.mem.write(0x1000, &a.mem(0x1000, 8)).unwrap(); // guest RAM comes back with the machine
+    for (i, r) in [&mut a, &mut b].into_iter().enumerate() {
+        r.bm_start(true);
+        r.wait();
+        assert!(r.irq(), "rig {i}");
+        assert_eq!(r.bm_status() & (BM_ACTIVE | BM_ERROR | BM_INT), BM_INT, "rig {i}");
+        r.status();
+        assert!(!r.irq());
+    }
+    assert_eq!(b.mem(0x2_0000, 2048), a.mem(0x2_0000, 2048));
+    assert_eq!(a.mem(0x2_0000, 2048), pattern(64 * 512, 512)[8 * 512..12 * 512]);
+}
+
+#[test]
+fn a_cd_keeps_its_sense_and_lock_and_another_drive_is_refused() {
+    use ferrite_persist::Persist;
+    let a = Rig::new([[None, None], [None, cd(Some(mem_disk(64)))]]);
+    let mut s = a.ide.save();
+    let IdeMediaState::Cdrom(c) = &mut s.channels[1].drives[1].media else { panic!() };
+    assert_eq!(c.media_bytes, Some(64 * 512));
+    c.locked = true;
+    c.sense = [6, 0x28, 0];
+    let mut b = Rig::new([[None, None], [None, cd(Some(mem_disk(64)))]]);
+    b.ide.restore(s.clone()).unwrap();
+    assert!(b.ide.ports(1).media_locked(1));
+
+    let mut other = Rig::new([[None, None], [None, cd(Some(mem_disk(32)))]]);
+    let e = other.ide.restore(s.clone()).unwrap_err();
+    assert!(matches!(e, ferrite_persist::RestoreError::Invalid { field: "media_bytes", .. }), "{e}");
+    let mut bad = s.clone();
+    bad.channels[1].drives[1].phase = IdePhase::DataIn { buffer: vec![0; 4], pos: 2, end: 8, fetch: None, blocks: IdeBlocks::Ata { block_bytes: 512 } };
+    assert!(other.ide.restore(bad).is_err());
+    let mut busy = s;
+    busy.channels[1].drives[1].phase = IdePhase::InFlight;
+    let mut c = Rig::new([[None, None], [None, cd(Some(mem_disk(64)))]]);
+    assert!(c.ide.restore(busy).is_err());
+    assert!(!c.ide.ports(1).media_locked(1), "a refused state changes nothing");
+}

@@ -21,6 +21,10 @@
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;
+mod state;
+pub use state::IoapicState;
 
 use crate::lapic::{DeliveryMode, InterruptMessage};
 use crate::MmioDevice;

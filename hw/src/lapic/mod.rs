@@ -41,9 +41,13 @@
 mod regs;
 mod timer;
 mod x2apic;
+mod state;
+pub use state::{LapicState, LapicTimerState};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;
 
 pub use regs::*;
 
@@ -59,7 +63,7 @@ pub const OUTPUT_QUEUE_LIMIT: usize = 1024;
 
 /// Delivery mode of an interrupt message (SDM 11.6.1, ICR bits 10:8; the IOAPIC uses the
 /// same encoding in its redirection entries).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeliveryMode {
     Fixed,
     LowestPriority,
@@ -99,7 +103,7 @@ impl DeliveryMode {
 }
 
 /// An interrupt message on the (virtual) APIC bus, from an IOAPIC or a LAPIC's ICR.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InterruptMessage {
     pub vector: u8,
     pub mode: DeliveryMode,
@@ -142,7 +146,7 @@ impl InterruptMessage {
 }
 
 /// ICR destination shorthand (SDM 11.6.1, bits 19:18).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Shorthand {
     /// Use the destination field.
     None,
@@ -152,7 +156,7 @@ pub enum Shorthand {
 }
 
 /// An inter-processor interrupt sent through the ICR, for the machine to deliver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ipi {
     /// APIC ID of the sender.
     pub source: u32,
@@ -175,7 +179,7 @@ impl Ipi {
 }
 
 /// What a LAPIC asks the machine to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LapicOutput {
     /// Deliver this IPI.
     Ipi(Ipi),

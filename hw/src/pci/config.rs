@@ -82,7 +82,7 @@ pub(super) struct BarDef {
 /// 256 bytes of configuration space plus the masks that define guest-visible behaviour.
 #[derive(Clone, Debug)]
 pub struct ConfigSpace {
-    data: [u8; 256],
+    pub(super) data: [u8; 256],
     wmask: [u8; 256],
     w1c: [u8; 256],
     pub(super) bars: [Option<BarDef>; 6],

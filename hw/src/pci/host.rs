@@ -30,9 +30,9 @@ pub const RC_FULL_RESET: u8 = 1 << 3;
 /// The host side of configuration mechanism #1, owning bus 0.
 pub struct PciHost {
     pub bus: PciBus,
-    address: u32,
-    reset_control: u8,
-    reset_requested: bool,
+    pub(super) address: u32,
+    pub(super) reset_control: u8,
+    pub(super) reset_requested: bool,
 }
 
 impl PciHost {

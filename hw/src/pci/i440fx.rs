@@ -119,9 +119,9 @@ impl SmramState {
 /// The i440FX host bridge function.
 #[derive(Clone, Debug)]
 pub struct I440fx {
-    cfg: ConfigSpace,
-    pam_dirty: bool,
-    smram_dirty: bool,
+    pub(super) cfg: ConfigSpace,
+    pub(super) pam_dirty: bool,
+    pub(super) smram_dirty: bool,
 }
 
 impl Default for I440fx {

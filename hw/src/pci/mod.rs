@@ -41,11 +41,14 @@ mod link;
 mod msi;
 mod msix;
 mod piix3;
+mod state;
 
 #[cfg(test)]
 mod irq_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;
 
 pub use config::*;
 pub use host::*;
@@ -54,6 +57,7 @@ pub use link::*;
 pub use msi::*;
 pub use msix::*;
 pub use piix3::*;
+pub use state::*;
 
 use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -117,10 +117,10 @@ impl ConfigSpace {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Entry {
-    address: u64,
-    data: u32,
-    control: u32,
+pub(super) struct Entry {
+    pub(super) address: u64,
+    pub(super) data: u32,
+    pub(super) control: u32,
 }
 
 const RESET_ENTRY: Entry = Entry { address: 0, data: 0, control: MSIX_VECTOR_MASKED };
@@ -128,14 +128,14 @@ const RESET_ENTRY: Entry = Entry { address: 0, data: 0, control: MSIX_VECTOR_MAS
 /// The MSI-X vector table and PBA of one function.
 #[derive(Clone, Debug)]
 pub struct MsixTable {
-    entries: Vec<Entry>,
-    pending: Vec<u64>,
+    pub(super) entries: Vec<Entry>,
+    pub(super) pending: Vec<u64>,
     table_bar: usize,
     table_offset: u64,
     pba_bar: usize,
     pba_offset: u64,
-    enabled: bool,
-    function_masked: bool,
+    pub(super) enabled: bool,
+    pub(super) function_masked: bool,
 }
 
 impl MsixTable {

@@ -40,9 +40,9 @@ pub fn pirq_irq_valid(irq: u8) -> bool {
 /// The PIIX3 ISA bridge function.
 #[derive(Clone, Debug)]
 pub struct Piix3 {
-    cfg: ConfigSpace,
-    routes: [Option<u8>; 4],
-    pending: Vec<PciEvent>,
+    pub(super) cfg: ConfigSpace,
+    pub(super) routes: [Option<u8>; 4],
+    pub(super) pending: Vec<PciEvent>,
 }
 
 impl Default for Piix3 {

@@ -73,8 +73,8 @@ pub enum PicPort {
 }
 
 /// Where the initialization sequence stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum InitStep {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum InitStep {
     Ready,
     Icw2,
     Icw3,
@@ -485,5 +485,10 @@ impl Default for PicPair<crate::NoIrq> {
     }
 }
 
+mod state;
+pub use state::{PicChipState, PicState};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;

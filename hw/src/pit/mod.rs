@@ -522,5 +522,10 @@ impl Default for Pit<crate::NoIrq> {
     }
 }
 
+mod state;
+pub use state::{PitChannelState, PitState};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;

@@ -71,9 +71,51 @@ impl PioDevice for Port92 {
     }
 }
 
+/// Saved state of port 0x92 (snapshots and migration). After a restore the machine re-applies
+/// [`Port92::a20`] to its memory map.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port92State {
+    pub value: u8,
+    /// A fast reset the guest asked for that the machine has not taken yet.
+    pub reset_requested: bool,
+}
+
+impl ferrite_persist::Persist for Port92 {
+    const SECTION: &'static str = "port92";
+    const VERSION: u32 = 1;
+    type State = Port92State;
+
+    fn save(&self) -> Port92State {
+        Port92State { value: self.value, reset_requested: self.reset_requested }
+    }
+
+    /// Every value is one the register can hold.
+    fn restore(&mut self, s: Port92State) -> Result<(), ferrite_persist::RestoreError> {
+        (self.value, self.reset_requested) = (s.value, s.reset_requested);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_port_carries_on_like_the_original() {
+        let mut a = Port92::new();
+        a.write_reg(FAST_A20 | FAST_RESET);
+        let mut b = Port92::new();
+        ferrite_persist::load(&mut b, &ferrite_persist::save(&a, "port92")).unwrap();
+        assert!(b.a20() && b.reset_requested());
+        assert_eq!(b.read_reg(), a.read_reg());
+        // No new edge on bit 0 in either.
+        a.take_reset_request();
+        b.take_reset_request();
+        a.write_reg(FAST_A20 | FAST_RESET);
+        b.write_reg(FAST_A20 | FAST_RESET);
+        assert_eq!((a.reset_requested(), b.reset_requested()), (false, false));
+    }
 
     #[test]
     fn a20_bit() {

@@ -48,9 +48,44 @@ impl PioDevice for PostCode {
     }
 }
 
+/// Saved state of the POST port (snapshots and migration).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostCodeState {
+    /// The last code written (reads return it), if any.
+    pub last_code: Option<u8>,
+    pub writes: u64,
+}
+
+impl ferrite_persist::Persist for PostCode {
+    const SECTION: &'static str = "post";
+    const VERSION: u32 = 1;
+    type State = PostCodeState;
+
+    fn save(&self) -> PostCodeState {
+        PostCodeState { last_code: self.last, writes: self.writes }
+    }
+
+    /// Every value is one the latch can hold.
+    fn restore(&mut self, s: PostCodeState) -> Result<(), ferrite_persist::RestoreError> {
+        (self.last, self.writes) = (s.last_code, s.writes);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_latch_reads_back_the_same() {
+        let mut a = PostCode::new();
+        PioDevice::write(&mut a, 0, 1, 0x3c);
+        let mut b = PostCode::new();
+        ferrite_persist::load(&mut b, &ferrite_persist::save(&a, "post")).unwrap();
+        assert_eq!(PioDevice::read(&mut b, 0, 1), PioDevice::read(&mut a, 0, 1));
+        assert_eq!(b.writes(), 1);
+    }
 
     #[test]
     fn records_the_last_code() {

@@ -467,5 +467,10 @@ impl Default for Rtc<crate::NoIrq> {
     }
 }
 
+mod state;
+pub use state::{RtcState, WallTime};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;

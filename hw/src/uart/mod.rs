@@ -425,5 +425,10 @@ impl<I: IrqLine, W: Write> PioDevice for Uart<I, W> {
     }
 }
 
+mod state;
+pub use state::UartState;
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;

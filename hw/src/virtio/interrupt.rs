@@ -101,6 +101,14 @@ impl IrqState {
     }
 
     /// The MSI sink (or one that drops messages before the function is attached).
+    /// Drives INTx to the level the state implies, whatever was driven before (restore).
+    pub(crate) fn redrive_intx(&mut self) {
+        self.intx_out = self.intx_pending() && !self.intx_disabled;
+        if let Some(line) = &self.intx {
+            line.set_level(self.intx_out);
+        }
+    }
+
     pub(crate) fn sink(&self) -> Arc<dyn MsiSink> {
         self.msi.clone().unwrap_or_else(|| Arc::new(NoMsi))
     }
@@ -169,6 +177,16 @@ impl Shared {
     }
 
     /// Whether the configuration changed since the last call (for `config_generation`).
+    /// (needs reset, configuration changed since the driver last read it), for saving.
+    pub(crate) fn flags(&self) -> (bool, bool) {
+        (self.needs_reset.load(Ordering::Acquire), self.config_changed.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn restore_flags(&self, needs_reset: bool, config_changed: bool) {
+        self.needs_reset.store(needs_reset, Ordering::Release);
+        self.config_changed.store(config_changed, Ordering::Release);
+    }
+
     pub(crate) fn take_config_changed(&self) -> bool {
         self.config_changed.swap(false, Ordering::AcqRel)
     }

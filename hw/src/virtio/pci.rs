@@ -55,6 +55,9 @@ use super::{
 use crate::pci::{BarKind, BarRegion, ConfigSpace, PciDevice, PciError, PciLink};
 use std::sync::Arc;
 
+mod state;
+pub use state::{VirtioPciState, VirtioQueueState};
+
 /// PCI vendor ID of every virtio device (4.1.2).
 pub const VIRTIO_PCI_VENDOR_ID: u16 = 0x1AF4;
 /// Modern device ID = this + device type.
@@ -492,6 +495,12 @@ impl<D: VirtioDevice> VirtioPci<D> {
     }
 
     fn activate(&mut self, legacy: bool) {
+        self.activate_at(legacy, &[]);
+    }
+
+    /// Activation with split-ring positions for the queues (`positions[i]` for queue `i`;
+    /// missing or `None`: from the start), as a restore needs them.
+    pub(super) fn activate_at(&mut self, legacy: bool, positions: &[Option<u16>]) {
         let epoch = self.shared.epoch();
         let interrupt = Interrupt::new(self.shared.clone(), epoch);
         let modern_ready = self.status & STATUS_FEATURES_OK != 0;
@@ -519,7 +528,11 @@ impl<D: VirtioDevice> VirtioPci<D> {
                     avail_ring: q.driver,
                     used_ring: q.device,
                 };
-                Queue::new(i as u16, cfg, features, dma.clone(), interrupt.clone())
+                let mut queue = Queue::new(i as u16, cfg, features, dma.clone(), interrupt.clone());
+                if let Some(&Some(index)) = positions.get(i) {
+                    queue.set_split_position(index);
+                }
+                queue
             })
             .collect();
         let ctx = ActivateContext { features, queues, interrupt, dma };

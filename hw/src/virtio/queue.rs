@@ -213,6 +213,15 @@ impl Queue {
     }
 
     /// The queue's index in the device.
+    /// Puts a split ring's device-side positions at ring index `index` (next available
+    /// entry to pop, next used entry to fill, last used index signalled): where a quiesced
+    /// device stood when it was saved. No effect on a packed ring.
+    pub(crate) fn set_split_position(&mut self, index: u16) {
+        if self.packed.is_none() {
+            (self.next_avail, self.next_used, self.signalled_used) = (index, index, index);
+        }
+    }
+
     pub fn index(&self) -> u16 {
         self.index
     }

@@ -1070,3 +1070,98 @@ fn packed_rings_through_the_transport() {
     assert_eq!(d.status() & STATUS_DEVICE_NEEDS_RESET, 0);
     assert!(d.isr() & 1 != 0, "used buffer interrupt");
 }
+
+// ---- save and restore of the transport ----
+
+/// A fresh driver/transport with `a`'s guest RAM and transport state, as the machine restores
+/// them; the driver side of queue 0 continues from `ring`.
+fn restored_rng(a: &Drv<VirtioRng>, opts: VirtioPciOptions) -> Drv<VirtioRng> {
+    use ferrite_persist::{load, save};
+    let mut b = rng_with(opts);
+    b.t.mem.write(0, &a.mem(0, RAM as usize)).unwrap();
+    load(&mut b.dev, &save(&a.dev, "00:05.0")).unwrap();
+    b
+}
+
+fn same_ring(ring: &GuestRing, d: &Drv<VirtioRng>) -> GuestRing {
+    GuestRing { dma: d.t.link().dma, avail_idx: ring.avail_idx, last_used: ring.last_used, ..*ring }
+}
+
+#[test]
+fn an_active_device_restored_takes_up_its_ring_where_it_stood() {
+    let mut a = rng();
+    a.negotiate(RING_FEATURES);
+    let mut ring = a.setup_queue(0, 8, RING0, VIRTIO_MSI_NO_VECTOR);
+    a.add_status(STATUS_DRIVER_OK);
+    ring.set_desc(0, BUFS, 16, VIRTQ_DESC_F_WRITE, 0);
+    ring.set_desc(1, BUFS + 0x100, 32, VIRTQ_DESC_F_WRITE, 0);
+    ring.push(0);
+    ring.push(1);
+    a.notify(0);
+    assert_eq!(ring.take_used(), vec![(0, 16), (1, 32)]);
+    assert!(a.t.line.level(), "an interrupt pending across the save");
+
+    let mut b = restored_rng(&a, VirtioPciOptions::default());
+    let mut ring_b = same_ring(&ring, &b);
+    assert!(b.dev.is_activated());
+    assert!(b.t.line.level(), "INTx is re-driven");
+    assert_eq!((b.status(), b.cr(COMMON_Q_SIZE, 2), b.dev.driver_features()), (a.status(), a.cr(COMMON_Q_SIZE, 2), a.dev.driver_features()));
+    assert_eq!((b.isr(), a.isr()), (1, 1));
+    for (d, r) in [(&mut a, &mut ring), (&mut b, &mut ring_b)] {
+        r.push(1);
+        r.push(0);
+        d.notify(0);
+        assert_eq!(r.take_used(), vec![(1, 32), (0, 16)], "entries 2 and 3 of the ring, not 0 and 1 again");
+        assert_eq!(r.used_idx(), 4);
+        assert!(d.t.line.level());
+    }
+}
+
+#[test]
+fn msix_routing_survives_a_restore() {
+    let mut a = rng();
+    a.enable_msix();
+    a.negotiate(RING_FEATURES);
+    let mut ring = a.setup_queue(0, 4, RING0, 1);
+    a.cw(COMMON_MSIX, 2, 0);
+    a.add_status(STATUS_DRIVER_OK);
+    let mut b = restored_rng(&a, VirtioPciOptions::default());
+    let mut ring_b = same_ring(&ring, &b);
+    assert_eq!((b.cr(COMMON_MSIX, 2), b.cr(COMMON_Q_MSIX, 2)), (0, 1));
+    for (d, r) in [(&mut a, &mut ring), (&mut b, &mut ring_b)] {
+        r.set_desc(0, BUFS, 8, VIRTQ_DESC_F_WRITE, 0);
+        r.push(0);
+        d.notify(0);
+        assert_eq!(d.t.msi.take(), vec![(MSI_ADDR, 0x41)]);
+        assert!(!d.t.line.level());
+    }
+}
+
+#[test]
+fn a_transport_state_that_does_not_fit_is_refused() {
+    use ferrite_persist::{Persist, RestoreError};
+    let mut a = rng();
+    a.negotiate(RING_FEATURES);
+    a.setup_queue(0, 4, RING0, VIRTIO_MSI_NO_VECTOR);
+    a.add_status(STATUS_DRIVER_OK);
+    let mut b = rng();
+    let fresh = b.dev.save();
+    let mut s = a.dev.save();
+    s.queues[0].size = 3;
+    assert!(matches!(b.dev.restore(s), Err(RestoreError::Invalid { field: "queues.size", .. })));
+    let mut s = a.dev.save();
+    s.queues[0].msix_vector = 7;
+    assert!(b.dev.restore(s).is_err());
+    let mut p = rng_with(VirtioPciOptions { packed: true, ..Default::default() });
+    p.negotiate(RING_FEATURES | VIRTIO_F_RING_PACKED);
+    p.setup_queue(0, 4, RING0, VIRTIO_MSI_NO_VECTOR);
+    p.add_status(STATUS_DRIVER_OK);
+    let mut q = rng_with(VirtioPciOptions { packed: true, ..Default::default() });
+    let e = q.dev.restore(p.dev.save()).unwrap_err();
+    assert!(e.to_string().contains("packed"), "packed rings of an active device are not carried: {e}");
+    let mut s = a.dev.save();
+    s.device_type = VIRTIO_ID_NET;
+    assert!(b.dev.restore(s).is_err());
+    assert_eq!(b.dev.save(), fresh);
+    assert!(!b.dev.is_activated());
+}

@@ -294,3 +294,31 @@ impl VirtioDevice for VirtioBalloon {
         s.interrupt = None;
     }
 }
+
+/// Saved state of the balloon behind its transport (snapshots and migration): the size the
+/// host asked for and the size the driver reported. The device's own counters (pages seen
+/// inflated, reported bytes, last statistics) are not carried.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtioBalloonState {
+    pub target_pages: u32,
+    pub actual_pages: u32,
+}
+
+impl ferrite_persist::Persist for VirtioBalloon {
+    const SECTION: &'static str = "virtio-balloon";
+    const VERSION: u32 = 1;
+    type State = VirtioBalloonState;
+
+    fn save(&self) -> VirtioBalloonState {
+        let s = lock(&self.state);
+        VirtioBalloonState { target_pages: s.target_pages, actual_pages: s.actual_pages }
+    }
+
+    /// Any sizes are ones the registers can hold.
+    fn restore(&mut self, s: VirtioBalloonState) -> Result<(), ferrite_persist::RestoreError> {
+        let mut st = lock(&self.state);
+        (st.target_pages, st.actual_pages) = (s.target_pages, s.actual_pages);
+        Ok(())
+    }
+}

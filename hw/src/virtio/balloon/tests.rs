@@ -361,3 +361,18 @@ fn random_guest_input_never_panics() {
     }
     assert!(f.ctl.inflated_pages() <= u64::from(ram_pages) + RAM_HIGH / BALLOON_PAGE_SIZE);
 }
+
+#[test]
+fn the_balloon_sizes_are_saved_and_restored() {
+    use ferrite_persist::{load, save};
+    let (mut a, actl) = VirtioBalloon::new(VirtioBalloonOptions::default());
+    actl.set_target(64 << 20);
+    a.write_config(4, &100u32.to_le_bytes());
+    let (mut b, bctl) = VirtioBalloon::new(VirtioBalloonOptions::default());
+    load(&mut b, &save(&a, "balloon0")).unwrap();
+    assert_eq!((bctl.target_bytes(), bctl.actual_bytes()), (64 << 20, 100 * 4096));
+    let (mut ca, mut cb) = ([0u8; 8], [0u8; 8]);
+    a.read_config(0, &mut ca);
+    b.read_config(0, &mut cb);
+    assert_eq!(ca, cb);
+}

@@ -357,3 +357,22 @@ fn reset_stops_the_workers_and_activation_starts_again() {
     r.dev.queue_notify(7);
     r.dev.quiesce();
 }
+
+#[test]
+fn the_write_cache_mode_is_saved_and_another_disk_refused() {
+    use ferrite_persist::{load, save};
+    let opts = VirtioBlkOptions::default();
+    let mut a = VirtioBlk::new(Arc::new(MemDisk::new(vec![0; 4096], false)), &opts).unwrap();
+    let wb = writeback_offset();
+    a.write_config(wb, &[0]);
+    let saved = save(&a, "vda");
+    let mut b = VirtioBlk::new(Arc::new(MemDisk::new(vec![0; 4096], false)), &opts).unwrap();
+    b.write_config(wb, &[1]);
+    load(&mut b, &saved).unwrap();
+    let (mut ca, mut cb) = ([0u8; 1], [0u8; 1]);
+    a.read_config(wb, &mut ca);
+    b.read_config(wb, &mut cb);
+    assert_eq!((ca, cb), ([0], [0]));
+    let mut other = VirtioBlk::new(Arc::new(MemDisk::new(vec![0; 8192], false)), &opts).unwrap();
+    assert!(load(&mut other, &saved).unwrap_err().to_string().contains("capacity_bytes"));
+}
