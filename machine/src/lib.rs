@@ -459,7 +459,7 @@ impl Machine {
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
         let initial = if cfg.start_paused { control::RunState::Prelaunch } else { control::RunState::Running };
-        let control::ControlPort { jobs, control } = control::Control::new(initial);
+        let control::ControlPort { jobs, control } = control::Control::channel(initial);
         let monitor = monitor::MonitorTargets::new(cfg.memory_bytes & !0xfff, control.clone());
         monitor.attach(board.wiring.clone(), live_virtio.balloon.clone());
         for m in &cfg.monitors {

@@ -2,23 +2,7 @@ use super::*;
 use crate::pci::{PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY};
 use crate::testing::TestLink;
 use ferrite_persist::{load, save, Persist, RestoreError};
-
-fn attached() -> (Edu, TestLink) {
-    let t = TestLink::new(0x20_0000);
-    let mut e = Edu::new();
-    e.attach(t.link());
-    (e, t)
-}
-
-fn r32(e: &mut Edu, off: u64) -> u32 {
-    let mut b = [0u8; 4];
-    e.bar_read(0, off, &mut b);
-    u32::from_le_bytes(b)
-}
-
-fn w32(e: &mut Edu, off: u64, v: u32) {
-    e.bar_write(0, off, &v.to_le_bytes());
-}
+use super::tests::{attached, r32, w32};
 
 /// Factorial interrupts on, one raised and unacknowledged (INTx), data in the buffer.
 fn busy() -> (Edu, TestLink) {

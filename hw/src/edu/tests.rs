@@ -9,20 +9,20 @@ use std::sync::{Arc, Mutex};
 /// Guest RAM: 2 MiB at 0.
 const RAM: u64 = 0x20_0000;
 
-fn attached() -> (Edu, TestLink) {
+pub(super) fn attached() -> (Edu, TestLink) {
     let t = TestLink::new(RAM);
     let mut e = Edu::new();
     e.attach(t.link());
     (e, t)
 }
 
-fn r32(e: &mut Edu, off: u64) -> u32 {
+pub(super) fn r32(e: &mut Edu, off: u64) -> u32 {
     let mut b = [0u8; 4];
     e.bar_read(0, off, &mut b);
     u32::from_le_bytes(b)
 }
 
-fn w32(e: &mut Edu, off: u64, v: u32) {
+pub(super) fn w32(e: &mut Edu, off: u64, v: u32) {
     e.bar_write(0, off, &v.to_le_bytes());
 }
 

@@ -84,7 +84,8 @@ pub(crate) struct ControlPort {
 }
 
 impl Control {
-    pub(crate) fn new(initial: RunState) -> ControlPort {
+    /// A control channel: the machine keeps the port, clients clone the handle.
+    pub(crate) fn channel(initial: RunState) -> ControlPort {
         let (jobs_tx, jobs) = std::sync::mpsc::channel();
         let control = Control { jobs: jobs_tx, state: Arc::new(Mutex::new(initial)), events: EventHub::default() };
         ControlPort { jobs, control }

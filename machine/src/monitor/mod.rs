@@ -43,6 +43,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The machine has no balloon device.
+#[derive(Debug, thiserror::Error)]
+#[error("No balloon device has been activated")]
+pub struct NoBalloon;
+
 #[derive(Default)]
 struct Targets {
     wiring: Option<Arc<Wiring>>,
@@ -172,13 +177,13 @@ impl MonitorTargets {
         }
         match self.set_balloon_bytes(mib.saturating_mul(MIB)) {
             Ok(()) => String::new(),
-            Err(()) => "Error: No balloon device has been activated\n".into(),
+            Err(e) => format!("Error: {e}\n"),
         }
     }
 
-    /// Asks the guest to keep `bytes` of its memory (QMP's `balloon`); `Err` without a balloon.
-    pub fn set_balloon_bytes(&self, bytes: u64) -> Result<(), ()> {
-        let b = self.balloon().ok_or(())?;
+    /// Asks the guest to keep `bytes` of its memory (QMP's `balloon`).
+    pub fn set_balloon_bytes(&self, bytes: u64) -> Result<(), NoBalloon> {
+        let b = self.balloon().ok_or(NoBalloon)?;
         let balloon = self.ram_bytes - bytes.min(self.ram_bytes);
         lock(&self.inner).balloon_target = balloon;
         b.set_target(balloon);

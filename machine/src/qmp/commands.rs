@@ -10,8 +10,11 @@ use serde_json::{json, Map, Value};
 
 type Handler = fn(&MonitorTargets, &Map<String, Value>) -> Result<Value, QmpError>;
 
-/// Every command: name, the arguments it takes (name, JSON type, required), handler.
-const COMMANDS: &[(&str, &[(&str, Kind, bool)], Handler)] = &[
+/// An argument: name, JSON type, required.
+type Param = (&'static str, Kind, bool);
+
+/// Every command: name, the arguments it takes, handler.
+const COMMANDS: &[(&str, &[Param], Handler)] = &[
     ("query-version", &[], query_version),
     ("query-commands", &[], query_commands),
     ("query-status", &[], query_status),
