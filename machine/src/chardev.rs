@@ -20,6 +20,9 @@ use std::time::Duration;
 
 /// Chunks of output waiting for the writer thread.
 const OUTPUT_QUEUE: usize = 1024;
+/// How long a new client waits for the previous one's hang-up to be noticed (a script that
+/// connects once per command reconnects at once) before it is turned away.
+const HANDOVER: Duration = Duration::from_millis(500);
 
 /// The device side of a chardev.
 pub trait Frontend: Send + Sync {
@@ -202,6 +205,18 @@ impl Chardev {
         lock(&self.state).busy_message = message;
     }
 
+    /// Waits up to `limit` for the current client (if any) to be gone; `true` once it is.
+    fn wait_for_hang_up(&self, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.is_connected() {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
     /// Turns away a client: one at a time is served.
     fn turn_away(&self, mut stream: Stream) {
         let message = {
@@ -310,7 +325,7 @@ fn connect(id: &str, address: &SocketAddress) -> Result<Stream, ChardevError> {
 fn accept_loop(listener: Listener, dev: std::sync::Weak<Chardev>) {
     while let Ok(stream) = listener.accept() {
         let Some(d) = dev.upgrade() else { return };
-        if d.is_connected() {
+        if !d.wait_for_hang_up(HANDOVER) {
             d.turn_away(stream);
             continue;
         }

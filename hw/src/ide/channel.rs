@@ -490,19 +490,23 @@ impl Channel {
         self.update_irq();
     }
 
-    /// Drives the line from the selected device's INTRQ and nIEN. The bus master's
-    /// interrupt bit latches each assertion (SFF-8038i).
+    /// The level the selected device's INTRQ and nIEN put on the line.
+    fn irq_level(&self) -> bool {
+        let d = &self.devs[self.sel()];
+        d.present() && d.intrq && self.devctl & DC_NIEN == 0 && !self.in_reset()
+    }
+
     /// Drives the IRQ line to the level the registers imply, whatever was driven before
     /// (after a restore); unlike `update_irq` it leaves the bus master status alone.
     pub(super) fn redrive_irq(&mut self) {
-        let d = &self.devs[self.sel()];
-        self.irq_out = d.present() && d.intrq && self.devctl & DC_NIEN == 0 && !self.in_reset();
+        self.irq_out = self.irq_level();
         self.irq.set_level(self.irq_out);
     }
 
+    /// Drives the line from the selected device's INTRQ and nIEN. The bus master's
+    /// interrupt bit latches each assertion (SFF-8038i).
     fn update_irq(&mut self) {
-        let d = &self.devs[self.sel()];
-        let level = d.present() && d.intrq && self.devctl & DC_NIEN == 0 && !self.in_reset();
+        let level = self.irq_level();
         if level != self.irq_out {
             if level {
                 self.bm.status |= BM_ST_INTERRUPT;

@@ -100,7 +100,6 @@ impl IrqState {
         self.update_intx();
     }
 
-    /// The MSI sink (or one that drops messages before the function is attached).
     /// Drives INTx to the level the state implies, whatever was driven before (restore).
     pub(crate) fn redrive_intx(&mut self) {
         self.intx_out = self.intx_pending() && !self.intx_disabled;
@@ -109,6 +108,7 @@ impl IrqState {
         }
     }
 
+    /// The MSI sink (or one that drops messages before the function is attached).
     pub(crate) fn sink(&self) -> Arc<dyn MsiSink> {
         self.msi.clone().unwrap_or_else(|| Arc::new(NoMsi))
     }
@@ -176,7 +176,6 @@ impl Shared {
         self.needs_reset.load(Ordering::Acquire)
     }
 
-    /// Whether the configuration changed since the last call (for `config_generation`).
     /// (needs reset, configuration changed since the driver last read it), for saving.
     pub(crate) fn flags(&self) -> (bool, bool) {
         (self.needs_reset.load(Ordering::Acquire), self.config_changed.load(Ordering::Acquire))
@@ -187,6 +186,7 @@ impl Shared {
         self.config_changed.store(config_changed, Ordering::Release);
     }
 
+    /// Whether the configuration changed since the last call (for `config_generation`).
     pub(crate) fn take_config_changed(&self) -> bool {
         self.config_changed.swap(false, Ordering::AcqRel)
     }

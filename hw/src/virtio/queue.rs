@@ -212,7 +212,6 @@ impl Queue {
         }
     }
 
-    /// The queue's index in the device.
     /// Puts a split ring's device-side positions at ring index `index` (next available
     /// entry to pop, next used entry to fill, last used index signalled): where a quiesced
     /// device stood when it was saved. No effect on a packed ring.
@@ -222,6 +221,7 @@ impl Queue {
         }
     }
 
+    /// The queue's index in the device.
     pub fn index(&self) -> u16 {
         self.index
     }
