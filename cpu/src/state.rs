@@ -70,6 +70,9 @@ pub mod cr0 {
     pub const NW: u64 = 1 << 29;
     pub const CD: u64 = 1 << 30;
     pub const PG: u64 = 1 << 31;
+    /// Bits software can change. ET is fixed at 1; writes to the reserved bits of CR0[31:0]
+    /// are ignored (bits 63:32 fault).
+    pub const WRITABLE: u64 = PE | MP | EM | TS | NE | WP | AM | NW | CD | PG;
 }
 
 pub mod cr4 {
