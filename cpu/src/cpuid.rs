@@ -287,6 +287,21 @@ impl CpuModel {
         (ext_fam << 20) | ((self.model >> 4) << 16) | (fam << 8) | ((self.model & 0xf) << 4) | self.stepping
     }
 
+    /// The model's feature words as CPUID leaves 1 (ECX, EDX), 7 (EBX, ECX, EDX) and
+    /// 80000001H (ECX, EDX) define them, without the bits that mirror state (OSXSAVE,
+    /// OSPKE): snapshots compare them to refuse a state saved under another model.
+    pub fn feature_words(&self) -> [u32; 7] {
+        [
+            self.bits(1, R::Ecx),
+            self.bits(1, R::Edx),
+            self.bits(7, R::Ebx),
+            self.bits(7, R::Ecx),
+            self.bits(7, R::Edx),
+            self.bits(0x8000_0001, R::Ecx),
+            self.bits(0x8000_0001, R::Edx),
+        ]
+    }
+
     fn bits(&self, leaf: u32, reg: R) -> u32 {
         FEATURES
             .iter()

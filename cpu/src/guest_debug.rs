@@ -115,7 +115,22 @@ impl GuestDebug {
     fn set(&mut self, bit: u8, on: bool) {
         self.state = if on { self.state | bit } else { self.state & !bit };
     }
+    /// What crosses an instruction boundary (snapshots): the MOV SS/POP SS shadow over debug
+    /// traps, and the DR6 bits of the traps it holds back (0: none).
+    pub fn held(&self) -> (bool, u64) {
+        let traps = if self.trap() { self.pending } else { 0 };
+        (self.state & MOV_SS != 0, traps)
+    }
+    /// Takes back what `held` returned (the derived state is rebuilt by `refresh_debug`).
+    pub fn set_held(&mut self, mov_ss: bool, traps: u64) {
+        self.set(MOV_SS, mov_ss);
+        self.set(TRAP, traps != 0);
+        self.pending = traps;
+    }
 }
+
+/// The DR6 bits a held debug trap can carry (B0-B3, BS).
+pub(crate) const HELD_TRAP_BITS: u64 = dr6::B_ALL | dr6::BS;
 
 impl Cpu {
     /// Recomputes the derived debug state if DR0-DR3, DR7, CR4.DE or CR0.AM changed (MOV DR,

@@ -19,6 +19,7 @@ pub mod interrupt;
 pub mod mmu;
 pub mod msr;
 mod operand;
+pub mod persist;
 pub mod segment;
 mod stack;
 pub mod state;

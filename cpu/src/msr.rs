@@ -193,8 +193,8 @@ impl Cpu {
         Ok(())
     }
 
-    /// EFER writes: reserved bits and toggling LME with paging on fault (SDM Vol. 3, 9.8.5).
-    fn write_efer(&mut self, v: u64) -> Result<()> {
+    /// EFER bits software can set on this model (LMA aside, which follows CR0.PG).
+    pub(crate) fn efer_allowed(&self) -> u64 {
         let mut allowed = efer::SCE | efer::LME | efer::NXE;
         if !self.model.has("lm") {
             allowed &= !efer::LME;
@@ -205,6 +205,12 @@ impl Cpu {
         if !self.model.has("syscall") {
             allowed &= !efer::SCE;
         }
+        allowed
+    }
+
+    /// EFER writes: reserved bits and toggling LME with paging on fault (SDM Vol. 3, 9.8.5).
+    fn write_efer(&mut self, v: u64) -> Result<()> {
+        let allowed = self.efer_allowed();
         if v & !(allowed | efer::LMA) != 0 {
             return Err(Fault::gp0());
         }

@@ -2,6 +2,8 @@
 //! `#[repr(C)]` struct so generated code can address fields by offset and snapshots can
 //! serialise it directly.
 
+use serde::{Deserialize, Serialize};
+
 /// Index of a general-purpose register in `CpuState::gpr` (hardware encoding order).
 pub mod reg {
     pub const RAX: usize = 0;
@@ -70,6 +72,9 @@ pub mod cr0 {
     pub const NW: u64 = 1 << 29;
     pub const CD: u64 = 1 << 30;
     pub const PG: u64 = 1 << 31;
+    /// Bits software can change. ET is fixed at 1; writes to the reserved bits of CR0[31:0]
+    /// are ignored (bits 63:32 fault).
+    pub const WRITABLE: u64 = PE | MP | EM | TS | NE | WP | AM | NW | CD | PG;
 }
 
 pub mod cr4 {
@@ -123,7 +128,8 @@ pub mod efer {
 }
 
 /// A segment register with its hidden descriptor cache (SDM Vol. 3, 3.4.3).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[repr(C)]
 pub struct Segment {
     pub selector: u16,
@@ -176,7 +182,8 @@ impl Segment {
 }
 
 /// GDTR/IDTR.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[repr(C)]
 pub struct TableReg {
     pub base: u64,
@@ -184,7 +191,8 @@ pub struct TableReg {
 }
 
 /// The model-specific registers Linux and BIOSes touch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[repr(C)]
 pub struct Msrs {
     pub star: u64,

@@ -9,10 +9,6 @@ use crate::state::{cr0, cr4, efer};
 use crate::Cpu;
 use iced_x86::{Instruction, Mnemonic, Register};
 
-/// CR0 bits software can change. ET is fixed at 1; writes to the reserved bits of CR0[31:0]
-/// are ignored (bits 63:32 fault).
-const CR0_WRITABLE: u64 =
-    cr0::PE | cr0::MP | cr0::EM | cr0::TS | cr0::NE | cr0::WP | cr0::AM | cr0::NW | cr0::CD | cr0::PG;
 /// CR0 bits whose change invalidates cached translations or their access rights.
 const CR0_TLB_BITS: u64 = cr0::PG | cr0::WP | cr0::PE;
 /// CR4 bits whose change invalidates cached translations (all of them, global ones too).
@@ -111,7 +107,7 @@ impl Cpu {
         if v >> 32 != 0 {
             return Err(Fault::gp0());
         }
-        let new = (v & CR0_WRITABLE) | cr0::ET;
+        let new = (v & cr0::WRITABLE) | cr0::ET;
         if (new & cr0::PG != 0 && new & cr0::PE == 0) || (new & cr0::NW != 0 && new & cr0::CD == 0) {
             return Err(Fault::gp0());
         }
@@ -209,7 +205,7 @@ impl Cpu {
 
     /// CR4 bits this model lets software set: the architectural set minus the bits of
     /// features CPUID does not report.
-    fn cr4_allowed(&self) -> u64 {
+    pub(crate) fn cr4_allowed(&self) -> u64 {
         const GATED: [(u64, &str); 15] = [
             (cr4::VME | cr4::PVI, "vme"),
             (cr4::TSD, "tsc"),
