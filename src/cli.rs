@@ -150,6 +150,9 @@ struct Args {
     /// QMP on a socket: unix:PATH,server=on,wait=off | tcp:[HOST]:PORT,server=on,wait=off.
     #[arg(long = "qmp", value_name = "DEV")]
     qmp: Vec<String>,
+    /// Start from a saved machine state: file:PATH | exec:COMMAND (whose output is the state).
+    #[arg(long = "incoming", value_name = "URI")]
+    incoming: Option<String>,
     /// A monitor on a -chardev: chardev=ID[,mode=readline|control].
     #[arg(long = "mon", value_name = "chardev=ID")]
     mon: Vec<String>,
@@ -231,6 +234,7 @@ const LONG: &[&str] = &[
     "chardev",
     "monitor",
     "qmp",
+    "incoming",
     "mon",
     "overcommit",
     "name",
@@ -489,6 +493,7 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
             cfg.chardevs.push(c);
         }
     }
+    cfg.incoming = args.incoming.clone();
     for m in &args.mon {
         let monitor = crate::chardev_args::parse_mon(m)?;
         if !cfg.chardevs.iter().any(|c| c.id == monitor.chardev) {

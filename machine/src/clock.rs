@@ -3,7 +3,7 @@
 //! shared by every vCPU thread and the timer thread, so the TSC and the LAPIC timers agree
 //! across vCPUs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// `paused` value while time runs.
@@ -12,25 +12,29 @@ const RUNNING: u64 = u64::MAX;
 #[derive(Debug)]
 pub struct Clock {
     start: Instant,
-    /// Host nanoseconds spent paused, subtracted from the host's elapsed time.
-    paused_total: AtomicU64,
+    /// Guest time minus host time since `start` (ns): pauses and restored snapshots move it.
+    offset: AtomicI64,
     /// While the machine is stopped (in the debugger), guest time stands still at this value.
     paused: AtomicU64,
 }
 
 impl Clock {
     pub fn new() -> Self {
-        Clock { start: Instant::now(), paused_total: AtomicU64::new(0), paused: AtomicU64::new(RUNNING) }
+        Clock { start: Instant::now(), offset: AtomicI64::new(0), paused: AtomicU64::new(RUNNING) }
     }
 
     fn host_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
 
+    fn running_now(&self) -> u64 {
+        (self.host_ns() as i64).saturating_add(self.offset.load(Ordering::Acquire)).max(0) as u64
+    }
+
     #[inline]
     pub fn now(&self) -> u64 {
         match self.paused.load(Ordering::Acquire) {
-            RUNNING => self.host_ns().saturating_sub(self.paused_total.load(Ordering::Acquire)),
+            RUNNING => self.running_now(),
             p => p,
         }
     }
@@ -50,9 +54,15 @@ impl Clock {
     pub fn resume(&self) {
         let p = self.paused.load(Ordering::Acquire);
         if p != RUNNING {
-            self.paused_total.store(self.host_ns().saturating_sub(p), Ordering::Release);
+            self.offset.store((p as i64).saturating_sub(self.host_ns() as i64), Ordering::Release);
             self.paused.store(RUNNING, Ordering::Release);
         }
+    }
+
+    /// Sets guest time to `ns` (a restored snapshot's time), leaving it paused: the next
+    /// [`Clock::resume`] runs on from there.
+    pub fn set_paused_at(&self, ns: u64) {
+        self.paused.store(ns.min(RUNNING - 1), Ordering::Release);
     }
 }
 
@@ -113,5 +123,9 @@ mod tests {
         assert_eq!(c.now(), t);
         c.resume();
         assert!(c.now() >= t && c.now() < t + 15_000_000, "time resumes where it stopped");
+        // A restored snapshot's time, far ahead of this clock's host time.
+        c.set_paused_at(1 << 40);
+        c.resume();
+        assert!(c.now() >= 1 << 40 && c.now() < (1 << 40) + 15_000_000, "time runs on from a restored point");
     }
 }

@@ -306,6 +306,8 @@ pub struct MachineConfig {
     pub chardevs: Vec<ChardevConfig>,
     /// Monitors (`-monitor`, `-qmp`, `-mon`), each on a `-chardev`.
     pub monitors: Vec<MonitorConfig>,
+    /// `-incoming URI`: start from a saved machine state (`file:PATH`, `exec:COMMAND`).
+    pub incoming: Option<String>,
     pub boot: BootConfig,
     pub accel: Accel,
     /// Accelerators to try, in order, when `accel` cannot run here (QEMU's `accel=kvm:tcg`).
@@ -357,6 +359,7 @@ impl Default for MachineConfig {
             nics: Vec::new(),
             chardevs: Vec::new(),
             monitors: Vec::new(),
+            incoming: None,
             boot: BootConfig::default(),
             accel: Accel::Tcg,
             accel_fallback: Vec::new(),

@@ -14,6 +14,7 @@ pub mod irq;
 pub mod monitor;
 pub mod pc;
 pub mod qmp;
+pub mod snapshot;
 mod vcpu;
 
 use config::{Accel, MachineConfig, SerialBackend};
@@ -52,6 +53,8 @@ pub enum MachineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("-incoming: {0}")]
+    Incoming(String),
     #[error("-S waits for a debugger or a monitor to start the CPU: give -s, -gdb tcp::PORT, -qmp or -monitor too")]
     PausedWithoutGdb,
     #[error(transparent)]
@@ -166,6 +169,8 @@ pub struct Machine {
     pub(crate) debugging: bool,
     /// The vCPU the human monitor's `info registers`, `x` and `gva2gpa` look at (`cpu N`).
     pub(crate) monitor_cpu: usize,
+    /// The last outgoing migration (`query-migrate`).
+    pub(crate) migration: Option<control::MigrationInfo>,
 }
 
 /// A drive and its opened image (`None`: a CD-ROM drive without a disc).
@@ -378,7 +383,7 @@ fn cmos_boot_device(d: config::BootDevice) -> ferrite_hw::rtc::cmos::BootDevice 
 fn plug_devices(cfg: &MachineConfig, board: &PcBoard, backends: &Backends) -> Result<pc::virtio::LiveVirtio, MachineError> {
     use ferrite_hw::pci::{DevFn, SharedPciDevice};
     let mut next_slot = 2;
-    let mut plug = |addr: Option<(u8, u8)>, dev: SharedPciDevice| -> Result<(), MachineError> {
+    let mut plug = |addr: Option<(u8, u8)>, dev: SharedPciDevice, state: Vec<Arc<dyn snapshot::registry::Stateful>>| -> Result<(), MachineError> {
         let devfn = match addr {
             Some((slot, func)) => DevFn::new(slot, func),
             None => {
@@ -389,19 +394,22 @@ fn plug_devices(cfg: &MachineConfig, board: &PcBoard, backends: &Backends) -> Re
             }
         };
         let devfn = devfn.ok_or(MachineError::PciFull)?;
-        board.plug_pci(devfn, dev).map_err(|e| MachineError::Pci(e.to_string()))
+        board.plug_pci_with_state(devfn, dev, state).map_err(|e| MachineError::Pci(e.to_string()))
     };
     let mut virtio = pc::virtio::VirtioFactory::new(backends.virtio, cfg.cpus);
     for d in &cfg.pci_devices {
-        let dev: SharedPciDevice = match &d.kind {
-            config::PciDeviceKind::Edu => Arc::new(std::sync::Mutex::new(ferrite_hw::edu::Edu::new())),
+        let (dev, state): (SharedPciDevice, Vec<Arc<dyn snapshot::registry::Stateful>>) = match &d.kind {
+            config::PciDeviceKind::Edu => {
+                let edu = Arc::new(std::sync::Mutex::new(ferrite_hw::edu::Edu::new()));
+                (edu.clone(), vec![edu])
+            }
             kind => virtio.build(kind)?.ok_or_else(|| MachineError::Pci(format!("{kind:?} cannot be built")))?,
         };
-        plug(d.addr, dev)?;
+        plug(d.addr, dev, state)?;
     }
     for nic in backends.nics {
-        let card = nic.new_card().map_err(MachineError::Pci)?;
-        plug(nic.config().addr, card)?;
+        let (card, state) = nic.new_card().map_err(MachineError::Pci)?;
+        plug(nic.config().addr, card, state)?;
     }
     Ok(virtio.live)
 }
@@ -498,6 +506,7 @@ impl Machine {
             vcpu_tids: Vec::new(),
             debugging: false,
             monitor_cpu: 0,
+            migration: None,
         })
     }
 
@@ -532,6 +541,12 @@ impl Machine {
         let raw = if stdio { RawTerminal::enable() } else { None };
         let input = stdio.then(|| ConsoleInput::spawn(raw.is_some()));
         let mut console = Console { _raw: raw, input, pending: Vec::new() };
+        if let Some(uri) = self.cfg.incoming.clone() {
+            let resume = self.control.run_state();
+            self.control.set_run_state(control::RunState::Inmigrate);
+            self.migrate_in(&uri).map_err(MachineError::Incoming)?;
+            self.control.set_run_state(resume);
+        }
         let timers = pc::spawn_timer_thread(self.board.clone());
         let result = if let Some(mut server) = self.gdb.take() {
             self.debugging = true;

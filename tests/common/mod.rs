@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod qmp;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -37,6 +37,12 @@ pub enum RunState {
     Shutdown,
     /// The accelerator could not go on.
     InternalError,
+    /// `-incoming`: loading the state.
+    Inmigrate,
+    /// Saving the state for `migrate`.
+    FinishMigrate,
+    /// `migrate` completed: the guest runs elsewhere now (`cont` runs it here again).
+    Postmigrate,
 }
 
 impl RunState {
@@ -49,6 +55,9 @@ impl RunState {
             RunState::Debug => "debug",
             RunState::Shutdown => "shutdown",
             RunState::InternalError => "internal-error",
+            RunState::Inmigrate => "inmigrate",
+            RunState::FinishMigrate => "finish-migrate",
+            RunState::Postmigrate => "postmigrate",
         }
     }
 }
@@ -111,5 +120,45 @@ impl Control {
             std::sync::mpsc::RecvTimeoutError::Timeout => ControlError::Timeout(ANSWER_WITHIN),
             std::sync::mpsc::RecvTimeoutError::Disconnected => ControlError::Gone,
         })
+    }
+}
+
+/// The last migration, as `query-migrate` reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MigrationInfo {
+    pub status: &'static str,
+    pub total_time_ms: u64,
+    pub transferred: u64,
+    pub ram_total: u64,
+    pub pages: u64,
+    pub error: Option<String>,
+}
+
+impl MigrationInfo {
+    pub fn completed(stats: crate::snapshot::SaveStats, took: Duration, ram_total: u64) -> Self {
+        MigrationInfo { status: "completed", total_time_ms: took.as_millis() as u64, transferred: stats.bytes, ram_total, pages: stats.ram_pages, error: None }
+    }
+
+    pub fn failed(error: String) -> Self {
+        MigrationInfo { status: "failed", total_time_ms: 0, transferred: 0, ram_total: 0, pages: 0, error: Some(error) }
+    }
+
+    /// QMP's `MigrationInfo`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"status": self.status});
+        if self.status == "completed" {
+            v["total-time"] = self.total_time_ms.into();
+            // Everything moved while the guest was stopped: the whole time was downtime.
+            v["downtime"] = self.total_time_ms.into();
+            v["ram"] = serde_json::json!({
+                "transferred": self.transferred, "total": self.ram_total, "remaining": 0, "duplicate": 0,
+                "normal": self.pages, "normal-bytes": self.pages * 4096, "dirty-sync-count": 1,
+                "mbps": if self.total_time_ms > 0 { self.transferred as f64 * 8.0 / 1000.0 / self.total_time_ms as f64 } else { 0.0 },
+            });
+        }
+        if let Some(e) = &self.error {
+            v["error-desc"] = e.clone().into();
+        }
+        v
     }
 }

@@ -26,6 +26,8 @@ pub enum RunStateError {
     NeedsReset,
     #[error("gdb controls this machine (-gdb): stop and continue it from gdb")]
     InDebugger,
+    #[error("a migration is in progress")]
+    Migrating,
 }
 
 impl Machine {
@@ -159,7 +161,8 @@ impl Machine {
             RunState::Running => Ok(()),
             RunState::Shutdown | RunState::InternalError => Err(RunStateError::NeedsReset),
             RunState::Debug => Err(RunStateError::InDebugger),
-            RunState::Paused | RunState::Prelaunch => {
+            RunState::Inmigrate | RunState::FinishMigrate => Err(RunStateError::Migrating),
+            RunState::Paused | RunState::Prelaunch | RunState::Postmigrate => {
                 self.control.set_run_state(RunState::Running);
                 self.control.events.emit("RESUME", json!({}));
                 Ok(())

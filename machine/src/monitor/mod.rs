@@ -21,10 +21,12 @@ const HELP: &str = "\
 balloon target -- request the guest's memory size, in MiB
 c|cont -- resume emulation
 cpu index -- set the default CPU for info registers, x and gva2gpa
+migrate uri -- save the machine to file:PATH or exec:COMMAND (it stays stopped)
 gva2gpa addr -- print the guest physical address of a guest virtual address
 info balloon -- the balloon's actual size (and guest statistics)
 info block -- the block devices
 info cpus -- the vCPUs and their host threads
+info migrate -- the last migration's status
 info registers [-a] -- the CPU registers (-a: every CPU)
 info status -- the VM status
 info version -- the version of QEMU this monitor follows, and ferrite's
@@ -108,6 +110,15 @@ impl MonitorTargets {
             ["help" | "?"] => Ok(HELP.into()),
             ["info", "balloon"] => Ok(self.info_balloon()),
             ["info", "status"] => Ok(self.info_status()),
+            ["info", "migrate"] => self.job(|m| match &m.migration {
+                Some(i) => format!("Migration status: {}\ntotal time: {} ms\ntransferred ram: {} kbytes\n", i.status, i.total_time_ms, i.transferred / 1024)
+                    + &i.error.as_ref().map(|e| format!("error: {e}\n")).unwrap_or_default(),
+                None => String::new(),
+            }),
+            ["migrate", uri] => {
+                let uri = uri.trim_matches('"').to_string();
+                self.job(move |m| m.migrate_out(&uri).err().map(|e| format!("Error: {e}\n")).unwrap_or_default())
+            }
             ["info", "version"] => Ok(format!("{} (ferrite {})\n", crate::qmp::QEMU_VERSION_STR, env!("CARGO_PKG_VERSION"))),
             ["info", "block"] => self.job(|m| m.block_devices().iter().map(|b| b.to_text()).collect()),
             ["info", "cpus"] => self.job(|m| m.info_cpus()),

@@ -299,6 +299,18 @@ impl Interrupts {
         self.controllers_changed(ic);
     }
 
+    /// After a restore: the lines the devices re-drove reach the restored controllers (whose
+    /// saved pin levels make them no new edges), then every CPU's INTR line is recomputed.
+    pub fn restored(&self) {
+        self.sync();
+        let ic = lock(&self.intc);
+        self.pic_intr.store(ic.pic.has_interrupt(), Ordering::Release);
+        self.controllers_changed(ic);
+        for i in 0..self.cpus.len() {
+            self.update_intr(i);
+        }
+    }
+
     /// Delivers what the IOAPIC queued and publishes the PIC's output; consumes the lock.
     pub fn controllers_changed(&self, mut ic: MutexGuard<'_, Intc>) {
         let msgs: Vec<_> = ic.ioapic.drain_messages().collect();

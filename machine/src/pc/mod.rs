@@ -19,6 +19,7 @@ pub use wiring::{MachineEvent, Wiring};
 
 use crate::bus::{Bus, BusDevice, BusError};
 use crate::irq::{IrqLevels, LineHandle};
+use crate::snapshot::registry::{IoapicOf, LapicOf, Phase, PicOf, Registry, Stateful};
 use devices::{BoardI8042, BoardPit, BoardPm, BoardRtc};
 use ferrite_hw::acpi_pm::{self, AcpiPm, Piix4Pm};
 use ferrite_hw::debug_exit::DebugExit;
@@ -62,6 +63,11 @@ pub struct BoardSpec {
     pub rtc_start_secs: i64,
 }
 
+/// A PCI function's id among the board's stateful objects.
+pub fn pci_state_id(devfn: DevFn) -> String {
+    format!("pci {devfn}")
+}
+
 /// Devices the timer thread drives.
 pub(crate) struct Timed {
     pub pit: Arc<Mutex<BoardPit>>,
@@ -82,6 +88,11 @@ pub struct PcBoard {
     post: Arc<Mutex<PostCode>>,
     pci: Arc<PciPorts>,
     pub(crate) timed: Timed,
+    /// Drive the A20 gate (re-applied after a restore).
+    i8042: Arc<Mutex<BoardI8042>>,
+    port92: Arc<Mutex<Port92>>,
+    /// Everything whose state snapshots carry.
+    pub state: Registry,
 }
 
 /// fw_cfg's ports, with DMA into guest RAM.
@@ -154,9 +165,21 @@ impl PcBoard {
         io.insert("apm", acpi_pm::ACPI_SMI_CMD_PORT as u64, 2, devices::apm(&pm, w))?;
         let fw_cfg_ports = Arc::new(FwCfgPorts { dev: fw_cfg.clone(), dma: Dma::new(mem.clone()) });
         io.insert("fw_cfg", ferrite_hw::fw_cfg::FW_CFG_PORT_SEL as u64, ferrite_hw::fw_cfg::FW_CFG_IO_LEN as u64, fw_cfg_ports)?;
+        let state = Registry::default();
+        let objects: [(&str, Arc<dyn Stateful>); 8] =
+            [("pit", pit.clone()), ("rtc", rtc.clone()), ("acpi-pm", pm.clone()), ("com1", uart.clone()), ("i8042", i8042.clone()), ("port92", port92.clone()), ("post", post.clone()), ("fw_cfg", fw_cfg.clone())];
+        for (id, o) in objects {
+            state.register(Phase::Devices, id, o);
+        }
         if let Some((base, size)) = spec.debug_exit {
             let d = Arc::new(Mutex::new(DebugExit::new(base, size)));
             io.insert("isa-debug-exit", base as u64, size.max(1) as u64, devices::debug_exit(&d, w))?;
+            state.register(Phase::Devices, "isa-debug-exit", d);
+        }
+        state.register(Phase::InterruptControllers, "pic", Arc::new(PicOf(irq.clone())));
+        state.register(Phase::InterruptControllers, "ioapic", Arc::new(IoapicOf(irq.clone())));
+        for i in 0..irq.cpus.len() {
+            state.register(Phase::InterruptControllers, format!("lapic{i}"), Arc::new(LapicOf(irq.clone(), i)));
         }
         mmio.insert("ioapic", IOAPIC_BASE, IOAPIC_SIZE, Arc::new(devices::IoapicMmio(irq.clone())))?;
 
@@ -167,13 +190,16 @@ impl PcBoard {
         let pci = Arc::new(PciPorts::new(PciHost::new(PciBus::new()), &io, &mmio, &mem, &irq, w, pm_dev, Some(pm_base)));
         io.insert("pci config", ferrite_hw::pci::PCI_CONFIG_ADDRESS_PORT as u64, 8, pci.clone())?;
         // The fixed functions of the i440FX/PIIX3 board; the device numbers are QEMU's.
-        let fixed: [(DevFn, SharedPciDevice); 3] = [
-            (ferrite_hw::pci::I440FX_DEVFN, Arc::new(Mutex::new(I440fx::new()))),
-            (ferrite_hw::pci::PIIX3_DEVFN, Arc::new(Mutex::new(Piix3::new()))),
-            (DevFn::new(1, 3).expect("valid devfn"), Arc::new(Mutex::new(Piix4Pm::new()))),
+        state.register(Phase::Devices, "pci-host", pci.clone());
+        let (i440fx, piix3, piix4_pm) = (Arc::new(Mutex::new(I440fx::new())), Arc::new(Mutex::new(Piix3::new())), Arc::new(Mutex::new(Piix4Pm::new())));
+        let fixed: [(DevFn, SharedPciDevice, Arc<dyn Stateful>); 3] = [
+            (ferrite_hw::pci::I440FX_DEVFN, i440fx.clone(), i440fx),
+            (ferrite_hw::pci::PIIX3_DEVFN, piix3.clone(), piix3),
+            (DevFn::new(1, 3).expect("valid devfn"), piix4_pm.clone(), piix4_pm),
         ];
-        for (devfn, dev) in fixed {
+        for (devfn, dev, stateful) in fixed {
             pci.plug(devfn, dev).expect("fixed PCI functions do not collide");
+            state.register(Phase::Devices, pci_state_id(devfn), stateful);
         }
         Ok(Arc::new(PcBoard {
             mem,
@@ -186,12 +212,37 @@ impl PcBoard {
             post,
             pci,
             timed: Timed { pit, rtc, pm },
+            i8042,
+            port92,
+            state,
         }))
     }
 
     /// Plugs a PCI device (`-device`), with its INTx, MSI and DMA wiring.
     pub fn plug_pci(&self, devfn: DevFn, dev: SharedPciDevice) -> Result<(), ferrite_hw::pci::PciError> {
         self.pci.plug(devfn, dev)
+    }
+
+    /// Plugs a PCI device whose state snapshots carry (as `pci DEVFN`, `state` in load order:
+    /// a virtio device's own state before its transport's).
+    pub fn plug_pci_with_state(&self, devfn: DevFn, dev: SharedPciDevice, state: Vec<Arc<dyn Stateful>>) -> Result<(), ferrite_hw::pci::PciError> {
+        self.pci.plug(devfn, dev)?;
+        let n = state.len();
+        for (i, s) in state.into_iter().enumerate() {
+            let id = if i + 1 == n { pci_state_id(devfn) } else { format!("{} part{i}", pci_state_id(devfn)) };
+            self.state.register(Phase::Devices, id, s);
+        }
+        Ok(())
+    }
+
+    /// After a restore: BARs, PAM, PIRQ routes and the PM base as the restored configuration
+    /// spaces say, the A20 gate as the 8042 and port 0x92 drive it, and the interrupt
+    /// controllers' outputs as their restored state implies.
+    pub fn restored(&self) {
+        self.pci.resync();
+        self.wiring.set_a20(wiring::A20_KBC, lock(&self.i8042).a20());
+        self.wiring.set_a20(wiring::A20_PORT92, lock(&self.port92).a20());
+        self.irq.restored();
     }
 
     /// Whether any function of PCI slot `slot` is present.

@@ -8,6 +8,7 @@ use ferrite_hw::net::FrameSink;
 use ferrite_hw::pci::SharedPciDevice;
 use ferrite_hw::virtio::{VirtioNet, VirtioNetOptions, VirtioNetRx, VirtioPci};
 use ferrite_net::{NetBackend, NetError, Peer};
+use crate::snapshot::registry::Stateful;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::config::{NicConfig, NicModel};
@@ -84,20 +85,22 @@ impl Nic {
 
     /// A fresh card of the configured model for a new board, which the backend delivers to
     /// from now on.
-    pub fn new_card(self: &Arc<Self>) -> Result<SharedPciDevice, String> {
-        let (device, receiver): (SharedPciDevice, Arc<dyn Receiver>) = match self.cfg.model {
+    /// A new card on this backend, with what snapshots save of it.
+    pub fn new_card(self: &Arc<Self>) -> Result<(SharedPciDevice, Vec<Arc<dyn Stateful>>), String> {
+        let (device, receiver, state): (SharedPciDevice, Arc<dyn Receiver>, Arc<dyn Stateful>) = match self.cfg.model {
             NicModel::E1000 => {
                 let card = Arc::new(Mutex::new(E1000::new(self.cfg.mac, self.clone())));
-                (card.clone(), card)
+                (card.clone(), card.clone(), card)
             }
             NicModel::VirtioNet(t) => {
                 let (net, rx) = VirtioNet::new(self.cfg.mac, self.clone(), VirtioNetOptions::default());
                 let pci = VirtioPci::new(net, super::virtio::transport_options(t)).map_err(|e| format!("virtio-net-pci: {e}"))?;
-                (Arc::new(Mutex::new(pci)), Arc::new(rx))
+                let pci = Arc::new(Mutex::new(pci));
+                (pci.clone(), Arc::new(rx), pci)
             }
         };
         *lock(&self.slot.card) = Some(receiver);
-        Ok(device)
+        Ok((device, vec![state]))
     }
 
     pub fn config(&self) -> &NicConfig {

@@ -82,6 +82,13 @@ impl PciPorts {
         Ok(())
     }
 
+    /// Reports every function's BARs and chipset state again (after a restore).
+    pub fn resync(&self) {
+        let mut host = lock(&self.host);
+        host.bus.sync_all();
+        self.apply(host);
+    }
+
     /// Acts on the events the last configuration access raised; consumes the host's lock.
     fn apply(&self, mut host: std::sync::MutexGuard<'_, PciHost>) {
         let events: Vec<PciEvent> = host.bus.drain_events().collect();
@@ -170,5 +177,16 @@ impl BusDevice for PciPorts {
         let mut host = lock(&self.host);
         ferrite_hw::PioDevice::write(&mut *host, offset as u16, size, value as u32);
         self.apply(host);
+    }
+}
+
+/// The host bridge's own registers (CONFIG_ADDRESS, 0xCF9) in snapshots.
+impl crate::snapshot::registry::Stateful for PciPorts {
+    fn save(&self, id: &str) -> ferrite_persist::Section {
+        ferrite_persist::save(&*lock(&self.host), id)
+    }
+
+    fn load(&self, section: &ferrite_persist::Section) -> Result<(), ferrite_persist::LoadError> {
+        ferrite_persist::load(&mut *lock(&self.host), section)
     }
 }

@@ -44,7 +44,7 @@ pub fn plug_ide(board: &PcBoard, drives: [[Option<IdeDrive>; 2]; 2]) -> Result<A
     let ide = PiixIde::new([line(IDE_LEGACY_IRQS[0]), line(IDE_LEGACY_IRQS[1])], drives).map_err(PlugError::Thread)?;
     let ports = [ide.ports(0), ide.ports(1)];
     let ide = Arc::new(Mutex::new(ide));
-    board.plug_pci(PIIX3_IDE_DEVFN, ide.clone()).map_err(|e| PlugError::Pci(e.to_string()))?;
+    board.plug_pci_with_state(PIIX3_IDE_DEVFN, ide.clone(), vec![ide.clone()]).map_err(|e| PlugError::Pci(e.to_string()))?;
     for (channel, ports) in ports.into_iter().enumerate() {
         let (command, control) = IDE_LEGACY_PORTS[channel];
         let (command, control) = (u64::from(command), u64::from(control));

@@ -12,6 +12,8 @@ use ferrite_hw::virtio::{
     BalloonControl, PortConfig, PortHandle, PortOutput, VirtioBalloon, VirtioBalloonOptions, VirtioBlk, VirtioBlkOptions,
     VirtioConsole, VirtioConsoleOptions, VirtioDevice, VirtioPci, VirtioPciOptions, VirtioRng,
 };
+use crate::snapshot::registry::Stateful;
+use ferrite_persist::{LoadError, Persist, Section};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::interrupts::lock;
@@ -108,20 +110,28 @@ impl<'a> VirtioFactory<'a> {
         VirtioFactory { backends, cpus, next_disk: 0, live: LiveVirtio::default() }
     }
 
-    /// The device for `kind`, or `None` if it is not a virtio device.
-    pub fn build(&mut self, kind: &PciDeviceKind) -> Result<Option<SharedPciDevice>, MachineError> {
+    /// The device for `kind` with what snapshots save of it (the device's own state, then
+    /// its transport's), or `None` if it is not a virtio device.
+    pub fn build(&mut self, kind: &PciDeviceKind) -> Result<Option<(SharedPciDevice, Vec<Arc<dyn Stateful>>)>, MachineError> {
         Ok(Some(match kind {
             PciDeviceKind::VirtioRng(t) => {
                 let rng = VirtioRng::new().map_err(|e| MachineError::Pci(format!("virtio-rng-pci: host entropy: {e}")))?;
-                wrap("virtio-rng-pci", rng, *t)?
+                let dev = wrap("virtio-rng-pci", rng, *t)?;
+                (dev.clone(), vec![dev])
             }
             PciDeviceKind::VirtioBlk(cfg) => {
                 let dev = self.disk(cfg)?;
                 self.live.disks.push(dev.clone());
-                dev
+                (dev.clone(), vec![Arc::new(Inner(dev.clone())), dev])
             }
-            PciDeviceKind::VirtioSerial(cfg) => self.serial(cfg)?,
-            PciDeviceKind::VirtioBalloon(cfg) => self.balloon(cfg)?,
+            PciDeviceKind::VirtioSerial(cfg) => {
+                let dev = self.serial(cfg)?;
+                (dev.clone(), vec![dev])
+            }
+            PciDeviceKind::VirtioBalloon(cfg) => {
+                let dev = self.balloon(cfg)?;
+                (dev.clone(), vec![Arc::new(Inner(dev.clone())), dev])
+            }
             _ => return Ok(None),
         }))
     }
@@ -141,7 +151,7 @@ impl<'a> VirtioFactory<'a> {
         wrap("virtio-blk-pci", blk, cfg.transport)
     }
 
-    fn serial(&mut self, cfg: &VirtioSerialConfig) -> Result<SharedPciDevice, MachineError> {
+    fn serial(&mut self, cfg: &VirtioSerialConfig) -> Result<Arc<Mutex<VirtioPci<VirtioConsole>>>, MachineError> {
         let mut ports = Vec::new();
         let mut chardevs = Vec::new();
         for p in &cfg.ports {
@@ -156,17 +166,30 @@ impl<'a> VirtioFactory<'a> {
             handle.set_rx_waker(Box::new(move || wake(&weak)));
             chardev.attach(Arc::new(PortFrontend(handle)));
         }
-        Ok(wrap("virtio-serial-pci", console, cfg.transport)?)
+        wrap("virtio-serial-pci", console, cfg.transport)
     }
 
-    fn balloon(&mut self, cfg: &VirtioBalloonConfig) -> Result<SharedPciDevice, MachineError> {
+    fn balloon(&mut self, cfg: &VirtioBalloonConfig) -> Result<Arc<Mutex<VirtioPci<VirtioBalloon>>>, MachineError> {
         if self.live.balloon.is_some() {
             return Err(MachineError::Pci("virtio-balloon-pci: only one balloon per machine".into()));
         }
         let opts = VirtioBalloonOptions { deflate_on_oom: cfg.deflate_on_oom, free_page_reporting: cfg.free_page_reporting };
         let (balloon, control) = VirtioBalloon::new(opts);
         self.live.balloon = Some(control);
-        Ok(wrap("virtio-balloon-pci", balloon, cfg.transport)?)
+        wrap("virtio-balloon-pci", balloon, cfg.transport)
+    }
+}
+
+/// A virtio device's own state (behind its transport) in snapshots.
+struct Inner<D: VirtioDevice>(Arc<Mutex<VirtioPci<D>>>);
+
+impl<D: VirtioDevice + Persist + 'static> Stateful for Inner<D> {
+    fn save(&self, id: &str) -> Section {
+        ferrite_persist::save(lock(&self.0).device(), id)
+    }
+
+    fn load(&self, section: &Section) -> Result<(), LoadError> {
+        ferrite_persist::load(lock(&self.0).device_mut(), section)
     }
 }
 

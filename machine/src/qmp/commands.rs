@@ -26,7 +26,8 @@ const COMMANDS: &[(&str, &[Param], Handler)] = &[
     }),
     ("query-cpus-fast", &[], |t, _| t.control.call(query_cpus_fast).map_err(Into::into)),
     ("query-block", &[], |t, _| t.control.call(query_block).map_err(Into::into)),
-    ("query-migrate", &[], |_, _| Ok(json!({}))),
+    ("query-migrate", &[], |t, _| t.control.call(|m| m.migration.as_ref().map_or(json!({}), |i| i.to_json())).map_err(Into::into)),
+    ("migrate", &[("uri", Kind::Str, true), ("detach", Kind::Bool, false), ("blk", Kind::Bool, false), ("inc", Kind::Bool, false)], migrate),
     ("stop", &[], |t, _| run_state_job(t, Machine::pause)),
     ("cont", &[], |t, _| run_state_job(t, Machine::resume)),
     ("system_reset", &[], |t, _| {
@@ -51,6 +52,7 @@ const COMMANDS: &[(&str, &[Param], Handler)] = &[
 enum Kind {
     Str,
     Int,
+    Bool,
 }
 
 impl Kind {
@@ -58,6 +60,7 @@ impl Kind {
         match self {
             Kind::Str => v.is_string(),
             Kind::Int => v.is_i64() || v.is_u64(),
+            Kind::Bool => v.is_boolean(),
         }
     }
 
@@ -65,6 +68,7 @@ impl Kind {
         match self {
             Kind::Str => "string",
             Kind::Int => "integer",
+            Kind::Bool => "boolean",
         }
     }
 }
@@ -179,4 +183,15 @@ fn balloon(t: &MonitorTargets, args: &Map<String, Value>) -> Result<Value, QmpEr
 fn query_balloon(t: &MonitorTargets, _: &Map<String, Value>) -> Result<Value, QmpError> {
     let b = t.balloon().ok_or_else(no_balloon)?;
     Ok(json!({"actual": t.ram_bytes().saturating_sub(b.actual_bytes())}))
+}
+
+/// `migrate`: to `file:PATH` or `exec:COMMAND` (TCP comes with live migration). Returns once
+/// the state is written; `query-migrate` and the MIGRATION event tell the outcome.
+fn migrate(t: &MonitorTargets, args: &Map<String, Value>) -> Result<Value, QmpError> {
+    if args.get("blk").and_then(Value::as_bool) == Some(true) || args.get("inc").and_then(Value::as_bool) == Some(true) {
+        return Err(QmpError::generic("block migration is not supported: use a shared disk image"));
+    }
+    let uri = args["uri"].as_str().unwrap_or_default().to_string();
+    t.control.call(move |m| m.migrate_out(&uri))?.map_err(QmpError::generic)?;
+    Ok(json!({}))
 }

@@ -1,0 +1,210 @@
+//! Saving a whole machine to a stream and loading it into a fresh one: the vCPUs, every
+//! device on the board's [`registry::Registry`], guest time and RAM ([`stream`] has the
+//! format). `migrate "exec:CMD"`/`file:PATH` write it (the machine stays stopped afterwards,
+//! QEMU's `postmigrate`), `-incoming exec:CMD`/`file:PATH` start from it.
+//!
+//! The guest clock continues from the saved time: guest time does not jump across a save
+//! and restore (the RTC's wall clock runs on from its saved time too, as under QEMU's
+//! `-rtc clock=vm`). Disk images are not part of the state: the destination opens the same
+//! images, which must not change in between (QEMU's rule for migration, too).
+
+pub mod registry;
+pub mod stream;
+
+use crate::config::Accel;
+use crate::control::RunState;
+use crate::Machine;
+use ferrite_persist::Section;
+use std::io::{Read, Write};
+use stream::{Checked, Header, Shape, StreamError, Verified, PAGE};
+
+const FOUR_GIB: u64 = 1 << 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{0}")]
+    Stream(#[from] StreamError),
+    #[error("cannot write the machine state: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("the snapshot is for another machine:\n  {}", .0.join("\n  "))]
+    Mismatch(Vec<String>),
+    #[error("{0}")]
+    Sections(#[from] registry::RegistryError),
+    #[error("vCPU {cpu}: {source}")]
+    Cpu {
+        cpu: usize,
+        #[source]
+        source: ferrite_persist::LoadError,
+    },
+    #[error("the snapshot has no state for vCPU {0}")]
+    MissingCpu(usize),
+    #[error("machine state with -accel kvm is not supported yet: use -accel tcg")]
+    Kvm,
+    #[error("guest memory: {0}")]
+    Memory(#[from] ferrite_memory::MemoryError),
+}
+
+/// What one save moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaveStats {
+    pub bytes: u64,
+    pub ram_pages: u64,
+}
+
+fn cpu_id(i: usize) -> String {
+    format!("cpu{i}")
+}
+
+impl Machine {
+    fn shape(&self) -> Shape {
+        let mem = &self.board.mem;
+        let mut objects: Vec<String> = (0..self.vcpus.len()).map(cpu_id).collect();
+        objects.extend(self.board.state.ids());
+        Shape { ram_below_4g: mem.below_4g(), ram_above_4g: mem.above_4g(), cpus: self.vcpus.len(), cpu_model: self.cfg.cpu.clone(), objects }
+    }
+
+    /// Writes the machine's state to `out`. The vCPUs must be stopped (a control job);
+    /// in-flight disk I/O is finished first.
+    pub fn save_state(&mut self, out: impl Write) -> Result<SaveStats, SnapshotError> {
+        if self.cfg.accel == Accel::Kvm {
+            return Err(SnapshotError::Kvm);
+        }
+        crate::pc::interrupts::lock(&self.ide).drain();
+        self.live_virtio.quiesce();
+        let mut sections: Vec<Section> = self.vcpus.iter().enumerate().map(|(i, v)| ferrite_persist::save(&v.cpu, &cpu_id(i))).collect();
+        sections.extend(self.board.state.save_all());
+        let header = Header { ferrite: env!("CARGO_PKG_VERSION").into(), shape: self.shape(), clock_ns: self.board.wiring.clock.now(), sections };
+        let mut out = Checked::new(std::io::BufWriter::with_capacity(1 << 20, out));
+        stream::write_header(&mut out, &header).map_err(SnapshotError::Write)?;
+        let mem = self.board.mem.clone();
+        let read = |gpa: u64, page: &mut [u8]| {
+            if mem.read(gpa, page).is_err() {
+                page.fill(0);
+            }
+        };
+        let mut ram_pages = stream::write_ram(&mut out, 0, mem.below_4g(), read).map_err(SnapshotError::Write)?;
+        ram_pages += stream::write_ram(&mut out, FOUR_GIB, mem.above_4g(), read).map_err(SnapshotError::Write)?;
+        stream::end_ram(&mut out).map_err(SnapshotError::Write)?;
+        let bytes = out.finish().map_err(SnapshotError::Write)?;
+        Ok(SaveStats { bytes, ram_pages })
+    }
+
+    /// Loads a state saved by [`Machine::save_state`] into this freshly built machine (before
+    /// it ran). On error the machine must not run: its RAM may be half loaded.
+    pub fn load_state(&mut self, input: impl Read) -> Result<(), SnapshotError> {
+        if self.cfg.accel == Accel::Kvm {
+            return Err(SnapshotError::Kvm);
+        }
+        let mut input = Verified::new(std::io::BufReader::with_capacity(1 << 20, input));
+        let header = stream::read_header(&mut input)?;
+        let differences = header.shape.differences(&self.shape());
+        if !differences.is_empty() {
+            return Err(SnapshotError::Mismatch(differences));
+        }
+        let mem = self.board.mem.clone();
+        mem.discard(0, mem.below_4g() & !(PAGE as u64 - 1))?;
+        if mem.above_4g() > 0 {
+            mem.discard(FOUR_GIB, mem.above_4g())?;
+        }
+        let (below, above) = (mem.below_4g(), mem.above_4g());
+        let fits = |gpa: u64, len: u64| gpa.checked_add(len).is_some_and(|end| end <= below || (gpa >= FOUR_GIB && end <= FOUR_GIB + above));
+        stream::read_ram(&mut input, fits, |gpa, data| {
+            let _ = mem.write(gpa, data);
+        })?;
+        input.finish()?;
+        self.board.wiring.clock.set_paused_at(header.clock_ns);
+        let (cpus, devices): (Vec<&Section>, Vec<&Section>) = header.sections.iter().partition(|s| s.section == "cpu" && s.id.starts_with("cpu"));
+        let devices: Vec<Section> = devices.into_iter().cloned().collect();
+        self.board.state.load_all(&devices)?;
+        self.board.restored();
+        for (i, v) in self.vcpus.iter_mut().enumerate() {
+            let s = cpus.iter().find(|s| s.id == cpu_id(i)).ok_or(SnapshotError::MissingCpu(i))?;
+            ferrite_persist::load(&mut v.cpu, s).map_err(|source| SnapshotError::Cpu { cpu: i, source })?;
+        }
+        Ok(())
+    }
+
+    /// `migrate` to a file or a command's input: saves, and leaves the machine stopped in
+    /// `postmigrate` (`cont` runs it on), as QEMU does.
+    pub fn migrate_out(&mut self, uri: &str) -> Result<SaveStats, String> {
+        let started = std::time::Instant::now();
+        let was = self.control.run_state();
+        self.control.set_run_state(RunState::FinishMigrate);
+        let result = match MigrationTarget::parse(uri)? {
+            MigrationTarget::File(path) => std::fs::File::create(&path)
+                .map_err(|e| format!("cannot create '{path}': {e}"))
+                .and_then(|f| self.save_state(f).map_err(|e| e.to_string())),
+            MigrationTarget::Exec(cmd) => self.save_to_command(&cmd),
+        };
+        match &result {
+            Ok(stats) => {
+                self.control.set_run_state(RunState::Postmigrate);
+                if was == RunState::Running {
+                    self.control.events.emit("STOP", serde_json::json!({}));
+                }
+                self.migration = Some(crate::control::MigrationInfo::completed(*stats, started.elapsed(), self.board.mem.ram_size()));
+            }
+            Err(e) => {
+                self.control.set_run_state(was);
+                self.migration = Some(crate::control::MigrationInfo::failed(e.clone()));
+            }
+        }
+        self.control.events.emit("MIGRATION", serde_json::json!({"status": if result.is_ok() { "completed" } else { "failed" }}));
+        result
+    }
+
+    fn save_to_command(&mut self, cmd: &str) -> Result<SaveStats, String> {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", cmd])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run '{cmd}': {e}"))?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let saved = self.save_state(stdin).map_err(|e| e.to_string());
+        let status = child.wait().map_err(|e| format!("'{cmd}': {e}"))?;
+        let stats = saved?;
+        if !status.success() {
+            return Err(format!("'{cmd}' failed ({status})"));
+        }
+        Ok(stats)
+    }
+
+    /// `-incoming file:PATH` or `exec:CMD`: loads the state before the machine first runs.
+    pub fn migrate_in(&mut self, uri: &str) -> Result<(), String> {
+        match MigrationTarget::parse(uri)? {
+            MigrationTarget::File(path) => {
+                let f = std::fs::File::open(&path).map_err(|e| format!("cannot open '{path}': {e}"))?;
+                self.load_state(f).map_err(|e| format!("'{path}': {e}"))
+            }
+            MigrationTarget::Exec(cmd) => {
+                let mut child = std::process::Command::new("/bin/sh")
+                    .args(["-c", &cmd])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("cannot run '{cmd}': {e}"))?;
+                let stdout = child.stdout.take().expect("stdout is piped");
+                let loaded = self.load_state(stdout).map_err(|e| format!("'{cmd}': {e}"));
+                let _ = child.wait();
+                loaded
+            }
+        }
+    }
+}
+
+/// Where `migrate` writes and `-incoming` reads.
+enum MigrationTarget {
+    File(String),
+    Exec(String),
+}
+
+impl MigrationTarget {
+    fn parse(uri: &str) -> Result<Self, String> {
+        if let Some(p) = uri.strip_prefix("file:") {
+            Ok(MigrationTarget::File(p.to_string()))
+        } else if let Some(c) = uri.strip_prefix("exec:") {
+            Ok(MigrationTarget::Exec(c.to_string()))
+        } else {
+            Err(format!("unsupported migration URI '{uri}' (supported: file:PATH, exec:COMMAND)"))
+        }
+    }
+}
