@@ -271,7 +271,8 @@ mod tests {
         let h = read_header(&mut input)?;
         assert_eq!(h.clock_ns, 5);
         let mut ram = vec![0u8; 16 * PAGE];
-        read_ram(&mut input, |a, l| a + l <= ram.len() as u64, |a, d| ram[a as usize..a as usize + d.len()].copy_from_slice(d))?;
+        let size = ram.len() as u64;
+        read_ram(&mut input, |a, l| a + l <= size, |a, d| ram[a as usize..a as usize + d.len()].copy_from_slice(d))?;
         input.finish()?;
         Ok(ram)
     }
