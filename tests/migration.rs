@@ -117,3 +117,153 @@ fn corrupted_truncated_and_foreign_states_are_refused() {
     assert!(e.contains("RAM below 4 GiB: 256 MiB in the snapshot, 512 MiB here"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Fills 4 MiB with `N\n` over and over each round and prints the buffer's hash, so the
+/// guest keeps dirtying memory and the host can check every round's result.
+const DIRTIER: &str = "i=0; while :; do i=$((i+1)); yes $i | head -c 4194304 > /tmp/buf; echo round=$i sum=$(sha256sum /tmp/buf | cut -c1-16); done";
+
+/// What round `n` must print.
+fn round_sum(n: u64) -> String {
+    let line = format!("{n}\n");
+    let data: Vec<u8> = line.as_bytes().iter().copied().cycle().take(4 << 20).collect();
+    common::sha256(&data)[..16].to_string()
+}
+
+/// Rounds as printed: (round, hash).
+fn rounds(output: &str) -> Vec<(u64, String)> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("round=")?;
+            let (n, sum) = rest.split_once(" sum=")?;
+            Some((n.parse().ok()?, sum.trim().to_string()))
+        })
+        .collect()
+}
+
+fn dirtier_args(extra: &[String]) -> Option<Vec<String>> {
+    let [kernel, initrd] = guest_files(["bzImage", "initramfs.cpio.gz"])?;
+    let append = format!("console=ttyS0 quiet ferrite.cmd64={}", base64(DIRTIER.as_bytes()));
+    let mut args: Vec<String> =
+        ["-m", "256", "-smp", "2", "-nographic", "-nodefaults", "-serial", "stdio", "-kernel", &kernel.display().to_string(), "-initrd", &initrd.display().to_string(), "-append", &append]
+            .map(String::from)
+            .to_vec();
+    args.extend(extra.iter().cloned());
+    Some(args)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `query-migrate` until the migration ends.
+fn wait_migration(q: &mut Qmp) -> serde_json::Value {
+    loop {
+        let info = q.execute("query-migrate", serde_json::json!({})).unwrap();
+        if !matches!(info["status"].as_str(), Some("setup" | "active")) {
+            return info;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_guest_dirtying_memory_moves_live_to_another_process() {
+    let dir = scratch("live");
+    let port = free_port();
+    let Some(dest_args) = dirtier_args(&["-incoming".into(), format!("tcp:127.0.0.1:{port}")]) else { return };
+    // The destination prints nothing before the state arrives; a while after its first round
+    // it has shown enough and is stopped.
+    let stop_later: Hook = ("round=", Box::new(|pid| {
+        std::thread::sleep(Duration::from_secs(8));
+        let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    }));
+    let dest = std::thread::spawn(move || run_ferrite_with(&dest_args, Duration::from_secs(300), &["round="], None, vec![stop_later]));
+    let qmp = dir.join("qmp.sock");
+    let args = dirtier_args(&["-qmp".into(), format!("unix:{},server=on,wait=off", qmp.display())]).unwrap();
+    let log: Arc<Mutex<Option<serde_json::Value>>> = Arc::default();
+    let out = log.clone();
+    let hook: Hook = ("round=3 ", Box::new(move |_pid| {
+        let mut q = Qmp::connect(&qmp);
+        q.execute("migrate-set-parameters", serde_json::json!({"downtime-limit": 300})).unwrap();
+        q.execute("migrate", serde_json::json!({"uri": format!("tcp:127.0.0.1:{port}")})).unwrap();
+        let info = wait_migration(&mut q);
+        let status = q.execute("query-status", serde_json::json!({})).unwrap();
+        *out.lock().unwrap() = Some(serde_json::json!({"migrate": info, "status": status["status"], "events": q.events}));
+        q.execute("quit", serde_json::json!({})).unwrap();
+    }));
+    let source = run_ferrite_with(&args, Duration::from_secs(300), &["round=3 "], None, vec![hook]);
+    let report = log.lock().unwrap().clone().expect("the migration ran");
+    println!("source: {report}");
+    assert_eq!(report["migrate"]["status"], "completed", "{report}\n{}", source.tail(2000));
+    assert_eq!(report["status"], "postmigrate");
+    let events: Vec<&str> = report["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(events.contains(&"MIGRATION") && events.contains(&"MIGRATION_PASS"), "events: {events:?}");
+
+    // The destination goes on from where the source stopped.
+    let dest_run = dest.join().unwrap();
+    let (before, after) = (rounds(&source.output), rounds(&dest_run.output));
+    println!("source rounds {:?}, destination rounds {:?}", before.iter().map(|r| r.0).collect::<Vec<_>>(), after.iter().map(|r| r.0).collect::<Vec<_>>());
+    for (n, sum) in before.iter().chain(&after) {
+        assert_eq!(*sum, round_sum(*n), "round {n} computed a wrong hash");
+    }
+    let last = before.last().map(|r| r.0).unwrap_or(0);
+    assert_eq!(after.first().map(|r| r.0), Some(last + 1), "the destination did not continue after round {last}:\n{}", dest_run.tail(2000));
+    assert!(!dest_run.output.contains("FERRITE-INIT-OK"), "the destination booted again");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The destination refuses a machine of another shape before any RAM moves, then is killed
+/// in the middle of a migration: each time the source runs on and says why.
+#[test]
+fn a_failed_live_migration_leaves_the_source_running() {
+    let dir = scratch("fail");
+    let (refusing, dying) = (free_port(), free_port());
+    let Some(mut refuse_args) = dirtier_args(&["-incoming".into(), format!("tcp:127.0.0.1:{refusing}")]) else { return };
+    refuse_args[1] = "512".into();
+    let refuser = std::thread::spawn(move || run_ferrite(&refuse_args, Duration::from_secs(300), &[], None));
+    let dying_args = dirtier_args(&["-incoming".into(), format!("tcp:127.0.0.1:{dying}")]).unwrap();
+    let dier = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite")).args(&dying_args).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let qmp = dir.join("qmp.sock");
+    let args = dirtier_args(&["-qmp".into(), format!("unix:{},server=on,wait=off", qmp.display())]).unwrap();
+    let log: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let out = log.clone();
+    let dier = Arc::new(Mutex::new(dier));
+    let hook: Hook = ("round=2 ", Box::new(move |_pid| {
+        let mut q = Qmp::connect(&qmp);
+        q.execute("migrate", serde_json::json!({"uri": format!("tcp:127.0.0.1:{refusing}")})).unwrap();
+        out.lock().unwrap().push(wait_migration(&mut q));
+        // Slow enough to be killed in the middle.
+        q.execute("migrate-set-parameters", serde_json::json!({"max-bandwidth": 4 << 20})).unwrap();
+        q.execute("migrate", serde_json::json!({"uri": format!("tcp:127.0.0.1:{dying}")})).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = dier.lock().unwrap().kill();
+        out.lock().unwrap().push(wait_migration(&mut q));
+        let status = q.execute("query-status", serde_json::json!({})).unwrap();
+        out.lock().unwrap().push(status);
+    }));
+    // The guest goes on counting through both failures; a few rounds later the test ends it.
+    let source = run_ferrite_with(&args, Duration::from_secs(300), &["round=2 "], Some("round=8 "), vec![hook]);
+    let refused = refuser.join().unwrap();
+    for _ in 0..300 {
+        if log.lock().unwrap().len() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = log.lock().unwrap().clone();
+    println!("{log:?}");
+    assert_eq!(log.len(), 3, "{log:?}\n{}", source.tail(2000));
+    assert_eq!(log[0]["status"], "failed");
+    let why = log[0]["error-desc"].as_str().unwrap_or_default();
+    assert!(why.contains("RAM below 4 GiB: 256 MiB in the snapshot, 512 MiB here"), "{why}");
+    assert_ne!(refused.status, Some(0), "the refusing destination must exit with an error");
+    assert_eq!(log[1]["status"], "failed", "{log:?}");
+    assert_eq!(log[2]["status"], "running", "the source stopped after the failed migration");
+    let after = rounds(&source.output);
+    assert_eq!(after.last().map(|r| r.0), Some(8), "the source's guest stopped counting: {after:?}");
+    for (n, sum) in &after {
+        assert_eq!(*sum, round_sum(*n), "round {n} computed a wrong hash");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -169,8 +169,6 @@ pub struct Machine {
     pub(crate) debugging: bool,
     /// The vCPU the human monitor's `info registers`, `x` and `gva2gpa` look at (`cpu N`).
     pub(crate) monitor_cpu: usize,
-    /// The last outgoing migration (`query-migrate`).
-    pub(crate) migration: Option<control::MigrationInfo>,
 }
 
 /// A drive and its opened image (`None`: a CD-ROM drive without a disc).
@@ -506,7 +504,6 @@ impl Machine {
             vcpu_tids: Vec::new(),
             debugging: false,
             monitor_cpu: 0,
-            migration: None,
         })
     }
 
@@ -559,11 +556,8 @@ impl Machine {
         self.board.wiring.retire();
         timers.join().ok();
         self.flush_drives();
-        if let SerialBackend::Chardev(id) = &self.cfg.serial {
-            if let Ok(c) = self.virtio.chardev(id) {
-                c.drain(Duration::from_secs(1));
-            }
-        }
+        // What the guest printed last and the monitors' last answers reach their hosts.
+        self.virtio.drain_chardevs(Duration::from_secs(1));
         for nic in &self.nics {
             nic.detach();
         }

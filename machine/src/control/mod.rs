@@ -84,6 +84,11 @@ pub struct Control {
     jobs: Sender<Job>,
     state: Arc<Mutex<RunState>>,
     pub events: EventHub,
+    /// The last or current migration.
+    migration: Arc<Mutex<Option<MigrationInfo>>>,
+    /// `migrate_cancel` asks the running migration to stop.
+    pub migration_cancel: Arc<std::sync::atomic::AtomicBool>,
+    migration_params: Arc<Mutex<crate::snapshot::live::MigrationParams>>,
 }
 
 /// The machine thread's end.
@@ -96,7 +101,14 @@ impl Control {
     /// A control channel: the machine keeps the port, clients clone the handle.
     pub(crate) fn channel(initial: RunState) -> ControlPort {
         let (jobs_tx, jobs) = std::sync::mpsc::channel();
-        let control = Control { jobs: jobs_tx, state: Arc::new(Mutex::new(initial)), events: EventHub::default() };
+        let control = Control {
+            jobs: jobs_tx,
+            state: Arc::new(Mutex::new(initial)),
+            events: EventHub::default(),
+            migration: Arc::default(),
+            migration_cancel: Arc::default(),
+            migration_params: Arc::default(),
+        };
         ControlPort { jobs, control }
     }
 
@@ -106,6 +118,27 @@ impl Control {
 
     pub(crate) fn set_run_state(&self, state: RunState) {
         *lock(&self.state) = state;
+    }
+
+    pub fn migration(&self) -> Option<MigrationInfo> {
+        lock(&self.migration).clone()
+    }
+
+    pub fn set_migration(&self, info: MigrationInfo) {
+        *lock(&self.migration) = Some(info);
+    }
+
+    /// Whether a migration is under way.
+    pub fn migrating(&self) -> bool {
+        lock(&self.migration).as_ref().is_some_and(|m| matches!(m.status, "setup" | "active"))
+    }
+
+    pub fn migration_params(&self) -> crate::snapshot::live::MigrationParams {
+        *lock(&self.migration_params)
+    }
+
+    pub fn set_migration_params(&self, p: crate::snapshot::live::MigrationParams) {
+        *lock(&self.migration_params) = p;
     }
 
     /// Runs `f` on the machine thread with the vCPUs stopped, and returns its result.
@@ -126,34 +159,73 @@ impl Control {
 /// The last migration, as `query-migrate` reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MigrationInfo {
+    /// QMP's MigrationStatus: setup, active, completed, failed, cancelled.
     pub status: &'static str,
     pub total_time_ms: u64,
+    pub downtime_ms: u64,
+    pub expected_downtime_ms: u64,
+    /// Bytes of the stream sent so far.
     pub transferred: u64,
+    /// Bytes of RAM known dirty and not yet sent.
+    pub remaining: u64,
     pub ram_total: u64,
+    /// Pages sent.
     pub pages: u64,
+    pub dirty_sync_count: u32,
+    pub dirty_pages_rate: u64,
     pub error: Option<String>,
 }
 
 impl MigrationInfo {
-    pub fn completed(stats: crate::snapshot::SaveStats, took: Duration, ram_total: u64) -> Self {
-        MigrationInfo { status: "completed", total_time_ms: took.as_millis() as u64, transferred: stats.bytes, ram_total, pages: stats.ram_pages, error: None }
+    fn blank(status: &'static str) -> Self {
+        MigrationInfo {
+            status,
+            total_time_ms: 0,
+            downtime_ms: 0,
+            expected_downtime_ms: 0,
+            transferred: 0,
+            remaining: 0,
+            ram_total: 0,
+            pages: 0,
+            dirty_sync_count: 0,
+            dirty_pages_rate: 0,
+            error: None,
+        }
     }
 
-    pub fn failed(error: String) -> Self {
-        MigrationInfo { status: "failed", total_time_ms: 0, transferred: 0, ram_total: 0, pages: 0, error: Some(error) }
+    pub fn setup() -> Self {
+        Self::blank("setup")
+    }
+
+    pub fn active(ram_total: u64) -> Self {
+        MigrationInfo { ram_total, remaining: ram_total, ..Self::blank("active") }
+    }
+
+    pub fn ended(status: &'static str, error: Option<String>) -> Self {
+        MigrationInfo { error, ..Self::blank(status) }
+    }
+
+    /// A stop-and-copy save (file:, exec:): all of it was downtime.
+    pub fn completed(stats: crate::snapshot::SaveStats, took: Duration, ram_total: u64) -> Self {
+        let ms = took.as_millis() as u64;
+        MigrationInfo { total_time_ms: ms, downtime_ms: ms, transferred: stats.bytes, ram_total, pages: stats.ram_pages, dirty_sync_count: 1, ..Self::blank("completed") }
     }
 
     /// QMP's `MigrationInfo`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = serde_json::json!({"status": self.status});
-        if self.status == "completed" {
+        if matches!(self.status, "active" | "completed") {
             v["total-time"] = self.total_time_ms.into();
-            // Everything moved while the guest was stopped: the whole time was downtime.
-            v["downtime"] = self.total_time_ms.into();
+            if self.status == "completed" {
+                v["downtime"] = self.downtime_ms.into();
+            } else {
+                v["expected-downtime"] = self.expected_downtime_ms.into();
+            }
+            let mbps = if self.total_time_ms > 0 { self.transferred as f64 * 8.0 / 1000.0 / self.total_time_ms as f64 } else { 0.0 };
             v["ram"] = serde_json::json!({
-                "transferred": self.transferred, "total": self.ram_total, "remaining": 0, "duplicate": 0,
-                "normal": self.pages, "normal-bytes": self.pages * 4096, "dirty-sync-count": 1,
-                "mbps": if self.total_time_ms > 0 { self.transferred as f64 * 8.0 / 1000.0 / self.total_time_ms as f64 } else { 0.0 },
+                "transferred": self.transferred, "total": self.ram_total, "remaining": self.remaining, "duplicate": 0,
+                "normal": self.pages, "normal-bytes": self.pages * 4096, "dirty-sync-count": self.dirty_sync_count,
+                "dirty-pages-rate": self.dirty_pages_rate, "mbps": mbps,
             });
         }
         if let Some(e) = &self.error {

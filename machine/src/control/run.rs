@@ -50,6 +50,8 @@ impl Machine {
     fn run_on(&mut self, threads: &VcpuThreads<MachineVcpu>, console: &mut Console) -> Result<Outcome, MachineError> {
         loop {
             if let Some(outcome) = self.finish.take() {
+                // The monitor that asked (`quit`) answers before the process goes.
+                std::thread::sleep(std::time::Duration::from_millis(50));
                 return Ok(outcome);
             }
             let running = self.control.run_state() == RunState::Running;

@@ -21,7 +21,8 @@ const HELP: &str = "\
 balloon target -- request the guest's memory size, in MiB
 c|cont -- resume emulation
 cpu index -- set the default CPU for info registers, x and gva2gpa
-migrate uri -- save the machine to file:PATH or exec:COMMAND (it stays stopped)
+migrate uri -- migrate to tcp:HOST:PORT (live), or save to file:PATH or exec:COMMAND
+migrate_cancel -- cancel the current migration
 gva2gpa addr -- print the guest physical address of a guest virtual address
 info balloon -- the balloon's actual size (and guest statistics)
 info block -- the block devices
@@ -110,11 +111,17 @@ impl MonitorTargets {
             ["help" | "?"] => Ok(HELP.into()),
             ["info", "balloon"] => Ok(self.info_balloon()),
             ["info", "status"] => Ok(self.info_status()),
-            ["info", "migrate"] => self.job(|m| match &m.migration {
-                Some(i) => format!("Migration status: {}\ntotal time: {} ms\ntransferred ram: {} kbytes\n", i.status, i.total_time_ms, i.transferred / 1024)
-                    + &i.error.as_ref().map(|e| format!("error: {e}\n")).unwrap_or_default(),
+            ["info", "migrate"] => Ok(match self.control.migration() {
+                Some(i) => format!(
+                    "Migration status: {}\ntotal time: {} ms\ndowntime: {} ms\ntransferred ram: {} kbytes\nremaining ram: {} kbytes\ntotal ram: {} kbytes\ndirty sync count: {}\n",
+                    i.status, i.total_time_ms, i.downtime_ms, i.transferred / 1024, i.remaining / 1024, i.ram_total / 1024, i.dirty_sync_count
+                ) + &i.error.as_ref().map(|e| format!("error: {e}\n")).unwrap_or_default(),
                 None => String::new(),
             }),
+            ["migrate_cancel"] => {
+                self.control.migration_cancel.store(true, std::sync::atomic::Ordering::Release);
+                Ok(String::new())
+            }
             ["migrate", uri] => {
                 let uri = uri.trim_matches('"').to_string();
                 self.job(move |m| m.migrate_out(&uri).err().map(|e| format!("Error: {e}\n")).unwrap_or_default())

@@ -45,6 +45,13 @@ impl VirtioBackends {
         Ok(VirtioBackends { disks, formats, chardevs })
     }
 
+    /// Waits (up to `limit` each) until every chardev wrote out what was queued for it.
+    pub(crate) fn drain_chardevs(&self, limit: std::time::Duration) {
+        for c in &self.chardevs {
+            c.drain(limit);
+        }
+    }
+
     /// The virtio disks' images, in `pci_devices` order.
     pub(crate) fn disks(&self) -> &[Arc<dyn Disk>] {
         &self.disks

@@ -26,7 +26,16 @@ const COMMANDS: &[(&str, &[Param], Handler)] = &[
     }),
     ("query-cpus-fast", &[], |t, _| t.control.call(query_cpus_fast).map_err(Into::into)),
     ("query-block", &[], |t, _| t.control.call(query_block).map_err(Into::into)),
-    ("query-migrate", &[], |t, _| t.control.call(|m| m.migration.as_ref().map_or(json!({}), |i| i.to_json())).map_err(Into::into)),
+    ("query-migrate", &[], |t, _| Ok(t.control.migration().map_or(json!({}), |i| i.to_json()))),
+    ("migrate_cancel", &[], |t, _| {
+        t.control.migration_cancel.store(true, std::sync::atomic::Ordering::Release);
+        Ok(json!({}))
+    }),
+    ("migrate-set-parameters", &[("max-bandwidth", Kind::Int, false), ("downtime-limit", Kind::Int, false)], migrate_set_parameters),
+    ("query-migrate-parameters", &[], |t, _| {
+        let p = t.control.migration_params();
+        Ok(json!({"max-bandwidth": p.max_bandwidth, "downtime-limit": p.downtime_limit_ms}))
+    }),
     ("migrate", &[("uri", Kind::Str, true), ("detach", Kind::Bool, false), ("blk", Kind::Bool, false), ("inc", Kind::Bool, false)], migrate),
     ("stop", &[], |t, _| run_state_job(t, Machine::pause)),
     ("cont", &[], |t, _| run_state_job(t, Machine::resume)),
@@ -193,5 +202,20 @@ fn migrate(t: &MonitorTargets, args: &Map<String, Value>) -> Result<Value, QmpEr
     }
     let uri = args["uri"].as_str().unwrap_or_default().to_string();
     t.control.call(move |m| m.migrate_out(&uri))?.map_err(QmpError::generic)?;
+    Ok(json!({}))
+}
+
+fn migrate_set_parameters(t: &MonitorTargets, args: &Map<String, Value>) -> Result<Value, QmpError> {
+    let mut p = t.control.migration_params();
+    if let Some(b) = args.get("max-bandwidth").and_then(Value::as_u64) {
+        p.max_bandwidth = b.max(1);
+    }
+    if let Some(d) = args.get("downtime-limit").and_then(Value::as_u64) {
+        if d > 2_000_000 {
+            return Err(QmpError::generic("Parameter 'downtime_limit' expects an integer in the range of 0 to 2000000 milliseconds"));
+        }
+        p.downtime_limit_ms = d;
+    }
+    t.control.set_migration_params(p);
     Ok(json!({}))
 }

@@ -8,6 +8,7 @@
 //! `-rtc clock=vm`). Disk images are not part of the state: the destination opens the same
 //! images, which must not change in between (QEMU's rule for migration, too).
 
+pub mod live;
 pub mod registry;
 pub mod stream;
 
@@ -16,7 +17,7 @@ use crate::control::RunState;
 use crate::Machine;
 use ferrite_persist::Section;
 use std::io::{Read, Write};
-use stream::{Checked, Header, Shape, StreamError, Verified, PAGE};
+use stream::{Checked, DeviceState, Shape, StreamError, Verified, PAGE};
 
 const FOUR_GIB: u64 = 1 << 32;
 
@@ -69,13 +70,8 @@ impl Machine {
         if self.cfg.accel == Accel::Kvm {
             return Err(SnapshotError::Kvm);
         }
-        crate::pc::interrupts::lock(&self.ide).drain();
-        self.live_virtio.quiesce();
-        let mut sections: Vec<Section> = self.vcpus.iter().enumerate().map(|(i, v)| ferrite_persist::save(&v.cpu, &cpu_id(i))).collect();
-        sections.extend(self.board.state.save_all());
-        let header = Header { ferrite: env!("CARGO_PKG_VERSION").into(), shape: self.shape(), clock_ns: self.board.wiring.clock.now(), sections };
         let mut out = Checked::new(std::io::BufWriter::with_capacity(1 << 20, out));
-        stream::write_header(&mut out, &header).map_err(SnapshotError::Write)?;
+        stream::write_start(&mut out, &self.shape()).map_err(SnapshotError::Write)?;
         let mem = self.board.mem.clone();
         let read = |gpa: u64, page: &mut [u8]| {
             if mem.read(gpa, page).is_err() {
@@ -85,22 +81,38 @@ impl Machine {
         let mut ram_pages = stream::write_ram(&mut out, 0, mem.below_4g(), read).map_err(SnapshotError::Write)?;
         ram_pages += stream::write_ram(&mut out, FOUR_GIB, mem.above_4g(), read).map_err(SnapshotError::Write)?;
         stream::end_ram(&mut out).map_err(SnapshotError::Write)?;
+        self.write_device_state(&mut out)?;
         let bytes = out.finish().map_err(SnapshotError::Write)?;
         Ok(SaveStats { bytes, ram_pages })
     }
 
-    /// Loads a state saved by [`Machine::save_state`] into this freshly built machine (before
-    /// it ran). On error the machine must not run: its RAM may be half loaded.
-    pub fn load_state(&mut self, input: impl Read) -> Result<(), SnapshotError> {
+    /// Everything but RAM, after quiescing the disks' I/O (the vCPUs are stopped).
+    pub(crate) fn write_device_state<W: Write>(&mut self, out: &mut Checked<W>) -> Result<(), SnapshotError> {
+        crate::pc::interrupts::lock(&self.ide).drain();
+        self.live_virtio.quiesce();
+        let mut sections: Vec<Section> = self.vcpus.iter().enumerate().map(|(i, v)| ferrite_persist::save(&v.cpu, &cpu_id(i))).collect();
+        sections.extend(self.board.state.save_all());
+        let state = DeviceState { ferrite: env!("CARGO_PKG_VERSION").into(), clock_ns: self.board.wiring.clock.now(), sections };
+        stream::write_json(out, &state).map_err(SnapshotError::Write)
+    }
+
+    /// Loads a state saved by [`Machine::save_state`] (or sent by live migration) into this
+    /// freshly built machine, before it ran. `accepted` hears whether the shape matched
+    /// (live migration answers the source with it). On error the machine must not run: its
+    /// RAM may be half loaded.
+    pub fn load_state(&mut self, input: impl Read, accepted: impl FnOnce(Result<(), &str>)) -> Result<(), SnapshotError> {
         if self.cfg.accel == Accel::Kvm {
+            accepted(Err("the destination runs -accel kvm, which cannot load machine state yet"));
             return Err(SnapshotError::Kvm);
         }
         let mut input = Verified::new(std::io::BufReader::with_capacity(1 << 20, input));
-        let header = stream::read_header(&mut input)?;
-        let differences = header.shape.differences(&self.shape());
+        let shape = stream::read_start(&mut input)?;
+        let differences = shape.differences(&self.shape());
         if !differences.is_empty() {
+            accepted(Err(&differences.join("; ")));
             return Err(SnapshotError::Mismatch(differences));
         }
+        accepted(Ok(()));
         let mem = self.board.mem.clone();
         mem.discard(0, mem.below_4g() & !(PAGE as u64 - 1))?;
         if mem.above_4g() > 0 {
@@ -111,9 +123,10 @@ impl Machine {
         stream::read_ram(&mut input, fits, |gpa, data| {
             let _ = mem.write(gpa, data);
         })?;
+        let state: DeviceState = stream::read_json(&mut input)?;
         input.finish()?;
-        self.board.wiring.clock.set_paused_at(header.clock_ns);
-        let (cpus, devices): (Vec<&Section>, Vec<&Section>) = header.sections.iter().partition(|s| s.section == "cpu" && s.id.starts_with("cpu"));
+        self.board.wiring.clock.set_paused_at(state.clock_ns);
+        let (cpus, devices): (Vec<&Section>, Vec<&Section>) = state.sections.iter().partition(|s| s.section == "cpu" && s.id.starts_with("cpu"));
         let devices: Vec<Section> = devices.into_iter().cloned().collect();
         self.board.state.load_all(&devices)?;
         self.board.restored();
@@ -125,8 +138,19 @@ impl Machine {
     }
 
     /// `migrate` to a file or a command's input: saves, and leaves the machine stopped in
-    /// `postmigrate` (`cont` runs it on), as QEMU does.
+    /// `postmigrate` (`cont` runs it on), as QEMU does. `tcp:` starts a live migration and
+    /// returns at once (`query-migrate` follows it).
     pub fn migrate_out(&mut self, uri: &str) -> Result<SaveStats, String> {
+        if self.control.migrating() {
+            return Err("a migration is already in progress".into());
+        }
+        if self.debugging {
+            return Err("the machine is under gdb's control (-gdb): detach gdb before migrating".into());
+        }
+        if let Some(addr) = uri.strip_prefix("tcp:") {
+            live::start_outgoing(self.control.clone(), addr.to_string());
+            return Ok(SaveStats::default());
+        }
         let started = std::time::Instant::now();
         let was = self.control.run_state();
         self.control.set_run_state(RunState::FinishMigrate);
@@ -142,11 +166,11 @@ impl Machine {
                 if was == RunState::Running {
                     self.control.events.emit("STOP", serde_json::json!({}));
                 }
-                self.migration = Some(crate::control::MigrationInfo::completed(*stats, started.elapsed(), self.board.mem.ram_size()));
+                self.control.set_migration(crate::control::MigrationInfo::completed(*stats, started.elapsed(), self.board.mem.ram_size()));
             }
             Err(e) => {
                 self.control.set_run_state(was);
-                self.migration = Some(crate::control::MigrationInfo::failed(e.clone()));
+                self.control.set_migration(crate::control::MigrationInfo::ended("failed", Some(e.clone())));
             }
         }
         self.control.events.emit("MIGRATION", serde_json::json!({"status": if result.is_ok() { "completed" } else { "failed" }}));
@@ -169,12 +193,16 @@ impl Machine {
         Ok(stats)
     }
 
-    /// `-incoming file:PATH` or `exec:CMD`: loads the state before the machine first runs.
+    /// `-incoming file:PATH`, `exec:CMD` or `tcp:HOST:PORT`: loads the state before the
+    /// machine first runs.
     pub fn migrate_in(&mut self, uri: &str) -> Result<(), String> {
+        if let Some(addr) = uri.strip_prefix("tcp:") {
+            return live::incoming(self, addr);
+        }
         match MigrationTarget::parse(uri)? {
             MigrationTarget::File(path) => {
                 let f = std::fs::File::open(&path).map_err(|e| format!("cannot open '{path}': {e}"))?;
-                self.load_state(f).map_err(|e| format!("'{path}': {e}"))
+                self.load_state(f, |_| {}).map_err(|e| format!("'{path}': {e}"))
             }
             MigrationTarget::Exec(cmd) => {
                 let mut child = std::process::Command::new("/bin/sh")
@@ -183,7 +211,7 @@ impl Machine {
                     .spawn()
                     .map_err(|e| format!("cannot run '{cmd}': {e}"))?;
                 let stdout = child.stdout.take().expect("stdout is piped");
-                let loaded = self.load_state(stdout).map_err(|e| format!("'{cmd}': {e}"));
+                let loaded = self.load_state(stdout, |_| {}).map_err(|e| format!("'{cmd}': {e}"));
                 let _ = child.wait();
                 loaded
             }
@@ -204,7 +232,7 @@ impl MigrationTarget {
         } else if let Some(c) = uri.strip_prefix("exec:") {
             Ok(MigrationTarget::Exec(c.to_string()))
         } else {
-            Err(format!("unsupported migration URI '{uri}' (supported: file:PATH, exec:COMMAND)"))
+            Err(format!("unsupported migration URI '{uri}' (supported: tcp:HOST:PORT, file:PATH, exec:COMMAND)"))
         }
     }
 }

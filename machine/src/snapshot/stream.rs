@@ -1,12 +1,13 @@
 //! The snapshot stream: what `migrate "exec:..."`/`file:` write and `-incoming` reads.
 //!
-//! Layout: the magic line `FERRITE-VM-STATE 1\n`; the header's length (u64, little endian)
-//! and the header as JSON ([`Header`]: ferrite's version, the machine's shape, the guest
-//! clock, every object's section); then RAM as records (guest-physical address u64, page
-//! count u32, the pages' bytes), all-zero pages left out, ended by an address of u64::MAX;
+//! Layout: the magic line `FERRITE-VM-STATE 1\n`; the machine's [`Shape`] as a JSON block
+//! (u64 little-endian length, then the JSON), which the destination checks before any RAM
+//! moves; RAM as records (guest-physical address u64, page count u32, the pages' bytes;
+//! a later record for a page replaces an earlier one, so live migration sends pages again
+//! as the guest dirties them), all-zero pages left out of a first pass, ended by an address
+//! of u64::MAX; the [`DeviceState`] as a JSON block (guest clock, every object's section);
 //! then a 64-bit FNV-1a checksum of everything before it. A stream that is cut short, has a
-//! wrong checksum, or describes another machine is refused before anything is loaded where
-//! possible, and always with a message that says what differs.
+//! wrong checksum, or describes another machine is refused with a message that says why.
 
 use ferrite_persist::Section;
 use serde::{Deserialize, Serialize};
@@ -56,12 +57,12 @@ impl Shape {
     }
 }
 
+/// What follows RAM: the state of everything but RAM, when the machine stopped.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Header {
+pub struct DeviceState {
     /// ferrite's version that wrote it (informational: sections carry their own versions).
     pub ferrite: String,
-    pub shape: Shape,
     /// Guest time (ns) when the machine stopped.
     pub clock_ns: u64,
     pub sections: Vec<Section>,
@@ -71,9 +72,9 @@ pub struct Header {
 pub enum StreamError {
     #[error("not a ferrite machine state (bad magic)")]
     Magic,
-    #[error("the header is {0} bytes long, more than any machine's")]
+    #[error("a header is {0} bytes long, more than any machine's")]
     HeaderSize(u64),
-    #[error("the header is not valid: {0}")]
+    #[error("a header is not valid: {0}")]
     Header(#[source] serde_json::Error),
     #[error("RAM record at {gpa:#x} (+{pages} pages) lies outside this machine's RAM")]
     RamRange { gpa: u64, pages: u32 },
@@ -128,6 +129,17 @@ impl<W: Write> Checked<W> {
     }
 }
 
+impl<W: Write> Write for Checked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.put(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A reader that checksums what passes.
 pub struct Verified<R> {
     inner: R,
@@ -163,19 +175,30 @@ impl<R: Read> Verified<R> {
     }
 }
 
-pub fn write_header<W: Write>(out: &mut Checked<W>, header: &Header) -> std::io::Result<()> {
-    let json = serde_json::to_vec(header).map_err(std::io::Error::other)?;
+/// Writes the magic line and the machine's shape.
+pub fn write_start<W: Write>(out: &mut Checked<W>, shape: &Shape) -> std::io::Result<()> {
     out.put(MAGIC)?;
+    write_json(out, shape)
+}
+
+/// Writes a JSON block: its length, then the JSON.
+pub fn write_json<W: Write, T: Serialize>(out: &mut Checked<W>, value: &T) -> std::io::Result<()> {
+    let json = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     out.put(&(json.len() as u64).to_le_bytes())?;
     out.put(&json)
 }
 
-pub fn read_header<R: Read>(input: &mut Verified<R>) -> Result<Header, StreamError> {
+/// Reads the magic line and the machine's shape.
+pub fn read_start<R: Read>(input: &mut Verified<R>) -> Result<Shape, StreamError> {
     let mut magic = [0u8; MAGIC.len()];
     input.take(&mut magic).map_err(|_| StreamError::Magic)?;
     if magic != MAGIC {
         return Err(StreamError::Magic);
     }
+    read_json(input)
+}
+
+pub fn read_json<R: Read, T: for<'de> Deserialize<'de>>(input: &mut Verified<R>) -> Result<T, StreamError> {
     let len = input.u64()?;
     if len > MAX_HEADER {
         return Err(StreamError::HeaderSize(len));
@@ -186,10 +209,17 @@ pub fn read_header<R: Read>(input: &mut Verified<R>) -> Result<Header, StreamErr
 }
 
 /// Writes RAM `[gpa, gpa + len)` as records of non-zero pages, `read` filling a page's bytes.
-pub fn write_ram<W: Write>(out: &mut Checked<W>, gpa: u64, len: u64, mut read: impl FnMut(u64, &mut [u8])) -> std::io::Result<u64> {
+pub fn write_ram<W: Write>(out: &mut Checked<W>, gpa: u64, len: u64, read: impl FnMut(u64, &mut [u8])) -> std::io::Result<u64> {
+    write_pages(out, (gpa..gpa + len).step_by(PAGE), true, read)
+}
+
+/// Writes the pages at `addrs` (ascending), `read` filling each; `skip_zero`: leave out pages
+/// that are all zeros (a first pass onto zeroed RAM), else send every page (a page the guest
+/// cleared since the last pass must arrive as zeros).
+pub fn write_pages<W: Write>(out: &mut Checked<W>, addrs: impl Iterator<Item = u64>, skip_zero: bool, mut read: impl FnMut(u64, &mut [u8])) -> std::io::Result<u64> {
     let mut pages = Vec::with_capacity(RUN * PAGE);
     let mut page = vec![0u8; PAGE];
-    let (mut start, mut written) = (gpa, 0u64);
+    let (mut start, mut written) = (0u64, 0u64);
     let flush = |out: &mut Checked<W>, start: u64, pages: &mut Vec<u8>| -> std::io::Result<()> {
         if !pages.is_empty() {
             out.put(&start.to_le_bytes())?;
@@ -199,9 +229,9 @@ pub fn write_ram<W: Write>(out: &mut Checked<W>, gpa: u64, len: u64, mut read: i
         }
         Ok(())
     };
-    for addr in (gpa..gpa + len).step_by(PAGE) {
+    for addr in addrs {
         read(addr, &mut page);
-        let zero = page.iter().all(|&b| b == 0);
+        let zero = skip_zero && page.iter().all(|&b| b == 0);
         let contiguous = start + pages.len() as u64 == addr;
         if zero || !contiguous || pages.len() == RUN * PAGE {
             flush(out, start, &mut pages)?;
@@ -249,16 +279,16 @@ pub fn read_ram<R: Read>(input: &mut Verified<R>, fits: impl Fn(u64, u64) -> boo
 mod tests {
     use super::*;
 
-    fn header() -> Header {
-        let shape = Shape { ram_below_4g: 1 << 20, ram_above_4g: 0, cpus: 1, cpu_model: "max".into(), objects: vec!["pic".into()] };
-        Header { ferrite: "0".into(), shape, clock_ns: 5, sections: Vec::new() }
+    fn shape() -> Shape {
+        Shape { ram_below_4g: 1 << 20, ram_above_4g: 0, cpus: 1, cpu_model: "max".into(), objects: vec!["pic".into()] }
     }
 
     fn stream(ram: &[u8]) -> Vec<u8> {
         let mut out = Checked::new(Vec::new());
-        write_header(&mut out, &header()).unwrap();
+        write_start(&mut out, &shape()).unwrap();
         write_ram(&mut out, 0, ram.len() as u64, |a, p| p.copy_from_slice(&ram[a as usize..a as usize + PAGE])).unwrap();
         end_ram(&mut out).unwrap();
+        write_json(&mut out, &DeviceState { ferrite: "0".into(), clock_ns: 5, sections: Vec::new() }).unwrap();
         let mut v = Vec::new();
         let Checked { inner, sum, .. } = out;
         v.extend(inner);
@@ -268,11 +298,12 @@ mod tests {
 
     fn read_back(bytes: &[u8]) -> Result<Vec<u8>, StreamError> {
         let mut input = Verified::new(bytes);
-        let h = read_header(&mut input)?;
-        assert_eq!(h.clock_ns, 5);
+        assert_eq!(read_start(&mut input)?, shape());
         let mut ram = vec![0u8; 16 * PAGE];
         let size = ram.len() as u64;
         read_ram(&mut input, |a, l| a + l <= size, |a, d| ram[a as usize..a as usize + d.len()].copy_from_slice(d))?;
+        let state: DeviceState = read_json(&mut input)?;
+        assert_eq!(state.clock_ns, 5);
         input.finish()?;
         Ok(ram)
     }
@@ -297,7 +328,7 @@ mod tests {
 
     #[test]
     fn shapes_list_their_differences() {
-        let a = header().shape;
+        let a = shape();
         let mut b = a.clone();
         b.cpus = 2;
         b.objects.push("e1000 00:03.0".into());
