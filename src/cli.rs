@@ -474,7 +474,11 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
     }
     if let Some(s) = &args.serial {
         cfg.serial = match s.as_str() {
-            "stdio" | "mon:stdio" => SerialBackend::Stdio,
+            "stdio" => SerialBackend::Stdio,
+            "mon:stdio" => {
+                cfg.stdio_monitor = true;
+                SerialBackend::Stdio
+            }
             "null" | "none" => SerialBackend::Null,
             other => match (other.strip_prefix("file:"), other.strip_prefix("chardev:")) {
                 (Some(p), _) => SerialBackend::File(p.into()),
@@ -485,7 +489,21 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
         };
     }
     // Monitors on their own sockets get chardevs named as QEMU names them (compat_monitorN).
-    let own = args.monitor.iter().map(|m| (m, MonitorMode::Readline)).chain(args.qmp.iter().map(|m| (m, MonitorMode::Control)));
+    // QEMU's -nographic puts the monitor on the terminal with the serial port, unless
+    // -serial or -monitor says otherwise; -monitor stdio puts it there alone.
+    if args.nographic && args.serial.is_none() && args.monitor.is_empty() {
+        cfg.stdio_monitor = true;
+    }
+    if args.monitor.iter().any(|m| m == "stdio") {
+        match args.serial.as_deref() {
+            Some("stdio" | "mon:stdio") => bail!("-monitor stdio: the serial port already uses stdio (-serial mon:stdio shares the terminal)"),
+            Some(_) => {}
+            // The terminal is the monitor's: the serial port goes nowhere, as QEMU's default vc.
+            None => cfg.serial = SerialBackend::Null,
+        }
+        cfg.stdio_monitor = true;
+    }
+    let own = args.monitor.iter().filter(|m| m.as_str() != "stdio").map(|m| (m, MonitorMode::Readline)).chain(args.qmp.iter().map(|m| (m, MonitorMode::Control)));
     for (n, (spec, mode)) in own.enumerate() {
         let flag = if mode == MonitorMode::Control { "-qmp" } else { "-monitor" };
         if let Some(c) = crate::chardev_args::parse_monitor(flag, spec, &format!("compat_monitor{n}"))? {

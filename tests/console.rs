@@ -76,7 +76,7 @@ fn read_until(master: &mut std::fs::File, seen: &mut Vec<u8>, want: &[u8], deadl
 }
 
 #[test]
-fn raw_console_echoes_input_and_ctrl_a_x_quits() {
+fn raw_console_echoes_input_switches_to_the_monitor_and_ctrl_a_x_quits() {
     let dir = std::env::temp_dir().join(format!("ferrite-console-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kernel = dir.join("echo.bin");
@@ -113,6 +113,15 @@ fn raw_console_echoes_input_and_ctrl_a_x_quits() {
     // Ctrl-A Ctrl-A sends one literal Ctrl-A.
     master.write_all(b"xyz\x01\x01").unwrap();
     assert!(read_until(&mut master, &mut seen, b"xyz\x01", deadline), "guest did not echo: {:?}", String::from_utf8_lossy(&seen));
+    // -nographic shares the terminal with the human monitor: Ctrl-A C switches to it and back.
+    master.write_all(b"\x01c").unwrap();
+    assert!(read_until(&mut master, &mut seen, b"(ferrite) ", deadline), "no monitor prompt: {:?}", String::from_utf8_lossy(&seen));
+    master.write_all(b"stop\rinfo statux\x7fs\r").unwrap();
+    assert!(read_until(&mut master, &mut seen, b"VM status: paused", deadline), "monitor: {:?}", String::from_utf8_lossy(&seen));
+    master.write_all(b"cont\r\x1b[A\x1b[A\r").unwrap();
+    assert!(read_until(&mut master, &mut seen, b"VM status: running", deadline), "history: {:?}", String::from_utf8_lossy(&seen));
+    master.write_all(b"\x01cabc").unwrap();
+    assert!(read_until(&mut master, &mut seen, b"abc", deadline), "input did not go back to the guest: {:?}", String::from_utf8_lossy(&seen));
     master.write_all(b"\x01x").unwrap();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -306,6 +306,10 @@ pub struct MachineConfig {
     pub chardevs: Vec<ChardevConfig>,
     /// Monitors (`-monitor`, `-qmp`, `-mon`), each on a `-chardev`.
     pub monitors: Vec<MonitorConfig>,
+    /// The human monitor on the terminal (`-serial mon:stdio`, `-nographic` without `-serial`
+    /// or `-monitor`, `-monitor stdio`): Ctrl-A C switches to it when the serial port shares
+    /// the terminal.
+    pub stdio_monitor: bool,
     /// `-incoming URI`: start from a saved machine state (`file:PATH`, `exec:COMMAND`).
     pub incoming: Option<String>,
     pub boot: BootConfig,
@@ -360,6 +364,7 @@ impl Default for MachineConfig {
             chardevs: Vec::new(),
             monitors: Vec::new(),
             incoming: None,
+            stdio_monitor: false,
             boot: BootConfig::default(),
             accel: Accel::Tcg,
             accel_fallback: Vec::new(),

@@ -1,6 +1,7 @@
 //! The serial console on the user's terminal: raw mode while the guest runs (restored on
 //! drop), a reader thread feeding keystrokes to the UART, and QEMU's escape sequences
-//! (Ctrl-A X quits, Ctrl-A Ctrl-A sends a literal Ctrl-A).
+//! (Ctrl-A X quits, Ctrl-A C switches between the console and the human monitor when they
+//! share the terminal, Ctrl-A Ctrl-A sends a literal Ctrl-A).
 
 use std::io::Read;
 use std::sync::mpsc::{channel, Receiver, TryRecvError};
@@ -14,6 +15,8 @@ pub enum ConsoleEvent {
     Input(Vec<u8>),
     /// The user typed Ctrl-A X.
     Quit,
+    /// The user typed Ctrl-A C.
+    SwitchMonitor,
 }
 
 /// Turns the terminal's byte stream into guest input and commands.
@@ -38,6 +41,12 @@ impl EscapeDecoder {
                         return out;
                     }
                     CTRL_A => input.push(CTRL_A),
+                    b'c' | b'C' => {
+                        if !input.is_empty() {
+                            out.push(ConsoleEvent::Input(std::mem::take(&mut input)));
+                        }
+                        out.push(ConsoleEvent::SwitchMonitor);
+                    }
                     // Other escapes (monitor, help) are not supported: ignore them.
                     _ => {}
                 }
@@ -142,6 +151,104 @@ impl ConsoleInput {
     }
 }
 
+/// The human monitor on the terminal (`-serial mon:stdio`, `-nographic`, `-monitor stdio`): a
+/// line editor (echo, backspace, Ctrl-U, up/down through the history) whose lines run on a
+/// thread of their own, since commands wait for the machine thread that feeds the editor.
+pub struct StdioMonitor {
+    line: Vec<u8>,
+    history: Vec<String>,
+    /// Position while browsing the history (`history.len()`: the line being typed).
+    browse: usize,
+    /// Bytes of an escape sequence (arrow keys) being read.
+    escape: Vec<u8>,
+    lines: std::sync::mpsc::Sender<String>,
+}
+
+/// The monitor's prompt on the terminal.
+pub const STDIO_PROMPT: &str = "(ferrite) ";
+const HISTORY: usize = 100;
+
+impl StdioMonitor {
+    /// Starts the thread that runs commands with `execute` and prints their answers.
+    pub fn spawn(execute: impl Fn(&str) -> String + Send + 'static) -> Self {
+        let (lines, rx) = std::sync::mpsc::channel::<String>();
+        let _ = std::thread::Builder::new().name("stdio-monitor".into()).spawn(move || {
+            for line in rx {
+                let reply = execute(&line).replace('\n', "\r\n");
+                print_flush(&format!("{reply}{STDIO_PROMPT}"));
+            }
+        });
+        StdioMonitor { line: Vec::new(), history: Vec::new(), browse: 0, escape: Vec::new(), lines }
+    }
+
+    /// The monitor takes the terminal: a banner and the prompt.
+    pub fn enter(&self) {
+        print_flush(&format!("\r\nferrite monitor - type 'help' for more information\r\n{STDIO_PROMPT}"));
+    }
+
+    fn replace_line(&mut self, text: String) {
+        let erase = "\x08 \x08".repeat(self.line.len());
+        print_flush(&format!("{erase}{text}"));
+        self.line = text.into_bytes();
+    }
+
+    /// Keystrokes typed while the monitor has the terminal.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if !self.escape.is_empty() || b == 0x1b {
+                self.escape.push(b);
+                match self.escape.as_slice() {
+                    [0x1b] | [0x1b, b'['] | [0x1b, b'O'] => continue,
+                    [0x1b, b'[' | b'O', b'A'] if self.browse > 0 => {
+                        self.browse -= 1;
+                        self.replace_line(self.history[self.browse].clone());
+                    }
+                    [0x1b, b'[' | b'O', b'B'] if self.browse < self.history.len() => {
+                        self.browse += 1;
+                        let text = self.history.get(self.browse).cloned().unwrap_or_default();
+                        self.replace_line(text);
+                    }
+                    _ => {}
+                }
+                self.escape.clear();
+                continue;
+            }
+            match b {
+                b'\r' | b'\n' => {
+                    print_flush("\r\n");
+                    let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
+                    if !line.trim().is_empty() && self.history.last() != Some(&line) {
+                        self.history.push(line.clone());
+                        if self.history.len() > HISTORY {
+                            self.history.remove(0);
+                        }
+                    }
+                    self.browse = self.history.len();
+                    let _ = self.lines.send(line);
+                }
+                0x7f | 0x08 => {
+                    if self.line.pop().is_some() {
+                        print_flush("\x08 \x08");
+                    }
+                }
+                0x15 => self.replace_line(String::new()),
+                0x20..=0x7e if self.line.len() < 4096 => {
+                    self.line.push(b);
+                    print_flush(&(b as char).to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn print_flush(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +260,18 @@ mod tests {
         assert_eq!(d.feed(&[CTRL_A, CTRL_A, b'a']), vec![ConsoleEvent::Input(vec![CTRL_A, b'a'])]);
         assert_eq!(d.feed(&[b'q', CTRL_A]), vec![ConsoleEvent::Input(b"q".to_vec())]);
         assert_eq!(d.feed(b"x"), vec![ConsoleEvent::Quit]);
+        assert_eq!(d.feed(&[b'a', CTRL_A, b'c']), vec![ConsoleEvent::Input(b"a".to_vec()), ConsoleEvent::SwitchMonitor]);
+    }
+
+    #[test]
+    fn the_monitor_line_editor_edits_and_recalls() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut m = StdioMonitor { line: Vec::new(), history: Vec::new(), browse: 0, escape: Vec::new(), lines: tx };
+        m.feed(b"info statux\x7fs\r");
+        m.feed(b"stop\r");
+        m.feed(b"\x1b[A\x1b[A\r");
+        m.feed(b"junk\x15cont\r");
+        let got: Vec<String> = rx.try_iter().collect();
+        assert_eq!(got, ["info status", "stop", "info status", "cont"]);
     }
 }

@@ -240,6 +240,9 @@ pub(crate) struct Console {
     _raw: Option<RawTerminal>,
     input: Option<ConsoleInput>,
     pending: Vec<u8>,
+    /// The human monitor on the terminal, and whether it has the keyboard now.
+    monitor: Option<console::StdioMonitor>,
+    in_monitor: bool,
 }
 
 /// COM1's output into a `-chardev` (`-serial chardev:ID`).
@@ -535,9 +538,21 @@ impl Machine {
     /// Runs the guest to the end, with the console on the terminal when serial is stdio.
     pub fn run(&mut self) -> Result<Outcome, MachineError> {
         let stdio = self.cfg.serial == SerialBackend::Stdio;
-        let raw = if stdio { RawTerminal::enable() } else { None };
-        let input = stdio.then(|| ConsoleInput::spawn(raw.is_some()));
-        let mut console = Console { _raw: raw, input, pending: Vec::new() };
+        let terminal = stdio || self.cfg.stdio_monitor;
+        let raw = if terminal { RawTerminal::enable() } else { None };
+        let input = terminal.then(|| ConsoleInput::spawn(raw.is_some()));
+        let monitor = self.cfg.stdio_monitor.then(|| {
+            let targets = self.monitor.clone();
+            console::StdioMonitor::spawn(move |line| targets.execute(line))
+        });
+        // `-monitor stdio` with the serial port elsewhere: the monitor has the terminal.
+        let in_monitor = monitor.is_some() && !stdio;
+        if in_monitor {
+            if let Some(m) = &monitor {
+                m.enter();
+            }
+        }
+        let mut console = Console { _raw: raw, input, pending: Vec::new(), monitor, in_monitor };
         if let Some(uri) = self.cfg.incoming.clone() {
             let resume = self.control.run_state();
             self.control.set_run_state(control::RunState::Inmigrate);
@@ -591,8 +606,23 @@ impl Machine {
         if let Some(input) = console.input.as_mut() {
             for ev in input.try_events() {
                 match ev {
-                    ConsoleEvent::Input(bytes) => console.pending.extend(bytes),
+                    ConsoleEvent::Input(bytes) => match (&mut console.monitor, console.in_monitor) {
+                        (Some(m), true) => m.feed(&bytes),
+                        _ => console.pending.extend(bytes),
+                    },
                     ConsoleEvent::Quit => return Some(Outcome::Quit),
+                    // Only when the serial port shares the terminal is there anything to switch to.
+                    ConsoleEvent::SwitchMonitor if self.cfg.serial == SerialBackend::Stdio => {
+                        if let Some(m) = &console.monitor {
+                            console.in_monitor = !console.in_monitor;
+                            if console.in_monitor {
+                                m.enter();
+                            } else {
+                                print!("\r\n");
+                            }
+                        }
+                    }
+                    ConsoleEvent::SwitchMonitor => {}
                 }
             }
         }
