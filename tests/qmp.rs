@@ -43,6 +43,7 @@ fn qemus_qmp_client_controls_a_debian_guest() {
         "-qmp", &format!("unix:{},server=on,wait=off", qmp.display()),
         "-chardev", &format!("socket,id=mon1,path={},server=on,wait=off", raw.display()),
         "-mon", "chardev=mon1,mode=control",
+        "-netdev", "user,id=net0", "-device", "e1000,netdev=net0",
     ]
     .map(String::from)
     .to_vec();

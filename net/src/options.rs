@@ -42,6 +42,17 @@ pub enum NetdevOptions {
     Tap(TapOptions),
 }
 
+impl NetdevOptions {
+    /// The backend's `-netdev` type name.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            NetdevOptions::User(_) => "user",
+            NetdevOptions::Socket(_) => "socket",
+            NetdevOptions::Tap(_) => "tap",
+        }
+    }
+}
+
 /// `-netdev user`: libslirp's user-mode network stack, with QEMU's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserOptions {

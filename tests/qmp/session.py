@@ -8,6 +8,7 @@ Prints one line per check; exits non-zero with the reason on the first failure."
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
 
@@ -72,6 +73,13 @@ async def main(qmp_path, raw_path, pid):
     check("RIP=" in regs1 and regs1 == regs2, "a paused vCPU's registers do not change")
     info = await q.execute("human-monitor-command", {"command-line": "info status"})
     check(info.strip() == "VM status: paused", f"info status through human-monitor-command: {info.strip()!r}")
+    pci = await q.execute("human-monitor-command", {"command-line": "info pci"})
+    check("Host bridge: PCI device 8086:1237" in pci and "Ethernet controller: PCI device 8086:100e" in pci and "BAR0:" in pci,
+          "info pci lists the i440FX and the e1000 with its BARs")
+    net = await q.execute("human-monitor-command", {"command-line": "info network"})
+    check("model=e1000,macaddr=52:54:00:12:34:56" in net and "type=user" in net, f"info network: {net.strip()!r}")
+    mem = await q.execute("human-monitor-command", {"command-line": "xp /2xw 0x7000"})
+    check(re.fullmatch(r"0000000000007000: 0x[0-9a-f]{8} 0x[0-9a-f]{8}\s*", mem) is not None, f"xp reads RAM: {mem.strip()!r}")
     resume = asyncio.ensure_future(next_event(q, "RESUME"))
     await q.execute("cont")
     await resume

@@ -8,6 +8,7 @@
 
 use crate::chardev::{Chardev, Frontend};
 pub mod block;
+mod info;
 mod memory;
 
 use crate::control::{Control, ControlError, RunState};
@@ -26,6 +27,8 @@ migrate_cancel -- cancel the current migration
 gva2gpa addr -- print the guest physical address of a guest virtual address
 info balloon -- the balloon's actual size (and guest statistics)
 info block -- the block devices
+info network -- the network cards and their backends
+info pci -- the PCI functions, their interrupts and BARs
 info cpus -- the vCPUs and their host threads
 info migrate -- the last migration's status
 info registers [-a] -- the CPU registers (-a: every CPU)
@@ -127,6 +130,9 @@ impl MonitorTargets {
                 self.job(move |m| m.migrate_out(&uri).err().map(|e| format!("Error: {e}\n")).unwrap_or_default())
             }
             ["info", "version"] => Ok(format!("{} (ferrite {})\n", crate::qmp::QEMU_VERSION_STR, env!("CARGO_PKG_VERSION"))),
+            ["info", "pci"] => self.job(|m| m.info_pci()),
+            ["info", "network"] => self.job(|m| m.info_network()),
+            ["info", "snapshots"] => Ok("There is no snapshot available.\n".into()),
             ["info", "block"] => self.job(|m| m.block_devices().iter().map(|b| b.to_text()).collect()),
             ["info", "cpus"] => self.job(|m| m.info_cpus()),
             ["info", "registers" | "reg"] => self.job(|m| m.info_registers_of(m.monitor_cpu)),

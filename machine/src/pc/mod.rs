@@ -218,6 +218,11 @@ impl PcBoard {
         }))
     }
 
+    /// The PCI host's ports (the monitor's `info pci`).
+    pub(crate) fn pci_ports(&self) -> &PciPorts {
+        &self.pci
+    }
+
     /// Plugs a PCI device (`-device`), with its INTx, MSI and DMA wiring.
     pub fn plug_pci(&self, devfn: DevFn, dev: SharedPciDevice) -> Result<(), ferrite_hw::pci::PciError> {
         self.pci.plug(devfn, dev)
