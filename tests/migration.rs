@@ -136,7 +136,9 @@ fn rounds(output: &str) -> Vec<(u64, String)> {
         .filter_map(|l| {
             let rest = l.trim().strip_prefix("round=")?;
             let (n, sum) = rest.split_once(" sum=")?;
-            Some((n.parse().ok()?, sum.trim().to_string()))
+            // A line the test cut short (it stops ferrite on a marker) is not a round's result.
+            let sum = sum.trim();
+            (sum.len() == 16).then(|| Some((n.parse().ok()?, sum.to_string())))?
         })
         .collect()
 }
@@ -255,7 +257,7 @@ fn a_failed_live_migration_leaves_the_source_running() {
         out.lock().unwrap().push(status);
     }));
     // The guest goes on counting through both failures; a few rounds later the test ends it.
-    let source = run_ferrite_with(&args, Duration::from_secs(300), &["round=2 "], Some("round=8 "), vec![hook]);
+    let source = run_ferrite_with(&args, Duration::from_secs(300), &["round=2 "], Some("round=9 "), vec![hook]);
     let refused = refuser.join().unwrap();
     for _ in 0..300 {
         if log.lock().unwrap().len() == 3 {
@@ -273,7 +275,7 @@ fn a_failed_live_migration_leaves_the_source_running() {
     assert_eq!(log[1]["status"], "failed", "{log:?}");
     assert_eq!(log[2]["status"], "running", "the source stopped after the failed migration");
     let after = rounds(&source.output);
-    assert_eq!(after.last().map(|r| r.0), Some(8), "the source's guest stopped counting: {after:?}");
+    assert!(after.last().is_some_and(|r| r.0 >= 8), "the source's guest stopped counting: {after:?}");
     for (n, sum) in &after {
         assert_eq!(*sum, round_sum(*n), "round {n} computed a wrong hash");
     }

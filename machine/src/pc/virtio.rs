@@ -93,6 +93,19 @@ impl LiveVirtio {
             lock(d).device_mut().quiesce();
         }
     }
+
+    /// Starts the devices' threads again after [`LiveVirtio::quiesce`] (the machine runs on
+    /// after saving its state): each active device is re-activated where its rings stand, the
+    /// path a restore takes.
+    pub fn resume(&self) {
+        for d in &self.disks {
+            let mut d = lock(d);
+            let state = Persist::save(&*d);
+            if let Err(e) = Persist::restore(&mut *d, state) {
+                eprintln!("ferrite: virtio-blk could not resume after saving the machine: {e}");
+            }
+        }
+    }
 }
 
 /// Builds devices for one board, taking backends in order.

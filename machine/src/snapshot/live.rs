@@ -144,6 +144,8 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
         if was == RunState::Running {
             m.control.events.emit("STOP", serde_json::json!({}));
         }
+        // Disk requests in flight finish now, so what they write is in the last pages.
+        m.quiesce_devices();
         let mut last = dirty;
         last.extend(m.board.mem.take_dirty());
         last.sort_unstable();
@@ -162,6 +164,8 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
             })?;
             Ok(n)
         })();
+        // The disks' threads run again, for `cont` or the guest running on after a failure.
+        m.live_virtio.resume();
         match &finished {
             Ok(_) => m.control.set_run_state(RunState::Postmigrate),
             Err(_) => {

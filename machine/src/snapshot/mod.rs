@@ -70,6 +70,15 @@ impl Machine {
         if self.cfg.accel == Accel::Kvm {
             return Err(SnapshotError::Kvm);
         }
+        // Disk requests finish first: what they write into RAM must be in the RAM sent.
+        self.quiesce_devices();
+        let saved = self.write_state(out);
+        // The machine may run on (`cont`, or the save failed).
+        self.live_virtio.resume();
+        saved
+    }
+
+    fn write_state(&mut self, out: impl Write) -> Result<SaveStats, SnapshotError> {
         let mut out = Checked::new(std::io::BufWriter::with_capacity(1 << 20, out));
         stream::write_start(&mut out, &self.shape()).map_err(SnapshotError::Write)?;
         let mem = self.board.mem.clone();
@@ -86,10 +95,15 @@ impl Machine {
         Ok(SaveStats { bytes, ram_pages })
     }
 
-    /// Everything but RAM, after quiescing the disks' I/O (the vCPUs are stopped).
-    pub(crate) fn write_device_state<W: Write>(&mut self, out: &mut Checked<W>) -> Result<(), SnapshotError> {
+    /// Finishes the disks' requests in flight (their data and completions land in RAM). The
+    /// vCPUs are stopped, so no new ones come; call before RAM is copied for the last time.
+    pub(crate) fn quiesce_devices(&mut self) {
         crate::pc::interrupts::lock(&self.ide).drain();
         self.live_virtio.quiesce();
+    }
+
+    /// Everything but RAM ([`Machine::quiesce_devices`] came first; the vCPUs are stopped).
+    pub(crate) fn write_device_state<W: Write>(&mut self, out: &mut Checked<W>) -> Result<(), SnapshotError> {
         let mut sections: Vec<Section> = self.vcpus.iter().enumerate().map(|(i, v)| ferrite_persist::save(&v.cpu, &cpu_id(i))).collect();
         sections.extend(self.board.state.save_all());
         let state = DeviceState { ferrite: env!("CARGO_PKG_VERSION").into(), clock_ns: self.board.wiring.clock.now(), sections };
