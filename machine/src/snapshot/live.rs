@@ -136,9 +136,7 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
 
     // Stop and copy: the vCPUs stay stopped for the rest of this job.
     let downtime_start = Instant::now();
-    let info_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let final_bytes = info_bytes.clone();
-    let final_result = control.call(move |m: &mut Machine| -> Result<u64, String> {
+    let final_result = control.call(move |m: &mut Machine| -> Result<(u64, u64), String> {
         let was = m.control.run_state();
         m.control.set_run_state(RunState::FinishMigrate);
         if was == RunState::Running {
@@ -151,18 +149,15 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
         last.sort_unstable();
         last.dedup();
         let addrs: Vec<u64> = last.iter().map(|p| p * PAGE as u64).collect();
-        let finished = (|| -> Result<u64, String> {
+        // Pages sent, and the stream's length.
+        let finished = (|| -> Result<(u64, u64), String> {
             let mem = m.board.mem.clone();
             let n = stream::write_pages(&mut out, addrs.into_iter(), false, |a, p| read_page(&mem, a, p)).map_err(|e| e.to_string())?;
-            info_bytes.store(out.bytes, Ordering::Release);
             stream::end_ram(&mut out).map_err(|e| e.to_string())?;
             m.write_device_state(&mut out).map_err(|e| e.to_string())?;
-            out.finish().map_err(|e| e.to_string())?;
-            expect(&mut replies, "DONE").map_err(|e| match e {
-                Failure::Error(e) => e,
-                Failure::Cancelled => "cancelled".into(),
-            })?;
-            Ok(n)
+            let bytes = out.finish().map_err(|e| e.to_string())?;
+            expect(&mut replies, "DONE")?;
+            Ok((n, bytes))
         })();
         // The disks' threads run again, for `cont` or the guest running on after a failure.
         m.live_virtio.resume();
@@ -178,12 +173,12 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
         }
         finished
     })?;
-    let last_pages = final_result?;
+    let (last_pages, bytes) = final_result?;
     info.status = "completed";
     info.downtime_ms = downtime_start.elapsed().as_millis() as u64;
     info.remaining = 0;
     info.pages = pages + last_pages;
-    info.transferred = final_bytes.load(Ordering::Acquire);
+    info.transferred = bytes;
     info.total_time_ms = started.elapsed().as_millis() as u64;
     Ok(info)
 }
@@ -195,13 +190,13 @@ fn read_page(mem: &GuestMemory, gpa: u64, page: &mut [u8]) {
 }
 
 /// Reads the destination's next verdict line: `want`, or `ERR reason`.
-fn expect(replies: &mut impl BufRead, want: &str) -> Result<(), Failure> {
+fn expect(replies: &mut impl BufRead, want: &str) -> Result<(), String> {
     let mut line = String::new();
     match replies.read_line(&mut line) {
-        Ok(0) => Err(Failure::Error("the destination closed the connection".into())),
+        Ok(0) => Err("the destination closed the connection".into()),
         Ok(_) if line.trim() == want => Ok(()),
-        Ok(_) => Err(Failure::Error(format!("the destination refused: {}", line.trim().trim_start_matches("ERR").trim()))),
-        Err(e) => Err(Failure::Error(format!("no answer from the destination: {e}"))),
+        Ok(_) => Err(format!("the destination refused: {}", line.trim().trim_start_matches("ERR").trim())),
+        Err(e) => Err(format!("no answer from the destination: {e}")),
     }
 }
 
