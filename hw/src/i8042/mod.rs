@@ -13,7 +13,8 @@
 //! bit set, which Linux's psmouse reads as "no mouse" without waiting.
 //!
 //! Keystrokes are injected as ready-made scancode bytes ([`I8042::push_scancodes`]); the
-//! caller picks set 1 or set 2 from [`I8042::translation`].
+//! caller picks set 1 or set 2 from [`I8042::translation`]. [`I8042::key_event`] does that
+//! for a [`keys::Key`]: the keyboard's set, through the controller's translation.
 
 use crate::{IrqLine, PioDevice};
 use std::collections::VecDeque;
@@ -253,6 +254,19 @@ impl<K: IrqLine, A: IrqLine> I8042<K, A> {
         self.kbd_q.extend(&bytes[..taken]);
         self.refill();
         taken
+    }
+
+    /// A key goes down (`down`) or up: the keyboard sends its codes in the scancode set the
+    /// guest chose (set 3 is not modelled: set 2 then), which reach the system translated
+    /// to set 1 while the command byte's translation bit is on. Returns whether the
+    /// keyboard's buffer took them all (nothing is queued while scanning is off).
+    pub fn key_event(&mut self, key: keys::Key, down: bool) -> bool {
+        let set = self.kbd.scancode_set;
+        let mut bytes = key.scancodes(set, down);
+        if self.translation() && set != 1 {
+            bytes = keys::translate(&bytes);
+        }
+        self.push_scancodes(&bytes) == bytes.len()
     }
 
     /// The IRQ1 and IRQ12 lines.
@@ -519,6 +533,7 @@ impl Default for I8042<crate::NoIrq, crate::NoIrq> {
     }
 }
 
+pub mod keys;
 mod state;
 pub use state::{I8042State, KeyboardState, OutputByte};
 

@@ -378,3 +378,25 @@ fn any_guest_input_is_safe() {
         }
     }
 }
+
+#[test]
+fn key_events_follow_the_translation_bit_and_the_keyboards_set() {
+    let (mut kbc, k, _) = new_kbc();
+    let delete = keys::Key::by_name("delete").unwrap();
+    // Power-on: set 2 on the keyboard, translated by the controller.
+    assert!(kbc.key_event(delete, true) && kbc.key_event(delete, false));
+    assert!(k.level(), "IRQ1 rises with the first byte");
+    assert_eq!(drain(&mut kbc), [0xe0, 0x53, 0xe0, 0xd3]);
+    // Translation off: the keyboard's own set 2 reaches the system.
+    command(&mut kbc, CMD_WRITE_RAM, Some(CTR_KBD_INT));
+    kbc.key_event(delete, false);
+    assert_eq!(drain(&mut kbc), [0xe0, 0xf0, 0x71]);
+    // A keyboard switched to set 1 sends set 1.
+    assert_eq!(keyboard(&mut kbc, &[KBD_SCANCODE_SET, 1]), [KBD_ACK, KBD_ACK]);
+    kbc.key_event(delete, true);
+    assert_eq!(drain(&mut kbc), [0xe0, 0x53]);
+    // Scanning off: nothing is queued.
+    assert_eq!(keyboard(&mut kbc, &[KBD_DISABLE]), [KBD_ACK]);
+    assert!(!kbc.key_event(delete, true));
+    assert!(drain(&mut kbc).is_empty());
+}
