@@ -22,11 +22,11 @@ pub trait BusDevice: Send + Sync {
     fn write(&self, addr: u64, offset: u64, size: u8, value: u64);
 }
 
-/// A map from address ranges to values of type `T`.
+/// A map from named address ranges to values of type `T`.
 #[derive(Debug)]
 pub struct RangeMap<T: Clone> {
-    /// base → (length, value)
-    ranges: BTreeMap<u64, (u64, T)>,
+    /// base → (length, name, value); the names are for `info mtree`.
+    ranges: BTreeMap<u64, (u64, String, T)>,
 }
 
 impl<T: Clone> Default for RangeMap<T> {
@@ -41,24 +41,29 @@ impl<T: Clone> RangeMap<T> {
             return Err(BusError::Empty { what: what.into(), base });
         }
         let end = base.saturating_add(len - 1);
-        if let Some((&b, &(l, _))) = self.ranges.range(..=end).next_back() {
+        if let Some((&b, &(l, _, _))) = self.ranges.range(..=end).next_back() {
             if b.saturating_add(l - 1) >= base {
                 return Err(BusError::Overlap { what: what.into(), base, len, other: b });
             }
         }
-        self.ranges.insert(base, (len, value));
+        self.ranges.insert(base, (len, what.into(), value));
         Ok(())
     }
 
     /// The value covering `addr`, the base of its range and the offset of `addr` within it.
     #[inline]
     pub fn lookup(&self, addr: u64) -> Option<(&T, u64)> {
-        let (&b, (l, value)) = self.ranges.range(..=addr).next_back()?;
+        let (&b, (l, _, value)) = self.ranges.range(..=addr).next_back()?;
         (addr - b < *l).then_some((value, addr - b))
     }
 
     pub fn remove(&mut self, base: u64) -> Option<T> {
-        self.ranges.remove(&base).map(|(_, v)| v)
+        self.ranges.remove(&base).map(|(_, _, v)| v)
+    }
+
+    /// Every range as (base, length, name), by address.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64, &str)> {
+        self.ranges.iter().map(|(&b, (l, name, _))| (b, *l, name.as_str()))
     }
 }
 
@@ -89,6 +94,12 @@ impl Bus {
                 Err(e)
             }
         }
+    }
+
+    /// Every device's range as (base, length, name), by address.
+    pub fn regions(&self) -> Vec<(u64, u64, String)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.ranges().map(|(b, l, n)| (b, l, n.to_string())).collect()
     }
 
     fn device(&self, addr: u64) -> Option<(Arc<dyn BusDevice>, u64)> {
@@ -130,6 +141,8 @@ mod tests {
         assert!(matches!(b.insert("x", 0x3f0, 9, 3), Err(BusError::Overlap { other: 0x3f8, .. })));
         assert!(matches!(b.insert("x", 0x3ff, 1, 3), Err(BusError::Overlap { .. })));
         b.insert("x", 0x400, 1, 3).unwrap();
+        let names: Vec<_> = b.ranges().collect();
+        assert_eq!(names, [(0x20, 2, "pic"), (0x3f8, 8, "uart"), (0x400, 1, "x")]);
     }
 
     struct Reg(Mutex<u64>);

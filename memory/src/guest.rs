@@ -216,6 +216,16 @@ impl GuestMemory {
         self.tracking.code.flush_tlbs();
     }
 
+    /// The ROMs' ranges (base, length), in the order they were added.
+    pub fn roms(&self) -> Vec<(u64, u64)> {
+        self.roms.iter().map(|r| (r.base, r.map.len() as u64)).collect()
+    }
+
+    /// Where legacy segment `index`'s accesses go now (see [`crate::segment_range`]).
+    pub fn legacy_attr(&self, index: usize) -> LegacyAttr {
+        self.legacy.get(index)
+    }
+
     /// Changes whenever [`GuestMemory::host_regions`] may have changed.
     pub fn layout_generation(&self) -> u64 {
         self.layout_generation.load(Ordering::Acquire)

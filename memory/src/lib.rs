@@ -22,7 +22,7 @@ pub use bitmap::PageBitmap;
 pub use code::{CodeEvent, CodeTracker, EventKind, ORIGIN_DMA};
 pub use dma::{Dma, DmaError};
 pub use guest::{GuestMemory, HostRegion, MemoryError, PageMap, PageTracking};
-pub use legacy::{LegacyAttr, LEGACY_END, LEGACY_SEGMENTS, LEGACY_START};
+pub use legacy::{segment_range, LegacyAttr, LEGACY_END, LEGACY_SEGMENTS, LEGACY_START};
 
 /// Guest page size: the unit of the dirty log, the code tracking and the CPU's TLB.
 pub const PAGE_SIZE: u64 = 4096;

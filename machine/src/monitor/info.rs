@@ -1,4 +1,4 @@
-//! `info pci` and `info network`, in QEMU's layout.
+//! `info pci`, `info network` and `info irq`, in QEMU's layout.
 
 use crate::config::NicModel;
 use crate::pc::interrupts::lock;
@@ -77,5 +77,13 @@ impl Machine {
             }
         }
         out
+    }
+
+    /// `info irq`: rising edges at each IOAPIC and PIC input since the board was built (the
+    /// last reset or loadvm; none are counted while KVM's own interrupt controllers serve
+    /// the guest).
+    pub(crate) fn info_irq(&self) -> String {
+        let ic = lock(&self.board.irq.intc);
+        ic.ioapic_stats.report("ioapic") + &ic.pic_stats.report("isa-i8259")
     }
 }

@@ -9,7 +9,9 @@
 use crate::chardev::{Chardev, Frontend};
 pub mod block;
 mod info;
+pub mod keys;
 mod memory;
+mod mtree;
 
 use crate::control::{Control, ControlError, RunState};
 use crate::pc::wiring::Wiring;
@@ -27,6 +29,8 @@ migrate_cancel -- cancel the current migration
 gva2gpa addr -- print the guest physical address of a guest virtual address
 info balloon -- the balloon's actual size (and guest statistics)
 info block -- the block devices
+info irq -- interrupt counts per interrupt controller input
+info mtree -- the memory and I/O regions
 info network -- the network cards and their backends
 info pci -- the PCI functions, their interrupts and BARs
 info cpus -- the vCPUs and their host threads
@@ -35,18 +39,27 @@ info registers [-a] -- the CPU registers (-a: every CPU)
 info status -- the VM status
 info version -- the version of QEMU this monitor follows, and ferrite's
 q|quit -- quit the emulator
+screendump filename -- (ferrite has no display: an error)
+sendkey keys [hold_ms] -- press keys (e.g. ctrl-alt-delete) on the PS/2 keyboard, for hold_ms (100)
 stop -- stop emulation
 system_powerdown -- send a system power-down event (the ACPI power button)
 system_reset -- reset the system
 x /fmt addr -- virtual memory dump starting at addr (fmt: count, format x d u o c i, size b h w g)
 xp /fmt addr -- physical memory dump starting at addr
 ";
+/// ferrite has no display to take a picture of (QEMU's words for a machine without one).
+pub const NO_DISPLAY: &str = "There is no console to take a screendump from";
 /// Longest command line kept; longer input is discarded up to the next newline.
 const MAX_LINE: usize = 4096;
 const MIB: u64 = 1 << 20;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A command's reply: nothing, or QEMU's `Error: ...` line.
+fn error_line<T, E: std::fmt::Display>(result: Result<T, E>) -> String {
+    result.err().map(|e| format!("Error: {e}\n")).unwrap_or_default()
 }
 
 /// The machine has no balloon device.
@@ -127,12 +140,30 @@ impl MonitorTargets {
             }
             ["migrate", uri] => {
                 let uri = uri.trim_matches('"').to_string();
-                self.job(move |m| m.migrate_out(&uri).err().map(|e| format!("Error: {e}\n")).unwrap_or_default())
+                self.job(move |m| error_line(m.migrate_out(&uri)))
             }
+            [cmd @ ("sendkey" | "screendump")] => Ok(format!("{cmd}: string expected\nTry \"help {cmd}\" for more information\n")),
+            ["sendkey", spec, hold @ ..] if hold.len() <= 1 => {
+                let hold = match hold.first().map(|h| h.parse::<u64>()) {
+                    None => Ok(keys::DEFAULT_HOLD),
+                    Some(Ok(ms)) => Ok(Duration::from_millis(ms)),
+                    Some(Err(_)) => Err(format!("invalid hold time '{}' (milliseconds)", hold[0])),
+                };
+                match (keys::parse_keys(spec), hold) {
+                    (Ok(list), Ok(hold)) => self.job(move |m| {
+                        m.send_keys(list, hold);
+                        String::new()
+                    }),
+                    (Err(e), _) | (_, Err(e)) => Ok(format!("{e}\n")),
+                }
+            }
+            ["screendump", ..] => Ok(format!("Error: {NO_DISPLAY}\n")),
             ["info", "version"] => Ok(format!("{} (ferrite {})\n", crate::qmp::QEMU_VERSION_STR, env!("CARGO_PKG_VERSION"))),
             ["info", "pci"] => self.job(|m| m.info_pci()),
             ["info", "network"] => self.job(|m| m.info_network()),
             ["info", "snapshots"] => Ok("There is no snapshot available.\n".into()),
+            ["info", "mtree"] => self.job(|m| m.info_mtree()),
+            ["info", "irq"] => self.job(|m| m.info_irq()),
             ["info", "block"] => self.job(|m| m.block_devices().iter().map(|b| b.to_text()).collect()),
             ["info", "cpus"] => self.job(|m| m.info_cpus()),
             ["info", "registers" | "reg"] => self.job(|m| m.info_registers_of(m.monitor_cpu)),
@@ -149,9 +180,9 @@ impl MonitorTargets {
                 Err(_) => Ok("usage: cpu INDEX\n".into()),
             },
             ["balloon", size] => Ok(self.set_balloon(size)),
-            ["stop"] => self.job(|m| m.pause().err().map(|e| format!("Error: {e}\n")).unwrap_or_default()),
-            ["cont" | "c"] => self.job(|m| m.resume().err().map(|e| format!("Error: {e}\n")).unwrap_or_default()),
-            ["system_reset"] => self.job(|m| m.monitor_reset("host-qmp-system-reset").err().map(|e| format!("Error: {e}\n")).unwrap_or_default()),
+            ["stop"] => self.job(|m| error_line(m.pause())),
+            ["cont" | "c"] => self.job(|m| error_line(m.resume())),
+            ["system_reset"] => self.job(|m| error_line(m.monitor_reset("host-qmp-system-reset"))),
             ["system_powerdown"] => self.job(|m| {
                 m.power_button();
                 String::new()

@@ -6,6 +6,7 @@
 //! Locks: the interrupt controllers (`Intc`: PIC + IOAPIC) may be held while a LAPIC is locked,
 //! never the other way round; a LAPIC's lock is never held while another LAPIC is locked.
 
+use super::irq_stats::InputStats;
 use crate::irq::IrqLevels;
 use ferrite_hw::ioapic::Ioapic;
 use ferrite_hw::lapic::{DeliveryMode, InterruptMessage, Ipi, Lapic, LapicOutput};
@@ -40,6 +41,25 @@ pub struct Intc {
     pub pirq_routes: [Option<u8>; 4],
     /// The level of each PIRQ line (PCI INTx after the swizzle).
     pub pirq_levels: [bool; 4],
+    /// Rising edges at the PIC's and the IOAPIC's inputs (`info irq`).
+    pub pic_stats: InputStats<16>,
+    pub ioapic_stats: InputStats<{ ferrite_hw::ioapic::IOAPIC_PINS }>,
+}
+
+impl Intc {
+    /// PIC input `irq` goes to `level`.
+    fn pic_input(&mut self, irq: u8, level: bool) {
+        self.pic_stats.note(irq as usize, level);
+        self.pic.set_irq(irq, level);
+    }
+
+    /// IOAPIC input `pin` goes to `level` (inputs it does not have are not wired).
+    fn ioapic_input(&mut self, pin: u8, level: bool) {
+        if (pin as usize) < ferrite_hw::ioapic::IOAPIC_PINS {
+            self.ioapic_stats.note(pin as usize, level);
+            self.ioapic.set_irq(pin as usize, level);
+        }
+    }
 }
 
 /// What one vCPU shares with the rest of the machine.
@@ -205,7 +225,14 @@ impl Interrupts {
 
     pub fn new(cpus: Vec<CpuLink>, irqs: Arc<IrqLevels>) -> Self {
         Interrupts {
-            intc: Mutex::new(Intc { pic: PicPair::new(NoIrq), ioapic: Ioapic::new(0), pirq_routes: [None; 4], pirq_levels: [false; 4] }),
+            intc: Mutex::new(Intc {
+                pic: PicPair::new(NoIrq),
+                ioapic: Ioapic::new(0),
+                pirq_routes: [None; 4],
+                pirq_levels: [false; 4],
+                pic_stats: Default::default(),
+                ioapic_stats: Default::default(),
+            }),
             cpus,
             irqs,
             pic_intr: AtomicBool::new(false),
@@ -264,16 +291,14 @@ impl Interrupts {
             let drive = |ic: &mut Intc, pic_irq: Option<u8>, gsi: u8| {
                 if let Some(irq) = pic_irq {
                     if other {
-                        ic.pic.set_irq(irq, !level);
+                        ic.pic_input(irq, !level);
                     }
-                    ic.pic.set_irq(irq, level);
+                    ic.pic_input(irq, level);
                 }
-                if (gsi as usize) < ferrite_hw::ioapic::IOAPIC_PINS {
-                    if other {
-                        ic.ioapic.set_irq(gsi as usize, !level);
-                    }
-                    ic.ioapic.set_irq(gsi as usize, level);
+                if other {
+                    ic.ioapic_input(gsi, !level);
                 }
+                ic.ioapic_input(gsi, level);
             };
             if line < 16 {
                 drive(&mut ic, Some(line), isa_irq_to_gsi(line));
@@ -284,12 +309,10 @@ impl Interrupts {
                 let pirq = (line - PIRQ_LINE_BASE) as usize;
                 if let Some((irq, shared)) = Self::pirq_change(&mut ic, pirq, level) {
                     if other && !level {
-                        ic.pic.set_irq(irq, true);
+                        ic.pic_input(irq, true);
                     }
-                    ic.pic.set_irq(irq, shared);
-                    if (irq as usize) < ferrite_hw::ioapic::IOAPIC_PINS {
-                        ic.ioapic.set_irq(irq as usize, shared);
-                    }
+                    ic.pic_input(irq, shared);
+                    ic.ioapic_input(irq, shared);
                 }
                 drive(&mut ic, None, line);
             } else {

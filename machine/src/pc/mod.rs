@@ -5,6 +5,7 @@
 mod cpubus;
 mod devices;
 pub mod interrupts;
+pub mod irq_stats;
 mod pci;
 pub mod storage;
 pub mod network;
@@ -270,6 +271,14 @@ impl PcBoard {
         let heard = lock(&self.timed.pm).press_power_button();
         self.irq.sync();
         heard
+    }
+
+    /// A key of the PS/2 keyboard goes down or up (the monitor's `sendkey`); returns whether
+    /// the keyboard took it.
+    pub fn key_event(&self, key: ferrite_hw::i8042::keys::Key, down: bool) -> bool {
+        let taken = lock(&self.i8042).key_event(key, down);
+        self.irq.sync();
+        taken
     }
 
     /// Feeds console input to COM1; returns how many bytes it took.

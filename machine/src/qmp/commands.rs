@@ -1,6 +1,6 @@
 //! The QMP commands ferrite implements, with QEMU's argument and return shapes
 //! (QEMU's qapi schema: qapi/control.json, run-state.json, machine.json, block-core.json,
-//! misc.json, migration.json).
+//! misc.json, migration.json, ui.json).
 
 use super::{ErrorClass, QmpError};
 use crate::control::RunState;
@@ -54,6 +54,10 @@ const COMMANDS: &[(&str, &[Param], Handler)] = &[
     ("human-monitor-command", &[("command-line", Kind::Str, true), ("cpu-index", Kind::Int, false)], human_monitor_command),
     ("balloon", &[("value", Kind::Int, true)], balloon),
     ("query-balloon", &[], query_balloon),
+    ("send-key", &[("keys", Kind::Array, true), ("hold-time", Kind::Int, false)], send_key),
+    ("screendump", &[("filename", Kind::Str, true), ("device", Kind::Str, false), ("head", Kind::Int, false), ("format", Kind::Str, false)], |_, _| {
+        Err(QmpError::generic(crate::monitor::NO_DISPLAY))
+    }),
 ];
 
 /// The JSON types arguments take.
@@ -62,6 +66,7 @@ enum Kind {
     Str,
     Int,
     Bool,
+    Array,
 }
 
 impl Kind {
@@ -70,6 +75,7 @@ impl Kind {
             Kind::Str => v.is_string(),
             Kind::Int => v.is_i64() || v.is_u64(),
             Kind::Bool => v.is_boolean(),
+            Kind::Array => v.is_array(),
         }
     }
 
@@ -78,6 +84,7 @@ impl Kind {
             Kind::Str => "string",
             Kind::Int => "integer",
             Kind::Bool => "boolean",
+            Kind::Array => "array",
         }
     }
 }
@@ -217,5 +224,24 @@ fn migrate_set_parameters(t: &MonitorTargets, args: &Map<String, Value>) -> Resu
         p.downtime_limit_ms = d;
     }
     t.control.set_migration_params(p);
+    Ok(json!({}))
+}
+
+/// `send-key`: `keys` as QEMU's KeyValue objects (`{"type": "qcode", "data": "ctrl"}` or
+/// `{"type": "number", "data": 29}`), held for `hold-time` ms (100).
+fn send_key(t: &MonitorTargets, args: &Map<String, Value>) -> Result<Value, QmpError> {
+    let mut keys = Vec::new();
+    for k in args["keys"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let data = k.get("data").cloned().unwrap_or_default();
+        let key = match (k.get("type").and_then(Value::as_str), &data) {
+            (Some("qcode"), Value::String(name)) => ferrite_hw::i8042::keys::Key::by_name(name),
+            (Some("number"), Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()).and_then(ferrite_hw::i8042::keys::Key::by_number),
+            _ => return Err(QmpError::generic("Invalid parameter type for 'keys', expected: KeyValue")),
+        };
+        let value = data.as_str().map_or_else(|| data.to_string(), str::to_string);
+        keys.push(key.ok_or_else(|| QmpError::generic(format!("Parameter 'data' does not accept value '{value}'")))?);
+    }
+    let hold = args.get("hold-time").and_then(Value::as_u64).map_or(crate::monitor::keys::DEFAULT_HOLD, std::time::Duration::from_millis);
+    t.control.call(move |m| m.send_keys(keys, hold))?;
     Ok(json!({}))
 }
