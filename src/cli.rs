@@ -153,6 +153,12 @@ struct Args {
     /// Start from a saved machine state: file:PATH | exec:COMMAND (whose output is the state).
     #[arg(long = "incoming", value_name = "URI")]
     incoming: Option<String>,
+    /// Start from the named snapshot NAME (see savevm).
+    #[arg(long = "loadvm", value_name = "NAME")]
+    loadvm: Option<String>,
+    /// Where named snapshots live (default: $XDG_STATE_HOME/ferrite/snapshots/NAME, NAME from -name or "default").
+    #[arg(long = "snapshot-dir", value_name = "DIR")]
+    snapshot_dir: Option<PathBuf>,
     /// A monitor on a -chardev: chardev=ID[,mode=readline|control].
     #[arg(long = "mon", value_name = "chardev=ID")]
     mon: Vec<String>,
@@ -235,6 +241,8 @@ const LONG: &[&str] = &[
     "monitor",
     "qmp",
     "incoming",
+    "loadvm",
+    "snapshot-dir",
     "mon",
     "overcommit",
     "name",
@@ -512,6 +520,11 @@ pub fn parse_all(argv: impl IntoIterator<Item = String>) -> Result<(MachineConfi
         }
     }
     cfg.incoming = args.incoming.clone();
+    if args.loadvm.is_some() && args.incoming.is_some() {
+        bail!("-loadvm and -incoming both say where the machine starts from: give one");
+    }
+    cfg.loadvm = args.loadvm.clone();
+    cfg.snapshot_dir = args.snapshot_dir.clone();
     for m in &args.mon {
         let monitor = crate::chardev_args::parse_mon(m)?;
         if !cfg.chardevs.iter().any(|c| c.id == monitor.chardev) {
@@ -650,6 +663,13 @@ mod tests {
         assert!(e.contains("hle") && e.contains("rtm") && !e.contains("pcid"), "{e}");
         assert!(format!("{:#}", p(&["-cpu", "Frobnitz"]).unwrap_err()).contains("Frobnitz"));
         assert!(help_request(&["ferrite".into(), "-cpu".into(), "help".into()]).unwrap().contains("Cascadelake-Server"));
+    }
+
+    #[test]
+    fn snapshot_options() {
+        let c = p(&["-loadvm", "first", "-snapshot-dir", "/tmp/snaps", "-snapshot"]).unwrap();
+        assert_eq!((c.loadvm.as_deref(), c.snapshot_dir.as_deref()), (Some("first"), Some(std::path::Path::new("/tmp/snaps"))));
+        assert!(p(&["-loadvm", "a", "-incoming", "defer"]).is_err());
     }
 
     #[test]

@@ -79,14 +79,25 @@ pub fn wall_clock_secs() -> i64 {
 
 /// The host's offset from UTC now, in seconds (east positive), from the C library's time zone.
 pub fn local_utc_offset_secs() -> i64 {
-    let now: libc::time_t = wall_clock_secs() as libc::time_t;
+    local_time(wall_clock_secs()).map_or(0, |tm| tm.tm_gmtoff as i64)
+}
+
+/// `secs` since the epoch broken down in the host's time zone.
+fn local_time(secs: i64) -> Option<libc::tm> {
+    let t: libc::time_t = secs as libc::time_t;
     // SAFETY: `tm` is plain data that localtime_r fills; both pointers are valid for the call.
     unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            return 0;
-        }
-        tm.tm_gmtoff as i64
+        (!libc::localtime_r(&t, &mut tm).is_null()).then_some(tm)
+    }
+}
+
+/// `secs` since the epoch as local `(year, month, day, hour, minute, second)`, for the
+/// dates snapshots are listed and named with.
+pub fn local_date_time(secs: i64) -> (i32, u32, u32, u32, u32, u32) {
+    match local_time(secs) {
+        Some(tm) => (tm.tm_year + 1900, tm.tm_mon as u32 + 1, tm.tm_mday as u32, tm.tm_hour as u32, tm.tm_min as u32, tm.tm_sec as u32),
+        None => (1970, 1, 1, 0, 0, 0),
     }
 }
 

@@ -312,6 +312,10 @@ pub struct MachineConfig {
     pub stdio_monitor: bool,
     /// `-incoming URI`: start from a saved machine state (`file:PATH`, `exec:COMMAND`).
     pub incoming: Option<String>,
+    /// `-loadvm NAME`: start from a named snapshot.
+    pub loadvm: Option<String>,
+    /// `-snapshot-dir DIR`: where named snapshots live (default: under $XDG_STATE_HOME).
+    pub snapshot_dir: Option<PathBuf>,
     pub boot: BootConfig,
     pub accel: Accel,
     /// Accelerators to try, in order, when `accel` cannot run here (QEMU's `accel=kvm:tcg`).
@@ -364,6 +368,8 @@ impl Default for MachineConfig {
             chardevs: Vec::new(),
             monitors: Vec::new(),
             incoming: None,
+            loadvm: None,
+            snapshot_dir: None,
             stdio_monitor: false,
             boot: BootConfig::default(),
             accel: Accel::Tcg,

@@ -55,6 +55,8 @@ pub enum MachineError {
     },
     #[error("-incoming: {0}")]
     Incoming(String),
+    #[error("-loadvm: {0}")]
+    Loadvm(String),
     #[error("-S waits for a debugger or a monitor to start the CPU: give -s, -gdb tcp::PORT, -qmp or -monitor too")]
     PausedWithoutGdb,
     #[error(transparent)]
@@ -458,6 +460,10 @@ impl Machine {
         if cfg.start_paused && cfg.gdb.is_none() && cfg.monitors.is_empty() {
             return Err(MachineError::PausedWithoutGdb);
         }
+        if let Some(tag) = &cfg.loadvm {
+            // A missing snapshot is an error before anything starts.
+            snapshot::named::SnapshotDir::of_config(&cfg).open(tag).map_err(|e| MachineError::Loadvm(e.to_string()))?;
+        }
         let topology = cfg.topology();
         let drives = open_drives(&cfg)?;
         let nics = open_nics(&cfg)?;
@@ -513,6 +519,16 @@ impl Machine {
     /// Reboots: every vCPU back to its power-on state with fresh memory and devices (the BSP
     /// at the reset vector or the kernel entry again).
     fn reset(&mut self) -> Result<(), MachineError> {
+        self.replace_board()?;
+        // The old board's timer thread ended with it.
+        pc::spawn_timer_thread(self.board.clone());
+        Ok(())
+    }
+
+    /// A freshly built board and vCPUs (memory, devices, boot image) in place of the current
+    /// ones, whose disk requests in flight finish first. The caller starts the new board's
+    /// timer thread (after loading a state into it, for `loadvm`).
+    pub(crate) fn replace_board(&mut self) -> Result<(), MachineError> {
         // Requests in flight finish against the old controller before the new one starts.
         pc::interrupts::lock(&self.ide).drain();
         self.live_virtio.quiesce();
@@ -525,8 +541,6 @@ impl Machine {
         self.ide = ide;
         self.live_virtio = live_virtio;
         self.monitor.attach(self.board.wiring.clone(), self.live_virtio.balloon.clone());
-        // The old board's timer thread ended with it.
-        pc::spawn_timer_thread(self.board.clone());
         Ok(())
     }
 
@@ -553,12 +567,7 @@ impl Machine {
             }
         }
         let mut console = Console { _raw: raw, input, pending: Vec::new(), monitor, in_monitor };
-        if let Some(uri) = self.cfg.incoming.clone() {
-            let resume = self.control.run_state();
-            self.control.set_run_state(control::RunState::Inmigrate);
-            self.migrate_in(&uri).map_err(MachineError::Incoming)?;
-            self.control.set_run_state(resume);
-        }
+        self.start_from_saved_state()?;
         let timers = pc::spawn_timer_thread(self.board.clone());
         let result = if let Some(mut server) = self.gdb.take() {
             self.debugging = true;

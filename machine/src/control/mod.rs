@@ -8,6 +8,7 @@
 //! ([`events::EventHub`]).
 
 pub mod events;
+pub mod jobs;
 mod run;
 
 pub use run::RunStateError;
@@ -43,6 +44,10 @@ pub enum RunState {
     FinishMigrate,
     /// `migrate` completed: the guest runs elsewhere now (`cont` runs it here again).
     Postmigrate,
+    /// `savevm`: writing a named snapshot.
+    SaveVm,
+    /// `loadvm`: loading a named snapshot (and where a load that failed midway leaves it).
+    RestoreVm,
 }
 
 impl RunState {
@@ -58,6 +63,8 @@ impl RunState {
             RunState::Inmigrate => "inmigrate",
             RunState::FinishMigrate => "finish-migrate",
             RunState::Postmigrate => "postmigrate",
+            RunState::SaveVm => "save-vm",
+            RunState::RestoreVm => "restore-vm",
         }
     }
 }
@@ -89,6 +96,8 @@ pub struct Control {
     /// `migrate_cancel` asks the running migration to stop.
     pub migration_cancel: Arc<std::sync::atomic::AtomicBool>,
     migration_params: Arc<Mutex<crate::snapshot::live::MigrationParams>>,
+    /// QMP's background jobs (`snapshot-save`...), for `query-jobs`.
+    pub background: jobs::JobTable,
 }
 
 /// The machine thread's end.
@@ -101,10 +110,12 @@ impl Control {
     /// A control channel: the machine keeps the port, clients clone the handle.
     pub(crate) fn channel(initial: RunState) -> ControlPort {
         let (jobs_tx, jobs) = std::sync::mpsc::channel();
+        let events = EventHub::default();
         let control = Control {
             jobs: jobs_tx,
             state: Arc::new(Mutex::new(initial)),
-            events: EventHub::default(),
+            background: jobs::JobTable::new(events.clone()),
+            events,
             migration: Arc::default(),
             migration_cancel: Arc::default(),
             migration_params: Arc::default(),
@@ -139,6 +150,12 @@ impl Control {
 
     pub fn set_migration_params(&self, p: crate::snapshot::live::MigrationParams) {
         *lock(&self.migration_params) = p;
+    }
+
+    /// Queues `f` for the machine thread (vCPUs stopped while it runs) without waiting for
+    /// it: work whose outcome arrives as events (QMP jobs, an incoming migration).
+    pub fn post(&self, f: impl FnOnce(&mut Machine) + Send + 'static) -> Result<(), ControlError> {
+        self.jobs.send(Box::new(f)).map_err(|_| ControlError::Gone)
     }
 
     /// Runs `f` on the machine thread with the vCPUs stopped, and returns its result.

@@ -161,9 +161,10 @@ impl Machine {
         }
         match self.control.run_state() {
             RunState::Running => Ok(()),
-            RunState::Shutdown | RunState::InternalError => Err(RunStateError::NeedsReset),
+            // After a loadvm that failed midway the machine's state is half loaded.
+            RunState::Shutdown | RunState::InternalError | RunState::RestoreVm => Err(RunStateError::NeedsReset),
             RunState::Debug => Err(RunStateError::InDebugger),
-            RunState::Inmigrate | RunState::FinishMigrate => Err(RunStateError::Migrating),
+            RunState::Inmigrate | RunState::FinishMigrate | RunState::SaveVm => Err(RunStateError::Migrating),
             RunState::Paused | RunState::Prelaunch | RunState::Postmigrate => {
                 self.control.set_run_state(RunState::Running);
                 self.control.events.emit("RESUME", json!({}));
@@ -173,11 +174,12 @@ impl Machine {
     }
 
     /// `system_reset` from a monitor: the machine restarts, as if the reset button was
-    /// pressed; a machine kept after power-off runs again.
+    /// pressed; a machine kept after power-off, or left half loaded by a failed loadvm,
+    /// runs again.
     pub fn monitor_reset(&mut self, reason: &'static str) -> Result<(), MachineError> {
         self.control.events.emit("RESET", json!({"guest": false, "reason": reason}));
         self.reset()?;
-        if self.control.run_state() == RunState::Shutdown {
+        if matches!(self.control.run_state(), RunState::Shutdown | RunState::RestoreVm) {
             self.control.set_run_state(RunState::Running);
             self.control.events.emit("RESUME", json!({}));
         }

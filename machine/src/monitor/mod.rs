@@ -24,6 +24,7 @@ const HELP: &str = "\
 balloon target -- request the guest's memory size, in MiB
 c|cont -- resume emulation
 cpu index -- set the default CPU for info registers, x and gva2gpa
+delvm tag -- delete the VM snapshot named tag
 migrate uri -- migrate to tcp:HOST:PORT (live), or save to file:PATH or exec:COMMAND
 migrate_cancel -- cancel the current migration
 gva2gpa addr -- print the guest physical address of a guest virtual address
@@ -36,9 +37,12 @@ info pci -- the PCI functions, their interrupts and BARs
 info cpus -- the vCPUs and their host threads
 info migrate -- the last migration's status
 info registers [-a] -- the CPU registers (-a: every CPU)
+info snapshots -- the VM snapshots (in the snapshot directory)
 info status -- the VM status
 info version -- the version of QEMU this monitor follows, and ferrite's
+loadvm tag -- restore the VM snapshot named tag
 q|quit -- quit the emulator
+savevm [tag] -- save the VM as snapshot tag (default: vm-DATE), replacing one of that name
 screendump filename -- (ferrite has no display: an error)
 sendkey keys [hold_ms] -- press keys (e.g. ctrl-alt-delete) on the PS/2 keyboard, for hold_ms (100)
 stop -- stop emulation
@@ -142,7 +146,20 @@ impl MonitorTargets {
                 let uri = uri.trim_matches('"').to_string();
                 self.job(move |m| error_line(m.migrate_out(&uri)))
             }
-            [cmd @ ("sendkey" | "screendump")] => Ok(format!("{cmd}: string expected\nTry \"help {cmd}\" for more information\n")),
+            ["savevm"] => self.job(|m| error_line(m.save_vm(None))),
+            ["savevm", tag] => {
+                let tag = tag.trim_matches('"').to_string();
+                self.job(move |m| error_line(m.save_vm(Some(&tag))))
+            }
+            ["loadvm", tag] => {
+                let tag = tag.trim_matches('"').to_string();
+                self.job(move |m| error_line(m.load_vm(&tag)))
+            }
+            ["delvm", tag] => {
+                let tag = tag.trim_matches('"').to_string();
+                self.job(move |m| error_line(m.delete_vm(&tag)))
+            }
+            [cmd @ ("loadvm" | "delvm" | "sendkey" | "screendump")] => Ok(format!("{cmd}: string expected\nTry \"help {cmd}\" for more information\n")),
             ["sendkey", spec, hold @ ..] if hold.len() <= 1 => {
                 let hold = match hold.first().map(|h| h.parse::<u64>()) {
                     None => Ok(keys::DEFAULT_HOLD),
@@ -161,7 +178,7 @@ impl MonitorTargets {
             ["info", "version"] => Ok(format!("{} (ferrite {})\n", crate::qmp::QEMU_VERSION_STR, env!("CARGO_PKG_VERSION"))),
             ["info", "pci"] => self.job(|m| m.info_pci()),
             ["info", "network"] => self.job(|m| m.info_network()),
-            ["info", "snapshots"] => Ok("There is no snapshot available.\n".into()),
+            ["info", "snapshots"] => self.job(|m| m.info_snapshots()),
             ["info", "mtree"] => self.job(|m| m.info_mtree()),
             ["info", "irq"] => self.job(|m| m.info_irq()),
             ["info", "block"] => self.job(|m| m.block_devices().iter().map(|b| b.to_text()).collect()),

@@ -1,7 +1,8 @@
 //! The QMP commands ferrite implements, with QEMU's argument and return shapes
 //! (QEMU's qapi schema: qapi/control.json, run-state.json, machine.json, block-core.json,
-//! misc.json, migration.json, ui.json).
+//! misc.json, migration.json, job.json, ui.json).
 
+use super::jobs;
 use super::{ErrorClass, QmpError};
 use crate::control::RunState;
 use crate::monitor::MonitorTargets;
@@ -54,6 +55,11 @@ const COMMANDS: &[(&str, &[Param], Handler)] = &[
     ("human-monitor-command", &[("command-line", Kind::Str, true), ("cpu-index", Kind::Int, false)], human_monitor_command),
     ("balloon", &[("value", Kind::Int, true)], balloon),
     ("query-balloon", &[], query_balloon),
+    ("snapshot-save", &[("job-id", Kind::Str, true), ("tag", Kind::Str, true), ("vmstate", Kind::Str, true), ("devices", Kind::Array, true)], jobs::snapshot_save),
+    ("snapshot-load", &[("job-id", Kind::Str, true), ("tag", Kind::Str, true), ("vmstate", Kind::Str, true), ("devices", Kind::Array, true)], jobs::snapshot_load),
+    ("snapshot-delete", &[("job-id", Kind::Str, true), ("tag", Kind::Str, true), ("devices", Kind::Array, true)], jobs::snapshot_delete),
+    ("query-jobs", &[], jobs::query_jobs),
+    ("job-dismiss", &[("id", Kind::Str, true)], jobs::job_dismiss),
     ("send-key", &[("keys", Kind::Array, true), ("hold-time", Kind::Int, false)], send_key),
     ("screendump", &[("filename", Kind::Str, true), ("device", Kind::Str, false), ("head", Kind::Int, false), ("format", Kind::Str, false)], |_, _| {
         Err(QmpError::generic(crate::monitor::NO_DISPLAY))

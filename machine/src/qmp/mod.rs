@@ -10,6 +10,7 @@
 //! told so and disconnected).
 
 mod commands;
+mod jobs;
 
 use crate::chardev::{Chardev, Frontend};
 use crate::control::{Event, EventSink};

@@ -8,9 +8,12 @@
 //! `-rtc clock=vm`). Disk images are not part of the state: the destination opens the same
 //! images, which must not change in between (QEMU's rule for migration, too).
 
+pub mod incoming;
 pub mod live;
+pub mod named;
 pub mod registry;
 pub mod stream;
+mod vm;
 
 use crate::config::Accel;
 use crate::control::RunState;
@@ -132,9 +135,7 @@ impl Machine {
         if mem.above_4g() > 0 {
             mem.discard(FOUR_GIB, mem.above_4g())?;
         }
-        let (below, above) = (mem.below_4g(), mem.above_4g());
-        let fits = |gpa: u64, len: u64| gpa.checked_add(len).is_some_and(|end| end <= below || (gpa >= FOUR_GIB && end <= FOUR_GIB + above));
-        stream::read_ram(&mut input, fits, |gpa, data| {
+        stream::read_ram(&mut input, |gpa, len| shape.ram_fits(gpa, len), |gpa, data| {
             let _ = mem.write(gpa, data);
         })?;
         let state: DeviceState = stream::read_json(&mut input)?;

@@ -35,6 +35,12 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// Whether `[gpa, gpa + len)` lies in this machine's RAM (a RAM record's range).
+    pub fn ram_fits(&self, gpa: u64, len: u64) -> bool {
+        const FOUR_GIB: u64 = 1 << 32;
+        gpa.checked_add(len).is_some_and(|end| end <= self.ram_below_4g || (gpa >= FOUR_GIB && end <= FOUR_GIB + self.ram_above_4g))
+    }
+
     /// What differs from `other` (this machine's shape), one line each.
     pub fn differences(&self, mine: &Shape) -> Vec<String> {
         let mut out = Vec::new();
