@@ -150,7 +150,8 @@ struct Args {
     /// QMP on a socket: unix:PATH,server=on,wait=off | tcp:[HOST]:PORT,server=on,wait=off.
     #[arg(long = "qmp", value_name = "DEV")]
     qmp: Vec<String>,
-    /// Start from a saved machine state: file:PATH | exec:COMMAND (whose output is the state).
+    /// Start from a saved machine state: file:PATH | exec:COMMAND (whose output is the state) |
+    /// tcp:HOST:PORT | defer (wait for QMP's migrate-incoming).
     #[arg(long = "incoming", value_name = "URI")]
     incoming: Option<String>,
     /// Start from the named snapshot NAME (see savevm).
@@ -669,6 +670,7 @@ mod tests {
     fn snapshot_options() {
         let c = p(&["-loadvm", "first", "-snapshot-dir", "/tmp/snaps", "-snapshot"]).unwrap();
         assert_eq!((c.loadvm.as_deref(), c.snapshot_dir.as_deref()), (Some("first"), Some(std::path::Path::new("/tmp/snaps"))));
+        assert_eq!(p(&["-incoming", "defer"]).unwrap().incoming.as_deref(), Some("defer"));
         assert!(p(&["-loadvm", "a", "-incoming", "defer"]).is_err());
     }
 

@@ -310,7 +310,8 @@ pub struct MachineConfig {
     /// or `-monitor`, `-monitor stdio`): Ctrl-A C switches to it when the serial port shares
     /// the terminal.
     pub stdio_monitor: bool,
-    /// `-incoming URI`: start from a saved machine state (`file:PATH`, `exec:COMMAND`).
+    /// `-incoming URI`: start from a saved machine state (`file:PATH`, `exec:COMMAND`,
+    /// `tcp:HOST:PORT`), or `defer`: wait in `inmigrate` for QMP's `migrate-incoming`.
     pub incoming: Option<String>,
     /// `-loadvm NAME`: start from a named snapshot.
     pub loadvm: Option<String>,

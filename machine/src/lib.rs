@@ -171,6 +171,8 @@ pub struct Machine {
     pub(crate) debugging: bool,
     /// The vCPU the human monitor's `info registers`, `x` and `gva2gpa` look at (`cpu N`).
     pub(crate) monitor_cpu: usize,
+    /// `-incoming defer`: waiting for `migrate-incoming`.
+    pub(crate) deferred_incoming: snapshot::incoming::Deferred,
 }
 
 /// A drive and its opened image (`None`: a CD-ROM drive without a disc).
@@ -513,6 +515,7 @@ impl Machine {
             vcpu_tids: Vec::new(),
             debugging: false,
             monitor_cpu: 0,
+            deferred_incoming: Default::default(),
         })
     }
 

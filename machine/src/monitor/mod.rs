@@ -27,6 +27,7 @@ cpu index -- set the default CPU for info registers, x and gva2gpa
 delvm tag -- delete the VM snapshot named tag
 migrate uri -- migrate to tcp:HOST:PORT (live), or save to file:PATH or exec:COMMAND
 migrate_cancel -- cancel the current migration
+migrate_incoming uri -- load from uri (tcp:, file:, exec:) into a machine started with -incoming defer
 gva2gpa addr -- print the guest physical address of a guest virtual address
 info balloon -- the balloon's actual size (and guest statistics)
 info block -- the block devices
@@ -146,6 +147,10 @@ impl MonitorTargets {
                 let uri = uri.trim_matches('"').to_string();
                 self.job(move |m| error_line(m.migrate_out(&uri)))
             }
+            ["migrate_incoming", uri] => {
+                let uri = uri.trim_matches('"').to_string();
+                self.job(move |m| error_line(m.migrate_incoming(&uri)))
+            }
             ["savevm"] => self.job(|m| error_line(m.save_vm(None))),
             ["savevm", tag] => {
                 let tag = tag.trim_matches('"').to_string();
@@ -159,7 +164,7 @@ impl MonitorTargets {
                 let tag = tag.trim_matches('"').to_string();
                 self.job(move |m| error_line(m.delete_vm(&tag)))
             }
-            [cmd @ ("loadvm" | "delvm" | "sendkey" | "screendump")] => Ok(format!("{cmd}: string expected\nTry \"help {cmd}\" for more information\n")),
+            [cmd @ ("loadvm" | "delvm" | "sendkey" | "migrate_incoming" | "screendump")] => Ok(format!("{cmd}: string expected\nTry \"help {cmd}\" for more information\n")),
             ["sendkey", spec, hold @ ..] if hold.len() <= 1 => {
                 let hold = match hold.first().map(|h| h.parse::<u64>()) {
                     None => Ok(keys::DEFAULT_HOLD),

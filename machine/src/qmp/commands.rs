@@ -55,6 +55,11 @@ const COMMANDS: &[(&str, &[Param], Handler)] = &[
     ("human-monitor-command", &[("command-line", Kind::Str, true), ("cpu-index", Kind::Int, false)], human_monitor_command),
     ("balloon", &[("value", Kind::Int, true)], balloon),
     ("query-balloon", &[], query_balloon),
+    ("migrate-incoming", &[("uri", Kind::Str, true)], |t, args| {
+        let uri = args["uri"].as_str().unwrap_or_default().to_string();
+        t.control.call(move |m| m.migrate_incoming(&uri))?.map_err(QmpError::generic)?;
+        Ok(json!({}))
+    }),
     ("snapshot-save", &[("job-id", Kind::Str, true), ("tag", Kind::Str, true), ("vmstate", Kind::Str, true), ("devices", Kind::Array, true)], jobs::snapshot_save),
     ("snapshot-load", &[("job-id", Kind::Str, true), ("tag", Kind::Str, true), ("vmstate", Kind::Str, true), ("devices", Kind::Array, true)], jobs::snapshot_load),
     ("snapshot-delete", &[("job-id", Kind::Str, true), ("tag", Kind::Str, true), ("devices", Kind::Array, true)], jobs::snapshot_delete),

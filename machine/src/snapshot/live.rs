@@ -242,9 +242,22 @@ impl<W: Write> Sender<'_, W> {
 
 /// `-incoming tcp:HOST:PORT`: waits for one source, answers its verdicts, loads.
 pub fn incoming(m: &mut Machine, addr: &str) -> Result<(), String> {
-    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let (conn, peer) = listener.accept().map_err(|e| format!("accepting on {addr}: {e}"))?;
-    drop(listener);
+    let (conn, peer) = accept(listen(addr)?, addr)?;
+    load_from(m, conn, peer)
+}
+
+/// Listens for a source on `addr`.
+pub fn listen(addr: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Waits for the one source (and listens no more).
+pub fn accept(listener: TcpListener, addr: &str) -> Result<(TcpStream, std::net::SocketAddr), String> {
+    listener.accept().map_err(|e| format!("accepting on {addr}: {e}"))
+}
+
+/// Answers the source's verdicts and loads what it sends.
+pub fn load_from(m: &mut Machine, conn: TcpStream, peer: std::net::SocketAddr) -> Result<(), String> {
     let mut answers = conn.try_clone().map_err(|e| e.to_string())?;
     let mut reply = |line: &str| {
         let _ = answers.write_all(format!("{line}\n").as_bytes());

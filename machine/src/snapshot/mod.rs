@@ -235,13 +235,13 @@ impl Machine {
 }
 
 /// Where `migrate` writes and `-incoming` reads.
-enum MigrationTarget {
+pub(crate) enum MigrationTarget {
     File(String),
     Exec(String),
 }
 
 impl MigrationTarget {
-    fn parse(uri: &str) -> Result<Self, String> {
+    pub(crate) fn parse(uri: &str) -> Result<Self, String> {
         if let Some(p) = uri.strip_prefix("file:") {
             Ok(MigrationTarget::File(p.to_string()))
         } else if let Some(c) = uri.strip_prefix("exec:") {
