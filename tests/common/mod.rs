@@ -135,6 +135,71 @@ pub fn run_ferrite_with(args: &[String], timeout: Duration, marks: &[&str], kill
     Run { output: String::from_utf8_lossy(&out).into_owned(), status, marks: times, elapsed: start.elapsed().as_secs_f64() }
 }
 
+/// A ferrite process a test acts on while it runs (through its monitors), its output
+/// collected as it arrives. Killed when dropped, if still running.
+pub struct Spawned {
+    child: Child,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Spawned {
+    pub fn start(args: &[String]) -> Spawned {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ferrite starts");
+        let rx = spawn_reader(&mut child);
+        let output: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for bytes in rx {
+                sink.lock().unwrap().extend(bytes);
+            }
+        });
+        Spawned { child, output }
+    }
+
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `done` holds for the output (true), or `timeout` passes (false).
+    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if done(&self.output()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        done(&self.output())
+    }
+
+    /// Waits for the process to exit: its status, or `None` after `timeout` (then killed).
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs a host tool; `None` (after printing a skip notice) if it is not installed.
 pub fn tool(name: &str) -> Option<Command> {
     let found = std::env::var_os("PATH")
