@@ -1,6 +1,7 @@
 //! End to end, machine state: a Debian guest counting on its serial port is saved through
-//! QMP's `migrate "file:..."` and resumed in a fresh ferrite with `-incoming file:...`: the
-//! count goes on where it stopped, without a reboot. A corrupted, truncated or foreign state
+//! QMP's `migrate "file:..."` and resumed in a fresh ferrite with `-incoming file:...` (or
+//! `-incoming defer` and `migrate-incoming`): the count goes on where it stopped, without a
+//! reboot. A corrupted, truncated or foreign state
 //! is refused with a message saying why, before the guest runs.
 //!
 //! Needs `scripts/fetch-guests` (skips, saying so, without it).
@@ -8,7 +9,7 @@
 mod common;
 
 use common::qmp::Qmp;
-use common::{base64, guest_files, run_ferrite, run_ferrite_with, Hook};
+use common::{base64, guest_files, run_ferrite, run_ferrite_with, Hook, Spawned};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,6 +87,44 @@ fn a_saved_guest_resumes_in_a_fresh_process_where_it_stopped() {
     assert_eq!(after.first(), Some(&(last + 1)), "the count did not go on where it stopped:\n{}", run.tail(2000));
     assert!(after.windows(2).all(|w| w[1] == w[0] + 1), "the count skipped or repeated: {after:?}");
     assert!(!run.output.contains("FERRITE-INIT-OK"), "the destination booted the guest again:\n{}", run.tail(2000));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `-incoming defer`: the destination waits in `inmigrate`, answering QMP, until
+/// `migrate-incoming` names the file a source saved; the guest then counts on from where the
+/// source stopped. A file that cannot be opened leaves it waiting; a second
+/// `migrate-incoming` is refused.
+#[test]
+fn a_deferred_destination_waits_for_migrate_incoming_and_goes_on_from_the_saved_state() {
+    let dir = scratch("defer");
+    let state = dir.join("state");
+    let Some(source) = save_counter(&dir, &state) else { return };
+    let last = *counts(&source).last().expect("the source counted");
+    let qmp = dir.join("dest.sock");
+    let mut args = machine_args("256").unwrap();
+    args.extend(["-incoming".to_string(), "defer".to_string(), "-qmp".to_string(), format!("unix:{},server=on,wait=off", qmp.display())]);
+    let dest = Spawned::start(&args);
+    let mut q = Qmp::connect(&qmp);
+    assert_eq!(q.execute("query-status", serde_json::json!({})).unwrap()["status"], "inmigrate");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!dest.output().contains("count="), "the guest ran before migrate-incoming");
+    let e = q.execute("migrate-incoming", serde_json::json!({"uri": "file:/nonexistent/state"})).unwrap_err();
+    assert!(e["desc"].as_str().unwrap().contains("cannot open '/nonexistent/state'"), "{e}");
+    assert_eq!(q.execute("query-status", serde_json::json!({})).unwrap()["status"], "inmigrate", "a bad source leaves it waiting");
+    q.execute("migrate-incoming", serde_json::json!({"uri": format!("file:{}", state.display())})).unwrap();
+    let again = q.execute("migrate-incoming", serde_json::json!({"uri": format!("file:{}", state.display())})).unwrap_err();
+    assert_eq!(again["desc"], "The incoming migration has already been started");
+    assert!(dest.wait_until(Duration::from_secs(60), |o| counts(o).len() >= 15), "the destination did not count:\n{}", dest.output());
+    assert_eq!(q.execute("query-status", serde_json::json!({})).unwrap()["status"], "running");
+    let events: Vec<String> = q.events.iter().map(|e| format!("{} {}", e["event"].as_str().unwrap_or_default(), e["data"])).collect();
+    println!("destination events: {events:?}");
+    assert!(events.iter().any(|e| e.starts_with("MIGRATION") && e.contains("completed")) && events.iter().any(|e| e.starts_with("RESUME")), "{events:?}");
+    let out = dest.output();
+    let after = counts(&out);
+    assert_eq!(after.first(), Some(&(last + 1)), "the count did not go on where it stopped:\n{out}");
+    assert!(after.windows(2).all(|w| w[1] == w[0] + 1), "the count skipped or repeated: {after:?}");
+    assert!(!out.contains("FERRITE-INIT-OK"), "the destination booted the guest again");
+    q.execute("quit", serde_json::json!({})).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
