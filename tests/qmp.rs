@@ -1,5 +1,6 @@
 //! End to end, QMP: QEMU's own Python client (PyPI's qemu.qmp) drives ferrite running
-//! Debian's kernel: greeting, negotiation, queries, stop/cont with their events, errors with
+//! Debian's kernel: greeting, negotiation, queries, stop/cont with their events, named
+//! snapshots as jobs (snapshot-save, -load, -delete, query-jobs), errors with
 //! QEMU's classes, malformed input, a second client, and system_powerdown, which Debian's
 //! ACPI button driver turns into a power-off (tests/qmp/session.py has the checks).
 //!
@@ -44,6 +45,7 @@ fn qemus_qmp_client_controls_a_debian_guest() {
         "-chardev", &format!("socket,id=mon1,path={},server=on,wait=off", raw.display()),
         "-mon", "chardev=mon1,mode=control",
         "-netdev", "user,id=net0", "-device", "e1000,netdev=net0",
+        "-snapshot-dir", &dir.join("snapshots").display().to_string(),
     ]
     .map(String::from)
     .to_vec();

@@ -50,7 +50,8 @@ async def main(qmp_path, raw_path, pid):
 
     names = {c["name"] for c in await q.execute("query-commands")}
     wanted = {"qmp_capabilities", "query-status", "query-version", "query-cpus-fast", "query-block", "query-migrate",
-              "stop", "cont", "system_reset", "system_powerdown", "quit", "human-monitor-command"}
+              "stop", "cont", "system_reset", "system_powerdown", "quit", "human-monitor-command",
+              "snapshot-save", "snapshot-load", "snapshot-delete", "query-jobs", "job-dismiss", "migrate-incoming", "send-key"}
     check(wanted <= names, f"query-commands lists {sorted(wanted - names) or 'every command asked for'}")
 
     status = await q.execute("query-status")
@@ -87,12 +88,57 @@ async def main(qmp_path, raw_path, pid):
     await q.execute("cont")
     check(True, "cont on a running machine succeeds, as QEMU's does")
 
+    # Named snapshots as QEMU 7.2's jobs: the command returns, the job's states arrive as
+    # JOB_STATUS_CHANGE events, query-jobs keeps it (with its error) until job-dismiss.
+    async def job(cmd, args, timeout=120):
+        await q.execute(cmd, args)
+        seen = []
+
+        async def wait():
+            async for e in q.events:
+                if e["event"] == "JOB_STATUS_CHANGE" and e["data"]["id"] == args["job-id"]:
+                    seen.append(e["data"]["status"])
+                    if e["data"]["status"] == "concluded":
+                        return
+        await asyncio.wait_for(wait(), timeout)
+        return seen
+
+    done = ["created", "running", "waiting", "pending", "concluded"]
+    failed = ["created", "running", "aborting", "concluded"]
+    states = await job("snapshot-save", {"job-id": "save0", "tag": "qmp-snap", "vmstate": "state", "devices": []})
+    check(states == done, f"snapshot-save: {states}")
+    jobs = await q.execute("query-jobs")
+    check(jobs == [{"current-progress": 1, "status": "concluded", "total-progress": 1, "type": "snapshot-save", "id": "save0"}], f"query-jobs: {jobs}")
+    await q.execute("job-dismiss", {"id": "save0"})
+    check(await q.execute("query-jobs") == [], "job-dismiss forgets the job")
+    listing = await q.execute("human-monitor-command", {"command-line": "info snapshots"})
+    check("--        qmp-snap " in listing, f"info snapshots lists it: {listing.splitlines()[-1]!r}")
+    states = await job("snapshot-load", {"job-id": "load0", "tag": "qmp-snap", "vmstate": "state", "devices": []})
+    status = await q.execute("query-status")
+    check(states == done and status["status"] == "running", f"snapshot-load: {states}, then {status['status']}")
+    states = await job("snapshot-load", {"job-id": "load1", "tag": "nothere", "vmstate": "state", "devices": []})
+    error = (await q.execute("query-jobs"))[0].get("error", "")
+    check(states == failed and error.startswith("Snapshot 'nothere' does not exist"), f"a missing snapshot: {states}, {error!r}")
+    states = await job("snapshot-save", {"job-id": "save1", "tag": "x", "vmstate": "state", "devices": ["zz"]})
+    error = (await q.execute("query-jobs"))[0].get("error", "")
+    check(states == failed and error == "No block device node 'zz'", f"an unknown device: {error!r}")
+    states = await job("snapshot-delete", {"job-id": "del0", "tag": "qmp-snap", "devices": []})
+    listing = await q.execute("human-monitor-command", {"command-line": "info snapshots"})
+    check(states == done and listing == "There is no snapshot available.\n", f"snapshot-delete: {states}, {listing.strip()!r}")
+    for j in ["load0", "load1", "save1", "del0"]:
+        await q.execute("job-dismiss", {"id": j})
+
     for cmd, args, cls, fragment in [
         ("no-such-command", None, "CommandNotFound", "no-such-command"),
         ("stop", {"force": True}, "GenericError", "'force' is unexpected"),
         ("human-monitor-command", {}, "GenericError", "'command-line' is missing"),
         ("human-monitor-command", {"command-line": 5}, "GenericError", "expected: string"),
         ("query-balloon", None, "DeviceNotActive", "balloon"),
+        ("snapshot-save", {"job-id": "9", "tag": "t", "vmstate": "s", "devices": []}, "GenericError", "Invalid job ID '9'"),
+        ("job-dismiss", {"id": "nope"}, "GenericError", "Job not found"),
+        ("migrate-incoming", {"uri": "tcp:127.0.0.1:0"}, "GenericError", "'-incoming' was not specified"),
+        ("send-key", {"keys": [{"type": "qcode", "data": "nope"}]}, "GenericError", "does not accept value 'nope'"),
+        ("screendump", {"filename": "/tmp/ferrite-screendump"}, "GenericError", "no console to take a screendump"),
     ]:
         try:
             await q.execute(cmd, args)
