@@ -85,9 +85,8 @@ pub fn run_ferrite(args: &[String], timeout: Duration, marks: &[&str], kill_on: 
 /// e.g. connecting to a port the guest now listens on. It gets ferrite's process id.
 pub type Hook = (&'static str, Box<dyn FnOnce(u32) + Send>);
 
-/// [`run_ferrite`] with hooks.
-pub fn run_ferrite_with(args: &[String], timeout: Duration, marks: &[&str], kill_on: Option<&str>, mut hooks: Vec<Hook>) -> Run {
-    let start = Instant::now();
+/// Starts ferrite with `args`, its output piped to the receiver.
+fn spawn_ferrite(args: &[String]) -> (Child, Receiver<Vec<u8>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
         .args(args)
         .stdin(Stdio::null())
@@ -96,6 +95,13 @@ pub fn run_ferrite_with(args: &[String], timeout: Duration, marks: &[&str], kill
         .spawn()
         .expect("ferrite starts");
     let rx = spawn_reader(&mut child);
+    (child, rx)
+}
+
+/// [`run_ferrite`] with hooks.
+pub fn run_ferrite_with(args: &[String], timeout: Duration, marks: &[&str], kill_on: Option<&str>, mut hooks: Vec<Hook>) -> Run {
+    let start = Instant::now();
+    let (mut child, rx) = spawn_ferrite(args);
     let mut out = Vec::new();
     let mut times = vec![None; marks.len()];
     let status = loop {
@@ -144,14 +150,7 @@ pub struct Spawned {
 
 impl Spawned {
     pub fn start(args: &[String]) -> Spawned {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ferrite starts");
-        let rx = spawn_reader(&mut child);
+        let (child, rx) = spawn_ferrite(args);
         let output: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
         let sink = output.clone();
         std::thread::spawn(move || {

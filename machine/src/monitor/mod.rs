@@ -143,27 +143,12 @@ impl MonitorTargets {
                 self.control.migration_cancel.store(true, std::sync::atomic::Ordering::Release);
                 Ok(String::new())
             }
-            ["migrate", uri] => {
-                let uri = uri.trim_matches('"').to_string();
-                self.job(move |m| error_line(m.migrate_out(&uri)))
-            }
-            ["migrate_incoming", uri] => {
-                let uri = uri.trim_matches('"').to_string();
-                self.job(move |m| error_line(m.migrate_incoming(&uri)))
-            }
+            ["migrate", uri] => self.job_with(uri, |m, uri| error_line(m.migrate_out(uri))),
+            ["migrate_incoming", uri] => self.job_with(uri, |m, uri| error_line(m.migrate_incoming(uri))),
             ["savevm"] => self.job(|m| error_line(m.save_vm(None))),
-            ["savevm", tag] => {
-                let tag = tag.trim_matches('"').to_string();
-                self.job(move |m| error_line(m.save_vm(Some(&tag))))
-            }
-            ["loadvm", tag] => {
-                let tag = tag.trim_matches('"').to_string();
-                self.job(move |m| error_line(m.load_vm(&tag)))
-            }
-            ["delvm", tag] => {
-                let tag = tag.trim_matches('"').to_string();
-                self.job(move |m| error_line(m.delete_vm(&tag)))
-            }
+            ["savevm", tag] => self.job_with(tag, |m, tag| error_line(m.save_vm(Some(tag)))),
+            ["loadvm", tag] => self.job_with(tag, |m, tag| error_line(m.load_vm(tag))),
+            ["delvm", tag] => self.job_with(tag, |m, tag| error_line(m.delete_vm(tag))),
             [cmd @ ("loadvm" | "delvm" | "sendkey" | "migrate_incoming" | "screendump")] => Ok(format!("{cmd}: string expected\nTry \"help {cmd}\" for more information\n")),
             ["sendkey", spec, hold @ ..] if hold.len() <= 1 => {
                 let hold = match hold.first().map(|h| h.parse::<u64>()) {
@@ -243,6 +228,12 @@ impl MonitorTargets {
 
     fn job(&self, f: impl FnOnce(&mut crate::Machine) -> String + Send + 'static) -> Result<String, ControlError> {
         self.control.call(f)
+    }
+
+    /// A job on the command's one argument (QEMU's quotes around it taken off).
+    fn job_with(&self, arg: &str, f: impl FnOnce(&mut crate::Machine, &str) -> String + Send + 'static) -> Result<String, ControlError> {
+        let arg = arg.trim_matches('"').to_string();
+        self.job(move |m| f(m, &arg))
     }
 
     fn set_balloon(&self, size: &str) -> String {
