@@ -2,7 +2,8 @@
 //! serial port is saved with `savevm`, counts on, and `loadvm` in the same process takes it
 //! back to the saved count, from where it counts on; `info snapshots` lists it; a fresh
 //! process started with `-loadvm` goes on from the same count; `delvm` removes it. A missing
-//! or corrupted snapshot is refused with the guest running on, and a writable disk refuses
+//! or corrupted snapshot is refused with the guest running on; one that fails midway leaves
+//! the machine stopped in `restore-vm` until another `loadvm`; a writable disk refuses
 //! savevm and loadvm.
 //!
 //! Needs `scripts/fetch-guests` (skips, saying so, without it).
@@ -112,8 +113,35 @@ fn loadvm_takes_a_running_guest_back_to_its_savevm_and_a_fresh_process_starts_th
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// FNV-1a, 64-bit: the stream's checksum.
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// `stream` with section `id`'s version changed to one no ferrite has, and a checksum that
+/// matches again: a snapshot that passes every check made before loading starts, and
+/// fails when that section loads.
+fn with_unloadable_section(stream: &[u8], id: &str) -> Vec<u8> {
+    // The device state is the last block: its u64 length, the JSON, then the checksum.
+    let body = &stream[..stream.len() - 8];
+    let at = (0..body.len() - 8)
+        .rev()
+        .find(|&p| u64::from_le_bytes(body[p..p + 8].try_into().unwrap()) == (body.len() - p - 8) as u64)
+        .expect("the device state's block");
+    let json = String::from_utf8(body[at + 8..].to_vec()).unwrap();
+    let key = format!("\"id\":\"{id}\",\"version\":");
+    let from = json.find(&key).expect("the section") + key.len();
+    let to = from + json[from..].find(|c: char| !c.is_ascii_digit()).unwrap();
+    let json = format!("{}999{}", &json[..from], &json[to..]);
+    let mut out = body[..at].to_vec();
+    out.extend((json.len() as u64).to_le_bytes());
+    out.extend(json.as_bytes());
+    out.extend(fnv1a(&out).to_le_bytes());
+    out
+}
+
 #[test]
-fn a_missing_or_corrupted_snapshot_is_refused_and_the_guest_runs_on() {
+fn bad_snapshots_are_refused_with_the_guest_running_on_and_one_failing_midway_stops_it_until_the_next_loadvm() {
     let dir = scratch("refused");
     let Some(args) = counter_args(&dir) else { return };
     let mon = dir.join("mon");
@@ -140,6 +168,21 @@ fn a_missing_or_corrupted_snapshot_is_refused_and_the_guest_runs_on() {
     // The listing shows what is there, a corrupted file too (its damage shows when it loads).
     let list = monitor(&mon, "info snapshots");
     assert!(list.contains("--        bad ") && list.contains("--        good "), "{list}");
+
+    // Every check before loading passes; the PIT's state then cannot load.
+    let good = std::fs::read(snapshots.join("good.ferrite-vm")).unwrap();
+    std::fs::write(snapshots.join("midway.ferrite-vm"), with_unloadable_section(&good, "pit")).unwrap();
+    let e = monitor(&mon, "loadvm midway");
+    println!("loadvm midway: {}", e.trim());
+    assert!(e.starts_with("Error: loading snapshot 'midway' failed midway") && e.contains("version 999"), "{e}");
+    assert_eq!(monitor(&mon, "info status").trim(), "VM status: paused (restore-vm)");
+    assert_eq!(monitor(&mon, "cont").trim(), "Error: Resetting the Virtual Machine is required");
+    // Another loadvm brings a runnable machine back, stopped until `cont`.
+    let stopped_at = guest.output().len();
+    assert_eq!(monitor(&mon, "loadvm good").trim(), "");
+    assert_eq!(monitor(&mon, "info status").trim(), "VM status: paused");
+    assert_eq!(monitor(&mon, "cont").trim(), "");
+    assert!(guest.wait_until(Duration::from_secs(30), |o| counts(&o[stopped_at..]).len() >= 5), "the guest did not count after loadvm good");
     monitor(&mon, "quit");
     let _ = std::fs::remove_dir_all(&dir);
 }
