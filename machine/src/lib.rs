@@ -161,6 +161,8 @@ pub struct Machine {
     pub(crate) control: control::Control,
     /// Set by a job that ends the machine (`quit`).
     pub(crate) finish: Option<Outcome>,
+    /// The last state loaded was saved from a stopped guest, which stays stopped here.
+    pub(crate) loaded_paused: bool,
     /// The vCPU threads, started on the first run.
     threads: Option<vcpu::VcpuThreads<MachineVcpu>>,
     /// Host thread ids of the vCPU threads (empty until they start).
@@ -503,6 +505,7 @@ impl Machine {
             jobs,
             control,
             finish: None,
+            loaded_paused: false,
             threads: None,
             vcpu_tids: Vec::new(),
             debugging: false,
@@ -557,7 +560,8 @@ impl Machine {
             let resume = self.control.run_state();
             self.control.set_run_state(control::RunState::Inmigrate);
             self.migrate_in(&uri).map_err(MachineError::Incoming)?;
-            self.control.set_run_state(resume);
+            let paused = self.loaded_paused && resume == control::RunState::Running;
+            self.control.set_run_state(if paused { control::RunState::Paused } else { resume });
         }
         let timers = pc::spawn_timer_thread(self.board.clone());
         let result = if let Some(mut server) = self.gdb.take() {

@@ -82,13 +82,20 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct Control {
     jobs: Sender<Job>,
-    state: Arc<Mutex<RunState>>,
+    state: Arc<Mutex<RunStates>>,
     pub events: EventHub,
     /// The last or current migration.
     migration: Arc<Mutex<Option<MigrationInfo>>>,
     /// `migrate_cancel` asks the running migration to stop.
     pub migration_cancel: Arc<std::sync::atomic::AtomicBool>,
     migration_params: Arc<Mutex<crate::snapshot::live::MigrationParams>>,
+}
+
+/// The run state, and the one before it (what `finish-migrate` interrupted).
+#[derive(Clone, Copy)]
+struct RunStates {
+    current: RunState,
+    before: RunState,
 }
 
 /// The machine thread's end.
@@ -103,7 +110,7 @@ impl Control {
         let (jobs_tx, jobs) = std::sync::mpsc::channel();
         let control = Control {
             jobs: jobs_tx,
-            state: Arc::new(Mutex::new(initial)),
+            state: Arc::new(Mutex::new(RunStates { current: initial, before: initial })),
             events: EventHub::default(),
             migration: Arc::default(),
             migration_cancel: Arc::default(),
@@ -113,11 +120,25 @@ impl Control {
     }
 
     pub fn run_state(&self) -> RunState {
-        *lock(&self.state)
+        lock(&self.state).current
     }
 
     pub(crate) fn set_run_state(&self, state: RunState) {
-        *lock(&self.state) = state;
+        let mut s = lock(&self.state);
+        if s.current != state {
+            s.before = s.current;
+            s.current = state;
+        }
+    }
+
+    /// Whether the guest runs, as a saved state records it: a migration's `finish-migrate`
+    /// counts as what it interrupted (a destination resumes a paused source's guest paused).
+    pub(crate) fn guest_running(&self) -> bool {
+        let s = lock(&self.state);
+        match s.current {
+            RunState::FinishMigrate => s.before == RunState::Running,
+            current => current == RunState::Running,
+        }
     }
 
     pub fn migration(&self) -> Option<MigrationInfo> {

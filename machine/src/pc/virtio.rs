@@ -100,8 +100,12 @@ impl LiveVirtio {
     pub fn resume(&self) {
         for d in &self.disks {
             let mut d = lock(d);
+            // The transport resets an active device before re-activating it; what the driver
+            // chose (the write cache mode) is put back afterwards.
+            let own = Persist::save(d.device());
             let state = Persist::save(&*d);
-            if let Err(e) = Persist::restore(&mut *d, state) {
+            let resumed = Persist::restore(&mut *d, state).and_then(|()| Persist::restore(d.device_mut(), own));
+            if let Err(e) = resumed {
                 eprintln!("ferrite: virtio-blk could not resume after saving the machine: {e}");
             }
         }
