@@ -130,6 +130,29 @@ impl Net {
         self.dev.activate(ctx).unwrap();
     }
 
+    /// A freshly built card with a copy of this one's guest RAM, loaded as a machine loads
+    /// a snapshot: the device's section first, then the transport's, whose restore
+    /// re-activates the device with every ring where its used index stands. The driver side
+    /// carries on with the same rings.
+    pub fn restored(&self) -> Net {
+        let mut b = idle(VirtioNetOptions::default());
+        b.dma.write(0, &self.read(0, RAM as usize)).unwrap();
+        ferrite_persist::load(&mut b.dev, &ferrite_persist::save(&self.dev, "00:03.0 part0")).unwrap();
+        let interrupt = Interrupt::new(b.shared.clone(), b.shared.epoch());
+        let mut queues = Vec::new();
+        for (i, r) in self.rings.iter().enumerate() {
+            let cfg = QueueConfig { size: r.size, ready: true, desc_table: r.desc, avail_ring: r.avail, used_ring: r.used };
+            let mut q = Queue::new(i as u16, cfg, self.features, b.dma.clone(), interrupt.clone());
+            q.set_split_position(r.used_idx());
+            queues.push(q);
+            b.rings.push(GuestRing { dma: b.dma.clone(), ..*r });
+        }
+        (b.next_desc, b.next_buf) = (self.next_desc, self.next_buf);
+        b.features = self.features;
+        b.start(self.features, queues, interrupt);
+        b
+    }
+
     /// Device reset as the transport does it.
     pub fn reset(&mut self) {
         self.shared.reset();
