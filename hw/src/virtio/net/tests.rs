@@ -10,7 +10,7 @@ use crate::testing::FakeLine;
 use crate::testing::FakeMsi;
 use crate::virtio::interrupt::{Shared, VIRTIO_ISR_CONFIG};
 use crate::virtio::queue::{QueueConfig, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
-use crate::virtio::queue_tests::{GuestRing, RAM};
+use crate::virtio::queue_tests::{restored_rings, GuestRing, RAM};
 use crate::virtio::{Interrupt, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
 use ferrite_memory::{Dma, GuestMemory};
 use std::sync::atomic::AtomicUsize;
@@ -136,19 +136,11 @@ impl Net {
     /// carries on with the same rings.
     pub fn restored(&self) -> Net {
         let mut b = idle(VirtioNetOptions::default());
-        b.dma.write(0, &self.read(0, RAM as usize)).unwrap();
-        ferrite_persist::load(&mut b.dev, &ferrite_persist::save(&self.dev, "00:03.0 part0")).unwrap();
         let interrupt = Interrupt::new(b.shared.clone(), b.shared.epoch());
-        let mut queues = Vec::new();
-        for (i, r) in self.rings.iter().enumerate() {
-            let cfg = QueueConfig { size: r.size, ready: true, desc_table: r.desc, avail_ring: r.avail, used_ring: r.used };
-            let mut q = Queue::new(i as u16, cfg, self.features, b.dma.clone(), interrupt.clone());
-            q.set_split_position(r.used_idx());
-            queues.push(q);
-            b.rings.push(GuestRing { dma: b.dma.clone(), ..*r });
-        }
-        (b.next_desc, b.next_buf) = (self.next_desc, self.next_buf);
-        b.features = self.features;
+        let (queues, rings) = restored_rings(&self.rings, &b.dma, self.features, &interrupt);
+        ferrite_persist::load(&mut b.dev, &ferrite_persist::save(&self.dev, "00:03.0 part0")).unwrap();
+        b.rings = rings;
+        (b.next_desc, b.next_buf, b.features) = (self.next_desc, self.next_buf, self.features);
         b.start(self.features, queues, interrupt);
         b
     }
