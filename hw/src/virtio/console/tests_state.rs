@@ -130,3 +130,74 @@ fn a_console_state_the_device_could_not_have_made_is_refused() {
         "a PORT_NAME the device sends is accepted; the pending PORT_OPEN now says the live host side"
     );
 }
+
+/// The machine's order through the real transport: the device's section, then the
+/// transport's, loaded into a freshly built console and transport. The driver set port 0 up
+/// and opened it before posting any control receive buffer, so the device's answers wait.
+#[test]
+fn a_console_restored_through_its_transport_delivers_what_was_pending() {
+    use crate::virtio::interrupt::VIRTIO_MSI_NO_VECTOR;
+    use crate::virtio::queue::VIRTQ_DESC_F_WRITE;
+    use crate::virtio::queue_tests::{GuestRing, RAM};
+    use crate::virtio::tests::{Drv, RING_FEATURES};
+    use crate::virtio::{VirtioPciOptions, STATUS_DRIVER_OK};
+    let build = || {
+        let port = PortConfig { name: None, is_console: true, output: Arc::new(Recorder::new(true)) };
+        let opts = VirtioConsoleOptions { max_nr_ports: 1, ..Default::default() };
+        let (dev, mut handles) = VirtioConsole::new(vec![port], opts).unwrap();
+        (Drv::new(dev, VirtioPciOptions::default()), handles.remove(0))
+    };
+    let (mut a, port_a) = build();
+    a.negotiate(RING_FEATURES | VIRTIO_CONSOLE_F_MULTIPORT);
+    let mut rings: Vec<GuestRing> =
+        (0..4).map(|q| a.setup_queue(q, 8, 0x1_0000 * (u64::from(q) + 1), VIRTIO_MSI_NO_VECTOR)).collect();
+    a.add_status(STATUS_DRIVER_OK);
+    let driver = [
+        msg(NO_PORT, VIRTIO_CONSOLE_DEVICE_READY, 1),
+        msg(0, VIRTIO_CONSOLE_PORT_READY, 1),
+        msg(0, VIRTIO_CONSOLE_PORT_OPEN, 1),
+    ];
+    for (i, m) in driver.iter().enumerate() {
+        let buf = 0x10_0000 + 0x100 * i as u64;
+        a.t.mem.write(buf, &m.header()).unwrap();
+        rings[3].set_desc(i as u16, buf, CONTROL_HEADER_LEN as u32, 0, 0);
+        rings[3].push(i as u16);
+    }
+    a.notify(3);
+    rings[0].set_desc(0, 0x20_0000, 64, VIRTQ_DESC_F_WRITE, 0);
+    rings[0].push(0);
+    a.notify(0);
+
+    let device = ferrite_persist::save(a.dev.device(), "00:04.0 part0");
+    let transport = ferrite_persist::save(&a.dev, "00:04.0");
+    let (mut b, port_b) = build();
+    let mut ram = vec![0; RAM as usize];
+    a.t.mem.read(0, &mut ram).unwrap();
+    b.t.mem.write(0, &ram).unwrap();
+    ferrite_persist::load(b.dev.device_mut(), &device).unwrap();
+    ferrite_persist::load(&mut b.dev, &transport).unwrap();
+    let mut rings_b: Vec<GuestRing> = rings.iter().map(|r| GuestRing { dma: b.t.link().dma, ..*r }).collect();
+    let answers =
+        vec![msg(0, VIRTIO_CONSOLE_DEVICE_ADD, 1), msg(0, VIRTIO_CONSOLE_CONSOLE_PORT, 1), msg(0, VIRTIO_CONSOLE_PORT_OPEN, 1)];
+    for (d, rings, port) in [(&mut a, &mut rings, &port_a), (&mut b, &mut rings_b, &port_b)] {
+        for i in 0..4u16 {
+            rings[2].set_desc(i, 0x30_0000 + 0x100 * u64::from(i), 64, VIRTQ_DESC_F_WRITE, 0);
+            rings[2].push(i);
+        }
+        d.notify(2);
+        let got: Vec<ControlMsg> = rings[2]
+            .take_used()
+            .iter()
+            .map(|&(head, len)| {
+                assert_eq!(len as usize, CONTROL_HEADER_LEN);
+                let mut h = [0; CONTROL_HEADER_LEN];
+                d.t.mem.read(0x30_0000 + 0x100 * u64::from(head), &mut h).unwrap();
+                ControlMsg::parse(&h)
+            })
+            .collect();
+        assert_eq!(got, answers);
+        assert!(port.guest_open());
+        assert_eq!(port.send(b"hi"), 2);
+        assert_eq!(rings[0].take_used(), vec![(0, 2)]);
+    }
+}

@@ -126,3 +126,57 @@ fn a_net_state_the_device_could_not_have_made_is_refused() {
     n.dev.restore(full.clone()).unwrap();
     assert_eq!(n.dev.save(), full, "a full table is one the device makes");
 }
+
+/// The machine's order through the real transport: the device's section, then the
+/// transport's, loaded into a freshly built card and transport.
+#[test]
+fn a_card_restored_through_its_transport_keeps_what_the_driver_set() {
+    use crate::virtio::interrupt::VIRTIO_MSI_NO_VECTOR;
+    use crate::virtio::queue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
+    use crate::virtio::queue_tests::{GuestRing, RAM};
+    use crate::virtio::tests::{Drv, RING_FEATURES};
+    use crate::virtio::{VirtioPciOptions, STATUS_DRIVER_OK};
+    let card = || VirtioNet::new(MAC, Arc::new(Sink::default()), VirtioNetOptions::default());
+    let (dev, rx_a) = card();
+    let mut a = Drv::new(dev, VirtioPciOptions::default());
+    a.negotiate(RING_FEATURES | VIRTIO_NET_F_MAC | VIRTIO_NET_F_CTRL_VQ | VIRTIO_NET_F_CTRL_RX | VIRTIO_NET_F_CTRL_MAC_ADDR);
+    let mut rings: Vec<GuestRing> =
+        (0..3).map(|q| a.setup_queue(q, 16, 0x1_0000 * (u64::from(q) + 1), VIRTIO_MSI_NO_VECTOR)).collect();
+    a.add_status(STATUS_DRIVER_OK);
+    let mut set_mac = vec![VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET];
+    set_mac.extend_from_slice(&DRIVER_MAC);
+    let commands = [vec![VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, 0], set_mac];
+    for (i, cmd) in commands.iter().enumerate() {
+        let (d, buf) = (2 * i as u16, 0x10_0000 + 0x100 * i as u64);
+        a.t.mem.write(buf, cmd).unwrap();
+        rings[2].set_desc(d, buf, cmd.len() as u32, VIRTQ_DESC_F_NEXT, d + 1);
+        rings[2].set_desc(d + 1, buf + 0x80, 1, VIRTQ_DESC_F_WRITE, 0);
+        rings[2].push(d);
+    }
+    a.notify(CTRL_QUEUE);
+    assert_eq!(rings[2].take_used().len(), 2);
+    for i in 0..4u16 {
+        rings[0].set_desc(i, 0x20_0000 + 0x1000 * u64::from(i), 2048, VIRTQ_DESC_F_WRITE, 0);
+        rings[0].push(i);
+    }
+    a.notify(RX_QUEUE);
+
+    let device = ferrite_persist::save(a.dev.device(), "00:03.0 part0");
+    let transport = ferrite_persist::save(&a.dev, "00:03.0");
+    let (dev, rx_b) = card();
+    let mut b = Drv::new(dev, VirtioPciOptions::default());
+    let mut ram = vec![0; RAM as usize];
+    a.t.mem.read(0, &mut ram).unwrap();
+    b.t.mem.write(0, &ram).unwrap();
+    ferrite_persist::load(b.dev.device_mut(), &device).unwrap();
+    ferrite_persist::load(&mut b.dev, &transport).unwrap();
+    assert!(b.dev.is_activated());
+    assert_eq!(b.dev.device().mac(), DRIVER_MAC);
+    let mut ring_b = GuestRing { dma: b.t.link().dma, ..rings[0] };
+    for (rx, ring) in [(&rx_a, &mut rings[0]), (&rx_b, &mut ring_b)] {
+        for dst in [MAC, OTHER, DRIVER_MAC, [0xFF; 6]] {
+            assert!(rx.receive(&frame_to(dst)));
+        }
+        assert_eq!(ring.take_used().len(), 2, "only the driver's address and broadcast pass");
+    }
+}
