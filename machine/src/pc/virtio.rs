@@ -150,7 +150,7 @@ impl<'a> VirtioFactory<'a> {
             }
             PciDeviceKind::VirtioSerial(cfg) => {
                 let dev = self.serial(cfg)?;
-                (dev.clone(), vec![dev])
+                (dev.clone(), vec![Arc::new(Inner(dev.clone())), dev])
             }
             PciDeviceKind::VirtioBalloon(cfg) => {
                 let dev = self.balloon(cfg)?;
@@ -204,8 +204,9 @@ impl<'a> VirtioFactory<'a> {
     }
 }
 
-/// A virtio device's own state (behind its transport) in snapshots.
-struct Inner<D: VirtioDevice>(Arc<Mutex<VirtioPci<D>>>);
+/// A virtio device's own state (behind its transport) in snapshots. Register it before the
+/// transport: it loads first, into the fresh device the transport's restore then activates.
+pub(crate) struct Inner<D: VirtioDevice>(pub(crate) Arc<Mutex<VirtioPci<D>>>);
 
 impl<D: VirtioDevice + Persist + 'static> Stateful for Inner<D> {
     fn save(&self, id: &str) -> Section {
