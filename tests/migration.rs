@@ -406,7 +406,7 @@ fn a_guest_downloading_through_user_networking_moves_live_and_reconnects() {
     assert_eq!(after.first().map(|g| g.0), Some(last + 1), "the destination did not go on after download {last}:\n{}", dest_run.tail(2000));
     let good: Vec<&(u64, String)> = after.iter().filter(|g| g.1 != "failed").collect();
     assert_eq!(after[0].1, "failed", "the download in flight at the move did not break: {after:?}");
-    assert!(after.iter().skip(1).all(|g| g.1 != "failed"), "a download after the move failed: {after:?}");
+    assert!(after.iter().skip(1).all(|g| g.1 != "failed"), "a download after the move failed: {after:?}\n{}", dest_run.tail(3000));
     assert!(good.len() >= 2, "fewer than two downloads completed on the destination: {after:?}\nsource:\n{}\ndestination:\n{}", source.tail(1500), dest_run.tail(1500));
     for (n, sum) in before.iter().chain(&after).filter(|g| g.1 != "failed") {
         assert_eq!(sum, &format!("sum={want}"), "download {n} got the wrong bytes");
