@@ -1,6 +1,7 @@
 //! A running machine moves between accelerators: a guest counting PIT interrupts and checking
-//! that its TSC never goes back starts under KVM, migrates live over TCP to ferrite's own CPU
-//! (KVM's dirty log feeds the pre-copy), is saved to a file there and resumed under KVM again.
+//! that its TSC never goes back starts under KVM, migrates live over TCP to ferrite's
+//! interpreter (KVM's dirty log feeds the pre-copy), goes through a file to ferrite's JIT
+//! (every block compiled) and through another file back to KVM.
 //! Every round is printed once, in order, across the three processes, and the guest finishes
 //! with its exit code. Skipped, saying why, where /dev/kvm cannot be used.
 //!
@@ -101,6 +102,19 @@ impl Drop for Stage {
     }
 }
 
+/// Saves `stage` to `dir/name` through QMP once it printed round `round`, and ends it; what it
+/// printed and the state's path.
+fn save_at(dir: &Path, mut stage: Stage, round: u32, name: &str) -> (String, PathBuf) {
+    stage.wait_round(round);
+    let state = dir.join(name);
+    let mut q = Qmp::connect(&stage.qmp);
+    q.execute("migrate", json!({"uri": format!("file:{}", state.display())})).unwrap();
+    q.execute("quit", json!({})).unwrap();
+    let out = stage.output();
+    assert_eq!(stage.wait(), Some(0));
+    (out, state)
+}
+
 fn wait_migration(q: &mut Qmp) -> serde_json::Value {
     loop {
         let info = q.execute("query-migrate", json!({})).unwrap();
@@ -128,7 +142,7 @@ fn a_running_machine_moves_from_kvm_to_tcg_and_back() {
     let mut kvm = Stage::start(&dir, "kvm1", "kvm", &[]);
     kvm.wait_round(5);
     let port = free_port();
-    let mut tcg = Stage::start(&dir, "tcg", "tcg", &["-incoming".into(), format!("tcp:127.0.0.1:{port}")]);
+    let tcg = Stage::start(&dir, "tcg", "tcg,jit=off", &["-incoming".into(), format!("tcp:127.0.0.1:{port}")]);
     let mut q = Qmp::connect(&kvm.qmp);
     // The destination listens once it is set up; until then the source fails and runs on.
     let info = loop {
@@ -145,25 +159,25 @@ fn a_running_machine_moves_from_kvm_to_tcg_and_back() {
     let kvm_out = kvm.output();
     assert_eq!(kvm.wait(), Some(0));
 
-    // TCG, to a file, resumed under KVM.
+    // The interpreter, to a file, resumed with every block compiled; to a file again,
+    // resumed under KVM.
     let first_tcg = rounds(&kvm_out).last().copied().unwrap() + 1;
-    tcg.wait_round(first_tcg + 5);
-    let state = dir.join("state");
-    let mut q = Qmp::connect(&tcg.qmp);
-    q.execute("migrate", json!({"uri": format!("file:{}", state.display())})).unwrap();
-    q.execute("quit", json!({})).unwrap();
-    let tcg_out = tcg.output();
-    assert_eq!(tcg.wait(), Some(0));
+    let (tcg_out, state) = save_at(&dir, tcg, first_tcg + 5, "state1");
+    let jit = Stage::start(&dir, "jit", "tcg,jit=always", &["-incoming".into(), format!("file:{}", state.display())]);
+    let first_jit = rounds(&tcg_out).last().copied().unwrap() + 1;
+    let (jit_out, state) = save_at(&dir, jit, first_jit + 5, "state2");
     let kvm2 = Stage::start(&dir, "kvm2", "kvm", &["-incoming".into(), format!("file:{}", state.display())]);
     let serial = kvm2.serial.clone();
     let status = kvm2.wait();
     let kvm2_out = std::fs::read_to_string(serial).unwrap_or_default();
 
-    let journey = format!("{kvm_out}{tcg_out}{kvm2_out}");
-    println!("KVM: {:?}\nTCG: {:?}\nKVM again: {:?}", rounds(&kvm_out), rounds(&tcg_out), rounds(&kvm2_out));
+    let journey = format!("{kvm_out}{tcg_out}{jit_out}{kvm2_out}");
+    println!("KVM: {:?}\ninterpreter: {:?}\nJIT: {:?}\nKVM again: {:?}", rounds(&kvm_out), rounds(&tcg_out), rounds(&jit_out), rounds(&kvm2_out));
     assert!(!journey.contains("tsc went back"), "{journey}");
     assert_eq!(rounds(&journey), (1..=ticker::ROUNDS).collect::<Vec<_>>(), "every round once, in order:\n{journey}");
-    assert!(!rounds(&tcg_out).is_empty() && !rounds(&kvm2_out).is_empty(), "each accelerator ran rounds:\n{journey}");
+    for out in [&tcg_out, &jit_out, &kvm2_out] {
+        assert!(!rounds(out).is_empty(), "each stage ran rounds:\n{journey}");
+    }
     assert!(kvm2_out.ends_with("done\n"), "{kvm2_out}");
     assert_eq!(status, Some(exit_status(EXIT_OK)));
     let _ = std::fs::remove_dir_all(&dir);
@@ -179,13 +193,7 @@ fn a_tsc_rate_kvm_cannot_run_is_refused() {
     }
     let dir = scratch("rate");
     std::fs::write(dir.join("kernel.bin"), ticker::kernel()).unwrap();
-    let mut tcg = Stage::start(&dir, "tcg", "tcg", &[]);
-    tcg.wait_round(2);
-    let state = dir.join("state");
-    let mut q = Qmp::connect(&tcg.qmp);
-    q.execute("migrate", json!({"uri": format!("file:{}", state.display())})).unwrap();
-    q.execute("quit", json!({})).unwrap();
-    drop(tcg);
+    let (_, state) = save_at(&dir, Stage::start(&dir, "tcg", "tcg", &[]), 2, "state");
     let out = Command::new(env!("CARGO_BIN_EXE_ferrite"))
         .args(["-m", "64", "-nographic", "-no-reboot", "-cpu", CPU, "-accel", "kvm", "-kernel"])
         .arg(dir.join("kernel.bin"))
