@@ -104,16 +104,17 @@ impl KvmVcpu {
     /// Reads KVM's time-stamp counter into the machine's copy (as an offset from guest time
     /// `now_ns`), for a snapshot: KVM's TSC runs on its own, at the host's rate.
     pub fn store_tsc(&mut self, cpu: &mut Cpu, now_ns: u64) -> Result<(), KvmError> {
-        let mut msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index: ferrite_cpu::msr::index::TSC, ..Default::default() }])
-            .map_err(|_| KvmError::ioctl("KVM_GET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
-        let n = self.fd.get_msrs(&mut msrs).map_err(|e| KvmError::ioctl("KVM_GET_MSRS", e))?;
-        if n == 1 {
-            cpu.set_tsc_at(now_ns, msrs.as_slice()[0].data);
-            if let Some(s) = &mut self.synced {
-                s.msr.tsc_offset = cpu.state.msr.tsc_offset;
-            }
+        cpu.set_tsc_at(now_ns, self.tsc()?);
+        if let Some(s) = &mut self.synced {
+            s.msr.tsc_offset = cpu.state.msr.tsc_offset;
         }
         Ok(())
+    }
+
+    fn tsc(&self) -> Result<u64, KvmError> {
+        let mut msrs = tsc_entry(0)?;
+        self.fd.get_msrs(&mut msrs).map_err(|e| KvmError::ioctl("KVM_GET_MSRS", e))?;
+        Ok(msrs.as_slice()[0].data)
     }
 
     /// After the machine's copy was replaced by a snapshot (which may come from ferrite's own
@@ -128,9 +129,24 @@ impl KvmVcpu {
         self.synced = None;
         self.synced_events = None;
         self.load(cpu)?;
-        let tsc = kvm_bindings::kvm_msr_entry { index: ferrite_cpu::msr::index::TSC, data: cpu.tsc_at(now_ns), ..Default::default() };
-        let msrs = Msrs::from_entries(&[tsc]).map_err(|_| KvmError::ioctl("KVM_SET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
-        self.fd.set_msrs(&msrs).map_err(|e| KvmError::ioctl("KVM_SET_MSRS", e))?;
+        let wanted = cpu.tsc_at(now_ns);
+        self.fd.set_msrs(&tsc_entry(wanted)?).map_err(|e| KvmError::ioctl("KVM_SET_MSRS", e))?;
+        // Some hosts' KVM (nested hypervisors without TSC offsetting) accept the write and go
+        // on with the host's TSC: the guest's clock then jumps, which the user must hear.
+        let got = self.tsc()?;
+        let off = got.abs_diff(wanted) as f64 / want as f64;
+        if off > 1.0 {
+            eprintln!(
+                "ferrite: warning: this host's KVM did not take the vCPU's TSC (it runs {off:.0} s {} the saved value, likely the host's own TSC: a nested hypervisor without TSC offsetting); the guest's clock jumps",
+                if got > wanted { "ahead of" } else { "behind" }
+            );
+        }
         Ok(())
     }
+}
+
+/// IA32_TSC with `value`, for KVM_GET/SET_MSRS.
+fn tsc_entry(value: u64) -> Result<Msrs, KvmError> {
+    Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index: ferrite_cpu::msr::index::TSC, data: value, ..Default::default() }])
+        .map_err(|_| KvmError::ioctl("KVM_SET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))
 }
