@@ -3,6 +3,8 @@
 //! clients check that malformed packets and lost connections harm neither ferrite nor the
 //! guest.
 
+mod common;
+
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -736,4 +738,30 @@ fn gdb_reads_debian_kernel_memory_through_its_page_tables() {
     let phys = bytes_at("0x1000000:");
     assert!(virt.is_some() && virt == phys, "kernel text through paging {virt:?} vs physical {phys:?}: {ctx}");
     let _ = f.wait(Duration::from_secs(10));
+}
+
+/// While gdb holds the machine (attached, the guest running under `continue`), a migration
+/// asked through QMP is refused with the reason and nothing is written; gdb keeps the machine.
+#[test]
+fn migration_under_gdb_is_refused_with_the_reason() {
+    if !gdb_available() {
+        return;
+    }
+    let (_, kernel) = write_guest("migrate");
+    let dir = temp_dir("migrate");
+    let (state, qmp) = (dir.join("state"), dir.join("qmp.sock"));
+    let qmp_arg = format!("unix:{},server=on,wait=off", qmp.display());
+    let mut f = Ferrite::start(&["-m", "64", "-S", "-kernel", kernel.to_str().unwrap(), "-qmp", &qmp_arg]);
+    let port = f.port;
+    let gdb = std::thread::spawn(move || run_gdb(port, &cmds(&["continue", "p/x $pc", "detach"]), Interrupt::After(Duration::from_secs(3))));
+    std::thread::sleep(Duration::from_secs(1));
+    let answer = common::qmp::Qmp::connect(&qmp).execute("migrate", serde_json::json!({"uri": format!("file:{}", state.display())}));
+    let out = gdb.join().unwrap();
+    let ctx = format!("QMP: {answer:?}\ngdb output:\n{out}\nferrite stderr:\n{}", f.log());
+    let why = answer.as_ref().err().and_then(|e| e["desc"].as_str()).unwrap_or_default();
+    assert!(why.contains("detach gdb before migrating"), "{ctx}");
+    assert!(!state.exists(), "a state was written: {ctx}");
+    assert!(out.contains("SIGINT") && printed(&out, 1).is_some(), "gdb lost the machine: {ctx}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(f.alive(), "{ctx}");
 }

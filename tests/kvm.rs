@@ -11,19 +11,13 @@
 mod common;
 mod guests;
 
+use common::kvm_unusable;
 use guests::pci::{edu, edu_result_line};
 use guests::{boot, exit_status, smp, Run, EXIT_OK};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Why KVM cannot be used here, if it cannot.
-fn kvm_unusable() -> Option<String> {
-    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
-        Ok(_) => None,
-        Err(e) => Some(format!("/dev/kvm: {e}")),
-    }
-}
 
 /// Boots `kernel` under TCG and then KVM (with ferrite's interrupt controllers, with KVM's
 /// local APICs and ferrite's PIC and IOAPIC, then with KVM's in-kernel ones) with `args`, and

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::http::http_server;
 use common::{base64, guest_files, payload, run_ferrite, run_ferrite_with, sha256, Hook};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -30,31 +31,6 @@ fn linux_args(script: &str, extra: &[&str]) -> Option<Vec<String>> {
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Serves `body` to every HTTP GET on the host's loopback; returns the port.
-fn http_server(body: Vec<u8>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let mut conn = conn;
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n", body.len());
-                let _ = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&body));
-            });
-        }
-    });
-    port
 }
 
 /// Reads `len` bytes from 127.0.0.1:`port`, reconnecting while the far side is not serving

@@ -181,6 +181,11 @@ pub struct CpuModel {
     pub max_ext_leaf: u32,
     /// Physical address bits reported in CPUID.80000008H:EAX[7:0].
     pub phys_bits: u32,
+    /// The time-stamp counter's rate (QEMU's `tsc-frequency`): 1 GHz unless set. KVM runs the
+    /// TSC at the host's rate, which a snapshot carries to whatever runs the machine next.
+    pub tsc_hz: u64,
+    /// `tsc-frequency` was given: KVM must run the TSC at exactly this rate.
+    pub tsc_hz_explicit: bool,
     /// Bit i set: `FEATURES[i]` present.
     enabled: u128,
 }
@@ -204,6 +209,8 @@ impl CpuModel {
             max_basic_leaf: 0x16,
             max_ext_leaf: 0x8000_0008,
             phys_bits: crate::mmu::MAX_PHYS_BITS,
+            tsc_hz: crate::msr::TSC_HZ,
+            tsc_hz_explicit: false,
             enabled: 0,
         }
     }
@@ -405,12 +412,12 @@ impl CpuModel {
             0x8000_001d if topoext => topo.cache_leaf(subleaf, true),
             0x8000_001e if topoext => topo.amd_ids(apic_id),
             // Out-of-range basic leaves return the highest basic leaf's values (Intel).
-            // TSC/crystal ratio (SDM Vol. 2 CPUID leaf 15H): the TSC runs at exactly TSC_HZ, so the
-            // guest needs no PIT or PM-timer calibration.
-            0x15 if max_basic >= 0x15 => [1, 1, crate::msr::TSC_HZ as u32, 0],
+            // TSC/crystal ratio (SDM Vol. 2 CPUID leaf 15H): a crystal at the TSC's own rate, so
+            // the guest needs no PIT or PM-timer calibration.
+            0x15 if max_basic >= 0x15 => [1, 1, self.tsc_hz.min(u64::from(u32::MAX)) as u32, 0],
             // Processor frequency information in MHz: base, maximum, bus.
             0x16 if max_basic >= 0x16 => {
-                let mhz = (crate::msr::TSC_HZ / 1_000_000) as u32;
+                let mhz = (self.tsc_hz / 1_000_000) as u32;
                 [mhz, mhz, 100, 0]
             }
             _ => [0, 0, 0, 0],

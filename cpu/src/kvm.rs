@@ -5,7 +5,11 @@
 use crate::interp::x87::xsave::{fxsave_image, load_fxsave_image};
 use crate::msr::index;
 use crate::state::{CpuState, Msrs, Seg, Segment, TableReg};
-use kvm_bindings::{kvm_debugregs, kvm_dtable, kvm_regs, kvm_segment, kvm_sregs, kvm_xsave};
+use crate::PendingEvents;
+use kvm_bindings::{
+    kvm_debugregs, kvm_dtable, kvm_regs, kvm_segment, kvm_sregs, kvm_vcpu_events, kvm_xsave, KVM_VCPUEVENT_VALID_NMI_PENDING,
+    KVM_VCPUEVENT_VALID_SHADOW,
+};
 
 pub fn to_kvm_segment(s: &Segment) -> kvm_segment {
     let a = s.attrs;
@@ -187,6 +191,45 @@ pub fn from_kvm_debugregs(d: &kvm_debugregs, st: &mut CpuState) {
     st.dr[..4].copy_from_slice(&d.db);
     st.dr[6] = d.dr6;
     st.dr[7] = d.dr7;
+}
+
+/// KVM's interrupt shadow after STI (`kvm_vcpu_events.interrupt.shadow`; ferrite's CPU keeps
+/// one kind of shadow for STI and MOV SS, which block interrupts alike).
+const SHADOW_STI: u8 = 2;
+
+/// The events between instructions in KVM's terms, as ferrite's CPU keeps them. An
+/// acknowledged external interrupt KVM has not delivered yet stays pending; a software
+/// interrupt or exception KVM was delivering is not carried: RIP still points at the
+/// instruction that raised it (a fault, INT n, INT3), which raises it again. A #DB trap caught
+/// in delivery would be lost the same way (only under a guest debugger).
+pub fn from_kvm_events(e: &kvm_vcpu_events) -> PendingEvents {
+    let nmi_injected = e.nmi.injected != 0;
+    PendingEvents {
+        interrupt_shadow: e.interrupt.shadow != 0,
+        nmi_pending: e.nmi.pending != 0 || nmi_injected,
+        // An NMI caught in delivery is delivered again, which blocks NMIs anew.
+        nmi_blocked: e.nmi.masked != 0 && !nmi_injected,
+        injected_interrupt: (e.interrupt.injected != 0 && e.interrupt.soft == 0).then_some(e.interrupt.nr),
+    }
+}
+
+/// Writes `p` into `e` (as read from KVM, so what ferrite does not model stays as KVM had it,
+/// but a hardware interrupt KVM held that ferrite's CPU has since delivered goes).
+pub fn to_kvm_events(p: &PendingEvents, e: &mut kvm_vcpu_events) {
+    e.flags = KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_NMI_PENDING;
+    e.interrupt.shadow = if p.interrupt_shadow { SHADOW_STI } else { 0 };
+    e.nmi.injected = 0;
+    e.nmi.pending = u8::from(p.nmi_pending);
+    e.nmi.masked = u8::from(p.nmi_blocked);
+    match p.injected_interrupt {
+        Some(v) => {
+            e.interrupt.injected = 1;
+            e.interrupt.nr = v;
+            e.interrupt.soft = 0;
+        }
+        None if e.interrupt.soft == 0 => e.interrupt.injected = 0,
+        None => {}
+    }
 }
 
 /// The MSRs a vCPU's state carries through KVM (EFER and the APIC base travel in the sregs;

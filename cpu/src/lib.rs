@@ -93,6 +93,9 @@ pub struct Cpu {
     pub(crate) nmi_pending: bool,
     /// NMIs are blocked from NMI delivery until the next IRET.
     pub(crate) nmi_blocked: bool,
+    /// An external interrupt acknowledged at its controller but not yet delivered: KVM stopped
+    /// between the two, and the machine moved on to another accelerator. Delivered first.
+    pub(crate) injected_interrupt: Option<u8>,
     /// Where execution continues after the current instruction; branch handlers overwrite it.
     pub(crate) next_rip: u64,
     /// A handler asks the loop to stop the block after this instruction (mode changes).
@@ -115,6 +118,18 @@ pub struct Cpu {
     /// The PCID `tlb` holds, and the tables of other recently used PCIDs (see `mmu::pcid`).
     pub(crate) tlb_pcid: u16,
     pub(crate) parked_tlbs: Vec<mmu::pcid::Parked>,
+}
+
+/// What [`Cpu::events`] returns: the state between instructions an accelerator hands over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingEvents {
+    /// The next instruction runs with interrupts blocked (STI, MOV SS).
+    pub interrupt_shadow: bool,
+    pub nmi_pending: bool,
+    /// NMIs blocked until the next IRET.
+    pub nmi_blocked: bool,
+    /// An external interrupt already acknowledged, to be delivered before anything else.
+    pub injected_interrupt: Option<u8>,
 }
 
 impl Default for Cpu {
@@ -145,6 +160,7 @@ impl Cpu {
             interrupt_shadow: false,
             nmi_pending: false,
             nmi_blocked: false,
+            injected_interrupt: None,
             next_rip: 0,
             end_block: false,
             instructions: 0,
@@ -173,6 +189,7 @@ impl Cpu {
         self.interrupt_shadow = false;
         self.nmi_pending = false;
         self.nmi_blocked = false;
+        self.injected_interrupt = None;
         self.dbg = Default::default();
         // Reset invalidates global translations too (and the machine may have new memory).
         self.flush_tlb(false);
@@ -210,6 +227,7 @@ impl Cpu {
         self.interrupt_shadow = false;
         self.nmi_pending = false;
         self.nmi_blocked = false;
+        self.injected_interrupt = None;
         self.dbg = Default::default();
         self.flush_tlb(false);
         self.wait_for_sipi = true;
@@ -236,6 +254,26 @@ impl Cpu {
     pub fn inject_nmi(&mut self) {
         if !self.wait_for_sipi {
             self.nmi_pending = true;
+        }
+    }
+
+    /// The events between instructions that an accelerator keeps too (KVM's vCPU events).
+    pub fn events(&self) -> PendingEvents {
+        PendingEvents {
+            interrupt_shadow: self.interrupt_shadow,
+            nmi_pending: self.nmi_pending,
+            nmi_blocked: self.nmi_blocked,
+            injected_interrupt: self.injected_interrupt,
+        }
+    }
+
+    pub fn set_events(&mut self, e: PendingEvents) {
+        self.interrupt_shadow = e.interrupt_shadow;
+        self.nmi_pending = e.nmi_pending;
+        self.nmi_blocked = e.nmi_blocked;
+        self.injected_interrupt = e.injected_interrupt;
+        if e.injected_interrupt.is_some() || e.nmi_pending {
+            self.halted = false;
         }
     }
 

@@ -44,8 +44,25 @@ pub mod index {
     pub const TSC_AUX: u32 = 0xc000_0103;
 }
 
-/// The TSC ticks once per guest nanosecond (1 GHz), derived from the host's monotonic clock.
+/// The TSC's default rate: once per guest nanosecond (1 GHz), derived from the host's monotonic
+/// clock. `-cpu ...,tsc-frequency=HZ` sets another ([`crate::CpuModel::tsc_hz`]).
 pub const TSC_HZ: u64 = 1_000_000_000;
+
+/// Guest nanoseconds as ticks of a TSC running at `hz` (exact at 1 GHz).
+pub fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
+    if hz == TSC_HZ {
+        return ns;
+    }
+    (u128::from(ns) * u128::from(hz) / u128::from(TSC_HZ)) as u64
+}
+
+/// The inverse of [`ns_to_ticks`], rounding up (a deadline never fires early).
+pub fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
+    if hz == TSC_HZ {
+        return ticks;
+    }
+    (u128::from(ticks) * u128::from(TSC_HZ)).div_ceil(u128::from(hz.max(1))).min(u128::from(u64::MAX)) as u64
+}
 
 fn fixed_mtrr_slot(msr: u32) -> Option<usize> {
     use index::*;
@@ -70,7 +87,19 @@ pub const ARCH_CAPABILITIES_VALUE: u64 =
 impl Cpu {
     /// The time-stamp counter as the guest sees it.
     pub fn tsc(&self, bus: &mut dyn CpuBus) -> u64 {
-        bus.now_ns().wrapping_add(self.state.msr.tsc_offset)
+        self.tsc_at(bus.now_ns())
+    }
+
+    /// The time-stamp counter at guest time `now_ns`: the clock's ticks at the model's rate
+    /// plus the offset WRMSR TSC/TSC_ADJUST set.
+    pub fn tsc_at(&self, now_ns: u64) -> u64 {
+        ns_to_ticks(now_ns, self.model.tsc_hz).wrapping_add(self.state.msr.tsc_offset)
+    }
+
+    /// Sets the offset so that the TSC reads `tsc` at guest time `now_ns` (an accelerator
+    /// that kept its own TSC hands it over).
+    pub fn set_tsc_at(&mut self, now_ns: u64, tsc: u64) {
+        self.state.msr.tsc_offset = tsc.wrapping_sub(ns_to_ticks(now_ns, self.model.tsc_hz));
     }
 
     pub fn read_msr(&mut self, bus: &mut dyn CpuBus, msr: u32) -> Result<u64> {
@@ -111,7 +140,7 @@ impl Cpu {
                 if raw == 0 {
                     0
                 } else {
-                    raw.wrapping_add(offset)
+                    ns_to_ticks(raw, self.model.tsc_hz).wrapping_add(offset)
                 }
             }
             _ => {
@@ -131,7 +160,8 @@ impl Cpu {
                 // SDM Vol. 3, 17.17.3: a TSC write moves IA32_TSC_ADJUST by the same amount.
                 let delta = v.wrapping_sub(self.tsc(bus));
                 self.state.msr.tsc_adjust = self.state.msr.tsc_adjust.wrapping_add(delta);
-                self.state.msr.tsc_offset = v.wrapping_sub(bus.now_ns());
+                let now = bus.now_ns();
+                self.set_tsc_at(now, v);
             }
             TSC_ADJUST if self.model.has("tsc-adjust") => {
                 // ... and a TSC_ADJUST write moves the TSC by the same amount.
@@ -179,7 +209,7 @@ impl Cpu {
             TSC_AUX if self.model.has("rdtscp") || self.model.has("rdpid") => self.state.msr.tsc_aux = v & 0xffff_ffff,
             TSC_DEADLINE => {
                 // Zero disarms; anything else converts from the guest's TSC to raw time.
-                let raw = if v == 0 { 0 } else { v.wrapping_sub(self.state.msr.tsc_offset).max(1) };
+                let raw = if v == 0 { 0 } else { ticks_to_ns(v.wrapping_sub(self.state.msr.tsc_offset), self.model.tsc_hz).max(1) };
                 return bus.write_device_msr(msr, raw).ok_or(Fault::gp0());
             }
             _ => {

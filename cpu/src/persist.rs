@@ -10,7 +10,8 @@
 //! next block. The CPU model is compared, not restored: a state saved under another `-cpu`
 //! is refused.
 //!
-//! The time stamp counter is the bus's guest clock (`CpuBus::now_ns`) plus `msr.tsc_offset`,
+//! The time stamp counter is the bus's guest clock (`CpuBus::now_ns`) at the saved rate
+//! (`tsc_hz`, adopted on restore) plus `msr.tsc_offset`,
 //! so it carries on where it stopped once the machine's guest clock is restored too.
 
 use crate::guest_debug::HELD_TRAP_BITS;
@@ -98,6 +99,11 @@ pub struct CpuSnapshot {
     pub nmi_pending: bool,
     /// NMIs blocked until the next IRET.
     pub nmi_blocked: bool,
+    /// An external interrupt acknowledged but not yet delivered (from KVM), if any.
+    pub injected_interrupt: Option<u8>,
+    /// The TSC's rate: a machine that ran under KVM ticks at its host's rate, which ferrite's
+    /// CPU then adopts (the guest calibrated its clocks by it).
+    pub tsc_hz: u64,
     /// MOV SS/POP SS hold debug traps until after the next instruction.
     pub debug_mov_ss_shadow: bool,
     /// DR6 bits (B0-B3, BS) of the debug trap held back by that shadow; 0 if none.
@@ -108,7 +114,7 @@ pub struct CpuSnapshot {
 
 impl Persist for Cpu {
     const SECTION: &'static str = "cpu";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type State = CpuSnapshot;
 
     fn save(&self) -> CpuSnapshot {
@@ -161,6 +167,8 @@ impl Persist for Cpu {
             interrupt_shadow: self.interrupt_shadow,
             nmi_pending: self.nmi_pending,
             nmi_blocked: self.nmi_blocked,
+            injected_interrupt: self.injected_interrupt,
+            tsc_hz: self.model.tsc_hz,
             debug_mov_ss_shadow: mov_ss,
             debug_held_traps: held,
             instructions: self.instructions,
@@ -180,6 +188,8 @@ impl Persist for Cpu {
         self.interrupt_shadow = s.interrupt_shadow;
         self.nmi_pending = s.nmi_pending;
         self.nmi_blocked = s.nmi_blocked;
+        self.injected_interrupt = s.injected_interrupt;
+        self.model.tsc_hz = s.tsc_hz;
         self.dbg.set_held(s.debug_mov_ss_shadow, s.debug_held_traps);
         self.instructions = s.instructions;
         self.end_block = false;
@@ -235,6 +245,9 @@ impl Cpu {
                     s.model.name, s.model.vendor, s.model.features, here.name, here.vendor, here.features
                 ),
             ));
+        }
+        if !(1_000_000..=100_000_000_000).contains(&s.tsc_hz) {
+            refuse("tsc_hz", "a TSC rate outside 1 MHz-100 GHz", s.tsc_hz)?;
         }
         if s.rflags & !(flags::WRITABLE | flags::FIXED1) != 0 || s.rflags & flags::FIXED1 == 0 {
             refuse("rflags", "reserved bits", s.rflags)?;

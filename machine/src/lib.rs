@@ -163,6 +163,8 @@ pub struct Machine {
     pub(crate) control: control::Control,
     /// Set by a job that ends the machine (`quit`).
     pub(crate) finish: Option<Outcome>,
+    /// The last state loaded was saved from a stopped guest, which stays stopped here.
+    pub(crate) loaded_paused: bool,
     /// The vCPU threads, started on the first run.
     threads: Option<vcpu::VcpuThreads<MachineVcpu>>,
     /// Host thread ids of the vCPU threads (empty until they start).
@@ -511,6 +513,7 @@ impl Machine {
             jobs,
             control,
             finish: None,
+            loaded_paused: false,
             threads: None,
             vcpu_tids: Vec::new(),
             debugging: false,

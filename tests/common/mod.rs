@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod http;
 pub mod qmp;
 
 use std::io::Read;
@@ -14,6 +15,14 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 /// Where `scripts/fetch-guests` leaves the guest images.
+/// Why KVM cannot be used here, if it cannot.
+pub fn kvm_unusable() -> Option<String> {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => None,
+        Err(e) => Some(format!("/dev/kvm: {e}")),
+    }
+}
+
 pub fn guest_dir() -> PathBuf {
     std::env::var("FERRITE_GUEST_DIR")
         .map(PathBuf::from)

@@ -16,6 +16,7 @@ pub mod irq;
 pub mod pci;
 pub mod rt;
 pub mod smp;
+pub mod ticker;
 pub mod virtio;
 
 use iced_x86::code_asm::*;

@@ -68,10 +68,10 @@ fn number(prop: &str, v: &str, max: u64) -> Result<u32, CpuModelError> {
 }
 
 /// CPU properties QEMU accepts that change nothing a guest of ferrite's TCG can see (no PMU,
-/// no KVM signature, no host cache passthrough, the TSC frequency is ferrite's own).
+/// no KVM signature, no host cache passthrough).
 const NO_EFFECT: &[&str] = &[
     "pmu", "migratable", "kvm", "l3-cache", "host-cache-info", "legacy-cache", "full-cpuid-auto-level",
-    "tsc-frequency", "lmce", "fill-mtrr-mask", "cpuid-0xb", "ucode-rev", "host-phys-bits", "host-phys-bits-limit",
+    "lmce", "fill-mtrr-mask", "cpuid-0xb", "ucode-rev", "host-phys-bits", "host-phys-bits-limit",
     "kvm-no-smi-migration", "kvm-pv-enforce-cpuid", "x-intel-pt-auto-level", "x-force-features",
 ];
 
@@ -153,6 +153,15 @@ impl CpuModel {
                         warnings.push(format!("TCG implements {max} physical address bits; phys-bits={bits} reported as {max}"));
                     }
                     m.phys_bits = bits.min(max);
+                }
+                "tsc-frequency" => {
+                    let v = need()?;
+                    m.tsc_hz = v
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|hz| (1_000_000..=100_000_000_000).contains(hz))
+                        .ok_or_else(|| CpuModelError::BadValue { prop: k.into(), value: v.into(), why: "the TSC frequency is in Hz, from 1 MHz to 100 GHz" })?;
+                    m.tsc_hz_explicit = true;
                 }
                 k if NO_EFFECT.contains(&k) => {
                     flag_or_value(k, v)?;

@@ -112,6 +112,32 @@ impl GuestRing {
     }
 }
 
+/// What a transport's restore rebuilds over `to`, given a copy of the guest RAM behind
+/// `rings`: one ready queue per ring, each where its used index stands, and the driver's
+/// rings carrying on over the copy.
+pub(super) fn restored_rings(
+    rings: &[GuestRing],
+    to: &Dma,
+    features: u64,
+    interrupt: &Interrupt,
+) -> (Vec<Queue>, Vec<GuestRing>) {
+    if let Some(r) = rings.first() {
+        let mut ram = vec![0; RAM as usize];
+        r.dma.read(0, &mut ram).unwrap();
+        to.write(0, &ram).unwrap();
+    }
+    let mut queues = Vec::new();
+    let mut out = Vec::new();
+    for (i, r) in rings.iter().enumerate() {
+        let cfg = QueueConfig { size: r.size, ready: true, desc_table: r.desc, avail_ring: r.avail, used_ring: r.used };
+        let mut q = Queue::new(i as u16, cfg, features, to.clone(), interrupt.clone());
+        q.set_split_position(r.used_idx());
+        queues.push(q);
+        out.push(GuestRing { dma: to.clone(), ..*r });
+    }
+    (queues, out)
+}
+
 const DESC: u64 = 0x1_0000;
 const AVAIL: u64 = 0x2_0000;
 const USED: u64 = 0x3_0000;

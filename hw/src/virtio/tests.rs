@@ -47,10 +47,10 @@ struct Caps {
     msix: Option<u8>,
 }
 
-/// A test driver around one transport.
-struct Drv<D: VirtioDevice + 'static> {
-    dev: VirtioPci<D>,
-    t: TestLink,
+/// A test driver around one transport (device tests use it to go through the transport).
+pub(super) struct Drv<D: VirtioDevice + 'static> {
+    pub(super) dev: VirtioPci<D>,
+    pub(super) t: TestLink,
     caps: Caps,
 }
 
@@ -63,7 +63,7 @@ fn rng() -> Drv<VirtioRng> {
 }
 
 impl<D: VirtioDevice + 'static> Drv<D> {
-    fn new(device: D, opts: VirtioPciOptions) -> Self {
+    pub(super) fn new(device: D, opts: VirtioPciOptions) -> Self {
         let t = TestLink::new(RAM);
         let mut dev = VirtioPci::new(device, opts).unwrap();
         dev.attach(t.link());
@@ -146,7 +146,7 @@ impl<D: VirtioDevice + 'static> Drv<D> {
         self.cr(COMMON_STATUS, 1) as u8
     }
 
-    fn add_status(&mut self, bits: u8) {
+    pub(super) fn add_status(&mut self, bits: u8) {
         let s = self.status();
         self.cw(COMMON_STATUS, 1, u64::from(s | bits));
     }
@@ -172,7 +172,7 @@ impl<D: VirtioDevice + 'static> Drv<D> {
     }
 
     /// Reset, ACKNOWLEDGE, DRIVER, accept `offered & want`, FEATURES_OK; returns the features.
-    fn negotiate(&mut self, want: u64) -> u64 {
+    pub(super) fn negotiate(&mut self, want: u64) -> u64 {
         self.reset();
         self.add_status(STATUS_ACKNOWLEDGE);
         self.add_status(STATUS_DRIVER);
@@ -185,7 +185,7 @@ impl<D: VirtioDevice + 'static> Drv<D> {
 
     /// Sets up queue `q` with `size` entries at `base` (desc, avail, used 4 KiB apart),
     /// vector `vector`; returns the driver's view of it.
-    fn setup_queue(&mut self, q: u16, size: u16, base: u64, vector: u16) -> GuestRing {
+    pub(super) fn setup_queue(&mut self, q: u16, size: u16, base: u64, vector: u16) -> GuestRing {
         self.cw(COMMON_Q_SELECT, 2, u64::from(q));
         assert_eq!(self.cr(COMMON_Q_ENABLE, 2), 0, "not enabled yet");
         let max = self.cr(COMMON_Q_SIZE, 2) as u16;
@@ -202,7 +202,7 @@ impl<D: VirtioDevice + 'static> Drv<D> {
         ring
     }
 
-    fn notify(&mut self, q: u16) {
+    pub(super) fn notify(&mut self, q: u16) {
         self.cw(COMMON_Q_SELECT, 2, u64::from(q));
         let off = self.cr(COMMON_Q_NOFF, 2);
         let (base, mult) = self.caps.notify.expect("notify cap");
@@ -238,7 +238,7 @@ impl<D: VirtioDevice + 'static> Drv<D> {
     }
 }
 
-const RING_FEATURES: u64 = VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX;
+pub(super) const RING_FEATURES: u64 = VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX;
 
 /// A device of any type with `n` queues and an 8-byte configuration, doing nothing.
 struct Dummy {

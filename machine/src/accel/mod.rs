@@ -76,6 +76,27 @@ impl MachineVcpu {
         MachineVcpu { cpu, bus, kvm: Some(kvm) }
     }
 
+    /// Before a snapshot: the TSC, which KVM keeps running on its own, into the CPU's state.
+    pub fn store_tsc(&mut self, now_ns: u64) -> Result<(), kvm::KvmError> {
+        match &mut self.kvm {
+            Some(k) => k.store_tsc(&mut self.cpu, now_ns),
+            None => Ok(()),
+        }
+    }
+
+    /// After a snapshot replaced the CPU's state: KVM takes all of it (TCG reads it as it runs).
+    pub fn restored(&mut self, now_ns: u64) -> Result<(), kvm::KvmError> {
+        match &mut self.kvm {
+            Some(k) => k.restored(&mut self.cpu, now_ns),
+            None => Ok(()),
+        }
+    }
+
+    /// The KVM virtual machine this vCPU belongs to (`None`: TCG).
+    pub fn kvm_vm(&self) -> Option<&Arc<kvm::KvmVm>> {
+        self.kvm.as_ref().map(|k| k.vm())
+    }
+
     /// Runs at most `budget` instructions (the debugger's round-robin slices); KVM, which
     /// counts no instructions, runs for a time slice instead.
     pub fn run_budget(&mut self, budget: u64) -> VmExit {

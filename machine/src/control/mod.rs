@@ -89,7 +89,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct Control {
     jobs: Sender<Job>,
-    state: Arc<Mutex<RunState>>,
+    state: Arc<Mutex<RunStates>>,
     pub events: EventHub,
     /// The last or current migration.
     migration: Arc<Mutex<Option<MigrationInfo>>>,
@@ -98,6 +98,13 @@ pub struct Control {
     migration_params: Arc<Mutex<crate::snapshot::live::MigrationParams>>,
     /// QMP's background jobs (`snapshot-save`...), for `query-jobs`.
     pub background: jobs::JobTable,
+}
+
+/// The run state, and the one before it (what `finish-migrate` interrupted).
+#[derive(Clone, Copy)]
+struct RunStates {
+    current: RunState,
+    before: RunState,
 }
 
 /// The machine thread's end.
@@ -113,7 +120,7 @@ impl Control {
         let events = EventHub::default();
         let control = Control {
             jobs: jobs_tx,
-            state: Arc::new(Mutex::new(initial)),
+            state: Arc::new(Mutex::new(RunStates { current: initial, before: initial })),
             background: jobs::JobTable::new(events.clone()),
             events,
             migration: Arc::default(),
@@ -124,11 +131,26 @@ impl Control {
     }
 
     pub fn run_state(&self) -> RunState {
-        *lock(&self.state)
+        lock(&self.state).current
     }
 
     pub(crate) fn set_run_state(&self, state: RunState) {
-        *lock(&self.state) = state;
+        let mut s = lock(&self.state);
+        if s.current != state {
+            s.before = s.current;
+            s.current = state;
+        }
+    }
+
+    /// Whether the guest runs, as a saved state records it: a migration's `finish-migrate`
+    /// and a savevm's `save-vm` count as what they interrupted (a destination resumes a
+    /// paused source's guest paused).
+    pub(crate) fn guest_running(&self) -> bool {
+        let s = lock(&self.state);
+        match s.current {
+            RunState::FinishMigrate | RunState::SaveVm => s.before == RunState::Running,
+            current => current == RunState::Running,
+        }
     }
 
     pub fn migration(&self) -> Option<MigrationInfo> {

@@ -132,8 +132,8 @@ impl CpuBus for VcpuBus {
         let r = match msr {
             index::APIC_BASE => l.write_apic_base_msr(value).then_some(()),
             index::TSC_DEADLINE => {
-                // The TSC runs at 1 GHz from the same clock (see ferrite_cpu::msr::TSC_HZ), and
-                // the CPU hands over deadlines in raw guest time (it removes its TSC offset).
+                // The CPU hands over deadlines in raw guest nanoseconds (it removes its TSC
+                // offset and rate), so the local APIC sees a 1 GHz TSC.
                 l.write_tsc_deadline(value, now, now);
                 Some(())
             }

@@ -8,6 +8,7 @@ use ferrite_hw::net::FrameSink;
 use ferrite_hw::pci::SharedPciDevice;
 use ferrite_hw::virtio::{VirtioNet, VirtioNetOptions, VirtioNetRx, VirtioPci};
 use ferrite_net::{NetBackend, NetError, Peer};
+use super::virtio::Inner;
 use crate::snapshot::registry::Stateful;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -87,20 +88,21 @@ impl Nic {
     /// from now on.
     /// A new card on this backend, with what snapshots save of it.
     pub fn new_card(self: &Arc<Self>) -> Result<(SharedPciDevice, Vec<Arc<dyn Stateful>>), String> {
-        let (device, receiver, state): (SharedPciDevice, Arc<dyn Receiver>, Arc<dyn Stateful>) = match self.cfg.model {
+        let (device, receiver, state): (SharedPciDevice, Arc<dyn Receiver>, Vec<Arc<dyn Stateful>>) = match self.cfg.model {
             NicModel::E1000 => {
                 let card = Arc::new(Mutex::new(E1000::new(self.cfg.mac, self.clone())));
-                (card.clone(), card.clone(), card)
+                (card.clone(), card.clone(), vec![card])
             }
             NicModel::VirtioNet(t) => {
                 let (net, rx) = VirtioNet::new(self.cfg.mac, self.clone(), VirtioNetOptions::default());
                 let pci = VirtioPci::new(net, super::virtio::transport_options(t)).map_err(|e| format!("virtio-net-pci: {e}"))?;
                 let pci = Arc::new(Mutex::new(pci));
-                (pci.clone(), Arc::new(rx), pci)
+                // The device's own state (filters, address, link), then its transport's.
+                (pci.clone(), Arc::new(rx), vec![Arc::new(Inner(pci.clone())), pci])
             }
         };
         *lock(&self.slot.card) = Some(receiver);
-        Ok((device, vec![state]))
+        Ok((device, state))
     }
 
     pub fn config(&self) -> &NicConfig {

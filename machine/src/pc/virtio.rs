@@ -100,8 +100,12 @@ impl LiveVirtio {
     pub fn resume(&self) {
         for d in &self.disks {
             let mut d = lock(d);
+            // The transport resets an active device before re-activating it; what the driver
+            // chose (the write cache mode) is put back afterwards.
+            let own = Persist::save(d.device());
             let state = Persist::save(&*d);
-            if let Err(e) = Persist::restore(&mut *d, state) {
+            let resumed = Persist::restore(&mut *d, state).and_then(|()| Persist::restore(d.device_mut(), own));
+            if let Err(e) = resumed {
                 eprintln!("ferrite: virtio-blk could not resume after saving the machine: {e}");
             }
         }
@@ -146,7 +150,7 @@ impl<'a> VirtioFactory<'a> {
             }
             PciDeviceKind::VirtioSerial(cfg) => {
                 let dev = self.serial(cfg)?;
-                (dev.clone(), vec![dev])
+                (dev.clone(), vec![Arc::new(Inner(dev.clone())), dev])
             }
             PciDeviceKind::VirtioBalloon(cfg) => {
                 let dev = self.balloon(cfg)?;
@@ -200,8 +204,9 @@ impl<'a> VirtioFactory<'a> {
     }
 }
 
-/// A virtio device's own state (behind its transport) in snapshots.
-struct Inner<D: VirtioDevice>(Arc<Mutex<VirtioPci<D>>>);
+/// A virtio device's own state (behind its transport) in snapshots. Register it before the
+/// transport: it loads first, into the fresh device the transport's restore then activates.
+pub(crate) struct Inner<D: VirtioDevice>(pub(crate) Arc<Mutex<VirtioPci<D>>>);
 
 impl<D: VirtioDevice + Persist + 'static> Stateful for Inner<D> {
     fn save(&self, id: &str) -> Section {

@@ -43,10 +43,21 @@ impl Machine {
             Some(uri) => {
                 self.control.set_run_state(RunState::Inmigrate);
                 self.migrate_in(uri).map_err(MachineError::Incoming)?;
-                self.control.set_run_state(resume);
+                self.control.set_run_state(self.after_incoming(resume));
             }
         }
         Ok(())
+    }
+
+    /// The run state once an incoming state loaded: the one the machine was to start in, but
+    /// paused if the guest was paused when it was saved (as QEMU's destination). A named
+    /// snapshot (`-loadvm`) runs either way, as QEMU's does.
+    fn after_incoming(&self, resume: RunState) -> RunState {
+        if self.loaded_paused && resume == RunState::Running {
+            RunState::Paused
+        } else {
+            resume
+        }
     }
 
     /// `migrate-incoming URI` (`tcp:HOST:PORT`, `file:PATH`, `exec:COMMAND`): starts loading
@@ -93,8 +104,9 @@ impl Machine {
         self.control.events.emit("MIGRATION", json!({"status": status}));
         match loaded {
             Ok(()) => {
-                self.control.set_run_state(resume);
-                if resume == RunState::Running {
+                let state = self.after_incoming(resume);
+                self.control.set_run_state(state);
+                if state == RunState::Running {
                     self.control.events.emit("RESUME", json!({}));
                 }
             }

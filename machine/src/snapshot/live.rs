@@ -89,11 +89,10 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
     let mut replies = BufReader::new(conn.try_clone()?);
     // The dirty log starts now: the first pass sends everything.
     let (mem, shape) = control.call(|m: &mut Machine| {
-        if m.cfg.accel == crate::config::Accel::Kvm {
-            return Err("live migration with -accel kvm is not supported yet".to_string());
-        }
-        m.board.mem.take_dirty();
-        Ok((m.board.mem.clone(), m.shape()))
+        m.check_accel().map_err(|e| e.to_string())?;
+        m.start_dirty_log()?;
+        m.take_dirty()?;
+        Ok::<_, String>((m.board.mem.clone(), m.shape()))
     })??;
     let mut out = Checked::new(std::io::BufWriter::with_capacity(1 << 20, conn));
     stream::write_start(&mut out, &shape)?;
@@ -114,9 +113,9 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
         let pass_started = Instant::now();
         let dirty = control.call({
             let mem = mem.clone();
-            move |m: &mut Machine| Arc::ptr_eq(&m.board.mem, &mem).then(|| mem.take_dirty())
+            move |m: &mut Machine| Arc::ptr_eq(&m.board.mem, &mem).then(|| m.take_dirty())
         })?
-        .ok_or("the machine was reset during the migration")?;
+        .ok_or("the machine was reset during the migration")??;
         let remaining = dirty.len() as u64 * PAGE as u64;
         let bandwidth = sender.bandwidth().max(1);
         let expected_ms = remaining * 1000 / bandwidth;
@@ -144,13 +143,13 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
         }
         // Disk requests in flight finish now, so what they write is in the last pages.
         m.quiesce_devices();
-        let mut last = dirty;
-        last.extend(m.board.mem.take_dirty());
-        last.sort_unstable();
-        last.dedup();
-        let addrs: Vec<u64> = last.iter().map(|p| p * PAGE as u64).collect();
         // Pages sent, and the stream's length.
         let finished = (|| -> Result<(u64, u64), String> {
+            let mut last = dirty;
+            last.extend(m.take_dirty()?);
+            last.sort_unstable();
+            last.dedup();
+            let addrs: Vec<u64> = last.iter().map(|p| p * PAGE as u64).collect();
             let mem = m.board.mem.clone();
             let n = stream::write_pages(&mut out, addrs.into_iter(), false, |a, p| read_page(&mem, a, p)).map_err(|e| e.to_string())?;
             stream::end_ram(&mut out).map_err(|e| e.to_string())?;

@@ -15,7 +15,7 @@ pub mod registry;
 pub mod stream;
 mod vm;
 
-use crate::config::Accel;
+use crate::config::{Accel, KernelIrqchip};
 use crate::control::RunState;
 use crate::Machine;
 use ferrite_persist::Section;
@@ -42,8 +42,14 @@ pub enum SnapshotError {
     },
     #[error("the snapshot has no state for vCPU {0}")]
     MissingCpu(usize),
-    #[error("machine state with -accel kvm is not supported yet: use -accel tcg")]
-    Kvm,
+    #[error("machine state under -accel kvm,kernel-irqchip={0} is not supported: KVM's in-kernel interrupt controllers keep state ferrite does not carry; use kernel-irqchip=off (the default)")]
+    KvmIrqchip(&'static str),
+    #[error("vCPU {cpu}: {source}")]
+    Kvm {
+        cpu: usize,
+        #[source]
+        source: crate::accel::kvm::KvmError,
+    },
     #[error("guest memory: {0}")]
     Memory(#[from] ferrite_memory::MemoryError),
 }
@@ -70,9 +76,7 @@ impl Machine {
     /// Writes the machine's state to `out`. The vCPUs must be stopped (a control job);
     /// in-flight disk I/O is finished first.
     pub fn save_state(&mut self, out: impl Write) -> Result<SaveStats, SnapshotError> {
-        if self.cfg.accel == Accel::Kvm {
-            return Err(SnapshotError::Kvm);
-        }
+        self.check_accel()?;
         // Disk requests finish first: what they write into RAM must be in the RAM sent.
         self.quiesce_devices();
         let saved = self.write_state(out);
@@ -98,6 +102,33 @@ impl Machine {
         Ok(SaveStats { bytes, ram_pages })
     }
 
+    /// Machine state moves between ferrite's CPU and KVM (either way) as long as the
+    /// interrupt controllers are ferrite's own, which both accelerators then share.
+    pub(crate) fn check_accel(&self) -> Result<(), SnapshotError> {
+        match (self.cfg.accel, self.cfg.kernel_irqchip) {
+            (Accel::Kvm, KernelIrqchip::On) => Err(SnapshotError::KvmIrqchip("on")),
+            (Accel::Kvm, KernelIrqchip::Split) => Err(SnapshotError::KvmIrqchip("split")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts the dirty log of guest stores that bypass ferrite's memory (KVM's); ferrite's
+    /// CPU, DMA and loaders always log theirs.
+    pub(crate) fn start_dirty_log(&self) -> Result<(), String> {
+        match self.vcpus.first().and_then(|v| v.kvm_vm()) {
+            Some(vm) => vm.start_dirty_log().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// The pages written since the last call (page numbers), KVM's dirty log included.
+    pub(crate) fn take_dirty(&self) -> Result<Vec<u64>, String> {
+        if let Some(vm) = self.vcpus.first().and_then(|v| v.kvm_vm()) {
+            vm.collect_dirty_log().map_err(|e| format!("KVM's dirty log: {e}"))?;
+        }
+        Ok(self.board.mem.take_dirty())
+    }
+
     /// Finishes the disks' requests in flight (their data and completions land in RAM). The
     /// vCPUs are stopped, so no new ones come; call before RAM is copied for the last time.
     pub(crate) fn quiesce_devices(&mut self) {
@@ -107,9 +138,14 @@ impl Machine {
 
     /// Everything but RAM ([`Machine::quiesce_devices`] came first; the vCPUs are stopped).
     pub(crate) fn write_device_state<W: Write>(&mut self, out: &mut Checked<W>) -> Result<(), SnapshotError> {
+        let now = self.board.wiring.clock.now();
+        for (cpu, v) in self.vcpus.iter_mut().enumerate() {
+            v.store_tsc(now).map_err(|source| SnapshotError::Kvm { cpu, source })?;
+        }
         let mut sections: Vec<Section> = self.vcpus.iter().enumerate().map(|(i, v)| ferrite_persist::save(&v.cpu, &cpu_id(i))).collect();
         sections.extend(self.board.state.save_all());
-        let state = DeviceState { ferrite: env!("CARGO_PKG_VERSION").into(), clock_ns: self.board.wiring.clock.now(), sections };
+        let running = self.control.guest_running();
+        let state = DeviceState { ferrite: env!("CARGO_PKG_VERSION").into(), clock_ns: self.board.wiring.clock.now(), running, sections };
         stream::write_json(out, &state).map_err(SnapshotError::Write)
     }
 
@@ -118,9 +154,9 @@ impl Machine {
     /// (live migration answers the source with it). On error the machine must not run: its
     /// RAM may be half loaded.
     pub fn load_state(&mut self, input: impl Read, accepted: impl FnOnce(Result<(), &str>)) -> Result<(), SnapshotError> {
-        if self.cfg.accel == Accel::Kvm {
-            accepted(Err("the destination runs -accel kvm, which cannot load machine state yet"));
-            return Err(SnapshotError::Kvm);
+        if let Err(e) = self.check_accel() {
+            accepted(Err(&e.to_string()));
+            return Err(e);
         }
         let mut input = Verified::new(std::io::BufReader::with_capacity(1 << 20, input));
         let shape = stream::read_start(&mut input)?;
@@ -148,7 +184,9 @@ impl Machine {
         for (i, v) in self.vcpus.iter_mut().enumerate() {
             let s = cpus.iter().find(|s| s.id == cpu_id(i)).ok_or(SnapshotError::MissingCpu(i))?;
             ferrite_persist::load(&mut v.cpu, s).map_err(|source| SnapshotError::Cpu { cpu: i, source })?;
+            v.restored(state.clock_ns).map_err(|source| SnapshotError::Kvm { cpu: i, source })?;
         }
+        self.loaded_paused = !state.running;
         Ok(())
     }
 

@@ -71,6 +71,9 @@ pub struct DeviceState {
     pub ferrite: String,
     /// Guest time (ns) when the machine stopped.
     pub clock_ns: u64,
+    /// The guest ran when it was saved (a paused machine's destination stays paused, until
+    /// `cont`).
+    pub running: bool,
     pub sections: Vec<Section>,
 }
 
@@ -294,7 +297,7 @@ mod tests {
         write_start(&mut out, &shape()).unwrap();
         write_ram(&mut out, 0, ram.len() as u64, |a, p| p.copy_from_slice(&ram[a as usize..a as usize + PAGE])).unwrap();
         end_ram(&mut out).unwrap();
-        write_json(&mut out, &DeviceState { ferrite: "0".into(), clock_ns: 5, sections: Vec::new() }).unwrap();
+        write_json(&mut out, &DeviceState { ferrite: "0".into(), clock_ns: 5, running: true, sections: Vec::new() }).unwrap();
         let mut v = Vec::new();
         let Checked { inner, sum, .. } = out;
         v.extend(inner);

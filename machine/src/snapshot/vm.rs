@@ -16,7 +16,6 @@
 use super::named::{self, NamedError, SnapshotDir, SnapshotInfo};
 use super::stream::{self, DeviceState, Verified};
 use super::SnapshotError;
-use crate::config::Accel;
 use crate::control::RunState;
 use crate::Machine;
 use serde_json::json;
@@ -102,10 +101,8 @@ impl Machine {
     /// `loadvm TAG`: the machine continues from snapshot `tag` (running again if it was).
     pub fn load_vm(&mut self, tag: &str) -> Result<(), VmSnapshotError> {
         let state_error = |source| VmSnapshotError::State { tag: tag.into(), source };
-        // As load_state: refused before anything changes (the board is rebuilt first).
-        if self.cfg.accel == Accel::Kvm {
-            return Err(state_error(SnapshotError::Kvm));
-        }
+        // As load_state refuses it, but before anything changes (the board is rebuilt first).
+        self.check_accel().map_err(state_error)?;
         self.check_snapshot_allowed()?;
         let dir = self.snapshot_dir();
         self.verify_state(dir.open(tag)?).map_err(state_error)?;

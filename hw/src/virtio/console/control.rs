@@ -35,7 +35,8 @@ pub const CONTROL_HEADER_LEN: usize = 8;
 pub const MAX_PENDING_CONTROL: usize = 1024;
 
 /// One control message.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ControlMsg {
     pub id: u32,
     pub event: u16,
@@ -92,6 +93,16 @@ impl Outbox {
 
     pub fn clear(&mut self) {
         self.pending.clear();
+    }
+
+    /// The messages waiting, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &ControlMsg> {
+        self.pending.iter()
+    }
+
+    /// Puts `msgs` in place of what waits (a restored state, checked by the caller).
+    pub fn replace(&mut self, msgs: Vec<ControlMsg>) {
+        self.pending = msgs.into();
     }
 
     #[cfg(test)]

@@ -31,8 +31,13 @@
 //! blocks). Receive runs on whatever thread calls [`PortHandle::send`]; the receiveqs live in
 //! a `Mutex` shared with the handles ([`state`]), and a notification of a port's receiveq
 //! runs that port's waker.
+//!
+//! # Snapshots
+//! The transport carries the negotiated features and the rings; [`persist`] carries the
+//! ports' state and the undelivered control messages as the `virtio-console` section.
 
 mod control;
+mod persist;
 mod port;
 mod state;
 mod tx;
@@ -43,8 +48,11 @@ mod test_driver;
 mod tests;
 #[cfg(test)]
 mod tests_abuse;
+#[cfg(test)]
+mod tests_state;
 
 pub use control::*;
+pub use persist::{PortState, VirtioConsoleState};
 pub use port::{PortConfig, PortHandle, PortOutput, RxWaker};
 pub use tx::TX_MAX_CHAIN_BYTES;
 

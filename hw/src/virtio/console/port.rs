@@ -2,6 +2,7 @@
 //! the guest writes, [`PortHandle`] for the host side (the machine's chardev thread) to send
 //! bytes to the guest and report its connection state.
 
+use super::control::{ControlMsg, VIRTIO_CONSOLE_PORT_NAME};
 use super::state::ConsoleShared;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -44,6 +45,13 @@ pub(super) struct PortInfo {
 impl PortInfo {
     pub fn new(id: u32, cfg: PortConfig) -> Self {
         PortInfo { id, name: cfg.name, is_console: cfg.is_console, output: cfg.output, waker: Mutex::new(None) }
+    }
+
+    /// The `PORT_NAME` message announcing a named port (NUL-terminated, as QEMU sends it).
+    pub fn name_msg(&self) -> Option<ControlMsg> {
+        let mut payload = self.name.as_ref()?.as_bytes().to_vec();
+        payload.push(0);
+        Some(ControlMsg { payload, ..ControlMsg::new(self.id, VIRTIO_CONSOLE_PORT_NAME, 1) })
     }
 
     /// Calls the waker, if any, without holding any lock of the device (so it may call

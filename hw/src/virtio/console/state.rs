@@ -31,7 +31,7 @@ pub(super) struct ConsoleState {
 }
 
 impl ConsoleState {
-    fn multiport(&self) -> bool {
+    pub fn multiport(&self) -> bool {
         self.running.as_ref().is_some_and(|r| r.multiport)
     }
 
@@ -150,11 +150,8 @@ impl ConsoleShared {
                 if info.is_console {
                     st.post(ControlMsg::new(info.id, VIRTIO_CONSOLE_CONSOLE_PORT, 1));
                 }
-                if let Some(name) = &info.name {
-                    // NUL-terminated, as QEMU sends it.
-                    let mut payload = name.as_bytes().to_vec();
-                    payload.push(0);
-                    st.post(ControlMsg { payload, ..ControlMsg::new(info.id, VIRTIO_CONSOLE_PORT_NAME, 1) });
+                if let Some(name) = info.name_msg() {
+                    st.post(name);
                 }
                 if st.ports[index].host_connected {
                     st.post(ControlMsg::new(info.id, VIRTIO_CONSOLE_PORT_OPEN, 1));

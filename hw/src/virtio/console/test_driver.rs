@@ -5,7 +5,7 @@ use super::*;
 use crate::testing::{FakeLine, FakeMsi};
 use crate::virtio::interrupt::Shared;
 use crate::virtio::queue::{QueueConfig, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
-use crate::virtio::queue_tests::{GuestRing, RAM};
+use crate::virtio::queue_tests::{restored_rings, GuestRing, RAM};
 use crate::virtio::{Interrupt, VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1};
 use ferrite_memory::{Dma, GuestMemory};
 use std::collections::HashMap;
@@ -59,6 +59,7 @@ pub(super) struct Console {
     pub line: Arc<FakeLine>,
     pub rings: Vec<GuestRing>,
     pub dma: Dma,
+    features: u64,
     next_desc: Vec<u16>,
     next_buf: u64,
     /// Writable buffer of each outstanding chain, by queue and head.
@@ -95,6 +96,7 @@ pub(super) fn console(specs: &[Spec], max_nr_ports: u32) -> Console {
         line,
         rings: Vec::new(),
         dma,
+        features: 0,
         next_desc: Vec::new(),
         next_buf: BUF_BASE,
         posted: Vec::new(),
@@ -129,9 +131,26 @@ impl Console {
             let cfg = QueueConfig { size, ready: true, desc_table: desc, avail_ring: avail, used_ring: used };
             queues.push(Queue::new(i as u16, cfg, features, self.dma.clone(), interrupt.clone()));
         }
+        self.features = features;
         self.next_desc = vec![0; sizes.len()];
         self.posted = vec![HashMap::new(); sizes.len()];
         (queues, interrupt)
+    }
+
+    /// A freshly built device with ports `specs` (as configured on the destination) and a
+    /// copy of this one's guest RAM, loaded as a machine loads a snapshot: the device's
+    /// section first, then the transport's, whose restore re-activates the device with every
+    /// ring where its used index stands. The driver side carries on with the same rings.
+    pub fn restored(&self, specs: &[Spec]) -> Console {
+        let mut b = console(specs, self.dev.opts.max_nr_ports);
+        let interrupt = Interrupt::new(b.shared.clone(), b.shared.epoch());
+        let (queues, rings) = restored_rings(&self.rings, &b.dma, self.features, &interrupt);
+        ferrite_persist::load(&mut b.dev, &ferrite_persist::save(&self.dev, "00:04.0 part0")).unwrap();
+        b.rings = rings;
+        (b.features, b.next_desc, b.next_buf) = (self.features, self.next_desc.clone(), self.next_buf);
+        b.posted = self.posted.clone();
+        b.start(self.features, queues, interrupt);
+        b
     }
 
     /// DRIVER_OK.

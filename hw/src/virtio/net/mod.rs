@@ -28,11 +28,16 @@
 //! walk): `FrameSink::send` never blocks, so the work is copying and checksumming bounded by
 //! [`TX_BUDGET_QUEUES`] queues' worth of chains per notification, and a worker thread would
 //! only add a wake-up per kick and a thread to stop on reset.
+//!
+//! # Snapshots
+//! The transport carries the negotiated features and the rings; [`persist`] carries what the
+//! device keeps of its own (address, receive filter, link state) as the `virtio-net` section.
 
 mod config;
 mod ctrl;
 mod filter;
 pub mod header;
+mod persist;
 mod rx;
 mod tx;
 
@@ -40,7 +45,10 @@ mod tx;
 mod tests;
 #[cfg(test)]
 mod tests_rx;
+#[cfg(test)]
+mod tests_state;
 
+pub use persist::{MacTableState, VirtioNetState};
 pub use rx::VirtioNetRx;
 
 use super::{ActivateContext, ActivateError, Queue, VirtioDevice, VIRTIO_F_ANY_LAYOUT, VIRTIO_ID_NET};

@@ -10,7 +10,7 @@ use crate::testing::FakeLine;
 use crate::testing::FakeMsi;
 use crate::virtio::interrupt::{Shared, VIRTIO_ISR_CONFIG};
 use crate::virtio::queue::{QueueConfig, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
-use crate::virtio::queue_tests::{GuestRing, RAM};
+use crate::virtio::queue_tests::{restored_rings, GuestRing, RAM};
 use crate::virtio::{Interrupt, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
 use ferrite_memory::{Dma, GuestMemory};
 use std::sync::atomic::AtomicUsize;
@@ -128,6 +128,21 @@ impl Net {
     pub fn start(&mut self, features: u64, queues: Vec<Queue>, interrupt: Interrupt) {
         let ctx = ActivateContext { features, queues, interrupt, dma: self.dma.clone() };
         self.dev.activate(ctx).unwrap();
+    }
+
+    /// A freshly built card with a copy of this one's guest RAM, loaded as a machine loads
+    /// a snapshot: the device's section first, then the transport's, whose restore
+    /// re-activates the device with every ring where its used index stands. The driver side
+    /// carries on with the same rings.
+    pub fn restored(&self) -> Net {
+        let mut b = idle(VirtioNetOptions::default());
+        let interrupt = Interrupt::new(b.shared.clone(), b.shared.epoch());
+        let (queues, rings) = restored_rings(&self.rings, &b.dma, self.features, &interrupt);
+        ferrite_persist::load(&mut b.dev, &ferrite_persist::save(&self.dev, "00:03.0 part0")).unwrap();
+        b.rings = rings;
+        (b.next_desc, b.next_buf, b.features) = (self.next_desc, self.next_buf, self.features);
+        b.start(self.features, queues, interrupt);
+        b
     }
 
     /// Device reset as the transport does it.

@@ -17,7 +17,8 @@
 //! - Packed rings of an active device are refused (their positions and wrap counters are
 //!   not carried yet). Device-specific state behind the transport (virtio-net filters and
 //!   MAC table, balloon target/actual, console port state, blk writeback mode) is not part
-//!   of this section; devices come back in their post-activation state.
+//!   of this section: each device saves its own, which the machine loads first, so that the
+//!   re-activation here starts the device with it.
 
 use super::super::interrupt::{VIRTIO_ISR_CONFIG, VIRTIO_ISR_QUEUE, VIRTIO_MSI_NO_VECTOR};
 use super::super::queue::MAX_QUEUE_SIZE;

@@ -39,6 +39,8 @@ pub enum KvmError {
     Open(std::io::Error),
     #[error("KVM is not available: the host's KVM lacks the {0} capability")]
     MissingCapability(&'static str),
+    #[error("KVM cannot run the TSC at {saved_khz} kHz: this host's runs at {host_khz} kHz and its KVM cannot scale it (no TSC scaling); run the machine with -cpu ...,tsc-frequency={}000 from its start", .host_khz)]
+    TscRate { saved_khz: u64, host_khz: u32 },
     #[error("KVM: {what} failed: {source}")]
     Ioctl {
         what: &'static str,
@@ -64,6 +66,22 @@ pub struct KvmVm {
     pub irqchip: KernelIrqchip,
     /// Instructions the host's KVM cannot emulate run on ferrite's own CPU.
     pub tcg_fallback: bool,
+}
+
+/// The TSC rate of a new vCPU in kHz: the model's `tsc-frequency` if given (KVM must scale to
+/// it), else the host's, which the model then records (snapshots carry it).
+fn tsc_rate(fd: &kvm_ioctls::VcpuFd, cpu: &mut ferrite_cpu::Cpu) -> Result<Option<u32>, KvmError> {
+    let Ok(host) = fd.get_tsc_khz() else { return Ok(None) };
+    let m = &mut cpu.model;
+    if !m.tsc_hz_explicit {
+        m.tsc_hz = u64::from(host) * 1000;
+        return Ok(Some(host));
+    }
+    let want = m.tsc_hz / 1000;
+    if want != u64::from(host) && fd.set_tsc_khz(want as u32).is_err() {
+        return Err(KvmError::TscRate { saved_khz: want, host_khz: host });
+    }
+    Ok(Some(want as u32))
 }
 
 /// The KVM device: /dev/kvm, or `FERRITE_KVM_DEVICE` (tests use it to play a host without KVM).

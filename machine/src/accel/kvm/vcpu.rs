@@ -34,6 +34,9 @@ pub struct KvmVcpu {
     /// The state KVM holds, as last loaded into it or read back from it. When the machine's
     /// copy differs (INIT, SIPI, the debugger wrote registers), KVM is loaded again.
     synced: Option<CpuState>,
+    /// The same for the events between instructions (interrupt shadow, NMI, an interrupt KVM
+    /// holds for delivery).
+    synced_events: Option<ferrite_cpu::PendingEvents>,
     /// The MSRs of `ferrite_cpu::kvm::MSRS` this host's KVM knows.
     msrs: Vec<u32>,
     /// RFLAGS.IF as of the last exit (for "can a halted vCPU take its interrupt").
@@ -53,12 +56,12 @@ impl KvmVcpu {
     pub fn new(vm: Arc<KvmVm>, index: usize, cpu: &mut Cpu, host_cpuid: bool) -> Result<Self, KvmError> {
         let fd = vm.vm.create_vcpu(index as u64).map_err(|e| KvmError::ioctl("KVM_CREATE_VCPU", e))?;
         super::cpuid::narrow_model(&vm.kvm, cpu, vm.irqchip.lapic_in_kernel())?;
-        let tsc_khz = fd.get_tsc_khz().ok();
+        let tsc_khz = super::tsc_rate(&fd, cpu)?;
         let cpuid = super::cpuid::table(&vm.kvm, cpu, tsc_khz, host_cpuid, vm.irqchip.lapic_in_kernel())?;
         fd.set_cpuid2(&cpuid).map_err(|e| KvmError::ioctl("KVM_SET_CPUID2", e))?;
         let known = vm.kvm.get_msr_index_list().map_err(|e| KvmError::ioctl("KVM_GET_MSR_INDEX_LIST", e))?;
         let msrs = conv::MSRS.iter().copied().filter(|m| known.as_slice().contains(m)).collect();
-        Ok(KvmVcpu { fd, vm, synced: None, msrs, if_flag: false, guest_debug: (Vec::new(), false, false), emulated: 0, bsp: index == 0 })
+        Ok(KvmVcpu { fd, vm, synced: None, synced_events: None, msrs, if_flag: false, guest_debug: (Vec::new(), false, false), emulated: 0, bsp: index == 0 })
     }
 
     /// Runs until the vCPU halts, is kicked, shuts down or stops for the debugger.
@@ -224,6 +227,10 @@ impl KvmVcpu {
         if let Err(e) = self.store(cpu) {
             return Some(fail(&format!("reading the vCPU state back: {e}")));
         }
+        // Ferrite's TSC goes on from KVM's (which keeps running meanwhile, a little ahead).
+        if let Err(e) = self.store_tsc(cpu, bus.board.wiring.clock.now()) {
+            return Some(fail(&format!("reading the vCPU's TSC: {e}")));
+        }
         if self.emulated == 0 {
             let st = &cpu.state;
             eprintln!(
@@ -293,6 +300,10 @@ impl KvmVcpu {
         if let Err(e) = self.fd.nmi() {
             eprintln!("ferrite: KVM_NMI failed: {e}");
         }
+    }
+
+    pub fn vm(&self) -> &Arc<KvmVm> {
+        &self.vm
     }
 
     /// Whether KVM's in-kernel local APIC serves this vCPU (INIT, SIPI and HLT stay in KVM).

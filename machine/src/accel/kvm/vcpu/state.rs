@@ -47,6 +47,21 @@ impl KvmVcpu {
         let msrs = Msrs::from_entries(&entries).map_err(|_| KvmError::ioctl("KVM_SET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))?;
         self.fd.set_msrs(&msrs).map_err(io("KVM_SET_MSRS"))?;
         self.synced = Some(st);
+        self.load_events(cpu)
+    }
+
+    /// Loads the events between instructions when the machine's copy changed them (ferrite's
+    /// CPU delivered an interrupt KVM held, or a snapshot was restored).
+    fn load_events(&mut self, cpu: &Cpu) -> Result<(), KvmError> {
+        let events = cpu.events();
+        if self.synced_events == Some(events) {
+            return Ok(());
+        }
+        let io = |what| move |e| KvmError::ioctl(what, e);
+        let mut e = self.fd.get_vcpu_events().map_err(io("KVM_GET_VCPU_EVENTS"))?;
+        conv::to_kvm_events(&events, &mut e);
+        self.fd.set_vcpu_events(&e).map_err(io("KVM_SET_VCPU_EVENTS"))?;
+        self.synced_events = Some(events);
         Ok(())
     }
 
@@ -80,6 +95,58 @@ impl KvmVcpu {
             cpu.set_state(st.clone());
         }
         self.synced = Some(st);
+        let events = conv::from_kvm_events(&self.fd.get_vcpu_events().map_err(io("KVM_GET_VCPU_EVENTS"))?);
+        cpu.set_events(events);
+        self.synced_events = Some(events);
         Ok(())
     }
+
+    /// Reads KVM's time-stamp counter into the machine's copy (as an offset from guest time
+    /// `now_ns`), for a snapshot: KVM's TSC runs on its own, at the host's rate.
+    pub fn store_tsc(&mut self, cpu: &mut Cpu, now_ns: u64) -> Result<(), KvmError> {
+        cpu.set_tsc_at(now_ns, self.tsc()?);
+        if let Some(s) = &mut self.synced {
+            s.msr.tsc_offset = cpu.state.msr.tsc_offset;
+        }
+        Ok(())
+    }
+
+    fn tsc(&self) -> Result<u64, KvmError> {
+        let mut msrs = tsc_entry(0)?;
+        self.fd.get_msrs(&mut msrs).map_err(|e| KvmError::ioctl("KVM_GET_MSRS", e))?;
+        Ok(msrs.as_slice()[0].data)
+    }
+
+    /// After the machine's copy was replaced by a snapshot (which may come from ferrite's own
+    /// CPU or another host's KVM): the TSC's rate must be this vCPU's, then everything, the
+    /// TSC and the pending events included, is loaded into KVM.
+    pub fn restored(&mut self, cpu: &mut Cpu, now_ns: u64) -> Result<(), KvmError> {
+        let want = cpu.model.tsc_hz;
+        let khz = self.fd.get_tsc_khz().map_err(|e| KvmError::ioctl("KVM_GET_TSC_KHZ", e))?;
+        if u64::from(khz) * 1000 != want && self.fd.set_tsc_khz((want / 1000) as u32).is_err() {
+            return Err(KvmError::TscRate { saved_khz: want / 1000, host_khz: khz });
+        }
+        self.synced = None;
+        self.synced_events = None;
+        self.load(cpu)?;
+        let wanted = cpu.tsc_at(now_ns);
+        self.fd.set_msrs(&tsc_entry(wanted)?).map_err(|e| KvmError::ioctl("KVM_SET_MSRS", e))?;
+        // Some hosts' KVM (nested hypervisors without TSC offsetting) accept the write and go
+        // on with the host's TSC: the guest's clock then jumps, which the user must hear.
+        let got = self.tsc()?;
+        let off = got.abs_diff(wanted) as f64 / want as f64;
+        if off > 1.0 {
+            eprintln!(
+                "ferrite: warning: this host's KVM did not take the vCPU's TSC (it runs {off:.0} s {} the saved value, likely the host's own TSC: a nested hypervisor without TSC offsetting); the guest's clock jumps",
+                if got > wanted { "ahead of" } else { "behind" }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// IA32_TSC with `value`, for KVM_GET/SET_MSRS.
+fn tsc_entry(value: u64) -> Result<Msrs, KvmError> {
+    Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index: ferrite_cpu::msr::index::TSC, data: value, ..Default::default() }])
+        .map_err(|_| KvmError::ioctl("KVM_SET_MSRS", kvm_ioctls::Error::new(libc::E2BIG)))
 }
