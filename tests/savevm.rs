@@ -4,13 +4,16 @@
 //! process started with `-loadvm` goes on from the same count; `delvm` removes it. A missing
 //! or corrupted snapshot is refused with the guest running on; one that fails midway leaves
 //! the machine stopped in `restore-vm` until another `loadvm`; a writable disk refuses
-//! savevm and loadvm.
+//! savevm and loadvm. Under KVM, a guest counting timer interrupts goes back the same way.
 //!
 //! Needs `scripts/fetch-guests` (skips, saying so, without it).
 
 mod common;
+mod guests;
 
-use common::{base64, guest_files, monitor, Spawned};
+use common::{base64, guest_files, kvm_unusable, monitor, Spawned};
+use guests::ticker::{self, rounds};
+use guests::{exit_status, EXIT_OK};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -225,5 +228,43 @@ fn writable_disks_refuse_snapshots_and_a_missing_loadvm_name_stops_start_up() {
     println!("-loadvm nothere: {}", stderr.trim());
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("-loadvm: Snapshot 'nothere' does not exist"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Under KVM (with ferrite's interrupt controllers, the default), loadvm rebuilds the VM and
+/// loads the state as under TCG: a guest counting PIT rounds goes back to the round it was
+/// saved at and counts on to the end, its TSC never going back.
+#[test]
+fn loadvm_under_kvm_takes_a_ticking_guest_back_to_its_savevm() {
+    if let Some(why) = kvm_unusable() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let dir = scratch("kvm");
+    let kernel = dir.join("kernel.bin");
+    std::fs::write(&kernel, ticker::kernel()).unwrap();
+    let mon = dir.join("mon");
+    let mut args: Vec<String> = ["-m", "64", "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot", "-accel", "kvm"].map(String::from).to_vec();
+    args.extend(["-cpu".into(), "qemu64,-pni,-svm".into(), "-kernel".into(), kernel.display().to_string()]);
+    args.extend(["-device".into(), "isa-debug-exit,iobase=0xf4,iosize=0x04".into()]);
+    args.extend(["-monitor".into(), format!("unix:{},server=on,wait=off", mon.display())]);
+    args.extend(["-snapshot-dir".into(), dir.join("snapshots").display().to_string()]);
+    let mut guest = Spawned::start(&args);
+    assert!(guest.wait_until(Duration::from_secs(60), |o| rounds(o).len() >= 5), "no rounds under KVM:\n{}", guest.output());
+    assert_eq!(monitor(&mon, "stop").trim(), "");
+    let saved = *rounds(&guest.output()).last().unwrap();
+    assert_eq!(monitor(&mon, "savevm tick").trim(), "");
+    assert_eq!(monitor(&mon, "cont").trim(), "");
+    assert!(guest.wait_until(Duration::from_secs(60), |o| rounds(o).last().is_some_and(|&r| r >= saved + 5)));
+    assert_eq!(monitor(&mon, "loadvm tick").trim(), "");
+    let status = guest.wait(Duration::from_secs(120));
+    let out = guest.output();
+    let all = rounds(&out);
+    let back = all.windows(2).position(|w| w[1] <= w[0]).map(|i| i + 1).expect("the rounds went back");
+    println!("saved at round {saved}; went back from round {} to {}", all[back - 1], all[back]);
+    assert_eq!(all[back], saved + 1, "{out}");
+    assert_eq!(all[back..], (saved + 1..=ticker::ROUNDS).collect::<Vec<_>>()[..], "every round after loadvm once, in order:\n{out}");
+    assert!(!out.contains("tsc went back"), "{out}");
+    assert_eq!(status, Some(exit_status(EXIT_OK)), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
