@@ -121,8 +121,6 @@ fn a_qcow2_image_changed_while_inactive_is_read_afresh() {
     assert!(whole == model, "the source does not see what the destination wrote");
     drop((source, dest));
     // Nothing allocated twice or leaked, and every byte where it belongs.
-    qemu_img(&["check", s(&top)]);
-    let out = dir.file("out.raw");
-    qemu_img(&["convert", "-O", "raw", s(&top), s(&out)]);
-    assert!(std::fs::read(&out).unwrap() == model, "the image's contents differ from what was written");
+    check_clean(&top);
+    assert!(convert_to_raw(&dir, &top) == model, "the image's contents differ from what was written");
 }
