@@ -482,7 +482,8 @@ fn a_paused_guest_resumes_paused_until_cont() {
 /// test above moves a virtio disk): while it waits in `postmigrate`, QEMU's own lock check
 /// lets qemu-io open the image for writing, and the source's `cont` is refused while qemu-io
 /// holds it. Once qemu-io has gone, `cont` takes the image back, the guest counts on, and
-/// QEMU is kept out again.
+/// QEMU is kept out again. A destination started from the state while qemu-io holds the image
+/// ends with the lock error, naming the image, without running the guest.
 #[test]
 fn a_saved_source_lets_go_of_its_disk_until_cont() {
     use common::disk::{qemu_may_write, QemuHolds, Scratch};
@@ -533,5 +534,18 @@ fn a_saved_source_lets_go_of_its_disk_until_cont() {
     let all = counts(&run.output);
     assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "the count skipped or repeated: {all:?}");
     assert!(all.last().is_some_and(|&n| n >= 15), "the guest did not count on after cont: {all:?}");
+
+    // A destination cannot take the disk while QEMU has it: it ends, naming the image,
+    // before the guest runs.
+    let mut dest_args = machine_args("256").unwrap();
+    dest_args.extend(["-drive".to_string(), format!("file={},format=raw,if=ide,index=1", image.display())]);
+    dest_args.extend(["-incoming".to_string(), format!("file:{}", dir.join("state").display())]);
+    let holder = QemuHolds::start(&image);
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite")).args(&dest_args).output().unwrap();
+    drop(holder);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    println!("refused destination: {}", stderr.trim());
+    assert!(!refused.status.success() && stderr.contains("failed to get") && stderr.contains("disk.raw"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("count="), "the destination ran the guest");
     let _ = std::fs::remove_dir_all(&dir);
 }
