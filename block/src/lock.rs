@@ -145,22 +145,20 @@ impl ImageLock {
     /// bytes `to` drops. On failure the bytes held before are held still, and no others.
     fn switch_to(&mut self, to: Perms) -> Result<(), OpenError> {
         let wanted = to.bytes();
-        let mut taken = Vec::new();
-        let result = (|| {
-            for &b in wanted.iter().filter(|b| !self.bytes.contains(b)) {
-                self.take(b)?;
-                taken.push(b);
-            }
-            self.check(to)
-        })();
-        let release = if result.is_ok() { self.bytes.iter().filter(|b| !wanted.contains(b)).copied().collect() } else { taken };
+        let added: Vec<i64> = wanted.iter().copied().filter(|b| !self.bytes.contains(b)).collect();
+        let switched = added.iter().try_for_each(|&b| self.take(b)).and_then(|()| self.check(to));
+        // On to `to`, or back to what was held (unlocking a byte not taken changes nothing).
+        let release = match switched {
+            Ok(()) => self.bytes.iter().copied().filter(|b| !wanted.contains(b)).collect(),
+            Err(_) => added,
+        };
         for b in release {
             self.unlock(b);
         }
-        if result.is_ok() {
+        if switched.is_ok() {
             self.bytes = wanted;
         }
-        result
+        switched
     }
 
     fn unlock(&self, byte: i64) {
