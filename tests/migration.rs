@@ -322,12 +322,14 @@ fn a_failed_live_migration_leaves_the_source_running() {
 }
 
 /// A guest appending to a file on a virtio disk moves live; the destination goes on writing
-/// to the same image (shared storage; its own image locks are off, since the source holds
-/// them until it quits: ferrite does not hand image locks over yet). Afterwards e2fsprogs
-/// finds every line once, in order, and a clean file system.
+/// to the same image (shared storage), both sides locking it as QEMU does: the destination
+/// waits with the image inactive, the source hands it over at the end, the destination takes
+/// it. Afterwards the source's `cont` is refused (the destination has the image, and QEMU's
+/// own lock check says so too), and e2fsprogs finds every line once, in order, and a clean
+/// file system.
 #[test]
 fn a_guest_writing_to_a_shared_disk_moves_live() {
-    use common::disk::{data_disk, debugfs_cat, fsck_clean, have_tools, Scratch};
+    use common::disk::{data_disk, debugfs_cat, fsck_clean, have_tools, qemu_may_write, Scratch};
     let Some([kernel, initrd]) = guest_files(["bzImage", "initramfs-drivers.cpio.gz"]) else { return };
     if !have_tools(&["mkfs.ext4", "debugfs", "e2fsck"]) {
         println!("SKIPPED: mkfs.ext4, debugfs or e2fsck missing (scripts/install-deps)");
@@ -351,20 +353,31 @@ fn a_guest_writing_to_a_shared_disk_moves_live() {
     let dir = scratch("disk");
     let port = free_port();
     let _cleanup = Destination(port);
-    let dest_args = args(",file.locking=off", vec!["-incoming".into(), format!("tcp:127.0.0.1:{port}")]);
+    let dest_args = args("", vec!["-incoming".into(), format!("tcp:127.0.0.1:{port}")]);
     let dest = std::thread::spawn(move || run_ferrite(&dest_args, Duration::from_secs(300), &["UNMOUNTED"], None));
     let qmp = dir.join("qmp.sock");
     let status: Arc<Mutex<Option<serde_json::Value>>> = Arc::default();
     let out = status.clone();
+    let disk = image.clone();
     let hook: Hook = ("disk=10 ", Box::new(move |_pid| {
         let mut q = Qmp::connect(&qmp);
         q.execute("migrate", serde_json::json!({"uri": format!("tcp:127.0.0.1:{port}")})).unwrap();
-        *out.lock().unwrap() = Some(wait_migration(&mut q));
+        let info = wait_migration(&mut q);
+        // The destination runs with the image now: the source may not take it back.
+        let cont = q.execute("cont", serde_json::json!({}));
+        let state = q.execute("query-status", serde_json::json!({})).unwrap();
+        let qemu = qemu_may_write(&disk);
+        *out.lock().unwrap() = Some(serde_json::json!({"migrate": info, "cont": format!("{cont:?}"), "status": state["status"], "qemu_may_write": qemu}));
         q.execute("quit", serde_json::json!({})).unwrap();
     }));
     let source = run_ferrite_with(&args("", vec!["-qmp".into(), format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display())]), Duration::from_secs(300), &["disk=10 "], None, vec![hook]);
-    let info = status.lock().unwrap().clone().expect("the migration ran");
-    assert_eq!(info["status"], "completed", "{info}\n{}", source.tail(2000));
+    let report = status.lock().unwrap().clone().expect("the migration ran");
+    println!("source: {report}");
+    assert_eq!(report["migrate"]["status"], "completed", "{report}\n{}", source.tail(2000));
+    let cont = report["cont"].as_str().unwrap();
+    assert!(cont.starts_with("Err") && cont.contains("failed to get") && cont.contains("lock") && cont.contains("data.img"), "the source's cont was not refused for the lock: {cont}");
+    assert_eq!(report["status"], "postmigrate", "the source ran on after its refused cont");
+    assert_ne!(report["qemu_may_write"], true, "QEMU's lock check let qemu-io open the image the destination writes");
     let dest_run = dest.join().unwrap();
     assert!(dest_run.output.contains("UNMOUNTED"), "the destination did not finish the writes:\n{}", dest_run.tail(2000));
     assert_eq!(dest_run.status, Some(0));
@@ -501,5 +514,77 @@ fn a_paused_guest_resumes_paused_until_cont() {
     assert!(seen.contains("before cont: \"paused\""), "{seen}");
     let after = counts(&run.output);
     assert_eq!(after.first(), Some(&(last + 1)), "the count did not go on where it stopped:\n{}", run.tail(2000));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A source saved through `migrate file:` lets go of its disk (an IDE drive here; the live
+/// test above moves a virtio disk): while it waits in `postmigrate`, QEMU's own lock check
+/// lets qemu-io open the image for writing, and the source's `cont` is refused while qemu-io
+/// holds it. Once qemu-io has gone, `cont` takes the image back, the guest counts on, and
+/// QEMU is kept out again. A destination started from the state while qemu-io holds the image
+/// ends with the lock error, naming the image, without running the guest.
+#[test]
+fn a_saved_source_lets_go_of_its_disk_until_cont() {
+    use common::disk::{qemu_may_write, QemuHolds, Scratch};
+    let Some(mut args) = machine_args("256") else { return };
+    if common::tool("qemu-io").is_none() {
+        return;
+    }
+    let disk_dir = Scratch::new("handover-disk");
+    let image = disk_dir.path("disk.raw");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let dir = scratch("handover");
+    let (qmp, state) = (dir.join("qmp.sock"), dir.join("state"));
+    args.extend(["-drive".to_string(), format!("file={},format=raw,if=ide,index=1", image.display())]);
+    args.extend(["-qmp".to_string(), format!("unix:{},server=on,wait=off", qmp.display())]);
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let out = log.clone();
+    let img = image.clone();
+    let hook: Hook = ("count=5", Box::new(move |_pid| {
+        let note = |s: String| out.lock().unwrap().push(s);
+        let mut q = Qmp::connect(&qmp);
+        let none = || serde_json::json!({});
+        note(format!("qemu while running: {:?}", qemu_may_write(&img)));
+        note(format!("migrate: {:?}", q.execute("migrate", serde_json::json!({"uri": format!("file:{}", state.display())}))));
+        note(format!("qemu after migrate: {:?}", qemu_may_write(&img)));
+        let holder = QemuHolds::start(&img);
+        note(format!("cont while qemu holds: {:?}", q.execute("cont", none())));
+        note(format!("status: {}", q.execute("query-status", none()).unwrap()["status"]));
+        drop(holder);
+        note(format!("cont: {:?}", q.execute("cont", none())));
+        note(format!("qemu after cont: {:?}", qemu_may_write(&img)));
+        // The guest counts on for a while before the source quits.
+        std::thread::sleep(Duration::from_secs(2));
+        q.execute("quit", none()).unwrap();
+    }));
+    let run = run_ferrite_with(&args, Duration::from_secs(300), &["count=5"], None, vec![hook]);
+    let log = log.lock().unwrap().join("\n");
+    println!("{log}");
+    let expect = |line: &str| assert!(log.contains(line), "'{line}' missing:\n{log}\n{}", run.tail(2000));
+    expect("qemu while running: Some(false)");
+    expect("migrate: Ok");
+    expect("qemu after migrate: Some(true)");
+    expect("cont while qemu holds: Err");
+    assert!(log.lines().any(|l| l.starts_with("cont while qemu holds") && l.contains("failed to get") && l.contains("disk.raw")), "{log}");
+    expect("status: \"postmigrate\"");
+    expect("cont: Ok");
+    expect("qemu after cont: Some(false)");
+    assert_eq!(run.status, Some(0), "{}", run.tail(2000));
+    let all = counts(&run.output);
+    assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "the count skipped or repeated: {all:?}");
+    assert!(all.last().is_some_and(|&n| n >= 15), "the guest did not count on after cont: {all:?}");
+
+    // A destination cannot take the disk while QEMU has it: it ends, naming the image,
+    // before the guest runs.
+    let mut dest_args = machine_args("256").unwrap();
+    dest_args.extend(["-drive".to_string(), format!("file={},format=raw,if=ide,index=1", image.display())]);
+    dest_args.extend(["-incoming".to_string(), format!("file:{}", dir.join("state").display())]);
+    let holder = QemuHolds::start(&image);
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite")).args(&dest_args).output().unwrap();
+    drop(holder);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    println!("refused destination: {}", stderr.trim());
+    assert!(!refused.status.success() && stderr.contains("failed to get") && stderr.contains("disk.raw"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("count="), "the destination ran the guest");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,7 +10,7 @@
 //! the one being opened is always the last one recorded.
 
 use crate::host_file::{file_id, open_host_file};
-use crate::lock::{lock_image, ImageLock, LockRole};
+use crate::lock::{lock_image, ImageLock, LockRole, Locking};
 use crate::OpenError;
 use imago::file::File as ImagoFile;
 use imago::format::gate::ImplicitOpenGate;
@@ -24,7 +24,7 @@ struct ChainState {
     /// Files of the chain so far, top image first.
     files: Vec<((u64, u64), PathBuf)>,
     direct: bool,
-    locking: bool,
+    locking: Locking,
     /// The backing files' locks.
     locks: Vec<ImageLock>,
     /// The precise error behind the last refused open (imago only passes on an io::Error).
@@ -37,7 +37,7 @@ pub(crate) struct BackingGate(Rc<RefCell<ChainState>>);
 
 impl BackingGate {
     /// A gate for the chain below `top` (already open as `top_id`).
-    pub(crate) fn new(top: &Path, top_id: (u64, u64), direct: bool, locking: bool) -> Self {
+    pub(crate) fn new(top: &Path, top_id: (u64, u64), direct: bool, locking: Locking) -> Self {
         BackingGate(Rc::new(RefCell::new(ChainState {
             files: vec![(top_id, top.to_path_buf())],
             direct,
@@ -75,10 +75,8 @@ impl BackingGate {
             let top = st.files[0].1.clone();
             return Err(OpenError::BackingLoop { path: top, image: parent, backing: path.into() });
         }
-        if st.locking {
-            let lock = lock_image(&file, path, LockRole::Reader).map_err(in_backing)?;
-            st.locks.push(lock);
-        }
+        let lock = lock_image(&file, path, LockRole::Reader, st.locking).map_err(in_backing)?;
+        st.locks.extend(lock);
         st.files.push((id, path.to_path_buf()));
         let opts = StorageOpenOptions::new().filename(path).write(false).direct(st.direct);
         ImagoFile::from_open_file(file, opts).map_err(|source| in_backing(OpenError::Io { path: path.into(), source }))

@@ -10,9 +10,12 @@
 //!   that a guest may not write the qcow2 magic into sector 0 of a probed raw image);
 //! - raw files with positional I/O, qcow2 (with backing chains) through the `imago` crate;
 //! - [`CacheMode`]s as QEMU defines them; snapshot=on with a throw-away overlay;
-//! - QEMU-compatible image locking, so QEMU, qemu-img and ferrite exclude each other;
+//! - QEMU-compatible image locking, so QEMU, qemu-img and ferrite exclude each other, and
+//!   QEMU's handover of images across a migration ([`open_image_inactive`],
+//!   [`Disk::inactivate`], [`Disk::activate`]);
 //! - every failure is an [`OpenError`] naming the file, and leaves the files unchanged.
 
+mod activation;
 mod aligned;
 mod backing_gate;
 mod error;
@@ -31,7 +34,7 @@ mod snapshot;
 pub use error::OpenError;
 pub use io_thread::IoThread;
 pub use mem_disk::MemDisk;
-pub use open::{open_image, OpenedImage};
+pub use open::{open_image, open_image_inactive, OpenedImage};
 pub use options::{CacheMode, DriveOptions, ImageFormat, OptionError};
 
 /// The first four bytes of every qcow2 image.
@@ -50,6 +53,9 @@ pub enum DiskError {
     /// (QEMU refuses such writes too: the next probe would trust a guest-written header).
     #[error("write to sector 0 refused: it would turn the probed raw image into a qcow2 image (give format=raw to allow it)")]
     ProbedFormatChange,
+    /// A write to an inactive image (handed over to, or not yet taken from, another process).
+    #[error("the image is inactive: another process (a migration's other side) may be using it")]
+    Inactive,
     /// The host failed the I/O.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -67,7 +73,27 @@ pub trait Disk: Send + Sync {
     /// Writes `buf` at `offset`; the range must lie within the disk.
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), DiskError>;
     /// Makes every completed write durable (the guest's FLUSH CACHE), as the cache mode says.
+    /// Nothing to do on an inactive image.
     fn flush(&self) -> Result<(), DiskError>;
+
+    /// Hands the image over to another process (the source of a migration, once it is
+    /// complete): writes out what the image caches and makes it durable, then keeps only an
+    /// inactive image's lock (shared consistent read), so the other side can take it. Writes
+    /// are refused until [`Disk::activate`]. Disks without a file have nothing to hand over.
+    fn inactivate(&self) -> Result<(), DiskError> {
+        Ok(())
+    }
+
+    /// Takes the image (back): its locks as when it was opened, with the same checks (an
+    /// [`OpenError::Locked`] names the conflict), and what it caches re-read from the file.
+    fn activate(&self) -> Result<(), OpenError> {
+        Ok(())
+    }
+
+    /// Whether the image is active (see [`Disk::inactivate`]).
+    fn is_active(&self) -> bool {
+        true
+    }
 
     /// Makes `offset..offset+len` read as zeros (virtio-blk WRITE ZEROES). `unmap`: the guest
     /// allows the space to be deallocated, which the image does only if the drive was opened

@@ -19,12 +19,17 @@
 //!
 //! So two writers conflict, a reader and a writer conflict, readers coexist. The locks live
 //! as long as the open file description, i.e. until the last descriptor of it is closed.
+//!
+//! An inactive image (QEMU's BDRV_O_INACTIVE: the destination of a migration before it takes
+//! over, the source after it has handed over) holds only consistent-read and shares
+//! everything, whatever its role, so the active side may write meanwhile. Activating takes
+//! the role's locks again, with the checks of an open.
 
 use crate::OpenError;
 use std::fs::File;
 use std::io;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// QEMU's permission bits (BLK_PERM_*), in bit order.
 const PERM_NAMES: [&str; 5] = ["consistent read", "write", "write unchanged", "resize", "change children"];
@@ -41,19 +46,43 @@ pub(crate) enum LockRole {
     Writer { resize: bool },
 }
 
-impl LockRole {
-    /// Permission bits held.
-    fn held(self) -> Vec<u32> {
-        match self {
-            LockRole::Reader => vec![CONSISTENT_READ],
-            LockRole::Writer { resize: false } => vec![CONSISTENT_READ, WRITE],
-            LockRole::Writer { resize: true } => vec![CONSISTENT_READ, WRITE, RESIZE],
-        }
-    }
+/// Whether an opener locks the files it opens, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Locking {
+    /// `file.locking=off`: no locks at all.
+    Off,
+    /// The locks of the opener's role.
+    Active,
+    /// What an inactive image holds, until it is activated.
+    Inactive,
+}
 
-    /// Permission bits nobody else may hold.
-    fn unshared(self) -> Vec<u32> {
-        vec![WRITE, RESIZE]
+/// Permission bits an opener holds, and those it refuses to share with anyone else.
+#[derive(Clone, Copy)]
+struct Perms {
+    held: &'static [u32],
+    unshared: &'static [u32],
+}
+
+/// What an inactive image holds, whatever its role.
+const INACTIVE: Perms = Perms { held: &[CONSISTENT_READ], unshared: &[] };
+
+impl Perms {
+    /// The bytes that express these permissions.
+    fn bytes(self) -> Vec<i64> {
+        let held = self.held.iter().map(|&p| PERM_LOCK_BASE + p as i64);
+        held.chain(self.unshared.iter().map(|&p| SHARED_LOCK_BASE + p as i64)).collect()
+    }
+}
+
+impl LockRole {
+    fn perms(self) -> Perms {
+        let unshared = &[WRITE, RESIZE];
+        match self {
+            LockRole::Reader => Perms { held: &[CONSISTENT_READ], unshared },
+            LockRole::Writer { resize: false } => Perms { held: &[CONSISTENT_READ, WRITE], unshared },
+            LockRole::Writer { resize: true } => Perms { held: &[CONSISTENT_READ, WRITE, RESIZE], unshared },
+        }
     }
 }
 
@@ -66,54 +95,105 @@ impl LockRole {
 pub(crate) struct ImageLock {
     /// A descriptor of the locked open file description.
     file: File,
+    path: PathBuf,
+    /// What the image is used for while active.
+    role: LockRole,
+    /// The bytes locked now.
     bytes: Vec<i64>,
 }
 
 impl Drop for ImageLock {
     fn drop(&mut self) {
         for &b in &self.bytes {
-            let _ = ofd_lock(&self.file, libc::F_OFD_SETLK, libc::F_UNLCK, b);
+            self.unlock(b);
         }
     }
 }
 
-/// Takes `role`'s locks on `file` (the image at `path`), or fails naming the conflict and
-/// leaves no lock behind.
-pub(crate) fn lock_image(file: &File, path: &Path, role: LockRole) -> Result<ImageLock, OpenError> {
-    let mut bytes: Vec<i64> = role.held().iter().map(|&p| PERM_LOCK_BASE + p as i64).collect();
-    bytes.extend(role.unshared().iter().map(|&p| SHARED_LOCK_BASE + p as i64));
+/// Takes `role`'s locks on `file` (the image at `path`), or an inactive image's, or none
+/// (`Locking::Off`); fails naming the conflict and leaves no lock behind.
+pub(crate) fn lock_image(file: &File, path: &Path, role: LockRole, locking: Locking) -> Result<Option<ImageLock>, OpenError> {
+    let perms = match locking {
+        Locking::Off => return Ok(None),
+        Locking::Active => role.perms(),
+        Locking::Inactive => INACTIVE,
+    };
     let dup = file.try_clone().map_err(|source| OpenError::Io { path: path.into(), source })?;
-    // On failure, dropping `lock` undoes whatever was taken.
-    let lock = ImageLock { file: dup, bytes };
-    take_and_check(&lock.file, path, role, &lock.bytes)?;
-    Ok(lock)
+    let mut lock = ImageLock { file: dup, path: path.into(), role, bytes: Vec::new() };
+    lock.switch_to(perms)?;
+    Ok(Some(lock))
 }
 
-fn take_and_check(file: &File, path: &Path, role: LockRole, bytes: &[i64]) -> Result<(), OpenError> {
-    let failed = |source: io::Error| OpenError::LockFailed { path: path.into(), source };
-    for &b in bytes {
-        ofd_lock(file, libc::F_OFD_SETLK, libc::F_RDLCK, b).map_err(|e| {
+impl ImageLock {
+    /// Keeps only what an inactive image holds (a subset of every role's locks, so nothing
+    /// is taken and nothing can fail).
+    pub(crate) fn inactivate(&mut self) {
+        let keep = INACTIVE.bytes();
+        for &b in self.bytes.iter().filter(|b| !keep.contains(b)) {
+            self.unlock(b);
+        }
+        self.bytes.retain(|b| keep.contains(b));
+    }
+
+    /// Takes the role's locks again, with the checks of an open; on failure the image stays
+    /// inactive.
+    pub(crate) fn activate(&mut self) -> Result<(), OpenError> {
+        self.switch_to(self.role.perms())
+    }
+
+    /// Takes the bytes `to` adds, checks that nobody conflicts with `to`, then releases the
+    /// bytes `to` drops. On failure the bytes held before are held still, and no others.
+    fn switch_to(&mut self, to: Perms) -> Result<(), OpenError> {
+        let wanted = to.bytes();
+        let added: Vec<i64> = wanted.iter().copied().filter(|b| !self.bytes.contains(b)).collect();
+        let switched = added.iter().try_for_each(|&b| self.take(b)).and_then(|()| self.check(to));
+        // On to `to`, or back to what was held (unlocking a byte not taken changes nothing).
+        let release = match switched {
+            Ok(()) => self.bytes.iter().copied().filter(|b| !wanted.contains(b)).collect(),
+            Err(_) => added,
+        };
+        for b in release {
+            self.unlock(b);
+        }
+        if switched.is_ok() {
+            self.bytes = wanted;
+        }
+        switched
+    }
+
+    fn unlock(&self, byte: i64) {
+        // Unlocking a byte this description holds does not fail.
+        let _ = ofd_lock(&self.file, libc::F_OFD_SETLK, libc::F_UNLCK, byte);
+    }
+
+    fn take(&self, byte: i64) -> Result<(), OpenError> {
+        ofd_lock(&self.file, libc::F_OFD_SETLK, libc::F_RDLCK, byte).map(drop).map_err(|e| {
             // Only an exclusive lock blocks a shared one; QEMU never takes those on these
             // bytes, but treat it as "in use" all the same.
             if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) {
-                let p = (b % 100) as u32;
-                OpenError::Locked { path: path.into(), perm: PERM_NAMES[p as usize], shared: b >= SHARED_LOCK_BASE }
+                let p = (byte % 100) as usize;
+                OpenError::Locked { path: self.path.clone(), perm: PERM_NAMES[p], shared: byte >= SHARED_LOCK_BASE }
             } else {
-                failed(e)
+                self.failed(e)
             }
-        })?;
+        })
     }
-    for p in role.held() {
-        if someone_locks(file, SHARED_LOCK_BASE + p as i64).map_err(failed)? {
-            return Err(OpenError::Locked { path: path.into(), perm: PERM_NAMES[p as usize], shared: false });
+
+    /// Nobody refuses to share what `perms` holds, and nobody holds what it refuses to share.
+    fn check(&self, perms: Perms) -> Result<(), OpenError> {
+        let conflicts = perms.held.iter().map(|&p| (p, false)).chain(perms.unshared.iter().map(|&p| (p, true)));
+        for (p, shared) in conflicts {
+            let byte = if shared { PERM_LOCK_BASE } else { SHARED_LOCK_BASE } + p as i64;
+            if someone_locks(&self.file, byte).map_err(|e| self.failed(e))? {
+                return Err(OpenError::Locked { path: self.path.clone(), perm: PERM_NAMES[p as usize], shared });
+            }
         }
+        Ok(())
     }
-    for p in role.unshared() {
-        if someone_locks(file, PERM_LOCK_BASE + p as i64).map_err(failed)? {
-            return Err(OpenError::Locked { path: path.into(), perm: PERM_NAMES[p as usize], shared: true });
-        }
+
+    fn failed(&self, source: io::Error) -> OpenError {
+        OpenError::LockFailed { path: self.path.clone(), source }
     }
-    Ok(())
 }
 
 /// Whether another open file description holds a lock on `byte`.

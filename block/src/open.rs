@@ -2,8 +2,9 @@
 //! guest starts.
 
 use crate::host_file::{clear_direct, open_host_file, read_prefix};
-use crate::imago_disk::ImagoDisk;
-use crate::lock::{lock_image, LockRole};
+use crate::activation::Activation;
+use crate::imago_disk::{ImagoDisk, Qcow2File};
+use crate::lock::{lock_image, LockRole, Locking};
 use crate::qcow2::{imago_error, open_qcow2};
 use crate::qcow2_header::Qcow2Header;
 use crate::raw::RawDisk;
@@ -36,6 +37,17 @@ pub struct OpenedImage {
 
 /// Opens the image `opts` describes. See the crate documentation for the rules.
 pub fn open_image(opts: &DriveOptions) -> Result<OpenedImage, OpenError> {
+    open(opts, true)
+}
+
+/// Opens the image inactive, as the destination of a migration does while the source still
+/// runs: it holds only a shared consistent-read lock, reads what the image holds but writes
+/// nothing (not even qcow2's header), and refuses writes until [`Disk::activate`] takes it.
+pub fn open_image_inactive(opts: &DriveOptions) -> Result<OpenedImage, OpenError> {
+    open(opts, false)
+}
+
+fn open(opts: &DriveOptions, active: bool) -> Result<OpenedImage, OpenError> {
     let path = opts.path.as_path();
     let io_err = |source| OpenError::Io { path: path.into(), source };
     // snapshot=on with readonly=on needs no overlay: nothing is ever written.
@@ -57,10 +69,12 @@ pub fn open_image(opts: &DriveOptions) -> Result<OpenedImage, OpenError> {
         }
     }
     let role = if writable { LockRole::Writer { resize: format == ImageFormat::Qcow2 } } else { LockRole::Reader };
-    let mut locks = Vec::new();
-    if opts.locking {
-        locks.push(lock_image(&file, path, role)?);
-    }
+    let locking = match (opts.locking, active) {
+        (false, _) => Locking::Off,
+        (true, true) => Locking::Active,
+        (true, false) => Locking::Inactive,
+    };
+    let mut locks: Vec<_> = lock_image(&file, path, role, locking)?.into_iter().collect();
 
     let mut warnings = Vec::new();
     if format == ImageFormat::Raw && direct && file_len % DIRECT_ALIGN as u64 != 0 {
@@ -85,7 +99,7 @@ pub fn open_image(opts: &DriveOptions) -> Result<OpenedImage, OpenError> {
         let base = match format {
             ImageFormat::Raw => open_raw_base(path, file, direct)?,
             ImageFormat::Qcow2 => {
-                let q = open_qcow2(path, &file, false, direct, opts.locking)?;
+                let q = open_qcow2(path, &file, false, direct, locking)?;
                 backing_files = q.backing_files;
                 locks.extend(q.locks);
                 q.image
@@ -94,19 +108,24 @@ pub fn open_image(opts: &DriveOptions) -> Result<OpenedImage, OpenError> {
         let size = guest_size(path, base.size(), &mut warnings);
         let overlay = snapshot::overlay(path, base, size)?;
         // The overlay is discarded at exit: making it durable would be wasted work.
-        Arc::new(ImagoDisk::new(overlay, size, false, CacheMode::Unsafe, opts.discard, locks))
+        let activation = Activation::new(locks, active);
+        Arc::new(ImagoDisk::new(overlay, size, false, CacheMode::Unsafe, opts.discard, activation, None))
     } else {
         match format {
             ImageFormat::Raw => {
                 let size = guest_size(path, file_len, &mut warnings);
-                Arc::new(RawDisk::new(file, size, !writable, opts.cache, direct, guard_sector0, opts.discard, locks))
+                let activation = Activation::new(locks, active);
+                Arc::new(RawDisk::new(file, size, !writable, opts.cache, direct, guard_sector0, opts.discard, activation))
             }
             ImageFormat::Qcow2 => {
-                let q = open_qcow2(path, &file, writable, direct, opts.locking)?;
+                // Inactive, nothing may be written: imago's writable open updates the header.
+                let q = open_qcow2(path, &file, writable && active, direct, locking)?;
                 backing_files = q.backing_files;
                 locks.extend(q.locks);
                 let size = guest_size(path, q.image.size(), &mut warnings);
-                Arc::new(ImagoDisk::new(q.image, size, !writable, opts.cache, opts.discard, locks))
+                let activation = Activation::new(locks, active);
+                let reopen = Qcow2File { path: path.into(), file, writable, direct };
+                Arc::new(ImagoDisk::new(q.image, size, !writable, opts.cache, opts.discard, activation, Some(reopen)))
             }
         }
     };

@@ -23,7 +23,7 @@
 
 use crate::backing_gate::BackingGate;
 use crate::host_file::file_id;
-use crate::lock::ImageLock;
+use crate::lock::{ImageLock, Locking};
 use crate::OpenError;
 use imago::file::File as ImagoFile;
 use imago::qcow2::Qcow2;
@@ -41,8 +41,9 @@ pub(crate) struct OpenQcow2 {
 }
 
 /// Opens the qcow2 image in `file` (already opened and locked by the caller) with its backing
-/// chain. On error nothing in any file of the chain has been written.
-pub(crate) fn open_qcow2(path: &Path, file: &File, writable: bool, direct: bool, locking: bool) -> Result<OpenQcow2, OpenError> {
+/// chain, locking the backing files as `locking` says. On error nothing in any file of the
+/// chain has been written.
+pub(crate) fn open_qcow2(path: &Path, file: &File, writable: bool, direct: bool, locking: Locking) -> Result<OpenQcow2, OpenError> {
     let checked = open_once(path, file, false, direct, locking)?;
     if !writable {
         return Ok(checked);
@@ -51,7 +52,7 @@ pub(crate) fn open_qcow2(path: &Path, file: &File, writable: bool, direct: bool,
     open_once(path, file, true, direct, locking)
 }
 
-fn open_once(path: &Path, file: &File, writable: bool, direct: bool, locking: bool) -> Result<OpenQcow2, OpenError> {
+fn open_once(path: &Path, file: &File, writable: bool, direct: bool, locking: Locking) -> Result<OpenQcow2, OpenError> {
     let io_err = |source: io::Error| OpenError::Io { path: path.into(), source };
     // A second descriptor of the same open file description: it shares our locks.
     let fd = file.try_clone().map_err(io_err)?;

@@ -10,9 +10,9 @@
 //! a multiple of 4096, the last block could not be written without growing the file, so such
 //! files use the host cache after all (with a warning).
 
+use crate::activation::{ActiveGuard, Activation};
 use crate::aligned::{align_down, align_up, AlignedBuf, DIRECT_ALIGN};
-use crate::lock::ImageLock;
-use crate::{check_range, CacheMode, Disk, DiskError, QCOW2_MAGIC};
+use crate::{check_range, CacheMode, Disk, DiskError, OpenError, QCOW2_MAGIC};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -31,8 +31,8 @@ pub(crate) struct RawDisk {
     direct_writes: Mutex<()>,
     /// `discard=unmap`: discards punch holes into the file.
     discard: bool,
-    /// Held while the disk is open.
-    _locks: Vec<ImageLock>,
+    /// Whether the image may be written, and its locks.
+    activation: Activation,
 }
 
 impl RawDisk {
@@ -45,9 +45,26 @@ impl RawDisk {
         direct: bool,
         probed: bool,
         discard: bool,
-        locks: Vec<ImageLock>,
+        activation: Activation,
     ) -> Self {
-        RawDisk { file, size, read_only, cache, direct, probed, direct_writes: Mutex::new(()), discard, _locks: locks }
+        RawDisk { file, size, read_only, cache, direct, probed, direct_writes: Mutex::new(()), discard, activation }
+    }
+
+    /// Makes completed writes durable, as the cache mode says.
+    fn sync(&self) -> Result<(), DiskError> {
+        if !self.read_only && self.cache.flush_enabled() {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a modifying request the disk cannot take; the guard holds the image active.
+    fn check_write(&self, offset: u64, len: u64) -> Result<ActiveGuard<'_>, DiskError> {
+        if self.read_only {
+            return Err(DiskError::ReadOnly);
+        }
+        check_range(offset, len, self.size)?;
+        self.activation.for_write()
     }
 
     /// `fallocate(2)` on the image: `Ok(false)` when the host file system cannot do `mode`.
@@ -138,10 +155,7 @@ impl Disk for RawDisk {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), DiskError> {
-        if self.read_only {
-            return Err(DiskError::ReadOnly);
-        }
-        check_range(offset, buf.len() as u64, self.size)?;
+        let _active = self.check_write(offset, buf.len() as u64)?;
         if buf.is_empty() {
             return Ok(());
         }
@@ -158,17 +172,27 @@ impl Disk for RawDisk {
     }
 
     fn flush(&self) -> Result<(), DiskError> {
-        if !self.read_only && self.cache.flush_enabled() {
-            self.file.sync_data()?;
+        match self.activation.while_active() {
+            Some(_active) => self.sync(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn inactivate(&self) -> Result<(), DiskError> {
+        self.activation.inactivate(|| self.sync())
+    }
+
+    fn activate(&self) -> Result<(), OpenError> {
+        // Nothing cached: the host's page cache is coherent with the other side's writes.
+        self.activation.activate(|| Ok(()))
+    }
+
+    fn is_active(&self) -> bool {
+        self.activation.is_active()
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, unmap: bool) -> Result<(), DiskError> {
-        if self.read_only {
-            return Err(DiskError::ReadOnly);
-        }
-        check_range(offset, len, self.size)?;
+        let active = self.check_write(offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -179,6 +203,8 @@ impl Disk for RawDisk {
             libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE
         };
         if !self.fallocate(mode, offset, len)? {
+            // Its writes take the guard themselves.
+            drop(active);
             return crate::write_zero_buffers(self, offset, len);
         }
         if self.cache.sync_every_write() {
@@ -188,10 +214,7 @@ impl Disk for RawDisk {
     }
 
     fn discard(&self, offset: u64, len: u64) -> Result<(), DiskError> {
-        if self.read_only {
-            return Err(DiskError::ReadOnly);
-        }
-        check_range(offset, len, self.size)?;
+        let _active = self.check_write(offset, len)?;
         if self.discard && len > 0 {
             // Advisory: a file system without hole punching keeps the data, which is allowed.
             self.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)?;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod control;
 pub mod gdb;
+mod images;
 pub mod irq;
 pub mod monitor;
 pub mod pc;
@@ -193,10 +194,7 @@ fn open_drives(cfg: &MachineConfig) -> Result<Vec<OpenDrive>, MachineError> {
         .map(|d| {
             let (disk, format) = match &d.image {
                 Some(opts) => {
-                    let opened = ferrite_block::open_image(opts)?;
-                    for w in &opened.warnings {
-                        eprintln!("ferrite: warning: {w}");
-                    }
+                    let opened = images::open_image(cfg, opts)?;
                     (Some(opened.disk), Some(opened.format))
                 }
                 None => (None, None),
@@ -599,12 +597,11 @@ impl Machine {
     pub fn flush_drives(&self) {
         pc::interrupts::lock(&self.ide).drain();
         self.live_virtio.quiesce();
-        self.virtio.flush(&self.cfg);
-        for d in &self.drives {
-            if let Some(disk) = d.disk.as_ref().filter(|d| !d.read_only()) {
+        // An image handed over in a migration was flushed then, and is not ours to write.
+        for (path, disk) in self.images() {
+            if !disk.read_only() {
                 if let Err(e) = disk.flush() {
-                    let path = d.cfg.image.as_ref().map(|i| i.path.display().to_string()).unwrap_or_default();
-                    eprintln!("ferrite: flushing '{path}' failed: {e}");
+                    eprintln!("ferrite: flushing '{}' failed: {e}", path.display());
                 }
             }
         }

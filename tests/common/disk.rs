@@ -60,3 +60,44 @@ pub fn fsck_clean(img: &Path) -> (bool, String) {
     let out = tool("e2fsck").unwrap().arg("-fn").arg(img).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Whether QEMU's own lock check lets `qemu-io` open a raw image for writing (it only reads a
+/// sector). Refused means the image is in use by a writer, as QEMU sees its lock bytes.
+/// `None` without qemu-io.
+pub fn qemu_may_write(img: &Path) -> Option<bool> {
+    let out = tool("qemu-io")?.args(["-f", "raw", "-c", "read 0 512"]).arg(img).output().unwrap();
+    let all = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let refused = all.contains("Failed to get") && all.contains("lock");
+    assert!(refused || out.status.success() && all.contains("read 512/512"), "qemu-io: {all}");
+    Some(!refused)
+}
+
+/// `qemu-io` holding a raw image open for writing, with QEMU's locks, until dropped.
+pub struct QemuHolds(std::process::Child);
+
+impl QemuHolds {
+    /// `None` without qemu-io; panics if QEMU cannot take the image.
+    pub fn start(img: &Path) -> Option<Self> {
+        use std::io::{Read, Write};
+        use std::process::Stdio;
+        let mut child = tool("qemu-io")?.args(["-f", "raw"]).arg(img).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        // It has opened (and locked) the image once it answers a command.
+        writeln!(child.stdin.as_mut().unwrap(), "read 0 512").unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8];
+        while !String::from_utf8_lossy(&seen).contains("read 512/512") {
+            let n = child.stdout.as_mut().unwrap().read(&mut byte).unwrap();
+            assert_eq!(n, 1, "qemu-io could not take the image: {}", String::from_utf8_lossy(&seen));
+            seen.push(byte[0]);
+        }
+        Some(QemuHolds(child))
+    }
+}
+
+impl Drop for QemuHolds {
+    fn drop(&mut self) {
+        // It exits when its input ends.
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}

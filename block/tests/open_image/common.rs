@@ -52,6 +52,18 @@ pub fn qemu_img(args: &[&str]) -> Output {
     out
 }
 
+/// `qemu-img check`: the image's metadata is consistent (nothing leaked or used twice).
+pub fn check_clean(path: &Path) {
+    qemu_img(&["check", s(path)]);
+}
+
+/// The guest-visible contents of an image, as qemu-img reads them.
+pub fn convert_to_raw(dir: &TempDir, path: &Path) -> Vec<u8> {
+    let out = dir.file("converted.raw");
+    qemu_img(&["convert", "-O", "raw", s(path), s(&out)]);
+    std::fs::read(out).unwrap()
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }

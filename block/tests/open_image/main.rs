@@ -2,6 +2,7 @@
 
 mod common;
 mod errors;
+mod handover;
 mod locking;
 mod qcow2;
 mod raw;

@@ -2,7 +2,6 @@
 
 use crate::common::*;
 use ferrite_block::{CacheMode, ImageFormat};
-use std::path::Path;
 
 const MIB: usize = 1 << 20;
 
@@ -22,16 +21,6 @@ fn read_whole(disk: &dyn ferrite_block::Disk) -> Vec<u8> {
     let mut all = vec![0; disk.size() as usize];
     disk.read_at(0, &mut all).unwrap();
     all
-}
-
-fn check_clean(path: &Path) {
-    qemu_img(&["check", s(path)]);
-}
-
-fn convert_to_raw(dir: &TempDir, path: &Path) -> Vec<u8> {
-    let out = dir.file("converted.raw");
-    qemu_img(&["convert", "-O", "raw", s(path), s(&out)]);
-    std::fs::read(out).unwrap()
 }
 
 #[test]

@@ -28,6 +28,9 @@ pub enum RunStateError {
     InDebugger,
     #[error("a migration is in progress")]
     Migrating,
+    /// The disk images were handed over in a migration, and the destination still has them.
+    #[error("{0}")]
+    Images(String),
 }
 
 impl Machine {
@@ -166,6 +169,8 @@ impl Machine {
             RunState::Debug => Err(RunStateError::InDebugger),
             RunState::Inmigrate | RunState::FinishMigrate | RunState::SaveVm => Err(RunStateError::Migrating),
             RunState::Paused | RunState::Prelaunch | RunState::Postmigrate => {
+                // After a migration, the images must be ours again before the guest writes.
+                self.take_images_back().map_err(RunStateError::Images)?;
                 self.control.set_run_state(RunState::Running);
                 self.control.events.emit("RESUME", json!({}));
                 Ok(())

@@ -14,6 +14,7 @@ use ferrite_hw::virtio::{
 };
 use crate::snapshot::registry::Stateful;
 use ferrite_persist::{LoadError, Persist, Section};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 
 use super::interrupts::lock;
@@ -34,10 +35,7 @@ impl VirtioBackends {
         let (mut disks, mut formats) = (Vec::new(), Vec::new());
         for d in &cfg.pci_devices {
             if let PciDeviceKind::VirtioBlk(b) = &d.kind {
-                let opened = ferrite_block::open_image(&b.image)?;
-                for w in &opened.warnings {
-                    eprintln!("ferrite: warning: {w}");
-                }
+                let opened = crate::images::open_image(cfg, &b.image)?;
                 disks.push(opened.disk);
                 formats.push(opened.format);
             }
@@ -61,19 +59,13 @@ impl VirtioBackends {
         self.chardevs.iter().find(|c| c.id() == id).cloned().ok_or_else(|| MachineError::Pci(format!("virtio serial port: no -chardev with id={id}")))
     }
 
-    /// Writes out what the images cache; call after [`LiveVirtio::quiesce`].
-    pub fn flush(&self, cfg: &MachineConfig) {
+    /// The virtio disks' images with their files (`cfg`: the machine they were opened for).
+    pub(crate) fn images<'a>(&'a self, cfg: &'a MachineConfig) -> impl Iterator<Item = (&'a Path, &'a Arc<dyn Disk>)> {
         let paths = cfg.pci_devices.iter().filter_map(|d| match &d.kind {
-            PciDeviceKind::VirtioBlk(b) => Some(&b.image.path),
+            PciDeviceKind::VirtioBlk(b) => Some(b.image.path.as_path()),
             _ => None,
         });
-        for (disk, path) in self.disks.iter().zip(paths) {
-            if !disk.read_only() {
-                if let Err(e) = disk.flush() {
-                    eprintln!("ferrite: flushing '{}' failed: {e}", path.display());
-                }
-            }
-        }
+        paths.zip(&self.disks)
     }
 }
 

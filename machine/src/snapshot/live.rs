@@ -6,7 +6,8 @@
 //! runs, and passes of the pages dirtied meanwhile until what is left would go within the
 //! downtime limit at the measured bandwidth (or after `MAX_PASSES`). It stops the vCPUs, sends the
 //! rest with the device state, and waits for the destination's `DONE` before it stays stopped
-//! (`postmigrate`); the destination runs the guest from there. If anything fails (the
+//! (`postmigrate`); the destination runs the guest from there. The disk images are handed
+//! over just before the rest is sent (see [`crate::images`]). If anything fails (the
 //! destination refuses, dies or goes silent, the connection breaks, `migrate_cancel`), the
 //! source runs on and `query-migrate` says why.
 //!
@@ -141,10 +142,10 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
         if was == RunState::Running {
             m.control.events.emit("STOP", serde_json::json!({}));
         }
-        // Disk requests in flight finish now, so what they write is in the last pages.
-        m.quiesce_devices();
-        // Pages sent, and the stream's length.
-        let finished = (|| -> Result<(u64, u64), String> {
+        // Disk requests in flight finish now, so what they write is in the last pages; the
+        // images are handed over before the end of the state leaves: the destination takes
+        // them once it has all of it. Pages sent, and the stream's length:
+        let finished = m.hand_over_images().and_then(|()| -> Result<(u64, u64), String> {
             let mut last = dirty;
             last.extend(m.take_dirty()?);
             last.sort_unstable();
@@ -157,20 +158,21 @@ fn outgoing(control: &Control, addr: &str, started: Instant) -> Result<Migration
             let bytes = out.finish().map_err(|e| e.to_string())?;
             expect(&mut replies, "DONE")?;
             Ok((n, bytes))
-        })();
-        // The disks' threads run again, for `cont` or the guest running on after a failure.
-        m.live_virtio.resume();
-        match &finished {
-            Ok(_) => m.control.set_run_state(RunState::Postmigrate),
-            Err(_) => {
-                // The guest runs on here.
-                m.control.set_run_state(was);
-                if was == RunState::Running {
+        });
+        match finished {
+            Ok(done) => {
+                m.control.set_run_state(RunState::Postmigrate);
+                Ok(done)
+            }
+            Err(e) => {
+                // The guest runs on here, unless the destination has its images.
+                let e = m.recover_from_failed_migration(was, e);
+                if m.control.run_state() == RunState::Running {
                     m.control.events.emit("RESUME", serde_json::json!({}));
                 }
+                Err(e)
             }
         }
-        finished
     })?;
     let (last_pages, bytes) = final_result?;
     info.status = "completed";

@@ -6,7 +6,9 @@
 //! The guest clock continues from the saved time: guest time does not jump across a save
 //! and restore (the RTC's wall clock runs on from its saved time too, as under QEMU's
 //! `-rtc clock=vm`). Disk images are not part of the state: the destination opens the same
-//! images, which must not change in between (QEMU's rule for migration, too).
+//! images, which must not change in between (QEMU's rule for migration, too). Their locks are
+//! handed over as QEMU does ([`crate::images`]): the source lets go of its images before the
+//! end of the state leaves, the destination takes them once it has all of it.
 
 pub mod incoming;
 pub mod live;
@@ -52,6 +54,8 @@ pub enum SnapshotError {
     },
     #[error("guest memory: {0}")]
     Memory(#[from] ferrite_memory::MemoryError),
+    #[error("{0}")]
+    Images(String),
 }
 
 /// What one save moved.
@@ -80,8 +84,11 @@ impl Machine {
         // Disk requests finish first: what they write into RAM must be in the RAM sent.
         self.quiesce_devices();
         let saved = self.write_state(out);
-        // The machine may run on (`cont`, or the save failed).
-        self.live_virtio.resume();
+        // The machine may run on (`cont`, or the save failed); with its images handed over,
+        // the disks wait until they are taken back.
+        if self.images_active() {
+            self.live_virtio.resume();
+        }
         saved
     }
 
@@ -176,6 +183,9 @@ impl Machine {
         })?;
         let state: DeviceState = stream::read_json(&mut input)?;
         input.finish()?;
+        // All of the state is here, so the source has let go of the images: take them before
+        // the devices restart (virtio-blk goes on with requests the guest had queued).
+        self.activate_images().map_err(SnapshotError::Images)?;
         self.board.wiring.clock.set_paused_at(state.clock_ns);
         let (cpus, devices): (Vec<&Section>, Vec<&Section>) = state.sections.iter().partition(|s| s.section == "cpu" && s.id.starts_with("cpu"));
         let devices: Vec<Section> = devices.into_iter().cloned().collect();
@@ -204,15 +214,18 @@ impl Machine {
             live::start_outgoing(self.control.clone(), addr.to_string());
             return Ok(SaveStats::default());
         }
+        let target = MigrationTarget::parse(uri)?;
         let started = std::time::Instant::now();
         let was = self.control.run_state();
         self.control.set_run_state(RunState::FinishMigrate);
-        let result = match MigrationTarget::parse(uri)? {
+        // A destination reading the state as it is written takes the images at its end.
+        let result = self.hand_over_images().and_then(|()| match target {
             MigrationTarget::File(path) => std::fs::File::create(&path)
                 .map_err(|e| format!("cannot create '{path}': {e}"))
                 .and_then(|f| self.save_state(f).map_err(|e| e.to_string())),
             MigrationTarget::Exec(cmd) => self.save_to_command(&cmd),
-        };
+        });
+        let result = result.map_err(|e| self.recover_from_failed_migration(was, e));
         match &result {
             Ok(stats) => {
                 self.control.set_run_state(RunState::Postmigrate);
@@ -222,7 +235,10 @@ impl Machine {
                 self.control.set_migration(crate::control::MigrationInfo::completed(*stats, started.elapsed(), self.board.mem.ram_size()));
             }
             Err(e) => {
-                self.control.set_run_state(was);
+                // Still stopped: the destination has the images.
+                if was == RunState::Running && self.control.run_state() != was {
+                    self.control.events.emit("STOP", serde_json::json!({}));
+                }
                 self.control.set_migration(crate::control::MigrationInfo::ended("failed", Some(e.clone())));
             }
         }
