@@ -107,19 +107,22 @@ impl RxQueue {
             return Delivery::Dropped;
         }
         let need = (self.hdr_len + frame.len()) as u64;
-        // A second look when buffers arrived while asking to hear about them.
-        for _ in 0..2 {
+        // Look again as long as buffers arrived while asking to hear about them: the driver
+        // may have added those before it saw the request, and then no notification comes for
+        // them. Giving up after a fixed number of looks lost that wake-up, and the receive
+        // path stalled for good (the driver waiting for frames, the backend for room). Each
+        // look that goes round again saw the driver add buffers, so this ends.
+        loop {
             match self.gather(need) {
                 Gathered::Chains(chains) => return self.write(&chains, frame),
                 Gathered::NeverFits => return Delivery::Dropped,
                 Gathered::Short => {
                     if !self.queue.notify_on_more() {
-                        break;
+                        return Delivery::NoRoom;
                     }
                 }
             }
         }
-        Delivery::NoRoom
     }
 
     /// Pops chains until they hold `need` bytes; puts them back if they do not.
