@@ -275,7 +275,9 @@ impl Cpu {
     /// Delivers a pending NMI or external interrupt at an instruction boundary.
     fn check_events(&mut self, bus: &mut dyn CpuBus) -> Option<RunExit> {
         // Its delivery had begun (the shadow and IF were checked when it was acknowledged).
-        if let Some(v) = self.injected_interrupt.take() {
+        // Read before cleared: this runs at every block boundary, and is almost always `None`.
+        if let Some(v) = self.injected_interrupt {
+            self.injected_interrupt = None;
             self.halted = false;
             if self.deliver_event(bus, v, None, EventKind::External).is_err() {
                 return Some(RunExit::Shutdown);

@@ -152,7 +152,7 @@ impl Machine {
         let mut sections: Vec<Section> = self.vcpus.iter().enumerate().map(|(i, v)| ferrite_persist::save(&v.cpu, &cpu_id(i))).collect();
         sections.extend(self.board.state.save_all());
         let running = self.control.guest_running();
-        let state = DeviceState { ferrite: env!("CARGO_PKG_VERSION").into(), clock_ns: self.board.wiring.clock.now(), running, sections };
+        let state = DeviceState { ferrite: env!("CARGO_PKG_VERSION").into(), clock_ns: now, running, sections };
         stream::write_json(out, &state).map_err(SnapshotError::Write)
     }
 
