@@ -64,6 +64,20 @@ pub(crate) fn new_module() -> Result<JITModule, JitError> {
     Ok(JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names())))
 }
 
+/// `FERRITE_JIT_DUMP=all` or `=RIP[,RIP...]` (hex): print the guest instructions and the host
+/// code of those blocks on stderr as they compile.
+fn dump_wanted(rip: u64) -> bool {
+    static WANTED: std::sync::OnceLock<Option<Vec<u64>>> = std::sync::OnceLock::new();
+    let wanted = WANTED.get_or_init(|| {
+        let v = std::env::var("FERRITE_JIT_DUMP").ok()?;
+        if v == "all" {
+            return Some(Vec::new());
+        }
+        Some(v.split(',').filter_map(|x| u64::from_str_radix(x.trim().trim_start_matches("0x"), 16).ok()).collect())
+    });
+    wanted.as_ref().is_some_and(|w| w.is_empty() || w.contains(&rip))
+}
+
 impl Translator {
     /// `perf_map`: also name every block in `/tmp/perf-PID.map`.
     pub fn new(layout: Layout, perf_map: bool) -> Result<Self, JitError> {
@@ -101,9 +115,16 @@ impl Translator {
         self.ctx.func.name = UserFuncName::user(0, rip as u32);
         let isa = module.isa();
         let native = emit_block(&mut self.ctx.func, &mut self.fctx, &self.layout, spec, isa.default_call_conv(), isa.frontend_config());
+        let dump = dump_wanted(rip);
+        self.ctx.set_disasm(dump);
         let id = module.declare_anonymous_function(&self.ctx.func.signature).map_err(|e| err(&e))?;
         module.define_function(id, &mut self.ctx).map_err(|e| err(&e))?;
         let code_bytes = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+        if dump {
+            let text = self.ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default();
+            let guest: String = spec.insns.iter().map(|i| format!("  {:#x} {i}\n", i.ip())).collect();
+            eprintln!("ferrite: jit: block {rip:#x}, {code_bytes} bytes\n{guest}{text}");
+        }
         module.clear_context(&mut self.ctx);
         module.finalize_definitions().map_err(|e| err(&e))?;
         let entry = module.get_finalized_function(id) as usize;

@@ -25,8 +25,9 @@ pub enum Ctx {
 }
 pub const CTX_COUNT: usize = 3;
 
+/// 64 bytes: one cache line per probe, and generated code finds a slot with a shift.
 #[derive(Clone, Copy, Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct TlbEntry {
     /// Page-aligned linear address if reads are allowed (plus TAG_SLOW), else TAG_INVALID.
     pub read: u64,

@@ -61,28 +61,29 @@ impl Emit<'_, '_> {
     /// on plain RAM; otherwise instruction `i` goes to the interpreter (see `guard`).
     pub fn probe(&mut self, i: usize, lin: Value, size: u8, access: Access) -> Value {
         let l = self.l;
-        let tlb = self.load_state(types::I64, l.tlb);
-        let ctx_bytes = (l.tlb_entry_size as i64) << l.tlb_bits;
-        let ctx_base = if self.spec.user {
-            self.b.ins().iadd_imm_s(tlb, l.ctx_user as i64 * ctx_bytes)
+        let ctx_base = self.tlb_context();
+        let entry_size = l.tlb_entry_size as i64;
+        let offset = if entry_size.count_ones() == 1 {
+            // (lin >> 12 & slots - 1) * entry_size in two operations.
+            let shift = 12 - entry_size.trailing_zeros() as i64;
+            let scaled = self.b.ins().ushr_imm_s(lin, shift);
+            self.b.ins().band_imm_s(scaled, ((1i64 << l.tlb_bits) - 1) * entry_size)
         } else {
-            let rflags = self.load_state(types::I64, l.rflags);
-            let ac = self.b.ins().ushr_imm_s(rflags, AC_SHIFT);
-            let ac = self.b.ins().band_imm_s(ac, 1);
-            let ctx = self.b.ins().iadd_imm_s(ac, l.ctx_supervisor as i64);
-            let off = self.b.ins().imul_imm_s(ctx, ctx_bytes);
-            self.b.ins().iadd(tlb, off)
+            let slot = self.b.ins().ushr_imm_s(lin, 12);
+            let slot = self.b.ins().band_imm_s(slot, (1i64 << l.tlb_bits) - 1);
+            self.b.ins().imul_imm_s(slot, entry_size)
         };
-        let slot = self.b.ins().ushr_imm_s(lin, 12);
-        let slot = self.b.ins().band_imm_s(slot, (1i64 << l.tlb_bits) - 1);
-        let slot = self.b.ins().imul_imm_s(slot, l.tlb_entry_size as i64);
-        let entry = self.b.ins().iadd(ctx_base, slot);
-        let page = self.b.ins().band_imm_s(lin, !0xfff);
+        let entry = self.b.ins().iadd(ctx_base, offset);
+        // The page of the access's last byte: it matches the tag of the first byte's slot
+        // only if both bytes are on that page (a tag in slot k is a page whose number is k
+        // modulo the slots), so one compare also rules out page-crossing accesses.
+        let last = if size > 1 { self.b.ins().iadd_imm_s(lin, size as i64 - 1) } else { lin };
+        let page = self.b.ins().band_imm_s(last, !0xfff);
         let tag_ok = |e: &mut Self, off: i32| {
             let tag = e.b.ins().load(types::I64, super::state_flags(), entry, off);
             e.b.ins().icmp(IntCC::Equal, tag, page)
         };
-        let mut ok = match access {
+        let ok = match access {
             Access::Read => tag_ok(self, l.tlb_read),
             Access::Write => tag_ok(self, l.tlb_write),
             Access::Update => {
@@ -91,14 +92,37 @@ impl Emit<'_, '_> {
                 self.b.ins().band(r, w)
             }
         };
-        if size > 1 {
-            let in_page = self.b.ins().band_imm_s(lin, 0xfff);
-            let fits = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, in_page, 4096 - size as i64);
-            ok = self.b.ins().band(ok, fits);
-        }
         self.guard(i, ok);
         let addend = self.b.ins().load(types::I64, super::state_flags(), entry, l.tlb_addend);
         self.b.ins().iadd(addend, lin)
+    }
+
+    /// The soft TLB's table for this block's privilege context (supervisor code: the one
+    /// RFLAGS.AC selects), computed once until the interpreter runs an instruction (which may
+    /// change AC).
+    fn tlb_context(&mut self) -> Value {
+        if !self.tlb_context_known {
+            let v = self.compute_tlb_context();
+            self.b.def_var(self.tlb_context_var, v);
+            self.tlb_context_known = true;
+        }
+        self.b.use_var(self.tlb_context_var)
+    }
+
+    pub(super) fn compute_tlb_context(&mut self) -> Value {
+        let l = self.l;
+        let tlb = self.load_state(types::I64, l.tlb);
+        let ctx_bytes = (l.tlb_entry_size as i64) << l.tlb_bits;
+        if self.spec.user {
+            self.b.ins().iadd_imm_s(tlb, l.ctx_user as i64 * ctx_bytes)
+        } else {
+            let rflags = self.load_state(types::I64, l.rflags);
+            let ac = self.b.ins().ushr_imm_s(rflags, AC_SHIFT);
+            let ac = self.b.ins().band_imm_s(ac, 1);
+            let ctx = self.b.ins().iadd_imm_s(ac, l.ctx_supervisor as i64);
+            let off = self.b.ins().imul_imm_s(ctx, ctx_bytes);
+            self.b.ins().iadd(tlb, off)
+        }
     }
 
     /// Loads `size` bytes (zero-extended) from a host address `probe` returned.

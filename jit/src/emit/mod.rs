@@ -42,7 +42,7 @@ pub(crate) fn emit_block(
     let block_sig = b.import_signature(block_signature());
     let regs = std::array::from_fn(|_| b.declare_var(types::I64));
     let cc = flags::CcVars::declare(&mut b);
-    let tracked = plan.iter().zip(spec.insns).filter_map(|(p, i)| p.as_ref().map(|p| p.regs(i))).fold(0u16, |a, r| a | r);
+    let tlb_context_var = b.declare_var(types::I64);
     let mut e = Emit {
         b,
         l: layout,
@@ -50,18 +50,19 @@ pub(crate) fn emit_block(
         cpu,
         frame,
         regs,
-        tracked,
+        loaded: 0,
         dirty: 0,
         flags: Flags::Memory,
         cc,
         exec_sig,
         cond_sig,
         block_sig,
-        merge: None,
+        tlb_context_var,
+        tlb_context_known: false,
+        slow_join: None,
         chain_tail: None,
     };
     e.enter();
-    e.reload_regs();
     let n = spec.insns.len();
     let mut native = 0;
     let mut ended = false;
@@ -98,9 +99,11 @@ pub(crate) struct Emit<'a, 'f> {
     pub frame: Value,
     /// The 16 general-purpose registers.
     pub regs: [Variable; 16],
-    /// Registers some native instruction uses: loaded at entry and after interpreter calls.
-    pub tracked: u16,
-    /// Registers written since they were last stored.
+    /// Registers whose variable holds the current value on every path to the point being
+    /// emitted; the others are loaded from the CPU structure at their first use, so a block
+    /// loads only what it reads before writing.
+    pub loaded: u16,
+    /// Registers written since they were last stored (a subset of `loaded`).
     pub dirty: u16,
     pub flags: Flags,
     pub cc: flags::CcVars,
@@ -108,8 +111,11 @@ pub(crate) struct Emit<'a, 'f> {
     pub cond_sig: SigRef,
     /// Every block's signature, for chaining.
     pub block_sig: SigRef,
-    /// Where the current instruction's fast and interpreted paths meet again.
-    pub merge: Option<Block>,
+    /// The soft TLB table of the block's context (see `tlb_context`), once computed.
+    pub tlb_context_var: Variable,
+    pub tlb_context_known: bool,
+    /// Where the current instruction's interpreted paths meet, to rejoin the native one.
+    pub slow_join: Option<Block>,
     /// The block's chaining tail, once an exit uses it.
     chain_tail: Option<Block>,
 }
@@ -132,13 +138,26 @@ impl Emit<'_, '_> {
         self.b.ins().store(state_flags(), v, self.cpu, offset);
     }
 
+    /// After the interpreter ran on a side path that joins the native one again: the
+    /// registers the native path holds in variables are read back (the others are still
+    /// loaded at their first use, from memory that is current on both paths).
     fn reload_regs(&mut self) {
         for r in 0..16 {
-            if self.tracked & (1 << r) != 0 {
+            if self.loaded & (1 << r) != 0 {
                 let v = self.load_state(types::I64, self.l.gpr + 8 * r as i32);
                 self.b.def_var(self.regs[r], v);
             }
         }
+    }
+
+    /// The full 64-bit value of register `idx`, loaded at its first use.
+    fn gpr(&mut self, idx: usize) -> Value {
+        if self.loaded & (1 << idx) == 0 {
+            let v = self.load_state(types::I64, self.l.gpr + 8 * idx as i32);
+            self.b.def_var(self.regs[idx], v);
+            self.loaded |= 1 << idx;
+        }
+        self.b.use_var(self.regs[idx])
     }
 
     /// Emits the stores that make the CPU structure current (dirty registers, pending
@@ -357,8 +376,9 @@ impl Emit<'_, '_> {
             return;
         }
         self.dirty = 0;
+        self.loaded = 0;
+        self.tlb_context_known = false;
         self.flags = Flags::Memory;
-        self.reload_regs();
     }
 
     /// Branches to a path that hands instruction `i` to the interpreter unless `ok`; the
@@ -370,28 +390,37 @@ impl Emit<'_, '_> {
         self.b.ins().brif(ok, fast, &[], slow, &[]);
         self.b.switch_to_block(slow);
         if self.exec_then_continue(i) {
-            // The interpreter ran the whole instruction: take the registers and flags it
-            // left (the flags with the same operation and width the native path records).
-            self.reload_regs();
-            self.cc.reload(&mut self.b, self.l, self.cpu);
-            let merge = *self.merge.get_or_insert_with(|| self.b.create_block());
-            self.b.ins().jump(merge, &[]);
+            // The interpreter ran the whole instruction: the join takes the registers and
+            // flags it left, once the native path is emitted to the end.
+            let join = *self.slow_join.get_or_insert_with(|| self.b.create_block());
+            self.b.ins().jump(join, &[]);
         }
         self.b.switch_to_block(fast);
     }
 
-    /// Joins the native and interpreted paths of the instruction just emitted.
+    /// Joins the native and interpreted paths of the instruction just emitted. The
+    /// interpreted path reads back every register the native path holds in a variable by now
+    /// (the native path may have loaded some after its guard), and the flags with the same
+    /// operation and width the native path records.
     fn end_insn(&mut self) {
-        if let Some(m) = self.merge.take() {
-            self.b.ins().jump(m, &[]);
-            self.b.switch_to_block(m);
+        let Some(join) = self.slow_join.take() else { return };
+        let merge = self.b.create_block();
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(join);
+        self.reload_regs();
+        self.cc.reload(&mut self.b, self.l, self.cpu);
+        if self.tlb_context_known {
+            let v = self.compute_tlb_context();
+            self.b.def_var(self.tlb_context_var, v);
         }
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(merge);
     }
 
     /// Reads a register (any width, zero-extended).
     pub fn reg(&mut self, r: iced_x86::Register) -> Value {
         let (idx, size, high) = crate::operand::gpr_slot(r).expect("classified as a GPR");
-        let v = self.b.use_var(self.regs[idx]);
+        let v = self.gpr(idx);
         let v = if high { self.b.ins().ushr_imm_s(v, 8) } else { v };
         self.mask(v, size)
     }
@@ -400,17 +429,18 @@ impl Emit<'_, '_> {
     /// writes clear the upper half).
     pub fn set_reg(&mut self, r: iced_x86::Register, v: Value) {
         let (idx, size, high) = crate::operand::gpr_slot(r).expect("classified as a GPR");
-        let old = self.b.use_var(self.regs[idx]);
         let new = match (size, high) {
             (8, _) => v,
             (4, _) => self.mask(v, 4),
             (1, true) => {
+                let old = self.gpr(idx);
                 let lo = self.mask(v, 1);
                 let sh = self.b.ins().ishl_imm_s(lo, 8);
                 let kept = self.b.ins().band_imm_s(old, !0xff00i64);
                 self.b.ins().bor(kept, sh)
             }
             _ => {
+                let old = self.gpr(idx);
                 let m = mask_of(size);
                 let lo = self.b.ins().band_imm_s(v, m as i64);
                 let kept = self.b.ins().band_imm_s(old, !m as i64);
@@ -418,14 +448,21 @@ impl Emit<'_, '_> {
             }
         };
         self.b.def_var(self.regs[idx], new);
+        self.loaded |= 1 << idx;
         self.dirty |= 1 << idx;
     }
 
     pub fn mask(&mut self, v: Value, size: u8) -> Value {
-        if size >= 8 {
-            v
-        } else {
-            self.b.ins().band_imm_s(v, mask_of(size) as i64)
+        match size {
+            8.. => v,
+            // Not an AND with 0xffff_ffff, which x86 cannot encode as an immediate: a
+            // truncation Cranelift narrows the producing operation into (a 32-bit op zero-extends
+            // for free).
+            4 => {
+                let narrow = self.b.ins().ireduce(types::I32, v);
+                self.b.ins().uextend(types::I64, narrow)
+            }
+            _ => self.b.ins().band_imm_s(v, mask_of(size) as i64),
         }
     }
 

@@ -366,30 +366,6 @@ impl Native {
             Native::Jmp | Native::Jcc | Native::Call | Native::Ret { .. } | Native::JmpIndirect | Native::CallIndirect
         )
     }
-
-    /// The registers (bit per index) this instruction reads or writes natively.
-    pub fn regs(&self, insn: &Instruction) -> u16 {
-        let mut m = 0u16;
-        let mut add = |r: Register| {
-            if let Some((i, _, _)) = gpr_slot(r) {
-                m |= 1 << i;
-            }
-        };
-        for k in 0..insn.op_count() {
-            match insn.op_kind(k) {
-                OpKind::Register => add(insn.op_register(k)),
-                OpKind::Memory => {
-                    add(insn.memory_base());
-                    add(insn.memory_index());
-                }
-                _ => {}
-            }
-        }
-        if matches!(self, Native::Push | Native::Pop | Native::Call | Native::CallIndirect | Native::Ret { .. }) {
-            add(Register::RSP);
-        }
-        m
-    }
 }
 
 impl Emit<'_, '_> {
@@ -638,10 +614,6 @@ impl Emit<'_, '_> {
         self.set_flags(cc, size, d, s, res, carry);
     }
 
-    /// `v` (masked to `size`) shifted or rotated by `count` (a constant or CL, already masked
-    /// to 5 or 6 bits, possibly 0), masked again. Host shifts take counts modulo 64, which every
-    /// case below stays under or relies on (a rotate by 0 of a 64-bit value ORs `v` with
-    /// itself).
     /// The product of two `size`-byte operands as IMUL truncates it (masked), and whether
     /// the full signed product did not fit (CF = OF), as a 0/1 `i64`.
     fn signed_product(&mut self, a: Value, b: Value, size: u8) -> (Value, Value) {
@@ -661,27 +633,47 @@ impl Emit<'_, '_> {
         (self.mask(lo, size), overflow)
     }
 
+    /// `v` (masked to `size`) shifted or rotated by `count` (a constant or CL, already masked
+    /// to 5 or 6 bits, possibly 0), masked to `size`.
     fn shift_by(&mut self, v: Value, op: ShiftOp, size: u8, count: Value) -> Value {
-        let bits = size as i64 * 8;
-        let res = match op {
-            // Counts past an 8- or 16-bit width shift every bit out of the masked value.
-            ShiftOp::Shl => self.b.ins().ishl(v, count),
-            ShiftOp::Shr => self.b.ins().ushr(v, count),
-            ShiftOp::Sar => {
-                let s = self.sext(v, size);
-                self.b.ins().sshr(s, count)
-            }
-            ShiftOp::Rol | ShiftOp::Ror => {
-                let r = self.b.ins().band_imm_s(count, bits - 1);
-                let width = self.iconst(bits as u64);
-                let back = self.b.ins().isub(width, r);
-                let (left, right) = if op == ShiftOp::Rol { (r, back) } else { (back, r) };
-                let hi = self.b.ins().ishl(v, left);
-                let lo = self.b.ins().ushr(v, right);
-                self.b.ins().bor(hi, lo)
-            }
+        use cranelift_codegen::ir::types;
+        let ty = match size {
+            1 => types::I8,
+            2 => types::I16,
+            4 => types::I32,
+            _ => types::I64,
         };
-        self.mask(res, size)
+        match op {
+            // A rotate by any count is one host rotate of the operand's width (host rotates
+            // take the count modulo the width, as rotating does).
+            ShiftOp::Rol | ShiftOp::Ror => {
+                let n = if size < 8 { self.b.ins().ireduce(ty, v) } else { v };
+                let r = if op == ShiftOp::Rol { self.b.ins().rotl(n, count) } else { self.b.ins().rotr(n, count) };
+                if size < 8 { self.b.ins().uextend(types::I64, r) } else { r }
+            }
+            // 32 and 64-bit counts are masked below the width: host shifts of that width.
+            _ if size >= 4 => {
+                let n = if size < 8 { self.b.ins().ireduce(ty, v) } else { v };
+                let r = match op {
+                    ShiftOp::Shl => self.b.ins().ishl(n, count),
+                    ShiftOp::Shr => self.b.ins().ushr(n, count),
+                    _ => self.b.ins().sshr(n, count),
+                };
+                if size < 8 { self.b.ins().uextend(types::I64, r) } else { r }
+            }
+            // Counts past an 8- or 16-bit width shift every bit out of the masked value.
+            _ => {
+                let res = match op {
+                    ShiftOp::Shl => self.b.ins().ishl(v, count),
+                    ShiftOp::Shr => self.b.ins().ushr(v, count),
+                    _ => {
+                        let s = self.sext(v, size);
+                        self.b.ins().sshr(s, count)
+                    }
+                };
+                self.mask(res, size)
+            }
+        }
     }
 
     /// PUSH of a 64-bit value in 64-bit mode (SS has no base there).
