@@ -21,7 +21,7 @@ use crate::exception::Fault;
 use crate::exec::Block;
 use crate::flags::{CcOp, LazyFlags};
 use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
-use crate::state::{CpuState, Segment};
+use crate::state::{flags as rf, CpuState, Segment};
 use crate::Cpu;
 use ferrite_jit::{BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CHAIN_EXITS};
 use iced_x86::ConditionCode;
@@ -166,6 +166,12 @@ pub struct JitStats {
     pub compiled_insns: u64,
     /// Of those runs, the ones entered through a linked exit rather than the run loop.
     pub chained_runs: u64,
+    /// Why chains returned to the run loop: an exit without a valid link (by exit index:
+    /// taken, next, indirect), a fault, anything else (budget, kick, interrupt, an instruction
+    /// that ends its block).
+    pub unlinked_returns: [u64; CHAIN_EXITS],
+    pub fault_returns: u64,
+    pub other_returns: u64,
 }
 
 pub(crate) struct Tier {
@@ -228,6 +234,13 @@ impl Tier {
                 s.chained_runs,
                 s.compiled_insns
             );
+            eprintln!(
+                "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} other",
+                s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.other_returns,
+                s.unlinked_returns,
+                s.fault_returns,
+                s.other_returns
+            );
         }
     }
 }
@@ -254,8 +267,8 @@ pub(crate) struct Frame<'a> {
     intr: *const AtomicBool,
     code_seq_now: *const AtomicU64,
     code_seq: u64,
-    link_block: *const Block,
-    link_exit: u64,
+    /// The chain ended at an exit `jit_link` found no compiled block for.
+    unlinked: bool,
 }
 
 /// The INTR line of a bus without one to watch (compiled code then never chains).
@@ -288,6 +301,25 @@ extern "C" fn jit_exec(frame: *mut Frame<'_>, index: u64) -> u64 {
         Err(fault) => {
             f.fault = Some(fault);
             ExecStatus::Fault as u64
+        }
+    }
+}
+
+/// Links exit `exit` of the frame's block, at which compiled code found no link that holds
+/// (and nothing that needs the run loop), to the compiled block for the new RIP; returns its
+/// entry, or 0 to end the chain.
+extern "C" fn jit_link(frame: *mut Frame<'_>, exit: u64) -> u64 {
+    // SAFETY: as in `jit_exec`: the frame and the CPU are live and unborrowed during the
+    // call; the frame's block is the one running (kept alive by its chain or the graveyard).
+    let f = unsafe { &mut *frame };
+    // SAFETY: as above.
+    let (cpu, owner) = unsafe { (&mut *f.cpu, &*f.block) };
+    match cpu.link_exit(owner, exit as usize) {
+        Some(entry) => entry as u64,
+        None => {
+            f.unlinked = true;
+            cpu.tier.stats.unlinked_returns[(exit as usize).min(CHAIN_EXITS - 1)] += 1;
+            0
         }
     }
 }
@@ -360,6 +392,7 @@ fn layout() -> Layout {
         ctx_supervisor: Ctx::Supervisor as u32,
         ctx_user: Ctx::User as u32,
         exec: jit_exec as *const () as usize,
+        link: jit_link as *const () as usize,
         cond: jit_cond as *const () as usize,
         link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, link_generation)),
         frame: FrameLayout {
@@ -371,8 +404,6 @@ fn layout() -> Layout {
             intr: at(offset_of!(Frame<'static>, intr)),
             code_seq_now: at(offset_of!(Frame<'static>, code_seq_now)),
             code_seq: at(offset_of!(Frame<'static>, code_seq)),
-            link_block: at(offset_of!(Frame<'static>, link_block)),
-            link_exit: at(offset_of!(Frame<'static>, link_exit)),
         },
     }
 }
@@ -601,8 +632,7 @@ impl Cpu {
             intr: if intr.is_null() { &NO_INTERRUPT } else { intr },
             code_seq_now,
             code_seq,
-            link_block: std::ptr::null(),
-            link_exit: 0,
+            unlinked: false,
         };
         // SAFETY: `entry` came from the translator for this block and layout, and its
         // module is alive (entries are dropped before their module is freed), as is the code
@@ -616,10 +646,10 @@ impl Cpu {
         self.tier.stats.compiled_runs += frame.runs;
         self.tier.stats.chained_runs += frame.runs.saturating_sub(1);
         self.tier.stats.compiled_insns += frame.retired;
-        if !frame.link_block.is_null() && frame.fault.is_none() {
-            // SAFETY: the block ran in this chain, so it was alive then, and blocks dropped
-            // since wait in the graveyard, which `run_block` empties before the next block.
-            self.link_exit(unsafe { &*frame.link_block }, frame.link_exit as usize);
+        if frame.fault.is_some() {
+            self.tier.stats.fault_returns += 1;
+        } else if !frame.unlinked {
+            self.tier.stats.other_returns += 1;
         }
         match frame.fault {
             Some(f) => Err(f),
@@ -627,18 +657,32 @@ impl Cpu {
         }
     }
 
-    /// Links exit `exit` of `owner`, which the chain just left through, to the compiled block
-    /// the jump cache holds for the current RIP, if it may run in the owner's place.
-    fn link_exit(&mut self, owner: &Block, exit: usize) {
-        let JitSlot::Compiled { user, .. } = owner.tier.slot.get() else { return };
+    /// Links exit `exit` of `owner`, which compiled code is leaving, to the compiled block
+    /// the jump cache holds for the current RIP, if it may run in the owner's place (as the
+    /// run loop would run it next); returns its entry.
+    fn link_exit(&mut self, owner: &Block, exit: usize) -> Option<usize> {
+        let JitSlot::Compiled { user, .. } = owner.tier.slot.get() else { return None };
         if owner.tier.live_entry.get() == 0 || exit >= CHAIN_EXITS {
-            return;
+            return None;
+        }
+        // What sends the run loop to its guarded path, or keeps compiled code out.
+        let fl = self.state.rflags;
+        if fl & (rf::TF | rf::RF | rf::AC) != 0
+            || self.interrupt_shadow
+            || self.dbg.check_blocks()
+            || !self.breakpoints.is_empty()
+            || !self.watchpoints.is_empty()
+        {
+            return None;
         }
         let lin = self.current_linear_rip();
-        let Some(target) = self.code.cached(lin, self.jump_tag(owner.bitness)) else { return };
-        match target.tier.slot.get() {
-            JitSlot::Compiled { user: u, .. } if u == user && target.tier.live_entry.get() != 0 => {}
-            _ => return,
+        let target = self.code.cached(lin, self.jump_tag(owner.bitness))?;
+        let entry = match target.tier.slot.get() {
+            JitSlot::Compiled { user: u, .. } if u == user => target.tier.live_entry.get(),
+            _ => 0,
+        };
+        if entry == 0 {
+            return None;
         }
         let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
         let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
@@ -650,5 +694,6 @@ impl Cpu {
         let target = target.clone();
         let old = owner.tier.links.borrow_mut()[exit].replace(target);
         self.code.graveyard.extend(old);
+        Some(entry)
     }
 }

@@ -31,6 +31,11 @@ pub struct Layout {
     /// `extern "C" fn(frame, index) -> u64`: runs instruction `index` of the block through
     /// the interpreter; returns an [`ExecStatus`].
     pub exec: usize,
+    /// `extern "C" fn(frame, exit) -> u64`: called at an exit of the frame's block whose link
+    /// is missing or no longer holds, when nothing needs the run loop: links the exit to the
+    /// compiled block for the RIP just stored and returns that block's entry, or 0 (the chain
+    /// returns).
+    pub link: usize,
     /// `extern "C" fn(cpu, condition) -> u64`: evaluates a condition code (iced's
     /// `ConditionCode` numbering) from the flags in memory.
     pub cond: usize,
@@ -60,10 +65,6 @@ pub struct FrameLayout {
     /// up with: other vCPUs' and devices' writes to code stop the chain.
     pub code_seq_now: i32,
     pub code_seq: i32,
-    /// Written by an exit whose link is missing: the block (pointer) and its exit index, so
-    /// the CPU can link it.
-    pub link_block: i32,
-    pub link_exit: i32,
 }
 
 /// The CPU's numbering of lazy flag operations (see the CPU's `CcOp`).

@@ -255,7 +255,7 @@ impl Emit<'_, '_> {
     /// The chaining tail, with the retired count, the exit's cell and its index as
     /// parameters: counts the instructions, then tail-calls the linked block if the budget
     /// allows and no kick, deliverable interrupt or foreign code write is pending; otherwise
-    /// returns (noting the exit for the CPU to link if its link is what was missing).
+    /// otherwise asks the CPU to link the exit (see `Layout::link`).
     fn emit_chain_tail(&mut self, tail: Block) {
         use cranelift_codegen::ir::condcodes::IntCC;
         self.b.switch_to_block(tail);
@@ -311,11 +311,17 @@ impl Emit<'_, '_> {
         self.b.ins().brif(entry, linked, &[], missing, &[]);
         self.b.switch_to_block(linked);
         self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
+        // No link that holds: the CPU links the exit now if the block for the new RIP is
+        // compiled (an indirect branch's new target replaces the last one), and the chain
+        // goes on there; otherwise it returns to the run loop.
         self.b.switch_to_block(missing);
-        let block = self.iconst(self.spec.block as u64);
-        self.store_frame(block, f.link_block);
-        self.store_frame(exit, f.link_exit);
-        self.b.ins().return_(&[zero]);
+        let link = self.iconst(self.l.link as u64);
+        let call = self.b.ins().call_indirect(self.exec_sig, link, &[self.frame, exit]);
+        let entry = self.b.inst_results(call)[0];
+        let relinked = self.b.create_block();
+        self.b.ins().brif(entry, relinked, &[], stop, &[]);
+        self.b.switch_to_block(relinked);
+        self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
         self.b.switch_to_block(stop);
         self.b.ins().return_(&[zero]);
     }
