@@ -60,6 +60,7 @@ pub(crate) fn emit_block(
         tlb_context_var,
         tlb_context_known: false,
         slow_join: None,
+        head: None,
         chain_tail: None,
     };
     e.enter();
@@ -114,6 +115,8 @@ pub(crate) struct Emit<'a, 'f> {
     /// The soft TLB table of the block's context (see `tlb_context`), once computed.
     pub tlb_context_var: Variable,
     pub tlb_context_known: bool,
+    /// The block's start, for branches back to it (with chaining only).
+    pub head: Option<Block>,
     /// Where the current instruction's interpreted paths meet, to rejoin the native one.
     pub slow_join: Option<Block>,
     /// The block's chaining tail, once an exit uses it.
@@ -174,11 +177,20 @@ impl Emit<'_, '_> {
         self.store_state(rip, self.l.rip);
     }
 
-    /// On entry: the frame names this block (for the interpreter helper) and counts its run.
+    /// On entry: the frame names this block (for the interpreter helper) and counts its run
+    /// (each loop back to the start counts as one).
     fn enter(&mut self) {
         let f = self.l.frame;
         let block = self.iconst(self.spec.block as u64);
         self.store_frame(block, f.block);
+        if self.spec.chain.is_some() {
+            // Where a branch back to the block's start loops (a run of its own): nothing is
+            // held in variables there, as at the entry.
+            let head = self.b.create_block();
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            self.head = Some(head);
+        }
         let runs = self.load_frame(f.runs);
         let runs = self.b.ins().iadd_imm_s(runs, 1);
         self.store_frame(runs, f.runs);
@@ -254,41 +266,16 @@ impl Emit<'_, '_> {
 
     /// The chaining tail, with the retired count, the exit's cell and its index as
     /// parameters: counts the instructions, then tail-calls the linked block if the budget
-    /// allows and no kick, deliverable interrupt or foreign code write is pending; otherwise
-    /// otherwise asks the CPU to link the exit (see `Layout::link`).
+    /// allows and no kick, deliverable interrupt or foreign code write is pending; without a
+    /// link that holds, asks the CPU to link the exit (see `Layout::link`).
     fn emit_chain_tail(&mut self, tail: Block) {
         use cranelift_codegen::ir::condcodes::IntCC;
         self.b.switch_to_block(tail);
         let [retired, cell, exit] = [0, 1, 2].map(|i| self.b.block_params(tail)[i]);
         let total = self.count_retired(retired);
         let zero = self.iconst(0);
-        let f = self.l.frame;
-        let (checks, stop, linked, missing) = (self.b.create_block(), self.b.create_block(), self.b.create_block(), self.b.create_block());
-        let limit = self.load_frame(f.limit);
-        let over = self.b.ins().icmp(IntCC::UnsignedGreaterThan, total, limit);
-        self.b.ins().brif(over, stop, &[], checks, &[]);
-        self.b.switch_to_block(checks);
-        let byte = |e: &mut Self, ptr_offset: i32| {
-            let p = e.load_frame(ptr_offset);
-            e.b.ins().uload8(types::I64, state_flags(), p, 0)
-        };
-        let kick = byte(self, f.kick);
-        let intr = byte(self, f.intr);
-        let rflags = self.load_state(types::I64, self.l.rflags);
-        // RFLAGS.IF, bit 9: the INTR line matters only with interrupts enabled.
-        let if_bit = self.b.ins().ushr_imm_s(rflags, 9);
-        let irq = self.b.ins().band(intr, if_bit);
-        let seq_ptr = self.load_frame(f.code_seq_now);
-        let seq_now = self.b.ins().load(types::I64, state_flags(), seq_ptr, 0);
-        let seq = self.load_frame(f.code_seq);
-        let written = self.b.ins().icmp(IntCC::NotEqual, seq_now, seq);
-        let written = self.b.ins().uextend(types::I64, written);
-        let any = self.b.ins().bor(kick, irq);
-        let any = self.b.ins().bor(any, written);
-        let any = self.b.ins().band_imm_s(any, 1);
-        let look = self.b.create_block();
-        self.b.ins().brif(any, stop, &[], look, &[]);
-        self.b.switch_to_block(look);
+        let (stop, linked, missing) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.stop_unless_free(total, stop);
         let target = self.b.ins().load(types::I64, state_flags(), cell, 0);
         let generation_check = self.b.create_block();
         self.b.ins().brif(target, generation_check, &[], missing, &[]);
@@ -323,6 +310,60 @@ impl Emit<'_, '_> {
         self.b.switch_to_block(relinked);
         self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
         self.b.switch_to_block(stop);
+        self.b.ins().return_(&[zero]);
+    }
+
+    /// Branches to `stop` unless the chain may go on with `total` instructions retired: the
+    /// budget allows it and no kick, deliverable interrupt or foreign code write is pending
+    /// (what the run loop looks at between blocks). Continues in a new block otherwise.
+    fn stop_unless_free(&mut self, total: Value, stop: Block) {
+        use cranelift_codegen::ir::condcodes::IntCC;
+        let f = self.l.frame;
+        let checks = self.b.create_block();
+        let limit = self.load_frame(f.limit);
+        let over = self.b.ins().icmp(IntCC::UnsignedGreaterThan, total, limit);
+        self.b.ins().brif(over, stop, &[], checks, &[]);
+        self.b.switch_to_block(checks);
+        let byte = |e: &mut Self, ptr_offset: i32| {
+            let p = e.load_frame(ptr_offset);
+            e.b.ins().uload8(types::I64, state_flags(), p, 0)
+        };
+        let kick = byte(self, f.kick);
+        let intr = byte(self, f.intr);
+        let rflags = self.load_state(types::I64, self.l.rflags);
+        // RFLAGS.IF, bit 9: the INTR line matters only with interrupts enabled.
+        let if_bit = self.b.ins().ushr_imm_s(rflags, 9);
+        let irq = self.b.ins().band(intr, if_bit);
+        let seq_ptr = self.load_frame(f.code_seq_now);
+        let seq_now = self.b.ins().load(types::I64, state_flags(), seq_ptr, 0);
+        let seq = self.load_frame(f.code_seq);
+        let written = self.b.ins().icmp(IntCC::NotEqual, seq_now, seq);
+        let written = self.b.ins().uextend(types::I64, written);
+        let any = self.b.ins().bor(kick, irq);
+        let any = self.b.ins().bor(any, written);
+        let any = self.b.ins().band_imm_s(any, 1);
+        let free = self.b.create_block();
+        self.b.ins().brif(any, stop, &[], free, &[]);
+        self.b.switch_to_block(free);
+    }
+
+    /// Whether a branch to `target` loops back to the block's own start inside its code.
+    pub fn loops_to(&self, target: u64) -> bool {
+        self.head.is_some() && target == self.spec.insns[0].ip()
+    }
+
+    /// Back to the block's start, the state stored with RIP there: counts `retired` and runs
+    /// the block again without leaving its code, unless the run loop is needed (see
+    /// `stop_unless_free`), then returns.
+    pub fn loop_back(&mut self, retired: u64) {
+        let head = self.head.expect("loops_to");
+        let r = self.iconst(retired);
+        let total = self.count_retired(r);
+        let stop = self.b.create_block();
+        self.stop_unless_free(total, stop);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(stop);
+        let zero = self.iconst(0);
         self.b.ins().return_(&[zero]);
     }
 

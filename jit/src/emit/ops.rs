@@ -419,7 +419,26 @@ impl Emit<'_, '_> {
                 self.set_reg(insn.op0_register(), v);
             }
             Native::Jmp => {
-                self.finish_direct(insn.near_branch_target(), EXIT_TAKEN, i as u64 + 1);
+                let target = insn.near_branch_target();
+                if self.loops_to(target) {
+                    let t = self.iconst(target);
+                    self.store_all(t);
+                    self.loop_back(i as u64 + 1);
+                } else {
+                    self.finish_direct(target, EXIT_TAKEN, i as u64 + 1);
+                }
+                return true;
+            }
+            Native::Jcc if self.loops_to(insn.near_branch_target()) => {
+                let c = self.condition(insn.condition_code());
+                let (taken, not_taken) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(c, taken, &[], not_taken, &[]);
+                self.b.switch_to_block(taken);
+                let t = self.iconst(insn.near_branch_target());
+                self.store_all(t);
+                self.loop_back(i as u64 + 1);
+                self.b.switch_to_block(not_taken);
+                self.finish_direct(next, EXIT_NEXT, i as u64 + 1);
                 return true;
             }
             Native::Jcc => {
