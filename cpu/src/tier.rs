@@ -665,9 +665,14 @@ impl Cpu {
         if owner.tier.live_entry.get() == 0 || exit >= CHAIN_EXITS {
             return None;
         }
-        // What sends the run loop to its guarded path, or keeps compiled code out.
+        // What sends the run loop to its guarded path, or keeps compiled code out. RFLAGS.AC
+        // alone does not (supervisor code sets it around every user copy under SMAP): only
+        // a change of the alignment-check mode, which the run loop takes up.
         let fl = self.state.rflags;
-        if fl & (rf::TF | rf::RF | rf::AC) != 0
+        let st = &self.state;
+        let alignment_checks = st.cr0 & crate::state::cr0::AM != 0 && fl & rf::AC != 0 && st.cpl() == 3;
+        if fl & (rf::TF | rf::RF) != 0
+            || alignment_checks != self.dbg.ac
             || self.interrupt_shadow
             || self.dbg.check_blocks()
             || !self.breakpoints.is_empty()
