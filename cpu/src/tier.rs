@@ -171,7 +171,11 @@ pub struct JitStats {
     /// that ends its block).
     pub unlinked_returns: [u64; CHAIN_EXITS],
     pub fault_returns: u64,
+    /// Side exits: an access the inline TLB probe could not serve (the interpreter ran it).
+    pub side_exits: u64,
     pub other_returns: u64,
+    /// Instructions the CPU retired in all (compiled or interpreted), as of the report.
+    pub all_insns: u64,
 }
 
 pub(crate) struct Tier {
@@ -235,10 +239,16 @@ impl Tier {
                 s.compiled_insns
             );
             eprintln!(
-                "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} other",
-                s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.other_returns,
+                "ferrite: jit: {} instructions in all, {:.1}% in compiled code",
+                s.all_insns,
+                s.compiled_insns as f64 * 100.0 / s.all_insns.max(1) as f64
+            );
+            eprintln!(
+                "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} side exits, {} other",
+                s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.side_exits + s.other_returns,
                 s.unlinked_returns,
                 s.fault_returns,
+                s.side_exits,
                 s.other_returns
             );
         }
@@ -269,6 +279,8 @@ pub(crate) struct Frame<'a> {
     code_seq: u64,
     /// The chain ended at an exit `jit_link` found no compiled block for.
     unlinked: bool,
+    /// See `FrameLayout::side_exit`.
+    side_exit: u64,
 }
 
 /// The INTR line of a bus without one to watch (compiled code then never chains).
@@ -286,22 +298,26 @@ extern "C" fn jit_exec(frame: *mut Frame<'_>, index: u64) -> u64 {
     let f = unsafe { &mut *frame };
     // SAFETY: as above.
     let (cpu, bus, block) = unsafe { (&mut *f.cpu, &mut *f.bus, &*f.block) };
-    let Some(d) = block.insns.get(index as usize) else { return ExecStatus::Stop as u64 };
-    let next = d.insn.next_ip() & f.ip_mask;
-    cpu.next_rip = next;
-    match (d.handler)(cpu, bus, &d.insn) {
-        Ok(()) => {
-            cpu.state.rip = cpu.next_rip;
-            if cpu.end_block || cpu.next_rip != next {
-                ExecStatus::Stop as u64
-            } else {
-                ExecStatus::Next as u64
-            }
-        }
+    match cpu.exec_one(bus, block, index as usize, f.ip_mask) {
+        Ok(true) => ExecStatus::Next as u64,
+        Ok(false) => ExecStatus::Stop as u64,
         Err(fault) => {
             f.fault = Some(fault);
             ExecStatus::Fault as u64
         }
+    }
+}
+
+impl Cpu {
+    /// Runs instruction `index` of `block` through the interpreter, as `run_block` does, with
+    /// RIP at it. `Ok(true)`: retired, and the block may go on with the next instruction.
+    fn exec_one(&mut self, bus: &mut dyn CpuBus, block: &Block, index: usize, ip_mask: u64) -> crate::Result<bool> {
+        let Some(d) = block.insns.get(index) else { return Ok(false) };
+        let next = d.insn.next_ip() & ip_mask;
+        self.next_rip = next;
+        (d.handler)(self, bus, &d.insn)?;
+        self.state.rip = self.next_rip;
+        Ok(!self.end_block && self.next_rip == next)
     }
 }
 
@@ -404,6 +420,7 @@ fn layout() -> Layout {
             intr: at(offset_of!(Frame<'static>, intr)),
             code_seq_now: at(offset_of!(Frame<'static>, code_seq_now)),
             code_seq: at(offset_of!(Frame<'static>, code_seq)),
+            side_exit: at(offset_of!(Frame<'static>, side_exit)),
         },
     }
 }
@@ -421,6 +438,7 @@ impl Cpu {
 
     /// Prints the translator's counters to stderr if `FERRITE_JIT_STATS=1` (once).
     pub fn report_jit_stats(&mut self) {
+        self.tier.stats.all_insns = self.instructions;
         self.tier.report();
     }
 
@@ -487,7 +505,7 @@ impl Cpu {
             return;
         }
         if self.tier.local.is_none() {
-            match Translator::new(layout(), self.tier.config.perf_map) {
+            match Translator::new(layout(), self.tier.config.cache_bytes, self.tier.config.perf_map) {
                 Ok(t) => self.tier.local = Some(t),
                 Err(_) => {
                     self.tier.broken = true;
@@ -510,7 +528,7 @@ impl Cpu {
             return;
         }
         if self.tier.service.is_none() {
-            match Service::start(layout(), self.tier.config.perf_map) {
+            match Service::start(layout(), self.tier.config.cache_bytes, self.tier.config.perf_map) {
                 Ok(s) => self.tier.service = Some(s),
                 Err(_) => {
                     self.tier.broken = true;
@@ -633,6 +651,7 @@ impl Cpu {
             code_seq_now,
             code_seq,
             unlinked: false,
+            side_exit: 0,
         };
         // SAFETY: `entry` came from the translator for this block and layout, and its
         // module is alive (entries are dropped before their module is freed), as is the code
@@ -648,6 +667,14 @@ impl Cpu {
         self.tier.stats.compiled_insns += frame.retired;
         if frame.fault.is_some() {
             self.tier.stats.fault_returns += 1;
+        } else if frame.side_exit != 0 {
+            self.tier.stats.side_exits += 1;
+            // SAFETY: the block that left ran in this chain, so it was alive then, and
+            // blocks dropped since wait in the graveyard until the next `run_block`.
+            let left = unsafe { &*frame.block };
+            self.exec_one(bus, left, frame.side_exit as usize - 1, ip_mask)?;
+            self.instructions += 1;
+            return Ok(());
         } else if !frame.unlinked {
             self.tier.stats.other_returns += 1;
         }

@@ -65,6 +65,9 @@ pub struct FrameLayout {
     /// up with: other vCPUs' and devices' writes to code stop the chain.
     pub code_seq_now: i32,
     pub code_seq: i32,
+    /// `u64`: set by a side exit to the index of the instruction it left before, plus one;
+    /// the CPU then runs that instruction in the interpreter.
+    pub side_exit: i32,
 }
 
 /// The CPU's numbering of lazy flag operations (see the CPU's `CcOp`).

@@ -12,10 +12,13 @@
 //! the CPU's interpreter helper (`Layout::exec`), with the registers and flags written back
 //! before the call and reloaded after it, so every instruction has exactly the interpreter's
 //! semantics. Native loads and stores probe the soft TLB inline; a miss, device memory, a
-//! page holding code or a watched page hands the whole instruction to the interpreter,
-//! which is exact because native instructions check all their accesses before changing
-//! any state.
+//! page holding code or a watched page leaves the block before the instruction (a side
+//! exit, joining nothing again, so blocks stay straight and quick to compile) and the CPU
+//! runs that instruction in the interpreter, which is exact because native instructions
+//! check all their accesses before changing any state. Code goes to one dense arena per
+//! module (`arena`).
 
+mod arena;
 mod chain;
 mod emit;
 mod layout;

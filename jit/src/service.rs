@@ -48,8 +48,8 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn start(layout: Layout, perf_map: bool) -> Result<Self, JitError> {
-        let mut translator = Translator::new(layout, perf_map)?;
+    pub fn start(layout: Layout, code_bytes: usize, perf_map: bool) -> Result<Self, JitError> {
+        let mut translator = Translator::new(layout, code_bytes, perf_map)?;
         let (tx, jobs) = unbounded::<Msg>();
         let (done, rx) = unbounded::<Done>();
         let thread = std::thread::Builder::new()

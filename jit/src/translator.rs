@@ -1,5 +1,6 @@
 //! The Cranelift module that holds compiled blocks, and the compile step.
 
+use crate::arena::CodeArena;
 use crate::chain::block_signature;
 use crate::emit::emit_block;
 use crate::perf_map::PerfMap;
@@ -41,6 +42,7 @@ pub struct Compiled {
 
 pub struct Translator {
     layout: Layout,
+    code_bytes_max: usize,
     module: Option<JITModule>,
     ctx: Context,
     fctx: FunctionBuilderContext,
@@ -48,7 +50,12 @@ pub struct Translator {
     perf: Option<PerfMap>,
 }
 
-pub(crate) fn new_module() -> Result<JITModule, JitError> {
+/// Room for the code of one block past a module's budget (the CPU flushes the cache only once
+/// a block has taken it over its cap).
+const ARENA_SLACK: usize = 64 << 20;
+
+/// A module whose code goes to a dense arena of `code_bytes` plus slack (see `arena`).
+pub(crate) fn new_module(code_bytes: usize) -> Result<JITModule, JitError> {
     let mut flags = settings::builder();
     // Latency over peak code quality: blocks are small and compiled while the guest runs.
     let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| JitError::Isa(e.to_string()));
@@ -61,7 +68,10 @@ pub(crate) fn new_module() -> Result<JITModule, JitError> {
         .map_err(|e| JitError::Isa(e.to_string()))?
         .finish(settings::Flags::new(flags))
         .map_err(|e| JitError::Isa(e.to_string()))?;
-    Ok(JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names())))
+    let arena = CodeArena::new(code_bytes.saturating_add(ARENA_SLACK)).map_err(|e| JitError::Isa(format!("no memory for code: {e}")))?;
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    builder.memory_provider(Box::new(arena));
+    Ok(JITModule::new(builder))
 }
 
 /// `FERRITE_JIT_DUMP=all` or `=RIP[,RIP...]` (hex): print the guest instructions and the host
@@ -79,12 +89,13 @@ fn dump_wanted(rip: u64) -> bool {
 }
 
 impl Translator {
-    /// `perf_map`: also name every block in `/tmp/perf-PID.map`.
-    pub fn new(layout: Layout, perf_map: bool) -> Result<Self, JitError> {
-        let module = new_module()?;
+    /// `code_bytes`: the host code the CPU lets the cache hold. `perf_map`: also name every
+    /// block in `/tmp/perf-PID.map`.
+    pub fn new(layout: Layout, code_bytes: usize, perf_map: bool) -> Result<Self, JitError> {
+        let module = new_module(code_bytes)?;
         let ctx = module.make_context();
         let perf = if perf_map { PerfMap::open().ok() } else { None };
-        Ok(Translator { layout, module: Some(module), ctx, fctx: FunctionBuilderContext::new(), code_bytes: 0, perf })
+        Ok(Translator { layout, code_bytes_max: code_bytes, module: Some(module), ctx, fctx: FunctionBuilderContext::new(), code_bytes: 0, perf })
     }
 
     /// Host code bytes held since the last reset.
@@ -101,7 +112,7 @@ impl Translator {
             // SAFETY: the caller guarantees that no code of this module runs or will run.
             unsafe { m.free_memory() };
         }
-        self.module = Some(new_module()?);
+        self.module = Some(new_module(self.code_bytes_max)?);
         self.code_bytes = 0;
         Ok(())
     }

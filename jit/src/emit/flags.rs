@@ -6,7 +6,6 @@
 //! become one host compare.
 
 use super::Emit;
-use crate::Layout;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -39,17 +38,6 @@ impl CcVars {
             res: b.declare_var(types::I64),
             carry: b.declare_var(types::I64),
         }
-    }
-
-    /// Takes the record the interpreter left in the CPU.
-    pub fn reload(&self, b: &mut FunctionBuilder, l: &Layout, cpu: Value) {
-        let f = super::state_flags();
-        for (var, off) in [(self.dst, l.cc_dst), (self.src, l.cc_src), (self.res, l.cc_res)] {
-            let v = b.ins().load(types::I64, f, cpu, off);
-            b.def_var(var, v);
-        }
-        let c = b.ins().uload8(types::I64, f, cpu, l.cc_carry_in);
-        b.def_var(self.carry, c);
     }
 }
 

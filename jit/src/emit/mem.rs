@@ -109,7 +109,7 @@ impl Emit<'_, '_> {
         self.b.use_var(self.tlb_context_var)
     }
 
-    pub(super) fn compute_tlb_context(&mut self) -> Value {
+    fn compute_tlb_context(&mut self) -> Value {
         let l = self.l;
         let tlb = self.load_state(types::I64, l.tlb);
         let ctx_bytes = (l.tlb_entry_size as i64) << l.tlb_bits;

@@ -59,7 +59,6 @@ pub(crate) fn emit_block(
         block_sig,
         tlb_context_var,
         tlb_context_known: false,
-        slow_join: None,
         head: None,
         chain_tail: None,
     };
@@ -72,7 +71,6 @@ pub(crate) fn emit_block(
             Some(op) => {
                 native += 1;
                 ended = e.native(i, insn, op);
-                e.end_insn();
             }
             None => {
                 e.interpret(i);
@@ -117,8 +115,6 @@ pub(crate) struct Emit<'a, 'f> {
     pub tlb_context_known: bool,
     /// The block's start, for branches back to it (with chaining only).
     pub head: Option<Block>,
-    /// Where the current instruction's interpreted paths meet, to rejoin the native one.
-    pub slow_join: Option<Block>,
     /// The block's chaining tail, once an exit uses it.
     chain_tail: Option<Block>,
 }
@@ -139,18 +135,6 @@ impl Emit<'_, '_> {
 
     pub fn store_state(&mut self, v: Value, offset: i32) {
         self.b.ins().store(state_flags(), v, self.cpu, offset);
-    }
-
-    /// After the interpreter ran on a side path that joins the native one again: the
-    /// registers the native path holds in variables are read back (the others are still
-    /// loaded at their first use, from memory that is current on both paths).
-    fn reload_regs(&mut self) {
-        for r in 0..16 {
-            if self.loaded & (1 << r) != 0 {
-                let v = self.load_state(types::I64, self.l.gpr + 8 * r as i32);
-                self.b.def_var(self.regs[r], v);
-            }
-        }
     }
 
     /// The full 64-bit value of register `idx`, loaded at its first use.
@@ -428,40 +412,25 @@ impl Emit<'_, '_> {
         self.flags = Flags::Memory;
     }
 
-    /// Branches to a path that hands instruction `i` to the interpreter unless `ok`; the
-    /// native path continues after the call. Native instructions guard every access before
-    /// changing any state, so the interpreter starts from the state before the instruction.
+    /// Leaves the block before instruction `i` unless `ok` (a TLB miss, device memory, a
+    /// page holding code, a non-canonical target): the state is stored as it stands before
+    /// the instruction, and the CPU runs that one instruction in the interpreter (see
+    /// `FrameLayout::side_exit`). Native instructions guard every access before changing any
+    /// state, so nothing of the instruction has happened yet. A side exit joins nothing
+    /// again, which keeps the block's code straight and quick to compile.
     pub fn guard(&mut self, i: usize, ok: Value) {
         let fast = self.b.create_block();
         let slow = self.b.create_block();
         self.b.ins().brif(ok, fast, &[], slow, &[]);
+        self.b.set_cold_block(slow);
         self.b.switch_to_block(slow);
-        if self.exec_then_continue(i) {
-            // The interpreter ran the whole instruction: the join takes the registers and
-            // flags it left, once the native path is emitted to the end.
-            let join = *self.slow_join.get_or_insert_with(|| self.b.create_block());
-            self.b.ins().jump(join, &[]);
-        }
+        let ip = self.iconst(self.spec.insns[i].ip());
+        self.store_all(ip);
+        let index = self.iconst(i as u64 + 1);
+        self.store_frame(index, self.l.frame.side_exit);
+        let retired = self.iconst(i as u64);
+        self.leave(retired);
         self.b.switch_to_block(fast);
-    }
-
-    /// Joins the native and interpreted paths of the instruction just emitted. The
-    /// interpreted path reads back every register the native path holds in a variable by now
-    /// (the native path may have loaded some after its guard), and the flags with the same
-    /// operation and width the native path records.
-    fn end_insn(&mut self) {
-        let Some(join) = self.slow_join.take() else { return };
-        let merge = self.b.create_block();
-        self.b.ins().jump(merge, &[]);
-        self.b.switch_to_block(join);
-        self.reload_regs();
-        self.cc.reload(&mut self.b, self.l, self.cpu);
-        if self.tlb_context_known {
-            let v = self.compute_tlb_context();
-            self.b.def_var(self.tlb_context_var, v);
-        }
-        self.b.ins().jump(merge, &[]);
-        self.b.switch_to_block(merge);
     }
 
     /// Reads a register (any width, zero-extended).
