@@ -2,7 +2,7 @@
 //! privilege context. Laid out (`repr(C)`) so generated code can probe it inline:
 //! `entry = tlb.entries[ctx][(lin >> 12) & MASK]; if entry.read == lin & !0xfff { host = entry.addend + lin }`.
 
-pub const TLB_BITS: u32 = 8;
+pub const TLB_BITS: u32 = 10;
 pub const TLB_SIZE: usize = 1 << TLB_BITS;
 pub const TLB_MASK: u64 = TLB_SIZE as u64 - 1;
 
