@@ -329,16 +329,24 @@ impl Cpu {
     // Inlined: it is the hot half of `run_block` (the guarded copy gets one too).
     #[inline(always)]
     fn lookup_block(&mut self, bus: &mut dyn CpuBus, bitness: u32) -> Result<Rc<Block>> {
+        Ok(self.find_block::<true>(bus, bitness)?.expect("decoded when missing"))
+    }
+
+    /// The block at the current RIP: from the jump cache, else from the blocks decoded so
+    /// far (entering it in the jump cache), else decoded now if `DECODE` (else `None`).
+    #[inline(always)]
+    pub(crate) fn find_block<const DECODE: bool>(&mut self, bus: &mut dyn CpuBus, bitness: u32) -> Result<Option<Rc<Block>>> {
         let lin = self.current_linear_rip();
         let tag = self.jump_tag(bitness);
         let slot = CodeCache::jump_slot(lin);
         if let Some(b) = self.code.cached(lin, tag) {
-            return Ok(b.clone());
+            return Ok(Some(b.clone()));
         }
         let (host, phys, global) = self.fetch_code_page(bus, lin)?;
         let key = BlockKey { phys: phys | (lin & 0xfff), rip: self.state.rip, bitness };
         let block = match self.code.blocks.get(&key) {
             Some(b) => b.clone(),
+            None if !DECODE => return Ok(None),
             None => {
                 let (block, pages) = self.decode_block(bus, lin, host, phys, bitness)?;
                 let block = Rc::new(block);
@@ -359,7 +367,7 @@ impl Cpu {
             let generation = self.code.jump_generation;
             self.code.jump[slot] = Some(JumpEntry { lin, tag, global, generation, block: block.clone() });
         }
-        Ok(block)
+        Ok(Some(block))
     }
 
     /// Decodes a block at linear `lin`. Returns the block and the physical pages it covers.

@@ -329,8 +329,8 @@ extern "C" fn jit_link(frame: *mut Frame<'_>, exit: u64) -> u64 {
     // call; the frame's block is the one running (kept alive by its chain or the graveyard).
     let f = unsafe { &mut *frame };
     // SAFETY: as above.
-    let (cpu, owner) = unsafe { (&mut *f.cpu, &*f.block) };
-    match cpu.link_exit(owner, exit as usize) {
+    let (cpu, bus, owner) = unsafe { (&mut *f.cpu, &mut *f.bus, &*f.block) };
+    match cpu.link_exit(bus, owner, exit as usize) {
         Some(entry) => entry as u64,
         None => {
             f.unlinked = true;
@@ -687,7 +687,7 @@ impl Cpu {
     /// Links exit `exit` of `owner`, which compiled code is leaving, to the compiled block
     /// the jump cache holds for the current RIP, if it may run in the owner's place (as the
     /// run loop would run it next); returns its entry.
-    fn link_exit(&mut self, owner: &Block, exit: usize) -> Option<usize> {
+    fn link_exit(&mut self, bus: &mut dyn CpuBus, owner: &Block, exit: usize) -> Option<usize> {
         let JitSlot::Compiled { user, .. } = owner.tier.slot.get() else { return None };
         if owner.tier.live_entry.get() == 0 || exit >= CHAIN_EXITS {
             return None;
@@ -707,8 +707,20 @@ impl Cpu {
         {
             return None;
         }
+        // A block decoded before but not in the jump cache (a CR3 write or INVLPG dropped its
+        // entry, or another took its slot) is found again here; an undecoded one, or a fault
+        // fetching it, is the run loop's business.
+        // A fetch fault must not show: the walk wrote CR2, which the run loop's own fetch
+        // writes again before the #PF is delivered, but an interrupt may come first.
+        let cr2 = self.state.cr2;
+        let target = match self.find_block::<false>(bus, owner.bitness) {
+            Ok(found) => found?,
+            Err(_) => {
+                self.state.cr2 = cr2;
+                return None;
+            }
+        };
         let lin = self.current_linear_rip();
-        let target = self.code.cached(lin, self.jump_tag(owner.bitness))?;
         let entry = match target.tier.slot.get() {
             JitSlot::Compiled { user: u, .. } if u == user => target.tier.live_entry.get(),
             _ => 0,
@@ -723,7 +735,6 @@ impl Cpu {
         cell.target.set(&target.tier.live_entry as *const Cell<usize> as usize);
         cell.generation.set(generation);
         cell.rip.set(self.state.rip);
-        let target = target.clone();
         let old = owner.tier.links.borrow_mut()[exit].replace(target);
         self.code.graveyard.extend(old);
         Some(entry)
