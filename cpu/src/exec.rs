@@ -19,6 +19,9 @@ use std::sync::atomic::Ordering;
 /// Longest block, in instructions.
 pub(crate) const MAX_BLOCK: usize = 64;
 const JUMP_CACHE_SIZE: usize = 4096;
+/// The jump cache's slots come in groups of this many per page number (modulo the groups), so
+/// an INVLPG looks at one group instead of every slot.
+const JUMP_GROUP_BITS: u32 = 6;
 
 pub(crate) struct DecodedInsn {
     pub insn: Instruction,
@@ -119,7 +122,15 @@ impl CodeCache {
 
     /// INVLPG of the page holding `lin`: its entries go, and so do links to other pages.
     pub fn flush_jump_page(&mut self, lin: u64) {
-        self.drop_jump_entries(|e| e.lin >> 12 == lin >> 12);
+        let first = Self::jump_slot(lin & !0xfff) & !((1 << JUMP_GROUP_BITS) - 1);
+        if let Some(group) = self.jump.get_mut(first..first + (1 << JUMP_GROUP_BITS)) {
+            for e in group.iter_mut() {
+                if e.as_ref().is_some_and(|e| e.lin >> 12 == lin >> 12) {
+                    *e = None;
+                }
+            }
+        }
+        self.link_generation += 1;
     }
 
     /// A CR3 write or INVPCID that drops the non-global translations of `pcid` (all PCIDs if
@@ -179,8 +190,12 @@ impl CodeCache {
         }
     }
 
+    /// The page number picks a group of slots, the offset (folded) a slot in it.
     fn jump_slot(lin: u64) -> usize {
-        ((lin ^ (lin >> 12)) as usize) & (JUMP_CACHE_SIZE - 1)
+        let groups = JUMP_CACHE_SIZE >> JUMP_GROUP_BITS;
+        let group = (lin >> 12) as usize & (groups - 1);
+        let offset = (lin ^ (lin >> JUMP_GROUP_BITS)) as usize & ((1 << JUMP_GROUP_BITS) - 1);
+        group << JUMP_GROUP_BITS | offset
     }
 }
 
