@@ -695,7 +695,7 @@ fn gdb_stops_the_debian_kernel_at_its_entry_point() {
 }
 
 /// Lets the kernel boot until it prints its banner (it then runs on its own page tables),
-/// interrupts it, and reads the kernel image through the kernel's virtual mapping
+/// interrupts it (in the kernel or, as fast as it boots, in a process), and reads the kernel image through the kernel's virtual mapping
 /// (0xffffffff81000000 with nokaslr) and through physical memory (16 MiB): the same bytes.
 /// Needs the whole instruction set (the decompressor and early boot code).
 #[test]
@@ -729,7 +729,9 @@ fn gdb_reads_debian_kernel_memory_through_its_page_tables() {
     let serial_out = std::fs::read_to_string(&serial).unwrap_or_default();
     let ctx = format!("gdb output:\n{out}\nferrite stderr:\n{}\nserial:\n{serial_out}", f.log());
     assert!(out.contains("SIGINT"), "{ctx}");
-    assert!(out.contains("64-bit long mode, CPL 0"), "{ctx}");
+    // The kernel, or already a process of its init (with `nopti` its page tables map the
+    // kernel too): the interrupt may land after the boot got that far.
+    assert!(out.contains("64-bit long mode, CPL 0") || out.contains("64-bit long mode, CPL 3"), "{ctx}");
     assert_ne!(printed(&out, 2), printed(&out, 1), "the kernel switched page tables: {ctx}");
     let bytes_at = |prefix: &str| {
         out.lines().find_map(|l| l.find(prefix).map(|i| l[i + prefix.len()..].trim().to_string()))

@@ -222,6 +222,12 @@ impl Tier {
             return;
         }
         self.reported = true;
+        let s = self.stats;
+        eprintln!(
+            "ferrite: jit: {} instructions in all, {:.1}% in compiled code",
+            s.all_insns,
+            s.compiled_insns as f64 * 100.0 / s.all_insns.max(1) as f64
+        );
         if self.stats.blocks_compiled > 0 {
             let s = self.stats;
             eprintln!(
@@ -237,11 +243,6 @@ impl Tier {
                 s.compiled_runs,
                 s.chained_runs,
                 s.compiled_insns
-            );
-            eprintln!(
-                "ferrite: jit: {} instructions in all, {:.1}% in compiled code",
-                s.all_insns,
-                s.compiled_insns as f64 * 100.0 / s.all_insns.max(1) as f64
             );
             eprintln!(
                 "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} side exits, {} other",

@@ -427,8 +427,10 @@ fn unaligned_and_page_crossing_locked_adds_count_exactly() {
 fn accessed_dirty_updates_do_not_undo_pte_changes() {
     const TARGET: u64 = 0x10_0000;
     const PTE: u64 = PT + 8 * (TARGET >> 12);
-    // Same TLB slot as TARGET (the soft TLB is direct-mapped), in an unused page.
-    const EVICT: u64 = TARGET - (TLB_SIZE as u64) * 4096;
+    // Same TLB slot as TARGET (the soft TLB is direct-mapped), in an unused page (of the
+    // 2 MiB pages above the data's).
+    const EVICT: u64 = TARGET + (TLB_SIZE as u64) * 4096;
+    const _: () = assert!(EVICT >= DATA + (2 << 20) && EVICT + 4096 <= RAM_SIZE as u64);
     const DONE: u64 = DATA + 0x100;
     let ram = machine(|a| {
         let mut walker = a.create_label();
