@@ -223,11 +223,14 @@ impl Tier {
         }
         self.reported = true;
         let s = self.stats;
-        eprintln!(
-            "ferrite: jit: {} instructions in all, {:.1}% in compiled code",
-            s.all_insns,
-            s.compiled_insns as f64 * 100.0 / s.all_insns.max(1) as f64
-        );
+        // (The count comes with `report_jit_stats`; CPUs dropped without it ran nothing.)
+        if s.all_insns > 0 {
+            eprintln!(
+                "ferrite: jit: {} instructions in all, {:.1}% in compiled code",
+                s.all_insns,
+                s.compiled_insns as f64 * 100.0 / s.all_insns as f64
+            );
+        }
         if self.stats.blocks_compiled > 0 {
             let s = self.stats;
             eprintln!(

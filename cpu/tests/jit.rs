@@ -667,3 +667,43 @@ fn neg_and_bswap_match_the_interpreter() {
         |a| a.bswap(rcx),
     ]);
 }
+
+#[test]
+fn interpreted_instructions_between_native_ones_keep_or_refresh_registers_and_flags() {
+    // SSE and x87 instructions run in the interpreter without touching the general registers
+    // or the flags, so the native code around them keeps both in variables; MUL, CPUID, RDTSC
+    // and CMPXCHG (interpreted) write registers and flags the native code must read back.
+    let on = both(&[(RSI, DATA), (RCX, 50), (RBX, 0x1234_5678_9abc_def1), (RDI, 7)], |a| {
+        let mut top = a.create_label();
+        // CR4.OSFXSR and OSXMMEXCPT: SSE on.
+        a.mov(rax, cr4)?;
+        a.or(rax, 0x600)?;
+        a.mov(cr4, rax)?;
+        a.set_label(&mut top)?;
+        a.add(rbx, rdi)?;
+        a.cvtsi2sd(xmm0, rbx)?;
+        a.mulsd(xmm0, xmm0)?;
+        a.movq(qword_ptr(rsi + 8), xmm0)?;
+        a.setc(al)?;
+        a.adc(rdi, rbx)?;
+        a.mov(rax, rbx)?;
+        a.mul(rcx)?;
+        a.add(r8, rdx)?;
+        a.xor(r9, rax)?;
+        a.mov(eax, 1)?;
+        a.cpuid()?;
+        a.add(r10, rcx)?;
+        a.mov(r11, rax)?;
+        a.mov(rcx, qword_ptr(rsi + 0x10))?;
+        a.mov(rax, r9)?;
+        a.cmpxchg(qword_ptr(rsi + 0x18), rdi)?;
+        a.setz(byte_ptr(rsi + 0x20))?;
+        a.add(r12, rax)?;
+        a.mov(qword_ptr(rsi + 0x10), rcx)?;
+        a.mov(rcx, r13)?;
+        a.inc(r13)?;
+        a.cmp(r13, 50)?;
+        a.jne(top)
+    });
+    assert_eq!(on.gpr(13), 50);
+}

@@ -402,14 +402,20 @@ impl Emit<'_, '_> {
     }
 
     /// An instruction the translator does not emit: the interpreter runs it.
+    /// Everything was stored before the call; afterwards only what the instruction writes
+    /// (as iced lists its registers and flags) is read back, so an SSE or x87 instruction
+    /// between integer ones costs no reloads and leaves the pending flags in variables.
     fn interpret(&mut self, i: usize) {
         if !self.exec_then_continue(i) {
             return;
         }
+        let insn = &self.spec.insns[i];
         self.dirty = 0;
-        self.loaded = 0;
+        self.loaded &= !written_gprs(insn);
         self.tlb_context_known = false;
-        self.flags = Flags::Memory;
+        if insn.rflags_modified() != 0 {
+            self.flags = Flags::Memory;
+        }
     }
 
     /// Leaves the block before instruction `i` unless `ok` (a TLB miss, device memory, a
@@ -493,6 +499,21 @@ impl Emit<'_, '_> {
         let narrow = self.b.ins().ireduce(ty, v);
         self.b.ins().sextend(types::I64, narrow)
     }
+}
+
+/// The general-purpose registers (bit per index) `insn` may write, implicitly or not.
+fn written_gprs(insn: &iced_x86::Instruction) -> u16 {
+    use iced_x86::OpAccess;
+    let mut factory = iced_x86::InstructionInfoFactory::new();
+    let info = factory.info(insn);
+    let mut m = 0u16;
+    for u in info.used_registers() {
+        let writes = matches!(u.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite);
+        if let (true, Some((idx, _, _))) = (writes, crate::operand::gpr_slot(u.register())) {
+            m |= 1 << idx;
+        }
+    }
+    m
 }
 
 pub(crate) fn mask_of(size: u8) -> u64 {
