@@ -15,11 +15,16 @@ use crate::state::{cr0, flags};
 use crate::Cpu;
 
 impl Cpu {
+    /// Whether accesses are alignment-checked now: CR0.AM, EFLAGS.AC and CPL 3.
+    pub(crate) fn alignment_checking(&self) -> bool {
+        let st = &self.state;
+        st.cr0 & cr0::AM != 0 && st.rflags & flags::AC != 0 && st.cpl() == 3
+    }
+
     /// Re-evaluates CR0.AM && EFLAGS.AC && CPL 3; a change redoes the user TLB entries'
     /// tags (dropping them; they refill with or without slow tags).
     pub(crate) fn update_alignment_mode(&mut self) {
-        let st = &self.state;
-        let on = st.cr0 & cr0::AM != 0 && st.rflags & flags::AC != 0 && st.cpl() == 3;
+        let on = self.alignment_checking();
         if on == self.dbg.ac {
             return;
         }

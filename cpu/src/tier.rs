@@ -699,11 +699,8 @@ impl Cpu {
         // What sends the run loop to its guarded path, or keeps compiled code out. RFLAGS.AC
         // alone does not (supervisor code sets it around every user copy under SMAP): only
         // a change of the alignment-check mode, which the run loop takes up.
-        let fl = self.state.rflags;
-        let st = &self.state;
-        let alignment_checks = st.cr0 & crate::state::cr0::AM != 0 && fl & rf::AC != 0 && st.cpl() == 3;
-        if fl & (rf::TF | rf::RF) != 0
-            || alignment_checks != self.dbg.ac
+        if self.state.rflags & (rf::TF | rf::RF) != 0
+            || self.alignment_checking() != self.dbg.ac
             || self.interrupt_shadow
             || self.dbg.check_blocks()
             || !self.breakpoints.is_empty()

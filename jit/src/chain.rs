@@ -63,8 +63,8 @@ pub type EntryFn = unsafe extern "C" fn(usize, *mut u8, *mut u8) -> u64;
 impl Entry {
     pub fn new() -> Result<Self, JitError> {
         let err = |e: &dyn std::fmt::Display| JitError::Compile { rip: 0, message: e.to_string() };
-        // One small function: a page of arena.
-        let mut module = new_module(4096)?;
+        // One small function: the arena's slack holds it.
+        let mut module = new_module(0)?;
         let mut ctx = module.make_context();
         let mut fctx = FunctionBuilderContext::new();
         let call_conv = module.isa().default_call_conv();

@@ -481,8 +481,8 @@ impl Emit<'_, '_> {
             // truncation Cranelift narrows the producing operation into (a 32-bit op zero-extends
             // for free).
             4 => {
-                let narrow = self.b.ins().ireduce(types::I32, v);
-                self.b.ins().uextend(types::I64, narrow)
+                let n = self.narrow(v, 4);
+                self.widen(n, 4)
             }
             _ => self.b.ins().band_imm_s(v, mask_of(size) as i64),
         }
@@ -490,14 +490,31 @@ impl Emit<'_, '_> {
 
     /// Sign-extends the low `size` bytes of `v` to 64 bits.
     pub fn sext(&mut self, v: Value, size: u8) -> Value {
-        let ty = match size {
-            1 => types::I8,
-            2 => types::I16,
-            4 => types::I32,
-            _ => return v,
-        };
-        let narrow = self.b.ins().ireduce(ty, v);
-        self.b.ins().sextend(types::I64, narrow)
+        if size >= 8 {
+            return v;
+        }
+        let n = self.narrow(v, size);
+        self.b.ins().sextend(types::I64, n)
+    }
+
+    /// `v` as a value of the operand's width (for host operations of that width).
+    pub fn narrow(&mut self, v: Value, size: u8) -> Value {
+        if size >= 8 { v } else { self.b.ins().ireduce(int_type(size), v) }
+    }
+
+    /// A value `narrow` made, zero-extended back to 64 bits.
+    pub fn widen(&mut self, v: Value, size: u8) -> Value {
+        if size >= 8 { v } else { self.b.ins().uextend(types::I64, v) }
+    }
+}
+
+/// The Cranelift integer type of a `size`-byte operand.
+fn int_type(size: u8) -> Type {
+    match size {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        _ => types::I64,
     }
 }
 

@@ -526,16 +526,11 @@ impl Emit<'_, '_> {
                 }
             }
             Native::Bswap { size } => {
-                use cranelift_codegen::ir::types;
                 let r = insn.op0_register();
                 let v = self.reg(r);
-                let swapped = if size == 4 {
-                    let narrow = self.b.ins().ireduce(types::I32, v);
-                    let s = self.b.ins().bswap(narrow);
-                    self.b.ins().uextend(types::I64, s)
-                } else {
-                    self.b.ins().bswap(v)
-                };
+                let n = self.narrow(v, size);
+                let swapped = self.b.ins().bswap(n);
+                let swapped = self.widen(swapped, size);
                 self.set_reg(r, swapped);
             }
             Native::Cmov { size } => {
@@ -655,44 +650,30 @@ impl Emit<'_, '_> {
     /// `v` (masked to `size`) shifted or rotated by `count` (a constant or CL, already masked
     /// to 5 or 6 bits, possibly 0), masked to `size`.
     fn shift_by(&mut self, v: Value, op: ShiftOp, size: u8, count: Value) -> Value {
-        use cranelift_codegen::ir::types;
-        let ty = match size {
-            1 => types::I8,
-            2 => types::I16,
-            4 => types::I32,
-            _ => types::I64,
-        };
-        match op {
-            // A rotate by any count is one host rotate of the operand's width (host rotates
-            // take the count modulo the width, as rotating does).
-            ShiftOp::Rol | ShiftOp::Ror => {
-                let n = if size < 8 { self.b.ins().ireduce(ty, v) } else { v };
-                let r = if op == ShiftOp::Rol { self.b.ins().rotl(n, count) } else { self.b.ins().rotr(n, count) };
-                if size < 8 { self.b.ins().uextend(types::I64, r) } else { r }
-            }
-            // 32 and 64-bit counts are masked below the width: host shifts of that width.
-            _ if size >= 4 => {
-                let n = if size < 8 { self.b.ins().ireduce(ty, v) } else { v };
-                let r = match op {
-                    ShiftOp::Shl => self.b.ins().ishl(n, count),
-                    ShiftOp::Shr => self.b.ins().ushr(n, count),
-                    _ => self.b.ins().sshr(n, count),
-                };
-                if size < 8 { self.b.ins().uextend(types::I64, r) } else { r }
-            }
-            // Counts past an 8- or 16-bit width shift every bit out of the masked value.
-            _ => {
-                let res = match op {
-                    ShiftOp::Shl => self.b.ins().ishl(v, count),
-                    ShiftOp::Shr => self.b.ins().ushr(v, count),
-                    _ => {
-                        let s = self.sext(v, size);
-                        self.b.ins().sshr(s, count)
-                    }
-                };
-                self.mask(res, size)
-            }
+        // A rotate by any count is one host rotate of the operand's width (host rotates take
+        // the count modulo the width, as rotating does); 32 and 64-bit shift counts are masked
+        // below the width, so host shifts of that width do.
+        if matches!(op, ShiftOp::Rol | ShiftOp::Ror) || size >= 4 {
+            let n = self.narrow(v, size);
+            let r = match op {
+                ShiftOp::Rol => self.b.ins().rotl(n, count),
+                ShiftOp::Ror => self.b.ins().rotr(n, count),
+                ShiftOp::Shl => self.b.ins().ishl(n, count),
+                ShiftOp::Shr => self.b.ins().ushr(n, count),
+                ShiftOp::Sar => self.b.ins().sshr(n, count),
+            };
+            return self.widen(r, size);
         }
+        // Counts past an 8- or 16-bit width shift every bit out of the masked value.
+        let res = match op {
+            ShiftOp::Shl => self.b.ins().ishl(v, count),
+            ShiftOp::Shr => self.b.ins().ushr(v, count),
+            _ => {
+                let s = self.sext(v, size);
+                self.b.ins().sshr(s, count)
+            }
+        };
+        self.mask(res, size)
     }
 
     /// PUSH of a 64-bit value in 64-bit mode (SS has no base there).
