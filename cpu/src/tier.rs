@@ -24,7 +24,6 @@ use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{flags as rf, CpuState, Segment};
 use crate::Cpu;
 use ferrite_jit::{BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CHAIN_EXITS};
-use iced_x86::ConditionCode;
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
 use std::rc::Rc;
@@ -178,6 +177,31 @@ pub struct JitStats {
     pub all_insns: u64,
 }
 
+/// With `FERRITE_JIT_STATS=1`: how often compiled code ran each instruction form through the
+/// interpreter (what the translator should learn next).
+#[derive(Default)]
+struct HelperCounts(Option<Box<[u64]>>);
+
+impl HelperCounts {
+    fn new(on: bool) -> Self {
+        HelperCounts(on.then(|| vec![0; iced_x86::Code::values().count()].into_boxed_slice()))
+    }
+
+    fn count(&mut self, m: iced_x86::Code) {
+        if let Some(c) = &mut self.0 {
+            c[m as usize] += 1;
+        }
+    }
+
+    fn top(&self, n: usize) -> String {
+        let Some(c) = &self.0 else { return String::new() };
+        let mut v: Vec<(u64, usize)> = c.iter().enumerate().filter(|(_, &k)| k > 0).map(|(i, &k)| (k, i)).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        let names = iced_x86::Code::values().collect::<Vec<_>>();
+        v.iter().take(n).map(|&(k, i)| format!("{:?} {k}", names[i])).collect::<Vec<_>>().join(", ")
+    }
+}
+
 pub(crate) struct Tier {
     pub config: JitConfig,
     service: Option<Service>,
@@ -191,6 +215,7 @@ pub(crate) struct Tier {
     broken: bool,
     reported: bool,
     pub stats: JitStats,
+    helped: HelperCounts,
 }
 
 impl Tier {
@@ -206,6 +231,7 @@ impl Tier {
             broken: false,
             reported: false,
             stats: JitStats::default(),
+            helped: HelperCounts::new(stats_wanted()),
         }
     }
 
@@ -218,7 +244,7 @@ impl Tier {
 impl Tier {
     /// Prints the counters to stderr once, if `FERRITE_JIT_STATS=1`.
     fn report(&mut self) {
-        if self.reported || !std::env::var("FERRITE_JIT_STATS").is_ok_and(|v| v == "1") {
+        if self.reported || !stats_wanted() {
             return;
         }
         self.reported = true;
@@ -255,8 +281,13 @@ impl Tier {
                 s.side_exits,
                 s.other_returns
             );
+            eprintln!("ferrite: jit: interpreted inside compiled code: {}", self.helped.top(16));
         }
     }
+}
+
+fn stats_wanted() -> bool {
+    std::env::var("FERRITE_JIT_STATS").is_ok_and(|v| v == "1")
 }
 
 impl Drop for Tier {
@@ -302,6 +333,9 @@ extern "C" fn jit_exec(frame: *mut Frame<'_>, index: u64) -> u64 {
     let f = unsafe { &mut *frame };
     // SAFETY: as above.
     let (cpu, bus, block) = unsafe { (&mut *f.cpu, &mut *f.bus, &*f.block) };
+    if let Some(d) = block.insns.get(index as usize) {
+        cpu.tier.helped.count(d.insn.code());
+    }
     match cpu.exec_one(bus, block, index as usize, f.ip_mask) {
         Ok(true) => ExecStatus::Next as u64,
         Ok(false) => ExecStatus::Stop as u64,
@@ -344,32 +378,12 @@ extern "C" fn jit_link(frame: *mut Frame<'_>, exit: u64) -> u64 {
     }
 }
 
-/// iced's `ConditionCode` numbering, for `jit_cond`.
-const CONDITIONS: [ConditionCode; 17] = [
-    ConditionCode::None,
-    ConditionCode::o,
-    ConditionCode::no,
-    ConditionCode::b,
-    ConditionCode::ae,
-    ConditionCode::e,
-    ConditionCode::ne,
-    ConditionCode::be,
-    ConditionCode::a,
-    ConditionCode::s,
-    ConditionCode::ns,
-    ConditionCode::p,
-    ConditionCode::np,
-    ConditionCode::l,
-    ConditionCode::ge,
-    ConditionCode::le,
-    ConditionCode::g,
-];
-
-/// Evaluates a condition from the flags in the CPU structure.
-extern "C" fn jit_cond(cpu: *const Cpu, cc: u64) -> u64 {
+/// Folds the pending flags into RFLAGS, for compiled code that reads or keeps some of them.
+extern "C" fn jit_flags(cpu: *mut Cpu, _: u64) -> u64 {
     // SAFETY: called by compiled code with the CPU pointer it received, between accesses.
-    let cpu = unsafe { &*cpu };
-    CONDITIONS.get(cc as usize).is_some_and(|&c| cpu.condition(c)) as u64
+    let cpu = unsafe { &mut *cpu };
+    cpu.materialize_flags();
+    cpu.state.rflags
 }
 
 // The translator picks the AC context as supervisor + RFLAGS.AC.
@@ -390,6 +404,7 @@ fn layout() -> Layout {
         cc_src: at(cc + offset_of!(LazyFlags, src)),
         cc_res: at(cc + offset_of!(LazyFlags, res)),
         cc_ops: CcOps {
+            eflags: CcOp::Eflags as u8,
             add: CcOp::Add as u8,
             sub: CcOp::Sub as u8,
             logic: CcOp::Logic as u8,
@@ -413,7 +428,7 @@ fn layout() -> Layout {
         ctx_user: Ctx::User as u32,
         exec: jit_exec as *const () as usize,
         link: jit_link as *const () as usize,
-        cond: jit_cond as *const () as usize,
+        flags: jit_flags as *const () as usize,
         link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, link_generation)),
         frame: FrameLayout {
             block: at(offset_of!(Frame<'static>, block)),

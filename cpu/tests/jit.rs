@@ -155,6 +155,58 @@ fn flags_after_every_operation_and_width_match_the_interpreter() {
 }
 
 #[test]
+fn bit_tests_keep_the_other_flags_and_match_the_interpreter() {
+    // Each operation leaves a different record pending; a BT form then sets CF and keeps the
+    // rest (AF included, which PUSHFQ shows), and every condition is read back after it.
+    let setups: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 8] = [
+        |a| a.cmp(eax, ebx),
+        |a| a.add(cl, bl),
+        |a| a.inc(dx),
+        |a| a.imul_2(rdx, rbx),
+        |a| a.shl(ecx, 3),
+        |a| a.test(rax, rbx),
+        |a| a.sbb(rdx, rbx),
+        // Flags the interpreter left (BSF runs there).
+        |a| a.bsf(rdx, rbx),
+    ];
+    let tests: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 10] = [
+        |a| a.bt(eax, 3),
+        |a| a.bt(rax, rbx),
+        |a| a.bts(ecx, 31),
+        |a| a.btr(dx, bx),
+        |a| a.btc(rcx, 63),
+        |a| a.bt(dword_ptr(rdi + 0x1800), 5),
+        |a| a.bts(qword_ptr(rdi + 0x1800), r9),
+        // Negative register offsets reach below the operand.
+        |a| a.btr(word_ptr(rdi + 0x1810), r8w),
+        |a| a.btc(dword_ptr(rdi + 0x1810), r8d),
+        |a| a.bt(qword_ptr(rdi + 0x1810), r8),
+    ];
+    for (x, y) in [(0u64, 0u64), (0x7f, 1), (0x8000_0000, 0xffff_ffff), (u64::MAX, 0x8000_0000_0000_0001), (0x1234_5678, 77)] {
+        both(&[(RAX, x), (RBX, y), (RDI, DATA), (8, (-77i64) as u64), (9, 100)], |a| {
+            a.mov(qword_ptr(rdi + 0x1800), rax)?;
+            a.mov(qword_ptr(rdi + 0x1808), rbx)?;
+            for (k, setup) in setups.iter().enumerate() {
+                for (t, test) in tests.iter().enumerate() {
+                    let at = ((k * tests.len() + t) * 24) as i32;
+                    a.mov(rcx, rax)?;
+                    a.mov(rdx, rbx)?;
+                    setup(a)?;
+                    test(a)?;
+                    for (c, set) in SETTERS.iter().enumerate() {
+                        set(a, byte_ptr(rdi + at + c as i32))?;
+                    }
+                    a.pushfq()?;
+                    a.pop(qword_ptr(rdi + at + 16))?;
+                    a.mov(qword_ptr(rdi + 0x1000 + (at / 3)), rcx)?;
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
 fn a_store_into_the_running_block_takes_effect_at_the_next_instruction() {
     // The MOV rewrites the immediate of the instruction after it, which is in the same
     // block: the block must stop after the store and the new bytes must run.

@@ -36,9 +36,9 @@ pub struct Layout {
     /// compiled block for the RIP just stored and returns that block's entry, or 0 (the chain
     /// returns).
     pub link: usize,
-    /// `extern "C" fn(cpu, condition) -> u64`: evaluates a condition code (iced's
-    /// `ConditionCode` numbering) from the flags in memory.
-    pub cond: usize,
+    /// `extern "C" fn(cpu, 0) -> u64`: folds the lazy record in memory into RFLAGS (the
+    /// record's operation becomes `CcOps::eflags`) and returns RFLAGS.
+    pub flags: usize,
     /// The link generation (`u64`): bumped whenever translations may have changed.
     pub link_generation: i32,
     pub frame: FrameLayout,
@@ -73,6 +73,8 @@ pub struct FrameLayout {
 /// The CPU's numbering of lazy flag operations (see the CPU's `CcOp`).
 #[derive(Clone, Copy, Debug)]
 pub struct CcOps {
+    /// Nothing pending: RFLAGS holds the arithmetic flags.
+    pub eflags: u8,
     pub add: u8,
     pub sub: u8,
     pub logic: u8,

@@ -11,6 +11,15 @@ use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use iced_x86::ConditionCode;
 
+/// RFLAGS bit positions of the arithmetic flags.
+const CF_BIT: i64 = 0;
+const PF_BIT: i64 = 2;
+const AF_BIT: i64 = 4;
+const ZF_BIT: i64 = 6;
+const SF_BIT: i64 = 7;
+const OF_BIT: i64 = 11;
+const ARITH: i64 = 1 << CF_BIT | 1 << PF_BIT | 1 << AF_BIT | 1 << ZF_BIT | 1 << SF_BIT | 1 << OF_BIT;
+
 /// What the compiler knows about the flags at the current point.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flags {
@@ -19,6 +28,9 @@ pub(crate) enum Flags {
     /// The variables hold a record of operation `op` (the CPU's numbering) on `size` bytes,
     /// not necessarily stored yet; `carry`: its carry-in may be 1 (ADC, SBB, INC, DEC).
     Pending { op: u8, size: u8, carry: bool },
+    /// RFLAGS in the CPU structure holds them, and the stored record says so (its operation
+    /// is `eflags`): conditions are bits of RFLAGS.
+    Eflags,
 }
 
 /// Variables of the pending record: operands and result masked to the width, carry-in 0/1.
@@ -75,15 +87,98 @@ impl Emit<'_, '_> {
         self.b.ins().uextend(types::I64, c)
     }
 
+    /// Makes RFLAGS in the CPU structure hold the arithmetic flags (state `Eflags`): a
+    /// pending record is folded in inline, an unknown one by the CPU's helper.
+    pub fn materialize_flags(&mut self) {
+        match self.flags {
+            Flags::Eflags => {}
+            Flags::Memory => {
+                let f = self.iconst(self.l.flags as u64);
+                let zero = self.iconst(0);
+                self.b.ins().call_indirect(self.cond_sig, f, &[self.cpu, zero]);
+            }
+            Flags::Pending { op, size, .. } => {
+                let arith = self.arith_flags(op, size);
+                let rflags = self.load_state(types::I64, self.l.rflags);
+                let kept = self.b.ins().band_imm_s(rflags, !ARITH);
+                let rflags = self.b.ins().bor(kept, arith);
+                self.store_state(rflags, self.l.rflags);
+                let eflags = self.b.ins().iconst(types::I8, self.l.cc_ops.eflags as i64);
+                self.store_state(eflags, self.l.cc_op);
+            }
+        }
+        self.flags = Flags::Eflags;
+    }
+
+    /// The six arithmetic flags of a pending record, at their RFLAGS positions (as the CPU's
+    /// `LazyFlags::compute` gives them).
+    fn arith_flags(&mut self, op: u8, size: u8) -> Value {
+        let ops = self.l.cc_ops;
+        let bits = [(self.cf(op, size), CF_BIT), (self.pf(), PF_BIT), (self.zf(op), ZF_BIT), (self.sf(size), SF_BIT), (self.of(op, size), OF_BIT)];
+        let mut acc = if [ops.add, ops.sub, ops.inc, ops.dec].contains(&op) {
+            let (dst, src, res) = (self.b.use_var(self.cc.dst), self.b.use_var(self.cc.src), self.b.use_var(self.cc.res));
+            let x = self.b.ins().bxor(dst, src);
+            let x = self.b.ins().bxor(x, res);
+            self.b.ins().band_imm_s(x, 1 << AF_BIT)
+        } else {
+            self.iconst(0)
+        };
+        for (flag, at) in bits {
+            let v = self.b.ins().uextend(types::I64, flag);
+            let v = if at == 0 { v } else { self.b.ins().ishl_imm_s(v, at) };
+            acc = self.b.ins().bor(acc, v);
+        }
+        acc
+    }
+
+    /// A condition from RFLAGS in the CPU structure.
+    fn eflags_condition(&mut self, cc: ConditionCode) -> Value {
+        use ConditionCode as C;
+        let rflags = self.load_state(types::I64, self.l.rflags);
+        let any = |e: &mut Self, mask: i64, set: bool| {
+            let m = e.b.ins().band_imm_s(rflags, mask);
+            e.b.ins().icmp_imm_s(if set { IntCC::NotEqual } else { IntCC::Equal }, m, 0)
+        };
+        // SF != OF, as bit 0.
+        let less = |e: &mut Self| {
+            let sf = e.b.ins().ushr_imm_s(rflags, SF_BIT);
+            let of = e.b.ins().ushr_imm_s(rflags, OF_BIT);
+            e.b.ins().bxor(sf, of)
+        };
+        let (cf, pf, zf, sf, of) = (1 << CF_BIT, 1 << PF_BIT, 1 << ZF_BIT, 1 << SF_BIT, 1 << OF_BIT);
+        match cc {
+            C::None => self.b.ins().iconst(types::I8, 1),
+            C::o => any(self, of, true),
+            C::no => any(self, of, false),
+            C::b => any(self, cf, true),
+            C::ae => any(self, cf, false),
+            C::e => any(self, zf, true),
+            C::ne => any(self, zf, false),
+            C::be => any(self, cf | zf, true),
+            C::a => any(self, cf | zf, false),
+            C::s => any(self, sf, true),
+            C::ns => any(self, sf, false),
+            C::p => any(self, pf, true),
+            C::np => any(self, pf, false),
+            C::l | C::ge | C::le | C::g => {
+                let mut x = less(self);
+                if matches!(cc, C::le | C::g) {
+                    let z = self.b.ins().ushr_imm_s(rflags, ZF_BIT);
+                    x = self.b.ins().bor(x, z);
+                }
+                let x = self.b.ins().band_imm_s(x, 1);
+                let set = matches!(cc, C::l | C::le);
+                self.b.ins().icmp_imm_s(if set { IntCC::NotEqual } else { IntCC::Equal }, x, 0)
+            }
+        }
+    }
+
     /// A Jcc/SETcc/CMOVcc condition as an `i8` 0/1.
     pub fn condition(&mut self, cc: ConditionCode) -> Value {
         let Flags::Pending { op, size, carry } = self.flags else {
-            // Unknown operation: ask the CPU's own evaluator.
-            let f = self.iconst(self.l.cond as u64);
-            let n = self.iconst(cc as u64);
-            let call = self.b.ins().call_indirect(self.cond_sig, f, &[self.cpu, n]);
-            let r = self.b.inst_results(call)[0];
-            return self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+            // An operation unknown here is folded into RFLAGS once; later conditions read it.
+            self.materialize_flags();
+            return self.eflags_condition(cc);
         };
         let ops = self.l.cc_ops;
         // A compare of the operands answers for SUB and CMP; SBB's borrow-in spoils it.

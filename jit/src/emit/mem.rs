@@ -26,7 +26,16 @@ const AC_SHIFT: i64 = 18;
 impl Emit<'_, '_> {
     /// The offset of the explicit memory operand, wrapped at the address size.
     pub fn effective_address(&mut self, insn: &Instruction) -> Value {
+        self.effective_address_plus(insn, None)
+    }
+
+    /// The offset of the explicit memory operand moved by `extra` bytes, wrapped at the
+    /// address size.
+    pub fn effective_address_plus(&mut self, insn: &Instruction, extra: Option<Value>) -> Value {
         let mut off = self.iconst(insn.memory_displacement64());
+        if let Some(x) = extra {
+            off = self.b.ins().iadd(off, x);
+        }
         let base = insn.memory_base();
         if !matches!(base, Register::None | Register::RIP | Register::EIP) {
             let v = self.reg(base);
@@ -47,7 +56,13 @@ impl Emit<'_, '_> {
     /// The linear address of the explicit memory operand (64-bit mode: only FS and GS have
     /// a base).
     pub fn operand_linear(&mut self, insn: &Instruction) -> Value {
-        let off = self.effective_address(insn);
+        self.operand_linear_plus(insn, None)
+    }
+
+    /// As `operand_linear`, for the operand moved by `extra` bytes (see
+    /// `effective_address_plus`).
+    pub fn operand_linear_plus(&mut self, insn: &Instruction, extra: Option<Value>) -> Value {
+        let off = self.effective_address_plus(insn, extra);
         let seg = match insn.memory_segment() {
             Register::FS => 4,
             Register::GS => 5,

@@ -1,6 +1,7 @@
 //! Cranelift IR for one block: guest registers in variables, lazy flags tracked at compile
 //! time, interpreter calls for what is not emitted natively.
 
+mod bits;
 mod flags;
 mod mem;
 mod ops;

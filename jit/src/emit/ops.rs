@@ -64,17 +64,19 @@ pub(crate) enum Native {
     Unary { neg: bool, size: u8 },
     /// BSWAP r32/r64.
     Bswap { size: u8 },
+    /// BT, BTS, BTR, BTC without LOCK (see `bits`).
+    BitTest { op: super::bits::BitOp, size: u8 },
 }
 
 /// An operand the translator handles.
 #[derive(Clone, Copy)]
-enum Opnd {
+pub(super) enum Opnd {
     Reg(Register, u8),
     Imm(u64),
     Mem(u8),
 }
 
-fn opnd(insn: &Instruction, k: u32, bitness: u32) -> Option<Opnd> {
+pub(super) fn opnd(insn: &Instruction, k: u32, bitness: u32) -> Option<Opnd> {
     match insn.op_kind(k) {
         OpKind::Register => {
             let r = insn.op_register(k);
@@ -227,6 +229,19 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
             Opnd::Reg(_, size @ (4 | 8)) => Native::Bswap { size },
             _ => return None,
         },
+        m @ (Mnemonic::Bt | Mnemonic::Bts | Mnemonic::Btr | Mnemonic::Btc) => {
+            let (d, s) = two()?;
+            let size = size_of(d);
+            match s {
+                Opnd::Imm(_) => {}
+                Opnd::Reg(_, s) if s == size => {}
+                _ => return None,
+            }
+            if size < 2 || matches!(d, Opnd::Imm(_)) {
+                return None;
+            }
+            Native::BitTest { op: super::bits::BitOp::of(m), size }
+        }
         Mnemonic::Inc | Mnemonic::Dec => match opnd(insn, 0, bitness)? {
             Opnd::Imm(_) => return None,
             d => Native::IncDec { inc: insn.mnemonic() == Mnemonic::Inc, size: size_of(d) },
@@ -319,6 +334,8 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
             let insn = &insns[j];
             let no_memory = (0..insn.op_count()).all(|k| insn.op_kind(k) != OpKind::Memory);
             let observable = match &plan[j] {
+                // BT keeps the flags it does not define, so it reads them all.
+                Some(Native::BitTest { .. }) => true,
                 Some(n) => !no_memory || n.ends_block() || insn.rflags_read() & live != 0,
                 None => true,
             };
@@ -533,6 +550,10 @@ impl Emit<'_, '_> {
                 let swapped = self.widen(swapped, size);
                 self.set_reg(r, swapped);
             }
+            Native::BitTest { op, size } => {
+                let (d, s) = (opnd(insn, 0, bitness).expect("classified"), opnd(insn, 1, bitness).expect("classified"));
+                self.bit_test(i, insn, op, size, d, s);
+            }
             Native::Cmov { size } => {
                 // The source is read (and may fault) whatever the condition; a 32-bit
                 // destination is zero-extended even when nothing moves (SDM, CMOVcc).
@@ -573,7 +594,7 @@ impl Emit<'_, '_> {
 
     /// Reads a destination for read-modify-write, probing memory for both accesses (or
     /// only reading, when `writes` is false). Returns the value and the host address.
-    fn read_dst(&mut self, i: usize, insn: &Instruction, o: Opnd, size: u8, writes: bool) -> (Value, Option<Value>) {
+    pub(super) fn read_dst(&mut self, i: usize, insn: &Instruction, o: Opnd, size: u8, writes: bool) -> (Value, Option<Value>) {
         match o {
             Opnd::Mem(_) => {
                 let lin = self.operand_linear(insn);
@@ -584,7 +605,7 @@ impl Emit<'_, '_> {
         }
     }
 
-    fn write_dst(&mut self, o: Opnd, host: Option<Value>, size: u8, v: Value) {
+    pub(super) fn write_dst(&mut self, o: Opnd, host: Option<Value>, size: u8, v: Value) {
         match (o, host) {
             (Opnd::Reg(r, _), _) => self.set_reg(r, v),
             (Opnd::Mem(_), Some(h)) => self.store_guest(h, size, v),
