@@ -80,9 +80,11 @@ fn fixed_mtrr_slot(msr: u32) -> Option<usize> {
 /// issues this MSR reports on. Guests then skip the mitigations a vulnerable CPU needs (Linux:
 /// page-table isolation for Meltdown, buffer clearing for MDS/TAA). Bits: RDCL_NO (0), SSB_NO
 /// (4), MDS_NO (5), PSCHANGE_MC_NO (6), TAA_NO (8), SBDR_SSDP_NO (13), FBSDP_NO (14), PSDP_NO
-/// (15), BHI_NO (20), PBRSB_NO (24), GDS_NO (26), RFDS_NO (27).
+/// (15), BHI_NO (20), PBRSB_NO (24), GDS_NO (26), RFDS_NO (27), ITS_NO (62). Without ITS_NO,
+/// Linux on any Intel CPU under a hypervisor sends every return and indirect branch of the
+/// kernel through shared thunks (indirect target selection), one more indirect hop each.
 pub const ARCH_CAPABILITIES_VALUE: u64 =
-    1 << 0 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 15 | 1 << 20 | 1 << 24 | 1 << 26 | 1 << 27;
+    1 << 0 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 15 | 1 << 20 | 1 << 24 | 1 << 26 | 1 << 27 | 1 << 62;
 
 impl Cpu {
     /// The time-stamp counter as the guest sees it.
