@@ -206,6 +206,84 @@ fn bit_tests_keep_the_other_flags_and_match_the_interpreter() {
     }
 }
 
+/// CR4.OSFXSR, which the harness's long mode leaves clear.
+fn enable_sse(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(rcx, cr4)?;
+    a.or(rcx, 1 << 9)?;
+    a.mov(cr4, rcx)
+}
+
+#[test]
+fn sse_moves_and_xor_match_the_interpreter() {
+    let on = both(&[(RAX, 0x0123_4567_89ab_cdef), (RBX, 0xfedc_ba98_7654_3210), (RDI, DATA), (RSI, DATA + 0x803)], |a| {
+        enable_sse(a)?;
+        // Patterns in memory, then every register filled from them.
+        for k in 0..8 {
+            a.mov(qword_ptr(rdi + 0x100 + k * 8), rax)?;
+            a.rol(rax, 13)?;
+            a.xor(rax, rbx)?;
+        }
+        for (k, x) in [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15].into_iter().enumerate() {
+            a.movdqu(x, xmmword_ptr(rdi + 0x100 + (k % 4) as i32 * 8))?;
+        }
+        // Scalar loads zero the rest; register moves keep it.
+        a.movsd_2(xmm0, qword_ptr(rdi + 0x108))?;
+        a.movss(xmm1, dword_ptr(rdi + 0x10c))?;
+        a.movsd_2(xmm2, xmm3)?;
+        a.movss(xmm4, xmm5)?;
+        a.movsd_2(qword_ptr(rdi + 0x200), xmm6)?;
+        a.movss(dword_ptr(rdi + 0x20c), xmm7)?;
+        // MOVD/MOVQ both ways, to and from registers and memory.
+        a.movq(xmm8, rax)?;
+        a.movd(xmm9, ebx)?;
+        a.movq(xmm10, qword_ptr(rdi + 0x110))?;
+        a.movd(xmm11, dword_ptr(rdi + 0x114))?;
+        a.movq(xmm12, xmm13)?;
+        a.movq(rcx, xmm14)?;
+        a.movd(edx, xmm15)?;
+        a.movq(qword_ptr(rdi + 0x210), xmm0)?;
+        a.movd(dword_ptr(rdi + 0x218), xmm1)?;
+        // Aligned and unaligned 128-bit moves, XOR from registers and memory.
+        a.movaps(xmm3, xmmword_ptr(rdi + 0x120))?;
+        a.movups(xmm5, xmmword_ptr(rsi))?;
+        a.movdqa(xmmword_ptr(rdi + 0x230), xmm5)?;
+        a.movdqu(xmmword_ptr(rsi + 0x40), xmm3)?;
+        a.movapd(xmm6, xmm2)?;
+        a.xorps(xmm7, xmm7)?;
+        a.xorpd(xmm6, xmm4)?;
+        a.pxor(xmm13, xmmword_ptr(rdi + 0x100))?;
+        for (k, x) in [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15].into_iter().enumerate() {
+            a.movdqu(xmmword_ptr(rdi + 0x400 + k as i32 * 16), x)?;
+        }
+        Ok(())
+    });
+    assert!(on.cpu.jit_stats().native_insns > 40, "{:?}", on.cpu.jit_stats());
+}
+
+#[test]
+fn sse_faults_in_compiled_code_are_the_interpreters() {
+    // A misaligned MOVAPS raises #GP; with CR0.TS set, the first SSE instruction raises #NM.
+    for (ts, addr, vector) in [(false, DATA + 8, 13u8), (true, DATA, 7)] {
+        let stops = [JitMode::Off, JitMode::Always].map(|mode| {
+            let mut v = vm(mode);
+            v.preset(&[(RDI, addr)], 0);
+            v.code(|a| {
+                enable_sse(a)?;
+                a.mov(eax, 1)?;
+                a.movaps(xmm0, xmmword_ptr(rdi))?;
+                a.mov(ebx, 2)?;
+                Ok(())
+            });
+            if ts {
+                v.cpu.state.cr0 |= 1 << 3;
+            }
+            (v.run(), v.gpr(RAX), v.gpr(RBX))
+        });
+        assert_eq!(stops[0], (Stop::Exception(vector), 1, 0));
+        assert_eq!(stops[0], stops[1]);
+    }
+}
+
 #[test]
 fn a_store_into_the_running_block_takes_effect_at_the_next_instruction() {
     // The MOV rewrites the immediate of the instruction after it, which is in the same

@@ -8,6 +8,10 @@ pub struct Layout {
     pub gpr: i32,
     pub rip: i32,
     pub rflags: i32,
+    pub cr0: i32,
+    pub cr4: i32,
+    /// XMM0-15, 16 bytes each (low quadword first).
+    pub xmm: i32,
     /// The lazy condition codes: `op: u8`, `size: u8`, `carry_in: u8`, `dst`/`src`/`res: u64`.
     pub cc_op: i32,
     pub cc_size: i32,

@@ -5,6 +5,7 @@ mod bits;
 mod flags;
 mod mem;
 mod ops;
+mod vector;
 
 use crate::chain::{block_signature, EXIT_INDIRECT, EXIT_NEXT};
 use crate::layout::ExecStatus;
@@ -60,6 +61,7 @@ pub(crate) fn emit_block(
         block_sig,
         tlb_context_var,
         tlb_context_known: false,
+        sse_checked: false,
         head: None,
         chain_tail: None,
     };
@@ -114,6 +116,9 @@ pub(crate) struct Emit<'a, 'f> {
     /// The soft TLB table of the block's context (see `tlb_context`), once computed.
     pub tlb_context_var: Variable,
     pub tlb_context_known: bool,
+    /// SSE instructions were found available (CR0, CR4) on this path; forgotten when the
+    /// interpreter runs an instruction, which may change the control registers.
+    pub sse_checked: bool,
     /// The block's start, for branches back to it (with chaining only).
     pub head: Option<Block>,
     /// The block's chaining tail, once an exit uses it.
@@ -414,6 +419,7 @@ impl Emit<'_, '_> {
         self.dirty = 0;
         self.loaded &= !written_gprs(insn);
         self.tlb_context_known = false;
+        self.sse_checked = false;
         if insn.rflags_modified() != 0 {
             self.flags = Flags::Memory;
         }

@@ -64,6 +64,8 @@ pub(crate) enum Native {
     Unary { neg: bool, size: u8 },
     /// BSWAP r32/r64.
     Bswap { size: u8 },
+    /// SSE moves and XOR (see `vector`).
+    Vector(super::vector::VecOp),
     /// BT, BTS, BTR, BTC without LOCK (see `bits`).
     BitTest { op: super::bits::BitOp, size: u8 },
 }
@@ -123,6 +125,9 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
     }
     let two = || Some((opnd(insn, 0, bitness)?, opnd(insn, 1, bitness)?));
     let long = bitness == 64;
+    if let Some(v) = super::vector::classify(insn, bitness) {
+        return Some(Native::Vector(v));
+    }
     Some(match insn.mnemonic() {
         Mnemonic::Nop => Native::Nop,
         Mnemonic::Mov => {
@@ -550,6 +555,7 @@ impl Emit<'_, '_> {
                 let swapped = self.widen(swapped, size);
                 self.set_reg(r, swapped);
             }
+            Native::Vector(op) => self.vector(i, insn, op),
             Native::BitTest { op, size } => {
                 let (d, s) = (opnd(insn, 0, bitness).expect("classified"), opnd(insn, 1, bitness).expect("classified"));
                 self.bit_test(i, insn, op, size, d, s);
