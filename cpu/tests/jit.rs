@@ -285,6 +285,24 @@ fn sse_faults_in_compiled_code_are_the_interpreters() {
 }
 
 #[test]
+fn accumulator_sign_extensions_match_the_interpreter() {
+    for x in [0u64, 0x7f, 0x80, 0x8000, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff_ffff_ff80, 0x1234_5678_8765_4321] {
+        both(&[(RDI, DATA), (11, x)], |a| {
+            let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 6] =
+                [|a| a.cbw(), |a| a.cwde(), |a| a.cdqe(), |a| a.cwd(), |a| a.cdq(), |a| a.cqo()];
+            for (k, op) in ops.iter().enumerate() {
+                a.mov(rax, r11)?;
+                a.mov(rdx, 0x5555_5555_5555_5555u64)?;
+                op(a)?;
+                a.mov(qword_ptr(rdi + k as i32 * 16), rax)?;
+                a.mov(qword_ptr(rdi + k as i32 * 16 + 8), rdx)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
 fn a_store_into_the_running_block_takes_effect_at_the_next_instruction() {
     // The MOV rewrites the immediate of the instruction after it, which is in the same
     // block: the block must stop after the store and the new bytes must run.
@@ -478,6 +496,37 @@ fn guest_breakpoints_and_alignment_checks_stop_compiled_code() {
 
 /// Shifts and rotates by CL, every count that matters for each width (zero, the width and
 /// past it, the 5/6-bit masks), where their flags die and where they live on.
+#[test]
+fn live_flags_of_shifts_by_cl_match_the_interpreter() {
+    // A zero count leaves the compare's flags; others set the shift's. Every condition and
+    // PUSHFQ read them after each.
+    for count in [0u64, 1, 5, 31, 32, 33, 63, 64] {
+        both(&[(RAX, 0x8765_4321_fedc_ba98), (RBX, 0x8000_0000_0000_0001), (RCX, count), (RDI, DATA)], |a| {
+            let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 6] = [
+                |a| a.shl(rdx, cl),
+                |a| a.shr(edx, cl),
+                |a| a.sar(rdx, cl),
+                |a| a.sar(edx, cl),
+                |a| a.shl(edx, cl),
+                |a| a.shr(rdx, cl),
+            ];
+            for (k, op) in ops.iter().enumerate() {
+                let at = k as i32 * 32;
+                a.mov(rdx, rax)?;
+                a.cmp(rax, rbx)?;
+                op(a)?;
+                for (c, set) in SETTERS.iter().enumerate() {
+                    set(a, byte_ptr(rdi + at + c as i32))?;
+                }
+                a.pushfq()?;
+                a.pop(qword_ptr(rdi + at + 16))?;
+                a.mov(qword_ptr(rdi + at + 24), rdx)?;
+            }
+            Ok(())
+        });
+    }
+}
+
 #[test]
 fn shifts_and_rotates_by_cl_match_the_interpreter() {
     for count in [0u64, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 0xff] {

@@ -65,6 +65,21 @@ impl Emit<'_, '_> {
         self.flags = Flags::Pending { op, size, carry: carry.is_some() };
     }
 
+    /// A shift by a count known only at run time: its record replaces the flags unless the
+    /// count is 0, which leaves them as they were (SDM SAL/SAR/SHL/SHR). Both ways end with
+    /// the record in memory (state `Memory`).
+    pub fn set_flags_unless_zero(&mut self, count: Value, op: u8, size: u8, dst: Value, res: Value) {
+        self.store_flags();
+        let (shifted, join) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(count, shifted, &[], join, &[]);
+        self.b.switch_to_block(shifted);
+        self.set_flags(op, size, dst, count, res, None);
+        self.store_flags();
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
+        self.flags = Flags::Memory;
+    }
+
     /// Stores a pending record (without forgetting it: it may be stored again later).
     pub(super) fn store_flags(&mut self) {
         let Flags::Pending { op, size, .. } = self.flags else { return };

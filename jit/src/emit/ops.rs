@@ -56,14 +56,18 @@ pub(crate) enum Native {
     /// A register shifted or rotated by a non-zero (masked) immediate count, emitted without
     /// its flags: only kept where they are dead.
     Shift { op: ShiftOp, size: u8, count: u32 },
-    /// The same by CL (any count, zero included: its flags are dead all the same).
-    ShiftCl { op: ShiftOp, size: u8 },
+    /// The same by CL (any count, zero included). `flags`: its flags live on (only SHL, SHR
+    /// and SAR of 32 or 64 bits, whose masked counts stay below the width, have a lazy form).
+    ShiftCl { op: ShiftOp, size: u8, flags: bool },
     /// IMUL r, r/m and IMUL r, r/m, imm (16, 32 or 64 bits).
     Imul { size: u8 },
     /// NOT r/m, or NEG r/m (`neg`: flags as SUB from 0).
     Unary { neg: bool, size: u8 },
     /// BSWAP r32/r64.
     Bswap { size: u8 },
+    /// CBW/CWDE/CDQE (`into_dx` false: the accumulator's low half sign-extended into it) and
+    /// CWD/CDQ/CQO (true: its sign copied into DX/EDX/RDX); `size` the result's width.
+    SignExtendAcc { size: u8, into_dx: bool },
     /// SSE moves and XOR (see `vector`).
     Vector(super::vector::VecOp),
     /// BT, BTS, BTR, BTC without LOCK (see `bits`).
@@ -130,6 +134,12 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
     }
     Some(match insn.mnemonic() {
         Mnemonic::Nop => Native::Nop,
+        Mnemonic::Cbw => Native::SignExtendAcc { size: 2, into_dx: false },
+        Mnemonic::Cwde => Native::SignExtendAcc { size: 4, into_dx: false },
+        Mnemonic::Cdqe => Native::SignExtendAcc { size: 8, into_dx: false },
+        Mnemonic::Cwd => Native::SignExtendAcc { size: 2, into_dx: true },
+        Mnemonic::Cdq => Native::SignExtendAcc { size: 4, into_dx: true },
+        Mnemonic::Cqo => Native::SignExtendAcc { size: 8, into_dx: true },
         Mnemonic::Mov => {
             let (d, s) = two()?;
             let size = size_of(d);
@@ -210,7 +220,7 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
                     }
                     Native::Shift { op, size, count }
                 }
-                (Opnd::Reg(_, size), Opnd::Reg(Register::CL, 1)) => Native::ShiftCl { op, size },
+                (Opnd::Reg(_, size), Opnd::Reg(Register::CL, 1)) => Native::ShiftCl { op, size, flags: true },
                 _ => return None,
             }
         }
@@ -352,9 +362,13 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
             }
             dead = live == 0;
         }
-        if !dead {
-            plan[i] = None;
-        }
+        plan[i] = match plan[i] {
+            Some(Native::ShiftCl { op, size, .. }) if dead || (size >= 4 && matches!(op, ShiftOp::Shl | ShiftOp::Shr | ShiftOp::Sar)) => {
+                Some(Native::ShiftCl { op, size, flags: !dead })
+            }
+            _ if dead => plan[i],
+            _ => None,
+        };
     }
 }
 
@@ -516,13 +530,18 @@ impl Emit<'_, '_> {
                     self.set_flags(cc, size, v, n, res, None);
                 }
             }
-            Native::ShiftCl { op, size } => {
+            Native::ShiftCl { op, size, flags } => {
                 let r = insn.op0_register();
                 let v = self.reg(r);
                 let cl = self.reg(Register::CL);
                 let count = self.b.ins().band_imm_s(cl, if size == 8 { 0x3f } else { 0x1f });
                 let res = self.shift_by(v, op, size, count);
                 self.set_reg(r, res);
+                if flags {
+                    let cc = self.lazy_shift_op(op, size, 1).expect("classified: a lazy shift");
+                    let res = self.mask(res, size);
+                    self.set_flags_unless_zero(count, cc, size, v, res);
+                }
             }
             Native::Imul { size } => {
                 let a = self.read_opnd(i, insn, opnd(insn, 1, bitness).expect("classified"), size);
@@ -556,6 +575,24 @@ impl Emit<'_, '_> {
                 self.set_reg(r, swapped);
             }
             Native::Vector(op) => self.vector(i, insn, op),
+            Native::SignExtendAcc { size, into_dx } => {
+                let acc = |size| match size {
+                    2 => (Register::AX, Register::DX),
+                    4 => (Register::EAX, Register::EDX),
+                    _ => (Register::RAX, Register::RDX),
+                };
+                let (a, d) = acc(size);
+                if into_dx {
+                    let v = self.reg(a);
+                    let v = self.sext(v, size);
+                    let sign = self.b.ins().sshr_imm_s(v, 63);
+                    self.set_reg(d, sign);
+                } else {
+                    let half = self.reg(a);
+                    let v = self.sext(half, size / 2);
+                    self.set_reg(a, v);
+                }
+            }
             Native::BitTest { op, size } => {
                 let (d, s) = (opnd(insn, 0, bitness).expect("classified"), opnd(insn, 1, bitness).expect("classified"));
                 self.bit_test(i, insn, op, size, d, s);
