@@ -316,6 +316,8 @@ pub(crate) struct Frame<'a> {
     unlinked: bool,
     /// See `FrameLayout::side_exit`.
     side_exit: u64,
+    /// See `FrameLayout::link_stub`.
+    link_stub: usize,
 }
 
 /// The INTR line of a bus without one to watch (compiled code then never chains).
@@ -443,6 +445,7 @@ fn layout() -> Layout {
             code_seq_now: at(offset_of!(Frame<'static>, code_seq_now)),
             code_seq: at(offset_of!(Frame<'static>, code_seq)),
             side_exit: at(offset_of!(Frame<'static>, side_exit)),
+            link_stub: at(offset_of!(Frame<'static>, link_stub)),
         },
     }
 }
@@ -514,7 +517,7 @@ impl Cpu {
     /// Makes the trampoline into compiled code, once; false if that failed.
     fn ensure_entry(&mut self) -> bool {
         if self.tier.entry.is_none() {
-            match Entry::new() {
+            match Entry::new(jit_link as *const () as usize) {
                 Ok(e) => self.tier.entry = Some(e),
                 Err(_) => self.tier.broken = true,
             }
@@ -657,7 +660,8 @@ impl Cpu {
             Some(t) => (t.code.seq_counter() as *const AtomicU64, self.code_seq),
             None => (&NO_CODE_WRITES as *const AtomicU64, 0),
         };
-        let run = self.tier.entry.as_ref().expect("made before any block compiled").function();
+        let entry_code = self.tier.entry.as_ref().expect("made before any block compiled");
+        let (run, link_stub) = (entry_code.function(), entry_code.link_stub());
         let cpu: *mut Cpu = self;
         let mut frame = Frame {
             cpu,
@@ -674,6 +678,7 @@ impl Cpu {
             code_seq,
             unlinked: false,
             side_exit: 0,
+            link_stub,
         };
         // SAFETY: `entry` came from the translator for this block and layout, and its
         // module is alive (entries are dropped before their module is freed), as is the code

@@ -50,18 +50,28 @@ pub(crate) fn block_signature() -> Signature {
     sig
 }
 
+/// The link stub's signature: `(cpu, frame, exit) -> u64`, in the `tail` convention.
+pub(crate) fn link_stub_signature() -> Signature {
+    let mut sig = block_signature();
+    sig.params.push(AbiParam::new(types::I64));
+    sig
+}
+
 /// `extern "C" fn(entry, cpu, frame)`: calls the block at `entry`, which may chain on, and
-/// returns when the chain ends. Compiled once per vCPU, in a module never reset.
+/// returns when the chain ends; and the link stub blocks tail-call at an exit without a valid
+/// link. Compiled once per vCPU, in a module never reset.
 pub struct Entry {
     _module: JITModule,
     func: usize,
+    link_stub: usize,
 }
 
 /// See [`Entry::function`].
 pub type EntryFn = unsafe extern "C" fn(usize, *mut u8, *mut u8) -> u64;
 
 impl Entry {
-    pub fn new() -> Result<Self, JitError> {
+    /// `link`: the CPU's `extern "C" fn(frame, exit) -> u64` (see `Layout::link`).
+    pub fn new(link: usize) -> Result<Self, JitError> {
         let err = |e: &dyn std::fmt::Display| JitError::Compile { rip: 0, message: e.to_string() };
         // One small function: the arena's slack holds it.
         let mut module = new_module(0)?;
@@ -90,9 +100,59 @@ impl Entry {
         let id = module.declare_anonymous_function(&ctx.func.signature).map_err(|e| err(&e))?;
         module.define_function(id, &mut ctx).map_err(|e| err(&e))?;
         module.clear_context(&mut ctx);
+        let stub = Self::define_link_stub(&mut module, &mut fctx, link).map_err(|e| err(&e))?;
         module.finalize_definitions().map_err(|e| err(&e))?;
         let func = module.get_finalized_function(id) as usize;
-        Ok(Entry { _module: module, func })
+        let link_stub = module.get_finalized_function(stub) as usize;
+        Ok(Entry { _module: module, func, link_stub })
+    }
+
+    /// `stub(cpu, frame, exit)`: calls `link(frame, exit)` and tail-calls the entry it
+    /// returns, or returns 0 (the chain ends). Blocks reach it by a tail call, so the call
+    /// to the CPU happens in this one frame rather than in every block's.
+    fn define_link_stub(
+        module: &mut JITModule,
+        fctx: &mut FunctionBuilderContext,
+        link: usize,
+    ) -> Result<cranelift_module::FuncId, cranelift_module::ModuleError> {
+        let mut ctx = module.make_context();
+        ctx.func.signature = link_stub_signature();
+        ctx.func.name = UserFuncName::user(1, 1);
+        let call_conv = module.isa().default_call_conv();
+        let frontend = module.isa().frontend_config();
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+            let start = b.create_block();
+            b.append_block_params_for_function_params(start);
+            b.switch_to_block(start);
+            let [cpu, frame, exit] = [0, 1, 2].map(|i| b.block_params(start)[i]);
+            let mut link_sig = Signature::new(call_conv);
+            link_sig.params.extend([AbiParam::new(types::I64), AbiParam::new(types::I64)]);
+            link_sig.returns.push(AbiParam::new(types::I64));
+            let link_sig = b.import_signature(link_sig);
+            let block_sig = b.import_signature(block_signature());
+            let f = b.ins().iconst(types::I64, link as i64);
+            let call = b.ins().call_indirect(link_sig, f, &[frame, exit]);
+            let entry = b.inst_results(call)[0];
+            let (go, stop) = (b.create_block(), b.create_block());
+            b.ins().brif(entry, go, &[], stop, &[]);
+            b.switch_to_block(go);
+            b.ins().return_call_indirect(block_sig, entry, &[cpu, frame]);
+            b.switch_to_block(stop);
+            let zero = b.ins().iconst(types::I64, 0);
+            b.ins().return_(&[zero]);
+            b.seal_all_blocks();
+            b.finalize(frontend);
+        }
+        let id = module.declare_anonymous_function(&ctx.func.signature)?;
+        module.define_function(id, &mut ctx)?;
+        module.clear_context(&mut ctx);
+        Ok(id)
+    }
+
+    /// The link stub's address (see `define_link_stub`), valid while `self` lives.
+    pub fn link_stub(&self) -> usize {
+        self.link_stub
     }
 
     /// The trampoline: `f(entry, cpu, frame)` runs the compiled block at `entry` (and

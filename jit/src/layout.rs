@@ -35,10 +35,10 @@ pub struct Layout {
     /// `extern "C" fn(frame, index) -> u64`: runs instruction `index` of the block through
     /// the interpreter; returns an [`ExecStatus`].
     pub exec: usize,
-    /// `extern "C" fn(frame, exit) -> u64`: called at an exit of the frame's block whose link
-    /// is missing or no longer holds, when nothing needs the run loop: links the exit to the
-    /// compiled block for the RIP just stored and returns that block's entry, or 0 (the chain
-    /// returns).
+    /// `extern "C" fn(frame, exit) -> u64`: called (by the link stub) at an exit of the
+    /// frame's block whose link is missing or no longer holds, when nothing needs the run
+    /// loop: links the exit to the compiled block for the RIP just stored and returns that
+    /// block's entry, or 0 (the chain returns).
     pub link: usize,
     /// `extern "C" fn(cpu, 0) -> u64`: folds the lazy record in memory into RFLAGS (the
     /// record's operation becomes `CcOps::eflags`) and returns RFLAGS.
@@ -51,8 +51,8 @@ pub struct Layout {
 /// The frame a chain of blocks shares (offsets from the frame pointer each block receives).
 #[derive(Clone, Copy, Debug)]
 pub struct FrameLayout {
-    /// The running block (pointer), which the interpreter helper reads: each block stores
-    /// its own on entry.
+    /// The running block (pointer), which the interpreter helper, side exits and linking
+    /// read: a block stores its own on the paths that lead to them.
     pub block: i32,
     /// `u64`: instructions the chain retired so far; every exit adds its own.
     pub retired: i32,
@@ -69,6 +69,9 @@ pub struct FrameLayout {
     /// up with: other vCPUs' and devices' writes to code stop the chain.
     pub code_seq_now: i32,
     pub code_seq: i32,
+    /// Address of the link stub (see `chain::Entry::link_stub`), which an exit without a
+    /// valid link tail-calls.
+    pub link_stub: i32,
     /// `u64`: set by a side exit to the index of the instruction it left before, plus one;
     /// the CPU then runs that instruction in the interpreter.
     pub side_exit: i32,

@@ -2,12 +2,13 @@
 //! time, interpreter calls for what is not emitted natively.
 
 mod bits;
+mod exits;
 mod flags;
 mod mem;
 mod ops;
 mod vector;
 
-use crate::chain::{block_signature, EXIT_INDIRECT, EXIT_NEXT};
+use crate::chain::{block_signature, EXIT_NEXT};
 use crate::layout::ExecStatus;
 use crate::{BlockSpec, Layout};
 use cranelift_codegen::ir::{types, AbiParam, Block, Function, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value};
@@ -42,6 +43,7 @@ pub(crate) fn emit_block(
     cond_sig.returns.push(AbiParam::new(types::I64));
     let cond_sig = b.import_signature(cond_sig);
     let block_sig = b.import_signature(block_signature());
+    let stub_sig = b.import_signature(crate::chain::link_stub_signature());
     let regs = std::array::from_fn(|_| b.declare_var(types::I64));
     let cc = flags::CcVars::declare(&mut b);
     let tlb_context_var = b.declare_var(types::I64);
@@ -59,11 +61,13 @@ pub(crate) fn emit_block(
         exec_sig,
         cond_sig,
         block_sig,
+        stub_sig,
         tlb_context_var,
         tlb_context_known: false,
         sse_checked: false,
         head: None,
-        chain_tail: None,
+        links: [None; crate::CHAIN_EXITS],
+        stop: None,
     };
     e.enter();
     let n = spec.insns.len();
@@ -85,9 +89,7 @@ pub(crate) fn emit_block(
         let last = spec.insns[n - 1];
         e.finish_direct(last.next_ip(), EXIT_NEXT, n as u64);
     }
-    if let Some(tail) = e.chain_tail {
-        e.emit_chain_tail(tail);
-    }
+    e.emit_links();
     e.b.seal_all_blocks();
     e.b.finalize(frontend);
     native
@@ -113,6 +115,8 @@ pub(crate) struct Emit<'a, 'f> {
     pub cond_sig: SigRef,
     /// Every block's signature, for chaining.
     pub block_sig: SigRef,
+    /// The link stub's (see `chain::link_stub_signature`).
+    pub stub_sig: SigRef,
     /// The soft TLB table of the block's context (see `tlb_context`), once computed.
     pub tlb_context_var: Variable,
     pub tlb_context_known: bool,
@@ -121,8 +125,11 @@ pub(crate) struct Emit<'a, 'f> {
     pub sse_checked: bool,
     /// The block's start, for branches back to it (with chaining only).
     pub head: Option<Block>,
-    /// The block's chaining tail, once an exit uses it.
-    chain_tail: Option<Block>,
+    /// Per exit (`EXIT_TAKEN`, `EXIT_NEXT`, `EXIT_INDIRECT`), the code that follows its link,
+    /// once a path uses it (see `exits`).
+    links: [Option<Block>; crate::CHAIN_EXITS],
+    /// The shared `return 0` of paths that stop the chain.
+    stop: Option<Block>,
 }
 
 /// Flags for accesses to the CPU structure (aligned, never trapping).
@@ -167,12 +174,9 @@ impl Emit<'_, '_> {
         self.store_state(rip, self.l.rip);
     }
 
-    /// On entry: the frame names this block (for the interpreter helper) and counts its run
-    /// (each loop back to the start counts as one).
+    /// On entry: counts the block's run (each loop back to the start counts as one).
     fn enter(&mut self) {
         let f = self.l.frame;
-        let block = self.iconst(self.spec.block as u64);
-        self.store_frame(block, f.block);
         if self.spec.chain.is_some() {
             // Where a branch back to the block's start loops (a run of its own): nothing is
             // held in variables there, as at the entry.
@@ -184,6 +188,13 @@ impl Emit<'_, '_> {
         let runs = self.load_frame(f.runs);
         let runs = self.b.ins().iadd_imm_s(runs, 1);
         self.store_frame(runs, f.runs);
+    }
+
+    /// Names this block in the frame, for whatever the CPU does next with it (the interpreter
+    /// helper, a side exit, linking an exit): paths that need it store it first.
+    fn name_block(&mut self) {
+        let block = self.iconst(self.spec.block as u64);
+        self.store_frame(block, self.l.frame.block);
     }
 
     fn load_frame(&mut self, offset: i32) -> Value {
@@ -207,99 +218,6 @@ impl Emit<'_, '_> {
     fn leave(&mut self, retired: Value) {
         self.count_retired(retired);
         let zero = self.iconst(0);
-        self.b.ins().return_(&[zero]);
-    }
-
-    /// Leaves the block for the computed address `rip` (an indirect branch), chaining into
-    /// the block its exit is linked to if that is the one for `rip`.
-    pub fn finish_indirect(&mut self, rip: Value, retired: u64) {
-        self.store_all(rip);
-        self.chain_exit(EXIT_INDIRECT, retired);
-    }
-
-    /// Leaves the block for the fixed address `target` through exit `exit`, chaining into
-    /// the block linked there when nothing needs the CPU's attention.
-    pub fn finish_direct(&mut self, target: u64, exit: usize, retired: u64) {
-        let t = self.iconst(target);
-        self.store_all(t);
-        self.chain_exit(exit, retired);
-    }
-
-    /// The end of a path whose state is stored and whose next RIP is exit `exit`'s fixed
-    /// target: counts `retired` and goes on in the block's one chaining tail.
-    fn chain_exit(&mut self, exit: usize, retired: u64) {
-        let exit = self.iconst(exit as u64);
-        self.chain_through(exit, retired);
-    }
-
-    /// As `chain_exit`, with the exit index (`EXIT_TAKEN` or `EXIT_NEXT`) a value.
-    pub fn chain_through(&mut self, exit: Value, retired: u64) {
-        let Some(cells) = self.spec.chain else {
-            let r = self.iconst(retired);
-            self.leave(r);
-            return;
-        };
-        let tail = *self.chain_tail.get_or_insert_with(|| {
-            let t = self.b.create_block();
-            for _ in 0..3 {
-                self.b.append_block_param(t, types::I64);
-            }
-            t
-        });
-        // The cells are `ChainCell`s in one array: exit k's is k cells on.
-        let cell_size = (cells[1] - cells[0]) as i64;
-        let offset = self.b.ins().imul_imm_s(exit, cell_size);
-        let cell = self.b.ins().iadd_imm_s(offset, cells[0] as i64);
-        let r = self.iconst(retired);
-        self.b.ins().jump(tail, &[r.into(), cell.into(), exit.into()]);
-    }
-
-    /// The chaining tail, with the retired count, the exit's cell and its index as
-    /// parameters: counts the instructions, then tail-calls the linked block if the budget
-    /// allows and no kick, deliverable interrupt or foreign code write is pending; without a
-    /// link that holds, asks the CPU to link the exit (see `Layout::link`).
-    fn emit_chain_tail(&mut self, tail: Block) {
-        use cranelift_codegen::ir::condcodes::IntCC;
-        self.b.switch_to_block(tail);
-        let [retired, cell, exit] = [0, 1, 2].map(|i| self.b.block_params(tail)[i]);
-        let total = self.count_retired(retired);
-        let zero = self.iconst(0);
-        let (stop, linked, missing) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        self.stop_unless_free(total, stop);
-        let target = self.b.ins().load(types::I64, state_flags(), cell, 0);
-        let generation_check = self.b.create_block();
-        self.b.ins().brif(target, generation_check, &[], missing, &[]);
-        self.b.switch_to_block(generation_check);
-        let generation = self.b.ins().load(types::I64, state_flags(), cell, 8);
-        let current = self.load_state(types::I64, self.l.link_generation);
-        let same = self.b.ins().icmp(IntCC::Equal, generation, current);
-        let local = self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0);
-        let valid = self.b.ins().bor(same, local);
-        // The link's RIP: always the exit's own for direct exits, the last target seen for
-        // the indirect one.
-        let link_rip = self.b.ins().load(types::I64, state_flags(), cell, 16);
-        let rip = self.load_state(types::I64, self.l.rip);
-        let here = self.b.ins().icmp(IntCC::Equal, link_rip, rip);
-        let valid = self.b.ins().band(valid, here);
-        let live = self.b.create_block();
-        self.b.ins().brif(valid, live, &[], missing, &[]);
-        self.b.switch_to_block(live);
-        let entry = self.b.ins().load(types::I64, state_flags(), target, 0);
-        self.b.ins().brif(entry, linked, &[], missing, &[]);
-        self.b.switch_to_block(linked);
-        self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
-        // No link that holds: the CPU links the exit now if the block for the new RIP is
-        // compiled (an indirect branch's new target replaces the last one), and the chain
-        // goes on there; otherwise it returns to the run loop.
-        self.b.switch_to_block(missing);
-        let link = self.iconst(self.l.link as u64);
-        let call = self.b.ins().call_indirect(self.exec_sig, link, &[self.frame, exit]);
-        let entry = self.b.inst_results(call)[0];
-        let relinked = self.b.create_block();
-        self.b.ins().brif(entry, relinked, &[], stop, &[]);
-        self.b.switch_to_block(relinked);
-        self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
-        self.b.switch_to_block(stop);
         self.b.ins().return_(&[zero]);
     }
 
@@ -363,6 +281,7 @@ impl Emit<'_, '_> {
         let ip = self.spec.insns[i].ip();
         let ip = self.iconst(ip);
         self.store_all(ip);
+        self.name_block();
         let f = self.iconst(self.l.exec as u64);
         let idx = self.iconst(i as u64);
         let call = self.b.ins().call_indirect(self.exec_sig, f, &[self.frame, idx]);
@@ -384,7 +303,8 @@ impl Emit<'_, '_> {
         let (next, other) = (self.b.create_block(), self.b.create_block());
         self.b.ins().brif(status, other, &[], next, &[]);
         self.b.switch_to_block(next);
-        self.chain_exit(EXIT_NEXT, i as u64 + 1);
+        let rip = self.iconst(self.spec.insns[i].next_ip());
+        self.chain_exit(EXIT_NEXT, i as u64 + 1, rip);
         self.b.switch_to_block(other);
         self.return_after(i, status);
     }
@@ -441,6 +361,7 @@ impl Emit<'_, '_> {
         self.store_all(ip);
         let index = self.iconst(i as u64 + 1);
         self.store_frame(index, self.l.frame.side_exit);
+        self.name_block();
         let retired = self.iconst(i as u64);
         self.leave(retired);
         self.b.switch_to_block(fast);

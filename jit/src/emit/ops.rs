@@ -478,14 +478,8 @@ impl Emit<'_, '_> {
                 return true;
             }
             Native::Jcc => {
-                // One store of the state for both ways; the exit index picks the cell.
                 let c = self.condition(insn.condition_code());
-                let (t, n) = (self.iconst(insn.near_branch_target()), self.iconst(next));
-                let rip = self.b.ins().select(c, t, n);
-                self.store_all(rip);
-                let (taken, not_taken) = (self.iconst(EXIT_TAKEN as u64), self.iconst(EXIT_NEXT as u64));
-                let exit = self.b.ins().select(c, taken, not_taken);
-                self.chain_through(exit, i as u64 + 1);
+                self.finish_branch(c, insn.near_branch_target(), next, i as u64 + 1);
                 return true;
             }
             Native::Call => {

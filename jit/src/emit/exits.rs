@@ -1,0 +1,129 @@
+//! Leaving a block: the state is stored, the chain's instruction count grows, and unless the
+//! run loop is needed (see `stop_unless_free`) the block tail-calls the block its exit is
+//! linked to. An exit whose link is missing or no longer holds tail-calls the link stub
+//! (see `chain::Entry`), which asks the CPU to link it and goes on there: the block itself
+//! makes no call on this path, so blocks that call nothing else save no registers.
+
+use super::Emit;
+use crate::chain::{EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
+
+impl Emit<'_, '_> {
+    /// Leaves the block for the computed address `rip` (an indirect branch), chaining into
+    /// the block its exit is linked to if that is the one for `rip`.
+    pub fn finish_indirect(&mut self, rip: Value, retired: u64) {
+        self.store_all(rip);
+        self.chain_exit(EXIT_INDIRECT, retired, rip);
+    }
+
+    /// Leaves the block for the fixed address `target` through exit `exit`.
+    pub fn finish_direct(&mut self, target: u64, exit: usize, retired: u64) {
+        let t = self.iconst(target);
+        self.store_all(t);
+        self.chain_exit(exit, retired, t);
+    }
+
+    /// A conditional branch: to `taken` through `EXIT_TAKEN` if `c`, else to `next` through
+    /// `EXIT_NEXT`; the state is stored once for both ways.
+    pub fn finish_branch(&mut self, c: Value, taken: u64, next: u64, retired: u64) {
+        let (t, n) = (self.iconst(taken), self.iconst(next));
+        let rip = self.b.ins().select(c, t, n);
+        self.store_all(rip);
+        if self.spec.chain.is_none() {
+            let r = self.iconst(retired);
+            self.leave(r);
+            return;
+        }
+        self.count_and_check(retired);
+        let (to_taken, to_next) = (self.link(EXIT_TAKEN), self.link(EXIT_NEXT));
+        self.b.ins().brif(c, to_taken, &[t.into()], to_next, &[n.into()]);
+    }
+
+    /// The end of a path whose state is stored with RIP = `rip`, leaving through `exit`.
+    pub(super) fn chain_exit(&mut self, exit: usize, retired: u64, rip: Value) {
+        if self.spec.chain.is_none() {
+            let r = self.iconst(retired);
+            self.leave(r);
+            return;
+        }
+        self.count_and_check(retired);
+        let link = self.link(exit);
+        self.b.ins().jump(link, &[rip.into()]);
+    }
+
+    /// Counts `retired` and stops the chain if the run loop is needed.
+    fn count_and_check(&mut self, retired: u64) {
+        let r = self.iconst(retired);
+        let total = self.count_retired(r);
+        let stop = self.stop_block();
+        self.stop_unless_free(total, stop);
+    }
+
+    fn stop_block(&mut self) -> Block {
+        *self.stop.get_or_insert_with(|| self.b.create_block())
+    }
+
+    /// The code that follows exit `exit`'s link (created on first use, emitted at the end),
+    /// with the new RIP as its parameter.
+    fn link(&mut self, exit: usize) -> Block {
+        if let Some(b) = self.links[exit] {
+            return b;
+        }
+        let b = self.b.create_block();
+        self.b.append_block_param(b, types::I64);
+        self.links[exit] = Some(b);
+        b
+    }
+
+    /// Emits the link code of every exit used, and the stop block.
+    pub(super) fn emit_links(&mut self) {
+        for exit in 0..self.links.len() {
+            if let Some(b) = self.links[exit] {
+                self.emit_link(exit, b);
+            }
+        }
+        if let Some(stop) = self.stop {
+            self.b.switch_to_block(stop);
+            let zero = self.iconst(0);
+            self.b.ins().return_(&[zero]);
+        }
+    }
+
+    /// Tail-calls the linked block if exit `exit`'s cell holds a link that is still valid
+    /// (made within the block's first page, or under the current link generation) and, for
+    /// the indirect exit, leads to this RIP; otherwise the link stub.
+    fn emit_link(&mut self, exit: usize, link: Block) {
+        let cells = self.spec.chain.expect("links only with chaining");
+        self.b.switch_to_block(link);
+        let rip = self.b.block_params(link)[0];
+        let f = super::state_flags();
+        let cell = self.iconst(cells[exit] as u64);
+        let (check, live, go, missing) = (self.b.create_block(), self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let target = self.b.ins().load(types::I64, f, cell, 0);
+        self.b.ins().brif(target, check, &[], missing, &[]);
+        self.b.switch_to_block(check);
+        let generation = self.b.ins().load(types::I64, f, cell, 8);
+        let current = self.load_state(types::I64, self.l.link_generation);
+        let same = self.b.ins().icmp(IntCC::Equal, generation, current);
+        let local = self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0);
+        let mut valid = self.b.ins().bor(same, local);
+        if exit == EXIT_INDIRECT {
+            // The last target seen: a one-entry cache.
+            let link_rip = self.b.ins().load(types::I64, f, cell, 16);
+            let here = self.b.ins().icmp(IntCC::Equal, link_rip, rip);
+            valid = self.b.ins().band(valid, here);
+        }
+        self.b.ins().brif(valid, live, &[], missing, &[]);
+        self.b.switch_to_block(live);
+        let entry = self.b.ins().load(types::I64, f, target, 0);
+        self.b.ins().brif(entry, go, &[], missing, &[]);
+        self.b.switch_to_block(go);
+        self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
+        self.b.switch_to_block(missing);
+        self.name_block();
+        let stub = self.load_frame(self.l.frame.link_stub);
+        let index = self.iconst(exit as u64);
+        self.b.ins().return_call_indirect(self.stub_sig, stub, &[self.cpu, self.frame, index]);
+    }
+}
