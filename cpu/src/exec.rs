@@ -12,7 +12,7 @@ use crate::interp::{handler_for, Handler};
 use crate::state::flags;
 use crate::{Cpu, RunExit};
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -91,14 +91,14 @@ unsafe impl Send for CodeCache {}
 impl Default for CodeCache {
     fn default() -> Self {
         CodeCache {
-            blocks: HashMap::new(),
-            pages: HashMap::new(),
+            blocks: HashMap::default(),
+            pages: HashMap::default(),
             jump: Vec::new(),
             jump_generation: 1,
             // Never 0, which marks a link inside one page (see `tier`).
             link_generation: 1,
             graveyard: Vec::new(),
-            jit_queued: HashMap::new(),
+            jit_queued: HashMap::default(),
             invalidated: false,
         }
     }

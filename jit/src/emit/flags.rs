@@ -80,17 +80,38 @@ impl Emit<'_, '_> {
         self.flags = Flags::Memory;
     }
 
-    /// Stores a pending record (without forgetting it: it may be stored again later).
+    /// Stores a pending record (without forgetting it: it may be stored again later): the
+    /// operation, width and carry-in bytes (adjacent in the CPU's record) in one store, and
+    /// only the operands the operation's flags are computed from (a logical operation's and
+    /// IMUL's come from the result alone, see the CPU's `LazyFlags`).
     pub(super) fn store_flags(&mut self) {
-        let Flags::Pending { op, size, .. } = self.flags else { return };
+        let Flags::Pending { op, size, carry } = self.flags else { return };
         let f = super::state_flags();
-        let op = self.b.ins().iconst(types::I8, op as i64);
-        self.b.ins().store(f, op, self.cpu, self.l.cc_op);
-        let size = self.b.ins().iconst(types::I8, size as i64);
-        self.b.ins().store(f, size, self.cpu, self.l.cc_size);
-        let carry = self.b.use_var(self.cc.carry);
-        self.b.ins().istore8(f, carry, self.cpu, self.l.cc_carry_in);
-        for (var, off) in [(self.cc.dst, self.l.cc_dst), (self.cc.src, self.l.cc_src), (self.cc.res, self.l.cc_res)] {
+        let l = self.l;
+        if l.cc_size == l.cc_op + 1 && l.cc_carry_in == l.cc_op + 2 {
+            let head = op as i64 | (size as i64) << 8;
+            let word = if carry {
+                let c = self.b.use_var(self.cc.carry);
+                let c = self.b.ins().ishl_imm_s(c, 16);
+                self.b.ins().bor_imm_s(c, head)
+            } else {
+                self.iconst(head as u64)
+            };
+            // The fourth byte is the record's padding.
+            self.b.ins().istore32(f, word, self.cpu, l.cc_op);
+        } else {
+            let op = self.b.ins().iconst(types::I8, op as i64);
+            self.b.ins().store(f, op, self.cpu, l.cc_op);
+            let size = self.b.ins().iconst(types::I8, size as i64);
+            self.b.ins().store(f, size, self.cpu, l.cc_size);
+            let carry = self.b.use_var(self.cc.carry);
+            self.b.ins().istore8(f, carry, self.cpu, l.cc_carry_in);
+        }
+        let result_only = op == l.cc_ops.logic || op == l.cc_ops.mul;
+        for (var, off) in [(self.cc.dst, l.cc_dst), (self.cc.src, l.cc_src), (self.cc.res, l.cc_res)] {
+            if result_only && var != self.cc.res {
+                continue;
+            }
             let v = self.b.use_var(var);
             self.b.ins().store(f, v, self.cpu, off);
         }
