@@ -59,6 +59,9 @@ struct JumpEntry {
 /// invalidated under it); every clone lives in this cache (its maps, jump cache, graveyard,
 /// or another block's links) or in a frame of a `&mut Cpu` method, and none is handed out of
 /// the crate.
+/// Marks global link generations (see `CodeCache::global_link_generation`).
+const GLOBAL_LINKS: u64 = 1 << 63;
+
 pub(crate) struct CodeCache {
     blocks: HashMap<BlockKey, Rc<Block>>,
     /// Physical page → keys of blocks with bytes on it.
@@ -67,9 +70,17 @@ pub(crate) struct CodeCache {
     /// Bumped to empty the jump cache at once (a CR3 write that drops translations, a paging
     /// mode change, the memory map).
     pub jump_generation: u64,
-    /// Bumped with `jump_generation` and by INVLPG, and read by compiled code: links between
-    /// blocks of different pages hold only within one (see `tier`).
+    /// Bumped with `jump_generation`, by INVLPG and whenever the address space changes (any
+    /// CR3 write), and read by compiled code: links between blocks of different pages hold
+    /// only within one (see `tier`).
     pub link_generation: u64,
+    /// The same for links to a block on a global page (the kernel's code), which CR3 writes
+    /// leave alone: bumped only when global translations may change (a full flush, INVLPG of
+    /// a page such a link leads to). Always has `GLOBAL_LINKS` set, so it never equals a
+    /// `link_generation`.
+    pub global_link_generation: u64,
+    /// Linear pages that links made under `global_link_generation` lead to.
+    global_link_pages: rustc_hash::FxHashSet<u64>,
     /// Blocks dropped from the cache while compiled code may still be running them: freed
     /// at the next block start, outside compiled code (see `tier`).
     pub graveyard: Vec<Rc<Block>>,
@@ -97,6 +108,8 @@ impl Default for CodeCache {
             jump_generation: 1,
             // Never 0, which marks a link inside one page (see `tier`).
             link_generation: 1,
+            global_link_generation: GLOBAL_LINKS | 1,
+            global_link_pages: Default::default(),
             graveyard: Vec::new(),
             jit_queued: HashMap::default(),
             invalidated: false,
@@ -118,6 +131,29 @@ impl CodeCache {
     pub fn flush_jump_cache(&mut self) {
         self.jump_generation += 1;
         self.link_generation += 1;
+        self.drop_global_links();
+    }
+
+    /// A CR3 write: links to non-global pages were looked up in another address space.
+    pub fn address_space_changed(&mut self) {
+        self.link_generation += 1;
+    }
+
+    fn drop_global_links(&mut self) {
+        self.global_link_generation += 1;
+        self.global_link_pages.clear();
+    }
+
+    /// The generation a new link to the block at `lin` (just found through the jump cache)
+    /// holds under: the global one if its page's translation is global.
+    pub fn generation_for_link(&mut self, lin: u64) -> u64 {
+        let global = matches!(self.jump.get(Self::jump_slot(lin)), Some(Some(e)) if e.lin == lin && e.global);
+        if global {
+            self.global_link_pages.insert(lin >> 12);
+            self.global_link_generation
+        } else {
+            self.link_generation
+        }
     }
 
     /// INVLPG of the page holding `lin`: its entries go, and so do links to other pages.
@@ -131,6 +167,9 @@ impl CodeCache {
             }
         }
         self.link_generation += 1;
+        if self.global_link_pages.contains(&(lin >> 12)) {
+            self.drop_global_links();
+        }
     }
 
     /// A CR3 write or INVPCID that drops the non-global translations of `pcid` (all PCIDs if

@@ -440,6 +440,7 @@ fn layout() -> Layout {
         link: jit_link as *const () as usize,
         flags: jit_flags as *const () as usize,
         link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, link_generation)),
+        global_link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, global_link_generation)),
         frame: FrameLayout {
             block: at(offset_of!(Frame<'static>, block)),
             retired: at(offset_of!(Frame<'static>, retired)),
@@ -770,7 +771,7 @@ impl Cpu {
         }
         let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
         let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
-        let generation = if start >> 12 == lin >> 12 { 0 } else { self.code.link_generation };
+        let generation = if start >> 12 == lin >> 12 { 0 } else { self.code.generation_for_link(lin) };
         let cell = &owner.tier.chain[exit];
         cell.target.set(&target.tier.live_entry as *const Cell<usize> as usize);
         cell.generation.set(generation);

@@ -45,6 +45,9 @@ pub struct Layout {
     pub flags: usize,
     /// The link generation (`u64`): bumped whenever translations may have changed.
     pub link_generation: i32,
+    /// The generation of links to blocks on global pages (`u64`, never equal to a
+    /// `link_generation`): bumped only when global translations may have changed.
+    pub global_link_generation: i32,
     pub frame: FrameLayout,
 }
 

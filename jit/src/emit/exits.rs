@@ -91,7 +91,8 @@ impl Emit<'_, '_> {
     }
 
     /// Tail-calls the linked block if exit `exit`'s cell holds a link that is still valid
-    /// (made within the block's first page, or under the current link generation) and, for
+    /// (made within the block's first page, or under the current link generation, or the
+    /// current global one for a block on a global page) and, for
     /// the indirect exit, leads to this RIP; otherwise the link stub.
     fn emit_link(&mut self, exit: usize, link: Block) {
         let cells = self.spec.chain.expect("links only with chaining");
@@ -105,8 +106,11 @@ impl Emit<'_, '_> {
         self.b.switch_to_block(check);
         let generation = self.b.ins().load(types::I64, f, cell, 8);
         let current = self.load_state(types::I64, self.l.link_generation);
+        let global = self.load_state(types::I64, self.l.global_link_generation);
         let same = self.b.ins().icmp(IntCC::Equal, generation, current);
+        let same_global = self.b.ins().icmp(IntCC::Equal, generation, global);
         let local = self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0);
+        let same = self.b.ins().bor(same, same_global);
         let mut valid = self.b.ins().bor(same, local);
         if exit == EXIT_INDIRECT {
             // The last target seen: a one-entry cache.

@@ -160,9 +160,11 @@ impl Cpu {
             self.catch_up_code();
             self.switch_pcid(self.current_pcid(), !keep);
             // Jump-cache entries carry their PCID; only dropped translations take theirs.
+            // Links to non-global pages were made in another address space either way.
             if !keep {
                 self.code.flush_jump_non_global(Some(self.current_pcid()));
             }
+            self.code.address_space_changed();
         } else {
             self.flush_tlb(true);
         }
