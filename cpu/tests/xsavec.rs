@@ -199,12 +199,22 @@ fn is_initial(image: &[u8], bit: usize) -> bool {
 /// and bytes (ferrite's init optimization skips writing them) before comparing.
 fn accept_host_xinuse_of_initial_state(host: &[u8], ours: &mut [u8]) {
     let bv = |a: &[u8]| u64::from_le_bytes(a[512..520].try_into().unwrap());
-    let extra = bv(host) & !bv(ours);
+    let ours_bv = bv(ours);
+    let extra = bv(host) & !ours_bv;
+    let mut accepted = 0;
     for bit in (0..3).filter(|b| extra >> b & 1 != 0 && is_initial(host, *b)) {
         for r in component_bytes(bit) {
             ours[r.clone()].copy_from_slice(&host[r.clone()]);
         }
         ours[512] |= 1 << bit;
+        accepted |= 1 << bit;
+    }
+    // Saving SSE or AVX state writes MXCSR and MXCSR_MASK too. Where ferrite saved neither
+    // (its SSE state, MXCSR included, was initial) and the host did, the host's must be the
+    // initial MXCSR (and the mask ferrite reports as well); seen on CI after a preemption.
+    const INITIAL_MXCSR: [u8; 8] = [0x80, 0x1f, 0, 0, 0xff, 0xff, 0, 0];
+    if accepted & 0b110 != 0 && ours_bv & 0b110 == 0 && host[24..32] == INITIAL_MXCSR {
+        ours[24..32].copy_from_slice(&host[24..32]);
     }
 }
 
