@@ -534,7 +534,7 @@ impl Cpu {
     /// Makes the trampoline into compiled code, once; false if that failed.
     fn ensure_entry(&mut self) -> bool {
         if self.tier.entry.is_none() {
-            match Entry::new(jit_link as *const () as usize) {
+            match Entry::new(layout().link) {
                 Ok(e) => self.tier.entry = Some(e),
                 Err(_) => self.tier.broken = true,
             }

@@ -50,6 +50,15 @@ pub(crate) fn block_signature() -> Signature {
     sig
 }
 
+/// Every helper the generated code calls (`Layout::exec`, `Layout::flags`, the CPU's link
+/// function): `extern "C" fn(pointer, u64) -> u64` in the host convention `call_conv`.
+pub(crate) fn helper_signature(call_conv: CallConv) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    sig.params.extend([AbiParam::new(types::I64), AbiParam::new(types::I64)]);
+    sig.returns.push(AbiParam::new(types::I64));
+    sig
+}
+
 /// The link stub's signature: `(cpu, frame, exit) -> u64`, in the `tail` convention.
 pub(crate) fn link_stub_signature() -> Signature {
     let mut sig = block_signature();
@@ -126,10 +135,7 @@ impl Entry {
             b.append_block_params_for_function_params(start);
             b.switch_to_block(start);
             let [cpu, frame, exit] = [0, 1, 2].map(|i| b.block_params(start)[i]);
-            let mut link_sig = Signature::new(call_conv);
-            link_sig.params.extend([AbiParam::new(types::I64), AbiParam::new(types::I64)]);
-            link_sig.returns.push(AbiParam::new(types::I64));
-            let link_sig = b.import_signature(link_sig);
+            let link_sig = b.import_signature(helper_signature(call_conv));
             let block_sig = b.import_signature(block_signature());
             let f = b.ins().iconst(types::I64, link as i64);
             let call = b.ins().call_indirect(link_sig, f, &[frame, exit]);

@@ -35,7 +35,8 @@ pub struct Layout {
     /// `extern "C" fn(frame, index) -> u64`: runs instruction `index` of the block through
     /// the interpreter; returns an [`ExecStatus`].
     pub exec: usize,
-    /// `extern "C" fn(frame, exit) -> u64`: called (by the link stub) at an exit of the
+    /// `extern "C" fn(frame, exit) -> u64`: called by the link stub (`chain::Entry`, made
+    /// with it) at an exit of the
     /// frame's block whose link is missing or no longer holds, when nothing needs the run
     /// loop: links the exit to the compiled block for the RIP just stored and returns that
     /// block's entry, or 0 (the chain returns).

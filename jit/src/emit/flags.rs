@@ -131,7 +131,7 @@ impl Emit<'_, '_> {
             Flags::Memory => {
                 let f = self.iconst(self.l.flags as u64);
                 let zero = self.iconst(0);
-                self.b.ins().call_indirect(self.cond_sig, f, &[self.cpu, zero]);
+                self.b.ins().call_indirect(self.helper_sig, f, &[self.cpu, zero]);
             }
             Flags::Pending { op, size, .. } => {
                 let arith = self.arith_flags(op, size);

@@ -11,7 +11,7 @@ mod vector;
 use crate::chain::{block_signature, EXIT_NEXT};
 use crate::layout::ExecStatus;
 use crate::{BlockSpec, Layout};
-use cranelift_codegen::ir::{types, AbiParam, Block, Function, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value};
+use cranelift_codegen::ir::{types, Block, Function, InstBuilder, MemFlagsData, SigRef, Type, Value};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use flags::Flags;
@@ -33,15 +33,7 @@ pub(crate) fn emit_block(
     b.switch_to_block(entry);
     let cpu = b.block_params(entry)[0];
     let frame = b.block_params(entry)[1];
-    let ptr = types::I64;
-    let mut exec_sig = Signature::new(call_conv);
-    exec_sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64)]);
-    exec_sig.returns.push(AbiParam::new(types::I64));
-    let exec_sig = b.import_signature(exec_sig);
-    let mut cond_sig = Signature::new(call_conv);
-    cond_sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64)]);
-    cond_sig.returns.push(AbiParam::new(types::I64));
-    let cond_sig = b.import_signature(cond_sig);
+    let helper_sig = b.import_signature(crate::chain::helper_signature(call_conv));
     let block_sig = b.import_signature(block_signature());
     let stub_sig = b.import_signature(crate::chain::link_stub_signature());
     let regs = std::array::from_fn(|_| b.declare_var(types::I64));
@@ -58,8 +50,7 @@ pub(crate) fn emit_block(
         dirty: 0,
         flags: Flags::Memory,
         cc,
-        exec_sig,
-        cond_sig,
+        helper_sig,
         block_sig,
         stub_sig,
         tlb_context_var,
@@ -111,8 +102,8 @@ pub(crate) struct Emit<'a, 'f> {
     pub dirty: u16,
     pub flags: Flags,
     pub cc: flags::CcVars,
-    pub exec_sig: SigRef,
-    pub cond_sig: SigRef,
+    /// The helpers' signature (see `chain::helper_signature`).
+    pub helper_sig: SigRef,
     /// Every block's signature, for chaining.
     pub block_sig: SigRef,
     /// The link stub's (see `chain::link_stub_signature`).
@@ -284,7 +275,7 @@ impl Emit<'_, '_> {
         self.name_block();
         let f = self.iconst(self.l.exec as u64);
         let idx = self.iconst(i as u64);
-        let call = self.b.ins().call_indirect(self.exec_sig, f, &[self.frame, idx]);
+        let call = self.b.ins().call_indirect(self.helper_sig, f, &[self.frame, idx]);
         self.b.inst_results(call)[0]
     }
 
