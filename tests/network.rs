@@ -8,11 +8,13 @@
 
 mod common;
 
-use common::http::http_server;
+use common::http::{http_server, http_server_paced};
+use common::qmp::Qmp;
 use common::{base64, guest_files, payload, run_ferrite, run_ferrite_with, sha256, Hook};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(600);
@@ -191,4 +193,54 @@ fn bad_network_options_are_clear_errors() {
         assert!(stderr.contains(&says), "{args:?}: the error does not mention '{says}':\n{stderr}");
     }
     drop(busy);
+}
+
+/// A stopped guest takes no frames, as under QEMU: stopped in the middle of a download, its
+/// RAM stays as it was (two states saved a second apart are the same), and the frames held
+/// meanwhile arrive after `cont`, the download completing with every byte. (Frames that
+/// landed while a migration saved the machine broke the rings the destination resumed.)
+#[test]
+fn a_stopped_guest_takes_no_frames_until_cont() {
+    // At 2 MiB/s the download lasts 4 s, so the stop comes in its middle.
+    let body = payload(8 << 20, 5);
+    let port = http_server_paced(body.clone(), Some(2 << 20));
+    let dir = std::env::temp_dir().join(format!("ferrite-network-{}-stopped", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let qmp = dir.join("qmp.sock");
+    let script = format!(
+        "ip link set eth0 up; udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1 || echo DHCP-FAILED; echo GET-START; \
+         wget -q -O /tmp/p http://10.0.2.2:{port}/p && echo dl=$(sha256sum /tmp/p | cut -d' ' -f1)"
+    );
+    let qmp_arg = format!("unix:{},server=on,wait=off", qmp.display());
+    let Some(args) = linux_args(&script, &["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0", "-qmp", &qmp_arg]) else { return };
+    let states = [dir.join("a"), dir.join("b")];
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let out = log.clone();
+    let saved = states.clone();
+    let hook: Hook = ("GET-START", Box::new(move |_pid| {
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut q = Qmp::connect(&qmp);
+        q.execute("stop", serde_json::json!({})).unwrap();
+        for (n, state) in saved.iter().enumerate() {
+            if n > 0 {
+                // The server goes on sending meanwhile.
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let r = q.execute("migrate", serde_json::json!({"uri": format!("file:{}", state.display())}));
+            out.lock().unwrap().push(format!("migrate: {r:?}"));
+        }
+        let r = q.execute("cont", serde_json::json!({}));
+        out.lock().unwrap().push(format!("cont: {r:?}"));
+    }));
+    let run = run_ferrite_with(&args, TIMEOUT, &[], None, vec![hook]);
+    let tail = run.tail(3000);
+    let log = log.lock().unwrap().join("\n");
+    assert!(!run.output.contains("DHCP-FAILED"), "no DHCP lease:\n{tail}");
+    assert_eq!(log.matches("migrate: Ok").count(), 2, "{log}\n{tail}");
+    assert!(log.contains("cont: Ok"), "{log}");
+    let [a, b] = states.map(|s| std::fs::read(s).expect("the state was saved"));
+    assert!(a == b, "the stopped guest's state changed between two saves ({} and {} bytes): frames reached it", a.len(), b.len());
+    assert_eq!(run.printed("dl"), Some(sha256(&body).as_str()), "the download did not complete after cont:\n{tail}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

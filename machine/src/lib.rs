@@ -575,6 +575,11 @@ impl Machine {
         let timers = pc::spawn_timer_thread(self.board.clone());
         let result = if let Some(mut server) = self.gdb.take() {
             self.debugging = true;
+            // gdb stops and starts the guest at will: frames reach it throughout, as they
+            // reach a halted machine's card (gdb rules out snapshots and migration).
+            for nic in &self.nics {
+                nic.accept_frames(true);
+            }
             let result = gdb::run(self, &mut server, &mut console);
             self.gdb = Some(server);
             result

@@ -58,6 +58,11 @@ impl Machine {
                 return Ok(outcome);
             }
             let running = self.control.run_state() == RunState::Running;
+            // Frames reach the guest only while it runs: jobs (a migration's last copy, a
+            // savevm) see RAM and the cards as the stopped guest left them.
+            for nic in &self.nics {
+                nic.accept_frames(running);
+            }
             if running {
                 self.board.wiring.rearm();
                 self.board.wiring.clock.resume();
@@ -69,6 +74,9 @@ impl Machine {
             if running {
                 self.board.wiring.set_stopping();
                 self.vcpus = threads.collect();
+                for nic in &self.nics {
+                    nic.accept_frames(false);
+                }
             }
             match wake {
                 Wake::Quit(outcome) => return Ok(outcome),

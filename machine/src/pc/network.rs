@@ -10,7 +10,7 @@ use ferrite_hw::virtio::{VirtioNet, VirtioNetOptions, VirtioNetRx, VirtioPci};
 use ferrite_net::{NetBackend, NetError, Peer};
 use super::virtio::Inner;
 use crate::snapshot::registry::Stateful;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::config::{NicConfig, NicModel};
 
@@ -40,10 +40,19 @@ impl Receiver for VirtioNetRx {
 #[derive(Default)]
 struct CardSlot {
     card: Mutex<Option<Arc<dyn Receiver>>>,
+    /// Whether frames may reach the card: only while the guest runs (see
+    /// [`Nic::accept_frames`]). Read-held across a delivery, so closing waits for one in
+    /// flight.
+    accepting: RwLock<bool>,
 }
 
 impl Peer for CardSlot {
     fn deliver(&self, frame: &[u8]) -> bool {
+        let accepting = self.accepting.read().unwrap_or_else(PoisonError::into_inner);
+        if !*accepting {
+            // The backend holds it until the guest runs again.
+            return false;
+        }
         // Not held while the card works: a reset may swap the card meanwhile.
         let card = lock(&self.card).clone();
         match card {
@@ -103,6 +112,23 @@ impl Nic {
         };
         *lock(&self.slot.card) = Some(receiver);
         Ok((device, state))
+    }
+
+    /// Lets frames reach the card (the guest runs) or holds them in the backend (it is
+    /// stopped), as QEMU's cards take no frames while the machine is stopped. A frame that
+    /// landed while the machine saves its state would change RAM and the card's rings after
+    /// they were copied: the destination's driver would find its ring broken. Closing waits
+    /// for a delivery in flight; opening offers what was held meanwhile.
+    pub fn accept_frames(&self, accept: bool) {
+        let mut accepting = self.slot.accepting.write().unwrap_or_else(PoisonError::into_inner);
+        if *accepting == accept {
+            return;
+        }
+        *accepting = accept;
+        drop(accepting);
+        if accept {
+            self.rx_space();
+        }
     }
 
     pub fn config(&self) -> &NicConfig {
