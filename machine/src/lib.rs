@@ -432,6 +432,16 @@ fn open_nics(cfg: &MachineConfig) -> Result<Vec<Arc<pc::network::Nic>>, MachineE
         .collect()
 }
 
+/// The run state a machine goes to once it is built and any saved state (`-loadvm`,
+/// `-incoming`) is loaded: stopped for gdb or a monitor with `-S`, running otherwise.
+fn run_state_after_start(cfg: &MachineConfig) -> control::RunState {
+    if cfg.start_paused {
+        control::RunState::Prelaunch
+    } else {
+        control::RunState::Running
+    }
+}
+
 impl Machine {
     pub fn new(mut cfg: MachineConfig) -> Result<Self, MachineError> {
         if cfg.kernel.is_none() && cfg.bios.is_none() {
@@ -475,7 +485,14 @@ impl Machine {
         let Built { board, vcpus, events, ide, live_virtio } = build(&cfg, &model, topology, backends)?;
         let gdb = cfg.gdb.as_deref().map(gdb::GdbServer::bind).transpose()?;
         let debug = gdb::DebugState::new(cfg.start_paused);
-        let initial = if cfg.start_paused { control::RunState::Prelaunch } else { control::RunState::Running };
+        // The monitors answer from here on, so a machine that loads a state first says so
+        // already (a client polling `query-status` for the end of `inmigrate` must not see
+        // `running` before the load began).
+        let initial = match (&cfg.incoming, &cfg.loadvm) {
+            (Some(_), _) => control::RunState::Inmigrate,
+            (None, Some(_)) => control::RunState::RestoreVm,
+            (None, None) => run_state_after_start(&cfg),
+        };
         let control::ControlPort { jobs, control } = control::Control::channel(initial);
         let monitor = monitor::MonitorTargets::new(cfg.memory_bytes & !0xfff, control.clone());
         monitor.attach(board.wiring.clone(), live_virtio.balloon.clone());

@@ -28,7 +28,7 @@ pub(crate) enum Deferred {
 impl Machine {
     /// Before the guest first runs: `-loadvm`, `-incoming`.
     pub(crate) fn start_from_saved_state(&mut self) -> Result<(), MachineError> {
-        let resume = self.control.run_state();
+        let resume = crate::run_state_after_start(&self.cfg);
         if let Some(tag) = self.cfg.loadvm.clone() {
             self.control.set_run_state(RunState::RestoreVm);
             self.load_vm_at_start(&tag).map_err(|e| MachineError::Loadvm(e.to_string()))?;
