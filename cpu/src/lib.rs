@@ -13,6 +13,7 @@ mod exec;
 pub mod exception;
 pub mod flags;
 mod guest_debug;
+mod host_mxcsr;
 mod interp;
 pub mod kvm;
 pub mod interrupt;

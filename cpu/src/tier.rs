@@ -20,6 +20,7 @@ use crate::bus::CpuBus;
 use crate::exception::Fault;
 use crate::exec::Block;
 use crate::flags::{CcOp, LazyFlags};
+use crate::host_mxcsr;
 use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{flags as rf, CpuState, Segment};
 use crate::Cpu;
@@ -343,14 +344,19 @@ extern "C" fn jit_exec(frame: *mut Frame<'_>, index: u64) -> u64 {
     if let Some(d) = block.insns.get(index as usize) {
         cpu.tier.helped.count(d.insn.code());
     }
-    match cpu.exec_one(bus, block, index as usize, f.ip_mask) {
-        Ok(true) => ExecStatus::Next as u64,
-        Ok(false) => ExecStatus::Stop as u64,
+    // The instruction may read MXCSR (STMXCSR, FXSAVE); what Rust code raises is not the
+    // guest's.
+    host_mxcsr::leave(&mut cpu.state.fpu.mxcsr);
+    let status = match cpu.exec_one(bus, block, index as usize, f.ip_mask) {
+        Ok(true) => ExecStatus::Next,
+        Ok(false) => ExecStatus::Stop,
         Err(fault) => {
             f.fault = Some(fault);
-            ExecStatus::Fault as u64
+            ExecStatus::Fault
         }
-    }
+    };
+    host_mxcsr::enter();
+    status as u64
 }
 
 impl Cpu {
@@ -407,6 +413,7 @@ fn layout() -> Layout {
         cr0: at(st + offset_of!(CpuState, cr0)),
         cr4: at(st + offset_of!(CpuState, cr4)),
         xmm: at(st + offset_of!(CpuState, fpu) + offset_of!(crate::state::FpuState, xmm)),
+        mxcsr: at(st + offset_of!(CpuState, fpu) + offset_of!(crate::state::FpuState, mxcsr)),
         cc_op: at(cc + offset_of!(LazyFlags, op)),
         cc_size: at(cc + offset_of!(LazyFlags, size)),
         cc_carry_in: at(cc + offset_of!(LazyFlags, carry_in)),
@@ -697,6 +704,7 @@ impl Cpu {
             side_exit: 0,
             link_stub,
         };
+        host_mxcsr::enter();
         // SAFETY: `entry` came from the translator for this block and layout, and its
         // module is alive (entries are dropped before their module is freed), as is the code
         // of every linked block (links are cleared before a flush frees code). The code reads
@@ -705,6 +713,7 @@ impl Cpu {
         // link leads to through the `Rc` its linking block holds (moved to the graveyard,
         // not dropped, if unlinked meanwhile). The flag pointers are valid for the call.
         unsafe { run(entry, cpu as *mut u8, &mut frame as *mut Frame<'_> as *mut u8) };
+        host_mxcsr::leave(&mut self.state.fpu.mxcsr);
         self.instructions += frame.retired;
         self.tier.stats.compiled_runs += frame.runs;
         self.tier.stats.chained_runs += frame.runs.saturating_sub(1);

@@ -1,5 +1,16 @@
 //! What the translator needs to know about the CPU it generates code for.
 
+/// The MXCSR compiled code runs SSE arithmetic under (the host's, and Rust's, default):
+/// every exception masked, round to nearest, neither flush-to-zero nor denormals-are-zero.
+/// Compiled code runs an SSE floating-point instruction only while the guest's MXCSR has
+/// these controls; the CPU keeps the host's MXCSR at this value while compiled code runs,
+/// and the exception flags the host raises meanwhile are the guest's.
+pub const NATIVE_MXCSR: u32 = 0x1f80;
+/// MXCSR's exception flags (IE, DE, ZE, OE, UE, PE).
+pub const MXCSR_FLAGS: u32 = 0x3f;
+/// MXCSR's defined control bits (DAZ, the masks, RC, FTZ).
+pub const MXCSR_CONTROLS: u32 = 0xffc0;
+
 /// Field offsets (from the CPU pointer a block receives) and helper entry points. Built by
 /// the CPU with `offset_of!`, so the generated code follows the CPU's real layout.
 #[derive(Clone, Copy, Debug)]
@@ -12,6 +23,8 @@ pub struct Layout {
     pub cr4: i32,
     /// XMM0-15, 16 bytes each (low quadword first).
     pub xmm: i32,
+    /// MXCSR (`u32`).
+    pub mxcsr: i32,
     /// The lazy condition codes: `op: u8`, `size: u8`, `carry_in: u8`, `dst`/`src`/`res: u64`.
     pub cc_op: i32,
     pub cc_size: i32,

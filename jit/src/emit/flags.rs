@@ -135,14 +135,21 @@ impl Emit<'_, '_> {
             }
             Flags::Pending { op, size, .. } => {
                 let arith = self.arith_flags(op, size);
-                let rflags = self.load_state(types::I64, self.l.rflags);
-                let kept = self.b.ins().band_imm_s(rflags, !ARITH);
-                let rflags = self.b.ins().bor(kept, arith);
-                self.store_state(rflags, self.l.rflags);
-                let eflags = self.b.ins().iconst(types::I8, self.l.cc_ops.eflags as i64);
-                self.store_state(eflags, self.l.cc_op);
+                self.set_arith_flags(arith);
             }
         }
+        self.flags = Flags::Eflags;
+    }
+
+    /// Sets the six arithmetic flags to `arith` (at their RFLAGS positions, nothing else
+    /// set): the old ones do not survive, so they are never computed.
+    pub fn set_arith_flags(&mut self, arith: Value) {
+        let rflags = self.load_state(types::I64, self.l.rflags);
+        let kept = self.b.ins().band_imm_s(rflags, !ARITH);
+        let rflags = self.b.ins().bor(kept, arith);
+        self.store_state(rflags, self.l.rflags);
+        let eflags = self.b.ins().iconst(types::I8, self.l.cc_ops.eflags as i64);
+        self.store_state(eflags, self.l.cc_op);
         self.flags = Flags::Eflags;
     }
 

@@ -4,6 +4,7 @@
 mod bits;
 mod exits;
 mod flags;
+mod float;
 mod mem;
 mod ops;
 mod vector;
@@ -56,6 +57,7 @@ pub(crate) fn emit_block(
         tlb_context_var,
         tlb_context_known: false,
         sse_checked: false,
+        mxcsr_checked: false,
         head: None,
         links: [None; crate::CHAIN_EXITS],
         stop: None,
@@ -114,6 +116,9 @@ pub(crate) struct Emit<'a, 'f> {
     /// SSE instructions were found available (CR0, CR4) on this path; forgotten when the
     /// interpreter runs an instruction, which may change the control registers.
     pub sse_checked: bool,
+    /// The guest's MXCSR was found to have the controls compiled code runs SSE arithmetic
+    /// under (see `float`), on this path; forgotten like `sse_checked`.
+    pub mxcsr_checked: bool,
     /// The block's start, for branches back to it (with chaining only).
     pub head: Option<Block>,
     /// Per exit (`EXIT_TAKEN`, `EXIT_NEXT`, `EXIT_INDIRECT`), the code that follows its link,
@@ -331,6 +336,7 @@ impl Emit<'_, '_> {
         self.loaded &= !written_gprs(insn);
         self.tlb_context_known = false;
         self.sse_checked = false;
+        self.mxcsr_checked = false;
         if insn.rflags_modified() != 0 {
             self.flags = Flags::Memory;
         }

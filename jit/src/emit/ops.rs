@@ -70,6 +70,8 @@ pub(crate) enum Native {
     SignExtendAcc { size: u8, into_dx: bool },
     /// SSE moves and XOR (see `vector`).
     Vector(super::vector::VecOp),
+    /// SSE scalar floating-point arithmetic, conversions and comparisons (see `float`).
+    Float(super::float::FloatOp),
     /// BT, BTS, BTR, BTC without LOCK (see `bits`).
     BitTest { op: super::bits::BitOp, size: u8 },
 }
@@ -131,6 +133,9 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
     let long = bitness == 64;
     if let Some(v) = super::vector::classify(insn, bitness) {
         return Some(Native::Vector(v));
+    }
+    if let Some(f) = super::float::classify(insn, bitness) {
+        return Some(Native::Float(f));
     }
     Some(match insn.mnemonic() {
         Mnemonic::Nop => Native::Nop,
@@ -569,6 +574,7 @@ impl Emit<'_, '_> {
                 self.set_reg(r, swapped);
             }
             Native::Vector(op) => self.vector(i, insn, op),
+            Native::Float(op) => self.float(i, insn, op),
             Native::SignExtendAcc { size, into_dx } => {
                 let acc = |size| match size {
                     2 => (Register::AX, Register::DX),

@@ -1,8 +1,8 @@
 //! SSE data movement natively (legacy encodings, 64-bit code): MOVSS/MOVSD, MOVD/MOVQ,
 //! the 128-bit MOVAPS/MOVUPS family, and XORPS/XORPD/PXOR. They touch neither MXCSR nor the
-//! flags, so they are exact as plain loads and stores; floating-point arithmetic, whose
-//! results depend on MXCSR and set its exception flags, stays with the interpreter. XMM
-//! registers live in the CPU structure and are read and written there.
+//! flags, so they are exact as plain loads and stores (floating-point arithmetic, which
+//! depends on MXCSR and sets its flags, is `float`'s). XMM registers live in the CPU
+//! structure and are read and written there.
 
 use super::mem::Access;
 use super::Emit;
@@ -146,7 +146,7 @@ impl Emit<'_, '_> {
 
     /// Leaves before instruction `i` unless SSE is available (the interpreter then raises
     /// the #UD or #NM); once per path until the interpreter runs something.
-    fn check_sse(&mut self, i: usize) {
+    pub(super) fn check_sse(&mut self, i: usize) {
         if self.sse_checked {
             return;
         }
@@ -161,7 +161,7 @@ impl Emit<'_, '_> {
         self.sse_checked = true;
     }
 
-    fn xmm_offset(&self, r: Register) -> i32 {
+    pub(super) fn xmm_offset(&self, r: Register) -> i32 {
         self.l.xmm + 16 * r.number() as i32
     }
 
@@ -189,7 +189,7 @@ impl Emit<'_, '_> {
     }
 
     /// Loads `size` bytes (4, 8 or 16) of the memory operand, zero-extended to 128 bits.
-    fn load_mem(&mut self, i: usize, insn: &Instruction, size: u8, aligned: bool) -> Pair {
+    pub(super) fn load_mem(&mut self, i: usize, insn: &Instruction, size: u8, aligned: bool) -> Pair {
         let lin = self.vector_address(i, insn, aligned);
         let host = self.probe(i, lin, size, Access::Read);
         if size == 16 {

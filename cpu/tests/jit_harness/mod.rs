@@ -1,0 +1,54 @@
+//! What the translator's tests share: a long-mode machine with a given JIT mode, and a
+//! program run interpreted, compiled block by block and compiled with chaining, whose
+//! machines must match.
+
+use super::int_harness::*;
+use ferrite_cpu::{JitConfig, JitMode};
+use iced_x86::code_asm::*;
+use iced_x86::IcedError;
+
+pub fn vm(mode: JitMode) -> Vm {
+    let mut vm = Vm::new(Mode::Long);
+    vm.cpu.set_jit(JitConfig { mode, ..JitConfig::default() });
+    vm
+}
+
+/// Run-loop budget that lets compiled blocks chain.
+pub const CHAINING: u64 = 100_000;
+
+/// Runs `code` from the same state interpreted, compiled one block at a time and compiled
+/// with chaining; returns the chained run's machine after checking that all three match and
+/// that compiled code did run.
+pub fn both(regs: &[(usize, u64)], code: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>) -> Vm {
+    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+        let mut v = vm(mode);
+        v.budget = budget;
+        v.preset(regs, 0);
+        v.code(&code);
+        assert_eq!(v.run(), Stop::Done, "{mode:?}: rip={:#x}", v.cpu.state.rip);
+        v
+    });
+    let [off, compiled, chained] = runs;
+    for on in [&compiled, &chained] {
+        same_machine(&off, on);
+        let stats = on.cpu.jit_stats();
+        assert!(stats.compiled_runs > 0 && stats.native_insns > 0, "{stats:?}");
+    }
+    chained
+}
+
+pub fn same_machine(a: &Vm, b: &Vm) {
+    for r in 0..16 {
+        assert_eq!(a.gpr(r), b.gpr(r), "register {r}");
+    }
+    assert_eq!(a.flags(), b.flags(), "rflags");
+    assert_eq!(a.read(DATA, 0x2000), b.read(DATA, 0x2000), "memory");
+    assert_eq!(a.read(STACK_TOP - 0x100, 0x100), b.read(STACK_TOP - 0x100, 0x100), "stack");
+}
+
+/// CR4.OSFXSR, which the harness's long mode leaves clear.
+pub fn enable_sse(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(rcx, cr4)?;
+    a.or(rcx, 1 << 9)?;
+    a.mov(cr4, rcx)
+}
