@@ -24,7 +24,7 @@ use crate::host_mxcsr;
 use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{flags as rf, CpuState, Segment};
 use crate::Cpu;
-use ferrite_jit::{BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CHAIN_EXITS};
+use ferrite_jit::{BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT};
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
 use std::rc::Rc;
@@ -129,10 +129,11 @@ pub(crate) struct BlockTier {
     pub live_entry: Cell<usize>,
     /// Dropped from the cache: never compiled or linked again.
     pub retired: Cell<bool>,
-    /// The block's direct exits, as its compiled code reads them.
-    pub chain: [ChainCell; CHAIN_EXITS],
-    /// The blocks those exits are linked to, kept alive while linked.
-    pub links: RefCell<[Option<Rc<Block>>; CHAIN_EXITS]>,
+    /// The block's exits' links, as its compiled code reads them (`CHAIN_CELLS`: the
+    /// indirect branch has two).
+    pub chain: [ChainCell; CHAIN_CELLS],
+    /// The blocks those cells lead to, kept alive while linked.
+    pub links: RefCell<[Option<Rc<Block>>; CHAIN_CELLS]>,
 }
 
 impl BlockTier {
@@ -175,6 +176,9 @@ pub struct JitStats {
     /// taken, next, indirect), a fault, anything else (budget, kick, interrupt, an instruction
     /// that ends its block).
     pub unlinked_returns: [u64; CHAIN_EXITS],
+    /// Links made (by exit index), first ones and replacements: an indirect exit relinks
+    /// whenever its target differs from the last one.
+    pub links: [u64; CHAIN_EXITS],
     pub fault_returns: u64,
     /// Side exits: an access the inline TLB probe could not serve (the interpreter ran it).
     pub side_exits: u64,
@@ -279,6 +283,7 @@ impl Tier {
                 s.chained_runs,
                 s.compiled_insns
             );
+            eprintln!("ferrite: jit: links made {:?} (taken, next, indirect)", s.links);
             eprintln!(
                 "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} side exits, {} other",
                 s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.side_exits + s.other_returns,
@@ -781,12 +786,23 @@ impl Cpu {
         let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
         let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
         let generation = if start >> 12 == lin >> 12 { 0 } else { self.code.generation_for_link(lin) };
+        let mut links = owner.tier.links.borrow_mut();
+        if exit == EXIT_INDIRECT {
+            // The last target becomes the second entry; the one before it goes.
+            let (last, before) = (&owner.tier.chain[EXIT_INDIRECT], &owner.tier.chain[CELL_INDIRECT_BEFORE]);
+            before.target.set(last.target.get());
+            before.generation.set(last.generation.get());
+            before.rip.set(last.rip.get());
+            let moved = links[EXIT_INDIRECT].take();
+            self.code.graveyard.extend(std::mem::replace(&mut links[CELL_INDIRECT_BEFORE], moved));
+        }
         let cell = &owner.tier.chain[exit];
         cell.target.set(&target.tier.live_entry as *const Cell<usize> as usize);
         cell.generation.set(generation);
         cell.rip.set(self.state.rip);
-        let old = owner.tier.links.borrow_mut()[exit].replace(target);
+        let old = links[exit].replace(target);
         self.code.graveyard.extend(old);
+        self.tier.stats.links[exit] += 1;
         Some(entry)
     }
 }

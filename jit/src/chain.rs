@@ -41,6 +41,12 @@ pub const EXIT_TAKEN: usize = 0;
 pub const EXIT_NEXT: usize = 1;
 /// Exit index of an indirect branch.
 pub const EXIT_INDIRECT: usize = 2;
+/// The cell of the indirect branch's target before its last one: with `EXIT_INDIRECT`'s, a
+/// two-entry cache, the latest first (returns to two call sites, a dispatch alternating
+/// between two handlers). Not an exit of its own.
+pub const CELL_INDIRECT_BEFORE: usize = 3;
+/// A block's cells: one per exit, and the indirect branch's second entry.
+pub const CHAIN_CELLS: usize = CHAIN_EXITS + 1;
 
 /// The signature every compiled block has: `(cpu, frame) -> u64`, in the `tail` convention.
 pub(crate) fn block_signature() -> Signature {

@@ -25,7 +25,7 @@ pub struct BlockSpec<'a> {
     pub block: usize,
     /// Addresses of the block's [`ChainCell`](crate::ChainCell)s, one per exit
     /// (`EXIT_TAKEN`, `EXIT_NEXT`); `None` builds a block that always returns.
-    pub chain: Option<[usize; crate::CHAIN_EXITS]>,
+    pub chain: Option<[usize; crate::CHAIN_CELLS]>,
 }
 
 /// A compiled block.

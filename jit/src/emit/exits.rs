@@ -5,7 +5,7 @@
 //! makes no call on this path, so blocks that call nothing else save no registers.
 
 use super::Emit;
-use crate::chain::{EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN};
+use crate::chain::{CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
 
@@ -91,18 +91,38 @@ impl Emit<'_, '_> {
     }
 
     /// Tail-calls the linked block if exit `exit`'s cell holds a link that is still valid
-    /// (made within the block's first page, or under the current link generation, or the
-    /// current global one for a block on a global page) and, for
-    /// the indirect exit, leads to this RIP; otherwise the link stub.
+    /// (see `follow_cell`), for the indirect exit either of its two cells whose RIP is this
+    /// one; otherwise the link stub.
     fn emit_link(&mut self, exit: usize, link: Block) {
         let cells = self.spec.chain.expect("links only with chaining");
         self.b.switch_to_block(link);
         let rip = self.b.block_params(link)[0];
+        let missing = self.b.create_block();
+        if exit == EXIT_INDIRECT {
+            let second = self.b.create_block();
+            self.follow_cell(cells[EXIT_INDIRECT], Some(rip), second);
+            self.b.switch_to_block(second);
+            self.follow_cell(cells[CELL_INDIRECT_BEFORE], Some(rip), missing);
+        } else {
+            self.follow_cell(cells[exit], None, missing);
+        }
+        self.b.switch_to_block(missing);
+        self.name_block();
+        let stub = self.load_frame(self.l.frame.link_stub);
+        let index = self.iconst(exit as u64);
+        self.b.ins().return_call_indirect(self.stub_sig, stub, &[self.cpu, self.frame, index]);
+    }
+
+    /// Tail-calls the block the cell at `cell` links to if the link holds (made within the
+    /// block's first page, or under the current link generation, or the current global one
+    /// for a block on a global page), its target is still compiled and, with `rip`, the link
+    /// leads to that RIP; otherwise goes on at `otherwise`.
+    fn follow_cell(&mut self, cell: usize, rip: Option<Value>, otherwise: Block) {
         let f = super::state_flags();
-        let cell = self.iconst(cells[exit] as u64);
-        let (check, live, go, missing) = (self.b.create_block(), self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let cell = self.iconst(cell as u64);
+        let (check, live, go) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         let target = self.b.ins().load(types::I64, f, cell, 0);
-        self.b.ins().brif(target, check, &[], missing, &[]);
+        self.b.ins().brif(target, check, &[], otherwise, &[]);
         self.b.switch_to_block(check);
         let generation = self.b.ins().load(types::I64, f, cell, 8);
         let current = self.load_state(types::I64, self.l.link_generation);
@@ -112,22 +132,16 @@ impl Emit<'_, '_> {
         let local = self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0);
         let same = self.b.ins().bor(same, same_global);
         let mut valid = self.b.ins().bor(same, local);
-        if exit == EXIT_INDIRECT {
-            // The last target seen: a one-entry cache.
+        if let Some(rip) = rip {
             let link_rip = self.b.ins().load(types::I64, f, cell, 16);
             let here = self.b.ins().icmp(IntCC::Equal, link_rip, rip);
             valid = self.b.ins().band(valid, here);
         }
-        self.b.ins().brif(valid, live, &[], missing, &[]);
+        self.b.ins().brif(valid, live, &[], otherwise, &[]);
         self.b.switch_to_block(live);
         let entry = self.b.ins().load(types::I64, f, target, 0);
-        self.b.ins().brif(entry, go, &[], missing, &[]);
+        self.b.ins().brif(entry, go, &[], otherwise, &[]);
         self.b.switch_to_block(go);
         self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
-        self.b.switch_to_block(missing);
-        self.name_block();
-        let stub = self.load_frame(self.l.frame.link_stub);
-        let index = self.iconst(exit as u64);
-        self.b.ins().return_call_indirect(self.stub_sig, stub, &[self.cpu, self.frame, index]);
     }
 }
