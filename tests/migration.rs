@@ -203,7 +203,8 @@ struct Destination(u16);
 
 impl Drop for Destination {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("pkill").args(["-f", &format!("incoming tcp:127.0.0.1:{}", self.0)]).status();
+        // The port ends the argument: port 4051 must not match a destination on 40515.
+        let _ = std::process::Command::new("pkill").args(["-f", &format!("incoming tcp:127.0.0.1:{}( |$)", self.0)]).status();
     }
 }
 

@@ -197,6 +197,10 @@ impl HelperCounts {
         HelperCounts(on.then(|| vec![0; iced_x86::Code::values().count()].into_boxed_slice()))
     }
 
+    fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
     fn count(&mut self, m: iced_x86::Code) {
         if let Some(c) = &mut self.0 {
             c[m as usize] += 1;
@@ -346,8 +350,10 @@ extern "C" fn jit_exec(frame: *mut Frame<'_>, index: u64) -> u64 {
     let f = unsafe { &mut *frame };
     // SAFETY: as above.
     let (cpu, bus, block) = unsafe { (&mut *f.cpu, &mut *f.bus, &*f.block) };
-    if let Some(d) = block.insns.get(index as usize) {
-        cpu.tier.helped.count(d.insn.code());
+    if cpu.tier.helped.is_on() {
+        if let Some(d) = block.insns.get(index as usize) {
+            cpu.tier.helped.count(d.insn.code());
+        }
     }
     // The instruction may read MXCSR (STMXCSR, FXSAVE); what Rust code raises is not the
     // guest's.
