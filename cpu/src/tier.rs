@@ -143,9 +143,7 @@ impl BlockTier {
     pub fn unlink(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.live_entry.set(0);
         for cell in &self.chain {
-            cell.target.set(0);
-            cell.generation.set(0);
-            cell.rip.set(0);
+            cell.set(0, 0, 0);
         }
         graveyard.extend(self.links.borrow_mut().iter_mut().filter_map(Option::take));
     }
@@ -177,7 +175,7 @@ pub struct JitStats {
     /// that ends its block).
     pub unlinked_returns: [u64; CHAIN_EXITS],
     /// Links made (by exit index), first ones and replacements: an indirect exit relinks
-    /// whenever its target differs from the last one.
+    /// whenever its target is neither of the last two.
     pub links: [u64; CHAIN_EXITS],
     pub fault_returns: u64,
     /// Side exits: an access the inline TLB probe could not serve (the interpreter ran it).
@@ -795,17 +793,12 @@ impl Cpu {
         let mut links = owner.tier.links.borrow_mut();
         if exit == EXIT_INDIRECT {
             // The last target becomes the second entry; the one before it goes.
-            let (last, before) = (&owner.tier.chain[EXIT_INDIRECT], &owner.tier.chain[CELL_INDIRECT_BEFORE]);
-            before.target.set(last.target.get());
-            before.generation.set(last.generation.get());
-            before.rip.set(last.rip.get());
+            let last = &owner.tier.chain[EXIT_INDIRECT];
+            owner.tier.chain[CELL_INDIRECT_BEFORE].set(last.target.get(), last.generation.get(), last.rip.get());
             let moved = links[EXIT_INDIRECT].take();
             self.code.graveyard.extend(std::mem::replace(&mut links[CELL_INDIRECT_BEFORE], moved));
         }
-        let cell = &owner.tier.chain[exit];
-        cell.target.set(&target.tier.live_entry as *const Cell<usize> as usize);
-        cell.generation.set(generation);
-        cell.rip.set(self.state.rip);
+        owner.tier.chain[exit].set(&target.tier.live_entry as *const Cell<usize> as usize, generation, self.state.rip);
         let old = links[exit].replace(target);
         self.code.graveyard.extend(old);
         self.tier.stats.links[exit] += 1;

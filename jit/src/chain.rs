@@ -27,9 +27,18 @@ pub struct ChainCell {
     /// block's own); otherwise the link generation it was made under, as a link to
     /// another page holds only while the translations it was looked up with do.
     pub generation: Cell<u64>,
-    /// The RIP the link leads to: fixed for direct exits; for the indirect exit, the target
-    /// last seen (a one-entry inline cache).
+    /// The RIP the link leads to: fixed for direct exits; for the indirect exit's two cells,
+    /// the targets last seen (see `CELL_INDIRECT_BEFORE`).
     pub rip: Cell<u64>,
+}
+
+impl ChainCell {
+    /// Writes the whole cell (all zeros: unlinked).
+    pub fn set(&self, target: usize, generation: u64, rip: u64) {
+        self.target.set(target);
+        self.generation.set(generation);
+        self.rip.set(rip);
+    }
 }
 
 /// The exits a block has cells for: the branch target, the next instruction, and an indirect

@@ -58,12 +58,13 @@ impl Machine {
                 return Ok(outcome);
             }
             let running = self.control.run_state() == RunState::Running;
-            // Frames reach the guest only while it runs: jobs (a migration's last copy, a
-            // savevm) see RAM and the cards as the stopped guest left them.
-            for nic in &self.nics {
-                nic.accept_frames(running);
-            }
+            // Frames reach the guest only while it runs (the cards start closed): jobs (a
+            // migration's last copy, a savevm) see RAM and the cards as the stopped guest
+            // left them.
             if running {
+                for nic in &self.nics {
+                    nic.accept_frames(true);
+                }
                 self.board.wiring.rearm();
                 self.board.wiring.clock.resume();
                 threads.start(std::mem::take(&mut self.vcpus), &self.board);
