@@ -218,10 +218,12 @@ fn a_stopped_guest_takes_no_frames_until_cont() {
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let out = log.clone();
     let saved = states.clone();
-    let hook: Hook = ("GET-START", Box::new(move |_pid| {
+    let hook: Hook = ("GET-START", Box::new(move |pid| {
         std::thread::sleep(Duration::from_millis(1500));
         let mut q = Qmp::connect(&qmp);
-        q.execute("stop", serde_json::json!({})).unwrap();
+        if let Err(e) = q.execute("stop", serde_json::json!({})) {
+            panic!("stop: {e:?}; ferrite's threads:\n{}", common::thread_stacks(pid));
+        }
         for (n, state) in saved.iter().enumerate() {
             if n > 0 {
                 // The server goes on sending meanwhile.

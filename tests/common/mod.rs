@@ -208,6 +208,16 @@ impl Drop for Spawned {
     }
 }
 
+/// Every thread's stack of process `pid`, by gdb (when installed), for a test that found
+/// ferrite hung: a hang on a loaded CI machine then explains itself.
+pub fn thread_stacks(pid: u32) -> String {
+    let out = Command::new("gdb").args(["-p", &pid.to_string(), "-batch", "-nx", "-ex", "thread apply all bt 30"]).stdin(Stdio::null()).output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with('#') || l.starts_with("Thread")).collect::<Vec<_>>().join("\n"),
+        Err(e) => format!("(no thread stacks: gdb: {e})"),
+    }
+}
+
 /// Runs a host tool; `None` (after printing a skip notice) if it is not installed.
 pub fn tool(name: &str) -> Option<Command> {
     let found = std::env::var_os("PATH")

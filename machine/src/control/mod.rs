@@ -77,8 +77,34 @@ pub type Job = Box<dyn FnOnce(&mut Machine) + Send>;
 pub enum ControlError {
     #[error("the machine has stopped")]
     Gone,
-    #[error("the machine did not answer within {0:?}")]
-    Timeout(Duration),
+    #[error("the machine did not answer within {0:?}: it is {1}")]
+    Timeout(Duration, &'static str),
+}
+
+/// What the machine thread is doing, so that a client that waited in vain can say where it
+/// is stuck (a vCPU that does not stop, a network backend that does not let go).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    Idle,
+    StoppingVcpus,
+    HoldingFrames,
+    RunningJob,
+    HandlingEvent,
+}
+
+impl Phase {
+    const ALL: [Phase; 5] = [Phase::Idle, Phase::StoppingVcpus, Phase::HoldingFrames, Phase::RunningJob, Phase::HandlingEvent];
+
+    fn describe(self) -> &'static str {
+        match self {
+            Phase::Idle => "waiting for work",
+            Phase::StoppingVcpus => "waiting for the vCPUs to stop",
+            Phase::HoldingFrames => "waiting for a network backend to finish delivering a frame",
+            Phase::RunningJob => "running an earlier request",
+            Phase::HandlingEvent => "handling a machine event (reset, power-off)",
+        }
+    }
 }
 
 /// How long a client waits for the machine thread (it only misses this if a vCPU cannot be
@@ -98,6 +124,8 @@ pub struct Control {
     migration_params: Arc<Mutex<crate::snapshot::live::MigrationParams>>,
     /// QMP's background jobs (`snapshot-save`...), for `query-jobs`.
     pub background: jobs::JobTable,
+    /// The machine thread's [`Phase`].
+    phase: Arc<std::sync::atomic::AtomicU8>,
 }
 
 /// The run state, and the one before it (what `finish-migrate` interrupted).
@@ -126,8 +154,19 @@ impl Control {
             migration: Arc::default(),
             migration_cancel: Arc::default(),
             migration_params: Arc::default(),
+            phase: Arc::default(),
         };
         ControlPort { jobs, control }
+    }
+
+    /// The machine thread says what it does now.
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn phase(&self) -> Phase {
+        let n = self.phase.load(std::sync::atomic::Ordering::Relaxed);
+        Phase::ALL.get(usize::from(n)).copied().unwrap_or(Phase::Idle)
     }
 
     pub fn run_state(&self) -> RunState {
@@ -189,7 +228,7 @@ impl Control {
             }))
             .map_err(|_| ControlError::Gone)?;
         rx.recv_timeout(ANSWER_WITHIN).map_err(|e| match e {
-            std::sync::mpsc::RecvTimeoutError::Timeout => ControlError::Timeout(ANSWER_WITHIN),
+            std::sync::mpsc::RecvTimeoutError::Timeout => ControlError::Timeout(ANSWER_WITHIN, self.phase().describe()),
             std::sync::mpsc::RecvTimeoutError::Disconnected => ControlError::Gone,
         })
     }

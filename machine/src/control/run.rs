@@ -3,7 +3,7 @@
 //! any of them stops the vCPUs, is acted on, and the vCPUs start again if the machine still
 //! runs.
 
-use super::{Job, RunState};
+use super::{Job, Phase, RunState};
 use crate::accel::MachineVcpu;
 use crate::pc::MachineEvent;
 use crate::vcpu::VcpuThreads;
@@ -62,9 +62,11 @@ impl Machine {
             // migration's last copy, a savevm) see RAM and the cards as the stopped guest
             // left them.
             if running {
+                self.control.set_phase(Phase::HoldingFrames);
                 for nic in &self.nics {
                     nic.accept_frames(true);
                 }
+                self.control.set_phase(Phase::Idle);
                 self.board.wiring.rearm();
                 self.board.wiring.clock.resume();
                 threads.start(std::mem::take(&mut self.vcpus), &self.board);
@@ -73,21 +75,28 @@ impl Machine {
             }
             let wake = self.wait_for_wake(console);
             if running {
+                self.control.set_phase(Phase::StoppingVcpus);
                 self.board.wiring.set_stopping();
                 self.vcpus = threads.collect();
+                self.control.set_phase(Phase::HoldingFrames);
                 for nic in &self.nics {
                     nic.accept_frames(false);
                 }
             }
             match wake {
                 Wake::Quit(outcome) => return Ok(outcome),
-                Wake::Job(job) => job(self),
+                Wake::Job(job) => {
+                    self.control.set_phase(Phase::RunningJob);
+                    job(self);
+                }
                 Wake::Event(ev) => {
+                    self.control.set_phase(Phase::HandlingEvent);
                     if let Some(outcome) = self.handle_event(ev)? {
                         return Ok(outcome);
                     }
                 }
             }
+            self.control.set_phase(Phase::Idle);
         }
     }
 
