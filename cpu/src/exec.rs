@@ -88,6 +88,8 @@ pub(crate) struct CodeCache {
     pub jit_queued: HashMap<u64, std::rc::Weak<Block>>,
     /// Set when the running block's code was overwritten: stop after this instruction.
     pub invalidated: bool,
+    /// Indirect branches' targets, shared by compiled blocks (see `tier`).
+    pub indirect: crate::tier::IndirectTable,
 }
 
 // SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`) and the blocks' `Cell`s are the
@@ -113,6 +115,7 @@ impl Default for CodeCache {
             graveyard: Vec::new(),
             jit_queued: HashMap::default(),
             invalidated: false,
+            indirect: Default::default(),
         }
     }
 }
@@ -125,6 +128,7 @@ impl CodeCache {
         }
         self.pages.clear();
         self.jump.clear();
+        self.indirect.clear(&mut self.graveyard);
         self.flush_jump_cache();
     }
 

@@ -24,7 +24,10 @@ use crate::host_mxcsr;
 use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{flags as rf, CpuState, Segment};
 use crate::Cpu;
-use ferrite_jit::{BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT};
+use ferrite_jit::{
+    indirect_slot, BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CELL_INDIRECT_BEFORE,
+    CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, INDIRECT_TABLE_SLOTS,
+};
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
 use std::rc::Rc;
@@ -152,6 +155,42 @@ impl BlockTier {
     pub fn retire(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.retired.set(true);
         self.unlink(graveyard);
+    }
+}
+
+/// The CPU's indirect table (see `ferrite_jit::indirect_slot`): cells compiled code reads at
+/// the address it was handed, and the blocks they lead to, kept alive while named there.
+pub(crate) struct IndirectTable {
+    cells: Box<[ChainCell]>,
+    targets: Vec<Option<Rc<Block>>>,
+}
+
+impl Default for IndirectTable {
+    fn default() -> Self {
+        let slots = 2 * INDIRECT_TABLE_SLOTS;
+        IndirectTable { cells: (0..slots).map(|_| ChainCell::default()).collect(), targets: vec![None; slots] }
+    }
+}
+
+impl IndirectTable {
+    pub fn address(&self) -> usize {
+        self.cells.as_ptr() as usize
+    }
+
+    /// Links `rip` (of 64-bit code at privilege `user`) to `target` under `generation`; the
+    /// block it named before goes to `graveyard` (compiled code may be running it).
+    fn set(&mut self, rip: u64, user: bool, target: &Rc<Block>, generation: u64, graveyard: &mut Vec<Rc<Block>>) {
+        let slot = indirect_slot(rip, user);
+        self.cells[slot].set(&target.tier.live_entry as *const Cell<usize> as usize, generation, rip);
+        graveyard.extend(self.targets[slot].replace(target.clone()));
+    }
+
+    /// Forgets every link (the code cache is emptied).
+    pub fn clear(&mut self, graveyard: &mut Vec<Rc<Block>>) {
+        for cell in self.cells.iter() {
+            cell.set(0, 0, 0);
+        }
+        graveyard.extend(self.targets.iter_mut().filter_map(Option::take));
     }
 }
 
@@ -331,6 +370,8 @@ pub(crate) struct Frame<'a> {
     side_exit: u64,
     /// See `FrameLayout::link_stub`.
     link_stub: usize,
+    /// See `FrameLayout::indirect_table`.
+    indirect_table: usize,
 }
 
 /// The INTR line of a bus without one to watch (compiled code then never chains).
@@ -468,6 +509,7 @@ fn layout() -> Layout {
             code_seq: at(offset_of!(Frame<'static>, code_seq)),
             side_exit: at(offset_of!(Frame<'static>, side_exit)),
             link_stub: at(offset_of!(Frame<'static>, link_stub)),
+            indirect_table: at(offset_of!(Frame<'static>, indirect_table)),
         },
     }
 }
@@ -662,6 +704,8 @@ impl Cpu {
             b.tier.unlink(&mut unlinked);
         });
         self.code.graveyard.extend(unlinked);
+        // Its blocks may be compiled again for the other privilege.
+        self.code.indirect.clear(&mut self.code.graveyard);
         self.code.jit_queued.clear();
         self.tier.epoch += 1;
         self.tier.stats.cache_flushes += 1;
@@ -712,6 +756,7 @@ impl Cpu {
             unlinked: false,
             side_exit: 0,
             link_stub,
+            indirect_table: self.code.indirect.address(),
         };
         host_mxcsr::enter();
         // SAFETY: `entry` came from the translator for this block and layout, and its
@@ -799,6 +844,11 @@ impl Cpu {
             self.code.graveyard.extend(std::mem::replace(&mut links[CELL_INDIRECT_BEFORE], moved));
         }
         owner.tier.chain[exit].set(&target.tier.live_entry as *const Cell<usize> as usize, generation, self.state.rip);
+        if exit == EXIT_INDIRECT && owner.bitness == 64 {
+            // Shared by blocks of other pages: never the generation of a link within one.
+            let generation = if generation == 0 { self.code.generation_for_link(lin) } else { generation };
+            self.code.indirect.set(self.state.rip, user, &target, generation, &mut self.code.graveyard);
+        }
         let old = links[exit].replace(target);
         self.code.graveyard.extend(old);
         self.tier.stats.links[exit] += 1;

@@ -716,13 +716,24 @@ fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
     assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
 }
 
+/// The end of a loop that calls `func`: leaves for `done`, and `func` itself (adds RBX to
+/// RSI and returns).
+fn end_with_function(a: &mut CodeAssembler, mut func: CodeLabel, mut done: CodeLabel) -> Result<(), IcedError> {
+    a.jmp(done)?;
+    a.set_label(&mut func)?;
+    a.add(rsi, rbx)?;
+    a.ret()?;
+    a.set_label(&mut done)?;
+    a.nop()
+}
+
 #[test]
 fn indirect_branches_chain_only_to_the_target_they_take() {
     // One function returns alternately to two call sites, and a register jump alternates
     // between two targets: each indirect exit sees a new target every time, which its
     // two-entry cache holds after the first round.
     let on = both(&[(RCX, 300)], |a| {
-        let (mut top, mut func, mut odd, mut even, mut join, mut done) =
+        let (mut top, func, mut odd, mut even, mut join, done) =
             (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
         a.set_label(&mut top)?;
         a.call(func)?;
@@ -742,18 +753,35 @@ fn indirect_branches_chain_only_to_the_target_they_take() {
         a.set_label(&mut join)?;
         a.dec(rcx)?;
         a.jnz(top)?;
-        a.jmp(done)?;
-        a.set_label(&mut func)?;
-        a.add(rsi, rbx)?;
-        a.ret()?;
-        a.set_label(&mut done)?;
-        a.nop()
+        end_with_function(a, func, done)
     });
     assert_eq!((on.gpr(RBX), on.gpr(8), on.gpr(9)), (300 * 11, 150 * 3, 150 * 5));
     let stats = on.cpu.jit_stats();
     assert!(stats.chained_runs > 1000, "{stats:?}");
     // A one-entry cache relinked at every one of the 900 indirect branches.
     assert!(stats.links[2] < 20, "the indirect exits relinked {} times: {stats:?}", stats.links[2]);
+}
+
+#[test]
+fn returns_to_many_call_sites_chain_through_the_shared_table() {
+    // One function called from eight sites in turn: its RET sees a new target every time,
+    // more than its two cells hold, so the CPU's indirect table serves it.
+    let on = both(&[(RCX, 200)], |a| {
+        let (mut top, func, done) = (a.create_label(), a.create_label(), a.create_label());
+        a.set_label(&mut top)?;
+        for k in 1..=8 {
+            a.call(func)?;
+            a.add(rbx, k)?;
+        }
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        end_with_function(a, func, done)
+    });
+    assert_eq!(on.gpr(RBX), 200 * 36);
+    let stats = on.cpu.jit_stats();
+    assert!(stats.chained_runs > 1000, "{stats:?}");
+    // With its two cells alone, the RET relinked at nearly every one of its 1600 runs.
+    assert!(stats.links[2] < 100, "the indirect exits relinked {} times: {stats:?}", stats.links[2]);
 }
 
 /// Every condition right after each of `ops` (the translator evaluates it), and all of

@@ -57,6 +57,19 @@ pub const CELL_INDIRECT_BEFORE: usize = 3;
 /// A block's cells: one per exit, and the indirect branch's second entry.
 pub const CHAIN_CELLS: usize = CHAIN_EXITS + 1;
 
+/// The CPU's table of indirect-branch targets, shared by all 64-bit blocks of one privilege
+/// (supervisor slots first, then user ones): where an indirect exit looks after its own two
+/// cells, as a function returning to many call sites outruns them. Cells there hold as a
+/// block's cells do, with a link generation (never 0) and the RIP they lead to.
+pub const INDIRECT_TABLE_BITS: u32 = 12;
+pub const INDIRECT_TABLE_SLOTS: usize = 1 << INDIRECT_TABLE_BITS;
+
+/// The slot of `rip` in the indirect table of privilege `user` (compiled code computes the
+/// same).
+pub fn indirect_slot(rip: u64, user: bool) -> usize {
+    (rip ^ (rip >> INDIRECT_TABLE_BITS)) as usize % INDIRECT_TABLE_SLOTS + if user { INDIRECT_TABLE_SLOTS } else { 0 }
+}
+
 /// The signature every compiled block has: `(cpu, frame) -> u64`, in the `tail` convention.
 pub(crate) fn block_signature() -> Signature {
     let mut sig = Signature::new(CallConv::Tail);

@@ -89,6 +89,9 @@ pub struct FrameLayout {
     /// Address of the link stub (see `chain::Entry::link_stub`), which an exit without a
     /// valid link tail-calls.
     pub link_stub: i32,
+    /// Address of the CPU's indirect table (`2 * INDIRECT_TABLE_SLOTS` `ChainCell`s, see
+    /// `chain::indirect_slot`).
+    pub indirect_table: i32,
     /// `u64`: set by a side exit to the index of the instruction it left before, plus one;
     /// the CPU then runs that instruction in the interpreter.
     pub side_exit: i32,

@@ -27,7 +27,10 @@ mod perf_map;
 mod service;
 mod translator;
 
-pub use chain::{ChainCell, Entry, EntryFn, CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN};
+pub use chain::{
+    indirect_slot, ChainCell, Entry, EntryFn, CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN,
+    INDIRECT_TABLE_SLOTS,
+};
 pub use layout::{CcOps, ExecStatus, FrameLayout, Layout, MXCSR_CONTROLS, MXCSR_FLAGS, NATIVE_MXCSR};
 pub use service::{Done, Job, Service};
 pub use translator::{BlockSpec, Compiled, Translator};

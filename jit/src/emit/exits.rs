@@ -5,7 +5,7 @@
 //! makes no call on this path, so blocks that call nothing else save no registers.
 
 use super::Emit;
-use crate::chain::{CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN};
+use crate::chain::{ChainCell, CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN, INDIRECT_TABLE_BITS, INDIRECT_TABLE_SLOTS};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
 
@@ -92,19 +92,30 @@ impl Emit<'_, '_> {
 
     /// Tail-calls the linked block if exit `exit`'s cell holds a link that is still valid
     /// (see `follow_cell`), for the indirect exit either of its two cells whose RIP is this
-    /// one; otherwise the link stub.
+    /// one, or then (in 64-bit code, where RIP is the linear address) the CPU's indirect
+    /// table's; otherwise the link stub.
     fn emit_link(&mut self, exit: usize, link: Block) {
         let cells = self.spec.chain.expect("links only with chaining");
         self.b.switch_to_block(link);
         let rip = self.b.block_params(link)[0];
         let missing = self.b.create_block();
         if exit == EXIT_INDIRECT {
-            let second = self.b.create_block();
-            self.follow_cell(cells[EXIT_INDIRECT], Some(rip), second);
+            let (second, table) = (self.b.create_block(), self.b.create_block());
+            let cell = self.iconst(cells[EXIT_INDIRECT] as u64);
+            self.follow_cell(cell, Some(rip), second);
             self.b.switch_to_block(second);
-            self.follow_cell(cells[CELL_INDIRECT_BEFORE], Some(rip), missing);
+            let cell = self.iconst(cells[CELL_INDIRECT_BEFORE] as u64);
+            self.follow_cell(cell, Some(rip), if self.spec.bitness == 64 { table } else { missing });
+            self.b.switch_to_block(table);
+            if self.spec.bitness == 64 {
+                let cell = self.indirect_cell(rip);
+                self.follow_cell(cell, Some(rip), missing);
+            } else {
+                self.b.ins().jump(missing, &[]);
+            }
         } else {
-            self.follow_cell(cells[exit], None, missing);
+            let cell = self.iconst(cells[exit] as u64);
+            self.follow_cell(cell, None, missing);
         }
         self.b.switch_to_block(missing);
         self.name_block();
@@ -117,9 +128,8 @@ impl Emit<'_, '_> {
     /// block's first page, or under the current link generation, or the current global one
     /// for a block on a global page), its target is still compiled and, with `rip`, the link
     /// leads to that RIP; otherwise goes on at `otherwise`.
-    fn follow_cell(&mut self, cell: usize, rip: Option<Value>, otherwise: Block) {
+    fn follow_cell(&mut self, cell: Value, rip: Option<Value>, otherwise: Block) {
         let f = super::state_flags();
-        let cell = self.iconst(cell as u64);
         let (check, live, go) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         let target = self.b.ins().load(types::I64, f, cell, 0);
         self.b.ins().brif(target, check, &[], otherwise, &[]);
@@ -143,5 +153,17 @@ impl Emit<'_, '_> {
         self.b.ins().brif(entry, go, &[], otherwise, &[]);
         self.b.switch_to_block(go);
         self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
+    }
+
+    /// The address of `rip`'s cell in the indirect table of this block's privilege (as
+    /// `chain::indirect_slot` computes it).
+    fn indirect_cell(&mut self, rip: Value) -> Value {
+        let folded = self.b.ins().ushr_imm_s(rip, INDIRECT_TABLE_BITS as i64);
+        let folded = self.b.ins().bxor(rip, folded);
+        let slot = self.b.ins().band_imm_s(folded, INDIRECT_TABLE_SLOTS as i64 - 1);
+        let offset = self.b.ins().imul_imm_s(slot, std::mem::size_of::<ChainCell>() as i64);
+        let base = self.load_frame(self.l.frame.indirect_table);
+        let base = if self.spec.user { self.b.ins().iadd_imm_s(base, (INDIRECT_TABLE_SLOTS * std::mem::size_of::<ChainCell>()) as i64) } else { base };
+        self.b.ins().iadd(base, offset)
     }
 }
