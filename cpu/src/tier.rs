@@ -764,8 +764,9 @@ impl Cpu {
         // of every linked block (links are cleared before a flush frees code). The code reads
         // and writes the CPU only through `cpu` and calls helpers with `frame`, both valid for
         // the call; `block` stays alive through the `Rc` the caller holds, and every block a
-        // link leads to through the `Rc` its linking block holds (moved to the graveyard,
-        // not dropped, if unlinked meanwhile). The flag pointers are valid for the call.
+        // link leads to through the `Rc` its linking block (or the indirect table, which the
+        // code cache owns and never moves) holds, moved to the graveyard, not dropped, if
+        // unlinked meanwhile. The flag pointers are valid for the call.
         unsafe { run(entry, cpu as *mut u8, &mut frame as *mut Frame<'_> as *mut u8) };
         host_mxcsr::leave(&mut self.state.fpu.mxcsr);
         self.instructions += frame.retired;
