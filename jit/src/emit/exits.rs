@@ -100,18 +100,17 @@ impl Emit<'_, '_> {
         let rip = self.b.block_params(link)[0];
         let missing = self.b.create_block();
         if exit == EXIT_INDIRECT {
-            let (second, table) = (self.b.create_block(), self.b.create_block());
+            let second = self.b.create_block();
             let cell = self.iconst(cells[EXIT_INDIRECT] as u64);
             self.follow_cell(cell, Some(rip), second);
             self.b.switch_to_block(second);
+            let table = (self.spec.bitness == 64).then(|| self.b.create_block());
             let cell = self.iconst(cells[CELL_INDIRECT_BEFORE] as u64);
-            self.follow_cell(cell, Some(rip), if self.spec.bitness == 64 { table } else { missing });
-            self.b.switch_to_block(table);
-            if self.spec.bitness == 64 {
+            self.follow_cell(cell, Some(rip), table.unwrap_or(missing));
+            if let Some(table) = table {
+                self.b.switch_to_block(table);
                 let cell = self.indirect_cell(rip);
                 self.follow_cell(cell, Some(rip), missing);
-            } else {
-                self.b.ins().jump(missing, &[]);
             }
         } else {
             let cell = self.iconst(cells[exit] as u64);
