@@ -218,6 +218,54 @@ fn accept_host_xinuse_of_initial_state(host: &[u8], ours: &mut [u8]) {
     }
 }
 
+/// The mirror of `accept_host_xinuse_of_initial_state`: ferrite keeps XINUSE[i] = 1 for a
+/// component XRSTOR loaded from memory, even with initial values; some hosts (AMD EPYC)
+/// report such a component not in use, which the SDM also allows. Where ferrite's bit is
+/// extra and ferrite saved the component in its initial configuration, take the host's bit
+/// and bytes (an XSAVEC there skipped them, and MXCSR with SSE if it saved no AVX state).
+fn accept_host_init_of_loaded_state(host: &[u8], ours: &mut [u8], junk: &[u8]) {
+    let bv = |a: &[u8]| u64::from_le_bytes(a[512..520].try_into().unwrap());
+    let extra = bv(ours) & !bv(host);
+    let accepted: Vec<usize> = (0..3).filter(|b| extra >> b & 1 != 0 && is_initial(ours, *b)).collect();
+    for bit in accepted {
+        for r in component_bytes(bit) {
+            ours[r.clone()].copy_from_slice(&host[r.clone()]);
+        }
+        ours[512] &= !(1 << bit);
+        if bit == 1 && bv(host) & 0b100 == 0 && host[24..32] == junk[24..32] {
+            ours[24..32].copy_from_slice(&host[24..32]);
+        }
+    }
+}
+
+/// AMD hosts store FOP, FIP and FDP (and FCS, FDS) only with an x87 exception pending
+/// (FSW.ES), zeros otherwise; ferrite always stores them, as the SDM's FXSAVE table and
+/// Intel's processors do.
+fn accept_host_x87_pointers_without_exception(host: &[u8], ours: &mut [u8]) {
+    const ES: u8 = 0x80;
+    if host_is_amd() && host[2] & ES == 0 && host[0..6] == ours[0..6] && host[6..24].iter().all(|&b| b == 0) {
+        ours[6..24].copy_from_slice(&host[6..24]);
+    }
+}
+
+fn host_is_amd() -> bool {
+    // SAFETY: CPUID leaf 0 exists on every x86-64 processor.
+    let id = unsafe { std::arch::x86_64::__cpuid(0) };
+    [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).eq(*b"AuthenticAMD")
+}
+
+/// MXCSR_MASK is the processor's own: some AMD hosts also implement MXCSR bit 17 (MM,
+/// misaligned SSE accesses), which ferrite's model does not. Where ferrite stored its mask,
+/// the host's must have every bit of it; the rest is the host's.
+fn accept_host_mxcsr_mask(host: &[u8], ours: &mut [u8]) {
+    let mask = |a: &[u8]| u32::from_le_bytes(a[28..32].try_into().unwrap());
+    // Every defined bit below MM, DAZ included.
+    let ours_mask = 0xffff;
+    if mask(ours) == ours_mask && mask(host) & ours_mask == ours_mask {
+        ours[28..32].copy_from_slice(&host[28..32]);
+    }
+}
+
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
@@ -248,6 +296,11 @@ fn xsavec_and_compacted_xrstor_match_the_host() {
         let (mut ours, mut ours2) = interpret(&run, &init, &src, &junk);
         accept_host_xinuse_of_initial_state(&dst.0, &mut ours);
         accept_host_xinuse_of_initial_state(&dst2.0, &mut ours2);
+        for (host, ours) in [(&dst.0, &mut ours), (&dst2.0, &mut ours2)] {
+            accept_host_init_of_loaded_state(host, ours, &junk.0);
+            accept_host_x87_pointers_without_exception(host, ours);
+            accept_host_mxcsr_mask(host, ours);
+        }
         for (what, n, o) in [("XSAVEC image", &dst.0[..], &ours[..]), ("XSAVE after compacted XRSTOR", &dst2.0[..], &ours2[..])] {
             if let Some(at) = first_difference(n, o) {
                 failures += 1;
