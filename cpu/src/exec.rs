@@ -90,6 +90,10 @@ pub(crate) struct CodeCache {
     pub invalidated: bool,
     /// Indirect branches' targets, shared by compiled blocks (see `tier`).
     pub indirect: crate::tier::IndirectTable,
+    /// Blocks decoded, and blocks dropped because their code was written (for the JIT's
+    /// statistics).
+    pub decoded: u64,
+    pub retired: u64,
 }
 
 // SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`) and the blocks' `Cell`s are the
@@ -116,6 +120,8 @@ impl Default for CodeCache {
             jit_queued: HashMap::default(),
             invalidated: false,
             indirect: Default::default(),
+            decoded: 0,
+            retired: 0,
         }
     }
 }
@@ -207,6 +213,7 @@ impl CodeCache {
         if let Some(keys) = self.pages.remove(&(paddr & !0xfff)) {
             for k in keys {
                 if let Some(b) = self.blocks.remove(&k) {
+                    self.retired += 1;
                     b.tier.retire(&mut self.graveyard);
                     self.graveyard.push(b);
                 }
@@ -409,6 +416,7 @@ impl Cpu {
                 let (block, pages) = self.decode_block(bus, lin, host, phys, bitness)?;
                 let block = Rc::new(block);
                 if host.is_some() {
+                    self.code.decoded += 1;
                     self.code.blocks.insert(key, block.clone());
                     for p in pages.into_iter().flatten() {
                         self.code.pages.entry(p).or_default().push(key);

@@ -201,6 +201,13 @@ pub struct JitStats {
     pub guest_insns_compiled: u64,
     pub native_insns: u64,
     pub compile_ns: u64,
+    /// Compiled results dropped unrun (their block was invalidated or the cache flushed while
+    /// they were compiled), and the compile time they cost.
+    pub results_dropped: u64,
+    /// Blocks decoded, and dropped because their code was written.
+    pub blocks_decoded: u64,
+    pub blocks_retired: u64,
+    pub dropped_ns: u64,
     pub code_bytes: u64,
     pub cache_flushes: u64,
     pub failures: u64,
@@ -219,6 +226,9 @@ pub struct JitStats {
     pub fault_returns: u64,
     /// Side exits: an access the inline TLB probe could not serve (the interpreter ran it).
     pub side_exits: u64,
+    /// TLB fills compiled code asked for: done, and not possible (a side exit follows).
+    pub fills: u64,
+    pub fills_failed: u64,
     pub other_returns: u64,
     /// Instructions the CPU retired in all (compiled or interpreted), as of the report.
     pub all_insns: u64,
@@ -325,6 +335,14 @@ impl Tier {
                 s.compiled_insns
             );
             eprintln!("ferrite: jit: links made {:?} (taken, next, indirect)", s.links);
+            eprintln!("ferrite: jit: TLB fills for compiled code: {} done, {} left to the interpreter", s.fills, s.fills_failed);
+            eprintln!(
+                "ferrite: jit: {} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling)",
+                s.blocks_decoded,
+                s.blocks_retired,
+                s.results_dropped,
+                s.dropped_ns as f64 / 1e6
+            );
             eprintln!(
                 "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} side exits, {} other",
                 s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.side_exits + s.other_returns,
@@ -370,6 +388,11 @@ pub(crate) struct Frame<'a> {
     side_exit: u64,
     /// See `FrameLayout::link_stub`.
     link_stub: usize,
+    /// See `FrameLayout::fill_stub` and the others of `fill_`.
+    fill_stub: usize,
+    fill_lin: u64,
+    fill_request: u64,
+    fill_ok: u64,
     /// See `FrameLayout::indirect_table`.
     indirect_table: usize,
 }
@@ -441,6 +464,20 @@ extern "C" fn jit_link(frame: *mut Frame<'_>, exit: u64) -> u64 {
     }
 }
 
+/// Fills the TLB for an access whose inline probe missed (see `Layout::tlb_fill`).
+extern "C" fn jit_tlb_fill(frame: *mut Frame<'_>) {
+    // SAFETY: as in `jit_exec`: the frame and the CPU are live and unborrowed during the
+    // call; the fill reads no guest register compiled code may hold.
+    let f = unsafe { &mut *frame };
+    // SAFETY: as above.
+    let (cpu, bus) = unsafe { (&mut *f.cpu, &mut *f.bus) };
+    let (size, read, write) = ferrite_jit::parse_fill_request(f.fill_request);
+    let ok = cpu.fill_for_compiled(bus, f.fill_lin, size, read, write);
+    let s = &mut cpu.tier.stats;
+    if ok { s.fills += 1 } else { s.fills_failed += 1 }
+    f.fill_ok = ok as u64;
+}
+
 /// Folds the pending flags into RFLAGS, for compiled code that reads or keeps some of them.
 extern "C" fn jit_flags(cpu: *mut Cpu, _: u64) -> u64 {
     // SAFETY: called by compiled code with the CPU pointer it received, between accesses.
@@ -495,6 +532,7 @@ fn layout() -> Layout {
         ctx_user: Ctx::User as u32,
         exec: jit_exec as *const () as usize,
         link: jit_link as *const () as usize,
+        tlb_fill: jit_tlb_fill as *const () as usize,
         flags: jit_flags as *const () as usize,
         link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, link_generation)),
         global_link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, global_link_generation)),
@@ -509,6 +547,10 @@ fn layout() -> Layout {
             code_seq: at(offset_of!(Frame<'static>, code_seq)),
             side_exit: at(offset_of!(Frame<'static>, side_exit)),
             link_stub: at(offset_of!(Frame<'static>, link_stub)),
+            fill_stub: at(offset_of!(Frame<'static>, fill_stub)),
+            fill_lin: at(offset_of!(Frame<'static>, fill_lin)),
+            fill_request: at(offset_of!(Frame<'static>, fill_request)),
+            fill_ok: at(offset_of!(Frame<'static>, fill_ok)),
             indirect_table: at(offset_of!(Frame<'static>, indirect_table)),
         },
     }
@@ -528,6 +570,8 @@ impl Cpu {
     /// Prints the translator's counters to stderr if `FERRITE_JIT_STATS=1` (once).
     pub fn report_jit_stats(&mut self) {
         self.tier.stats.all_insns = self.instructions;
+        self.tier.stats.blocks_decoded = self.code.decoded;
+        self.tier.stats.blocks_retired = self.code.retired;
         self.tier.report();
     }
 
@@ -592,7 +636,8 @@ impl Cpu {
     /// Makes the trampoline into compiled code, once; false if that failed.
     fn ensure_entry(&mut self) -> bool {
         if self.tier.entry.is_none() {
-            match Entry::new(layout().link) {
+            let l = layout();
+            match Entry::new(l.link, l.tlb_fill) {
                 Ok(e) => self.tier.entry = Some(e),
                 Err(_) => self.tier.broken = true,
             }
@@ -648,11 +693,12 @@ impl Cpu {
             return;
         }
         while let Some(done) = self.tier.service.as_ref().and_then(|s| s.poll()) {
-            let Some(block) = self.code.jit_queued.remove(&done.serial) else { continue };
-            if done.epoch != self.tier.epoch {
+            let block = self.code.jit_queued.remove(&done.serial).filter(|_| done.epoch == self.tier.epoch).and_then(|b| b.upgrade());
+            let Some(block) = block else {
+                self.tier.stats.results_dropped += 1;
+                self.tier.stats.dropped_ns += done.compile_ns;
                 continue;
-            }
-            let Some(block) = block.upgrade() else { continue };
+            };
             let len = block.insns.len();
             self.record_done(&block, done, len);
         }
@@ -667,7 +713,10 @@ impl Cpu {
                 s.guest_insns_compiled += len as u64;
                 s.native_insns += c.native as u64;
                 s.code_bytes += c.code_bytes as u64;
-                if !block.tier.retired.get() {
+                if block.tier.retired.get() {
+                    s.results_dropped += 1;
+                    s.dropped_ns += done.compile_ns;
+                } else {
                     block.tier.slot.set(JitSlot::Compiled { entry: c.entry, user: done.user });
                     block.tier.live_entry.set(c.entry);
                 }
@@ -738,7 +787,7 @@ impl Cpu {
             None => (&NO_CODE_WRITES as *const AtomicU64, 0),
         };
         let entry_code = self.tier.entry.as_ref().expect("made before any block compiled");
-        let (run, link_stub) = (entry_code.function(), entry_code.link_stub());
+        let (run, link_stub, fill_stub) = (entry_code.function(), entry_code.link_stub(), entry_code.fill_stub());
         let cpu: *mut Cpu = self;
         let mut frame = Frame {
             cpu,
@@ -756,6 +805,10 @@ impl Cpu {
             unlinked: false,
             side_exit: 0,
             link_stub,
+            fill_stub,
+            fill_lin: 0,
+            fill_request: 0,
+            fill_ok: 0,
             indirect_table: self.code.indirect.address(),
         };
         host_mxcsr::enter();

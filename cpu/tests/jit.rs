@@ -1,8 +1,9 @@
 //! The translator against the interpreter: the same 64-bit programs run with every block
 //! compiled (`jit=always`), one block per run-loop turn and chained, and interpreted only,
 //! and must leave identical registers, flags and memory; code that rewrites itself, code a
-//! device rewrites, a page fault in the middle of a compiled block, links to a page whose
-//! mapping changed, and chains that must stop for a kick or an interrupt.
+//! device rewrites, a page fault in the middle of a compiled block, TLB misses filled from
+//! compiled code, links to a page whose mapping changed, and chains that must stop for a
+//! kick or an interrupt.
 
 mod int_harness;
 mod jit_harness;
@@ -782,6 +783,27 @@ fn returns_to_many_call_sites_chain_through_the_shared_table() {
     assert!(stats.chained_runs > 1000, "{stats:?}");
     // With its two cells alone, the RET relinked at nearly every one of its 1600 runs.
     assert!(stats.links[2] < 100, "the indirect exits relinked {} times: {stats:?}", stats.links[2]);
+}
+
+#[test]
+fn tlb_misses_in_compiled_code_are_filled_without_leaving_it() {
+    // Reads and writes one qword on each of 200 pages: every access misses the TLB the
+    // first time, and every miss is filled from compiled code, which goes on inline.
+    let on = both(&[(RSI, DATA), (RCX, 200)], |a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.add(rax, qword_ptr(rsi + 8))?;
+        a.mov(qword_ptr(rsi), rcx)?;
+        a.add(qword_ptr(rsi + 16), rcx)?;
+        a.add(rsi, 0x1000)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        Ok(())
+    });
+    assert_eq!(on.gpr(RSI), DATA + 200 * 0x1000);
+    let stats = on.cpu.jit_stats();
+    assert!(stats.fills >= 200, "{stats:?}");
+    assert_eq!(stats.side_exits, 0, "{stats:?}");
 }
 
 /// Every condition right after each of `ops` (the translator evaluates it), and all of

@@ -87,6 +87,14 @@ pub(crate) fn helper_signature(call_conv: CallConv) -> Signature {
     sig
 }
 
+/// The fill stub's signature: `(cpu, frame)`, in the `preserve_all` convention (see
+/// `Entry::define_fill_stub`).
+pub(crate) fn fill_stub_signature() -> Signature {
+    let mut sig = Signature::new(CallConv::PreserveAll);
+    sig.params.extend([0; 2].map(|_| AbiParam::new(types::I64)));
+    sig
+}
+
 /// The link stub's signature: `(cpu, frame, exit) -> u64`, in the `tail` convention.
 pub(crate) fn link_stub_signature() -> Signature {
     let mut sig = block_signature();
@@ -95,20 +103,22 @@ pub(crate) fn link_stub_signature() -> Signature {
 }
 
 /// `extern "C" fn(entry, cpu, frame)`: calls the block at `entry`, which may chain on, and
-/// returns when the chain ends; and the link stub blocks tail-call at an exit without a valid
-/// link. Compiled once per vCPU, in a module never reset.
+/// returns when the chain ends; the link stub blocks tail-call at an exit without a valid
+/// link; and the fill stub they call when a TLB probe misses. Compiled once per vCPU, in a
+/// module never reset.
 pub struct Entry {
     _module: JITModule,
     func: usize,
     link_stub: usize,
+    fill_stub: usize,
 }
 
 /// See [`Entry::function`].
 pub type EntryFn = unsafe extern "C" fn(usize, *mut u8, *mut u8) -> u64;
 
 impl Entry {
-    /// `link`: the CPU's `extern "C" fn(frame, exit) -> u64` (see `Layout::link`).
-    pub fn new(link: usize) -> Result<Self, JitError> {
+    /// `link` and `tlb_fill`: the CPU's helpers of those names in [`crate::Layout`].
+    pub fn new(link: usize, tlb_fill: usize) -> Result<Self, JitError> {
         let err = |e: &dyn std::fmt::Display| JitError::Compile { rip: 0, message: e.to_string() };
         // One small function: the arena's slack holds it.
         let mut module = new_module(0)?;
@@ -138,10 +148,53 @@ impl Entry {
         module.define_function(id, &mut ctx).map_err(|e| err(&e))?;
         module.clear_context(&mut ctx);
         let stub = Self::define_link_stub(&mut module, &mut fctx, link).map_err(|e| err(&e))?;
+        let fill = Self::define_fill_stub(&mut module, &mut fctx, tlb_fill).map_err(|e| err(&e))?;
         module.finalize_definitions().map_err(|e| err(&e))?;
         let func = module.get_finalized_function(id) as usize;
         let link_stub = module.get_finalized_function(stub) as usize;
-        Ok(Entry { _module: module, func, link_stub })
+        let fill_stub = module.get_finalized_function(fill) as usize;
+        Ok(Entry { _module: module, func, link_stub, fill_stub })
+    }
+
+    /// `stub(cpu, frame)` in the `preserve_all` convention: calls `tlb_fill(frame)`, which
+    /// reads the request from the frame and leaves its answer there. A block's probe calls it
+    /// on a miss: as the call clobbers no register and takes its arguments where every block
+    /// receives them, the guest registers a block holds stay where they are, and blocks save
+    /// none on entry for it.
+    fn define_fill_stub(
+        module: &mut JITModule,
+        fctx: &mut FunctionBuilderContext,
+        tlb_fill: usize,
+    ) -> Result<cranelift_module::FuncId, cranelift_module::ModuleError> {
+        let mut ctx = module.make_context();
+        ctx.func.signature = fill_stub_signature();
+        ctx.func.name = UserFuncName::user(1, 2);
+        let call_conv = module.isa().default_call_conv();
+        let frontend = module.isa().frontend_config();
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+            let start = b.create_block();
+            b.append_block_params_for_function_params(start);
+            b.switch_to_block(start);
+            let frame = b.block_params(start)[1];
+            let mut sig = Signature::new(call_conv);
+            sig.params.push(AbiParam::new(types::I64));
+            let fill_sig = b.import_signature(sig);
+            let f = b.ins().iconst(types::I64, tlb_fill as i64);
+            b.ins().call_indirect(fill_sig, f, &[frame]);
+            b.ins().return_(&[]);
+            b.seal_all_blocks();
+            b.finalize(frontend);
+        }
+        let id = module.declare_anonymous_function(&ctx.func.signature)?;
+        module.define_function(id, &mut ctx)?;
+        module.clear_context(&mut ctx);
+        Ok(id)
+    }
+
+    /// The fill stub's address (see `define_fill_stub`), valid while `self` lives.
+    pub fn fill_stub(&self) -> usize {
+        self.fill_stub
     }
 
     /// `stub(cpu, frame, exit)`: calls `link(frame, exit)` and tail-calls the entry it

@@ -54,6 +54,12 @@ pub struct Layout {
     /// loop: links the exit to the compiled block for the RIP just stored and returns that
     /// block's entry, or 0 (the chain returns).
     pub link: usize,
+    /// `extern "C" fn(frame)`: called (through the fill stub, see `chain::Entry`) when an
+    /// inline TLB probe misses; fills the TLB for the access at `FrameLayout::fill_lin`
+    /// that `fill_request` describes (see [`fill_request`]) and sets `fill_ok` if it may
+    /// now go the fast way, else clears it (it faults, crosses a page, or needs the slow
+    /// path): the block then leaves through a side exit.
+    pub tlb_fill: usize,
     /// `extern "C" fn(cpu, 0) -> u64`: folds the lazy record in memory into RFLAGS (the
     /// record's operation becomes `CcOps::eflags`) and returns RFLAGS.
     pub flags: usize,
@@ -92,9 +98,26 @@ pub struct FrameLayout {
     /// Address of the CPU's indirect table (`2 * INDIRECT_TABLE_SLOTS` `ChainCell`s, see
     /// `chain::indirect_slot`).
     pub indirect_table: i32,
+    /// Address of the fill stub (see `chain::Entry::fill_stub`); the `u64`s of a fill's
+    /// request, and its answer (see `Layout::tlb_fill`).
+    pub fill_stub: i32,
+    pub fill_lin: i32,
+    pub fill_request: i32,
+    pub fill_ok: i32,
     /// `u64`: set by a side exit to the index of the instruction it left before, plus one;
     /// the CPU then runs that instruction in the interpreter.
     pub side_exit: i32,
+}
+
+/// The request word of the TLB fill helper: the access's size in bytes, and whether it
+/// reads and writes.
+pub fn fill_request(size: u8, read: bool, write: bool) -> u64 {
+    size as u64 | (read as u64) << 8 | (write as u64) << 9
+}
+
+/// The fields of a request `fill_request` made: (size, read, write).
+pub fn parse_fill_request(request: u64) -> (u8, bool, bool) {
+    (request as u8, request & 1 << 8 != 0, request & 1 << 9 != 0)
 }
 
 /// The CPU's numbering of lazy flag operations (see the CPU's `CcOp`).

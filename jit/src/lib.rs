@@ -11,11 +11,12 @@
 //! into the next compiled block (see `chain`). Instructions the translator does not emit natively run through
 //! the CPU's interpreter helper (`Layout::exec`), with the registers and flags written back
 //! before the call and reloaded after it, so every instruction has exactly the interpreter's
-//! semantics. Native loads and stores probe the soft TLB inline; a miss, device memory, a
-//! page holding code or a watched page leaves the block before the instruction (a side
-//! exit, joining nothing again, so blocks stay straight and quick to compile) and the CPU
-//! runs that instruction in the interpreter, which is exact because native instructions
-//! check all their accesses before changing any state. Code goes to one dense arena per
+//! semantics. Native loads and stores probe the soft TLB inline; a miss calls the CPU's fill
+//! helper through a stub that clobbers no register, and goes on inline once the TLB holds
+//! the page. A fault, device memory, a page holding code or a watched page leaves the block
+//! before the instruction (a side exit, joining nothing again, so blocks stay straight and
+//! quick to compile) and the CPU runs that instruction in the interpreter, which is exact
+//! because native instructions check all their accesses before changing any state. Code goes to one dense arena per
 //! module (`arena`).
 
 mod arena;
@@ -31,7 +32,7 @@ pub use chain::{
     indirect_slot, ChainCell, Entry, EntryFn, CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN,
     INDIRECT_TABLE_SLOTS,
 };
-pub use layout::{CcOps, ExecStatus, FrameLayout, Layout, MXCSR_CONTROLS, MXCSR_FLAGS, NATIVE_MXCSR};
+pub use layout::{fill_request, parse_fill_request, CcOps, ExecStatus, FrameLayout, Layout, MXCSR_CONTROLS, MXCSR_FLAGS, NATIVE_MXCSR};
 pub use service::{Done, Job, Service};
 pub use translator::{BlockSpec, Compiled, Translator};
 

@@ -127,6 +127,30 @@ impl Cpu {
         Ok(entry)
     }
 
+    /// For compiled code whose inline probe missed: fills the TLB for a data access of `size`
+    /// bytes at `lin` that reads and/or writes; true if the access may now go the fast way
+    /// (the tags the probe compares match), else false: it faults (the
+    /// interpreter runs it again and delivers the fault), is not canonical, crosses a page,
+    /// or needs the slow path (MMIO, ROM, a page holding code, a watchpoint, the guest-debug
+    /// hooks).
+    pub(crate) fn fill_for_compiled(&mut self, bus: &mut dyn CpuBus, lin: u64, size: u8, read: bool, write: bool) -> bool {
+        let page = lin & !0xfff;
+        // A non-canonical address raises #GP before any translation, and its page can hold
+        // no entry (the probe's tags are the interpreter's, which never fills one).
+        if self.dbg.hooks || (lin & 0xfff) + size as u64 > 4096 || !crate::segment::is_canonical(lin) {
+            return false;
+        }
+        let cr2 = self.state.cr2;
+        let access = if write { Access::Write } else { Access::Read };
+        let Ok(e) = self.tlb_fill(bus, lin, access, self.data_ctx()) else {
+            // The walk reports a fault in CR2; the interpreter's walk does so again.
+            self.state.cr2 = cr2;
+            return false;
+        };
+        // The walk's accessed/dirty updates may have overwritten code this block came from.
+        !self.code.invalidated && (!read || e.read == page) && (!write || e.write == page)
+    }
+
     /// The TLB entry for `lin` allowing `access`, filling on a miss.
     #[inline]
     fn entry_for(&mut self, bus: &mut dyn CpuBus, lin: u64, access: Access, ctx: Ctx) -> Result<TlbEntry> {

@@ -73,7 +73,8 @@ impl Emit<'_, '_> {
     }
 
     /// Host address of `size` bytes at linear `lin` if the soft TLB lets the access through
-    /// on plain RAM; otherwise instruction `i` goes to the interpreter (see `guard`).
+    /// on plain RAM, after the TLB fill helper on a miss; otherwise instruction `i` goes to
+    /// the interpreter (see `guard`).
     pub fn probe(&mut self, i: usize, lin: Value, size: u8, access: Access) -> Value {
         let l = self.l;
         let ctx_base = self.tlb_context();
@@ -107,7 +108,24 @@ impl Emit<'_, '_> {
                 self.b.ins().band(r, w)
             }
         };
-        self.guard(i, ok);
+        let (hit, miss, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(ok, hit, &[], miss, &[]);
+        // A miss: the helper fills the TLB, reading no guest register and clobbering no
+        // host one, so the path joins the hit's with nothing stored, where the tags now
+        // match. The request goes through the frame, so the call takes no register a
+        // value of the block may be in.
+        self.b.set_cold_block(miss);
+        self.b.switch_to_block(miss);
+        let request = crate::layout::fill_request(size, access != Access::Write, access != Access::Read);
+        let request = self.iconst(request);
+        self.store_frame(lin, l.frame.fill_lin);
+        self.store_frame(request, l.frame.fill_request);
+        let stub = self.load_frame(l.frame.fill_stub);
+        self.b.ins().call_indirect(self.fill_sig, stub, &[self.cpu, self.frame]);
+        let filled = self.load_frame(l.frame.fill_ok);
+        self.b.ins().brif(filled, hit, &[], exit, &[]);
+        self.side_exit(i, exit);
+        self.b.switch_to_block(hit);
         let addend = self.b.ins().load(types::I64, super::state_flags(), entry, l.tlb_addend);
         self.b.ins().iadd(addend, lin)
     }

@@ -35,6 +35,7 @@ pub(crate) fn emit_block(
     let cpu = b.block_params(entry)[0];
     let frame = b.block_params(entry)[1];
     let helper_sig = b.import_signature(crate::chain::helper_signature(call_conv));
+    let fill_sig = b.import_signature(crate::chain::fill_stub_signature());
     let block_sig = b.import_signature(block_signature());
     let stub_sig = b.import_signature(crate::chain::link_stub_signature());
     let regs = std::array::from_fn(|_| b.declare_var(types::I64));
@@ -52,6 +53,7 @@ pub(crate) fn emit_block(
         flags: Flags::Memory,
         cc,
         helper_sig,
+        fill_sig,
         block_sig,
         stub_sig,
         tlb_context_var,
@@ -106,6 +108,8 @@ pub(crate) struct Emit<'a, 'f> {
     pub cc: flags::CcVars,
     /// The helpers' signature (see `chain::helper_signature`).
     pub helper_sig: SigRef,
+    /// The fill stub's (see `chain::fill_stub_signature`).
+    pub fill_sig: SigRef,
     /// Every block's signature, for chaining.
     pub block_sig: SigRef,
     /// The link stub's (see `chain::link_stub_signature`).
@@ -342,7 +346,7 @@ impl Emit<'_, '_> {
         }
     }
 
-    /// Leaves the block before instruction `i` unless `ok` (a TLB miss, device memory, a
+    /// Leaves the block before instruction `i` unless `ok` (a fault, device memory, a
     /// page holding code, a non-canonical target): the state is stored as it stands before
     /// the instruction, and the CPU runs that one instruction in the interpreter (see
     /// `FrameLayout::side_exit`). Native instructions guard every access before changing any
@@ -352,6 +356,12 @@ impl Emit<'_, '_> {
         let fast = self.b.create_block();
         let slow = self.b.create_block();
         self.b.ins().brif(ok, fast, &[], slow, &[]);
+        self.side_exit(i, slow);
+        self.b.switch_to_block(fast);
+    }
+
+    /// Emits `slow`, a cold block that leaves before instruction `i` (see `guard`).
+    pub(super) fn side_exit(&mut self, i: usize, slow: Block) {
         self.b.set_cold_block(slow);
         self.b.switch_to_block(slow);
         let ip = self.iconst(self.spec.insns[i].ip());
@@ -361,7 +371,6 @@ impl Emit<'_, '_> {
         self.name_block();
         let retired = self.iconst(i as u64);
         self.leave(retired);
-        self.b.switch_to_block(fast);
     }
 
     /// Reads a register (any width, zero-extended).
