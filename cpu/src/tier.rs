@@ -889,6 +889,11 @@ impl Cpu {
         let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
         let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
         let generation = if start >> 12 == lin >> 12 { 0 } else { self.code.generation_for_link(lin) };
+        // Compiled code follows a direct exit it found local without checking generations: a
+        // CS base that puts its target on another linear page gets no link.
+        if exit != EXIT_INDIRECT && generation != 0 && ferrite_jit::local_exit(owner.bitness, owner.insns[0].insn.ip(), self.state.rip) {
+            return None;
+        }
         let mut links = owner.tier.links.borrow_mut();
         if exit == EXIT_INDIRECT {
             // The last target becomes the second entry; the one before it goes.

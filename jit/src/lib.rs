@@ -33,6 +33,7 @@ pub use chain::{
     INDIRECT_TABLE_SLOTS,
 };
 pub use layout::{fill_request, parse_fill_request, CcOps, ExecStatus, FrameLayout, Layout, MXCSR_CONTROLS, MXCSR_FLAGS, NATIVE_MXCSR};
+pub use emit::exits::local_exit;
 pub use service::{Done, Job, Service};
 pub use translator::{BlockSpec, Compiled, Translator};
 

@@ -9,19 +9,27 @@ use crate::chain::{ChainCell, CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_NEXT, EX
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
 
+/// Whether a direct exit of a block of `bitness` whose first instruction is at `block_rip`
+/// to `target` is a link within the block's first page, which the CPU makes with generation
+/// 0 and compiled code follows without checking generations: in 64-bit code, where RIP is
+/// the linear address (the CPU refuses such a link otherwise).
+pub fn local_exit(bitness: u32, block_rip: u64, target: u64) -> bool {
+    bitness == 64 && block_rip >> 12 == target >> 12
+}
+
 impl Emit<'_, '_> {
     /// Leaves the block for the computed address `rip` (an indirect branch), chaining into
     /// the block its exit is linked to if that is the one for `rip`.
     pub fn finish_indirect(&mut self, rip: Value, retired: u64) {
         self.store_all(rip);
-        self.chain_exit(EXIT_INDIRECT, retired, rip);
+        self.chain_exit(EXIT_INDIRECT, retired, rip, None);
     }
 
     /// Leaves the block for the fixed address `target` through exit `exit`.
     pub fn finish_direct(&mut self, target: u64, exit: usize, retired: u64) {
         let t = self.iconst(target);
         self.store_all(t);
-        self.chain_exit(exit, retired, t);
+        self.chain_exit(exit, retired, t, Some(target));
     }
 
     /// A conditional branch: to `taken` through `EXIT_TAKEN` if `c`, else to `next` through
@@ -36,19 +44,20 @@ impl Emit<'_, '_> {
             return;
         }
         self.count_and_check(retired);
-        let (to_taken, to_next) = (self.link(EXIT_TAKEN), self.link(EXIT_NEXT));
+        let (to_taken, to_next) = (self.link(EXIT_TAKEN, Some(taken)), self.link(EXIT_NEXT, Some(next)));
         self.b.ins().brif(c, to_taken, &[t.into()], to_next, &[n.into()]);
     }
 
-    /// The end of a path whose state is stored with RIP = `rip`, leaving through `exit`.
-    pub(super) fn chain_exit(&mut self, exit: usize, retired: u64, rip: Value) {
+    /// The end of a path whose state is stored with RIP = `rip` (the fixed `target` of a
+    /// direct exit), leaving through `exit`.
+    pub(super) fn chain_exit(&mut self, exit: usize, retired: u64, rip: Value, target: Option<u64>) {
         if self.spec.chain.is_none() {
             let r = self.iconst(retired);
             self.leave(r);
             return;
         }
         self.count_and_check(retired);
-        let link = self.link(exit);
+        let link = self.link(exit, target);
         self.b.ins().jump(link, &[rip.into()]);
     }
 
@@ -65,8 +74,10 @@ impl Emit<'_, '_> {
     }
 
     /// The code that follows exit `exit`'s link (created on first use, emitted at the end),
-    /// with the new RIP as its parameter.
-    fn link(&mut self, exit: usize) -> Block {
+    /// with the new RIP as its parameter; `target` is a direct exit's fixed RIP.
+    fn link(&mut self, exit: usize, target: Option<u64>) -> Block {
+        let local = target.is_some_and(|t| local_exit(self.spec.bitness, self.spec.insns[0].ip(), t));
+        self.local_links[exit] = Some(self.local_links[exit].unwrap_or(true) && local);
         if let Some(b) = self.links[exit] {
             return b;
         }
@@ -112,6 +123,9 @@ impl Emit<'_, '_> {
                 let cell = self.indirect_cell(rip);
                 self.follow_cell(cell, Some(rip), missing);
             }
+        } else if self.local_links[exit] == Some(true) {
+            let cell = self.iconst(cells[exit] as u64);
+            self.follow_local_cell(cell, missing);
         } else {
             let cell = self.iconst(cells[exit] as u64);
             self.follow_cell(cell, None, missing);
@@ -147,6 +161,20 @@ impl Emit<'_, '_> {
             valid = self.b.ins().band(valid, here);
         }
         self.b.ins().brif(valid, live, &[], otherwise, &[]);
+        self.b.switch_to_block(live);
+        let entry = self.b.ins().load(types::I64, f, target, 0);
+        self.b.ins().brif(entry, go, &[], otherwise, &[]);
+        self.b.switch_to_block(go);
+        self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
+    }
+
+    /// `follow_cell` for a link within the block's first page (see `local_exit`), which
+    /// always holds: no generation to check.
+    fn follow_local_cell(&mut self, cell: Value, otherwise: Block) {
+        let f = super::state_flags();
+        let (live, go) = (self.b.create_block(), self.b.create_block());
+        let target = self.b.ins().load(types::I64, f, cell, 0);
+        self.b.ins().brif(target, live, &[], otherwise, &[]);
         self.b.switch_to_block(live);
         let entry = self.b.ins().load(types::I64, f, target, 0);
         self.b.ins().brif(entry, go, &[], otherwise, &[]);

@@ -2,7 +2,7 @@
 //! time, interpreter calls for what is not emitted natively.
 
 mod bits;
-mod exits;
+pub(crate) mod exits;
 mod flags;
 mod float;
 mod mem;
@@ -62,6 +62,7 @@ pub(crate) fn emit_block(
         mxcsr_checked: false,
         head: None,
         links: [None; crate::CHAIN_EXITS],
+        local_links: [None; crate::CHAIN_EXITS],
         stop: None,
     };
     e.enter();
@@ -128,6 +129,9 @@ pub(crate) struct Emit<'a, 'f> {
     /// Per exit (`EXIT_TAKEN`, `EXIT_NEXT`, `EXIT_INDIRECT`), the code that follows its link,
     /// once a path uses it (see `exits`).
     links: [Option<Block>; crate::CHAIN_EXITS],
+    /// Per exit, once a path uses it: whether every path's target is a local one (see
+    /// `exits::local_exit`).
+    local_links: [Option<bool>; crate::CHAIN_EXITS],
     /// The shared `return 0` of paths that stop the chain.
     stop: Option<Block>,
 }
@@ -304,7 +308,7 @@ impl Emit<'_, '_> {
         self.b.ins().brif(status, other, &[], next, &[]);
         self.b.switch_to_block(next);
         let rip = self.iconst(self.spec.insns[i].next_ip());
-        self.chain_exit(EXIT_NEXT, i as u64 + 1, rip);
+        self.chain_exit(EXIT_NEXT, i as u64 + 1, rip, Some(self.spec.insns[i].next_ip()));
         self.b.switch_to_block(other);
         self.return_after(i, status);
     }
