@@ -471,6 +471,8 @@ extern "C" fn jit_tlb_fill(frame: *mut Frame<'_>) {
     let f = unsafe { &mut *frame };
     // SAFETY: as above.
     let (cpu, bus) = unsafe { (&mut *f.cpu, &mut *f.bus) };
+    // Unlike `jit_exec`, the host MXCSR (the guest's while compiled code runs) is left as it
+    // is: no floating point runs here.
     let (size, read, write) = ferrite_jit::parse_fill_request(f.fill_request);
     let ok = cpu.fill_for_compiled(bus, f.fill_lin, size, read, write);
     let s = &mut cpu.tier.stats;
