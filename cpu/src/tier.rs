@@ -204,10 +204,10 @@ pub struct JitStats {
     /// Compiled results dropped unrun (their block was invalidated or the cache flushed while
     /// they were compiled), and the compile time they cost.
     pub results_dropped: u64,
+    pub dropped_ns: u64,
     /// Blocks decoded, and dropped because their code was written.
     pub blocks_decoded: u64,
     pub blocks_retired: u64,
-    pub dropped_ns: u64,
     pub code_bytes: u64,
     pub cache_flushes: u64,
     pub failures: u64,
@@ -232,6 +232,14 @@ pub struct JitStats {
     pub other_returns: u64,
     /// Instructions the CPU retired in all (compiled or interpreted), as of the report.
     pub all_insns: u64,
+}
+
+impl JitStats {
+    /// Counts a compiled result that will never run.
+    fn drop_result(&mut self, done: &ferrite_jit::Done) {
+        self.results_dropped += 1;
+        self.dropped_ns += done.compile_ns;
+    }
 }
 
 /// With `FERRITE_JIT_STATS=1`: how often compiled code ran each instruction form through the
@@ -697,8 +705,7 @@ impl Cpu {
         while let Some(done) = self.tier.service.as_ref().and_then(|s| s.poll()) {
             let block = self.code.jit_queued.remove(&done.serial).filter(|_| done.epoch == self.tier.epoch).and_then(|b| b.upgrade());
             let Some(block) = block else {
-                self.tier.stats.results_dropped += 1;
-                self.tier.stats.dropped_ns += done.compile_ns;
+                self.tier.stats.drop_result(&done);
                 continue;
             };
             let len = block.insns.len();
@@ -716,8 +723,7 @@ impl Cpu {
                 s.native_insns += c.native as u64;
                 s.code_bytes += c.code_bytes as u64;
                 if block.tier.retired.get() {
-                    s.results_dropped += 1;
-                    s.dropped_ns += done.compile_ns;
+                    s.drop_result(&done);
                 } else {
                     block.tier.slot.set(JitSlot::Compiled { entry: c.entry, user: done.user });
                     block.tier.live_entry.set(c.entry);

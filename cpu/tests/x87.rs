@@ -7,6 +7,7 @@
 
 #[path = "x87/harness.rs"]
 mod harness;
+mod native;
 
 use ferrite_cpu::state::{cr0, reg, Seg};
 use ferrite_cpu::testing::FlatBus;

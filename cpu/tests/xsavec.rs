@@ -248,12 +248,6 @@ fn accept_host_x87_pointers_without_exception(host: &[u8], ours: &mut [u8]) {
     }
 }
 
-fn host_is_amd() -> bool {
-    // SAFETY: CPUID leaf 0 exists on every x86-64 processor.
-    let id = unsafe { std::arch::x86_64::__cpuid(0) };
-    [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).eq(*b"AuthenticAMD")
-}
-
 /// MXCSR_MASK is the processor's own: some AMD hosts also implement MXCSR bit 17 (MM,
 /// misaligned SSE accesses), which ferrite's model does not. Where ferrite stored its mask,
 /// the host's must have every bit of it; the rest is the host's.

@@ -7,11 +7,11 @@
 
 use crate::translator::new_module;
 use crate::JitError;
-use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName, Value};
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::JITModule;
-use cranelift_module::Module;
+use cranelift_module::{FuncId, Module, ModuleError};
 use std::cell::Cell;
 
 /// One direct exit of a compiled block, as its code reads it: where to find the entry of the
@@ -120,33 +120,10 @@ impl Entry {
     /// `link` and `tlb_fill`: the CPU's helpers of those names in [`crate::Layout`].
     pub fn new(link: usize, tlb_fill: usize) -> Result<Self, JitError> {
         let err = |e: &dyn std::fmt::Display| JitError::Compile { rip: 0, message: e.to_string() };
-        // One small function: the arena's slack holds it.
+        // Three small functions: the arena's slack holds them.
         let mut module = new_module(0)?;
-        let mut ctx = module.make_context();
         let mut fctx = FunctionBuilderContext::new();
-        let call_conv = module.isa().default_call_conv();
-        let frontend = module.isa().frontend_config();
-        let sig = &mut ctx.func.signature;
-        sig.call_conv = call_conv;
-        sig.params.extend([AbiParam::new(types::I64), AbiParam::new(types::I64), AbiParam::new(types::I64)]);
-        sig.returns.push(AbiParam::new(types::I64));
-        ctx.func.name = UserFuncName::user(1, 0);
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            let start = b.create_block();
-            b.append_block_params_for_function_params(start);
-            b.switch_to_block(start);
-            let [entry, cpu, frame] = [0, 1, 2].map(|i| b.block_params(start)[i]);
-            let block_sig = b.import_signature(block_signature());
-            let call = b.ins().call_indirect(block_sig, entry, &[cpu, frame]);
-            let r = b.inst_results(call)[0];
-            b.ins().return_(&[r]);
-            b.seal_all_blocks();
-            b.finalize(frontend);
-        }
-        let id = module.declare_anonymous_function(&ctx.func.signature).map_err(|e| err(&e))?;
-        module.define_function(id, &mut ctx).map_err(|e| err(&e))?;
-        module.clear_context(&mut ctx);
+        let id = Self::define_trampoline(&mut module, &mut fctx).map_err(|e| err(&e))?;
         let stub = Self::define_link_stub(&mut module, &mut fctx, link).map_err(|e| err(&e))?;
         let fill = Self::define_fill_stub(&mut module, &mut fctx, tlb_fill).map_err(|e| err(&e))?;
         module.finalize_definitions().map_err(|e| err(&e))?;
@@ -156,19 +133,18 @@ impl Entry {
         Ok(Entry { _module: module, func, link_stub, fill_stub })
     }
 
-    /// `stub(cpu, frame)` in the `preserve_all` convention: calls `tlb_fill(frame)`, which
-    /// reads the request from the frame and leaves its answer there. A block's probe calls it
-    /// on a miss: as the call clobbers no register and takes its arguments where every block
-    /// receives them, the guest registers a block holds stay where they are, and blocks save
-    /// none on entry for it.
-    fn define_fill_stub(
+    /// Defines function number `index` of the module with `signature`, its one block built
+    /// by `body` from the parameters and the host's calling convention.
+    fn define(
         module: &mut JITModule,
         fctx: &mut FunctionBuilderContext,
-        tlb_fill: usize,
-    ) -> Result<cranelift_module::FuncId, cranelift_module::ModuleError> {
+        signature: Signature,
+        index: u32,
+        body: impl FnOnce(&mut FunctionBuilder, &[Value], CallConv),
+    ) -> Result<FuncId, ModuleError> {
         let mut ctx = module.make_context();
-        ctx.func.signature = fill_stub_signature();
-        ctx.func.name = UserFuncName::user(1, 2);
+        ctx.func.signature = signature;
+        ctx.func.name = UserFuncName::user(1, index);
         let call_conv = module.isa().default_call_conv();
         let frontend = module.isa().frontend_config();
         {
@@ -176,13 +152,8 @@ impl Entry {
             let start = b.create_block();
             b.append_block_params_for_function_params(start);
             b.switch_to_block(start);
-            let frame = b.block_params(start)[1];
-            let mut sig = Signature::new(call_conv);
-            sig.params.push(AbiParam::new(types::I64));
-            let fill_sig = b.import_signature(sig);
-            let f = b.ins().iconst(types::I64, tlb_fill as i64);
-            b.ins().call_indirect(fill_sig, f, &[frame]);
-            b.ins().return_(&[]);
+            let params = b.block_params(start).to_vec();
+            body(&mut b, &params, call_conv);
             b.seal_all_blocks();
             b.finalize(frontend);
         }
@@ -190,6 +161,36 @@ impl Entry {
         module.define_function(id, &mut ctx)?;
         module.clear_context(&mut ctx);
         Ok(id)
+    }
+
+    /// `extern "C" fn(entry, cpu, frame) -> u64`: calls the block at `entry` (see
+    /// `function`).
+    fn define_trampoline(module: &mut JITModule, fctx: &mut FunctionBuilderContext) -> Result<FuncId, ModuleError> {
+        let mut sig = Signature::new(module.isa().default_call_conv());
+        sig.params.extend([0; 3].map(|_| AbiParam::new(types::I64)));
+        sig.returns.push(AbiParam::new(types::I64));
+        Self::define(module, fctx, sig, 0, |b, params, _| {
+            let block_sig = b.import_signature(block_signature());
+            let call = b.ins().call_indirect(block_sig, params[0], &params[1..3]);
+            let r = b.inst_results(call)[0];
+            b.ins().return_(&[r]);
+        })
+    }
+
+    /// `stub(cpu, frame)` in the `preserve_all` convention: calls `tlb_fill(frame)`, which
+    /// reads the request from the frame and leaves its answer there. A block's probe calls it
+    /// on a miss: as the call clobbers no register and takes its arguments where every block
+    /// receives them, the guest registers a block holds stay where they are, and blocks save
+    /// none on entry for it.
+    fn define_fill_stub(module: &mut JITModule, fctx: &mut FunctionBuilderContext, tlb_fill: usize) -> Result<FuncId, ModuleError> {
+        Self::define(module, fctx, fill_stub_signature(), 2, |b, params, call_conv| {
+            let mut sig = Signature::new(call_conv);
+            sig.params.push(AbiParam::new(types::I64));
+            let fill_sig = b.import_signature(sig);
+            let f = b.ins().iconst(types::I64, tlb_fill as i64);
+            b.ins().call_indirect(fill_sig, f, &[params[1]]);
+            b.ins().return_(&[]);
+        })
     }
 
     /// The fill stub's address (see `define_fill_stub`), valid while `self` lives.
@@ -200,22 +201,9 @@ impl Entry {
     /// `stub(cpu, frame, exit)`: calls `link(frame, exit)` and tail-calls the entry it
     /// returns, or returns 0 (the chain ends). Blocks reach it by a tail call, so the call
     /// to the CPU happens in this one frame rather than in every block's.
-    fn define_link_stub(
-        module: &mut JITModule,
-        fctx: &mut FunctionBuilderContext,
-        link: usize,
-    ) -> Result<cranelift_module::FuncId, cranelift_module::ModuleError> {
-        let mut ctx = module.make_context();
-        ctx.func.signature = link_stub_signature();
-        ctx.func.name = UserFuncName::user(1, 1);
-        let call_conv = module.isa().default_call_conv();
-        let frontend = module.isa().frontend_config();
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
-            let start = b.create_block();
-            b.append_block_params_for_function_params(start);
-            b.switch_to_block(start);
-            let [cpu, frame, exit] = [0, 1, 2].map(|i| b.block_params(start)[i]);
+    fn define_link_stub(module: &mut JITModule, fctx: &mut FunctionBuilderContext, link: usize) -> Result<FuncId, ModuleError> {
+        Self::define(module, fctx, link_stub_signature(), 1, |b, params, call_conv| {
+            let [cpu, frame, exit] = [params[0], params[1], params[2]];
             let link_sig = b.import_signature(helper_signature(call_conv));
             let block_sig = b.import_signature(block_signature());
             let f = b.ins().iconst(types::I64, link as i64);
@@ -228,13 +216,7 @@ impl Entry {
             b.switch_to_block(stop);
             let zero = b.ins().iconst(types::I64, 0);
             b.ins().return_(&[zero]);
-            b.seal_all_blocks();
-            b.finalize(frontend);
-        }
-        let id = module.declare_anonymous_function(&ctx.func.signature)?;
-        module.define_function(id, &mut ctx)?;
-        module.clear_context(&mut ctx);
-        Ok(id)
+        })
     }
 
     /// The link stub's address (see `define_link_stub`), valid while `self` lives.

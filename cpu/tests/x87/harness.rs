@@ -286,18 +286,12 @@ fn amd_underflow_of_a_passed_through_denormal(name: &str, cw: u16, a: &[u8; 10],
     const UE: u16 = 1 << 4;
     let fsw = |d: &Data| u16::from_le_bytes([d.0[D_SAVE as usize + 4], d.0[D_SAVE as usize + 5]]);
     let denormal = u16::from_le_bytes([a[8], a[9]]) & 0x7fff == 0 && a[..8].iter().any(|&b| b != 0);
-    host_is_amd()
+    crate::native::host_is_amd()
         && matches!(name, "fprem" | "fprem1" | "fscale")
         && cw & UM == 0
         && denormal
         && fsw(native) & UE != 0
         && fsw(emulated) & UE == 0
-}
-
-fn host_is_amd() -> bool {
-    // SAFETY: CPUID leaf 0 exists on every x86-64 processor.
-    let id = unsafe { std::arch::x86_64::__cpuid(0) };
-    [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).eq(*b"AuthenticAMD")
 }
 
 pub fn without_fop(d: &Data) -> Vec<u8> {

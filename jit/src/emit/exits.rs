@@ -123,12 +123,13 @@ impl Emit<'_, '_> {
                 let cell = self.indirect_cell(rip);
                 self.follow_cell(cell, Some(rip), missing);
             }
-        } else if self.local_links[exit] == Some(true) {
-            let cell = self.iconst(cells[exit] as u64);
-            self.follow_local_cell(cell, missing);
         } else {
             let cell = self.iconst(cells[exit] as u64);
-            self.follow_cell(cell, None, missing);
+            if self.local_links[exit] == Some(true) {
+                self.follow_local_cell(cell, missing);
+            } else {
+                self.follow_cell(cell, None, missing);
+            }
         }
         self.b.switch_to_block(missing);
         self.name_block();
@@ -143,7 +144,7 @@ impl Emit<'_, '_> {
     /// leads to that RIP; otherwise goes on at `otherwise`.
     fn follow_cell(&mut self, cell: Value, rip: Option<Value>, otherwise: Block) {
         let f = super::state_flags();
-        let (check, live, go) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let (check, live) = (self.b.create_block(), self.b.create_block());
         let target = self.b.ins().load(types::I64, f, cell, 0);
         self.b.ins().brif(target, check, &[], otherwise, &[]);
         self.b.switch_to_block(check);
@@ -162,21 +163,24 @@ impl Emit<'_, '_> {
         }
         self.b.ins().brif(valid, live, &[], otherwise, &[]);
         self.b.switch_to_block(live);
-        let entry = self.b.ins().load(types::I64, f, target, 0);
-        self.b.ins().brif(entry, go, &[], otherwise, &[]);
-        self.b.switch_to_block(go);
-        self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
+        self.call_live_target(target, otherwise);
     }
 
     /// `follow_cell` for a link within the block's first page (see `local_exit`), which
     /// always holds: no generation to check.
     fn follow_local_cell(&mut self, cell: Value, otherwise: Block) {
-        let f = super::state_flags();
-        let (live, go) = (self.b.create_block(), self.b.create_block());
-        let target = self.b.ins().load(types::I64, f, cell, 0);
+        let live = self.b.create_block();
+        let target = self.b.ins().load(types::I64, super::state_flags(), cell, 0);
         self.b.ins().brif(target, live, &[], otherwise, &[]);
         self.b.switch_to_block(live);
-        let entry = self.b.ins().load(types::I64, f, target, 0);
+        self.call_live_target(target, otherwise);
+    }
+
+    /// Tail-calls the block whose live-entry word is at `target` if it is still compiled;
+    /// otherwise goes on at `otherwise`.
+    fn call_live_target(&mut self, target: Value, otherwise: Block) {
+        let go = self.b.create_block();
+        let entry = self.b.ins().load(types::I64, super::state_flags(), target, 0);
         self.b.ins().brif(entry, go, &[], otherwise, &[]);
         self.b.switch_to_block(go);
         self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
