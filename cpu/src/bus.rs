@@ -37,11 +37,12 @@ pub trait CpuBus {
     fn interrupt_pending(&mut self) -> bool {
         false
     }
-    /// The flag `interrupt_pending` reads, if it is one: compiled code watches it to keep
-    /// running from block to block without returning to the run loop. `None` (the default)
-    /// sends compiled code back to the run loop after every block.
-    fn interrupt_line(&self) -> Option<&std::sync::atomic::AtomicBool> {
-        None
+    /// Whether `interrupt_pending` is the CPU's `Attention::intr` (or never becomes true):
+    /// compiled code then watches that flag to run on from block to block without returning
+    /// to the run loop. `false` (the default) sends compiled code back to the run loop after
+    /// every block.
+    fn intr_in_attention(&self) -> bool {
+        false
     }
     /// Interrupt acknowledge cycle: the vector of the highest-priority pending interrupt.
     fn acknowledge_interrupt(&mut self) -> Option<u8> {

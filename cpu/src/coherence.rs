@@ -9,8 +9,9 @@
 //!   hold no decoded code anywhere (`ram_write_slow`); the first write to any other page
 //!   takes the slow path, which marks the page dirty and logs the write if the page held code
 //!   (`note_slow_ram_write` in `mmu`);
-//! - at every block boundary it compares the tracker's event count with the last one it saw
-//!   (one load) and replays what it missed (`replay_code_events`).
+//! - at every block boundary it looks at the code flag of its `Attention`, which the tracker
+//!   sets after logging any event (one load), and if set replays what it missed
+//!   (`replay_code_events`).
 //!
 //! A vCPU holding a fast write entry for a page another vCPU then starts decoding may have
 //! written there after the bytes were read; replaying the `Decoded` event it counts that as a
@@ -26,6 +27,7 @@ impl Cpu {
     /// marks the events it logs, so it skips them when replaying. Drops what this CPU decoded
     /// and cached so far, since the tracking has not seen it.
     pub fn attach_tracking(&mut self, tracking: Arc<PageTracking>, origin: u32) {
+        tracking.code.watch(origin, self.attention.clone());
         self.code_seq = tracking.code.seq();
         self.tracking = Some(tracking);
         self.origin = origin;
@@ -41,13 +43,12 @@ impl Cpu {
     }
 
     /// Replays the code-tracking events logged since the last look, if any. One load when
-    /// nothing happened.
+    /// nothing happened. The flag is cleared before the log is read, so an event logged
+    /// meanwhile sets it again.
     #[inline(always)]
     pub(crate) fn catch_up_code(&mut self) {
-        if let Some(t) = &self.tracking {
-            if t.code.seq() != self.code_seq {
-                self.replay_code_events();
-            }
+        if self.attention.take_code() {
+            self.replay_code_events();
         }
     }
 

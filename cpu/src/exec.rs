@@ -273,7 +273,7 @@ impl Cpu {
         self.refresh_debug();
         let end = self.instructions.saturating_add(budget);
         loop {
-            if self.exit.load(Ordering::Relaxed) {
+            if self.attention.kick.load(Ordering::Relaxed) {
                 return RunExit::Kicked;
             }
             if let Some(exit) = self.check_events(bus) {
@@ -306,7 +306,7 @@ impl Cpu {
 
     /// Executes exactly one instruction (or delivers one pending event), for single-stepping.
     pub fn step(&mut self, bus: &mut dyn CpuBus) -> RunExit {
-        if self.exit.load(Ordering::Relaxed) {
+        if self.attention.kick.load(Ordering::Relaxed) {
             return RunExit::Kicked;
         }
         if self.wait_for_sipi {

@@ -5,6 +5,7 @@
 //! host pointers cached in the TLB, so an ordinary load is a compare and a pointer add.
 
 mod align;
+mod attention;
 pub mod bus;
 mod coherence;
 pub mod cpuid;
@@ -29,6 +30,7 @@ pub mod testing;
 mod tier;
 pub mod xstate;
 
+pub use attention::Attention;
 pub use bus::{CpuBus, PhysPage};
 pub use cpuid::{CpuModel, Topology};
 pub use debug::{WatchHit, WatchKind, Watchpoint};
@@ -41,7 +43,6 @@ use ferrite_memory::{CodeEvent, PageTracking};
 use flags::LazyFlags;
 use mmu::Tlb;
 use state::cr0;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Why `Cpu::run` returned.
@@ -55,7 +56,7 @@ pub enum RunExit {
     Shutdown,
     /// A debug event the embedder asked for (single step or breakpoint).
     Debug,
-    /// The exit request ([`Cpu::exit_handle`]) was set; the CPU stopped at a block boundary.
+    /// The exit request (`kick` of [`Cpu::attention`]) was set; the CPU stopped at a block boundary.
     Kicked,
 }
 
@@ -79,9 +80,8 @@ pub struct Cpu {
     pub halted: bool,
     /// After INIT: waiting for a start-up IPI ([`Cpu::sipi`]); runs nothing, takes no interrupts.
     pub wait_for_sipi: bool,
-    /// Set by anyone (a device, another vCPU, the machine) to make `run` return
-    /// `RunExit::Kicked` at the next block boundary; cleared by its owner.
-    pub(crate) exit: Arc<AtomicBool>,
+    /// What other threads tell this vCPU: its exit request, INTR line and code changes.
+    pub(crate) attention: Arc<Attention>,
     /// The machine's shared dirty log and code tracking, and this vCPU's index as the origin
     /// of the events it logs there (see `coherence`).
     pub(crate) tracking: Option<Arc<PageTracking>>,
@@ -153,7 +153,7 @@ impl Cpu {
             topology: Topology::default(),
             halted: false,
             wait_for_sipi: false,
-            exit: Arc::new(AtomicBool::new(false)),
+            attention: Arc::new(Attention::default()),
             tracking: None,
             origin: 0,
             code_seq: 0,
@@ -278,10 +278,11 @@ impl Cpu {
         }
     }
 
-    /// The flag that, once set (from any thread), makes `run` and `step` return
-    /// `RunExit::Kicked` at the next block boundary. The CPU never clears it.
-    pub fn exit_handle(&self) -> Arc<AtomicBool> {
-        self.exit.clone()
+    /// The flags other threads set for this CPU: `kick`, once set, makes `run` and `step`
+    /// return `RunExit::Kicked` at the next block boundary (the CPU never clears it); `intr`
+    /// is the INTR line for a machine that drives it there.
+    pub fn attention(&self) -> Arc<Attention> {
+        self.attention.clone()
     }
 
     /// The topology CPUID reports: `topology`, or, for an embedder that only set `cpus`, one

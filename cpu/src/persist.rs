@@ -357,7 +357,6 @@ mod tests {
     use crate::{CpuModel, RunExit};
     use ferrite_persist::{load, save, LoadError};
     use iced_x86::code_asm::*;
-    use std::sync::atomic::AtomicBool;
 
     /// A real-mode CPU at 0000:1000 running `code`, with the handler of vector 20H at
     /// 0000:2000.
@@ -416,8 +415,9 @@ mod tests {
 
         let mut bus2 = copy(&bus);
         for (c, b) in [(&mut cpu, &mut bus), (&mut restored, &mut bus2)] {
-            let line = AtomicBool::new(true);
-            let mut lb = LineBus { ram: b, line: &line, vector: 0x20 };
+            let attention = c.attention();
+            attention.intr.store(true, std::sync::atomic::Ordering::Release);
+            let mut lb = LineBus { ram: b, attention: &attention, vector: 0x20 };
             assert_eq!(c.run(&mut lb, 100), RunExit::Halted);
             c.materialize_flags();
         }

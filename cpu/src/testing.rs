@@ -1,7 +1,8 @@
 //! A flat-memory bus for tests and tools: RAM from address 0, port I/O recorded, no devices.
 
 use crate::bus::{CpuBus, PhysPage};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::Attention;
+use std::sync::atomic::Ordering;
 
 pub struct FlatBus {
     pub ram: Vec<u8>,
@@ -51,18 +52,17 @@ impl CpuBus for FlatBus {
     fn now_ns(&mut self) -> u64 {
         self.now
     }
-    fn interrupt_line(&self) -> Option<&AtomicBool> {
+    fn intr_in_attention(&self) -> bool {
         // No interrupt controller: a line that never rises.
-        static NEVER: AtomicBool = AtomicBool::new(false);
-        Some(&NEVER)
+        true
     }
 }
 
-/// A [`FlatBus`] with an INTR line, which another thread may raise: acknowledging it lowers
-/// the line and answers `vector`.
+/// A [`FlatBus`] with an INTR line, the CPU's `Attention::intr` (`Cpu::attention`), which
+/// another thread may raise: acknowledging it lowers the line and answers `vector`.
 pub struct LineBus<'a> {
     pub ram: &'a mut FlatBus,
-    pub line: &'a AtomicBool,
+    pub attention: &'a Attention,
     pub vector: u8,
 }
 
@@ -86,12 +86,12 @@ impl CpuBus for LineBus<'_> {
         self.ram.now_ns()
     }
     fn interrupt_pending(&mut self) -> bool {
-        self.line.load(Ordering::Acquire)
+        self.attention.intr.load(Ordering::Acquire)
     }
-    fn interrupt_line(&self) -> Option<&AtomicBool> {
-        Some(self.line)
+    fn intr_in_attention(&self) -> bool {
+        true
     }
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
-        self.line.swap(false, Ordering::AcqRel).then_some(self.vector)
+        self.attention.intr.swap(false, Ordering::AcqRel).then_some(self.vector)
     }
 }

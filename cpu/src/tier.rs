@@ -9,8 +9,9 @@
 //!
 //! Chaining: a compiled block's exits (branch target, next instruction, and the last target
 //! of an indirect branch) have cells the CPU links to the compiled block found there, so the
-//! code jumps on without returning to the run loop, while the budget lasts and no kick, deliverable interrupt or foreign code write
-//! is pending (what the run loop would look at between blocks). A link inside the exiting
+//! code jumps on without returning to the run loop, while the budget lasts and its attention
+//! word (`Attention`: a kick, a deliverable interrupt, a code change) is clear (what the run
+//! loop would look at between blocks). A link inside the exiting
 //! block's first page holds as long as both blocks live; a link to another page holds only
 //! within one link generation, which every jump-cache flush and INVLPG bumps. A
 //! dropped block clears its own cells and its live entry, so no link leads into it; blocks
@@ -23,7 +24,7 @@ use crate::flags::{CcOp, LazyFlags};
 use crate::host_mxcsr;
 use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{flags as rf, CpuState, Segment};
-use crate::Cpu;
+use crate::{Attention, Cpu};
 use ferrite_jit::{
     indirect_slot, BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CELL_INDIRECT_BEFORE,
     CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, INDIRECT_TABLE_SLOTS,
@@ -31,7 +32,7 @@ use ferrite_jit::{
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+
 use std::sync::Arc;
 
 /// When blocks are compiled.
@@ -386,10 +387,7 @@ pub(crate) struct Frame<'a> {
     retired: u64,
     limit: u64,
     runs: u64,
-    kick: *const AtomicBool,
-    intr: *const AtomicBool,
-    code_seq_now: *const AtomicU64,
-    code_seq: u64,
+    attention: *const Attention,
     /// The chain ended at an exit `jit_link` found no compiled block for.
     unlinked: bool,
     /// See `FrameLayout::side_exit`.
@@ -404,12 +402,6 @@ pub(crate) struct Frame<'a> {
     /// See `FrameLayout::indirect_table`.
     indirect_table: usize,
 }
-
-/// The INTR line of a bus without one to watch (compiled code then never chains).
-static NO_INTERRUPT: AtomicBool = AtomicBool::new(false);
-
-/// The code-write count of a CPU without shared code tracking: it never moves.
-static NO_CODE_WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// Runs instruction `index` of the frame's block through the interpreter, as `run_block`
 /// does, for the code the translator does not emit natively.
@@ -546,15 +538,13 @@ fn layout() -> Layout {
         flags: jit_flags as *const () as usize,
         link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, link_generation)),
         global_link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, global_link_generation)),
+        attention_intr: Attention::intr_bits(),
         frame: FrameLayout {
             block: at(offset_of!(Frame<'static>, block)),
             retired: at(offset_of!(Frame<'static>, retired)),
             limit: at(offset_of!(Frame<'static>, limit)),
             runs: at(offset_of!(Frame<'static>, runs)),
-            kick: at(offset_of!(Frame<'static>, kick)),
-            intr: at(offset_of!(Frame<'static>, intr)),
-            code_seq_now: at(offset_of!(Frame<'static>, code_seq_now)),
-            code_seq: at(offset_of!(Frame<'static>, code_seq)),
+            attention: at(offset_of!(Frame<'static>, attention)),
             side_exit: at(offset_of!(Frame<'static>, side_exit)),
             link_stub: at(offset_of!(Frame<'static>, link_stub)),
             fill_stub: at(offset_of!(Frame<'static>, fill_stub)),
@@ -787,13 +777,9 @@ impl Cpu {
         self.interrupt_shadow = false;
         self.end_block = false;
         self.code.invalidated = false;
-        let intr = bus.interrupt_line().map_or(std::ptr::null(), |l| l as *const AtomicBool);
-        // Without a line to watch, every block returns (its first exit finds the limit passed).
-        let limit = if intr.is_null() { 0 } else { budget.saturating_sub(crate::exec::MAX_BLOCK as u64) };
-        let (code_seq_now, code_seq) = match &self.tracking {
-            Some(t) => (t.code.seq_counter() as *const AtomicU64, self.code_seq),
-            None => (&NO_CODE_WRITES as *const AtomicU64, 0),
-        };
+        // Compiled code watches the INTR line only in the attention word: with the line
+        // elsewhere, every block returns (its first exit finds the limit passed).
+        let limit = if bus.intr_in_attention() { budget.saturating_sub(crate::exec::MAX_BLOCK as u64) } else { 0 };
         let entry_code = self.tier.entry.as_ref().expect("made before any block compiled");
         let (run, link_stub, fill_stub) = (entry_code.function(), entry_code.link_stub(), entry_code.fill_stub());
         let cpu: *mut Cpu = self;
@@ -806,10 +792,7 @@ impl Cpu {
             retired: 0,
             limit,
             runs: 0,
-            kick: Arc::as_ptr(&self.exit),
-            intr: if intr.is_null() { &NO_INTERRUPT } else { intr },
-            code_seq_now,
-            code_seq,
+            attention: Arc::as_ptr(&self.attention),
             unlinked: false,
             side_exit: 0,
             link_stub,
@@ -827,7 +810,7 @@ impl Cpu {
         // the call; `block` stays alive through the `Rc` the caller holds, and every block a
         // link leads to through the `Rc` its linking block (or the indirect table, which the
         // code cache owns and never moves) holds, moved to the graveyard, not dropped, if
-        // unlinked meanwhile. The flag pointers are valid for the call.
+        // unlinked meanwhile. The attention word is alive through `self.attention`.
         unsafe { run(entry, cpu as *mut u8, &mut frame as *mut Frame<'_> as *mut u8) };
         host_mxcsr::leave(&mut self.state.fpu.mxcsr);
         self.instructions += frame.retired;

@@ -676,10 +676,10 @@ fn a_kick_stops_chained_blocks() {
         a.inc(rax)?;
         a.jmp(top)
     });
-    let kick = v.cpu.exit_handle();
+    let kick = v.cpu.attention();
     let kicker = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        kick.store(true, std::sync::atomic::Ordering::Relaxed);
+        kick.kick.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     assert_eq!(v.cpu.run(&mut v.bus, NEVER_REACHED), ferrite_cpu::RunExit::Kicked);
     kicker.join().unwrap();
@@ -697,19 +697,18 @@ fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
         a.inc(rax)?;
         a.jmp(top)
     });
-    let line = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let kick = v.cpu.exit_handle();
+    let attention = v.cpu.attention();
     let raiser = {
-        let line = line.clone();
+        let attention = attention.clone();
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(100));
-            line.store(true, std::sync::atomic::Ordering::Release);
+            attention.intr.store(true, std::sync::atomic::Ordering::Release);
             // Long enough for the handler (a `jmp $` stub) to be reached, then stop it.
             std::thread::sleep(std::time::Duration::from_millis(200));
-            kick.store(true, std::sync::atomic::Ordering::Relaxed);
+            attention.kick.store(true, std::sync::atomic::Ordering::Relaxed);
         })
     };
-    let exit = v.cpu.run(&mut ferrite_cpu::testing::LineBus { ram: &mut v.bus, line: &line, vector: 0x20 }, NEVER_REACHED);
+    let exit = v.cpu.run(&mut ferrite_cpu::testing::LineBus { ram: &mut v.bus, attention: &attention, vector: 0x20 }, NEVER_REACHED);
     raiser.join().unwrap();
     assert_eq!(exit, ferrite_cpu::RunExit::Kicked);
     assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");

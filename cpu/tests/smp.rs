@@ -4,16 +4,16 @@
 use ferrite_cpu::bus::{CpuBus, PhysPage};
 use ferrite_cpu::state::{cr0, efer, reg, Seg};
 use ferrite_cpu::testing::FlatBus;
-use ferrite_cpu::{Cpu, RunExit, Topology};
+use ferrite_cpu::{Attention, Cpu, RunExit, Topology};
 use iced_x86::code_asm::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A flat bus whose port writes request an exit (as the machine's power-off, reset and
 /// debug-exit ports do), with an interrupt controller that may always have a vector pending.
 struct KickBus {
     flat: FlatBus,
-    exit: Arc<AtomicBool>,
+    exit: Arc<Attention>,
     irq: Option<u8>,
     acks: usize,
 }
@@ -33,7 +33,7 @@ impl CpuBus for KickBus {
     }
     fn io_write(&mut self, port: u16, size: u8, value: u32) {
         self.flat.io_write(port, size, value);
-        self.exit.store(true, Ordering::Release);
+        self.exit.kick.store(true, Ordering::Release);
     }
     fn interrupt_pending(&mut self) -> bool {
         self.irq.is_some()
@@ -57,7 +57,7 @@ fn real_mode(code: impl FnOnce(&mut CodeAssembler)) -> (Cpu, KickBus) {
     st.rip = 0x1000;
     st.gpr[reg::RSP] = 0x8000;
     cpu.set_state(st);
-    let exit = cpu.exit_handle();
+    let exit = cpu.attention();
     (cpu, KickBus { flat, exit, irq: None, acks: 0 })
 }
 
@@ -67,12 +67,12 @@ fn exit_request_stops_before_the_next_block_and_stays_set() {
         a.inc(ax).unwrap();
         a.hlt().unwrap();
     });
-    cpu.exit_handle().store(true, Ordering::Relaxed);
+    cpu.attention().kick.store(true, Ordering::Relaxed);
     assert_eq!(cpu.run(&mut bus, 1000), RunExit::Kicked);
     assert_eq!(cpu.step(&mut bus), RunExit::Kicked);
     assert_eq!((cpu.instructions, cpu.state.rip), (0, 0x1000), "nothing ran");
-    assert!(bus.exit.load(Ordering::Relaxed), "the owner clears it, not the CPU");
-    bus.exit.store(false, Ordering::Relaxed);
+    assert!(bus.exit.kick.load(Ordering::Relaxed), "the owner clears it, not the CPU");
+    bus.exit.kick.store(false, Ordering::Relaxed);
     assert_eq!(cpu.run(&mut bus, 1000), RunExit::Halted);
     assert_eq!(cpu.state.gpr[reg::RAX], 1);
 }

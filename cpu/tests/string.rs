@@ -8,7 +8,7 @@ use ferrite_cpu::state::flags::*;
 use ferrite_cpu::state::reg::*;
 use ferrite_cpu::state::Seg;
 use ferrite_cpu::testing::LineBus;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use iced_x86::code_asm::*;
 use int_harness::*;
 
@@ -244,12 +244,12 @@ fn interrupt_taken_between_iterations() {
     vm.preset(&[(RSI, DATA), (RCX, 100_000)], 0);
     let f = vm.cpu.rflags();
     vm.cpu.set_rflags(f | IF);
-    let line = AtomicBool::new(false);
-    let mut bus = LineBus { ram: &mut vm.bus, line: &line, vector: 0x20 };
+    let attention = vm.cpu.attention();
+    let mut bus = LineBus { ram: &mut vm.bus, attention: &attention, vector: 0x20 };
     vm.cpu.run(&mut bus, 1);
     let left = vm.cpu.state.gpr[RCX];
     assert!(left > 0 && left < 100_000);
-    line.store(true, Ordering::Release);
+    attention.intr.store(true, Ordering::Release);
     vm.cpu.run(&mut bus, 1);
     assert_eq!(vm.run(), Stop::Exception(0x20));
     // Interrupt frame: RIP, CS, RFLAGS... pointing back at the REP with the count so far.

@@ -68,6 +68,8 @@ pub struct Layout {
     /// The generation of links to blocks on global pages (`u64`, never equal to a
     /// `link_generation`): bumped only when global translations may have changed.
     pub global_link_generation: i32,
+    /// The bits of the attention word (see `FrameLayout::attention`) that hold the INTR line.
+    pub attention_intr: u64,
     pub frame: FrameLayout,
 }
 
@@ -84,14 +86,10 @@ pub struct FrameLayout {
     pub limit: i32,
     /// `u64`: blocks run.
     pub runs: i32,
-    /// Pointers to flags (`u8` 0/1) that stop the chain when set: the vCPU's kick, and the
-    /// INTR line (which counts only with RFLAGS.IF set).
-    pub kick: i32,
-    pub intr: i32,
-    /// Pointer to the shared count of code writes (`u64`), and the count the CPU has caught
-    /// up with: other vCPUs' and devices' writes to code stop the chain.
-    pub code_seq_now: i32,
-    pub code_seq: i32,
+    /// Pointer to the vCPU's attention word (`u64`), which other threads set: while it is
+    /// zero the chain goes on. Any bit set stops it, except that the INTR line's
+    /// (`Layout::attention_intr`) counts only with RFLAGS.IF set.
+    pub attention: i32,
     /// Address of the link stub (see `chain::Entry::link_stub`), which an exit without a
     /// valid link tail-calls.
     pub link_stub: i32,

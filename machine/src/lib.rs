@@ -332,7 +332,7 @@ fn build(cfg: &MachineConfig, model: &CpuModel, topology: Topology, backends: Ba
     let (tx, events) = channel();
     let spec = pc::BoardSpec {
         apic_ids: cpus.iter().map(|c| c.apic_id).collect(),
-        exits: cpus.iter().map(|c| c.exit_handle()).collect(),
+        attention: cpus.iter().map(|c| c.attention()).collect(),
         serial: serial_out(&cfg.serial, backends.virtio)?,
         debug_exit: cfg.debug_exit.map(|d| (d.iobase, d.iosize)),
         events: tx,
@@ -684,7 +684,7 @@ impl Machine {
         };
         for i in range {
             let v = &mut self.vcpus[i];
-            if self.board.irq.cpus[i].exit.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            if self.board.irq.cpus[i].attention.kick.swap(false, std::sync::atomic::Ordering::AcqRel) {
                 v.take_lapic_signals();
             }
             let exit = match how {

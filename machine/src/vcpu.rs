@@ -71,16 +71,16 @@ impl<V: Vcpu + 'static> VcpuThreads<V> {
 
 /// Whether a halted vCPU has something to do.
 pub(crate) fn has_work(vcpu: &dyn Vcpu, link: &CpuLink) -> bool {
-    link.exit.load(Ordering::Acquire) || (!vcpu.waiting_for_sipi() && link.intr() && vcpu.interrupts_enabled())
+    link.attention.kick.load(Ordering::Acquire) || (!vcpu.waiting_for_sipi() && link.intr() && vcpu.interrupts_enabled())
 }
 
 fn run<V: Vcpu>(mut vcpu: V, board: Arc<PcBoard>, index: usize) -> V {
     let link = &board.irq.cpus[index];
     link.set_thread(Some(std::thread::current()));
     // Signals latched before the thread started (an INIT/SIPI sent early) are taken now.
-    link.exit.store(true, Ordering::Release);
+    link.attention.kick.store(true, Ordering::Release);
     loop {
-        if link.exit.swap(false, Ordering::AcqRel) {
+        if link.attention.kick.swap(false, Ordering::AcqRel) {
             if board.wiring.stopping() {
                 break;
             }

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::bitmap::PageBitmap;
 
@@ -48,11 +48,18 @@ struct Log {
     first: u64,
 }
 
+/// A vCPU's side of the notice: told after every event is logged.
+pub trait CodeWatcher: Send + Sync {
+    fn code_changed(&self);
+}
+
 pub struct CodeTracker {
     pages: PageBitmap,
     /// Number of events ever logged.
     seq: AtomicU64,
     log: Mutex<Log>,
+    /// Each vCPU's watcher, by its origin index.
+    watchers: Mutex<Vec<Option<Arc<dyn CodeWatcher>>>>,
 }
 
 impl CodeTracker {
@@ -61,7 +68,18 @@ impl CodeTracker {
             pages: PageBitmap::new(pages)?,
             seq: AtomicU64::new(0),
             log: Mutex::new(Log { events: VecDeque::new(), first: 0 }),
+            watchers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Tells `watcher` of every event from now on, in place of the one vCPU `origin` had.
+    pub fn watch(&self, origin: u32, watcher: Arc<dyn CodeWatcher>) {
+        let mut w = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let i = origin as usize;
+        if w.len() <= i {
+            w.resize_with(i + 1, || None);
+        }
+        w[i] = Some(watcher);
     }
 
     fn push(&self, event: CodeEvent) {
@@ -72,17 +90,18 @@ impl CodeTracker {
         }
         log.events.push_back(event);
         self.seq.store(log.first + log.events.len() as u64, Ordering::Release);
+        drop(log);
+        // After the event is in the log: a watcher that clears its flag and then reads the
+        // log finds the event there, or finds its flag set again.
+        for w in self.watchers.lock().unwrap_or_else(|e| e.into_inner()).iter().flatten() {
+            w.code_changed();
+        }
     }
 
     /// Events logged so far; compare with the last value seen to know whether to catch up.
     #[inline(always)]
     pub fn seq(&self) -> u64 {
         self.seq.load(Ordering::Acquire)
-    }
-
-    /// The event count itself, for compiled code that compares it at block boundaries.
-    pub fn seq_counter(&self) -> &AtomicU64 {
-        &self.seq
     }
 
     /// Marks the page holding `paddr` as holding decoded code; call before reading the bytes
@@ -160,6 +179,27 @@ mod tests {
             ]
         );
         assert_eq!(t.seq(), 2);
+    }
+
+    #[test]
+    fn every_event_reaches_every_watcher() {
+        struct Count(std::sync::atomic::AtomicU32);
+        impl CodeWatcher for Count {
+            fn code_changed(&self) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let t = CodeTracker::new(16).unwrap();
+        let (a, b, old) = (Arc::new(Count(0.into())), Arc::new(Count(0.into())), Arc::new(Count(0.into())));
+        t.watch(0, old.clone());
+        t.watch(0, a.clone());
+        t.watch(2, b.clone());
+        t.mark_code(0x1000, 0);
+        t.mark_code(0x1000, 2); // already marked: no event
+        t.note_write(0x1000, ORIGIN_DMA);
+        t.flush_tlbs();
+        let n = |c: &Count| c.0.load(Ordering::Relaxed);
+        assert_eq!((n(&a), n(&b), n(&old)), (3, 3, 0), "the replaced watcher hears nothing");
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod guest;
 mod legacy;
 
 pub use bitmap::PageBitmap;
-pub use code::{CodeEvent, CodeTracker, EventKind, ORIGIN_DMA};
+pub use code::{CodeEvent, CodeTracker, CodeWatcher, EventKind, ORIGIN_DMA};
 pub use dma::{Dma, DmaError};
 pub use guest::{GuestMemory, HostRegion, MemoryError, PageMap, PageTracking};
 pub use legacy::{segment_range, LegacyAttr, LEGACY_END, LEGACY_SEGMENTS, LEGACY_START};

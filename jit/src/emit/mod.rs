@@ -226,7 +226,7 @@ impl Emit<'_, '_> {
     }
 
     /// Branches to `stop` unless the chain may go on with `total` instructions retired: the
-    /// budget allows it and no kick, deliverable interrupt or foreign code write is pending
+    /// budget allows it and the attention word has no kick, deliverable interrupt or code change
     /// (what the run loop looks at between blocks). Continues in a new block otherwise.
     fn stop_unless_free(&mut self, total: Value, stop: Block) {
         use cranelift_codegen::ir::condcodes::IntCC;
@@ -236,25 +236,18 @@ impl Emit<'_, '_> {
         let over = self.b.ins().icmp(IntCC::UnsignedGreaterThan, total, limit);
         self.b.ins().brif(over, stop, &[], checks, &[]);
         self.b.switch_to_block(checks);
-        let byte = |e: &mut Self, ptr_offset: i32| {
-            let p = e.load_frame(ptr_offset);
-            e.b.ins().uload8(types::I64, state_flags(), p, 0)
-        };
-        let kick = byte(self, f.kick);
-        let intr = byte(self, f.intr);
+        let (closer, free) = (self.b.create_block(), self.b.create_block());
+        let word = self.load_frame(f.attention);
+        let word = self.b.ins().load(types::I64, state_flags(), word, 0);
+        self.b.ins().brif(word, closer, &[], free, &[]);
+        // Something is set: anything but the INTR line stops the chain, and the line does
+        // with RFLAGS.IF (bit 9) set.
+        self.b.switch_to_block(closer);
+        self.b.set_cold_block(closer);
+        let others = self.b.ins().band_imm_s(word, !self.l.attention_intr as i64);
         let rflags = self.load_state(types::I64, self.l.rflags);
-        // RFLAGS.IF, bit 9: the INTR line matters only with interrupts enabled.
-        let if_bit = self.b.ins().ushr_imm_s(rflags, 9);
-        let irq = self.b.ins().band(intr, if_bit);
-        let seq_ptr = self.load_frame(f.code_seq_now);
-        let seq_now = self.b.ins().load(types::I64, state_flags(), seq_ptr, 0);
-        let seq = self.load_frame(f.code_seq);
-        let written = self.b.ins().icmp(IntCC::NotEqual, seq_now, seq);
-        let written = self.b.ins().uextend(types::I64, written);
-        let any = self.b.ins().bor(kick, irq);
-        let any = self.b.ins().bor(any, written);
-        let any = self.b.ins().band_imm_s(any, 1);
-        let free = self.b.create_block();
+        let enabled = self.b.ins().band_imm_s(rflags, 1 << 9);
+        let any = self.b.ins().bor(others, enabled);
         self.b.ins().brif(any, stop, &[], free, &[]);
         self.b.switch_to_block(free);
     }

@@ -11,7 +11,7 @@ pub mod tcg;
 use crate::pc::VcpuBus;
 use ferrite_cpu::state::flags;
 use ferrite_cpu::Cpu;
-use std::sync::atomic::AtomicBool;
+use ferrite_cpu::Attention;
 use std::sync::Arc;
 
 /// Why [`Vcpu::run`] returned.
@@ -37,8 +37,9 @@ pub trait Vcpu: Send {
     /// Executes one instruction (or delivers one pending event); `irqs`: external interrupts
     /// may be delivered first.
     fn step(&mut self, irqs: bool) -> VmExit;
-    /// The flag that, set from any thread, makes `run` return within one instruction block.
-    fn exit_handle(&self) -> Arc<AtomicBool>;
+    /// The vCPU's flags: `kick`, set from any thread, makes `run` return within one
+    /// instruction block; `intr` is its INTR line.
+    fn attention(&self) -> Arc<Attention>;
     /// INIT: architectural reset into wait-for-SIPI.
     fn init(&mut self);
     /// Start-up IPI: a vCPU waiting after INIT starts in real mode at `vector << 12`.
@@ -127,8 +128,8 @@ impl Vcpu for MachineVcpu {
         }
     }
 
-    fn exit_handle(&self) -> Arc<AtomicBool> {
-        self.cpu.exit_handle()
+    fn attention(&self) -> Arc<Attention> {
+        self.cpu.attention()
     }
 
     fn init(&mut self) {

@@ -97,8 +97,8 @@ impl CpuBus for VcpuBus {
         self.board.irq.cpus[self.index].intr()
     }
 
-    fn interrupt_line(&self) -> Option<&std::sync::atomic::AtomicBool> {
-        Some(self.board.irq.cpus[self.index].intr_line())
+    fn intr_in_attention(&self) -> bool {
+        true
     }
 
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
@@ -162,6 +162,6 @@ impl VcpuBus {
     }
 
     pub fn exit_requested(&self) -> bool {
-        self.board.irq.cpus[self.index].exit.load(Ordering::Acquire)
+        self.board.irq.cpus[self.index].attention.kick.load(Ordering::Acquire)
     }
 }

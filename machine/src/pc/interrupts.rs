@@ -12,6 +12,7 @@ use ferrite_hw::ioapic::Ioapic;
 use ferrite_hw::lapic::{DeliveryMode, InterruptMessage, Ipi, Lapic, LapicOutput};
 use ferrite_hw::pic::PicPair;
 use ferrite_hw::NoIrq;
+use ferrite_cpu::Attention;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
@@ -68,12 +69,11 @@ pub struct CpuLink {
     /// Guest-physical base of the LAPIC's MMIO page (u64::MAX: disabled), readable without
     /// locking the LAPIC.
     lapic_base: AtomicU64,
-    /// The INTR line: an interrupt is waiting for this CPU.
-    intr: AtomicBool,
     /// An ExtINT message is latched: the vector comes from the PIC.
     extint: AtomicBool,
-    /// The vCPU's exit request (its `Cpu::exit_handle`): makes `run` return at the next block.
-    pub exit: Arc<AtomicBool>,
+    /// The vCPU's flags (its `Cpu::attention`): `kick`, its exit request, makes `run` return
+    /// at the next block; `intr` is its INTR line (an interrupt is waiting for this CPU).
+    pub attention: Arc<Attention>,
     /// The host thread running this vCPU, to wake it from HLT.
     thread: Mutex<Option<Thread>>,
     /// Gets the vCPU out of KVM_RUN while it runs there (see `accel::kvm`).
@@ -86,14 +86,13 @@ pub trait Kick: Send + Sync {
 }
 
 impl CpuLink {
-    pub fn new(lapic: Lapic, exit: Arc<AtomicBool>) -> Self {
+    pub fn new(lapic: Lapic, attention: Arc<Attention>) -> Self {
         let base = lapic.mmio_base().unwrap_or(u64::MAX);
         CpuLink {
             lapic: Mutex::new(lapic),
             lapic_base: AtomicU64::new(base),
-            intr: AtomicBool::new(false),
             extint: AtomicBool::new(false),
-            exit,
+            attention,
             thread: Mutex::new(None),
             kicker: Mutex::new(None),
         }
@@ -101,12 +100,7 @@ impl CpuLink {
 
     #[inline]
     pub fn intr(&self) -> bool {
-        self.intr.load(Ordering::Acquire)
-    }
-
-    /// The INTR line itself, for compiled code that watches it.
-    pub fn intr_line(&self) -> &AtomicBool {
-        &self.intr
+        self.attention.intr.load(Ordering::Acquire)
     }
 
     #[inline]
@@ -135,7 +129,7 @@ impl CpuLink {
 
     /// Makes the vCPU return from `run` at its next block boundary, and wakes it.
     pub fn kick(&self) {
-        self.exit.store(true, Ordering::Release);
+        self.attention.kick.store(true, Ordering::Release);
         self.wake();
     }
 }
@@ -247,7 +241,7 @@ impl Interrupts {
             // Only the PIC's output is ferrite's to inject; KVM's LAPIC decides whether its
             // LINT0 takes it.
             let level = self.pic_intr.load(Ordering::Acquire);
-            link.intr.store(level, Ordering::Release);
+            link.attention.intr.store(level, Ordering::Release);
             if level {
                 link.wake();
             }
@@ -259,7 +253,7 @@ impl Interrupts {
             || (l.accepts_pic_interrupts() && self.pic_intr.load(Ordering::Acquire))
             || link.extint.load(Ordering::Acquire);
         drop(l);
-        link.intr.store(level, Ordering::Release);
+        link.attention.intr.store(level, Ordering::Release);
         if level {
             link.wake();
         }

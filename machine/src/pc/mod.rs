@@ -37,7 +37,7 @@ use ferrite_memory::{Dma, GuestMemory};
 use interrupts::lock;
 use pci::PciPorts;
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
+use ferrite_cpu::Attention;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
@@ -52,8 +52,8 @@ const IOAPIC_SIZE: u64 = ferrite_hw::ioapic::IOAPIC_SIZE;
 pub struct BoardSpec {
     /// APIC ID of each vCPU (index 0 is the bootstrap processor).
     pub apic_ids: Vec<u32>,
-    /// Each vCPU's exit request (`Cpu::exit_handle`).
-    pub exits: Vec<Arc<AtomicBool>>,
+    /// Each vCPU's flags (`Cpu::attention`).
+    pub attention: Vec<Arc<Attention>>,
     pub serial: SerialOut,
     pub debug_exit: Option<(u16, u16)>,
     /// Machine events (reset, power-off, exit) go here.
@@ -115,16 +115,16 @@ impl BusDevice for FwCfgPorts {
 impl PcBoard {
     pub fn new(mem: GuestMemory, spec: BoardSpec) -> Result<Arc<Self>, BusError> {
         let mem = Arc::new(mem);
-        let wiring = Arc::new(Wiring::new(spec.exits.clone(), spec.events));
+        let wiring = Arc::new(Wiring::new(spec.attention.clone(), spec.events));
         let now = wiring.clock.now();
         let irqs = Arc::new(IrqLevels::default());
         let line = |n: u8| LineHandle::new(&irqs, n);
         let cpus = spec
             .apic_ids
             .iter()
-            .zip(&spec.exits)
+            .zip(&spec.attention)
             .enumerate()
-            .map(|(i, (&id, exit))| CpuLink::new(Lapic::new(id, i == 0), exit.clone()))
+            .map(|(i, (&id, attention))| CpuLink::new(Lapic::new(id, i == 0), attention.clone()))
             .collect();
         let irq = Arc::new(Interrupts::new(cpus, irqs.clone()));
         wiring.attach_cpus(&irq);

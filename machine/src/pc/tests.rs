@@ -5,7 +5,6 @@
 use super::{BoardSpec, PcBoard, VcpuBus};
 use ferrite_cpu::bus::CpuBus;
 use ferrite_memory::GuestMemory;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 fn board(cpus: u32) -> Arc<PcBoard> {
@@ -14,7 +13,7 @@ fn board(cpus: u32) -> Arc<PcBoard> {
     std::mem::forget(rx);
     let spec = BoardSpec {
         apic_ids: (0..cpus).collect(),
-        exits: (0..cpus).map(|_| Arc::new(AtomicBool::new(false))).collect(),
+        attention: (0..cpus).map(|_| Arc::new(ferrite_cpu::Attention::default())).collect(),
         serial: Box::new(std::io::sink()),
         debug_exit: None,
         events: tx,

@@ -5,6 +5,7 @@
 
 use super::interrupts::lock;
 use crate::clock::Clock;
+use ferrite_cpu::Attention;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
@@ -39,22 +40,23 @@ pub struct Wiring {
     /// The board is done for (reset or exit): its timer thread ends.
     retired: AtomicBool,
     events: Mutex<Option<Sender<MachineEvent>>>,
-    /// Every vCPU's exit request, set with `stopping` so each returns within a block.
-    exits: Vec<Arc<AtomicBool>>,
+    /// Every vCPU's flags, whose exit request is set with `stopping` so each returns within
+    /// a block.
+    attention: Vec<Arc<Attention>>,
     /// The vCPUs' links, to wake them (out of HLT or KVM_RUN) when they must stop.
     cpus: std::sync::OnceLock<std::sync::Weak<super::interrupts::Interrupts>>,
     timer_poke: (Mutex<bool>, Condvar),
 }
 
 impl Wiring {
-    pub fn new(exits: Vec<Arc<AtomicBool>>, events: Sender<MachineEvent>) -> Self {
+    pub fn new(attention: Vec<Arc<Attention>>, events: Sender<MachineEvent>) -> Self {
         Wiring {
             clock: Clock::new(),
             a20: AtomicU8::new(0),
             stopping: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             events: Mutex::new(Some(events)),
-            exits,
+            attention,
             cpus: std::sync::OnceLock::new(),
             timer_poke: (Mutex::new(false), Condvar::new()),
         }
@@ -92,8 +94,8 @@ impl Wiring {
 
     /// Makes every vCPU return from `run` (for stopping, pausing or resetting the machine).
     pub fn stop_vcpus(&self) {
-        for e in &self.exits {
-            e.store(true, Ordering::Release);
+        for a in &self.attention {
+            a.kick.store(true, Ordering::Release);
         }
         if let Some(irq) = self.cpus.get().and_then(|w| w.upgrade()) {
             for link in &irq.cpus {
