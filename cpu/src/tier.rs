@@ -32,7 +32,7 @@ use ferrite_jit::{
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
 use std::rc::Rc;
-
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// When blocks are compiled.
@@ -218,8 +218,7 @@ pub struct JitStats {
     /// Of those runs, the ones entered through a linked exit rather than the run loop.
     pub chained_runs: u64,
     /// Why chains returned to the run loop: an exit without a valid link (by exit index:
-    /// taken, next, indirect), a fault, anything else (budget, kick, interrupt, an instruction
-    /// that ends its block).
+    /// taken, next, indirect), a fault, a side exit, or the rest (see `other_returns`).
     pub unlinked_returns: [u64; CHAIN_EXITS],
     /// Links made (by exit index), first ones and replacements: an indirect exit relinks
     /// whenever its target is neither of the last two.
@@ -230,7 +229,11 @@ pub struct JitStats {
     /// TLB fills compiled code asked for: done, and not possible (a side exit follows).
     pub fills: u64,
     pub fills_failed: u64,
-    pub other_returns: u64,
+    /// The rest, by what the CPU finds afterwards: the budget spent, the attention word's
+    /// kick, INTR line (with RFLAGS.IF set) or code change, else an instruction that ended
+    /// its block (a mode change, a string instruction not finished, a bus without an INTR
+    /// line to watch).
+    pub other_returns: [u64; 5],
     /// Instructions the CPU retired in all (compiled or interpreted), as of the report.
     pub all_insns: u64,
 }
@@ -353,8 +356,8 @@ impl Tier {
                 s.dropped_ns as f64 / 1e6
             );
             eprintln!(
-                "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} side exits, {} other",
-                s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.side_exits + s.other_returns,
+                "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} side exits, others {:?} (budget, kick, interrupt, code, block ended)",
+                s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.side_exits + s.other_returns.iter().sum::<u64>(),
                 s.unlinked_returns,
                 s.fault_returns,
                 s.side_exits,
@@ -828,7 +831,18 @@ impl Cpu {
             self.instructions += 1;
             return Ok(());
         } else if !frame.unlinked {
-            self.tier.stats.other_returns += 1;
+            let why = if frame.retired > frame.limit {
+                0
+            } else if self.attention.kick.load(Ordering::Relaxed) {
+                1
+            } else if self.attention.intr.load(Ordering::Relaxed) && self.state.rflags & rf::IF != 0 {
+                2
+            } else if self.attention.code.load(Ordering::Relaxed) {
+                3
+            } else {
+                4
+            };
+            self.tier.stats.other_returns[why] += 1;
         }
         match frame.fault {
             Some(f) => Err(f),
