@@ -43,7 +43,7 @@ impl Emit<'_, '_> {
             self.leave(r);
             return;
         }
-        self.count_and_check(retired);
+        self.count_and_check(retired, Some(taken));
         let (to_taken, to_next) = (self.link(EXIT_TAKEN, Some(taken)), self.link(EXIT_NEXT, Some(next)));
         self.b.ins().brif(c, to_taken, &[t.into()], to_next, &[n.into()]);
     }
@@ -56,17 +56,27 @@ impl Emit<'_, '_> {
             self.leave(r);
             return;
         }
-        self.count_and_check(retired);
+        self.count_and_check(retired, target);
         let link = self.link(exit, target);
         self.b.ins().jump(link, &[rip.into()]);
     }
 
-    /// Counts `retired` and stops the chain if the run loop is needed.
-    fn count_and_check(&mut self, retired: u64) {
+    /// Counts `retired` and stops the chain if the run loop is needed, for an exit to the
+    /// fixed `target` (besides the next instruction), or an indirect one.
+    fn count_and_check(&mut self, retired: u64, target: Option<u64>) {
         let r = self.iconst(retired);
         let total = self.count_retired(r);
         let stop = self.stop_block();
-        self.stop_unless_free(total, stop);
+        let watch = target.is_none_or(|t| !self.forward(t));
+        self.stop_unless_free(total, stop, watch);
+    }
+
+    /// Whether a direct exit to `target` goes forward: past the block's first instruction.
+    /// Every cycle of blocks has an exit that does not (the one into its lowest block), so a
+    /// chain runs only finitely many forward exits in a row, and they may leave the attention
+    /// word to the next other exit.
+    fn forward(&self, target: u64) -> bool {
+        target > self.spec.insns[0].ip()
     }
 
     fn stop_block(&mut self) -> Block {

@@ -226,9 +226,10 @@ impl Emit<'_, '_> {
     }
 
     /// Branches to `stop` unless the chain may go on with `total` instructions retired: the
-    /// budget allows it and the attention word has no kick, deliverable interrupt or code change
-    /// (what the run loop looks at between blocks). Continues in a new block otherwise.
-    fn stop_unless_free(&mut self, total: Value, stop: Block) {
+    /// budget allows it and, if `watch`, the attention word has no kick, deliverable interrupt
+    /// or code change (what the run loop looks at between blocks). Continues in a new block
+    /// otherwise.
+    fn stop_unless_free(&mut self, total: Value, stop: Block, watch: bool) {
         use cranelift_codegen::ir::condcodes::IntCC;
         let f = self.l.frame;
         let checks = self.b.create_block();
@@ -236,6 +237,9 @@ impl Emit<'_, '_> {
         let over = self.b.ins().icmp(IntCC::UnsignedGreaterThan, total, limit);
         self.b.ins().brif(over, stop, &[], checks, &[]);
         self.b.switch_to_block(checks);
+        if !watch {
+            return;
+        }
         let (closer, free) = (self.b.create_block(), self.b.create_block());
         let word = self.load_frame(f.attention);
         let word = self.b.ins().load(types::I64, state_flags(), word, 0);
@@ -265,7 +269,7 @@ impl Emit<'_, '_> {
         let r = self.iconst(retired);
         let total = self.count_retired(r);
         let stop = self.b.create_block();
-        self.stop_unless_free(total, stop);
+        self.stop_unless_free(total, stop, true);
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(stop);
         let zero = self.iconst(0);
