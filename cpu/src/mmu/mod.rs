@@ -123,7 +123,7 @@ impl Cpu {
         if t.page_size > 4096 {
             self.tlb.note_large_page(lin, t.page_size);
         }
-        self.tlb.entries[ctx as usize][Tlb::slot(lin)] = entry;
+        self.tlb.insert(ctx, lin, entry);
         Ok(entry)
     }
 
