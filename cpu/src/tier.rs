@@ -425,6 +425,7 @@ extern "C" fn jit_exec(frame: *mut Frame<'_>, index: u64) -> u64 {
     host_mxcsr::leave(&mut cpu.state.fpu.mxcsr);
     let status = match cpu.exec_one(bus, block, index as usize, f.ip_mask) {
         Ok(true) => ExecStatus::Next,
+        Ok(false) if cpu.sti_goes_on(bus, block, index as usize) => ExecStatus::Next,
         Ok(false) => ExecStatus::Stop,
         Err(fault) => {
             f.fault = Some(fault);
@@ -436,6 +437,22 @@ extern "C" fn jit_exec(frame: *mut Frame<'_>, index: u64) -> u64 {
 }
 
 impl Cpu {
+    /// After STI at `index` of `block` ended the block for its interrupt shadow: whether the
+    /// block may go on instead, as nothing waits to be delivered after the next instruction,
+    /// which is the block's own (the shadow is then cleared: no interrupt check falls inside
+    /// it). An interrupt raised later is seen at the block's exit, as one raised while any
+    /// other instruction runs.
+    fn sti_goes_on(&mut self, bus: &mut dyn CpuBus, block: &Block, index: usize) -> bool {
+        // STI ends a block for nothing else.
+        let shadow_only = block.insns[index].insn.code() == iced_x86::Code::Sti && self.interrupt_shadow;
+        if !shadow_only || index + 1 >= block.insns.len() || self.nmi_pending || bus.interrupt_pending() {
+            return false;
+        }
+        self.interrupt_shadow = false;
+        self.end_block = false;
+        true
+    }
+
     /// Runs instruction `index` of `block` through the interpreter, as `run_block` does, with
     /// RIP at it. `Ok(true)`: retired, and the block may go on with the next instruction.
     fn exec_one(&mut self, bus: &mut dyn CpuBus, block: &Block, index: usize, ip_mask: u64) -> crate::Result<bool> {

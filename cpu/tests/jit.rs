@@ -716,6 +716,41 @@ fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
     assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
 }
 
+/// A loop that opens an interrupt window of one instruction (STI; NOP; CLI) runs chained
+/// while nothing is pending, and takes an interrupt raised meanwhile in a later window.
+#[test]
+fn interrupt_windows_after_sti_chain_on_and_still_let_interrupts_in() {
+    let mut v = vm(JitMode::Always);
+    v.code(|a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.sti()?;
+        a.nop()?;
+        a.cli()?;
+        a.inc(rax)?;
+        a.jmp(top)
+    });
+    let attention = v.cpu.attention();
+    let raiser = {
+        let attention = attention.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            attention.intr.store(true, std::sync::atomic::Ordering::Release);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            attention.kick.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let exit = v.cpu.run(&mut ferrite_cpu::testing::LineBus { ram: &mut v.bus, attention: &attention, vector: 0x20 }, NEVER_REACHED);
+    raiser.join().unwrap();
+    assert_eq!(exit, ferrite_cpu::RunExit::Kicked);
+    assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");
+    let frame_rip = u64::from_le_bytes(v.read(v.gpr(RSP), 8).try_into().unwrap());
+    assert_eq!(frame_rip, CODE + 2, "taken after the NOP the STI shadows, before the CLI");
+    let stats = v.cpu.jit_stats();
+    let iterations = v.gpr(RAX);
+    assert!(iterations > 1000 && stats.other_returns[4] < iterations / 100, "STI ended the chain: {iterations} iterations, {stats:?}");
+}
+
 /// The end of a loop that calls `func`: leaves for `done`, and `func` itself (adds RBX to
 /// RSI and returns).
 fn end_with_function(a: &mut CodeAssembler, mut func: CodeLabel, mut done: CodeLabel) -> Result<(), IcedError> {
