@@ -687,16 +687,9 @@ fn a_kick_stops_chained_blocks() {
     assert!(stopped_promptly(&v), "the chain ran on past the kick: {} iterations", v.gpr(RAX));
 }
 
-#[test]
-fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
-    let mut v = vm(JitMode::Always);
-    v.code(|a| {
-        let mut top = a.create_label();
-        a.sti()?;
-        a.set_label(&mut top)?;
-        a.inc(rax)?;
-        a.jmp(top)
-    });
+/// Runs `v` while another thread raises INTR (vector 0x20) after 100 ms and kicks the CPU
+/// 200 ms later; checks that the CPU returned for the kick in the interrupt's handler.
+fn run_until_interrupt_then_kick(v: &mut Vm) {
     let attention = v.cpu.attention();
     let raiser = {
         let attention = attention.clone();
@@ -712,6 +705,19 @@ fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
     raiser.join().unwrap();
     assert_eq!(exit, ferrite_cpu::RunExit::Kicked);
     assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");
+}
+
+#[test]
+fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
+    let mut v = vm(JitMode::Always);
+    v.code(|a| {
+        let mut top = a.create_label();
+        a.sti()?;
+        a.set_label(&mut top)?;
+        a.inc(rax)?;
+        a.jmp(top)
+    });
+    run_until_interrupt_then_kick(&mut v);
     assert!(stopped_promptly(&v), "the chain ran on past the interrupt: {} iterations", v.gpr(RAX));
     assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
 }
@@ -730,20 +736,7 @@ fn interrupt_windows_after_sti_chain_on_and_still_let_interrupts_in() {
         a.inc(rax)?;
         a.jmp(top)
     });
-    let attention = v.cpu.attention();
-    let raiser = {
-        let attention = attention.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            attention.intr.store(true, std::sync::atomic::Ordering::Release);
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            attention.kick.store(true, std::sync::atomic::Ordering::Relaxed);
-        })
-    };
-    let exit = v.cpu.run(&mut ferrite_cpu::testing::LineBus { ram: &mut v.bus, attention: &attention, vector: 0x20 }, NEVER_REACHED);
-    raiser.join().unwrap();
-    assert_eq!(exit, ferrite_cpu::RunExit::Kicked);
-    assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");
+    run_until_interrupt_then_kick(&mut v);
     let frame_rip = u64::from_le_bytes(v.read(v.gpr(RSP), 8).try_into().unwrap());
     assert_eq!(frame_rip, CODE + 2, "taken after the NOP the STI shadows, before the CLI");
     let stats = v.cpu.jit_stats();
