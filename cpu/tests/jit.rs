@@ -404,6 +404,20 @@ fn shifts_and_rotates_with_dead_and_live_flags_match_the_interpreter() {
     assert!(vm.cpu.jit_stats().native_insns >= 4, "{:?}", vm.cpu.jit_stats());
 }
 
+/// Prefetch hints are emitted natively as nothing: they touch no memory and never fault,
+/// even at an address with no page or a non-canonical one.
+#[test]
+fn prefetch_hints_compile_to_nothing() {
+    let vm = both(&[(RAX, 0x7fff_ffff_f000), (RBX, 0x8000_0000_0000_0000)], |a| {
+        a.prefetchw(byte_ptr(rax))?;
+        a.prefetcht0(byte_ptr(rbx))?;
+        a.prefetchnta(byte_ptr(rax + 64))?;
+        a.add(rax, rbx)?;
+        Ok(())
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 4, "{:?}", vm.cpu.jit_stats());
+}
+
 /// Compiled blocks give way to the interpreter while the guest's own breakpoints or
 /// alignment checking are in effect (SDM Vol. 3, 18.3 and 6.15): a block warmed up under
 /// the JIT still stops at an instruction breakpoint (a fault at the instruction), a data

@@ -139,6 +139,13 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
     }
     Some(match insn.mnemonic() {
         Mnemonic::Nop => Native::Nop,
+        // Hints that touch nothing and never fault; every 64-bit CPU has them (see the CPU's
+        // `cpuid::hint_nop_without_cet` for PREFETCH/PREFETCHW).
+        Mnemonic::Prefetchw | Mnemonic::Prefetch | Mnemonic::Prefetchnta | Mnemonic::Prefetcht0 | Mnemonic::Prefetcht1 | Mnemonic::Prefetcht2
+            if long =>
+        {
+            Native::Nop
+        }
         Mnemonic::Cbw => Native::SignExtendAcc { size: 2, into_dx: false },
         Mnemonic::Cwde => Native::SignExtendAcc { size: 4, into_dx: false },
         Mnemonic::Cdqe => Native::SignExtendAcc { size: 8, into_dx: false },
