@@ -404,6 +404,24 @@ fn shifts_and_rotates_with_dead_and_live_flags_match_the_interpreter() {
     assert!(vm.cpu.jit_stats().native_insns >= 4, "{:?}", vm.cpu.jit_stats());
 }
 
+/// PUSH of a memory operand, RSP-relative ones included (the address is formed before the
+/// push), matches the interpreter.
+#[test]
+fn push_of_memory_matches_the_interpreter() {
+    let vm = both(&[(RSI, DATA), (RCX, 0x55)], |a| {
+        a.mov(qword_ptr(rsi + 0x40), rcx)?;
+        a.push(qword_ptr(rsi + 0x40))?;
+        a.push(qword_ptr(rsp))?;
+        a.push(qword_ptr(rsp + 8))?;
+        a.pop(rax)?;
+        a.pop(rbx)?;
+        a.pop(rdx)?;
+        a.add(rax, rbx)?;
+        Ok(())
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 8, "{:?}", vm.cpu.jit_stats());
+}
+
 /// Prefetch hints are emitted natively as nothing: they touch no memory and never fault,
 /// even at an address with no page or a non-canonical one.
 #[test]

@@ -274,7 +274,7 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
             d => Native::IncDec { inc: insn.mnemonic() == Mnemonic::Inc, size: size_of(d) },
         },
         Mnemonic::Push if long => match insn.code() {
-            Code::Push_r64 => Native::Push,
+            Code::Push_r64 | Code::Push_rm64 => Native::Push,
             Code::Pushq_imm8 | Code::Pushq_imm32 => Native::Push,
             _ => return None,
         },
@@ -454,7 +454,9 @@ impl Emit<'_, '_> {
                 let v = match opnd(insn, 0, bitness).expect("classified") {
                     Opnd::Imm(v) => self.iconst(v),
                     Opnd::Reg(r, _) => self.reg(r),
-                    Opnd::Mem(_) => unreachable!("PUSH m is not native"),
+                    // The address is formed with RSP before the push (SDM PUSH); the read
+                    // changes nothing if the stack's probe then leaves the block.
+                    m @ Opnd::Mem(_) => self.read_opnd(i, insn, m, 8),
                 };
                 self.push(i, v);
             }
