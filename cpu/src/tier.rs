@@ -508,6 +508,9 @@ extern "C" fn jit_flags(cpu: *mut Cpu, _: u64) -> u64 {
     cpu.state.rflags
 }
 
+// `BlockSpec::opaque` has a bit per instruction of a block.
+const _: () = assert!(crate::exec::MAX_BLOCK <= 64);
+
 // The translator picks the AC context as supervisor + RFLAGS.AC.
 const _: () = assert!(Ctx::SupervisorAc as u32 == Ctx::Supervisor as u32 + 1);
 
@@ -650,6 +653,9 @@ impl Cpu {
             user,
             block: Rc::as_ptr(block) as usize,
             chain: self.tier.config.chain.then(|| std::array::from_fn(cell)),
+            // What the model does not implement keeps the interpreter's handler (#UD, or the
+            // instruction a CPU without the feature runs instead).
+            opaque: block.insns.iter().enumerate().filter(|(_, d)| !self.model.allows(&d.insn)).fold(0, |m, (i, _)| m | 1 << i),
         }
     }
 
@@ -681,7 +687,7 @@ impl Cpu {
         let job = self.job(block, user);
         let start = std::time::Instant::now();
         let t = self.tier.local.as_mut().expect("created above");
-        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user, block: job.block, chain: job.chain };
+        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user, block: job.block, chain: job.chain, opaque: job.opaque };
         let result = t.compile(&spec);
         let total = t.code_bytes();
         let ns = start.elapsed().as_nanos() as u64;

@@ -422,6 +422,27 @@ fn push_of_memory_matches_the_interpreter() {
     assert!(vm.cpu.jit_stats().native_insns >= 8, "{:?}", vm.cpu.jit_stats());
 }
 
+/// An instruction the guest's CPU model lacks raises #UD in compiled code too, even one the
+/// translator emits natively for other models, and the state before it is intact.
+#[test]
+fn instructions_the_model_lacks_raise_ud_in_compiled_code() {
+    for (model, code) in [
+        ("max,-cmov", (|a: &mut CodeAssembler| a.cmove(rax, rbx)) as fn(&mut CodeAssembler) -> Result<(), IcedError>),
+        ("max,-sse2", |a| a.pxor(xmm0, xmm1)),
+    ] {
+        let mut v = vm(JitMode::Always);
+        v.cpu.model = ferrite_cpu::CpuModel::parse(model).unwrap();
+        v.code(|a| {
+            a.mov(rax, 1u64)?;
+            a.add(rax, rax)?;
+            code(a)
+        });
+        assert_eq!(v.run(), Stop::Exception(6), "{model}");
+        assert_eq!(v.gpr(RAX), 2, "{model}");
+        assert!(v.cpu.jit_stats().compiled_runs > 0, "{model}: {:?}", v.cpu.jit_stats());
+    }
+}
+
 /// Prefetch hints are emitted natively as nothing: they touch no memory and never fault,
 /// even at an address with no page or a non-canonical one.
 #[test]

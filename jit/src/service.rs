@@ -22,6 +22,8 @@ pub struct Job {
     /// As in [`BlockSpec`].
     pub block: usize,
     pub chain: Option<[usize; crate::CHAIN_CELLS]>,
+    /// As in [`BlockSpec`].
+    pub opaque: u64,
 }
 
 pub struct Done {
@@ -130,7 +132,7 @@ impl Worker {
             return true;
         }
         let start = Instant::now();
-        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user: job.user, block: job.block, chain: job.chain };
+        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user: job.user, block: job.block, chain: job.chain, opaque: job.opaque };
         let result = self.translator.compile(&spec);
         let d = Done {
             serial: job.serial,

@@ -26,6 +26,10 @@ pub struct BlockSpec<'a> {
     /// Addresses of the block's [`ChainCell`](crate::ChainCell)s, one per exit
     /// (`EXIT_TAKEN`, `EXIT_NEXT`); `None` builds a block that always returns.
     pub chain: Option<[usize; crate::CHAIN_CELLS]>,
+    /// Bit `i`: instruction `i` is not what the guest's CPU model runs there (it raises #UD,
+    /// or runs as another instruction), so the interpreter runs it, and afterwards nothing
+    /// of the state is assumed known. Blocks hold at most 64 instructions.
+    pub opaque: u64,
 }
 
 /// A compiled block.

@@ -27,6 +27,11 @@ pub(crate) fn emit_block(
     frontend: TargetFrontendConfig,
 ) -> u32 {
     let mut plan: Vec<Option<ops::Native>> = spec.insns.iter().map(|i| ops::classify(i, spec.bitness)).collect();
+    for (i, p) in plan.iter_mut().enumerate() {
+        if spec.opaque >> i & 1 != 0 {
+            *p = None;
+        }
+    }
     ops::keep_dead_flag_shifts(&mut plan, spec.insns);
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
@@ -339,6 +344,10 @@ impl Emit<'_, '_> {
         let insn = &self.spec.insns[i];
         self.dirty = 0;
         self.loaded &= !written_gprs(insn);
+        if self.spec.opaque >> i & 1 != 0 {
+            self.loaded = 0;
+            self.flags = Flags::Memory;
+        }
         self.tlb_context_known = false;
         self.sse_checked = false;
         self.mxcsr_checked = false;
