@@ -96,9 +96,10 @@ pub(crate) struct CodeCache {
     pub retired: u64,
 }
 
-// SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`) and the blocks' `Cell`s are the
-// only non-`Send` parts. Every clone of a block is owned by this cache, directly or through
-// another block's links, or by a stack frame of a method borrowing the `Cpu` that owns it
+// SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`), the blocks' `Cell`s and the
+// pointers to cells of this cache's blocks (`BlockTier::incoming`) are the only non-`Send`
+// parts. Every clone of a block is owned by this cache, directly or through another block's
+// links, or by a stack frame of a method borrowing the `Cpu` that owns it
 // (see above); compiled code names blocks and cells only while such a frame runs it. Sending
 // the cache means sending its `Cpu` by value, which no such frame can outlive, so every clone
 // of a block moves together, and counts and cells are only touched by the thread that owns the

@@ -137,7 +137,12 @@ pub(crate) struct BlockTier {
     /// indirect branch has two).
     pub chain: [ChainCell; CHAIN_CELLS],
     /// The blocks those cells lead to, kept alive while linked.
-    pub links: RefCell<[Option<Rc<Block>>; CHAIN_CELLS]>,
+    links: RefCell<[Option<Rc<Block>>; CHAIN_CELLS]>,
+    /// The cells holding this block's entry: other blocks' (`links` names this block for
+    /// each) and the indirect table's. `unlink` clears them, since compiled code jumps to the
+    /// entry a cell holds. A cell is listed only while its owner names this block, so every
+    /// pointer here is live.
+    incoming: RefCell<Vec<*const ChainCell>>,
 }
 
 impl BlockTier {
@@ -146,10 +151,37 @@ impl BlockTier {
     /// running them).
     pub fn unlink(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.live_entry.set(0);
-        for cell in &self.chain {
-            cell.set(0, 0, 0);
+        for cell in self.incoming.take() {
+            // SAFETY: listed cells are live (see `incoming`); only this thread touches them.
+            unsafe { (*cell).set(0, 0, 0) };
         }
-        graveyard.extend(self.links.borrow_mut().iter_mut().filter_map(Option::take));
+        for i in 0..CHAIN_CELLS {
+            self.link(i, None, 0, 0, graveyard);
+        }
+    }
+
+    /// Points cell `i` at `target` (whose entry is `entry`, 0 for none) under `generation`,
+    /// for RIP `rip`; the block it named before goes to `graveyard`.
+    fn link(&self, i: usize, target: Option<Rc<Block>>, generation: u64, rip: u64, graveyard: &mut Vec<Rc<Block>>) {
+        let cell = &self.chain[i];
+        let entry = target.as_ref().map_or(0, |t| t.tier.live_entry.get());
+        cell.set(entry, generation, rip);
+        if let Some(t) = target.as_ref().filter(|_| entry != 0) {
+            t.tier.incoming.borrow_mut().push(cell);
+        }
+        let old = std::mem::replace(&mut self.links.borrow_mut()[i], target);
+        if let Some(old) = old {
+            old.tier.forget_incoming(cell);
+            graveyard.push(old);
+        }
+    }
+
+    /// Drops `cell` from the cells holding this block's entry (it names another now).
+    fn forget_incoming(&self, cell: *const ChainCell) {
+        let mut incoming = self.incoming.borrow_mut();
+        if let Some(at) = incoming.iter().rposition(|&c| c == cell) {
+            incoming.swap_remove(at);
+        }
     }
 
     /// The block left the cache.
@@ -182,16 +214,28 @@ impl IndirectTable {
     /// block it named before goes to `graveyard` (compiled code may be running it).
     fn set(&mut self, rip: u64, user: bool, target: &Rc<Block>, generation: u64, graveyard: &mut Vec<Rc<Block>>) {
         let slot = indirect_slot(rip, user);
-        self.cells[slot].set(&target.tier.live_entry as *const Cell<usize> as usize, generation, rip);
-        graveyard.extend(self.targets[slot].replace(target.clone()));
+        self.forget(slot, graveyard);
+        let cell = &self.cells[slot];
+        cell.set(target.tier.live_entry.get(), generation, rip);
+        target.tier.incoming.borrow_mut().push(cell);
+        self.targets[slot] = Some(target.clone());
+    }
+
+    /// Empties slot `slot`; the block it named goes to `graveyard`.
+    fn forget(&mut self, slot: usize, graveyard: &mut Vec<Rc<Block>>) {
+        let cell = &self.cells[slot];
+        cell.set(0, 0, 0);
+        if let Some(old) = self.targets[slot].take() {
+            old.tier.forget_incoming(cell);
+            graveyard.push(old);
+        }
     }
 
     /// Forgets every link (the code cache is emptied).
     pub fn clear(&mut self, graveyard: &mut Vec<Rc<Block>>) {
-        for cell in self.cells.iter() {
-            cell.set(0, 0, 0);
+        for slot in 0..self.cells.len() {
+            self.forget(slot, graveyard);
         }
-        graveyard.extend(self.targets.iter_mut().filter_map(Option::take));
     }
 }
 
@@ -922,22 +966,20 @@ impl Cpu {
         if exit != EXIT_INDIRECT && generation != 0 && ferrite_jit::local_exit(owner.bitness, owner.insns[0].insn.ip(), self.state.rip) {
             return None;
         }
-        let mut links = owner.tier.links.borrow_mut();
+        let tier = &owner.tier;
         if exit == EXIT_INDIRECT {
-            // The last target becomes the second entry; the one before it goes.
-            let last = &owner.tier.chain[EXIT_INDIRECT];
-            owner.tier.chain[CELL_INDIRECT_BEFORE].set(last.target.get(), last.generation.get(), last.rip.get());
-            let moved = links[EXIT_INDIRECT].take();
-            self.code.graveyard.extend(std::mem::replace(&mut links[CELL_INDIRECT_BEFORE], moved));
+            // The last target becomes the second entry (unless it went since); the one
+            // before it goes.
+            let last = &tier.chain[EXIT_INDIRECT];
+            let moved = tier.links.borrow()[EXIT_INDIRECT].clone().filter(|_| last.target.get() != 0);
+            tier.link(CELL_INDIRECT_BEFORE, moved, last.generation.get(), last.rip.get(), &mut self.code.graveyard);
         }
-        owner.tier.chain[exit].set(&target.tier.live_entry as *const Cell<usize> as usize, generation, self.state.rip);
         if exit == EXIT_INDIRECT && owner.bitness == 64 {
             // Shared by blocks of other pages: never the generation of a link within one.
             let generation = if generation == 0 { self.code.generation_for_link(lin) } else { generation };
             self.code.indirect.set(self.state.rip, user, &target, generation, &mut self.code.graveyard);
         }
-        let old = links[exit].replace(target);
-        self.code.graveyard.extend(old);
+        tier.link(exit, Some(target), generation, self.state.rip, &mut self.code.graveyard);
         self.tier.stats.links[exit] += 1;
         Some(entry)
     }

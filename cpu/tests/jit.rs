@@ -2,7 +2,7 @@
 //! compiled (`jit=always`), one block per run-loop turn and chained, and interpreted only,
 //! and must leave identical registers, flags and memory; code that rewrites itself, code a
 //! device rewrites, a page fault in the middle of a compiled block, TLB misses filled from
-//! compiled code, links to a page whose mapping changed, and chains that must stop for a
+//! compiled code, links to a page whose mapping or code changed, and chains that must stop for a
 //! kick or an interrupt.
 
 mod int_harness;
@@ -629,6 +629,56 @@ fn a_link_to_another_page_follows_a_changed_mapping() {
         }
         let old = u64::from_le_bytes(v.read(pte_of(FAR), 8).try_into().unwrap());
         v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
+        v.finish();
+        v
+    });
+    let [off, compiled, chained] = runs;
+    assert_eq!(off.gpr(RBX), 1000 + 100 * 1000);
+    same_machine(&off, &compiled);
+    same_machine(&off, &chained);
+    assert!(chained.cpu.jit_stats().chained_runs > 1000, "{:?}", chained.cpu.jit_stats());
+}
+
+#[test]
+fn a_link_to_code_rewritten_on_another_page_runs_the_new_code() {
+    // The loop jumps to linear FAR and back a thousand times (so its exits link), then
+    // rewrites the immediate of FAR's ADD from its own page and runs the loop again: its link
+    // to the old block must go (links hold the target's entry itself, cleared when that block
+    // is dropped), and the new ADD must run.
+    const FAR: u64 = CODE + 0x1000;
+    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+        let mut v = vm(mode);
+        v.budget = budget;
+        let mut a = CodeAssembler::new(64).unwrap();
+        let (mut top, mut back, mut done) = (a.create_label(), a.create_label(), a.create_label());
+        let mut build = || -> Result<(), IcedError> {
+            a.mov(ecx, 1000)?;
+            a.xor(esi, esi)?;
+            a.set_label(&mut top)?;
+            a.jmp(FAR)?;
+            a.set_label(&mut back)?;
+            a.dec(ecx)?;
+            a.jnz(top)?;
+            a.test(esi, esi)?;
+            a.jnz(done)?;
+            a.inc(esi)?;
+            // FAR's `add rbx, imm8` (48 83 C3 ib): its immediate.
+            a.mov(byte_ptr(FAR + 3), 100)?;
+            a.mov(ecx, 1000)?;
+            a.jmp(top)?;
+            a.set_label(&mut done)?;
+            a.nop()
+        };
+        build().unwrap();
+        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+        let back = r.label_ip(&back).unwrap();
+        v.set_code(&r.inner.code_buffer);
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.add(rbx, 1).unwrap();
+        a.jmp(back).unwrap();
+        let far = a.assemble(FAR).unwrap();
+        assert_eq!(far[..4], [0x48, 0x83, 0xc3, 1]);
+        v.write(FAR, &far);
         v.finish();
         v
     });

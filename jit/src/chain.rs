@@ -14,14 +14,16 @@ use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Module, ModuleError};
 use std::cell::Cell;
 
-/// One direct exit of a compiled block, as its code reads it: where to find the entry of the
-/// block it links to, and when the link holds. Owned by the CPU (it lives as long as the block
-/// whose code names its address) and written only by the vCPU thread.
+/// One direct exit of a compiled block, as its code reads it: the entry of the block it links
+/// to, and when the link holds. Owned by the CPU (it lives as long as the block whose code
+/// names its address) and written only by the vCPU thread.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct ChainCell {
-    /// Address of the target block's live-entry word (a `usize` that is the target's entry
-    /// point, or 0 once the target is gone), or 0 while unlinked.
+    /// The target block's entry point, or 0 while unlinked. The CPU clears every cell that
+    /// holds a block's entry when that block stops being compiled, so compiled code jumps to
+    /// it without a second load (which missed the host's caches on most exits: the blocks'
+    /// own words lie all over the heap).
     pub target: Cell<usize>,
     /// 0 for a link inside the exiting block's first page (its physical page follows from the
     /// block's own); otherwise the link generation it was made under, as a link to

@@ -150,8 +150,8 @@ impl Emit<'_, '_> {
 
     /// Tail-calls the block the cell at `cell` links to if the link holds (made within the
     /// block's first page, or under the current link generation, or the current global one
-    /// for a block on a global page), its target is still compiled and, with `rip`, the link
-    /// leads to that RIP; otherwise goes on at `otherwise`.
+    /// for a block on a global page) and, with `rip`, the link leads to that RIP; otherwise
+    /// goes on at `otherwise`. A cell links only to compiled code (see `ChainCell::target`).
     fn follow_cell(&mut self, cell: Value, rip: Option<Value>, otherwise: Block) {
         let f = super::state_flags();
         let (check, live) = (self.b.create_block(), self.b.create_block());
@@ -173,7 +173,7 @@ impl Emit<'_, '_> {
         }
         self.b.ins().brif(valid, live, &[], otherwise, &[]);
         self.b.switch_to_block(live);
-        self.call_live_target(target, otherwise);
+        self.b.ins().return_call_indirect(self.block_sig, target, &[self.cpu, self.frame]);
     }
 
     /// `follow_cell` for a link within the block's first page (see `local_exit`), which
@@ -183,17 +183,7 @@ impl Emit<'_, '_> {
         let target = self.b.ins().load(types::I64, super::state_flags(), cell, 0);
         self.b.ins().brif(target, live, &[], otherwise, &[]);
         self.b.switch_to_block(live);
-        self.call_live_target(target, otherwise);
-    }
-
-    /// Tail-calls the block whose live-entry word is at `target` if it is still compiled;
-    /// otherwise goes on at `otherwise`.
-    fn call_live_target(&mut self, target: Value, otherwise: Block) {
-        let go = self.b.create_block();
-        let entry = self.b.ins().load(types::I64, super::state_flags(), target, 0);
-        self.b.ins().brif(entry, go, &[], otherwise, &[]);
-        self.b.switch_to_block(go);
-        self.b.ins().return_call_indirect(self.block_sig, entry, &[self.cpu, self.frame]);
+        self.b.ins().return_call_indirect(self.block_sig, target, &[self.cpu, self.frame]);
     }
 
     /// The address of `rip`'s cell in the indirect table of this block's privilege (as
