@@ -154,24 +154,38 @@ impl Emit<'_, '_> {
     /// goes on at `otherwise`. A cell links only to compiled code (see `ChainCell::target`).
     fn follow_cell(&mut self, cell: Value, rip: Option<Value>, otherwise: Block) {
         let f = super::state_flags();
-        let (check, live) = (self.b.create_block(), self.b.create_block());
+        let check = self.b.create_block();
         let target = self.b.ins().load(types::I64, f, cell, 0);
         self.b.ins().brif(target, check, &[], otherwise, &[]);
         self.b.switch_to_block(check);
-        let generation = self.b.ins().load(types::I64, f, cell, 8);
-        let current = self.load_state(types::I64, self.l.link_generation);
-        let global = self.load_state(types::I64, self.l.global_link_generation);
-        let same = self.b.ins().icmp(IntCC::Equal, generation, current);
-        let same_global = self.b.ins().icmp(IntCC::Equal, generation, global);
-        let local = self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0);
-        let same = self.b.ins().bor(same, same_global);
-        let mut valid = self.b.ins().bor(same, local);
         if let Some(rip) = rip {
+            let generations = self.b.create_block();
             let link_rip = self.b.ins().load(types::I64, f, cell, 16);
             let here = self.b.ins().icmp(IntCC::Equal, link_rip, rip);
-            valid = self.b.ins().band(valid, here);
+            self.b.ins().brif(here, generations, &[], otherwise, &[]);
+            self.b.switch_to_block(generations);
         }
-        self.b.ins().brif(valid, live, &[], otherwise, &[]);
+        // A branch per generation that holds, the likeliest first (a kernel's links lead
+        // mostly to its global pages, a process's to its own): shorter code than folding the
+        // comparisons into one flag.
+        let generation = self.b.ins().load(types::I64, f, cell, 8);
+        let live = self.b.create_block();
+        let (current, global) = (self.l.link_generation, self.l.global_link_generation);
+        let order = if self.spec.user { [Some(current), None, Some(global)] } else { [Some(global), None, Some(current)] };
+        for (i, holds) in order.into_iter().enumerate() {
+            let same = match holds {
+                Some(offset) => {
+                    let g = self.load_state(types::I64, offset);
+                    self.b.ins().icmp(IntCC::Equal, generation, g)
+                }
+                None => self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0),
+            };
+            let next = if i == order.len() - 1 { otherwise } else { self.b.create_block() };
+            self.b.ins().brif(same, live, &[], next, &[]);
+            if next != otherwise {
+                self.b.switch_to_block(next);
+            }
+        }
         self.b.switch_to_block(live);
         self.b.ins().return_call_indirect(self.block_sig, target, &[self.cpu, self.frame]);
     }
