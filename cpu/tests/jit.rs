@@ -422,6 +422,72 @@ fn push_of_memory_matches_the_interpreter() {
     assert!(vm.cpu.jit_stats().native_insns >= 8, "{:?}", vm.cpu.jit_stats());
 }
 
+/// Each operation of `ops` with its flags stored after it (PUSHFQ; POP to memory), so every
+/// one's flags are compared, not only the last.
+fn with_flags_stored(a: &mut CodeAssembler, ops: &[&dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>]) -> Result<(), IcedError> {
+    for (k, op) in ops.iter().enumerate() {
+        op(a)?;
+        a.pushfq()?;
+        a.pop(qword_ptr(rsi + 0x800 + 8 * k as i32))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn cmpxchg_xadd_xchg_and_locked_operations_match_the_interpreter() {
+    // RSI: DATA, whose first qwords hold the operands; matches and mismatches of every
+    // size, locked and not, a misaligned locked one (the interpreter's), and a 32-bit match
+    // that must keep RAX's upper half.
+    let vm = both(&[(RSI, DATA), (RBX, 0x8000_0000_8000_80ff), (RCX, 0x1234_5678_9abc_def0), (RDX, 0x7fff_ffff_ffff_ffff)], |a| {
+        a.mov(rax, 0x0102_0304_0506_0708u64)?;
+        a.mov(qword_ptr(rsi), rax)?;
+        a.mov(qword_ptr(rsi + 8), rdx)?;
+        a.mov(qword_ptr(rsi + 16), rbx)?;
+        a.mov(qword_ptr(rsi + 24), rcx)?;
+        with_flags_stored(
+            a,
+            &[
+                &|a| a.cmpxchg(byte_ptr(rsi), bl),
+                &|a| a.cmpxchg(byte_ptr(rsi), cl),
+                &|a| a.lock().cmpxchg(word_ptr(rsi + 2), bx),
+                &|a| a.lock().cmpxchg(word_ptr(rsi + 2), cx),
+                &|a| a.cmpxchg(dword_ptr(rsi + 8), ecx),
+                &|a| {
+                    a.mov(eax, dword_ptr(rsi + 8))?;
+                    a.bts(rax, 40)?;
+                    a.lock().cmpxchg(dword_ptr(rsi + 8), ebx)?;
+                    a.mov(qword_ptr(rsi + 48), rax)
+                },
+                &|a| a.lock().cmpxchg(qword_ptr(rsi + 16), rcx),
+                &|a| {
+                    a.mov(rax, qword_ptr(rsi + 16))?;
+                    a.lock().cmpxchg(qword_ptr(rsi + 16), rdx)
+                },
+                &|a| a.lock().cmpxchg(dword_ptr(rsi + 1), ecx),
+                &|a| a.xadd(byte_ptr(rsi + 3), ah),
+                &|a| a.lock().xadd(word_ptr(rsi + 4), bx),
+                &|a| a.xadd(dword_ptr(rsi + 12), edx),
+                &|a| a.lock().xadd(qword_ptr(rsi + 24), rdx),
+                &|a| a.xchg(qword_ptr(rsi + 32), rcx),
+                &|a| a.xchg(byte_ptr(rsi + 5), bh),
+                &|a| a.lock().add(dword_ptr(rsi + 8), 0x7fff_ffff),
+                &|a| a.lock().sub(qword_ptr(rsi + 16), rdx),
+                &|a| a.lock().and(word_ptr(rsi + 2), 0x8001),
+                &|a| a.lock().or(byte_ptr(rsi + 6), cl),
+                &|a| a.lock().xor(qword_ptr(rsi + 24), rbx),
+                &|a| a.lock().inc(dword_ptr(rsi + 12)),
+                &|a| {
+                    a.mov(qword_ptr(rsi + 40), 0)?;
+                    a.lock().dec(qword_ptr(rsi + 40))
+                },
+                &|a| a.lock().dec(byte_ptr(rsi + 7)),
+            ],
+        )?;
+        Ok(())
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 40, "{:?}", vm.cpu.jit_stats());
+}
+
 /// An instruction the guest's CPU model lacks raises #UD in compiled code too, even one the
 /// translator emits natively for other models, and the state before it is intact.
 #[test]

@@ -1,6 +1,7 @@
 //! Cranelift IR for one block: guest registers in variables, lazy flags tracked at compile
 //! time, interpreter calls for what is not emitted natively.
 
+mod atomic;
 mod bits;
 pub(crate) mod exits;
 mod flags;
@@ -453,7 +454,7 @@ impl Emit<'_, '_> {
 }
 
 /// The Cranelift integer type of a `size`-byte operand.
-fn int_type(size: u8) -> Type {
+pub(super) fn int_type(size: u8) -> Type {
     match size {
         1 => types::I8,
         2 => types::I16,

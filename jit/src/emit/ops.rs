@@ -1,5 +1,6 @@
 //! The instructions emitted natively: moves, integer ALU, stack, near branches, SETcc and
-//! CMOVcc, and shifts and rotates of a register (by an immediate or CL) whose flags nothing reads
+//! CMOVcc, CMPXCHG, XADD, XCHG and LOCK'd ALU operations of memory (`atomic`), and shifts and
+//! rotates of a register (by an immediate or CL) whose flags nothing reads
 //! ([`keep_dead_flag_shifts`]). Everything else (and every instruction in device memory or
 //! under a TLB miss) runs through the interpreter. Memory operands are native in 64-bit code only, where
 //! segments other than FS/GS have no base and no limit.
@@ -74,6 +75,8 @@ pub(crate) enum Native {
     Float(super::float::FloatOp),
     /// BT, BTS, BTR, BTC without LOCK (see `bits`).
     BitTest { op: super::bits::BitOp, size: u8 },
+    /// CMPXCHG, XADD, XCHG of memory, and LOCK'd ALU operations (see `atomic`).
+    Atomic { op: super::atomic::AtomicOp, size: u8, locked: bool },
 }
 
 /// An operand the translator handles.
@@ -126,6 +129,9 @@ fn direct_target(insn: &Instruction, bitness: u32) -> Option<u64> {
 
 /// Decides whether and how `insn` is emitted natively in code of `bitness`.
 pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
+    if let Some((op, size, locked)) = super::atomic::classify(insn, bitness) {
+        return Some(Native::Atomic { op, size, locked });
+    }
     if insn.has_lock_prefix() {
         return None;
     }
@@ -439,6 +445,7 @@ impl Emit<'_, '_> {
                 self.set_reg(insn.op0_register(), ea);
             }
             Native::Alu { op, size } => self.alu(i, insn, op, size),
+            Native::Atomic { op, size, locked } => self.atomic(i, insn, op, size, locked),
             Native::IncDec { inc, size } => {
                 let carry = self.carry_flag();
                 let dst = opnd(insn, 0, bitness).expect("classified");
