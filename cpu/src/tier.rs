@@ -591,6 +591,8 @@ fn layout() -> Layout {
         seg_base: std::array::from_fn(|i| {
             at(st + offset_of!(CpuState, seg) + i * size_of::<Segment>() + offset_of!(Segment, base))
         }),
+        ss_attrs: at(st + offset_of!(CpuState, seg) + crate::Seg::Ss as usize * size_of::<Segment>() + offset_of!(Segment, attrs)),
+        dpl_shift: crate::state::seg_attr::DPL_SHIFT,
         tlb: at(offset_of!(Cpu, tlb)),
         tlb_bits: TLB_BITS,
         tlb_entry_size: size_of::<TlbEntry>() as i32,

@@ -488,6 +488,38 @@ fn cmpxchg_xadd_xchg_and_locked_operations_match_the_interpreter() {
     assert!(vm.cpu.jit_stats().native_insns >= 40, "{:?}", vm.cpu.jit_stats());
 }
 
+#[test]
+fn interrupt_and_alignment_flag_changes_and_pushfq_match_the_interpreter() {
+    // CPL 0: CLI and STI, with IF clear and set (the second STI changes nothing), STAC and
+    // CLAC (the TLB context they pick is used right after), and PUSHFQ of pending
+    // arithmetic flags, each image stored.
+    let vm = both(&[(RSI, DATA), (RBX, 0x8000_0000_0000_0001)], |a| {
+        with_flags_stored(
+            a,
+            &[
+                &|a| a.cli(),
+                &|a| {
+                    a.sti()?;
+                    a.nop()
+                },
+                &|a| a.sti(),
+                &|a| {
+                    a.stac()?;
+                    a.mov(rax, qword_ptr(rsi))
+                },
+                &|a| {
+                    a.clac()?;
+                    a.mov(qword_ptr(rsi + 8), rax)
+                },
+                &|a| a.add(rbx, rbx),
+                &|a| a.sub(ebx, 1),
+                &|a| a.cli(),
+            ],
+        )
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 20, "{:?}", vm.cpu.jit_stats());
+}
+
 /// An instruction the guest's CPU model lacks raises #UD in compiled code too, even one the
 /// translator emits natively for other models, and the state before it is intact.
 #[test]

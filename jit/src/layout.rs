@@ -35,6 +35,9 @@ pub struct Layout {
     pub cc_ops: CcOps,
     /// Segment bases (`u64`) in ES, CS, SS, DS, FS, GS order.
     pub seg_base: [i32; 6],
+    /// SS's descriptor attributes (`u32`), whose DPL (2 bits from `dpl_shift`) is the CPL.
+    pub ss_attrs: i32,
+    pub dpl_shift: u32,
     /// The pointer to the soft TLB: `[context][slot]` entries.
     pub tlb: i32,
     pub tlb_bits: u32,

@@ -8,6 +8,7 @@ mod flags;
 mod float;
 mod mem;
 mod ops;
+mod system;
 mod vector;
 
 use crate::chain::{block_signature, EXIT_NEXT};

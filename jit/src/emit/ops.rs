@@ -1,5 +1,6 @@
 //! The instructions emitted natively: moves, integer ALU, stack, near branches, SETcc and
-//! CMOVcc, CMPXCHG, XADD, XCHG and LOCK'd ALU operations of memory (`atomic`), and shifts and
+//! CMOVcc, CMPXCHG, XADD, XCHG and LOCK'd ALU operations of memory (`atomic`), CLI, STI, CLAC,
+//! STAC and PUSHFQ (`system`), and shifts and
 //! rotates of a register (by an immediate or CL) whose flags nothing reads
 //! ([`keep_dead_flag_shifts`]). Everything else (and every instruction in device memory or
 //! under a TLB miss) runs through the interpreter. Memory operands are native in 64-bit code only, where
@@ -77,6 +78,8 @@ pub(crate) enum Native {
     BitTest { op: super::bits::BitOp, size: u8 },
     /// CMPXCHG, XADD, XCHG of memory, and LOCK'd ALU operations (see `atomic`).
     Atomic { op: super::atomic::AtomicOp, size: u8, locked: bool },
+    /// CLI, STI, CLAC, STAC, PUSHFQ (see `system`).
+    System(super::system::SysOp),
 }
 
 /// An operand the translator handles.
@@ -134,6 +137,9 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
     }
     if insn.has_lock_prefix() {
         return None;
+    }
+    if let Some(op) = super::system::classify(insn, bitness) {
+        return Some(Native::System(op));
     }
     let two = || Some((opnd(insn, 0, bitness)?, opnd(insn, 1, bitness)?));
     let long = bitness == 64;
@@ -446,6 +452,7 @@ impl Emit<'_, '_> {
             }
             Native::Alu { op, size } => self.alu(i, insn, op, size),
             Native::Atomic { op, size, locked } => self.atomic(i, insn, op, size, locked),
+            Native::System(op) => self.system(i, op),
             Native::IncDec { inc, size } => {
                 let carry = self.carry_flag();
                 let dst = opnd(insn, 0, bitness).expect("classified");
@@ -757,7 +764,7 @@ impl Emit<'_, '_> {
     }
 
     /// PUSH of a 64-bit value in 64-bit mode (SS has no base there).
-    fn push(&mut self, i: usize, v: Value) {
+    pub(super) fn push(&mut self, i: usize, v: Value) {
         let rsp = self.reg(Register::RSP);
         let down = self.b.ins().iadd_imm_s(rsp, -8);
         let host = self.probe(i, down, 8, Access::Write);
