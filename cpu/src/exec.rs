@@ -62,6 +62,9 @@ struct JumpEntry {
 /// Marks global link generations (see `CodeCache::global_link_generation`).
 const GLOBAL_LINKS: u64 = 1 << 63;
 
+/// The most linear pages `CodeCache::link_pages` lists.
+const LINK_PAGES_MAX: usize = 4096;
+
 pub(crate) struct CodeCache {
     blocks: HashMap<BlockKey, Rc<Block>>,
     /// Physical page → keys of blocks with bytes on it.
@@ -70,10 +73,19 @@ pub(crate) struct CodeCache {
     /// Bumped to empty the jump cache at once (a CR3 write that drops translations, a paging
     /// mode change, the memory map).
     pub jump_generation: u64,
-    /// Bumped with `jump_generation`, by INVLPG and whenever the address space changes (any
-    /// CR3 write), and read by compiled code: links between blocks of different pages hold
-    /// only within one (see `tier`).
+    /// The generation of the current address space's links, read by compiled code: a link
+    /// between blocks of different pages holds only in the address space it was made in, and
+    /// only while the translations it was looked up with do (see `tier`). A new value comes
+    /// with every change of address space, except a return to a PCID whose translations were
+    /// kept (see `switch_space`), and whenever such links may have gone stale.
     pub link_generation: u64,
+    /// The generations of the address spaces (PCIDs) left with their translations kept.
+    space_generations: rustc_hash::FxHashMap<u16, u64>,
+    /// The last generation handed out (`fresh_generation`).
+    last_generation: u64,
+    /// Linear pages that links made under a `link_generation` lead to: INVLPG of another page
+    /// leaves them alone.
+    link_pages: rustc_hash::FxHashSet<u64>,
     /// The same for links to a block on a global page (the kernel's code), which CR3 writes
     /// leave alone: bumped only when global translations may change (a full flush, INVLPG of
     /// a page such a link leads to). Always has `GLOBAL_LINKS` set, so it never equals a
@@ -115,6 +127,9 @@ impl Default for CodeCache {
             jump_generation: 1,
             // Never 0, which marks a link inside one page (see `tier`).
             link_generation: 1,
+            space_generations: Default::default(),
+            last_generation: 1,
+            link_pages: Default::default(),
             global_link_generation: GLOBAL_LINKS | 1,
             global_link_pages: Default::default(),
             graveyard: Vec::new(),
@@ -141,13 +156,38 @@ impl CodeCache {
 
     pub fn flush_jump_cache(&mut self) {
         self.jump_generation += 1;
-        self.link_generation += 1;
+        self.forget_all_space_links();
         self.drop_global_links();
     }
 
-    /// A CR3 write: links to non-global pages were looked up in another address space.
-    pub fn address_space_changed(&mut self) {
-        self.link_generation += 1;
+    /// A CR3 write under CR4.PCIDE from PCID `from` to PCID `to`, whose translations were
+    /// `kept` (bit 63 of the source set): `from`'s links hold again when it comes back with
+    /// its translations kept, and `to`'s hold now if it does.
+    pub fn switch_space(&mut self, from: u16, to: u16, kept: bool) {
+        self.space_generations.insert(from, self.link_generation);
+        self.link_generation = match self.space_generations.get(&to) {
+            Some(&g) if kept => g,
+            _ => self.fresh_generation(),
+        };
+    }
+
+    /// Links of every address space are stale (a full flush of non-global translations).
+    fn forget_all_space_links(&mut self) {
+        self.space_generations.clear();
+        self.link_pages.clear();
+        self.link_generation = self.fresh_generation();
+    }
+
+    /// Links of PCID `pcid` are stale; so are the current space's, which may be that PCID.
+    fn forget_space_links(&mut self, pcid: u16) {
+        self.space_generations.remove(&pcid);
+        self.link_generation = self.fresh_generation();
+    }
+
+    fn fresh_generation(&mut self) -> u64 {
+        // Counts up from 1: never 0 (a link inside one page) and never with `GLOBAL_LINKS`.
+        self.last_generation += 1;
+        self.last_generation
     }
 
     fn drop_global_links(&mut self) {
@@ -163,6 +203,11 @@ impl CodeCache {
             self.global_link_pages.insert(lin >> 12);
             self.global_link_generation
         } else {
+            // Bounded: past this many pages, every space's links start over.
+            if self.link_pages.len() >= LINK_PAGES_MAX {
+                self.forget_all_space_links();
+            }
+            self.link_pages.insert(lin >> 12);
             self.link_generation
         }
     }
@@ -177,7 +222,11 @@ impl CodeCache {
                 }
             }
         }
-        self.link_generation += 1;
+        // The current PCID's translation of the page may change: links that lead there go
+        // (other PCIDs keep theirs, SDM Vol. 3, 4.10.4.1).
+        if self.link_pages.contains(&(lin >> 12)) {
+            self.link_generation = self.fresh_generation();
+        }
         if self.global_link_pages.contains(&(lin >> 12)) {
             self.drop_global_links();
         }
@@ -187,6 +236,10 @@ impl CodeCache {
     /// `None`): their entries go, global ones stay, and so do links to other pages.
     pub fn flush_jump_non_global(&mut self, pcid: Option<u16>) {
         self.drop_jump_entries(|e| !e.global && pcid.is_none_or(|p| e.tag >> 16 == p as u32));
+        match pcid {
+            Some(p) => self.forget_space_links(p),
+            None => self.forget_all_space_links(),
+        }
     }
 
     /// Scanning the 4096 entries costs less than looking up every block again after a full
@@ -197,7 +250,6 @@ impl CodeCache {
                 *e = None;
             }
         }
-        self.link_generation += 1;
     }
 
     pub fn for_each_block(&self, mut f: impl FnMut(&Block)) {

@@ -857,6 +857,93 @@ fn a_link_made_in_one_address_space_is_not_followed_in_another() {
     assert!(chained.cpu.jit_stats().chained_runs > 1000, "{:?}", chained.cpu.jit_stats());
 }
 
+#[test]
+fn links_hold_again_in_an_address_space_resumed_with_its_translations_kept() {
+    // Four rounds of a thousand jumps to linear FAR: in PCID 0 (FAR maps to itself), in
+    // PCID 1 (FAR maps to OTHER), back in PCID 0 with its translations kept (FAR as in the
+    // first round: its links may hold again), and in PCID 0 entered with a flush after its
+    // table was changed from PCID 1 to map FAR to OTHER (its links must not hold).
+    const FAR: u64 = CODE + 0x1000;
+    const OTHER: u64 = CODE + 0x2000;
+    const PML4B: u64 = DATA + 0x10000;
+    const PDPTB: u64 = PML4B + 0x1000;
+    const PDB: u64 = PML4B + 0x2000;
+    const PTB: u64 = PML4B + 0x3000;
+    let pte_of = |lin: u64| PT + 8 * ((lin >> 12) & 0x1ff);
+    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+        let mut v = vm(mode);
+        v.budget = budget;
+        let mut a = CodeAssembler::new(64).unwrap();
+        let (mut top, mut back, mut not1, mut not2, mut done) = (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
+        let mut build = || -> Result<(), IcedError> {
+            a.mov(rax, cr4)?;
+            a.or(rax, 1 << 17)?;
+            a.mov(cr4, rax)?;
+            a.mov(r8, cr3)?;
+            a.mov(ecx, 1000)?;
+            a.xor(esi, esi)?;
+            a.set_label(&mut top)?;
+            a.jmp(FAR)?;
+            a.set_label(&mut back)?;
+            a.dec(ecx)?;
+            a.jnz(top)?;
+            a.inc(esi)?;
+            a.mov(ecx, 1000)?;
+            a.cmp(esi, 1)?;
+            a.jne(not1)?;
+            a.mov(rax, PML4B | 1 | 1 << 63)?;
+            a.mov(cr3, rax)?;
+            a.jmp(top)?;
+            a.set_label(&mut not1)?;
+            a.cmp(esi, 2)?;
+            a.jne(not2)?;
+            a.mov(rax, r8)?;
+            a.bts(rax, 63)?;
+            a.mov(cr3, rax)?;
+            a.jmp(top)?;
+            a.set_label(&mut not2)?;
+            a.cmp(esi, 3)?;
+            a.jne(done)?;
+            a.mov(rax, PML4B | 1 | 1 << 63)?;
+            a.mov(cr3, rax)?;
+            a.mov(qword_ptr(pte_of(FAR)), rdx)?;
+            a.mov(cr3, r8)?;
+            a.jmp(top)?;
+            a.set_label(&mut done)?;
+            a.nop()
+        };
+        build().unwrap();
+        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+        let back = r.label_ip(&back).unwrap();
+        v.set_code(&r.inner.code_buffer);
+        for (at, add) in [(FAR, 1), (OTHER, 100)] {
+            let mut a = CodeAssembler::new(64).unwrap();
+            a.add(rbx, add).unwrap();
+            a.jmp(back).unwrap();
+            v.write(at, &a.assemble(FAR).unwrap());
+        }
+        // PCID 1's tables: a copy of the harness's, FAR mapped to OTHER.
+        v.write(PML4B, &(PDPTB | 7).to_le_bytes());
+        v.write(PDPTB, &(PDB | 7).to_le_bytes());
+        let pd = v.read(PD, 16).to_vec();
+        v.write(PDB, &(PTB | 7).to_le_bytes());
+        v.write(PDB + 8, &pd[8..16]);
+        let mut pt = v.read(PT, 4096).to_vec();
+        let slot = 8 * ((FAR >> 12) & 0x1ff) as usize;
+        let old = u64::from_le_bytes(pt[slot..slot + 8].try_into().unwrap());
+        pt[slot..slot + 8].copy_from_slice(&((old & 0xfff) | OTHER).to_le_bytes());
+        v.write(PTB, &pt);
+        v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
+        v.finish();
+        v
+    });
+    let [off, compiled, chained] = runs;
+    assert_eq!(off.gpr(RBX), 2 * (1000 + 100 * 1000));
+    same_machine(&off, &compiled);
+    same_machine(&off, &chained);
+    assert!(chained.cpu.jit_stats().chained_runs > 3000, "{:?}", chained.cpu.jit_stats());
+}
+
 /// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that
 /// ignored the kick or the interrupt runs to it (seconds) instead of hanging: the loop's count
 /// in RAX then shows it, as the run loop itself would still report the kick afterwards.

@@ -158,13 +158,15 @@ impl Cpu {
         self.state.cr3 = v;
         if pcide {
             self.catch_up_code();
+            let from = self.tlb_pcid;
             self.switch_pcid(self.current_pcid(), !keep);
-            // Jump-cache entries carry their PCID; only dropped translations take theirs.
-            // Links to non-global pages were made in another address space either way.
+            // Links to non-global pages hold in their own address space, the new one's only
+            // if its translations were kept. Jump-cache entries carry their PCID; only dropped
+            // translations take theirs.
+            self.code.switch_space(from, self.current_pcid(), keep);
             if !keep {
                 self.code.flush_jump_non_global(Some(self.current_pcid()));
             }
-            self.code.address_space_changed();
         } else {
             self.flush_tlb(true);
         }
