@@ -683,13 +683,44 @@ fn shifts_and_rotates_by_cl_match_the_interpreter() {
     assert!(vm.cpu.jit_stats().native_insns >= 2, "{:?}", vm.cpu.jit_stats());
 }
 
+/// The linear page the far-jump tests jump to (code there adds 1 to RBX and jumps back), and
+/// the page a changed mapping puts there instead (code adding 100).
+const FAR: u64 = CODE + 0x1000;
+const OTHER: u64 = CODE + 0x2000;
+/// PCID 1's page tables, in RAM the harness leaves free.
+const PML4B: u64 = DATA + 0x10000;
+
+fn write_far_code(v: &mut Vm, back: u64) {
+    for (at, add) in [(FAR, 1), (OTHER, 100)] {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.add(rbx, add).unwrap();
+        a.jmp(back).unwrap();
+        v.write(at, &a.assemble(FAR).unwrap());
+    }
+}
+
+/// Builds PCID 1's tables at PML4B: a copy of the harness's with FAR mapped to OTHER.
+/// Returns FAR's PTE in the harness's tables.
+fn map_far_to_other_in_pcid1(v: &mut Vm) -> u64 {
+    let (pdpt, pd, pt) = (PML4B + 0x1000, PML4B + 0x2000, PML4B + 0x3000);
+    v.write(PML4B, &(pdpt | 7).to_le_bytes());
+    v.write(pdpt, &(pd | 7).to_le_bytes());
+    let harness_pd = v.read(PD, 16).to_vec();
+    v.write(pd, &(pt | 7).to_le_bytes());
+    v.write(pd + 8, &harness_pd[8..16]);
+    let mut table = v.read(PT, 4096).to_vec();
+    let slot = 8 * ((FAR >> 12) & 0x1ff) as usize;
+    let old = u64::from_le_bytes(table[slot..slot + 8].try_into().unwrap());
+    table[slot..slot + 8].copy_from_slice(&((old & 0xfff) | OTHER).to_le_bytes());
+    v.write(pt, &table);
+    old
+}
+
 #[test]
 fn a_link_to_another_page_follows_a_changed_mapping() {
     // The loop jumps to linear 0x41000 and back a thousand times (so its exits link), then
     // maps that page to other code, invalidates it and runs the same loop again: the same
     // jump must now reach the new code.
-    const FAR: u64 = CODE + 0x1000;
-    const OTHER: u64 = CODE + 0x2000;
     let pte_of = |lin: u64| PT + 8 * ((lin >> 12) & 0x1ff);
     let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
         let mut v = vm(mode);
@@ -719,12 +750,7 @@ fn a_link_to_another_page_follows_a_changed_mapping() {
         let back = r.label_ip(&back).unwrap();
         v.set_code(&r.inner.code_buffer);
         // Both run at linear FAR: the first where it maps now, the second at OTHER.
-        for (at, add) in [(FAR, 1), (OTHER, 100)] {
-            let mut a = CodeAssembler::new(64).unwrap();
-            a.add(rbx, add).unwrap();
-            a.jmp(back).unwrap();
-            v.write(at, &a.assemble(FAR).unwrap());
-        }
+        write_far_code(&mut v, back);
         let old = u64::from_le_bytes(v.read(pte_of(FAR), 8).try_into().unwrap());
         v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
         v.finish();
@@ -743,7 +769,6 @@ fn a_link_to_code_rewritten_on_another_page_runs_the_new_code() {
     // rewrites the immediate of FAR's ADD from its own page and runs the loop again: its link
     // to the old block must go (links hold the target's entry itself, cleared when that block
     // is dropped), and the new ADD must run.
-    const FAR: u64 = CODE + 0x1000;
     let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
         let mut v = vm(mode);
         v.budget = budget;
@@ -791,13 +816,6 @@ fn a_link_to_code_rewritten_on_another_page_runs_the_new_code() {
 fn a_link_made_in_one_address_space_is_not_followed_in_another() {
     // As above, but the second round runs in a second address space (PCID 1, entered without
     // a flush), where linear FAR maps to OTHER: a link made in the first must not be followed.
-    const FAR: u64 = CODE + 0x1000;
-    const OTHER: u64 = CODE + 0x2000;
-    // The second hierarchy, in RAM the harness leaves free.
-    const PML4B: u64 = DATA + 0x10000;
-    const PDPTB: u64 = PML4B + 0x1000;
-    const PDB: u64 = PML4B + 0x2000;
-    const PTB: u64 = PML4B + 0x3000;
     let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
         let mut v = vm(mode);
         v.budget = budget;
@@ -830,23 +848,8 @@ fn a_link_made_in_one_address_space_is_not_followed_in_another() {
         let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
         let back = r.label_ip(&back).unwrap();
         v.set_code(&r.inner.code_buffer);
-        for (at, add) in [(FAR, 1), (OTHER, 100)] {
-            let mut a = CodeAssembler::new(64).unwrap();
-            a.add(rbx, add).unwrap();
-            a.jmp(back).unwrap();
-            v.write(at, &a.assemble(FAR).unwrap());
-        }
-        // A copy of the harness's tables, FAR mapped to OTHER.
-        v.write(PML4B, &(PDPTB | 7).to_le_bytes());
-        v.write(PDPTB, &(PDB | 7).to_le_bytes());
-        let pd = v.read(PD, 16).to_vec();
-        v.write(PDB, &(PTB | 7).to_le_bytes());
-        v.write(PDB + 8, &pd[8..16]);
-        let mut pt = v.read(PT, 4096).to_vec();
-        let slot = 8 * ((FAR >> 12) & 0x1ff) as usize;
-        let old = u64::from_le_bytes(pt[slot..slot + 8].try_into().unwrap());
-        pt[slot..slot + 8].copy_from_slice(&((old & 0xfff) | OTHER).to_le_bytes());
-        v.write(PTB, &pt);
+        write_far_code(&mut v, back);
+        map_far_to_other_in_pcid1(&mut v);
         v.finish();
         v
     });
@@ -863,12 +866,6 @@ fn links_hold_again_in_an_address_space_resumed_with_its_translations_kept() {
     // PCID 1 (FAR maps to OTHER), back in PCID 0 with its translations kept (FAR as in the
     // first round: its links may hold again), and in PCID 0 entered with a flush after its
     // table was changed from PCID 1 to map FAR to OTHER (its links must not hold).
-    const FAR: u64 = CODE + 0x1000;
-    const OTHER: u64 = CODE + 0x2000;
-    const PML4B: u64 = DATA + 0x10000;
-    const PDPTB: u64 = PML4B + 0x1000;
-    const PDB: u64 = PML4B + 0x2000;
-    const PTB: u64 = PML4B + 0x3000;
     let pte_of = |lin: u64| PT + 8 * ((lin >> 12) & 0x1ff);
     let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
         let mut v = vm(mode);
@@ -916,23 +913,8 @@ fn links_hold_again_in_an_address_space_resumed_with_its_translations_kept() {
         let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
         let back = r.label_ip(&back).unwrap();
         v.set_code(&r.inner.code_buffer);
-        for (at, add) in [(FAR, 1), (OTHER, 100)] {
-            let mut a = CodeAssembler::new(64).unwrap();
-            a.add(rbx, add).unwrap();
-            a.jmp(back).unwrap();
-            v.write(at, &a.assemble(FAR).unwrap());
-        }
-        // PCID 1's tables: a copy of the harness's, FAR mapped to OTHER.
-        v.write(PML4B, &(PDPTB | 7).to_le_bytes());
-        v.write(PDPTB, &(PDB | 7).to_le_bytes());
-        let pd = v.read(PD, 16).to_vec();
-        v.write(PDB, &(PTB | 7).to_le_bytes());
-        v.write(PDB + 8, &pd[8..16]);
-        let mut pt = v.read(PT, 4096).to_vec();
-        let slot = 8 * ((FAR >> 12) & 0x1ff) as usize;
-        let old = u64::from_le_bytes(pt[slot..slot + 8].try_into().unwrap());
-        pt[slot..slot + 8].copy_from_slice(&((old & 0xfff) | OTHER).to_le_bytes());
-        v.write(PTB, &pt);
+        write_far_code(&mut v, back);
+        let old = map_far_to_other_in_pcid1(&mut v);
         v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
         v.finish();
         v
