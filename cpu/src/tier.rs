@@ -176,7 +176,8 @@ impl BlockTier {
         }
     }
 
-    /// Drops `cell` from the cells holding this block's entry (it names another now).
+    /// Drops `cell` from the cells holding this block's entry (it names another now, or is
+    /// going).
     fn forget_incoming(&self, cell: *const ChainCell) {
         let mut incoming = self.incoming.borrow_mut();
         if let Some(at) = incoming.iter().rposition(|&c| c == cell) {
@@ -188,6 +189,19 @@ impl BlockTier {
     pub fn retire(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.retired.set(true);
         self.unlink(graveyard);
+    }
+}
+
+impl Drop for BlockTier {
+    /// A block may go without `unlink` (a compiled block of device memory, which the cache
+    /// never holds, or the whole cache at once): its cells leave the lists of the blocks they
+    /// name, which its links keep alive until here.
+    fn drop(&mut self) {
+        for (cell, target) in self.chain.iter().zip(self.links.get_mut().iter_mut()) {
+            if let Some(t) = target.take() {
+                t.tier.forget_incoming(cell);
+            }
+        }
     }
 }
 
@@ -354,7 +368,9 @@ impl Tier {
 
     pub fn new_block_tier(&mut self) -> BlockTier {
         self.next_serial += 1;
-        BlockTier { serial: self.next_serial, ..Default::default() }
+        let mut tier = BlockTier::default();
+        tier.serial = self.next_serial;
+        tier
     }
 }
 
@@ -984,5 +1000,40 @@ impl Cpu {
         tier.link(exit, Some(target), generation, self.state.rip, &mut self.code.graveyard);
         self.tier.stats.links[exit] += 1;
         Some(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrite_jit::EXIT_TAKEN;
+
+    fn block() -> Rc<Block> {
+        Rc::new(Block { insns: Box::new([]), bitness: 64, tier: BlockTier::default() })
+    }
+
+    #[test]
+    fn a_cell_names_its_target_until_either_block_goes() {
+        let (owner, target) = (block(), block());
+        // Never run: only compared and stored.
+        target.tier.live_entry.set(0x1000);
+        let mut graveyard = Vec::new();
+        owner.tier.link(EXIT_TAKEN, Some(target.clone()), 7, 0x40, &mut graveyard);
+        assert_eq!(owner.tier.chain[EXIT_TAKEN].target.get(), 0x1000);
+        assert_eq!(target.tier.incoming.borrow().len(), 1);
+        // The target stops being compiled: the owner's cell forgets it.
+        target.tier.unlink(&mut graveyard);
+        assert_eq!(owner.tier.chain[EXIT_TAKEN].target.get(), 0);
+        assert!(target.tier.incoming.borrow().is_empty());
+        // An owner dropped without `unlink` (code in device memory, never cached) leaves no
+        // cell of its own in its target's list.
+        let other = block();
+        other.tier.live_entry.set(0x2000);
+        owner.tier.link(EXIT_TAKEN, Some(other.clone()), 7, 0x40, &mut graveyard);
+        assert_eq!(other.tier.incoming.borrow().len(), 1);
+        drop(graveyard);
+        drop(owner);
+        assert!(other.tier.incoming.borrow().is_empty());
+        other.tier.unlink(&mut Vec::new());
     }
 }
