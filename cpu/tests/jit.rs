@@ -716,18 +716,26 @@ fn map_far_to_other_in_pcid1(v: &mut Vm) -> u64 {
     old
 }
 
-#[test]
-fn a_link_to_another_page_follows_a_changed_mapping() {
-    // The loop jumps to linear 0x41000 and back a thousand times (so its exits link), then
-    // maps that page to other code, invalidates it and runs the same loop again: the same
-    // jump must now reach the new code.
-    let pte_of = |lin: u64| PT + 8 * ((lin >> 12) & 0x1ff);
+/// FAR's entry in the harness's page table.
+fn far_pte() -> u64 {
+    PT + 8 * ((FAR >> 12) & 0x1ff)
+}
+
+type Emitter<'a> = &'a dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>;
+
+/// Runs interpreted, compiled block by block and chained: `setup`, then rounds of a thousand
+/// jumps to linear FAR and back (so the jump's exit links), `between[k]` running after round
+/// k + 1 (each starts another round; ESI counts the rounds done). `prepare` readies the
+/// machine once the code at FAR and OTHER is written (see `write_far_code`). Checks that the
+/// three machines match and that chaining ran; returns the chained one.
+fn far_jump_rounds(setup: Emitter, between: &[Emitter], prepare: impl Fn(&mut Vm)) -> Vm {
     let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
         let mut v = vm(mode);
         v.budget = budget;
         let mut a = CodeAssembler::new(64).unwrap();
-        let (mut top, mut back, mut done) = (a.create_label(), a.create_label(), a.create_label());
+        let (mut top, mut back) = (a.create_label(), a.create_label());
         let mut build = || -> Result<(), IcedError> {
+            setup(&mut a)?;
             a.mov(ecx, 1000)?;
             a.xor(esi, esi)?;
             a.set_label(&mut top)?;
@@ -735,195 +743,129 @@ fn a_link_to_another_page_follows_a_changed_mapping() {
             a.set_label(&mut back)?;
             a.dec(ecx)?;
             a.jnz(top)?;
-            a.test(esi, esi)?;
-            a.jnz(done)?;
             a.inc(esi)?;
-            a.mov(qword_ptr(pte_of(FAR)), rdx)?;
-            a.invlpg(ptr(FAR))?;
             a.mov(ecx, 1000)?;
-            a.jmp(top)?;
-            a.set_label(&mut done)?;
+            for (k, step) in between.iter().enumerate() {
+                let mut next = a.create_label();
+                a.cmp(esi, k as i32 + 1)?;
+                a.jne(next)?;
+                step(&mut a)?;
+                a.jmp(top)?;
+                a.set_label(&mut next)?;
+            }
             a.nop()
         };
         build().unwrap();
         let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
         let back = r.label_ip(&back).unwrap();
         v.set_code(&r.inner.code_buffer);
-        // Both run at linear FAR: the first where it maps now, the second at OTHER.
         write_far_code(&mut v, back);
-        let old = u64::from_le_bytes(v.read(pte_of(FAR), 8).try_into().unwrap());
-        v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
+        prepare(&mut v);
         v.finish();
         v
     });
     let [off, compiled, chained] = runs;
-    assert_eq!(off.gpr(RBX), 1000 + 100 * 1000);
     same_machine(&off, &compiled);
     same_machine(&off, &chained);
-    assert!(chained.cpu.jit_stats().chained_runs > 1000, "{:?}", chained.cpu.jit_stats());
+    let stats = chained.cpu.jit_stats();
+    assert!(stats.chained_runs > 1000 * between.len() as u64, "{stats:?}");
+    chained
+}
+
+/// CR4.PCIDE (CR3's PCID is 0 here, as enabling it requires).
+fn enable_pcids(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(rax, cr4)?;
+    a.or(rax, 1 << 17)?;
+    a.mov(cr4, rax)
+}
+
+/// RDX: FAR's PTE (in the harness's tables) changed to map OTHER.
+fn preset_far_pte_to_other(v: &mut Vm) {
+    let old = u64::from_le_bytes(v.read(far_pte(), 8).try_into().unwrap());
+    v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
+}
+
+#[test]
+fn a_link_to_another_page_follows_a_changed_mapping() {
+    // After the first round, FAR is mapped to OTHER and invalidated: the same jump must
+    // reach the new code.
+    let vm = far_jump_rounds(
+        &|_| Ok(()),
+        &[&|a| {
+            a.mov(qword_ptr(far_pte()), rdx)?;
+            a.invlpg(ptr(FAR))
+        }],
+        preset_far_pte_to_other,
+    );
+    assert_eq!(vm.gpr(RBX), 1000 + 100 * 1000);
 }
 
 #[test]
 fn a_link_to_code_rewritten_on_another_page_runs_the_new_code() {
-    // The loop jumps to linear FAR and back a thousand times (so its exits link), then
-    // rewrites the immediate of FAR's ADD from its own page and runs the loop again: its link
-    // to the old block must go (links hold the target's entry itself, cleared when that block
-    // is dropped), and the new ADD must run.
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
-        let mut v = vm(mode);
-        v.budget = budget;
-        let mut a = CodeAssembler::new(64).unwrap();
-        let (mut top, mut back, mut done) = (a.create_label(), a.create_label(), a.create_label());
-        let mut build = || -> Result<(), IcedError> {
-            a.mov(ecx, 1000)?;
-            a.xor(esi, esi)?;
-            a.set_label(&mut top)?;
-            a.jmp(FAR)?;
-            a.set_label(&mut back)?;
-            a.dec(ecx)?;
-            a.jnz(top)?;
-            a.test(esi, esi)?;
-            a.jnz(done)?;
-            a.inc(esi)?;
-            // FAR's `add rbx, imm8` (48 83 C3 ib): its immediate.
-            a.mov(byte_ptr(FAR + 3), 100)?;
-            a.mov(ecx, 1000)?;
-            a.jmp(top)?;
-            a.set_label(&mut done)?;
-            a.nop()
-        };
-        build().unwrap();
-        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
-        let back = r.label_ip(&back).unwrap();
-        v.set_code(&r.inner.code_buffer);
-        let mut a = CodeAssembler::new(64).unwrap();
-        a.add(rbx, 1).unwrap();
-        a.jmp(back).unwrap();
-        let far = a.assemble(FAR).unwrap();
-        assert_eq!(far[..4], [0x48, 0x83, 0xc3, 1]);
-        v.write(FAR, &far);
-        v.finish();
-        v
-    });
-    let [off, compiled, chained] = runs;
-    assert_eq!(off.gpr(RBX), 1000 + 100 * 1000);
-    same_machine(&off, &compiled);
-    same_machine(&off, &chained);
-    assert!(chained.cpu.jit_stats().chained_runs > 1000, "{:?}", chained.cpu.jit_stats());
+    // After the first round, the loop rewrites the immediate of FAR's ADD from its own page:
+    // its link to the old block must go (links hold the target's entry itself, cleared when
+    // that block is dropped), and the new ADD must run.
+    let vm = far_jump_rounds(
+        &|_| Ok(()),
+        // FAR's `add rbx, imm8` (48 83 C3 ib): its immediate.
+        &[&|a| a.mov(byte_ptr(FAR + 3), 100)],
+        |v| assert_eq!(v.read(FAR, 4)[..4], [0x48, 0x83, 0xc3, 1]),
+    );
+    assert_eq!(vm.gpr(RBX), 1000 + 100 * 1000);
 }
 
 #[test]
 fn a_link_made_in_one_address_space_is_not_followed_in_another() {
-    // As above, but the second round runs in a second address space (PCID 1, entered without
-    // a flush), where linear FAR maps to OTHER: a link made in the first must not be followed.
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
-        let mut v = vm(mode);
-        v.budget = budget;
-        let mut a = CodeAssembler::new(64).unwrap();
-        let (mut top, mut back, mut done) = (a.create_label(), a.create_label(), a.create_label());
-        let mut build = || -> Result<(), IcedError> {
-            // CR4.PCIDE (CR3's PCID is 0 here, as enabling it requires).
-            a.mov(rax, cr4)?;
-            a.or(rax, 1 << 17)?;
-            a.mov(cr4, rax)?;
-            a.mov(ecx, 1000)?;
-            a.xor(esi, esi)?;
-            a.set_label(&mut top)?;
-            a.jmp(FAR)?;
-            a.set_label(&mut back)?;
-            a.dec(ecx)?;
-            a.jnz(top)?;
-            a.test(esi, esi)?;
-            a.jnz(done)?;
-            a.inc(esi)?;
-            // PCID 1, bit 63: keep its translations (there are none yet).
+    // The second round runs in a second address space (PCID 1, entered without a flush),
+    // where linear FAR maps to OTHER: a link made in the first must not be followed.
+    let vm = far_jump_rounds(
+        &enable_pcids,
+        // PCID 1, bit 63: keep its translations (there are none yet).
+        &[&|a| {
             a.mov(rax, PML4B | 1 | 1 << 63)?;
-            a.mov(cr3, rax)?;
-            a.mov(ecx, 1000)?;
-            a.jmp(top)?;
-            a.set_label(&mut done)?;
-            a.nop()
-        };
-        build().unwrap();
-        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
-        let back = r.label_ip(&back).unwrap();
-        v.set_code(&r.inner.code_buffer);
-        write_far_code(&mut v, back);
-        map_far_to_other_in_pcid1(&mut v);
-        v.finish();
-        v
-    });
-    let [off, compiled, chained] = runs;
-    assert_eq!(off.gpr(RBX), 1000 + 100 * 1000);
-    same_machine(&off, &compiled);
-    same_machine(&off, &chained);
-    assert!(chained.cpu.jit_stats().chained_runs > 1000, "{:?}", chained.cpu.jit_stats());
+            a.mov(cr3, rax)
+        }],
+        |v| {
+            map_far_to_other_in_pcid1(v);
+        },
+    );
+    assert_eq!(vm.gpr(RBX), 1000 + 100 * 1000);
 }
 
 #[test]
 fn links_hold_again_in_an_address_space_resumed_with_its_translations_kept() {
-    // Four rounds of a thousand jumps to linear FAR: in PCID 0 (FAR maps to itself), in
-    // PCID 1 (FAR maps to OTHER), back in PCID 0 with its translations kept (FAR as in the
-    // first round: its links may hold again), and in PCID 0 entered with a flush after its
-    // table was changed from PCID 1 to map FAR to OTHER (its links must not hold).
-    let pte_of = |lin: u64| PT + 8 * ((lin >> 12) & 0x1ff);
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
-        let mut v = vm(mode);
-        v.budget = budget;
-        let mut a = CodeAssembler::new(64).unwrap();
-        let (mut top, mut back, mut not1, mut not2, mut done) = (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
-        let mut build = || -> Result<(), IcedError> {
-            a.mov(rax, cr4)?;
-            a.or(rax, 1 << 17)?;
-            a.mov(cr4, rax)?;
-            a.mov(r8, cr3)?;
-            a.mov(ecx, 1000)?;
-            a.xor(esi, esi)?;
-            a.set_label(&mut top)?;
-            a.jmp(FAR)?;
-            a.set_label(&mut back)?;
-            a.dec(ecx)?;
-            a.jnz(top)?;
-            a.inc(esi)?;
-            a.mov(ecx, 1000)?;
-            a.cmp(esi, 1)?;
-            a.jne(not1)?;
-            a.mov(rax, PML4B | 1 | 1 << 63)?;
-            a.mov(cr3, rax)?;
-            a.jmp(top)?;
-            a.set_label(&mut not1)?;
-            a.cmp(esi, 2)?;
-            a.jne(not2)?;
-            a.mov(rax, r8)?;
-            a.bts(rax, 63)?;
-            a.mov(cr3, rax)?;
-            a.jmp(top)?;
-            a.set_label(&mut not2)?;
-            a.cmp(esi, 3)?;
-            a.jne(done)?;
-            a.mov(rax, PML4B | 1 | 1 << 63)?;
-            a.mov(cr3, rax)?;
-            a.mov(qword_ptr(pte_of(FAR)), rdx)?;
-            a.mov(cr3, r8)?;
-            a.jmp(top)?;
-            a.set_label(&mut done)?;
-            a.nop()
-        };
-        build().unwrap();
-        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
-        let back = r.label_ip(&back).unwrap();
-        v.set_code(&r.inner.code_buffer);
-        write_far_code(&mut v, back);
-        let old = map_far_to_other_in_pcid1(&mut v);
-        v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
-        v.finish();
-        v
-    });
-    let [off, compiled, chained] = runs;
-    assert_eq!(off.gpr(RBX), 2 * (1000 + 100 * 1000));
-    same_machine(&off, &compiled);
-    same_machine(&off, &chained);
-    assert!(chained.cpu.jit_stats().chained_runs > 3000, "{:?}", chained.cpu.jit_stats());
+    // Four rounds: in PCID 0 (FAR maps to itself), in PCID 1 (FAR maps to OTHER), back in
+    // PCID 0 with its translations kept (FAR as in the first round: its links may hold
+    // again), and in PCID 0 entered with a flush after its table was changed from PCID 1 to
+    // map FAR to OTHER (its links must not hold). R8 keeps PCID 0's CR3.
+    let vm = far_jump_rounds(
+        &|a| {
+            enable_pcids(a)?;
+            a.mov(r8, cr3)
+        },
+        &[
+            &|a| {
+                a.mov(rax, PML4B | 1 | 1 << 63)?;
+                a.mov(cr3, rax)
+            },
+            &|a| {
+                a.mov(rax, r8)?;
+                a.bts(rax, 63)?;
+                a.mov(cr3, rax)
+            },
+            &|a| {
+                a.mov(rax, PML4B | 1 | 1 << 63)?;
+                a.mov(cr3, rax)?;
+                a.mov(qword_ptr(far_pte()), rdx)?;
+                a.mov(cr3, r8)
+            },
+        ],
+        |v| {
+            map_far_to_other_in_pcid1(v);
+            preset_far_pte_to_other(v);
+        },
+    );
+    assert_eq!(vm.gpr(RBX), 2 * (1000 + 100 * 1000));
 }
 
 /// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that
