@@ -26,8 +26,8 @@ use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{flags as rf, CpuState, Segment};
 use crate::{Attention, Cpu};
 use ferrite_jit::{
-    indirect_slot, BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, Service, Translator, CELL_INDIRECT_BEFORE,
-    CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, INDIRECT_TABLE_SLOTS,
+    indirect_slot, BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, LinkCell, Service, Translator,
+    CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, INDIRECT_TABLE_SLOTS,
 };
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
@@ -133,16 +133,39 @@ pub(crate) struct BlockTier {
     pub live_entry: Cell<usize>,
     /// Dropped from the cache: never compiled or linked again.
     pub retired: Cell<bool>,
-    /// The block's exits' links, as its compiled code reads them (`CHAIN_CELLS`: the
-    /// indirect branch has two).
-    pub chain: [ChainCell; CHAIN_CELLS],
+    /// The block's exits' links, held in its compiled code (`CHAIN_CELLS`: the indirect
+    /// branch has two).
+    pub chain: [LinkCell; CHAIN_CELLS],
     /// The blocks those cells lead to, kept alive while linked.
     links: RefCell<[Option<Rc<Block>>; CHAIN_CELLS]>,
     /// The cells holding this block's entry: other blocks' (`links` names this block for
     /// each) and the indirect table's. `unlink` clears them, since compiled code jumps to the
     /// entry a cell holds. A cell is listed only while its owner names this block, so every
     /// pointer here is live.
-    incoming: RefCell<Vec<*const ChainCell>>,
+    incoming: RefCell<Vec<CellRef>>,
+}
+
+/// A cell holding a block's entry: another block's link, or a slot of the indirect table.
+#[derive(Clone, Copy, PartialEq)]
+enum CellRef {
+    Link(*const LinkCell),
+    Table(*const ChainCell),
+}
+
+impl CellRef {
+    /// Unlinks the cell.
+    ///
+    /// # Safety
+    /// The cell is alive (as every listed one is, see `BlockTier::incoming`).
+    unsafe fn clear(self) {
+        // SAFETY: the caller's.
+        unsafe {
+            match self {
+                CellRef::Link(c) => (*c).set(0, 0, 0),
+                CellRef::Table(c) => (*c).set(0, 0, 0),
+            }
+        }
+    }
 }
 
 impl BlockTier {
@@ -153,10 +176,22 @@ impl BlockTier {
         self.live_entry.set(0);
         for cell in self.incoming.take() {
             // SAFETY: listed cells are live (see `incoming`); only this thread touches them.
-            unsafe { (*cell).set(0, 0, 0) };
+            unsafe { cell.clear() };
         }
         for i in 0..CHAIN_CELLS {
             self.link(i, None, 0, 0, graveyard);
+            // The code may go with the next flush of the cache (and is not run again).
+            self.chain[i].detach();
+        }
+    }
+
+    /// The block's code (compiled for this epoch) holds its links at `sites` from now on.
+    pub fn attach_code(&self, code: &ferrite_jit::Compiled) {
+        for ((cell, sites), unlinked) in self.chain.iter().zip(code.sites).zip(code.unlinked) {
+            // SAFETY: the sites are in the block's code, which this vCPU's thread alone runs,
+            // and which stays mapped until the cache is flushed, which unlinks (detaches)
+            // every block first.
+            unsafe { cell.attach(sites, unlinked) };
         }
     }
 
@@ -165,7 +200,14 @@ impl BlockTier {
     fn link(&self, i: usize, target: Option<Rc<Block>>, generation: u64, rip: u64, graveyard: &mut Vec<Rc<Block>>) {
         let cell = &self.chain[i];
         let entry = target.as_ref().map_or(0, |t| t.tier.live_entry.get());
+        let same = matches!((&self.links.borrow()[i], &target), (Some(old), Some(new)) if Rc::ptr_eq(old, new));
+        if same && cell.target() == entry && entry != 0 {
+            // Linked again (a new generation): it stays listed.
+            cell.set(entry, generation, rip);
+            return;
+        }
         cell.set(entry, generation, rip);
+        let cell = CellRef::Link(cell);
         if let Some(t) = target.as_ref().filter(|_| entry != 0) {
             t.tier.incoming.borrow_mut().push(cell);
         }
@@ -178,7 +220,7 @@ impl BlockTier {
 
     /// Drops `cell` from the cells holding this block's entry (it names another now, or is
     /// going).
-    fn forget_incoming(&self, cell: *const ChainCell) {
+    fn forget_incoming(&self, cell: CellRef) {
         let mut incoming = self.incoming.borrow_mut();
         if let Some(at) = incoming.iter().rposition(|&c| c == cell) {
             incoming.swap_remove(at);
@@ -199,7 +241,7 @@ impl Drop for BlockTier {
     fn drop(&mut self) {
         for (cell, target) in self.chain.iter().zip(self.links.get_mut().iter_mut()) {
             if let Some(t) = target.take() {
-                t.tier.forget_incoming(cell);
+                t.tier.forget_incoming(CellRef::Link(cell));
             }
         }
     }
@@ -228,10 +270,17 @@ impl IndirectTable {
     /// block it named before goes to `graveyard` (compiled code may be running it).
     fn set(&mut self, rip: u64, user: bool, target: &Rc<Block>, generation: u64, graveyard: &mut Vec<Rc<Block>>) {
         let slot = indirect_slot(rip, user);
+        let cell = &self.cells[slot];
+        let entry = target.tier.live_entry.get();
+        if self.targets[slot].as_ref().is_some_and(|t| Rc::ptr_eq(t, target)) && cell.target.get() == entry {
+            // Linked again (a new generation): it stays listed.
+            cell.set(entry, generation, rip);
+            return;
+        }
         self.forget(slot, graveyard);
         let cell = &self.cells[slot];
-        cell.set(target.tier.live_entry.get(), generation, rip);
-        target.tier.incoming.borrow_mut().push(cell);
+        cell.set(entry, generation, rip);
+        target.tier.incoming.borrow_mut().push(CellRef::Table(cell));
         self.targets[slot] = Some(target.clone());
     }
 
@@ -240,7 +289,7 @@ impl IndirectTable {
         let cell = &self.cells[slot];
         cell.set(0, 0, 0);
         if let Some(old) = self.targets[slot].take() {
-            old.tier.forget_incoming(cell);
+            old.tier.forget_incoming(CellRef::Table(cell));
             graveyard.push(old);
         }
     }
@@ -706,7 +755,6 @@ impl Cpu {
     }
 
     fn job(&self, block: &Rc<Block>, user: bool) -> Job {
-        let cell = |i: usize| &block.tier.chain[i] as *const ChainCell as usize;
         Job {
             serial: block.tier.serial,
             epoch: self.tier.epoch,
@@ -714,7 +762,7 @@ impl Cpu {
             bitness: block.bitness,
             user,
             block: Rc::as_ptr(block) as usize,
-            chain: self.tier.config.chain.then(|| std::array::from_fn(cell)),
+            chain: self.tier.config.chain,
             // What the model does not implement keeps the interpreter's handler (#UD, or the
             // instruction a CPU without the feature runs instead).
             opaque: block.insns.iter().enumerate().filter(|(_, d)| !self.model.allows(&d.insn)).fold(0, |m, (i, _)| m | 1 << i),
@@ -805,6 +853,7 @@ impl Cpu {
                 } else {
                     block.tier.slot.set(JitSlot::Compiled { entry: c.entry, user: done.user });
                     block.tier.live_entry.set(c.entry);
+                    block.tier.attach_code(&c);
                 }
             }
             Err(_) => {
@@ -989,8 +1038,8 @@ impl Cpu {
             // The last target becomes the second entry (unless it went since); the one
             // before it goes.
             let last = &tier.chain[EXIT_INDIRECT];
-            let moved = tier.links.borrow()[EXIT_INDIRECT].clone().filter(|_| last.target.get() != 0);
-            tier.link(CELL_INDIRECT_BEFORE, moved, last.generation.get(), last.rip.get(), &mut self.code.graveyard);
+            let moved = tier.links.borrow()[EXIT_INDIRECT].clone().filter(|_| last.target() != 0);
+            tier.link(CELL_INDIRECT_BEFORE, moved, last.generation(), last.rip(), &mut self.code.graveyard);
         }
         if exit == EXIT_INDIRECT && owner.bitness == 64 {
             // Shared by blocks of other pages: never the generation of a link within one.
@@ -1019,11 +1068,11 @@ mod tests {
         target.tier.live_entry.set(0x1000);
         let mut graveyard = Vec::new();
         owner.tier.link(EXIT_TAKEN, Some(target.clone()), 7, 0x40, &mut graveyard);
-        assert_eq!(owner.tier.chain[EXIT_TAKEN].target.get(), 0x1000);
+        assert_eq!(owner.tier.chain[EXIT_TAKEN].target(), 0x1000);
         assert_eq!(target.tier.incoming.borrow().len(), 1);
         // The target stops being compiled: the owner's cell forgets it.
         target.tier.unlink(&mut graveyard);
-        assert_eq!(owner.tier.chain[EXIT_TAKEN].target.get(), 0);
+        assert_eq!(owner.tier.chain[EXIT_TAKEN].target(), 0);
         assert!(target.tier.incoming.borrow().is_empty());
         // An owner dropped without `unlink` (code in device memory, never cached) leaves no
         // cell of its own in its target's list.

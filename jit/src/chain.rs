@@ -14,23 +14,19 @@ use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Module, ModuleError};
 use std::cell::Cell;
 
-/// One direct exit of a compiled block, as its code reads it: the entry of the block it links
-/// to, and when the link holds. Owned by the CPU (it lives as long as the block whose code
-/// names its address) and written only by the vCPU thread.
+/// A cell of the CPU's indirect table (see `INDIRECT_TABLE_BITS`), as compiled code reads it:
+/// the entry of the block it links to, and when the link holds. Owned by the CPU and written
+/// only by the vCPU thread.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct ChainCell {
     /// The target block's entry point, or 0 while unlinked. The CPU clears every cell that
     /// holds a block's entry when that block stops being compiled, so compiled code jumps to
-    /// it without a second load (which missed the host's caches on most exits: the blocks'
-    /// own words lie all over the heap).
+    /// it without a second load.
     pub target: Cell<usize>,
-    /// 0 for a link inside the exiting block's first page (its physical page follows from the
-    /// block's own); otherwise the link generation it was made under, as a link to
-    /// another page holds only while the translations it was looked up with do.
+    /// The link generation the link was made under (never 0 here: see `LinkCell`).
     pub generation: Cell<u64>,
-    /// The RIP the link leads to: fixed for direct exits; for the indirect exit's two cells,
-    /// the targets last seen (see `CELL_INDIRECT_BEFORE`).
+    /// The RIP the link leads to.
     pub rip: Cell<u64>,
 }
 
@@ -41,6 +37,102 @@ impl ChainCell {
         self.generation.set(generation);
         self.rip.set(rip);
     }
+}
+
+/// The fields of a link, in the order of `LinkCell::sites` (and of a `ChainCell`'s words):
+/// the target's entry (0 while unlinked), the link generation, the RIP it leads to.
+pub const LINK_FIELDS: usize = 3;
+pub const LINK_TARGET: usize = 0;
+pub const LINK_GENERATION: usize = 1;
+pub const LINK_RIP: usize = 2;
+
+/// One exit of a compiled block and where it leads, held in the block's own code (patched when
+/// the CPU links the exit): the target is the displacement of a direct jump (to a landing that
+/// asks for the link while unlinked), the generation and RIP 64-bit immediates. Following a
+/// link reads no data and jumps directly, as QEMU's patched jumps do. Compiled code of one
+/// vCPU runs only on that vCPU's thread, which is the one that patches it, between blocks.
+#[derive(Debug, Default)]
+pub struct LinkCell {
+    target: Cell<usize>,
+    /// 0 for a link inside the exiting block's first page (its physical page follows from the
+    /// block's own); otherwise the link generation it was made under, as a link to
+    /// another page holds only while the translations it was looked up with do.
+    generation: Cell<u64>,
+    /// The RIP the link leads to: fixed for direct exits; for the indirect exit's two cells,
+    /// the targets last seen (see `CELL_INDIRECT_BEFORE`).
+    rip: Cell<u64>,
+    /// Per field, the address of its immediate in the block's code, or 0 where the code does
+    /// not read it (see [`Compiled::sites`](crate::Compiled::sites)).
+    sites: Cell<[usize; LINK_FIELDS]>,
+    /// Where the target's jump leads while unlinked.
+    unlinked: Cell<usize>,
+}
+
+impl LinkCell {
+    pub fn target(&self) -> usize {
+        self.target.get()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.get()
+    }
+
+    pub fn rip(&self) -> u64 {
+        self.rip.get()
+    }
+
+    /// Writes the whole link (all zeros: unlinked), in the code too.
+    pub fn set(&self, target: usize, generation: u64, rip: u64) {
+        self.target.set(target);
+        self.generation.set(generation);
+        self.rip.set(rip);
+        self.write_sites();
+    }
+
+    fn write_sites(&self) {
+        let sites = self.sites.get();
+        let jump = sites[LINK_TARGET];
+        if jump != 0 {
+            let displacement = |to: usize| i32::try_from(to.wrapping_sub(jump + 4) as isize).ok();
+            let target = self.target.get();
+            // Blocks and landings share one arena, well within a jump's reach.
+            let d = displacement(if target != 0 { target } else { self.unlinked.get() });
+            // SAFETY: as below.
+            unsafe { (jump as *mut i32).write_unaligned(d.or_else(|| displacement(self.unlinked.get())).unwrap_or(0)) };
+        }
+        for (site, value) in sites.into_iter().zip([0, self.generation.get(), self.rip.get()]).skip(1) {
+            if site != 0 {
+                // SAFETY: `attach`'s caller keeps every site writable until `detach`; only
+                // this thread runs or writes that code.
+                unsafe { (site as *mut u64).write_unaligned(value) };
+            }
+        }
+    }
+
+    /// Makes the block's code at `sites` hold this link from now on (and writes it there);
+    /// the target's jump leads to `unlinked` while there is no link.
+    ///
+    /// # Safety
+    /// Each non-zero site is the address of the field's bytes in compiled code (4 for the
+    /// target, 8 for the others) that only this thread runs, and stays mapped until `detach`;
+    /// `unlinked` is code in the same mapping.
+    pub unsafe fn attach(&self, sites: [usize; LINK_FIELDS], unlinked: usize) {
+        self.sites.set(sites);
+        self.unlinked.set(unlinked);
+        self.write_sites();
+    }
+
+    /// The code no longer follows this link (it is unlinked, or its memory goes).
+    pub fn detach(&self) {
+        self.sites.set([0; LINK_FIELDS]);
+    }
+}
+
+/// The name of the symbol whose value compiled code takes for field `field` of cell `cell`:
+/// an import resolved to 0 (unlinked), so each use leaves an absolute relocation at the
+/// immediate to patch (see `LinkCell`).
+pub(crate) fn link_symbol(cell: usize, field: usize) -> String {
+    format!("ferrite.link.{cell}.{field}")
 }
 
 /// The exits a block has cells for: the branch target, the next instruction, and an indirect
@@ -235,5 +327,40 @@ impl Entry {
     pub fn function(&self) -> EntryFn {
         // SAFETY: `func` is this module's finalized trampoline, with this signature.
         unsafe { std::mem::transmute::<usize, EntryFn>(self.func) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_cell_patches_its_jump_and_immediates_until_detached() {
+        // Stand-in code, only ever touched through raw pointers as compiled code is: a jump's
+        // displacement at 1, the generation's immediate at 8 and the RIP's at 20.
+        let code = Box::into_raw(Box::new([0u8; 32])) as *mut u8;
+        let base = code as usize;
+        let (jump, generation, rip) = (base + 1, base + 8, base + 20);
+        let (unlinked, target) = (base + 0x40, base + 0x1000);
+        let cell = LinkCell::default();
+        // SAFETY (both): reads within the 32 bytes at `code`, alive until the end.
+        let displacement = || unsafe { (jump as *const i32).read_unaligned() };
+        let word = |at: usize| unsafe { (at as *const u64).read_unaligned() };
+        // SAFETY: the sites lie in the 32 bytes at `code`, alive until after `detach`.
+        unsafe { cell.attach([jump, generation, rip], unlinked) };
+        // Unlinked: the jump leads to the landing (displacement from the jump's end).
+        assert_eq!(displacement(), 0x40 - 5);
+        cell.set(target, 7, 0xffff_8000_1234);
+        assert_eq!(displacement(), 0x1000 - 5);
+        assert_eq!((word(generation), word(rip)), (7, 0xffff_8000_1234));
+        cell.set(0, 0, 0);
+        assert_eq!((displacement(), word(generation), word(rip)), (0x40 - 5, 0, 0));
+        // Detached: the code is left alone, the cell still tells where it led.
+        cell.detach();
+        cell.set(target, 9, 0x40);
+        assert_eq!((displacement(), word(generation)), (0x40 - 5, 0));
+        assert_eq!((cell.target(), cell.generation(), cell.rip()), (target, 9, 0x40));
+        // SAFETY: the box made above, no longer used.
+        drop(unsafe { Box::from_raw(code as *mut [u8; 32]) });
     }
 }

@@ -21,7 +21,7 @@ pub struct Job {
     pub user: bool,
     /// As in [`BlockSpec`].
     pub block: usize,
-    pub chain: Option<[usize; crate::CHAIN_CELLS]>,
+    pub chain: bool,
     /// As in [`BlockSpec`].
     pub opaque: u64,
 }

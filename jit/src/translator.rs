@@ -1,16 +1,20 @@
 //! The Cranelift module that holds compiled blocks, and the compile step.
 
 use crate::arena::CodeArena;
-use crate::chain::block_signature;
+use crate::chain::{block_signature, link_stub_signature, link_symbol, EXIT_INDIRECT, LINK_FIELDS, LINK_TARGET};
+use crate::emit::LinkSymbols;
+use crate::CHAIN_CELLS;
 use crate::emit::emit_block;
 use crate::perf_map::PerfMap;
 use crate::{JitError, Layout};
-use cranelift_codegen::ir::UserFuncName;
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::ir::{types, ExternalName, InstBuilder, MemFlagsData, UserFuncName};
+use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
-use cranelift_frontend::FunctionBuilderContext;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::Module;
+use cranelift_module::{DataId, FuncId, Linkage, Module};
 use iced_x86::Instruction;
 
 /// A decoded block and the CPU mode its code is compiled for.
@@ -23,9 +27,9 @@ pub struct BlockSpec<'a> {
     /// The CPU's identity for the block, which the frame names while it runs (for the
     /// interpreter helper and for linking its exits).
     pub block: usize,
-    /// Addresses of the block's [`ChainCell`](crate::ChainCell)s, one per exit
-    /// (`EXIT_TAKEN`, `EXIT_NEXT`); `None` builds a block that always returns.
-    pub chain: Option<[usize; crate::CHAIN_CELLS]>,
+    /// Whether the block's exits chain (through links in its code, see
+    /// [`LinkCell`](crate::LinkCell)); without, the block always returns.
+    pub chain: bool,
     /// Bit `i`: instruction `i` is not what the guest's CPU model runs there (it raises #UD,
     /// or runs as another instruction), so the interpreter runs it, and afterwards nothing
     /// of the state is assumed known. Blocks hold at most 64 instructions.
@@ -35,6 +39,10 @@ pub struct BlockSpec<'a> {
 /// A compiled block.
 #[derive(Clone, Copy, Debug)]
 pub struct Compiled {
+    /// Per chain cell and field (see `LinkCell::attach`), where the code holds it, or 0.
+    pub sites: [[usize; LINK_FIELDS]; CHAIN_CELLS],
+    /// Per chain cell, where its jump leads while unlinked.
+    pub unlinked: [usize; CHAIN_CELLS],
     /// Entry point: `fn(cpu: *mut u8, frame: *mut u8) -> u64` in the `tail` convention
     /// (called through [`Entry`](crate::Entry)).
     pub entry: usize,
@@ -52,6 +60,8 @@ pub struct Translator {
     fctx: FunctionBuilderContext,
     code_bytes: usize,
     perf: Option<PerfMap>,
+    /// The module's link symbols and landings.
+    links: Links,
 }
 
 /// Room for the code of one block past a module's budget (the CPU flushes the cache only once
@@ -75,7 +85,57 @@ pub(crate) fn new_module(code_bytes: usize) -> Result<JITModule, JitError> {
     let arena = CodeArena::new(code_bytes.saturating_add(ARENA_SLACK)).map_err(|e| JitError::Isa(format!("no memory for code: {e}")))?;
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     builder.memory_provider(Box::new(arena));
+    // Unlinked: 0 (and no lookup in the process's symbols for every block).
+    for (cell, field) in link_fields() {
+        builder.symbol(link_symbol(cell, field), std::ptr::null());
+    }
     Ok(JITModule::new(builder))
+}
+
+fn link_fields() -> impl Iterator<Item = (usize, usize)> {
+    (0..CHAIN_CELLS).flat_map(|c| (0..LINK_FIELDS).map(move |f| (c, f)))
+}
+
+/// What a module's blocks use for their links (see `LinkCell`).
+#[derive(Clone, Copy)]
+struct Links {
+    /// Per cell and field, the symbol whose value the field is (see `chain::link_symbol`);
+    /// the target's is unused (blocks jump to their landing instead).
+    data: [[DataId; LINK_FIELDS]; CHAIN_CELLS],
+    /// Per cell, the function an unlinked jump of the cell leads to: it tail-calls the
+    /// link stub for the cell's exit (the block named itself in the frame).
+    landings: [FuncId; CHAIN_CELLS],
+}
+
+/// Declares the link symbols in `module` and defines the landings.
+fn declare_links(module: &mut JITModule, layout: &Layout, fctx: &mut FunctionBuilderContext) -> Result<Links, JitError> {
+    let err = |e: &dyn std::fmt::Display| JitError::Isa(e.to_string());
+    let mut data = [[DataId::from_u32(0); LINK_FIELDS]; CHAIN_CELLS];
+    for (cell, field) in link_fields() {
+        data[cell][field] = module.declare_data(&link_symbol(cell, field), Linkage::Import, false, false).map_err(|e| err(&e))?;
+    }
+    let mut landings = [FuncId::from_u32(0); CHAIN_CELLS];
+    for (cell, landing) in landings.iter_mut().enumerate() {
+        *landing = module.declare_function(&format!("ferrite.landing.{cell}"), Linkage::Local, &block_signature()).map_err(|e| err(&e))?;
+        let mut ctx = module.make_context();
+        ctx.func.signature = block_signature();
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+            let start = b.create_block();
+            b.append_block_params_for_function_params(start);
+            b.switch_to_block(start);
+            let (cpu, frame) = (b.block_params(start)[0], b.block_params(start)[1]);
+            let stub_sig = b.import_signature(link_stub_signature());
+            let stub = b.ins().load(types::I64, MemFlagsData::trusted(), frame, layout.frame.link_stub);
+            let exit = b.ins().iconst(types::I64, cell.min(EXIT_INDIRECT) as i64);
+            b.ins().return_call_indirect(stub_sig, stub, &[cpu, frame, exit]);
+            b.seal_all_blocks();
+            b.finalize(module.isa().frontend_config());
+        }
+        module.define_function(*landing, &mut ctx).map_err(|e| err(&e))?;
+        module.clear_context(&mut ctx);
+    }
+    Ok(Links { data, landings })
 }
 
 /// `FERRITE_JIT_DUMP=all` or `=RIP[,RIP...]` (hex): print the guest instructions and the host
@@ -96,10 +156,12 @@ impl Translator {
     /// `code_bytes`: the host code the CPU lets the cache hold. `perf_map`: also name every
     /// block in `/tmp/perf-PID.map`.
     pub fn new(layout: Layout, code_bytes: usize, perf_map: bool) -> Result<Self, JitError> {
-        let module = new_module(code_bytes)?;
+        let mut module = new_module(code_bytes)?;
+        let mut fctx = FunctionBuilderContext::new();
+        let links = declare_links(&mut module, &layout, &mut fctx)?;
         let ctx = module.make_context();
         let perf = if perf_map { PerfMap::open().ok() } else { None };
-        Ok(Translator { layout, code_bytes_max: code_bytes, module: Some(module), ctx, fctx: FunctionBuilderContext::new(), code_bytes: 0, perf })
+        Ok(Translator { layout, code_bytes_max: code_bytes, module: Some(module), ctx, fctx, code_bytes: 0, perf, links })
     }
 
     /// Host code bytes held since the last reset.
@@ -116,7 +178,9 @@ impl Translator {
             // SAFETY: the caller guarantees that no code of this module runs or will run.
             unsafe { m.free_memory() };
         }
-        self.module = Some(new_module(self.code_bytes_max)?);
+        let mut module = new_module(self.code_bytes_max)?;
+        self.links = declare_links(&mut module, &self.layout, &mut self.fctx)?;
+        self.module = Some(module);
         self.code_bytes = 0;
         Ok(())
     }
@@ -128,13 +192,18 @@ impl Translator {
         module.clear_context(&mut self.ctx);
         self.ctx.func.signature = block_signature();
         self.ctx.func.name = UserFuncName::user(0, rip as u32);
+        let links = spec.chain.then(|| LinkSymbols {
+            fields: self.links.data.map(|cell| cell.map(|d| module.declare_data_in_func(d, &mut self.ctx.func))),
+            landings: self.links.landings.map(|f| module.declare_func_in_func(f, &mut self.ctx.func)),
+        });
         let isa = module.isa();
-        let native = emit_block(&mut self.ctx.func, &mut self.fctx, &self.layout, spec, isa.default_call_conv(), isa.frontend_config());
+        let native = emit_block(&mut self.ctx.func, &mut self.fctx, &self.layout, spec, links, isa.default_call_conv(), isa.frontend_config());
         let dump = dump_wanted(rip);
         self.ctx.set_disasm(dump);
         let id = module.declare_anonymous_function(&self.ctx.func.signature).map_err(|e| err(&e))?;
         module.define_function(id, &mut self.ctx).map_err(|e| err(&e))?;
         let code_bytes = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+        let offsets = link_offsets(&self.ctx, &self.links).map_err(|m| err(&m))?;
         if dump {
             let text = self.ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default();
             let guest: String = spec.insns.iter().map(|i| format!("  {:#x} {i}\n", i.ip())).collect();
@@ -143,10 +212,38 @@ impl Translator {
         module.clear_context(&mut self.ctx);
         module.finalize_definitions().map_err(|e| err(&e))?;
         let entry = module.get_finalized_function(id) as usize;
+        let sites = offsets.map(|cell| cell.map(|o| o.map_or(0, |o| entry + o as usize)));
+        let unlinked = self.links.landings.map(|f| module.get_finalized_function(f) as usize);
         self.code_bytes += code_bytes;
         if let Some(p) = &mut self.perf {
             p.record(entry, code_bytes, rip);
         }
-        Ok(Compiled { entry, code_bytes, native })
+        Ok(Compiled { entry, code_bytes, native, sites, unlinked })
     }
+}
+
+/// Where the block just compiled holds each link field: the offset of the one absolute
+/// relocation to its symbol. A field Cranelift copied to two places would need both
+/// patched, which `LinkCell` does not do: such a block is refused (never seen).
+fn link_offsets(ctx: &Context, links: &Links) -> Result<[[Option<u32>; LINK_FIELDS]; CHAIN_CELLS], String> {
+    let mut offsets = [[None; LINK_FIELDS]; CHAIN_CELLS];
+    let Some(code) = ctx.compiled_code() else { return Ok(offsets) };
+    let names = ctx.func.params.user_named_funcs();
+    for r in code.buffer.relocs() {
+        let FinalizedRelocTarget::ExternalName(ExternalName::User(name)) = &r.target else { continue };
+        let name = &names[*name];
+        // Data (namespace 1): a field's immediate; a function (0): a landing, whose jump is
+        // the target's.
+        let found = match name.namespace {
+            0 => (0..CHAIN_CELLS).find(|&c| links.landings[c].as_u32() == name.index).map(|c| (c, LINK_TARGET)),
+            1 => link_fields().find(|&(c, f)| links.data[c][f].as_u32() == name.index),
+            _ => None,
+        };
+        let Some((cell, field)) = found else { continue };
+        let (kind, addend) = if field == LINK_TARGET { (Reloc::X86CallPCRel4, -4) } else { (Reloc::Abs8, 0) };
+        if r.kind != kind || r.addend != addend || offsets[cell][field].replace(r.offset).is_some() {
+            return Err(format!("link field {cell}.{field} is not one 64-bit immediate"));
+        }
+    }
+    Ok(offsets)
 }

@@ -1,11 +1,15 @@
 //! Leaving a block: the state is stored, the chain's instruction count grows, and unless the
-//! run loop is needed (see `stop_unless_free`) the block tail-calls the block its exit is
-//! linked to. An exit whose link is missing or no longer holds tail-calls the link stub
-//! (see `chain::Entry`), which asks the CPU to link it and goes on there: the block itself
-//! makes no call on this path, so blocks that call nothing else save no registers.
+//! run loop is needed (see `stop_unless_free`) the block jumps to the block its exit is
+//! linked to, through a direct jump the CPU patches (see `chain::LinkCell`). An exit whose
+//! link is missing or no longer holds tail-calls the link stub (see `chain::Entry`), which
+//! asks the CPU to link it and goes on there: the block itself makes no call on this path, so
+//! blocks that call nothing else save no registers.
 
 use super::Emit;
-use crate::chain::{ChainCell, CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN, INDIRECT_TABLE_BITS, INDIRECT_TABLE_SLOTS};
+use crate::chain::{
+    ChainCell, CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN, INDIRECT_TABLE_BITS, INDIRECT_TABLE_SLOTS, LINK_GENERATION, LINK_RIP,
+    LINK_TARGET,
+};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
 
@@ -15,6 +19,14 @@ use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
 /// the linear address (the CPU refuses such a link otherwise).
 pub fn local_exit(bitness: u32, block_rip: u64, target: u64) -> bool {
     bitness == 64 && block_rip >> 12 == target >> 12
+}
+
+/// A link an exit follows: one of the block's own cells (`EXIT_TAKEN`, ...), whose fields its
+/// code holds, or a cell of the indirect table at this address.
+#[derive(Clone, Copy)]
+enum Cell {
+    Own(usize),
+    Table(Value),
 }
 
 impl Emit<'_, '_> {
@@ -38,7 +50,7 @@ impl Emit<'_, '_> {
         let (t, n) = (self.iconst(taken), self.iconst(next));
         let rip = self.b.ins().select(c, t, n);
         self.store_all(rip);
-        if self.spec.chain.is_none() {
+        if !self.spec.chain {
             let r = self.iconst(retired);
             self.leave(r);
             return;
@@ -51,7 +63,7 @@ impl Emit<'_, '_> {
     /// The end of a path whose state is stored with RIP = `rip` (the fixed `target` of a
     /// direct exit), leaving through `exit`.
     pub(super) fn chain_exit(&mut self, exit: usize, retired: u64, rip: Value, target: Option<u64>) {
-        if self.spec.chain.is_none() {
+        if !self.spec.chain {
             let r = self.iconst(retired);
             self.leave(r);
             return;
@@ -116,30 +128,27 @@ impl Emit<'_, '_> {
     /// one, or then (in 64-bit code, where RIP is the linear address) the CPU's indirect
     /// table's; otherwise the link stub.
     fn emit_link(&mut self, exit: usize, link: Block) {
-        let cells = self.spec.chain.expect("links only with chaining");
         self.b.switch_to_block(link);
         let rip = self.b.block_params(link)[0];
+        if exit != EXIT_INDIRECT && self.local_links[exit] == Some(true) {
+            // A link within the block's first page always holds (see `local_exit`).
+            self.jump_own(exit);
+            return;
+        }
         let missing = self.b.create_block();
         if exit == EXIT_INDIRECT {
             let second = self.b.create_block();
-            let cell = self.iconst(cells[EXIT_INDIRECT] as u64);
-            self.follow_cell(cell, Some(rip), second);
+            self.follow_cell(Cell::Own(EXIT_INDIRECT), Some(rip), second);
             self.b.switch_to_block(second);
             let table = (self.spec.bitness == 64).then(|| self.b.create_block());
-            let cell = self.iconst(cells[CELL_INDIRECT_BEFORE] as u64);
-            self.follow_cell(cell, Some(rip), table.unwrap_or(missing));
+            self.follow_cell(Cell::Own(CELL_INDIRECT_BEFORE), Some(rip), table.unwrap_or(missing));
             if let Some(table) = table {
                 self.b.switch_to_block(table);
                 let cell = self.indirect_cell(rip);
-                self.follow_cell(cell, Some(rip), missing);
+                self.follow_cell(Cell::Table(cell), Some(rip), missing);
             }
         } else {
-            let cell = self.iconst(cells[exit] as u64);
-            if self.local_links[exit] == Some(true) {
-                self.follow_local_cell(cell, missing);
-            } else {
-                self.follow_cell(cell, None, missing);
-            }
+            self.follow_cell(Cell::Own(exit), None, missing);
         }
         self.b.switch_to_block(missing);
         self.name_block();
@@ -148,19 +157,50 @@ impl Emit<'_, '_> {
         self.b.ins().return_call_indirect(self.stub_sig, stub, &[self.cpu, self.frame, index]);
     }
 
-    /// Tail-calls the block the cell at `cell` links to if the link holds (made within the
-    /// block's first page, or under the current link generation, or the current global one
-    /// for a block on a global page) and, with `rip`, the link leads to that RIP; otherwise
-    /// goes on at `otherwise`. A cell links only to compiled code (see `ChainCell::target`).
-    fn follow_cell(&mut self, cell: Value, rip: Option<Value>, otherwise: Block) {
-        let f = super::state_flags();
-        let check = self.b.create_block();
-        let target = self.b.ins().load(types::I64, f, cell, 0);
-        self.b.ins().brif(target, check, &[], otherwise, &[]);
-        self.b.switch_to_block(check);
+    /// Field `field` (`LINK_GENERATION`, `LINK_RIP`) of `cell`: the immediate the CPU
+    /// patches for the block's own cells, a load for the indirect table's.
+    fn link_field(&mut self, cell: Cell, field: usize) -> Value {
+        match cell {
+            Cell::Own(i) => {
+                let symbols = self.link_symbols.expect("links only with chaining");
+                self.b.ins().symbol_value(types::I64, symbols.fields[i][field])
+            }
+            Cell::Table(at) => self.b.ins().load(types::I64, super::state_flags(), at, 8 * field as i32),
+        }
+    }
+
+    /// Goes to the block `cell` links to: for the block's own cells a direct jump the CPU
+    /// patches (to a landing that asks for the link while unlinked, see `LinkCell`), for the
+    /// indirect table's a jump to the entry it holds, if any, else to `otherwise`.
+    fn jump_to_target(&mut self, cell: Cell, otherwise: Block) {
+        match cell {
+            Cell::Own(i) => self.jump_own(i),
+            Cell::Table(at) => {
+                let live = self.b.create_block();
+                let target = self.b.ins().load(types::I64, super::state_flags(), at, 8 * LINK_TARGET as i32);
+                self.b.ins().brif(target, live, &[], otherwise, &[]);
+                self.b.switch_to_block(live);
+                self.b.ins().return_call_indirect(self.block_sig, target, &[self.cpu, self.frame]);
+            }
+        }
+    }
+
+    /// The patched jump of the block's own cell `i`.
+    fn jump_own(&mut self, i: usize) {
+        // The landing asks the CPU to link this block's exit.
+        self.name_block();
+        let landing = self.link_symbols.expect("links only with chaining").landings[i];
+        self.b.ins().return_call(landing, &[self.cpu, self.frame]);
+    }
+
+    /// Goes to the block `cell` links to if the link holds (made within the block's first
+    /// page, or under the current link generation, or the current global one for a block on
+    /// a global page) and, with `rip`, the link leads to that RIP; otherwise goes on at
+    /// `otherwise`. A cell links only to compiled code (see `LinkCell`).
+    fn follow_cell(&mut self, cell: Cell, rip: Option<Value>, otherwise: Block) {
         if let Some(rip) = rip {
             let generations = self.b.create_block();
-            let link_rip = self.b.ins().load(types::I64, f, cell, 16);
+            let link_rip = self.link_field(cell, LINK_RIP);
             let here = self.b.ins().icmp(IntCC::Equal, link_rip, rip);
             self.b.ins().brif(here, generations, &[], otherwise, &[]);
             self.b.switch_to_block(generations);
@@ -168,7 +208,7 @@ impl Emit<'_, '_> {
         // A branch per generation that holds, the likeliest first (a kernel's links lead
         // mostly to its global pages, a process's to its own): shorter code than folding the
         // comparisons into one flag.
-        let generation = self.b.ins().load(types::I64, f, cell, 8);
+        let generation = self.link_field(cell, LINK_GENERATION);
         let live = self.b.create_block();
         let (current, global) = (self.l.link_generation, self.l.global_link_generation);
         let order = if self.spec.user { [Some(current), None, Some(global)] } else { [Some(global), None, Some(current)] };
@@ -187,17 +227,7 @@ impl Emit<'_, '_> {
             }
         }
         self.b.switch_to_block(live);
-        self.b.ins().return_call_indirect(self.block_sig, target, &[self.cpu, self.frame]);
-    }
-
-    /// `follow_cell` for a link within the block's first page (see `local_exit`), which
-    /// always holds: no generation to check.
-    fn follow_local_cell(&mut self, cell: Value, otherwise: Block) {
-        let live = self.b.create_block();
-        let target = self.b.ins().load(types::I64, super::state_flags(), cell, 0);
-        self.b.ins().brif(target, live, &[], otherwise, &[]);
-        self.b.switch_to_block(live);
-        self.b.ins().return_call_indirect(self.block_sig, target, &[self.cpu, self.frame]);
+        self.jump_to_target(cell, otherwise);
     }
 
     /// The address of `rip`'s cell in the indirect table of this block's privilege (as

@@ -11,20 +11,32 @@ mod ops;
 mod system;
 mod vector;
 
-use crate::chain::{block_signature, EXIT_NEXT};
+use crate::chain::{block_signature, EXIT_NEXT, LINK_FIELDS};
 use crate::layout::ExecStatus;
 use crate::{BlockSpec, Layout};
-use cranelift_codegen::ir::{types, Block, Function, InstBuilder, MemFlagsData, SigRef, Type, Value};
+use cranelift_codegen::ir::{types, Block, FuncRef, Function, GlobalValue, InstBuilder, MemFlagsData, SigRef, Type, Value};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use flags::Flags;
 
-/// Builds `func`'s body for `spec`. Returns the number of instructions emitted natively.
+/// Per chain cell and field, the symbol whose value is that field of the block's link (see
+/// `chain::link_symbol`).
+/// and per cell the landing its jump leads to while unlinked (patched to the target's entry
+/// when linked).
+#[derive(Clone, Copy)]
+pub(crate) struct LinkSymbols {
+    pub fields: [[GlobalValue; LINK_FIELDS]; crate::CHAIN_CELLS],
+    pub landings: [FuncRef; crate::CHAIN_CELLS],
+}
+
+/// Builds `func`'s body for `spec`, its links taken from `links` (with chaining). Returns the
+/// number of instructions emitted natively.
 pub(crate) fn emit_block(
     func: &mut Function,
     fctx: &mut FunctionBuilderContext,
     layout: &Layout,
     spec: &BlockSpec,
+    links: Option<LinkSymbols>,
     call_conv: CallConv,
     frontend: TargetFrontendConfig,
 ) -> u32 {
@@ -68,6 +80,7 @@ pub(crate) fn emit_block(
         sse_checked: false,
         mxcsr_checked: false,
         head: None,
+        link_symbols: links,
         links: [None; crate::CHAIN_EXITS],
         local_links: [None; crate::CHAIN_EXITS],
         stop: None,
@@ -133,6 +146,8 @@ pub(crate) struct Emit<'a, 'f> {
     pub mxcsr_checked: bool,
     /// The block's start, for branches back to it (with chaining only).
     pub head: Option<Block>,
+    /// With chaining: the symbols of the block's links.
+    link_symbols: Option<LinkSymbols>,
     /// Per exit (`EXIT_TAKEN`, `EXIT_NEXT`, `EXIT_INDIRECT`), the code that follows its link,
     /// once a path uses it (see `exits`).
     links: [Option<Block>; crate::CHAIN_EXITS],
@@ -188,7 +203,7 @@ impl Emit<'_, '_> {
     /// On entry: counts the block's run (each loop back to the start counts as one).
     fn enter(&mut self) {
         let f = self.l.frame;
-        if self.spec.chain.is_some() {
+        if self.spec.chain {
             // Where a branch back to the block's start loops (a run of its own): nothing is
             // held in variables there, as at the entry.
             let head = self.b.create_block();
