@@ -658,6 +658,7 @@ fn layout() -> Layout {
         }),
         ss_attrs: at(st + offset_of!(CpuState, seg) + crate::Seg::Ss as usize * size_of::<Segment>() + offset_of!(Segment, attrs)),
         dpl_shift: crate::state::seg_attr::DPL_SHIFT,
+        kernel_gs_base: at(st + offset_of!(CpuState, msr) + offset_of!(crate::state::Msrs, kernel_gs_base)),
         tlb: at(offset_of!(Cpu, tlb)),
         tlb_bits: TLB_BITS,
         tlb_entry_size: size_of::<TlbEntry>() as i32,

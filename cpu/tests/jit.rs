@@ -520,6 +520,41 @@ fn interrupt_and_alignment_flag_changes_and_pushfq_match_the_interpreter() {
     assert!(vm.cpu.jit_stats().native_insns >= 20, "{:?}", vm.cpu.jit_stats());
 }
 
+#[test]
+fn swapgs_and_fences_match_the_interpreter() {
+    // GS's base and KERNEL_GS_BASE point at two halves of DATA; SWAPGS between GS accesses
+    // picks the other half, fences and PAUSE between them change nothing, and the MSR is read
+    // back after the second SWAPGS.
+    let kernel = DATA + 0x100;
+    let vm = both(&[(RSI, DATA), (RBX, 0x1122_3344_5566_7788)], |a| {
+        for (msr, base) in [(0xc000_0101u32, DATA), (0xc000_0102, kernel)] {
+            a.mov(ecx, msr)?;
+            a.mov(eax, base as u32)?;
+            a.mov(edx, (base >> 32) as u32)?;
+            a.wrmsr()?;
+        }
+        a.mov(qword_ptr(rsi + 0x108), rbx)?;
+        a.swapgs()?;
+        a.mov(rax, qword_ptr(8).gs())?;
+        a.lfence()?;
+        a.mov(qword_ptr(0x10).gs(), rax)?;
+        a.mfence()?;
+        a.sfence()?;
+        a.pause()?;
+        a.swapgs()?;
+        a.mov(qword_ptr(0x18).gs(), rax)?;
+        a.mov(ecx, 0xc000_0102u32)?;
+        a.rdmsr()?;
+        a.mov(dword_ptr(rsi + 0x20), eax)?;
+        a.mov(dword_ptr(rsi + 0x24), edx)
+    });
+    let stats = vm.cpu.jit_stats();
+    assert!(stats.native_insns >= 12, "{stats:?}");
+    assert_eq!(vm.read(DATA + 0x110, 8), 0x1122_3344_5566_7788u64.to_le_bytes());
+    assert_eq!(vm.read(DATA + 0x18, 8), 0x1122_3344_5566_7788u64.to_le_bytes());
+    assert_eq!(vm.read(DATA + 0x20, 8), kernel.to_le_bytes());
+}
+
 /// An instruction the guest's CPU model lacks raises #UD in compiled code too, even one the
 /// translator emits natively for other models, and the state before it is intact.
 #[test]

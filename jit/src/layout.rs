@@ -38,6 +38,8 @@ pub struct Layout {
     /// SS's descriptor attributes (`u32`), whose DPL (2 bits from `dpl_shift`) is the CPL.
     pub ss_attrs: i32,
     pub dpl_shift: u32,
+    /// `u64`: the KERNEL_GS_BASE MSR, which SWAPGS exchanges with GS's base.
+    pub kernel_gs_base: i32,
     /// The pointer to the soft TLB: `[context][slot]` entries.
     pub tlb: i32,
     pub tlb_bits: u32,

@@ -151,6 +151,9 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
     }
     Some(match insn.mnemonic() {
         Mnemonic::Nop => Native::Nop,
+        // Nothing to order or wait for (see the interpreter's handler of these): every
+        // 64-bit CPU has them.
+        Mnemonic::Lfence | Mnemonic::Sfence | Mnemonic::Pause if long => Native::Nop,
         // Hints that touch nothing and never fault; every 64-bit CPU has them (see the CPU's
         // `cpuid::hint_nop_without_cet` for PREFETCH/PREFETCHW).
         Mnemonic::Prefetchw | Mnemonic::Prefetch | Mnemonic::Prefetchnta | Mnemonic::Prefetcht0 | Mnemonic::Prefetcht1 | Mnemonic::Prefetcht2

@@ -1,7 +1,8 @@
 //! CLI, STI, CLAC, STAC and PUSHFQ in 64-bit code, which the Linux kernel runs around every
-//! lock and copy from user memory: native where they only change or read flags, the
-//! interpreter's otherwise (CLI and STI that IOPL forbids, CLAC and STAC outside CPL 0, STI
-//! that opens the interrupt window while something waits).
+//! lock and copy from user memory, SWAPGS, which it runs on every entry from user mode and
+//! return to it, and MFENCE: native where they only change or read flags or GS's base, the
+//! interpreter's otherwise (CLI and STI that IOPL forbids, CLAC, STAC and SWAPGS outside
+//! CPL 0, STI that opens the interrupt window while something waits).
 
 use super::Emit;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -21,6 +22,8 @@ pub(crate) enum SysOp {
     Clac,
     Stac,
     Pushfq,
+    Swapgs,
+    Mfence,
 }
 
 pub(super) fn classify(insn: &Instruction, bitness: u32) -> Option<SysOp> {
@@ -33,6 +36,8 @@ pub(super) fn classify(insn: &Instruction, bitness: u32) -> Option<SysOp> {
         Code::Clac => SysOp::Clac,
         Code::Stac => SysOp::Stac,
         Code::Pushfq => SysOp::Pushfq,
+        Code::Swapgs => SysOp::Swapgs,
+        Code::Mfence => SysOp::Mfence,
         _ => return None,
     })
 }
@@ -58,14 +63,26 @@ impl Emit<'_, '_> {
             }
             SysOp::Clac | SysOp::Stac => {
                 // #UD outside CPL 0: the interpreter's.
-                let cpl = self.cpl();
-                let ring0 = self.b.ins().icmp_imm_s(IntCC::Equal, cpl, 0);
-                self.guard(i, ring0);
+                self.guard_ring0(i);
                 let rflags = self.load_state(types::I64, self.l.rflags);
                 let new = if op == SysOp::Clac { self.b.ins().band_imm_s(rflags, !AC) } else { self.b.ins().bor_imm_s(rflags, AC) };
                 self.store_state(new, self.l.rflags);
                 // AC picks the supervisor's TLB context under SMAP.
                 self.tlb_context_known = false;
+            }
+            SysOp::Swapgs => {
+                // #GP outside CPL 0: the interpreter's. Compiled code reads GS's base from
+                // the state at every GS access, so nothing else changes.
+                self.guard_ring0(i);
+                let (gs, kernel) = (self.l.seg_base[5], self.l.kernel_gs_base);
+                let (user_base, kernel_base) = (self.load_state(types::I64, gs), self.load_state(types::I64, kernel));
+                self.store_state(kernel_base, gs);
+                self.store_state(user_base, kernel);
+            }
+            // Orders this thread's earlier stores before its later loads for other vCPU
+            // threads too, as the interpreter's host fence does.
+            SysOp::Mfence => {
+                self.b.ins().fence();
             }
             SysOp::Pushfq => {
                 // The image never shows VM or RF (SDM PUSHF).
@@ -101,6 +118,13 @@ impl Emit<'_, '_> {
         self.store_state(set, self.l.rflags);
         self.b.ins().jump(done, &[]);
         self.b.switch_to_block(done);
+    }
+
+    /// Instruction `i` goes to the interpreter outside CPL 0.
+    fn guard_ring0(&mut self, i: usize) {
+        let cpl = self.cpl();
+        let ring0 = self.b.ins().icmp_imm_s(IntCC::Equal, cpl, 0);
+        self.guard(i, ring0);
     }
 
     /// The CPL: SS's DPL.
