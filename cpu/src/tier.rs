@@ -656,6 +656,9 @@ fn layout() -> Layout {
         seg_base: std::array::from_fn(|i| {
             at(st + offset_of!(CpuState, seg) + i * size_of::<Segment>() + offset_of!(Segment, base))
         }),
+        seg_selector: std::array::from_fn(|i| {
+            at(st + offset_of!(CpuState, seg) + i * size_of::<Segment>() + offset_of!(Segment, selector))
+        }),
         ss_attrs: at(st + offset_of!(CpuState, seg) + crate::Seg::Ss as usize * size_of::<Segment>() + offset_of!(Segment, attrs)),
         dpl_shift: crate::state::seg_attr::DPL_SHIFT,
         kernel_gs_base: at(st + offset_of!(CpuState, msr) + offset_of!(crate::state::Msrs, kernel_gs_base)),

@@ -555,6 +555,117 @@ fn swapgs_and_fences_match_the_interpreter() {
     assert_eq!(vm.read(DATA + 0x20, 8), kernel.to_le_bytes());
 }
 
+#[test]
+fn mul_and_div_match_the_interpreter() {
+    // MUL of 32 and 64 bits with and without a high half, from a register and from memory;
+    // DIV with RDX zero (native), with a 128-bit dividend and a 32-bit one whose EDX is
+    // non-zero (the first the interpreter's), from memory; a shift whose flags are dead but
+    // for DIV, which keeps them. Every result and the flags after each are stored.
+    let vm = both(&[(RSI, DATA), (RBX, 0xffff_ffff_ffff_fff1), (RCX, 0x1234_5678_9abc)], |a| {
+        a.mov(qword_ptr(rsi + 0x100), rcx)?;
+        a.mov(qword_ptr(rsi + 0x108), 7)?;
+        let ops: [&dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>; 8] = [
+            &|a| {
+                a.mov(rax, rbx)?;
+                a.mul(rcx)
+            },
+            &|a| {
+                a.mov(eax, 3)?;
+                a.mul(qword_ptr(rsi + 0x108))
+            },
+            &|a| {
+                a.mov(eax, ebx)?;
+                a.mul(ecx)
+            },
+            &|a| {
+                a.mov(rax, 1_000_003u64)?;
+                a.xor(edx, edx)?;
+                a.div(qword_ptr(rsi + 0x108))
+            },
+            &|a| {
+                a.mov(rax, rbx)?;
+                a.mov(edx, 2)?;
+                a.div(rcx)
+            },
+            &|a| {
+                a.mov(eax, 0x89ab_cdefu32)?;
+                a.mov(edx, 5)?;
+                a.mov(edi, 0x10000)?;
+                a.div(edi)
+            },
+            &|a| {
+                a.add(rbx, rbx)?;
+                a.rol(rcx, 3)?;
+                a.xor(edx, edx)?;
+                a.mov(rax, rcx)?;
+                a.div(rcx)
+            },
+            &|a| a.mov(rdi, rdx),
+        ];
+        for (k, op) in ops.iter().enumerate() {
+            op(a)?;
+            a.mov(qword_ptr(rsi + 0x200 + 16 * k as i32), rax)?;
+            a.mov(qword_ptr(rsi + 0x208 + 16 * k as i32), rdx)?;
+        }
+        with_flags_stored(a, &ops)
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 40, "{:?}", vm.cpu.jit_stats());
+}
+
+#[test]
+fn leave_and_moves_from_segment_registers_match_the_interpreter() {
+    // A frame set up and left (LEAVE reads the saved RBP where RBP points); MOV from DS and
+    // SS into registers of every size (over ones) and into memory.
+    let vm = both(&[(RSI, DATA), (RBX, u64::MAX)], |a| {
+        a.push(rbp)?;
+        a.mov(rbp, rsp)?;
+        a.sub(rsp, 0x40)?;
+        a.mov(qword_ptr(rbp - 8), rbx)?;
+        a.mov(rax, rbx)?;
+        a.mov(rcx, rbx)?;
+        a.mov(rdx, rbx)?;
+        a.mov(ax, ds)?;
+        a.mov(ecx, ss)?;
+        a.mov(rdx, ds)?;
+        a.mov(word_ptr(rsi + 0x10), ss)?;
+        a.leave()?;
+        a.mov(qword_ptr(rsi + 0x18), rsp)?;
+        a.mov(qword_ptr(rsi + 0x20), rbp)
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 14, "{:?}", vm.cpu.jit_stats());
+}
+
+#[test]
+fn rotates_whose_flags_live_on_match_the_interpreter() {
+    // ROL and ROR of every size by 1, by more, and by the width (the value stays, CF and OF
+    // change), after flags of every kind (pending arithmetic, a compare, RFLAGS itself). All
+    // but STC and the POPs to memory run natively.
+    let vm = both(&[(RSI, DATA), (RBX, 0x8000_0000_0000_0001), (RCX, 0x4000_0000_8000_0003), (RDX, 0xc3)], |a| {
+        with_flags_stored(
+            a,
+            &[
+                &|a| {
+                    a.add(rbx, rbx)?;
+                    a.rol(rbx, 1)
+                },
+                &|a| a.ror(ecx, 7),
+                &|a| {
+                    a.cmp(edx, 0xc3)?;
+                    a.rol(dx, 3)
+                },
+                &|a| a.ror(dl, 1),
+                &|a| a.rol(dl, 8),
+                &|a| {
+                    a.stc()?;
+                    a.rol(rcx, 63)
+                },
+                &|a| a.ror(rbx, 33),
+            ],
+        )
+    });
+    assert!(vm.cpu.jit_stats().native_insns >= 16, "{:?}", vm.cpu.jit_stats());
+}
+
 /// An instruction the guest's CPU model lacks raises #UD in compiled code too, even one the
 /// translator emits natively for other models, and the state before it is intact.
 #[test]

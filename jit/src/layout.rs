@@ -35,6 +35,8 @@ pub struct Layout {
     pub cc_ops: CcOps,
     /// Segment bases (`u64`) in ES, CS, SS, DS, FS, GS order.
     pub seg_base: [i32; 6],
+    /// Segment selectors (`u16`), in the same order.
+    pub seg_selector: [i32; 6],
     /// SS's descriptor attributes (`u32`), whose DPL (2 bits from `dpl_shift`) is the CPL.
     pub ss_attrs: i32,
     pub dpl_shift: u32,

@@ -7,6 +7,7 @@ pub(crate) mod exits;
 mod flags;
 mod float;
 mod mem;
+mod muldiv;
 mod ops;
 mod system;
 mod vector;

@@ -47,6 +47,10 @@ pub(crate) enum Native {
     IncDec { inc: bool, size: u8 },
     Push,
     Pop,
+    /// LEAVE in 64-bit code: RSP from RBP, then RBP popped.
+    Leave,
+    /// MOV r/m16, Sreg (and its 32 and 64-bit register forms): `seg` in ES..GS order.
+    MovFromSreg { seg: usize },
     Jmp,
     Jcc,
     Call,
@@ -55,9 +59,11 @@ pub(crate) enum Native {
     CallIndirect,
     Setcc,
     Cmov { size: u8 },
-    /// A register shifted or rotated by a non-zero (masked) immediate count, emitted without
-    /// its flags: only kept where they are dead.
-    Shift { op: ShiftOp, size: u8, count: u32 },
+    /// A register shifted or rotated by a non-zero (masked) immediate count. SHL, SHR and
+    /// SAR below the width record their flags lazily; the others are emitted without theirs
+    /// (only kept where they are dead), except rotates, whose CF and OF are computed when
+    /// `flags` (they live on).
+    Shift { op: ShiftOp, size: u8, count: u32, flags: bool },
     /// The same by CL (any count, zero included). `flags`: its flags live on (only SHL, SHR
     /// and SAR of 32 or 64 bits, whose masked counts stay below the width, have a lazy form).
     ShiftCl { op: ShiftOp, size: u8, flags: bool },
@@ -78,8 +84,10 @@ pub(crate) enum Native {
     BitTest { op: super::bits::BitOp, size: u8 },
     /// CMPXCHG, XADD, XCHG of memory, and LOCK'd ALU operations (see `atomic`).
     Atomic { op: super::atomic::AtomicOp, size: u8, locked: bool },
-    /// CLI, STI, CLAC, STAC, PUSHFQ (see `system`).
+    /// CLI, STI, CLAC, STAC, PUSHFQ, SWAPGS, MFENCE (see `system`).
     System(super::system::SysOp),
+    /// MUL or DIV (`div`) of 32 or 64 bits (see `muldiv`).
+    MulDiv { div: bool, size: u8 },
 }
 
 /// An operand the translator handles.
@@ -141,6 +149,9 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
     if let Some(op) = super::system::classify(insn, bitness) {
         return Some(Native::System(op));
     }
+    if let Some(native) = super::muldiv::classify(insn, bitness) {
+        return Some(native);
+    }
     let two = || Some((opnd(insn, 0, bitness)?, opnd(insn, 1, bitness)?));
     let long = bitness == 64;
     if let Some(v) = super::vector::classify(insn, bitness) {
@@ -167,6 +178,11 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
         Mnemonic::Cwd => Native::SignExtendAcc { size: 2, into_dx: true },
         Mnemonic::Cdq => Native::SignExtendAcc { size: 4, into_dx: true },
         Mnemonic::Cqo => Native::SignExtendAcc { size: 8, into_dx: true },
+        Mnemonic::Mov if insn.op1_kind() == OpKind::Register && insn.op1_register().is_segment_register() => {
+            opnd(insn, 0, bitness)?;
+            Native::MovFromSreg { seg: insn.op1_register() as usize - Register::ES as usize }
+        }
+        Mnemonic::Leave if long && insn.code() == Code::Leaveq => Native::Leave,
         Mnemonic::Mov => {
             let (d, s) = two()?;
             let size = size_of(d);
@@ -245,7 +261,7 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
                     if count == 0 {
                         return None;
                     }
-                    Native::Shift { op, size, count }
+                    Native::Shift { op, size, count, flags: true }
                 }
                 (Opnd::Reg(_, size), Opnd::Reg(Register::CL, 1)) => Native::ShiftCl { op, size, flags: true },
                 _ => return None,
@@ -378,7 +394,7 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
             let observable = match &plan[j] {
                 // BT keeps the flags it does not define, so it reads them all.
                 Some(Native::BitTest { .. }) => true,
-                Some(n) => !no_memory || n.ends_block() || insn.rflags_read() & live != 0,
+                Some(n) => !no_memory || n.ends_block() || n.may_leave() || insn.rflags_read() & live != 0,
                 None => true,
             };
             if observable {
@@ -393,6 +409,8 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
             Some(Native::ShiftCl { op, size, .. }) if dead || (size >= 4 && matches!(op, ShiftOp::Shl | ShiftOp::Shr | ShiftOp::Sar)) => {
                 Some(Native::ShiftCl { op, size, flags: !dead })
             }
+            // A rotate's CF and OF are computed where they live on (see `rotate_flags`).
+            Some(Native::Shift { op: op @ (ShiftOp::Rol | ShiftOp::Ror), size, count, .. }) => Some(Native::Shift { op, size, count, flags: !dead }),
             _ if dead => plan[i],
             _ => None,
         };
@@ -402,7 +420,7 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
 /// SHL/SHR/SAR by an immediate below the width: their flags have a lazy form, so they are
 /// native whether or not the flags live on.
 fn has_lazy_flags(n: &Native) -> bool {
-    matches!(n, Native::Shift { op: ShiftOp::Shl | ShiftOp::Shr | ShiftOp::Sar, size, count } if *count < *size as u32 * 8)
+    matches!(n, Native::Shift { op: ShiftOp::Shl | ShiftOp::Shr | ShiftOp::Sar, size, count, .. } if *count < *size as u32 * 8)
 }
 
 impl Emit<'_, '_> {
@@ -423,6 +441,14 @@ impl Emit<'_, '_> {
 
 impl Native {
     /// Whether the instruction ends its block natively (a branch).
+    /// Whether a native instruction without a memory operand may still leave the block
+    /// before it (see `Emit::guard`), where the interpreter sees the flags: the stack's
+    /// implicit accesses, and the checks of the privileged and DIV's operands. (DIV also
+    /// leaves the flags as they were, though the decoder says it writes them.)
+    fn may_leave(&self) -> bool {
+        matches!(self, Native::Push | Native::Pop | Native::Leave | Native::System(_) | Native::MulDiv { div: true, .. })
+    }
+
     fn ends_block(&self) -> bool {
         matches!(
             self,
@@ -456,6 +482,7 @@ impl Emit<'_, '_> {
             Native::Alu { op, size } => self.alu(i, insn, op, size),
             Native::Atomic { op, size, locked } => self.atomic(i, insn, op, size, locked),
             Native::System(op) => self.system(i, op),
+            Native::MulDiv { div, size } => self.mul_div(i, insn, div, size),
             Native::IncDec { inc, size } => {
                 let carry = self.carry_flag();
                 let dst = opnd(insn, 0, bitness).expect("classified");
@@ -476,6 +503,26 @@ impl Emit<'_, '_> {
                     m @ Opnd::Mem(_) => self.read_opnd(i, insn, m, 8),
                 };
                 self.push(i, v);
+            }
+            Native::Leave => {
+                // The interpreter's order: the read at RBP may fault before anything changes.
+                let rbp = self.reg(Register::RBP);
+                let host = self.probe(i, rbp, 8, Access::Read);
+                let v = self.load_guest(host, 8);
+                let up = self.b.ins().iadd_imm_s(rbp, 8);
+                self.set_reg(Register::RSP, up);
+                self.set_reg(Register::RBP, v);
+            }
+            Native::MovFromSreg { seg } => {
+                // A register takes the selector zero-extended to its size (the 16-bit form
+                // keeps the upper bits), memory its 16 bits, as the interpreter does.
+                let sel = self.b.ins().uload16(cranelift_codegen::ir::types::I64, super::state_flags(), self.cpu, self.l.seg_selector[seg]);
+                let dst = opnd(insn, 0, bitness).expect("classified");
+                let size = match dst {
+                    Opnd::Reg(_, s) => s,
+                    _ => 2,
+                };
+                self.write_opnd(i, insn, dst, size, sel);
             }
             Native::Pop => {
                 let rsp = self.reg(Register::RSP);
@@ -544,7 +591,7 @@ impl Emit<'_, '_> {
                 let v = self.b.ins().uextend(cranelift_codegen::ir::types::I64, c);
                 self.write_opnd(i, insn, opnd(insn, 0, bitness).expect("classified"), 1, v);
             }
-            Native::Shift { op, size, count } => {
+            Native::Shift { op, size, count, flags } => {
                 let r = insn.op0_register();
                 let v = self.reg(r);
                 let n = self.iconst(count as u64);
@@ -553,6 +600,8 @@ impl Emit<'_, '_> {
                 if let Some(cc) = self.lazy_shift_op(op, size, count) {
                     let res = self.mask(res, size);
                     self.set_flags(cc, size, v, n, res, None);
+                } else if flags {
+                    self.rotate_flags(op, size, v, res);
                 }
             }
             Native::ShiftCl { op, size, flags } => {
@@ -637,7 +686,7 @@ impl Emit<'_, '_> {
     }
 
     /// The value of a source operand, masked to `size`.
-    fn read_opnd(&mut self, i: usize, insn: &Instruction, o: Opnd, size: u8) -> Value {
+    pub(super) fn read_opnd(&mut self, i: usize, insn: &Instruction, o: Opnd, size: u8) -> Value {
         match o {
             Opnd::Reg(r, _) => self.reg(r),
             Opnd::Imm(v) => self.iconst(v & mask_of(size)),
@@ -735,6 +784,30 @@ impl Emit<'_, '_> {
         };
         let overflow = self.b.ins().uextend(cranelift_codegen::ir::types::I64, overflow);
         (self.mask(lo, size), overflow)
+    }
+
+    /// CF and OF of ROL or ROR (by a non-zero count) of `dst` to `res`, both masked to `size`,
+    /// as the interpreter computes them: CF the bit that went round, OF from the operand's
+    /// top bits for any count (undefined beyond 1 in the SDM). The other flags stay.
+    fn rotate_flags(&mut self, op: ShiftOp, size: u8, dst: Value, res: Value) {
+        const CF: i64 = 1;
+        const OF_BIT: i64 = 11;
+        let bits = size as i64 * 8;
+        let top = self.b.ins().ushr_imm_s(dst, bits - 1);
+        let (cf, other) = if op == ShiftOp::Rol {
+            (self.b.ins().band_imm_s(res, 1), self.b.ins().ushr_imm_s(dst, bits - 2))
+        } else {
+            (self.b.ins().ushr_imm_s(res, bits - 1), dst)
+        };
+        let of = self.b.ins().bxor(top, other);
+        let of = self.b.ins().band_imm_s(of, 1);
+        let of = self.b.ins().ishl_imm_s(of, OF_BIT);
+        self.materialize_flags();
+        let rflags = self.load_state(cranelift_codegen::ir::types::I64, self.l.rflags);
+        let kept = self.b.ins().band_imm_s(rflags, !(CF | 1 << OF_BIT));
+        let rflags = self.b.ins().bor(kept, cf);
+        let rflags = self.b.ins().bor(rflags, of);
+        self.store_state(rflags, self.l.rflags);
     }
 
     /// `v` (masked to `size`) shifted or rotated by `count` (a constant or CL, already masked
