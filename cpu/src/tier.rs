@@ -134,8 +134,8 @@ pub(crate) struct BlockTier {
     /// Dropped from the cache: never compiled or linked again.
     pub retired: Cell<bool>,
     /// The block's exits' links, held in its compiled code (`CHAIN_CELLS`: the indirect
-    /// branch has two).
-    pub chain: [LinkCell; CHAIN_CELLS],
+    /// branch has two). Made when the block is first compiled: most blocks never are.
+    chain: std::cell::OnceCell<Box<[LinkCell; CHAIN_CELLS]>>,
     /// The blocks those cells lead to, kept alive while linked.
     links: RefCell<[Option<Rc<Block>>; CHAIN_CELLS]>,
     /// The cells holding this block's entry: other blocks' (`links` names this block for
@@ -178,16 +178,22 @@ impl BlockTier {
             // SAFETY: listed cells are live (see `incoming`); only this thread touches them.
             unsafe { cell.clear() };
         }
-        for i in 0..CHAIN_CELLS {
+        let Some(cells) = self.chain.get() else { return };
+        for (i, cell) in cells.iter().enumerate() {
             self.link(i, None, 0, 0, graveyard);
             // The code may go with the next flush of the cache (and is not run again).
-            self.chain[i].detach();
+            cell.detach();
         }
+    }
+
+    /// The block's link cells, made on first use.
+    pub fn cells(&self) -> &[LinkCell; CHAIN_CELLS] {
+        self.chain.get_or_init(|| Box::new(std::array::from_fn(|_| LinkCell::default())))
     }
 
     /// The block's code (compiled for this epoch) holds its links at `sites` from now on.
     pub fn attach_code(&self, code: &ferrite_jit::Compiled) {
-        for ((cell, sites), unlinked) in self.chain.iter().zip(code.sites).zip(code.unlinked) {
+        for ((cell, sites), unlinked) in self.cells().iter().zip(code.sites).zip(code.unlinked) {
             // SAFETY: the sites are in the block's code, which this vCPU's thread alone runs,
             // and which stays mapped until the cache is flushed, which unlinks (detaches)
             // every block first.
@@ -198,7 +204,7 @@ impl BlockTier {
     /// Points cell `i` at `target` (whose entry is `entry`, 0 for none) under `generation`,
     /// for RIP `rip`; the block it named before goes to `graveyard`.
     fn link(&self, i: usize, target: Option<Rc<Block>>, generation: u64, rip: u64, graveyard: &mut Vec<Rc<Block>>) {
-        let cell = &self.chain[i];
+        let cell = &self.cells()[i];
         let entry = target.as_ref().map_or(0, |t| t.tier.live_entry.get());
         let same = matches!((&self.links.borrow()[i], &target), (Some(old), Some(new)) if Rc::ptr_eq(old, new));
         if same && cell.target() == entry && entry != 0 {
@@ -239,7 +245,8 @@ impl Drop for BlockTier {
     /// never holds, or the whole cache at once): its cells leave the lists of the blocks they
     /// name, which its links keep alive until here.
     fn drop(&mut self) {
-        for (cell, target) in self.chain.iter().zip(self.links.get_mut().iter_mut()) {
+        let Some(cells) = self.chain.get() else { return };
+        for (cell, target) in cells.iter().zip(self.links.get_mut().iter_mut()) {
             if let Some(t) = target.take() {
                 t.tier.forget_incoming(CellRef::Link(cell));
             }
@@ -1041,7 +1048,7 @@ impl Cpu {
         if exit == EXIT_INDIRECT {
             // The last target becomes the second entry (unless it went since); the one
             // before it goes.
-            let last = &tier.chain[EXIT_INDIRECT];
+            let last = &tier.cells()[EXIT_INDIRECT];
             let moved = tier.links.borrow()[EXIT_INDIRECT].clone().filter(|_| last.target() != 0);
             tier.link(CELL_INDIRECT_BEFORE, moved, last.generation(), last.rip(), &mut self.code.graveyard);
         }
@@ -1072,11 +1079,11 @@ mod tests {
         target.tier.live_entry.set(0x1000);
         let mut graveyard = Vec::new();
         owner.tier.link(EXIT_TAKEN, Some(target.clone()), 7, 0x40, &mut graveyard);
-        assert_eq!(owner.tier.chain[EXIT_TAKEN].target(), 0x1000);
+        assert_eq!(owner.tier.cells()[EXIT_TAKEN].target(), 0x1000);
         assert_eq!(target.tier.incoming.borrow().len(), 1);
         // The target stops being compiled: the owner's cell forgets it.
         target.tier.unlink(&mut graveyard);
-        assert_eq!(owner.tier.chain[EXIT_TAKEN].target(), 0);
+        assert_eq!(owner.tier.cells()[EXIT_TAKEN].target(), 0);
         assert!(target.tier.incoming.borrow().is_empty());
         // An owner dropped without `unlink` (code in device memory, never cached) leaves no
         // cell of its own in its target's list.
