@@ -133,9 +133,16 @@ pub(crate) struct BlockTier {
     pub live_entry: Cell<usize>,
     /// Dropped from the cache: never compiled or linked again.
     pub retired: Cell<bool>,
+    /// Made when the block is first compiled: most blocks never are.
+    chain: std::cell::OnceCell<Box<Chain>>,
+}
+
+/// A compiled block's links, both ways.
+#[derive(Default)]
+struct Chain {
     /// The block's exits' links, held in its compiled code (`CHAIN_CELLS`: the indirect
-    /// branch has two). Made when the block is first compiled: most blocks never are.
-    chain: std::cell::OnceCell<Box<[LinkCell; CHAIN_CELLS]>>,
+    /// branch has two).
+    cells: [LinkCell; CHAIN_CELLS],
     /// The blocks those cells lead to, kept alive while linked.
     links: RefCell<[Option<Rc<Block>>; CHAIN_CELLS]>,
     /// The cells holding this block's entry: other blocks' (`links` names this block for
@@ -156,7 +163,7 @@ impl CellRef {
     /// Unlinks the cell.
     ///
     /// # Safety
-    /// The cell is alive (as every listed one is, see `BlockTier::incoming`).
+    /// The cell is alive (as every listed one is, see `Chain::incoming`).
     unsafe fn clear(self) {
         // SAFETY: the caller's.
         unsafe {
@@ -174,21 +181,26 @@ impl BlockTier {
     /// running them).
     pub fn unlink(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.live_entry.set(0);
-        for cell in self.incoming.take() {
+        let Some(chain) = self.chain.get() else { return };
+        for cell in chain.incoming.take() {
             // SAFETY: listed cells are live (see `incoming`); only this thread touches them.
             unsafe { cell.clear() };
         }
-        let Some(cells) = self.chain.get() else { return };
-        for (i, cell) in cells.iter().enumerate() {
+        for (i, cell) in chain.cells.iter().enumerate() {
             self.link(i, None, 0, 0, graveyard);
             // The code may go with the next flush of the cache (and is not run again).
             cell.detach();
         }
     }
 
-    /// The block's link cells, made on first use.
+    /// The block's links, made on first use.
+    fn chain(&self) -> &Chain {
+        self.chain.get_or_init(Box::default)
+    }
+
+    /// The block's link cells.
     pub fn cells(&self) -> &[LinkCell; CHAIN_CELLS] {
-        self.chain.get_or_init(|| Box::new(std::array::from_fn(|_| LinkCell::default())))
+        &self.chain().cells
     }
 
     /// The block's code (compiled for this epoch) holds its links at `sites` from now on.
@@ -204,9 +216,10 @@ impl BlockTier {
     /// Points cell `i` at `target` (whose entry is `entry`, 0 for none) under `generation`,
     /// for RIP `rip`; the block it named before goes to `graveyard`.
     fn link(&self, i: usize, target: Option<Rc<Block>>, generation: u64, rip: u64, graveyard: &mut Vec<Rc<Block>>) {
-        let cell = &self.cells()[i];
+        let chain = self.chain();
+        let cell = &chain.cells[i];
         let entry = target.as_ref().map_or(0, |t| t.tier.live_entry.get());
-        let same = matches!((&self.links.borrow()[i], &target), (Some(old), Some(new)) if Rc::ptr_eq(old, new));
+        let same = matches!((&chain.links.borrow()[i], &target), (Some(old), Some(new)) if Rc::ptr_eq(old, new));
         if same && cell.target() == entry && entry != 0 {
             // Linked again (a new generation): it stays listed.
             cell.set(entry, generation, rip);
@@ -215,9 +228,9 @@ impl BlockTier {
         cell.set(entry, generation, rip);
         let cell = CellRef::Link(cell);
         if let Some(t) = target.as_ref().filter(|_| entry != 0) {
-            t.tier.incoming.borrow_mut().push(cell);
+            t.tier.chain().incoming.borrow_mut().push(cell);
         }
-        let old = std::mem::replace(&mut self.links.borrow_mut()[i], target);
+        let old = std::mem::replace(&mut chain.links.borrow_mut()[i], target);
         if let Some(old) = old {
             old.tier.forget_incoming(cell);
             graveyard.push(old);
@@ -227,7 +240,8 @@ impl BlockTier {
     /// Drops `cell` from the cells holding this block's entry (it names another now, or is
     /// going).
     fn forget_incoming(&self, cell: CellRef) {
-        let mut incoming = self.incoming.borrow_mut();
+        let Some(chain) = self.chain.get() else { return };
+        let mut incoming = chain.incoming.borrow_mut();
         if let Some(at) = incoming.iter().rposition(|&c| c == cell) {
             incoming.swap_remove(at);
         }
@@ -245,8 +259,8 @@ impl Drop for BlockTier {
     /// never holds, or the whole cache at once): its cells leave the lists of the blocks they
     /// name, which its links keep alive until here.
     fn drop(&mut self) {
-        let Some(cells) = self.chain.get() else { return };
-        for (cell, target) in cells.iter().zip(self.links.get_mut().iter_mut()) {
+        let Some(chain) = self.chain.get_mut() else { return };
+        for (cell, target) in chain.cells.iter().zip(chain.links.get_mut().iter_mut()) {
             if let Some(t) = target.take() {
                 t.tier.forget_incoming(CellRef::Link(cell));
             }
@@ -287,7 +301,7 @@ impl IndirectTable {
         self.forget(slot, graveyard);
         let cell = &self.cells[slot];
         cell.set(entry, generation, rip);
-        target.tier.incoming.borrow_mut().push(CellRef::Table(cell));
+        target.tier.chain().incoming.borrow_mut().push(CellRef::Table(cell));
         self.targets[slot] = Some(target.clone());
     }
 
@@ -1049,7 +1063,7 @@ impl Cpu {
             // The last target becomes the second entry (unless it went since); the one
             // before it goes.
             let last = &tier.cells()[EXIT_INDIRECT];
-            let moved = tier.links.borrow()[EXIT_INDIRECT].clone().filter(|_| last.target() != 0);
+            let moved = tier.chain().links.borrow()[EXIT_INDIRECT].clone().filter(|_| last.target() != 0);
             tier.link(CELL_INDIRECT_BEFORE, moved, last.generation(), last.rip(), &mut self.code.graveyard);
         }
         if exit == EXIT_INDIRECT && owner.bitness == 64 {
@@ -1080,20 +1094,20 @@ mod tests {
         let mut graveyard = Vec::new();
         owner.tier.link(EXIT_TAKEN, Some(target.clone()), 7, 0x40, &mut graveyard);
         assert_eq!(owner.tier.cells()[EXIT_TAKEN].target(), 0x1000);
-        assert_eq!(target.tier.incoming.borrow().len(), 1);
+        assert_eq!(target.tier.chain().incoming.borrow().len(), 1);
         // The target stops being compiled: the owner's cell forgets it.
         target.tier.unlink(&mut graveyard);
         assert_eq!(owner.tier.cells()[EXIT_TAKEN].target(), 0);
-        assert!(target.tier.incoming.borrow().is_empty());
+        assert!(target.tier.chain().incoming.borrow().is_empty());
         // An owner dropped without `unlink` (code in device memory, never cached) leaves no
         // cell of its own in its target's list.
         let other = block();
         other.tier.live_entry.set(0x2000);
         owner.tier.link(EXIT_TAKEN, Some(other.clone()), 7, 0x40, &mut graveyard);
-        assert_eq!(other.tier.incoming.borrow().len(), 1);
+        assert_eq!(other.tier.chain().incoming.borrow().len(), 1);
         drop(graveyard);
         drop(owner);
-        assert!(other.tier.incoming.borrow().is_empty());
+        assert!(other.tier.chain().incoming.borrow().is_empty());
         other.tier.unlink(&mut Vec::new());
     }
 }
