@@ -507,10 +507,7 @@ impl Emit<'_, '_> {
             Native::Leave => {
                 // The interpreter's order: the read at RBP may fault before anything changes.
                 let rbp = self.reg(Register::RBP);
-                let host = self.probe(i, rbp, 8, Access::Read);
-                let v = self.load_guest(host, 8);
-                let up = self.b.ins().iadd_imm_s(rbp, 8);
-                self.set_reg(Register::RSP, up);
+                let v = self.pop_from(i, rbp);
                 self.set_reg(Register::RBP, v);
             }
             Native::MovFromSreg { seg } => {
@@ -526,10 +523,7 @@ impl Emit<'_, '_> {
             }
             Native::Pop => {
                 let rsp = self.reg(Register::RSP);
-                let host = self.probe(i, rsp, 8, Access::Read);
-                let v = self.load_guest(host, 8);
-                let up = self.b.ins().iadd_imm_s(rsp, 8);
-                self.set_reg(Register::RSP, up);
+                let v = self.pop_from(i, rsp);
                 self.set_reg(insn.op0_register(), v);
             }
             Native::Jmp => {
@@ -846,6 +840,15 @@ impl Emit<'_, '_> {
         let host = self.probe(i, down, 8, Access::Write);
         self.store_guest(host, 8, v);
         self.set_reg(Register::RSP, down);
+    }
+
+    /// Pops the quadword at `sp` (the stack pointer to be): RSP becomes `sp` + 8.
+    fn pop_from(&mut self, i: usize, sp: Value) -> Value {
+        let host = self.probe(i, sp, 8, Access::Read);
+        let v = self.load_guest(host, 8);
+        let up = self.b.ins().iadd_imm_s(sp, 8);
+        self.set_reg(Register::RSP, up);
+        v
     }
 
     /// A non-canonical branch target goes to the interpreter, which raises the #GP.
