@@ -90,17 +90,19 @@ impl LinkCell {
     }
 
     fn write_sites(&self) {
-        let sites = self.sites.get();
-        let jump = sites[LINK_TARGET];
+        let [jump, generation, rip] = self.sites.get();
         if jump != 0 {
             let displacement = |to: usize| i32::try_from(to.wrapping_sub(jump + 4) as isize).ok();
-            let target = self.target.get();
-            // Blocks and landings share one arena, well within a jump's reach.
-            let d = displacement(if target != 0 { target } else { self.unlinked.get() });
-            // SAFETY: as below.
-            unsafe { (jump as *mut i32).write_unaligned(d.or_else(|| displacement(self.unlinked.get())).unwrap_or(0)) };
+            let (target, unlinked) = (self.target.get(), self.unlinked.get());
+            // Blocks and landings share one arena, well within a jump's reach (a target out
+            // of it would leave the exit to the landing, which links through the stub).
+            let d = displacement(if target != 0 { target } else { unlinked }).or_else(|| displacement(unlinked));
+            if let Some(d) = d {
+                // SAFETY: as below.
+                unsafe { (jump as *mut i32).write_unaligned(d) };
+            }
         }
-        for (site, value) in sites.into_iter().zip([0, self.generation.get(), self.rip.get()]).skip(1) {
+        for (site, value) in [(generation, self.generation.get()), (rip, self.rip.get())] {
             if site != 0 {
                 // SAFETY: `attach`'s caller keeps every site writable until `detach`; only
                 // this thread runs or writes that code.
@@ -229,7 +231,7 @@ impl Entry {
 
     /// Defines function number `index` of the module with `signature`, its one block built
     /// by `body` from the parameters and the host's calling convention.
-    fn define(
+    pub(crate) fn define(
         module: &mut JITModule,
         fctx: &mut FunctionBuilderContext,
         signature: Signature,

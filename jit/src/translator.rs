@@ -1,7 +1,7 @@
 //! The Cranelift module that holds compiled blocks, and the compile step.
 
 use crate::arena::CodeArena;
-use crate::chain::{block_signature, link_stub_signature, link_symbol, EXIT_INDIRECT, LINK_FIELDS, LINK_TARGET};
+use crate::chain::{block_signature, link_stub_signature, link_symbol, Entry, EXIT_INDIRECT, LINK_FIELDS, LINK_TARGET};
 use crate::emit::LinkSymbols;
 use crate::CHAIN_CELLS;
 use crate::emit::emit_block;
@@ -12,7 +12,7 @@ use cranelift_codegen::ir::{types, ExternalName, InstBuilder, MemFlagsData, User
 use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{DataId, FuncId, Linkage, Module};
 use iced_x86::Instruction;
@@ -116,24 +116,15 @@ fn declare_links(module: &mut JITModule, layout: &Layout, fctx: &mut FunctionBui
     }
     let mut landings = [FuncId::from_u32(0); CHAIN_CELLS];
     for (cell, landing) in landings.iter_mut().enumerate() {
-        *landing = module.declare_function(&format!("ferrite.landing.{cell}"), Linkage::Local, &block_signature()).map_err(|e| err(&e))?;
-        let mut ctx = module.make_context();
-        ctx.func.signature = block_signature();
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
-            let start = b.create_block();
-            b.append_block_params_for_function_params(start);
-            b.switch_to_block(start);
-            let (cpu, frame) = (b.block_params(start)[0], b.block_params(start)[1]);
+        // Local to the module, so blocks reach it (and their targets) with a direct jump.
+        *landing = Entry::define(module, fctx, block_signature(), cell as u32, |b, params, _| {
+            let (cpu, frame) = (params[0], params[1]);
             let stub_sig = b.import_signature(link_stub_signature());
             let stub = b.ins().load(types::I64, MemFlagsData::trusted(), frame, layout.frame.link_stub);
             let exit = b.ins().iconst(types::I64, cell.min(EXIT_INDIRECT) as i64);
             b.ins().return_call_indirect(stub_sig, stub, &[cpu, frame, exit]);
-            b.seal_all_blocks();
-            b.finalize(module.isa().frontend_config());
-        }
-        module.define_function(*landing, &mut ctx).map_err(|e| err(&e))?;
-        module.clear_context(&mut ctx);
+        })
+        .map_err(|e| err(&e))?;
     }
     Ok(Links { data, landings })
 }
