@@ -80,6 +80,46 @@ fn loops_with_memory_calls_and_conditions_match_the_interpreter() {
 }
 
 #[test]
+fn one_block_loops_keep_registers_and_flags_across_runs_and_match_the_interpreter() {
+    // Two loops of one block each, run inside the block's code while chaining. The first
+    // carries CF from RCL (DEC keeps it) into the next run's ADC, and writes 8, 16 and 32-bit
+    // parts of registers. The second runs SSE instructions the interpreter executes between
+    // native ones, and CPUID, which the interpreter runs: what it writes only the next run
+    // reads.
+    let on = both(&[(RSI, DATA), (RCX, 300), (RBX, 0x8000_0000_0000_0001), (RDX, 0x1234_5678)], |a| {
+        let mut first = a.create_label();
+        let mut second = a.create_label();
+        enable_sse(a)?;
+        a.mov(ecx, 300)?;
+        a.set_label(&mut first)?;
+        a.adc(rax, rbx)?;
+        a.rcl(rdx, 1)?;
+        a.add(r8w, dx)?;
+        a.xor(ah, cl)?;
+        a.mov(r9d, eax)?;
+        a.mov(qword_ptr(rsi + rcx * 8), r9)?;
+        a.dec(rcx)?;
+        a.jnz(first)?;
+        a.movq(xmm1, rbx)?;
+        a.mov(r13d, 100)?;
+        a.set_label(&mut second)?;
+        a.add(r11, rbx)?;
+        a.add(r11, r10)?;
+        a.imul_3(r12, r11, 3)?;
+        a.mov(qword_ptr(rsi + r13 * 8 + 0x1000), r12)?;
+        a.paddq(xmm0, xmm1)?;
+        a.movq(r10, xmm0)?;
+        a.mov(eax, r13d)?;
+        a.cpuid()?;
+        a.sub(r13d, 1)?;
+        a.jnz(second)?;
+        Ok(())
+    });
+    // Both loops ran mostly inside their blocks' code.
+    assert!(on.cpu.jit_stats().chained_runs > 300, "{:?}", on.cpu.jit_stats());
+}
+
+#[test]
 fn flags_after_every_operation_and_width_match_the_interpreter() {
     // Each comparison feeds every condition through SETcc into memory.
     let values = [0u64, 1, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff_ffff, 0x8000_0000_0000_0000, u64::MAX];

@@ -142,7 +142,7 @@ impl Emit<'_, '_> {
         self.b.use_var(self.tlb_context_var)
     }
 
-    fn compute_tlb_context(&mut self) -> Value {
+    pub(super) fn compute_tlb_context(&mut self) -> Value {
         let l = self.l;
         let tlb = self.load_state(types::I64, l.tlb);
         let ctx_bytes = (l.tlb_entry_size as i64) << l.tlb_bits;

@@ -48,6 +48,7 @@ pub(crate) fn emit_block(
         }
     }
     ops::keep_dead_flag_shifts(&mut plan, spec.insns);
+    let loop_regs = loop_registers(spec, &plan);
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -81,6 +82,7 @@ pub(crate) fn emit_block(
         sse_checked: false,
         mxcsr_checked: false,
         head: None,
+        loop_regs,
         link_symbols: links,
         links: [None; crate::CHAIN_EXITS],
         local_links: [None; crate::CHAIN_EXITS],
@@ -147,6 +149,9 @@ pub(crate) struct Emit<'a, 'f> {
     pub mxcsr_checked: bool,
     /// The block's start, for branches back to it (with chaining only).
     pub head: Option<Block>,
+    /// For a block that branches back to its own start: the registers it uses and those it
+    /// writes (see `LoopRegs`).
+    loop_regs: Option<LoopRegs>,
     /// With chaining: the symbols of the block's links.
     link_symbols: Option<LinkSymbols>,
     /// Per exit (`EXIT_TAKEN`, `EXIT_NEXT`, `EXIT_INDIRECT`), the code that follows its link,
@@ -204,13 +209,29 @@ impl Emit<'_, '_> {
     /// On entry: counts the block's run (each loop back to the start counts as one).
     fn enter(&mut self) {
         let f = self.l.frame;
+        if let Some(regs) = self.loop_regs {
+            // A loop keeps the registers it uses in variables from one run to the next: they
+            // are loaded before its start, not at their first use in it.
+            for r in (0..16).filter(|r| regs.used >> r & 1 != 0) {
+                let v = self.load_state(types::I64, self.l.gpr + 8 * r as i32);
+                self.b.def_var(self.regs[r], v);
+            }
+            let ctx = self.compute_tlb_context();
+            self.b.def_var(self.tlb_context_var, ctx);
+        }
         if self.spec.chain {
-            // Where a branch back to the block's start loops (a run of its own): nothing is
-            // held in variables there, as at the entry.
+            // Where a branch back to the block's start loops (a run of its own).
             let head = self.b.create_block();
             self.b.ins().jump(head, &[]);
             self.b.switch_to_block(head);
             self.head = Some(head);
+        }
+        if let Some(regs) = self.loop_regs {
+            // As every branch back leaves them (see `loop_back`): what the block writes may
+            // differ from the CPU structure, the flags are there.
+            self.loaded = regs.used;
+            self.dirty = regs.written;
+            self.tlb_context_known = true;
         }
         let runs = self.load_frame(f.runs);
         let runs = self.b.ins().iadd_imm_s(runs, 1);
@@ -281,22 +302,41 @@ impl Emit<'_, '_> {
 
     /// Whether a branch to `target` loops back to the block's own start inside its code.
     pub fn loops_to(&self, target: u64) -> bool {
-        self.head.is_some() && target == self.spec.insns[0].ip()
+        self.head.is_some() && self.loop_regs.is_some() && target == self.spec.insns[0].ip()
     }
 
-    /// Back to the block's start, the state stored with RIP there: counts `retired` and runs
-    /// the block again without leaving its code, unless the run loop is needed (see
-    /// `stop_unless_free`), then returns.
-    pub fn loop_back(&mut self, retired: u64) {
+    /// Back to the block's start at `target`: counts `retired` and runs the block again
+    /// without leaving its code, its registers still in variables, unless the run loop is
+    /// needed (see `stop_unless_free`): then stores the state and returns. The path the
+    /// caller emits next (a branch's other way) starts from what was known before.
+    pub fn loop_back(&mut self, retired: u64, target: u64) {
         let head = self.head.expect("loops_to");
+        let regs = self.loop_regs.expect("loops_to");
+        let known = (self.loaded, self.dirty, self.tlb_context_known);
+        // What the start expects (see `enter`): registers the interpreter wrote are loaded
+        // again, and pending flags go to the CPU structure.
+        let stale = regs.used & !self.loaded;
+        for r in (0..16).filter(|r| stale >> r & 1 != 0) {
+            let v = self.load_state(types::I64, self.l.gpr + 8 * r as i32);
+            self.b.def_var(self.regs[r], v);
+        }
+        self.loaded |= regs.used;
+        if !self.tlb_context_known {
+            let ctx = self.compute_tlb_context();
+            self.b.def_var(self.tlb_context_var, ctx);
+        }
+        self.store_flags();
         let r = self.iconst(retired);
         let total = self.count_retired(r);
         let stop = self.b.create_block();
         self.stop_unless_free(total, stop, true);
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(stop);
+        let t = self.iconst(target);
+        self.store_all(t);
         let zero = self.iconst(0);
         self.b.ins().return_(&[zero]);
+        (self.loaded, self.dirty, self.tlb_context_known) = known;
     }
 
     /// Runs instruction `i` through the interpreter on the current path. Afterwards the
@@ -483,16 +523,40 @@ pub(super) fn int_type(size: u8) -> Type {
 /// The general-purpose registers (bit per index) `insn` may write, implicitly or not.
 fn written_gprs(insn: &iced_x86::Instruction) -> u16 {
     use iced_x86::OpAccess;
+    gprs(insn, |a| matches!(a, OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite))
+}
+
+/// The general-purpose registers (bit per index) `insn` accesses in a way `wanted` accepts.
+fn gprs(insn: &iced_x86::Instruction, wanted: impl Fn(iced_x86::OpAccess) -> bool) -> u16 {
     let mut factory = iced_x86::InstructionInfoFactory::new();
     let info = factory.info(insn);
     let mut m = 0u16;
     for u in info.used_registers() {
-        let writes = matches!(u.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite);
-        if let (true, Some((idx, _, _))) = (writes, crate::operand::gpr_slot(u.register())) {
+        if let (true, Some((idx, _, _))) = (wanted(u.access()), crate::operand::gpr_slot(u.register())) {
             m |= 1 << idx;
         }
     }
     m
+}
+
+/// The registers a block that loops keeps in variables (`used`), and those that may differ
+/// from the CPU structure at its start on later runs (`written`).
+#[derive(Clone, Copy)]
+struct LoopRegs {
+    used: u16,
+    written: u16,
+}
+
+/// A block that ends with a native branch back to its own start (with chaining): its
+/// registers (see `LoopRegs`).
+fn loop_registers(spec: &BlockSpec, plan: &[Option<ops::Native>]) -> Option<LoopRegs> {
+    let last = spec.insns.last()?;
+    let branch = matches!(plan.last(), Some(Some(ops::Native::Jmp | ops::Native::Jcc)));
+    if !spec.chain || !branch || last.near_branch_target() != spec.insns[0].ip() {
+        return None;
+    }
+    let used = spec.insns.iter().fold(0, |m, i| m | gprs(i, |_| true));
+    Some(LoopRegs { used, written: spec.insns.iter().fold(0, |m, i| m | written_gprs(i)) })
 }
 
 pub(crate) fn mask_of(size: u8) -> u64 {

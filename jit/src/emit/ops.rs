@@ -529,9 +529,7 @@ impl Emit<'_, '_> {
             Native::Jmp => {
                 let target = insn.near_branch_target();
                 if self.loops_to(target) {
-                    let t = self.iconst(target);
-                    self.store_all(t);
-                    self.loop_back(i as u64 + 1);
+                    self.loop_back(i as u64 + 1, target);
                 } else {
                     self.finish_direct(target, EXIT_TAKEN, i as u64 + 1);
                 }
@@ -542,9 +540,7 @@ impl Emit<'_, '_> {
                 let (taken, not_taken) = (self.b.create_block(), self.b.create_block());
                 self.b.ins().brif(c, taken, &[], not_taken, &[]);
                 self.b.switch_to_block(taken);
-                let t = self.iconst(insn.near_branch_target());
-                self.store_all(t);
-                self.loop_back(i as u64 + 1);
+                self.loop_back(i as u64 + 1, insn.near_branch_target());
                 self.b.switch_to_block(not_taken);
                 self.finish_direct(next, EXIT_NEXT, i as u64 + 1);
                 return true;
