@@ -18,10 +18,14 @@ use std::sync::atomic::Ordering;
 
 /// Longest block, in instructions.
 pub(crate) const MAX_BLOCK: usize = 64;
-const JUMP_CACHE_SIZE: usize = 4096;
+/// Slots of the jump cache. At 4096 slots in groups of 64, a third of the run loop's lookups
+/// on the fork+exec loop of `scripts/bench` missed, mostly kernel blocks evicted by others,
+/// and each miss costs a hash lookup that misses the host's caches too; 64Ki slots (2 MiB) in
+/// groups of 256 missed a tenth as often on the boot.
+const JUMP_CACHE_SIZE: usize = 1 << 16;
 /// The jump cache's slots come in groups of this many per page number (modulo the groups), so
 /// an INVLPG looks at one group instead of every slot.
-const JUMP_GROUP_BITS: u32 = 6;
+const JUMP_GROUP_BITS: u32 = 8;
 
 pub(crate) struct DecodedInsn {
     pub insn: Instruction,
@@ -50,7 +54,8 @@ struct JumpEntry {
     tag: u32,
     /// Its page's translation is global: the entry holds under any PCID.
     global: bool,
-    /// The cache's generation when it was filled: older entries are stale.
+    /// When it was filled, `CodeCache::jump_generation` if global, else the current address
+    /// space's `link_generation`: entries of another are stale.
     generation: u64,
     block: Rc<Block>,
 }
@@ -70,8 +75,11 @@ pub(crate) struct CodeCache {
     /// Physical page → keys of blocks with bytes on it.
     pages: HashMap<u64, Vec<BlockKey>>,
     jump: Vec<Option<JumpEntry>>,
-    /// Bumped to empty the jump cache at once (a CR3 write that drops translations, a paging
-    /// mode change, the memory map).
+    /// Bumped to make every jump-cache entry stale at once (a paging mode change, a flush of
+    /// global translations, the memory map). Entries for non-global pages also go with their
+    /// address space's `link_generation`, whatever drops links to other pages there (a CR3
+    /// write or INVPCID that drops its translations, INVLPG of a page links lead to), so a
+    /// context switch costs no scan of the cache.
     pub jump_generation: u64,
     /// The generation of the current address space's links, read by compiled code: a link
     /// between blocks of different pages holds only in the address space it was made in, and
@@ -233,23 +241,18 @@ impl CodeCache {
     }
 
     /// A CR3 write or INVPCID that drops the non-global translations of `pcid` (all PCIDs if
-    /// `None`): their entries go, global ones stay, and so do links to other pages.
+    /// `None`): their entries go with their links to other pages (see `jump_generation`);
+    /// global ones stay.
     pub fn flush_jump_non_global(&mut self, pcid: Option<u16>) {
-        self.drop_jump_entries(|e| !e.global && pcid.is_none_or(|p| e.tag >> 16 == p as u32));
         match pcid {
             Some(p) => self.forget_space_links(p),
             None => self.forget_all_space_links(),
         }
     }
 
-    /// Scanning the 4096 entries costs less than looking up every block again after a full
-    /// flush (context switches do this thousands of times a second).
-    fn drop_jump_entries(&mut self, stale: impl Fn(&JumpEntry) -> bool) {
-        for e in self.jump.iter_mut() {
-            if e.as_ref().is_some_and(&stale) {
-                *e = None;
-            }
-        }
+    /// The generation a jump-cache entry filled now holds under (see `jump_generation`).
+    fn jump_generation_for(&self, global: bool) -> u64 {
+        if global { self.jump_generation } else { self.link_generation }
     }
 
     pub fn for_each_block(&self, mut f: impl FnMut(&Block)) {
@@ -284,7 +287,7 @@ impl CodeCache {
             Some(Some(e))
                 if e.lin == lin
                     && (e.tag == tag || (e.global && e.tag & 0xffff == tag & 0xffff))
-                    && e.generation == self.jump_generation
+                    && e.generation == self.jump_generation_for(e.global)
                     && !e.block.tier.retired.get() =>
             {
                 Some(&e.block)
@@ -483,7 +486,7 @@ impl Cpu {
             if self.code.jump.is_empty() {
                 self.code.jump.resize(JUMP_CACHE_SIZE, None);
             }
-            let generation = self.code.jump_generation;
+            let generation = self.code.jump_generation_for(global);
             self.code.jump[slot] = Some(JumpEntry { lin, tag, global, generation, block: block.clone() });
         }
         Ok(Some(block))

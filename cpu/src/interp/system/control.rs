@@ -160,13 +160,9 @@ impl Cpu {
             self.catch_up_code();
             let from = self.tlb_pcid;
             self.switch_pcid(self.current_pcid(), !keep);
-            // Links to non-global pages hold in their own address space, the new one's only
-            // if its translations were kept. Jump-cache entries carry their PCID; only dropped
-            // translations take theirs.
+            // Jump-cache entries and links for non-global pages hold in their own address
+            // space, the new one's only if its translations were kept.
             self.code.switch_space(from, self.current_pcid(), keep);
-            if !keep {
-                self.code.flush_jump_non_global(Some(self.current_pcid()));
-            }
         } else {
             self.flush_tlb(true);
         }
