@@ -147,7 +147,7 @@ pub(crate) struct Emit<'a, 'f> {
     /// The guest's MXCSR was found to have the controls compiled code runs SSE arithmetic
     /// under (see `float`), on this path; forgotten like `sse_checked`.
     pub mxcsr_checked: bool,
-    /// The block's start, for branches back to it (with chaining only).
+    /// The start of a block that loops (see `loop_regs`), for its branches back.
     pub head: Option<Block>,
     /// For a block that branches back to its own start: the registers it uses and those it
     /// writes (see `LoopRegs`).
@@ -218,15 +218,11 @@ impl Emit<'_, '_> {
             }
             let ctx = self.compute_tlb_context();
             self.b.def_var(self.tlb_context_var, ctx);
-        }
-        if self.spec.chain {
             // Where a branch back to the block's start loops (a run of its own).
             let head = self.b.create_block();
             self.b.ins().jump(head, &[]);
             self.b.switch_to_block(head);
             self.head = Some(head);
-        }
-        if let Some(regs) = self.loop_regs {
             // As every branch back leaves them (see `loop_back`): what the block writes may
             // differ from the CPU structure, the flags are there.
             self.loaded = regs.used;
@@ -302,7 +298,7 @@ impl Emit<'_, '_> {
 
     /// Whether a branch to `target` loops back to the block's own start inside its code.
     pub fn loops_to(&self, target: u64) -> bool {
-        self.head.is_some() && self.loop_regs.is_some() && target == self.spec.insns[0].ip()
+        self.head.is_some() && target == self.spec.insns[0].ip()
     }
 
     /// Back to the block's start at `target`: counts `retired` and runs the block again

@@ -440,7 +440,6 @@ impl Emit<'_, '_> {
 }
 
 impl Native {
-    /// Whether the instruction ends its block natively (a branch).
     /// Whether a native instruction without a memory operand may still leave the block
     /// before it (see `Emit::guard`), where the interpreter sees the flags: the stack's
     /// implicit accesses, and the checks of the privileged and DIV's operands. (DIV also
@@ -449,6 +448,7 @@ impl Native {
         matches!(self, Native::Push | Native::Pop | Native::Leave | Native::System(_) | Native::MulDiv { div: true, .. })
     }
 
+    /// Whether the instruction ends its block natively (a branch).
     fn ends_block(&self) -> bool {
         matches!(
             self,
