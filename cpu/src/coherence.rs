@@ -72,6 +72,9 @@ impl Cpu {
                                 t.code.note_write(page, origin);
                                 self.code.invalidate_page(page);
                             }
+                            // Parked tables took no write since the event was logged (it was
+                            // replayed before they were parked otherwise).
+                            self.protect_in_parked_tlbs(page);
                         }
                         EventKind::FlushTlb => {
                             self.flush_all_tlbs();

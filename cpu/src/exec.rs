@@ -475,8 +475,14 @@ impl Cpu {
                     self.code.decoded += 1;
                     self.code.blocks.insert(key, block.clone());
                     for p in pages.into_iter().flatten() {
+                        if !self.code.is_code_page(p) {
+                            // Writes there must take the slow path now, in every address
+                            // space's table (entries filled later see `ram_write_slow`).
+                            for t in self.live_tlbs() {
+                                t.protect_phys_page(p);
+                            }
+                        }
                         self.code.pages.entry(p).or_default().push(key);
-                        self.tlb.protect_phys_page(p);
                     }
                 }
                 block

@@ -3,10 +3,10 @@
 //! code probe, so tagging costs nothing there; the tables of a few recently used PCIDs are
 //! parked beside it and swapped in (a pointer swap) when MOV CR3 returns to their PCID.
 //! Global translations apply to every PCID: an invalidation that covers them reaches the
-//! parked tables too. A parked table lets no write through the fast path (its write tags
-//! are made slow when it is parked), so pages that come to hold decoded code need only be
-//! protected in the active table; a write through a parked entry, once active again, does
-//! the bookkeeping of the slow path once and turns fast.
+//! parked tables too. A page that comes to hold decoded code gets slow write tags in the
+//! parked tables as well as in the active one, which costs a scan of each table per new code
+//! page instead of one per address-space switch (with page-table isolation, two per system
+//! call).
 
 use super::tlb::Tlb;
 use crate::state::cr4;
@@ -33,6 +33,13 @@ impl Cpu {
     pub(crate) fn live_tlbs(&mut self) -> impl Iterator<Item = &mut Tlb> {
         let parked = self.parked_tlbs.iter_mut().filter(|(p, _)| p.is_some()).map(|(_, t)| &mut **t);
         std::iter::once(&mut *self.tlb).chain(parked)
+    }
+
+    /// Makes writes to the physical page `paddr` take the slow path in the parked tables.
+    pub(crate) fn protect_in_parked_tlbs(&mut self, paddr: u64) {
+        for (_, t) in self.parked_tlbs.iter_mut().filter(|(p, _)| p.is_some()) {
+            t.protect_phys_page(paddr);
+        }
     }
 
     /// Drops every translation of every PCID, global ones included.
@@ -63,7 +70,6 @@ impl Cpu {
                 table.flush(false);
             }
             std::mem::swap(&mut self.tlb, &mut table);
-            table.slow_writes();
             self.parked_tlbs.push((Some(self.tlb_pcid), table));
             self.tlb_pcid = pcid;
         }

@@ -189,15 +189,6 @@ impl Tlb {
         }
     }
 
-    /// Sends every write through the slow path (a table being parked: see `mmu::pcid`).
-    pub fn slow_writes(&mut self) {
-        self.for_each_filled(|e| {
-            if e.write != TAG_INVALID {
-                e.write |= TAG_SLOW;
-            }
-        });
-    }
-
     /// Make writes to a guest-physical page take the slow path (the page now holds code).
     /// Returns whether some entry let writes to it through the fast path until now.
     pub fn protect_phys_page(&mut self, paddr: u64) -> bool {
@@ -249,7 +240,9 @@ mod tests {
             }
             t.insert(Ctx::Supervisor, 0, entry(0, true)); // refilled: listed once
             let globals: Vec<_> = live(&t).into_iter().filter(|&(_, a)| (a >> 12) % 4 == 0).collect();
-            t.slow_writes();
+            for p in 0..pages {
+                t.protect_phys_page(p << 12);
+            }
             assert!(t.entries.iter().flatten().all(|e| e.write == TAG_INVALID || e.write & TAG_SLOW != 0));
             t.flush(true);
             assert_eq!(live(&t), globals, "{pages} pages: the global entries stay");

@@ -242,3 +242,27 @@ fn pg_stays_on_with_pcide() {
     m.expect_fault(GP, Some(0));
     assert!(m.cpu.state.paging());
 }
+
+/// Code decoded on a page while another PCID's table is parked: a write to that page through
+/// the parked table's entry, once its PCID is back, must still drop the decoded code (the
+/// entry was filled for writes before the page held code).
+#[test]
+fn code_decoded_while_a_pcid_is_parked_is_seen_rewritten_through_it() {
+    const PAGE: u64 = CODE + 0x3000;
+    let mut m = machine(false);
+    m.code(|a, _| {
+        // mov eax, 1; ret
+        a.mov(dword_ptr(PAGE), 0x0000_01b8u32).unwrap();
+        a.mov(word_ptr(PAGE + 4), 0xc300u32).unwrap();
+        set_cr3(a, PML4 | 1 | NO_FLUSH);
+        a.call(PAGE).unwrap();
+        a.mov(r8, rax).unwrap();
+        set_cr3(a, PML4 | NO_FLUSH);
+        a.mov(byte_ptr(PAGE + 1), 2).unwrap();
+        a.call(PAGE).unwrap();
+        a.mov(r9, rax).unwrap();
+        a.hlt().unwrap();
+    });
+    m.expect_halt();
+    assert_eq!((m.gpr(8), m.gpr(9)), (1, 2));
+}
