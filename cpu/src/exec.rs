@@ -529,9 +529,17 @@ impl Cpu {
         let mut insns = Vec::new();
         let rip = self.state.rip;
         let mut offset = 0usize;
+        // Where the block ends (after its first conditional branch) unless the path beyond
+        // turns out to be a loop that those branches leave (see `ferrite_jit::LOOP_EXITS`).
+        let mut cut_at = None;
+        let mut inner_targets = Vec::new();
         while insns.len() < MAX_BLOCK && offset < in_page {
             let ip = rip.wrapping_add(offset as u64);
             let mut insn = decode_one(&bytes[offset..], bitness, ip);
+            if insn.is_none() && cut_at.is_some() {
+                // A loop's block stays in its page.
+                break;
+            }
             if insn.is_none() && bytes.len() == in_page {
                 // Straddles into the next page: fetch it (may fault, but only matters if this
                 // is the block's first instruction).
@@ -563,11 +571,37 @@ impl Cpu {
                 break;
             };
             offset += insn.len();
-            let ends = insn.flow_control() != FlowControl::Next;
+            let flow = insn.flow_control();
+            let loops_back = matches!(flow, FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch)
+                && (insn.is_jmp_short_or_near() || insn.is_jcc_short_or_near())
+                && insn.near_branch_target() == rip;
+            let inner_branch = insn.is_jcc_short_or_near() && !loops_back && inner_targets.len() < ferrite_jit::LOOP_EXITS;
             insns.push(DecodedInsn { handler: handler_for(&insn, &self.model), insn });
-            if ends || host.is_none() {
+            if host.is_none() {
                 break;
             }
+            if loops_back {
+                // The path through the branches before it is a loop. The block runs it all if
+                // they leave the loop (taken once per loop): a branch that skips part of it
+                // may be taken on most rounds, and would then leave the block each time.
+                let end = insn.next_ip();
+                if inner_targets.iter().all(|&t| t < rip || t >= end) {
+                    cut_at = None;
+                }
+                break;
+            }
+            if inner_branch {
+                // Go on only if the path the branch falls through to loops back to the start.
+                cut_at.get_or_insert(insns.len());
+                inner_targets.push(insn.near_branch_target());
+                continue;
+            }
+            if flow != FlowControl::Next {
+                break;
+            }
+        }
+        if let Some(n) = cut_at {
+            insns.truncate(n);
         }
         let tier = self.tier.new_block_tier();
         if host.is_none() {

@@ -346,7 +346,8 @@ pub struct JitStats {
     /// Of those runs, the ones entered through a linked exit rather than the run loop.
     pub chained_runs: u64,
     /// Why chains returned to the run loop: an exit without a valid link (by exit index:
-    /// taken, next, indirect), a fault, a side exit, or the rest (see `other_returns`).
+    /// taken, next, the inner branches', indirect), a fault, a side exit, or the rest (see
+    /// `other_returns`).
     pub unlinked_returns: [u64; CHAIN_EXITS],
     /// Links made (by exit index), first ones and replacements: an indirect exit relinks
     /// whenever its target is neither of the last two.
@@ -486,7 +487,7 @@ impl Tier {
                 s.dropped_ns as f64 / 1e6
             );
             eprintln!(
-                "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, indirect), {} faults, {} side exits, others {:?} (budget, kick, interrupt, code, block ended)",
+                "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, inner..., indirect), {} faults, {} side exits, others {:?} (budget, kick, interrupt, code, block ended)",
                 s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.side_exits + s.other_returns.iter().sum::<u64>(),
                 s.unlinked_returns,
                 s.fault_returns,

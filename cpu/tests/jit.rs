@@ -120,6 +120,118 @@ fn one_block_loops_keep_registers_and_flags_across_runs_and_match_the_interprete
 }
 
 #[test]
+fn loops_with_branches_inside_run_as_one_block_and_match_the_interpreter() {
+    // The first loop (run three times) leaves through a branch in its middle, as SHA-256's
+    // rounds do, takes a second one to a store out of line that jumps back into it, and
+    // branches back with a JMP; ADC after the first branch reads the CF its CMP left pending
+    // across it. The second has one inner branch more than a block holds, and the third skips
+    // part of itself: their blocks end at their first branch.
+    let on = both(&[(RSI, DATA), (RBX, 0x8000_0000_0000_0003), (RDX, 0x1234_5678_9abc_def0)], |a| {
+        let (mut outer, mut first, mut out) = (a.create_label(), a.create_label(), a.create_label());
+        let (mut store, mut stored) = (a.create_label(), a.create_label());
+        let (mut second, mut a1, mut a2, mut a3, mut third) = (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
+        let (mut fourth, mut skip, mut done) = (a.create_label(), a.create_label(), a.create_label());
+        a.mov(r15d, 3)?;
+        a.set_label(&mut outer)?;
+        a.xor(r10d, r10d)?;
+        a.set_label(&mut first)?;
+        a.mov(r8, qword_ptr(rsi + r10 * 8))?;
+        a.add(r8, rdx)?;
+        a.rol(rdx, 5)?;
+        a.cmp(r10, 250)?;
+        a.je(out)?;
+        a.adc(r9, r8)?;
+        a.test(r10b, 3)?;
+        a.jz(store)?;
+        a.set_label(&mut stored)?;
+        a.add(r10, 1)?;
+        a.sbb(r11, rbx)?;
+        a.jmp(first)?;
+        a.set_label(&mut store)?;
+        a.mov(qword_ptr(rsi + r10 * 8 + 0x800), r9)?;
+        a.jmp(stored)?;
+        a.set_label(&mut out)?;
+        a.sub(r15d, 1)?;
+        a.jnz(outer)?;
+        a.mov(ecx, 200)?;
+        a.set_label(&mut second)?;
+        a.add(r12, rcx)?;
+        a.test(cl, 1)?;
+        a.jz(a1)?;
+        a.inc(r13)?;
+        a.set_label(&mut a1)?;
+        a.test(cl, 2)?;
+        a.jz(a2)?;
+        a.inc(r14)?;
+        a.set_label(&mut a2)?;
+        a.test(cl, 4)?;
+        a.jz(a3)?;
+        a.inc(r15)?;
+        a.set_label(&mut a3)?;
+        a.sub(ecx, 1)?;
+        a.jz(third)?;
+        a.jmp(second)?;
+        a.set_label(&mut third)?;
+        a.mov(ecx, 100)?;
+        a.set_label(&mut fourth)?;
+        a.cmp(ecx, 50)?;
+        a.ja(skip)?;
+        a.add(r12, rcx)?;
+        a.set_label(&mut skip)?;
+        a.sub(ecx, 1)?;
+        a.jnz(fourth)?;
+        a.set_label(&mut done)?;
+        a.nop()?;
+        Ok(())
+    });
+    let stats = on.cpu.jit_stats();
+    // The first loop ran as one block: its inner branches' exits were linked.
+    assert!(stats.links[ferrite_jit::EXIT_INNER] > 0 && stats.links[ferrite_jit::EXIT_INNER + 1] > 0, "{stats:?}");
+}
+
+#[test]
+fn a_page_fault_after_a_loops_inner_branch_is_precise() {
+    let page = DATA + 0x3000;
+    let mut runs = [JitMode::Off, JitMode::Always].map(|mode| {
+        let mut v = vm(mode);
+        v.budget = CHAINING;
+        v.preset(&[(RSI, page)], 0);
+        v.code(|a| {
+            let (mut top, mut out) = (a.create_label(), a.create_label());
+            a.set_label(&mut top)?;
+            a.add(eax, 1)?;
+            a.cmp(eax, 100)?;
+            a.je(out)?;
+            a.mov(qword_ptr(rsi + rax * 8), rax)?;
+            a.add(ebx, 2)?;
+            a.jmp(top)?;
+            a.set_label(&mut out)?;
+            a.nop()
+        });
+        // Warm the loop up under the JIT so the fault hits compiled code.
+        if mode == JitMode::Always {
+            v.finish();
+            v.preset(&[(RAX, 0), (RBX, 0)], 0);
+            v.cpu.state.rip = CODE;
+        }
+        v.unmap(page);
+        assert_eq!(v.run(), Stop::Exception(14));
+        v
+    });
+    let [off, on] = &mut runs;
+    for v in [&*off, &*on] {
+        assert_eq!(v.gpr(RAX), 1, "instructions before the fault retired");
+        assert_eq!(v.gpr(RBX), 0, "the instruction after it did not run");
+        assert_eq!(v.cpu.state.cr2, page + 8);
+        // Error code (write, not present), then the faulting instruction's RIP.
+        assert_eq!(v.frame(0), 2);
+        assert_eq!(v.frame(1), CODE + 12);
+    }
+    assert_eq!(off.flags(), on.flags());
+    assert!(on.cpu.jit_stats().compiled_runs > 0);
+}
+
+#[test]
 fn flags_after_every_operation_and_width_match_the_interpreter() {
     // Each comparison feeds every condition through SETcc into memory.
     let values = [0u64, 1, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff_ffff, 0x8000_0000_0000_0000, u64::MAX];

@@ -137,19 +137,26 @@ pub(crate) fn link_symbol(cell: usize, field: usize) -> String {
     format!("ferrite.link.{cell}.{field}")
 }
 
-/// The exits a block has cells for: the branch target, the next instruction, and an indirect
-/// branch's (RET, JMP/CALL through a register or memory) last target.
-pub const CHAIN_EXITS: usize = 3;
+/// The exits a block has cells for: the branch target, the next instruction, the conditional
+/// branches a loop's block runs through before its branch back (see `LOOP_EXITS`), and an
+/// indirect branch's (RET, JMP/CALL through a register or memory) last target.
+pub const CHAIN_EXITS: usize = 3 + LOOP_EXITS;
 /// Exit index of a direct branch's target (JMP, CALL, a taken Jcc).
 pub const EXIT_TAKEN: usize = 0;
 /// Exit index of the instruction after the block (a Jcc not taken, a block cut short).
 pub const EXIT_NEXT: usize = 1;
+/// Exit index of the first conditional branch inside a block (the others follow).
+pub const EXIT_INNER: usize = 2;
+/// The most conditional branches a block holds before its last instruction: a loop's block
+/// goes on past them when the path they fall through to branches back to its start within
+/// its page, so the whole loop runs in one block with its registers in host registers.
+pub const LOOP_EXITS: usize = 2;
 /// Exit index of an indirect branch.
-pub const EXIT_INDIRECT: usize = 2;
+pub const EXIT_INDIRECT: usize = EXIT_INNER + LOOP_EXITS;
 /// The cell of the indirect branch's target before its last one: with `EXIT_INDIRECT`'s, a
 /// two-entry cache, the latest first (returns to two call sites, a dispatch alternating
 /// between two handlers). Not an exit of its own.
-pub const CELL_INDIRECT_BEFORE: usize = 3;
+pub const CELL_INDIRECT_BEFORE: usize = EXIT_INDIRECT + 1;
 /// A block's cells: one per exit, and the indirect branch's second entry.
 pub const CHAIN_CELLS: usize = CHAIN_EXITS + 1;
 

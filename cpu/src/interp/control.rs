@@ -83,6 +83,8 @@ fn jmp(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
 fn jcc<const CC: u8>(cpu: &mut Cpu, _: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     if cpu.condition(cc_of(CC)) {
         cpu.branch_near(insn.near_branch_target())?;
+        // A loop's block goes on past its inner branches when they are not taken.
+        cpu.end_block = true;
     }
     Ok(())
 }

@@ -7,8 +7,8 @@
 
 use super::Emit;
 use crate::chain::{
-    ChainCell, CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN, INDIRECT_TABLE_BITS, INDIRECT_TABLE_SLOTS, LINK_GENERATION, LINK_RIP,
-    LINK_TARGET,
+    ChainCell, CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_INNER, EXIT_NEXT, EXIT_TAKEN, INDIRECT_TABLE_BITS, INDIRECT_TABLE_SLOTS, LINK_GENERATION,
+    LINK_RIP, LINK_TARGET, LOOP_EXITS,
 };
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
@@ -58,6 +58,27 @@ impl Emit<'_, '_> {
         self.count_and_check(retired, Some(taken));
         let (to_taken, to_next) = (self.link(EXIT_TAKEN, Some(taken)), self.link(EXIT_NEXT, Some(next)));
         self.b.ins().brif(c, to_taken, &[t.into()], to_next, &[n.into()]);
+    }
+
+    /// A conditional branch before the block's last instruction (a loop's, see
+    /// `LOOP_EXITS`): to `taken` through the next inner exit if `c`; the path not taken goes
+    /// on with what the compiler knew before the branch.
+    pub fn inner_branch(&mut self, c: Value, taken: u64, retired: u64) {
+        let (leave, stay) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(c, leave, &[], stay, &[]);
+        self.b.switch_to_block(leave);
+        let exit = EXIT_INNER + self.inner_exits;
+        self.inner_exits += 1;
+        if exit < EXIT_INNER + LOOP_EXITS {
+            self.finish_direct(taken, exit, retired);
+        } else {
+            // More than the block has cells for: back to the run loop.
+            let t = self.iconst(taken);
+            self.store_all(t);
+            let r = self.iconst(retired);
+            self.leave(r);
+        }
+        self.b.switch_to_block(stay);
     }
 
     /// The end of a path whose state is stored with RIP = `rip` (the fixed `target` of a

@@ -86,6 +86,7 @@ pub(crate) fn emit_block(
         link_symbols: links,
         links: [None; crate::CHAIN_EXITS],
         local_links: [None; crate::CHAIN_EXITS],
+        inner_exits: 0,
         stop: None,
     };
     e.enter();
@@ -160,6 +161,8 @@ pub(crate) struct Emit<'a, 'f> {
     /// Per exit, once a path uses it: whether every path's target is a local one (see
     /// `exits::local_exit`).
     local_links: [Option<bool>; crate::CHAIN_EXITS],
+    /// The conditional branches inside the block emitted so far (see `exits::inner_branch`).
+    inner_exits: usize,
     /// The shared `return 0` of paths that stop the chain.
     stop: Option<Block>,
 }

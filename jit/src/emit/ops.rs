@@ -545,6 +545,10 @@ impl Emit<'_, '_> {
                 self.finish_direct(next, EXIT_NEXT, i as u64 + 1);
                 return true;
             }
+            Native::Jcc if i + 1 < self.spec.insns.len() => {
+                let c = self.condition(insn.condition_code());
+                self.inner_branch(c, insn.near_branch_target(), i as u64 + 1);
+            }
             Native::Jcc => {
                 let c = self.condition(insn.condition_code());
                 self.finish_branch(c, insn.near_branch_target(), next, i as u64 + 1);
