@@ -81,7 +81,7 @@ fn loops_with_memory_calls_and_conditions_match_the_interpreter() {
 
 #[test]
 fn one_block_loops_keep_registers_and_flags_across_runs_and_match_the_interpreter() {
-    // Two loops of one block each, run inside the block's code while chaining. The first
+    // Three loops of one block each, run inside the block's code while chaining. The first
     // carries CF from RCL (DEC keeps it) into the next run's ADC, and writes 8, 16 and 32-bit
     // parts of registers. The second runs SSE instructions the interpreter executes between
     // native ones, and CPUID, which the interpreter runs: what it writes only the next run
@@ -89,6 +89,7 @@ fn one_block_loops_keep_registers_and_flags_across_runs_and_match_the_interprete
     let on = both(&[(RSI, DATA), (RCX, 300), (RBX, 0x8000_0000_0000_0001), (RDX, 0x1234_5678)], |a| {
         let mut first = a.create_label();
         let mut second = a.create_label();
+        let mut third = a.create_label();
         enable_sse(a)?;
         a.mov(ecx, 300)?;
         a.set_label(&mut first)?;
@@ -113,6 +114,16 @@ fn one_block_loops_keep_registers_and_flags_across_runs_and_match_the_interprete
         a.cpuid()?;
         a.sub(r13d, 1)?;
         a.jnz(second)?;
+        // The third overwrites every flag before anything may see them, so its branch back
+        // leaves them unstored; ADC reads the CF its ADD left.
+        a.mov(r13d, 100)?;
+        a.set_label(&mut third)?;
+        a.ror(r14, 3)?;
+        a.add(r14, r13)?;
+        a.adc(r15, r14)?;
+        a.mov(qword_ptr(rsi + r13 * 8 + 0x800), r15)?;
+        a.dec(r13d)?;
+        a.jnz(third)?;
         Ok(())
     });
     // Both loops ran mostly inside their blocks' code.

@@ -227,7 +227,7 @@ impl Emit<'_, '_> {
             self.b.switch_to_block(head);
             self.head = Some(head);
             // As every branch back leaves them (see `loop_back`): what the block writes may
-            // differ from the CPU structure, the flags are there.
+            // differ from the CPU structure, the flags are there (or dead: see `LoopRegs`).
             self.loaded = regs.used;
             self.dirty = regs.written;
             self.tlb_context_known = true;
@@ -313,7 +313,8 @@ impl Emit<'_, '_> {
         let regs = self.loop_regs.expect("loops_to");
         let known = (self.loaded, self.dirty, self.tlb_context_known);
         // What the start expects (see `enter`): registers the interpreter wrote are loaded
-        // again, and pending flags go to the CPU structure.
+        // again, and pending flags go to the CPU structure unless the block overwrites them
+        // first (the stop path below stores them).
         let stale = regs.used & !self.loaded;
         for r in (0..16).filter(|r| stale >> r & 1 != 0) {
             let v = self.load_state(types::I64, self.l.gpr + 8 * r as i32);
@@ -324,7 +325,9 @@ impl Emit<'_, '_> {
             let ctx = self.compute_tlb_context();
             self.b.def_var(self.tlb_context_var, ctx);
         }
-        self.store_flags();
+        if !regs.flags_dead {
+            self.store_flags();
+        }
         let r = self.iconst(retired);
         let total = self.count_retired(r);
         let stop = self.b.create_block();
@@ -539,11 +542,14 @@ fn gprs(insn: &iced_x86::Instruction, wanted: impl Fn(iced_x86::OpAccess) -> boo
 }
 
 /// The registers a block that loops keeps in variables (`used`), and those that may differ
-/// from the CPU structure at its start on later runs (`written`).
+/// from the CPU structure at its start on later runs (`written`); `flags_dead`: the block
+/// overwrites the arithmetic flags before anything may observe them, so a branch back need
+/// not store them.
 #[derive(Clone, Copy)]
 struct LoopRegs {
     used: u16,
     written: u16,
+    flags_dead: bool,
 }
 
 /// A block that ends with a native branch back to its own start (with chaining): its
@@ -555,7 +561,8 @@ fn loop_registers(spec: &BlockSpec, plan: &[Option<ops::Native>]) -> Option<Loop
         return None;
     }
     let used = spec.insns.iter().fold(0, |m, i| m | gprs(i, |_| true));
-    Some(LoopRegs { used, written: spec.insns.iter().fold(0, |m, i| m | written_gprs(i)) })
+    let written = spec.insns.iter().fold(0, |m, i| m | written_gprs(i));
+    Some(LoopRegs { used, written, flags_dead: ops::flags_die(plan, spec.insns, 0, ops::ARITH_FLAGS) })
 }
 
 pub(crate) fn mask_of(size: u8) -> u64 {

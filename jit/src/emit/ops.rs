@@ -363,7 +363,7 @@ pub(crate) fn classify(insn: &Instruction, bitness: u32) -> Option<Native> {
 }
 
 /// The six arithmetic flags.
-const ARITH_FLAGS: u32 = iced_x86::RflagsBits::OF
+pub(crate) const ARITH_FLAGS: u32 = iced_x86::RflagsBits::OF
     | iced_x86::RflagsBits::SF
     | iced_x86::RflagsBits::ZF
     | iced_x86::RflagsBits::AF
@@ -383,28 +383,7 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
             Some(Native::Shift { .. } | Native::ShiftCl { .. }) => {}
             _ => continue,
         }
-        let mut live = insns[i].rflags_modified() & ARITH_FLAGS;
-        let mut dead = live == 0;
-        for j in i + 1..plan.len() {
-            if dead {
-                break;
-            }
-            let insn = &insns[j];
-            let no_memory = (0..insn.op_count()).all(|k| insn.op_kind(k) != OpKind::Memory);
-            let observable = match &plan[j] {
-                // BT keeps the flags it does not define, so it reads them all.
-                Some(Native::BitTest { .. }) => true,
-                Some(n) => !no_memory || n.ends_block() || n.may_leave() || insn.rflags_read() & live != 0,
-                None => true,
-            };
-            if observable {
-                break;
-            }
-            if !matches!(plan[j], Some(Native::ShiftCl { .. })) {
-                live &= !insn.rflags_modified();
-            }
-            dead = live == 0;
-        }
+        let dead = flags_die(plan, insns, i + 1, insns[i].rflags_modified() & ARITH_FLAGS);
         plan[i] = match plan[i] {
             Some(Native::ShiftCl { op, size, .. }) if dead || (size >= 4 && matches!(op, ShiftOp::Shl | ShiftOp::Shr | ShiftOp::Sar)) => {
                 Some(Native::ShiftCl { op, size, flags: !dead })
@@ -415,6 +394,33 @@ pub(crate) fn keep_dead_flag_shifts(plan: &mut [Option<Native>], insns: &[Instru
             _ => None,
         };
     }
+}
+
+/// Whether the flags in `live` are all overwritten from instruction `from` on before anything
+/// may observe them: an instruction reading one, one that may leave the block (a memory
+/// operand, the stack, a branch, the interpreter) or the block's end.
+pub(crate) fn flags_die(plan: &[Option<Native>], insns: &[Instruction], from: usize, mut live: u32) -> bool {
+    for j in from..plan.len() {
+        if live == 0 {
+            break;
+        }
+        let insn = &insns[j];
+        let no_memory = (0..insn.op_count()).all(|k| insn.op_kind(k) != OpKind::Memory);
+        let observable = match &plan[j] {
+            // BT keeps the flags it does not define, so it reads them all.
+            Some(Native::BitTest { .. }) => true,
+            Some(n) => !no_memory || n.ends_block() || n.may_leave() || insn.rflags_read() & live != 0,
+            None => true,
+        };
+        if observable {
+            return false;
+        }
+        // A shift by CL may shift by zero and keep them all.
+        if !matches!(plan[j], Some(Native::ShiftCl { .. })) {
+            live &= !insn.rflags_modified();
+        }
+    }
+    live == 0
 }
 
 /// SHL/SHR/SAR by an immediate below the width: their flags have a lazy form, so they are
