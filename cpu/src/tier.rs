@@ -69,8 +69,10 @@ impl Default for JitConfig {
 /// Runs before a block is queued for compiling. Chosen by measurement (`scripts/bench`, 2
 /// cores): with one queue, 200 sped up fork+exec (code a spawn runs once) but slowed the boot's
 /// init phase (its hottest blocks waited behind warm ones) and 50 slowed it more; urgent
-/// resubmission (below) lets the low threshold keep the boot's pace.
-const DEFAULT_THRESHOLD: u32 = 200;
+/// resubmission (below) lets the low threshold keep the boot's pace. With loops compiled as
+/// one block and the CPU structure's layout fixed, 100 against 200 (eight runs each) gave
+/// fork+exec 0.8-0.97x the time and no slower boot; 50 slowed init by 9% and grew RSS.
+const DEFAULT_THRESHOLD: u32 = 100;
 
 /// A queued block that runs this many times the threshold before its code arrives is sent
 /// again as urgent (the compile thread takes urgent jobs first).
@@ -477,7 +479,7 @@ impl Tier {
                 s.chained_runs,
                 s.compiled_insns
             );
-            eprintln!("ferrite: jit: links made {:?} (taken, next, indirect)", s.links);
+            eprintln!("ferrite: jit: links made {:?} (taken, next, inner..., indirect)", s.links);
             eprintln!("ferrite: jit: TLB fills for compiled code: {} done, {} left to the interpreter", s.fills, s.fills_failed);
             eprintln!(
                 "ferrite: jit: {} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling)",

@@ -140,8 +140,7 @@ fn loops_with_branches_inside_run_as_one_block_and_match_the_interpreter() {
     let on = both(&[(RSI, DATA), (RBX, 0x8000_0000_0000_0003), (RDX, 0x1234_5678_9abc_def0)], |a| {
         let (mut outer, mut first, mut out) = (a.create_label(), a.create_label(), a.create_label());
         let (mut store, mut stored) = (a.create_label(), a.create_label());
-        let (mut second, mut a1, mut a2, mut a3, mut third) = (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
-        let (mut fourth, mut skip, mut done) = (a.create_label(), a.create_label(), a.create_label());
+        let (mut second, mut third, mut fourth, mut skip) = (a.create_label(), a.create_label(), a.create_label(), a.create_label());
         a.mov(r15d, 3)?;
         a.set_label(&mut outer)?;
         a.xor(r10d, r10d)?;
@@ -167,18 +166,13 @@ fn loops_with_branches_inside_run_as_one_block_and_match_the_interpreter() {
         a.mov(ecx, 200)?;
         a.set_label(&mut second)?;
         a.add(r12, rcx)?;
-        a.test(cl, 1)?;
-        a.jz(a1)?;
-        a.inc(r13)?;
-        a.set_label(&mut a1)?;
-        a.test(cl, 2)?;
-        a.jz(a2)?;
-        a.inc(r14)?;
-        a.set_label(&mut a2)?;
-        a.test(cl, 4)?;
-        a.jz(a3)?;
-        a.inc(r15)?;
-        a.set_label(&mut a3)?;
+        for (bit, counter) in [(1, r13), (2, r14), (4, r15)] {
+            let mut past = a.create_label();
+            a.test(cl, bit)?;
+            a.jz(past)?;
+            a.inc(counter)?;
+            a.set_label(&mut past)?;
+        }
         a.sub(ecx, 1)?;
         a.jz(third)?;
         a.jmp(second)?;
@@ -191,7 +185,6 @@ fn loops_with_branches_inside_run_as_one_block_and_match_the_interpreter() {
         a.set_label(&mut skip)?;
         a.sub(ecx, 1)?;
         a.jnz(fourth)?;
-        a.set_label(&mut done)?;
         a.nop()?;
         Ok(())
     });
