@@ -572,9 +572,7 @@ impl Cpu {
             };
             offset += insn.len();
             let flow = insn.flow_control();
-            let loops_back = matches!(flow, FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch)
-                && (insn.is_jmp_short_or_near() || insn.is_jcc_short_or_near())
-                && insn.near_branch_target() == rip;
+            let loops_back = (insn.is_jmp_short_or_near() || insn.is_jcc_short_or_near()) && insn.near_branch_target() == rip;
             let inner_branch = insn.is_jcc_short_or_near() && !loops_back && inner_targets.len() < ferrite_jit::LOOP_EXITS;
             insns.push(DecodedInsn { handler: handler_for(&insn, &self.model), insn });
             if host.is_none() {

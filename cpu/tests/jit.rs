@@ -1,16 +1,15 @@
 //! The translator against the interpreter: the same 64-bit programs run with every block
 //! compiled (`jit=always`), one block per run-loop turn and chained, and interpreted only,
-//! and must leave identical registers, flags and memory; code that rewrites itself, code a
-//! device rewrites, a page fault in the middle of a compiled block, TLB misses filled from
-//! compiled code, links to a page whose mapping or code changed, and chains that must stop for a
-//! kick or an interrupt.
+//! and must leave identical registers, flags and memory; loops compiled as one block, code
+//! that rewrites itself, code a device rewrites, and a page fault in the middle of a compiled
+//! block. Chaining between blocks has its own file (`jit_chaining.rs`).
 
 mod int_harness;
 mod jit_harness;
 use ferrite_cpu::state::reg::*;
 use ferrite_cpu::{JitConfig, JitMode};
 use iced_x86::code_asm::*;
-use iced_x86::{BlockEncoderOptions, IcedError};
+use iced_x86::IcedError;
 use int_harness::*;
 use jit_harness::*;
 
@@ -195,44 +194,18 @@ fn loops_with_branches_inside_run_as_one_block_and_match_the_interpreter() {
 
 #[test]
 fn a_page_fault_after_a_loops_inner_branch_is_precise() {
-    let page = DATA + 0x3000;
-    let mut runs = [JitMode::Off, JitMode::Always].map(|mode| {
-        let mut v = vm(mode);
-        v.budget = CHAINING;
-        v.preset(&[(RSI, page)], 0);
-        v.code(|a| {
-            let (mut top, mut out) = (a.create_label(), a.create_label());
-            a.set_label(&mut top)?;
-            a.add(eax, 1)?;
-            a.cmp(eax, 100)?;
-            a.je(out)?;
-            a.mov(qword_ptr(rsi + rax * 8), rax)?;
-            a.add(ebx, 2)?;
-            a.jmp(top)?;
-            a.set_label(&mut out)?;
-            a.nop()
-        });
-        // Warm the loop up under the JIT so the fault hits compiled code.
-        if mode == JitMode::Always {
-            v.finish();
-            v.preset(&[(RAX, 0), (RBX, 0)], 0);
-            v.cpu.state.rip = CODE;
-        }
-        v.unmap(page);
-        assert_eq!(v.run(), Stop::Exception(14));
-        v
+    page_fault_after_warm_up(&[], CODE + 12, |a| {
+        let (mut top, mut out) = (a.create_label(), a.create_label());
+        a.set_label(&mut top)?;
+        a.add(eax, 1)?;
+        a.cmp(eax, 100)?;
+        a.je(out)?;
+        a.mov(qword_ptr(rsi + rax * 8), rax)?;
+        a.add(ebx, 2)?;
+        a.jmp(top)?;
+        a.set_label(&mut out)?;
+        a.nop()
     });
-    let [off, on] = &mut runs;
-    for v in [&*off, &*on] {
-        assert_eq!(v.gpr(RAX), 1, "instructions before the fault retired");
-        assert_eq!(v.gpr(RBX), 0, "the instruction after it did not run");
-        assert_eq!(v.cpu.state.cr2, page + 8);
-        // Error code (write, not present), then the faulting instruction's RIP.
-        assert_eq!(v.frame(0), 2);
-        assert_eq!(v.frame(1), CODE + 12);
-    }
-    assert_eq!(off.flags(), on.flags());
-    assert!(on.cpu.jit_stats().compiled_runs > 0);
 }
 
 #[test]
@@ -444,41 +417,55 @@ fn code_rewritten_by_a_device_runs_fresh() {
     assert_eq!(v.gpr(RAX), 0x2222);
 }
 
-#[test]
-fn a_page_fault_in_the_middle_of_a_compiled_block_is_precise() {
-    let page = DATA + 0x3000;
-    let mut runs = [JitMode::Off, JitMode::Always].map(|mode| {
+/// The page the fault tests write to, unmapped once the code has run.
+const FAULT_PAGE: u64 = DATA + 0x3000;
+
+/// Runs `code` (RSI at `FAULT_PAGE`, `regs` preset, RAX and RBX zero) interpreted and compiled,
+/// the compiled one warmed up first with the page mapped so the fault hits compiled code; then
+/// with the page unmapped both must take the #PF of the write to `FAULT_PAGE + 8` at
+/// `fault_rip` with RAX = 1 retired before it, RBX = 0 from after it, and the same flags.
+/// Returns both machines.
+fn page_fault_after_warm_up(regs: &[(usize, u64)], fault_rip: u64, code: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>) -> [Vm; 2] {
+    let start: Vec<_> = [(RSI, FAULT_PAGE), (RAX, 0), (RBX, 0)].into_iter().chain(regs.iter().copied()).collect();
+    let runs = [JitMode::Off, JitMode::Always].map(|mode| {
         let mut v = vm(mode);
-        v.preset(&[(RSI, page), (RCX, 7)], 0);
-        v.code(|a| {
-            a.mov(eax, 1)?;
-            a.add(rcx, 5)?;
-            a.mov(qword_ptr(rsi + 8), rcx)?;
-            a.mov(ebx, 2)?;
-            Ok(())
-        });
-        // Warm the block up under the JIT so the fault hits compiled code.
+        v.budget = CHAINING;
+        v.preset(&start, 0);
+        v.code(&code);
         if mode == JitMode::Always {
             v.finish();
-            v.preset(&[(RAX, 0), (RBX, 0), (RCX, 7)], 0);
+            v.preset(&start, 0);
             v.cpu.state.rip = CODE;
         }
-        v.unmap(page);
+        v.unmap(FAULT_PAGE);
         assert_eq!(v.run(), Stop::Exception(14));
         v
     });
-    let [off, on] = &mut runs;
-    for v in [&*off, &*on] {
+    for v in &runs {
         assert_eq!(v.gpr(RAX), 1, "instructions before the fault retired");
-        assert_eq!(v.gpr(RCX), 12);
         assert_eq!(v.gpr(RBX), 0, "the instruction after it did not run");
-        assert_eq!(v.cpu.state.cr2, page + 8);
+        assert_eq!(v.cpu.state.cr2, FAULT_PAGE + 8);
         // Error code (write, not present), then the faulting instruction's RIP.
         assert_eq!(v.frame(0), 2);
-        assert_eq!(v.frame(1), CODE + 9);
+        assert_eq!(v.frame(1), fault_rip);
     }
-    assert_eq!(off.flags(), on.flags());
-    assert!(on.cpu.jit_stats().compiled_runs > 0);
+    assert_eq!(runs[0].flags(), runs[1].flags());
+    assert!(runs[1].cpu.jit_stats().compiled_runs > 0);
+    runs
+}
+
+#[test]
+fn a_page_fault_in_the_middle_of_a_compiled_block_is_precise() {
+    let runs = page_fault_after_warm_up(&[(RCX, 7)], CODE + 9, |a| {
+        a.mov(eax, 1)?;
+        a.add(rcx, 5)?;
+        a.mov(qword_ptr(rsi + 8), rcx)?;
+        a.mov(ebx, 2)?;
+        Ok(())
+    });
+    for v in &runs {
+        assert_eq!(v.gpr(RCX), 12);
+    }
 }
 
 /// Shifts and rotates by an immediate: native where a register-only ALU instruction
@@ -983,368 +970,6 @@ fn shifts_and_rotates_by_cl_match_the_interpreter() {
         Ok(())
     });
     assert!(vm.cpu.jit_stats().native_insns >= 2, "{:?}", vm.cpu.jit_stats());
-}
-
-/// The linear page the far-jump tests jump to (code there adds 1 to RBX and jumps back), and
-/// the page a changed mapping puts there instead (code adding 100).
-const FAR: u64 = CODE + 0x1000;
-const OTHER: u64 = CODE + 0x2000;
-/// PCID 1's page tables, in RAM the harness leaves free.
-const PML4B: u64 = DATA + 0x10000;
-
-fn write_far_code(v: &mut Vm, back: u64) {
-    for (at, add) in [(FAR, 1), (OTHER, 100)] {
-        let mut a = CodeAssembler::new(64).unwrap();
-        a.add(rbx, add).unwrap();
-        a.jmp(back).unwrap();
-        v.write(at, &a.assemble(FAR).unwrap());
-    }
-}
-
-/// Builds PCID 1's tables at PML4B: a copy of the harness's with FAR mapped to OTHER.
-/// Returns FAR's PTE in the harness's tables.
-fn map_far_to_other_in_pcid1(v: &mut Vm) -> u64 {
-    let (pdpt, pd, pt) = (PML4B + 0x1000, PML4B + 0x2000, PML4B + 0x3000);
-    v.write(PML4B, &(pdpt | 7).to_le_bytes());
-    v.write(pdpt, &(pd | 7).to_le_bytes());
-    let harness_pd = v.read(PD, 16).to_vec();
-    v.write(pd, &(pt | 7).to_le_bytes());
-    v.write(pd + 8, &harness_pd[8..16]);
-    let mut table = v.read(PT, 4096).to_vec();
-    let slot = 8 * ((FAR >> 12) & 0x1ff) as usize;
-    let old = u64::from_le_bytes(table[slot..slot + 8].try_into().unwrap());
-    table[slot..slot + 8].copy_from_slice(&((old & 0xfff) | OTHER).to_le_bytes());
-    v.write(pt, &table);
-    old
-}
-
-/// FAR's entry in the harness's page table.
-fn far_pte() -> u64 {
-    PT + 8 * ((FAR >> 12) & 0x1ff)
-}
-
-type Emitter<'a> = &'a dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>;
-
-/// Runs interpreted, compiled block by block and chained: `setup`, then rounds of a thousand
-/// jumps to linear FAR and back (so the jump's exit links), `between[k]` running after round
-/// k + 1 (each starts another round; ESI counts the rounds done). `prepare` readies the
-/// machine once the code at FAR and OTHER is written (see `write_far_code`). Checks that the
-/// three machines match and that chaining ran; returns the chained one.
-fn far_jump_rounds(setup: Emitter, between: &[Emitter], prepare: impl Fn(&mut Vm)) -> Vm {
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
-        let mut v = vm(mode);
-        v.budget = budget;
-        let mut a = CodeAssembler::new(64).unwrap();
-        let (mut top, mut back) = (a.create_label(), a.create_label());
-        let mut build = || -> Result<(), IcedError> {
-            setup(&mut a)?;
-            a.mov(ecx, 1000)?;
-            a.xor(esi, esi)?;
-            a.set_label(&mut top)?;
-            a.jmp(FAR)?;
-            a.set_label(&mut back)?;
-            a.dec(ecx)?;
-            a.jnz(top)?;
-            a.inc(esi)?;
-            a.mov(ecx, 1000)?;
-            for (k, step) in between.iter().enumerate() {
-                let mut next = a.create_label();
-                a.cmp(esi, k as i32 + 1)?;
-                a.jne(next)?;
-                step(&mut a)?;
-                a.jmp(top)?;
-                a.set_label(&mut next)?;
-            }
-            a.nop()
-        };
-        build().unwrap();
-        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
-        let back = r.label_ip(&back).unwrap();
-        v.set_code(&r.inner.code_buffer);
-        write_far_code(&mut v, back);
-        prepare(&mut v);
-        v.finish();
-        v
-    });
-    let [off, compiled, chained] = runs;
-    same_machine(&off, &compiled);
-    same_machine(&off, &chained);
-    let stats = chained.cpu.jit_stats();
-    assert!(stats.chained_runs > 1000 * between.len() as u64, "{stats:?}");
-    chained
-}
-
-/// CR4.PCIDE (CR3's PCID is 0 here, as enabling it requires).
-fn enable_pcids(a: &mut CodeAssembler) -> Result<(), IcedError> {
-    a.mov(rax, cr4)?;
-    a.or(rax, 1 << 17)?;
-    a.mov(cr4, rax)
-}
-
-/// RDX: FAR's PTE (in the harness's tables) changed to map OTHER.
-fn preset_far_pte_to_other(v: &mut Vm) {
-    let old = u64::from_le_bytes(v.read(far_pte(), 8).try_into().unwrap());
-    v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
-}
-
-#[test]
-fn a_link_to_another_page_follows_a_changed_mapping() {
-    // After the first round, FAR is mapped to OTHER and invalidated: the same jump must
-    // reach the new code.
-    let vm = far_jump_rounds(
-        &|_| Ok(()),
-        &[&|a| {
-            a.mov(qword_ptr(far_pte()), rdx)?;
-            a.invlpg(ptr(FAR))
-        }],
-        preset_far_pte_to_other,
-    );
-    assert_eq!(vm.gpr(RBX), 1000 + 100 * 1000);
-}
-
-#[test]
-fn a_link_to_code_rewritten_on_another_page_runs_the_new_code() {
-    // After the first round, the loop rewrites the immediate of FAR's ADD from its own page:
-    // its link to the old block must go (links hold the target's entry itself, cleared when
-    // that block is dropped), and the new ADD must run.
-    let vm = far_jump_rounds(
-        &|_| Ok(()),
-        // FAR's `add rbx, imm8` (48 83 C3 ib): its immediate.
-        &[&|a| a.mov(byte_ptr(FAR + 3), 100)],
-        |v| assert_eq!(v.read(FAR, 4)[..4], [0x48, 0x83, 0xc3, 1]),
-    );
-    assert_eq!(vm.gpr(RBX), 1000 + 100 * 1000);
-}
-
-#[test]
-fn a_link_made_in_one_address_space_is_not_followed_in_another() {
-    // The second round runs in a second address space (PCID 1, entered without a flush),
-    // where linear FAR maps to OTHER: a link made in the first must not be followed.
-    let vm = far_jump_rounds(
-        &enable_pcids,
-        // PCID 1, bit 63: keep its translations (there are none yet).
-        &[&|a| {
-            a.mov(rax, PML4B | 1 | 1 << 63)?;
-            a.mov(cr3, rax)
-        }],
-        |v| {
-            map_far_to_other_in_pcid1(v);
-        },
-    );
-    assert_eq!(vm.gpr(RBX), 1000 + 100 * 1000);
-}
-
-#[test]
-fn links_hold_again_in_an_address_space_resumed_with_its_translations_kept() {
-    // Four rounds: in PCID 0 (FAR maps to itself), in PCID 1 (FAR maps to OTHER), back in
-    // PCID 0 with its translations kept (FAR as in the first round: its links may hold
-    // again), and in PCID 0 entered with a flush after its table was changed from PCID 1 to
-    // map FAR to OTHER (its links must not hold). R8 keeps PCID 0's CR3.
-    let vm = far_jump_rounds(
-        &|a| {
-            enable_pcids(a)?;
-            a.mov(r8, cr3)
-        },
-        &[
-            &|a| {
-                a.mov(rax, PML4B | 1 | 1 << 63)?;
-                a.mov(cr3, rax)
-            },
-            &|a| {
-                a.mov(rax, r8)?;
-                a.bts(rax, 63)?;
-                a.mov(cr3, rax)
-            },
-            &|a| {
-                a.mov(rax, PML4B | 1 | 1 << 63)?;
-                a.mov(cr3, rax)?;
-                a.mov(qword_ptr(far_pte()), rdx)?;
-                a.mov(cr3, r8)
-            },
-        ],
-        |v| {
-            map_far_to_other_in_pcid1(v);
-            preset_far_pte_to_other(v);
-        },
-    );
-    assert_eq!(vm.gpr(RBX), 2 * (1000 + 100 * 1000));
-}
-
-/// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that
-/// ignored the kick or the interrupt runs to it (seconds) instead of hanging: the loop's count
-/// in RAX then shows it, as the run loop itself would still report the kick afterwards.
-const NEVER_REACHED: u64 = 4_000_000_000;
-
-/// RAX after the `inc rax; jmp` loop stopped promptly (about 100 ms of it; the whole budget
-/// would be half of `NEVER_REACHED`).
-fn stopped_promptly(v: &Vm) -> bool {
-    v.gpr(RAX) < NEVER_REACHED / 8
-}
-
-#[test]
-fn a_kick_stops_chained_blocks() {
-    let mut v = vm(JitMode::Always);
-    v.code(|a| {
-        let mut top = a.create_label();
-        a.set_label(&mut top)?;
-        a.inc(rax)?;
-        a.jmp(top)
-    });
-    let kick = v.cpu.attention();
-    let kicker = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        kick.kick.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
-    assert_eq!(v.cpu.run(&mut v.bus, NEVER_REACHED), ferrite_cpu::RunExit::Kicked);
-    kicker.join().unwrap();
-    assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
-    assert!(stopped_promptly(&v), "the chain ran on past the kick: {} iterations", v.gpr(RAX));
-}
-
-/// Runs `v` while another thread raises INTR (vector 0x20) after 100 ms and kicks the CPU
-/// 200 ms later; checks that the CPU returned for the kick in the interrupt's handler.
-fn run_until_interrupt_then_kick(v: &mut Vm) {
-    let attention = v.cpu.attention();
-    let raiser = {
-        let attention = attention.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            attention.intr.store(true, std::sync::atomic::Ordering::Release);
-            // Long enough for the handler (a `jmp $` stub) to be reached, then stop it.
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            attention.kick.store(true, std::sync::atomic::Ordering::Relaxed);
-        })
-    };
-    let exit = v.cpu.run(&mut ferrite_cpu::testing::LineBus { ram: &mut v.bus, attention: &attention, vector: 0x20 }, NEVER_REACHED);
-    raiser.join().unwrap();
-    assert_eq!(exit, ferrite_cpu::RunExit::Kicked);
-    assert_eq!(v.linear_rip(), STUBS + 16 * 0x20, "the interrupt's stub runs");
-}
-
-#[test]
-fn an_interrupt_stops_chained_blocks_at_the_next_exit() {
-    let mut v = vm(JitMode::Always);
-    v.code(|a| {
-        let mut top = a.create_label();
-        a.sti()?;
-        a.set_label(&mut top)?;
-        a.inc(rax)?;
-        a.jmp(top)
-    });
-    run_until_interrupt_then_kick(&mut v);
-    assert!(stopped_promptly(&v), "the chain ran on past the interrupt: {} iterations", v.gpr(RAX));
-    assert!(v.gpr(RAX) > 1000 && v.cpu.jit_stats().chained_runs > 1000, "{:?}", v.cpu.jit_stats());
-}
-
-/// A loop that opens an interrupt window of one instruction (STI; NOP; CLI) runs chained
-/// while nothing is pending, and takes an interrupt raised meanwhile in a later window.
-#[test]
-fn interrupt_windows_after_sti_chain_on_and_still_let_interrupts_in() {
-    let mut v = vm(JitMode::Always);
-    v.code(|a| {
-        let mut top = a.create_label();
-        a.set_label(&mut top)?;
-        a.sti()?;
-        a.nop()?;
-        a.cli()?;
-        a.inc(rax)?;
-        a.jmp(top)
-    });
-    run_until_interrupt_then_kick(&mut v);
-    let frame_rip = u64::from_le_bytes(v.read(v.gpr(RSP), 8).try_into().unwrap());
-    assert_eq!(frame_rip, CODE + 2, "taken after the NOP the STI shadows, before the CLI");
-    let stats = v.cpu.jit_stats();
-    let iterations = v.gpr(RAX);
-    assert!(iterations > 1000 && stats.other_returns[4] < iterations / 100, "STI ended the chain: {iterations} iterations, {stats:?}");
-}
-
-/// The end of a loop that calls `func`: leaves for `done`, and `func` itself (adds RBX to
-/// RSI and returns).
-fn end_with_function(a: &mut CodeAssembler, mut func: CodeLabel, mut done: CodeLabel) -> Result<(), IcedError> {
-    a.jmp(done)?;
-    a.set_label(&mut func)?;
-    a.add(rsi, rbx)?;
-    a.ret()?;
-    a.set_label(&mut done)?;
-    a.nop()
-}
-
-#[test]
-fn indirect_branches_chain_only_to_the_target_they_take() {
-    // One function returns alternately to two call sites, and a register jump alternates
-    // between two targets: each indirect exit sees a new target every time, which its
-    // two-entry cache holds after the first round.
-    let on = both(&[(RCX, 300)], |a| {
-        let (mut top, func, mut odd, mut even, mut join, done) =
-            (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
-        a.set_label(&mut top)?;
-        a.call(func)?;
-        a.add(rbx, 1)?;
-        a.call(func)?;
-        a.add(rbx, 10)?;
-        a.lea(rax, ptr(odd))?;
-        a.lea(rdx, ptr(even))?;
-        a.test(cl, 1)?;
-        a.cmove(rax, rdx)?;
-        a.jmp(rax)?;
-        a.set_label(&mut odd)?;
-        a.add(r8, 3)?;
-        a.jmp(join)?;
-        a.set_label(&mut even)?;
-        a.add(r9, 5)?;
-        a.set_label(&mut join)?;
-        a.dec(rcx)?;
-        a.jnz(top)?;
-        end_with_function(a, func, done)
-    });
-    assert_eq!((on.gpr(RBX), on.gpr(8), on.gpr(9)), (300 * 11, 150 * 3, 150 * 5));
-    let stats = on.cpu.jit_stats();
-    assert!(stats.chained_runs > 1000, "{stats:?}");
-    // A one-entry cache relinked at every one of the 900 indirect branches.
-    assert!(stats.links[2] < 20, "the indirect exits relinked {} times: {stats:?}", stats.links[2]);
-}
-
-#[test]
-fn returns_to_many_call_sites_chain_through_the_shared_table() {
-    // One function called from eight sites in turn: its RET sees a new target every time,
-    // more than its two cells hold, so the CPU's indirect table serves it.
-    let on = both(&[(RCX, 200)], |a| {
-        let (mut top, func, done) = (a.create_label(), a.create_label(), a.create_label());
-        a.set_label(&mut top)?;
-        for k in 1..=8 {
-            a.call(func)?;
-            a.add(rbx, k)?;
-        }
-        a.dec(rcx)?;
-        a.jnz(top)?;
-        end_with_function(a, func, done)
-    });
-    assert_eq!(on.gpr(RBX), 200 * 36);
-    let stats = on.cpu.jit_stats();
-    assert!(stats.chained_runs > 1000, "{stats:?}");
-    // With its two cells alone, the RET relinked at nearly every one of its 1600 runs.
-    assert!(stats.links[2] < 100, "the indirect exits relinked {} times: {stats:?}", stats.links[2]);
-}
-
-#[test]
-fn tlb_misses_in_compiled_code_are_filled_without_leaving_it() {
-    // Reads and writes one qword on each of 200 pages: every access misses the TLB the
-    // first time, and every miss is filled from compiled code, which goes on inline.
-    let on = both(&[(RSI, DATA), (RCX, 200)], |a| {
-        let mut top = a.create_label();
-        a.set_label(&mut top)?;
-        a.add(rax, qword_ptr(rsi + 8))?;
-        a.mov(qword_ptr(rsi), rcx)?;
-        a.add(qword_ptr(rsi + 16), rcx)?;
-        a.add(rsi, 0x1000)?;
-        a.dec(rcx)?;
-        a.jnz(top)?;
-        Ok(())
-    });
-    assert_eq!(on.gpr(RSI), DATA + 200 * 0x1000);
-    let stats = on.cpu.jit_stats();
-    assert!(stats.fills >= 200, "{stats:?}");
-    assert_eq!(stats.side_exits, 0, "{stats:?}");
 }
 
 /// Every condition right after each of `ops` (the translator evaluates it), and all of

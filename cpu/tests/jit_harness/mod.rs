@@ -1,6 +1,7 @@
 //! What the translator's tests share: a long-mode machine with a given JIT mode, and a
 //! program run interpreted, compiled block by block and compiled with chaining, whose
 //! machines must match.
+#![allow(dead_code)]
 
 use super::int_harness::*;
 use ferrite_cpu::{JitConfig, JitMode};
