@@ -10,7 +10,9 @@ use crate::bus::CpuBus;
 use crate::exception::{vector, Fault, Result};
 use crate::interp::{handler_for, Handler};
 use crate::state::flags;
+use crate::mmu::tlb::Tlb;
 use crate::{Cpu, RunExit};
+use ferrite_jit::{translated_link, GLOBAL_LINK};
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction};
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
@@ -50,13 +52,13 @@ struct BlockKey {
 #[derive(Clone)]
 struct JumpEntry {
     lin: u64,
-    /// Bitness, TLB context and PCID the block was looked up under.
+    /// Bitness and TLB context the block was looked up under.
     tag: u32,
-    /// Its page's translation is global: the entry holds under any PCID.
+    /// Its page's translation is global: the entry holds under any address space while
+    /// `CodeCache::jump_generation` does. Otherwise it holds while the soft TLB translates its
+    /// page to the same physical page (`translated_link` of it here), as links do.
     global: bool,
-    /// When it was filled, `CodeCache::jump_generation` if global, else the current address
-    /// space's `link_generation`: entries of another are stale.
-    generation: u64,
+    guard: u64,
     block: Rc<Block>,
 }
 
@@ -64,40 +66,18 @@ struct JumpEntry {
 /// invalidated under it); every clone lives in this cache (its maps, jump cache, graveyard,
 /// or another block's links) or in a frame of a `&mut Cpu` method, and none is handed out of
 /// the crate.
-/// Marks global link generations (see `CodeCache::global_link_generation`).
-const GLOBAL_LINKS: u64 = 1 << 63;
-
-/// The most linear pages `CodeCache::link_pages` lists.
-const LINK_PAGES_MAX: usize = 4096;
-
 pub(crate) struct CodeCache {
     blocks: HashMap<BlockKey, Rc<Block>>,
     /// Physical page → keys of blocks with bytes on it.
     pages: HashMap<u64, Vec<BlockKey>>,
     jump: Vec<Option<JumpEntry>>,
-    /// Bumped to make every jump-cache entry stale at once (a paging mode change, a flush of
-    /// global translations, the memory map). Entries for non-global pages also go with their
-    /// address space's `link_generation`, whatever drops links to other pages there (a CR3
-    /// write or INVPCID that drops its translations, INVLPG of a page links lead to), so a
-    /// context switch costs no scan of the cache.
+    /// Bumped to make every global jump-cache entry stale at once (a flush of global
+    /// translations, the memory map). Entries for non-global pages go with their translation
+    /// in the soft TLB, which every such event flushes too.
     pub jump_generation: u64,
-    /// The generation of the current address space's links, read by compiled code: a link
-    /// between blocks of different pages holds only in the address space it was made in, and
-    /// only while the translations it was looked up with do (see `tier`). A new value comes
-    /// with every change of address space, except a return to a PCID whose translations were
-    /// kept (see `switch_space`), and whenever such links may have gone stale.
-    pub link_generation: u64,
-    /// The generations of the address spaces (PCIDs) left with their translations kept.
-    space_generations: rustc_hash::FxHashMap<u16, u64>,
-    /// The last generation handed out (`fresh_generation`).
-    last_generation: u64,
-    /// Linear pages that links made under a `link_generation` lead to: INVLPG of another page
-    /// leaves them alone.
-    link_pages: rustc_hash::FxHashSet<u64>,
-    /// The same for links to a block on a global page (the kernel's code), which CR3 writes
-    /// leave alone: bumped only when global translations may change (a full flush, INVLPG of
-    /// a page such a link leads to). Always has `GLOBAL_LINKS` set, so it never equals a
-    /// `link_generation`.
+    /// The generation of links to a block on a global page (the kernel's code), which
+    /// address-space switches leave alone (see `ferrite_jit::GLOBAL_LINK`): bumped only when
+    /// global translations may change (a full flush, INVLPG of a page such a link leads to).
     pub global_link_generation: u64,
     /// Linear pages that links made under `global_link_generation` lead to.
     global_link_pages: rustc_hash::FxHashSet<u64>,
@@ -133,12 +113,7 @@ impl Default for CodeCache {
             pages: HashMap::default(),
             jump: Vec::new(),
             jump_generation: 1,
-            // Never 0, which marks a link inside one page (see `tier`).
-            link_generation: 1,
-            space_generations: Default::default(),
-            last_generation: 1,
-            link_pages: Default::default(),
-            global_link_generation: GLOBAL_LINKS | 1,
+            global_link_generation: GLOBAL_LINK | 1,
             global_link_pages: Default::default(),
             graveyard: Vec::new(),
             jit_queued: HashMap::default(),
@@ -164,38 +139,7 @@ impl CodeCache {
 
     pub fn flush_jump_cache(&mut self) {
         self.jump_generation += 1;
-        self.forget_all_space_links();
         self.drop_global_links();
-    }
-
-    /// A CR3 write under CR4.PCIDE from PCID `from` to PCID `to`, whose translations were
-    /// `kept` (bit 63 of the source set): `from`'s links hold again when it comes back with
-    /// its translations kept, and `to`'s hold now if it does.
-    pub fn switch_space(&mut self, from: u16, to: u16, kept: bool) {
-        self.space_generations.insert(from, self.link_generation);
-        self.link_generation = match self.space_generations.get(&to) {
-            Some(&g) if kept => g,
-            _ => self.fresh_generation(),
-        };
-    }
-
-    /// Links of every address space are stale (a full flush of non-global translations).
-    fn forget_all_space_links(&mut self) {
-        self.space_generations.clear();
-        self.link_pages.clear();
-        self.link_generation = self.fresh_generation();
-    }
-
-    /// Links of PCID `pcid` are stale; so are the current space's, which may be that PCID.
-    fn forget_space_links(&mut self, pcid: u16) {
-        self.space_generations.remove(&pcid);
-        self.link_generation = self.fresh_generation();
-    }
-
-    fn fresh_generation(&mut self) -> u64 {
-        // Counts up from 1: never 0 (a link inside one page) and never with `GLOBAL_LINKS`.
-        self.last_generation += 1;
-        self.last_generation
     }
 
     fn drop_global_links(&mut self) {
@@ -203,24 +147,8 @@ impl CodeCache {
         self.global_link_pages.clear();
     }
 
-    /// The generation a new link to the block at `lin` (just found through the jump cache)
-    /// holds under: the global one if its page's translation is global.
-    pub fn generation_for_link(&mut self, lin: u64) -> u64 {
-        let global = matches!(self.jump.get(Self::jump_slot(lin)), Some(Some(e)) if e.lin == lin && e.global);
-        if global {
-            self.global_link_pages.insert(lin >> 12);
-            self.global_link_generation
-        } else {
-            // Bounded: past this many pages, every space's links start over.
-            if self.link_pages.len() >= LINK_PAGES_MAX {
-                self.forget_all_space_links();
-            }
-            self.link_pages.insert(lin >> 12);
-            self.link_generation
-        }
-    }
-
-    /// INVLPG of the page holding `lin`: its entries go, and so do links to other pages.
+    /// INVLPG of the page holding `lin`: its entries go, and so do links to it if it is
+    /// global (links to a non-global page go with its translation in the soft TLB).
     pub fn flush_jump_page(&mut self, lin: u64) {
         let first = Self::jump_slot(lin & !0xfff) & !((1 << JUMP_GROUP_BITS) - 1);
         if let Some(group) = self.jump.get_mut(first..first + (1 << JUMP_GROUP_BITS)) {
@@ -230,29 +158,9 @@ impl CodeCache {
                 }
             }
         }
-        // The current PCID's translation of the page may change: links that lead there go
-        // (other PCIDs keep theirs, SDM Vol. 3, 4.10.4.1).
-        if self.link_pages.contains(&(lin >> 12)) {
-            self.link_generation = self.fresh_generation();
-        }
         if self.global_link_pages.contains(&(lin >> 12)) {
             self.drop_global_links();
         }
-    }
-
-    /// A CR3 write or INVPCID that drops the non-global translations of `pcid` (all PCIDs if
-    /// `None`): their entries go with their links to other pages (see `jump_generation`);
-    /// global ones stay.
-    pub fn flush_jump_non_global(&mut self, pcid: Option<u16>) {
-        match pcid {
-            Some(p) => self.forget_space_links(p),
-            None => self.forget_all_space_links(),
-        }
-    }
-
-    /// The generation a jump-cache entry filled now holds under (see `jump_generation`).
-    fn jump_generation_for(&self, global: bool) -> u64 {
-        if global { self.jump_generation } else { self.link_generation }
     }
 
     pub fn for_each_block(&self, mut f: impl FnMut(&Block)) {
@@ -280,15 +188,16 @@ impl CodeCache {
         }
     }
 
-    /// The block the jump cache holds for `lin` under `tag`, if current.
+    /// The block the jump cache holds for `lin` under `tag`, if current; `translation` gives
+    /// the soft TLB's code translation of `lin` (see `Cpu::code_translation`), or 0.
     #[inline(always)]
-    pub fn cached(&self, lin: u64, tag: u32) -> Option<&Rc<Block>> {
+    pub fn cached(&self, lin: u64, tag: u32, translation: impl FnOnce() -> u64) -> Option<&Rc<Block>> {
         match self.jump.get(Self::jump_slot(lin)) {
             Some(Some(e))
                 if e.lin == lin
-                    && (e.tag == tag || (e.global && e.tag & 0xffff == tag & 0xffff))
-                    && e.generation == self.jump_generation_for(e.global)
-                    && !e.block.tier.retired.get() =>
+                    && e.tag == tag
+                    && !e.block.tier.retired.get()
+                    && e.guard == if e.global { self.jump_generation } else { translation() } =>
             {
                 Some(&e.block)
             }
@@ -444,7 +353,32 @@ impl Cpu {
     /// entries).
     #[inline(always)]
     pub(crate) fn jump_tag(&self, bitness: u32) -> u32 {
-        bitness | (self.code_ctx() as u32) << 8 | (self.tlb_pcid as u32) << 16
+        bitness | (self.code_ctx() as u32) << 8
+    }
+
+    /// `translated_link` of the physical page the soft TLB translates `lin`'s page to for
+    /// instruction fetch at the current privilege, or 0 while it holds no such translation.
+    #[inline(always)]
+    pub(crate) fn code_translation(&self, lin: u64) -> u64 {
+        let e = &self.tlb.entries[self.code_ctx() as usize][Tlb::slot(lin)];
+        if e.exec == lin & !0xfff { translated_link(e.paddr) } else { 0 }
+    }
+
+    /// The guard of a new link to the block at `lin` (see `ferrite_jit::LinkCell`): the global
+    /// link generation if its page's translation is global, else that translation; `None`
+    /// if it has none now (the fault does not show).
+    pub(crate) fn link_guard(&mut self, bus: &mut dyn CpuBus, lin: u64) -> Option<u64> {
+        let cr2 = self.state.cr2;
+        let Ok((Some(_), phys, global)) = self.fetch_code_page(bus, lin) else {
+            self.state.cr2 = cr2;
+            return None;
+        };
+        if global {
+            self.code.global_link_pages.insert(lin >> 12);
+            Some(self.code.global_link_generation)
+        } else {
+            Some(translated_link(phys))
+        }
     }
 
     // Inlined: it is the hot half of `run_block` (the guarded copy gets one too).
@@ -460,7 +394,7 @@ impl Cpu {
         let lin = self.current_linear_rip();
         let tag = self.jump_tag(bitness);
         let slot = CodeCache::jump_slot(lin);
-        if let Some(b) = self.code.cached(lin, tag) {
+        if let Some(b) = self.code.cached(lin, tag, || self.code_translation(lin)) {
             return Ok(Some(b.clone()));
         }
         let (host, phys, global) = self.fetch_code_page(bus, lin)?;
@@ -492,8 +426,8 @@ impl Cpu {
             if self.code.jump.is_empty() {
                 self.code.jump.resize(JUMP_CACHE_SIZE, None);
             }
-            let generation = self.code.jump_generation_for(global);
-            self.code.jump[slot] = Some(JumpEntry { lin, tag, global, generation, block: block.clone() });
+            let guard = if global { self.code.jump_generation } else { translated_link(phys) };
+            self.code.jump[slot] = Some(JumpEntry { lin, tag, global, guard, block: block.clone() });
         }
         Ok(Some(block))
     }

@@ -13,7 +13,8 @@
 //! word (`Attention`: a kick, a deliverable interrupt, a code change) is clear (what the run
 //! loop would look at between blocks). A link inside the exiting
 //! block's first page holds as long as both blocks live; a link to another page holds only
-//! within one link generation, which every jump-cache flush and INVLPG bumps. A
+//! while the soft TLB translates that page as it did (or, for a global page, within one
+//! global link generation: see `ferrite_jit::LinkCell`). A
 //! dropped block clears its own cells and its live entry, so no link leads into it; blocks
 //! dropped while compiled code runs wait in the graveyard until the chain has returned.
 
@@ -27,7 +28,7 @@ use crate::state::{flags as rf, CpuState, Segment};
 use crate::{Attention, Cpu};
 use ferrite_jit::{
     indirect_slot, BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, LinkCell, Service, Translator,
-    CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, INDIRECT_TABLE_SLOTS,
+    CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, INDIRECT_TABLE_SLOTS, LOCAL_LINK,
 };
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
@@ -215,19 +216,19 @@ impl BlockTier {
         }
     }
 
-    /// Points cell `i` at `target` (whose entry is `entry`, 0 for none) under `generation`,
-    /// for RIP `rip`; the block it named before goes to `graveyard`.
-    fn link(&self, i: usize, target: Option<Rc<Block>>, generation: u64, rip: u64, graveyard: &mut Vec<Rc<Block>>) {
+    /// Points cell `i` at `target` (whose entry is `entry`, 0 for none) under `guard`, for
+    /// RIP `rip`; the block it named before goes to `graveyard`.
+    fn link(&self, i: usize, target: Option<Rc<Block>>, guard: u64, rip: u64, graveyard: &mut Vec<Rc<Block>>) {
         let chain = self.chain();
         let cell = &chain.cells[i];
         let entry = target.as_ref().map_or(0, |t| t.tier.live_entry.get());
         let same = matches!((&chain.links.borrow()[i], &target), (Some(old), Some(new)) if Rc::ptr_eq(old, new));
         if same && cell.target() == entry && entry != 0 {
-            // Linked again (a new generation): it stays listed.
-            cell.set(entry, generation, rip);
+            // Linked again (under a new guard): it stays listed.
+            cell.set(entry, guard, rip);
             return;
         }
-        cell.set(entry, generation, rip);
+        cell.set(entry, guard, rip);
         let cell = CellRef::Link(cell);
         if let Some(t) = target.as_ref().filter(|_| entry != 0) {
             t.tier.chain().incoming.borrow_mut().push(cell);
@@ -289,20 +290,20 @@ impl IndirectTable {
         self.cells.as_ptr() as usize
     }
 
-    /// Links `rip` (of 64-bit code at privilege `user`) to `target` under `generation`; the
-    /// block it named before goes to `graveyard` (compiled code may be running it).
-    fn set(&mut self, rip: u64, user: bool, target: &Rc<Block>, generation: u64, graveyard: &mut Vec<Rc<Block>>) {
+    /// Links `rip` (of 64-bit code at privilege `user`) to `target` under `guard`; the block
+    /// it named before goes to `graveyard` (compiled code may be running it).
+    fn set(&mut self, rip: u64, user: bool, target: &Rc<Block>, guard: u64, graveyard: &mut Vec<Rc<Block>>) {
         let slot = indirect_slot(rip, user);
         let cell = &self.cells[slot];
         let entry = target.tier.live_entry.get();
         if self.targets[slot].as_ref().is_some_and(|t| Rc::ptr_eq(t, target)) && cell.target.get() == entry {
-            // Linked again (a new generation): it stays listed.
-            cell.set(entry, generation, rip);
+            // Linked again (under a new guard): it stays listed.
+            cell.set(entry, guard, rip);
             return;
         }
         self.forget(slot, graveyard);
         let cell = &self.cells[slot];
-        cell.set(entry, generation, rip);
+        cell.set(entry, guard, rip);
         target.tier.chain().incoming.borrow_mut().push(CellRef::Table(cell));
         self.targets[slot] = Some(target.clone());
     }
@@ -692,13 +693,14 @@ fn layout() -> Layout {
         tlb_read: at(offset_of!(TlbEntry, read)),
         tlb_write: at(offset_of!(TlbEntry, write)),
         tlb_addend: at(offset_of!(TlbEntry, addend)),
+        tlb_exec: at(offset_of!(TlbEntry, exec)),
+        tlb_paddr: at(offset_of!(TlbEntry, paddr)),
         ctx_supervisor: Ctx::Supervisor as u32,
         ctx_user: Ctx::User as u32,
         exec: jit_exec as *const () as usize,
         link: jit_link as *const () as usize,
         tlb_fill: jit_tlb_fill as *const () as usize,
         flags: jit_flags as *const () as usize,
-        link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, link_generation)),
         global_link_generation: at(offset_of!(Cpu, code) + offset_of!(crate::exec::CodeCache, global_link_generation)),
         attention_intr: Attention::intr_bits(),
         frame: FrameLayout {
@@ -1055,10 +1057,10 @@ impl Cpu {
         }
         let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
         let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
-        let generation = if start >> 12 == lin >> 12 { 0 } else { self.code.generation_for_link(lin) };
-        // Compiled code follows a direct exit it found local without checking generations: a
-        // CS base that puts its target on another linear page gets no link.
-        if exit != EXIT_INDIRECT && generation != 0 && ferrite_jit::local_exit(owner.bitness, owner.insns[0].insn.ip(), self.state.rip) {
+        let guard = if start >> 12 == lin >> 12 { LOCAL_LINK } else { self.link_guard(bus, lin)? };
+        // Compiled code follows a direct exit it found local without checking guards: a CS
+        // base that puts its target on another linear page gets no link.
+        if exit != EXIT_INDIRECT && guard != LOCAL_LINK && ferrite_jit::local_exit(owner.bitness, owner.insns[0].insn.ip(), self.state.rip) {
             return None;
         }
         let tier = &owner.tier;
@@ -1067,14 +1069,16 @@ impl Cpu {
             // before it goes.
             let last = &tier.cells()[EXIT_INDIRECT];
             let moved = tier.chain().links.borrow()[EXIT_INDIRECT].clone().filter(|_| last.target() != 0);
-            tier.link(CELL_INDIRECT_BEFORE, moved, last.generation(), last.rip(), &mut self.code.graveyard);
+            tier.link(CELL_INDIRECT_BEFORE, moved, last.guard(), last.rip(), &mut self.code.graveyard);
         }
         if exit == EXIT_INDIRECT && owner.bitness == 64 {
-            // Shared by blocks of other pages: never the generation of a link within one.
-            let generation = if generation == 0 { self.code.generation_for_link(lin) } else { generation };
-            self.code.indirect.set(self.state.rip, user, &target, generation, &mut self.code.graveyard);
+            // Shared by blocks of other pages: never the guard of a link within one.
+            let table_guard = if guard == LOCAL_LINK { self.link_guard(bus, lin) } else { Some(guard) };
+            if let Some(g) = table_guard {
+                self.code.indirect.set(self.state.rip, user, &target, g, &mut self.code.graveyard);
+            }
         }
-        tier.link(exit, Some(target), generation, self.state.rip, &mut self.code.graveyard);
+        tier.link(exit, Some(target), guard, self.state.rip, &mut self.code.graveyard);
         self.tier.stats.links[exit] += 1;
         Some(entry)
     }

@@ -7,6 +7,7 @@ mod int_harness;
 mod jit_harness;
 use ferrite_cpu::state::reg::*;
 use ferrite_cpu::JitMode;
+use ferrite_jit::{EXIT_INDIRECT, EXIT_TAKEN};
 use iced_x86::code_asm::*;
 use iced_x86::{BlockEncoderOptions, IcedError};
 use int_harness::*;
@@ -31,6 +32,12 @@ fn write_far_code(v: &mut Vm, back: u64) {
 /// Builds PCID 1's tables at PML4B: a copy of the harness's with FAR mapped to OTHER.
 /// Returns FAR's PTE in the harness's tables.
 fn map_far_to_other_in_pcid1(v: &mut Vm) -> u64 {
+    copy_tables_for_pcid1(v, OTHER)
+}
+
+/// Builds PCID 1's tables at PML4B: a copy of the harness's with FAR mapped to `far_to`.
+/// Returns FAR's PTE in the harness's tables.
+fn copy_tables_for_pcid1(v: &mut Vm, far_to: u64) -> u64 {
     let (pdpt, pd, pt) = (PML4B + 0x1000, PML4B + 0x2000, PML4B + 0x3000);
     v.write(PML4B, &(pdpt | 7).to_le_bytes());
     v.write(pdpt, &(pd | 7).to_le_bytes());
@@ -40,7 +47,7 @@ fn map_far_to_other_in_pcid1(v: &mut Vm) -> u64 {
     let mut table = v.read(PT, 4096).to_vec();
     let slot = 8 * ((FAR >> 12) & 0x1ff) as usize;
     let old = u64::from_le_bytes(table[slot..slot + 8].try_into().unwrap());
-    table[slot..slot + 8].copy_from_slice(&((old & 0xfff) | OTHER).to_le_bytes());
+    table[slot..slot + 8].copy_from_slice(&((old & 0xfff) | far_to).to_le_bytes());
     v.write(pt, &table);
     old
 }
@@ -197,6 +204,63 @@ fn links_hold_again_in_an_address_space_resumed_with_its_translations_kept() {
     assert_eq!(vm.gpr(RBX), 2 * (1000 + 100 * 1000));
 }
 
+#[test]
+fn links_to_another_page_hold_in_every_address_space_that_maps_it_alike() {
+    // As each fork and exec of one program: ten rounds alternate between two address spaces
+    // (PCIDs 0 and 1, each entered with a flush) that map the code alike. Each round jumps to
+    // eight places on FAR's page and back, a hundred times. Once a round's first jump there
+    // has filled the TLB again, the links made in the first round hold: they are not made
+    // again in every round (16 links per round).
+    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+        let mut v = vm(mode);
+        v.budget = budget;
+        let mut a = CodeAssembler::new(64).unwrap();
+        let (mut round, mut top) = (a.create_label(), a.create_label());
+        let mut backs: Vec<CodeLabel> = (0..8).map(|_| a.create_label()).collect();
+        let mut build = || -> Result<(), IcedError> {
+            enable_pcids(&mut a)?;
+            a.mov(r8, cr3)?;
+            a.mov(r9, PML4B | 1)?;
+            a.mov(r10d, 10)?;
+            a.set_label(&mut round)?;
+            a.mov(ecx, 100)?;
+            a.set_label(&mut top)?;
+            for (k, back) in backs.iter_mut().enumerate() {
+                a.jmp(FAR + 0x40 * k as u64)?;
+                a.set_label(back)?;
+            }
+            a.dec(ecx)?;
+            a.jnz(top)?;
+            a.xchg(r8, r9)?;
+            a.mov(cr3, r8)?;
+            a.dec(r10d)?;
+            a.jnz(round)?;
+            a.nop()
+        };
+        build().unwrap();
+        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+        v.set_code(&r.inner.code_buffer);
+        for (k, back) in backs.iter().enumerate() {
+            let at = FAR + 0x40 * k as u64;
+            let mut stub = CodeAssembler::new(64).unwrap();
+            stub.add(rbx, k as i32 + 1).unwrap();
+            stub.jmp(r.label_ip(back).unwrap()).unwrap();
+            v.write(at, &stub.assemble(at).unwrap());
+        }
+        copy_tables_for_pcid1(&mut v, FAR);
+        v.finish();
+        v
+    });
+    let [off, compiled, chained] = runs;
+    same_machine(&off, &compiled);
+    same_machine(&off, &chained);
+    assert_eq!(chained.gpr(RBX), 10 * 100 * 36);
+    let stats = chained.cpu.jit_stats();
+    assert!(stats.chained_runs > 10 * 100 * 16, "{stats:?}");
+    let taken = stats.links[EXIT_TAKEN];
+    assert!(taken < 16 + 10 * 4, "{taken} links made for 16 jumps in 10 rounds: {stats:?}");
+}
+
 /// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that
 /// ignored the kick or the interrupt runs to it (seconds) instead of hanging: the loop's count
 /// in RAX then shows it, as the run loop itself would still report the kick afterwards.
@@ -328,7 +392,8 @@ fn indirect_branches_chain_only_to_the_target_they_take() {
     let stats = on.cpu.jit_stats();
     assert!(stats.chained_runs > 1000, "{stats:?}");
     // A one-entry cache relinked at every one of the 900 indirect branches.
-    assert!(stats.links[2] < 20, "the indirect exits relinked {} times: {stats:?}", stats.links[2]);
+    let relinked = stats.links[EXIT_INDIRECT];
+    assert!(relinked < 20, "the indirect exits relinked {relinked} times: {stats:?}");
 }
 
 #[test]
@@ -350,7 +415,8 @@ fn returns_to_many_call_sites_chain_through_the_shared_table() {
     let stats = on.cpu.jit_stats();
     assert!(stats.chained_runs > 1000, "{stats:?}");
     // With its two cells alone, the RET relinked at nearly every one of its 1600 runs.
-    assert!(stats.links[2] < 100, "the indirect exits relinked {} times: {stats:?}", stats.links[2]);
+    let relinked = stats.links[EXIT_INDIRECT];
+    assert!(relinked < 100, "the indirect exits relinked {relinked} times: {stats:?}");
 }
 
 #[test]

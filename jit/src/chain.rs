@@ -24,40 +24,56 @@ pub struct ChainCell {
     /// holds a block's entry when that block stops being compiled, so compiled code jumps to
     /// it without a second load.
     pub target: Cell<usize>,
-    /// The link generation the link was made under (never 0 here: see `LinkCell`).
-    pub generation: Cell<u64>,
+    /// What the link holds under (never `LOCAL_LINK` here: see [`LinkCell`]).
+    pub guard: Cell<u64>,
     /// The RIP the link leads to.
     pub rip: Cell<u64>,
 }
 
 impl ChainCell {
     /// Writes the whole cell (all zeros: unlinked).
-    pub fn set(&self, target: usize, generation: u64, rip: u64) {
+    pub fn set(&self, target: usize, guard: u64, rip: u64) {
         self.target.set(target);
-        self.generation.set(generation);
+        self.guard.set(guard);
         self.rip.set(rip);
     }
 }
 
 /// The fields of a link, in the order of `LinkCell::sites` (and of a `ChainCell`'s words):
-/// the target's entry (0 while unlinked), the link generation, the RIP it leads to.
+/// the target's entry (0 while unlinked), its guard, the RIP it leads to.
 pub const LINK_FIELDS: usize = 3;
 pub const LINK_TARGET: usize = 0;
-pub const LINK_GENERATION: usize = 1;
+pub const LINK_GUARD: usize = 1;
 pub const LINK_RIP: usize = 2;
+
+/// A link's guard: when compiled code may follow it. A link within the exiting block's first
+/// page always holds (its physical page follows from the block's own).
+pub const LOCAL_LINK: u64 = 0;
+/// The guard of a link to a block on a global page (the kernel's code): this bit and the
+/// CPU's global link generation (`Layout::global_link_generation`), which moves only when
+/// global translations may have changed, so such links outlive address-space switches.
+pub const GLOBAL_LINK: u64 = 1 << 63;
+
+/// The guard of a link to a block on physical page `paddr` of a non-global page: it holds
+/// while the soft TLB translates the target's linear page for instruction fetch to that
+/// physical page. A process's links thus hold in every address space that maps the same code
+/// at the same place (each fork and exec of one program), and go with the translation (a CR3
+/// write that drops it, INVLPG, a fill that finds another page).
+pub fn translated_link(paddr: u64) -> u64 {
+    paddr & !0xfff | 1
+}
 
 /// One exit of a compiled block and where it leads, held in the block's own code (patched when
 /// the CPU links the exit): the target is the displacement of a direct jump (to a landing that
-/// asks for the link while unlinked), the generation and RIP 64-bit immediates. Following a
+/// asks for the link while unlinked), the guard and RIP 64-bit immediates. Following a
 /// link reads no data and jumps directly, as QEMU's patched jumps do. Compiled code of one
 /// vCPU runs only on that vCPU's thread, which is the one that patches it, between blocks.
 #[derive(Debug, Default)]
 pub struct LinkCell {
     target: Cell<usize>,
-    /// 0 for a link inside the exiting block's first page (its physical page follows from the
-    /// block's own); otherwise the link generation it was made under, as a link to
-    /// another page holds only while the translations it was looked up with do.
-    generation: Cell<u64>,
+    /// `LOCAL_LINK`, a `GLOBAL_LINK` generation or a `translated_link`: a link to another page
+    /// holds only while the translation it was looked up with does.
+    guard: Cell<u64>,
     /// The RIP the link leads to: fixed for direct exits; for the indirect exit's two cells,
     /// the targets last seen (see `CELL_INDIRECT_BEFORE`).
     rip: Cell<u64>,
@@ -73,8 +89,8 @@ impl LinkCell {
         self.target.get()
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation.get()
+    pub fn guard(&self) -> u64 {
+        self.guard.get()
     }
 
     pub fn rip(&self) -> u64 {
@@ -82,15 +98,15 @@ impl LinkCell {
     }
 
     /// Writes the whole link (all zeros: unlinked), in the code too.
-    pub fn set(&self, target: usize, generation: u64, rip: u64) {
+    pub fn set(&self, target: usize, guard: u64, rip: u64) {
         self.target.set(target);
-        self.generation.set(generation);
+        self.guard.set(guard);
         self.rip.set(rip);
         self.write_sites();
     }
 
     fn write_sites(&self) {
-        let [jump, generation, rip] = self.sites.get();
+        let [jump, guard, rip] = self.sites.get();
         if jump != 0 {
             let displacement = |to: usize| i32::try_from(to.wrapping_sub(jump + 4) as isize).ok();
             let (target, unlinked) = (self.target.get(), self.unlinked.get());
@@ -102,7 +118,7 @@ impl LinkCell {
                 unsafe { (jump as *mut i32).write_unaligned(d) };
             }
         }
-        for (site, value) in [(generation, self.generation.get()), (rip, self.rip.get())] {
+        for (site, value) in [(guard, self.guard.get()), (rip, self.rip.get())] {
             if site != 0 {
                 // SAFETY: `attach`'s caller keeps every site writable until `detach`; only
                 // this thread runs or writes that code.
@@ -163,7 +179,7 @@ pub const CHAIN_CELLS: usize = CHAIN_EXITS + 1;
 /// The CPU's table of indirect-branch targets, shared by all 64-bit blocks of one privilege
 /// (supervisor slots first, then user ones): where an indirect exit looks after its own two
 /// cells, as a function returning to many call sites outruns them. Cells there hold as a
-/// block's cells do, with a link generation (never 0) and the RIP they lead to.
+/// block's cells do, with a guard (never `LOCAL_LINK`) and the RIP they lead to.
 pub const INDIRECT_TABLE_BITS: u32 = 12;
 pub const INDIRECT_TABLE_SLOTS: usize = 1 << INDIRECT_TABLE_BITS;
 
@@ -346,29 +362,29 @@ mod tests {
     #[test]
     fn a_link_cell_patches_its_jump_and_immediates_until_detached() {
         // Stand-in code, only ever touched through raw pointers as compiled code is: a jump's
-        // displacement at 1, the generation's immediate at 8 and the RIP's at 20.
+        // displacement at 1, the guard's immediate at 8 and the RIP's at 20.
         let code = Box::into_raw(Box::new([0u8; 32])) as *mut u8;
         let base = code as usize;
-        let (jump, generation, rip) = (base + 1, base + 8, base + 20);
+        let (jump, guard, rip) = (base + 1, base + 8, base + 20);
         let (unlinked, target) = (base + 0x40, base + 0x1000);
         let cell = LinkCell::default();
         // SAFETY (both): reads within the 32 bytes at `code`, alive until the end.
         let displacement = || unsafe { (jump as *const i32).read_unaligned() };
         let word = |at: usize| unsafe { (at as *const u64).read_unaligned() };
         // SAFETY: the sites lie in the 32 bytes at `code`, alive until after `detach`.
-        unsafe { cell.attach([jump, generation, rip], unlinked) };
+        unsafe { cell.attach([jump, guard, rip], unlinked) };
         // Unlinked: the jump leads to the landing (displacement from the jump's end).
         assert_eq!(displacement(), 0x40 - 5);
         cell.set(target, 7, 0xffff_8000_1234);
         assert_eq!(displacement(), 0x1000 - 5);
-        assert_eq!((word(generation), word(rip)), (7, 0xffff_8000_1234));
+        assert_eq!((word(guard), word(rip)), (7, 0xffff_8000_1234));
         cell.set(0, 0, 0);
-        assert_eq!((displacement(), word(generation), word(rip)), (0x40 - 5, 0, 0));
+        assert_eq!((displacement(), word(guard), word(rip)), (0x40 - 5, 0, 0));
         // Detached: the code is left alone, the cell still tells where it led.
         cell.detach();
         cell.set(target, 9, 0x40);
-        assert_eq!((displacement(), word(generation)), (0x40 - 5, 0));
-        assert_eq!((cell.target(), cell.generation(), cell.rip()), (target, 9, 0x40));
+        assert_eq!((displacement(), word(guard)), (0x40 - 5, 0));
+        assert_eq!((cell.target(), cell.guard(), cell.rip()), (target, 9, 0x40));
         // SAFETY: the box made above, no longer used.
         drop(unsafe { Box::from_raw(code as *mut [u8; 32]) });
     }

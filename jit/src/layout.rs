@@ -49,6 +49,10 @@ pub struct Layout {
     pub tlb_read: i32,
     pub tlb_write: i32,
     pub tlb_addend: i32,
+    /// The entry's instruction-fetch tag and physical page (`u64`s), which validate links
+    /// to other pages (see `chain::LinkCell`).
+    pub tlb_exec: i32,
+    pub tlb_paddr: i32,
     /// TLB context indices: CPL 0-2 (plus one for RFLAGS.AC = 1, which must follow it), CPL 3.
     pub ctx_supervisor: u32,
     pub ctx_user: u32,
@@ -70,10 +74,8 @@ pub struct Layout {
     /// `extern "C" fn(cpu, 0) -> u64`: folds the lazy record in memory into RFLAGS (the
     /// record's operation becomes `CcOps::eflags`) and returns RFLAGS.
     pub flags: usize,
-    /// The link generation (`u64`): bumped whenever translations may have changed.
-    pub link_generation: i32,
-    /// The generation of links to blocks on global pages (`u64`, never equal to a
-    /// `link_generation`): bumped only when global translations may have changed.
+    /// The generation of links to blocks on global pages (`u64`, with `GLOBAL_LINK` set):
+    /// bumped only when global translations may have changed.
     pub global_link_generation: i32,
     /// The bits of the attention word (see `FrameLayout::attention`) that hold the INTR line.
     pub attention_intr: u64,

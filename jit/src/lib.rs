@@ -29,8 +29,8 @@ mod service;
 mod translator;
 
 pub use chain::{
-    indirect_slot, ChainCell, Entry, EntryFn, LinkCell, CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, EXIT_NEXT,
-    EXIT_INNER, EXIT_TAKEN, INDIRECT_TABLE_SLOTS, LINK_FIELDS, LOOP_EXITS,
+    indirect_slot, translated_link, ChainCell, Entry, EntryFn, LinkCell, CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT,
+    EXIT_NEXT, EXIT_INNER, EXIT_TAKEN, GLOBAL_LINK, INDIRECT_TABLE_SLOTS, LINK_FIELDS, LOCAL_LINK, LOOP_EXITS,
 };
 pub use layout::{fill_request, parse_fill_request, CcOps, ExecStatus, FrameLayout, Layout, MXCSR_CONTROLS, MXCSR_FLAGS, NATIVE_MXCSR};
 pub use emit::exits::local_exit;

@@ -42,8 +42,8 @@ impl Cpu {
         // Pending `Decoded` events must meet the fast write entries they ask about.
         self.catch_up_code();
         if keep_global {
+            // Jump-cache entries and links for non-global pages go with these translations.
             self.tlb.flush(true);
-            self.code.flush_jump_non_global(None);
         } else {
             self.flush_all_tlbs();
             self.code.flush_jump_cache();

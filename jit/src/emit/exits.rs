@@ -7,15 +7,15 @@
 
 use super::Emit;
 use crate::chain::{
-    ChainCell, CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_INNER, EXIT_NEXT, EXIT_TAKEN, INDIRECT_TABLE_BITS, INDIRECT_TABLE_SLOTS, LINK_GENERATION,
-    LINK_RIP, LINK_TARGET, LOOP_EXITS,
+    ChainCell, CELL_INDIRECT_BEFORE, EXIT_INDIRECT, EXIT_INNER, EXIT_NEXT, EXIT_TAKEN, INDIRECT_TABLE_BITS, INDIRECT_TABLE_SLOTS, LINK_GUARD,
+    LINK_RIP, LINK_TARGET, LOCAL_LINK, LOOP_EXITS, translated_link,
 };
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
 
 /// Whether a direct exit of a block of `bitness` whose first instruction is at `block_rip`
-/// to `target` is a link within the block's first page, which the CPU makes with generation
-/// 0 and compiled code follows without checking generations: in 64-bit code, where RIP is
+/// to `target` is a link within the block's first page, which the CPU makes with guard
+/// `LOCAL_LINK` and compiled code follows without checking guards: in 64-bit code, where RIP is
 /// the linear address (the CPU refuses such a link otherwise).
 pub fn local_exit(bitness: u32, block_rip: u64, target: u64) -> bool {
     bitness == 64 && block_rip >> 12 == target >> 12
@@ -23,6 +23,16 @@ pub fn local_exit(bitness: u32, block_rip: u64, target: u64) -> bool {
 
 /// A link an exit follows: one of the block's own cells (`EXIT_TAKEN`, ...), whose fields its
 /// code holds, or a cell of the indirect table at this address.
+#[derive(Clone, Copy)]
+enum Guard {
+    Local,
+    Global,
+    Translated,
+}
+
+/// CS's index in `Layout::seg_base`.
+const CS: usize = 1;
+
 #[derive(Clone, Copy)]
 enum Cell {
     Own(usize),
@@ -178,7 +188,7 @@ impl Emit<'_, '_> {
         self.b.ins().return_call_indirect(self.stub_sig, stub, &[self.cpu, self.frame, index]);
     }
 
-    /// Field `field` (`LINK_GENERATION`, `LINK_RIP`) of `cell`: the immediate the CPU
+    /// Field `field` (`LINK_GUARD`, `LINK_RIP`) of `cell`: the immediate the CPU
     /// patches for the block's own cells, a load for the indirect table's.
     fn link_field(&mut self, cell: Cell, field: usize) -> Value {
         match cell {
@@ -214,41 +224,72 @@ impl Emit<'_, '_> {
         self.b.ins().return_call(landing, &[self.cpu, self.frame]);
     }
 
-    /// Goes to the block `cell` links to if the link holds (made within the block's first
-    /// page, or under the current link generation, or the current global one for a block on
-    /// a global page) and, with `rip`, the link leads to that RIP; otherwise goes on at
-    /// `otherwise`. A cell links only to compiled code (see `LinkCell`).
+    /// Goes to the block `cell` links to if the link holds (see `chain::LinkCell::guard`) and,
+    /// with `rip`, the link leads to that RIP; otherwise goes on at `otherwise`. A cell links
+    /// only to compiled code (see `LinkCell`).
     fn follow_cell(&mut self, cell: Cell, rip: Option<Value>, otherwise: Block) {
         if let Some(rip) = rip {
-            let generations = self.b.create_block();
+            let guards = self.b.create_block();
             let link_rip = self.link_field(cell, LINK_RIP);
             let here = self.b.ins().icmp(IntCC::Equal, link_rip, rip);
-            self.b.ins().brif(here, generations, &[], otherwise, &[]);
-            self.b.switch_to_block(generations);
+            self.b.ins().brif(here, guards, &[], otherwise, &[]);
+            self.b.switch_to_block(guards);
         }
-        // A branch per generation that holds, the likeliest first (a kernel's links lead
-        // mostly to its global pages, a process's to its own): shorter code than folding the
+        // A branch per kind of guard, the likeliest first (a kernel's links lead mostly to
+        // its global pages, a process's to its own): shorter code than folding the
         // comparisons into one flag.
-        let generation = self.link_field(cell, LINK_GENERATION);
+        let guard = self.link_field(cell, LINK_GUARD);
         let live = self.b.create_block();
-        let (current, global) = (self.l.link_generation, self.l.global_link_generation);
-        let order = if self.spec.user { [Some(current), None, Some(global)] } else { [Some(global), None, Some(current)] };
-        for (i, holds) in order.into_iter().enumerate() {
-            let same = match holds {
-                Some(offset) => {
-                    let g = self.load_state(types::I64, offset);
-                    self.b.ins().icmp(IntCC::Equal, generation, g)
+        let order = if self.spec.user { [Guard::Local, Guard::Translated, Guard::Global] } else { [Guard::Global, Guard::Local, Guard::Translated] };
+        for (i, kind) in order.into_iter().enumerate() {
+            let holds = match kind {
+                Guard::Local => self.b.ins().icmp_imm_s(IntCC::Equal, guard, LOCAL_LINK as i64),
+                Guard::Global => {
+                    let g = self.load_state(types::I64, self.l.global_link_generation);
+                    self.b.ins().icmp(IntCC::Equal, guard, g)
                 }
-                None => self.b.ins().icmp_imm_s(IntCC::Equal, generation, 0),
+                Guard::Translated => {
+                    let rip = match rip {
+                        Some(rip) => rip,
+                        None => self.link_field(cell, LINK_RIP),
+                    };
+                    self.translation_holds(guard, rip)
+                }
             };
             let next = if i == order.len() - 1 { otherwise } else { self.b.create_block() };
-            self.b.ins().brif(same, live, &[], next, &[]);
+            self.b.ins().brif(holds, live, &[], next, &[]);
             if next != otherwise {
                 self.b.switch_to_block(next);
             }
         }
         self.b.switch_to_block(live);
         self.jump_to_target(cell, otherwise);
+    }
+
+    /// Whether the soft TLB translates the code page of `rip` (for this block's privilege) to
+    /// the physical page `guard` names (see `chain::translated_link`).
+    fn translation_holds(&mut self, guard: Value, rip: Value) -> Value {
+        let l = self.l;
+        // In 64-bit code RIP is the linear address. Elsewhere CS's base is added (a sum past
+        // 4 GiB outside long mode matches no tag: the link is only looked up again).
+        let lin = if self.spec.bitness == 64 {
+            rip
+        } else {
+            let base = self.load_state(types::I64, l.seg_base[CS]);
+            self.b.ins().iadd(base, rip)
+        };
+        let tlb = self.load_state(types::I64, l.tlb);
+        let ctx = if self.spec.user { l.ctx_user } else { l.ctx_supervisor };
+        let table = self.b.ins().iadd_imm_s(tlb, (ctx as i64 * l.tlb_entry_size as i64) << l.tlb_bits);
+        let offset = self.tlb_slot_offset(lin);
+        let entry = self.b.ins().iadd(table, offset);
+        let tag = self.b.ins().load(types::I64, super::state_flags(), entry, l.tlb_exec);
+        let page = self.b.ins().band_imm_s(lin, !0xfff);
+        let tag_ok = self.b.ins().icmp(IntCC::Equal, tag, page);
+        let paddr = self.b.ins().load(types::I64, super::state_flags(), entry, l.tlb_paddr);
+        let key = self.b.ins().bor_imm_s(paddr, translated_link(0) as i64);
+        let same_page = self.b.ins().icmp(IntCC::Equal, key, guard);
+        self.b.ins().band(tag_ok, same_page)
     }
 
     /// The address of `rip`'s cell in the indirect table of this block's privilege (as

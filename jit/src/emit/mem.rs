@@ -78,17 +78,7 @@ impl Emit<'_, '_> {
     pub fn probe(&mut self, i: usize, lin: Value, size: u8, access: Access) -> Value {
         let l = self.l;
         let ctx_base = self.tlb_context();
-        let entry_size = l.tlb_entry_size as i64;
-        let offset = if entry_size.count_ones() == 1 {
-            // (lin >> 12 & slots - 1) * entry_size in two operations.
-            let shift = 12 - entry_size.trailing_zeros() as i64;
-            let scaled = self.b.ins().ushr_imm_s(lin, shift);
-            self.b.ins().band_imm_s(scaled, ((1i64 << l.tlb_bits) - 1) * entry_size)
-        } else {
-            let slot = self.b.ins().ushr_imm_s(lin, 12);
-            let slot = self.b.ins().band_imm_s(slot, (1i64 << l.tlb_bits) - 1);
-            self.b.ins().imul_imm_s(slot, entry_size)
-        };
+        let offset = self.tlb_slot_offset(lin);
         let entry = self.b.ins().iadd(ctx_base, offset);
         // The page of the access's last byte: it matches the tag of the first byte's slot
         // only if both bytes are on that page (a tag in slot k is a page whose number is k
@@ -128,6 +118,22 @@ impl Emit<'_, '_> {
         self.b.switch_to_block(hit);
         let addend = self.b.ins().load(types::I64, super::state_flags(), entry, l.tlb_addend);
         self.b.ins().iadd(addend, lin)
+    }
+
+    /// The offset of linear address `lin`'s slot in a table of the soft TLB.
+    pub(super) fn tlb_slot_offset(&mut self, lin: Value) -> Value {
+        let l = self.l;
+        let entry_size = l.tlb_entry_size as i64;
+        if entry_size.count_ones() == 1 {
+            // (lin >> 12 & slots - 1) * entry_size in two operations.
+            let shift = 12 - entry_size.trailing_zeros() as i64;
+            let scaled = self.b.ins().ushr_imm_s(lin, shift);
+            self.b.ins().band_imm_s(scaled, ((1i64 << l.tlb_bits) - 1) * entry_size)
+        } else {
+            let slot = self.b.ins().ushr_imm_s(lin, 12);
+            let slot = self.b.ins().band_imm_s(slot, (1i64 << l.tlb_bits) - 1);
+            self.b.ins().imul_imm_s(slot, entry_size)
+        }
     }
 
     /// The soft TLB's table for this block's privilege context (supervisor code: the one

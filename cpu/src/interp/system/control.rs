@@ -158,11 +158,8 @@ impl Cpu {
         self.state.cr3 = v;
         if pcide {
             self.catch_up_code();
-            let from = self.tlb_pcid;
+            // Jump-cache entries and links for non-global pages follow the TLB's translations.
             self.switch_pcid(self.current_pcid(), !keep);
-            // Jump-cache entries and links for non-global pages hold in their own address
-            // space, the new one's only if its translations were kept.
-            self.code.switch_space(from, self.current_pcid(), keep);
         } else {
             self.flush_tlb(true);
         }

@@ -71,12 +71,10 @@ fn invpcid(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()
         ALL_WITH_GLOBAL => cpu.flush_all_tlbs(),
         _ => cpu.flush_all_pcids_but_global(),
     }
-    // The jump cache follows: an individual address drops its PCID's non-global entries
-    // (a superset of the page's), as single-context does.
-    match kind {
-        INDIVIDUAL | SINGLE_CONTEXT => cpu.code.flush_jump_non_global(Some(pcid)),
-        ALL_WITH_GLOBAL => cpu.code.flush_jump_cache(),
-        _ => cpu.code.flush_jump_non_global(None),
+    // Jump-cache entries and links for non-global pages go with the TLB's translations; the
+    // global ones only with a flush of global translations.
+    if kind == ALL_WITH_GLOBAL {
+        cpu.code.flush_jump_cache();
     }
     cpu.end_block = true;
     Ok(())
