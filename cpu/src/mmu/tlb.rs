@@ -59,9 +59,14 @@ impl TlbEntry {
     };
 }
 
-/// How many filled slots a table lists (see `Tlb::filled`): a process runs between two
-/// address-space switches with a few dozen pages, the kernel's global ones stay a few hundred.
-const FILLED_MAX: usize = 512;
+/// How many slots each of a table's two lists names (see `Tlb::local`): a process runs
+/// between two address-space switches with a few hundred pages, and the kernel's global ones
+/// fill at most a context's 1024 slots or so.
+const LISTED_MAX: usize = 2048;
+
+/// A list of slots (`ctx * TLB_SIZE + slot`) that may hold some kind of entry, or `None`
+/// once more were filled than it holds: then every slot may.
+type SlotList = Option<Vec<u16>>;
 
 #[repr(C)]
 pub struct Tlb {
@@ -70,10 +75,12 @@ pub struct Tlb {
     /// large page spans many direct-mapped slots).
     pub large_lo: u64,
     pub large_hi: u64,
-    /// The slots (`ctx * TLB_SIZE + slot`) that may hold an entry, while there are at most
-    /// `FILLED_MAX`, else `None`: flushes and scans visit only these, not all 3072 (192 KiB)
-    /// at every MOV CR3.
-    filled: Option<Vec<u16>>,
+    /// The slots that may hold a non-global entry: a flush that keeps global entries (every
+    /// MOV CR3) visits only these, neither all 3072 slots (192 KiB) nor the kernel's global
+    /// entries, which pile up between full flushes.
+    local: SlotList,
+    /// The slots that may hold a global entry (scans visit both lists).
+    global: SlotList,
 }
 
 impl Tlb {
@@ -82,7 +89,8 @@ impl Tlb {
             entries: [[TlbEntry::EMPTY; TLB_SIZE]; CTX_COUNT],
             large_lo: u64::MAX,
             large_hi: 0,
-            filled: Some(Vec::with_capacity(FILLED_MAX)),
+            local: Some(Vec::new()),
+            global: Some(Vec::new()),
         }
     }
 
@@ -95,14 +103,16 @@ impl Tlb {
     pub fn insert(&mut self, ctx: Ctx, lin: u64, entry: TlbEntry) {
         let slot = Self::slot(lin);
         let e = &mut self.entries[ctx as usize][slot];
-        let was_empty = e.read == TAG_INVALID && e.write == TAG_INVALID && e.exec == TAG_INVALID;
+        // Listed already if it held an entry of the same kind.
+        let listed = !is_empty(e) && e.global == entry.global;
         *e = entry;
-        if was_empty {
-            if let Some(list) = &mut self.filled {
-                if list.len() < FILLED_MAX {
-                    list.push((ctx as usize * TLB_SIZE + slot) as u16);
+        if !listed {
+            let list = if entry.global { &mut self.global } else { &mut self.local };
+            if let Some(l) = list {
+                if l.len() < LISTED_MAX {
+                    l.push((ctx as usize * TLB_SIZE + slot) as u16);
                 } else {
-                    self.filled = None;
+                    *list = None;
                 }
             }
         }
@@ -110,45 +120,39 @@ impl Tlb {
 
     /// Calls `f` on every entry that may be live (and on some empty ones).
     fn for_each_filled(&mut self, mut f: impl FnMut(&mut TlbEntry)) {
-        match &self.filled {
-            Some(list) => {
-                for &i in list {
-                    f(&mut self.entries[i as usize / TLB_SIZE][i as usize % TLB_SIZE]);
-                }
-            }
-            None => self.entries.iter_mut().flatten().for_each(f),
+        let (Some(local), Some(global)) = (&self.local, &self.global) else {
+            self.entries.iter_mut().flatten().for_each(f);
+            return;
+        };
+        for &i in local.iter().chain(global) {
+            f(&mut self.entries[i as usize / TLB_SIZE][i as usize % TLB_SIZE]);
         }
     }
 
     pub fn flush(&mut self, keep_global: bool) {
         if !keep_global {
             self.for_each_filled(|e| *e = TlbEntry::EMPTY);
-            let mut list = self.filled.take().unwrap_or_else(|| Vec::with_capacity(FILLED_MAX));
-            list.clear();
-            self.filled = Some(list);
+            for list in [&mut self.local, &mut self.global] {
+                reset(list);
+            }
             self.large_lo = u64::MAX;
             self.large_hi = 0;
             return;
         }
-        // Global entries stay, and stay listed.
-        let entries = &mut self.entries;
-        let mut drop_local = |i: usize| {
-            let e = &mut entries[i / TLB_SIZE][i % TLB_SIZE];
+        let drop_local = |e: &mut TlbEntry| {
             if !e.global {
                 *e = TlbEntry::EMPTY;
             }
-            e.global
         };
-        self.filled = match self.filled.take() {
-            Some(mut list) => {
-                list.retain(|&i| drop_local(i as usize));
-                Some(list)
+        match &self.local {
+            Some(list) => {
+                for &i in list {
+                    drop_local(&mut self.entries[i as usize / TLB_SIZE][i as usize % TLB_SIZE]);
+                }
             }
-            None => {
-                let kept: Vec<u16> = (0..CTX_COUNT * TLB_SIZE).filter(|&i| drop_local(i)).map(|i| i as u16).collect();
-                (kept.len() <= FILLED_MAX).then_some(kept)
-            }
-        };
+            None => self.entries.iter_mut().flatten().for_each(drop_local),
+        }
+        reset(&mut self.local);
     }
 
     /// INVLPG: drop the translations of one linear page.
@@ -209,6 +213,18 @@ impl Tlb {
     }
 }
 
+fn is_empty(e: &TlbEntry) -> bool {
+    e.read == TAG_INVALID && e.write == TAG_INVALID && e.exec == TAG_INVALID
+}
+
+/// Empties a list (one that overflowed lists again).
+fn reset(list: &mut SlotList) {
+    match list {
+        Some(l) => l.clear(),
+        None => *list = Some(Vec::new()),
+    }
+}
+
 impl Default for Tlb {
     fn default() -> Self {
         Self::new()
@@ -232,7 +248,7 @@ mod tests {
     /// entries and with more than the list holds.
     #[test]
     fn flushes_reach_every_filled_slot() {
-        for pages in [40u64, FILLED_MAX as u64 * 2] {
+        for pages in [40u64, LISTED_MAX as u64 * 2] {
             let mut t = Tlb::new();
             for p in 0..pages {
                 let ctx = [Ctx::Supervisor, Ctx::User][p as usize % 2];
