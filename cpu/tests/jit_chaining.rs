@@ -6,8 +6,8 @@
 mod int_harness;
 mod jit_harness;
 use ferrite_cpu::state::reg::*;
-use ferrite_cpu::JitMode;
-use ferrite_jit::{EXIT_INDIRECT, EXIT_TAKEN};
+use ferrite_cpu::{JitConfig, JitMode};
+use ferrite_jit::{EXIT_INDIRECT, EXIT_NEXT, EXIT_TAKEN};
 use iced_x86::code_asm::*;
 use iced_x86::{BlockEncoderOptions, IcedError};
 use int_harness::*;
@@ -259,6 +259,54 @@ fn links_to_another_page_hold_in_every_address_space_that_maps_it_alike() {
     assert!(stats.chained_runs > 10 * 100 * 16, "{stats:?}");
     let taken = stats.links[EXIT_TAKEN];
     assert!(taken < 16 + 10 * 4, "{taken} links made for 16 jumps in 10 rounds: {stats:?}");
+}
+
+#[test]
+fn links_to_another_page_hold_in_real_mode_with_a_code_segment_base() {
+    // Real mode, CS's base at CODE: a block of INCs runs up to the end of the page at IP
+    // 0x1000 and goes on into the block at linear CODE + 0x1000 through its next-instruction
+    // exit, a thousand times. Compiled code checks that link against the TLB's translation
+    // of CS's base plus IP; were the base left out, it would be linked again every time.
+    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+        let mut v = Vm::new(Mode::Real);
+        v.cpu.set_jit(JitConfig { mode, ..JitConfig::default() });
+        v.budget = budget;
+        let run_in = 0xff8;
+        let mut a = CodeAssembler::new(16).unwrap();
+        let mut done = a.create_label();
+        let mut main = || -> Result<(), IcedError> {
+            a.mov(cx, 1000)?;
+            a.jmp(run_in)?;
+            a.set_label(&mut done)?;
+            a.nop()
+        };
+        main().unwrap();
+        let r = a.assemble_options(0, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+        v.set_code(&r.inner.code_buffer);
+        let mut run = CodeAssembler::new(16).unwrap();
+        let mut tail = || -> Result<(), IcedError> {
+            for _ in 0..8 {
+                run.inc(bx)?;
+            }
+            run.inc(dx)?;
+            run.dec(cx)?;
+            run.jnz(run_in)?;
+            run.jmp(r.label_ip(&done).unwrap())
+        };
+        tail().unwrap();
+        let bytes = run.assemble(run_in).unwrap();
+        assert_eq!(bytes[..8], [0x43; 8], "eight one-byte INCs up to the page's end");
+        v.write(CODE + run_in, &bytes);
+        v.finish();
+        v
+    });
+    let [off, compiled, chained] = runs;
+    same_machine(&off, &compiled);
+    same_machine(&off, &chained);
+    assert_eq!((chained.gpr(RBX), chained.gpr(RDX)), (8000, 1000));
+    let stats = chained.cpu.jit_stats();
+    assert!(stats.chained_runs >= 900, "{stats:?}");
+    assert!(stats.links[EXIT_NEXT] < 10, "{stats:?}");
 }
 
 /// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that
