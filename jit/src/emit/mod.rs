@@ -88,6 +88,7 @@ pub(crate) fn emit_block(
         local_links: [None; crate::CHAIN_EXITS],
         inner_exits: 0,
         stop: None,
+        side_tail: None,
     };
     e.enter();
     let n = spec.insns.len();
@@ -110,6 +111,7 @@ pub(crate) fn emit_block(
         e.finish_direct(last.next_ip(), EXIT_NEXT, n as u64);
     }
     e.emit_links();
+    e.emit_side_tail();
     e.b.seal_all_blocks();
     e.b.finalize(frontend);
     native
@@ -165,6 +167,9 @@ pub(crate) struct Emit<'a, 'f> {
     inner_exits: usize,
     /// The shared `return 0` of paths that stop the chain.
     stop: Option<Block>,
+    /// The shared end of side exits (see `side_exit`), whose parameter is the value for
+    /// `FrameLayout::side_exit`.
+    side_tail: Option<Block>,
 }
 
 /// Flags for accesses to the CPU structure (aligned, never trapping).
@@ -430,16 +435,33 @@ impl Emit<'_, '_> {
         self.b.switch_to_block(fast);
     }
 
-    /// Emits `slow`, a cold block that leaves before instruction `i` (see `guard`).
+    /// Emits `slow`, a cold block that leaves before instruction `i` (see `guard`): it stores
+    /// the state as it stands there and goes on to the side exits' shared end, which tells
+    /// the CPU which instruction to run and returns (less code to compile per access).
     pub(super) fn side_exit(&mut self, i: usize, slow: Block) {
         self.b.set_cold_block(slow);
         self.b.switch_to_block(slow);
         let ip = self.iconst(self.spec.insns[i].ip());
         self.store_all(ip);
+        let tail = *self.side_tail.get_or_insert_with(|| {
+            let tail = self.b.create_block();
+            self.b.append_block_param(tail, types::I64);
+            tail
+        });
         let index = self.iconst(i as u64 + 1);
+        self.b.ins().jump(tail, &[index.into()]);
+    }
+
+    /// Emits the side exits' shared end, if one jumps there: instruction `index - 1` is left
+    /// to the CPU, the instructions before it retired.
+    pub(super) fn emit_side_tail(&mut self) {
+        let Some(tail) = self.side_tail else { return };
+        self.b.set_cold_block(tail);
+        self.b.switch_to_block(tail);
+        let index = self.b.block_params(tail)[0];
         self.store_frame(index, self.l.frame.side_exit);
         self.name_block();
-        let retired = self.iconst(i as u64);
+        let retired = self.b.ins().iadd_imm_s(index, -1);
         self.leave(retired);
     }
 
