@@ -38,6 +38,11 @@ pub(crate) struct Block {
     pub insns: Box<[DecodedInsn]>,
     /// The code size it was decoded for (16, 32 or 64).
     pub bitness: u32,
+    /// The physical page its last instruction runs into when that one crosses a page: the
+    /// block is keyed by its first page, so each lookup checks that the next linear page
+    /// still translates to this one (a block of device memory there never does). Such blocks
+    /// stay out of the jump cache and no link leads to them.
+    pub second_page: Option<u64>,
     /// Execution count and compiled code (see `tier`).
     pub tier: crate::tier::BlockTier,
 }
@@ -399,15 +404,21 @@ impl Cpu {
         }
         let (host, phys, global) = self.fetch_code_page(bus, lin)?;
         let key = BlockKey { phys: phys | (lin & 0xfff), rip: self.state.rip, bitness };
-        let block = match self.code.blocks.get(&key) {
-            Some(b) => b.clone(),
+        let found = self.code.blocks.get(&key).cloned();
+        let block = match found.filter(|b| self.second_page_holds(bus, b, lin)) {
+            Some(b) => b,
             None if !DECODE => return Ok(None),
             None => {
                 let (block, pages) = self.decode_block(bus, lin, host, phys, bitness)?;
                 let block = Rc::new(block);
                 if host.is_some() {
                     self.code.decoded += 1;
-                    self.code.blocks.insert(key, block.clone());
+                    if let Some(old) = self.code.blocks.insert(key, block.clone()) {
+                        // Decoded when another page followed its first.
+                        self.code.retired += 1;
+                        old.tier.retire(&mut self.code.graveyard);
+                        self.code.graveyard.push(old);
+                    }
                     for p in pages.into_iter().flatten() {
                         if !self.code.is_code_page(p) {
                             // Writes there must take the slow path now, in every address
@@ -422,7 +433,7 @@ impl Cpu {
                 block
             }
         };
-        if host.is_some() {
+        if host.is_some() && block.second_page.is_none() {
             if self.code.jump.is_empty() {
                 self.code.jump.resize(JUMP_CACHE_SIZE, None);
             }
@@ -430,6 +441,24 @@ impl Cpu {
             self.code.jump[slot] = Some(JumpEntry { lin, tag, global, guard, block: block.clone() });
         }
         Ok(Some(block))
+    }
+
+    /// Whether block `b`, found for linear `lin` by its first page, was decoded from the page
+    /// the next linear page translates to now (see `Block::second_page`).
+    fn second_page_holds(&mut self, bus: &mut dyn CpuBus, b: &Block, lin: u64) -> bool {
+        let Some(second) = b.second_page else { return true };
+        // A fetch fault must not show (the walk wrote CR2): decoding again raises it if the
+        // block's first instruction needs that page.
+        let cr2 = self.state.cr2;
+        let next_lin = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
+        match self.fetch_page(bus, next_lin) {
+            Ok((Some(_), phys)) => phys & !0xfff == second,
+            Ok((None, _)) => false,
+            Err(_) => {
+                self.state.cr2 = cr2;
+                false
+            }
+        }
     }
 
     /// Decodes a block at linear `lin`. Returns the block and the physical pages it covers.
@@ -442,6 +471,7 @@ impl Cpu {
         bitness: u32,
     ) -> Result<(Block, [Option<u64>; 2])> {
         let mut pages = [Some(first_phys & !0xfff), None];
+        let mut second_page = None;
         let page_off = (lin & 0xfff) as usize;
         // Bytes of this page from `lin` on, plus up to 15 bytes of the next page if an
         // instruction straddles the boundary.
@@ -484,12 +514,14 @@ impl Cpu {
                         // SAFETY: as above, a whole host page.
                         bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(p2, 15) });
                         pages[1] = Some(phys2 & !0xfff);
+                        second_page = pages[1];
                         insn = decode_one(&bytes[offset..], bitness, ip);
                     }
                     Ok((None, phys2)) => {
                         for i in 0..15u64 {
                             bytes.push(bus.mmio_read(phys2 | i, 1) as u8);
                         }
+                        second_page = Some(phys2 & !0xfff);
                         insn = decode_one(&bytes[offset..], bitness, ip);
                     }
                     Err(f) if insns.is_empty() => return Err(f),
@@ -536,11 +568,13 @@ impl Cpu {
             insns.truncate(n);
         }
         let tier = self.tier.new_block_tier();
-        if host.is_none() {
+        if host.is_none() || (second_page.is_some() && pages[1].is_none()) {
             // Code in device memory is decoded afresh each time: never worth compiling.
             tier.slot.set(crate::tier::JitSlot::Never);
         }
-        Ok((Block { insns: insns.into_boxed_slice(), bitness, tier }, pages))
+        // Only the last instruction may run into the next page.
+        let second_page = second_page.filter(|_| offset > in_page);
+        Ok((Block { insns: insns.into_boxed_slice(), bitness, second_page, tier }, pages))
     }
 
     /// Runs one block from the current RIP, stopping early at `end` instructions, when a

@@ -1047,6 +1047,10 @@ impl Cpu {
                 return None;
             }
         };
+        // A link would skip the check of the page its last instruction runs into.
+        if target.second_page.is_some() {
+            return None;
+        }
         let lin = self.current_linear_rip();
         let entry = match target.tier.slot.get() {
             JitSlot::Compiled { user: u, .. } if u == user => target.tier.live_entry.get(),
@@ -1090,7 +1094,7 @@ mod tests {
     use ferrite_jit::EXIT_TAKEN;
 
     fn block() -> Rc<Block> {
-        Rc::new(Block { insns: Box::new([]), bitness: 64, tier: BlockTier::default() })
+        Rc::new(Block { insns: Box::new([]), bitness: 64, second_page: None, tier: BlockTier::default() })
     }
 
     #[test]

@@ -309,6 +309,52 @@ fn links_to_another_page_hold_in_real_mode_with_a_code_segment_base() {
     assert!(stats.links[EXIT_NEXT] < 10, "{stats:?}");
 }
 
+#[test]
+fn an_instruction_running_into_a_remapped_page_is_decoded_again() {
+    // A MOV EAX, imm32 two bytes before FAR: its last three immediate bytes lie on FAR's page.
+    // It runs a thousand times, then FAR is mapped to OTHER, whose bytes there differ, and
+    // it runs a thousand times more. Its block is found by its first page, which did not
+    // change: it must not run the bytes it was decoded from.
+    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+        let mut v = vm(mode);
+        v.budget = budget;
+        let mut a = CodeAssembler::new(64).unwrap();
+        let mut top = a.create_label();
+        let mut build = || -> Result<(), IcedError> {
+            a.mov(esi, 2)?;
+            a.set_label(&mut top)?;
+            a.mov(ecx, 1000)?;
+            let mut again = a.create_label();
+            a.set_label(&mut again)?;
+            a.call(FAR - 2)?;
+            a.dec(ecx)?;
+            a.jnz(again)?;
+            a.mov(qword_ptr(far_pte()), rdx)?;
+            a.invlpg(ptr(FAR))?;
+            a.dec(esi)?;
+            a.jnz(top)?;
+            a.nop()
+        };
+        build().unwrap();
+        v.code(|b| {
+            b.db(&a.assemble(CODE).unwrap())?;
+            Ok(())
+        });
+        // B8 01 | 00 00 00 (imm32 = 1) or 00 01 00 (imm32 = 0x10001), then ADD RBX, RAX; RET.
+        v.write(FAR - 2, &[0xb8, 0x01]);
+        for (at, high) in [(FAR, [0u8, 0, 0]), (OTHER, [0, 1, 0])] {
+            v.write(at, &[high[0], high[1], high[2], 0x48, 0x01, 0xc3, 0xc3]);
+        }
+        preset_far_pte_to_other(&mut v);
+        v.finish();
+        v
+    });
+    let [off, compiled, chained] = runs;
+    assert_eq!(off.gpr(RBX), 1000 + 1000 * 0x10001);
+    same_machine(&off, &compiled);
+    same_machine(&off, &chained);
+}
+
 /// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that
 /// ignored the kick or the interrupt runs to it (seconds) instead of hanging: the loop's count
 /// in RAX then shows it, as the run loop itself would still report the kick afterwards.
