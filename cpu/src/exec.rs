@@ -41,7 +41,8 @@ pub(crate) struct Block {
     /// The physical page its last instruction runs into when that one crosses a page: the
     /// block is keyed by its first page, so each lookup checks that the next linear page
     /// still translates to this one (a block of device memory there never does). Such blocks
-    /// stay out of the jump cache and no link leads to them.
+    /// stay out of the jump cache, and links lead to them only when both pages are global
+    /// (see `next_page_links_globally`).
     pub second_page: Option<u64>,
     /// Execution count and compiled code (see `tier`).
     pub tier: crate::tier::BlockTier,
@@ -454,6 +455,24 @@ impl Cpu {
         match self.fetch_page(bus, next_lin) {
             Ok((Some(_), phys)) => phys & !0xfff == second,
             Ok((None, _)) => false,
+            Err(_) => {
+                self.state.cr2 = cr2;
+                false
+            }
+        }
+    }
+
+    /// Whether the linear page after `lin`'s has a global translation, which is then listed
+    /// with those global links depend on (see `CodeCache::global_link_pages`).
+    pub(crate) fn next_page_links_globally(&mut self, bus: &mut dyn CpuBus, lin: u64) -> bool {
+        let cr2 = self.state.cr2;
+        let next_lin = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
+        match self.fetch_code_page(bus, next_lin) {
+            Ok((Some(_), _, true)) => {
+                self.code.global_link_pages.insert(next_lin >> 12);
+                true
+            }
+            Ok(_) => false,
             Err(_) => {
                 self.state.cr2 = cr2;
                 false

@@ -28,7 +28,7 @@ use crate::state::{flags as rf, CpuState, Segment};
 use crate::{Attention, Cpu};
 use ferrite_jit::{
     indirect_slot, BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, LinkCell, Service, Translator,
-    CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, INDIRECT_TABLE_SLOTS, LOCAL_LINK,
+    CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, GLOBAL_LINK, INDIRECT_TABLE_SLOTS, LOCAL_LINK,
 };
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
@@ -1047,11 +1047,14 @@ impl Cpu {
                 return None;
             }
         };
-        // A link would skip the check of the page its last instruction runs into.
-        if target.second_page.is_some() {
+        let lin = self.current_linear_rip();
+        // A link does not check the page a block's last instruction runs into: it may lead
+        // to such a block only if that page is global too, under the global generation, which
+        // INVLPG of that page then moves (see `Block::second_page`).
+        let straddles = target.second_page.is_some();
+        if straddles && !self.next_page_links_globally(bus, lin) {
             return None;
         }
-        let lin = self.current_linear_rip();
         let entry = match target.tier.slot.get() {
             JitSlot::Compiled { user: u, .. } if u == user => target.tier.live_entry.get(),
             _ => 0,
@@ -1061,7 +1064,10 @@ impl Cpu {
         }
         let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
         let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
-        let guard = if start >> 12 == lin >> 12 { LOCAL_LINK } else { self.link_guard(bus, lin)? };
+        let guard = if start >> 12 == lin >> 12 && !straddles { LOCAL_LINK } else { self.link_guard(bus, lin)? };
+        if straddles && guard & GLOBAL_LINK == 0 {
+            return None;
+        }
         // Compiled code follows a direct exit it found local without checking guards: a CS
         // base that puts its target on another linear page gets no link.
         if exit != EXIT_INDIRECT && guard != LOCAL_LINK && ferrite_jit::local_exit(owner.bitness, owner.insns[0].insn.ip(), self.state.rip) {

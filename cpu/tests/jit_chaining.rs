@@ -65,7 +65,7 @@ type Emitter<'a> = &'a dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>;
 /// machine once the code at FAR and OTHER is written (see `write_far_code`). Checks that the
 /// three machines match and that chaining ran; returns the chained one.
 fn far_jump_rounds(setup: Emitter, between: &[Emitter], prepare: impl Fn(&mut Vm)) -> Vm {
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+    let (_, chained) = three_ways(|mode, budget| {
         let mut v = vm(mode);
         v.budget = budget;
         let mut a = CodeAssembler::new(64).unwrap();
@@ -100,9 +100,6 @@ fn far_jump_rounds(setup: Emitter, between: &[Emitter], prepare: impl Fn(&mut Vm
         v.finish();
         v
     });
-    let [off, compiled, chained] = runs;
-    same_machine(&off, &compiled);
-    same_machine(&off, &chained);
     let stats = chained.cpu.jit_stats();
     assert!(stats.chained_runs > 1000 * between.len() as u64, "{stats:?}");
     chained
@@ -211,7 +208,7 @@ fn links_to_another_page_hold_in_every_address_space_that_maps_it_alike() {
     // eight places on FAR's page and back, a hundred times. Once a round's first jump there
     // has filled the TLB again, the links made in the first round hold: they are not made
     // again in every round (16 links per round).
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+    let (_, chained) = three_ways(|mode, budget| {
         let mut v = vm(mode);
         v.budget = budget;
         let mut a = CodeAssembler::new(64).unwrap();
@@ -251,9 +248,6 @@ fn links_to_another_page_hold_in_every_address_space_that_maps_it_alike() {
         v.finish();
         v
     });
-    let [off, compiled, chained] = runs;
-    same_machine(&off, &compiled);
-    same_machine(&off, &chained);
     assert_eq!(chained.gpr(RBX), 10 * 100 * 36);
     let stats = chained.cpu.jit_stats();
     assert!(stats.chained_runs > 10 * 100 * 16, "{stats:?}");
@@ -267,7 +261,7 @@ fn links_to_another_page_hold_in_real_mode_with_a_code_segment_base() {
     // 0x1000 and goes on into the block at linear CODE + 0x1000 through its next-instruction
     // exit, a thousand times. Compiled code checks that link against the TLB's translation
     // of CS's base plus IP; were the base left out, it would be linked again every time.
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+    let (_, chained) = three_ways(|mode, budget| {
         let mut v = Vm::new(Mode::Real);
         v.cpu.set_jit(JitConfig { mode, ..JitConfig::default() });
         v.budget = budget;
@@ -300,33 +294,40 @@ fn links_to_another_page_hold_in_real_mode_with_a_code_segment_base() {
         v.finish();
         v
     });
-    let [off, compiled, chained] = runs;
-    same_machine(&off, &compiled);
-    same_machine(&off, &chained);
     assert_eq!((chained.gpr(RBX), chained.gpr(RDX)), (8000, 1000));
     let stats = chained.cpu.jit_stats();
     assert!(stats.chained_runs >= 900, "{stats:?}");
     assert!(stats.links[EXIT_NEXT] < 10, "{stats:?}");
 }
 
-#[test]
-fn an_instruction_running_into_a_remapped_page_is_decoded_again() {
-    // A MOV EAX, imm32 two bytes before FAR: its last three immediate bytes lie on FAR's page.
-    // It runs a thousand times, then FAR is mapped to OTHER, whose bytes there differ, and
-    // it runs a thousand times more. Its block is found by its first page, which did not
-    // change: it must not run the bytes it was decoded from.
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+/// A JMP rel32 two bytes before FAR, whose displacement's last three bytes lie on FAR's page,
+/// called from a stub on another page a thousand times; then FAR is mapped to OTHER, whose
+/// bytes there differ (the jump leads elsewhere), and it runs a thousand times more. Its block
+/// is found by its first page, which did not change: it must not run the bytes it was decoded
+/// from. With `global`, the pages are global (CR4.PGE), so the stub's call may be linked to
+/// it; no other link leads to FAR's page.
+fn run_into_a_remapped_page(global: bool) {
+    const STUB: u64 = CODE + 0x3000;
+    // Where the jump leads with FAR's bytes, and with OTHER's.
+    const ONE: u64 = CODE + 0x4000;
+    const MANY: u64 = ONE + 0x100;
+    let (off, chained) = three_ways(|mode, budget| {
         let mut v = vm(mode);
         v.budget = budget;
         let mut a = CodeAssembler::new(64).unwrap();
         let mut top = a.create_label();
         let mut build = || -> Result<(), IcedError> {
+            if global {
+                a.mov(rax, cr4)?;
+                a.or(rax, 1 << 7)?;
+                a.mov(cr4, rax)?;
+            }
             a.mov(esi, 2)?;
             a.set_label(&mut top)?;
             a.mov(ecx, 1000)?;
             let mut again = a.create_label();
             a.set_label(&mut again)?;
-            a.call(FAR - 2)?;
+            a.call(STUB)?;
             a.dec(ecx)?;
             a.jnz(again)?;
             a.mov(qword_ptr(far_pte()), rdx)?;
@@ -340,19 +341,46 @@ fn an_instruction_running_into_a_remapped_page_is_decoded_again() {
             b.db(&a.assemble(CODE).unwrap())?;
             Ok(())
         });
-        // B8 01 | 00 00 00 (imm32 = 1) or 00 01 00 (imm32 = 0x10001), then ADD RBX, RAX; RET.
-        v.write(FAR - 2, &[0xb8, 0x01]);
-        for (at, high) in [(FAR, [0u8, 0, 0]), (OTHER, [0, 1, 0])] {
-            v.write(at, &[high[0], high[1], high[2], 0x48, 0x01, 0xc3, 0xc3]);
+        let mut stub = CodeAssembler::new(64).unwrap();
+        stub.call(FAR - 2).unwrap();
+        stub.ret().unwrap();
+        v.write(STUB, &stub.assemble(STUB).unwrap());
+        // E9 and the displacement's low byte, then its other three: to ONE, or to MANY.
+        let displacement = |to: u64| ((to - (FAR + 3)) as u32).to_le_bytes();
+        let (one, many) = (displacement(ONE), displacement(MANY));
+        assert_eq!(one[0], many[0]);
+        v.write(FAR - 2, &[0xe9, one[0]]);
+        v.write(FAR, &one[1..]);
+        v.write(OTHER, &many[1..]);
+        for (at, add) in [(ONE, 1), (MANY, 0x10001)] {
+            let mut f = CodeAssembler::new(64).unwrap();
+            f.add(rbx, add).unwrap();
+            f.ret().unwrap();
+            v.write(at, &f.assemble(at).unwrap());
+        }
+        if global {
+            for page in [CODE, FAR, STUB, ONE] {
+                let pte = PT + 8 * ((page >> 12) & 0x1ff);
+                let old = u64::from_le_bytes(v.read(pte, 8).try_into().unwrap());
+                v.write(pte, &(old | 1 << 8).to_le_bytes());
+            }
         }
         preset_far_pte_to_other(&mut v);
         v.finish();
         v
     });
-    let [off, compiled, chained] = runs;
     assert_eq!(off.gpr(RBX), 1000 + 1000 * 0x10001);
-    same_machine(&off, &compiled);
-    same_machine(&off, &chained);
+    assert_eq!(chained.gpr(RBX), off.gpr(RBX));
+}
+
+#[test]
+fn an_instruction_running_into_a_remapped_page_is_decoded_again() {
+    run_into_a_remapped_page(false);
+}
+
+#[test]
+fn a_link_to_an_instruction_running_into_a_remapped_global_page_goes() {
+    run_into_a_remapped_page(true);
 }
 
 /// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that

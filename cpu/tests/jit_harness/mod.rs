@@ -17,11 +17,25 @@ pub fn vm(mode: JitMode) -> Vm {
 /// Run-loop budget that lets compiled blocks chain.
 pub const CHAINING: u64 = 100_000;
 
+/// The JIT modes and run-loop budgets a program runs under to hold the translator against
+/// the interpreter: interpreted, compiled one block at a time, compiled with chaining.
+pub const THREE_WAYS: [(JitMode, u64); 3] = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)];
+
+/// Runs `run(mode, budget)` the three ways (see `THREE_WAYS`), checks that the machines
+/// end alike, and returns the interpreted one and the chained one.
+pub fn three_ways(run: impl FnMut(JitMode, u64) -> Vm) -> (Vm, Vm) {
+    let mut run = run;
+    let [off, compiled, chained] = THREE_WAYS.map(|(mode, budget)| run(mode, budget));
+    same_machine(&off, &compiled);
+    same_machine(&off, &chained);
+    (off, chained)
+}
+
 /// Runs `code` from the same state interpreted, compiled one block at a time and compiled
 /// with chaining; returns the chained run's machine after checking that all three match and
 /// that compiled code did run.
 pub fn both(regs: &[(usize, u64)], code: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>) -> Vm {
-    let runs = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)].map(|(mode, budget)| {
+    let runs = THREE_WAYS.map(|(mode, budget)| {
         let mut v = vm(mode);
         v.budget = budget;
         v.preset(regs, 0);
