@@ -332,6 +332,7 @@ pub struct JitStats {
     pub blocks_compiled: u64,
     pub guest_insns_compiled: u64,
     pub native_insns: u64,
+    pub ir_insts: u64,
     pub compile_ns: u64,
     /// Compiled results dropped unrun (their block was invalidated or the cache flushed while
     /// they were compiled), and the compile time they cost.
@@ -467,10 +468,11 @@ impl Tier {
         if self.stats.blocks_compiled > 0 {
             let s = self.stats;
             eprintln!(
-                "ferrite: jit: {} blocks ({} guest instructions, {} native) compiled in {:.1} ms ({:.2} us per instruction), {} KiB of code, {} cache flushes, {} failures; {} compiled runs ({} chained) retired {} instructions",
+                "ferrite: jit: {} blocks ({} guest instructions, {} native) compiled from {} IR instructions in {:.1} ms ({:.2} us per instruction), {} KiB of code, {} cache flushes, {} failures; {} compiled runs ({} chained) retired {} instructions",
                 s.blocks_compiled,
                 s.guest_insns_compiled,
                 s.native_insns,
+                s.ir_insts,
                 s.compile_ns as f64 / 1e6,
                 s.compile_ns as f64 / 1e3 / s.guest_insns_compiled.max(1) as f64,
                 s.code_bytes / 1024,
@@ -877,6 +879,7 @@ impl Cpu {
                 s.blocks_compiled += 1;
                 s.guest_insns_compiled += len as u64;
                 s.native_insns += c.native as u64;
+                s.ir_insts += c.ir_insts as u64;
                 s.code_bytes += c.code_bytes as u64;
                 if block.tier.retired.get() {
                     s.drop_result(&done);

@@ -50,6 +50,8 @@ pub struct Compiled {
     pub code_bytes: usize,
     /// Instructions emitted natively (the rest call the interpreter).
     pub native: u32,
+    /// Cranelift IR instructions the block was built with (what compiling costs scales with).
+    pub ir_insts: u32,
 }
 
 pub struct Translator {
@@ -189,6 +191,7 @@ impl Translator {
         });
         let isa = module.isa();
         let native = emit_block(&mut self.ctx.func, &mut self.fctx, &self.layout, spec, links, isa.default_call_conv(), isa.frontend_config());
+        let ir_insts = ir_size(&self.ctx.func);
         let dump = dump_wanted(rip);
         self.ctx.set_disasm(dump);
         let id = module.declare_anonymous_function(&self.ctx.func.signature).map_err(|e| err(&e))?;
@@ -209,8 +212,13 @@ impl Translator {
         if let Some(p) = &mut self.perf {
             p.record(entry, code_bytes, rip);
         }
-        Ok(Compiled { entry, code_bytes, native, sites, unlinked })
+        Ok(Compiled { entry, code_bytes, native, ir_insts, sites, unlinked })
     }
+}
+
+/// The instructions in `func`'s layout.
+fn ir_size(func: &cranelift_codegen::ir::Function) -> u32 {
+    func.layout.blocks().map(|b| func.layout.block_insts(b).count() as u32).sum()
 }
 
 /// Where the block just compiled holds each link field: the offset of the one absolute

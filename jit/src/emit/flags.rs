@@ -60,8 +60,10 @@ impl Emit<'_, '_> {
         self.b.def_var(self.cc.dst, dst);
         self.b.def_var(self.cc.src, src);
         self.b.def_var(self.cc.res, res);
-        let c = carry.unwrap_or_else(|| self.b.ins().iconst(types::I64, 0));
-        self.b.def_var(self.cc.carry, c);
+        // No carry in: the variable is left alone, and nothing reads it (see `carry_in`).
+        if let Some(c) = carry {
+            self.b.def_var(self.cc.carry, c);
+        }
         self.flags = Flags::Pending { op, size, carry: carry.is_some() };
     }
 
@@ -104,7 +106,7 @@ impl Emit<'_, '_> {
             self.b.ins().store(f, op, self.cpu, l.cc_op);
             let size = self.b.ins().iconst(types::I8, size as i64);
             self.b.ins().store(f, size, self.cpu, l.cc_size);
-            let carry = self.b.use_var(self.cc.carry);
+            let carry = self.carry_in(carry);
             self.b.ins().istore8(f, carry, self.cpu, l.cc_carry_in);
         }
         let result_only = op == l.cc_ops.logic || op == l.cc_ops.mul;
@@ -133,8 +135,8 @@ impl Emit<'_, '_> {
                 let zero = self.iconst(0);
                 self.b.ins().call_indirect(self.helper_sig, f, &[self.cpu, zero]);
             }
-            Flags::Pending { op, size, .. } => {
-                let arith = self.arith_flags(op, size);
+            Flags::Pending { op, size, carry } => {
+                let arith = self.arith_flags(op, size, carry);
                 self.set_arith_flags(arith);
             }
         }
@@ -155,9 +157,9 @@ impl Emit<'_, '_> {
 
     /// The six arithmetic flags of a pending record, at their RFLAGS positions (as the CPU's
     /// `LazyFlags::compute` gives them).
-    fn arith_flags(&mut self, op: u8, size: u8) -> Value {
+    fn arith_flags(&mut self, op: u8, size: u8, carry: bool) -> Value {
         let ops = self.l.cc_ops;
-        let bits = [(self.cf(op, size), CF_BIT), (self.pf(), PF_BIT), (self.zf(op), ZF_BIT), (self.sf(size), SF_BIT), (self.of(op, size), OF_BIT)];
+        let bits = [(self.cf(op, size, carry), CF_BIT), (self.pf(), PF_BIT), (self.zf(op), ZF_BIT), (self.sf(size), SF_BIT), (self.of(op, size), OF_BIT)];
         let mut acc = if [ops.add, ops.sub, ops.inc, ops.dec].contains(&op) {
             let (dst, src, res) = (self.b.use_var(self.cc.dst), self.b.use_var(self.cc.src), self.b.use_var(self.cc.res));
             let x = self.b.ins().bxor(dst, src);
@@ -235,16 +237,16 @@ impl Emit<'_, '_> {
             C::None => self.b.ins().iconst(types::I8, 1),
             C::o => self.of(op, size),
             C::no => self.not(|e| e.of(op, size)),
-            C::b => self.cf(op, size),
-            C::ae => self.not(|e| e.cf(op, size)),
+            C::b => self.cf(op, size, carry),
+            C::ae => self.not(|e| e.cf(op, size, carry)),
             C::e => self.zf(op),
             C::ne => self.not(|e| e.zf(op)),
             C::be => {
-                let (c, z) = (self.cf(op, size), self.zf(op));
+                let (c, z) = (self.cf(op, size, carry), self.zf(op));
                 self.b.ins().bor(c, z)
             }
             C::a => self.not(|e| {
-                let (c, z) = (e.cf(op, size), e.zf(op));
+                let (c, z) = (e.cf(op, size, carry), e.zf(op));
                 e.b.ins().bor(c, z)
             }),
             C::s => self.sf(size),
@@ -317,6 +319,15 @@ impl Emit<'_, '_> {
         self.b.ins().ireduce(types::I8, bit)
     }
 
+    /// The pending record's carry in (0 when it has none).
+    fn carry_in(&mut self, has_carry: bool) -> Value {
+        if has_carry {
+            self.b.use_var(self.cc.carry)
+        } else {
+            self.iconst(0)
+        }
+    }
+
     fn pf(&mut self) -> Value {
         let res = self.b.use_var(self.cc.res);
         let low = self.b.ins().band_imm_s(res, 0xff);
@@ -325,21 +336,24 @@ impl Emit<'_, '_> {
         self.b.ins().icmp_imm_s(IntCC::Equal, odd, 0)
     }
 
-    fn cf(&mut self, op: u8, size: u8) -> Value {
+    fn cf(&mut self, op: u8, size: u8, has_carry: bool) -> Value {
         let ops = self.l.cc_ops;
         let (dst, src, res) = (self.b.use_var(self.cc.dst), self.b.use_var(self.cc.src), self.b.use_var(self.cc.res));
-        let carry = self.b.use_var(self.cc.carry);
+        // res < dst (ADD) or dst < src (SUB); with a carry in, <= where it is set.
+        let borrow = |e: &mut Self, a: Value, b: Value| {
+            let lt = e.b.ins().icmp(IntCC::UnsignedLessThan, a, b);
+            if !has_carry {
+                return lt;
+            }
+            let le = e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, b);
+            let carry = e.b.use_var(e.cc.carry);
+            let c = e.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0);
+            e.b.ins().select(c, le, lt)
+        };
         if op == ops.add {
-            // res < dst, or res <= dst with a carry in.
-            let lt = self.b.ins().icmp(IntCC::UnsignedLessThan, res, dst);
-            let le = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, res, dst);
-            let c = self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0);
-            self.b.ins().select(c, le, lt)
+            borrow(self, res, dst)
         } else if op == ops.sub {
-            let lt = self.b.ins().icmp(IntCC::UnsignedLessThan, dst, src);
-            let le = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, dst, src);
-            let c = self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0);
-            self.b.ins().select(c, le, lt)
+            borrow(self, dst, src)
         } else if op == ops.logic {
             self.b.ins().iconst(types::I8, 0)
         } else if op == ops.shl || op == ops.shr || op == ops.sar {
@@ -356,6 +370,7 @@ impl Emit<'_, '_> {
             self.b.ins().ireduce(types::I8, bit)
         } else {
             // INC/DEC keep the carry they found; IMUL's records its overflow there.
+            let carry = self.carry_in(has_carry);
             self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0)
         }
     }
@@ -385,7 +400,7 @@ impl Emit<'_, '_> {
             self.sign(dst, size)
         } else if op == ops.mul {
             // CF = OF: the product overflowed.
-            let carry = self.b.use_var(self.cc.carry);
+            let carry = self.carry_in(true);
             self.b.ins().icmp_imm_s(IntCC::NotEqual, carry, 0)
         } else if op == ops.inc {
             self.b.ins().icmp_imm_s(IntCC::Equal, res, sb)

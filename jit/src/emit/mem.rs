@@ -32,24 +32,37 @@ impl Emit<'_, '_> {
     /// The offset of the explicit memory operand moved by `extra` bytes, wrapped at the
     /// address size.
     pub fn effective_address_plus(&mut self, insn: &Instruction, extra: Option<Value>) -> Value {
-        let mut off = self.iconst(insn.memory_displacement64());
-        if let Some(x) = extra {
-            off = self.b.ins().iadd(off, x);
-        }
+        // Terms that are there only: compile time scales with the IR built.
+        let mut off = extra;
         let base = insn.memory_base();
         if !matches!(base, Register::None | Register::RIP | Register::EIP) {
             let v = self.reg(base);
-            off = self.b.ins().iadd(off, v);
+            off = Some(self.sum(off, v));
         }
         let index = insn.memory_index();
         if index != Register::None {
             let v = self.reg(index);
             let v = self.b.ins().ishl_imm_s(v, insn.memory_index_scale().trailing_zeros() as i64);
-            off = self.b.ins().iadd(off, v);
+            off = Some(self.sum(off, v));
         }
+        let disp = insn.memory_displacement64();
+        let off = match off {
+            None => self.iconst(disp),
+            Some(o) if disp == 0 => o,
+            Some(o) => self.b.ins().iadd_imm_s(o, disp as i64),
+        };
         match address_mask(insn) {
             u64::MAX => off,
+            0xffff_ffff => self.mask(off, 4),
             m => self.b.ins().band_imm_s(off, m as i64),
+        }
+    }
+
+    /// `acc + v`, or `v` alone.
+    fn sum(&mut self, acc: Option<Value>, v: Value) -> Value {
+        match acc {
+            Some(a) => self.b.ins().iadd(a, v),
+            None => v,
         }
     }
 
@@ -155,12 +168,22 @@ impl Emit<'_, '_> {
         if self.spec.user {
             self.b.ins().iadd_imm_s(tlb, l.ctx_user as i64 * ctx_bytes)
         } else {
+            // Context `ctx_supervisor + AC`, AC's offset in two operations where a context's
+            // size is a power of two above AC's bit.
             let rflags = self.load_state(types::I64, l.rflags);
-            let ac = self.b.ins().ushr_imm_s(rflags, AC_SHIFT);
-            let ac = self.b.ins().band_imm_s(ac, 1);
-            let ctx = self.b.ins().iadd_imm_s(ac, l.ctx_supervisor as i64);
-            let off = self.b.ins().imul_imm_s(ctx, ctx_bytes);
-            self.b.ins().iadd(tlb, off)
+            let ac_off = if ctx_bytes.count_ones() == 1 && ctx_bytes.trailing_zeros() as i64 > AC_SHIFT {
+                let ac = self.b.ins().ishl_imm_s(rflags, ctx_bytes.trailing_zeros() as i64 - AC_SHIFT);
+                self.b.ins().band_imm_s(ac, ctx_bytes)
+            } else {
+                let ac = self.b.ins().ushr_imm_s(rflags, AC_SHIFT);
+                let ac = self.b.ins().band_imm_s(ac, 1);
+                self.b.ins().imul_imm_s(ac, ctx_bytes)
+            };
+            let base = match l.ctx_supervisor as i64 * ctx_bytes {
+                0 => tlb,
+                k => self.b.ins().iadd_imm_s(tlb, k),
+            };
+            self.b.ins().iadd(base, ac_off)
         }
     }
 

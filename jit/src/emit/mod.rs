@@ -15,7 +15,7 @@ mod vector;
 use crate::chain::{block_signature, EXIT_NEXT, LINK_FIELDS};
 use crate::layout::ExecStatus;
 use crate::{BlockSpec, Layout};
-use cranelift_codegen::ir::{types, Block, FuncRef, Function, GlobalValue, InstBuilder, MemFlagsData, SigRef, Type, Value};
+use cranelift_codegen::ir::{types, Block, FuncRef, Function, GlobalValue, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef, Type, Value};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use flags::Flags;
@@ -501,6 +501,9 @@ impl Emit<'_, '_> {
     }
 
     pub fn mask(&mut self, v: Value, size: u8) -> Value {
+        if self.zero_extended_from(v).is_some_and(|from| from <= size) {
+            return v;
+        }
         match size {
             8.. => v,
             // Not an AND with 0xffff_ffff, which x86 cannot encode as an immediate: a
@@ -525,7 +528,45 @@ impl Emit<'_, '_> {
 
     /// `v` as a value of the operand's width (for host operations of that width).
     pub fn narrow(&mut self, v: Value, size: u8) -> Value {
-        if size >= 8 { v } else { self.b.ins().ireduce(int_type(size), v) }
+        if size >= 8 {
+            return v;
+        }
+        match self.extended_from(v) {
+            Some(x) if self.b.func.dfg.value_type(x) == int_type(size) => x,
+            _ => self.b.ins().ireduce(int_type(size), v),
+        }
+    }
+
+    /// The narrow value `v` is a zero extension of, if its definition says so.
+    fn extended_from(&self, v: Value) -> Option<Value> {
+        let dfg = &self.b.func.dfg;
+        let inst = dfg.value_def(v).inst()?;
+        match dfg.insts[inst] {
+            InstructionData::Unary { opcode: Opcode::Uextend, arg } => Some(arg),
+            _ => None,
+        }
+    }
+
+    /// The width in bytes `v`'s upper bits are known zero above, from its definition: a
+    /// zero extension, a zero-extending load or a constant. Masks and truncations of such
+    /// values are left out, as compile time scales with the IR built.
+    fn zero_extended_from(&self, v: Value) -> Option<u8> {
+        let dfg = &self.b.func.dfg;
+        if dfg.value_type(v) != types::I64 {
+            return None;
+        }
+        let inst = dfg.value_def(v).inst()?;
+        match dfg.insts[inst] {
+            InstructionData::Unary { opcode: Opcode::Uextend, arg } => Some(dfg.value_type(arg).bytes() as u8),
+            InstructionData::Load { opcode: Opcode::Uload8, .. } => Some(1),
+            InstructionData::Load { opcode: Opcode::Uload16, .. } => Some(2),
+            InstructionData::Load { opcode: Opcode::Uload32, .. } => Some(4),
+            InstructionData::UnaryImm { opcode: Opcode::Iconst, imm } => {
+                let k = imm.bits() as u64;
+                Some(if k <= 0xff { 1 } else if k <= 0xffff { 2 } else if k <= 0xffff_ffff { 4 } else { 8 })
+            }
+            _ => None,
+        }
     }
 
     /// A value `narrow` made, zero-extended back to 64 bits.
