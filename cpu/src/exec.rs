@@ -448,36 +448,29 @@ impl Cpu {
     /// the next linear page translates to now (see `Block::second_page`).
     fn second_page_holds(&mut self, bus: &mut dyn CpuBus, b: &Block, lin: u64) -> bool {
         let Some(second) = b.second_page else { return true };
-        // A fetch fault must not show (the walk wrote CR2): decoding again raises it if the
-        // block's first instruction needs that page.
-        let cr2 = self.state.cr2;
-        let next_lin = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
-        match self.fetch_page(bus, next_lin) {
-            Ok((Some(_), phys)) => phys & !0xfff == second,
-            Ok((None, _)) => false,
-            Err(_) => {
-                self.state.cr2 = cr2;
-                false
-            }
-        }
+        matches!(self.next_code_page(bus, lin), Some((Some(_), phys, _)) if phys & !0xfff == second)
     }
 
     /// Whether the linear page after `lin`'s has a global translation, which is then listed
     /// with those global links depend on (see `CodeCache::global_link_pages`).
     pub(crate) fn next_page_links_globally(&mut self, bus: &mut dyn CpuBus, lin: u64) -> bool {
+        let Some((Some(_), _, true)) = self.next_code_page(bus, lin) else { return false };
+        let next_lin = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
+        self.code.global_link_pages.insert(next_lin >> 12);
+        true
+    }
+
+    /// `fetch_code_page` of the linear page after `lin`'s, `None` if that fetch faults. The
+    /// fault must not show (the walk wrote CR2): decoding again raises it if an instruction
+    /// needs that page.
+    fn next_code_page(&mut self, bus: &mut dyn CpuBus, lin: u64) -> Option<(Option<*const u8>, u64, bool)> {
         let cr2 = self.state.cr2;
         let next_lin = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
-        match self.fetch_code_page(bus, next_lin) {
-            Ok((Some(_), _, true)) => {
-                self.code.global_link_pages.insert(next_lin >> 12);
-                true
-            }
-            Ok(_) => false,
-            Err(_) => {
-                self.state.cr2 = cr2;
-                false
-            }
+        let page = self.fetch_code_page(bus, next_lin).ok();
+        if page.is_none() {
+            self.state.cr2 = cr2;
         }
+        page
     }
 
     /// Decodes a block at linear `lin`. Returns the block and the physical pages it covers.
