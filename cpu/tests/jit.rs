@@ -565,6 +565,78 @@ fn push_of_memory_matches_the_interpreter() {
     assert!(vm.cpu.jit_stats().native_insns >= 8, "{:?}", vm.cpu.jit_stats());
 }
 
+/// Runs of PUSHes and POPs (which compiled code clears with one probe per run) match the
+/// interpreter where the run lies on one page and where it crosses into the next.
+#[test]
+fn runs_of_pushes_and_pops_on_one_page_and_across_two_match_the_interpreter() {
+    let regs = [(RAX, 0x1111), (RBX, 0x2222), (RCX, 0x3333), (RDX, 0x4444), (RSP, DATA + 0x1010)];
+    let vm = both(&regs, |a| {
+        // Four quadwords below DATA + 0x1010: two on each page.
+        a.push(rax)?;
+        a.push(rbx)?;
+        a.push(rcx)?;
+        a.push(0x55)?;
+        a.pop(rsi)?;
+        a.pop(rdi)?;
+        a.pop(r8)?;
+        a.pop(r9)?;
+        // Four within one page.
+        a.mov(rsp, DATA as i64 + 0x800)?;
+        a.push(rdx)?;
+        a.push(rsi)?;
+        a.push(rdi)?;
+        a.push(r8)?;
+        a.pop(r10)?;
+        a.pop(r11)?;
+        a.pop(r12)?;
+        a.pop(r13)?;
+        Ok(())
+    });
+    assert_eq!([RSI, RDI, 8, 9].map(|r| vm.gpr(r)), [0x55, 0x3333, 0x2222, 0x1111]);
+    assert_eq!([10, 11, 12, 13].map(|r| vm.gpr(r)), [0x2222, 0x3333, 0x55, 0x4444]);
+}
+
+/// A run of POPs reaching an unmapped page takes the #PF at the POP that reads it, the POPs
+/// before it retired, in compiled code as in the interpreter: a run that crosses into the
+/// page, and one that lies on it (whose one probe let it through while it was mapped).
+#[test]
+fn a_page_fault_inside_a_run_of_pops_is_precise() {
+    // (RSP, RIP of the faulting POP, RCX and RDX after it)
+    for (stack, fault_rip, popped) in [(FAULT_PAGE - 16, CODE + 7, [0xaa, 0xbb]), (FAULT_PAGE, CODE + 5, [0, 0])] {
+        let start = [(RSP, stack), (RAX, 0), (RBX, 0), (RCX, 0), (RDX, 0), (RDI, 0x77)];
+        let runs = [JitMode::Off, JitMode::Always].map(|mode| {
+            let mut v = vm(mode);
+            v.budget = CHAINING;
+            v.write(FAULT_PAGE - 16, &[0xaau64.to_le_bytes(), 0xbbu64.to_le_bytes()].concat());
+            v.preset(&start, 0);
+            v.code(|a| {
+                a.mov(eax, 1)?;
+                a.pop(rcx)?;
+                a.pop(rdx)?;
+                a.pop(rdi)?;
+                a.mov(ebx, 2)?;
+                Ok(())
+            });
+            if mode == JitMode::Always {
+                v.finish();
+                v.preset(&start, 0);
+                v.cpu.state.rip = CODE;
+            }
+            v.unmap(FAULT_PAGE);
+            assert_eq!(v.run(), Stop::Exception(14));
+            v
+        });
+        for v in &runs {
+            assert_eq!([RAX, RCX, RDX, RDI, RBX].map(|r| v.gpr(r)), [1, popped[0], popped[1], 0x77, 0], "RSP {stack:#x}");
+            assert_eq!(v.cpu.state.cr2, FAULT_PAGE);
+            // Error code (read, not present), then the faulting POP's RIP.
+            assert_eq!(v.frame(0), 0);
+            assert_eq!(v.frame(1), fault_rip);
+        }
+        assert!(runs[1].cpu.jit_stats().compiled_runs > 0);
+    }
+}
+
 /// Each operation of `ops` with its flags stored after it (PUSHFQ; POP to memory), so every
 /// one's flags are compared, not only the last.
 fn with_flags_stored(a: &mut CodeAssembler, ops: &[&dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>]) -> Result<(), IcedError> {

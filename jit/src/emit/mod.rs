@@ -49,6 +49,7 @@ pub(crate) fn emit_block(
     }
     ops::keep_dead_flag_shifts(&mut plan, spec.insns);
     let loop_regs = loop_registers(spec, &plan);
+    let stack_runs = ops::stack_runs(spec.insns, &plan);
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -89,6 +90,8 @@ pub(crate) fn emit_block(
         inner_exits: 0,
         stop: None,
         side_tail: None,
+        stack_runs,
+        stack_run: None,
     };
     e.enter();
     let n = spec.insns.len();
@@ -170,6 +173,11 @@ pub(crate) struct Emit<'a, 'f> {
     /// The shared end of side exits (see `side_exit`), whose parameter is the value for
     /// `FrameLayout::side_exit`.
     side_tail: Option<Block>,
+    /// Per instruction: the length of the run of PUSHes or POPs it starts, if two or more
+    /// (see `ops::stack_runs`).
+    stack_runs: Vec<u8>,
+    /// The run being emitted, once its one probe is made.
+    stack_run: Option<ops::StackRun>,
 }
 
 /// Flags for accesses to the CPU structure (aligned, never trapping).
