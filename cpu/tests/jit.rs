@@ -427,20 +427,7 @@ const FAULT_PAGE: u64 = DATA + 0x3000;
 /// Returns both machines.
 fn page_fault_after_warm_up(regs: &[(usize, u64)], fault_rip: u64, code: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>) -> [Vm; 2] {
     let start: Vec<_> = [(RSI, FAULT_PAGE), (RAX, 0), (RBX, 0)].into_iter().chain(regs.iter().copied()).collect();
-    let runs = [JitMode::Off, JitMode::Always].map(|mode| {
-        let mut v = vm(mode);
-        v.budget = CHAINING;
-        v.preset(&start, 0);
-        v.code(&code);
-        if mode == JitMode::Always {
-            v.finish();
-            v.preset(&start, 0);
-            v.cpu.state.rip = CODE;
-        }
-        v.unmap(FAULT_PAGE);
-        assert_eq!(v.run(), Stop::Exception(14));
-        v
-    });
+    let runs = fault_after_warm_up(&start, |_| {}, code);
     for v in &runs {
         assert_eq!(v.gpr(RAX), 1, "instructions before the fault retired");
         assert_eq!(v.gpr(RBX), 0, "the instruction after it did not run");
@@ -596,6 +583,27 @@ fn runs_of_pushes_and_pops_on_one_page_and_across_two_match_the_interpreter() {
     assert_eq!([10, 11, 12, 13].map(|r| vm.gpr(r)), [0x2222, 0x3333, 0x55, 0x4444]);
 }
 
+/// Runs `code` from `start` (after `setup`) interpreted and compiled, the compiled one warmed
+/// up first with `FAULT_PAGE` mapped so the fault hits compiled code; then both must stop at
+/// the #PF once the page is unmapped. Returns both machines.
+fn fault_after_warm_up(start: &[(usize, u64)], setup: impl Fn(&mut Vm), code: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>) -> [Vm; 2] {
+    [JitMode::Off, JitMode::Always].map(|mode| {
+        let mut v = vm(mode);
+        v.budget = CHAINING;
+        setup(&mut v);
+        v.preset(start, 0);
+        v.code(&code);
+        if mode == JitMode::Always {
+            v.finish();
+            v.preset(start, 0);
+            v.cpu.state.rip = CODE;
+        }
+        v.unmap(FAULT_PAGE);
+        assert_eq!(v.run(), Stop::Exception(14));
+        v
+    })
+}
+
 /// A run of POPs reaching an unmapped page takes the #PF at the POP that reads it, the POPs
 /// before it retired, in compiled code as in the interpreter: a run that crosses into the
 /// page, and one that lies on it (whose one probe let it through while it was mapped).
@@ -604,27 +612,14 @@ fn a_page_fault_inside_a_run_of_pops_is_precise() {
     // (RSP, RIP of the faulting POP, RCX and RDX after it)
     for (stack, fault_rip, popped) in [(FAULT_PAGE - 16, CODE + 7, [0xaa, 0xbb]), (FAULT_PAGE, CODE + 5, [0, 0])] {
         let start = [(RSP, stack), (RAX, 0), (RBX, 0), (RCX, 0), (RDX, 0), (RDI, 0x77)];
-        let runs = [JitMode::Off, JitMode::Always].map(|mode| {
-            let mut v = vm(mode);
-            v.budget = CHAINING;
-            v.write(FAULT_PAGE - 16, &[0xaau64.to_le_bytes(), 0xbbu64.to_le_bytes()].concat());
-            v.preset(&start, 0);
-            v.code(|a| {
-                a.mov(eax, 1)?;
-                a.pop(rcx)?;
-                a.pop(rdx)?;
-                a.pop(rdi)?;
-                a.mov(ebx, 2)?;
-                Ok(())
-            });
-            if mode == JitMode::Always {
-                v.finish();
-                v.preset(&start, 0);
-                v.cpu.state.rip = CODE;
-            }
-            v.unmap(FAULT_PAGE);
-            assert_eq!(v.run(), Stop::Exception(14));
-            v
+        let below = [0xaau64.to_le_bytes(), 0xbbu64.to_le_bytes()].concat();
+        let runs = fault_after_warm_up(&start, |v| v.write(FAULT_PAGE - 16, &below), |a| {
+            a.mov(eax, 1)?;
+            a.pop(rcx)?;
+            a.pop(rdx)?;
+            a.pop(rdi)?;
+            a.mov(ebx, 2)?;
+            Ok(())
         });
         for v in &runs {
             assert_eq!([RAX, RCX, RDX, RDI, RBX].map(|r| v.gpr(r)), [1, popped[0], popped[1], 0x77, 0], "RSP {stack:#x}");
