@@ -632,6 +632,56 @@ fn a_page_fault_inside_a_run_of_pops_is_precise() {
     }
 }
 
+/// Accesses relative to one base register (which compiled code clears with one probe per
+/// group) match the interpreter where the group lies on one page and where it crosses into
+/// the next: reads, writes and read-modify-writes, with other instructions between them.
+#[test]
+fn accesses_at_one_base_on_one_page_and_across_two_match_the_interpreter() {
+    let vm = both(&[(RSI, DATA + 0x100), (RDI, DATA + 0xff8), (RCX, 9)], |a| {
+        a.mov(qword_ptr(rsi), 5)?;
+        a.mov(qword_ptr(rsi + 8), rcx)?;
+        a.mov(dword_ptr(rsi + 16), 7)?;
+        a.mov(rax, qword_ptr(rsi))?;
+        a.add(rcx, 3)?;
+        a.mov(rbx, qword_ptr(rsi + 8))?;
+        a.add(rax, qword_ptr(rsi + 16))?;
+        // Across two pages.
+        a.mov(qword_ptr(rdi), rax)?;
+        a.mov(qword_ptr(rdi + 8), rbx)?;
+        a.inc(qword_ptr(rsi + 24))?;
+        a.add(qword_ptr(rsi + 32), rax)?;
+        a.movzx(edx, byte_ptr(rdi + 8))?;
+        a.cmp(qword_ptr(rdi), rbx)?;
+        Ok(())
+    });
+    assert_eq!([RAX, RBX, RCX, RDX].map(|r| vm.gpr(r)), [12, 9, 12, 9]);
+}
+
+/// A group of reads at one base reaching an unmapped page takes the #PF at the read of that
+/// page, the read before it retired, in compiled code as in the interpreter: a group that
+/// crosses into the page, and one that lies on it.
+#[test]
+fn a_page_fault_inside_a_group_of_accesses_at_one_base_is_precise() {
+    // (RSI, RIP of the faulting read, RCX after it)
+    for (base, fault_rip, first) in [(FAULT_PAGE - 8, CODE + 8, 0xaa), (FAULT_PAGE, CODE + 5, 0)] {
+        let start = [(RSI, base), (RAX, 0), (RBX, 0), (RCX, 0), (RDX, 0x77)];
+        let runs = fault_after_warm_up(&start, |v| v.write(FAULT_PAGE - 8, &0xaau64.to_le_bytes()), |a| {
+            a.mov(eax, 1)?;
+            a.mov(rcx, qword_ptr(rsi))?;
+            a.mov(rdx, qword_ptr(rsi + 8))?;
+            a.mov(ebx, 2)?;
+            Ok(())
+        });
+        for v in &runs {
+            assert_eq!([RAX, RCX, RDX, RBX].map(|r| v.gpr(r)), [1, first, 0x77, 0], "RSI {base:#x}");
+            assert_eq!(v.cpu.state.cr2, FAULT_PAGE);
+            assert_eq!(v.frame(0), 0);
+            assert_eq!(v.frame(1), fault_rip);
+        }
+        assert!(runs[1].cpu.jit_stats().compiled_runs > 0);
+    }
+}
+
 /// Each operation of `ops` with its flags stored after it (PUSHFQ; POP to memory), so every
 /// one's flags are compared, not only the last.
 fn with_flags_stored(a: &mut CodeAssembler, ops: &[&dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>]) -> Result<(), IcedError> {

@@ -7,7 +7,7 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use iced_x86::{Instruction, Register};
 
 /// The kind of access a probe clears.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Access {
     Read,
     Write,
@@ -89,6 +89,31 @@ impl Emit<'_, '_> {
     /// on plain RAM, after the TLB fill helper on a miss; otherwise instruction `i` goes to
     /// the interpreter (see `guard`).
     pub fn probe(&mut self, i: usize, lin: Value, size: u8, access: Access) -> Value {
+        match self.grouped(i, lin, size, access) {
+            Some(host) => host,
+            None => self.probe_range(i, lin, size, access),
+        }
+    }
+
+    /// The host address of instruction `i`'s access if it is one of a group (see
+    /// `ProbeGroup`): the group's first access probes the group's whole span, the others
+    /// add their offset to the host address it found.
+    fn grouped(&mut self, i: usize, lin: Value, size: u8, access: Access) -> Option<Value> {
+        let slot = self.probe_groups.get(i).copied().flatten()?;
+        if slot.access != access || size > slot.size {
+            return None;
+        }
+        if slot.leader == i {
+            let low = self.b.ins().iadd_imm_s(lin, -slot.offset);
+            let host_low = self.probe_range(i, low, slot.span, access);
+            self.probe_group = Some((i, host_low));
+        }
+        let (_, host_low) = self.probe_group.filter(|&(leader, _)| leader == slot.leader)?;
+        Some(self.b.ins().iadd_imm_s(host_low, slot.offset))
+    }
+
+    /// The probe itself (see `probe`).
+    fn probe_range(&mut self, i: usize, lin: Value, size: u8, access: Access) -> Value {
         let l = self.l;
         let ctx_base = self.tlb_context();
         let offset = self.tlb_slot_offset(lin);
@@ -208,4 +233,112 @@ impl Emit<'_, '_> {
         };
     }
 
+}
+
+/// An access of a probe group: explicit memory operands of the same kind, relative to one
+/// base register that no instruction between them writes, within 255 bytes. The group's
+/// first access probes the whole span: one page lets every access through (none can fault),
+/// otherwise the block leaves before the first, which the interpreter then runs. Nothing
+/// between them may change how memory translates (the interpreter, system instructions such
+/// as STAC/CLAC, branches): a group spans plain integer instructions only.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ProbeGroup {
+    /// The instruction whose access probes for the group.
+    pub leader: usize,
+    /// This access's distance from the group's lowest byte.
+    pub offset: i64,
+    /// The group's bytes, from its lowest to the end of its highest access.
+    pub span: u8,
+    pub access: Access,
+    /// This access's size.
+    pub size: u8,
+}
+
+/// The explicit memory access of an instruction a group may hold: MOV, MOVZX/MOVSX, an ALU
+/// operation or INC/DEC with one memory operand at a 64-bit base register plus a
+/// displacement (no index, no FS/GS base).
+fn group_access(insn: &Instruction, plan: &Option<super::ops::Native>) -> Option<(Register, i64, u8, Access)> {
+    use super::ops::Native;
+    use iced_x86::OpAccess;
+    if !matches!(plan, Some(Native::Mov { .. } | Native::MovExt { .. } | Native::Alu { .. } | Native::IncDec { .. })) {
+        return None;
+    }
+    let base = insn.memory_base();
+    let size = insn.memory_size().size();
+    let memory_operands = (0..insn.op_count()).filter(|&k| insn.op_kind(k) == iced_x86::OpKind::Memory).count();
+    if memory_operands != 1
+        || !base.is_gpr64()
+        || insn.memory_index() != Register::None
+        || matches!(insn.memory_segment(), Register::FS | Register::GS)
+        || !(1..=8).contains(&size)
+    {
+        return None;
+    }
+    let mut factory = iced_x86::InstructionInfoFactory::new();
+    let access = match factory.info(insn).used_memory().first()?.access() {
+        OpAccess::Read => Access::Read,
+        OpAccess::Write => Access::Write,
+        OpAccess::ReadWrite => Access::Update,
+        _ => return None,
+    };
+    Some((base, insn.memory_displacement64() as i64, size as u8, access))
+}
+
+/// Whether an instruction may stand between two accesses of a group (it neither branches nor
+/// runs in the interpreter nor changes privileges or translations).
+fn plain(plan: &Option<super::ops::Native>) -> bool {
+    use super::ops::Native;
+    matches!(
+        plan,
+        Some(
+            Native::Nop
+                | Native::Mov { .. }
+                | Native::MovExt { .. }
+                | Native::Lea
+                | Native::Alu { .. }
+                | Native::IncDec { .. }
+                | Native::Push
+                | Native::Pop
+                | Native::Setcc
+                | Native::Cmov { .. }
+                | Native::Shift { .. }
+                | Native::ShiftCl { .. }
+                | Native::Imul { .. }
+                | Native::Unary { .. }
+                | Native::Bswap { .. }
+                | Native::SignExtendAcc { .. }
+        )
+    )
+}
+
+/// Per instruction, its place in a probe group of two or more accesses (see `ProbeGroup`).
+pub(super) fn probe_groups(insns: &[Instruction], plan: &[Option<super::ops::Native>]) -> Vec<Option<ProbeGroup>> {
+    let accesses: Vec<_> = insns.iter().zip(plan).map(|(insn, p)| group_access(insn, p)).collect();
+    let mut groups = vec![None; insns.len()];
+    for lead in 0..insns.len() {
+        let Some((base, disp, size, access)) = accesses[lead] else { continue };
+        if groups[lead].is_some() {
+            continue;
+        }
+        let base_bit = 1u16 << crate::operand::gpr_slot(base).expect("a GPR").0;
+        let (mut low, mut high) = (disp, disp + size as i64);
+        let mut members = vec![(lead, disp, size)];
+        let mut j = lead;
+        while super::written_gprs(&insns[j]) & base_bit == 0 && j + 1 < insns.len() && plain(&plan[j + 1]) {
+            j += 1;
+            if let Some((b, d, s, a)) = accesses[j] {
+                let (l, h) = (low.min(d), high.max(d + s as i64));
+                if b == base && a == access && h - l <= u8::MAX as i64 && groups[j].is_none() {
+                    (low, high) = (l, h);
+                    members.push((j, d, s));
+                }
+            }
+        }
+        if members.len() >= 2 {
+            for (k, d, s) in members {
+                groups[k] = Some(ProbeGroup { leader: lead, offset: d - low, span: (high - low) as u8, access, size: s });
+            }
+        }
+    }
+    groups
 }

@@ -50,6 +50,7 @@ pub(crate) fn emit_block(
     ops::keep_dead_flag_shifts(&mut plan, spec.insns);
     let loop_regs = loop_registers(spec, &plan);
     let stack_runs = ops::stack_runs(spec.insns, &plan);
+    let probe_groups = mem::probe_groups(spec.insns, &plan);
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -92,6 +93,8 @@ pub(crate) fn emit_block(
         side_tail: None,
         stack_runs,
         stack_run: None,
+        probe_groups,
+        probe_group: None,
     };
     e.enter();
     let n = spec.insns.len();
@@ -178,6 +181,10 @@ pub(crate) struct Emit<'a, 'f> {
     stack_runs: Vec<u8>,
     /// The run being emitted, once its one probe is made.
     stack_run: Option<ops::StackRun>,
+    /// Per instruction, its access's place in a probe group (see `mem::ProbeGroup`).
+    probe_groups: Vec<Option<mem::ProbeGroup>>,
+    /// The group being emitted: its first instruction and the host address of its lowest byte.
+    probe_group: Option<(usize, Value)>,
 }
 
 /// Flags for accesses to the CPU structure (aligned, never trapping).
