@@ -4,10 +4,11 @@ use super::Emit;
 use crate::operand::address_mask;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
-use iced_x86::{Instruction, Register};
+use super::ops::Native;
+use iced_x86::{Instruction, OpKind, Register};
 
 /// The kind of access a probe clears.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
     Read,
     Write,
@@ -235,13 +236,16 @@ impl Emit<'_, '_> {
 
 }
 
-/// An access of a probe group: explicit memory operands of the same kind, relative to one
-/// base register that no instruction between them writes, within 255 bytes. The group's
-/// first access probes the whole span: one page lets every access through (none can fault),
-/// otherwise the block leaves before the first, which the interpreter then runs. Nothing
-/// between them may change how memory translates (the interpreter, system instructions such
-/// as STAC/CLAC, branches): a group spans plain integer instructions only.
-#[derive(Clone, Copy, Debug)]
+/// An access of a probe group, whose first access probes the whole span of the group: one
+/// page lets every access through (none can fault), otherwise the block leaves before the
+/// first, which the interpreter then runs. Groups are
+/// - runs of consecutive PUSHes of a register or an immediate, or of POPs;
+/// - explicit memory operands of the same kind relative to one base register that no
+///   instruction between them writes. Nothing between them may change how memory translates
+///   (the interpreter, system instructions such as STAC/CLAC, branches): such a group spans
+///   plain integer instructions only.
+/// Either way the span is at most 255 bytes (the probe's size is a byte).
+#[derive(Clone, Copy)]
 pub(super) struct ProbeGroup {
     /// The instruction whose access probes for the group.
     pub leader: usize,
@@ -257,15 +261,14 @@ pub(super) struct ProbeGroup {
 /// The explicit memory access of an instruction a group may hold: MOV, MOVZX/MOVSX, an ALU
 /// operation or INC/DEC with one memory operand at a 64-bit base register plus a
 /// displacement (no index, no FS/GS base).
-fn group_access(insn: &Instruction, plan: &Option<super::ops::Native>) -> Option<(Register, i64, u8, Access)> {
-    use super::ops::Native;
+fn group_access(insn: &Instruction, plan: &Option<Native>) -> Option<(Register, i64, u8, Access)> {
     use iced_x86::OpAccess;
     if !matches!(plan, Some(Native::Mov { .. } | Native::MovExt { .. } | Native::Alu { .. } | Native::IncDec { .. })) {
         return None;
     }
     let base = insn.memory_base();
     let size = insn.memory_size().size();
-    let memory_operands = (0..insn.op_count()).filter(|&k| insn.op_kind(k) == iced_x86::OpKind::Memory).count();
+    let memory_operands = (0..insn.op_count()).filter(|&k| insn.op_kind(k) == OpKind::Memory).count();
     if memory_operands != 1
         || !base.is_gpr64()
         || insn.memory_index() != Register::None
@@ -286,8 +289,7 @@ fn group_access(insn: &Instruction, plan: &Option<super::ops::Native>) -> Option
 
 /// Whether an instruction may stand between two accesses of a group (it neither branches nor
 /// runs in the interpreter nor changes privileges or translations).
-fn plain(plan: &Option<super::ops::Native>) -> bool {
-    use super::ops::Native;
+fn plain(plan: &Option<Native>) -> bool {
     matches!(
         plan,
         Some(
@@ -312,9 +314,45 @@ fn plain(plan: &Option<super::ops::Native>) -> bool {
 }
 
 /// Per instruction, its place in a probe group of two or more accesses (see `ProbeGroup`).
-pub(super) fn probe_groups(insns: &[Instruction], plan: &[Option<super::ops::Native>]) -> Vec<Option<ProbeGroup>> {
-    let accesses: Vec<_> = insns.iter().zip(plan).map(|(insn, p)| group_access(insn, p)).collect();
+pub(super) fn probe_groups(insns: &[Instruction], plan: &[Option<Native>]) -> Vec<Option<ProbeGroup>> {
     let mut groups = vec![None; insns.len()];
+    stack_runs(insns, plan, &mut groups);
+    base_groups(insns, plan, &mut groups);
+    groups
+}
+
+/// The runs of PUSHes (of a register or an immediate) or POPs: PUSH k of n writes 8(n-1-k)
+/// bytes above the run's lowest byte, POP k reads 8k above it.
+fn stack_runs(insns: &[Instruction], plan: &[Option<Native>], groups: &mut [Option<ProbeGroup>]) {
+    let kind = |i: usize| match plan[i] {
+        Some(Native::Push) if matches!(insns[i].op0_kind(), OpKind::Register | OpKind::Immediate8to64 | OpKind::Immediate32to64) => Some(Access::Write),
+        Some(Native::Pop) => Some(Access::Read),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < insns.len() {
+        let Some(access) = kind(i) else {
+            i += 1;
+            continue;
+        };
+        let mut n = 1;
+        while i + n < insns.len() && n < 31 && kind(i + n) == Some(access) {
+            n += 1;
+        }
+        if n >= 2 {
+            for k in 0..n {
+                let offset = if access == Access::Write { 8 * (n - 1 - k) } else { 8 * k } as i64;
+                groups[i + k] = Some(ProbeGroup { leader: i, offset, span: 8 * n as u8, access, size: 8 });
+            }
+        }
+        i += n;
+    }
+}
+
+/// The groups of explicit operands at one base register (see `group_access` and `plain`).
+fn base_groups(insns: &[Instruction], plan: &[Option<Native>], groups: &mut [Option<ProbeGroup>]) {
+    let accesses: Vec<_> = insns.iter().zip(plan).map(|(insn, p)| group_access(insn, p)).collect();
+    let written: Vec<u16> = insns.iter().map(super::written_gprs).collect();
     for lead in 0..insns.len() {
         let Some((base, disp, size, access)) = accesses[lead] else { continue };
         if groups[lead].is_some() {
@@ -324,7 +362,7 @@ pub(super) fn probe_groups(insns: &[Instruction], plan: &[Option<super::ops::Nat
         let (mut low, mut high) = (disp, disp + size as i64);
         let mut members = vec![(lead, disp, size)];
         let mut j = lead;
-        while super::written_gprs(&insns[j]) & base_bit == 0 && j + 1 < insns.len() && plain(&plan[j + 1]) {
+        while written[j] & base_bit == 0 && j + 1 < insns.len() && plain(&plan[j + 1]) {
             j += 1;
             if let Some((b, d, s, a)) = accesses[j] {
                 let (l, h) = (low.min(d), high.max(d + s as i64));
@@ -340,5 +378,4 @@ pub(super) fn probe_groups(insns: &[Instruction], plan: &[Option<super::ops::Nat
             }
         }
     }
-    groups
 }

@@ -49,7 +49,6 @@ pub(crate) fn emit_block(
     }
     ops::keep_dead_flag_shifts(&mut plan, spec.insns);
     let loop_regs = loop_registers(spec, &plan);
-    let stack_runs = ops::stack_runs(spec.insns, &plan);
     let probe_groups = mem::probe_groups(spec.insns, &plan);
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
@@ -91,8 +90,6 @@ pub(crate) fn emit_block(
         inner_exits: 0,
         stop: None,
         side_tail: None,
-        stack_runs,
-        stack_run: None,
         probe_groups,
         probe_group: None,
     };
@@ -176,11 +173,6 @@ pub(crate) struct Emit<'a, 'f> {
     /// The shared end of side exits (see `side_exit`), whose parameter is the value for
     /// `FrameLayout::side_exit`.
     side_tail: Option<Block>,
-    /// Per instruction: the length of the run of PUSHes or POPs it starts, if two or more
-    /// (see `ops::stack_runs`).
-    stack_runs: Vec<u8>,
-    /// The run being emitted, once its one probe is made.
-    stack_run: Option<ops::StackRun>,
     /// Per instruction, its access's place in a probe group (see `mem::ProbeGroup`).
     probe_groups: Vec<Option<mem::ProbeGroup>>,
     /// The group being emitted: its first instruction and the host address of its lowest byte.

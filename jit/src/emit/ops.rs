@@ -445,44 +445,6 @@ impl Emit<'_, '_> {
     }
 }
 
-/// A run of PUSHes or POPs emitted with one probe (see `Emit::stack_slot`).
-#[derive(Clone, Copy)]
-pub(super) struct StackRun {
-    pub first: usize,
-    pub len: usize,
-    pub push: bool,
-    /// The host address of the run's lowest stack byte.
-    pub host_low: Value,
-}
-
-/// Per instruction, the length of the run of consecutive native PUSHes of a register or an
-/// immediate (or POPs) it starts, when there are two or more (at most 31: the probe's size
-/// is a byte); 0 elsewhere.
-pub(super) fn stack_runs(insns: &[Instruction], plan: &[Option<Native>]) -> Vec<u8> {
-    let kind = |i: usize| match plan[i] {
-        Some(Native::Push) if matches!(insns[i].op0_kind(), OpKind::Register | OpKind::Immediate8to64 | OpKind::Immediate32to64) => Some(true),
-        Some(Native::Pop) => Some(false),
-        _ => None,
-    };
-    let mut runs = vec![0u8; insns.len()];
-    let mut i = 0;
-    while i < insns.len() {
-        let Some(k) = kind(i) else {
-            i += 1;
-            continue;
-        };
-        let mut n = 1;
-        while i + n < insns.len() && n < 31 && kind(i + n) == Some(k) {
-            n += 1;
-        }
-        if n >= 2 {
-            runs[i] = n as u8;
-        }
-        i += n;
-    }
-    runs
-}
-
 impl Native {
     /// Whether a native instruction without a memory operand may still leave the block
     /// before it (see `Emit::guard`), where the interpreter sees the flags: the stack's
@@ -881,39 +843,18 @@ impl Emit<'_, '_> {
     pub(super) fn push(&mut self, i: usize, v: Value) {
         let rsp = self.reg(Register::RSP);
         let down = self.b.ins().iadd_imm_s(rsp, -8);
-        let host = self.stack_slot(i, true, rsp, down);
+        let host = self.probe(i, down, 8, Access::Write);
         self.store_guest(host, 8, v);
         self.set_reg(Register::RSP, down);
     }
 
     /// Pops the quadword at `sp` (the stack pointer to be): RSP becomes `sp` + 8.
     fn pop_from(&mut self, i: usize, sp: Value) -> Value {
-        let host = self.stack_slot(i, false, sp, sp);
+        let host = self.probe(i, sp, 8, Access::Read);
         let v = self.load_guest(host, 8);
         let up = self.b.ins().iadd_imm_s(sp, 8);
         self.set_reg(Register::RSP, up);
         v
-    }
-
-    /// The host address of the quadword instruction `i` pushes or pops at `at` (`rsp`:
-    /// the stack pointer before it). The first instruction of a run (see `stack_runs`)
-    /// probes the whole run's bytes at once, for every access of the run: they are on one
-    /// page, which lets all of them through or leaves the block before the first.
-    fn stack_slot(&mut self, i: usize, push: bool, rsp: Value, at: Value) -> Value {
-        let access = if push { Access::Write } else { Access::Read };
-        if let Some(r) = self.stack_run.filter(|r| r.push == push && (r.first..r.first + r.len).contains(&i)) {
-            let k = (i - r.first) as i64;
-            let off = if push { 8 * (r.len as i64 - 1 - k) } else { 8 * k };
-            return self.b.ins().iadd_imm_s(r.host_low, off);
-        }
-        let len = self.stack_runs.get(i).copied().unwrap_or(0) as usize;
-        if len < 2 {
-            return self.probe(i, at, 8, access);
-        }
-        let low = if push { self.b.ins().iadd_imm_s(rsp, -8 * len as i64) } else { rsp };
-        let host_low = self.probe(i, low, 8 * len as u8, access);
-        self.stack_run = Some(StackRun { first: i, len, push, host_low });
-        self.stack_slot(i, push, rsp, at)
     }
 
     /// A non-canonical branch target goes to the interpreter, which raises the #GP.
