@@ -136,6 +136,8 @@ pub(crate) struct BlockTier {
     pub live_entry: Cell<usize>,
     /// Dropped from the cache: never compiled or linked again.
     pub retired: Cell<bool>,
+    /// Compiled again with a probe per access (see `ungroup`).
+    pub ungrouped: Cell<bool>,
     /// Made when the block is first compiled: most blocks never are.
     chain: std::cell::OnceCell<Box<Chain>>,
 }
@@ -251,6 +253,22 @@ impl BlockTier {
     }
 
     /// The block left the cache.
+    /// Sends the block back to the interpreter, to be compiled again with a probe per
+    /// access once hot: a probe for a group of accesses at one base found the group's span
+    /// across a page boundary (see `ferrite_jit::BlockSpec::groups`), which it would on
+    /// every run while the base stays there. Once only: a single access across pages does
+    /// that too.
+    pub fn ungroup(&self, graveyard: &mut Vec<Rc<Block>>) -> bool {
+        if self.ungrouped.get() || !matches!(self.slot.get(), JitSlot::Compiled { .. }) {
+            return false;
+        }
+        self.ungrouped.set(true);
+        self.unlink(graveyard);
+        self.slot.set(JitSlot::Cold);
+        self.hits.set(0);
+        true
+    }
+
     pub fn retire(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.retired.set(true);
         self.unlink(graveyard);
@@ -362,6 +380,8 @@ pub struct JitStats {
     /// TLB fills compiled code asked for: done, and not possible (a side exit follows).
     pub fills: u64,
     pub fills_failed: u64,
+    /// Blocks sent back to be compiled with a probe per access (see `BlockTier::ungroup`).
+    pub ungrouped: u64,
     /// The rest, by what the CPU finds afterwards: the budget spent, the attention word's
     /// kick, INTR line (with RFLAGS.IF set) or code change, else an instruction that ended
     /// its block (a mode change, a string instruction not finished, a bus without an INTR
@@ -483,7 +503,10 @@ impl Tier {
                 s.compiled_insns
             );
             eprintln!("ferrite: jit: links made {:?} (taken, next, inner..., indirect)", s.links);
-            eprintln!("ferrite: jit: TLB fills for compiled code: {} done, {} left to the interpreter", s.fills, s.fills_failed);
+            eprintln!(
+                "ferrite: jit: TLB fills for compiled code: {} done, {} left to the interpreter; {} blocks compiled again with a probe per access",
+                s.fills, s.fills_failed, s.ungrouped
+            );
             eprintln!(
                 "ferrite: jit: {} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling)",
                 s.blocks_decoded,
@@ -533,11 +556,11 @@ pub(crate) struct Frame<'a> {
     side_exit: u64,
     /// See `FrameLayout::link_stub`.
     link_stub: usize,
-    /// See `FrameLayout::fill_stub` and the others of `fill_`.
+    /// See `FrameLayout::fill_stub` and `fill_ok`.
     fill_stub: usize,
-    fill_lin: u64,
-    fill_request: u64,
     fill_ok: u64,
+    /// A fill failed as the access crossed a page boundary.
+    fill_crossed_page: bool,
     /// See `FrameLayout::indirect_table`.
     indirect_table: usize,
 }
@@ -621,7 +644,7 @@ extern "C" fn jit_link(frame: *mut Frame<'_>, exit: u64) -> u64 {
 }
 
 /// Fills the TLB for an access whose inline probe missed (see `Layout::tlb_fill`).
-extern "C" fn jit_tlb_fill(frame: *mut Frame<'_>) {
+extern "C" fn jit_tlb_fill(frame: *mut Frame<'_>, lin: u64, request: u64) {
     // SAFETY: as in `jit_exec`: the frame and the CPU are live and unborrowed during the
     // call; the fill reads no guest register compiled code may hold.
     let f = unsafe { &mut *frame };
@@ -629,8 +652,9 @@ extern "C" fn jit_tlb_fill(frame: *mut Frame<'_>) {
     let (cpu, bus) = unsafe { (&mut *f.cpu, &mut *f.bus) };
     // Unlike `jit_exec`, the host MXCSR (the guest's while compiled code runs) is left as it
     // is: no floating point runs here.
-    let (size, read, write) = ferrite_jit::parse_fill_request(f.fill_request);
-    let ok = cpu.fill_for_compiled(bus, f.fill_lin, size, read, write);
+    let (size, read, write) = ferrite_jit::parse_fill_request(request);
+    let ok = cpu.fill_for_compiled(bus, lin, size, read, write);
+    f.fill_crossed_page |= !ok && (lin & 0xfff) + size as u64 > 4096;
     let s = &mut cpu.tier.stats;
     if ok { s.fills += 1 } else { s.fills_failed += 1 }
     f.fill_ok = ok as u64;
@@ -714,8 +738,6 @@ fn layout() -> Layout {
             side_exit: at(offset_of!(Frame<'static>, side_exit)),
             link_stub: at(offset_of!(Frame<'static>, link_stub)),
             fill_stub: at(offset_of!(Frame<'static>, fill_stub)),
-            fill_lin: at(offset_of!(Frame<'static>, fill_lin)),
-            fill_request: at(offset_of!(Frame<'static>, fill_request)),
             fill_ok: at(offset_of!(Frame<'static>, fill_ok)),
             indirect_table: at(offset_of!(Frame<'static>, indirect_table)),
         },
@@ -798,6 +820,7 @@ impl Cpu {
             // What the model does not implement keeps the interpreter's handler (#UD, or the
             // instruction a CPU without the feature runs instead).
             opaque: block.insns.iter().enumerate().filter(|(_, d)| !self.model.allows(&d.insn)).fold(0, |m, (i, _)| m | 1 << i),
+            groups: !block.tier.ungrouped.get(),
         }
     }
 
@@ -829,7 +852,7 @@ impl Cpu {
         let job = self.job(block, user);
         let start = std::time::Instant::now();
         let t = self.tier.local.as_mut().expect("created above");
-        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user, block: job.block, chain: job.chain, opaque: job.opaque };
+        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user, block: job.block, chain: job.chain, opaque: job.opaque, groups: job.groups };
         let result = t.compile(&spec);
         let total = t.code_bytes();
         let ns = start.elapsed().as_nanos() as u64;
@@ -967,9 +990,8 @@ impl Cpu {
             side_exit: 0,
             link_stub,
             fill_stub,
-            fill_lin: 0,
-            fill_request: 0,
             fill_ok: 0,
+            fill_crossed_page: false,
             indirect_table: self.code.indirect.address(),
         };
         host_mxcsr::enter();
@@ -994,6 +1016,9 @@ impl Cpu {
             // SAFETY: the block that left ran in this chain, so it was alive then, and
             // blocks dropped since wait in the graveyard until the next `run_block`.
             let left = unsafe { &*frame.block };
+            if frame.fill_crossed_page && left.tier.ungroup(&mut self.code.graveyard) {
+                self.tier.stats.ungrouped += 1;
+            }
             self.exec_one(bus, left, frame.side_exit as usize - 1, ip_mask)?;
             self.instructions += 1;
             return Ok(());
@@ -1071,9 +1096,11 @@ impl Cpu {
         if straddles && guard & GLOBAL_LINK == 0 {
             return None;
         }
-        // Compiled code follows a direct exit it found local without checking guards: a CS
-        // base that puts its target on another linear page gets no link.
-        if exit != EXIT_INDIRECT && guard != LOCAL_LINK && ferrite_jit::local_exit(owner.bitness, owner.insns[0].insn.ip(), self.state.rip) {
+        // Compiled code follows a direct exit it found local without checking guards, and in
+        // 64-bit code does not test for `LOCAL_LINK` at the others: a CS base that moves a
+        // target across a page boundary gets no link.
+        let local_exit = ferrite_jit::local_exit(owner.bitness, owner.insns[0].insn.ip(), self.state.rip);
+        if exit != EXIT_INDIRECT && (guard == LOCAL_LINK) != local_exit && (owner.bitness == 64 || local_exit) {
             return None;
         }
         let tier = &owner.tier;

@@ -657,6 +657,27 @@ fn accesses_at_one_base_on_one_page_and_across_two_match_the_interpreter() {
     assert_eq!([RAX, RBX, RCX, RDX].map(|r| vm.gpr(r)), [12, 9, 12, 9]);
 }
 
+/// A loop whose group of accesses at one base crosses a page boundary leaves its compiled
+/// code once, at the group's first access, and is compiled again with a probe per access:
+/// its other runs take no side exit.
+#[test]
+fn a_group_of_accesses_across_two_pages_is_compiled_again_without_the_group() {
+    let vm = both(&[(RDI, DATA + 0xff8), (RCX, 200)], |a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.mov(rax, qword_ptr(rdi))?;
+        a.add(rax, qword_ptr(rdi + 8))?;
+        a.add(rax, rcx)?;
+        a.mov(qword_ptr(rdi + 16), rax)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        Ok(())
+    });
+    let stats = vm.cpu.jit_stats();
+    assert_eq!(stats.ungrouped, 1, "{stats:?}");
+    assert!(stats.side_exits <= 2, "{stats:?}");
+}
+
 /// A group of reads at one base reaching an unmapped page takes the #PF at the read of that
 /// page, the read before it retired, in compiled code as in the interpreter: a group that
 /// crosses into the page, and one that lies on it.

@@ -107,18 +107,27 @@ impl LinkCell {
 
     fn write_sites(&self) {
         let [jump, guard, rip] = self.sites.get();
+        let mut guard_value = self.guard.get();
         if jump != 0 {
             let displacement = |to: usize| i32::try_from(to.wrapping_sub(jump + 4) as isize).ok();
             let (target, unlinked) = (self.target.get(), self.unlinked.get());
-            // Blocks and landings share one arena, well within a jump's reach (a target out
-            // of it would leave the exit to the landing, which links through the stub).
-            let d = displacement(if target != 0 { target } else { unlinked }).or_else(|| displacement(unlinked));
+            // Blocks and landings share one arena, well within a jump's reach. A target out
+            // of it would leave the exit to the landing, which links through the stub, with
+            // an unlinked cell's guard: code that follows any other guard jumps without
+            // naming its block first (see `emit::exits`).
+            let d = match (target != 0).then(|| displacement(target)).flatten() {
+                Some(d) => Some(d),
+                None => {
+                    guard_value = LOCAL_LINK;
+                    displacement(unlinked)
+                }
+            };
             if let Some(d) = d {
                 // SAFETY: as below.
                 unsafe { (jump as *mut i32).write_unaligned(d) };
             }
         }
-        for (site, value) in [(guard, self.guard.get()), (rip, self.rip.get())] {
+        for (site, value) in [(guard, guard_value), (rip, self.rip.get())] {
             if site != 0 {
                 // SAFETY: `attach`'s caller keeps every site writable until `detach`; only
                 // this thread runs or writes that code.
@@ -206,11 +215,11 @@ pub(crate) fn helper_signature(call_conv: CallConv) -> Signature {
     sig
 }
 
-/// The fill stub's signature: `(cpu, frame)`, in the `preserve_all` convention (see
-/// `Entry::define_fill_stub`).
+/// The fill stub's signature: `(cpu, frame, lin, request)`, in the `preserve_all` convention
+/// (see `Entry::define_fill_stub`).
 pub(crate) fn fill_stub_signature() -> Signature {
     let mut sig = Signature::new(CallConv::PreserveAll);
-    sig.params.extend([0; 2].map(|_| AbiParam::new(types::I64)));
+    sig.params.extend([0; 4].map(|_| AbiParam::new(types::I64)));
     sig
 }
 
@@ -296,18 +305,19 @@ impl Entry {
         })
     }
 
-    /// `stub(cpu, frame)` in the `preserve_all` convention: calls `tlb_fill(frame)`, which
-    /// reads the request from the frame and leaves its answer there. A block's probe calls it
-    /// on a miss: as the call clobbers no register and takes its arguments where every block
-    /// receives them, the guest registers a block holds stay where they are, and blocks save
-    /// none on entry for it.
+    /// `stub(cpu, frame, lin, request)` in the `preserve_all` convention: calls
+    /// `tlb_fill(frame, lin, request)`, which leaves its answer in the frame. A block's probe
+    /// calls it on a miss: as the call clobbers no register and takes the two pointers where
+    /// every block receives them, the guest registers a block holds stay where they are, and
+    /// blocks save none on entry for it. (The answer stays in the frame: a value returned
+    /// in a register would be one the stub's epilogue restores.)
     fn define_fill_stub(module: &mut JITModule, fctx: &mut FunctionBuilderContext, tlb_fill: usize) -> Result<FuncId, ModuleError> {
         Self::define(module, fctx, fill_stub_signature(), 2, |b, params, call_conv| {
             let mut sig = Signature::new(call_conv);
-            sig.params.push(AbiParam::new(types::I64));
+            sig.params.extend([0; 3].map(|_| AbiParam::new(types::I64)));
             let fill_sig = b.import_signature(sig);
             let f = b.ins().iconst(types::I64, tlb_fill as i64);
-            b.ins().call_indirect(fill_sig, f, &[params[1]]);
+            b.ins().call_indirect(fill_sig, f, &params[1..4]);
             b.ins().return_(&[]);
         })
     }

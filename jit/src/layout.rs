@@ -65,9 +65,10 @@ pub struct Layout {
     /// loop: links the exit to the compiled block for the RIP just stored and returns that
     /// block's entry, or 0 (the chain returns).
     pub link: usize,
-    /// `extern "C" fn(frame)`: called (through the fill stub, see `chain::Entry`) when an
-    /// inline TLB probe misses; fills the TLB for the access at `FrameLayout::fill_lin`
-    /// that `fill_request` describes (see [`fill_request`]) and sets `fill_ok` if it may
+    /// `extern "C" fn(frame, lin, request)`: called (through the fill stub, see
+    /// `chain::Entry`) when an inline TLB probe misses; fills the TLB for the access at
+    /// linear `lin` that `request` describes (see [`fill_request`]) and sets
+    /// `FrameLayout::fill_ok` if it may
     /// now go the fast way, else clears it (it faults, crosses a page, or needs the slow
     /// path): the block then leaves through a side exit.
     pub tlb_fill: usize,
@@ -105,11 +106,9 @@ pub struct FrameLayout {
     /// Address of the CPU's indirect table (`2 * INDIRECT_TABLE_SLOTS` `ChainCell`s, see
     /// `chain::indirect_slot`).
     pub indirect_table: i32,
-    /// Address of the fill stub (see `chain::Entry::fill_stub`); the `u64`s of a fill's
-    /// request, and its answer (see `Layout::tlb_fill`).
+    /// Address of the fill stub (see `chain::Entry::fill_stub`), and the `u64` of a fill's
+    /// answer (see `Layout::tlb_fill`).
     pub fill_stub: i32,
-    pub fill_lin: i32,
-    pub fill_request: i32,
     pub fill_ok: i32,
     /// `u64`: set by a side exit to the index of the instruction it left before, plus one;
     /// the CPU then runs that instruction in the interpreter.

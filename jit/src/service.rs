@@ -24,6 +24,8 @@ pub struct Job {
     pub chain: bool,
     /// As in [`BlockSpec`].
     pub opaque: u64,
+    /// As in [`BlockSpec`]: a block is compiled at most once with and once without.
+    pub groups: bool,
 }
 
 pub struct Done {
@@ -119,8 +121,9 @@ impl Service {
 /// The compile thread's state.
 struct Worker {
     translator: Translator,
-    /// Serials compiled in this epoch: the second copy of a job sent twice is dropped.
-    compiled: HashSet<u64>,
+    /// Serials (and `Job::groups`) compiled in this epoch: the second copy of a job sent
+    /// twice is dropped.
+    compiled: HashSet<(u64, bool)>,
     /// Resets done so far (the vCPU's epoch counts them too).
     epoch: u64,
 }
@@ -128,11 +131,11 @@ struct Worker {
 impl Worker {
     /// Compiles a job of the current epoch; false once the vCPU side is gone.
     fn compile(&mut self, job: Job, done: &Sender<Done>) -> bool {
-        if !self.compiled.insert(job.serial) {
+        if !self.compiled.insert((job.serial, job.groups)) {
             return true;
         }
         let start = Instant::now();
-        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user: job.user, block: job.block, chain: job.chain, opaque: job.opaque };
+        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user: job.user, block: job.block, chain: job.chain, opaque: job.opaque, groups: job.groups };
         let result = self.translator.compile(&spec);
         let d = Done {
             serial: job.serial,

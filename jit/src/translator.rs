@@ -3,7 +3,7 @@
 use crate::arena::CodeArena;
 use crate::chain::{block_signature, link_stub_signature, link_symbol, Entry, EXIT_INDIRECT, LINK_FIELDS, LINK_TARGET};
 use crate::emit::LinkSymbols;
-use crate::CHAIN_CELLS;
+use crate::{CHAIN_CELLS, CHAIN_EXITS};
 use crate::emit::emit_block;
 use crate::perf_map::PerfMap;
 use crate::{JitError, Layout};
@@ -34,6 +34,9 @@ pub struct BlockSpec<'a> {
     /// or runs as another instruction), so the interpreter runs it, and afterwards nothing
     /// of the state is assumed known. Blocks hold at most 64 instructions.
     pub opaque: u64,
+    /// Whether accesses at one base may share a probe (see `emit::mem::ProbeGroup`); a
+    /// block whose group met a page boundary is compiled again without.
+    pub groups: bool,
 }
 
 /// A compiled block.
@@ -107,6 +110,9 @@ struct Links {
     /// Per cell, the function an unlinked jump of the cell leads to: it tail-calls the
     /// link stub for the cell's exit (the block named itself in the frame).
     landings: [FuncId; CHAIN_CELLS],
+    /// Per exit, a function like its cell's landing, for the code that finds the exit's link
+    /// missing: a call of the landing itself would be a second site to patch.
+    unlinked_exits: [FuncId; CHAIN_EXITS],
 }
 
 /// Declares the link symbols in `module` and defines the landings.
@@ -116,19 +122,27 @@ fn declare_links(module: &mut JITModule, layout: &Layout, fctx: &mut FunctionBui
     for (cell, field) in link_fields() {
         data[cell][field] = module.declare_data(&link_symbol(cell, field), Linkage::Import, false, false).map_err(|e| err(&e))?;
     }
-    let mut landings = [FuncId::from_u32(0); CHAIN_CELLS];
-    for (cell, landing) in landings.iter_mut().enumerate() {
-        // Local to the module, so blocks reach it (and their targets) with a direct jump.
-        *landing = Entry::define(module, fctx, block_signature(), cell as u32, |b, params, _| {
+    // Local to the module, so blocks reach them (and the landings their targets) with a
+    // direct jump.
+    let mut to_stub = |index: usize, exit: usize| {
+        Entry::define(module, fctx, block_signature(), index as u32, |b, params, _| {
             let (cpu, frame) = (params[0], params[1]);
             let stub_sig = b.import_signature(link_stub_signature());
             let stub = b.ins().load(types::I64, MemFlagsData::trusted(), frame, layout.frame.link_stub);
-            let exit = b.ins().iconst(types::I64, cell.min(EXIT_INDIRECT) as i64);
+            let exit = b.ins().iconst(types::I64, exit as i64);
             b.ins().return_call_indirect(stub_sig, stub, &[cpu, frame, exit]);
         })
-        .map_err(|e| err(&e))?;
+        .map_err(|e| err(&e))
+    };
+    let mut landings = [FuncId::from_u32(0); CHAIN_CELLS];
+    for (cell, landing) in landings.iter_mut().enumerate() {
+        *landing = to_stub(cell, cell.min(EXIT_INDIRECT))?;
     }
-    Ok(Links { data, landings })
+    let mut unlinked_exits = [FuncId::from_u32(0); CHAIN_EXITS];
+    for (exit, f) in unlinked_exits.iter_mut().enumerate() {
+        *f = to_stub(CHAIN_CELLS + exit, exit)?;
+    }
+    Ok(Links { data, landings, unlinked_exits })
 }
 
 /// `FERRITE_JIT_DUMP=all` or `=RIP[,RIP...]` (hex): print the guest instructions and the host
@@ -188,6 +202,7 @@ impl Translator {
         let links = spec.chain.then(|| LinkSymbols {
             fields: self.links.data.map(|cell| cell.map(|d| module.declare_data_in_func(d, &mut self.ctx.func))),
             landings: self.links.landings.map(|f| module.declare_func_in_func(f, &mut self.ctx.func)),
+            unlinked_exits: self.links.unlinked_exits.map(|f| module.declare_func_in_func(f, &mut self.ctx.func)),
         });
         let isa = module.isa();
         let native = emit_block(&mut self.ctx.func, &mut self.fctx, &self.layout, spec, links, isa.default_call_conv(), isa.frontend_config());

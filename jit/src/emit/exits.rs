@@ -163,29 +163,29 @@ impl Emit<'_, '_> {
         let rip = self.b.block_params(link)[0];
         if exit != EXIT_INDIRECT && self.local_links[exit] == Some(true) {
             // A link within the block's first page always holds (see `local_exit`).
-            self.jump_own(exit);
+            self.jump_own(exit, true);
             return;
         }
         let missing = self.b.create_block();
         if exit == EXIT_INDIRECT {
             let second = self.b.create_block();
-            self.follow_cell(Cell::Own(EXIT_INDIRECT), Some(rip), second);
+            self.follow_cell(Cell::Own(EXIT_INDIRECT), Some(rip), second, true);
             self.b.switch_to_block(second);
             let table = (self.spec.bitness == 64).then(|| self.b.create_block());
-            self.follow_cell(Cell::Own(CELL_INDIRECT_BEFORE), Some(rip), table.unwrap_or(missing));
+            self.follow_cell(Cell::Own(CELL_INDIRECT_BEFORE), Some(rip), table.unwrap_or(missing), true);
             if let Some(table) = table {
                 self.b.switch_to_block(table);
                 let cell = self.indirect_cell(rip);
-                self.follow_cell(Cell::Table(cell), Some(rip), missing);
+                self.follow_cell(Cell::Table(cell), Some(rip), missing, false);
             }
         } else {
-            self.follow_cell(Cell::Own(exit), None, missing);
+            // In 64-bit code the CPU gives a direct exit to another page no `LOCAL_LINK`.
+            self.follow_cell(Cell::Own(exit), None, missing, self.spec.bitness != 64);
         }
         self.b.switch_to_block(missing);
         self.name_block();
-        let stub = self.load_frame(self.l.frame.link_stub);
-        let index = self.iconst(exit as u64);
-        self.b.ins().return_call_indirect(self.stub_sig, stub, &[self.cpu, self.frame, index]);
+        let leave = self.link_symbols.expect("links only with chaining").unlinked_exits[exit];
+        self.b.ins().return_call(leave, &[self.cpu, self.frame]);
     }
 
     /// Field `field` (`LINK_GUARD`, `LINK_RIP`) of `cell`: the immediate the CPU
@@ -203,9 +203,9 @@ impl Emit<'_, '_> {
     /// Goes to the block `cell` links to: for the block's own cells a direct jump the CPU
     /// patches (to a landing that asks for the link while unlinked, see `LinkCell`), for the
     /// indirect table's a jump to the entry it holds, if any, else to `otherwise`.
-    fn jump_to_target(&mut self, cell: Cell, otherwise: Block) {
+    fn jump_to_target(&mut self, cell: Cell, otherwise: Block, may_land: bool) {
         match cell {
-            Cell::Own(i) => self.jump_own(i),
+            Cell::Own(i) => self.jump_own(i, may_land),
             Cell::Table(at) => {
                 let live = self.b.create_block();
                 let target = self.b.ins().load(types::I64, super::state_flags(), at, 8 * LINK_TARGET as i32);
@@ -216,18 +216,24 @@ impl Emit<'_, '_> {
         }
     }
 
-    /// The patched jump of the block's own cell `i`.
-    fn jump_own(&mut self, i: usize) {
-        // The landing asks the CPU to link this block's exit.
-        self.name_block();
+    /// The patched jump of the block's own cell `i`; `may_land`: it may lead to the cell's
+    /// landing, which asks the CPU to link this block's exit (so the block names itself).
+    /// A jump guarded by a guard that an unlinked cell fails (any but `LOCAL_LINK`) leads to
+    /// a target (see `LinkCell`).
+    fn jump_own(&mut self, i: usize, may_land: bool) {
+        if may_land {
+            self.name_block();
+        }
         let landing = self.link_symbols.expect("links only with chaining").landings[i];
         self.b.ins().return_call(landing, &[self.cpu, self.frame]);
     }
 
     /// Goes to the block `cell` links to if the link holds (see `chain::LinkCell::guard`) and,
     /// with `rip`, the link leads to that RIP; otherwise goes on at `otherwise`. A cell links
-    /// only to compiled code (see `LinkCell`).
-    fn follow_cell(&mut self, cell: Cell, rip: Option<Value>, otherwise: Block) {
+    /// only to compiled code (see `LinkCell`). `may_be_local`: the cell may hold a
+    /// `LOCAL_LINK`, which is also an unlinked cell's guard; without it, an unlinked cell
+    /// fails every guard tested.
+    fn follow_cell(&mut self, cell: Cell, rip: Option<Value>, otherwise: Block, may_be_local: bool) {
         if let Some(rip) = rip {
             let guards = self.b.create_block();
             let link_rip = self.link_field(cell, LINK_RIP);
@@ -241,7 +247,8 @@ impl Emit<'_, '_> {
         let guard = self.link_field(cell, LINK_GUARD);
         let live = self.b.create_block();
         let order = if self.spec.user { [Guard::Local, Guard::Translated, Guard::Global] } else { [Guard::Global, Guard::Local, Guard::Translated] };
-        for (i, kind) in order.into_iter().enumerate() {
+        let order: Vec<Guard> = order.into_iter().filter(|g| may_be_local || !matches!(g, Guard::Local)).collect();
+        for (i, &kind) in order.iter().enumerate() {
             let holds = match kind {
                 Guard::Local => self.b.ins().icmp_imm_s(IntCC::Equal, guard, LOCAL_LINK as i64),
                 Guard::Global => {
@@ -263,7 +270,7 @@ impl Emit<'_, '_> {
             }
         }
         self.b.switch_to_block(live);
-        self.jump_to_target(cell, otherwise);
+        self.jump_to_target(cell, otherwise, may_be_local);
     }
 
     /// Whether the soft TLB translates the code page of `rip` (for this block's privilege) to

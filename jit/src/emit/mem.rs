@@ -141,16 +141,13 @@ impl Emit<'_, '_> {
         self.b.ins().brif(ok, hit, &[], miss, &[]);
         // A miss: the helper fills the TLB, reading no guest register and clobbering no
         // host one, so the path joins the hit's with nothing stored, where the tags now
-        // match. The request goes through the frame, so the call takes no register a
-        // value of the block may be in.
+        // match.
         self.b.set_cold_block(miss);
         self.b.switch_to_block(miss);
         let request = crate::layout::fill_request(size, access != Access::Write, access != Access::Read);
         let request = self.iconst(request);
-        self.store_frame(lin, l.frame.fill_lin);
-        self.store_frame(request, l.frame.fill_request);
         let stub = self.load_frame(l.frame.fill_stub);
-        self.b.ins().call_indirect(self.fill_sig, stub, &[self.cpu, self.frame]);
+        self.b.ins().call_indirect(self.fill_sig, stub, &[self.cpu, self.frame, lin, request]);
         let filled = self.load_frame(l.frame.fill_ok);
         self.b.ins().brif(filled, hit, &[], exit, &[]);
         self.side_exit(i, exit);

@@ -28,6 +28,8 @@ use flags::Flags;
 pub(crate) struct LinkSymbols {
     pub fields: [[GlobalValue; LINK_FIELDS]; crate::CHAIN_CELLS],
     pub landings: [FuncRef; crate::CHAIN_CELLS],
+    /// Per exit, what its code calls when it finds the link missing (see `exits`).
+    pub unlinked_exits: [FuncRef; crate::CHAIN_EXITS],
 }
 
 /// Builds `func`'s body for `spec`, its links taken from `links` (with chaining). Returns the
@@ -49,7 +51,7 @@ pub(crate) fn emit_block(
     }
     ops::keep_dead_flag_shifts(&mut plan, spec.insns);
     let loop_regs = loop_registers(spec, &plan);
-    let probe_groups = mem::probe_groups(spec.insns, &plan);
+    let probe_groups = if spec.groups { mem::probe_groups(spec.insns, &plan) } else { Vec::new() };
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -59,7 +61,6 @@ pub(crate) fn emit_block(
     let helper_sig = b.import_signature(crate::chain::helper_signature(call_conv));
     let fill_sig = b.import_signature(crate::chain::fill_stub_signature());
     let block_sig = b.import_signature(block_signature());
-    let stub_sig = b.import_signature(crate::chain::link_stub_signature());
     let regs = std::array::from_fn(|_| b.declare_var(types::I64));
     let cc = flags::CcVars::declare(&mut b);
     let tlb_context_var = b.declare_var(types::I64);
@@ -77,7 +78,6 @@ pub(crate) fn emit_block(
         helper_sig,
         fill_sig,
         block_sig,
-        stub_sig,
         tlb_context_var,
         tlb_context_known: false,
         sse_checked: false,
@@ -142,8 +142,6 @@ pub(crate) struct Emit<'a, 'f> {
     pub fill_sig: SigRef,
     /// Every block's signature, for chaining.
     pub block_sig: SigRef,
-    /// The link stub's (see `chain::link_stub_signature`).
-    pub stub_sig: SigRef,
     /// The soft TLB table of the block's context (see `tlb_context`), once computed.
     pub tlb_context_var: Variable,
     pub tlb_context_known: bool,
