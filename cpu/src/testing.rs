@@ -95,3 +95,9 @@ impl CpuBus for LineBus<'_> {
         self.attention.intr.swap(false, Ordering::AcqRel).then_some(self.vector)
     }
 }
+
+/// The CPU's layout for compiled code, for tools that drive the translator on their own
+/// (the compile-time benchmark).
+pub fn jit_layout() -> ferrite_jit::Layout {
+    crate::tier::layout()
+}

@@ -674,7 +674,7 @@ const _: () = assert!(crate::exec::MAX_BLOCK <= 64);
 // The translator picks the AC context as supervisor + RFLAGS.AC.
 const _: () = assert!(Ctx::SupervisorAc as u32 == Ctx::Supervisor as u32 + 1);
 
-fn layout() -> Layout {
+pub(crate) fn layout() -> Layout {
     let st = offset_of!(Cpu, state);
     let cc = offset_of!(Cpu, cc);
     let at = |o: usize| o as i32;

@@ -34,7 +34,7 @@ pub use chain::{
 };
 pub use layout::{fill_request, parse_fill_request, CcOps, ExecStatus, FrameLayout, Layout, MXCSR_CONTROLS, MXCSR_FLAGS, NATIVE_MXCSR};
 pub use emit::exits::local_exit;
-pub use service::{Done, Job, Service};
+pub use service::{thread_cpu_ns, Done, Job, Service};
 pub use translator::{BlockSpec, Compiled, Translator};
 
 /// Why a block could not be compiled (the CPU keeps interpreting it).
