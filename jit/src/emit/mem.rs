@@ -192,11 +192,16 @@ impl Emit<'_, '_> {
             self.b.ins().iadd_imm_s(tlb, l.ctx_user as i64 * ctx_bytes)
         } else {
             // Context `ctx_supervisor + AC`, AC's offset in two operations where a context's
-            // size is a power of two above AC's bit.
+            // size is a power of two: AC's bit moved to the size's.
             let rflags = self.load_state(types::I64, l.rflags);
-            let ac_off = if ctx_bytes.count_ones() == 1 && ctx_bytes.trailing_zeros() as i64 > AC_SHIFT {
-                let ac = self.b.ins().ishl_imm_s(rflags, ctx_bytes.trailing_zeros() as i64 - AC_SHIFT);
-                self.b.ins().band_imm_s(ac, ctx_bytes)
+            let size_shift = ctx_bytes.trailing_zeros() as i64;
+            let ac_off = if ctx_bytes.count_ones() == 1 && size_shift != AC_SHIFT {
+                let ac = self.b.ins().band_imm_s(rflags, 1 << AC_SHIFT);
+                if size_shift > AC_SHIFT {
+                    self.b.ins().ishl_imm_s(ac, size_shift - AC_SHIFT)
+                } else {
+                    self.b.ins().ushr_imm_s(ac, AC_SHIFT - size_shift)
+                }
             } else {
                 let ac = self.b.ins().ushr_imm_s(rflags, AC_SHIFT);
                 let ac = self.b.ins().band_imm_s(ac, 1);
