@@ -604,6 +604,35 @@ fn fault_after_warm_up(start: &[(usize, u64)], setup: impl Fn(&mut Vm), code: im
     })
 }
 
+/// A #PF in compiled code after register writes only (the block leaves as if it had not
+/// begun, and the interpreter runs it again from its start) and after a write to memory (the
+/// block stores its state at the faulting read): the write is done once, as when interpreted.
+#[test]
+fn a_page_fault_after_register_writes_or_a_memory_write_is_precise() {
+    for write_first in [false, true] {
+        let start = [(RSI, FAULT_PAGE), (RDI, DATA), (RAX, 0), (RBX, 0), (RCX, 3)];
+        let runs = fault_after_warm_up(&start, |v| v.write(DATA, &10u64.to_le_bytes()), |a| {
+            if write_first {
+                a.add(qword_ptr(rdi), 1)?;
+            }
+            a.mov(eax, 5)?;
+            a.add(rcx, rax)?;
+            a.mov(rbx, qword_ptr(rsi))?;
+            a.mov(eax, 7)?;
+            Ok(())
+        });
+        for (runs_of_write, v) in [1, 2].into_iter().zip(&runs) {
+            assert_eq!([RAX, RBX, RCX].map(|r| v.gpr(r)), [5, 0, 8], "write first: {write_first}");
+            // Once per run of the code (the compiled machine's warm-up is a run too).
+            let value: u64 = 10 + if write_first { runs_of_write } else { 0 };
+            assert_eq!(v.read(DATA, 8), value.to_le_bytes(), "write first: {write_first}");
+            assert_eq!(v.cpu.state.cr2, FAULT_PAGE);
+            assert_eq!(v.frame(1), CODE + if write_first { 12 } else { 8 });
+        }
+        assert!(runs[1].cpu.jit_stats().compiled_runs > 0);
+    }
+}
+
 /// A run of POPs reaching an unmapped page takes the #PF at the POP that reads it, the POPs
 /// before it retired, in compiled code as in the interpreter: a run that crosses into the
 /// page, and one that lies on it (whose one probe let it through while it was mapped).

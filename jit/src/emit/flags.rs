@@ -88,6 +88,7 @@ impl Emit<'_, '_> {
     /// IMUL's come from the result alone, see the CPU's `LazyFlags`).
     pub(super) fn store_flags(&mut self) {
         let Flags::Pending { op, size, carry } = self.flags else { return };
+        self.effects = true;
         let f = super::state_flags();
         let l = self.l;
         if l.cc_size == l.cc_op + 1 && l.cc_carry_in == l.cc_op + 2 {
@@ -131,6 +132,7 @@ impl Emit<'_, '_> {
         match self.flags {
             Flags::Eflags => {}
             Flags::Memory => {
+                self.effects = true;
                 let f = self.iconst(self.l.flags as u64);
                 let zero = self.iconst(0);
                 self.b.ins().call_indirect(self.helper_sig, f, &[self.cpu, zero]);

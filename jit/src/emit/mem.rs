@@ -90,10 +90,13 @@ impl Emit<'_, '_> {
     /// on plain RAM, after the TLB fill helper on a miss; otherwise instruction `i` goes to
     /// the interpreter (see `guard`).
     pub fn probe(&mut self, i: usize, lin: Value, size: u8, access: Access) -> Value {
-        match self.grouped(i, lin, size, access) {
+        let host = match self.grouped(i, lin, size, access) {
             Some(host) => host,
             None => self.probe_range(i, lin, size, access),
-        }
+        };
+        // The access writes guest memory next (the probe's own side exit comes before).
+        self.effects |= access != Access::Read;
+        host
     }
 
     /// The host address of instruction `i`'s access if it is one of a group (see

@@ -74,6 +74,7 @@ pub(crate) fn emit_block(
         loaded: 0,
         dirty: 0,
         flags: Flags::Memory,
+        effects: false,
         cc,
         helper_sig,
         fill_sig,
@@ -135,6 +136,9 @@ pub(crate) struct Emit<'a, 'f> {
     /// Registers written since they were last stored (a subset of `loaded`).
     pub dirty: u16,
     pub flags: Flags,
+    /// Whether the path to the point being emitted has stored to the CPU structure or guest
+    /// memory, or called a helper (see `side_exit`).
+    pub effects: bool,
     pub cc: flags::CcVars,
     /// The helpers' signature (see `chain::helper_signature`).
     pub helper_sig: SigRef,
@@ -192,6 +196,7 @@ impl Emit<'_, '_> {
     }
 
     pub fn store_state(&mut self, v: Value, offset: i32) {
+        self.effects = true;
         self.b.ins().store(state_flags(), v, self.cpu, offset);
     }
 
@@ -209,6 +214,8 @@ impl Emit<'_, '_> {
     /// flags, RIP = `rip`), without changing what the compiler believes is stored: used on
     /// side paths as well as on the main path.
     fn store_all(&mut self, rip: Value) {
+        // Paths that store everything end there: the main path's `effects` stay as they were.
+        let effects = self.effects;
         for r in 0..16 {
             if self.dirty & (1 << r) != 0 {
                 let v = self.b.use_var(self.regs[r]);
@@ -217,6 +224,7 @@ impl Emit<'_, '_> {
         }
         self.store_flags();
         self.store_state(rip, self.l.rip);
+        self.effects = effects;
     }
 
     /// On entry: counts the block's run (each loop back to the start counts as one).
@@ -358,6 +366,7 @@ impl Emit<'_, '_> {
         let ip = self.iconst(ip);
         self.store_all(ip);
         self.name_block();
+        self.effects = true;
         let f = self.iconst(self.l.exec as u64);
         let idx = self.iconst(i as u64);
         let call = self.b.ins().call_indirect(self.helper_sig, f, &[self.frame, idx]);
@@ -446,8 +455,17 @@ impl Emit<'_, '_> {
     pub(super) fn side_exit(&mut self, i: usize, slow: Block) {
         self.b.set_cold_block(slow);
         self.b.switch_to_block(slow);
-        let ip = self.iconst(self.spec.insns[i].ip());
-        self.store_all(ip);
+        // Before anything of the block shows in memory (the CPU structure, guest memory),
+        // the state there is the block's start: leaving before its first instruction needs
+        // no store (the interpreter runs the block's start again). Not in a loop's block,
+        // whose start a run may have passed more than once.
+        let i = if self.effects || self.loop_regs.is_some() {
+            let ip = self.iconst(self.spec.insns[i].ip());
+            self.store_all(ip);
+            i
+        } else {
+            0
+        };
         let tail = *self.side_tail.get_or_insert_with(|| {
             let tail = self.b.create_block();
             self.b.append_block_param(tail, types::I64);
