@@ -252,7 +252,6 @@ impl BlockTier {
         }
     }
 
-    /// The block left the cache.
     /// Sends the block back to the interpreter, to be compiled again with a probe per
     /// access once hot: a probe for a group of accesses at one base found the group's span
     /// across a page boundary (see `ferrite_jit::BlockSpec::groups`), which it would on
@@ -269,6 +268,7 @@ impl BlockTier {
         true
     }
 
+    /// The block left the cache.
     pub fn retire(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.retired.set(true);
         self.unlink(graveyard);
@@ -850,12 +850,12 @@ impl Cpu {
             }
         }
         let job = self.job(block, user);
-        let start = std::time::Instant::now();
+        let start = ferrite_jit::thread_cpu_ns();
         let t = self.tier.local.as_mut().expect("created above");
         let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user, block: job.block, chain: job.chain, opaque: job.opaque, groups: job.groups };
         let result = t.compile(&spec);
         let total = t.code_bytes();
-        let ns = start.elapsed().as_nanos() as u64;
+        let ns = ferrite_jit::thread_cpu_ns().saturating_sub(start);
         self.record(block, user, &job, result, ns, total);
     }
 

@@ -247,8 +247,9 @@ impl Emit<'_, '_> {
         let guard = self.link_field(cell, LINK_GUARD);
         let live = self.b.create_block();
         let order = if self.spec.user { [Guard::Local, Guard::Translated, Guard::Global] } else { [Guard::Global, Guard::Local, Guard::Translated] };
-        let order: Vec<Guard> = order.into_iter().filter(|g| may_be_local || !matches!(g, Guard::Local)).collect();
-        for (i, &kind) in order.iter().enumerate() {
+        let tested = |g: &&Guard| may_be_local || !matches!(g, Guard::Local);
+        let last = order.iter().filter(tested).count() - 1;
+        for (i, &kind) in order.iter().filter(tested).enumerate() {
             let holds = match kind {
                 Guard::Local => self.b.ins().icmp_imm_s(IntCC::Equal, guard, LOCAL_LINK as i64),
                 Guard::Global => {
@@ -263,7 +264,7 @@ impl Emit<'_, '_> {
                     self.translation_holds(guard, rip)
                 }
             };
-            let next = if i == order.len() - 1 { otherwise } else { self.b.create_block() };
+            let next = if i == last { otherwise } else { self.b.create_block() };
             self.b.ins().brif(holds, live, &[], next, &[]);
             if next != otherwise {
                 self.b.switch_to_block(next);
