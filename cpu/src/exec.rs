@@ -366,7 +366,7 @@ impl Cpu {
     /// instruction fetch at the current privilege, or 0 while it holds no such translation.
     #[inline(always)]
     pub(crate) fn code_translation(&self, lin: u64) -> u64 {
-        let e = &self.tlb.entries[self.code_ctx() as usize][Tlb::slot(lin)];
+        let e = &self.tlb.entries[crate::mmu::tlb::code_table(self.code_ctx())][Tlb::slot(lin)];
         if e.exec == lin & !0xfff { translated_link(e.paddr) } else { 0 }
     }
 

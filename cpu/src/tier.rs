@@ -721,6 +721,7 @@ pub(crate) fn layout() -> Layout {
         tlb_addend: at(offset_of!(TlbEntry, addend)),
         tlb_exec: at(offset_of!(TlbEntry, exec)),
         tlb_paddr: at(offset_of!(TlbEntry, paddr)),
+        code_tables: crate::mmu::tlb::code_table(Ctx::Supervisor) as u32,
         ctx_supervisor: Ctx::Supervisor as u32,
         ctx_user: Ctx::User as u32,
         exec: jit_exec as *const () as usize,

@@ -561,3 +561,42 @@ fn tlb_misses_in_compiled_code_are_filled_without_leaving_it() {
     assert!(stats.fills >= 200, "{stats:?}");
     assert_eq!(stats.side_exits, 0, "{stats:?}");
 }
+
+#[test]
+fn a_data_access_sharing_a_code_pages_tlb_slot_leaves_its_links_alone() {
+    // A loop jumps to FAR, whose code adds a qword it reads through an alias 4 MiB above
+    // (a 2 MiB page mapping 4-6 MiB onto 0-2 MiB), so the read and the fetch from FAR use the
+    // same TLB slot. Neither evicts the other's translation: the jump's link to FAR holds, and
+    // the read does not miss again (as one table, each run filled both and relinked the jump).
+    const ALIAS: u64 = 4 << 20;
+    let (_, chained) = three_ways(|mode, budget| {
+        let mut v = vm(mode);
+        v.budget = budget;
+        v.write(PD + 16, &0x87u64.to_le_bytes());
+        let mut a = CodeAssembler::new(64).unwrap();
+        let (mut top, mut back) = (a.create_label(), a.create_label());
+        let mut build = || -> Result<(), IcedError> {
+            a.mov(ecx, 1000)?;
+            a.set_label(&mut top)?;
+            a.jmp(FAR)?;
+            a.set_label(&mut back)?;
+            a.dec(ecx)?;
+            a.jnz(top)?;
+            a.nop()
+        };
+        build().unwrap();
+        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+        v.set_code(&r.inner.code_buffer);
+        let mut far = CodeAssembler::new(64).unwrap();
+        far.add(rbx, qword_ptr(ALIAS + FAR + 0x100)).unwrap();
+        far.jmp(r.label_ip(&back).unwrap()).unwrap();
+        v.write(FAR, &far.assemble(FAR).unwrap());
+        v.write(FAR + 0x100, &3u64.to_le_bytes());
+        v.finish();
+        v
+    });
+    assert_eq!(chained.gpr(RBX), 3 * 1000);
+    let stats = chained.cpu.jit_stats();
+    assert!(stats.chained_runs > 1000, "{stats:?}");
+    assert!(stats.links[EXIT_TAKEN] < 10 && stats.fills < 10, "{stats:?}");
+}

@@ -42,7 +42,8 @@ pub struct Layout {
     pub dpl_shift: u32,
     /// `u64`: the KERNEL_GS_BASE MSR, which SWAPGS exchanges with GS's base.
     pub kernel_gs_base: i32,
-    /// The pointer to the soft TLB: `[context][slot]` entries.
+    /// The pointer to the soft TLB: `[table][slot]` entries, a data table per context, then
+    /// a code table per context (`code_tables` tables further on).
     pub tlb: i32,
     pub tlb_bits: u32,
     pub tlb_entry_size: i32,
@@ -50,9 +51,11 @@ pub struct Layout {
     pub tlb_write: i32,
     pub tlb_addend: i32,
     /// The entry's instruction-fetch tag and physical page (`u64`s), which validate links
-    /// to other pages (see `chain::LinkCell`).
+    /// to other pages (see `chain::LinkCell`), read in a context's code table.
     pub tlb_exec: i32,
     pub tlb_paddr: i32,
+    /// How many tables the code table of a context lies beyond its data table.
+    pub code_tables: u32,
     /// TLB context indices: CPL 0-2 (plus one for RFLAGS.AC = 1, which must follow it), CPL 3.
     pub ctx_supervisor: u32,
     pub ctx_user: u32,

@@ -104,15 +104,18 @@ impl Cpu {
             PhysPage::Mmio => (0, TAG_SLOW, TAG_SLOW, false),
         };
         let st = &self.state;
+        // A code entry holds the exec tag alone, a data entry the read and write tags.
+        let fetch = access == Access::Exec;
         let tag = |ok: bool, slow: u64| if ok { page | slow } else { TAG_INVALID };
         let mut entry = TlbEntry {
-            read: tag(t.allows(st, Access::Read, who), read_slow),
-            write: tag(t.allows(st, Access::Write, who) && t.dirty, write_slow),
-            exec: tag(t.allows(st, Access::Exec, who), if exec_ok { 0 } else { TAG_SLOW }),
+            read: tag(!fetch && t.allows(st, Access::Read, who), read_slow),
+            write: tag(!fetch && t.allows(st, Access::Write, who) && t.dirty, write_slow),
+            exec: tag(fetch && t.allows(st, Access::Exec, who), if exec_ok { 0 } else { TAG_SLOW }),
             addend: host.wrapping_sub(page),
             paddr: t.paddr,
             global: t.global,
-            pkey: t.active_key(st).unwrap_or(tlb::NO_KEY),
+            // Protection keys govern data accesses only.
+            pkey: if fetch { tlb::NO_KEY } else { t.active_key(st).unwrap_or(tlb::NO_KEY) },
         };
         if !self.watchpoints.is_empty() {
             self.watch_tags(&mut entry, page);
@@ -123,7 +126,7 @@ impl Cpu {
         if t.page_size > 4096 {
             self.tlb.note_large_page(lin, t.page_size);
         }
-        self.tlb.insert(ctx, lin, entry);
+        self.tlb.insert(tlb::table_for(ctx, access), lin, entry);
         Ok(entry)
     }
 
@@ -154,7 +157,7 @@ impl Cpu {
     /// The TLB entry for `lin` allowing `access`, filling on a miss.
     #[inline]
     fn entry_for(&mut self, bus: &mut dyn CpuBus, lin: u64, access: Access, ctx: Ctx) -> Result<TlbEntry> {
-        let e = self.tlb.entries[ctx as usize][Tlb::slot(lin)];
+        let e = self.tlb.entries[tlb::table_for(ctx, access)][Tlb::slot(lin)];
         let tag = match access {
             Access::Read => e.read,
             Access::Write => e.write,

@@ -1,6 +1,9 @@
 //! The soft TLB: a direct-mapped cache from linear page to host pointer, one table per
-//! privilege context. Laid out (`repr(C)`) so generated code can probe it inline:
+//! privilege context for data accesses and another per context for instruction fetch (see
+//! `code_table`). Laid out (`repr(C)`) so generated code can probe it inline:
 //! `entry = tlb.entries[ctx][(lin >> 12) & MASK]; if entry.read == lin & !0xfff { host = entry.addend + lin }`.
+
+use super::paging::Access;
 
 pub const TLB_BITS: u32 = 10;
 pub const TLB_SIZE: usize = 1 << TLB_BITS;
@@ -24,6 +27,22 @@ pub enum Ctx {
     User = 2,
 }
 pub const CTX_COUNT: usize = 3;
+/// The data tables (`Ctx as usize`), then the code tables (`code_table`). Apart, a hot data
+/// page never evicts the translation of a hot code page whose slot it shares (pages a
+/// multiple of 4 MiB apart): the link guards of compiled code read the code table, and
+/// sharing one slot made every run of such a loop fill both and relink its jump.
+pub const TABLE_COUNT: usize = 2 * CTX_COUNT;
+
+/// The table of instruction fetches in `ctx`.
+pub const fn code_table(ctx: Ctx) -> usize {
+    CTX_COUNT + ctx as usize
+}
+
+/// The table holding the tag of `access` in `ctx`.
+#[inline(always)]
+pub fn table_for(ctx: Ctx, access: Access) -> usize {
+    if access == Access::Exec { code_table(ctx) } else { ctx as usize }
+}
 
 /// 64 bytes: one cache line per probe, and generated code finds a slot with a shift.
 #[derive(Clone, Copy, Debug)]
@@ -64,13 +83,14 @@ impl TlbEntry {
 /// fill at most a context's 1024 slots or so.
 const LISTED_MAX: usize = 2048;
 
-/// A list of slots (`ctx * TLB_SIZE + slot`) that may hold some kind of entry, or `None`
+/// A list of slots (`table * TLB_SIZE + slot`) that may hold some kind of entry, or `None`
 /// once more were filled than it holds: then every slot may.
 type SlotList = Option<Vec<u16>>;
 
 #[repr(C)]
 pub struct Tlb {
-    pub entries: [[TlbEntry; TLB_SIZE]; CTX_COUNT],
+    /// Data entries hold read and write tags only, code entries an exec tag only.
+    pub entries: [[TlbEntry; TLB_SIZE]; TABLE_COUNT],
     /// Linear range covered by large pages (any INVLPG there flushes everything, since one
     /// large page spans many direct-mapped slots).
     pub large_lo: u64,
@@ -86,7 +106,7 @@ pub struct Tlb {
 impl Tlb {
     pub fn new() -> Self {
         Tlb {
-            entries: [[TlbEntry::EMPTY; TLB_SIZE]; CTX_COUNT],
+            entries: [[TlbEntry::EMPTY; TLB_SIZE]; TABLE_COUNT],
             large_lo: u64::MAX,
             large_hi: 0,
             local: Some(Vec::new()),
@@ -99,10 +119,10 @@ impl Tlb {
         ((lin >> 12) & TLB_MASK) as usize
     }
 
-    /// Puts `entry` in the slot of `lin` for `ctx`.
-    pub fn insert(&mut self, ctx: Ctx, lin: u64, entry: TlbEntry) {
+    /// Puts `entry` in the slot of `lin` in `table` (a context's data or code table).
+    pub fn insert(&mut self, table: usize, lin: u64, entry: TlbEntry) {
         let slot = Self::slot(lin);
-        let e = &mut self.entries[ctx as usize][slot];
+        let e = &mut self.entries[table][slot];
         // Listed already if it held an entry of the same kind.
         let listed = !is_empty(e) && e.global == entry.global;
         *e = entry;
@@ -110,7 +130,7 @@ impl Tlb {
             let list = if entry.global { &mut self.global } else { &mut self.local };
             if let Some(l) = list {
                 if l.len() < LISTED_MAX {
-                    l.push((ctx as usize * TLB_SIZE + slot) as u16);
+                    l.push((table * TLB_SIZE + slot) as u16);
                 } else {
                     *list = None;
                 }
@@ -184,8 +204,8 @@ impl Tlb {
         }
         let page = lin & !0xfff;
         let slot = Self::slot(lin);
-        for ctx in self.entries.iter_mut() {
-            let e = &mut ctx[slot];
+        for table in self.entries.iter_mut() {
+            let e = &mut table[slot];
             let hit = (e.read & !0xfff) == page || (e.write & !0xfff) == page || (e.exec & !0xfff) == page;
             if hit && (e.global || !global_only) {
                 *e = TlbEntry::EMPTY;
@@ -235,26 +255,29 @@ impl Default for Tlb {
 mod tests {
     use super::*;
 
-    fn entry(lin: u64, global: bool) -> TlbEntry {
-        TlbEntry { read: lin & !0xfff, write: lin & !0xfff, exec: TAG_INVALID, addend: 0, paddr: lin & !0xfff, global, pkey: NO_KEY }
+    /// A data entry, or a code entry in a code table.
+    fn entry(table: usize, lin: u64, global: bool) -> TlbEntry {
+        let page = lin & !0xfff;
+        let (data, code) = if table >= CTX_COUNT { (TAG_INVALID, page) } else { (page, TAG_INVALID) };
+        TlbEntry { read: data, write: data, exec: code, addend: 0, paddr: page, global, pkey: NO_KEY }
     }
 
     fn live(t: &Tlb) -> Vec<(usize, u64)> {
-        let all = t.entries.iter().enumerate().flat_map(|(c, ctx)| ctx.iter().map(move |e| (c, e)));
-        all.filter(|(_, e)| e.read != TAG_INVALID).map(|(c, e)| (c, e.read)).collect()
+        let all = t.entries.iter().enumerate().flat_map(|(c, table)| table.iter().map(move |e| (c, e)));
+        all.filter(|(_, e)| !is_empty(e)).map(|(c, e)| (c, e.read.min(e.exec))).collect()
     }
 
     /// Flushes through the list of filled slots do what a scan of every slot does, with few
-    /// entries and with more than the list holds.
+    /// entries and with more than the list holds, in data and code tables.
     #[test]
     fn flushes_reach_every_filled_slot() {
         for pages in [40u64, LISTED_MAX as u64 * 2] {
             let mut t = Tlb::new();
             for p in 0..pages {
-                let ctx = [Ctx::Supervisor, Ctx::User][p as usize % 2];
-                t.insert(ctx, (p << 12) | 0x123, entry(p << 12, p % 4 == 0));
+                let table = [Ctx::Supervisor as usize, Ctx::User as usize, code_table(Ctx::User)][p as usize % 3];
+                t.insert(table, (p << 12) | 0x123, entry(table, p << 12, p % 4 == 0));
             }
-            t.insert(Ctx::Supervisor, 0, entry(0, true)); // refilled: listed once
+            t.insert(0, 0, entry(0, 0, true)); // refilled: listed once
             let globals: Vec<_> = live(&t).into_iter().filter(|&(_, a)| (a >> 12) % 4 == 0).collect();
             for p in 0..pages {
                 t.protect_phys_page(p << 12);
@@ -262,7 +285,8 @@ mod tests {
             assert!(t.entries.iter().flatten().all(|e| e.write == TAG_INVALID || e.write & TAG_SLOW != 0));
             t.flush(true);
             assert_eq!(live(&t), globals, "{pages} pages: the global entries stay");
-            t.insert(Ctx::User, 0x7000_0000, entry(0x7000_0000, false));
+            let unused = code_table(Ctx::Supervisor);
+            t.insert(unused, 0x7000_0000, entry(unused, 0x7000_0000, false));
             t.flush(true);
             assert_eq!(live(&t), globals);
             t.flush(false);

@@ -288,7 +288,8 @@ impl Emit<'_, '_> {
         };
         let tlb = self.load_state(types::I64, l.tlb);
         let ctx = if self.spec.user { l.ctx_user } else { l.ctx_supervisor };
-        let table = self.b.ins().iadd_imm_s(tlb, (ctx as i64 * l.tlb_entry_size as i64) << l.tlb_bits);
+        let code_table = (ctx + l.code_tables) as i64;
+        let table = self.b.ins().iadd_imm_s(tlb, (code_table * l.tlb_entry_size as i64) << l.tlb_bits);
         let offset = self.tlb_slot_offset(lin);
         let entry = self.b.ins().iadd(table, offset);
         let tag = self.b.ins().load(types::I64, super::state_flags(), entry, l.tlb_exec);
