@@ -2,7 +2,7 @@
 //! changes to the code it emits can be measured without a guest's run-to-run noise.
 //!
 //!     FERRITE_JIT_RECORD=/tmp/blocks.txt ferrite ...           (records what a run compiles)
-//!     cargo bench -p ferrite-cpu --bench compile -- /tmp/blocks.txt [ROUNDS]
+//!     cargo bench -p ferrite-cpu --bench compile -- /tmp/blocks.txt [ROUNDS] [--quick]
 //!
 //! Prints the blocks, the Cranelift IR instructions per block, and microseconds of CPU time
 //! per block: the minimum and median over the rounds (default 5).
@@ -36,6 +36,8 @@ fn main() {
         eprintln!("usage: cargo bench -p ferrite-cpu --bench compile -- CORPUS [ROUNDS] (see the file's header)");
         std::process::exit(2);
     };
+    // `--quick`: the quick tier's compile (see `ferrite_jit::BlockSpec::quick`).
+    let quick = std::env::args().any(|a| a == "--quick");
     let rounds: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(5);
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         eprintln!("{path}: {e}");
@@ -48,7 +50,7 @@ fn main() {
         ir = 0;
         let start = thread_cpu_ns();
         for (n, b) in blocks.iter().enumerate() {
-            let spec = BlockSpec { insns: &b.insns, bitness: b.bitness, user: b.user, block: 0x1000 + n, chain: true, opaque: b.opaque, groups: b.groups };
+            let spec = BlockSpec { insns: &b.insns, bitness: b.bitness, user: b.user, block: 0x1000 + n, chain: true, opaque: b.opaque, groups: b.groups, quick, countdown: 0 };
             ir += translator.compile(&spec).map_or(0, |c| c.ir_insts as u64);
         }
         per_block.push((thread_cpu_ns() - start) as f64 / 1e3 / blocks.len() as f64);

@@ -27,7 +27,7 @@ use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{flags as rf, CpuState, Segment};
 use crate::{Attention, Cpu};
 use ferrite_jit::{
-    indirect_slot, BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, LinkCell, Service, Translator,
+    indirect_slot, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, LinkCell, Service, Translator,
     CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, GLOBAL_LINK, INDIRECT_TABLE_SLOTS, LOCAL_LINK,
 };
 use std::cell::{Cell, RefCell};
@@ -59,11 +59,23 @@ pub struct JitConfig {
     pub perf_map: bool,
     /// Link compiled blocks' direct exits to one another (see the module's notes).
     pub chain: bool,
+    /// Compile blocks in the quick tier first (see `ferrite_jit::BlockSpec::quick`), and
+    /// again at full speed after `promote_runs` runs of that code.
+    pub quick_first: bool,
+    pub promote_runs: u32,
 }
 
 impl Default for JitConfig {
     fn default() -> Self {
-        JitConfig { mode: JitMode::On, threshold: DEFAULT_THRESHOLD, cache_bytes: 256 << 20, perf_map: false, chain: true }
+        JitConfig {
+            mode: JitMode::On,
+            threshold: DEFAULT_THRESHOLD,
+            cache_bytes: 256 << 20,
+            perf_map: false,
+            chain: true,
+            quick_first: true,
+            promote_runs: DEFAULT_PROMOTE_RUNS,
+        }
     }
 }
 
@@ -75,14 +87,20 @@ impl Default for JitConfig {
 /// fork+exec 0.8-0.97x the time and no slower boot; 50 slowed init by 9% and grew RSS.
 const DEFAULT_THRESHOLD: u32 = 100;
 
+/// Runs of a block's quick code before it is compiled at full speed. The quick tier compiles
+/// in two thirds of the time, which shortens the backlog of a boot or of fork+exec (code
+/// that runs hundreds of times); code that runs this often pays for a second compile.
+const DEFAULT_PROMOTE_RUNS: u32 = 50_000;
+
 /// A queued block that runs this many times the threshold before its code arrives is sent
 /// again as urgent (the compile thread takes urgent jobs first).
 const URGENT_FACTOR: u32 = 5;
 
 impl JitConfig {
     /// The default, adjusted by `FERRITE_JIT=off|on|always`, `FERRITE_JIT_THRESHOLD=N`,
-    /// `FERRITE_JIT_CHAIN=0` and `FERRITE_PERF_MAP=1` (so test suites and benchmarks can
-    /// switch tiers without options).
+    /// `FERRITE_JIT_CHAIN=0`, `FERRITE_JIT_QUICK=0` (full speed at once) or `=N` (promote
+    /// after N runs) and `FERRITE_PERF_MAP=1` (so test suites and benchmarks can switch
+    /// tiers without options).
     pub fn from_env() -> Self {
         let mut c = JitConfig::default();
         if let Ok(v) = std::env::var("FERRITE_JIT") {
@@ -95,6 +113,10 @@ impl JitConfig {
         }
         c.perf_map = std::env::var("FERRITE_PERF_MAP").is_ok_and(|v| v == "1");
         c.chain = !std::env::var("FERRITE_JIT_CHAIN").is_ok_and(|v| v == "0");
+        if let Some(n) = std::env::var("FERRITE_JIT_QUICK").ok().and_then(|v| v.parse::<u32>().ok()) {
+            c.quick_first = n != 0;
+            c.promote_runs = n.max(1);
+        }
         c
     }
 }
@@ -138,6 +160,11 @@ pub(crate) struct BlockTier {
     pub retired: Cell<bool>,
     /// Compiled again with a probe per access (see `ungroup`).
     pub ungrouped: Cell<bool>,
+    /// Runs left for the quick tier's code (see `ferrite_jit::BlockSpec::countdown`), which
+    /// decrements it in place.
+    pub countdown: Cell<u32>,
+    /// Sent back to be compiled at full speed (see `promote`).
+    pub promoted: Cell<bool>,
     /// Made when the block is first compiled: most blocks never are.
     chain: std::cell::OnceCell<Box<Chain>>,
 }
@@ -268,6 +295,20 @@ impl BlockTier {
         true
     }
 
+    /// Sends the block's quick code back, to be compiled at full speed: its countdown ran
+    /// out. Like `ungroup`, the interpreter runs it until then, and it is queued at its next
+    /// run, urgently.
+    pub fn promote(&self, graveyard: &mut Vec<Rc<Block>>, threshold: u32) -> bool {
+        if self.promoted.get() || !matches!(self.slot.get(), JitSlot::Compiled { .. }) {
+            return false;
+        }
+        self.promoted.set(true);
+        self.unlink(graveyard);
+        self.slot.set(JitSlot::Cold);
+        self.hits.set(threshold.saturating_sub(1));
+        true
+    }
+
     /// The block left the cache.
     pub fn retire(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.retired.set(true);
@@ -382,6 +423,8 @@ pub struct JitStats {
     pub fills_failed: u64,
     /// Blocks sent back to be compiled with a probe per access (see `BlockTier::ungroup`).
     pub ungrouped: u64,
+    /// Blocks sent back from the quick tier to be compiled at full speed.
+    pub promoted: u64,
     /// The rest, by what the CPU finds afterwards: the budget spent, the attention word's
     /// kick, INTR line (with RFLAGS.IF set) or code change, else an instruction that ended
     /// its block (a mode change, a string instruction not finished, a bus without an INTR
@@ -504,8 +547,8 @@ impl Tier {
             );
             eprintln!("ferrite: jit: links made {:?} (taken, next, inner..., indirect)", s.links);
             eprintln!(
-                "ferrite: jit: TLB fills for compiled code: {} done, {} left to the interpreter; {} blocks compiled again with a probe per access",
-                s.fills, s.fills_failed, s.ungrouped
+                "ferrite: jit: TLB fills for compiled code: {} done, {} left to the interpreter; {} blocks compiled again with a probe per access, {} at full speed after the quick tier",
+                s.fills, s.fills_failed, s.ungrouped, s.promoted
             );
             eprintln!(
                 "ferrite: jit: {} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling)",
@@ -810,6 +853,9 @@ impl Cpu {
     }
 
     fn job(&self, block: &Rc<Block>, user: bool) -> Job {
+        let quick = self.tier.config.quick_first && !block.tier.promoted.get();
+        // Code at full speed never counts: its count stays where no run of it meets zero.
+        block.tier.countdown.set(if quick { self.tier.config.promote_runs } else { u32::MAX });
         Job {
             serial: block.tier.serial,
             epoch: self.tier.epoch,
@@ -822,6 +868,8 @@ impl Cpu {
             // instruction a CPU without the feature runs instead).
             opaque: block.insns.iter().enumerate().filter(|(_, d)| !self.model.allows(&d.insn)).fold(0, |m, (i, _)| m | 1 << i),
             groups: !block.tier.ungrouped.get(),
+            quick,
+            countdown: if quick { block.tier.countdown.as_ptr() as usize } else { 0 },
         }
     }
 
@@ -853,8 +901,7 @@ impl Cpu {
         let job = self.job(block, user);
         let start = ferrite_jit::thread_cpu_ns();
         let t = self.tier.local.as_mut().expect("created above");
-        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user, block: job.block, chain: job.chain, opaque: job.opaque, groups: job.groups };
-        let result = t.compile(&spec);
+        let result = t.compile(&job.spec());
         let total = t.code_bytes();
         let ns = ferrite_jit::thread_cpu_ns().saturating_sub(start);
         self.record(block, user, &job, result, ns, total);
@@ -876,7 +923,8 @@ impl Cpu {
         let job = self.job(block, user);
         block.tier.slot.set(JitSlot::Queued);
         self.code.jit_queued.insert(block.tier.serial, Rc::downgrade(block));
-        self.tier.service.as_ref().expect("started above").submit(job, false);
+        let urgent = block.tier.promoted.get();
+        self.tier.service.as_ref().expect("started above").submit(job, urgent);
     }
 
     /// Takes finished blocks from the compile thread.
@@ -1013,10 +1061,20 @@ impl Cpu {
         if frame.fault.is_some() {
             self.tier.stats.fault_returns += 1;
         } else if frame.side_exit != 0 {
-            self.tier.stats.side_exits += 1;
             // SAFETY: the block that left ran in this chain, so it was alive then, and
             // blocks dropped since wait in the graveyard until the next `run_block`.
             let left = unsafe { &*frame.block };
+            // The quick code's countdown ran out (code at full speed keeps its count at
+            // u32::MAX, so only then is it zero after a side exit).
+            if left.tier.countdown.get() == 0 {
+                if left.tier.promote(&mut self.code.graveyard, self.tier.config.threshold) {
+                    self.tier.stats.promoted += 1;
+                } else {
+                    left.tier.countdown.set(self.tier.config.promote_runs);
+                }
+            } else {
+                self.tier.stats.side_exits += 1;
+            }
             if frame.fill_crossed_page && left.tier.ungroup(&mut self.code.graveyard) {
                 self.tier.stats.ungrouped += 1;
             }

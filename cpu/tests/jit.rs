@@ -1299,3 +1299,46 @@ fn interpreted_instructions_between_native_ones_keep_or_refresh_registers_and_fl
     });
     assert_eq!(on.gpr(13), 50);
 }
+
+/// A loop (compiled as one block) and a block outside it run their quick-tier code until its
+/// count runs out, then are compiled again at full speed: both tiers, and the run that
+/// crosses from one to the other, leave what the interpreter leaves. Also with the compile
+/// thread (`jit=on`), where the interpreter runs a promoted block until its new code arrives.
+#[test]
+fn blocks_move_from_the_quick_tier_to_full_speed_with_the_same_results() {
+    let run = |config: JitConfig| {
+        let mut v = Vm::new(Mode::Long);
+        v.cpu.set_jit(config);
+        v.budget = CHAINING;
+        v.preset(&[(RSI, DATA), (RAX, 0x1234_5678_9abc_def0)], 0);
+        v.write(DATA, &0x0f0f_1234_5555_aaaau64.to_le_bytes());
+        v.code(|a| {
+            let (mut outer, mut inner) = (a.create_label(), a.create_label());
+            a.mov(r8d, 200)?;
+            a.set_label(&mut outer)?;
+            a.mov(ecx, 50)?;
+            a.set_label(&mut inner)?;
+            a.add(rax, qword_ptr(rsi))?;
+            a.add(qword_ptr(rsi + 8), rcx)?;
+            a.rol(rax, 3)?;
+            a.dec(ecx)?;
+            a.jnz(inner)?;
+            a.xor(rbx, rax)?;
+            a.dec(r8d)?;
+            a.jnz(outer)
+        });
+        v.finish();
+        v
+    };
+    let off = run(JitConfig { mode: JitMode::Off, ..JitConfig::default() });
+    for mode in [JitMode::Always, JitMode::On] {
+        let quick = JitConfig { mode, threshold: 10, promote_runs: 100, ..JitConfig::default() };
+        let v = run(quick);
+        same_machine(&off, &v);
+        // With the compile thread, how much runs compiled depends on its pace.
+        if mode == JitMode::Always {
+            let stats = v.cpu.jit_stats();
+            assert!(stats.promoted >= 2, "{stats:?}");
+        }
+    }
+}

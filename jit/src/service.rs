@@ -25,6 +25,17 @@ pub struct Job {
     pub opaque: u64,
     /// As in [`BlockSpec`]: a block is compiled at most once with and once without.
     pub groups: bool,
+    /// As in [`BlockSpec`]: a block is compiled at most once quick and once at full speed.
+    pub quick: bool,
+    pub countdown: usize,
+}
+
+impl Job {
+    /// What the translator compiles for the job.
+    pub fn spec(&self) -> BlockSpec<'_> {
+        let j = self;
+        BlockSpec { insns: &j.insns, bitness: j.bitness, user: j.user, block: j.block, chain: j.chain, opaque: j.opaque, groups: j.groups, quick: j.quick, countdown: j.countdown }
+    }
 }
 
 pub struct Done {
@@ -122,9 +133,9 @@ impl Service {
 /// The compile thread's state.
 struct Worker {
     translator: Translator,
-    /// Serials (and `Job::groups`) compiled in this epoch: the second copy of a job sent
-    /// twice is dropped.
-    compiled: HashSet<(u64, bool)>,
+    /// Serials (with `Job::groups` and `Job::quick`) compiled in this epoch: the second copy
+    /// of a job sent twice is dropped.
+    compiled: HashSet<(u64, bool, bool)>,
     /// Resets done so far (the vCPU's epoch counts them too).
     epoch: u64,
     /// Where every job goes as it is compiled, with `FERRITE_JIT_RECORD=file`.
@@ -162,14 +173,14 @@ impl Corpus {
 impl Worker {
     /// Compiles a job of the current epoch; false once the vCPU side is gone.
     fn compile(&mut self, job: Job, done: &Sender<Done>) -> bool {
-        if !self.compiled.insert((job.serial, job.groups)) {
+        if !self.compiled.insert((job.serial, job.groups, job.quick)) {
             return true;
         }
         if let Some(corpus) = &mut self.corpus {
             corpus.record(&job);
         }
         let start = thread_cpu_ns();
-        let spec = BlockSpec { insns: &job.insns, bitness: job.bitness, user: job.user, block: job.block, chain: job.chain, opaque: job.opaque, groups: job.groups };
+        let spec = job.spec();
         let result = self.translator.compile(&spec);
         let d = Done {
             serial: job.serial,

@@ -37,6 +37,13 @@ pub struct BlockSpec<'a> {
     /// Whether accesses at one base may share a probe (see `emit::mem::ProbeGroup`); a
     /// block whose group met a page boundary is compiled again without.
     pub groups: bool,
+    /// The quick tier: compiled without Cranelift's optimizations (a third less compile
+    /// time, slower code), and counting its runs down at `countdown` (see below).
+    pub quick: bool,
+    /// With `quick`: the address of a `u32` the block decrements on every run (a loop's
+    /// every round); at zero it leaves before its first instruction, each run, until the
+    /// CPU compiles it again at full speed.
+    pub countdown: usize,
 }
 
 /// A compiled block.
@@ -67,6 +74,8 @@ pub struct Translator {
     perf: Option<PerfMap>,
     /// The module's link symbols and landings.
     links: Links,
+    /// The ISA at `opt_level=none`, for the quick tier.
+    quick_isa: cranelift_codegen::isa::OwnedTargetIsa,
 }
 
 /// Room for the code of one block past a module's budget (the CPU flushes the cache only once
@@ -75,18 +84,7 @@ const ARENA_SLACK: usize = 64 << 20;
 
 /// A module whose code goes to a dense arena of `code_bytes` plus slack (see `arena`).
 pub(crate) fn new_module(code_bytes: usize) -> Result<JITModule, JitError> {
-    let mut flags = settings::builder();
-    // Latency over peak code quality: blocks are small and compiled while the guest runs.
-    let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| JitError::Isa(e.to_string()));
-    set(&mut flags, "opt_level", "speed")?;
-    set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
-    set(&mut flags, "is_pic", "false")?;
-    // Cranelift's tail calls (block chaining) rely on frame pointers.
-    set(&mut flags, "preserve_frame_pointers", "true")?;
-    let isa = cranelift_native::builder()
-        .map_err(|e| JitError::Isa(e.to_string()))?
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| JitError::Isa(e.to_string()))?;
+    let isa = new_isa("speed")?;
     let arena = CodeArena::new(code_bytes.saturating_add(ARENA_SLACK)).map_err(|e| JitError::Isa(format!("no memory for code: {e}")))?;
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     builder.memory_provider(Box::new(arena));
@@ -95,6 +93,21 @@ pub(crate) fn new_module(code_bytes: usize) -> Result<JITModule, JitError> {
         builder.symbol(link_symbol(cell, field), std::ptr::null());
     }
     Ok(JITModule::new(builder))
+}
+
+/// The host's ISA at Cranelift's `opt_level` (`speed`: the module's; `none`: the quick tier's).
+fn new_isa(opt_level: &str) -> Result<cranelift_codegen::isa::OwnedTargetIsa, JitError> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| JitError::Isa(e.to_string()));
+    set(&mut flags, "opt_level", opt_level)?;
+    set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+    set(&mut flags, "is_pic", "false")?;
+    // Cranelift's tail calls (block chaining) rely on frame pointers.
+    set(&mut flags, "preserve_frame_pointers", "true")?;
+    cranelift_native::builder()
+        .map_err(|e| JitError::Isa(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| JitError::Isa(e.to_string()))
 }
 
 fn link_fields() -> impl Iterator<Item = (usize, usize)> {
@@ -168,7 +181,8 @@ impl Translator {
         let links = declare_links(&mut module, &layout, &mut fctx)?;
         let ctx = module.make_context();
         let perf = if perf_map { PerfMap::open().ok() } else { None };
-        Ok(Translator { layout, code_bytes_max: code_bytes, module: Some(module), ctx, fctx, code_bytes: 0, perf, links })
+        let quick_isa = new_isa("none")?;
+        Ok(Translator { layout, code_bytes_max: code_bytes, module: Some(module), ctx, fctx, code_bytes: 0, perf, links, quick_isa })
     }
 
     /// Host code bytes held since the last reset.
@@ -210,7 +224,18 @@ impl Translator {
         let dump = dump_wanted(rip);
         self.ctx.set_disasm(dump);
         let id = module.declare_anonymous_function(&self.ctx.func.signature).map_err(|e| err(&e))?;
-        module.define_function(id, &mut self.ctx).map_err(|e| err(&e))?;
+        if spec.quick {
+            // `define_function` compiles for the module's ISA: compile for the other one,
+            // then hand the module the code and its relocations as it would.
+            self.ctx.compile(&*self.quick_isa, &mut Default::default()).map_err(|e| err(&format!("{:?}", e.inner)))?;
+            let code = self.ctx.compiled_code().expect("just compiled");
+            let align = (code.buffer.alignment as u64).max(self.quick_isa.function_alignment().minimum as u64).max(self.quick_isa.symbol_alignment());
+            let relocs: Vec<_> = code.buffer.relocs().iter().map(|r| cranelift_module::ModuleReloc::from_mach_reloc(r, &self.ctx.func, id)).collect();
+            let bytes = code.code_buffer().to_vec();
+            module.define_function_bytes(id, align, &bytes, &relocs).map_err(|e| err(&e))?;
+        } else {
+            module.define_function(id, &mut self.ctx).map_err(|e| err(&e))?;
+        }
         let code_bytes = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
         let offsets = link_offsets(&self.ctx, &self.links).map_err(|m| err(&m))?;
         if dump {

@@ -253,6 +253,20 @@ impl Emit<'_, '_> {
         let runs = self.load_frame(f.runs);
         let runs = self.b.ins().iadd_imm_s(runs, 1);
         self.store_frame(runs, f.runs);
+        if self.spec.quick && self.spec.countdown != 0 {
+            self.count_down();
+        }
+    }
+
+    /// The quick tier's run count (see `BlockSpec::countdown`): at zero, the block leaves
+    /// before its first instruction (a side exit, which stores what a loop's earlier rounds
+    /// left in variables), and the CPU sees the zero.
+    fn count_down(&mut self) {
+        let at = self.iconst(self.spec.countdown as u64);
+        let left = self.b.ins().load(types::I32, MemFlagsData::trusted(), at, 0);
+        let left = self.b.ins().iadd_imm_s(left, -1);
+        self.b.ins().store(MemFlagsData::trusted(), left, at, 0);
+        self.guard(0, left);
     }
 
     /// Names this block in the frame, for whatever the CPU does next with it (the interpreter
