@@ -66,8 +66,7 @@ type Emitter<'a> = &'a dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>;
 /// three machines match and that chaining ran; returns the chained one.
 fn far_jump_rounds(setup: Emitter, between: &[Emitter], prepare: impl Fn(&mut Vm)) -> Vm {
     let (_, chained) = three_ways(|mode, budget| {
-        let mut v = vm(mode);
-        v.budget = budget;
+        let mut v = vm_in(mode, budget);
         let mut a = CodeAssembler::new(64).unwrap();
         let (mut top, mut back) = (a.create_label(), a.create_label());
         let mut build = || -> Result<(), IcedError> {
@@ -209,8 +208,7 @@ fn links_to_another_page_hold_in_every_address_space_that_maps_it_alike() {
     // has filled the TLB again, the links made in the first round hold: they are not made
     // again in every round (16 links per round).
     let (_, chained) = three_ways(|mode, budget| {
-        let mut v = vm(mode);
-        v.budget = budget;
+        let mut v = vm_in(mode, budget);
         let mut a = CodeAssembler::new(64).unwrap();
         let (mut round, mut top) = (a.create_label(), a.create_label());
         let mut backs: Vec<CodeLabel> = (0..8).map(|_| a.create_label()).collect();
@@ -312,8 +310,7 @@ fn run_into_a_remapped_page(global: bool) {
     const ONE: u64 = CODE + 0x4000;
     const MANY: u64 = ONE + 0x100;
     let (off, chained) = three_ways(|mode, budget| {
-        let mut v = vm(mode);
-        v.budget = budget;
+        let mut v = vm_in(mode, budget);
         let mut a = CodeAssembler::new(64).unwrap();
         let mut top = a.create_label();
         let mut build = || -> Result<(), IcedError> {
@@ -570,8 +567,7 @@ fn a_data_access_sharing_a_code_pages_tlb_slot_leaves_its_links_alone() {
     // the read does not miss again (as one table, each run filled both and relinked the jump).
     const ALIAS: u64 = 4 << 20;
     let (_, chained) = three_ways(|mode, budget| {
-        let mut v = vm(mode);
-        v.budget = budget;
+        let mut v = vm_in(mode, budget);
         v.write(PD + 16, &0x87u64.to_le_bytes());
         let mut a = CodeAssembler::new(64).unwrap();
         let (mut top, mut back) = (a.create_label(), a.create_label());

@@ -17,8 +17,19 @@ pub fn vm(mode: JitMode) -> Vm {
 /// Run-loop budget that lets compiled blocks chain.
 pub const CHAINING: u64 = 100_000;
 
+/// `vm(mode)` with a run-loop budget. Runs of compiled code one block at a time use the
+/// translator's quick tier, chained ones its full-speed tier, so the ways (`THREE_WAYS`) hold
+/// both against the interpreter.
+pub fn vm_in(mode: JitMode, budget: u64) -> Vm {
+    let mut vm = vm(mode);
+    vm.budget = budget;
+    vm.cpu.set_jit(JitConfig { mode, quick_first: budget != CHAINING, ..JitConfig::default() });
+    vm
+}
+
 /// The JIT modes and run-loop budgets a program runs under to hold the translator against
-/// the interpreter: interpreted, compiled one block at a time, compiled with chaining.
+/// the interpreter: interpreted, compiled one block at a time (the quick tier, see `vm_in`),
+/// compiled with chaining (full speed).
 pub const THREE_WAYS: [(JitMode, u64); 3] = [(JitMode::Off, 64), (JitMode::Always, 64), (JitMode::Always, CHAINING)];
 
 /// Runs `run(mode, budget)` the three ways (see `THREE_WAYS`), checks that the machines
@@ -36,8 +47,7 @@ pub fn three_ways(run: impl FnMut(JitMode, u64) -> Vm) -> (Vm, Vm) {
 /// that compiled code did run.
 pub fn both(regs: &[(usize, u64)], code: impl Fn(&mut CodeAssembler) -> Result<(), IcedError>) -> Vm {
     let runs = THREE_WAYS.map(|(mode, budget)| {
-        let mut v = vm(mode);
-        v.budget = budget;
+        let mut v = vm_in(mode, budget);
         v.preset(regs, 0);
         v.code(&code);
         assert_eq!(v.run(), Stop::Done, "{mode:?}: rip={:#x}", v.cpu.state.rip);
