@@ -295,18 +295,14 @@ impl BlockTier {
         true
     }
 
-    /// Sends the block's quick code back, to be compiled at full speed: its countdown ran
-    /// out. Like `ungroup`, the interpreter runs it until then, and it is queued at its next
-    /// run, urgently.
-    pub fn promote(&self, graveyard: &mut Vec<Rc<Block>>, threshold: u32) -> bool {
-        if self.promoted.get() || !matches!(self.slot.get(), JitSlot::Compiled { .. }) {
-            return false;
+    /// Marks the block's quick code for a compile at full speed (its countdown ran out): the
+    /// privilege it was compiled for, or `None` if it is not compiled or was marked before.
+    pub fn promote(&self) -> Option<bool> {
+        let JitSlot::Compiled { user, .. } = self.slot.get() else { return None };
+        if self.promoted.replace(true) {
+            return None;
         }
-        self.promoted.set(true);
-        self.unlink(graveyard);
-        self.slot.set(JitSlot::Cold);
-        self.hits.set(threshold.saturating_sub(1));
-        true
+        Some(user)
     }
 
     /// The block left the cache.
@@ -923,8 +919,22 @@ impl Cpu {
         let job = self.job(block, user);
         block.tier.slot.set(JitSlot::Queued);
         self.code.jit_queued.insert(block.tier.serial, Rc::downgrade(block));
-        let urgent = block.tier.promoted.get();
-        self.tier.service.as_ref().expect("started above").submit(job, urgent);
+        self.tier.service.as_ref().expect("started above").submit(job, false);
+    }
+
+    /// Has `block`'s full-speed code compiled (see `BlockTier::promote`) while its quick
+    /// code goes on running: by the compile thread ahead of the queue (`record_done` swaps
+    /// the code), or now in `Always` mode.
+    fn promote(&mut self, block: &Rc<Block>, user: bool) {
+        if self.tier.config.mode == JitMode::Always {
+            self.compile_now(block, user);
+            return;
+        }
+        let job = self.job(block, user);
+        if let Some(service) = &self.tier.service {
+            self.code.jit_queued.insert(block.tier.serial, Rc::downgrade(block));
+            service.submit(job, true);
+        }
     }
 
     /// Takes finished blocks from the compile thread.
@@ -956,6 +966,10 @@ impl Cpu {
                 if block.tier.retired.get() {
                     s.drop_result(&done);
                 } else {
+                    if let JitSlot::Compiled { .. } = block.tier.slot.get() {
+                        // Full-speed code for quick code: what leads into the old goes.
+                        block.tier.unlink(&mut self.code.graveyard);
+                    }
                     block.tier.slot.set(JitSlot::Compiled { entry: c.entry, user: done.user });
                     block.tier.live_entry.set(c.entry);
                     block.tier.attach_code(&c);
@@ -1067,10 +1081,18 @@ impl Cpu {
             // The quick code's countdown ran out (code at full speed keeps its count at
             // u32::MAX, so only then is it zero after a side exit).
             if left.tier.countdown.get() == 0 {
-                if left.tier.promote(&mut self.code.graveyard, self.tier.config.threshold) {
-                    self.tier.stats.promoted += 1;
-                } else {
-                    left.tier.countdown.set(self.tier.config.promote_runs);
+                match left.tier.promote() {
+                    Some(user) => {
+                        self.tier.stats.promoted += 1;
+                        // SAFETY: `frame.block` is `Rc::as_ptr` of the block that left (see
+                        // `job`), alive as said above; the count taken here is the new `Rc`'s.
+                        let block = unsafe {
+                            Rc::increment_strong_count(frame.block);
+                            Rc::from_raw(frame.block)
+                        };
+                        self.promote(&block, user);
+                    }
+                    None => left.tier.countdown.set(self.tier.config.promote_runs),
                 }
             } else {
                 self.tier.stats.side_exits += 1;

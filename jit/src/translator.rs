@@ -41,8 +41,8 @@ pub struct BlockSpec<'a> {
     /// time, slower code), and counting its runs down at `countdown` (see below).
     pub quick: bool,
     /// With `quick`: the address of a `u32` the block decrements on every run (a loop's
-    /// every round); at zero it leaves before its first instruction, each run, until the
-    /// CPU compiles it again at full speed.
+    /// every round); at zero it leaves before its first instruction, and the CPU has it
+    /// compiled again at full speed (the count wraps, and the quick code runs on meanwhile).
     pub countdown: usize,
 }
 
