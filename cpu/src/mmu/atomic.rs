@@ -55,38 +55,25 @@ pub(crate) unsafe fn load(p: *const u8, size: u8) -> u64 {
 pub(crate) unsafe fn compare_exchange(p: *mut u8, size: u8, expected: u64, new: u64) -> Result<u64, u64> {
     let mask = crate::flags::size_mask(size);
     let (expected, new) = (expected & mask, new & mask);
-    let seen: u64;
+    // The accumulator holds `expected` in and, on failure, the memory value out. The byte and
+    // word forms write only AL/AX, over upper bits that are zero already (`expected` is
+    // masked); the dword form zero-extends into RAX.
+    let mut acc = expected;
     // SAFETY: the caller guarantees the bytes are writable host memory; `lock cmpxchg` takes
-    // any alignment on x86-64. The accumulator holds `expected` in and the memory value out
-    // (unchanged on success), sized to the operand: the zero-extension below widens it.
+    // any alignment on x86-64.
     unsafe {
         match size {
-            1 => {
-                let mut acc = expected as u8;
-                asm!("lock cmpxchg byte ptr [{p}], {new}", p = in(reg) p, new = in(reg_byte) new as u8,
-                     inout("al") acc, options(nostack));
-                seen = acc as u64;
-            }
-            2 => {
-                let mut acc = expected as u16;
-                asm!("lock cmpxchg word ptr [{p}], {new:x}", p = in(reg) p, new = in(reg) new as u16,
-                     inout("ax") acc, options(nostack));
-                seen = acc as u64;
-            }
-            4 => {
-                let mut acc = expected as u32;
-                asm!("lock cmpxchg dword ptr [{p}], {new:e}", p = in(reg) p, new = in(reg) new as u32,
-                     inout("eax") acc, options(nostack));
-                seen = acc as u64;
-            }
-            _ => {
-                let mut acc = expected;
-                asm!("lock cmpxchg qword ptr [{p}], {new}", p = in(reg) p, new = in(reg) new,
-                     inout("rax") acc, options(nostack));
-                seen = acc;
-            }
+            1 => asm!("lock cmpxchg byte ptr [{p}], {new}", p = in(reg) p, new = in(reg_byte) new as u8,
+                      inout("rax") acc, options(nostack)),
+            2 => asm!("lock cmpxchg word ptr [{p}], {new:x}", p = in(reg) p, new = in(reg) new,
+                      inout("rax") acc, options(nostack)),
+            4 => asm!("lock cmpxchg dword ptr [{p}], {new:e}", p = in(reg) p, new = in(reg) new,
+                      inout("rax") acc, options(nostack)),
+            _ => asm!("lock cmpxchg qword ptr [{p}], {new}", p = in(reg) p, new = in(reg) new,
+                      inout("rax") acc, options(nostack)),
         }
     }
+    let seen = acc;
     if seen == expected {
         Ok(seen)
     } else {
