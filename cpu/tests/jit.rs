@@ -9,7 +9,7 @@ mod jit_harness;
 use ferrite_cpu::state::reg::*;
 use ferrite_cpu::{JitConfig, JitMode};
 use iced_x86::code_asm::*;
-use iced_x86::IcedError;
+use iced_x86::{BlockEncoderOptions, IcedError};
 use int_harness::*;
 use jit_harness::*;
 
@@ -1341,4 +1341,44 @@ fn blocks_move_from_the_quick_tier_to_full_speed_with_the_same_results() {
             assert!(stats.promoted >= 2, "{stats:?}");
         }
     }
+}
+
+/// The page walker's accessed and dirty updates are writes like any other: a page table that
+/// shares its page with code (here the 8 bytes of a PTE are the immediate of a
+/// `mov rax, imm64`) changes that code, and the next run of it sees the new bytes, whether
+/// the interpreter or compiled code's TLB fill walked.
+#[test]
+fn accessed_and_dirty_updates_in_a_page_holding_code_reach_that_code() {
+    const PTE: u64 = DATA | 7;
+    // 4-6 MiB: a page table in the code page, whose entry 1 is the immediate at CODE + 8.
+    const ALIAS: u64 = (4 << 20) + 4096;
+    let (_, chained) = three_ways(|mode, budget| {
+        let mut v = vm_in(mode, budget);
+        v.preset(&[(RDX, DATA + 0x100)], 0);
+        let mut a = CodeAssembler::new(64).unwrap();
+        let (mut top, mut imm) = (a.create_label(), a.create_label());
+        let mut build = || -> Result<(), IcedError> {
+            a.mov(ecx, 2)?;
+            a.set_label(&mut top)?;
+            a.nop()?;
+            a.db(&[0x48, 0xb8])?; // mov rax, imm64
+            a.set_label(&mut imm)?;
+            a.dq(&[PTE])?;
+            a.mov(qword_ptr(rdx + rcx * 8), rax)?;
+            a.mov(r8, ALIAS)?;
+            a.mov(qword_ptr(r8), rcx)?;
+            a.dec(ecx)?;
+            a.jnz(top)
+        };
+        build().unwrap();
+        let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+        assert_eq!(r.label_ip(&imm).unwrap(), CODE + 8);
+        v.set_code(&r.inner.code_buffer);
+        v.write(PD + 16, &(CODE | 7).to_le_bytes());
+        v.finish();
+        v
+    });
+    // Round one read the PTE as written; its store through the PTE set A and D in it.
+    assert_eq!(chained.read(DATA + 0x100 + 16, 8), PTE.to_le_bytes());
+    assert_eq!(chained.read(DATA + 0x100 + 8, 8), (PTE | 0x60).to_le_bytes());
 }
