@@ -231,8 +231,7 @@ impl Translator {
             let code = self.ctx.compiled_code().expect("just compiled");
             let align = (code.buffer.alignment as u64).max(self.quick_isa.function_alignment().minimum as u64).max(self.quick_isa.symbol_alignment());
             let relocs: Vec<_> = code.buffer.relocs().iter().map(|r| cranelift_module::ModuleReloc::from_mach_reloc(r, &self.ctx.func, id)).collect();
-            let bytes = code.code_buffer().to_vec();
-            module.define_function_bytes(id, align, &bytes, &relocs).map_err(|e| err(&e))?;
+            module.define_function_bytes(id, align, code.code_buffer(), &relocs).map_err(|e| err(&e))?;
         } else {
             module.define_function(id, &mut self.ctx).map_err(|e| err(&e))?;
         }

@@ -21,7 +21,7 @@ pub const CHAINING: u64 = 100_000;
 /// translator's quick tier, chained ones its full-speed tier, so the ways (`THREE_WAYS`) hold
 /// both against the interpreter.
 pub fn vm_in(mode: JitMode, budget: u64) -> Vm {
-    let mut vm = vm(mode);
+    let mut vm = Vm::new(Mode::Long);
     vm.budget = budget;
     vm.cpu.set_jit(JitConfig { mode, quick_first: budget != CHAINING, ..JitConfig::default() });
     vm
