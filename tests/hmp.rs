@@ -1,5 +1,5 @@
 //! End to end, human-monitor commands on a Debian guest: `info mtree` and `info irq` in
-//! QEMU's layouts, `screendump` refused (ferrite has no display), and `sendkey
+//! QEMU's layouts, `info jit` (the translator's counters), `screendump` refused (ferrite has no display), and `sendkey
 //! ctrl-alt-delete`, which reaches Linux through the i8042 and its atkbd driver as the
 //! three-finger salute: the kernel restarts the machine ("reboot: Restarting system") and,
 //! under -no-reboot, ferrite exits 0.
@@ -47,6 +47,18 @@ fn sendkey_ctrl_alt_delete_reboots_linux_through_the_ps2_keyboard() {
     assert!(count(ioapic, " 4:").is_some_and(|n| n > 0), "the serial port's interrupts are not counted:\n{irq}");
     assert!(count(ioapic, " 1:").is_some_and(|n| n > 0), "the keyboard's interrupts (its probe) are not counted:\n{irq}");
     assert!(pic.lines().all(|l| l.len() > 4 && l.as_bytes()[2] == b':'), "{irq}");
+
+    // The JIT's counters, live: a booted kernel ran mostly compiled code (unless the
+    // environment turned the translator off).
+    let jit = monitor(&mon, "info jit");
+    println!("{jit}");
+    assert!(jit.starts_with("CPU#0\ntranslator "), "{jit}");
+    if !jit.contains("translator off") {
+        let compiled = jit.lines().find_map(|l| l.split_once(" blocks (")?.0.parse::<u64>().ok());
+        assert!(compiled.is_some_and(|n| n > 1000), "no blocks compiled:\n{jit}");
+        let share = jit.lines().find_map(|l| l.split_once("% in compiled code")?.0.rsplit_once(", ")?.1.parse::<f64>().ok());
+        assert!(share.is_some_and(|p| p > 50.0), "{jit}");
+    }
 
     let shot = dir.join("shot.ppm");
     assert_eq!(monitor(&mon, &format!("screendump {}", shot.display())), "Error: There is no console to take a screendump from\n");

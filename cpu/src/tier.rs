@@ -517,54 +517,65 @@ impl Tier {
             return;
         }
         self.reported = true;
+        for line in self.stats_text().lines() {
+            eprintln!("ferrite: jit: {line}");
+        }
+    }
+
+    /// The counters, a few lines of text (see `Cpu::jit_report`).
+    fn stats_text(&self) -> String {
+        use std::fmt::Write;
         let s = self.stats;
-        // (The count comes with `report_jit_stats`; CPUs dropped without it ran nothing.)
+        let mut o = String::new();
+        // (The count comes with `sync_jit_stats`; CPUs dropped without it ran nothing.)
         if s.all_insns > 0 {
-            eprintln!(
-                "ferrite: jit: {} instructions in all, {:.1}% in compiled code",
-                s.all_insns,
-                s.compiled_insns as f64 * 100.0 / s.all_insns as f64
-            );
+            let _ = writeln!(o, "{} instructions in all, {:.1}% in compiled code", s.all_insns, s.compiled_insns as f64 * 100.0 / s.all_insns as f64);
         }
-        if self.stats.blocks_compiled > 0 {
-            let s = self.stats;
-            eprintln!(
-                "ferrite: jit: {} blocks ({} guest instructions, {} native) compiled from {} IR instructions in {:.1} ms ({:.2} us per instruction), {} KiB of code, {} cache flushes, {} failures; {} compiled runs ({} chained) retired {} instructions",
-                s.blocks_compiled,
-                s.guest_insns_compiled,
-                s.native_insns,
-                s.ir_insts,
-                s.compile_ns as f64 / 1e6,
-                s.compile_ns as f64 / 1e3 / s.guest_insns_compiled.max(1) as f64,
-                s.code_bytes / 1024,
-                s.cache_flushes,
-                s.failures,
-                s.compiled_runs,
-                s.chained_runs,
-                s.compiled_insns
-            );
-            eprintln!("ferrite: jit: links made {:?} (taken, next, inner..., indirect)", s.links);
-            eprintln!(
-                "ferrite: jit: TLB fills for compiled code: {} done, {} left to the interpreter; {} blocks compiled again with a probe per access, {} at full speed after the quick tier",
-                s.fills, s.fills_failed, s.ungrouped, s.promoted
-            );
-            eprintln!(
-                "ferrite: jit: {} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling)",
-                s.blocks_decoded,
-                s.blocks_retired,
-                s.results_dropped,
-                s.dropped_ns as f64 / 1e6
-            );
-            eprintln!(
-                "ferrite: jit: chains returned {} times: unlinked exits {:?} (taken, next, inner..., indirect), {} faults, {} side exits, others {:?} (budget, kick, interrupt, code, block ended)",
-                s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.side_exits + s.other_returns.iter().sum::<u64>(),
-                s.unlinked_returns,
-                s.fault_returns,
-                s.side_exits,
-                s.other_returns
-            );
-            eprintln!("ferrite: jit: interpreted inside compiled code: {}", self.helped.top(16));
+        if s.blocks_compiled == 0 {
+            let _ = writeln!(o, "no block compiled; {} blocks decoded", s.blocks_decoded);
+            return o;
         }
+        let _ = writeln!(
+            o,
+            "{} blocks ({} guest instructions, {} native) compiled from {} IR instructions in {:.1} ms ({:.2} us per instruction), {} KiB of code, {} cache flushes, {} failures; {} compiled runs ({} chained) retired {} instructions",
+            s.blocks_compiled,
+            s.guest_insns_compiled,
+            s.native_insns,
+            s.ir_insts,
+            s.compile_ns as f64 / 1e6,
+            s.compile_ns as f64 / 1e3 / s.guest_insns_compiled.max(1) as f64,
+            s.code_bytes / 1024,
+            s.cache_flushes,
+            s.failures,
+            s.compiled_runs,
+            s.chained_runs,
+            s.compiled_insns
+        );
+        let _ = writeln!(o, "links made {:?} (taken, next, inner..., indirect)", s.links);
+        let _ = writeln!(
+            o,
+            "TLB fills for compiled code: {} done, {} left to the interpreter; {} blocks compiled again with a probe per access, {} at full speed after the quick tier",
+            s.fills, s.fills_failed, s.ungrouped, s.promoted
+        );
+        let _ = writeln!(
+            o,
+            "{} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling)",
+            s.blocks_decoded,
+            s.blocks_retired,
+            s.results_dropped,
+            s.dropped_ns as f64 / 1e6
+        );
+        let _ = writeln!(
+            o,
+            "chains returned {} times: unlinked exits {:?} (taken, next, inner..., indirect), {} faults, {} side exits, others {:?} (budget, kick, interrupt, code, block ended)",
+            s.unlinked_returns.iter().sum::<u64>() + s.fault_returns + s.side_exits + s.other_returns.iter().sum::<u64>(),
+            s.unlinked_returns,
+            s.fault_returns,
+            s.side_exits,
+            s.other_returns
+        );
+        let _ = writeln!(o, "interpreted inside compiled code: {}", self.helped.top(16));
+        o
     }
 }
 
@@ -799,10 +810,28 @@ impl Cpu {
 
     /// Prints the translator's counters to stderr if `FERRITE_JIT_STATS=1` (once).
     pub fn report_jit_stats(&mut self) {
+        self.sync_jit_stats();
+        self.tier.report();
+    }
+
+    /// The translator's counters so far, as `FERRITE_JIT_STATS=1` prints them at the end
+    /// (the monitor's `info jit`).
+    pub fn jit_report(&mut self) -> String {
+        self.sync_jit_stats();
+        let c = self.tier.config;
+        let mode = match c.mode {
+            JitMode::Off => "off (jit=off): the interpreter runs every block".to_string(),
+            JitMode::On => format!("on: blocks compile after {} runs", c.threshold),
+            JitMode::Always => "always: every block compiles before its first run".to_string(),
+        };
+        format!("translator {mode}\n{}", self.tier.stats_text())
+    }
+
+    /// Copies the counts the CPU and the code cache keep into the translator's counters.
+    fn sync_jit_stats(&mut self) {
         self.tier.stats.all_insns = self.instructions;
         self.tier.stats.blocks_decoded = self.code.decoded;
         self.tier.stats.blocks_retired = self.code.retired;
-        self.tier.report();
     }
 
     /// The compiled entry of `block` if it may run now: compiled for this privilege level,

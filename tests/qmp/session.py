@@ -51,7 +51,7 @@ async def main(qmp_path, raw_path, pid):
     names = {c["name"] for c in await q.execute("query-commands")}
     wanted = {"qmp_capabilities", "query-status", "query-version", "query-cpus-fast", "query-block", "query-migrate",
               "stop", "cont", "system_reset", "system_powerdown", "quit", "human-monitor-command",
-              "snapshot-save", "snapshot-load", "snapshot-delete", "query-jobs", "job-dismiss", "migrate-incoming", "send-key"}
+              "snapshot-save", "snapshot-load", "snapshot-delete", "query-jobs", "job-dismiss", "migrate-incoming", "send-key", "x-query-jit"}
     check(wanted <= names, f"query-commands lists {sorted(wanted - names) or 'every command asked for'}")
 
     status = await q.execute("query-status")
@@ -79,6 +79,11 @@ async def main(qmp_path, raw_path, pid):
           "info pci lists the i440FX and the e1000 with its BARs")
     net = await q.execute("human-monitor-command", {"command-line": "info network"})
     check("model=e1000,macaddr=52:54:00:12:34:56" in net and "type=user" in net, f"info network: {net.strip()!r}")
+    jit = (await q.execute("x-query-jit"))["human-readable-text"]
+    check(jit.startswith("CPU#0\ntranslator ") and "\nCPU#1\ntranslator " in jit and re.search(r"^\d+ instructions in all", jit, re.M),
+          f"x-query-jit: both vCPUs' translator counters: {jit[:200]!r}")
+    hmp_jit = await q.execute("human-monitor-command", {"command-line": "info jit"})
+    check(hmp_jit == jit, "info jit says what x-query-jit does, and a paused VM's counters stand still")
     mem = await q.execute("human-monitor-command", {"command-line": "xp /2xw 0x7000"})
     check(re.fullmatch(r"0000000000007000: 0x[0-9a-f]{8} 0x[0-9a-f]{8}\s*", mem) is not None, f"xp reads RAM: {mem.strip()!r}")
     resume = asyncio.ensure_future(next_event(q, "RESUME"))

@@ -1,4 +1,4 @@
-//! `info pci`, `info network` and `info irq`, in QEMU's layout.
+//! `info pci`, `info network` and `info irq`, in QEMU's layout, and `info jit`.
 
 use crate::config::NicModel;
 use crate::pc::interrupts::lock;
@@ -85,5 +85,13 @@ impl Machine {
     pub(crate) fn info_irq(&self) -> String {
         let ic = lock(&self.board.irq.intc);
         ic.ioapic_stats.report("ioapic") + &ic.pic_stats.report("isa-i8259")
+    }
+
+    /// `info jit`: each vCPU's translator counters (QEMU answers as below under KVM).
+    pub(crate) fn info_jit(&mut self) -> String {
+        if self.vcpus.iter().any(|v| v.kvm_vm().is_some()) {
+            return "JIT information is only available with accel=tcg\n".into();
+        }
+        self.vcpus.iter_mut().enumerate().map(|(i, v)| format!("CPU#{i}\n{}", v.cpu.jit_report())).collect()
     }
 }

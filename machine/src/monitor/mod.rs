@@ -32,6 +32,7 @@ gva2gpa addr -- print the guest physical address of a guest virtual address
 info balloon -- the balloon's actual size (and guest statistics)
 info block -- the block devices
 info irq -- interrupt counts per interrupt controller input
+info jit -- the translator's counters per CPU (TCG)
 info mtree -- the memory and I/O regions
 info network -- the network cards and their backends
 info pci -- the PCI functions, their interrupts and BARs
@@ -171,6 +172,7 @@ impl MonitorTargets {
             ["info", "snapshots"] => self.job(|m| m.info_snapshots()),
             ["info", "mtree"] => self.job(|m| m.info_mtree()),
             ["info", "irq"] => self.job(|m| m.info_irq()),
+            ["info", "jit"] => self.job(|m| m.info_jit()),
             ["info", "block"] => self.job(|m| m.block_devices().iter().map(|b| b.to_text()).collect()),
             ["info", "cpus"] => self.job(|m| m.info_cpus()),
             ["info", "registers" | "reg"] => self.job(|m| m.info_registers_of(m.monitor_cpu)),

@@ -52,6 +52,8 @@ const COMMANDS: &[(&str, &[Param], Handler)] = &[
         t.control.call(|m| m.quit("host-qmp-quit"))?;
         Ok(json!({}))
     }),
+    // QEMU's HumanReadableText: the text `info jit` prints.
+    ("x-query-jit", &[], |t, _| Ok(json!({"human-readable-text": t.control.call(Machine::info_jit)?}))),
     ("human-monitor-command", &[("command-line", Kind::Str, true), ("cpu-index", Kind::Int, false)], human_monitor_command),
     ("balloon", &[("value", Kind::Int, true)], balloon),
     ("query-balloon", &[], query_balloon),
