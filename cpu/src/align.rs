@@ -10,7 +10,7 @@
 //! `guest_access` and `check_alignment`; the fast path costs nothing more.
 
 use crate::exception::{vector, Fault, Result};
-use crate::mmu::{Ctx, TlbEntry};
+use crate::mmu::Ctx;
 use crate::state::{cr0, flags};
 use crate::Cpu;
 
@@ -31,9 +31,7 @@ impl Cpu {
         self.dbg.ac = on;
         self.update_debug_modes();
         self.catch_up_code();
-        for e in self.tlb.entries[Ctx::User as usize].iter_mut() {
-            *e = TlbEntry::EMPTY;
-        }
+        self.tlb.clear_table(Ctx::User as usize);
     }
 
     /// #AC(0) for a misaligned access of `size` bytes (a word on an odd address, a

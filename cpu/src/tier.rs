@@ -416,8 +416,10 @@ pub struct JitStats {
     pub fault_returns: u64,
     /// Side exits: an access the inline TLB probe could not serve (the interpreter ran it).
     pub side_exits: u64,
-    /// TLB fills compiled code asked for: done, and not possible (a side exit follows).
+    /// TLB fills compiled code asked for: done by a page walk, answered by a slot's victim
+    /// (see `mmu::tlb::victim_table`), and not possible (a side exit follows).
     pub fills: u64,
+    pub victim_fills: u64,
     pub fills_failed: u64,
     /// Blocks sent back to be compiled with a probe per access (see `BlockTier::ungroup`).
     pub ungrouped: u64,
@@ -554,8 +556,8 @@ impl Tier {
         let _ = writeln!(o, "links made {:?} (taken, next, inner..., indirect)", s.links);
         let _ = writeln!(
             o,
-            "TLB fills for compiled code: {} done, {} left to the interpreter; {} blocks compiled again with a probe per access, {} at full speed after the quick tier",
-            s.fills, s.fills_failed, s.ungrouped, s.promoted
+            "TLB fills for compiled code: {} done, {} from a slot's victim, {} left to the interpreter; {} blocks compiled again with a probe per access, {} at full speed after the quick tier",
+            s.fills, s.victim_fills, s.fills_failed, s.ungrouped, s.promoted
         );
         let _ = writeln!(
             o,
@@ -705,10 +707,16 @@ extern "C" fn jit_tlb_fill(frame: *mut Frame<'_>, lin: u64, request: u64) {
     // Unlike `jit_exec`, the host MXCSR (the guest's while compiled code runs) is left as it
     // is: no floating point runs here.
     let (size, read, write) = ferrite_jit::parse_fill_request(request);
+    let victim_hits = cpu.tlb.victim_hits;
     let ok = cpu.fill_for_compiled(bus, lin, size, read, write);
     f.fill_crossed_page |= !ok && (lin & 0xfff) + size as u64 > 4096;
+    let from_victim = cpu.tlb.victim_hits != victim_hits;
     let s = &mut cpu.tier.stats;
-    if ok { s.fills += 1 } else { s.fills_failed += 1 }
+    match (ok, from_victim) {
+        (true, false) => s.fills += 1,
+        (true, true) => s.victim_fills += 1,
+        (false, _) => s.fills_failed += 1,
+    }
     f.fill_ok = ok as u64;
 }
 

@@ -598,3 +598,38 @@ fn a_data_access_sharing_a_code_pages_tlb_slot_leaves_its_links_alone() {
     assert!(stats.chained_runs > 1000, "{stats:?}");
     assert!(stats.links[EXIT_TAKEN] < 10 && stats.fills < 10, "{stats:?}");
 }
+
+#[test]
+fn two_data_pages_sharing_a_tlb_slot_trade_places_without_page_walks() {
+    // A loop reads a qword at DATA and one 4 MiB above (the alias of `ALIAS`), whose pages
+    // share a TLB slot, and increments a third through the alias: each access misses the
+    // slot the other just took. The evicted entry waits as the slot's victim and comes back
+    // without a walk; the results are the interpreter's.
+    const ALIAS: u64 = 4 << 20;
+    let (_, chained) = three_ways(|mode, budget| {
+        let mut v = vm_in(mode, budget);
+        v.write(PD + 16, &0x87u64.to_le_bytes());
+        let mut a = CodeAssembler::new(64).unwrap();
+        let mut top = a.create_label();
+        let mut build = || -> Result<(), IcedError> {
+            a.mov(ecx, 1000)?;
+            a.set_label(&mut top)?;
+            a.add(rbx, qword_ptr(DATA + 0x100))?;
+            a.add(rbx, qword_ptr(ALIAS + DATA + 0x108))?;
+            a.inc(qword_ptr(ALIAS + DATA + 0x110))?;
+            a.dec(ecx)?;
+            a.jnz(top)?;
+            a.nop()
+        };
+        build().unwrap();
+        v.set_code(&a.assemble(CODE).unwrap());
+        v.write(DATA + 0x100, &3u64.to_le_bytes());
+        v.write(DATA + 0x108, &5u64.to_le_bytes());
+        v.finish();
+        v
+    });
+    assert_eq!(chained.gpr(RBX), 8 * 1000);
+    assert_eq!(chained.read(DATA + 0x110, 8), 1000u64.to_le_bytes());
+    let stats = chained.cpu.jit_stats();
+    assert!(stats.fills < 10 && stats.victim_fills > 1000, "{stats:?}");
+}

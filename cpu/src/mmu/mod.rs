@@ -95,6 +95,9 @@ impl Cpu {
 
     /// Fills the TLB slot of `lin` for `ctx`, checking that `access` is allowed.
     fn tlb_fill(&mut self, bus: &mut dyn CpuBus, lin: u64, access: Access, ctx: Ctx) -> Result<TlbEntry> {
+        if let Some(e) = self.tlb.swap_in_victim(tlb::table_for(ctx, access), lin, access) {
+            return Ok(e);
+        }
         let t = self.translate(bus, lin, access, ctx)?;
         let who = Privilege { user: ctx == Ctx::User, ac: ctx == Ctx::SupervisorAc };
         let page = lin & !0xfff;
