@@ -2,8 +2,8 @@
 //! privilege context for data accesses and another per context for instruction fetch (see
 //! `code_table`). Laid out (`repr(C)`) so generated code can probe it inline:
 //! `entry = tlb.entries[ctx][(lin >> 12) & MASK]; if entry.read == lin & !0xfff { host = entry.addend + lin }`.
-//! Each slot has a victim: the entry a fill evicts moves there, and a miss that finds its
-//! page there swaps the two back without a page walk (see `victim_table`).
+//! Each table keeps the last few entries fills evicted (see `VICTIMS`): a miss that finds
+//! its page there swaps it back without a page walk.
 
 use super::paging::Access;
 
@@ -40,14 +40,14 @@ pub const fn code_table(ctx: Ctx) -> usize {
     CTX_COUNT + ctx as usize
 }
 
-/// The table of the victims of table `table`'s slots (slot for slot): a pair of pages whose
-/// slots coincide (pages a multiple of 4 MiB apart) then costs a swap per alternation
-/// instead of a page walk. Seen on `scripts/bench`'s float loop in about one boot in ten
-/// (ASLR decides): 12M fills instead of 4-10K, and the phase 60% slower. The inline probe
-/// reads the main tables only, so the victims cost compiled code nothing.
-pub const fn victim_table(table: usize) -> usize {
-    TABLE_COUNT + table
-}
+/// Entries a table keeps of those its fills evicted, the oldest replaced first: pages whose
+/// slots coincide (a multiple of 4 MiB apart) then cost a swap per alternation instead of a
+/// page walk. Seen on `scripts/bench`'s float loop in about one boot in ten (ASLR decides):
+/// 12M walks instead of 4-10K, and the phase 60% slower; a fork+exec loop's walks for
+/// compiled code fell from 120-200K to 17-25K. The inline probe reads the main table only,
+/// so the victims cost compiled code nothing; a few per table keep a parked PCID's table
+/// (see `pcid`) no larger.
+pub const VICTIMS: usize = 8;
 
 /// The table holding the tag of `access` in `ctx`.
 #[inline(always)]
@@ -100,9 +100,11 @@ type SlotList = Option<Vec<u16>>;
 
 #[repr(C)]
 pub struct Tlb {
-    /// Data entries hold read and write tags only, code entries an exec tag only. The main
-    /// tables, then their victims (`victim_table`).
-    pub entries: [[TlbEntry; TLB_SIZE]; 2 * TABLE_COUNT],
+    /// Data entries hold read and write tags only, code entries an exec tag only.
+    pub entries: [[TlbEntry; TLB_SIZE]; TABLE_COUNT],
+    /// Per table, entries its fills evicted (see `VICTIMS`), and where the next one goes.
+    victims: [[TlbEntry; VICTIMS]; TABLE_COUNT],
+    next_victim: [usize; TABLE_COUNT],
     /// Misses answered by a victim (see `swap_in_victim`).
     pub victim_hits: u64,
     /// Linear range covered by large pages (any INVLPG there flushes everything, since one
@@ -120,7 +122,9 @@ pub struct Tlb {
 impl Tlb {
     pub fn new() -> Self {
         Tlb {
-            entries: [[TlbEntry::EMPTY; TLB_SIZE]; 2 * TABLE_COUNT],
+            entries: [[TlbEntry::EMPTY; TLB_SIZE]; TABLE_COUNT],
+            victims: [[TlbEntry::EMPTY; VICTIMS]; TABLE_COUNT],
+            next_victim: [0; TABLE_COUNT],
             victim_hits: 0,
             large_lo: u64::MAX,
             large_hi: 0,
@@ -135,35 +139,37 @@ impl Tlb {
     }
 
     /// Puts `entry` in the slot of `lin` in `table` (a context's data or code table); the
-    /// entry of another page there becomes the slot's victim.
+    /// entry of another page there becomes one of the table's victims.
     pub fn insert(&mut self, table: usize, lin: u64, entry: TlbEntry) {
         let slot = Self::slot(lin);
         let old = self.entries[table][slot];
         let page = lin & !0xfff;
+        // An older translation of the page goes: the new one replaces it.
+        for v in &mut self.victims[table] {
+            if page_of(v) == Some(page) {
+                *v = TlbEntry::EMPTY;
+            }
+        }
         if page_of(&old).is_some_and(|p| p != page) {
-            self.place(victim_table(table), slot, old);
-        } else if page_of(&self.entries[victim_table(table)][slot]) == Some(page) {
-            // An older translation of the page: the new one replaces both.
-            self.entries[victim_table(table)][slot] = TlbEntry::EMPTY;
+            let next = &mut self.next_victim[table];
+            self.victims[table][*next] = old;
+            *next = (*next + 1) % VICTIMS;
         }
         self.place(table, slot, entry);
     }
 
-    /// On a miss in `table` for `access` at `lin`: the victim of its slot if that one allows
-    /// the access (its tag for it names the page, slow or not), swapped into the slot.
+    /// On a miss in `table` for `access` at `lin`: a victim that allows the access (its tag
+    /// for it names the page, slow or not), swapped with the entry in the page's slot.
     pub fn swap_in_victim(&mut self, table: usize, lin: u64, access: Access) -> Option<TlbEntry> {
-        let slot = Self::slot(lin);
-        let victim = self.entries[victim_table(table)][slot];
-        let tag = match access {
-            Access::Read => victim.read,
-            Access::Write => victim.write,
-            Access::Exec => victim.exec,
+        let page = lin & !0xfff;
+        let tag = |e: &TlbEntry| match access {
+            Access::Read => e.read,
+            Access::Write => e.write,
+            Access::Exec => e.exec,
         };
-        if tag & !TAG_SLOW != lin & !0xfff {
-            return None;
-        }
-        let main = self.entries[table][slot];
-        self.place(victim_table(table), slot, main);
+        let i = self.victims[table].iter().position(|v| tag(v) & !TAG_SLOW == page)?;
+        let slot = Self::slot(lin);
+        let victim = std::mem::replace(&mut self.victims[table][i], self.entries[table][slot]);
         self.place(table, slot, victim);
         self.victim_hits += 1;
         Some(victim)
@@ -190,13 +196,13 @@ impl Tlb {
 
     /// Empties a table and its victims.
     pub fn clear_table(&mut self, table: usize) {
-        for t in [table, victim_table(table)] {
-            self.entries[t].fill(TlbEntry::EMPTY);
-        }
+        self.entries[table].fill(TlbEntry::EMPTY);
+        self.victims[table].fill(TlbEntry::EMPTY);
     }
 
-    /// Calls `f` on every entry that may be live (and on some empty ones).
+    /// Calls `f` on every entry that may be live (and on some empty ones), victims included.
     fn for_each_filled(&mut self, mut f: impl FnMut(&mut TlbEntry)) {
+        self.victims.iter_mut().flatten().for_each(&mut f);
         let (Some(local), Some(global)) = (&self.local, &self.global) else {
             self.entries.iter_mut().flatten().for_each(f);
             return;
@@ -221,6 +227,7 @@ impl Tlb {
                 *e = TlbEntry::EMPTY;
             }
         };
+        self.victims.iter_mut().flatten().for_each(drop_local);
         match &self.local {
             Some(list) => {
                 for &i in list {
@@ -261,8 +268,8 @@ impl Tlb {
         }
         let page = lin & !0xfff;
         let slot = Self::slot(lin);
-        for table in self.entries.iter_mut() {
-            let e = &mut table[slot];
+        let in_slots = self.entries.iter_mut().map(|table| &mut table[slot]);
+        for e in in_slots.chain(self.victims.iter_mut().flatten()) {
             let hit = (e.read & !0xfff) == page || (e.write & !0xfff) == page || (e.exec & !0xfff) == page;
             if hit && (e.global || !global_only) {
                 *e = TlbEntry::EMPTY;
@@ -324,14 +331,17 @@ mod tests {
         TlbEntry { read: data, write: data, exec: code, addend: 0, paddr: page, global, pkey: NO_KEY }
     }
 
+    /// The pages held per table, victims included.
     fn live(t: &Tlb) -> Vec<(usize, u64)> {
-        let all = t.entries.iter().enumerate().flat_map(|(c, table)| table.iter().map(move |e| (c, e)));
-        all.filter(|(_, e)| !is_empty(e)).map(|(c, e)| (c, e.read.min(e.exec))).collect()
+        let all = t.entries.iter().zip(&t.victims).enumerate().flat_map(|(c, (table, v))| table.iter().chain(v).map(move |e| (c, e)));
+        let mut pages: Vec<_> = all.filter(|(_, e)| !is_empty(e)).map(|(c, e)| (c, e.read.min(e.exec))).collect();
+        pages.sort();
+        pages
     }
 
-    /// Two pages of one slot trade places through the victim; a victim allows only what its
-    /// tags do; every flush reaches victims, also after a swap moved a non-global entry to a
-    /// slot listed for global ones.
+    /// Two pages of one slot trade places through the victims; a victim allows only what
+    /// its tags do; every flush reaches victims, also after a swap moved a global entry into
+    /// a slot listed for non-global ones.
     #[test]
     fn victims_hold_the_evicted_page_until_a_flush() {
         let (p, q) = (0x40_1000u64, 0x80_1000u64);
@@ -343,9 +353,10 @@ mod tests {
         assert_eq!(t.entries[0][Tlb::slot(q)].read, q);
         assert!(t.swap_in_victim(0, p, Access::Write).is_none(), "the victim allows no write");
         assert!(t.swap_in_victim(0, 0xc0_1000, Access::Read).is_none(), "another page");
+        assert!(t.swap_in_victim(1, p, Access::Read).is_none(), "another table");
         assert_eq!(t.swap_in_victim(0, p + 8, Access::Read).map(|e| e.read), Some(p));
         assert_eq!(t.entries[0][Tlb::slot(p)].read, p);
-        assert_eq!(t.entries[victim_table(0)][Tlb::slot(p)].read, q);
+        assert_eq!(t.victims[0].iter().filter(|v| v.read == q).count(), 1);
         assert_eq!(t.victim_hits, 1);
         // The non-global entry sits where the global one was listed: a flush keeping global
         // entries still drops it.
@@ -376,7 +387,8 @@ mod tests {
             for p in 0..pages {
                 t.protect_phys_page(p << 12);
             }
-            assert!(t.entries.iter().flatten().all(|e| e.write == TAG_INVALID || e.write & TAG_SLOW != 0));
+            let mut all = t.entries.iter().flatten().chain(t.victims.iter().flatten());
+            assert!(all.all(|e| e.write == TAG_INVALID || e.write & TAG_SLOW != 0));
             t.flush(true);
             assert_eq!(live(&t), globals, "{pages} pages: the global entries stay");
             let unused = code_table(Ctx::Supervisor);
