@@ -416,8 +416,8 @@ pub struct JitStats {
     pub fault_returns: u64,
     /// Side exits: an access the inline TLB probe could not serve (the interpreter ran it).
     pub side_exits: u64,
-    /// TLB fills compiled code asked for: done by a page walk, answered by a slot's victim
-    /// (see `mmu::tlb::victim_table`), and not possible (a side exit follows).
+    /// TLB fills compiled code asked for: done by a page walk, answered by one of the TLB's
+    /// victims (see `mmu::tlb::VICTIMS`), and not possible (a side exit follows).
     pub fills: u64,
     pub victim_fills: u64,
     pub fills_failed: u64,
@@ -556,7 +556,7 @@ impl Tier {
         let _ = writeln!(o, "links made {:?} (taken, next, inner..., indirect)", s.links);
         let _ = writeln!(
             o,
-            "TLB fills for compiled code: {} done, {} from a slot's victim, {} left to the interpreter; {} blocks compiled again with a probe per access, {} at full speed after the quick tier",
+            "TLB fills for compiled code: {} done, {} from a victim, {} left to the interpreter; {} blocks compiled again with a probe per access, {} at full speed after the quick tier",
             s.fills, s.victim_fills, s.fills_failed, s.ungrouped, s.promoted
         );
         let _ = writeln!(

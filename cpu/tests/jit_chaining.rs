@@ -603,7 +603,7 @@ fn a_data_access_sharing_a_code_pages_tlb_slot_leaves_its_links_alone() {
 fn two_data_pages_sharing_a_tlb_slot_trade_places_without_page_walks() {
     // A loop reads a qword at DATA and one 4 MiB above (the alias of `ALIAS`), whose pages
     // share a TLB slot, and increments a third through the alias: each access misses the
-    // slot the other just took. The evicted entry waits as the slot's victim and comes back
+    // slot the other just took. The evicted entry waits as a victim and comes back
     // without a walk; the results are the interpreter's.
     const ALIAS: u64 = 4 << 20;
     let (_, chained) = three_ways(|mode, budget| {
