@@ -44,9 +44,10 @@ pub const fn code_table(ctx: Ctx) -> usize {
 /// slots coincide (a multiple of 4 MiB apart) then cost a swap per alternation instead of a
 /// page walk. Seen on `scripts/bench`'s float loop in about one boot in ten (ASLR decides):
 /// 12M walks instead of 4-10K, and the phase 60% slower; a fork+exec loop's walks for
-/// compiled code fell from 120-200K to 17-25K. The inline probe reads the main table only,
-/// so the victims cost compiled code nothing; a few per table keep a parked PCID's table
-/// (see `pcid`) no larger.
+/// compiled code fell from 120-200K to 74-90K. The inline probe reads the main table only,
+/// so the victims cost compiled code nothing. A victim per slot caught more (17-25K walks)
+/// but doubled each PCID's table (see `pcid`: 3 MiB more per vCPU), for walks worth about
+/// 15 ms of that loop.
 pub const VICTIMS: usize = 8;
 
 /// The table holding the tag of `access` in `ctx`.
@@ -112,7 +113,7 @@ pub struct Tlb {
     pub large_lo: u64,
     pub large_hi: u64,
     /// The slots that may hold a non-global entry: a flush that keeps global entries (every
-    /// MOV CR3) visits only these, neither every slot (768 KiB) nor the kernel's global
+    /// MOV CR3) visits only these, neither every slot (384 KiB) nor the kernel's global
     /// entries, which pile up between full flushes.
     local: SlotList,
     /// The slots that may hold a global entry (scans visit both lists).
