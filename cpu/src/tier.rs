@@ -519,6 +519,10 @@ impl Tier {
             return;
         }
         self.reported = true;
+        // A CPU that ran nothing (dropped without `report_jit_stats`) has nothing to say.
+        if self.stats.all_insns == 0 && self.stats.blocks_compiled == 0 {
+            return;
+        }
         for line in self.stats_text().lines() {
             eprintln!("ferrite: jit: {line}");
         }
@@ -529,7 +533,6 @@ impl Tier {
         use std::fmt::Write;
         let s = self.stats;
         let mut o = String::new();
-        // (The count comes with `sync_jit_stats`; CPUs dropped without it ran nothing.)
         if s.all_insns > 0 {
             let _ = writeln!(o, "{} instructions in all, {:.1}% in compiled code", s.all_insns, s.compiled_insns as f64 * 100.0 / s.all_insns as f64);
         }
