@@ -300,6 +300,59 @@ fn bit_tests_keep_the_other_flags_and_match_the_interpreter() {
 }
 
 #[test]
+fn flags_a_block_leaves_stored_and_the_next_block_reads_match_the_interpreter() {
+    // Each operation ends its block (a jump to the next instruction) with its record stored;
+    // the next block starts with PUSHFQ or a BT, which fold that record into RFLAGS: inline
+    // for ADD, SUB (ADC, SBB, CMP) and the logic operations at each width, by the CPU's
+    // helper for the others.
+    let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 20] = [
+        |a| a.add(cl, bl),
+        |a| a.add(cx, bx),
+        |a| a.add(ecx, ebx),
+        |a| a.add(rcx, rbx),
+        |a| a.sub(cl, bl),
+        |a| a.sub(cx, bx),
+        |a| a.sub(ecx, ebx),
+        |a| a.sub(rcx, rbx),
+        |a| a.adc(cl, bl),
+        |a| a.adc(rcx, rbx),
+        |a| a.sbb(cx, bx),
+        |a| a.sbb(ecx, ebx),
+        |a| a.cmp(rcx, rbx),
+        |a| a.and(cl, bl),
+        |a| a.or(cx, bx),
+        |a| a.xor(ecx, ebx),
+        |a| a.test(rcx, rbx),
+        |a| a.inc(cx),
+        |a| a.imul_2(rcx, rbx),
+        |a| a.shl(ecx, 3),
+    ];
+    let pairs = [(0u64, 0u64), (0x7f, 1), (0x80, 0x80), (0xffff, 1), (0x8000_0000, 0xffff_ffff), (u64::MAX, 0x8000_0000_0000_0001), (0x1234_5678, 77), (1, 2)];
+    for (x, y) in pairs {
+        both(&[(RAX, x), (RBX, y), (RDI, DATA)], |a| {
+            for (k, op) in ops.iter().enumerate() {
+                for bt_first in [false, true] {
+                    let at = ((k * 2 + bt_first as usize) * 16) as i32;
+                    // ADC and SBB take the carry the case before left.
+                    a.mov(rcx, rax)?;
+                    op(a)?;
+                    let mut next = a.create_label();
+                    a.jmp(next)?;
+                    a.set_label(&mut next)?;
+                    if bt_first {
+                        a.bt(eax, 7)?;
+                    }
+                    a.pushfq()?;
+                    a.pop(qword_ptr(rdi + at))?;
+                    a.mov(qword_ptr(rdi + at + 8), rcx)?;
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
 fn sse_moves_and_xor_match_the_interpreter() {
     let on = both(&[(RAX, 0x0123_4567_89ab_cdef), (RBX, 0xfedc_ba98_7654_3210), (RDI, DATA), (RSI, DATA + 0x803)], |a| {
         enable_sse(a)?;
