@@ -302,9 +302,8 @@ fn bit_tests_keep_the_other_flags_and_match_the_interpreter() {
 #[test]
 fn flags_a_block_leaves_stored_and_the_next_block_reads_match_the_interpreter() {
     // Each operation ends its block (a jump to the next instruction) with its record stored;
-    // the next block starts with PUSHFQ or a BT, which fold that record into RFLAGS: inline
-    // for ADD, SUB (ADC, SBB, CMP) and the logic operations at each width, by the CPU's
-    // helper for the others.
+    // the next block starts with PUSHFQ or a BT, which fold that record into RFLAGS (ADD, SUB,
+    // ADC, SBB, CMP and the logic operations at each width, and others).
     let ops: [fn(&mut CodeAssembler) -> Result<(), IcedError>; 20] = [
         |a| a.add(cl, bl),
         |a| a.add(cx, bx),
