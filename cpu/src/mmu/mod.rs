@@ -161,12 +161,7 @@ impl Cpu {
     #[inline]
     fn entry_for(&mut self, bus: &mut dyn CpuBus, lin: u64, access: Access, ctx: Ctx) -> Result<TlbEntry> {
         let e = self.tlb.entries[tlb::table_for(ctx, access)][Tlb::slot(lin)];
-        let tag = match access {
-            Access::Read => e.read,
-            Access::Write => e.write,
-            Access::Exec => e.exec,
-        };
-        if tag & !TAG_SLOW == lin & !0xfff {
+        if e.holds(lin, access) {
             return Ok(e);
         }
         self.tlb_fill(bus, lin, access, ctx)

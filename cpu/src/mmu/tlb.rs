@@ -88,6 +88,18 @@ impl TlbEntry {
         global: false,
         pkey: NO_KEY,
     };
+
+    /// Whether the entry's tag for `access` names the page of `lin` (slow or not): the
+    /// translation is known and allows the access.
+    #[inline(always)]
+    pub fn holds(&self, lin: u64, access: Access) -> bool {
+        let tag = match access {
+            Access::Read => self.read,
+            Access::Write => self.write,
+            Access::Exec => self.exec,
+        };
+        tag & !TAG_SLOW == lin & !0xfff
+    }
 }
 
 /// How many slots each of a table's two lists names (see `Tlb::local`): a process runs
@@ -162,13 +174,7 @@ impl Tlb {
     /// On a miss in `table` for `access` at `lin`: a victim that allows the access (its tag
     /// for it names the page, slow or not), swapped with the entry in the page's slot.
     pub fn swap_in_victim(&mut self, table: usize, lin: u64, access: Access) -> Option<TlbEntry> {
-        let page = lin & !0xfff;
-        let tag = |e: &TlbEntry| match access {
-            Access::Read => e.read,
-            Access::Write => e.write,
-            Access::Exec => e.exec,
-        };
-        let i = self.victims[table].iter().position(|v| tag(v) & !TAG_SLOW == page)?;
+        let i = self.victims[table].iter().position(|v| v.holds(lin, access))?;
         let slot = Self::slot(lin);
         let victim = std::mem::replace(&mut self.victims[table][i], self.entries[table][slot]);
         self.place(table, slot, victim);

@@ -206,10 +206,8 @@ impl Emit<'_, '_> {
         let zf = self.b.ins().ishl_imm_s(zf, ZF_BIT);
         let sf = self.b.ins().ushr_imm_s(r, 63);
         let sf = self.b.ins().ishl_imm_s(sf, SF_BIT);
-        let low = self.b.ins().band_imm_s(res, 0xff);
-        let ones = self.b.ins().popcnt(low);
-        let odd = self.b.ins().band_imm_s(ones, 1);
-        let pf = self.b.ins().bxor_imm_s(odd, 1);
+        let pf = self.parity(res);
+        let pf = self.b.ins().uextend(types::I64, pf);
         let pf = self.b.ins().ishl_imm_s(pf, PF_BIT);
         let arith = self.b.ins().bor(carries, zf);
         let arith = self.b.ins().bor(arith, sf);
@@ -406,6 +404,11 @@ impl Emit<'_, '_> {
 
     fn pf(&mut self) -> Value {
         let res = self.b.use_var(self.cc.res);
+        self.parity(res)
+    }
+
+    /// PF of a result: its low byte has an even number of bits set (an `i8` 0/1).
+    fn parity(&mut self, res: Value) -> Value {
         let low = self.b.ins().band_imm_s(res, 0xff);
         let n = self.b.ins().popcnt(low);
         let odd = self.b.ins().band_imm_s(n, 1);
