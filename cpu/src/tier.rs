@@ -33,7 +33,7 @@ use ferrite_jit::{
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// When blocks are compiled.
@@ -81,10 +81,12 @@ impl Default for JitConfig {
 
 /// Runs before a block is queued for compiling. Chosen by measurement (`scripts/bench`, 2
 /// cores): with one queue, 200 sped up fork+exec (code a spawn runs once) but slowed the boot's
-/// init phase (its hottest blocks waited behind warm ones) and 50 slowed it more; urgent
-/// resubmission (below) lets the low threshold keep the boot's pace. With loops compiled as
-/// one block and the CPU structure's layout fixed, 100 against 200 (eight runs each) gave
-/// fork+exec 0.8-0.97x the time and no slower boot; 50 slowed init by 9% and grew RSS.
+/// init phase (its hottest blocks waited behind warm ones) and 50 slowed it more; sending
+/// waiting blocks again at higher priorities (below) lets the low threshold keep the boot's
+/// pace. With loops compiled as one block and the CPU structure's layout fixed, 100 against
+/// 200 (eight runs each) gave fork+exec 0.8-0.97x the time and no slower boot; 50 slowed init
+/// by 9% and grew RSS. With the priorities, 50 against 100 (seven runs each) gave fork+exec
+/// 0.8x the time and 9 MiB more RSS, past QEMU's.
 const DEFAULT_THRESHOLD: u32 = 100;
 
 /// Runs of a block's quick code before it is compiled at full speed. The quick tier compiles
@@ -94,9 +96,19 @@ const DEFAULT_THRESHOLD: u32 = 100;
 /// kernel, init, sha256 and float phases (by 5-20%), for 3-5 MiB more RSS.
 const DEFAULT_PROMOTE_RUNS: u32 = 10_000;
 
-/// A queued block that runs this many times the threshold before its code arrives is sent
-/// again as urgent (the compile thread takes urgent jobs first).
-const URGENT_FACTOR: u32 = 5;
+/// The compile thread's priority (of `ferrite_jit::PRIORITIES`) for a block's full-speed
+/// compile: that of a queued block that ran 2^N times the threshold while waiting.
+const PROMOTE_PRIORITY: usize = 3;
+
+/// The priority a queued block that reached `hits` runs is sent again at, if any: one level
+/// up each time the count doubles from twice the threshold, so the compile thread takes the
+/// blocks that run most while they wait first.
+fn resend_priority(hits: u32, threshold: u32) -> Option<usize> {
+    let t = threshold.max(1);
+    let times = hits / t;
+    let level = times.trailing_zeros() as usize;
+    (hits % t == 0 && times >= 2 && times.is_power_of_two() && level < ferrite_jit::PRIORITIES).then_some(level)
+}
 
 impl JitConfig {
     /// The default, adjusted by `FERRITE_JIT=off|on|always`, `FERRITE_JIT_THRESHOLD=N`,
@@ -169,6 +181,8 @@ pub(crate) struct BlockTier {
     pub promoted: Cell<bool>,
     /// Made when the block is first compiled: most blocks never are.
     chain: std::cell::OnceCell<Box<Chain>>,
+    /// Shared with its compile jobs (see `ferrite_jit::Job::wanted`), made with the first.
+    wanted: std::cell::OnceCell<Arc<AtomicBool>>,
 }
 
 /// A compiled block's links, both ways.
@@ -310,7 +324,20 @@ impl BlockTier {
     /// The block left the cache.
     pub fn retire(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.retired.set(true);
+        self.unwant();
         self.unlink(graveyard);
+    }
+
+    /// The flag its compile jobs carry, set.
+    fn wanted(&self) -> Arc<AtomicBool> {
+        self.wanted.get_or_init(|| Arc::new(AtomicBool::new(true))).clone()
+    }
+
+    /// Tells the compile thread to drop the block's jobs still queued.
+    fn unwant(&self) {
+        if let Some(w) = self.wanted.get() {
+            w.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -319,6 +346,7 @@ impl Drop for BlockTier {
     /// never holds, or the whole cache at once): its cells leave the lists of the blocks they
     /// name, which its links keep alive until here.
     fn drop(&mut self) {
+        self.unwant();
         let Some(chain) = self.chain.get_mut() else { return };
         for (cell, target) in chain.cells.iter().zip(chain.links.get_mut().iter_mut()) {
             if let Some(t) = target.take() {
@@ -395,6 +423,8 @@ pub struct JitStats {
     /// they were compiled), and the compile time they cost.
     pub results_dropped: u64,
     pub dropped_ns: u64,
+    /// Jobs the compile thread dropped unread, their block retired while they waited.
+    pub jobs_unwanted: u64,
     /// Blocks decoded, and dropped because their code was written.
     pub blocks_decoded: u64,
     pub blocks_retired: u64,
@@ -435,8 +465,12 @@ pub struct JitStats {
 }
 
 impl JitStats {
-    /// Counts a compiled result that will never run.
+    /// Counts a result that will never run: compiled, or a job dropped unread.
     fn drop_result(&mut self, done: &ferrite_jit::Done) {
+        if let Err(ferrite_jit::JitError::Unwanted) = done.result {
+            self.jobs_unwanted += 1;
+            return;
+        }
         self.results_dropped += 1;
         self.dropped_ns += done.compile_ns;
     }
@@ -564,11 +598,12 @@ impl Tier {
         );
         let _ = writeln!(
             o,
-            "{} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling)",
+            "{} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling), {} queued jobs dropped uncompiled",
             s.blocks_decoded,
             s.blocks_retired,
             s.results_dropped,
-            s.dropped_ns as f64 / 1e6
+            s.dropped_ns as f64 / 1e6,
+            s.jobs_unwanted
         );
         let _ = writeln!(
             o,
@@ -878,10 +913,10 @@ impl Cpu {
                 // Still waiting and still hot: ask again, ahead of the warm backlog.
                 let hits = t.hits.get() + 1;
                 t.hits.set(hits);
-                if hits == self.tier.config.threshold.saturating_mul(URGENT_FACTOR) {
+                if let Some(priority) = resend_priority(hits, self.tier.config.threshold) {
                     let job = self.job(block, user);
                     if let Some(s) = &self.tier.service {
-                        s.submit(job, true);
+                        s.submit(job, priority);
                     }
                 }
             }
@@ -908,6 +943,7 @@ impl Cpu {
             groups: !block.tier.ungrouped.get(),
             quick,
             countdown: if quick { block.tier.countdown.as_ptr() as usize } else { 0 },
+            wanted: block.tier.wanted(),
         }
     }
 
@@ -961,7 +997,7 @@ impl Cpu {
         let job = self.job(block, user);
         block.tier.slot.set(JitSlot::Queued);
         self.code.jit_queued.insert(block.tier.serial, Rc::downgrade(block));
-        self.tier.service.as_ref().expect("started above").submit(job, false);
+        self.tier.service.as_ref().expect("started above").submit(job, 0);
     }
 
     /// Has `block`'s full-speed code compiled (see `BlockTier::promote`) while its quick
@@ -975,7 +1011,7 @@ impl Cpu {
         let job = self.job(block, user);
         if let Some(service) = &self.tier.service {
             self.code.jit_queued.insert(block.tier.serial, Rc::downgrade(block));
-            service.submit(job, true);
+            service.submit(job, PROMOTE_PRIORITY);
         }
     }
 
@@ -1017,6 +1053,7 @@ impl Cpu {
                     block.tier.attach_code(&c);
                 }
             }
+            Err(ferrite_jit::JitError::Unwanted) => s.drop_result(&done),
             Err(_) => {
                 s.failures += 1;
                 block.tier.slot.set(JitSlot::Never);
@@ -1279,5 +1316,38 @@ mod tests {
         drop(owner);
         assert!(other.tier.chain().incoming.borrow().is_empty());
         other.tier.unlink(&mut Vec::new());
+    }
+
+    #[test]
+    fn a_waiting_block_goes_up_a_priority_each_time_its_count_doubles() {
+        let sent: Vec<(u32, usize)> = (1..=100 * 200).filter_map(|hits| resend_priority(hits, 100).map(|p| (hits, p))).collect();
+        let expected: Vec<(u32, usize)> = (1..ferrite_jit::PRIORITIES).map(|p| (100 << p, p)).collect();
+        assert_eq!(sent, expected);
+        assert_eq!(resend_priority(4, 1), Some(2));
+        assert_eq!(resend_priority(0, 0), None);
+    }
+
+    #[test]
+    fn the_compile_thread_drops_a_job_whose_block_was_retired() {
+        let Ok(service) = ferrite_jit::Service::start(layout(), 1 << 20, false) else { return };
+        let b = block();
+        let wanted = b.tier.wanted();
+        b.tier.retire(&mut Vec::new());
+        assert!(!wanted.load(Ordering::Relaxed));
+        let insns = vec![iced_x86::Decoder::with_ip(64, &[0x90], 0x1000, 0).decode()];
+        let job = Job { serial: 1, epoch: 0, insns, bitness: 64, user: false, block: 0, chain: false, opaque: 0, groups: true, quick: true, countdown: 0, wanted };
+        service.submit(job, 0);
+        let done = loop {
+            if let Some(d) = service.poll() {
+                break d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        assert!(matches!(done.result, Err(ferrite_jit::JitError::Unwanted)), "compiled a retired block");
+        // A block dropped with jobs queued clears its flag too.
+        let b = block();
+        let wanted = b.tier.wanted();
+        drop(b);
+        assert!(!wanted.load(Ordering::Relaxed));
     }
 }

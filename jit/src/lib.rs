@@ -34,7 +34,7 @@ pub use chain::{
 };
 pub use layout::{fill_request, parse_fill_request, CcOps, ExecStatus, FrameLayout, Layout, MXCSR_CONTROLS, MXCSR_FLAGS, NATIVE_MXCSR};
 pub use emit::exits::local_exit;
-pub use service::{thread_cpu_ns, Done, Job, Service};
+pub use service::{thread_cpu_ns, Done, Job, Service, PRIORITIES};
 pub use translator::{BlockSpec, Compiled, Translator};
 
 /// Why a block could not be compiled (the CPU keeps interpreting it).
@@ -44,4 +44,8 @@ pub enum JitError {
     Isa(String),
     #[error("Cranelift rejected the block at guest {rip:#x}: {message}")]
     Compile { rip: u64, message: String },
+    /// The compile thread dropped the job: the block had left the vCPU's cache (see
+    /// [`Job::wanted`]).
+    #[error("the block left the code cache before it was compiled")]
+    Unwanted,
 }

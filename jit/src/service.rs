@@ -1,12 +1,15 @@
 //! The compile thread: blocks that became hot are compiled off the vCPU thread, which keeps
-//! interpreting them meanwhile and installs the code when it arrives. Jobs come in two
-//! priorities: a block that stays hot while it waits is sent again as urgent, and urgent jobs
-//! go first, so a backlog of warm blocks does not hold up the hottest.
+//! interpreting them meanwhile and installs the code when it arrives. Jobs come in
+//! [`PRIORITIES`] levels and the thread takes the highest first: a block that stays hot while
+//! it waits is sent again a level up each time its count doubles, so a backlog of warm blocks
+//! does not hold up the hottest (the copy sent first is then dropped unread).
 
 use crate::{BlockSpec, Compiled, JitError, Layout, Translator};
-use crossbeam_channel::{select, unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Select, Sender, TryRecvError};
 use iced_x86::Instruction;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// A block to compile, named by the vCPU's own identifiers.
@@ -28,6 +31,9 @@ pub struct Job {
     /// As in [`BlockSpec`]: a block is compiled at most once quick and once at full speed.
     pub quick: bool,
     pub countdown: usize,
+    /// Cleared by the vCPU when the block leaves its cache: a job still queued then is
+    /// dropped unread instead of compiled for nothing.
+    pub wanted: Arc<AtomicBool>,
 }
 
 impl Job {
@@ -57,11 +63,14 @@ enum Msg {
     Reset,
 }
 
+/// Levels of [`Service::submit`]: 0 for a block's first request, higher for hotter blocks.
+pub const PRIORITIES: usize = 8;
+
 /// One compile thread serving one vCPU. Dropping it stops the thread and frees its code,
 /// so the vCPU must forget every entry point first.
 pub struct Service {
-    tx: Option<Sender<Msg>>,
-    urgent: Option<Sender<Msg>>,
+    /// A channel per priority; resets go through level 0, in order with first requests.
+    queues: Vec<Sender<Msg>>,
     rx: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
 }
@@ -69,20 +78,20 @@ pub struct Service {
 impl Service {
     pub fn start(layout: Layout, code_bytes: usize, perf_map: bool) -> Result<Self, JitError> {
         let translator = Translator::new(layout, code_bytes, perf_map)?;
-        let (tx, jobs) = unbounded::<Msg>();
-        let (urgent, urgent_jobs) = unbounded::<Msg>();
+        let (queues, levels): (Vec<_>, Vec<_>) = (0..PRIORITIES).map(|_| unbounded::<Msg>()).unzip();
         let (done, rx) = unbounded::<Done>();
         let thread = std::thread::Builder::new()
             .name("ferrite-jit".into())
             .spawn(move || {
                 let corpus = std::env::var_os("FERRITE_JIT_RECORD").and_then(|p| Corpus::create(&p));
                 let mut w = Worker { translator, compiled: HashSet::new(), epoch: 0, corpus };
-                while let Some(msg) = next_job(&urgent_jobs, &jobs) {
+                let jobs = &levels[0];
+                while let Some(msg) = next_job(&levels) {
                     let ok = match msg {
                         Msg::Compile(job) if job.epoch < w.epoch => true,
                         Msg::Compile(job) => {
-                            // An urgent job may overtake the reset that began its epoch, which
-                            // waits in the normal channel behind older jobs: catch up first.
+                            // A job sent at a higher level may overtake the reset that began its
+                            // epoch, which waits at level 0 behind older jobs: catch up first.
                             let mut ok = true;
                             while ok && w.epoch < job.epoch {
                                 ok = match jobs.recv() {
@@ -101,13 +110,12 @@ impl Service {
                 }
             })
             .map_err(|e| JitError::Isa(format!("cannot start the compile thread: {e}")))?;
-        Ok(Service { tx: Some(tx), urgent: Some(urgent), rx, thread: Some(thread) })
+        Ok(Service { queues, rx, thread: Some(thread) })
     }
 
-    /// Queues a block; `urgent` ones (already queued once and still hot) go before the rest.
-    pub fn submit(&self, job: Job, urgent: bool) {
-        let tx = if urgent { &self.urgent } else { &self.tx };
-        if let Some(tx) = tx {
+    /// Queues a block at `priority` (below [`PRIORITIES`]; higher levels go first).
+    pub fn submit(&self, job: Job, priority: usize) {
+        if let Some(tx) = self.queues.get(priority.min(PRIORITIES - 1)) {
             // A dead thread only means the block stays interpreted.
             let _ = tx.send(Msg::Compile(job));
         }
@@ -124,7 +132,7 @@ impl Service {
     /// The caller has dropped every entry point it received, and will ignore results whose
     /// epoch predates this call.
     pub unsafe fn reset(&self) {
-        if let Some(tx) = &self.tx {
+        if let Some(tx) = self.queues.first() {
             let _ = tx.send(Msg::Reset);
         }
     }
@@ -176,6 +184,10 @@ impl Worker {
         if !self.compiled.insert((job.serial, job.groups, job.quick)) {
             return true;
         }
+        if !job.wanted.load(Ordering::Relaxed) {
+            let d = Done { serial: job.serial, epoch: job.epoch, result: Err(JitError::Unwanted), compile_ns: 0, total_code_bytes: self.translator.code_bytes(), user: job.user };
+            return done.send(d).is_ok();
+        }
         if let Some(corpus) = &mut self.corpus {
             corpus.record(&job);
         }
@@ -210,23 +222,63 @@ pub fn thread_cpu_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// The next message, urgent ones first; `None` once the vCPU side is gone.
-fn next_job(urgent: &Receiver<Msg>, normal: &Receiver<Msg>) -> Option<Msg> {
-    if let Ok(m) = urgent.try_recv() {
-        return Some(m);
-    }
-    select! {
-        recv(urgent) -> m => m.ok().or_else(|| normal.recv().ok()),
-        recv(normal) -> m => m.ok().or_else(|| urgent.recv().ok()),
+/// The next message, from the highest level that has one (waiting for one if none has);
+/// `None` once the vCPU side is gone.
+fn next_job(levels: &[Receiver<Msg>]) -> Option<Msg> {
+    loop {
+        for level in levels.iter().rev() {
+            match level.try_recv() {
+                Ok(m) => return Some(m),
+                // The senders all go at once, when the vCPU side drops the service.
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        let mut ready = Select::new();
+        for level in levels {
+            ready.recv(level);
+        }
+        ready.ready();
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        self.tx = None;
-        self.urgent = None;
+        self.queues.clear();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_takes_the_highest_level_first_and_stops_when_the_vcpu_goes() {
+        let (queues, levels): (Vec<_>, Vec<_>) = (0..PRIORITIES).map(|_| unbounded::<Msg>()).unzip();
+        // Resets stand in for jobs: only the order they come out in matters.
+        for level in [0, 3, 1, 3, PRIORITIES - 1] {
+            queues[level].send(Msg::Reset).unwrap();
+        }
+        let order: Vec<usize> = (0..5)
+            .map(|_| {
+                let before: Vec<usize> = levels.iter().map(|l| l.len()).collect();
+                assert!(matches!(next_job(&levels), Some(Msg::Reset)));
+                (0..PRIORITIES).find(|&l| levels[l].len() < before[l]).unwrap()
+            })
+            .collect();
+        assert_eq!(order, [PRIORITIES - 1, 3, 3, 1, 0]);
+        // Waits for the next message, whichever level it comes at.
+        let late = queues[2].clone();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            late.send(Msg::Reset).unwrap();
+        });
+        assert!(matches!(next_job(&levels), Some(Msg::Reset)));
+        sender.join().unwrap();
+        drop(queues);
+        assert!(next_job(&levels).is_none());
     }
 }
