@@ -25,6 +25,9 @@ pub(crate) const MAX_BLOCK: usize = 64;
 /// and each miss costs a hash lookup that misses the host's caches too; 64Ki slots (2 MiB) in
 /// groups of 256 missed a tenth as often on the boot.
 const JUMP_CACHE_SIZE: usize = 1 << 16;
+/// Blocks decoded between two passes of `CodeCache::note_decoded` at least (a boot decodes about
+/// 90,000).
+const SWEEP_MIN: usize = 8192;
 /// The jump cache's slots come in groups of this many per page number (modulo the groups), so
 /// an INVLPG looks at one group instead of every slot.
 const JUMP_GROUP_BITS: u32 = 8;
@@ -104,6 +107,9 @@ pub(crate) struct CodeCache {
     /// statistics).
     pub decoded: u64,
     pub retired: u64,
+    /// Blocks dropped by `note_decoded`, and those decoded since its last pass.
+    pub evicted: u64,
+    decoded_since_sweep: usize,
 }
 
 // SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`), the blocks' `Cell`s and the
@@ -131,6 +137,8 @@ impl Default for CodeCache {
             indirect: Default::default(),
             decoded: 0,
             retired: 0,
+            evicted: 0,
+            decoded_since_sweep: 0,
         }
     }
 }
@@ -188,13 +196,61 @@ impl CodeCache {
             for k in keys {
                 if let Some(b) = self.blocks.remove(&k) {
                     self.retired += 1;
-                    b.tier.retire(&mut self.graveyard);
-                    self.graveyard.push(b);
+                    self.retire(b);
                 }
             }
             // Jump-cache entries of retired blocks miss (`cached`); links to them find no
             // live entry.
             self.invalidated = true;
+        }
+    }
+
+    /// Takes a block out of use: lookups and links miss it from now on, and it is freed once
+    /// no frame runs it (see `graveyard`).
+    fn retire(&mut self, b: Rc<Block>) {
+        b.tier.retire(&mut self.graveyard);
+        self.graveyard.push(b);
+    }
+
+    /// Counts a block decoded, and drops the blocks that stayed cold (never queued for the
+    /// translator) and did not run since the previous pass, once as many blocks were decoded
+    /// as the cache holds: code a boot runs once (its initcalls, setup scripts) would
+    /// otherwise hold about half of the process's heap at its end. One decoded again costs a
+    /// decode; a pass, a look at every block's count, costs less than the decodes between two.
+    fn note_decoded(&mut self) {
+        self.decoded += 1;
+        self.decoded_since_sweep += 1;
+        if self.decoded_since_sweep < SWEEP_MIN.max(self.blocks.len() / 4) {
+            return;
+        }
+        self.decoded_since_sweep = 0;
+        let mut idle = Vec::new();
+        for (k, b) in &self.blocks {
+            if b.tier.slot.get().is_cold() {
+                let hits = b.tier.hits.get();
+                if b.tier.swept_hits.replace(hits) == hits {
+                    idle.push(*k);
+                }
+            }
+        }
+        for k in idle {
+            let Some(b) = self.blocks.remove(&k) else { continue };
+            for page in [Some(k.phys & !0xfff), b.second_page].into_iter().flatten() {
+                if let Some(keys) = self.pages.get_mut(&page) {
+                    keys.retain(|&other| other != k);
+                    if keys.is_empty() {
+                        self.pages.remove(&page);
+                    }
+                }
+            }
+            // Its jump-cache entry (where its RIP is its linear address) lets go of it too.
+            if let Some(slot) = self.jump.get_mut(Self::jump_slot(k.rip)) {
+                if slot.as_ref().is_some_and(|e| Rc::ptr_eq(&e.block, &b)) {
+                    *slot = None;
+                }
+            }
+            self.evicted += 1;
+            self.retire(b);
         }
     }
 
@@ -413,12 +469,11 @@ impl Cpu {
                 let (block, pages) = self.decode_block(bus, lin, host, phys, bitness)?;
                 let block = Rc::new(block);
                 if host.is_some() {
-                    self.code.decoded += 1;
+                    self.code.note_decoded();
                     if let Some(old) = self.code.blocks.insert(key, block.clone()) {
                         // Decoded when another page followed its first.
                         self.code.retired += 1;
-                        old.tier.retire(&mut self.code.graveyard);
-                        self.code.graveyard.push(old);
+                        self.code.retire(old);
                     }
                     for p in pages.into_iter().flatten() {
                         if !self.code.is_code_page(p) {

@@ -81,12 +81,10 @@ impl Default for JitConfig {
 
 /// Runs before a block is queued for compiling. Chosen by measurement (`scripts/bench`, 2
 /// cores): with one queue, 200 sped up fork+exec (code a spawn runs once) but slowed the boot's
-/// init phase (its hottest blocks waited behind warm ones) and 50 slowed it more; sending
-/// waiting blocks again at higher priorities (below) lets the low threshold keep the boot's
-/// pace. With loops compiled as one block and the CPU structure's layout fixed, 100 against
-/// 200 (eight runs each) gave fork+exec 0.8-0.97x the time and no slower boot; 50 slowed init
-/// by 9% and grew RSS. With the priorities, 50 against 100 (seven runs each) gave fork+exec
-/// 0.8x the time and 9 MiB more RSS, past QEMU's.
+/// init phase (its hottest blocks waited behind warm ones) and 50 slowed it more. With loops
+/// compiled as one block and the CPU structure's layout fixed, 100 against 200 (eight runs
+/// each) gave fork+exec 0.8-0.97x the time and no slower boot; 50 slowed init by 9% and grew
+/// RSS; sending waiting blocks again at higher priorities (below) keeps the boot's pace.
 const DEFAULT_THRESHOLD: u32 = 100;
 
 /// Runs of a block's quick code before it is compiled at full speed. The quick tier compiles
@@ -161,11 +159,20 @@ pub(crate) enum JitSlot {
     Never,
 }
 
+impl JitSlot {
+    /// Not compiled, nor on its way to be.
+    pub fn is_cold(self) -> bool {
+        matches!(self, JitSlot::Cold)
+    }
+}
+
 /// Per-block tiering state (lives in `exec::Block`).
 #[derive(Default)]
 pub(crate) struct BlockTier {
     pub serial: u64,
     pub hits: Cell<u32>,
+    /// `hits` as the cache's last sweep for idle blocks saw it (see `CodeCache::note_decoded`).
+    pub swept_hits: Cell<u32>,
     pub slot: Cell<JitSlot>,
     /// The compiled entry while the block is compiled and in the cache, else 0: the word
     /// other blocks' linked exits jump through.
@@ -428,6 +435,8 @@ pub struct JitStats {
     /// Blocks decoded, and dropped because their code was written.
     pub blocks_decoded: u64,
     pub blocks_retired: u64,
+    /// Blocks dropped because they stayed cold and idle (see `CodeCache::note_decoded`).
+    pub blocks_evicted: u64,
     pub code_bytes: u64,
     pub cache_flushes: u64,
     pub failures: u64,
@@ -598,9 +607,10 @@ impl Tier {
         );
         let _ = writeln!(
             o,
-            "{} blocks decoded, {} dropped as their code was written; {} compiled results dropped unrun ({:.1} ms of compiling), {} queued jobs dropped uncompiled",
+            "{} blocks decoded, {} dropped as their code was written, {} as they stayed cold and idle; {} compiled results dropped unrun ({:.1} ms of compiling), {} queued jobs dropped uncompiled",
             s.blocks_decoded,
             s.blocks_retired,
+            s.blocks_evicted,
             s.results_dropped,
             s.dropped_ns as f64 / 1e6,
             s.jobs_unwanted
@@ -851,7 +861,9 @@ impl Cpu {
     }
 
     pub fn jit_stats(&self) -> JitStats {
-        self.tier.stats
+        let mut s = self.tier.stats;
+        self.counters_into(&mut s);
+        s
     }
 
     /// Prints the translator's counters to stderr if `FERRITE_JIT_STATS=1` (once).
@@ -875,9 +887,17 @@ impl Cpu {
 
     /// Copies the counts the CPU and the code cache keep into the translator's counters.
     fn sync_jit_stats(&mut self) {
-        self.tier.stats.all_insns = self.instructions;
-        self.tier.stats.blocks_decoded = self.code.decoded;
-        self.tier.stats.blocks_retired = self.code.retired;
+        let mut s = self.tier.stats;
+        self.counters_into(&mut s);
+        self.tier.stats = s;
+    }
+
+    /// The counters kept outside the translator's statistics, copied into `s`.
+    fn counters_into(&self, s: &mut JitStats) {
+        s.all_insns = self.instructions;
+        s.blocks_decoded = self.code.decoded;
+        s.blocks_retired = self.code.retired;
+        s.blocks_evicted = self.code.evicted;
     }
 
     /// The compiled entry of `block` if it may run now: compiled for this privilege level,

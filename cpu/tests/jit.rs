@@ -469,6 +469,51 @@ fn code_rewritten_by_a_device_runs_fresh() {
     assert_eq!(v.gpr(RAX), 0x2222);
 }
 
+#[test]
+fn code_rewritten_after_its_idle_blocks_were_dropped_runs_fresh() {
+    // A block alone on its page (INC EAX, then a jump) leads to 20,000 blocks run once (INC
+    // EAX, JMP to the next): enough decodes for the code cache to drop the idle ones, the
+    // first among them. The program then turns the first INC into a DEC and runs it all again:
+    // the old block must not come back (from the jump cache, where no other block took its
+    // slot).
+    const BLOCKS: u32 = 20_000;
+    for mode in [JitMode::Off, JitMode::On] {
+        let mut v = vm(mode);
+        v.code(|a| {
+            let mut start = a.create_label();
+            let mut chain = a.create_label();
+            let mut done = a.create_label();
+            a.xor(eax, eax)?;
+            a.xor(ebx, ebx)?;
+            a.jmp(start)?;
+            a.set_label(&mut start)?;
+            a.inc(eax)?;
+            a.jmp(chain)?;
+            a.db(&[0xcc; 4096])?;
+            a.set_label(&mut chain)?;
+            for _ in 0..BLOCKS - 1 {
+                let mut next = a.create_label();
+                a.inc(eax)?;
+                a.jmp(next)?;
+                a.set_label(&mut next)?;
+            }
+            a.test(ebx, ebx)?;
+            a.jnz(done)?;
+            a.inc(ebx)?;
+            a.lea(rdi, ptr(start))?;
+            a.mov(byte_ptr(rdi + 1), 0xc8)?; // FF C0 (INC EAX) → FF C8 (DEC EAX)
+            a.jmp(start)?;
+            a.set_label(&mut done)?;
+            a.nop()
+        });
+        v.budget = 1 << 20;
+        v.finish();
+        let stats = v.cpu.jit_stats();
+        assert!(stats.blocks_evicted > 1000, "{mode:?}: {stats:?}");
+        assert_eq!(v.gpr(RAX), u64::from(2 * BLOCKS - 2), "{mode:?}: the first block ran its old code");
+    }
+}
+
 /// The page the fault tests write to, unmapped once the code has run.
 const FAULT_PAGE: u64 = DATA + 0x3000;
 
