@@ -84,8 +84,11 @@ impl Default for JitConfig {
 /// init phase (its hottest blocks waited behind warm ones) and 50 slowed it more. With loops
 /// compiled as one block and the CPU structure's layout fixed, 100 against 200 (eight runs
 /// each) gave fork+exec 0.8-0.97x the time and no slower boot; 50 slowed init by 9% and grew
-/// RSS; sending waiting blocks again at higher priorities (below) keeps the boot's pace.
-const DEFAULT_THRESHOLD: u32 = 100;
+/// RSS. With waiting blocks sent again at higher priorities (below): 50 with idle cold blocks
+/// dropped (`exec::CodeCache::note_decoded`, which pays for the RSS) against 100 without (five
+/// interleaved runs each) gave fork+exec 0.86x the time (medians 1.43 s, 1.67 s), init 0.97x
+/// and 4 MiB less RSS.
+const DEFAULT_THRESHOLD: u32 = 50;
 
 /// Runs of a block's quick code before it is compiled at full speed. The quick tier compiles
 /// in two thirds of the time, which shortens the backlog of a boot or of fork+exec (code
