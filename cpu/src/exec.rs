@@ -213,8 +213,8 @@ impl CodeCache {
     }
 
     /// Counts a block decoded, and drops the blocks that stayed cold (never queued for the
-    /// translator) and did not run since the previous pass, once as many blocks were decoded
-    /// as the cache holds: code a boot runs once (its initcalls, setup scripts) would
+    /// translator) and did not run since the previous pass, once a quarter as many blocks as
+    /// the cache holds (`SWEEP_MIN` at least) were decoded: code a boot runs once (its initcalls, setup scripts) would
     /// otherwise hold about half of the process's heap at its end. One decoded again costs a
     /// decode; a pass, a look at every block's count, costs less than the decodes between two.
     fn note_decoded(&mut self) {
