@@ -112,9 +112,9 @@ pub(crate) struct CodeCache {
     decoded_since_sweep: usize,
 }
 
-// SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`), the blocks' `Cell`s and the
-// pointers to cells of this cache's blocks (`BlockTier::incoming`) are the only non-`Send`
-// parts. Every clone of a block is owned by this cache, directly or through another block's
+// SAFETY: the `Rc<Block>`s (and the `Weak`s of `jit_queued`), the blocks' `Cell`s, the
+// pointers to cells of this cache's blocks (`BlockTier::incoming`) and the jump cache's
+// pointers to their instructions (only ever prefetched) are the only non-`Send` parts. Every clone of a block is owned by this cache, directly or through another block's
 // links, or by a stack frame of a method borrowing the `Cpu` that owns it
 // (see above); compiled code names blocks and cells only while such a frame runs it. Sending
 // the cache means sending its `Cpu` by value, which no such frame can outlive, so every clone

@@ -184,16 +184,15 @@ impl Worker {
         if !self.compiled.insert((job.serial, job.groups, job.quick)) {
             return true;
         }
-        if !job.wanted.load(Ordering::Relaxed) {
-            let d = Done { serial: job.serial, epoch: job.epoch, result: Err(JitError::Unwanted), compile_ns: 0, total_code_bytes: self.translator.code_bytes(), user: job.user };
-            return done.send(d).is_ok();
-        }
-        if let Some(corpus) = &mut self.corpus {
-            corpus.record(&job);
-        }
         let start = thread_cpu_ns();
-        let spec = job.spec();
-        let result = self.translator.compile(&spec);
+        let result = if job.wanted.load(Ordering::Relaxed) {
+            if let Some(corpus) = &mut self.corpus {
+                corpus.record(&job);
+            }
+            self.translator.compile(&job.spec())
+        } else {
+            Err(JitError::Unwanted)
+        };
         let d = Done {
             serial: job.serial,
             epoch: job.epoch,
