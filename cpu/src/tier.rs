@@ -27,13 +27,13 @@ use crate::mmu::{Ctx, TlbEntry, tlb::TLB_BITS};
 use crate::state::{flags as rf, CpuState, Segment};
 use crate::{Attention, Cpu};
 use ferrite_jit::{
-    indirect_slot, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, LinkCell, Service, Translator,
+    indirect_slot, BlockSpec, CcOps, ChainCell, Entry, ExecStatus, FrameLayout, Job, Layout, LinkCell, Service, Translator,
     CELL_INDIRECT_BEFORE, CHAIN_CELLS, CHAIN_EXITS, EXIT_INDIRECT, GLOBAL_LINK, INDIRECT_TABLE_SLOTS, LOCAL_LINK,
 };
 use std::cell::{Cell, RefCell};
 use std::mem::{offset_of, size_of};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// When blocks are compiled.
@@ -191,8 +191,9 @@ pub(crate) struct BlockTier {
     pub promoted: Cell<bool>,
     /// Made when the block is first compiled: most blocks never are.
     chain: std::cell::OnceCell<Box<Chain>>,
-    /// Shared with its compile jobs (see `ferrite_jit::Job::wanted`), made with the first.
-    wanted: std::cell::OnceCell<Arc<AtomicBool>>,
+    /// Its latest compile job, until the result comes: sent again while it waits, cancelled
+    /// if the block goes first (see `ferrite_jit::Job`).
+    job: RefCell<Option<Job>>,
 }
 
 /// A compiled block's links, both ways.
@@ -334,20 +335,20 @@ impl BlockTier {
     /// The block left the cache.
     pub fn retire(&self, graveyard: &mut Vec<Rc<Block>>) {
         self.retired.set(true);
-        self.unwant();
+        self.cancel_job();
         self.unlink(graveyard);
     }
 
-    /// The flag its compile jobs carry, set.
-    fn wanted(&self) -> Arc<AtomicBool> {
-        self.wanted.get_or_init(|| Arc::new(AtomicBool::new(true))).clone()
+    /// Tells the compile thread to drop the block's job if it is still queued.
+    fn cancel_job(&self) {
+        if let Some(job) = self.job.take() {
+            job.cancel();
+        }
     }
 
-    /// Tells the compile thread to drop the block's jobs still queued.
-    fn unwant(&self) {
-        if let Some(w) = self.wanted.get() {
-            w.store(false, Ordering::Relaxed);
-        }
+    /// The block's job, if the compile thread has not taken it yet.
+    fn waiting_job(&self) -> Option<Job> {
+        self.job.borrow().as_ref().filter(|j| j.is_waiting()).cloned()
     }
 }
 
@@ -356,7 +357,7 @@ impl Drop for BlockTier {
     /// never holds, or the whole cache at once): its cells leave the lists of the blocks they
     /// name, which its links keep alive until here.
     fn drop(&mut self) {
-        self.unwant();
+        self.cancel_job();
         let Some(chain) = self.chain.get_mut() else { return };
         for (cell, target) in chain.cells.iter().zip(chain.links.get_mut().iter_mut()) {
             if let Some(t) = target.take() {
@@ -936,11 +937,9 @@ impl Cpu {
                 // Still waiting and still hot: ask again, ahead of the warm backlog.
                 let hits = t.hits.get() + 1;
                 t.hits.set(hits);
-                if let Some(priority) = resend_priority(hits, self.tier.config.threshold) {
-                    let job = self.job(block, user);
-                    if let Some(s) = &self.tier.service {
-                        s.submit(job, priority);
-                    }
+                let priority = resend_priority(hits, self.tier.config.threshold);
+                if let (Some(priority), Some(job), Some(s)) = (priority, block.tier.waiting_job(), &self.tier.service) {
+                    s.submit(job, priority);
                 }
             }
             _ => {}
@@ -948,14 +947,24 @@ impl Cpu {
         None
     }
 
+    /// A compile job for `block`, which the block keeps (see `BlockTier::job`).
     fn job(&self, block: &Rc<Block>, user: bool) -> Job {
+        let job = Job::new(block.tier.serial, self.tier.epoch, Self::guest_insns(block), self.block_spec(block, user));
+        block.tier.job.replace(Some(job.clone()));
+        job
+    }
+
+    fn guest_insns(block: &Block) -> Vec<iced_x86::Instruction> {
+        block.insns.iter().map(|d| d.insn).collect()
+    }
+
+    /// How `block` is to be compiled now, but for its instructions (see `Job::new`).
+    fn block_spec(&self, block: &Rc<Block>, user: bool) -> BlockSpec<'static> {
         let quick = self.tier.config.quick_first && !block.tier.promoted.get();
         // Code at full speed never counts: its count stays where no run of it meets zero.
         block.tier.countdown.set(if quick { self.tier.config.promote_runs } else { u32::MAX });
-        Job {
-            serial: block.tier.serial,
-            epoch: self.tier.epoch,
-            insns: block.insns.iter().map(|d| d.insn).collect(),
+        BlockSpec {
+            insns: &[],
             bitness: block.bitness,
             user,
             block: Rc::as_ptr(block) as usize,
@@ -966,7 +975,6 @@ impl Cpu {
             groups: !block.tier.ungrouped.get(),
             quick,
             countdown: if quick { block.tier.countdown.as_ptr() as usize } else { 0 },
-            wanted: block.tier.wanted(),
         }
     }
 
@@ -995,13 +1003,15 @@ impl Cpu {
                 }
             }
         }
-        let job = self.job(block, user);
+        let insns = Self::guest_insns(block);
+        let spec = self.block_spec(block, user);
         let start = ferrite_jit::thread_cpu_ns();
         let t = self.tier.local.as_mut().expect("created above");
-        let result = t.compile(&job.spec());
+        let result = t.compile(&BlockSpec { insns: &insns, ..spec });
         let total = t.code_bytes();
         let ns = ferrite_jit::thread_cpu_ns().saturating_sub(start);
-        self.record(block, user, &job, result, ns, total);
+        let done = ferrite_jit::Done { serial: block.tier.serial, epoch: self.tier.epoch, result, compile_ns: ns, total_code_bytes: total, user };
+        self.record_done(block, done, insns.len());
     }
 
     fn queue(&mut self, block: &Rc<Block>, user: bool) {
@@ -1055,6 +1065,7 @@ impl Cpu {
     }
 
     fn record_done(&mut self, block: &Rc<Block>, done: ferrite_jit::Done, len: usize) {
+        block.tier.job.take();
         let s = &mut self.tier.stats;
         s.compile_ns += done.compile_ns;
         match done.result {
@@ -1086,18 +1097,6 @@ impl Cpu {
         if self.tier.held_bytes > self.tier.config.cache_bytes {
             self.flush_compiled();
         }
-    }
-
-    fn record(&mut self, block: &Rc<Block>, user: bool, job: &Job, result: Result<ferrite_jit::Compiled, ferrite_jit::JitError>, ns: u64, total: usize) {
-        let done = ferrite_jit::Done {
-            serial: job.serial,
-            epoch: job.epoch,
-            result,
-            compile_ns: ns,
-            total_code_bytes: total,
-            user,
-        };
-        self.record_done(block, done, job.insns.len());
     }
 
     /// Drops every compiled block (the code cache is full): blocks start cold again.
@@ -1350,27 +1349,50 @@ mod tests {
         assert_eq!(resend_priority(0, 0), None);
     }
 
-    #[test]
-    fn the_compile_thread_drops_a_job_whose_block_was_retired() {
-        let Ok(service) = ferrite_jit::Service::start(layout(), 1 << 20, false) else { return };
-        let b = block();
-        let wanted = b.tier.wanted();
-        b.tier.retire(&mut Vec::new());
-        assert!(!wanted.load(Ordering::Relaxed));
-        let insns = vec![iced_x86::Decoder::with_ip(64, &[0x90], 0x1000, 0).decode()];
-        let job = Job { serial: 1, epoch: 0, insns, bitness: 64, user: false, block: 0, chain: false, opaque: 0, groups: true, quick: true, countdown: 0, wanted };
-        service.submit(job, 0);
-        let done = loop {
-            if let Some(d) = service.poll() {
-                break d;
+    /// The results the compile thread sends up to and including `last`'s, in order.
+    fn results_through(service: &Service, last: u64) -> Vec<ferrite_jit::Done> {
+        let mut got = Vec::new();
+        while got.last().is_none_or(|d: &ferrite_jit::Done| d.serial != last) {
+            match service.poll() {
+                Some(d) => got.push(d),
+                None => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        };
-        assert!(matches!(done.result, Err(ferrite_jit::JitError::Unwanted)), "compiled a retired block");
-        // A block dropped with jobs queued clears its flag too.
-        let b = block();
-        let wanted = b.tier.wanted();
-        drop(b);
-        assert!(!wanted.load(Ordering::Relaxed));
+        }
+        got
+    }
+
+    fn nop_job(b: &Block, serial: u64) -> Job {
+        let insns = vec![iced_x86::Decoder::with_ip(64, &[0x90], 0x1000, 0).decode()];
+        let spec = BlockSpec { insns: &[], bitness: 64, user: false, block: 0, chain: false, opaque: 0, groups: true, quick: true, countdown: 0 };
+        let job = Job::new(serial, 0, insns, spec);
+        b.tier.job.replace(Some(job.clone()));
+        job
+    }
+
+    #[test]
+    fn the_compile_thread_compiles_a_job_sent_twice_once_and_drops_one_whose_block_was_retired() {
+        let Ok(service) = ferrite_jit::Service::start(layout(), 1 << 20, false) else { return };
+        // Sent twice (as a waiting block is sent again): one compile, one answer.
+        let hot = block();
+        let job = nop_job(&hot, 1);
+        service.submit(job.clone(), 0);
+        service.submit(job, 0);
+        // Retired with its job queued (twice): one answer, nothing compiled.
+        let gone = block();
+        let job = nop_job(&gone, 2);
+        gone.tier.retire(&mut Vec::new());
+        assert!(!job.is_waiting());
+        service.submit(job.clone(), 0);
+        service.submit(job, 0);
+        let marker = block();
+        service.submit(nop_job(&marker, 3), 0);
+        let got: Vec<(u64, bool)> = results_through(&service, 3).iter().map(|d| (d.serial, d.result.is_ok())).collect();
+        assert_eq!(got, [(1, true), (2, false), (3, true)], "(serial, compiled) of every answer");
+        assert!(hot.tier.waiting_job().is_none(), "taken by the thread");
+        // A block dropped with its job queued cancels it too.
+        let dropped = block();
+        let job = nop_job(&dropped, 4);
+        drop(dropped);
+        assert!(!job.is_waiting());
     }
 }

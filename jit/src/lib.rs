@@ -45,7 +45,7 @@ pub enum JitError {
     #[error("Cranelift rejected the block at guest {rip:#x}: {message}")]
     Compile { rip: u64, message: String },
     /// The compile thread dropped the job: the block had left the vCPU's cache (see
-    /// [`Job::wanted`]).
+    /// [`Job::cancel`]).
     #[error("the block left the code cache before it was compiled")]
     Unwanted,
 }

@@ -2,45 +2,66 @@
 //! interpreting them meanwhile and installs the code when it arrives. Jobs come in
 //! [`PRIORITIES`] levels and the thread takes the highest first: a block that stays hot while
 //! it waits is sent again a level up each time its count doubles, so a backlog of warm blocks
-//! does not hold up the hottest (the copy sent first is then dropped unread).
+//! does not hold up the hottest (the copy sent first is then skipped, see [`Job`]).
 
 use crate::{BlockSpec, Compiled, JitError, Layout, Translator};
 use crossbeam_channel::{unbounded, Receiver, Select, Sender, TryRecvError};
 use iced_x86::Instruction;
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// A block to compile, named by the vCPU's own identifiers.
-pub struct Job {
+/// A block to compile, named by the vCPU's own identifiers. Clones are the same request: the
+/// vCPU sends a block that stays hot while it waits again, a level up, as a clone, and the
+/// compile thread takes the instructions once, so a copy met later costs nothing to skip and
+/// a backlog holds each block's instructions once.
+#[derive(Clone)]
+pub struct Job(Arc<Request>);
+
+struct Request {
     /// The vCPU's serial number of the decoded block.
-    pub serial: u64,
+    serial: u64,
     /// Code-cache generation the block belongs to (see [`Service::reset`]).
-    pub epoch: u64,
-    pub insns: Vec<Instruction>,
-    pub bitness: u32,
-    pub user: bool,
-    /// As in [`BlockSpec`].
-    pub block: usize,
-    pub chain: bool,
-    /// As in [`BlockSpec`].
-    pub opaque: u64,
-    /// As in [`BlockSpec`]: a block is compiled at most once with and once without.
-    pub groups: bool,
-    /// As in [`BlockSpec`]: a block is compiled at most once quick and once at full speed.
-    pub quick: bool,
-    pub countdown: usize,
-    /// Cleared by the vCPU when the block leaves its cache: a job still queued then is
-    /// dropped unread instead of compiled for nothing.
-    pub wanted: Arc<AtomicBool>,
+    epoch: u64,
+    /// How to compile the block; its `insns` are kept apart, in `waiting`.
+    spec: BlockSpec<'static>,
+    waiting: Mutex<Waiting>,
+}
+
+enum Waiting {
+    Insns(Vec<Instruction>),
+    /// The block left the vCPU's cache while queued: answered `Unwanted`, once.
+    Cancelled,
+    /// Compiled or answered: the copies met later are skipped.
+    Taken,
 }
 
 impl Job {
-    /// What the translator compiles for the job.
-    pub fn spec(&self) -> BlockSpec<'_> {
-        let j = self;
-        BlockSpec { insns: &j.insns, bitness: j.bitness, user: j.user, block: j.block, chain: j.chain, opaque: j.opaque, groups: j.groups, quick: j.quick, countdown: j.countdown }
+    /// A request to compile `insns` as `spec` says (whose own `insns` is not read).
+    pub fn new(serial: u64, epoch: u64, insns: Vec<Instruction>, spec: BlockSpec<'static>) -> Job {
+        Job(Arc::new(Request { serial, epoch, spec: BlockSpec { insns: &[], ..spec }, waiting: Mutex::new(Waiting::Insns(insns)) }))
+    }
+
+    /// The block left the vCPU's cache: the compile thread answers a copy still queued with
+    /// [`JitError::Unwanted`] instead of compiling it, and the instructions go now.
+    pub fn cancel(&self) {
+        let mut w = self.lock();
+        if let Waiting::Insns(_) = *w {
+            *w = Waiting::Cancelled;
+        }
+    }
+
+    /// Not yet taken by the compile thread (worth sending again).
+    pub fn is_waiting(&self) -> bool {
+        matches!(*self.lock(), Waiting::Insns(_))
+    }
+
+    fn take(&self) -> Waiting {
+        std::mem::replace(&mut *self.lock(), Waiting::Taken)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // Nothing panics while holding it; a poisoned lock still holds a whole value.
+        self.0.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -84,16 +105,16 @@ impl Service {
             .name("ferrite-jit".into())
             .spawn(move || {
                 let corpus = std::env::var_os("FERRITE_JIT_RECORD").and_then(|p| Corpus::create(&p));
-                let mut w = Worker { translator, compiled: HashSet::new(), epoch: 0, corpus };
+                let mut w = Worker { translator, epoch: 0, corpus };
                 let jobs = &levels[0];
                 while let Some(msg) = next_job(&levels) {
                     let ok = match msg {
-                        Msg::Compile(job) if job.epoch < w.epoch => true,
+                        Msg::Compile(job) if job.0.epoch < w.epoch => true,
                         Msg::Compile(job) => {
                             // A job sent at a higher level may overtake the reset that began its
                             // epoch, which waits at level 0 behind older jobs: catch up first.
                             let mut ok = true;
-                            while ok && w.epoch < job.epoch {
+                            while ok && w.epoch < job.0.epoch {
                                 ok = match jobs.recv() {
                                     Ok(Msg::Reset) => w.reset(),
                                     Ok(Msg::Compile(_)) => true,
@@ -141,9 +162,6 @@ impl Service {
 /// The compile thread's state.
 struct Worker {
     translator: Translator,
-    /// Serials (with `Job::groups` and `Job::quick`) compiled in this epoch: the second copy
-    /// of a job sent twice is dropped.
-    compiled: HashSet<(u64, bool, bool)>,
     /// Resets done so far (the vCPU's epoch counts them too).
     epoch: u64,
     /// Where every job goes as it is compiled, with `FERRITE_JIT_RECORD=file`.
@@ -160,11 +178,11 @@ impl Corpus {
         std::fs::File::create(path).ok().map(|f| Corpus(std::io::BufWriter::new(f)))
     }
 
-    fn record(&mut self, job: &Job) {
+    fn record(&mut self, spec: &BlockSpec<'_>) {
         use std::io::Write;
-        let mut encoder = iced_x86::Encoder::new(job.bitness);
+        let mut encoder = iced_x86::Encoder::new(spec.bitness);
         let mut bytes = String::new();
-        for insn in &job.insns {
+        for insn in spec.insns {
             if encoder.encode(insn, insn.ip()).is_err() {
                 return;
             }
@@ -172,8 +190,8 @@ impl Corpus {
                 bytes.push_str(&format!("{b:02x}"));
             }
         }
-        let rip = job.insns.first().map_or(0, |i| i.ip());
-        let _ = writeln!(self.0, "{} {} {:x} {} {rip:x} {bytes}", job.bitness, job.user as u8, job.opaque, job.groups as u8);
+        let rip = spec.insns.first().map_or(0, |i| i.ip());
+        let _ = writeln!(self.0, "{} {} {:x} {} {rip:x} {bytes}", spec.bitness, spec.user as u8, spec.opaque, spec.groups as u8);
         let _ = self.0.flush();
     }
 }
@@ -181,31 +199,30 @@ impl Corpus {
 impl Worker {
     /// Compiles a job of the current epoch; false once the vCPU side is gone.
     fn compile(&mut self, job: Job, done: &Sender<Done>) -> bool {
-        if !self.compiled.insert((job.serial, job.groups, job.quick)) {
-            return true;
-        }
         let start = thread_cpu_ns();
-        let result = if job.wanted.load(Ordering::Relaxed) {
-            if let Some(corpus) = &mut self.corpus {
-                corpus.record(&job);
+        let result = match job.take() {
+            Waiting::Insns(insns) => {
+                let spec = BlockSpec { insns: &insns, ..job.0.spec };
+                if let Some(corpus) = &mut self.corpus {
+                    corpus.record(&spec);
+                }
+                self.translator.compile(&spec)
             }
-            self.translator.compile(&job.spec())
-        } else {
-            Err(JitError::Unwanted)
+            Waiting::Cancelled => Err(JitError::Unwanted),
+            Waiting::Taken => return true,
         };
         let d = Done {
-            serial: job.serial,
-            epoch: job.epoch,
+            serial: job.0.serial,
+            epoch: job.0.epoch,
             result,
             compile_ns: thread_cpu_ns().saturating_sub(start),
             total_code_bytes: self.translator.code_bytes(),
-            user: job.user,
+            user: job.0.spec.user,
         };
         done.send(d).is_ok()
     }
 
     fn reset(&mut self) -> bool {
-        self.compiled.clear();
         self.epoch += 1;
         // SAFETY: the vCPU sends Reset only after dropping every entry point of earlier
         // epochs, and ignores results of earlier epochs that were still queued.

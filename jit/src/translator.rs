@@ -18,6 +18,7 @@ use cranelift_module::{DataId, FuncId, Linkage, Module};
 use iced_x86::Instruction;
 
 /// A decoded block and the CPU mode its code is compiled for.
+#[derive(Clone, Copy)]
 pub struct BlockSpec<'a> {
     pub insns: &'a [Instruction],
     /// 16, 32 or 64: the code size the block was decoded with.
