@@ -568,13 +568,15 @@ impl Cpu {
         while insns.len() < MAX_BLOCK && offset < in_page {
             let ip = rip.wrapping_add(offset as u64);
             let mut insn = decode_one(&bytes[offset..], bitness, ip);
-            if insn.is_none() && cut_at.is_some() {
-                // A loop's block stays in its page.
+            if insn.is_none() && !insns.is_empty() {
+                // Only a block's first instruction crosses into the next page: a later one
+                // starts a block of its own, so that a block beginning early enough in a page
+                // lies in it (see `ferrite_jit::local_exit`).
                 break;
             }
-            if insn.is_none() && bytes.len() == in_page {
-                // Straddles into the next page: fetch it (may fault, but only matters if this
-                // is the block's first instruction).
+            if insn.is_none() && bytes.len() == in_page && in_page < 15 {
+                // Straddles into the next page: fetch it (may fault; with 15 bytes at hand,
+                // the encoding is invalid instead).
                 let next_lin = (lin | 0xfff).wrapping_add(1) & self.lin_mask();
                 match self.fetch_page(bus, next_lin) {
                     Ok((Some(p2), phys2)) => {
@@ -592,8 +594,7 @@ impl Cpu {
                         second_page = Some(phys2 & !0xfff);
                         insn = decode_one(&bytes[offset..], bitness, ip);
                     }
-                    Err(f) if insns.is_empty() => return Err(f),
-                    Err(_) => break,
+                    Err(f) => return Err(f),
                 }
             }
             let Some(insn) = insn else {

@@ -1274,15 +1274,20 @@ impl Cpu {
         }
         let cs_base = self.state.seg[crate::Seg::Cs as usize].base;
         let start = cs_base.wrapping_add(owner.insns[0].insn.ip()) & self.lin_mask();
-        let guard = if start >> 12 == lin >> 12 && !straddles { LOCAL_LINK } else { self.link_guard(bus, lin)? };
+        // 64-bit code follows a direct exit it found local without checking guards, and does
+        // not test for `LOCAL_LINK` at the others: there the code decides the guard.
+        let local = if owner.bitness == 64 && exit != EXIT_INDIRECT {
+            let unchecked = ferrite_jit::local_exit(64, owner.insns[0].insn.ip(), self.state.rip);
+            if unchecked && straddles {
+                // Not decoded so (see `decode_block`): its second page would go unchecked.
+                return None;
+            }
+            unchecked
+        } else {
+            start >> 12 == lin >> 12 && !straddles
+        };
+        let guard = if local { LOCAL_LINK } else { self.link_guard(bus, lin)? };
         if straddles && guard & GLOBAL_LINK == 0 {
-            return None;
-        }
-        // Compiled code follows a direct exit it found local without checking guards, and in
-        // 64-bit code does not test for `LOCAL_LINK` at the others: a CS base that moves a
-        // target across a page boundary gets no link.
-        let local_exit = ferrite_jit::local_exit(owner.bitness, owner.insns[0].insn.ip(), self.state.rip);
-        if exit != EXIT_INDIRECT && (guard == LOCAL_LINK) != local_exit && (owner.bitness == 64 || local_exit) {
             return None;
         }
         let tier = &owner.tier;

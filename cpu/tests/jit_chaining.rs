@@ -380,6 +380,62 @@ fn a_link_to_an_instruction_running_into_a_remapped_global_page_goes() {
     run_into_a_remapped_page(true);
 }
 
+/// A loop at the end of CODE's page: `dec rcx; jz out` (block A) falls through to eleven
+/// `add rbx, 1` starting 43 bytes before FAR, the last of which crosses into FAR's page, and
+/// jumps back. The adds must not form one block crossing the page: A's exit to it is within
+/// A's page, which compiled code follows unchecked, so it could not be linked and every round
+/// would return to the run loop. Global pages (as the kernel's), so the link to the
+/// instruction crossing into FAR may be made too.
+#[test]
+fn a_loop_running_into_the_next_page_chains_all_the_way() {
+    const LOOP: u64 = FAR - 0x30;
+    let (off, chained) = three_ways(|mode, budget| {
+        let mut v = vm_in(mode, budget);
+        let mut a = CodeAssembler::new(64).unwrap();
+        let mut build = || -> Result<(), IcedError> {
+            a.mov(rax, cr4)?;
+            a.or(rax, 1 << 7)?;
+            a.mov(cr4, rax)?;
+            a.mov(ecx, 1000)?;
+            a.call(LOOP)?;
+            a.nop()
+        };
+        build().unwrap();
+        v.code(|b| {
+            b.db(&a.assemble(CODE).unwrap())?;
+            Ok(())
+        });
+        let mut l = CodeAssembler::new(64).unwrap();
+        let (mut top, mut out) = (l.create_label(), l.create_label());
+        let mut body = || -> Result<(), IcedError> {
+            l.set_label(&mut top)?;
+            l.dec(rcx)?;
+            l.jz(out)?;
+            for _ in 0..11 {
+                l.add(rbx, 1)?;
+            }
+            l.jmp(top)?;
+            l.set_label(&mut out)?;
+            l.ret()
+        };
+        body().unwrap();
+        let bytes = l.assemble(LOOP).unwrap();
+        assert_eq!(bytes[..5], [0x48, 0xff, 0xc9, 0x74, 0x2e], "dec rcx; jz: A is five bytes");
+        v.write(LOOP, &bytes);
+        for page in [CODE, FAR] {
+            let pte = PT + 8 * ((page >> 12) & 0x1ff);
+            let old = u64::from_le_bytes(v.read(pte, 8).try_into().unwrap());
+            v.write(pte, &(old | 1 << 8).to_le_bytes());
+        }
+        v.finish();
+        v
+    });
+    assert_eq!(off.gpr(RBX), 11 * 999);
+    let stats = chained.cpu.jit_stats();
+    let unlinked: u64 = stats.unlinked_returns.iter().sum();
+    assert!(unlinked < 20, "{unlinked} returns from unlinked exits in 999 rounds: {stats:?}");
+}
+
 /// A budget the kick always beats (it comes within 300 ms), yet finite, so chained code that
 /// ignored the kick or the interrupt runs to it (seconds) instead of hanging: the loop's count
 /// in RAX then shows it, as the run loop itself would still report the kick afterwards.

@@ -16,9 +16,11 @@ use cranelift_codegen::ir::{types, Block, InstBuilder, Value};
 /// Whether a direct exit of a block of `bitness` whose first instruction is at `block_rip`
 /// to `target` is a link within the block's first page, which the CPU makes with guard
 /// `LOCAL_LINK` and compiled code follows without checking guards: in 64-bit code, where RIP is
-/// the linear address (the CPU refuses such a link otherwise).
+/// the linear address, to a target whose first instruction cannot reach the next page (only a
+/// block's first instruction may cross a page boundary, so such a block lies in the page).
 pub fn local_exit(bitness: u32, block_rip: u64, target: u64) -> bool {
-    bitness == 64 && block_rip >> 12 == target >> 12
+    const MAX_INSN: u64 = 15;
+    bitness == 64 && block_rip >> 12 == target >> 12 && (target & 0xfff) <= 0x1000 - MAX_INSN
 }
 
 /// A link an exit follows: one of the block's own cells (`EXIT_TAKEN`, ...), whose fields its
