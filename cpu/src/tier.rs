@@ -937,9 +937,10 @@ impl Cpu {
                 // Still waiting and still hot: ask again, ahead of the warm backlog.
                 let hits = t.hits.get() + 1;
                 t.hits.set(hits);
-                let priority = resend_priority(hits, self.tier.config.threshold);
-                if let (Some(priority), Some(job), Some(s)) = (priority, block.tier.waiting_job(), &self.tier.service) {
-                    s.submit(job, priority);
+                if let Some(priority) = resend_priority(hits, self.tier.config.threshold) {
+                    if let (Some(job), Some(s)) = (block.tier.waiting_job(), &self.tier.service) {
+                        s.submit(job, priority);
+                    }
                 }
             }
             _ => {}
