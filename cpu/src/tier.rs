@@ -87,8 +87,11 @@ impl Default for JitConfig {
 /// RSS. With waiting blocks sent again at higher priorities (below): 50 with idle cold blocks
 /// dropped (`exec::CodeCache::note_decoded`, which pays for the RSS) against 100 without (five
 /// interleaved runs each) gave fork+exec 0.86x the time (medians 1.43 s, 1.67 s), init 0.97x
-/// and 4 MiB less RSS.
-const DEFAULT_THRESHOLD: u32 = 50;
+/// and 4 MiB less RSS. With resent jobs sharing one copy of the instructions (a backlog no
+/// longer grows RSS by copies) and exits into blocks that run into the next page linked, 20
+/// against 30 and 50 (five interleaved runs each): fork+exec 0.89, 0.92 and 1.08 s, the other
+/// phases alike, 6 MiB more RSS; 10 grew RSS by 13 MiB for no faster fork+exec.
+const DEFAULT_THRESHOLD: u32 = 20;
 
 /// Runs of a block's quick code before it is compiled at full speed. The quick tier compiles
 /// in two thirds of the time, which shortens the backlog of a boot or of fork+exec (code
@@ -98,8 +101,11 @@ const DEFAULT_THRESHOLD: u32 = 50;
 const DEFAULT_PROMOTE_RUNS: u32 = 10_000;
 
 /// The compile thread's priority (of `ferrite_jit::PRIORITIES`) for a block's full-speed
-/// compile: that of a queued block that ran 2^N times the threshold while waiting.
-const PROMOTE_PRIORITY: usize = 3;
+/// compile: the top, as its quick code ran `promote_runs` times, more than a waiting block
+/// reaches below the top. At threshold 20 (five interleaved runs each), the top against level
+/// 3 and level 0: sha256 0.53, 0.57 and 0.69 s, float 1.76, 1.73 and 2.12 s, fork+exec 0.75,
+/// 0.79 and 0.85 s.
+const PROMOTE_PRIORITY: usize = ferrite_jit::PRIORITIES - 1;
 
 /// The priority a queued block that reached `hits` runs is sent again at, if any: one level
 /// up each time the count doubles from twice the threshold, so the compile thread takes the
