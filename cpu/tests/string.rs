@@ -42,6 +42,75 @@ fn rep_movsd_backward() {
     assert_eq!((vm.gpr(RSI), vm.gpr(RDI), vm.gpr(RCX)), (DATA - 4, DATA + 0x100 - 4, 0));
 }
 
+/// REP MOVS over several pages, element by element as on hardware in both directions: apart
+/// (copied a page run at a time), overlapping so that each element is read before the copy
+/// writes there (as memmove: the kernel's own relocation copies downwards to a higher
+/// address), and overlapping the other way (elements then read what the copy wrote).
+#[test]
+fn rep_movs_across_pages_is_element_wise_both_ways() {
+    let cases = [(8usize, 0x5000i64), (8, 0x1804), (8, -0x1804), (1, 3), (1, -3), (4, -0x2000), (2, 6), (2, -6)];
+    for (size, distance, down) in cases.into_iter().flat_map(|(s, d)| [(s, d, true), (s, d, false)]) {
+        let mut vm = Vm::new(Mode::Long);
+        vm.code(|a| {
+            if down {
+                a.std()?;
+            }
+            match size {
+                1 => a.rep().movsb(),
+                2 => a.rep().movsw(),
+                4 => a.rep().movsd(),
+                _ => a.rep().movsq(),
+            }
+        });
+        let len = 0x3000 + 40;
+        let base = DATA + 0x2000;
+        let init = pattern(0xc000, 5);
+        vm.write(DATA, &init);
+        let count = (len / size) as u64;
+        // Going down, the highest element of each range first.
+        let src = if down { base + len as u64 - size as u64 } else { base };
+        let dst = src.wrapping_add(distance as u64);
+        vm.preset(&[(RSI, src), (RDI, dst), (RCX, count)], 0);
+        vm.finish();
+        let mut model = init.clone();
+        let (mut from, mut to) = ((src - DATA) as usize, (dst - DATA) as usize);
+        for _ in 0..count {
+            let element = model[from..from + size].to_vec();
+            model[to..to + size].copy_from_slice(&element);
+            (from, to) = if down { (from.wrapping_sub(size), to.wrapping_sub(size)) } else { (from + size, to + size) };
+        }
+        assert_eq!(vm.read(DATA, 0xc000), &model[..], "size {size}, distance {distance:#x}, down {down}");
+        let end = if down { (size as u64 * count).wrapping_neg() } else { size as u64 * count };
+        assert_eq!((vm.gpr(RSI), vm.gpr(RDI), vm.gpr(RCX)), (src.wrapping_add(end), dst.wrapping_add(end), 0));
+    }
+}
+
+/// Backward REP STOS fills page runs down to a page that is not mapped, faults there with
+/// rCX counting what is left, and completes once it is mapped.
+#[test]
+fn rep_stos_backward_fills_down_to_a_fault_and_resumes() {
+    let mut vm = Vm::new(Mode::Long);
+    vm.code(|a| {
+        a.std()?;
+        a.rep().stosq()
+    });
+    vm.unmap(DATA + 0x1000);
+    let top = DATA + 0x3ff8;
+    vm.preset(&[(RAX, 0x1122_3344_5566_7788), (RDI, top), (RCX, 0x600)], 0);
+    assert_eq!(vm.run(), Stop::Exception(14));
+    assert_eq!(vm.cpu.state.cr2, DATA + 0x1ff8);
+    // Two pages of 512 qwords done; the REP STOS is where it resumes.
+    assert_eq!((vm.gpr(RCX), vm.gpr(RDI)), (0x600 - 0x400, DATA + 0x1ff8));
+    assert!(vm.read(DATA + 0x2000, 0x2000).chunks(8).all(|q| q == 0x1122_3344_5566_7788u64.to_le_bytes()));
+    let pt_entry = ((DATA + 0x1000) | 7).to_le_bytes();
+    vm.write(PT + 8 * ((DATA + 0x1000) >> 12), &pt_entry);
+    vm.cpu.state.rip = vm.frame(1);
+    vm.cpu.state.gpr[RSP] = STACK_TOP;
+    vm.finish();
+    assert_eq!((vm.gpr(RCX), vm.gpr(RDI)), (0, DATA + 0xff8));
+    assert!(vm.read(DATA + 0x1000, 0x3000).chunks(8).all(|q| q == 0x1122_3344_5566_7788u64.to_le_bytes()));
+}
+
 /// Overlapping forward copies behave element by element, as on hardware.
 #[test]
 fn overlapping_copies_are_element_wise() {

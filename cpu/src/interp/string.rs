@@ -201,33 +201,40 @@ fn accumulator(size: u8) -> Register {
     }
 }
 
-/// The linear address of the element at `off` and how many whole elements from there (at
-/// most `max`) lie in the same page, inside the segment and before the offset wraps at the
-/// address size. `None` when the first element would fault: the element path raises that.
+/// How many whole elements from the one at `off` on, in the direction DF gives (at most
+/// `max`), lie in the same page, inside the segment and before the offset wraps at the
+/// address size, and the linear address of the lowest. `None` when the first element would
+/// fault: the element path raises that.
 fn page_run(cpu: &Cpu, seg: Seg, off: u64, s: &Str, max: u64, access: Access) -> Option<(u64, u64)> {
     let size = s.size as u64;
     let lin = cpu.linear(seg, off, s.size, access).ok()?;
     let in_page = (4096 - (lin & 0xfff)) / size;
     let room = s.mask - off;
-    let before_wrap = if room < size - 1 { 0 } else { (room - (size - 1)) / size + 1 };
+    let fits = room >= size - 1;
+    let (in_page, before_wrap) = if s.forward() {
+        (in_page, if fits { (room - (size - 1)) / size + 1 } else { 0 })
+    } else {
+        // The first element in the page, then those below it down to the page's start.
+        (in_page.min(1) * ((lin & 0xfff) / size + 1), if fits { off / size + 1 } else { 0 })
+    };
     let n = max.min(in_page).min(before_wrap);
     if n == 0 {
         return None;
     }
     // Segment limits bound an interval, so the last element passing means all do.
-    let last = off + (n - 1) * size;
-    cpu.linear(seg, last, s.size, access).ok()?;
-    Some((lin, n))
+    let last = off.wrapping_add(s.step.wrapping_mul(n - 1));
+    let last_lin = cpu.linear(seg, last, s.size, access).ok()?;
+    Some((lin.min(last_lin), n))
 }
 
 fn movs(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let s = Str::new(cpu, insn);
     let seg = cpu.memory_segment(insn);
     let rep = Rep::of(insn, false);
-    if rep != Rep::Once && s.forward() {
-        return movs_forward(cpu, bus, &s, seg);
+    if rep != Rep::Once {
+        return movs_rep(cpu, bus, &s, seg);
     }
-    repeat(cpu, bus, &s, rep, |cpu, bus| movs_one(cpu, bus, &s, seg))
+    movs_one(cpu, bus, &s, seg)
 }
 
 #[inline]
@@ -239,9 +246,9 @@ fn movs_one(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg) -> Result<()
     Ok(())
 }
 
-/// REP MOVS with DF = 0: page runs in bulk where possible, single elements elsewhere.
-fn movs_forward(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg) -> Result<()> {
-    forward_rep(
+/// REP MOVS: page runs in bulk where possible, single elements elsewhere.
+fn movs_rep(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg) -> Result<()> {
+    rep_in_runs(
         cpu,
         bus,
         s,
@@ -255,10 +262,10 @@ fn movs_forward(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg) -> Resul
     )
 }
 
-/// The loop of a forward REP MOVS/STOS: `bulk` handles a page run and returns how many
-/// elements it did (0: none, take one element with `one`); both advance rSI/rDI themselves.
-/// Stops at rCX = 0 or when the iteration budget is spent (the instruction then resumes).
-fn forward_rep(
+/// The loop of a REP MOVS/STOS: `bulk` handles a page run and returns how many elements it
+/// did (0: none, take one element with `one`); both advance rSI/rDI themselves. Stops at
+/// rCX = 0 or when the iteration budget is spent (the instruction then resumes).
+fn rep_in_runs(
     cpu: &mut Cpu,
     bus: &mut dyn CpuBus,
     s: &Str,
@@ -292,7 +299,8 @@ fn forward_rep(
     }
 }
 
-/// Copies the elements that stay in the current source and destination pages in one go.
+/// Copies the elements that stay in the current source and destination pages in one go:
+/// the runs do not overlap (else it declines), so the order of the elements does not show.
 /// Returns how many it moved (0: take one element the slow way).
 fn movs_bulk(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg, count: u64) -> Result<u64> {
     let (si, di) = (s.si(cpu), s.di(cpu));
@@ -302,8 +310,12 @@ fn movs_bulk(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg, count: u64)
     if n < 2 {
         return Ok(0);
     }
+    // Each run is as long as the shorter: the longer one starts (or, with DF = 1, ends) where
+    // its page run did.
+    let len = n * s.size as u64;
+    let (src, dst) = if s.forward() { (src, dst) } else { (src + (n_src - n) * s.size as u64, dst + (n_dst - n) * s.size as u64) };
     let ctx = cpu.data_ctx();
-    let done = cpu.copy_ram(bus, src, dst, (n * s.size as u64) as usize, ctx)?;
+    let done = cpu.copy_ram(bus, src, dst, len as usize, s.size, s.forward(), ctx)?;
     Ok(if done { n } else { 0 })
 }
 
@@ -311,10 +323,10 @@ fn stos(cpu: &mut Cpu, bus: &mut dyn CpuBus, insn: &Instruction) -> Result<()> {
     let s = Str::new(cpu, insn);
     let rep = Rep::of(insn, false);
     let v = cpu.state.gpr[RAX] & size_mask(s.size);
-    if rep != Rep::Once && s.forward() {
-        return stos_forward(cpu, bus, &s, v);
+    if rep != Rep::Once {
+        return stos_rep(cpu, bus, &s, v);
     }
-    repeat(cpu, bus, &s, rep, |cpu, bus| stos_one(cpu, bus, &s, v))
+    stos_one(cpu, bus, &s, v)
 }
 
 #[inline]
@@ -324,16 +336,16 @@ fn stos_one(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, v: u64) -> Result<()> 
     Ok(())
 }
 
-/// REP STOS with DF = 0: page runs filled in bulk where possible.
-fn stos_forward(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, v: u64) -> Result<()> {
-    forward_rep(
+/// REP STOS: page runs filled in bulk where possible.
+fn stos_rep(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, v: u64) -> Result<()> {
+    rep_in_runs(
         cpu,
         bus,
         s,
         |cpu, bus, count| {
             let Some((dst, run)) = page_run(cpu, Seg::Es, s.di(cpu), s, count, Access::Write) else { return Ok(0) };
             let ctx = cpu.data_ctx();
-            if run > 1 && cpu.fill_ram(bus, dst, (run * s.size as u64) as usize, v, s.size, ctx)? {
+            if run > 1 && cpu.fill_ram(bus, dst, (run * s.size as u64) as usize, v, s.size, s.forward(), ctx)? {
                 s.advance(cpu, RDI, run);
                 return Ok(run);
             }

@@ -336,30 +336,42 @@ impl Cpu {
         Ok((tag & TAG_SLOW == 0).then(|| e.addend.wrapping_add(lin) as *mut u8))
     }
 
-    /// Bulk copy for string instructions: `len` bytes from linear `src` to linear `dst`, each
-    /// range inside one page, straight between host pages when both are plain RAM and the two
-    /// host ranges do not overlap. Raises the faults the first read and then the first write
-    /// would. `Ok(false)`: nothing copied, go element by element.
-    pub(crate) fn copy_ram(&mut self, bus: &mut dyn CpuBus, src: u64, dst: u64, len: usize, ctx: Ctx) -> Result<bool> {
-        debug_assert!((src & 0xfff) as usize + len <= 4096 && (dst & 0xfff) as usize + len <= 4096);
-        let Some(from) = self.ram_ptr(bus, src, Access::Read, ctx)? else { return Ok(false) };
-        let Some(to) = self.ram_ptr(bus, dst, Access::Write, ctx)? else { return Ok(false) };
-        if (from as usize).abs_diff(to as usize) < len {
+    /// `ram_ptr` of a run inside one page starting at `lin`, asked (and faulting) for its
+    /// element `first` bytes in.
+    fn run_ptr(&mut self, bus: &mut dyn CpuBus, lin: u64, first: usize, access: Access, ctx: Ctx) -> Result<Option<*mut u8>> {
+        Ok(self.ram_ptr(bus, lin + first as u64, access, ctx)?.map(|p| p.wrapping_sub(first)))
+    }
+
+    /// Bulk copy for string instructions: `len` bytes (elements of `size`) from linear `src`
+    /// to linear `dst`, each range inside one page, element by element upwards if `forward`,
+    /// else downwards; straight between host pages when both are plain RAM. Raises the faults
+    /// the first read and then the first write would (the first element is the last when
+    /// going down). `Ok(false)`: nothing copied, go element by element.
+    pub(crate) fn copy_ram(&mut self, bus: &mut dyn CpuBus, src: u64, dst: u64, len: usize, size: u8, forward: bool, ctx: Ctx) -> Result<bool> {
+        debug_assert!((src & 0xfff) as usize + len <= 4096 && (dst & 0xfff) as usize + len <= 4096 && len >= size as usize);
+        let first = if forward { 0 } else { len - size as usize };
+        let Some(from) = self.run_ptr(bus, src, first, Access::Read, ctx)? else { return Ok(false) };
+        let Some(to) = self.run_ptr(bus, dst, first, Access::Write, ctx)? else { return Ok(false) };
+        // Elements read ahead of the writes (upwards to a lower destination, downwards to a
+        // higher one) never meet bytes the copy wrote, as with `memmove`; the other way, an
+        // overlap repeats the first elements, which the element path does.
+        if (from as usize).abs_diff(to as usize) < len && forward == (to > from) {
             return Ok(false);
         }
-        // SAFETY: both pointers come from valid TLB tags for RAM pages (see `read_lin`), each
-        // range lies inside its page (callers split runs at page ends), and the ranges are
-        // disjoint (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(from as *const u8, to, len) };
+        // SAFETY: both pointers come from valid TLB tags for RAM pages (see `read_lin`), and
+        // each range lies inside its page (callers split runs at page ends).
+        unsafe { std::ptr::copy(from as *const u8, to, len) };
         Ok(true)
     }
 
     /// Bulk fill for REP STOS: `len` bytes at linear `dst` (inside one page, a multiple of
-    /// `size`) with the low `size` bytes of `value` repeated, when the page is plain RAM.
+    /// `size`) with the low `size` bytes of `value` repeated, when the page is plain RAM; the
+    /// first element is the last when not `forward` (as for `copy_ram`).
     /// `Ok(false)`: nothing written, go element by element.
-    pub(crate) fn fill_ram(&mut self, bus: &mut dyn CpuBus, dst: u64, len: usize, value: u64, size: u8, ctx: Ctx) -> Result<bool> {
-        debug_assert!((dst & 0xfff) as usize + len <= 4096 && len.is_multiple_of(size as usize));
-        let Some(to) = self.ram_ptr(bus, dst, Access::Write, ctx)? else { return Ok(false) };
+    pub(crate) fn fill_ram(&mut self, bus: &mut dyn CpuBus, dst: u64, len: usize, value: u64, size: u8, forward: bool, ctx: Ctx) -> Result<bool> {
+        debug_assert!((dst & 0xfff) as usize + len <= 4096 && len.is_multiple_of(size as usize) && len >= size as usize);
+        let first = if forward { 0 } else { len - size as usize };
+        let Some(to) = self.run_ptr(bus, dst, first, Access::Write, ctx)? else { return Ok(false) };
         if size == 1 {
             // SAFETY: a writable RAM page from a valid TLB tag; the range lies inside it.
             unsafe { std::ptr::write_bytes(to, value as u8, len) };
