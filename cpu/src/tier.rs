@@ -915,6 +915,9 @@ impl Cpu {
     /// Counts the run otherwise and compiles the block once it is hot.
     pub(crate) fn compiled_entry(&mut self, block: &Rc<Block>, single: bool, budget: u64) -> Option<usize> {
         if self.tier.config.mode == JitMode::Off || self.tier.broken {
+            // Runs count all the same: the cache's sweep keeps the blocks that run (see
+            // `CodeCache::note_decoded`).
+            block.tier.hits.set(block.tier.hits.get().wrapping_add(1));
             return None;
         }
         let user = self.state.cpl() == 3;

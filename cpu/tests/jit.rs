@@ -514,6 +514,55 @@ fn code_rewritten_after_its_idle_blocks_were_dropped_runs_fresh() {
     }
 }
 
+#[test]
+fn blocks_that_keep_running_stay_through_the_sweeps() {
+    // 40 chunks of 500 blocks run once (INC EAX, JMP to the next), each followed by 100
+    // rounds of a loop of two blocks: the sweeps between chunks drop idle blocks, never the
+    // loop's, which runs between any two. The interpreter alone must keep the same blocks as
+    // with the JIT, where the loop is compiled and no sweep looks at it.
+    const CHUNKS: u32 = 40;
+    const CHUNK: u32 = 500;
+    let stats = [JitMode::Off, JitMode::On].map(|mode| {
+        let mut v = vm(mode);
+        v.code(|a| {
+            let mut hot = a.create_label();
+            let mut done = a.create_label();
+            a.xor(eax, eax)?;
+            a.xor(ebx, ebx)?;
+            a.jmp(done)?;
+            a.set_label(&mut hot)?;
+            a.mov(ecx, 100)?;
+            let mut round = a.create_label();
+            let mut half = a.create_label();
+            a.set_label(&mut round)?;
+            a.inc(ebx)?;
+            a.jmp(half)?;
+            a.set_label(&mut half)?;
+            a.dec(ecx)?;
+            a.jnz(round)?;
+            a.ret()?;
+            a.set_label(&mut done)?;
+            for _ in 0..CHUNKS {
+                for _ in 0..CHUNK {
+                    let mut next = a.create_label();
+                    a.inc(eax)?;
+                    a.jmp(next)?;
+                    a.set_label(&mut next)?;
+                }
+                a.call(hot)?;
+            }
+            a.nop()
+        });
+        v.budget = 1 << 20;
+        v.finish();
+        assert_eq!((v.gpr(RAX), v.gpr(RBX)), (u64::from(CHUNKS * CHUNK), u64::from(CHUNKS * 100)), "{mode:?}");
+        v.cpu.jit_stats()
+    });
+    let [off, on] = stats;
+    assert!(on.blocks_evicted > 1000, "{on:?}");
+    assert_eq!((off.blocks_decoded, off.blocks_evicted), (on.blocks_decoded, on.blocks_evicted), "interpreted: {off:?}");
+}
+
 /// The page the fault tests write to, unmapped once the code has run.
 const FAULT_PAGE: u64 = DATA + 0x3000;
 
