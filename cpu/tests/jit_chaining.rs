@@ -112,6 +112,22 @@ fn enable_pcids(a: &mut CodeAssembler) -> Result<(), IcedError> {
 }
 
 /// RDX: FAR's PTE (in the harness's tables) changed to map OTHER.
+/// CR4.PGE: the pages `mark_global` marks become global.
+fn enable_global_pages(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(rax, cr4)?;
+    a.or(rax, 1 << 7)?;
+    a.mov(cr4, rax)
+}
+
+/// Sets G (bit 8) in the harness's page-table entries of `pages`.
+fn mark_global(v: &mut Vm, pages: &[u64]) {
+    for page in pages {
+        let pte = PT + 8 * ((page >> 12) & 0x1ff);
+        let old = u64::from_le_bytes(v.read(pte, 8).try_into().unwrap());
+        v.write(pte, &(old | 1 << 8).to_le_bytes());
+    }
+}
+
 fn preset_far_pte_to_other(v: &mut Vm) {
     let old = u64::from_le_bytes(v.read(far_pte(), 8).try_into().unwrap());
     v.preset(&[(RDX, (old & 0xfff) | OTHER)], 0);
@@ -315,9 +331,7 @@ fn run_into_a_remapped_page(global: bool) {
         let mut top = a.create_label();
         let mut build = || -> Result<(), IcedError> {
             if global {
-                a.mov(rax, cr4)?;
-                a.or(rax, 1 << 7)?;
-                a.mov(cr4, rax)?;
+                enable_global_pages(&mut a)?;
             }
             a.mov(esi, 2)?;
             a.set_label(&mut top)?;
@@ -356,11 +370,7 @@ fn run_into_a_remapped_page(global: bool) {
             v.write(at, &f.assemble(at).unwrap());
         }
         if global {
-            for page in [CODE, FAR, STUB, ONE] {
-                let pte = PT + 8 * ((page >> 12) & 0x1ff);
-                let old = u64::from_le_bytes(v.read(pte, 8).try_into().unwrap());
-                v.write(pte, &(old | 1 << 8).to_le_bytes());
-            }
+            mark_global(&mut v, &[CODE, FAR, STUB, ONE]);
         }
         preset_far_pte_to_other(&mut v);
         v.finish();
@@ -393,9 +403,7 @@ fn a_loop_running_into_the_next_page_chains_all_the_way() {
         let mut v = vm_in(mode, budget);
         let mut a = CodeAssembler::new(64).unwrap();
         let mut build = || -> Result<(), IcedError> {
-            a.mov(rax, cr4)?;
-            a.or(rax, 1 << 7)?;
-            a.mov(cr4, rax)?;
+            enable_global_pages(&mut a)?;
             a.mov(ecx, 1000)?;
             a.call(LOOP)?;
             a.nop()
@@ -422,11 +430,7 @@ fn a_loop_running_into_the_next_page_chains_all_the_way() {
         let bytes = l.assemble(LOOP).unwrap();
         assert_eq!(bytes[..5], [0x48, 0xff, 0xc9, 0x74, 0x2e], "dec rcx; jz: A is five bytes");
         v.write(LOOP, &bytes);
-        for page in [CODE, FAR] {
-            let pte = PT + 8 * ((page >> 12) & 0x1ff);
-            let old = u64::from_le_bytes(v.read(pte, 8).try_into().unwrap());
-            v.write(pte, &(old | 1 << 8).to_le_bytes());
-        }
+        mark_global(&mut v, &[CODE, FAR]);
         v.finish();
         v
     });

@@ -102,11 +102,7 @@ fn rep_stos_backward_fills_down_to_a_fault_and_resumes() {
     // Two pages of 512 qwords done; the REP STOS is where it resumes.
     assert_eq!((vm.gpr(RCX), vm.gpr(RDI)), (0x600 - 0x400, DATA + 0x1ff8));
     assert!(vm.read(DATA + 0x2000, 0x2000).chunks(8).all(|q| q == 0x1122_3344_5566_7788u64.to_le_bytes()));
-    let pt_entry = ((DATA + 0x1000) | 7).to_le_bytes();
-    vm.write(PT + 8 * ((DATA + 0x1000) >> 12), &pt_entry);
-    vm.cpu.state.rip = vm.frame(1);
-    vm.cpu.state.gpr[RSP] = STACK_TOP;
-    vm.finish();
+    map_back_and_resume(&mut vm, DATA + 0x1000);
     assert_eq!((vm.gpr(RCX), vm.gpr(RDI)), (0, DATA + 0xff8));
     assert!(vm.read(DATA + 0x1000, 0x3000).chunks(8).all(|q| q == 0x1122_3344_5566_7788u64.to_le_bytes()));
 }
@@ -240,6 +236,15 @@ fn real_mode_wrap_and_segment_override() {
     assert_eq!((vm.gpr(RSI), vm.gpr(RDI), vm.gpr(RCX)), (0xabcd_0002, 0x103, 0x5555_0000));
 }
 
+/// Maps `page` (unmapped for a #PF) back and returns to the faulting instruction, which then
+/// runs to the end.
+fn map_back_and_resume(vm: &mut Vm, page: u64) {
+    vm.write(PT + 8 * (page >> 12), &(page | 7).to_le_bytes());
+    vm.cpu.state.rip = vm.frame(1);
+    vm.cpu.state.gpr[RSP] = STACK_TOP;
+    vm.finish();
+}
+
 /// A fault in the middle of REP MOVS leaves rCX/rSI/rDI counting the completed iterations,
 /// reports the REP instruction as the faulting RIP, and resumes from there.
 #[test]
@@ -258,11 +263,7 @@ fn fault_mid_rep_restarts() {
     assert_eq!((vm.gpr(RCX), vm.gpr(RSI), vm.gpr(RDI)), (6, DATA + 0x110, DATA + 0x2000));
     assert_eq!(vm.read(dst, 16), &src[..16]);
     // Map the page back and return to the instruction: the copy completes.
-    let pt_entry = ((DATA + 0x2000) | 7).to_le_bytes();
-    vm.write(PT + 8 * ((DATA + 0x2000) >> 12), &pt_entry);
-    vm.cpu.state.rip = vm.frame(1);
-    vm.cpu.state.gpr[RSP] = STACK_TOP;
-    vm.finish();
+    map_back_and_resume(&mut vm, DATA + 0x2000);
     assert_eq!(vm.read(dst, 64), &src[..]);
     assert_eq!(vm.gpr(RCX), 0);
 }

@@ -7,9 +7,9 @@
 //! so a fault leaves them counting the completed iterations, with RIP at the instruction. A
 //! long loop stops after a budget of iterations with RIP still at the instruction, so pending
 //! interrupts are taken before it continues; with TF set it stops after every iteration, where
-//! hardware takes the single-step trap. Forward REP MOVS/STOS move whole runs of elements that
-//! stay inside one page (and inside the segments) through host pointers when the pages are
-//! plain RAM (`Cpu::copy_ram`/`fill_ram`, which go through the TLB and its checks).
+//! hardware takes the single-step trap. REP MOVS/STOS, in either direction, move whole runs of
+//! elements that stay inside one page (and inside the segments) through host pointers when the
+//! pages are plain RAM (`Cpu::copy_ram`/`fill_ram`, which go through the TLB and its checks).
 //!
 //! REPNE (F2) on MOVS/LODS/STOS/INS/OUTS repeats like REP, as on Intel processors.
 
@@ -299,8 +299,8 @@ fn rep_in_runs(
     }
 }
 
-/// Copies the elements that stay in the current source and destination pages in one go:
-/// the runs do not overlap (else it declines), so the order of the elements does not show.
+/// Copies the elements that stay in the current source and destination pages in one go,
+/// where the order of the elements cannot show (see `Cpu::copy_ram`).
 /// Returns how many it moved (0: take one element the slow way).
 fn movs_bulk(cpu: &mut Cpu, bus: &mut dyn CpuBus, s: &Str, seg: Seg, count: u64) -> Result<u64> {
     let (si, di) = (s.si(cpu), s.di(cpu));
